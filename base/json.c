@@ -1,0 +1,78 @@
+/* base/json.c: see json.h. */
+#include "config.h"
+#include "base/json.h"
+
+#include <math.h>
+#include <string.h>
+
+const char *cb_json_str(const cJSON *obj, const char *key, const char *dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : dflt;
+}
+
+double cb_json_num(const cJSON *obj, const char *key, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+long long cb_json_int(const cJSON *obj, const char *key, long long dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return dflt;
+    return (long long)v->valuedouble;
+}
+
+bool cb_json_bool(const cJSON *obj, const char *key, bool dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsBool(v))
+        return cJSON_IsTrue(v);
+    return dflt;
+}
+
+cJSON *cb_json_obj(const cJSON *obj, const char *key)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+cJSON *cb_json_arr(const cJSON *obj, const char *key)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsArray(v) ? v : NULL;
+}
+
+bool cb_json_has(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+}
+
+char *cb_json_print(const cJSON *j)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    return s ? s : cb_strdup("null");
+}
+
+cJSON *cb_json_parse(const char *data, size_t len)
+{
+    return cJSON_ParseWithLength(data, len);
+}
+
+void cb_json_set(cJSON *obj, const char *key, cJSON *val)
+{
+    if (cJSON_GetObjectItemCaseSensitive(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, val);
+    else
+        cJSON_AddItemToObject(obj, key, val);
+}
+
+cJSON *cb_json_strings(const char *const *items, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(items[i]));
+    return a;
+}

@@ -1,0 +1,29 @@
+/* base/json.h: small helpers over cJSON.
+ *
+ * Getters borrow: they return pointers into the object (valid while it lives)
+ * or the given default when the key is missing or has another type.
+ * cb_json_print() returns an owned compact string.
+ */
+#ifndef CB_JSON_H
+#define CB_JSON_H
+
+#include <cjson/cJSON.h>
+
+#include "base/util.h"
+
+const char *cb_json_str(const cJSON *obj, const char *key, const char *dflt);
+double cb_json_num(const cJSON *obj, const char *key, double dflt);
+long long cb_json_int(const cJSON *obj, const char *key, long long dflt);
+bool cb_json_bool(const cJSON *obj, const char *key, bool dflt);
+cJSON *cb_json_obj(const cJSON *obj, const char *key);   /* borrowed object or NULL */
+cJSON *cb_json_arr(const cJSON *obj, const char *key);   /* borrowed array or NULL */
+bool cb_json_has(const cJSON *obj, const char *key);
+char *cb_json_print(const cJSON *j);                     /* owned; never NULL */
+/* Parse a buffer that is not NUL-terminated. NULL on error. */
+cJSON *cb_json_parse(const char *data, size_t len);
+/* Replace (or add) key in obj; takes ownership of val. */
+void cb_json_set(cJSON *obj, const char *key, cJSON *val);
+/* Return an owned string array from a list of C strings. */
+cJSON *cb_json_strings(const char *const *items, size_t n);
+
+#endif

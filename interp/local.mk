@@ -1,0 +1,1 @@
+# interp: see Makefile.am

@@ -1,0 +1,3 @@
+# kernel/: the Jupyter wire protocol, sockets, dispatch, kernel client, kernelspecs.
+libcellbox_a_SOURCES += \
+	kernel/main_kernel.c

@@ -1,0 +1,1 @@
+# notebooks: see Makefile.am
