@@ -1,1 +1,31 @@
-# interp: see Makefile.am
+# interp/: the embedded CPython (execution, capture, display, images, completion).
+# The Python side (interp/py/**.py) is compiled at build time by the
+# matching python and embedded as marshalled code (interp/embed.py).
+IP_PYFILES = \
+	interp/py/_cellbox_boot.py \
+	interp/py/cellbox/__init__.py \
+	interp/py/cellbox/_kernel.py \
+	interp/py/cellbox/_transform.py \
+	interp/py/cellbox/_magics.py \
+	interp/py/cellbox/_autoreload.py \
+	interp/py/cellbox/_complete.py \
+	interp/py/cellbox/_inspect.py \
+	interp/py/cellbox/_traceback.py \
+	interp/py/cellbox/_pretty.py \
+	interp/py/cellbox/_comm.py \
+	interp/py/cellbox/_inline.py \
+	interp/py/cellbox/display.py
+
+libcellbox_a_SOURCES += \
+	interp/interp.h \
+	interp/capture.c interp/capture.h \
+	interp/python.c \
+	interp/pymodules.h
+nodist_libcellbox_a_SOURCES = interp/pymodules.c
+BUILT_SOURCES += interp/pymodules.c
+CLEANFILES += interp/pymodules.c
+EXTRA_DIST += interp/embed.py $(IP_PYFILES)
+AM_CPPFLAGS += -DCB_PYTHON3='"$(PYTHON3)"'
+
+interp/pymodules.c: interp/embed.py $(IP_PYFILES)
+	$(AM_V_GEN)$(MKDIR_P) interp && cd $(srcdir) && $(PYTHON3) interp/embed.py $(abs_builddir)/$@ interp/py $(IP_PYFILES)

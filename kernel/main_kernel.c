@@ -1,6 +1,63 @@
-/* placeholder while the kernel lands */
+/* kernel/main_kernel.c: `cellbox kernel -f CONNECTION_FILE`: the kernel core
+ * with the embedded Python interpreter plugged in. */
 #include "config.h"
+
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "interp/interp.h"
+#include "kernel/kernel.h"
 #include "main.h"
-int kn_cmd_kernel(int argc, char **argv) { (void)argc; (void)argv; fputs("cellbox kernel: not built yet\n", stderr); return 1; }
-int kn_cmd_kernelspec(int argc, char **argv) { (void)argc; (void)argv; fputs("cellbox kernelspec: not built yet\n", stderr); return 1; }
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: cellbox kernel -f CONNECTION_FILE [--history-file PATH | --no-history]\n"
+            "\n"
+            "Run as a Jupyter kernel (Python, embedded CPython). Jupyter frontends start\n"
+            "this through the kernelspec ('cellbox kernelspec install').\n"
+            "  -f, --connection-file FILE  the connection file written by the frontend\n"
+            "  --history-file PATH         where history is kept\n"
+            "                              (default $XDG_DATA_HOME/cellbox/history.jsonl)\n"
+            "  --no-history                keep history in memory only\n"
+            "Environment: CELLBOX_LOG=error|warn|info|debug (log level, on stderr).\n");
+}
+
+int kn_cmd_kernel(int argc, char **argv)
+{
+    enum { O_HIST = 1, O_NOHIST };
+    static const struct option opts[] = {
+        {"connection-file", required_argument, NULL, 'f'},
+        {"history-file", required_argument, NULL, O_HIST},
+        {"no-history", no_argument, NULL, O_NOHIST},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    kn_kernel_opts ko = {0};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'f': ko.connection_file = optarg; break;
+        case O_HIST: ko.history_file = optarg; break;
+        case O_NOHIST: ko.no_history = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!ko.connection_file) {
+        fprintf(stderr, "cellbox kernel: missing -f CONNECTION_FILE\n\n");
+        usage(stderr);
+        return 2;
+    }
+    cb_log_init_from_env(CB_LOG_WARN);
+    kn_interp *interp = ip_python_new(&(ip_options){.capture_fds = true});
+    int rc = kn_kernel_run(&ko, interp);
+    ip_python_free(interp);
+    fflush(NULL);
+    /* No interpreter finalisation: user threads could hang it (see interp). */
+    _exit(rc);
+}

@@ -1,0 +1,391 @@
+/* interp/capture.c: see capture.h.
+ *
+ * Locks: buf_lock guards the pending bytes (taken briefly by writers and by
+ * the pipe reader); pub_lock serialises publications, so batches leave in the
+ * order they were cut even when the pump thread and the interp thread both
+ * flush. Writers never wait for a publication unless they are far ahead of
+ * it (back-pressure at BACKLOG bytes), so printing and publishing overlap on
+ * two cores. */
+#include "config.h"
+#include "interp/capture.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/util.h"
+
+#define BATCH (128 * 1024)       /* wake the pump at this size */
+#define BACKLOG (4 * 1024 * 1024) /* writers publish themselves beyond this */
+#define URGENT_MS 2               /* delay of a publication asked for by flush() */
+
+struct ip_capture {
+    const kn_host *host;
+    pthread_mutex_t buf_lock, pub_lock;
+    cb_buf pending;
+    int pending_stream;
+    int64_t pending_since;   /* ns, when pending became non-empty */
+    bool kicked;             /* the pump has been woken for the current batch */
+    bool urgent;             /* flush() was called: publish within URGENT_MS */
+    int interval_ms;
+
+    bool fds;
+    int pipe_rd[3];          /* [1], [2]: read ends of the fd pipes */
+    int saved_fd[3];         /* original fds 1 and 2 */
+    int wake;                /* eventfd for the pump */
+    bool stop;
+    pthread_t pump;
+    cb_buf enc;              /* JSON encoding scratch (under pub_lock) */
+};
+
+/* ------------------------------------------------------------------ UTF-8 / JSON */
+
+static size_t utf8_seq_len(const unsigned char *p, size_t avail, bool *valid)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned min;
+    unsigned cp;
+    if (c < 0x80) {
+        *valid = true;
+        return 1;
+    } else if ((c & 0xe0) == 0xc0) {
+        n = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        *valid = false;
+        return 1;
+    }
+    if (avail < n) {
+        /* maybe truncated: valid so far? */
+        for (size_t i = 1; i < avail; i++)
+            if ((p[i] & 0xc0) != 0x80) {
+                *valid = false;
+                return 1;
+            }
+        *valid = true;
+        return 0;  /* incomplete */
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            *valid = false;
+            return 1;
+        }
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    *valid = cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+    return *valid ? n : 1;
+}
+
+size_t ip_json_escape_utf8(cb_buf *out, const char *data, size_t len, bool final)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)data, *end = p + len;
+    cb_buf_reserve(out, len + len / 8 + 16);
+    while (p < end) {
+        /* fast path: a run of plain ASCII that needs no escaping */
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            cb_buf_append(out, run, (size_t)(p - run));
+        if (p >= end)
+            break;
+        unsigned char c = *p;
+        if (c < 0x80) {
+            char esc[7];
+            switch (c) {
+            case '"': cb_buf_append(out, "\\\"", 2); break;
+            case '\\': cb_buf_append(out, "\\\\", 2); break;
+            case '\n': cb_buf_append(out, "\\n", 2); break;
+            case '\r': cb_buf_append(out, "\\r", 2); break;
+            case '\t': cb_buf_append(out, "\\t", 2); break;
+            case '\b': cb_buf_append(out, "\\b", 2); break;
+            case '\f': cb_buf_append(out, "\\f", 2); break;
+            default:
+                esc[0] = '\\', esc[1] = 'u', esc[2] = '0', esc[3] = '0';
+                esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+                cb_buf_append(out, esc, 6);
+            }
+            p++;
+            continue;
+        }
+        bool valid;
+        size_t n = utf8_seq_len(p, (size_t)(end - p), &valid);
+        if (n == 0) {  /* truncated sequence at the end */
+            if (!final)
+                break;
+            cb_buf_append(out, "\xef\xbf\xbd", 3);
+            p = end;
+            break;
+        }
+        if (valid)
+            cb_buf_append(out, p, n);
+        else
+            cb_buf_append(out, "\xef\xbf\xbd", 3);
+        p += n;
+    }
+    return (size_t)(p - (const unsigned char *)data);
+}
+
+/* ------------------------------------------------------------------ publishing */
+
+static const char *stream_name(int s)
+{
+    return s == IP_STDERR ? "stderr" : "stdout";
+}
+
+/* Cuts the pending batch (under buf_lock) and publishes it (under pub_lock).
+ * final: also emit a trailing incomplete UTF-8 sequence. */
+static void publish_pending(ip_capture *c, bool final)
+{
+    pthread_mutex_lock(&c->pub_lock);
+    pthread_mutex_lock(&c->buf_lock);
+    if (c->pending.len == 0) {
+        c->kicked = false;
+        pthread_mutex_unlock(&c->buf_lock);
+        pthread_mutex_unlock(&c->pub_lock);
+        return;
+    }
+    cb_buf batch = c->pending;
+    int stream = c->pending_stream;
+    cb_buf_init(&c->pending);
+    c->kicked = false;
+    c->urgent = false;
+    pthread_mutex_unlock(&c->buf_lock);
+
+    cb_buf_reset(&c->enc);
+    cb_buf_printf(&c->enc, "{\"name\":\"%s\",\"text\":\"", stream_name(stream));
+    size_t used = ip_json_escape_utf8(&c->enc, batch.data, batch.len, final);
+    cb_buf_append(&c->enc, "\"}", 2);
+    if (used > 0)
+        c->host->publish(c->host->ctx, "stream", c->enc.data, c->enc.len, NULL, 0);
+    if (used < batch.len) {
+        /* an incomplete UTF-8 sequence: put it back in front of what came since */
+        pthread_mutex_lock(&c->buf_lock);
+        if (c->pending.len == 0 || c->pending_stream == stream) {
+            cb_buf rest = CB_BUF_INIT;
+            cb_buf_append(&rest, batch.data + used, batch.len - used);
+            cb_buf_append(&rest, c->pending.data, c->pending.len);
+            cb_buf_clear(&c->pending);
+            c->pending = rest;
+            c->pending_stream = stream;
+            if (!c->pending_since)
+                c->pending_since = cb_mono_ns();
+        }
+        pthread_mutex_unlock(&c->buf_lock);
+    }
+    cb_buf_clear(&batch);
+    pthread_mutex_unlock(&c->pub_lock);
+}
+
+static void wake_pump(ip_capture *c)
+{
+    uint64_t one = 1;
+    ssize_t CB_UNUSED w = write(c->wake, &one, sizeof one);
+}
+
+static void append(ip_capture *c, int stream, const char *data, size_t len)
+{
+    bool wake = false, self_publish = false;
+    for (;;) {
+        pthread_mutex_lock(&c->buf_lock);
+        if (c->pending.len > 0 && c->pending_stream != stream) {
+            /* the other stream: end the batch first, to keep the order */
+            pthread_mutex_unlock(&c->buf_lock);
+            publish_pending(c, true);
+            continue;
+        }
+        break;
+    }
+    if (c->pending.len == 0) {
+        c->pending_stream = stream;
+        c->pending_since = cb_mono_ns();
+        if (!c->kicked) {
+            c->kicked = true;  /* arm the pump's timer */
+            wake = true;
+        }
+    }
+    cb_buf_append(&c->pending, data, len);
+    if (c->pending.len >= BACKLOG)
+        self_publish = true;
+    else if (c->pending.len >= BATCH)
+        wake = true;
+    pthread_mutex_unlock(&c->buf_lock);
+    if (self_publish)
+        publish_pending(c, false);
+    else if (wake)
+        wake_pump(c);
+}
+
+void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len)
+{
+    if (len)
+        append(c, stream, data, len);
+}
+
+void ip_capture_kick(ip_capture *c)
+{
+    /* Rate-limited: many flush() calls in a row still make few messages. */
+    pthread_mutex_lock(&c->buf_lock);
+    bool wake = c->pending.len > 0 && !c->urgent;
+    if (wake)
+        c->urgent = true;
+    pthread_mutex_unlock(&c->buf_lock);
+    if (wake)
+        wake_pump(c);
+}
+
+void ip_capture_set_interval(ip_capture *c, int ms)
+{
+    c->interval_ms = ms > 0 ? ms : 1;
+}
+
+/* Reads what a pipe holds right now into the buffer. Returns false at EOF. */
+static bool drain_pipe(ip_capture *c, int stream)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(c->pipe_rd[stream], buf, sizeof buf);
+        if (n > 0) {
+            append(c, stream, buf, (size_t)n);
+            if ((size_t)n < sizeof buf)
+                return true;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n != 0;  /* EAGAIN: empty for now */
+    }
+}
+
+static void *pump_thread(void *arg)
+{
+    ip_capture *c = arg;
+    for (;;) {
+        int timeout = -1;
+        pthread_mutex_lock(&c->buf_lock);
+        bool stop = c->stop;
+        size_t pending = c->pending.len;
+        int64_t since = c->pending_since;
+        int delay_ms = c->urgent ? URGENT_MS : c->interval_ms;
+        pthread_mutex_unlock(&c->buf_lock);
+        if (stop)
+            break;
+        if (pending >= BATCH) {
+            publish_pending(c, false);
+            continue;
+        }
+        if (pending > 0) {
+            int64_t due = since + (int64_t)delay_ms * 1000000;
+            int64_t left = due - cb_mono_ns();
+            if (left <= 0) {
+                publish_pending(c, false);
+                continue;
+            }
+            timeout = (int)(left / 1000000) + 1;
+        }
+        struct pollfd p[3] = {{c->wake, POLLIN, 0}, {c->fds ? c->pipe_rd[1] : -1, POLLIN, 0},
+                              {c->fds ? c->pipe_rd[2] : -1, POLLIN, 0}};
+        int n = poll(p, 3, timeout);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n <= 0)
+            continue;
+        if (p[0].revents) {  /* woken: the loop recomputes what is due */
+            uint64_t v;
+            ssize_t CB_UNUSED r = read(c->wake, &v, sizeof v);
+        }
+        for (int s = 1; s <= 2; s++)
+            if (p[s].revents & (POLLIN | POLLHUP))
+                drain_pipe(c, s);
+    }
+    return NULL;
+}
+
+void ip_capture_flush(ip_capture *c)
+{
+    if (c->fds) {
+        fflush(stdout);
+        fflush(stderr);
+        drain_pipe(c, IP_STDOUT);
+        drain_pipe(c, IP_STDERR);
+    }
+    publish_pending(c, true);
+}
+
+static int redirect_fd(ip_capture *c, int fd)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    c->saved_fd[fd] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dup2(p[1], fd) < 0)  /* dup2 clears CLOEXEC: children inherit fd 1/2 */
+        return -1;
+    close(p[1]);
+    c->pipe_rd[fd] = p[0];
+    return 0;
+}
+
+ip_capture *ip_capture_start(const kn_host *host, bool capture_fds)
+{
+    ip_capture *c = cb_calloc(1, sizeof *c);
+    c->host = host;
+    c->interval_ms = 50;
+    pthread_mutex_init(&c->buf_lock, NULL);
+    pthread_mutex_init(&c->pub_lock, NULL);
+    c->pipe_rd[1] = c->pipe_rd[2] = c->saved_fd[1] = c->saved_fd[2] = -1;
+    c->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (capture_fds) {
+        fflush(stdout);
+        fflush(stderr);
+        if (redirect_fd(c, 1) < 0 || redirect_fd(c, 2) < 0)
+            cb_warn("capture", "cannot capture fds 1 and 2: %s", strerror(errno));
+        else
+            c->fds = true;
+        if (c->saved_fd[2] >= 0)
+            cb_log_set_fd(c->saved_fd[2]);  /* the kernel's own log keeps the real stderr */
+    }
+    pthread_create(&c->pump, NULL, pump_thread, c);
+    return c;
+}
+
+void ip_capture_stop(ip_capture *c)
+{
+    if (!c)
+        return;
+    ip_capture_flush(c);
+    pthread_mutex_lock(&c->buf_lock);
+    c->stop = true;
+    pthread_mutex_unlock(&c->buf_lock);
+    wake_pump(c);
+    pthread_join(c->pump, NULL);
+    for (int fd = 1; fd <= 2; fd++) {
+        if (c->saved_fd[fd] >= 0) {
+            dup2(c->saved_fd[fd], fd);
+            if (fd == 2)
+                cb_log_set_fd(2);
+            close(c->saved_fd[fd]);
+        }
+        if (c->pipe_rd[fd] >= 0)
+            close(c->pipe_rd[fd]);
+    }
+    close(c->wake);
+    cb_buf_clear(&c->pending);
+    cb_buf_clear(&c->enc);
+    pthread_mutex_destroy(&c->buf_lock);
+    pthread_mutex_destroy(&c->pub_lock);
+    free(c);
+}

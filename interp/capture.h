@@ -1,0 +1,47 @@
+/* interp/capture.h: what user code writes to stdout and stderr becomes
+ * IOPub stream messages, batched, in order, and never lost.
+ *
+ * Two sources feed one ordered buffer: Python-level writes (sys.stdout /
+ * sys.stderr objects call ip_capture_write) and file descriptors 1 and 2,
+ * which are redirected to pipes so that C extensions and subprocesses
+ * (os.system) are captured too. A pump thread reads the pipes and publishes
+ * the buffer when it is big enough or old enough; ip_capture_flush() (end of
+ * a request) publishes everything synchronously. A change of stream name
+ * ends the current batch, which keeps stdout/stderr interleaving exact.
+ *
+ * No Python here. The capture borrows the kn_host it is given (which must
+ * outlive it) and owns its pipes and thread.
+ */
+#ifndef IP_CAPTURE_H
+#define IP_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kernel/kernel.h"
+
+typedef struct ip_capture ip_capture;
+
+enum { IP_STDOUT = 1, IP_STDERR = 2 };
+
+/* capture_fds: redirect fds 1 and 2 (the kernel); false for tests/embedders. */
+ip_capture *ip_capture_start(const kn_host *host, bool capture_fds);
+/* Thread-safe. stream: IP_STDOUT or IP_STDERR. data need not be NUL-terminated. */
+void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len);
+/* Ask for a publication soon (flush() from user code); never blocks on I/O. */
+void ip_capture_kick(ip_capture *c);
+/* Publish everything written so far, including what is in the fd pipes. */
+void ip_capture_flush(ip_capture *c);
+/* Flush, restore fds 1/2, stop the thread, free. NULL is fine. */
+void ip_capture_stop(ip_capture *c);
+/* Time-based flush interval (ms), default 50. */
+void ip_capture_set_interval(ip_capture *c, int ms);
+
+/* Appends data as a JSON string body (no quotes) to out, replacing invalid
+ * UTF-8 with U+FFFD. Returns the number of bytes consumed: when !final a
+ * truncated multi-byte sequence at the end is left unconsumed. Exposed for
+ * the unit tests. */
+struct cb_buf;
+size_t ip_json_escape_utf8(struct cb_buf *out, const char *data, size_t len, bool final);
+
+#endif

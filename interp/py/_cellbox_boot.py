@@ -1,0 +1,134 @@
+"""Bootstrap of cellbox's Python side (run first, from the binary).
+
+Serves the embedded ``cellbox`` package to the import system, and offers
+``when_imported(name, fn)``: run fn(module) right after a module is first
+imported, so the kernel can adapt IPython, getpass, matplotlib... only in
+processes that actually import them (nothing heavy is imported up front).
+"""
+import sys
+
+import _cellbox_c
+from importlib.machinery import ModuleSpec
+
+__all__ = ["when_imported"]
+
+
+class _EmbeddedLoader:
+    def __init__(self, name, is_pkg, code, filename):
+        self.name = name
+        self._is_pkg = is_pkg
+        self._code = code
+        self.path = filename
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__file__ = self.path
+        exec(self._code, module.__dict__)
+
+    def get_source(self, name):
+        return _cellbox_c.embedded_source(name)
+
+    def is_package(self, name):
+        return self._is_pkg
+
+    def get_filename(self, name):
+        return self.path
+
+
+class EmbeddedFinder:
+    """Finds cellbox.* in the binary."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "cellbox" and not name.startswith("cellbox."):
+            return None
+        found = _cellbox_c.embedded_module(name)
+        if found is None:
+            return None
+        is_pkg, code, filename = found
+        spec = ModuleSpec(name, _EmbeddedLoader(name, is_pkg, code, filename),
+                          origin=filename, is_package=is_pkg)
+        if is_pkg:
+            spec.submodule_search_locations = []
+        return spec
+
+    @staticmethod
+    def invalidate_caches():
+        pass
+
+
+_hooks = {}
+
+
+class _HookedLoader:
+    """Wraps a module's real loader; runs the hooks after exec_module."""
+
+    def __init__(self, loader, name):
+        self.__dict__["_loader"] = loader
+        self.__dict__["_name"] = name
+
+    def __getattr__(self, attr):
+        return getattr(self._loader, attr)
+
+    def __setattr__(self, attr, value):
+        setattr(self._loader, attr, value)
+
+    def create_module(self, spec):
+        create = getattr(self._loader, "create_module", None)
+        return create(spec) if create else None
+
+    def exec_module(self, module):
+        # the module must look as if the real loader had loaded it
+        module.__loader__ = self._loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        for fn in _hooks.pop(self._name, ()):
+            try:
+                fn(module)
+            except Exception as e:  # a hook must never break the user's import
+                sys.__stderr__.write("cellbox: import hook for %s failed: %r\n" % (self._name, e))
+
+
+class PostImportFinder:
+    _busy = set()
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name not in _hooks or name in cls._busy:
+            return None
+        cls._busy.add(name)
+        try:
+            for finder in sys.meta_path:
+                if finder is cls:
+                    continue
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find else None
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            cls._busy.discard(name)
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _HookedLoader(spec.loader, name)
+        return spec
+
+    @staticmethod
+    def invalidate_caches():
+        pass
+
+
+def when_imported(name, fn):
+    """Call fn(module) once the module `name` is imported (now if it is)."""
+    mod = sys.modules.get(name)
+    if mod is not None:
+        fn(mod)
+    else:
+        _hooks.setdefault(name, []).append(fn)
+
+
+sys.meta_path.insert(0, EmbeddedFinder)
+sys.meta_path.insert(0, PostImportFinder)

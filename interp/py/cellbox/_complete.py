@@ -1,0 +1,321 @@
+"""Completion and is_complete for the cellbox kernel.
+
+A fast built-in completer handles the common cases: names, attributes of
+name chains (no code is run: only getattr on existing objects), keywords,
+module names after import/from, dict keys and file paths in strings.
+jedi (Debian's python3-jedi) is consulted only when the built-in one finds
+nothing, so completion stays fast. Positions count code points.
+"""
+import builtins
+import keyword
+import os
+import re
+import sys
+
+_ID = re.compile(r"[A-Za-z_\u00c0-\uffff][\w\u00c0-\uffff]*$")
+_CHAIN = re.compile(r"((?:[A-Za-z_][\w]*\.)*)([A-Za-z_]\w*)?$")
+_IMPORT = re.compile(r"^\s*import\s+([\w.]*(?:\s*,\s*[\w.]*)*)$")
+_FROM = re.compile(r"^\s*from\s+([\w.]*)$")
+_FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+(?:\(?\s*(?:[\w]+\s*,\s*)*)([\w]*)$")
+_DICT_KEY = re.compile(r"((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\[\s*(['\"]?)([^'\"\]]*)$")
+_MAGIC = re.compile(r"^\s*(%%?)(\w*)$")
+
+_module_cache = None
+
+
+def _top_level_modules():
+    """Names importable at top level, from sys.path (scanned once)."""
+    global _module_cache
+    if _module_cache is not None:
+        return _module_cache
+    names = set(sys.builtin_module_names)
+    suffixes = (".py", ".pyc", ".so", ".pyd")
+    for d in sys.path:
+        d = d or "."
+        try:
+            entries = os.scandir(d)
+        except OSError:
+            continue
+        with entries:
+            for e in entries:
+                n = e.name
+                if n.startswith(".") or n == "__pycache__":
+                    continue
+                if n.endswith(suffixes):
+                    base = n.split(".", 1)[0]
+                    if base.isidentifier():
+                        names.add(base)
+                elif "." not in n and n.isidentifier():
+                    try:
+                        if e.is_dir():
+                            names.add(n)
+                    except OSError:
+                        pass
+    names.discard("__init__")
+    _module_cache = sorted(names)
+    return _module_cache
+
+
+def _submodules(pkg_name):
+    try:
+        mod = __import__(pkg_name, fromlist=["_"])
+    except BaseException:
+        return []
+    out = set()
+    for d in getattr(mod, "__path__", None) or []:
+        try:
+            for n in os.listdir(d):
+                if n.startswith((".", "_")) and n != "__init__.py":
+                    continue
+                if n.endswith((".py", ".so")):
+                    base = n.split(".", 1)[0]
+                    if base != "__init__" and base.isidentifier():
+                        out.add(base)
+                elif n.isidentifier() and os.path.isdir(os.path.join(d, n)):
+                    out.add(n)
+        except OSError:
+            continue
+    return sorted(out)
+
+
+def _in_string(line):
+    """If the cursor is inside an open string literal: (quote, start index of its body)."""
+    quote, start, i = None, None, 0
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+        elif c == "#":
+            return None
+        elif c in "'\"":
+            quote, start = c, i + 1
+        i += 1
+    return (quote, start) if quote else None
+
+
+class Completer:
+    def __init__(self, shell):
+        self.shell = shell
+        self.use_jedi = True
+        self._jedi = None
+
+    # -- entry point ------------------------------------------------------------
+    def complete(self, code, cursor_pos):
+        if cursor_pos is None:
+            cursor_pos = len(code)
+        cursor_pos = max(0, min(cursor_pos, len(code)))
+        before = code[:cursor_pos]
+        line = before.rsplit("\n", 1)[-1]
+        matches, start = self._builtin(line, cursor_pos)
+        if not matches and self.use_jedi:
+            jm = self._jedi_complete(code, cursor_pos)
+            if jm is not None:
+                matches, start = jm
+        end = cursor_pos
+        # extend over the rest of the identifier under the cursor
+        m = re.match(r"\w*", code[cursor_pos:])
+        if m and matches:
+            end = cursor_pos + m.end()
+        seen = set()
+        uniq = [x for x in matches if not (x in seen or seen.add(x))]
+        return {"status": "ok", "matches": uniq, "cursor_start": start, "cursor_end": end,
+                "metadata": {}}
+
+    # -- the built-in completer ---------------------------------------------------
+    def _builtin(self, line, cursor_pos):
+        line_start = cursor_pos - len(line)
+        s = _in_string(line)
+        if s is not None:
+            quote, body_start = s
+            dm = _DICT_KEY.search(line)
+            if dm:
+                return self._dict_keys(dm, cursor_pos)
+            return self._paths(line[body_start:], cursor_pos)
+        m = _MAGIC.match(line)
+        if m:
+            pre, word = m.groups()
+            from cellbox._magics import Magics
+            lines, cells = Magics(self.shell).names()
+            pool = cells if pre == "%%" else lines
+            return [pre + n for n in pool if n.startswith(word)], cursor_pos - len(word) - len(pre)
+        m = _IMPORT.match(line)
+        if m:
+            word = re.split(r"[\s,]+", m.group(1))[-1]
+            return self._modules(word, cursor_pos)
+        m = _FROM.match(line)
+        if m:
+            return self._modules(m.group(1), cursor_pos)
+        m = _FROM_IMPORT.match(line)
+        if m:
+            pkg, word = m.groups()
+            names = set(_submodules(pkg))
+            try:
+                mod = sys.modules.get(pkg) or __import__(pkg, fromlist=["_"])
+                names.update(n for n in dir(mod) if not n.startswith("_"))
+            except BaseException:
+                pass
+            return sorted(n for n in names if n.startswith(word)), cursor_pos - len(word)
+        dm = _DICT_KEY.search(line)
+        if dm:
+            return self._dict_keys(dm, cursor_pos)
+        m = _CHAIN.search(line)
+        if not m:
+            return [], cursor_pos
+        chain, word = m.group(1), m.group(2) or ""
+        if chain:
+            # "(...).x" or "x[0].y" are for jedi; only plain name chains here
+            prev = line[:m.start()]
+            if prev.endswith((")", "]", "'", '"')):
+                return [], cursor_pos
+            obj = self._resolve(chain[:-1])
+            if obj is _MISSING:
+                return [], cursor_pos
+            names = self._attrs(obj)
+            if not word.startswith("_"):
+                names = [n for n in names if not n.startswith("_")]
+            elif not word.startswith("__"):
+                names = [n for n in names if not n.startswith("__")]
+            return sorted(n for n in names if n.startswith(word)), cursor_pos - len(word)
+        if not word:
+            return [], cursor_pos
+        ns = self.shell.user_ns
+        pool = set(ns) | set(dir(builtins)) | set(keyword.kwlist)
+        out = [n for n in pool if n.startswith(word)]
+        if not word.startswith("_"):
+            out = [n for n in out if not n.startswith("_")]
+        return sorted(out), cursor_pos - len(word)
+
+    def _modules(self, dotted, cursor_pos):
+        if "." in dotted:
+            pkg, _, word = dotted.rpartition(".")
+            subs = _submodules(pkg)
+            return [pkg + "." + n for n in subs if n.startswith(word)], cursor_pos - len(dotted)
+        return [n for n in _top_level_modules() if n.startswith(dotted)], cursor_pos - len(dotted)
+
+    def _resolve(self, chain):
+        parts = chain.split(".")
+        ns = self.shell.user_ns
+        if parts[0] in ns:
+            obj = ns[parts[0]]
+        elif hasattr(builtins, parts[0]):
+            obj = getattr(builtins, parts[0])
+        else:
+            return _MISSING
+        for p in parts[1:]:
+            try:
+                obj = getattr(obj, p)
+            except Exception:
+                return _MISSING
+        return obj
+
+    @staticmethod
+    def _attrs(obj):
+        try:
+            names = set(dir(obj))
+        except Exception:
+            names = set()
+        return list(names)
+
+    def _dict_keys(self, m, cursor_pos):
+        expr, quote, prefix = m.groups()
+        obj = self._resolve(expr)
+        if obj is _MISSING:
+            return [], cursor_pos
+        try:
+            keys = list(obj.keys()) if hasattr(obj, "keys") else []
+        except Exception:
+            return [], cursor_pos
+        out = []
+        q = quote or "'"
+        for k in keys:
+            if isinstance(k, str) and k.startswith(prefix):
+                out.append(k if quote else "%s%s%s" % (q, k, q))
+            elif not quote and isinstance(k, (int, float)) and str(k).startswith(prefix):
+                out.append(str(k))
+        return out, cursor_pos - len(prefix)
+
+    def _paths(self, text, cursor_pos):
+        path = os.path.expanduser(text)
+        d, base = os.path.split(path)
+        try:
+            names = os.listdir(d or ".")
+        except OSError:
+            return [], cursor_pos
+        out = []
+        head = text[:len(text) - len(base)]
+        for n in sorted(names):
+            if not n.startswith(base) or (n.startswith(".") and not base.startswith(".")):
+                continue
+            full = os.path.join(d or ".", n)
+            out.append(head + n + ("/" if os.path.isdir(full) else ""))
+        return out, cursor_pos - len(text)
+
+    # -- jedi fallback ---------------------------------------------------------------
+    def _jedi_complete(self, code, cursor_pos):
+        try:
+            import jedi
+        except ImportError:
+            return None
+        before = code[:cursor_pos]
+        line = before.count("\n") + 1
+        col = len(before.rsplit("\n", 1)[-1])
+        try:
+            script = jedi.Interpreter(code, [self.shell.user_ns])
+            comps = script.complete(line, col)
+        except Exception:
+            return None
+        if not comps:
+            return None
+        n = len(comps[0].name) - len(comps[0].complete)
+        return [c.name for c in comps], cursor_pos - n
+
+
+_MISSING = object()
+
+
+def is_complete(code):
+    """is_complete_reply content: complete, incomplete (with indent), invalid."""
+    import codeop
+    if not code.strip():
+        return {"status": "complete"}
+    lines = code.split("\n")
+    last = lines[-1]
+    stripped = code.lstrip()
+    if stripped.startswith("%%"):
+        # a cell magic ends with an empty line
+        return {"status": "complete"} if code.endswith("\n") and not last.strip() else {"status": "incomplete", "indent": ""}
+    src = code
+    if any(c in code for c in "%!?"):
+        from cellbox._transform import transform_cell
+        src = transform_cell(code)
+    try:
+        with _quiet_warnings():
+            r = codeop.compile_command(src, "<input>", "exec")
+    except (SyntaxError, OverflowError, ValueError, TypeError):
+        return {"status": "invalid"}
+    if r is None or (last.startswith((" ", "\t")) and last.strip() and _is_block(src)):
+        indent = re.match(r"[ \t]*", last).group(0)
+        if last.rstrip().endswith(":"):
+            indent += "    "
+        return {"status": "incomplete", "indent": indent}
+    return {"status": "complete"}
+
+
+def _is_block(src):
+    first = src.lstrip().split("\n", 1)[0].rstrip()
+    return first.endswith(":")
+
+
+class _quiet_warnings:
+    def __enter__(self):
+        import warnings
+        self._c = warnings.catch_warnings()
+        self._c.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *a):
+        self._c.__exit__(*a)

@@ -1,0 +1,128 @@
+"""inspect_request and obj? / obj?? for the cellbox kernel.
+
+detail_level 0: type, string form, signature, docstring, file.
+detail_level 1: the source as well (when available).
+Only name chains are resolved: inspection never runs user code.
+"""
+import builtins
+import inspect
+import re
+
+_RED = "\x1b[0;31m"
+_RESET = "\x1b[0m"
+_NAME_AT = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def _resolve(shell, name):
+    parts = name.split(".")
+    ns = shell.user_ns
+    if parts[0] in ns:
+        obj = ns[parts[0]]
+    elif hasattr(builtins, parts[0]):
+        obj = getattr(builtins, parts[0])
+    else:
+        import keyword
+        return _MISSING
+    for p in parts[1:]:
+        try:
+            obj = getattr(obj, p)
+        except Exception:
+            return _MISSING
+    return obj
+
+
+_MISSING = object()
+
+
+def _name_at(code, pos):
+    """The dotted name under (or just before) the cursor; else the callee of
+    the innermost open call around the cursor."""
+    if pos is None:
+        pos = len(code)
+    for m in _NAME_AT.finditer(code):
+        if m.start() <= pos <= m.end():
+            name = m.group(0).rstrip(".")
+            return name[: pos - m.start()].rstrip(".") if False else name
+    depth = 0
+    i = min(pos, len(code)) - 1
+    while i >= 0:
+        c = code[i]
+        if c == ")":
+            depth += 1
+        elif c == "(":
+            if depth == 0:
+                m = re.search(r"([A-Za-z_][\w.]*)\s*$", code[:i])
+                return m.group(1) if m else None
+            depth -= 1
+        i -= 1
+    return None
+
+
+def _field(label, value):
+    return "%s%s:%s %s" % (_RED, label, _RESET, value)
+
+
+def info_text(obj, name, detail=0):
+    lines = []
+    sig = None
+    if callable(obj):
+        try:
+            sig = str(inspect.signature(obj))
+        except (TypeError, ValueError):
+            sig = None
+    if sig is not None and not inspect.isclass(obj):
+        lines.append(_field("Signature", name + sig))
+    elif not callable(obj) or inspect.isclass(obj):
+        try:
+            s = repr(obj)
+        except Exception:
+            s = "<unrepresentable>"
+        if len(s) > 200:
+            s = s[:200] + "..."
+        if not inspect.isclass(obj) and not inspect.ismodule(obj):
+            lines.append(_field("Type", type(obj).__name__))
+            lines.append(_field("String form", s))
+        if inspect.isclass(obj) and sig is not None:
+            lines.append(_field("Init signature", name + sig))
+    source = None
+    if detail:
+        try:
+            source = inspect.getsource(obj)
+        except (TypeError, OSError):
+            source = None
+    if source:
+        lines.append(_field("Source", "\n" + source.rstrip("\n")))
+    else:
+        doc = inspect.getdoc(obj)
+        if doc:
+            lines.append(_field("Docstring", ("\n" if "\n" in doc else "") + doc))
+        else:
+            lines.append(_field("Docstring", "<no docstring>"))
+    try:
+        f = inspect.getfile(obj)
+        lines.append(_field("File", f))
+    except (TypeError, OSError):
+        pass
+    if callable(obj) or inspect.ismodule(obj) or inspect.isclass(obj):
+        lines.append(_field("Type", type(obj).__name__))
+    return "\n".join(lines)
+
+
+def page_text(shell, name, detail=0):
+    obj = _resolve(shell, name)
+    if obj is _MISSING:
+        return None
+    return info_text(obj, name, detail)
+
+
+def inspect_reply(shell, code, cursor_pos, detail_level=0):
+    name = _name_at(code, cursor_pos)
+    reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
+    if not name:
+        return reply
+    obj = _resolve(shell, name)
+    if obj is _MISSING:
+        return reply
+    reply["found"] = True
+    reply["data"] = {"text/plain": info_text(obj, name, detail_level)}
+    return reply

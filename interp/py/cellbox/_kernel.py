@@ -1,0 +1,397 @@
+"""Execution semantics of the cellbox kernel (called from interp/python.c).
+
+What users know from IPython: one persistent ``__main__`` namespace; the
+value of a final expression statement is the cell's result (Out[n], ``_``,
+``__``, ``___``, ``_N``, ``In``/``Out``), a trailing ``;`` hides it; errors
+carry the class name, the value and a traceback of the user's code only;
+SystemExit does not end the kernel; ``%magics``, ``!shell`` and ``obj?``.
+
+Every entry point returns the reply content as JSON text; nothing here
+touches sockets (``_cellbox_c.publish`` does).
+"""
+import ast
+import builtins
+import json
+import linecache
+import os
+import sys
+
+import _cellbox_c
+from _cellbox_boot import when_imported
+
+_OK = '{"status":"ok"}'
+_OK_EMPTY = '{"status":"ok","_not_stored":true}'
+_CO_COROUTINE = 0x0080
+_TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
+_SPECIALS = ("%", "!", "?")
+
+
+def _dumps(obj):
+    return json.dumps(obj, ensure_ascii=False, default=repr)
+
+
+class StdinNotImplementedError(RuntimeError):
+    """input() was called but the frontend does not take input requests."""
+
+
+class Shell:
+    """The state of one kernel: namespace, counters, magics, comms."""
+
+    def __init__(self):
+        main = sys.modules["__main__"]
+        self.user_module = main
+        self.user_ns = ns = main.__dict__
+        self.execution_count = 1
+        self.allow_stdin = False
+        self.last_result_text = None
+        self.pre_execute = []      # callables run before every cell (autoreload)
+        self.post_execute = []     # callables run after every cell (matplotlib)
+        self._in = [""]
+        self._out = {}
+        ns.update({
+            "__name__": "__main__",
+            "__builtins__": builtins,
+            "In": self._in, "_ih": self._in,
+            "Out": self._out, "_oh": self._out,
+            "_": "", "__": "", "___": "",
+            "_i": "", "_ii": "", "_iii": "",
+            "get_ipython": self.get_ipython,
+            "exit": _Exiter(self), "quit": _Exiter(self),
+        })
+        self._hidden = set(ns)
+        self.payload = []
+        self.comms = None      # cellbox._comm.CommManager, created on first use
+        self._loop = None
+        self._magics = None
+        self._completer = None
+
+    # -- public helpers used by magics, display, comms ---------------------
+    def get_ipython(self):
+        return self
+
+    @property
+    def magics(self):
+        if self._magics is None:
+            from cellbox._magics import Magics
+            self._magics = Magics(self)
+        return self._magics
+
+    def run_line_magic(self, name, line, _stack_depth=1):
+        return self.magics.run_line(name, line)
+
+    def run_cell_magic(self, name, line, cell):
+        return self.magics.run_cell(name, line, cell)
+
+    def system(self, cmd):
+        return self.magics.system(cmd)
+
+    def getoutput(self, cmd):
+        return self.magics.getoutput(cmd)
+
+    def ev(self, expr):
+        return eval(expr, self.user_ns)
+
+    def ex(self, cmd):
+        exec(cmd, self.user_ns)
+
+    def push(self, variables):
+        self.user_ns.update(variables)
+
+    # -- execute -------------------------------------------------------------
+    def run_cell(self, code, count, silent, store_history, allow_stdin, user_expressions):
+        self.allow_stdin = bool(allow_stdin)
+        self.execution_count = count
+        self.last_result_text = None
+        self.payload = []
+        if not code or code.isspace():
+            return _OK_EMPTY if store_history else _OK
+        if store_history:
+            self._store_input(count, code)
+        filename = "<cell-%d>" % count if store_history else "<cell-silent>"
+        status = "ok"
+        err = None
+        try:
+            for fn in self.pre_execute:
+                fn()
+            source = code
+            if any(ch in code for ch in _SPECIALS):
+                from cellbox._transform import transform_cell
+                source = transform_cell(code)
+            self._run_source(source, filename, silent)
+        except KeyboardInterrupt as e:
+            err = self._error(e, filename)
+        except SystemExit as e:
+            err = self._error(e, filename, system_exit=True)
+        except BaseException as e:
+            err = self._error(e, filename)
+        if err is None:
+            self._post_execute()
+        else:
+            status = "error"
+            try:
+                self._post_execute()
+            except BaseException:
+                pass
+        if status == "ok" and not self.payload and not user_expressions and self.last_result_text is None:
+            return _OK
+        reply = {"status": status}
+        if err is not None:
+            reply.update(err)
+        if self.payload:
+            reply["payload"] = self.payload
+        if user_expressions:
+            reply["user_expressions"] = self._user_expressions(json.loads(user_expressions))
+        if self.last_result_text is not None:
+            reply["_history_output"] = self.last_result_text
+        return _dumps(reply)
+
+    def _store_input(self, count, code):
+        ns = self.user_ns
+        while len(self._in) < count:
+            self._in.append("")
+        self._in[count:] = [code]
+        ns["_iii"], ns["_ii"], ns["_i"] = ns["_ii"], ns["_i"], code
+        ns["_i%d" % count] = code
+
+    def _run_source(self, source, filename, silent):
+        lines = source.splitlines(True)
+        linecache.cache[filename] = (len(source), None, lines, filename)
+        tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | _TOP_LEVEL_AWAIT, dont_inherit=True)
+        body = tree.body
+        last = None
+        if body and isinstance(body[-1], ast.Expr):
+            last = body.pop()
+        if body:
+            code = compile(tree, filename, "exec", _TOP_LEVEL_AWAIT, dont_inherit=True)
+            self._run_code(code)
+        if last is not None:
+            code = compile(ast.Expression(last.value), filename, "eval", _TOP_LEVEL_AWAIT, dont_inherit=True)
+            value = self._run_code(code)
+            if not silent and not _ends_with_semicolon(lines, last):
+                self.displayhook(value)
+
+    def _run_code(self, code):
+        if code.co_flags & _CO_COROUTINE:
+            return self._event_loop().run_until_complete(eval(code, self.user_ns))
+        return eval(code, self.user_ns)
+
+    def _event_loop(self):
+        if self._loop is None:
+            import asyncio
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def displayhook(self, value):
+        if value is None:
+            return
+        count = self.execution_count
+        ns = self.user_ns
+        self._out[count] = value
+        ns["___"], ns["__"], ns["_"] = ns["__"], ns["_"], value
+        ns["_%d" % count] = value
+        from cellbox import display as _display
+        text = _display.publish_execute_result(value, count)
+        if text is not None:
+            self.last_result_text = text
+
+    def _post_execute(self):
+        for fn in list(self.post_execute):
+            fn()
+
+    def _error(self, exc, filename, system_exit=False):
+        from cellbox._traceback import format_exception
+        etype = type(exc)
+        sys.last_type, sys.last_value, sys.last_traceback = etype, exc, exc.__traceback__
+        tb = format_exception(exc, skip_frames_of=__file__)
+        content = {"ename": etype.__name__, "evalue": str(exc), "traceback": tb}
+        if system_exit:
+            # like IPython: report, keep the kernel alive
+            content["evalue"] = str(exc) if exc.code is not None else ""
+        _cellbox_c.publish("error", _dumps(content))
+        return content
+
+    def _user_expressions(self, exprs):
+        from cellbox import display as _display
+        out = {}
+        for key, expr in exprs.items():
+            try:
+                value = eval(expr, self.user_ns)
+                data, md = _display.format_object(value)
+                out[key] = {"status": "ok", "data": data, "metadata": md}
+            except BaseException as e:
+                from cellbox._traceback import format_exception
+                out[key] = {"status": "error", "ename": type(e).__name__, "evalue": str(e),
+                            "traceback": format_exception(e, skip_frames_of=__file__)}
+        return out
+
+    # -- other requests --------------------------------------------------------
+    @property
+    def completer(self):
+        if self._completer is None:
+            from cellbox._complete import Completer
+            self._completer = Completer(self)
+        return self._completer
+
+    def complete_request(self, content):
+        c = json.loads(content)
+        return _dumps(self.completer.complete(c.get("code", ""), c.get("cursor_pos")))
+
+    def inspect_request(self, content):
+        c = json.loads(content)
+        from cellbox._inspect import inspect_reply
+        return _dumps(inspect_reply(self, c.get("code", ""), c.get("cursor_pos"), c.get("detail_level", 0)))
+
+    def is_complete_request(self, content):
+        c = json.loads(content)
+        from cellbox._complete import is_complete
+        return _dumps(is_complete(c.get("code", "")))
+
+    def comm_info_request(self, content):
+        c = json.loads(content)
+        comms = {}
+        if self.comms is not None:
+            comms = self.comms.info(c.get("target_name"))
+        return _dumps({"status": "ok", "comms": comms})
+
+    def comm_message(self, msg_type, msg, buffers):
+        from cellbox._comm import get_comm_manager
+        get_comm_manager().handle(msg_type, json.loads(msg), buffers)
+
+    def shutdown(self, restart):
+        try:
+            import atexit
+            atexit._run_exitfuncs()
+        except BaseException:
+            pass
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except BaseException:
+                pass
+
+
+class _Exiter:
+    """exit / quit in a cell ask the frontend to close (IPython's ask_exit)."""
+
+    def __init__(self, shell):
+        self._shell = shell
+
+    def __repr__(self):
+        return "Use exit() or Ctrl-D (i.e. EOF) to exit"
+
+    def __call__(self, keep_kernel=False):
+        self._shell.payload.append({"source": "ask_exit", "keepkernel": bool(keep_kernel)})
+
+
+def _ends_with_semicolon(lines, node):
+    """True when the text after the last expression is ';' (plus comments)."""
+    end_line, end_col = node.end_lineno, node.end_col_offset
+    rest = lines[end_line - 1][end_col:] if end_line - 1 < len(lines) else ""
+    rest += "".join(lines[end_line:])
+    for line in rest.splitlines():
+        s = line.split("#", 1)[0].strip()
+        if s:
+            return s.startswith(";")
+    return False
+
+
+# -- process-wide setup ---------------------------------------------------------
+
+def _input(prompt=""):
+    """builtins.input through the Jupyter stdin channel."""
+    return _read_line(prompt, False)
+
+
+def _getpass(prompt="Password: ", stream=None):
+    return _read_line(prompt, True)
+
+
+def _read_line(prompt, password):
+    shell = _shell
+    if shell is not None and not shell.allow_stdin:
+        raise StdinNotImplementedError(
+            "input() was called, but this frontend does not support input requests "
+            "(allow_stdin is false).")
+    status, value = _cellbox_c.input(str(prompt), bool(password))
+    if status == _cellbox_c.INPUT_OK:
+        return value
+    if status == _cellbox_c.INPUT_NOT_ALLOWED:
+        raise StdinNotImplementedError("input() was called, but this frontend does not support input requests.")
+    raise EOFError("no input: the kernel is shutting down")
+
+
+class _Stdin:
+    """sys.stdin: lines come from the frontend's input_reply."""
+
+    encoding = "utf-8"
+    name = "<stdin>"
+    closed = False
+
+    def readline(self, size=-1):
+        return _read_line("", False) + "\n"
+
+    def read(self, size=-1):
+        return self.readline()
+
+    def isatty(self):
+        return False
+
+    def readable(self):
+        return True
+
+    def fileno(self):
+        return 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.readline()
+
+
+def _display_builtin(*objs, **kwargs):
+    """display(*objs, include=None, exclude=None, metadata=None, transient=None,
+    display_id=None, raw=False, clear=False): show objects as rich output."""
+    from cellbox.display import display
+    return display(*objs, **kwargs)
+
+
+_display_builtin.__name__ = "display"
+
+_shell = None
+
+
+def start():
+    """Called once by the kernel at startup; returns the Shell."""
+    global _shell
+    sys.stdout = _cellbox_c.OutStream(1)
+    sys.stderr = _cellbox_c.OutStream(2)
+    sys.stdin = _Stdin()
+    sys.displayhook = lambda value: _shell.displayhook(value) if _shell else None
+    builtins.input = _input
+    builtins.display = _display_builtin
+    when_imported("getpass", lambda m: setattr(m, "getpass", _getpass))
+    # matplotlib: the inline backend is the default, loaded only with matplotlib
+    os.environ.setdefault("MPLBACKEND", "module://cellbox._inline")
+    when_imported("matplotlib", _matplotlib_imported)
+    when_imported("IPython.core.display_functions", _ipython_display_imported)
+    when_imported("IPython.core.getipython", _ipython_getipython_imported)
+    # the working folder is where the kernel started (jupyter sets it)
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    _shell = Shell()
+    return _shell
+
+
+def _matplotlib_imported(mpl):
+    from cellbox import _inline
+    _inline.activate(_shell, mpl)
+
+
+def _ipython_display_imported(mod):
+    from cellbox import display as _display
+    _display.patch_ipython(mod)
+
+
+def _ipython_getipython_imported(mod):
+    pass

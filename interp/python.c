@@ -1,0 +1,640 @@
+/* interp/python.c: CPython embedded through PyConfig, and the kn_interp
+ * hooks that call into the embedded `cellbox` package.
+ *
+ * Python runs on the process main thread (it receives SIGINT there, so
+ * KeyboardInterrupt works in any blocking call). The GIL is released while
+ * the kernel waits for requests. The C module _cellbox_c is the only door
+ * from Python to the kernel: publish(), input(), the OutStream type that
+ * feeds interp/capture.c, and the table of embedded modules.
+ *
+ * Never derive PYTHONHOME from this binary's location: the interpreter is
+ * configured as the system's own python (program_name = its path), so
+ * sys.prefix, site-packages and sys.executable are the system's.
+ *
+ * PyObject references: every local is marked "new" or "borrowed".
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <marshal.h>
+
+#include "config.h"
+#include "interp/interp.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "interp/capture.h"
+#include "interp/pymodules.h"
+
+#ifndef CB_PYTHON3
+#define CB_PYTHON3 "/usr/bin/python3"
+#endif
+
+typedef struct ip_python {
+    kn_interp ops;
+    ip_options opts;
+    const kn_host *host;
+    ip_capture *cap;
+    PyThreadState *saved;     /* while idle */
+    PyObject *shell;          /* new: cellbox._kernel.Shell instance */
+} ip_python;
+
+static ip_python *g_py;  /* the one interpreter of this process (for _cellbox_c) */
+
+/* ------------------------------------------------------------------ _cellbox_c.OutStream */
+
+typedef struct {
+    PyObject_HEAD
+    int stream;
+    PyObject *name;
+} OutStream;
+
+static PyObject *out_write(OutStream *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        if (PyBytes_Check(arg) || PyByteArray_Check(arg)) {
+            PyErr_Format(PyExc_TypeError, "write() argument must be str, not %s", Py_TYPE(arg)->tp_name);
+            return NULL;
+        }
+        PyErr_Format(PyExc_TypeError, "write() argument must be str, not %s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &len);
+    if (!s) {
+        /* lone surrogates and the like: write them replaced, never fail */
+        PyErr_Clear();
+        PyObject *b = PyUnicode_AsEncodedString(arg, "utf-8", "backslashreplace");  /* new */
+        if (!b)
+            return NULL;
+        if (g_py && g_py->cap)
+            ip_capture_write(g_py->cap, self->stream, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        Py_DECREF(b);
+    } else if (g_py && g_py->cap) {
+        ip_capture_write(g_py->cap, self->stream, s, (size_t)len);
+    }
+    return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+}
+
+static PyObject *out_flush(OutStream *self, PyObject *noargs)
+{
+    if (g_py && g_py->cap)
+        ip_capture_kick(g_py->cap);
+    Py_RETURN_NONE;
+}
+
+static PyObject *out_false(OutStream *self, PyObject *noargs)
+{
+    Py_RETURN_FALSE;
+}
+
+static PyObject *out_true(OutStream *self, PyObject *noargs)
+{
+    Py_RETURN_TRUE;
+}
+
+static PyObject *out_fileno(OutStream *self, PyObject *noargs)
+{
+    return PyLong_FromLong(self->stream);
+}
+
+static PyObject *out_writelines(OutStream *self, PyObject *lines)
+{
+    PyObject *it = PyObject_GetIter(lines);  /* new */
+    if (!it)
+        return NULL;
+    PyObject *item;  /* new */
+    while ((item = PyIter_Next(it))) {
+        PyObject *r = out_write(self, item);  /* new */
+        Py_DECREF(item);
+        if (!r) {
+            Py_DECREF(it);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef out_methods[] = {
+    {"write", (PyCFunction)out_write, METH_O, "Write a str to the stream."},
+    {"writelines", (PyCFunction)out_writelines, METH_O, "Write an iterable of str."},
+    {"flush", (PyCFunction)out_flush, METH_NOARGS, "Ask for the output to be published soon."},
+    {"isatty", (PyCFunction)out_false, METH_NOARGS, NULL},
+    {"readable", (PyCFunction)out_false, METH_NOARGS, NULL},
+    {"seekable", (PyCFunction)out_false, METH_NOARGS, NULL},
+    {"writable", (PyCFunction)out_true, METH_NOARGS, NULL},
+    {"fileno", (PyCFunction)out_fileno, METH_NOARGS, "The captured file descriptor (1 or 2)."},
+    {NULL},
+};
+
+static PyObject *out_get_name(OutStream *self, void *c)
+{
+    return PyUnicode_FromString(self->stream == IP_STDERR ? "<stderr>" : "<stdout>");
+}
+
+static PyObject *out_get_encoding(OutStream *self, void *c)
+{
+    return PyUnicode_FromString("utf-8");
+}
+
+static PyObject *out_get_errors(OutStream *self, void *c)
+{
+    return PyUnicode_FromString("strict");
+}
+
+static PyObject *out_get_closed(OutStream *self, void *c)
+{
+    Py_RETURN_FALSE;
+}
+
+static PyGetSetDef out_getset[] = {
+    {"name", (getter)out_get_name, NULL, NULL, NULL},
+    {"encoding", (getter)out_get_encoding, NULL, NULL, NULL},
+    {"errors", (getter)out_get_errors, NULL, NULL, NULL},
+    {"closed", (getter)out_get_closed, NULL, NULL, NULL},
+    {NULL},
+};
+
+static int out_init(OutStream *self, PyObject *args, PyObject *kw)
+{
+    int stream = 1;
+    if (!PyArg_ParseTuple(args, "i", &stream))
+        return -1;
+    if (stream != IP_STDOUT && stream != IP_STDERR) {
+        PyErr_SetString(PyExc_ValueError, "stream must be 1 or 2");
+        return -1;
+    }
+    self->stream = stream;
+    return 0;
+}
+
+static PyTypeObject OutStreamType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_cellbox_c.OutStream",
+    .tp_basicsize = sizeof(OutStream),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A text stream whose writes become Jupyter stream messages.",
+    .tp_methods = out_methods,
+    .tp_getset = out_getset,
+    .tp_init = (initproc)out_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ _cellbox_c functions */
+
+static PyObject *c_publish(PyObject *mod, PyObject *args)
+{
+    const char *msg_type, *content;
+    Py_ssize_t len;
+    PyObject *buffers = Py_None;  /* borrowed */
+    if (!PyArg_ParseTuple(args, "ss#|O", &msg_type, &content, &len, &buffers))
+        return NULL;
+    if (!g_py || !g_py->host)
+        Py_RETURN_NONE;
+    /* outputs keep their order with the text printed before them */
+    if (g_py->cap && strcmp(msg_type, "stream") != 0)
+        ip_capture_flush(g_py->cap);
+    kn_bytes bufs[64];
+    Py_buffer views[64];
+    size_t nb = 0;
+    if (buffers != Py_None) {
+        PyObject *seq = PySequence_Fast(buffers, "buffers must be a sequence");  /* new */
+        if (!seq)
+            return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (n > 64) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "at most 64 buffers per message");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *b = PySequence_Fast_GET_ITEM(seq, i);  /* borrowed */
+            if (PyObject_GetBuffer(b, &views[nb], PyBUF_CONTIG_RO) < 0) {
+                for (size_t j = 0; j < nb; j++)
+                    PyBuffer_Release(&views[j]);
+                Py_DECREF(seq);
+                return NULL;
+            }
+            bufs[nb] = (kn_bytes){views[nb].buf, (size_t)views[nb].len};
+            nb++;
+        }
+        Py_DECREF(seq);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    g_py->host->publish(g_py->host->ctx, msg_type, content, (size_t)len, nb ? bufs : NULL, nb);
+    Py_END_ALLOW_THREADS
+    for (size_t j = 0; j < nb; j++)
+        PyBuffer_Release(&views[j]);
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    PyThreadState *ts;
+    bool interrupted;
+} input_wait;
+
+static bool input_poll_interrupt(void *arg)
+{
+    input_wait *w = arg;
+    PyEval_RestoreThread(w->ts);
+    if (PyErr_CheckSignals() < 0)
+        w->interrupted = true;  /* the exception stays set: input() raises it */
+    w->ts = PyEval_SaveThread();
+    return w->interrupted;
+}
+
+/* input(prompt, password) -> (status, value): status 0 ok, 1 not allowed,
+ * 2 interrupted (exception set), 3 failed. */
+static PyObject *c_input(PyObject *mod, PyObject *args)
+{
+    const char *prompt;
+    int password = 0;
+    if (!PyArg_ParseTuple(args, "s|p", &prompt, &password))
+        return NULL;
+    if (!g_py || !g_py->host)
+        return Py_BuildValue("(is)", KN_INPUT_NOT_ALLOWED, "");
+    if (g_py->cap)
+        ip_capture_flush(g_py->cap);  /* show what was printed before the prompt */
+    char *value = NULL;
+    input_wait w = {0};
+    w.ts = PyEval_SaveThread();
+    int st = g_py->host->input(g_py->host->ctx, prompt, password, &value, input_poll_interrupt, &w);
+    PyEval_RestoreThread(w.ts);
+    if (st == KN_INPUT_INTERRUPTED && PyErr_Occurred())
+        return NULL;
+    PyObject *r = Py_BuildValue("(is)", st, value ? value : "");  /* new */
+    free(value);
+    return r;
+}
+
+static PyObject *c_flush(PyObject *mod, PyObject *noargs)
+{
+    if (g_py && g_py->cap) {
+        Py_BEGIN_ALLOW_THREADS
+        ip_capture_flush(g_py->cap);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static const ip_pymodule *find_module(const char *name)
+{
+    for (const ip_pymodule *m = ip_pymodules; m->name; m++)
+        if (strcmp(m->name, name) == 0)
+            return m;
+    return NULL;
+}
+
+/* Returns a new code object for an embedded module (marshalled, or compiled
+ * from the embedded source when the magic numbers differ). */
+static PyObject *module_code(const ip_pymodule *m)
+{
+    static int magic_ok = -1;
+    if (magic_ok < 0) {
+        long magic = PyImport_GetMagicNumber();
+        unsigned char mine[4] = {magic & 0xff, (magic >> 8) & 0xff, (magic >> 16) & 0xff, (magic >> 24) & 0xff};
+        magic_ok = memcmp(mine, ip_pymodules_magic, 4) == 0;
+    }
+    if (magic_ok)
+        return PyMarshal_ReadObjectFromString((const char *)m->code, (Py_ssize_t)m->code_len);
+    cb_autofree char *src = cb_strndup((const char *)m->source, m->source_len);
+    return Py_CompileString(src, m->filename, Py_file_input);
+}
+
+/* embedded_module(name) -> (is_package, code, filename) or None */
+static PyObject *c_embedded_module(PyObject *mod, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name)
+        return NULL;
+    const ip_pymodule *m = find_module(name);
+    if (!m)
+        Py_RETURN_NONE;
+    PyObject *code = module_code(m);  /* new */
+    if (!code)
+        return NULL;
+    PyObject *r = Py_BuildValue("(ONs)", m->is_package ? Py_True : Py_False, code, m->filename);
+    return r;
+}
+
+static PyObject *c_embedded_source(PyObject *mod, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name)
+        return NULL;
+    const ip_pymodule *m = find_module(name);
+    if (!m)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8((const char *)m->source, (Py_ssize_t)m->source_len, "replace");
+}
+
+static PyObject *c_history_session(PyObject *mod, PyObject *noargs)
+{
+    return PyLong_FromLong(g_py && g_py->host ? g_py->host->history_session : 0);
+}
+
+static PyMethodDef c_methods[] = {
+    {"publish", c_publish, METH_VARARGS, "publish(msg_type, content_json[, buffers]) on IOPub"},
+    {"input", c_input, METH_VARARGS, "input(prompt, password) -> (status, value)"},
+    {"flush", c_flush, METH_NOARGS, "Publish all captured output now."},
+    {"embedded_module", c_embedded_module, METH_O, "(is_package, code, filename) or None"},
+    {"embedded_source", c_embedded_source, METH_O, "source text or None"},
+    {"history_session", c_history_session, METH_NOARGS, "the history session number"},
+    {NULL},
+};
+
+static struct PyModuleDef c_module = {
+    PyModuleDef_HEAD_INIT, "_cellbox_c", "cellbox's bridge between Python and the kernel.", -1, c_methods,
+};
+
+static PyObject *PyInit__cellbox_c(void)
+{
+    if (PyType_Ready(&OutStreamType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&c_module);  /* new */
+    if (!m)
+        return NULL;
+    Py_INCREF(&OutStreamType);
+    PyModule_AddObject(m, "OutStream", (PyObject *)&OutStreamType);
+    PyModule_AddIntConstant(m, "INPUT_OK", KN_INPUT_OK);
+    PyModule_AddIntConstant(m, "INPUT_NOT_ALLOWED", KN_INPUT_NOT_ALLOWED);
+    PyModule_AddIntConstant(m, "INPUT_INTERRUPTED", KN_INPUT_INTERRUPTED);
+    PyModule_AddIntConstant(m, "INPUT_FAILED", KN_INPUT_FAILED);
+    return m;
+}
+
+/* ------------------------------------------------------------------ kernel_info */
+
+static cJSON *py_kernel_info(void *self)
+{
+    /* Safe before Py_Initialize: Py_GetVersion() is a static string. */
+    char ver[32];
+    snprintf(ver, sizeof ver, "%s", Py_GetVersion());
+    char *sp = strchr(ver, ' ');
+    if (sp)
+        *sp = '\0';
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "implementation", "cellbox");
+    cJSON_AddStringToObject(c, "implementation_version", PACKAGE_VERSION);
+    cJSON *li = cJSON_AddObjectToObject(c, "language_info");
+    cJSON_AddStringToObject(li, "name", "python");
+    cJSON_AddStringToObject(li, "version", ver);
+    cJSON_AddStringToObject(li, "mimetype", "text/x-python");
+    cJSON_AddStringToObject(li, "file_extension", ".py");
+    cJSON_AddStringToObject(li, "pygments_lexer", "ipython3");
+    cJSON *cm = cJSON_AddObjectToObject(li, "codemirror_mode");
+    cJSON_AddStringToObject(cm, "name", "ipython");
+    cJSON_AddNumberToObject(cm, "version", 3);
+    cJSON_AddStringToObject(li, "nbconvert_exporter", "python");
+    char banner[256];
+    snprintf(banner, sizeof banner,
+             "Python %s (cellbox %s)\nType 'obj?' for help, '%%magic' for IPython-style magics.\n",
+             ver, PACKAGE_VERSION);
+    cJSON_AddStringToObject(c, "banner", banner);
+    cJSON_AddBoolToObject(c, "debugger", false);
+    cJSON *links = cJSON_AddArrayToObject(c, "help_links");
+    static const char *const hl[][2] = {
+        {"Python Reference", "https://docs.python.org/3/"},
+        {"Python Library", "https://docs.python.org/3/library/"},
+        {"NumPy Reference", "https://numpy.org/doc/stable/reference/"},
+        {"Matplotlib", "https://matplotlib.org/stable/"},
+        {"pandas", "https://pandas.pydata.org/docs/"},
+        {"Markdown", "https://www.markdownguide.org/basic-syntax/"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(hl); i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddStringToObject(l, "text", hl[i][0]);
+        cJSON_AddStringToObject(l, "url", hl[i][1]);
+        cJSON_AddItemToArray(links, l);
+    }
+    return c;
+}
+
+/* ------------------------------------------------------------------ calling Python */
+
+static cJSON *internal_error(const char *what)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "status", "error");
+    cJSON_AddStringToObject(c, "ename", "InternalError");
+    cJSON_AddStringToObject(c, "evalue", what);
+    cJSON_AddItemToObject(c, "traceback", cJSON_CreateArray());
+    return c;
+}
+
+/* Converts a str (JSON text) returned by the Python side into cJSON; logs
+ * and clears a Python exception. Steals res. */
+static cJSON *json_result(PyObject *res, const char *what)
+{
+    if (!res) {
+        cb_error("interp", "%s raised inside cellbox's own code", what);
+        PyErr_Print();
+        return internal_error(what);
+    }
+    Py_ssize_t len;
+    const char *s = PyUnicode_Check(res) ? PyUnicode_AsUTF8AndSize(res, &len) : NULL;
+    cJSON *j = s ? cb_json_parse(s, (size_t)len) : NULL;
+    if (!s)
+        PyErr_Clear();
+    Py_DECREF(res);
+    return j ? j : internal_error(what);
+}
+
+static PyObject *user_expressions_str(const cJSON *ue)  /* new */
+{
+    if (!ue || !ue->child)
+        Py_RETURN_NONE;
+    cb_autofree char *s = cb_json_print(ue);
+    return PyUnicode_FromString(s);
+}
+
+static cJSON *py_execute(void *self, const kn_exec_req *req)
+{
+    ip_python *py = self;
+    PyObject *ue = user_expressions_str(req->user_expressions);  /* new */
+    PyObject *res = PyObject_CallMethod(py->shell, "run_cell", "(siiiiO)", req->code, req->execution_count,
+                                        (int)req->silent, (int)req->store_history, (int)req->allow_stdin,
+                                        ue);  /* new */
+    Py_XDECREF(ue);
+    cJSON *reply = json_result(res, "run_cell");
+    ip_capture_flush(py->cap);
+    return reply;
+}
+
+static cJSON *call_content(ip_python *py, const char *method, const cJSON *content)
+{
+    cb_autofree char *s = cb_json_print(content);
+    PyObject *res = PyObject_CallMethod(py->shell, method, "(s)", s);  /* new */
+    cJSON *r = json_result(res, method);
+    ip_capture_flush(py->cap);
+    return r;
+}
+
+static cJSON *py_complete(void *self, const cJSON *c)
+{
+    return call_content(self, "complete_request", c);
+}
+
+static cJSON *py_inspect(void *self, const cJSON *c)
+{
+    return call_content(self, "inspect_request", c);
+}
+
+static cJSON *py_is_complete(void *self, const cJSON *c)
+{
+    return call_content(self, "is_complete_request", c);
+}
+
+static cJSON *py_comm_info(void *self, const cJSON *c)
+{
+    return call_content(self, "comm_info_request", c);
+}
+
+static void py_comm(void *self, const char *msg_type, const kn_msg *m)
+{
+    ip_python *py = self;
+    cJSON *env = cJSON_CreateObject();
+    cJSON_AddItemReferenceToObject(env, "content", m->content);
+    cJSON_AddItemReferenceToObject(env, "metadata", m->metadata);
+    cJSON_AddItemReferenceToObject(env, "header", m->header);
+    cb_autofree char *s = cb_json_print(env);
+    cJSON_Delete(env);
+    PyObject *bufs = PyList_New((Py_ssize_t)m->n_buffers);  /* new */
+    for (size_t i = 0; i < m->n_buffers; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(m->buffers[i].data, (Py_ssize_t)m->buffers[i].len);  /* new */
+        PyList_SET_ITEM(bufs, (Py_ssize_t)i, PyMemoryView_FromObject(b));  /* the view keeps b alive */
+        Py_DECREF(b);
+    }
+    PyObject *res = PyObject_CallMethod(py->shell, "comm_message", "(ssO)", msg_type, s, bufs);  /* new */
+    Py_DECREF(bufs);
+    if (!res) {
+        cb_warn("interp", "comm handler failed for %s", msg_type);
+        PyErr_Print();
+    }
+    Py_XDECREF(res);
+    ip_capture_flush(py->cap);
+}
+
+static void py_clear_interrupt(void *self)
+{
+    /* A SIGINT that arrived while idle must not hit the next cell. */
+    if (PyErr_CheckSignals() < 0)
+        PyErr_Clear();
+}
+
+static void py_idle(void *self, bool entering)
+{
+    ip_python *py = self;
+    if (entering) {
+        py->saved = PyEval_SaveThread();
+    } else if (py->saved) {
+        PyEval_RestoreThread(py->saved);
+        py->saved = NULL;
+        py_clear_interrupt(self);
+    }
+}
+
+static void py_stop(void *self, bool restart)
+{
+    ip_python *py = self;
+    PyObject *res = PyObject_CallMethod(py->shell, "shutdown", "(i)", (int)restart);  /* new */
+    if (!res)
+        PyErr_Clear();
+    Py_XDECREF(res);
+    ip_capture_flush(py->cap);
+}
+
+/* ------------------------------------------------------------------ start */
+
+static PyStatus init_python(void)
+{
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    /* Behave as the system's python: prefix, site-packages and
+     * sys.executable all follow from its path, not from ours. */
+    PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, CB_PYTHON3);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesString(&config, &config.executable, CB_PYTHON3);
+    char *argv0[] = {""};
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesArgv(&config, 1, argv0);
+    config.parse_argv = 0;
+    config.install_signal_handlers = 1;
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    return st;
+}
+
+static int py_start(void *self, const kn_host *host)
+{
+    ip_python *py = self;
+    py->host = host;
+    g_py = py;
+    if (PyImport_AppendInittab("_cellbox_c", PyInit__cellbox_c) < 0)
+        return -1;
+    PyStatus st = init_python();
+    if (PyStatus_Exception(st)) {
+        cb_error("interp", "cannot initialise Python: %s", st.err_msg ? st.err_msg : "?");
+        return -1;
+    }
+    py->cap = ip_capture_start(host, py->opts.capture_fds);
+
+    /* the bootstrap installs the importer of the embedded package */
+    const ip_pymodule *boot = find_module("_cellbox_boot");
+    PyObject *code = boot ? module_code(boot) : NULL;  /* new */
+    PyObject *bm = code ? PyImport_ExecCodeModuleEx("_cellbox_boot", code, boot->filename) : NULL;  /* new */
+    Py_XDECREF(code);
+    PyObject *kmod = bm ? PyImport_ImportModule("cellbox._kernel") : NULL;  /* new */
+    PyObject *shell = kmod ? PyObject_CallMethod(kmod, "start", NULL) : NULL;  /* new */
+    Py_XDECREF(bm);
+    Py_XDECREF(kmod);
+    if (!shell) {
+        cb_error("interp", "cannot start cellbox's Python side");
+        PyErr_Print();
+        return -1;
+    }
+    py->shell = shell;
+    return 0;
+}
+
+kn_interp *ip_python_new(const ip_options *opts)
+{
+    ip_python *py = cb_calloc(1, sizeof *py);
+    py->opts = *opts;
+    py->ops = (kn_interp){
+        .self = py,
+        .kernel_info = py_kernel_info,
+        .start = py_start,
+        .execute = py_execute,
+        .complete = py_complete,
+        .inspect = py_inspect,
+        .is_complete = py_is_complete,
+        .comm_info = py_comm_info,
+        .comm = py_comm,
+        .stop = py_stop,
+        .clear_interrupt = py_clear_interrupt,
+        .idle = py_idle,
+    };
+    return &py->ops;
+}
+
+void ip_python_free(kn_interp *interp)
+{
+    if (!interp)
+        return;
+    ip_python *py = interp->self;
+    /* No Py_FinalizeEx: user threads that never end would hang the exit.
+     * Output is flushed and atexit handlers ran in shutdown(). */
+    ip_capture_stop(py->cap);
+    if (g_py == py)
+        g_py = NULL;
+    free(py);
+}

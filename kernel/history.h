@@ -1,0 +1,29 @@
+/* kernel/history.h: the execution history behind history_request, kept
+ * across kernel restarts with session numbers (like IPython's history
+ * database, but a JSON-lines file: no extra dependency).
+ *
+ * One entry per stored execution: session, line (execution count), input,
+ * and the text/plain of its result when there was one. The file is appended
+ * with O_APPEND, one line per write, so concurrent kernels do not corrupt it.
+ * kn_history_open() never fails hard: on error history is kept in memory only.
+ * Not thread-safe: used by the interp thread only.
+ */
+#ifndef KN_HISTORY_H
+#define KN_HISTORY_H
+
+#include <cjson/cJSON.h>
+
+typedef struct kn_history kn_history;
+
+/* path NULL: in memory only. Starts a new session (last session + 1). */
+kn_history *kn_history_open(const char *path);
+void kn_history_free(kn_history *h);
+int kn_history_session(const kn_history *h);
+/* output may be NULL. */
+void kn_history_add(kn_history *h, int line, const char *input, const char *output);
+/* Answers a history_request content; returns an owned history_reply content. */
+cJSON *kn_history_query(kn_history *h, const cJSON *request);
+/* Default path: $XDG_DATA_HOME/cellbox/history.jsonl (owned). */
+char *kn_history_default_path(void);
+
+#endif

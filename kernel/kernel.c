@@ -1,0 +1,821 @@
+/* kernel/kernel.c: the kernel core (see kernel.h for the thread model).
+ *
+ * Startup is ordered for speed: sockets are bound and a startup thread
+ * answers kernel_info on the shell socket while the interpreter initialises
+ * on the main thread; once it is ready the startup thread hands the shell
+ * socket over (ZeroMQ allows moving a socket between threads across a full
+ * memory barrier: the thread join) and the interp thread serves shell
+ * requests directly, without a hop through a queue.
+ *
+ * Every request goes through dispatch(): busy, validate, handler, reply,
+ * idle. Handlers only compute reply contents. */
+#include "config.h"
+#include "kernel/kernel.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "kernel/history.h"
+#include "kernel/session.h"
+
+#define DEFAULT_MAX_BYTES ((size_t)256 << 20)
+
+typedef enum { CH_SHELL, CH_CONTROL } channel;
+
+typedef struct qitem {
+    kn_msg *msg;
+    struct qitem *next;
+} qitem;
+
+typedef struct kn_kernel {
+    kn_conn conn;
+    kn_session sess;
+    void *zctx;
+    void *shell, *control, *iopub, *stdin_sock, *hb;
+    size_t max_bytes;
+    kn_interp *interp;
+    kn_host host;
+    kn_history *hist;
+    pthread_t main_thread;
+
+    /* IOPub: one socket, one lock; cur_parent is the header of the shell
+     * request being handled (what interp output is parented to). */
+    pthread_mutex_t iopub_lock;
+    char topic[96];
+    kn_bytes cur_parent;
+
+    /* startup: messages the startup thread received before the interp was ready */
+    pthread_mutex_t qlock;
+    qitem *qhead, *qtail;
+    atomic_bool interp_ready;
+
+    int wake_fd;                /* eventfd: wakes the interp thread (shutdown) */
+    atomic_bool stopping;
+    atomic_bool restart;
+    atomic_bool executing;
+    atomic_bool interp_done;
+    int ctl_wake_fd;            /* eventfd: wakes the control thread */
+    atomic_bool shutdown_pending; /* set by h_shutdown, acted on after the reply */
+
+    /* interp-thread state */
+    kn_msg *cur;                /* request being handled on shell */
+    bool cur_allow_stdin;
+    int execution_count;        /* the number the next stored cell gets */
+    bool abort_queue;
+
+    char *kernel_info_json;     /* cached kernel_info_reply content */
+} kn_kernel;
+
+typedef cJSON *(*handler_fn)(kn_kernel *k, kn_msg *m, channel ch);
+
+typedef struct field_rule {
+    const char *name;
+    int type;  /* cJSON_String, cJSON_Number, cJSON_Object... */
+} field_rule;
+
+typedef struct route {
+    const char *msg_type;
+    handler_fn fn;
+    bool has_reply;
+    field_rule required[3];
+} route;
+
+/* ------------------------------------------------------------------ IOPub */
+
+static void publish_locked(kn_kernel *k, const kn_bytes *parent, const char *msg_type,
+                           const char *content, size_t len, const kn_bytes *bufs, size_t nbufs)
+{
+    size_t tl = strlen(k->topic);
+    snprintf(k->topic + tl, sizeof k->topic - tl, "%s", msg_type);
+    kn_out out = {.msg_type = msg_type, .parent = parent, .content = content, .content_len = len,
+                  .buffers = bufs, .n_buffers = nbufs};
+    if (kn_session_send(&k->sess, k->iopub, k->topic, NULL, 0, &out, NULL) < 0)
+        cb_warn("kernel", "iopub send failed: %s", zmq_strerror(errno));
+    k->topic[tl] = '\0';
+}
+
+static void publish(kn_kernel *k, const kn_bytes *parent, const char *msg_type, const char *content)
+{
+    pthread_mutex_lock(&k->iopub_lock);
+    publish_locked(k, parent, msg_type, content, 0, NULL, 0);
+    pthread_mutex_unlock(&k->iopub_lock);
+}
+
+static void publish_status(kn_kernel *k, const kn_bytes *parent, const char *state)
+{
+    char c[64];
+    snprintf(c, sizeof c, "{\"execution_state\":\"%s\"}", state);
+    publish(k, parent, "status", c);
+}
+
+/* kn_host.publish: parented to the current shell request. */
+static void host_publish(void *ctx, const char *msg_type, const char *content, size_t len,
+                         const kn_bytes *bufs, size_t nbufs)
+{
+    kn_kernel *k = ctx;
+    pthread_mutex_lock(&k->iopub_lock);
+    publish_locked(k, k->cur_parent.data ? &k->cur_parent : NULL, msg_type, content, len, bufs, nbufs);
+    pthread_mutex_unlock(&k->iopub_lock);
+}
+
+static void set_cur_parent(kn_kernel *k, const kn_msg *m)
+{
+    pthread_mutex_lock(&k->iopub_lock);
+    free(k->cur_parent.data);
+    k->cur_parent.data = m ? cb_strndup(m->header_raw.data, m->header_raw.len) : NULL;
+    k->cur_parent.len = m ? m->header_raw.len : 0;
+    pthread_mutex_unlock(&k->iopub_lock);
+}
+
+/* ------------------------------------------------------------------ replies */
+
+static void reply_type(const char *msg_type, char *out, size_t n)
+{
+    size_t l = strlen(msg_type);
+    if (l > 8 && strcmp(msg_type + l - 8, "_request") == 0)
+        snprintf(out, n, "%.*s_reply", (int)(l - 8), msg_type);
+    else
+        snprintf(out, n, "%s_reply", msg_type);
+}
+
+static void send_reply(kn_kernel *k, void *sock, const kn_msg *m, const cJSON *content,
+                       const char *metadata)
+{
+    char rt[128];
+    reply_type(m->msg_type, rt, sizeof rt);
+    cb_autofree char *c = cb_json_print(content);
+    kn_out out = {.msg_type = rt, .parent = &m->header_raw, .metadata = metadata, .content = c};
+    if (kn_session_send(&k->sess, sock, NULL, m->ids, m->n_ids, &out, NULL) < 0)
+        cb_warn("kernel", "cannot send %s: %s", rt, zmq_strerror(errno));
+}
+
+static cJSON *error_content(const char *ename, const char *evalue)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "status", "error");
+    cJSON_AddStringToObject(c, "ename", ename);
+    cJSON_AddStringToObject(c, "evalue", evalue);
+    cJSON_AddItemToObject(c, "traceback", cJSON_CreateArray());
+    return c;
+}
+
+/* ------------------------------------------------------------------ handlers */
+
+static cJSON *h_kernel_info(kn_kernel *k, kn_msg *m, channel ch)
+{
+    return cJSON_Parse(k->kernel_info_json);
+}
+
+static void request_stop(kn_kernel *k, bool restart)
+{
+    atomic_store(&k->restart, restart);
+    atomic_store(&k->stopping, true);
+    uint64_t one = 1;
+    ssize_t CB_UNUSED w = write(k->wake_fd, &one, sizeof one);
+    w = write(k->ctl_wake_fd, &one, sizeof one);
+}
+
+static cJSON *h_shutdown(kn_kernel *k, kn_msg *m, channel ch)
+{
+    bool restart = cb_json_bool(m->content, "restart", false);
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "status", "ok");
+    cJSON_AddBoolToObject(c, "restart", restart);
+    cb_info("kernel", "shutdown requested (restart=%d)", restart);
+    /* the stop itself happens after the reply is on the wire (after_dispatch) */
+    k->shutdown_pending = true;
+    atomic_store(&k->restart, restart);
+    return c;
+}
+
+static void interrupt_main(kn_kernel *k)
+{
+    /* A real signal to the main thread: Python's handler raises
+     * KeyboardInterrupt and blocking calls (time.sleep, select) return EINTR. */
+    pthread_kill(k->main_thread, SIGINT);
+}
+
+static cJSON *h_interrupt(kn_kernel *k, kn_msg *m, channel ch)
+{
+    cb_info("kernel", "interrupt requested");
+    interrupt_main(k);
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "status", "ok");
+    return c;
+}
+
+static cJSON *h_debug(kn_kernel *k, kn_msg *m, channel ch)
+{
+    /* kernel_info says debugger: false; answer politely anyway. */
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "type", "response");
+    cJSON_AddNumberToObject(c, "request_seq", cb_json_int(m->content, "seq", 0));
+    cJSON_AddBoolToObject(c, "success", false);
+    cJSON_AddStringToObject(c, "command", cb_json_str(m->content, "command", ""));
+    cJSON_AddStringToObject(c, "message", "cellbox has no debugger");
+    return c;
+}
+
+static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
+{
+    const cJSON *c = m->content;
+    bool silent = cb_json_bool(c, "silent", false);
+    kn_exec_req req = {
+        .code = cb_json_str(c, "code", ""),
+        .silent = silent,
+        .store_history = silent ? false : cb_json_bool(c, "store_history", true),
+        .allow_stdin = cb_json_bool(c, "allow_stdin", true),
+        .stop_on_error = cb_json_bool(c, "stop_on_error", true),
+        .user_expressions = cb_json_obj(c, "user_expressions"),
+        .execution_count = k->execution_count,
+    };
+    if (!silent) {
+        cJSON *in = cJSON_CreateObject();
+        cJSON_AddStringToObject(in, "code", req.code);
+        cJSON_AddNumberToObject(in, "execution_count", req.execution_count);
+        cb_autofree char *s = cb_json_print(in);
+        cJSON_Delete(in);
+        host_publish(k, "execute_input", s, 0, NULL, 0);
+    }
+    k->cur_allow_stdin = req.allow_stdin;
+    if (k->interp->clear_interrupt)
+        k->interp->clear_interrupt(k->interp->self);
+    atomic_store(&k->executing, true);
+    cJSON *reply = k->interp->execute(k->interp->self, &req);
+    atomic_store(&k->executing, false);
+    if (!reply)
+        reply = error_content("InternalError", "the interpreter returned no reply");
+    /* the interpreter may hand us the result's text for the history */
+    cJSON *hout = cJSON_DetachItemFromObjectCaseSensitive(reply, "_history_output");
+    /* an empty cell is not stored and does not advance the counter (IPython) */
+    cJSON *skip = cJSON_DetachItemFromObjectCaseSensitive(reply, "_not_stored");
+    if (cJSON_IsTrue(skip))
+        req.store_history = false;
+    cJSON_Delete(skip);
+    if (req.store_history) {
+        kn_history_add(k->hist, req.execution_count, req.code,
+                       cJSON_IsString(hout) ? hout->valuestring : NULL);
+        k->execution_count++;
+    }
+    cJSON_Delete(hout);
+    cb_json_set(reply, "execution_count",
+                cJSON_CreateNumber(req.store_history ? req.execution_count : req.execution_count - 1));
+    if (!cb_json_has(reply, "user_expressions"))
+        cJSON_AddItemToObject(reply, "user_expressions", cJSON_CreateObject());
+    if (!cb_json_has(reply, "payload"))
+        cJSON_AddItemToObject(reply, "payload", cJSON_CreateArray());
+    if (strcmp(cb_json_str(reply, "status", "ok"), "error") == 0 && req.stop_on_error)
+        k->abort_queue = true;
+    return reply;
+}
+
+static cJSON *h_complete(kn_kernel *k, kn_msg *m, channel ch)
+{
+    return k->interp->complete(k->interp->self, m->content);
+}
+
+static cJSON *h_inspect(kn_kernel *k, kn_msg *m, channel ch)
+{
+    return k->interp->inspect(k->interp->self, m->content);
+}
+
+static cJSON *h_is_complete(kn_kernel *k, kn_msg *m, channel ch)
+{
+    return k->interp->is_complete(k->interp->self, m->content);
+}
+
+static cJSON *h_history(kn_kernel *k, kn_msg *m, channel ch)
+{
+    return kn_history_query(k->hist, m->content);
+}
+
+static cJSON *h_comm_info(kn_kernel *k, kn_msg *m, channel ch)
+{
+    return k->interp->comm_info(k->interp->self, m->content);
+}
+
+static cJSON *h_comm(kn_kernel *k, kn_msg *m, channel ch)
+{
+    k->interp->comm(k->interp->self, m->msg_type, m);
+    return NULL;
+}
+
+static const route shell_routes[] = {
+    {"execute_request", h_execute, true, {{"code", cJSON_String}}},
+    {"kernel_info_request", h_kernel_info, true, {{0}}},
+    {"complete_request", h_complete, true, {{"code", cJSON_String}, {"cursor_pos", cJSON_Number}}},
+    {"inspect_request", h_inspect, true, {{"code", cJSON_String}, {"cursor_pos", cJSON_Number}}},
+    {"is_complete_request", h_is_complete, true, {{"code", cJSON_String}}},
+    {"history_request", h_history, true, {{0}}},
+    {"comm_info_request", h_comm_info, true, {{0}}},
+    {"comm_open", h_comm, false, {{"comm_id", cJSON_String}, {"target_name", cJSON_String}}},
+    {"comm_msg", h_comm, false, {{"comm_id", cJSON_String}}},
+    {"comm_close", h_comm, false, {{"comm_id", cJSON_String}}},
+    {"shutdown_request", h_shutdown, true, {{0}}},  /* the old place (protocol < 5.x) */
+};
+
+static const route control_routes[] = {
+    {"kernel_info_request", h_kernel_info, true, {{0}}},
+    {"shutdown_request", h_shutdown, true, {{0}}},
+    {"interrupt_request", h_interrupt, true, {{0}}},
+    {"debug_request", h_debug, true, {{0}}},
+};
+
+static const char *check_fields(const route *r, const kn_msg *m, char *why, size_t n)
+{
+    for (size_t i = 0; i < CB_ARRAY_LEN(r->required) && r->required[i].name; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(m->content, r->required[i].name);
+        if (!v || !(v->type & r->required[i].type)) {
+            snprintf(why, n, "%s: missing or invalid field '%s' (%s expected)", m->msg_type,
+                     r->required[i].name, r->required[i].type == cJSON_String ? "string" :
+                     r->required[i].type == cJSON_Number ? "number" : "object");
+            return why;
+        }
+    }
+    return NULL;
+}
+
+/* The one place where the protocol's rules are applied around a handler. */
+static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool content_ok)
+{
+    const route *routes = ch == CH_SHELL ? shell_routes : control_routes;
+    size_t nroutes = ch == CH_SHELL ? CB_ARRAY_LEN(shell_routes) : CB_ARRAY_LEN(control_routes);
+    const route *r = NULL;
+    for (size_t i = 0; i < nroutes && !r; i++)
+        if (strcmp(routes[i].msg_type, m->msg_type) == 0)
+            r = &routes[i];
+
+    if (ch == CH_SHELL) {
+        k->cur = m;
+        set_cur_parent(k, m);
+    }
+    publish_status(k, &m->header_raw, "busy");
+    char why[256];
+    if (!r) {
+        cb_warn("kernel", "unknown message type '%s' on %s", m->msg_type, ch == CH_SHELL ? "shell" : "control");
+        if (cb_str_has_suffix(m->msg_type, "_request")) {
+            snprintf(why, sizeof why, "unknown message type '%s'", m->msg_type);
+            cJSON *c = error_content("UnknownMessageType", why);
+            send_reply(k, sock, m, c, NULL);
+            cJSON_Delete(c);
+        }
+    } else if (!content_ok || check_fields(r, m, why, sizeof why)) {
+        if (!content_ok)
+            snprintf(why, sizeof why, "%s: content is not a JSON object", m->msg_type);
+        cb_warn("kernel", "%s", why);
+        if (r->has_reply) {
+            cJSON *c = error_content("ValueError", why);
+            send_reply(k, sock, m, c, NULL);
+            cJSON_Delete(c);
+        }
+    } else {
+        char started[CB_ISO_DATE_LEN];
+        cb_iso_date(started, cb_real_us());
+        cJSON *c = r->fn(k, m, ch);
+        if (r->has_reply) {
+            if (!c)
+                c = error_content("InternalError", "handler failed");
+            char md[256];
+            snprintf(md, sizeof md,
+                     "{\"started\":\"%s\",\"dependencies_met\":true,\"engine\":\"%s\",\"status\":\"%s\"}",
+                     started, k->sess.id, cb_json_str(c, "status", "ok"));
+            send_reply(k, sock, m, c, md);
+        }
+        cJSON_Delete(c);
+    }
+    publish_status(k, &m->header_raw, "idle");
+    if (ch == CH_SHELL)
+        k->cur = NULL;
+    if (k->shutdown_pending) {
+        k->shutdown_pending = false;
+        request_stop(k, atomic_load(&k->restart));
+    }
+}
+
+static void send_aborted(kn_kernel *k, kn_msg *m)
+{
+    set_cur_parent(k, m);
+    publish_status(k, &m->header_raw, "busy");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "status", "aborted");
+    cJSON_AddNumberToObject(c, "execution_count", k->execution_count - 1);
+    cJSON_AddItemToObject(c, "user_expressions", cJSON_CreateObject());
+    cJSON_AddItemToObject(c, "payload", cJSON_CreateArray());
+    send_reply(k, k->shell, m, c, "{\"status\":\"aborted\",\"dependencies_met\":false}");
+    cJSON_Delete(c);
+    publish_status(k, &m->header_raw, "idle");
+}
+
+static void log_drop(const char *chan, kn_recv_status st)
+{
+    cb_warn("kernel", "dropped a message on %s: %s", chan, kn_recv_status_str(st));
+}
+
+/* Handles one shell message on the interp thread. */
+static void handle_shell(kn_kernel *k, kn_msg *m, kn_recv_status st)
+{
+    if (k->abort_queue && strcmp(m->msg_type, "execute_request") == 0)
+        send_aborted(k, m);
+    else
+        dispatch(k, k->shell, CH_SHELL, m, st == KN_RECV_OK);
+    kn_msg_free(m);
+}
+
+/* After an error with stop_on_error: every execute_request already waiting
+ * is answered "aborted"; other requests are served normally. */
+static void abort_queued(kn_kernel *k)
+{
+    while (k->abort_queue) {
+        kn_msg *m = NULL;
+        kn_recv_status st = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        if (st == KN_RECV_AGAIN || st == KN_RECV_CLOSED)
+            break;
+        if (m)
+            handle_shell(k, m, st);
+        else
+            log_drop("shell", st);
+    }
+    k->abort_queue = false;
+}
+
+/* ------------------------------------------------------------------ stdin */
+
+static int host_input(void *ctx, const char *prompt, bool password, char **value,
+                      bool (*poll_interrupt)(void *), void *pctx)
+{
+    kn_kernel *k = ctx;
+    *value = NULL;
+    if (!k->cur || !k->cur_allow_stdin)
+        return KN_INPUT_NOT_ALLOWED;
+    /* drop stale replies (e.g. to an earlier, interrupted input) */
+    for (;;) {
+        kn_msg *old = NULL;
+        kn_recv_status st = kn_wire_recv(k->stdin_sock, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &old);
+        kn_msg_free(old);
+        if (st == KN_RECV_AGAIN || st == KN_RECV_CLOSED)
+            break;
+    }
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "prompt", prompt ? prompt : "");
+    cJSON_AddBoolToObject(c, "password", password);
+    char req_id[KN_MSG_ID_LEN];
+    int rc = kn_session_send_json(&k->sess, k->stdin_sock, NULL, k->cur->ids, k->cur->n_ids,
+                                  "input_request", &k->cur->header_raw, c, req_id);
+    cJSON_Delete(c);
+    if (rc < 0)
+        return KN_INPUT_FAILED;
+    for (;;) {
+        if (atomic_load(&k->stopping))
+            return KN_INPUT_FAILED;
+        if (poll_interrupt && poll_interrupt(pctx))
+            return KN_INPUT_INTERRUPTED;
+        zmq_pollitem_t it = {k->stdin_sock, 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(&it, 1, 20);
+        if (n <= 0)
+            continue;  /* timeout or EINTR: check interrupt and stop again */
+        kn_msg *m = NULL;
+        kn_recv_status st = kn_wire_recv(k->stdin_sock, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        if (!m) {
+            if (st != KN_RECV_AGAIN)
+                log_drop("stdin", st);
+            continue;
+        }
+        if (strcmp(m->msg_type, "input_reply") == 0) {
+            *value = cb_strdup(cb_json_str(m->content, "value", ""));
+            kn_msg_free(m);
+            return KN_INPUT_OK;
+        }
+        cb_warn("kernel", "unexpected %s on stdin", m->msg_type);
+        kn_msg_free(m);
+    }
+}
+
+/* ------------------------------------------------------------------ threads */
+
+static void *hb_thread(void *arg)
+{
+    kn_kernel *k = arg;
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    for (;;) {
+        if (zmq_msg_recv(&msg, k->hb, 0) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;  /* ETERM: shutting down */
+        }
+        if (zmq_msg_send(&msg, k->hb, 0) < 0 && errno == ETERM)
+            break;
+    }
+    zmq_msg_close(&msg);
+    zmq_close(k->hb);
+    return NULL;
+}
+
+/* Once a stop is requested: give the interp thread a moment to return to
+ * its loop; interrupt running code; never hang on code that ignores it. */
+static void stop_watchdog(kn_kernel *k)
+{
+    for (int i = 0; i < 400 && !atomic_load(&k->interp_done); i++) {
+        if (i == 50 && atomic_load(&k->executing)) {
+            cb_info("kernel", "interrupting running code for shutdown");
+            interrupt_main(k);
+        }
+        usleep(10000);
+    }
+    if (!atomic_load(&k->interp_done)) {
+        cb_warn("kernel", "running code did not stop within 4 s of shutdown; exiting");
+        _exit(0);
+    }
+}
+
+static void *control_thread(void *arg)
+{
+    kn_kernel *k = arg;
+    const char *ppid_env = getenv("JPY_PARENT_PID");
+    long parent = ppid_env ? atol(ppid_env) : 0;
+    while (!atomic_load(&k->stopping)) {
+        zmq_pollitem_t it[2] = {{k->control, 0, ZMQ_POLLIN, 0}, {NULL, k->ctl_wake_fd, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(it, 2, 1000);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (n == 0) {
+            /* the frontend that started us is gone: do not linger as an orphan */
+            if (parent > 1 && kill((pid_t)parent, 0) < 0 && errno == ESRCH) {
+                cb_warn("kernel", "parent process %ld is gone; shutting down", parent);
+                request_stop(k, false);
+            }
+            continue;
+        }
+        if (!(it[0].revents & ZMQ_POLLIN))
+            continue;
+        kn_msg *m = NULL;
+        kn_recv_status st = kn_wire_recv(k->control, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        if (st == KN_RECV_CLOSED)
+            break;
+        if (!m) {
+            if (st != KN_RECV_AGAIN)
+                log_drop("control", st);
+            continue;
+        }
+        dispatch(k, k->control, CH_CONTROL, m, st == KN_RECV_OK);
+        kn_msg_free(m);
+    }
+    if (atomic_load(&k->stopping))
+        stop_watchdog(k);
+    return NULL;
+}
+
+/* Serves the shell socket until the interpreter is ready: kernel_info is
+ * answered at once (frontends wait for it), everything else is queued. */
+static void *startup_thread(void *arg)
+{
+    kn_kernel *k = arg;
+    while (!atomic_load(&k->interp_ready) && !atomic_load(&k->stopping)) {
+        zmq_pollitem_t it = {k->shell, 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(&it, 1, 2);
+        if (n <= 0)
+            continue;
+        kn_msg *m = NULL;
+        kn_recv_status st = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        if (!m) {
+            if (st != KN_RECV_AGAIN && st != KN_RECV_CLOSED)
+                log_drop("shell", st);
+            continue;
+        }
+        if (st == KN_RECV_OK && strcmp(m->msg_type, "kernel_info_request") == 0) {
+            publish_status(k, &m->header_raw, "busy");
+            cJSON *c = h_kernel_info(k, m, CH_SHELL);
+            send_reply(k, k->shell, m, c, NULL);
+            cJSON_Delete(c);
+            publish_status(k, &m->header_raw, "idle");
+            kn_msg_free(m);
+            continue;
+        }
+        qitem *q = cb_calloc(1, sizeof *q);
+        q->msg = m;
+        /* remember a bad-JSON status in the message: reparse is not possible */
+        if (st == KN_RECV_BAD_JSON)
+            cJSON_AddBoolToObject(m->metadata, "__cellbox_bad_json", true);
+        pthread_mutex_lock(&k->qlock);
+        if (k->qtail)
+            k->qtail->next = q;
+        else
+            k->qhead = q;
+        k->qtail = q;
+        pthread_mutex_unlock(&k->qlock);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static void *bind_socket(kn_kernel *k, int type, int port, const char *name)
+{
+    void *s = zmq_socket(k->zctx, type);
+    int linger = 1000, zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    int64_t maxsize = (int64_t)k->max_bytes;
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
+    if (type == ZMQ_PUB) {
+        zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);  /* never drop output */
+    }
+    if (type == ZMQ_ROUTER) {
+        int one = 1;
+        zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    }
+    cb_autofree char *ep = kn_conn_endpoint(&k->conn, port);
+    if (zmq_bind(s, ep) < 0) {
+        int e = errno;
+        fprintf(stderr, "cellbox kernel: cannot bind the %s socket to %s: %s%s\n", name, ep,
+                zmq_strerror(e), e == EADDRINUSE ? " (is another kernel using this connection file?)" : "");
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int setup_sockets(kn_kernel *k)
+{
+    struct {
+        void **sock;
+        int type, port;
+        const char *name;
+    } socks[] = {
+        {&k->shell, ZMQ_ROUTER, k->conn.shell_port, "shell"},
+        {&k->control, ZMQ_ROUTER, k->conn.control_port, "control"},
+        {&k->iopub, ZMQ_PUB, k->conn.iopub_port, "iopub"},
+        {&k->stdin_sock, ZMQ_ROUTER, k->conn.stdin_port, "stdin"},
+        {&k->hb, ZMQ_REP, k->conn.hb_port, "heartbeat"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(socks); i++) {
+        *socks[i].sock = bind_socket(k, socks[i].type, socks[i].port, socks[i].name);
+        if (!*socks[i].sock)
+            return -1;
+    }
+    return 0;
+}
+
+static char *build_kernel_info(kn_kernel *k)
+{
+    cJSON *c = k->interp->kernel_info(k->interp->self);
+    cb_json_set(c, "status", cJSON_CreateString("ok"));
+    cb_json_set(c, "protocol_version", cJSON_CreateString(KN_PROTOCOL_VERSION));
+    char *s = cb_json_print(c);
+    cJSON_Delete(c);
+    return s;
+}
+
+int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
+{
+    kn_kernel *k = cb_calloc(1, sizeof *k);
+    k->interp = interp;
+    k->main_thread = pthread_self();
+    k->max_bytes = opts->max_message_bytes ? opts->max_message_bytes : DEFAULT_MAX_BYTES;
+    k->execution_count = 1;
+    pthread_mutex_init(&k->iopub_lock, NULL);
+    pthread_mutex_init(&k->qlock, NULL);
+
+    char *err = NULL;
+    if (!opts->connection_file) {
+        fprintf(stderr, "cellbox kernel: no connection file (use -f CONNECTION_FILE)\n");
+        return 2;
+    }
+    if (kn_conn_load(&k->conn, opts->connection_file, &err) < 0) {
+        fprintf(stderr, "cellbox kernel: %s\n", err);
+        free(err);
+        return 2;
+    }
+    if (kn_session_init(&k->sess, k->conn.signature_scheme, k->conn.key) < 0) {
+        fprintf(stderr, "cellbox kernel: unsupported signature scheme %s\n", k->conn.signature_scheme);
+        return 2;
+    }
+    snprintf(k->topic, sizeof k->topic, "kernel.%s.", k->sess.id);
+    k->kernel_info_json = build_kernel_info(k);
+
+    /* Only the main thread takes SIGINT: block it while the other threads
+     * (ours and libzmq's) are created, so they inherit the blocked mask. */
+    sigset_t sigint, old;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigint, &old);
+    signal(SIGPIPE, SIG_IGN);
+
+    k->zctx = zmq_ctx_new();
+    k->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    k->ctl_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (setup_sockets(k) < 0)
+        return 1;
+
+    pthread_t hb, ctl, st;
+    pthread_create(&hb, NULL, hb_thread, k);
+    pthread_create(&ctl, NULL, control_thread, k);
+    pthread_create(&st, NULL, startup_thread, k);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    publish_status(k, NULL, "starting");
+
+    if (!opts->no_history) {
+        cb_autofree char *hp = opts->history_file ? cb_strdup(opts->history_file) : kn_history_default_path();
+        k->hist = kn_history_open(hp);
+    } else {
+        k->hist = kn_history_open(NULL);
+    }
+
+    k->host = (kn_host){.ctx = k, .publish = host_publish, .input = host_input,
+                        .history_session = kn_history_session(k->hist)};
+    int status = 0;
+    if (interp->start(interp->self, &k->host) < 0) {
+        fprintf(stderr, "cellbox kernel: the interpreter failed to start\n");
+        status = 1;
+        request_stop(k, false);
+    }
+
+    atomic_store(&k->interp_ready, true);
+    pthread_join(st, NULL);  /* the shell socket is ours from here on */
+
+    /* requests that arrived during startup, in order (executes after an
+     * error are aborted by handle_shell like any queued request) */
+    pthread_mutex_lock(&k->qlock);
+    qitem *q = k->qhead;
+    k->qhead = k->qtail = NULL;
+    pthread_mutex_unlock(&k->qlock);
+    while (q) {
+        qitem *next = q->next;
+        if (atomic_load(&k->stopping)) {
+            kn_msg_free(q->msg);
+        } else {
+            bool bad = cb_json_bool(q->msg->metadata, "__cellbox_bad_json", false);
+            handle_shell(k, q->msg, bad ? KN_RECV_BAD_JSON : KN_RECV_OK);
+        }
+        free(q);
+        q = next;
+    }
+    if (k->abort_queue)
+        abort_queued(k);
+
+    while (!atomic_load(&k->stopping)) {
+        zmq_pollitem_t items[2] = {{k->shell, 0, ZMQ_POLLIN, 0}, {NULL, k->wake_fd, ZMQ_POLLIN, 0}};
+        if (interp->idle)
+            interp->idle(interp->self, true);
+        int n = zmq_poll(items, 2, -1);
+        if (interp->idle)
+            interp->idle(interp->self, false);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (items[1].revents) {
+            uint64_t v;
+            ssize_t CB_UNUSED r = read(k->wake_fd, &v, sizeof v);
+            continue;
+        }
+        for (;;) {
+            kn_msg *m = NULL;
+            kn_recv_status rs = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+            if (rs == KN_RECV_AGAIN || rs == KN_RECV_CLOSED)
+                break;
+            if (!m) {
+                log_drop("shell", rs);
+                continue;
+            }
+            handle_shell(k, m, rs);
+            if (k->abort_queue)
+                abort_queued(k);
+            if (atomic_load(&k->stopping))
+                break;
+        }
+    }
+
+    if (interp->stop)
+        interp->stop(interp->self, atomic_load(&k->restart));
+    atomic_store(&k->interp_done, true);
+    pthread_join(ctl, NULL);
+    kn_history_free(k->hist);
+    zmq_close(k->shell);
+    zmq_close(k->control);
+    zmq_close(k->stdin_sock);
+    pthread_mutex_lock(&k->iopub_lock);
+    zmq_close(k->iopub);
+    k->iopub = NULL;
+    pthread_mutex_unlock(&k->iopub_lock);
+    zmq_ctx_shutdown(k->zctx);  /* wakes the heartbeat thread with ETERM */
+    pthread_join(hb, NULL);
+    zmq_ctx_term(k->zctx);
+    return status;
+}

@@ -1,0 +1,101 @@
+/* kernel/kernel.h: the kernel core: sockets, threads, dispatch and the
+ * protocol invariants, with the interpreter plugged in through kn_interp.
+ *
+ * Threads (all but the interpreter's are started by kn_kernel_run):
+ *   interp  - the caller's thread (the process main thread, so Python gets
+ *             signals): runs kn_interp hooks for execute/complete/inspect/...
+ *   shell   - reads the shell ROUTER, answers kernel_info itself, queues the
+ *             rest for the interp thread
+ *   control - control ROUTER: kernel_info, interrupt, shutdown, always live
+ *   hb      - heartbeat REP echo
+ * IOPub is one PUB socket shared under a mutex; stdin belongs to the interp
+ * thread (input() runs there).
+ *
+ * The core enforces the rules so an interpreter cannot forget them (xeus):
+ * busy/idle around every request with the parent header set, execute_input,
+ * the execution counter, execute_reply fields, aborting queued executes after
+ * an error, history storage. The interpreter holds no sockets: it publishes
+ * through kn_host callbacks.
+ *
+ * Ownership: hooks returning cJSON* return an owned reply content (NULL is
+ * turned into an error reply by the core). Arguments are borrowed.
+ */
+#ifndef KN_KERNEL_H
+#define KN_KERNEL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "kernel/conn.h"
+#include "kernel/wire.h"
+
+/* What the kernel offers the interpreter. Callable from the interp thread;
+ * publish() is also safe from other threads (it takes the IOPub lock). */
+typedef struct kn_host {
+    void *ctx;
+    /* Publish msg_type on IOPub with the parent header of the request being
+     * handled. content: JSON text (len 0 = strlen). */
+    void (*publish)(void *ctx, const char *msg_type, const char *content, size_t len,
+                    const kn_bytes *buffers, size_t n_buffers);
+    /* Ask the frontend for a line of input. Returns KN_INPUT_OK with an owned
+     * *value, KN_INPUT_NOT_ALLOWED when the request had allow_stdin false,
+     * KN_INPUT_INTERRUPTED when poll_interrupt(pctx) returned true (it is
+     * called every few ms while waiting), KN_INPUT_FAILED on shutdown. */
+    int (*input)(void *ctx, const char *prompt, bool password, char **value,
+                 bool (*poll_interrupt)(void *pctx), void *pctx);
+    /* Session number of the history store (for %history-like features). */
+    int history_session;
+} kn_host;
+
+enum { KN_INPUT_OK = 0, KN_INPUT_NOT_ALLOWED, KN_INPUT_INTERRUPTED, KN_INPUT_FAILED };
+
+typedef struct kn_exec_req {
+    const char *code;
+    bool silent;
+    bool store_history;
+    bool allow_stdin;
+    bool stop_on_error;
+    const cJSON *user_expressions;   /* object or NULL */
+    int execution_count;             /* the number this cell gets (In[n]) */
+} kn_exec_req;
+
+typedef struct kn_interp {
+    void *self;
+    /* Static kernel_info fields (language_info, implementation_version,
+     * banner, help_links...). Called from any thread, even before start(). */
+    cJSON *(*kernel_info)(void *self);
+    /* Heavy initialisation, on the interp thread, once. -1 = fatal. */
+    int (*start)(void *self, const kn_host *host);
+    /* Must publish all of the request's output before returning. Returns
+     * {status, [ename, evalue, traceback], [payload], [user_expressions]}. */
+    cJSON *(*execute)(void *self, const kn_exec_req *req);
+    cJSON *(*complete)(void *self, const cJSON *content);
+    cJSON *(*inspect)(void *self, const cJSON *content);
+    cJSON *(*is_complete)(void *self, const cJSON *content);
+    cJSON *(*comm_info)(void *self, const cJSON *content);
+    /* comm_open / comm_msg / comm_close from the frontend. */
+    void (*comm)(void *self, const char *msg_type, const kn_msg *msg);
+    /* Process is about to exit (after shutdown_request); may be NULL. */
+    void (*stop)(void *self, bool restart);
+    /* Pre-execution interrupt flush: discard a KeyboardInterrupt that
+     * arrived while idle. May be NULL. */
+    void (*clear_interrupt)(void *self);
+    /* The core is about to block waiting for requests (entering=true) or
+     * has woken up (false): an interpreter with a global lock releases it
+     * here so its background threads run. May be NULL. */
+    void (*idle)(void *self, bool entering);
+} kn_interp;
+
+typedef struct kn_kernel_opts {
+    const char *connection_file;
+    const char *history_file;      /* NULL: default under $XDG_DATA_HOME/cellbox */
+    bool no_history;
+    size_t max_message_bytes;      /* 0: default (256 MiB) */
+} kn_kernel_opts;
+
+/* Binds the sockets (clear error + -1 on failure: missing/invalid
+ * connection file, port in use), runs until shutdown. Returns the exit
+ * status for the process. Must be called on the main thread. */
+int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp);
+
+#endif
