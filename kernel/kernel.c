@@ -55,6 +55,9 @@ typedef struct kn_kernel {
     pthread_mutex_t iopub_lock;
     char topic[96];
     kn_bytes cur_parent;
+    bool subscribed;            /* an IOPub subscription has arrived (XPUB) */
+    bool sub_wait_done;         /* gave up waiting for one once */
+    unsigned pub_count;
 
     /* startup: messages the startup thread received before the interp was ready */
     pthread_mutex_t qlock;
@@ -94,9 +97,43 @@ typedef struct route {
 
 /* ------------------------------------------------------------------ IOPub */
 
+/* IOPub is an XPUB socket: reading it yields subscription messages. We
+ * read them to know when a frontend listens (a status published before its
+ * subscription arrived would be lost: the slow-joiner problem). Called with
+ * iopub_lock held. */
+static void drain_subscriptions_locked(kn_kernel *k)
+{
+    char buf[8];
+    for (;;) {
+        int n = zmq_recv(k->iopub, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (n < 0)
+            break;
+        if (n > 0 && buf[0] == 1)
+            k->subscribed = true;
+    }
+}
+
+/* Before answering the first kernel_info: wait (bounded) until a frontend
+ * has subscribed to IOPub, so the busy/idle of the reply reach it. */
+static void wait_subscriber(kn_kernel *k, int max_ms)
+{
+    pthread_mutex_lock(&k->iopub_lock);
+    drain_subscriptions_locked(k);
+    int64_t end = cb_mono_ns() + (int64_t)max_ms * 1000000;
+    while (!k->subscribed && !k->sub_wait_done && cb_mono_ns() < end) {
+        zmq_pollitem_t it = {k->iopub, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, 2);
+        drain_subscriptions_locked(k);
+    }
+    k->sub_wait_done = true;
+    pthread_mutex_unlock(&k->iopub_lock);
+}
+
 static void publish_locked(kn_kernel *k, const kn_bytes *parent, const char *msg_type,
                            const char *content, size_t len, const kn_bytes *bufs, size_t nbufs)
 {
+    if (!k->subscribed || (++k->pub_count & 63) == 0)
+        drain_subscriptions_locked(k);
     size_t tl = strlen(k->topic);
     snprintf(k->topic + tl, sizeof k->topic - tl, "%s", msg_type);
     kn_out out = {.msg_type = msg_type, .parent = parent, .content = content, .content_len = len,
@@ -598,6 +635,7 @@ static void *startup_thread(void *arg)
             continue;
         }
         if (st == KN_RECV_OK && strcmp(m->msg_type, "kernel_info_request") == 0) {
+            wait_subscriber(k, 250);
             publish_status(k, &m->header_raw, "busy");
             cJSON *c = h_kernel_info(k, m, CH_SHELL);
             send_reply(k, k->shell, m, c, NULL);
@@ -631,7 +669,7 @@ static void *bind_socket(kn_kernel *k, int type, int port, const char *name)
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     int64_t maxsize = (int64_t)k->max_bytes;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
-    if (type == ZMQ_PUB) {
+    if (type == ZMQ_XPUB) {
         zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);  /* never drop output */
     }
     if (type == ZMQ_ROUTER) {
@@ -658,7 +696,7 @@ static int setup_sockets(kn_kernel *k)
     } socks[] = {
         {&k->shell, ZMQ_ROUTER, k->conn.shell_port, "shell"},
         {&k->control, ZMQ_ROUTER, k->conn.control_port, "control"},
-        {&k->iopub, ZMQ_PUB, k->conn.iopub_port, "iopub"},
+        {&k->iopub, ZMQ_XPUB, k->conn.iopub_port, "iopub"},
         {&k->stdin_sock, ZMQ_ROUTER, k->conn.stdin_port, "stdin"},
         {&k->hb, ZMQ_REP, k->conn.hb_port, "heartbeat"},
     };
