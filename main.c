@@ -12,6 +12,8 @@
 static const cb_command commands[] = {
     {"kernel", kn_cmd_kernel, "run as a Jupyter kernel (cellbox kernel -f CONNECTION_FILE)", false},
     {"kernelspec", kn_cmd_kernelspec, "install or list Jupyter kernelspecs", false},
+    {"serve", sb_cmd_serve, "run the sandbox manager (HTTP/JSON API)", false},
+    {"agent", sb_cmd_agent, "pid 1 of a sandbox (internal)", true},
 };
 
 static void usage(FILE *out)

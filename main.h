@@ -15,5 +15,7 @@ typedef struct cb_command {
 
 int kn_cmd_kernel(int argc, char **argv);      /* kernel/main_kernel.c */
 int kn_cmd_kernelspec(int argc, char **argv);  /* kernel/kernelspec.c */
+int sb_cmd_serve(int argc, char **argv);       /* sandbox/sb_serve.c */
+int sb_cmd_agent(int argc, char **argv);       /* sandbox/sb_agent.c */
 
 #endif

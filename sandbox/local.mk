@@ -1,1 +1,17 @@
-# sandbox: see Makefile.am
+# sandbox/: `cellbox serve` (HTTP API, sandbox registry, files, processes)
+# and `cellbox agent` (pid 1 inside each sandbox). See docs/api.md.
+libcellbox_a_SOURCES += \
+	sandbox/sb_util.c sandbox/sb_util.h \
+	sandbox/sb_err.c sandbox/sb_err.h \
+	sandbox/sb_proto.c sandbox/sb_proto.h \
+	sandbox/sb_plan.c sandbox/sb_plan.h \
+	sandbox/sb_secure.c sandbox/sb_secure.h \
+	sandbox/sb_cgroup.c sandbox/sb_cgroup.h \
+	sandbox/sb_net.c sandbox/sb_net.h \
+	sandbox/sb_agent.c \
+	sandbox/sb_box.c sandbox/sb_box.h \
+	sandbox/sb_proc.c sandbox/sb_proc.h \
+	sandbox/sb_http.c sandbox/sb_http.h \
+	sandbox/sb_api.c sandbox/sb_api.h \
+	sandbox/sb_files.c \
+	sandbox/sb_serve.c

@@ -1,0 +1,729 @@
+/* sandbox/sb_agent.c: `cellbox agent`, pid 1 of every sandbox.
+ *
+ * The server clones a child into new namespaces and execs this binary as
+ * `cellbox agent` with three fds: 3 = control socket, 4 = setup JSON (read to
+ * EOF), 5 = the sandbox's workspace folder. The agent:
+ *   1. becomes root of its user namespace and runs the setup plan
+ *      (sb_plan_run: mounts, pivot_root, hostname, loopback), then enters a
+ *      new cgroup namespace and makes itself non-dumpable;
+ *   2. says "ready" (or the failing step) on the control socket;
+ *   3. loops: each control record carries a fresh operation socket; the agent
+ *      forks a shim for it and goes back to waiting. It reaps every child
+ *      (it is pid 1, orphans come to it). EOF on the control socket means
+ *      the server is gone: the agent exits and the kernel kills the sandbox.
+ *
+ * A shim serves one operation (sb_proto.h). It marks itself child subreaper,
+ * so every process the command starts, even a daemon that double-forks,
+ * stays below it; ending the command's "tree" means killing every
+ * descendant of the shim (kill_tree). The command itself runs in bash,
+ * after setsid, rlimits, privilege drop, no_new_privs and seccomp
+ * (sb_secure.h), with session state restored before and saved after (see
+ * WRAPPER below).
+ *
+ * The agent never trusts the sandbox: it holds no secrets, reads nothing the
+ * sandbox can write except through its own pipes, and the sandbox's user
+ * cannot signal or trace it (different uid, not dumpable, seccomp).
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "main.h"
+#include "sandbox/sb_plan.h"
+#include "sandbox/sb_proto.h"
+#include "sandbox/sb_secure.h"
+
+#define CTL_FD 3
+#define SETUP_FD 4
+#define WORKSPACE_FD 5
+#define STATE_FD 9              /* where the wrapper writes the session state */
+#define STATE_MAX (1u << 20)
+
+/* The shell around every command. Session state (exported variables,
+ * functions, cwd) comes in as text and is evaluated first; the per-command
+ * env next; then the command itself, with eval, in this same shell so that
+ * `cd` and `export` take effect. On exit the state is written to fd 9,
+ * without the per-command variables, for the server to keep. */
+static const char WRAPPER[] =
+    "__cb_cmd=$__CB_CMD __cb_skip=$__CB_SKIP __cb_save=$__CB_SAVE __cb_cwd=$__CB_CWD\n"
+    "__cb_state=$__CB_STATE __cb_env=$__CB_ENV\n"
+    "builtin unset __CB_CMD __CB_SKIP __CB_SAVE __CB_CWD __CB_STATE __CB_ENV\n"
+    "builtin eval -- \"$__cb_state\"\n"
+    "builtin eval -- \"$__cb_env\"\n"
+    "builtin unset __cb_state __cb_env\n"
+    "__cb_pwd0=$PWD\n"
+    "if [ -n \"$__cb_cwd\" ]; then builtin cd -- \"$__cb_cwd\" || builtin exit 1; __cb_cwd=$PWD; fi\n"
+    "if [ \"$__cb_save\" = 1 ]; then\n"
+    "  __cb_dump() {\n"
+    "    __cb_rc=$?\n"
+    "    if [ -n \"$__cb_cwd\" ] && [ \"$PWD\" = \"$__cb_cwd\" ]; then __cb_pwd=$__cb_pwd0; else __cb_pwd=$PWD; fi\n"
+    "    for __cb_v in $__cb_skip; do builtin unset -v \"$__cb_v\"; done\n"
+    "    builtin unset -f __cb_dump\n"
+    "    { builtin export -p; builtin declare -f; builtin printf 'builtin cd -- %q 2>/dev/null\\n' \"$__cb_pwd\"; } >&9 2>/dev/null\n"
+    "    builtin exit $__cb_rc\n"
+    "  }\n"
+    "  builtin trap __cb_dump EXIT\n"
+    "else builtin exec 9>&-; fi\n"
+    "builtin unset __cb_save\n"
+    "builtin eval -- \"$__cb_cmd\"\n";
+
+typedef struct agent_conf {
+    bool isolated;        /* false with --isolation none (development only) */
+    char **env;           /* base environment of commands, NULL-terminated */
+    char *default_cwd;
+} agent_conf;
+
+static agent_conf conf;
+
+/* ---- process trees --------------------------------------------------------- */
+
+/* Signal every descendant of this process (we are a child subreaper, so that
+ * is the whole tree of the command). Returns how many were signalled. */
+static int signal_descendants(int sig)
+{
+    enum { MAXP = 8192 };
+    static pid_t pids[MAXP], ppids[MAXP];
+    static char zombie[MAXP];
+    int n = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < MAXP) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (r <= 0)
+            continue;
+        buf[r] = '\0';
+        char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
+            continue;
+        pids[n] = atoi(e->d_name);
+        ppids[n] = ppid;
+        zombie[n] = state == 'Z' || state == 'X';
+        n++;
+    }
+    closedir(d);
+    /* mark descendants of self: repeat until no change (n is small) */
+    static char mark[MAXP];
+    memset(mark, 0, (size_t)n);
+    pid_t self = getpid();
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < n; i++) {
+            if (mark[i])
+                continue;
+            bool child = ppids[i] == self;
+            for (int j = 0; !child && j < n; j++)
+                child = mark[j] && pids[j] == ppids[i];
+            if (child)
+                mark[i] = 1, changed = true;
+        }
+    }
+    int count = 0;
+    for (int i = 0; i < n; i++)
+        if (mark[i] && !zombie[i]) {
+            kill(pids[i], sig);
+            count++;
+        }
+    return count;
+}
+
+static void reap_all(void)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+/* Kill the whole tree (but not `keep`, which the caller reaps itself). */
+static void kill_tree(pid_t pgid, int sig, bool until_gone)
+{
+    if (pgid > 0)
+        kill(-pgid, sig);
+    signal_descendants(sig);
+    if (!until_gone)
+        return;
+    for (int round = 0; round < 2000; round++) {
+        reap_all();
+        if (signal_descendants(SIGKILL) == 0)
+            break;
+        usleep(round < 10 ? 200 : 2000);
+    }
+}
+
+/* ---- one command ------------------------------------------------------------ */
+
+typedef struct shim {
+    int sock;
+    bool sock_open;      /* still reading from the server */
+    bool sock_dead;      /* writes fail: stop sending */
+    bool detach;
+    pid_t child;
+    int pidfd;
+    int out, err, st;    /* pipes from the command */
+    int in;              /* pipe to the command's stdin, -1 when closed */
+    cb_buf in_pending;
+    bool in_close_after;
+    cb_buf state;
+    int64_t deadline_ns, kill_deadline_ns;
+    bool timed_out;
+} shim;
+
+static void shim_send(shim *s, char type, const void *data, size_t len)
+{
+    if (s->sock_dead)
+        return;
+    if (sb_frame_write(s->sock, type, data, len) < 0)
+        s->sock_dead = true;
+}
+
+static void shim_event(shim *s, cJSON *ev)
+{
+    cb_autofree char *text = cb_json_print(ev);
+    shim_send(s, SB_FRAME_JSON, text, strlen(text));
+    cJSON_Delete(ev);
+}
+
+static void shim_error(int sock, const char *code, const char *fmt, ...) CB_PRINTF(3, 4);
+static void shim_error(int sock, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "ev", "error");
+    cJSON_AddStringToObject(ev, "code", code);
+    cJSON_AddStringToObject(ev, "message", msg);
+    cb_autofree char *text = cb_json_print(ev);
+    sb_frame_write(sock, SB_FRAME_JSON, text, strlen(text));
+    cJSON_Delete(ev);
+}
+
+static bool env_name_ok(const char *k)
+{
+    if (!*k || (*k >= '0' && *k <= '9'))
+        return false;
+    for (const char *p = k; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return false;
+    return true;
+}
+
+static void sh_quote(cb_buf *b, const char *v)
+{
+    cb_buf_putc(b, '\'');
+    for (const char *p = v; *p; p++) {
+        if (*p == '\'')
+            cb_buf_puts(b, "'\\''");
+        else
+            cb_buf_putc(b, *p);
+    }
+    cb_buf_putc(b, '\'');
+}
+
+/* Read what a pipe has now; returns false on EOF/error. */
+static bool pump(shim *s, int fd, char type)
+{
+    char buf[SB_CHUNK];
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r > 0) {
+        if (type == 'S') {
+            if (s->state.len + (size_t)r <= STATE_MAX)
+                cb_buf_append(&s->state, buf, (size_t)r);
+        } else {
+            shim_send(s, type, buf, (size_t)r);
+        }
+        return true;
+    }
+    return r < 0 && (errno == EINTR || errno == EAGAIN);
+}
+
+static void drain(shim *s, int *fd, char type)
+{
+    if (*fd < 0)
+        return;
+    fcntl(*fd, F_SETFL, O_NONBLOCK);
+    char buf[SB_CHUNK];
+    for (;;) {
+        ssize_t r = read(*fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        if (type == 'S') {
+            if (s->state.len + (size_t)r <= STATE_MAX)
+                cb_buf_append(&s->state, buf, (size_t)r);
+        } else {
+            shim_send(s, type, buf, (size_t)r);
+        }
+    }
+    close(*fd);
+    *fd = -1;
+}
+
+static void handle_frame(shim *s)
+{
+    char type;
+    cb_buf payload = CB_BUF_INIT;
+    int r = sb_frame_read(s->sock, &type, &payload);
+    if (r != 0) {
+        s->sock_open = false;
+        if (!s->detach) {
+            /* the client went away: the command goes too */
+            kill_tree(s->child, SIGKILL, false);
+            s->sock_dead = true;
+        }
+        cb_buf_clear(&payload);
+        return;
+    }
+    if (type == SB_FRAME_STDIN && s->in >= 0) {
+        cb_buf_append(&s->in_pending, payload.data, payload.len);
+    } else if (type == SB_FRAME_STDIN_CLOSE) {
+        s->in_close_after = true;
+    } else if (type == SB_FRAME_KILL) {
+        int sig = SIGTERM, grace = 0;
+        sscanf(payload.data ? payload.data : "", "%d %d", &sig, &grace);
+        if (sig <= 0 || sig >= 65)
+            sig = SIGTERM;
+        kill_tree(s->child, sig, false);
+        if (grace > 0 && sig != SIGKILL)
+            s->kill_deadline_ns = cb_mono_ns() + (int64_t)grace * 1000000;
+    }
+    cb_buf_clear(&payload);
+}
+
+static void flush_stdin(shim *s)
+{
+    while (s->in >= 0 && s->in_pending.len > 0) {
+        ssize_t w = write(s->in, s->in_pending.data, s->in_pending.len);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            close(s->in);  /* EPIPE: the command stopped reading */
+            s->in = -1;
+            cb_buf_reset(&s->in_pending);
+            return;
+        }
+        cb_buf_consume(&s->in_pending, (size_t)w);
+    }
+    if (s->in >= 0 && s->in_close_after && s->in_pending.len == 0) {
+        close(s->in);
+        s->in = -1;
+    }
+}
+
+/* The forked command: set up fds, identity and filter, exec bash. Reports a
+ * failure as an errno on errfd (close-on-exec: silence means exec worked). */
+CB_NORETURN static void child_exec(int in, int out, int err, int st, int errfd, const char *cwd,
+                                   char **envp)
+{
+    const char *stage = "setsid";
+    if (setsid() < 0)
+        goto fail;
+    stage = "fds";
+    /* lift every fd above the targets first, so no dup2 clobbers another */
+    in = fcntl(in, F_DUPFD_CLOEXEC, 20);
+    out = fcntl(out, F_DUPFD_CLOEXEC, 20);
+    err = fcntl(err, F_DUPFD_CLOEXEC, 20);
+    if (st >= 0)
+        st = fcntl(st, F_DUPFD_CLOEXEC, 20);
+    errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 20);
+    if (in < 0 || out < 0 || err < 0 || errfd < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+        dup2(err, 2) < 0)
+        goto fail;
+    if (st >= 0 && dup2(st, STATE_FD) < 0)
+        goto fail;
+    if (dup2(errfd, 8) < 0)
+        goto fail;
+    fcntl(8, F_SETFD, FD_CLOEXEC);
+    errfd = 8;
+    syscall(SYS_close_range, 3, 7, 0);
+    syscall(SYS_close_range, STATE_FD + 1, ~0U, 0);
+    if (st < 0)
+        close(STATE_FD);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < 32; sig++)
+        signal(sig, SIG_DFL);
+    int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (oom >= 0) {
+        ssize_t CB_UNUSED w = write(oom, "500", 3);
+        close(oom);
+    }
+    stage = "rlimits";
+    if (sb_secure_rlimits() < 0)
+        goto fail;
+    if (conf.isolated) {
+        stage = "drop privileges";
+        if (sb_secure_drop_privs(SB_USER_UID, SB_USER_GID) < 0)
+            goto fail;
+    }
+    stage = "cwd";
+    if (chdir(cwd) < 0)
+        goto fail;
+    if (conf.isolated) {
+        stage = "seccomp";
+        if (sb_secure_seccomp() < 0)
+            goto fail;
+    }
+    stage = "exec /bin/bash";
+    char *argv[] = {"bash", "--noprofile", "--norc", "-c", (char *)WRAPPER, NULL};
+    execve("/bin/bash", argv, envp);
+fail:;
+    int e = errno;
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "%d %s", e, stage);
+    ssize_t CB_UNUSED w = write(errfd, msg, (size_t)n);
+    _exit(127);
+}
+
+static int shim_run(int sock, cJSON *req)
+{
+    shim s = {.sock = sock, .sock_open = true, .child = -1, .pidfd = -1, .out = -1, .err = -1,
+              .st = -1, .in = -1};
+    cb_buf_init(&s.in_pending);
+    cb_buf_init(&s.state);
+    const char *command = cb_json_str(req, "command", NULL);
+    if (!command) {
+        shim_error(sock, "INVALID_COMMAND", "command is required");
+        return 1;
+    }
+    s.detach = cb_json_bool(req, "detach", false);
+    bool save = cb_json_bool(req, "saveState", false);
+    bool want_stdin = cb_json_bool(req, "stdin", false);
+    long long timeout_ms = cb_json_int(req, "timeoutMs", 0);
+    const char *cwd = cb_json_str(req, "cwd", NULL);
+
+    /* environment: base, then the wrapper's inputs */
+    cb_buf envs = CB_BUF_INIT, skip = CB_BUF_INIT;
+    cJSON *env = cb_json_obj(req, "env");
+    cJSON *kv;
+    cJSON_ArrayForEach(kv, env) {
+        if (!cJSON_IsString(kv) || !env_name_ok(kv->string)) {
+            shim_error(sock, "VALIDATION_FAILED", "env: '%s' is not a valid variable", kv->string);
+            return 1;
+        }
+        cb_buf_printf(&envs, "builtin export %s=", kv->string);
+        sh_quote(&envs, kv->valuestring);
+        cb_buf_putc(&envs, '\n');
+        cb_buf_printf(&skip, "%s ", kv->string);
+    }
+    size_t nbase = 0;
+    while (conf.env && conf.env[nbase])
+        nbase++;
+    char **envp = cb_calloc(nbase + 8, sizeof *envp);
+    size_t ne = 0;
+    for (size_t i = 0; i < nbase; i++)
+        envp[ne++] = conf.env[i];
+    envp[ne++] = cb_printf_new("__CB_CMD=%s", command);
+    envp[ne++] = cb_printf_new("__CB_STATE=%s", cb_json_str(req, "state", ""));
+    envp[ne++] = cb_printf_new("__CB_ENV=%s", envs.data ? envs.data : "");
+    envp[ne++] = cb_printf_new("__CB_SKIP=%s", skip.data ? skip.data : "");
+    envp[ne++] = cb_printf_new("__CB_SAVE=%d", save ? 1 : 0);
+    envp[ne++] = cb_printf_new("__CB_CWD=%s", cwd ? cwd : "");
+    envp[ne] = NULL;
+    cb_buf_clear(&envs);
+    cb_buf_clear(&skip);
+
+    int pin[2], pout[2], perr[2], pst[2] = {-1, -1}, perrfd[2];
+    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
+        pipe2(perrfd, O_CLOEXEC) < 0 || (save && pipe2(pst, O_CLOEXEC) < 0)) {
+        shim_error(sock, "INTERNAL_ERROR", "pipe: %s", strerror(errno));
+        return 1;
+    }
+    int devnull = -1;
+    if (!want_stdin && !s.detach)
+        devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    /* The first cwd is checked by chdir in the child; the wrapper then
+     * applies the session's cwd and the requested one. */
+    const char *start_cwd = conf.default_cwd;
+    int64_t t0 = cb_mono_ns();
+    pid_t pid = fork();
+    if (pid < 0) {
+        shim_error(sock, "INTERNAL_ERROR", "fork: %s", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        close(sock);
+        child_exec(devnull >= 0 ? devnull : pin[0], pout[1], perr[1], save ? pst[1] : -1,
+                   perrfd[1], start_cwd, envp);
+    }
+    s.child = pid;
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    close(perrfd[1]);
+    if (save)
+        close(pst[1]);
+    if (devnull >= 0) {
+        close(devnull);
+        close(pin[1]);
+    } else {
+        s.in = pin[1];
+        fcntl(s.in, F_SETFL, O_NONBLOCK);
+    }
+    s.out = pout[0];
+    s.err = perr[0];
+    s.st = save ? pst[0] : -1;
+    char emsg[256];
+    ssize_t en = read(perrfd[0], emsg, sizeof emsg - 1);
+    close(perrfd[0]);
+    if (en > 0) {
+        emsg[en] = '\0';
+        int e = atoi(emsg);
+        const char *stage = strchr(emsg, ' ') ? strchr(emsg, ' ') + 1 : "start";
+        waitpid(pid, NULL, 0);
+        shim_error(sock, e == ENOENT && strcmp(stage, "cwd") == 0 ? "FILE_NOT_FOUND" : "INTERNAL_ERROR",
+                   "%s: %s", stage, strerror(e));
+        return 1;
+    }
+    s.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    cJSON *start = cJSON_CreateObject();
+    cJSON_AddStringToObject(start, "ev", "start");
+    cJSON_AddNumberToObject(start, "pid", pid);
+    shim_event(&s, start);
+    if (timeout_ms > 0)
+        s.deadline_ns = t0 + timeout_ms * 1000000;
+
+    int status = 0;
+    bool exited = false;
+    while (!exited) {
+        struct pollfd p[6];
+        int np = 0, i_out = -1, i_err = -1, i_st = -1, i_sock = -1, i_in = -1, i_pid = -1;
+        if (s.out >= 0)
+            i_out = np, p[np++] = (struct pollfd){s.out, POLLIN, 0};
+        if (s.err >= 0)
+            i_err = np, p[np++] = (struct pollfd){s.err, POLLIN, 0};
+        if (s.st >= 0)
+            i_st = np, p[np++] = (struct pollfd){s.st, POLLIN, 0};
+        if (s.sock_open)
+            i_sock = np, p[np++] = (struct pollfd){s.sock, POLLIN, 0};
+        if (s.in >= 0 && s.in_pending.len)
+            i_in = np, p[np++] = (struct pollfd){s.in, POLLOUT, 0};
+        i_pid = np, p[np++] = (struct pollfd){s.pidfd, POLLIN, 0};
+        int timeout = -1;
+        int64_t now = cb_mono_ns();
+        int64_t next = 0;
+        if (s.deadline_ns && !s.timed_out)
+            next = s.deadline_ns;
+        if (s.kill_deadline_ns && (!next || s.kill_deadline_ns < next))
+            next = s.kill_deadline_ns;
+        if (next)
+            timeout = next <= now ? 0 : (int)((next - now) / 1000000 + 1);
+        int r = poll(p, (nfds_t)np, timeout);
+        if (r < 0 && errno != EINTR)
+            break;
+        now = cb_mono_ns();
+        if (s.deadline_ns && !s.timed_out && now >= s.deadline_ns) {
+            s.timed_out = true;
+            kill_tree(pid, SIGKILL, false);
+        }
+        if (s.kill_deadline_ns && now >= s.kill_deadline_ns) {
+            s.kill_deadline_ns = 0;
+            kill_tree(pid, SIGKILL, false);
+        }
+        if (r <= 0)
+            continue;
+        if (i_out >= 0 && p[i_out].revents && !pump(&s, s.out, SB_FRAME_STDOUT))
+            close(s.out), s.out = -1;
+        if (i_err >= 0 && p[i_err].revents && !pump(&s, s.err, SB_FRAME_STDERR))
+            close(s.err), s.err = -1;
+        if (i_st >= 0 && p[i_st].revents && !pump(&s, s.st, 'S'))
+            close(s.st), s.st = -1;
+        if (i_sock >= 0 && p[i_sock].revents)
+            handle_frame(&s);
+        if (i_in >= 0 && p[i_in].revents)
+            flush_stdin(&s);
+        else if (s.in >= 0)
+            flush_stdin(&s);
+        if (p[i_pid].revents) {
+            if (waitpid(pid, &status, WNOHANG) == pid)
+                exited = true;
+        }
+    }
+    int64_t t1 = cb_mono_ns();
+    /* What the command wrote before it exited is in the pipes: take it,
+     * then end whatever it left running. */
+    drain(&s, &s.out, SB_FRAME_STDOUT);
+    drain(&s, &s.err, SB_FRAME_STDERR);
+    drain(&s, &s.st, 'S');
+    kill_tree(0, SIGKILL, true);
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "ev", "exit");
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    cJSON_AddNumberToObject(ev, "exitCode", code);
+    if (WIFSIGNALED(status))
+        cJSON_AddStringToObject(ev, "signal", sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+    cJSON_AddBoolToObject(ev, "timedOut", s.timed_out);
+    cJSON_AddNumberToObject(ev, "durationMs", (double)(t1 - t0) / 1e6);
+    if (save && s.state.len > 0 && !s.timed_out)
+        cJSON_AddStringToObject(ev, "state", s.state.data);
+    shim_event(&s, ev);
+    return 0;
+}
+
+CB_NORETURN static void shim_main(int sock)
+{
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    char type;
+    cb_buf req = CB_BUF_INIT;
+    int rc = 1;
+    if (sb_frame_read(sock, &type, &req) == 0 && type == SB_FRAME_JSON) {
+        cJSON *j = cb_json_parse(req.data, req.len);
+        const char *op = cb_json_str(j, "op", "");
+        if (strcmp(op, "exec") == 0)
+            rc = shim_run(sock, j);
+        else
+            shim_error(sock, "VALIDATION_FAILED", "unknown operation '%s'", op);
+        cJSON_Delete(j);
+    }
+    _exit(rc);
+}
+
+/* ---- setup and main loop ------------------------------------------------- */
+
+static void report(const char *msg)
+{
+    sb_ctl_send(CTL_FD, msg, strlen(msg), -1);
+}
+
+CB_NORETURN static void setup_fail(const char *fmt, ...) CB_PRINTF(1, 2);
+static void setup_fail(const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(msg, sizeof msg, "error ");
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    report(msg);
+    _exit(1);
+}
+
+int sb_cmd_agent(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        printf("usage: cellbox agent   (internal: pid 1 of a sandbox, started by cellbox serve)\n");
+        return 0;
+    }
+    struct stat st;
+    if (fstat(CTL_FD, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        fprintf(stderr, "cellbox agent: internal command, started by 'cellbox serve'\n");
+        return 2;
+    }
+    size_t len = 0;
+    cb_buf in = CB_BUF_INIT;
+    char chunk[65536];
+    for (;;) {
+        ssize_t r = read(SETUP_FD, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        cb_buf_append(&in, chunk, (size_t)r);
+    }
+    len = in.len;
+    close(SETUP_FD);
+    cJSON *setup = cb_json_parse(in.data ? in.data : "", len);
+    if (!setup)
+        setup_fail("setup: malformed JSON");
+    conf.isolated = strcmp(cb_json_str(setup, "isolation", "full"), "none") != 0;
+    conf.default_cwd = cb_strdup(cb_json_str(setup, "cwd", "/workspace"));
+    cJSON *env = cb_json_arr(setup, "env");
+    conf.env = cb_calloc((size_t)cJSON_GetArraySize(env) + 1, sizeof(char *));
+    int ne = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, env)
+        if (cJSON_IsString(e))
+            conf.env[ne++] = cb_strdup(e->valuestring);
+
+    if (conf.isolated) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            setup_fail("become root of the user namespace: %s", strerror(errno));
+        sb_plan plan;
+        sb_plan_init(&plan);
+        if (sb_plan_from_json(&plan, cb_json_arr(setup, "plan")) < 0)
+            setup_fail("setup: malformed plan");
+        sb_error err = {0};
+        if (sb_plan_run(&plan, false, &err) < 0)
+            setup_fail("%s", err.msg);
+        sb_plan_clear(&plan);
+        if (unshare(CLONE_NEWCGROUP) < 0)
+            setup_fail("cgroup namespace: %s", strerror(errno));
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    close(WORKSPACE_FD);
+    cJSON_Delete(setup);
+    cb_buf_clear(&in);
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    signal(SIGPIPE, SIG_IGN);
+    report("ready");
+
+    for (;;) {
+        struct pollfd p[2] = {{CTL_FD, POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) > 0)
+                ;
+            reap_all();
+        }
+        if (!p[0].revents)
+            continue;
+        char buf[64];
+        int fd = -1;
+        ssize_t r = sb_ctl_recv(CTL_FD, buf, sizeof buf, &fd);
+        if (r <= 0)
+            break;  /* the server is gone */
+        if (fd < 0)
+            continue;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(CTL_FD);
+            close(sfd);
+            sigprocmask(SIG_UNBLOCK, &mask, NULL);
+            signal(SIGPIPE, SIG_IGN);
+            shim_main(fd);
+        }
+        close(fd);
+    }
+    /* pid 1 leaving ends every process of the sandbox */
+    return 0;
+}

@@ -1,0 +1,844 @@
+/* sandbox/sb_api.c: route table and handlers for sandboxes, exec, sessions
+ * and processes. Files are in sb_files.c.
+ *
+ * Handler shape: find the sandbox (sb_api_box), validate the body, do the
+ * work through sb_box / sb_proc, reply once. Any typed error goes back as
+ * sb_reply_error(r, &err). Exec talks to the agent over an operation channel
+ * (sb_proto.h) and either collects the output (JSON reply) or relays it as
+ * server-sent events; both end only with a real exit or a real error.
+ */
+#include "config.h"
+#include "sandbox/sb_api.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "sandbox/sb_proc.h"
+#include "sandbox/sb_proto.h"
+#include "sandbox/sb_util.h"
+
+#define EXEC_OUTPUT_CAP (16u << 20)   /* per stream, for JSON replies */
+#define KEEPALIVE_MS 15000
+
+sb_box *sb_api_box(sb_req *r)
+{
+    sb_box *b = r->nparams > 0 ? sb_box_get(r->params[0]) : NULL;
+    if (!b)
+        sb_reply_err(r, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found",
+                     r->nparams > 0 ? r->params[0] : "");
+    return b;
+}
+
+static cJSON *body_or_empty(sb_req *r)
+{
+    if (!r->json)
+        r->json = cJSON_CreateObject();
+    return r->json;
+}
+
+static void add_timestamp(cJSON *j)
+{
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, cb_real_us());
+    cJSON_AddStringToObject(j, "timestamp", date);
+}
+
+/* ---- health and sandboxes -------------------------------------------------- */
+
+static int h_health(sb_req *r)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "status", "ok");
+    cJSON_AddStringToObject(j, "version", PACKAGE_VERSION);
+    cJSON_AddNumberToObject(j, "sandboxes", sb_boxes_count());
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_box_put(sb_req *r)
+{
+    sb_error err = {0};
+    bool created;
+    sb_box *b = sb_box_create(r->params[0], r->json, &created, &err);
+    if (!b)
+        return sb_reply_error(r, &err);
+    /* Start it now, so a create answers only once the sandbox works. */
+    if (sb_box_acquire(b, &err) < 0) {
+        sb_box_unref(b);
+        return sb_reply_error(r, &err);
+    }
+    sb_box_release(b);
+    cJSON *j = sb_box_json(b);
+    cJSON_AddBoolToObject(j, "created", created);
+    sb_box_unref(b);
+    return sb_reply_json(r, created ? 201 : 200, j);
+}
+
+static int h_box_list(sb_req *r)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "sandboxes", sb_boxes_list_json());
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_box_get(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    cJSON *j = sb_box_json(b);
+    sb_box_unref(b);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_box_delete(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    int rc = sb_box_delete(b, &err);
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddStringToObject(j, "id", r->params[0]);
+    add_timestamp(j);
+    return sb_reply_json(r, 200, j);
+}
+
+/* ---- exec ---------------------------------------------------------------- */
+
+typedef struct exec_ctx {
+    sb_box *b;              /* referenced and acquired */
+    int fd;                 /* operation channel */
+    sb_req *r;              /* for JSON mode only (not valid in streams) */
+    int client_fd;
+    char *session;
+    char *command;
+    int pid;
+    cb_buf out, err;
+    bool out_trunc, err_trunc;
+    cb_buf carry[2];        /* incomplete UTF-8 tails, SSE mode */
+    int64_t t0_ns;
+    int64_t last_send_ms;
+} exec_ctx;
+
+static void exec_free(void *p)
+{
+    exec_ctx *x = p;
+    if (x->fd >= 0)
+        close(x->fd);  /* the shim sees EOF and kills an unfinished command */
+    sb_box_release(x->b);
+    sb_box_unref(x->b);
+    free(x->session);
+    free(x->command);
+    cb_buf_clear(&x->out);
+    cb_buf_clear(&x->err);
+    cb_buf_clear(&x->carry[0]);
+    cb_buf_clear(&x->carry[1]);
+    free(x);
+}
+
+/* Wait for the next frame. 1 = frame, 0 = timeout, -1 = client gone,
+ * -2 = channel closed or broken. */
+static int exec_next(exec_ctx *x, int timeout_ms, char *type, cb_buf *payload)
+{
+    struct pollfd p[2] = {{x->fd, POLLIN, 0}, {x->client_fd, POLLRDHUP, 0}};
+    int n = x->client_fd >= 0 ? 2 : 1;
+    for (;;) {
+        int rc = poll(p, (nfds_t)n, timeout_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc == 0)
+            return 0;
+        if (n == 2 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+            return -1;
+        if (p[0].revents)
+            return sb_frame_read(x->fd, type, payload) == 0 ? 1 : -2;
+        return 0;
+    }
+}
+
+/* Build the agent request from the API body. */
+int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, char **session_out,
+                        char **stdin_out, size_t *stdin_len, sb_error *err)
+{
+    const char *command = cb_json_str(body, "command", NULL);
+    if (!command || !*command)
+        return sb_fail(err, SB_E_INVALID_COMMAND, "command must be a non-empty string"), -1;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeoutMs");
+    if (!t)
+        t = cJSON_GetObjectItemCaseSensitive(body, "timeout");
+    if (t && (!cJSON_IsNumber(t) || t->valuedouble < 0))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "timeoutMs must be a number >= 0"), -1;
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
+    if (env && !cJSON_IsObject(env))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, env)
+        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(body, "cwd");
+    if (cwd && !cJSON_IsString(cwd))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "cwd must be a string"), -1;
+    const char *sid = cb_json_str(body, "sessionId", "default");
+    char *state = sb_session_state(b, sid);
+    if (!state)
+        return sb_fail(err, SB_E_SESSION_NOT_FOUND, "session '%s' not found", sid), -1;
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(body, "stdin");
+    if (in && !cJSON_IsString(in)) {
+        free(state);
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "stdin must be a string"), -1;
+    }
+    if (in) {
+        const char *enc = cb_json_str(body, "stdinEncoding", "utf-8");
+        if (strcmp(enc, "base64") == 0) {
+            *stdin_out = sb_b64_decode(in->valuestring, stdin_len);
+            if (!*stdin_out) {
+                free(state);
+                return sb_fail(err, SB_E_VALIDATION_FAILED, "stdin is not valid base64"), -1;
+            }
+        } else if (strcmp(enc, "utf-8") == 0 || strcmp(enc, "utf8") == 0) {
+            *stdin_out = cb_strdup(in->valuestring);
+            *stdin_len = strlen(in->valuestring);
+        } else {
+            free(state);
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "stdinEncoding must be utf-8 or base64"), -1;
+        }
+    }
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", "exec");
+    cJSON_AddStringToObject(req, "command", command);
+    if (cwd)
+        cJSON_AddStringToObject(req, "cwd", cwd->valuestring);
+    if (env)
+        cJSON_AddItemToObject(req, "env", cJSON_Duplicate(env, 1));
+    if (t)
+        cJSON_AddNumberToObject(req, "timeoutMs", t->valuedouble);
+    cJSON_AddStringToObject(req, "state", state);
+    cJSON_AddBoolToObject(req, "saveState", !detach);
+    cJSON_AddBoolToObject(req, "stdin", in != NULL || detach);
+    cJSON_AddBoolToObject(req, "detach", detach);
+    free(state);
+    *req_out = req;
+    *session_out = cb_strdup(sid);
+    return 0;
+}
+
+/* Open a channel and send the request (and stdin). Returns the fd. */
+int sb_exec_send(sb_box *b, cJSON *req, const char *in, size_t in_len, bool close_stdin,
+                 sb_error *err)
+{
+    int fd = sb_box_open_channel(b, err);
+    if (fd < 0)
+        return -1;
+    cb_autofree char *text = cb_json_print(req);
+    bool ok = sb_frame_write(fd, SB_FRAME_JSON, text, strlen(text)) == 0;
+    for (size_t off = 0; ok && in && off < in_len; off += SB_CHUNK) {
+        size_t n = in_len - off < SB_CHUNK ? in_len - off : SB_CHUNK;
+        ok = sb_frame_write(fd, SB_FRAME_STDIN, in + off, n) == 0;
+    }
+    if (ok && close_stdin)
+        ok = sb_frame_write(fd, SB_FRAME_STDIN_CLOSE, NULL, 0) == 0;
+    if (!ok) {
+        close(fd);
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent is gone"), -1;
+    }
+    return fd;
+}
+
+static void append_capped(cb_buf *b, bool *trunc, const char *data, size_t len)
+{
+    if (b->len >= EXEC_OUTPUT_CAP) {
+        *trunc = true;
+        return;
+    }
+    size_t room = EXEC_OUTPUT_CAP - b->len;
+    if (len > room) {
+        len = room;
+        *trunc = true;
+    }
+    cb_buf_append(b, data, len);
+}
+
+static void error_from_event(const cJSON *ev, sb_error *err)
+{
+    sb_fail(err, sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR")), "%s",
+            cb_json_str(ev, "message", "the command could not start"));
+}
+
+static cJSON *exit_result(exec_ctx *x, const cJSON *ev)
+{
+    cJSON *j = cJSON_CreateObject();
+    int code = (int)cb_json_int(ev, "exitCode", -1);
+    cJSON_AddBoolToObject(j, "success", code == 0 && !cb_json_bool(ev, "timedOut", false));
+    cJSON_AddNumberToObject(j, "exitCode", code);
+    if (cb_json_str(ev, "signal", NULL))
+        cJSON_AddStringToObject(j, "signal", cb_json_str(ev, "signal", ""));
+    cJSON_AddBoolToObject(j, "timedOut", cb_json_bool(ev, "timedOut", false));
+    cJSON_AddNumberToObject(j, "durationMs", cb_json_num(ev, "durationMs", 0));
+    cJSON_AddNumberToObject(j, "pid", x->pid);
+    cJSON_AddStringToObject(j, "command", x->command);
+    cJSON_AddStringToObject(j, "sessionId", x->session);
+    add_timestamp(j);
+    const char *state = cb_json_str(ev, "state", NULL);
+    if (state)
+        sb_session_save_state(x->b, x->session, state);
+    return j;
+}
+
+static int exec_json(sb_req *r, exec_ctx *x)
+{
+    cb_buf payload = CB_BUF_INIT;
+    sb_error err = {0};
+    cJSON *result = NULL;
+    for (;;) {
+        char type;
+        int rc = exec_next(x, -1, &type, &payload);
+        if (rc == -1) {
+            sb_fail(&err, SB_E_VALIDATION_FAILED, "client went away");
+            break;
+        }
+        if (rc == -2) {
+            sb_fail(&err, SB_E_CONTAINER_UNAVAILABLE,
+                    "the sandbox stopped while the command ran");
+            break;
+        }
+        if (rc == 0)
+            continue;
+        if (type == SB_FRAME_STDOUT)
+            append_capped(&x->out, &x->out_trunc, payload.data, payload.len);
+        else if (type == SB_FRAME_STDERR)
+            append_capped(&x->err, &x->err_trunc, payload.data, payload.len);
+        else if (type == SB_FRAME_JSON) {
+            cJSON *ev = cb_json_parse(payload.data, payload.len);
+            const char *name = cb_json_str(ev, "ev", "");
+            if (strcmp(name, "start") == 0)
+                x->pid = (int)cb_json_int(ev, "pid", 0);
+            else if (strcmp(name, "error") == 0)
+                error_from_event(ev, &err);
+            else if (strcmp(name, "exit") == 0)
+                result = exit_result(x, ev);
+            cJSON_Delete(ev);
+            if (result || err.code)
+                break;
+        }
+    }
+    cb_buf_clear(&payload);
+    if (!result) {
+        sb_reply_error(r, &err);
+        exec_free(x);
+        return 0;
+    }
+    cb_buf o = CB_BUF_INIT, e = CB_BUF_INIT;
+    sb_utf8_append(&o, x->out.data ? x->out.data : "", x->out.len, true);
+    sb_utf8_append(&e, x->err.data ? x->err.data : "", x->err.len, true);
+    cJSON_AddStringToObject(result, "stdout", o.data ? o.data : "");
+    cJSON_AddStringToObject(result, "stderr", e.data ? e.data : "");
+    cJSON_AddBoolToObject(result, "stdoutTruncated", x->out_trunc);
+    cJSON_AddBoolToObject(result, "stderrTruncated", x->err_trunc);
+    cb_buf_clear(&o);
+    cb_buf_clear(&e);
+    exec_free(x);
+    return sb_reply_json(r, 200, result);
+}
+
+/* SSE producer: one call, one or more events. */
+static int exec_produce(void *ctx, cb_buf *out)
+{
+    exec_ctx *x = ctx;
+    cb_buf payload = CB_BUF_INIT;
+    int ret = 0;
+    for (;;) {
+        char type;
+        int rc = exec_next(x, KEEPALIVE_MS, &type, &payload);
+        if (rc == 0) {
+            sb_sse_comment(out, "keepalive");
+            break;
+        }
+        if (rc == -1) {
+            ret = -1;  /* client gone: closing the channel kills the command */
+            break;
+        }
+        if (rc == -2) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "code", "CONTAINER_UNAVAILABLE");
+            cJSON_AddStringToObject(e, "error", "the sandbox stopped while the command ran");
+            sb_sse_event(out, "error", e);
+            ret = 1;
+            break;
+        }
+        if (type == SB_FRAME_STDOUT || type == SB_FRAME_STDERR) {
+            int s = type == SB_FRAME_STDOUT ? 0 : 1;
+            cb_buf text = CB_BUF_INIT, in = CB_BUF_INIT;
+            cb_buf_append(&in, x->carry[s].data ? x->carry[s].data : "", x->carry[s].len);
+            cb_buf_append(&in, payload.data, payload.len);
+            size_t keep = sb_utf8_append(&text, in.data, in.len, false);
+            cb_buf_reset(&x->carry[s]);
+            cb_buf_append(&x->carry[s], in.data + in.len - keep, keep);
+            if (text.len) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "data", text.data);
+                sb_sse_event(out, s == 0 ? "stdout" : "stderr", e);
+            }
+            cb_buf_clear(&text);
+            cb_buf_clear(&in);
+            break;
+        }
+        if (type != SB_FRAME_JSON)
+            continue;
+        cJSON *ev = cb_json_parse(payload.data, payload.len);
+        const char *name = cb_json_str(ev, "ev", "");
+        if (strcmp(name, "start") == 0) {
+            x->pid = (int)cb_json_int(ev, "pid", 0);
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "pid", x->pid);
+            cJSON_AddStringToObject(e, "command", x->command);
+            cJSON_AddStringToObject(e, "sessionId", x->session);
+            add_timestamp(e);
+            sb_sse_event(out, "start", e);
+        } else if (strcmp(name, "error") == 0) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "code", cb_json_str(ev, "code", "INTERNAL_ERROR"));
+            cJSON_AddStringToObject(e, "error", cb_json_str(ev, "message", ""));
+            sb_sse_event(out, "error", e);
+            ret = 1;
+        } else if (strcmp(name, "exit") == 0) {
+            for (int s = 0; s < 2; s++)
+                if (x->carry[s].len) {
+                    cb_buf text = CB_BUF_INIT;
+                    sb_utf8_append(&text, x->carry[s].data, x->carry[s].len, true);
+                    cJSON *e = cJSON_CreateObject();
+                    cJSON_AddStringToObject(e, "data", text.data);
+                    sb_sse_event(out, s == 0 ? "stdout" : "stderr", e);
+                    cb_buf_clear(&text);
+                }
+            sb_sse_event(out, "complete", exit_result(x, ev));
+            ret = 1;
+        }
+        cJSON_Delete(ev);
+        break;
+    }
+    cb_buf_clear(&payload);
+    return ret;
+}
+
+static int h_exec(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    cJSON *req = NULL;
+    char *session = NULL, *in = NULL;
+    size_t in_len = 0;
+    cJSON *body = body_or_empty(r);
+    if (sb_exec_prepare(b, body, false, &req, &session, &in, &in_len, &err) < 0) {
+        sb_box_unref(b);
+        return sb_reply_error(r, &err);
+    }
+    if (sb_box_acquire(b, &err) < 0) {
+        cJSON_Delete(req);
+        free(session);
+        free(in);
+        sb_box_unref(b);
+        return sb_reply_error(r, &err);
+    }
+    int fd = sb_exec_send(b, req, in, in_len, in != NULL, &err);
+    cJSON_Delete(req);
+    free(in);
+    exec_ctx *x = cb_calloc(1, sizeof *x);
+    x->b = b;
+    x->fd = fd;
+    x->session = session;
+    x->command = cb_strdup(cb_json_str(body, "command", ""));
+    x->client_fd = sb_req_client_fd(r);
+    x->t0_ns = cb_mono_ns();
+    if (fd < 0) {
+        exec_free(x);
+        return sb_reply_error(r, &err);
+    }
+    if (sb_req_wants_sse(r))
+        return sb_reply_stream(r, 200, "text/event-stream", exec_produce, x, exec_free);
+    return exec_json(r, x);
+}
+
+/* ---- sessions -------------------------------------------------------------- */
+
+static int h_session_create(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    cJSON *out = NULL;
+    int rc = sb_session_create(b, body_or_empty(r), &out, &err);
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    return sb_reply_json(r, 201, out);
+}
+
+static int h_session_list(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "sessions", sb_sessions_list_json(b));
+    sb_box_unref(b);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_session_get(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    cJSON *s = sb_session_json(b, r->params[1]);
+    sb_box_unref(b);
+    if (!s)
+        return sb_reply_err(r, SB_E_SESSION_NOT_FOUND, "session '%s' not found", r->params[1]);
+    return sb_reply_json(r, 200, s);
+}
+
+static int h_session_delete(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    int rc = sb_session_delete(b, r->params[1], &err);
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddStringToObject(j, "sessionId", r->params[1]);
+    add_timestamp(j);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_session_env(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    int rc = sb_session_set_env(b, r->params[1], cb_json_obj(body_or_empty(r), "env"), &err);
+    cJSON *s = rc == 0 ? sb_session_json(b, r->params[1]) : NULL;
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    return sb_reply_json(r, 200, s);
+}
+
+/* ---- processes ------------------------------------------------------------- */
+
+static int h_proc_start(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    cJSON *out = NULL;
+    int rc = sb_proc_start(b, body_or_empty(r), &out, &err);
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    return sb_reply_json(r, 201, out);
+}
+
+static int h_proc_list(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "processes", sb_procs_list_json(b));
+    sb_box_unref(b);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_proc_get(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    cJSON *j = sb_proc_json(b, r->params[1]);
+    sb_box_unref(b);
+    if (!j)
+        return sb_reply_err(r, SB_E_PROCESS_NOT_FOUND, "process '%s' not found", r->params[1]);
+    return sb_reply_json(r, 200, j);
+}
+
+static int parse_signal(const char *s)
+{
+    static const struct { const char *name; int sig; } sigs[] = {
+        {"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT}, {"HUP", SIGHUP},
+        {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP},
+        {"CONT", SIGCONT},
+    };
+    if (!s)
+        return SIGTERM;
+    if (strncmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (size_t i = 0; i < CB_ARRAY_LEN(sigs); i++)
+        if (strcmp(s, sigs[i].name) == 0)
+            return sigs[i].sig;
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *s && !*end && v > 0 && v < 65 ? (int)v : -1;
+}
+
+static int kill_params(sb_req *r, int *sig, int *grace)
+{
+    const char *s = sb_req_query(r, "signal");
+    if (!s && r->json)
+        s = cb_json_str(r->json, "signal", NULL);
+    *sig = parse_signal(s);
+    *grace = 5000;
+    const char *g = sb_req_query(r, "graceMs");
+    if (g)
+        *grace = atoi(g);
+    else if (r->json && cb_json_has(r->json, "graceMs"))
+        *grace = (int)cb_json_int(r->json, "graceMs", 5000);
+    if (*sig < 0)
+        return sb_reply_err(r, SB_E_VALIDATION_FAILED, "unknown signal '%s'", s), -1;
+    if (*grace < 0 || *grace > 600000)
+        return sb_reply_err(r, SB_E_VALIDATION_FAILED, "graceMs must be 0..600000"), -1;
+    return 0;
+}
+
+static int h_proc_kill(sb_req *r)
+{
+    int sig, grace;
+    if (kill_params(r, &sig, &grace) < 0)
+        return 0;
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    int rc = sb_proc_kill(b, r->params[1], sig, grace, &err);
+    cJSON *j = rc == 0 ? sb_proc_json(b, r->params[1]) : NULL;
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_proc_kill_all(sb_req *r)
+{
+    int sig, grace;
+    if (kill_params(r, &sig, &grace) < 0)
+        return 0;
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    int n = sb_procs_kill_all(b, sig, grace);
+    sb_box_unref(b);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddNumberToObject(j, "killed", n);
+    add_timestamp(j);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_proc_logs(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    cJSON *j = NULL;
+    int rc = sb_proc_logs(b, r->params[1], &j, &err);
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    return sb_reply_json(r, 200, j);
+}
+
+typedef struct follow_ctx {
+    sb_box *b;
+    sb_proc *p;      /* stays valid: records are freed only with the box */
+    sb_log_reader rd;
+    cb_buf carry[2];
+    int client_fd;
+    bool sent_exit;
+} follow_ctx;
+
+static void follow_free(void *ctx)
+{
+    follow_ctx *f = ctx;
+    sb_log_reader_clear(&f->rd);
+    cb_buf_clear(&f->carry[0]);
+    cb_buf_clear(&f->carry[1]);
+    sb_box_unref(f->b);
+    free(f);
+}
+
+static int follow_produce(void *ctx, cb_buf *out)
+{
+    follow_ctx *f = ctx;
+    int64_t waited = 0;
+    for (;;) {
+        bool finished;
+        pthread_mutex_lock(&f->b->mu);
+        finished = strcmp(f->p->status, "running") != 0 && f->p->fd < 0;
+        pthread_mutex_unlock(&f->b->mu);
+        bool any = false;
+        for (int s = 0; s < 2; s++) {
+            cb_buf raw = CB_BUF_INIT, text = CB_BUF_INIT;
+            cb_buf_append(&raw, f->carry[s].data ? f->carry[s].data : "", f->carry[s].len);
+            cb_buf_reset(&f->carry[s]);
+            size_t n = sb_log_reader_read(f->b, f->p, &f->rd, s, &raw);
+            if (raw.len) {
+                size_t keep = sb_utf8_append(&text, raw.data, raw.len, finished && n == 0);
+                cb_buf_append(&f->carry[s], raw.data + raw.len - keep, keep);
+            }
+            if (text.len) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "data", text.data);
+                sb_sse_event(out, s == 0 ? "stdout" : "stderr", e);
+                any = true;
+            }
+            cb_buf_clear(&raw);
+            cb_buf_clear(&text);
+        }
+        if (any)
+            return 0;
+        if (finished) {
+            cJSON *e = sb_proc_json(f->b, f->p->id);
+            sb_sse_event(out, "exit", e ? e : cJSON_CreateObject());
+            return 1;
+        }
+        if (f->client_fd >= 0) {
+            struct pollfd p = {f->client_fd, POLLRDHUP, 0};
+            if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                return -1;
+        }
+        if (waited >= KEEPALIVE_MS) {
+            sb_sse_comment(out, "keepalive");
+            return 0;
+        }
+        /* wait for the watcher to append or finish */
+        pthread_mutex_lock(&f->b->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&f->b->cv, &f->b->mu, &ts);
+        pthread_mutex_unlock(&f->b->mu);
+        waited += 200;
+    }
+}
+
+static int h_proc_follow(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    pthread_mutex_lock(&b->mu);
+    sb_proc *p = sb_proc_find(b, r->params[1]);
+    pthread_mutex_unlock(&b->mu);
+    if (!p) {
+        sb_box_unref(b);
+        return sb_reply_err(r, SB_E_PROCESS_NOT_FOUND, "process '%s' not found", r->params[1]);
+    }
+    follow_ctx *f = cb_calloc(1, sizeof *f);
+    f->b = b;
+    f->p = p;
+    f->client_fd = sb_req_client_fd(r);
+    sb_log_reader_init(&f->rd);
+    return sb_reply_stream(r, 200, "text/event-stream", follow_produce, f, follow_free);
+}
+
+static int h_proc_stdin(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    cJSON *body = body_or_empty(r);
+    const char *data = cb_json_str(body, "data", "");
+    const char *enc = cb_json_str(body, "encoding", "utf-8");
+    sb_error err = {0};
+    cb_autofree char *bytes = NULL;
+    size_t len = strlen(data);
+    int rc = -1;
+    if (strcmp(enc, "base64") == 0) {
+        bytes = sb_b64_decode(data, &len);
+        if (!bytes)
+            sb_fail(&err, SB_E_VALIDATION_FAILED, "data is not valid base64");
+    } else {
+        bytes = cb_strdup(data);
+    }
+    if (bytes)
+        rc = sb_proc_stdin(b, r->params[1], bytes, len, cb_json_bool(body, "eof", false), &err);
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddNumberToObject(j, "bytes", (double)len);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_proc_wait(sb_req *r)
+{
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    cJSON *out = NULL;
+    int rc = sb_proc_wait(b, r->params[1], body_or_empty(r), &out, &err);
+    sb_box_unref(b);
+    if (rc < 0)
+        return sb_reply_error(r, &err);
+    return sb_reply_json(r, 200, out);
+}
+
+/* ---- the table ---------------------------------------------------------------- */
+
+#define SBX "/v1/sandboxes/:id"
+const sb_route sb_api_routes[] = {
+    {"GET", "/v1/health", h_health, SB_ROUTE_NOAUTH, NULL},
+    {"GET", "/v1/sandboxes", h_box_list, 0, NULL},
+    {"PUT", SBX, h_box_put, 0, NULL},
+    {"GET", SBX, h_box_get, 0, NULL},
+    {"DELETE", SBX, h_box_delete, 0, NULL},
+    {"POST", SBX "/exec", h_exec, 0, NULL},
+    {"POST", SBX "/files/read", sb_files_read, 0, NULL},
+    {"POST", SBX "/files/write", sb_files_write, 0, NULL},
+    {"POST", SBX "/files/list", sb_files_list, 0, NULL},
+    {"POST", SBX "/files/stat", sb_files_stat, 0, NULL},
+    {"POST", SBX "/files/exists", sb_files_exists, 0, NULL},
+    {"POST", SBX "/files/mkdir", sb_files_mkdir, 0, NULL},
+    {"POST", SBX "/files/delete", sb_files_delete, 0, NULL},
+    {"POST", SBX "/files/rename", sb_files_rename, 0, NULL},
+    {"POST", SBX "/files/move", sb_files_rename, 0, NULL},
+    {"GET", SBX "/files/content", sb_files_read_raw, 0, NULL},
+    {"PUT", SBX "/files/content", sb_files_write_raw, SB_ROUTE_RAW, &sb_files_upload_ops},
+    {"POST", SBX "/processes", h_proc_start, 0, NULL},
+    {"GET", SBX "/processes", h_proc_list, 0, NULL},
+    {"DELETE", SBX "/processes", h_proc_kill_all, 0, NULL},
+    {"GET", SBX "/processes/:pid", h_proc_get, 0, NULL},
+    {"DELETE", SBX "/processes/:pid", h_proc_kill, 0, NULL},
+    {"GET", SBX "/processes/:pid/logs", h_proc_logs, 0, NULL},
+    {"GET", SBX "/processes/:pid/logs/stream", h_proc_follow, 0, NULL},
+    {"POST", SBX "/processes/:pid/stdin", h_proc_stdin, 0, NULL},
+    {"POST", SBX "/processes/:pid/wait", h_proc_wait, 0, NULL},
+    {"POST", SBX "/sessions", h_session_create, 0, NULL},
+    {"GET", SBX "/sessions", h_session_list, 0, NULL},
+    {"GET", SBX "/sessions/:sid", h_session_get, 0, NULL},
+    {"DELETE", SBX "/sessions/:sid", h_session_delete, 0, NULL},
+    {"POST", SBX "/sessions/:sid/env", h_session_env, 0, NULL},
+};
+const size_t sb_api_nroutes = CB_ARRAY_LEN(sb_api_routes);

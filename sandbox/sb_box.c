@@ -1,0 +1,996 @@
+/* sandbox/sb_box.c: sandboxes on the server: registry, start/stop, state.
+ *
+ * Starting a sandbox (box_start) is the one place that creates namespaces:
+ *   cgroups -> clone(new user, pid, mount, uts, ipc, net ns) -> the child
+ *   waits on a pipe -> the parent writes uid/gid maps, moves it into the
+ *   cgroups, sets up egress if asked -> "go" -> the child execs `cellbox
+ *   agent`, which reads the setup JSON (the plan of sb_plan.h) and answers
+ *   "ready" -> the parent opens the sandbox's root, net ns and a pidfd.
+ * Between clone and exec the child only makes async-signal-safe calls (the
+ * server is multi-threaded). Stopping kills pid 1, which makes the kernel
+ * kill the whole pid namespace, then removes the cgroups.
+ *
+ * Persistence: sandbox.json (options), sessions.json (sessions and their
+ * shell state) under STATE/sandboxes/<id>/, plus workspace/ which is bound
+ * at /workspace. Nothing else is needed to bring a sandbox back.
+ */
+#include "config.h"
+#include "sandbox/sb_box.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "sandbox/sb_net.h"
+#include "sandbox/sb_plan.h"
+#include "sandbox/sb_proc.h"
+#include "sandbox/sb_proto.h"
+#include "sandbox/sb_util.h"
+
+static struct {
+    pthread_mutex_t mu;
+    sb_box **boxes;
+    size_t n, cap;
+    char *state_dir;
+    char *boxes_dir;
+    sb_isolation isolation;
+    sb_cg_layout cg;
+    bool shutting_down;
+} reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
+
+static const struct { const char *name; sb_limits lim; } presets[] = {
+    {"lite", {256, 500, 256, 64}},
+    {"standard", {512, 1000, 512, 128}},
+    {"heavy", {1024, 2000, 1024, 256}},
+};
+
+/* ---- options ------------------------------------------------------------- */
+
+static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
+{
+    memset(o, 0, sizeof *o);
+    const char *inst = cb_json_str(j, "instanceType", "lite");
+    bool found = false;
+    for (size_t i = 0; i < CB_ARRAY_LEN(presets); i++)
+        if (strcmp(inst, presets[i].name) == 0) {
+            o->lim = presets[i].lim;
+            found = true;
+        }
+    if (!found)
+        return sb_fail(err, SB_E_VALIDATION_FAILED,
+                       "instanceType must be lite, standard or heavy, not '%s'", inst), -1;
+    snprintf(o->instance, sizeof o->instance, "%s", inst);
+    bool custom = false;
+    if (cb_json_has(j, "memoryMB")) {
+        long long v = cb_json_int(j, "memoryMB", -1);
+        if (v < 32 || v > 1 << 20)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "memoryMB must be 32..1048576"), -1;
+        o->lim.memory_mb = (unsigned)v, custom = true;
+    }
+    if (cb_json_has(j, "cpus")) {
+        double v = cb_json_num(j, "cpus", -1);
+        if (v < 0.05 || v > 256)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "cpus must be 0.05..256"), -1;
+        o->lim.cpu_milli = (unsigned)(v * 1000), custom = true;
+    }
+    if (cb_json_has(j, "pids")) {
+        long long v = cb_json_int(j, "pids", -1);
+        if (v < 8 || v > 1 << 20)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "pids must be 8..1048576"), -1;
+        o->lim.pids = (unsigned)v, custom = true;
+    }
+    if (cb_json_has(j, "tmpMB")) {
+        long long v = cb_json_int(j, "tmpMB", -1);
+        if (v < 1 || v > 1 << 20)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "tmpMB must be 1..1048576"), -1;
+        o->lim.tmp_mb = (unsigned)v, custom = true;
+    }
+    if (custom)
+        snprintf(o->instance, sizeof o->instance, "custom");
+    const char *net = cb_json_str(j, "network", "none");
+    if (strcmp(net, "none") != 0 && strcmp(net, "egress") != 0)
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "network must be none or egress"), -1;
+    o->egress = strcmp(net, "egress") == 0;
+    o->sleep_after_ms = 10 * 60 * 1000;
+    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "sleepAfter");
+    if (cJSON_IsString(sa))
+        o->sleep_after_ms = sb_duration_ms(sa->valuestring);
+    else if (cJSON_IsNumber(sa))
+        o->sleep_after_ms = (int64_t)(sa->valuedouble * 1000);
+    else if (sa)
+        o->sleep_after_ms = -1;
+    if (o->sleep_after_ms < 0)
+        return sb_fail(err, SB_E_VALIDATION_FAILED,
+                       "sleepAfter must be a duration like \"30s\", \"10m\", \"1h\""), -1;
+    o->keep_alive = cb_json_bool(j, "keepAlive", false);
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(j, "env");
+    if (env && !cJSON_IsObject(env))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, env)
+        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    o->env = env ? cJSON_Duplicate(env, 1) : cJSON_CreateObject();
+    return 0;
+}
+
+static cJSON *opts_json(const sb_box_opts *o)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "instanceType", o->instance);
+    cJSON_AddNumberToObject(j, "memoryMB", o->lim.memory_mb);
+    cJSON_AddNumberToObject(j, "cpus", o->lim.cpu_milli / 1000.0);
+    cJSON_AddNumberToObject(j, "pids", o->lim.pids);
+    cJSON_AddNumberToObject(j, "tmpMB", o->lim.tmp_mb);
+    cJSON_AddStringToObject(j, "network", o->egress ? "egress" : "none");
+    char sa[32];
+    snprintf(sa, sizeof sa, "%lldms", (long long)o->sleep_after_ms);
+    cJSON_AddStringToObject(j, "sleepAfter", sa);
+    cJSON_AddBoolToObject(j, "keepAlive", o->keep_alive);
+    cJSON_AddItemToObject(j, "env", cJSON_Duplicate(o->env, 1));
+    return j;
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+static sb_box *box_new(const char *id)
+{
+    sb_box *b = cb_calloc(1, sizeof *b);
+    snprintf(b->id, sizeof b->id, "%s", id);
+    b->dir = cb_printf_new("%s/%s", reg.boxes_dir, id);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->refs = 1;  /* the registry's */
+    b->pidfd = b->ctl = b->root_fd = b->netns_fd = -1;
+    b->net_index = -1;
+    b->last_used_ms = sb_now_ms();
+    b->sessions = cJSON_CreateObject();
+    return b;
+}
+
+static void box_free(sb_box *b)
+{
+    sb_procs_free(b);
+    cJSON_Delete(b->opts.env);
+    cJSON_Delete(b->sessions);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    free(b->dir);
+    free(b);
+}
+
+void sb_box_unref(sb_box *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mu);
+    bool last = --b->refs == 0;
+    pthread_mutex_unlock(&b->mu);
+    if (last)
+        box_free(b);
+}
+
+sb_box *sb_box_get(const char *id)
+{
+    sb_box *found = NULL;
+    pthread_mutex_lock(&reg.mu);
+    for (size_t i = 0; i < reg.n; i++)
+        if (strcmp(reg.boxes[i]->id, id) == 0) {
+            found = reg.boxes[i];
+            pthread_mutex_lock(&found->mu);
+            found->refs++;
+            pthread_mutex_unlock(&found->mu);
+            break;
+        }
+    pthread_mutex_unlock(&reg.mu);
+    return found;
+}
+
+static void reg_add(sb_box *b)
+{
+    if (reg.n == reg.cap) {
+        reg.cap = reg.cap ? reg.cap * 2 : 64;
+        reg.boxes = cb_realloc(reg.boxes, reg.cap * sizeof *reg.boxes);
+    }
+    reg.boxes[reg.n++] = b;
+}
+
+static void save_meta(sb_box *b)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "id", b->id);
+    cJSON_AddNumberToObject(j, "createdAt", (double)b->created_us);
+    cJSON_AddItemToObject(j, "options", opts_json(&b->opts));
+    cb_autofree char *text = cb_json_print(j);
+    cb_autofree char *path = cb_printf_new("%s/sandbox.json", b->dir);
+    if (sb_write_file_quick(path, text, strlen(text), 0600) < 0)
+        cb_warn("sandbox", "cannot save %s: %s", path, strerror(errno));
+    cJSON_Delete(j);
+}
+
+static void save_sessions(sb_box *b)
+{
+    cb_autofree char *text = cb_json_print(b->sessions);
+    cb_autofree char *path = cb_printf_new("%s/sessions.json", b->dir);
+    if (sb_write_file_quick(path, text, strlen(text), 0600) < 0)
+        cb_warn("sandbox", "cannot save %s: %s", path, strerror(errno));
+}
+
+static const char *default_cwd(void)
+{
+    return reg.isolation == SB_ISOLATION_NONE ? NULL : "/workspace";
+}
+
+static char *workspace_path(sb_box *b)
+{
+    return cb_printf_new("%s/workspace", b->dir);
+}
+
+static void ensure_default_session(sb_box *b)
+{
+    if (cJSON_GetObjectItemCaseSensitive(b->sessions, "default"))
+        return;
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "id", "default");
+    cJSON *out = NULL;
+    sb_error err;
+    /* mu is held by callers (or the box is not shared yet) */
+    sb_session_create_locked(b, body, &out, &err);
+    cJSON_Delete(out);
+    cJSON_Delete(body);
+}
+
+static int load_box(const char *id)
+{
+    sb_box *b = box_new(id);
+    cb_autofree char *path = cb_printf_new("%s/sandbox.json", b->dir);
+    cb_autofree char *text = cb_read_file(path, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    sb_error err;
+    if (!j || parse_opts(cb_json_obj(j, "options"), &b->opts, &err) < 0) {
+        cb_warn("sandbox", "skipping %s: unreadable sandbox.json", id);
+        cJSON_Delete(j);
+        box_free(b);
+        return -1;
+    }
+    b->created_us = (int64_t)cb_json_num(j, "createdAt", (double)cb_real_us());
+    cJSON_Delete(j);
+    cb_autofree char *spath = cb_printf_new("%s/sessions.json", b->dir);
+    cb_autofree char *stext = cb_read_file(spath, NULL);
+    cJSON *s = stext ? cJSON_Parse(stext) : NULL;
+    if (cJSON_IsObject(s)) {
+        cJSON_Delete(b->sessions);
+        b->sessions = s;
+    } else {
+        cJSON_Delete(s);
+    }
+    ensure_default_session(b);
+    sb_procs_load(b);
+    reg_add(b);
+    return 0;
+}
+
+int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
+{
+    reg.state_dir = cb_strdup(conf->state_dir);
+    reg.boxes_dir = cb_printf_new("%s/sandboxes", conf->state_dir);
+    reg.isolation = conf->isolation;
+    if (cb_mkdir_p(reg.boxes_dir, 0700) < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", reg.boxes_dir,
+                       strerror(errno)), -1;
+    if (reg.isolation == SB_ISOLATION_FULL) {
+        if (sb_cg_detect(&reg.cg, err) < 0)
+            return -1;
+    } else {
+        snprintf(reg.cg.desc, sizeof reg.cg.desc, "none (isolation none)");
+    }
+    DIR *d = opendir(reg.boxes_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (sb_id_valid(e->d_name))
+            load_box(e->d_name);
+    if (d)
+        closedir(d);
+    return 0;
+}
+
+bool sb_boxes_isolated(void)
+{
+    return reg.isolation == SB_ISOLATION_FULL;
+}
+
+const char *sb_boxes_cgroup_desc(void)
+{
+    return reg.cg.desc;
+}
+
+int sb_boxes_count(void)
+{
+    pthread_mutex_lock(&reg.mu);
+    int n = (int)reg.n;
+    pthread_mutex_unlock(&reg.mu);
+    return n;
+}
+
+/* ---- start / stop ---------------------------------------------------------- */
+
+static int write_proc_file(pid_t pid, const char *name, const char *text)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    cb_autoclose int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    return cb_write_all(fd, text, strlen(text));
+}
+
+static cJSON *setup_json(sb_box *b)
+{
+    cJSON *s = cJSON_CreateObject();
+    bool none = reg.isolation == SB_ISOLATION_NONE;
+    cb_autofree char *ws = workspace_path(b);
+    cJSON_AddStringToObject(s, "isolation", none ? "none" : "full");
+    cJSON_AddStringToObject(s, "cwd", none ? ws : "/workspace");
+    cJSON *env = cJSON_AddArrayToObject(s, "env");
+    const char *home = none ? ws : "/workspace";
+    const char *base[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                          "LANG=C.UTF-8", "USER=user", "LOGNAME=user", "SHELL=/bin/bash"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(base); i++)
+        cJSON_AddItemToArray(env, cJSON_CreateString(base[i]));
+    cb_autofree char *h = cb_printf_new("HOME=%s", home);
+    cb_autofree char *hn = cb_printf_new("HOSTNAME=%s", b->id);
+    cJSON_AddItemToArray(env, cJSON_CreateString(h));
+    cJSON_AddItemToArray(env, cJSON_CreateString(hn));
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, b->opts.env) {
+        cb_autofree char *e = cb_printf_new("%s=%s", kv->string, kv->valuestring);
+        cJSON_AddItemToArray(env, cJSON_CreateString(e));
+    }
+    if (!none) {
+        sb_plan plan;
+        sb_plan_init(&plan);
+        sb_plan_opts po = {.hostname = b->id, .workspace_src = "/proc/self/fd/5",
+                           .tmp_mb = b->opts.lim.tmp_mb};
+        sb_plan_build(&plan, &po);
+        cJSON_AddItemToObject(s, "plan", sb_plan_to_json(&plan));
+        sb_plan_clear(&plan);
+    }
+    return s;
+}
+
+static int clone_errno_hint(int e, sb_error *err)
+{
+    const char *hint = "";
+    if (e == EPERM || e == ENOSPC || e == EINVAL || e == EUSERS)
+        hint = " (user namespaces may be disabled: check sysctl user.max_user_namespaces, "
+               "kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns; "
+               "or run with --isolation none for development only)";
+    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cannot create the sandbox's namespaces: %s%s",
+                   strerror(e), hint);
+}
+
+static void box_teardown(sb_box *b);
+
+/* Start the agent. b->mu held. */
+static int box_start(sb_box *b, sb_error *err)
+{
+    bool none = reg.isolation == SB_ISOLATION_NONE;
+    int64_t t0 = cb_mono_ns();
+    cb_autofree char *ws = workspace_path(b);
+    if (cb_mkdir_p(ws, 0755) < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "workspace %s: %s", ws, strerror(errno)), -1;
+    if (!none && chown(ws, SB_UID_BASE + 1000, SB_UID_BASE + 1000) < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "chown workspace: %s", strerror(errno)), -1;
+    if (!none && sb_cg_create(&reg.cg, b->id, &b->opts.lim, &b->cg, err) < 0)
+        return -1;
+
+    cJSON *setup = setup_json(b);
+    cb_autofree char *setup_text = cb_json_print(setup);
+    cJSON_Delete(setup);
+
+    int ctl[2] = {-1, -1}, spipe[2] = {-1, -1}, sync[2] = {-1, -1};
+    int wsfd = open(ws, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (wsfd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
+        pipe2(spipe, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "sandbox start: %s", strerror(errno));
+        goto fail_fds;
+    }
+    /* the child's fds, lifted out of the way of 0..5 */
+    int c_ctl = fcntl(ctl[1], F_DUPFD_CLOEXEC, 64), c_setup = fcntl(spipe[0], F_DUPFD_CLOEXEC, 64);
+    int c_ws = fcntl(wsfd, F_DUPFD_CLOEXEC, 64), c_sync = fcntl(sync[0], F_DUPFD_CLOEXEC, 64);
+    unsigned long flags = none ? 0
+                               : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                                     CLONE_NEWIPC | CLONE_NEWNET;
+    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) {
+        /* child: async-signal-safe calls only until execve */
+        char go;
+        if (read(c_sync, &go, 1) != 1)
+            _exit(127);
+        /* The workspace is opened here, in the new mount namespace (a bind
+         * source must belong to it), while our host uid still owns the
+         * state folder. */
+        int ws_here = open(ws, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (ws_here < 0 || dup2(ws_here, c_ws) < 0)
+            _exit(125);
+        /* Become root of the new user namespace before exec, or exec drops
+         * every capability. Raw syscalls: glibc's wrappers would try to
+         * signal the parent's threads. */
+        if (!none && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
+            _exit(126);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(c_ctl, 3) < 0 ||
+            dup2(c_setup, 4) < 0 || dup2(c_ws, 5) < 0)
+            _exit(127);
+        syscall(SYS_close_range, 6, ~0U, 0);
+        char *argv[] = {"cellbox", "agent", NULL};
+        char *envp[] = {NULL};
+        execve("/proc/self/exe", argv, envp);
+        _exit(127);
+    }
+    int clone_errno = errno;
+    close(c_ctl), close(c_setup), close(c_ws), close(c_sync);
+    close(ctl[1]), close(spipe[0]), close(wsfd), close(sync[0]);
+    ctl[1] = spipe[0] = wsfd = sync[0] = -1;
+    if (pid < 0) {
+        clone_errno_hint(clone_errno, err);
+        goto fail_fds;
+    }
+    b->agent = pid;
+    b->ctl = ctl[0];
+    ctl[0] = -1;
+    if (!none) {
+        char map[64];
+        snprintf(map, sizeof map, "0 %u 65536\n", SB_UID_BASE);
+        if (write_proc_file(pid, "uid_map", map) < 0 || write_proc_file(pid, "gid_map", map) < 0) {
+            clone_errno_hint(errno, err);
+            goto fail_child;
+        }
+        if (sb_cg_attach(&b->cg, pid, err) < 0)
+            goto fail_child;
+        /* the OOM killer should pick the command, not pid 1 */
+        write_proc_file(pid, "oom_score_adj", "-900");
+        if (b->opts.egress && sb_net_setup(b, pid, err) < 0)
+            goto fail_child;
+    }
+    if (write(sync[1], "g", 1) != 1 || cb_write_all(spipe[1], setup_text, strlen(setup_text)) < 0) {
+        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent did not start");
+        goto fail_child;
+    }
+    close(spipe[1]), close(sync[1]);
+    spipe[1] = sync[1] = -1;
+    {
+        struct pollfd p = {b->ctl, POLLIN, 0};
+        char msg[1024];
+        int fd = -1;
+        ssize_t n = -1;
+        if (poll(&p, 1, 20000) == 1)
+            n = sb_ctl_recv(b->ctl, msg, sizeof msg - 1, &fd);
+        if (fd >= 0)
+            close(fd);
+        if (n <= 0) {
+            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                    "sandbox agent exited during setup (is the cellbox binary executable by "
+                    "all users? exec of /proc/self/exe in the new namespaces failed)");
+            goto fail_child;
+        }
+        msg[n] = '\0';
+        if (strcmp(msg, "ready") != 0) {
+            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "%s",
+                    strncmp(msg, "error ", 6) == 0 ? msg + 6 : msg);
+            goto fail_child;
+        }
+    }
+    b->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (none) {
+        b->root_fd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    } else {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
+        b->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+        b->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (b->root_fd < 0 || b->pidfd < 0) {
+        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox root: %s", strerror(errno));
+        goto fail_child;
+    }
+    b->state = SB_BOX_RUNNING;
+    b->generation++;
+    b->started_us = cb_real_us();
+    char kv[128];
+    snprintf(kv, sizeof kv, "sandbox=%s pid=%d ms=%.2f", b->id, (int)pid,
+             (double)(cb_mono_ns() - t0) / 1e6);
+    cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox started");
+    return 0;
+
+fail_child:
+    box_teardown(b);
+    goto fail_fds2;
+fail_fds:
+    if (!none)
+        sb_cg_destroy(&b->cg);
+fail_fds2:
+    for (int *fd = (int[]){ctl[0], ctl[1], spipe[0], spipe[1], sync[0], sync[1], wsfd, -2}; *fd != -2; fd++)
+        if (*fd >= 0)
+            close(*fd);
+    char fkv[128];
+    snprintf(fkv, sizeof fkv, "sandbox=%s code=%s", b->id, sb_err_name(err->code));
+    cb_logkv(CB_LOG_WARN, "sandbox", fkv, "sandbox start failed: %s", err->msg);
+    return -1;
+}
+
+/* Kill the agent (and with it the pid namespace), free everything. b->mu held. */
+static void box_teardown(sb_box *b)
+{
+    if (b->agent > 0) {
+        if (b->pidfd >= 0)
+            syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
+        else
+            kill(b->agent, SIGKILL);
+        while (waitpid(b->agent, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    for (int *fd = (int[]){b->pidfd, b->ctl, b->root_fd, b->netns_fd, -2}; *fd != -2; fd++)
+        if (*fd >= 0)
+            close(*fd);
+    b->pidfd = b->ctl = b->root_fd = b->netns_fd = -1;
+    b->agent = 0;
+    if (b->net_index >= 0)
+        sb_net_teardown(b);
+    sb_cg_destroy(&b->cg);
+    b->state = SB_BOX_STOPPED;
+}
+
+static void box_stop(sb_box *b, const char *reason)
+{
+    if (b->state != SB_BOX_RUNNING)
+        return;
+    box_teardown(b);
+    sb_procs_on_stop(b);
+    pthread_cond_broadcast(&b->cv);
+    char kv[128];
+    snprintf(kv, sizeof kv, "sandbox=%s reason=%s", b->id, reason);
+    cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox stopped");
+}
+
+/* Has the agent died on its own (e.g. the OOM killer)? b->mu held. */
+static bool agent_alive(sb_box *b)
+{
+    struct pollfd p = {b->pidfd, POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+}
+
+int sb_box_acquire(sb_box *b, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int rc = 0;
+    if (b->deleted || reg.shutting_down) {
+        rc = sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
+                     b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id);
+        rc = -1;
+    } else {
+        if (b->state == SB_BOX_RUNNING && !agent_alive(b))
+            box_stop(b, "agent died");
+        if (b->state != SB_BOX_RUNNING)
+            rc = box_start(b, err);
+        if (rc == 0)
+            b->active++;
+    }
+    b->last_used_ms = sb_now_ms();
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+void sb_box_release(sb_box *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->active--;
+    b->last_used_ms = sb_now_ms();
+    pthread_mutex_unlock(&b->mu);
+}
+
+int sb_box_open_channel(sb_box *b, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int ctl = b->state == SB_BOX_RUNNING ? b->ctl : -1;
+    int fd = ctl >= 0 ? sb_ctl_open_channel(ctl) : -1;
+    int e = errno;
+    pthread_mutex_unlock(&b->mu);
+    if (fd < 0)
+        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' is not running: %s", b->id,
+                ctl < 0 ? "stopped" : strerror(e));
+    return fd;
+}
+
+int sb_box_root(sb_box *b, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int fd = b->root_fd >= 0 ? fcntl(b->root_fd, F_DUPFD_CLOEXEC, 3) : -1;
+    pthread_mutex_unlock(&b->mu);
+    if (fd < 0)
+        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' is not running", b->id);
+    return fd;
+}
+
+typedef struct netns_job {
+    int nsfd, domain, type, fd, err;
+} netns_job;
+
+static void *netns_thread(void *arg)
+{
+    netns_job *j = arg;
+    if (setns(j->nsfd, CLONE_NEWNET) < 0) {
+        j->err = errno;
+        return NULL;
+    }
+    j->fd = socket(j->domain, j->type | SOCK_CLOEXEC, 0);
+    if (j->fd < 0)
+        j->err = errno;
+    return NULL;
+}
+
+int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int nsfd = b->netns_fd >= 0 ? fcntl(b->netns_fd, F_DUPFD_CLOEXEC, 3) : -1;
+    pthread_mutex_unlock(&b->mu);
+    if (nsfd < 0) {
+        if (reg.isolation == SB_ISOLATION_NONE) {
+            int fd = socket(domain, type | SOCK_CLOEXEC, 0);
+            return fd;
+        }
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' is not running", b->id), -1;
+    }
+    /* A thread of its own enters the namespace, so no server thread changes. */
+    netns_job j = {nsfd, domain, type, -1, 0};
+    pthread_t t;
+    if (pthread_create(&t, NULL, netns_thread, &j) != 0) {
+        close(nsfd);
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "thread: %s", strerror(errno)), -1;
+    }
+    pthread_join(t, NULL);
+    close(nsfd);
+    if (j.fd < 0)
+        sb_fail(err, SB_E_INTERNAL_ERROR, "socket in sandbox: %s", strerror(j.err));
+    return j.fd;
+}
+
+/* ---- create / delete / list -------------------------------------------------- */
+
+sb_box *sb_box_create(const char *id, const cJSON *body, bool *created, sb_error *err)
+{
+    *created = false;
+    if (!sb_id_valid(id)) {
+        sb_fail(err, SB_E_VALIDATION_FAILED,
+                "sandbox id must match [a-z0-9-]{1,63} and not start or end with '-'");
+        return NULL;
+    }
+    sb_box_opts opts;
+    if (parse_opts(body, &opts, err) < 0) {
+        cJSON_Delete(opts.env);
+        return NULL;
+    }
+    pthread_mutex_lock(&reg.mu);
+    sb_box *b = NULL;
+    for (size_t i = 0; i < reg.n; i++)
+        if (strcmp(reg.boxes[i]->id, id) == 0)
+            b = reg.boxes[i];
+    if (b) {
+        pthread_mutex_lock(&b->mu);
+        b->refs++;
+        pthread_mutex_unlock(&b->mu);
+        pthread_mutex_unlock(&reg.mu);
+        cJSON_Delete(opts.env);
+        return b;
+    }
+    b = box_new(id);
+    b->opts = opts;
+    b->created_us = cb_real_us();
+    if (cb_mkdir_p(b->dir, 0700) < 0) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", b->dir, strerror(errno));
+        pthread_mutex_unlock(&reg.mu);
+        box_free(b);
+        return NULL;
+    }
+    ensure_default_session(b);
+    save_meta(b);
+    save_sessions(b);
+    reg_add(b);
+    b->refs++;
+    *created = true;
+    pthread_mutex_unlock(&reg.mu);
+    cb_logkv(CB_LOG_INFO, "sandbox", NULL, "sandbox %s created", id);
+    return b;
+}
+
+int sb_box_delete(sb_box *b, sb_error *err)
+{
+    pthread_mutex_lock(&reg.mu);
+    bool found = false;
+    for (size_t i = 0; i < reg.n; i++)
+        if (reg.boxes[i] == b) {
+            reg.boxes[i] = reg.boxes[--reg.n];
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&reg.mu);
+    if (!found)
+        return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", b->id), -1;
+    pthread_mutex_lock(&b->mu);
+    b->deleted = true;
+    box_stop(b, "deleted");
+    pthread_mutex_unlock(&b->mu);
+    if (sb_rm_rf(b->dir) < 0)
+        cb_warn("sandbox", "cannot remove %s: %s", b->dir, strerror(errno));
+    sb_box_unref(b);  /* the registry's reference */
+    return 0;
+}
+
+cJSON *sb_box_json(sb_box *b)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "id", b->id);
+    cJSON_AddStringToObject(j, "status", b->state == SB_BOX_RUNNING ? "running" : "stopped");
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, b->created_us);
+    cJSON_AddStringToObject(j, "createdAt", date);
+    if (b->state == SB_BOX_RUNNING) {
+        cb_iso_date(date, b->started_us);
+        cJSON_AddStringToObject(j, "startedAt", date);
+        long long mem = sb_cg_memory(&b->cg, &reg.cg);
+        if (mem >= 0)
+            cJSON_AddNumberToObject(j, "memoryBytes", (double)mem);
+    }
+    cJSON_AddItemToObject(j, "options", opts_json(&b->opts));
+    pthread_mutex_unlock(&b->mu);
+    return j;
+}
+
+cJSON *sb_boxes_list_json(void)
+{
+    pthread_mutex_lock(&reg.mu);
+    size_t n = reg.n;
+    sb_box **copy = cb_calloc(n ? n : 1, sizeof *copy);
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = reg.boxes[i];
+        pthread_mutex_lock(&copy[i]->mu);
+        copy[i]->refs++;
+        pthread_mutex_unlock(&copy[i]->mu);
+    }
+    pthread_mutex_unlock(&reg.mu);
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        cJSON_AddItemToArray(arr, sb_box_json(copy[i]));
+        sb_box_unref(copy[i]);
+    }
+    free(copy);
+    return arr;
+}
+
+void sb_boxes_shutdown(void)
+{
+    pthread_mutex_lock(&reg.mu);
+    reg.shutting_down = true;
+    for (size_t i = 0; i < reg.n; i++) {
+        sb_box *b = reg.boxes[i];
+        pthread_mutex_lock(&b->mu);
+        box_stop(b, "shutdown");
+        pthread_mutex_unlock(&b->mu);
+    }
+    pthread_mutex_unlock(&reg.mu);
+    if (reg.isolation == SB_ISOLATION_FULL)
+        sb_net_shutdown();
+}
+
+static void *sleeper(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        usleep(250 * 1000);
+        pthread_mutex_lock(&reg.mu);
+        if (reg.shutting_down) {
+            pthread_mutex_unlock(&reg.mu);
+            return NULL;
+        }
+        int64_t now = sb_now_ms();
+        for (size_t i = 0; i < reg.n; i++) {
+            sb_box *b = reg.boxes[i];
+            pthread_mutex_lock(&b->mu);
+            if (b->state == SB_BOX_RUNNING && !b->opts.keep_alive && b->active == 0 &&
+                now - b->last_used_ms >= b->opts.sleep_after_ms)
+                box_stop(b, "sleepAfter");
+            else if (b->state == SB_BOX_RUNNING && b->active == 0 && !agent_alive(b))
+                box_stop(b, "agent died");
+            pthread_mutex_unlock(&b->mu);
+        }
+        pthread_mutex_unlock(&reg.mu);
+    }
+}
+
+void sb_boxes_start_sleeper(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, sleeper, NULL) == 0)
+        pthread_detach(t);
+}
+
+/* ---- sessions ------------------------------------------------------------------- */
+
+int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
+
+static char *initial_state(const char *cwd, const cJSON *env)
+{
+    cb_buf s = CB_BUF_INIT;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, env) {
+        cb_buf_printf(&s, "builtin export %s=", kv->string);
+        sb_sh_quote(&s, kv->valuestring);
+        cb_buf_putc(&s, '\n');
+    }
+    if (cwd) {
+        cb_buf_puts(&s, "builtin cd -- ");
+        sb_sh_quote(&s, cwd);
+        cb_buf_puts(&s, " 2>/dev/null\n");
+    }
+    return cb_buf_steal(&s);
+}
+
+int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
+{
+    const char *sid = cb_json_str(body, "id", NULL);
+    char gen[32];
+    if (!sid) {
+        cb_autofree char *hex = cb_random_hex(6);
+        snprintf(gen, sizeof gen, "session-%s", hex);
+        sid = gen;
+    }
+    if (!sb_name_valid(sid))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "session id must match [A-Za-z0-9._-]{1,64}"), -1;
+    if (cJSON_GetObjectItemCaseSensitive(b->sessions, sid))
+        return sb_fail(err, SB_E_SESSION_ALREADY_EXISTS, "session '%s' already exists", sid), -1;
+    const char *cwd = cb_json_str(body, "cwd", NULL);
+    if (cwd && !*cwd)
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "cwd must not be empty"), -1;
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
+    if (env && !cJSON_IsObject(env))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, env)
+        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "id", sid);
+    if (cb_json_str(body, "name", NULL))
+        cJSON_AddStringToObject(s, "name", cb_json_str(body, "name", ""));
+    cb_autofree char *ws = workspace_path(b);
+    const char *eff_cwd = cwd ? cwd : default_cwd() ? default_cwd() : ws;
+    cJSON_AddStringToObject(s, "cwd", eff_cwd);
+    cJSON_AddItemToObject(s, "env", env ? cJSON_Duplicate(env, 1) : cJSON_CreateObject());
+    cb_autofree char *state = initial_state(eff_cwd, env);
+    cJSON_AddStringToObject(s, "state", state);
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, cb_real_us());
+    cJSON_AddStringToObject(s, "createdAt", date);
+    cJSON_AddItemToObject(b->sessions, sid, s);
+    if (out) {
+        *out = cJSON_Duplicate(s, 1);
+        cJSON_DeleteItemFromObject(*out, "state");
+    }
+    return 0;
+}
+
+int sb_session_create(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int rc = sb_session_create_locked(b, body, out, err);
+    if (rc == 0)
+        save_sessions(b);
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+cJSON *sb_session_json(sb_box *b, const char *sid)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(b->sessions, sid);
+    cJSON *out = s ? cJSON_Duplicate(s, 1) : NULL;
+    pthread_mutex_unlock(&b->mu);
+    if (out)
+        cJSON_DeleteItemFromObject(out, "state");
+    return out;
+}
+
+cJSON *sb_sessions_list_json(sb_box *b)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON *arr = cJSON_CreateArray();
+    const cJSON *s;
+    cJSON_ArrayForEach(s, b->sessions) {
+        cJSON *c = cJSON_Duplicate(s, 1);
+        cJSON_DeleteItemFromObject(c, "state");
+        cJSON_AddItemToArray(arr, c);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return arr;
+}
+
+int sb_session_delete(sb_box *b, const char *sid, sb_error *err)
+{
+    if (strcmp(sid, "default") == 0)
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "the default session cannot be deleted"), -1;
+    pthread_mutex_lock(&b->mu);
+    int rc = 0;
+    if (!cJSON_GetObjectItemCaseSensitive(b->sessions, sid))
+        rc = sb_fail(err, SB_E_SESSION_NOT_FOUND, "session '%s' not found", sid) ? -1 : -1;
+    else {
+        cJSON_DeleteItemFromObjectCaseSensitive(b->sessions, sid);
+        save_sessions(b);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+int sb_session_set_env(sb_box *b, const char *sid, const cJSON *env, sb_error *err)
+{
+    if (!cJSON_IsObject(env))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, env)
+        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    pthread_mutex_lock(&b->mu);
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(b->sessions, sid);
+    if (!s) {
+        pthread_mutex_unlock(&b->mu);
+        return sb_fail(err, SB_E_SESSION_NOT_FOUND, "session '%s' not found", sid), -1;
+    }
+    cb_buf st = CB_BUF_INIT;
+    cb_buf_puts(&st, cb_json_str(s, "state", ""));
+    cb_autofree char *more = initial_state(NULL, env);
+    cb_buf_puts(&st, more);
+    cb_json_set(s, "state", cJSON_CreateString(st.data));
+    cb_buf_clear(&st);
+    cJSON *senv = cb_json_obj(s, "env");
+    cJSON_ArrayForEach(kv, env)
+        cb_json_set(senv, kv->string, cJSON_CreateString(kv->valuestring));
+    save_sessions(b);
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+}
+
+char *sb_session_state(sb_box *b, const char *sid)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(b->sessions, sid);
+    char *state = s ? cb_strdup(cb_json_str(s, "state", "")) : NULL;
+    pthread_mutex_unlock(&b->mu);
+    return state;
+}
+
+void sb_session_save_state(sb_box *b, const char *sid, const char *state)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(b->sessions, sid);
+    if (s && strcmp(cb_json_str(s, "state", ""), state) != 0) {
+        cb_json_set(s, "state", cJSON_CreateString(state));
+        save_sessions(b);
+    }
+    pthread_mutex_unlock(&b->mu);
+}

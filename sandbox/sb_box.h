@@ -1,0 +1,113 @@
+/* sandbox/sb_box.h: the server's sandboxes: registry, lifecycle, sessions.
+ *
+ * A sandbox (sb_box) is a record that lives as long as it is in the registry
+ * or referenced: its options, sessions and processes persist in
+ * STATE/sandboxes/<id>/, and while it runs it also has an agent (pid 1 in its
+ * namespaces), a control socket, cgroups and an fd on its root folder.
+ * Sandboxes start lazily: a request on a stopped (new, slept or restored)
+ * sandbox starts it first (sb_box_acquire), so a restart or a sleep is
+ * invisible to clients apart from lost processes.
+ *
+ * Threads: every field below `mu` is protected by it. Requests hold a
+ * reference (sb_box_get/sb_box_unref) and, while they use the agent, an
+ * "active" count (sb_box_acquire/sb_box_release) that keeps the sleeper away.
+ *
+ * Ownership: sb_box_get/sb_box_create return a reference the caller drops
+ * with sb_box_unref. JSON returned by *_json functions is owned by the caller.
+ */
+#ifndef SB_BOX_H
+#define SB_BOX_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#include "sandbox/sb_cgroup.h"
+#include "sandbox/sb_err.h"
+
+#define SB_UID_BASE 1000000u    /* uid 0 inside = this uid outside; 65536 ids mapped */
+
+typedef struct sb_proc sb_proc;
+
+typedef struct sb_box_opts {
+    char instance[16];          /* lite | standard | heavy | custom */
+    sb_limits lim;
+    bool egress;                /* network "egress" (else "none") */
+    int64_t sleep_after_ms;
+    bool keep_alive;
+    cJSON *env;                 /* object of strings, owned */
+} sb_box_opts;
+
+typedef enum { SB_BOX_STOPPED, SB_BOX_RUNNING } sb_box_state;
+
+typedef struct sb_box {
+    char id[64];
+    char *dir;                  /* STATE/sandboxes/<id> */
+    int64_t created_us;
+    sb_box_opts opts;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* signalled when processes change */
+    int refs;
+    bool deleted;
+    sb_box_state state;
+    pid_t agent;
+    int pidfd, ctl, root_fd, netns_fd;
+    sb_cgroup cg;
+    int net_index;              /* egress: veth pair number, -1 if none */
+    int64_t started_us;
+    unsigned generation;        /* bumped at each start */
+    int active;                 /* requests using the agent now */
+    int64_t last_used_ms;
+    cJSON *sessions;            /* {"id": {"id","cwd","env","state","createdAt"}} */
+    sb_proc *procs;             /* see sb_proc.h */
+} sb_box;
+
+typedef enum { SB_ISOLATION_FULL, SB_ISOLATION_NONE } sb_isolation;
+
+typedef struct sb_server_conf {
+    const char *state_dir;
+    sb_isolation isolation;
+} sb_server_conf;
+
+/* Process-wide setup: state dir, cgroup layout, persisted sandboxes. */
+int sb_boxes_init(const sb_server_conf *conf, sb_error *err);
+/* Stop every sandbox (SIGTERM shutdown). */
+void sb_boxes_shutdown(void);
+/* Start the thread that puts idle sandboxes to sleep. */
+void sb_boxes_start_sleeper(void);
+const char *sb_boxes_cgroup_desc(void);
+bool sb_boxes_isolated(void);
+int sb_boxes_count(void);
+
+sb_box *sb_box_get(const char *id);                  /* NULL if unknown */
+/* Create-or-get: *created tells which. opts is the request body (may be NULL). */
+sb_box *sb_box_create(const char *id, const cJSON *opts, bool *created, sb_error *err);
+void sb_box_unref(sb_box *b);
+int sb_box_delete(sb_box *b, sb_error *err);
+/* A list of every sandbox (owned array). */
+cJSON *sb_boxes_list_json(void);
+cJSON *sb_box_json(sb_box *b);
+
+/* Make sure the agent runs and count this request as active. */
+int sb_box_acquire(sb_box *b, sb_error *err);
+void sb_box_release(sb_box *b);
+/* A new operation channel to the agent (after acquire). */
+int sb_box_open_channel(sb_box *b, sb_error *err);
+/* A dup of the sandbox's root folder fd (after acquire), for file access. */
+int sb_box_root(sb_box *b, sb_error *err);
+/* A socket created inside the sandbox's network namespace (after acquire). */
+int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err);
+
+/* Sessions. The default session always exists. *_json return owned JSON. */
+int sb_session_create(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
+cJSON *sb_session_json(sb_box *b, const char *sid);           /* NULL if none */
+cJSON *sb_sessions_list_json(sb_box *b);
+int sb_session_delete(sb_box *b, const char *sid, sb_error *err);
+int sb_session_set_env(sb_box *b, const char *sid, const cJSON *env, sb_error *err);
+/* The shell state of a session (owned text), NULL if the session is unknown. */
+char *sb_session_state(sb_box *b, const char *sid);
+void sb_session_save_state(sb_box *b, const char *sid, const char *state);
+
+#endif

@@ -1,0 +1,447 @@
+/* sandbox/sb_http.c: libmicrohttpd glue, routing, auth, replies.
+ *
+ * The dispatcher (on_request) sees every request three ways: first call
+ * (headers only: route, auth, size checks, upload begin), body chunks, and
+ * the final call, where the handler runs. Any failure before the handler
+ * replies through sb_reply_error, the one place errors are shaped. A request
+ * never takes the server down: handlers return errors, they do not exit.
+ */
+#include "config.h"
+#include "sandbox/sb_http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+
+static sb_http_conf hconf;
+
+/* ---- requests ------------------------------------------------------------ */
+
+const char *sb_req_header(sb_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *sb_req_query(sb_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+bool sb_req_wants_sse(sb_req *r)
+{
+    const char *a = sb_req_header(r, "Accept");
+    const char *q = sb_req_query(r, "stream");
+    return (a && strstr(a, "text/event-stream")) || (q && strcmp(q, "true") == 0);
+}
+
+int sb_req_client_fd(sb_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+bool sb_req_client_gone(sb_req *r)
+{
+    int fd = sb_req_client_fd(r);
+    if (fd < 0)
+        return false;
+    struct pollfd p = {fd, POLLRDHUP, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static void req_free(sb_req *r)
+{
+    if (r->upload_free && r->upload_ctx)
+        r->upload_free(r->upload_ctx);
+    for (int i = 0; i < r->nparams; i++)
+        free(r->params[i]);
+    cb_buf_clear(&r->body);
+    cJSON_Delete(r->json);
+    free(r->url);
+    free(r);
+}
+
+/* Match pattern against path; captures go to r->params. */
+static bool match(const char *pattern, const char *path, sb_req *r)
+{
+    int n = 0;
+    char *caps[SB_MAX_PARAMS];
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == ':') {
+            while (*p && *p != '/')
+                p++;
+            const char *end = strchr(s, '/');
+            size_t len = end ? (size_t)(end - s) : strlen(s);
+            if (len == 0 || n == SB_MAX_PARAMS)
+                goto no;
+            caps[n++] = cb_strndup(s, len);
+            s += len;
+            continue;
+        }
+        if (*p != *s)
+            goto no;
+        p++, s++;
+    }
+    if (*p || *s)
+        goto no;
+    for (int i = 0; i < n; i++)
+        r->params[i] = caps[i];
+    r->nparams = n;
+    return true;
+no:
+    for (int i = 0; i < n; i++)
+        free(caps[i]);
+    return false;
+}
+
+static bool token_ok(sb_req *r)
+{
+    const char *h = sb_req_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *t = h + 7;
+    size_t lt = strlen(t), lw = strlen(hconf.token);
+    /* constant time in the token's length */
+    return lt == lw && sodium_memcmp(t, hconf.token, lw) == 0;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static int queue(sb_req *r, int status, struct MHD_Response *resp)
+{
+    if (!resp) {
+        r->replied = true;
+        return -1;
+    }
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    r->replied = true;
+    r->status = status;
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ok == MHD_YES ? 0 : -1;
+}
+
+int sb_reply_json(sb_req *r, int status, cJSON *take)
+{
+    char *text = cb_json_print(take);
+    cJSON_Delete(take);
+    size_t len = strlen(text);
+    text[len] = '\0';
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp)
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+    else
+        free(text);
+    return queue(r, status, resp);
+}
+
+int sb_reply_error(sb_req *r, const sb_error *e)
+{
+    sb_err code = e->code == SB_OK ? SB_E_INTERNAL_ERROR : e->code;
+    int status = sb_err_status(code);
+    cJSON *j = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(j, "error");
+    cJSON_AddStringToObject(err, "code", sb_err_name(code));
+    cJSON_AddStringToObject(err, "message", e->msg[0] ? e->msg : sb_err_name(code));
+    if (status >= 500) {
+        char kv[256];
+        snprintf(kv, sizeof kv, "method=%s path=\"%s\" code=%s", r->method, r->url,
+                 sb_err_name(code));
+        cb_logkv(CB_LOG_WARN, "http", kv, "%s", e->msg);
+    }
+    if (status == 401) {
+        cJSON *resp = j;
+        char *text = cb_json_print(resp);
+        cJSON_Delete(resp);
+        struct MHD_Response *mr =
+            MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        if (!mr) {
+            free(text);
+            return queue(r, status, NULL);
+        }
+        MHD_add_response_header(mr, "Content-Type", "application/json");
+        MHD_add_response_header(mr, "WWW-Authenticate", "Bearer");
+        return queue(r, status, mr);
+    }
+    return sb_reply_json(r, status, j);
+}
+
+int sb_reply_err(sb_req *r, sb_err code, const char *fmt, ...)
+{
+    sb_error e = {code, ""};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+    va_end(ap);
+    return sb_reply_error(r, &e);
+}
+
+int sb_reply_fd(sb_req *r, int fd, uint64_t size, const char *content_type)
+{
+    struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+    if (!resp) {
+        close(fd);
+        return sb_reply_err(r, SB_E_INTERNAL_ERROR, "cannot stream the file");
+    }
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    return queue(r, 200, resp);
+}
+
+typedef struct stream_ctx {
+    sb_produce_fn produce;
+    void *ctx;
+    void (*free_ctx)(void *);
+    cb_buf out;
+    size_t off;
+    bool last;
+} stream_ctx;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream_ctx *s = cls;
+    while (s->off >= s->out.len) {
+        if (s->last)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        cb_buf_reset(&s->out);
+        s->off = 0;
+        int rc = s->produce(s->ctx, &s->out);
+        if (rc < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc > 0)
+            s->last = true;
+    }
+    size_t n = s->out.len - s->off < max ? s->out.len - s->off : max;
+    memcpy(buf, s->out.data + s->off, n);
+    s->off += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    stream_ctx *s = cls;
+    if (s->free_ctx)
+        s->free_ctx(s->ctx);
+    cb_buf_clear(&s->out);
+    free(s);
+}
+
+int sb_reply_stream(sb_req *r, int status, const char *content_type, sb_produce_fn produce,
+                    void *ctx, void (*free_ctx)(void *))
+{
+    stream_ctx *s = cb_calloc(1, sizeof *s);
+    s->produce = produce;
+    s->ctx = ctx;
+    s->free_ctx = free_ctx;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s, stream_free);
+    if (!resp) {
+        stream_free(s);
+        return sb_reply_err(r, SB_E_INTERNAL_ERROR, "cannot create a stream");
+    }
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    if (strcmp(content_type, "text/event-stream") == 0)
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    return queue(r, status, resp);
+}
+
+void sb_sse_event(cb_buf *out, const char *event, cJSON *data)
+{
+    cJSON_AddStringToObject(data, "type", event);
+    cb_autofree char *text = cb_json_print(data);
+    cJSON_Delete(data);
+    cb_buf_printf(out, "event: %s\ndata: %s\n\n", event, text);
+}
+
+void sb_sse_comment(cb_buf *out, const char *text)
+{
+    cb_buf_printf(out, ": %s\n\n", text);
+}
+
+/* ---- dispatcher ------------------------------------------------------------ */
+
+static const sb_route *find_route(sb_req *r, const char *path, bool *path_known)
+{
+    *path_known = false;
+    for (size_t i = 0; i < hconf.nroutes; i++) {
+        const sb_route *rt = &hconf.routes[i];
+        if (!match(rt->pattern, path, r))
+            continue;
+        *path_known = true;
+        if (strcmp(rt->method, r->method) == 0)
+            return rt;
+        for (int k = 0; k < r->nparams; k++)
+            free(r->params[k]);
+        r->nparams = 0;
+    }
+    return NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    sb_req *r = *con_cls;
+    if (!r) {
+        r = cb_calloc(1, sizeof *r);
+        r->conn = conn;
+        r->method = method;
+        r->url = cb_strdup(url);
+        r->t0_ns = cb_mono_ns();
+        cb_buf_init(&r->body);
+        *con_cls = r;
+        bool known;
+        r->route = find_route(r, url, &known);
+        if (!r->route) {
+            /* Say 401 rather than 404 to someone without the token. */
+            bool open_path = strcmp(url, "/v1/health") == 0;
+            if (!open_path && !token_ok(r))
+                sb_reply_err(r, SB_E_UNAUTHORIZED, "missing or wrong bearer token");
+            else if (known)
+                sb_reply_err(r, SB_E_METHOD_NOT_ALLOWED, "%s is not allowed on %s", method, url);
+            else
+                sb_reply_err(r, SB_E_NOT_FOUND, "no such endpoint: %s %s", method, url);
+            return MHD_YES;
+        }
+        if (!(r->route->flags & SB_ROUTE_NOAUTH) && !token_ok(r)) {
+            sb_reply_err(r, SB_E_UNAUTHORIZED, "missing or wrong bearer token");
+            return MHD_YES;
+        }
+        const char *cl = sb_req_header(r, "Content-Length");
+        if (!(r->route->flags & SB_ROUTE_RAW) && cl && strtoull(cl, NULL, 10) > SB_HTTP_JSON_LIMIT) {
+            sb_reply_err(r, SB_E_REQUEST_TOO_LARGE, "JSON bodies are limited to %u bytes; "
+                         "upload files with PUT .../files/content", SB_HTTP_JSON_LIMIT);
+            return MHD_YES;
+        }
+        if ((r->route->flags & SB_ROUTE_RAW) && r->route->upload && r->route->upload->begin &&
+            r->route->upload->begin(r) != 0 && r->upload_err.code != SB_OK) {
+            sb_reply_error(r, &r->upload_err);
+            return MHD_YES;
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->replied)
+            return MHD_YES;
+        if (r->route->flags & SB_ROUTE_RAW) {
+            if (r->upload_err.code == SB_OK && r->route->upload && r->route->upload->chunk)
+                r->route->upload->chunk(r, upload_data, n);
+        } else if (r->body.len + n > SB_HTTP_JSON_LIMIT) {
+            r->too_large = true;
+        } else if (!r->too_large) {
+            cb_buf_append(&r->body, upload_data, n);
+        }
+        return MHD_YES;
+    }
+    if (r->replied)
+        return MHD_YES;
+    if (r->too_large) {
+        sb_reply_err(r, SB_E_REQUEST_TOO_LARGE, "JSON bodies are limited to %u bytes",
+                     SB_HTTP_JSON_LIMIT);
+        return MHD_YES;
+    }
+    if (!(r->route->flags & SB_ROUTE_RAW) && r->body.len > 0) {
+        r->json = cb_json_parse(r->body.data, r->body.len);
+        if (!cJSON_IsObject(r->json)) {
+            sb_reply_err(r, SB_E_VALIDATION_FAILED, "the body must be a JSON object");
+            return MHD_YES;
+        }
+    }
+    r->route->handler(r);
+    if (!r->replied)
+        sb_reply_err(r, SB_E_INTERNAL_ERROR, "the handler sent no reply");
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    sb_req *r = *con_cls;
+    if (!r)
+        return;
+    if (cb_log_enabled(CB_LOG_INFO)) {
+        char kv[512];
+        snprintf(kv, sizeof kv, "method=%s path=\"%s\" status=%d ms=%.2f%s", r->method, r->url,
+                 r->status, (double)(cb_mono_ns() - r->t0_ns) / 1e6,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+        cb_logkv(CB_LOG_INFO, "http", kv, "request");
+    }
+    req_free(r);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    cb_log(CB_LOG_DEBUG, "mhd", "%s", msg);
+}
+
+struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_out, sb_error *err)
+{
+    hconf = *conf;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    socklen_t sl;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, conf->listen_host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(conf->port);
+        sl = sizeof *a4;
+    } else if (inet_pton(AF_INET6, conf->listen_host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(conf->port);
+        flags |= MHD_USE_IPv6;
+        sl = sizeof *a6;
+    } else {
+        sb_fail(err, SB_E_VALIDATION_FAILED, "--listen: '%s' is not a numeric address",
+                conf->listen_host);
+        return NULL;
+    }
+    (void)sl;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, conf->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)2048, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (!d) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot listen on %s:%u (address in use?)",
+                conf->listen_host, conf->port);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    *port_out = di ? di->port : conf->port;
+    return d;
+}
+
+void sb_http_stop(struct MHD_Daemon *d)
+{
+    if (d)
+        MHD_stop_daemon(d);
+}

@@ -1,0 +1,106 @@
+/* sandbox/sb_http.h: the HTTP layer of `cellbox serve` (libmicrohttpd).
+ *
+ * It knows routes, bodies, auth and replies, and nothing of sandboxes. A
+ * route is a method plus a pattern ("/v1/sandboxes/:id/exec"; ":x" captures
+ * one path segment into r->params). For each request the dispatcher
+ * (sb_http.c) checks the token, enforces the body limit, parses a JSON body
+ * into r->json, calls the handler and makes sure exactly one reply is sent:
+ * a handler that returns without replying gets INTERNAL_ERROR.
+ *
+ * Errors become {"error": {"code", "message"}} only in sb_reply_error().
+ * Threads: one thread per connection (MHD_USE_THREAD_PER_CONNECTION), so a
+ * handler may block (exec, waits) and streams may block in their producer.
+ *
+ * Ownership: sb_req is owned by the dispatcher. Reply functions take
+ * ownership of the cJSON and of stream contexts (freed through the given
+ * free function, always, even on failure).
+ */
+#ifndef SB_HTTP_H
+#define SB_HTTP_H
+
+#include <microhttpd.h>
+#include <cjson/cJSON.h>
+
+#include "base/buf.h"
+#include "sandbox/sb_err.h"
+
+#define SB_HTTP_JSON_LIMIT (32u << 20)   /* largest JSON body */
+#define SB_MAX_PARAMS 4
+
+typedef struct sb_req sb_req;
+typedef int (*sb_handler)(sb_req *r);
+
+/* Streamed request bodies (raw file upload): begin after the headers, a call
+ * per chunk, end when the body is complete. A non-zero return stops the
+ * upload; the handler then sees r->upload_err set. */
+typedef struct sb_upload_ops {
+    int (*begin)(sb_req *r);
+    int (*chunk)(sb_req *r, const char *data, size_t len);
+} sb_upload_ops;
+
+enum { SB_ROUTE_NOAUTH = 1, SB_ROUTE_RAW = 2 };
+
+typedef struct sb_route {
+    const char *method;
+    const char *pattern;
+    sb_handler handler;
+    unsigned flags;
+    const sb_upload_ops *upload;
+} sb_route;
+
+struct sb_req {
+    struct MHD_Connection *conn;
+    const char *method;
+    char *url;
+    char *params[SB_MAX_PARAMS];
+    int nparams;
+    const sb_route *route;
+    cb_buf body;
+    bool too_large;
+    cJSON *json;                /* parsed body (object) or NULL when empty */
+    bool replied;
+    int status;
+    int64_t t0_ns;
+    sb_error upload_err;        /* set by upload callbacks */
+    void *upload_ctx;           /* owned by the upload callbacks */
+    void (*upload_free)(void *);
+};
+
+typedef struct sb_http_conf {
+    const char *listen_host;    /* numeric IPv4/IPv6 address */
+    unsigned short port;        /* 0 = any */
+    const char *token;
+    const sb_route *routes;
+    size_t nroutes;
+} sb_http_conf;
+
+struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_out, sb_error *err);
+void sb_http_stop(struct MHD_Daemon *d);
+
+/* Request helpers. */
+const char *sb_req_header(sb_req *r, const char *name);
+const char *sb_req_query(sb_req *r, const char *name);
+bool sb_req_wants_sse(sb_req *r);
+int sb_req_client_fd(sb_req *r);           /* for disconnect checks; -1 if unknown */
+/* Has the client hung up? (non-blocking) */
+bool sb_req_client_gone(sb_req *r);
+
+/* Replies: each returns 0; call exactly one per request. */
+int sb_reply_json(sb_req *r, int status, cJSON *take);
+int sb_reply_error(sb_req *r, const sb_error *e);
+int sb_reply_err(sb_req *r, sb_err code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Raw bytes from fd (taken), size bytes from offset 0. */
+int sb_reply_fd(sb_req *r, int fd, uint64_t size, const char *content_type);
+
+/* A pulled stream (SSE or chunked). produce() is called whenever the
+ * previous output was sent; it appends to out and returns 0 to go on, 1 when
+ * this was the last piece, -1 to abort the connection. It may block. */
+typedef int (*sb_produce_fn)(void *ctx, cb_buf *out);
+int sb_reply_stream(sb_req *r, int status, const char *content_type, sb_produce_fn produce,
+                    void *ctx, void (*free_ctx)(void *));
+
+/* SSE formatting: "event: NAME\ndata: JSON\n\n" (takes data). */
+void sb_sse_event(cb_buf *out, const char *event, cJSON *data);
+void sb_sse_comment(cb_buf *out, const char *text);
+
+#endif

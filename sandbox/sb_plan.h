@@ -1,0 +1,84 @@
+/* sandbox/sb_plan.h: a sandbox's file-system and identity setup, as data.
+ *
+ * Like bubblewrap, the setup is a list of steps built by the server
+ * (sb_plan_build, pure: it only inspects the host's file system) and executed
+ * by one function inside the new namespaces (sb_plan_run, in the agent). The
+ * list can be printed (dry run), sent over a pipe as JSON and tested.
+ *
+ * Destinations are paths inside the sandbox; until the PIVOT step the runner
+ * builds the new root under a private tmpfs (see sb_plan.c).
+ *
+ * Ownership: sb_plan is embedded (sb_plan_init / sb_plan_clear); steps own
+ * their strings. sb_plan_to_json returns an owned cJSON; sb_plan_from_json
+ * fills an initialised plan and borrows its input.
+ */
+#ifndef SB_PLAN_H
+#define SB_PLAN_H
+
+#include <cjson/cJSON.h>
+
+#include "base/buf.h"
+#include "sandbox/sb_err.h"
+
+typedef enum {
+    SB_STEP_ROOT,       /* make mounts private, mount the new root tmpfs */
+    SB_STEP_TMPFS,      /* dest, size_mb, mode */
+    SB_STEP_MKDIR,      /* dest, mode */
+    SB_STEP_BIND,       /* src -> dest, flags SB_BIND_* */
+    SB_STEP_SYMLINK,    /* dest -> src (the link's target) */
+    SB_STEP_WRITE,      /* dest gets content src, mode */
+    SB_STEP_PROC,       /* fresh procfs at dest */
+    SB_STEP_DEVPTS,     /* fresh devpts instance at dest */
+    SB_STEP_PIVOT,      /* pivot_root into the new root, drop the old one */
+    SB_STEP_REMOUNT_RO, /* make dest read-only (after PIVOT, for "/") */
+    SB_STEP_HOSTNAME,   /* sethostname(src) */
+    SB_STEP_LOOPBACK,   /* bring lo up */
+    SB_STEP__COUNT
+} sb_step_kind;
+
+enum {
+    SB_BIND_RO = 1,     /* read-only */
+    SB_BIND_DEV = 2,    /* device nodes usable (else nodev) */
+    SB_BIND_TRY = 4,    /* skip silently when the source is missing */
+};
+
+typedef struct sb_step {
+    sb_step_kind kind;
+    char *src;
+    char *dest;
+    unsigned flags;
+    unsigned mode;
+    unsigned size_mb;
+} sb_step;
+
+typedef struct sb_plan {
+    sb_step *steps;
+    size_t n, cap;
+} sb_plan;
+
+typedef struct sb_plan_opts {
+    const char *hostname;      /* the sandbox id */
+    const char *workspace_src; /* host path to bind at /workspace (e.g. /proc/self/fd/5) */
+    unsigned tmp_mb;           /* size of /tmp and /dev/shm */
+    const char *host_prefix;   /* "" normally; tests point it at a fake host tree */
+} sb_plan_opts;
+
+void sb_plan_init(sb_plan *p);
+void sb_plan_clear(sb_plan *p);
+void sb_plan_add(sb_plan *p, sb_step_kind kind, const char *src, const char *dest,
+                 unsigned flags, unsigned mode, unsigned size_mb);
+/* The standard sandbox: read-only system folders, a chosen part of /etc,
+ * private /tmp, /workspace, /proc, a minimal /dev, pivot_root, hostname, lo. */
+void sb_plan_build(sb_plan *p, const sb_plan_opts *o);
+
+const char *sb_step_name(sb_step_kind kind);
+cJSON *sb_plan_to_json(const sb_plan *p);
+int sb_plan_from_json(sb_plan *p, const cJSON *arr);    /* 0 or -1 on a malformed plan */
+void sb_plan_describe(const sb_plan *p, cb_buf *out);   /* one line per step */
+
+/* Execute every step in order (in the agent, inside the new namespaces, as
+ * root of the new user namespace). Stops at the first failing step and
+ * describes it in err. dry_run only checks the plan and returns 0. */
+int sb_plan_run(const sb_plan *p, bool dry_run, sb_error *err);
+
+#endif

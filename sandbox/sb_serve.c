@@ -1,0 +1,219 @@
+/* sandbox/sb_serve.c: `cellbox serve`, the sandbox manager's entry point.
+ *
+ * Reads the options, prepares the state folder and the token, starts the
+ * HTTP layer with the API's route table, then waits for SIGTERM/SIGINT. On
+ * a signal it stops accepting connections, stops every sandbox (which ends
+ * the requests still running against them with errors) and exits 0. All
+ * state that matters is already on disk.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "main.h"
+#include "sandbox/sb_api.h"
+#include "sandbox/sb_box.h"
+#include "sandbox/sb_http.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: cellbox serve [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
+            "                     [--isolation full|none]\n"
+            "\n"
+            "Run the sandbox manager: an HTTP/JSON API (see docs/api.md) that creates\n"
+            "isolated sandboxes and runs commands, files, processes and sessions in them.\n"
+            "\n"
+            "  --listen ADDR:PORT   where to listen (default 127.0.0.1:7070; [::1]:7070 for IPv6;\n"
+            "                       port 0 picks a free one, printed at startup)\n"
+            "  --state-dir DIR      sandboxes, workspaces, logs (default\n"
+            "                       $XDG_STATE_HOME/cellbox or ~/.local/state/cellbox)\n"
+            "  --token-file FILE    the API token; made on first start, mode 0600\n"
+            "                       (default STATE-DIR/token)\n"
+            "  --isolation none     DEVELOPMENT ONLY: run commands without namespaces,\n"
+            "                       cgroups or seccomp, as the server's user\n"
+            "\n"
+            "Requests need 'Authorization: Bearer TOKEN' (except GET /v1/health).\n"
+            "Log level: CELLBOX_LOG=error|warn|info|debug (default info).\n");
+}
+
+static char *default_state_dir(void)
+{
+    const char *x = getenv("XDG_STATE_HOME");
+    if (x && *x == '/')
+        return cb_printf_new("%s/cellbox", x);
+    return cb_printf_new("%s/.local/state/cellbox", cb_home_dir());
+}
+
+/* Read the token, or make one. Returns owned or NULL with a message. */
+static char *load_token(const char *path)
+{
+    char *t = cb_read_file(path, NULL);
+    if (t) {
+        t[strcspn(t, "\r\n")] = '\0';
+        struct stat st;
+        if (stat(path, &st) == 0 && (st.st_mode & 077)) {
+            cb_warn("serve", "token file %s was readable by others: now mode 0600", path);
+            chmod(path, 0600);
+        }
+        if (strlen(t) < 16) {
+            fprintf(stderr, "cellbox serve: the token in %s is shorter than 16 characters\n", path);
+            free(t);
+            return NULL;
+        }
+        return t;
+    }
+    if (errno != ENOENT) {
+        fprintf(stderr, "cellbox serve: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    t = cb_random_hex(24);
+    cb_autofree char *dir = cb_strdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        cb_mkdir_p(dir, 0700);
+    }
+    if (cb_write_file_atomic(path, t, strlen(t), 0600) < 0) {
+        fprintf(stderr, "cellbox serve: cannot write %s: %s\n", path, strerror(errno));
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static int parse_listen(const char *s, char *host, size_t hcap, unsigned short *port)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':')
+            return -1;
+        snprintf(host, hcap, "%.*s", (int)(end - s - 1), s + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        snprintf(host, hcap, "%.*s", (int)(colon - s), s);
+    }
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return -1;
+    *port = (unsigned short)p;
+    return 0;
+}
+
+int sb_cmd_serve(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:7070";
+    cb_autofree char *state_dir = NULL;
+    const char *token_file = NULL;
+    sb_isolation isolation = SB_ISOLATION_FULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--listen") == 0 && v) {
+            listen = v, i++;
+        } else if (strcmp(a, "--state-dir") == 0 && v) {
+            state_dir = cb_strdup(v), i++;
+        } else if (strcmp(a, "--token-file") == 0 && v) {
+            token_file = v, i++;
+        } else if (strcmp(a, "--isolation") == 0 && v) {
+            if (strcmp(v, "none") == 0)
+                isolation = SB_ISOLATION_NONE;
+            else if (strcmp(v, "full") != 0) {
+                fprintf(stderr, "cellbox serve: --isolation is full or none\n");
+                return 2;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "cellbox serve: unknown or incomplete option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    cb_log_init_from_env(CB_LOG_INFO);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "cellbox serve: libsodium failed to initialise\n");
+        return 1;
+    }
+    char host[128];
+    unsigned short port;
+    if (parse_listen(listen, host, sizeof host, &port) < 0) {
+        fprintf(stderr, "cellbox serve: --listen wants ADDR:PORT, like 127.0.0.1:7070\n");
+        return 2;
+    }
+    if (!state_dir)
+        state_dir = default_state_dir();
+    if (cb_mkdir_p(state_dir, 0700) < 0) {
+        fprintf(stderr, "cellbox serve: cannot create %s: %s\n", state_dir, strerror(errno));
+        return 1;
+    }
+    chmod(state_dir, 0700);
+    cb_autofree char *abs_state = realpath(state_dir, NULL);
+    cb_autofree char *tf = token_file ? cb_strdup(token_file) : cb_printf_new("%s/token", abs_state);
+    cb_autofree char *token = load_token(tf);
+    if (!token)
+        return 1;
+    if (isolation == SB_ISOLATION_NONE)
+        cb_warn("serve", "--isolation none: commands run WITHOUT any isolation, as this user. "
+                         "For development only; never expose this server.");
+    else if (geteuid() != 0)
+        cb_warn("serve", "not running as root: creating sandboxes needs root (uid maps of "
+                         "65536 ids and cgroups)");
+
+    /* Signals: handled by sigwait in this thread only. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sb_error err = {0};
+    sb_server_conf conf = {abs_state, isolation};
+    if (sb_boxes_init(&conf, &err) < 0) {
+        fprintf(stderr, "cellbox serve: %s\n", err.msg);
+        return 1;
+    }
+    sb_http_conf hc = {host, port, token, sb_api_routes, sb_api_nroutes};
+    unsigned short bound = 0;
+    struct MHD_Daemon *d = sb_http_start(&hc, &bound, &err);
+    if (!d) {
+        fprintf(stderr, "cellbox serve: %s\n", err.msg);
+        return 1;
+    }
+    sb_boxes_start_sleeper();
+    bool v6 = strchr(host, ':') != NULL;
+    printf("cellbox serve: listening on http://%s%s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "", bound);
+    printf("cellbox serve: token %s (stored in %s)\n", token, tf);
+    printf("cellbox serve: state in %s\n", abs_state);
+    fflush(stdout);
+    char kv[512];
+    snprintf(kv, sizeof kv, "listen=%s:%u state=\"%s\" isolation=%s cgroups=\"%s\"", host, bound,
+             abs_state, isolation == SB_ISOLATION_NONE ? "none" : "full", sb_boxes_cgroup_desc());
+    cb_logkv(CB_LOG_INFO, "serve", kv, "ready");
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    cb_logkv(CB_LOG_INFO, "serve", NULL, "signal %d: shutting down", sig);
+    MHD_quiesce_daemon(d);
+    sb_boxes_shutdown();
+    sb_http_stop(d);
+    cb_logkv(CB_LOG_INFO, "serve", NULL, "stopped");
+    return 0;
+}

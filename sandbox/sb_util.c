@@ -1,0 +1,243 @@
+/* sandbox/sb_util.c: ids, UTF-8 repair, base64, durations, MIME types.
+ * Pure helpers: no sandbox state, no HTTP, no global state. */
+#include "config.h"
+#include "sandbox/sb_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+bool sb_id_valid(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n < 1 || n > 63 || id[0] == '-' || id[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-'))
+            return false;
+    return true;
+}
+
+bool sb_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n < 1 || n > 64 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid, or -(needed)
+ * if it is a valid but incomplete prefix. */
+static int utf8_seq(const unsigned char *p, size_t avail)
+{
+    unsigned char c = p[0];
+    int need;
+    unsigned min;
+    unsigned cp;
+    if (c < 0x80)
+        return c == 0 ? 0 : 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        need = 2, cp = c & 0x1f, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        need = 3, cp = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        need = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    for (int i = 1; i < need; i++) {
+        if ((size_t)i >= avail)
+            return -need;
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+        /* reject overlongs and surrogates early enough to not stall */
+        if (i == 1 && need == 3 && c == 0xe0 && p[1] < 0xa0)
+            return 0;
+        if (i == 1 && need == 3 && c == 0xed && p[1] >= 0xa0)
+            return 0;
+        if (i == 1 && need == 4 && c == 0xf0 && p[1] < 0x90)
+            return 0;
+        if (i == 1 && need == 4 && c == 0xf4 && p[1] >= 0x90)
+            return 0;
+    }
+    if (cp < min)
+        return 0;
+    return need;
+}
+
+size_t sb_utf8_append(cb_buf *out, const char *data, size_t len, bool final)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    size_t i = 0, run = 0;
+    while (i < len) {
+        int n = utf8_seq(p + i, len - i);
+        if (n > 0) {
+            i += (size_t)n;
+            continue;
+        }
+        cb_buf_append(out, data + run, i - run);
+        if (n < 0 && !final)
+            return len - i;  /* incomplete tail: kept back */
+        cb_buf_puts(out, "\xef\xbf\xbd");
+        i++;
+        run = i;
+    }
+    cb_buf_append(out, data + run, i - run);
+    return 0;
+}
+
+bool sb_utf8_valid(const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len;) {
+        int n = utf8_seq(p + i, len - i);
+        if (n <= 0)
+            return false;
+        i += (size_t)n;
+    }
+    return true;
+}
+
+char *sb_b64_encode(const void *data, size_t len)
+{
+    size_t cap = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+    char *out = cb_malloc(cap);
+    sodium_bin2base64(out, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
+    return out;
+}
+
+char *sb_b64_decode(const char *text, size_t *len_out)
+{
+    size_t tl = strlen(text), got = 0;
+    char *out = cb_malloc(tl / 4 * 3 + 4);
+    if (sodium_base642bin((unsigned char *)out, tl / 4 * 3 + 4, text, tl, " \t\r\n", &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        free(out);
+        return NULL;
+    }
+    out[got] = '\0';
+    *len_out = got;
+    return out;
+}
+
+int64_t sb_duration_ms(const char *s)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return -1;
+    double mul = 1000;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60e3;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600e3;
+    else if (strcmp(end, "d") == 0)
+        mul = 86400e3;
+    else
+        return -1;
+    return (int64_t)(v * mul);
+}
+
+const char *sb_mime_guess(const char *name)
+{
+    static const struct { const char *ext, *mime; } table[] = {
+        {"txt", "text/plain"},        {"md", "text/markdown"},       {"py", "text/x-python"},
+        {"js", "text/javascript"},    {"ts", "text/typescript"},     {"json", "application/json"},
+        {"html", "text/html"},        {"htm", "text/html"},          {"css", "text/css"},
+        {"csv", "text/csv"},          {"xml", "application/xml"},    {"sh", "text/x-shellscript"},
+        {"c", "text/x-c"},            {"h", "text/x-c"},             {"yaml", "application/yaml"},
+        {"yml", "application/yaml"},  {"toml", "application/toml"},  {"svg", "image/svg+xml"},
+        {"png", "image/png"},         {"jpg", "image/jpeg"},         {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},         {"webp", "image/webp"},        {"pdf", "application/pdf"},
+        {"zip", "application/zip"},   {"gz", "application/gzip"},    {"tar", "application/x-tar"},
+        {"ipynb", "application/x-ipynb+json"}, {"wasm", "application/wasm"},
+    };
+    const char *dot = strrchr(name, '.');
+    if (dot && !strchr(dot, '/'))
+        for (size_t i = 0; i < CB_ARRAY_LEN(table); i++)
+            if (strcasecmp(dot + 1, table[i].ext) == 0)
+                return table[i].mime;
+    return "application/octet-stream";
+}
+
+char *sb_iso_new(int64_t real_us)
+{
+    char buf[CB_ISO_DATE_LEN];
+    cb_iso_date(buf, real_us);
+    return cb_strdup(buf);
+}
+
+int sb_write_file_quick(const char *path, const void *data, size_t len, mode_t mode)
+{
+    cb_autofree char *tmp = cb_printf_new("%s.tmp.%d.XXXXXX", path, (int)getpid());
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    bool ok = fchmod(fd, mode) == 0 && cb_write_all(fd, data, len) == 0;
+    int e = errno;
+    if (close(fd) < 0 && ok)
+        ok = false, e = errno;
+    if (!ok || rename(tmp, path) < 0) {
+        e = ok ? errno : e;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+void sb_sh_quote(cb_buf *b, const char *v)
+{
+    cb_buf_putc(b, '\'');
+    for (const char *p = v; *p; p++) {
+        if (*p == '\'')
+            cb_buf_puts(b, "'\\''");
+        else
+            cb_buf_putc(b, *p);
+    }
+    cb_buf_putc(b, '\'');
+}
+
+bool sb_env_name_valid(const char *k)
+{
+    if (!k || !*k || (*k >= '0' && *k <= '9'))
+        return false;
+    for (const char *p = k; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return false;
+    return true;
+}
+
+static int rm_walk(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
+    return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int sb_rm_rf(const char *path)
+{
+    return nftw(path, rm_walk, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
