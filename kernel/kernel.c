@@ -76,7 +76,8 @@ typedef struct kn_kernel {
     kn_msg *cur;                /* request being handled on shell */
     bool cur_allow_stdin;
     int execution_count;        /* the number the next stored cell gets */
-    bool abort_queue;
+    bool abort_queue;           /* an execute failed with stop_on_error */
+    qitem *aborting;            /* requests that were waiting when it failed */
 
     char *kernel_info_json;     /* cached kernel_info_reply content */
 } kn_kernel;
@@ -384,6 +385,46 @@ static const char *check_fields(const route *r, const kn_msg *m, char *why, size
     return NULL;
 }
 
+static void log_drop(const char *chan, kn_recv_status st);
+
+/* After an execute failed with stop_on_error, before its idle goes out:
+ * take every request already waiting on the shell socket (like ipykernel's
+ * flush of the shell stream). They are answered next: executes "aborted",
+ * the others normally. Requests sent after the idle are not affected. */
+static void collect_waiting(kn_kernel *k)
+{
+    qitem **tail = &k->aborting;
+    while (*tail)
+        tail = &(*tail)->next;
+    /* A frontend that queued several cells sent them back to back; a cell
+     * that fails at once can finish before the next ones arrived, so give
+     * them a few milliseconds (ipykernel's stop_on_error_timeout). */
+    int64_t end = cb_mono_ns() + 5 * 1000000;
+    for (;;) {
+        kn_msg *m = NULL;
+        kn_recv_status st = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        if (st == KN_RECV_AGAIN) {
+            int64_t left = end - cb_mono_ns();
+            zmq_pollitem_t it = {k->shell, 0, ZMQ_POLLIN, 0};
+            if (left > 0 && zmq_poll(&it, 1, (long)(left / 1000000) + 1) > 0)
+                continue;
+            break;
+        }
+        if (st == KN_RECV_CLOSED)
+            break;
+        if (!m) {
+            log_drop("shell", st);
+            continue;
+        }
+        if (st == KN_RECV_BAD_JSON)
+            cJSON_AddBoolToObject(m->metadata, "__cellbox_bad_json", true);
+        qitem *q = cb_calloc(1, sizeof *q);
+        q->msg = m;
+        *tail = q;
+        tail = &q->next;
+    }
+}
+
 /* The one place where the protocol's rules are applied around a handler. */
 static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool content_ok)
 {
@@ -432,6 +473,8 @@ static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool conte
         }
         cJSON_Delete(c);
     }
+    if (ch == CH_SHELL && k->abort_queue)
+        collect_waiting(k);
     publish_status(k, &m->header_raw, "idle");
     if (ch == CH_SHELL)
         k->cur = NULL;
@@ -470,19 +513,15 @@ static void handle_shell(kn_kernel *k, kn_msg *m, kn_recv_status st)
     kn_msg_free(m);
 }
 
-/* After an error with stop_on_error: every execute_request already waiting
- * is answered "aborted"; other requests are served normally. */
+/* Answers the requests collected by collect_waiting(), then ends the abort. */
 static void abort_queued(kn_kernel *k)
 {
-    while (k->abort_queue) {
-        kn_msg *m = NULL;
-        kn_recv_status st = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
-        if (st == KN_RECV_AGAIN || st == KN_RECV_CLOSED)
-            break;
-        if (m)
-            handle_shell(k, m, st);
-        else
-            log_drop("shell", st);
+    while (k->aborting) {
+        qitem *q = k->aborting;
+        k->aborting = q->next;
+        bool bad = cb_json_bool(q->msg->metadata, "__cellbox_bad_json", false);
+        handle_shell(k, q->msg, bad ? KN_RECV_BAD_JSON : KN_RECV_OK);
+        free(q);
     }
     k->abort_queue = false;
 }

@@ -1,0 +1,326 @@
+"""The cellbox kernel driven by Debian's jupyter_client: execution semantics
+as users know them from IPython, streams, stdin, comms, magics, completion,
+inspection, history. Output: TAP."""
+import json
+import os
+import time
+
+import kutil
+from kutil import run, stream_text, results
+
+tap = kutil.TAP()
+km, kc = kutil.start()
+
+
+@tap.case
+def kernel_info():
+    kc.kernel_info()
+    c = kc.get_shell_msg(timeout=10)["content"]
+    li = c["language_info"]
+    tap.eq(c["status"], "ok", "kernel_info status ok")
+    tap.ok(c["protocol_version"] >= "5.3", "protocol version 5.3 or later")
+    for key in ("name", "version", "mimetype", "file_extension", "pygments_lexer", "codemirror_mode", "nbconvert_exporter"):
+        tap.ok(key in li, "language_info has %s" % key)
+    tap.eq(li["name"], "python", "language is python")
+    tap.ok(c["implementation"] == "cellbox" and c["implementation_version"] and c["banner"] and c["help_links"],
+           "implementation, implementation_version, banner, help_links")
+
+
+@tap.case
+def results_and_history_vars():
+    r, out = run(kc, "x = 21\nx * 2")
+    tap.eq(results(out), ["42"], "final expression becomes execute_result")
+    n = r["execution_count"]
+    r, out = run(kc, "_ + 1")
+    tap.eq(results(out), ["43"], "_ is the last result")
+    r, out = run(kc, "(__, _%d, Out[%d], In[%d])" % (n, n, n))
+    tap.eq(results(out), ["(42, 42, 42, 'x = 21\\nx * 2')"], "__, _N, Out[N], In[N]")
+    r, out = run(kc, "x * 3;")
+    tap.eq(results(out), [], "trailing ; suppresses the result")
+    r, out = run(kc, "x * 3  ;  # comment")
+    tap.eq(results(out), [], "trailing ; with a comment suppresses the result")
+    r, out = run(kc, "print('a')\nNone")
+    tap.eq(results(out), [], "None is not displayed")
+    r, out = run(kc, "for i in range(2):\n    i")
+    tap.eq(results(out), [], "expressions inside blocks are not displayed")
+    r, out = run(kc, "y = 5")
+    tap.eq(results(out), [], "an assignment has no result")
+    r, out = run(kc, "import asyncio\nawait asyncio.sleep(0)\n7")
+    tap.eq(results(out), ["7"], "top-level await works")
+
+
+@tap.case
+def counter_rules():
+    r1, _ = run(kc, "1")
+    r2, _ = run(kc, "2")
+    tap.eq(r2["execution_count"], r1["execution_count"] + 1, "counter advances with store_history")
+    r3, out = run(kc, "3", store_history=False)
+    tap.eq(r3["execution_count"], r2["execution_count"], "store_history=False does not advance it")
+    r4, out = run(kc, "4", silent=True)
+    tap.eq([t for t, _ in out], [], "silent: no execute_input, no result")
+    r5, out = run(kc, "")
+    r6, _ = run(kc, "6")
+    tap.eq(r6["execution_count"], r2["execution_count"] + 1, "silent and empty cells do not advance the counter")
+    ins = [c for t, c in out if t == "execute_input"]
+
+
+@tap.case
+def errors():
+    r, out = run(kc, "1/0")
+    tap.eq((r["status"], r["ename"], r["evalue"]), ("error", "ZeroDivisionError", "division by zero"),
+           "exception: ename is the class name")
+    errs = [c for t, c in out if t == "error"]
+    tap.eq(len(errs), 1, "exactly one error output")
+    tb = "\n".join(errs[0]["traceback"])
+    tap.ok("1/0" in tb and "_kernel.py" not in tb and "<cellbox>" not in tb,
+           "traceback shows the user's code, no kernel frames", tb)
+    r, out = run(kc, "def f():\n    return g()\ndef g():\n    raise KeyError('k')\nf()")
+    tb = "\n".join(r["traceback"])
+    tap.ok(r["ename"] == "KeyError" and "return g()" in tb and "raise KeyError" in tb,
+           "nested frames are all shown", tb)
+    r, out = run(kc, "x = (1,")
+    tap.eq((r["status"], r["ename"]), ("error", "SyntaxError"), "SyntaxError reported")
+    r, out = run(kc, "raise SystemExit(3)")
+    tap.eq((r["status"], r["ename"]), ("error", "SystemExit"), "SystemExit is an error")
+    r, out = run(kc, "import sys; sys.exit()")
+    r, out = run(kc, "'still alive'")
+    tap.eq(results(out), ["'still alive'"], "SystemExit does not kill the kernel")
+
+
+@tap.case
+def stop_on_error():
+    ids = [kc.execute("raise ValueError('boom')"), kc.execute("print('never')"), kc.execute("2")]
+    replies = {}
+    deadline = time.time() + 20
+    while len(replies) < 3 and time.time() < deadline:
+        m = kc.get_shell_msg(timeout=10)
+        replies[m["parent_header"]["msg_id"]] = m["content"]["status"]
+    tap.eq([replies.get(i) for i in ids], ["error", "aborted", "aborted"],
+           "queued executes after an error are aborted")
+    ids = [kc.execute("raise ValueError('boom')", stop_on_error=False), kc.execute("3")]
+    replies = {}
+    while len(replies) < 2 and time.time() < deadline + 20:
+        m = kc.get_shell_msg(timeout=10)
+        replies[m["parent_header"]["msg_id"]] = m["content"]["status"]
+    tap.eq([replies.get(i) for i in ids], ["error", "ok"], "stop_on_error=False runs the next cell")
+    time.sleep(0.2)
+    while True:
+        try:
+            kc.get_iopub_msg(timeout=0.2)
+        except Exception:
+            break
+
+
+@tap.case
+def user_expressions():
+    r, out = run(kc, "a = 6", user_expressions={"double": "a*2", "bad": "1/0"})
+    ue = r["user_expressions"]
+    tap.eq(ue["double"], {"status": "ok", "data": {"text/plain": "12"}, "metadata": {}}, "user expression ok")
+    tap.eq((ue["bad"]["status"], ue["bad"]["ename"]), ("error", "ZeroDivisionError"), "user expression error")
+
+
+@tap.case
+def streams():
+    r, out = run(kc, "import sys\nprint('o1')\nprint('e1', file=sys.stderr)\nprint('o2')")
+    seq = [(c["name"], c["text"]) for t, c in out if t == "stream"]
+    tap.eq(seq, [("stdout", "o1\n"), ("stderr", "e1\n"), ("stdout", "o2\n")], "stdout/stderr order kept")
+    r, out = run(kc, "import os\nos.system('echo from-subprocess; echo to-stderr 1>&2')")
+    tap.eq(stream_text(out), "from-subprocess\n", "subprocess fd 1 captured")
+    tap.eq(stream_text(out, "stderr"), "to-stderr\n", "subprocess fd 2 captured")
+    r, out = run(kc, "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.printf(b'from C\\n'); None")
+    tap.eq(stream_text(out), "from C\n", "C-level printf captured")
+    r, out = run(kc, "for i in range(100000): print(i)", timeout=120)
+    text = stream_text(out)
+    lines = text.split("\n")
+    tap.ok(len(lines) == 100001 and lines[0] == "0" and lines[99999] == "99999" and
+           all(lines[i] == str(i) for i in range(0, 100000, 997)), "100k printed lines arrive complete and in order",
+           "got %d lines" % len(lines))
+    tap.ok(sum(1 for t, _ in out if t == "stream") < 1000, "stream output is batched")
+    r, out = run(kc, "print('caf\\u00e9 \\u2603 \\U0001F600')")
+    tap.eq(stream_text(out), "caf\u00e9 \u2603 \U0001F600\n", "non-ASCII text kept")
+    r, out = run(kc, "import os; os.write(1, b'bad \\xff\\xfe bytes\\n'); None")
+    tap.eq(stream_text(out), "bad \ufffd\ufffd bytes\n", "invalid UTF-8 from fd 1 is replaced, not lost")
+    r, out = run(kc, "import sys; sys.stdout.write('no newline'); sys.stdout.flush()")
+    tap.eq(stream_text(out), "no newline", "partial line is published at the end of the cell")
+    r, out = run(kc, "import time\nprint('before', flush=True)\ntime.sleep(0.5)\nprint('after')")
+    tap.eq(stream_text(out), "before\nafter\n", "output across a sleep")
+
+
+@tap.case
+def stdin():
+    r, out = run(kc, "input('x')", allow_stdin=False)
+    tap.ok(r["status"] == "error" and "StdinNotImplementedError" in r["ename"],
+           "input() with allow_stdin=False fails at once", r)
+    prompts = []
+
+    def answer(m):
+        prompts.append((m["content"]["prompt"], m["content"]["password"]))
+        kc.input("secret" if m["content"]["password"] else "Ada")
+
+    r = kc.execute_interactive("name = input('Name? ')\nimport getpass\npw = getpass.getpass('PW: ')\n(name, pw)",
+                               stdin_hook=answer, output_hook=lambda m: None, allow_stdin=True, timeout=30)
+    tap.eq(prompts, [("Name? ", False), ("PW: ", True)], "input and getpass prompts, password flag")
+    r, out = run(kc, "(name, pw)")
+    tap.eq(results(out), ["('Ada', 'secret')"], "the values reach the code")
+
+
+@tap.case
+def comms():
+    msg = kc.session.msg("comm_open", {"comm_id": "c1", "target_name": "no.such.target", "data": {}})
+    kc.shell_channel.send(msg)
+    closed = False
+    deadline = time.time() + 10
+    while time.time() < deadline and not closed:
+        m = kc.get_iopub_msg(timeout=5)
+        closed = m["msg_type"] == "comm_close" and m["content"]["comm_id"] == "c1"
+    tap.ok(closed, "comm_open to an unknown target is answered with comm_close")
+    r, out = run(kc, "from cellbox._comm import get_comm_manager\n"
+                     "got = []\n"
+                     "def target(comm, msg):\n"
+                     "    comm.on_msg(lambda m: (got.append(m['content']['data']), comm.send({'echo': m['content']['data']})))\n"
+                     "get_comm_manager().register_target('echo', target)")
+    kc.shell_channel.send(kc.session.msg("comm_open", {"comm_id": "c2", "target_name": "echo", "data": {}}))
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": "c2", "data": {"v": 1}}))
+    echo = None
+    deadline = time.time() + 10
+    while time.time() < deadline and echo is None:
+        m = kc.get_iopub_msg(timeout=5)
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == "c2":
+            echo = m["content"]["data"]
+    tap.eq(echo, {"echo": {"v": 1}}, "comm_msg reaches the target and it answers")
+    kc.comm_info(target_name="echo")
+    info = kc.get_shell_msg(timeout=10)["content"]
+    tap.eq(info["comms"], {"c2": {"target_name": "echo"}}, "comm_info lists open comms by target")
+
+
+@tap.case
+def magics():
+    r, out = run(kc, "%pwd")
+    tap.eq(results(out), [repr(os.getcwd())], "%pwd")
+    r, out = run(kc, "%cd /tmp")
+    tap.ok(stream_text(out).strip() == "/tmp", "%cd changes folder")
+    r, out = run(kc, "import os; os.getcwd()")
+    tap.eq(results(out), ["'/tmp'"], "%cd persists")
+    r, out = run(kc, "%env CELLBOX_T=1\nimport os; os.environ['CELLBOX_T']")
+    tap.eq(results(out), ["'1'"], "%env sets a variable")
+    r, out = run(kc, "%time sum(range(10))")
+    tap.ok("Wall time" in stream_text(out) and results(out) == ["45"], "%time prints timing and returns the value")
+    r, out = run(kc, "%%time\nz = 3\n")
+    tap.ok("Wall time" in stream_text(out), "%%time")
+    r, out = run(kc, "%timeit -n 10 -r 2 sum(range(10))")
+    tap.ok("per loop" in stream_text(out), "%timeit", stream_text(out))
+    r, out = run(kc, "!echo bang")
+    tap.eq(stream_text(out), "bang\n", "!command output streamed")
+    r, out = run(kc, "files = !echo one; echo two\nfiles")
+    tap.eq(results(out), ["['one', 'two']"], "x = !command captures lines")
+    r, out = run(kc, "%nosuchmagic")
+    tap.ok(r["status"] == "error" and r["ename"] == "UsageError" and "nosuchmagic" in r["evalue"],
+           "unknown magic: a clear UsageError, not a SyntaxError", r)
+    r, out = run(kc, "%matplotlib inline")
+    tap.eq(r["status"], "ok", "%matplotlib inline")
+    r, out = run(kc, "len?")
+    pages = [p for p in r["payload"] if p["source"] == "page"]
+    tap.ok(len(pages) == 1 and "Return the number of items" in pages[0]["data"]["text/plain"], "obj? gives a page payload")
+    r, out = run(kc, "def documented():\n    'doc here'\n    return 1")
+    r, out = run(kc, "documented??")
+    tap.ok("return 1" in r["payload"][0]["data"]["text/plain"], "obj?? shows the source")
+
+
+@tap.case
+def completion():
+    def complete(code, pos=None):
+        kc.complete(code, len(code) if pos is None else pos)
+        return kc.get_shell_msg(timeout=10)["content"]
+
+    run(kc, "import os\nmy_dict = {'alpha': 1, 'beta': 2}\nclass K:\n    attr_one = 1\n    def meth(self): pass\nk = K()")
+    c = complete("my_d")
+    tap.ok("my_dict" in c["matches"] and c["cursor_start"] == 0 and c["cursor_end"] == 4, "names", c)
+    c = complete("os.pa")
+    tap.ok("os.path" not in c["matches"] and "path" in c["matches"] and c["cursor_start"] == 3, "attributes", c)
+    c = complete("k.at")
+    tap.eq(c["matches"], ["attr_one"], "attributes of user objects")
+    c = complete("whil")
+    tap.ok("while" in c["matches"], "keywords")
+    c = complete("from os import pat")
+    tap.ok("path" in c["matches"], "names after from ... import", c)
+    c = complete("import json.dec")
+    tap.ok("json.decoder" in c["matches"], "submodules", c)
+    c = complete("my_dict['al")
+    tap.ok(c["matches"] == ["alpha"] and c["cursor_start"] == len("my_dict['"), "dict keys", c)
+    os.makedirs(os.path.join(kutil.TMP, "compdir", "sub_folder"), exist_ok=True)
+    p = os.path.join(kutil.TMP, "compdir", "sub_f")
+    c = complete("open('%s" % p)
+    tap.ok(any(m.endswith("sub_folder/") for m in c["matches"]), "file paths in strings", c)
+    code = "é = 1; éé = 2; é"
+    c = complete(code)
+    tap.ok("éé" in c["matches"] and c["cursor_start"] == len(code) - 1 and c["cursor_end"] == len(code),
+           "cursor positions count code points", c)
+    c = complete("np.linspa")
+    tap.eq(c["matches"], [], "unknown object: no matches, no error")
+    c = complete("pri", 2)
+    tap.ok(c["cursor_end"] == 3 and "print" in c["matches"], "cursor inside a word replaces the whole word", c)
+    c = complete("[1, 2].ap")
+    tap.ok("append" in c["matches"], "jedi completes what the built-in completer cannot", c)
+
+
+@tap.case
+def inspection():
+    run(kc, "def doc_fn(a, b=2):\n    '''Adds things.'''\n    return a + b")
+    kc.inspect("doc_fn", 3, 0)
+    c = kc.get_shell_msg(timeout=10)["content"]
+    txt = c["data"].get("text/plain", "")
+    tap.ok(c["found"] and "doc_fn(a, b=2)" in txt and "Adds things." in txt and "return a + b" not in txt,
+           "detail 0: signature and docstring", txt)
+    kc.inspect("doc_fn", 3, 1)
+    txt = kc.get_shell_msg(timeout=10)["content"]["data"].get("text/plain", "")
+    tap.ok("return a + b" in txt, "detail 1: source", txt)
+    kc.inspect("doc_fn(1, ", 9, 0)
+    c = kc.get_shell_msg(timeout=10)["content"]
+    tap.ok(c["found"], "inside a call: the callee is inspected")
+    kc.inspect("no_such_name", 5, 0)
+    tap.eq(kc.get_shell_msg(timeout=10)["content"]["found"], False, "unknown name: found false")
+
+
+@tap.case
+def is_complete():
+    for code, want in (("x = 1", "complete"), ("if x:", "incomplete"), ("x = (1,", "incomplete"),
+                       ("x = )", "invalid"), ("%time 1", "complete")):
+        kc.is_complete(code)
+        c = kc.get_shell_msg(timeout=10)["content"]
+        tap.eq(c["status"], want, "is_complete %r" % code)
+    kc.is_complete("def f():\n    if x:")
+    c = kc.get_shell_msg(timeout=10)["content"]
+    tap.eq(c.get("indent"), "        ", "indent of an incomplete block")
+
+
+@tap.case
+def scientific_stack():
+    r, out = run(kc, "import numpy, pandas, matplotlib\nnumpy.arange(3).sum()", timeout=120)
+    tap.eq((r["status"], results(out)), ("ok", ["3"]), "numpy, pandas and matplotlib import")
+    r, out = run(kc, "import sys; sys.executable, sys.prefix")
+    tap.eq(results(out), ["('/usr/bin/python3.11', '/usr')"], "sys.executable and sys.prefix are the system's")
+
+
+@tap.case
+def history_persists():
+    global km, kc
+    run(kc, "marker_for_history = 1234")
+    kc.history(hist_access_type="tail", n=1)
+    last = kc.get_shell_msg(timeout=10)["content"]["history"]
+    session = last[-1][0]
+    km.restart_kernel(now=False)
+    kc.wait_for_ready(timeout=60)
+    kc.history(hist_access_type="search", pattern="marker_for_*")
+    h = kc.get_shell_msg(timeout=10)["content"]["history"]
+    tap.ok(any(e[2] == "marker_for_history = 1234" and e[0] == session for e in h),
+           "history survives a restart with its session number", h)
+    kc.history(hist_access_type="range", session=-1, start=1, stop=1000)
+    h = kc.get_shell_msg(timeout=10)["content"]["history"]
+    tap.ok(h and all(e[0] == session for e in h), "range with session -1 is the previous session", h)
+    r, out = run(kc, "1")
+    tap.eq(r["execution_count"], 1, "a restarted kernel counts from 1")
+
+
+kc.stop_channels()
+km.shutdown_kernel(now=False)
+tap.ok(not km.is_alive(), "kernel shut down")
