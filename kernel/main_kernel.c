@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -23,7 +24,8 @@ static void usage(FILE *out)
             "  --history-file PATH         where history is kept\n"
             "                              (default $XDG_DATA_HOME/cellbox/history.jsonl)\n"
             "  --no-history                keep history in memory only\n"
-            "Environment: CELLBOX_LOG=error|warn|info|debug (log level, on stderr).\n");
+            "Environment: CELLBOX_LOG=error|warn|info|debug (log level, on stderr),\n"
+            "             CELLBOX_MAX_MESSAGE_BYTES (largest accepted message, default 256 MiB).\n");
 }
 
 int kn_cmd_kernel(int argc, char **argv)
@@ -54,6 +56,9 @@ int kn_cmd_kernel(int argc, char **argv)
         return 2;
     }
     cb_log_init_from_env(CB_LOG_WARN);
+    const char *maxb = getenv("CELLBOX_MAX_MESSAGE_BYTES");
+    if (maxb && *maxb)
+        ko.max_message_bytes = (size_t)strtoull(maxb, NULL, 10);
     kn_interp *interp = ip_python_new(&(ip_options){.capture_fds = true});
     int rc = kn_kernel_run(&ko, interp);
     ip_python_free(interp);

@@ -1,0 +1,85 @@
+"""Interrupts in both modes (SIGINT to the process group from
+jupyter_client, and interrupt_request on the control channel): running code,
+including code blocked in time.sleep, input() and a subprocess, gets
+KeyboardInterrupt; the kernel replies with an error and stays alive.
+Also: control answers while a cell runs, and shutdown of a busy kernel.
+Output: TAP."""
+import time
+
+import kutil
+from kutil import run, results
+
+tap = kutil.TAP()
+kutil.install_kernelspec("cellbox-msg", interrupt_mode="message")
+
+
+def interrupt_case(km, kc, code, desc, delay=0.5, **kw):
+    msg_id = kc.execute(code, **kw)
+    time.sleep(delay)
+    t0 = time.time()
+    km.interrupt_kernel()
+    reply = None
+    while reply is None and time.time() - t0 < 15:
+        m = kc.get_shell_msg(timeout=15)
+        if m["parent_header"].get("msg_id") == msg_id:
+            reply = m["content"]
+    tap.ok(reply is not None and reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt",
+           "%s: KeyboardInterrupt" % desc, reply)
+    # drain IOPub of that request
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            m = kc.get_iopub_msg(timeout=1)
+        except Exception:
+            break
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    while True:  # an input_request of the interrupted input() must not be answered later
+        try:
+            kc.get_stdin_msg(timeout=0.2)
+        except Exception:
+            break
+    r, out = run(kc, "'alive'")
+    tap.eq(results(out), ["'alive'"], "%s: kernel alive afterwards" % desc)
+
+
+def main(name, mode):
+    km, kc = kutil.start(name)
+    interrupt_case(km, kc, "import time\ntime.sleep(30)", "%s mode, time.sleep" % mode)
+    interrupt_case(km, kc, "while True:\n    pass", "%s mode, busy loop" % mode)
+    interrupt_case(km, kc, "input('wait: ')", "%s mode, input()" % mode, allow_stdin=True)
+    interrupt_case(km, kc, "import subprocess\nsubprocess.run(['sleep', '30'])", "%s mode, subprocess" % mode)
+
+    # control is served on its own thread: kernel_info answers while code runs
+    msg_id = kc.execute("import time\ntime.sleep(3)")
+    time.sleep(0.3)
+    t0 = time.time()
+    msg = kc.session.msg("kernel_info_request", {})
+    kc.control_channel.send(msg)
+    reply = kc.get_control_msg(timeout=5)
+    tap.ok(reply["msg_type"] == "kernel_info_reply" and time.time() - t0 < 2,
+           "%s mode: kernel_info on control while a cell runs" % mode)
+    kc.get_shell_msg(timeout=10)
+
+    # an interrupt while idle does not hit the next cell
+    km.interrupt_kernel()
+    time.sleep(0.3)
+    r, out = run(kc, "'after idle interrupt'")
+    tap.eq((r["status"], results(out)), ("ok", ["'after idle interrupt'"]),
+           "%s mode: an interrupt while idle is harmless" % mode)
+
+    # shutdown while busy
+    kc.execute("while True:\n    pass")
+    time.sleep(0.3)
+    t0 = time.time()
+    km.shutdown_kernel(now=False)
+    tap.ok(not km.is_alive() and time.time() - t0 < 15, "%s mode: a busy kernel shuts down" % mode)
+    kc.stop_channels()
+
+
+for name, mode in (("cellbox", "signal"), ("cellbox-msg", "message")):
+    try:
+        main(name, mode)
+    except Exception:
+        import traceback
+        tap.ok(False, "%s mode raised" % mode, traceback.format_exc())

@@ -1,0 +1,245 @@
+"""tests/sandbox_lib.py: helpers for the `cellbox serve` integration tests.
+
+Starts the real server on 127.0.0.1 with a fresh state folder, talks to it
+with http.client (one connection per call unless a Client is kept), prints
+TAP. Every test file calls Server.stop() at the end, which also checks that
+nothing was left behind: no agent processes, no cgroups, no mounts.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+CELLBOX = os.environ.get("CELLBOX") or os.path.join(os.path.dirname(__file__), "..", "cellbox")
+
+
+class TAP:
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def ok(self, cond, name, detail=None):
+        self.n += 1
+        print(("ok %d - %s" if cond else "not ok %d - %s") % (self.n, name), flush=True)
+        if not cond:
+            self.failed += 1
+            if detail is not None:
+                for line in str(detail).splitlines()[:30]:
+                    print("#   " + line, flush=True)
+        return cond
+
+    def eq(self, got, want, name):
+        return self.ok(got == want, name, "got %r, want %r" % (got, want))
+
+    def skip_all(self, why):
+        print("1..0 # SKIP " + why, flush=True)
+        sys.exit(0)
+
+    def done(self):
+        print("1..%d" % self.n, flush=True)
+        sys.exit(1 if self.failed else 0)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode())
+
+    @property
+    def code(self):
+        try:
+            return self.json()["error"]["code"]
+        except Exception:
+            return None
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:400])
+
+
+class Server:
+    def __init__(self, state=None, extra_args=(), env=None):
+        self.tmp = tempfile.mkdtemp(prefix="cellbox-sb-test-")
+        self.state = state or os.path.join(self.tmp, "state")
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log_path = os.path.join(self.tmp, "server.log")
+        self.log = open(self.log_path, "ab")
+        env = dict(os.environ, CELLBOX_LOG="info")
+        if self.env:
+            env.update(self.env)
+        self.proc = subprocess.Popen(
+            [CELLBOX, "serve", "--listen", "127.0.0.1:0", "--state-dir", self.state] + self.extra_args,
+            stdout=subprocess.PIPE, stderr=self.log, env=env)
+        self.url = self.token = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            if "listening on " in line:
+                self.url = line.split("listening on ")[1].strip()
+            if " token " in line:
+                self.token = line.split(" token ")[1].split()[0]
+            if self.url and self.token:
+                break
+        if not self.url:
+            raise RuntimeError("server did not start: " + open(self.log_path).read())
+        hostport = self.url.split("//")[1]
+        self.host, self.port = hostport.rsplit(":", 1)
+        self.port = int(self.port)
+
+    def conn(self, timeout=120):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, token=True, raw=None, timeout=120, conn=None):
+        h = {}
+        if token:
+            h["Authorization"] = "Bearer " + (self.token if token is True else token)
+        if body is not None:
+            raw = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        c = conn or self.conn(timeout)
+        c.request(method, path, body=raw, headers=h)
+        r = c.getresponse()
+        resp = Response(r.status, dict(r.getheaders()), r.read())
+        if conn is None:
+            c.close()
+        return resp
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body if body is not None else {}, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def create(self, sid, **opts):
+        r = self.put("/v1/sandboxes/" + sid, opts)
+        if r.status not in (200, 201):
+            raise RuntimeError("create %s: %r" % (sid, r))
+        return r
+
+    def exec(self, sid, command, **kw):
+        body = dict(kw, command=command)
+        return self.post("/v1/sandboxes/%s/exec" % sid, body)
+
+    def sh(self, sid, command, **kw):
+        """exec that must succeed at the HTTP level; returns the result dict."""
+        r = self.exec(sid, command, **kw)
+        if r.status != 200:
+            raise RuntimeError("exec %r: %r" % (command, r))
+        return r.json()
+
+    def sse(self, path, body, timeout=120):
+        """POST and read a whole event stream: a list of (event, data)."""
+        c = self.conn(timeout)
+        c.request("POST", path, body=json.dumps(body).encode(),
+                  headers={"Authorization": "Bearer " + self.token, "Accept": "text/event-stream",
+                           "Content-Type": "application/json"})
+        r = c.getresponse()
+        events = parse_sse(r.read().decode())
+        c.close()
+        return r.status, events
+
+    def stop(self, sig=signal.SIGTERM):
+        if not self.proc:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc.stdout.close()
+        self.log.close()
+        self.proc = None
+        return rc
+
+    def leftovers(self, ids):
+        """What a stopped server left behind for these sandbox ids (should be
+        nothing). Only our own ids are checked: other test files may run
+        their servers at the same time."""
+        left = []
+        marks = ["/cellbox/%s\n" % i for i in ids]
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cgroup" % pid) as f:
+                    cg = f.read()
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(m in cg for m in marks):
+                left.append("process %s: %s" % (pid, cmd))
+        for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+            if root.endswith("/cellbox"):
+                for d in dirs:
+                    if d in ids:
+                        left.append("cgroup: %s/%s" % (root, d))
+            if root.count("/") > 8:
+                dirs[:] = []
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                if self.tmp in line:
+                    left.append("mount: " + line.strip())
+        return left
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def server_log(self):
+        try:
+            return open(self.log_path).read()
+        except OSError:
+            return ""
+
+
+def parse_sse(text):
+    events = []
+    for block in text.split("\n\n"):
+        ev, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                ev = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+        if ev:
+            events.append((ev, json.loads("\n".join(data)) if data else None))
+    return events
+
+
+def wait_until(fn, timeout=60, step=0.05):
+    """Poll fn() until it is true (a deadline, not a timing assumption)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return fn()
+
+
+def can_sandbox():
+    return os.geteuid() == 0
