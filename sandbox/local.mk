@@ -15,3 +15,8 @@ libcellbox_a_SOURCES += \
 	sandbox/sb_api.c sandbox/sb_api.h \
 	sandbox/sb_files.c \
 	sandbox/sb_serve.c
+
+# Tests: C unit tests of the pure parts, then integration tests that run the
+# real server (Python's http.client and curl; they need root).
+EXTRA_DIST += tests/sandbox_lib.py
+TESTS += tests/sandbox_api.py

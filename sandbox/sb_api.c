@@ -11,6 +11,7 @@
 #include "sandbox/sb_api.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -232,6 +233,31 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
     return 0;
 }
 
+typedef struct stdin_job {
+    int fd;
+    char *data;
+    size_t len;
+    bool close_stdin;
+} stdin_job;
+
+/* stdin is written by a thread of its own: the command's output must be read
+ * at the same time, or a command that echoes its input would deadlock. */
+static void *stdin_writer(void *arg)
+{
+    stdin_job *j = arg;
+    bool ok = true;
+    for (size_t off = 0; ok && off < j->len; off += SB_CHUNK) {
+        size_t n = j->len - off < SB_CHUNK ? j->len - off : SB_CHUNK;
+        ok = sb_frame_write(j->fd, SB_FRAME_STDIN, j->data + off, n) == 0;
+    }
+    if (ok && j->close_stdin)
+        sb_frame_write(j->fd, SB_FRAME_STDIN_CLOSE, NULL, 0);
+    close(j->fd);
+    free(j->data);
+    free(j);
+    return NULL;
+}
+
 /* Open a channel and send the request (and stdin). Returns the fd. */
 int sb_exec_send(sb_box *b, cJSON *req, const char *in, size_t in_len, bool close_stdin,
                  sb_error *err)
@@ -240,16 +266,36 @@ int sb_exec_send(sb_box *b, cJSON *req, const char *in, size_t in_len, bool clos
     if (fd < 0)
         return -1;
     cb_autofree char *text = cb_json_print(req);
-    bool ok = sb_frame_write(fd, SB_FRAME_JSON, text, strlen(text)) == 0;
-    for (size_t off = 0; ok && in && off < in_len; off += SB_CHUNK) {
-        size_t n = in_len - off < SB_CHUNK ? in_len - off : SB_CHUNK;
-        ok = sb_frame_write(fd, SB_FRAME_STDIN, in + off, n) == 0;
-    }
-    if (ok && close_stdin)
-        ok = sb_frame_write(fd, SB_FRAME_STDIN_CLOSE, NULL, 0) == 0;
-    if (!ok) {
+    if (sb_frame_write(fd, SB_FRAME_JSON, text, strlen(text)) < 0) {
         close(fd);
         return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent is gone"), -1;
+    }
+    if (in && in_len <= SB_CHUNK) {
+        /* small: fits in the socket buffer, no thread needed */
+        if (in_len)
+            sb_frame_write(fd, SB_FRAME_STDIN, in, in_len);
+        if (close_stdin)
+            sb_frame_write(fd, SB_FRAME_STDIN_CLOSE, NULL, 0);
+    } else if (in) {
+        stdin_job *j = cb_malloc(sizeof *j);
+        j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        j->data = cb_malloc(in_len);
+        memcpy(j->data, in, in_len);
+        j->len = in_len;
+        j->close_stdin = close_stdin;
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (j->fd < 0 || pthread_create(&t, &attr, stdin_writer, j) != 0) {
+            if (j->fd >= 0)
+                close(j->fd);
+            free(j->data);
+            free(j);
+        }
+        pthread_attr_destroy(&attr);
+    } else if (close_stdin) {
+        sb_frame_write(fd, SB_FRAME_STDIN_CLOSE, NULL, 0);
     }
     return fd;
 }

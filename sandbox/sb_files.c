@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/fsuid.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -50,10 +51,24 @@ static bool files_isolated(void)
     return sb_boxes_isolated();
 }
 
+/* File work is done with this thread's file-system identity set to the
+ * sandbox's user (setfsuid/setfsgid are per thread): the kernel then checks
+ * permissions exactly as for the sandbox's own code, new files belong to that
+ * user, and file systems mounted inside the sandbox's user namespace (its
+ * /tmp) accept the new inodes. Only the fd on the root was opened as root. */
+static void fs_as_user(bool on)
+{
+    if (!files_isolated())
+        return;
+    unsigned id = on ? SB_UID_BASE + 1000 : 0;
+    setfsgid(id);
+    setfsuid(id);
+}
+
 static void give_to_user(int dirfd, const char *name)
 {
-    if (files_isolated())
-        fchownat(dirfd, name, SB_UID_BASE + 1000, SB_UID_BASE + 1000, AT_SYMLINK_NOFOLLOW);
+    (void)dirfd;
+    (void)name;  /* the fs identity already made it the user's */
 }
 
 static int err_errno(sb_error *err, int e, const char *what, const char *path)
@@ -184,6 +199,7 @@ typedef struct fctx {
 
 static void fctx_clear(fctx *c)
 {
+    fs_as_user(false);
     if (c->root >= 0)
         close(c->root);
     if (c->b) {
@@ -210,7 +226,10 @@ static int fctx_open(sb_req *r, const char *path, fctx *c, sb_error *err)
     if (c->root < 0)
         return -1;
     c->path = norm_path(path, err);
-    return c->path ? 0 : -1;
+    if (!c->path)
+        return -1;
+    fs_as_user(true);
+    return 0;
 }
 
 static const char *body_path(sb_req *r)
@@ -384,8 +403,10 @@ static void writer_free(void *p)
     writer *w = p;
     if (w->fd >= 0)
         close(w->fd);
-    if (!w->committed && w->tmp[0] && w->dirfd >= 0)
+    if (!w->committed && w->tmp[0] && w->dirfd >= 0) {
+        fs_as_user(true);
         unlinkat(w->dirfd, w->tmp, 0);
+    }
     if (w->dirfd >= 0)
         close(w->dirfd);
     fctx_clear(&w->c);
@@ -427,9 +448,8 @@ static writer *writer_begin(sb_req *r, const char *path, mode_t mode, sb_error *
         err_errno(err, errno, "create", w->c.path);
         goto fail;
     }
-    if (files_isolated())
-        fchown(w->fd, SB_UID_BASE + 1000, SB_UID_BASE + 1000);
     fchmod(w->fd, mode);
+    fs_as_user(false);  /* between upload chunks the thread is root again */
     return w;
 fail:
     writer_free(w);
@@ -451,8 +471,12 @@ static int writer_commit(writer *w, sb_error *err)
         return err_errno(err, errno, "write", w->c.path);
     }
     w->fd = -1;
-    if (renameat(w->dirfd, w->tmp, w->dirfd, w->name) < 0)
-        return err_errno(err, errno, "rename into place", w->c.path);
+    fs_as_user(true);
+    int rc = renameat(w->dirfd, w->tmp, w->dirfd, w->name);
+    int e = errno;
+    fs_as_user(false);
+    if (rc < 0)
+        return err_errno(err, e, "rename into place", w->c.path);
     w->committed = true;
     return 0;
 }
