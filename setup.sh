@@ -1,0 +1,67 @@
+#!/bin/sh
+# setup.sh: set up cellbox on Debian 12 (bookworm) from a fresh checkout.
+#
+#   sh setup.sh          install the Debian packages, build, install (to /usr/local),
+#                        install the Jupyter kernelspec, then run the demo: a real
+#                        Jupyter client (jupyter console) runs code on the cellbox kernel
+#   sh setup.sh test     install the packages the tests need, build, run the whole test suite
+#
+# Runs apt-get and `make install` through sudo when not root. Safe to re-run.
+set -eu
+cd "$(dirname "$0")"
+MODE=${1:-main}
+
+# What building needs.
+BUILD_DEPS="build-essential autoconf automake pkg-config libzmq3-dev libsodium-dev libcjson-dev
+  libpng-dev python3-dev libmicrohttpd-dev"
+# What running the kernel with the usual scientific stack and frontends needs.
+RUN_DEPS="python3 python3-jupyter-client jupyter-console python3-nbclient python3-nbformat
+  python3-ipython python3-jedi python3-numpy python3-matplotlib python3-pandas python3-comm
+  python3-ipywidgets"
+# What the test suite needs on top (real peers and real clients).
+TEST_DEPS="python3-jupyter-kernel-test python3-ipykernel python3-zmq python3-pil curl
+  iproute2 iptables bubblewrap valgrind"
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+pkgs="$BUILD_DEPS $RUN_DEPS"
+[ "$MODE" = test ] && pkgs="$pkgs $TEST_DEPS"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "== installing Debian packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+echo "== building"
+[ -x configure ] || autoreconf -fi
+[ -f Makefile ] || ./configure --quiet
+make -j"$(nproc)"
+
+case "$MODE" in
+test)
+    echo "== running the test suite"
+    make -j"$(nproc)" check
+    ;;
+main)
+    echo "== installing"
+    $SUDO make install
+    $SUDO /usr/local/bin/cellbox kernelspec install
+    echo "== demo: jupyter console running cells on the cellbox kernel"
+    /usr/bin/jupyter-console --kernel cellbox --simple-prompt <<'CELLS'
+import sys, platform; print("Python", platform.python_version(), "in", sys.executable)
+sum(i * i for i in range(10))
+from IPython.display import display, Markdown; display(Markdown("**rich** output"))
+1 / 0
+import numpy as np; np.linspace(0, 1, 5)
+CELLS
+    ;;
+*)
+    echo "usage: sh setup.sh [test]" >&2
+    exit 2
+    ;;
+esac
