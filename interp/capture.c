@@ -29,6 +29,7 @@
 struct ip_capture {
     const kn_host *host;
     pthread_mutex_t buf_lock, pub_lock;
+    pthread_mutex_t pipe_lock;   /* read + append of pipe data is one step */
     cb_buf pending;
     int pending_stream;
     int64_t pending_since;   /* ns, when pending became non-empty */
@@ -254,19 +255,26 @@ void ip_capture_set_interval(ip_capture *c, int ms)
 /* Reads what a pipe holds right now into the buffer. Returns false at EOF. */
 static bool drain_pipe(ip_capture *c, int stream)
 {
-    char buf[65536];
+    /* The lock makes "read, then append" atomic: when ip_capture_flush()
+     * finds the pipe empty, nothing read by the pump is still in flight. */
+    static __thread char buf[65536];
+    bool open = true;
+    pthread_mutex_lock(&c->pipe_lock);
     for (;;) {
         ssize_t n = read(c->pipe_rd[stream], buf, sizeof buf);
         if (n > 0) {
             append(c, stream, buf, (size_t)n);
             if ((size_t)n < sizeof buf)
-                return true;
+                break;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
-        return n != 0;  /* EAGAIN: empty for now */
+        open = n != 0;  /* EAGAIN: empty for now */
+        break;
     }
+    pthread_mutex_unlock(&c->pipe_lock);
+    return open;
 }
 
 static void *pump_thread(void *arg)
@@ -346,6 +354,7 @@ ip_capture *ip_capture_start(const kn_host *host, bool capture_fds)
     c->interval_ms = 50;
     pthread_mutex_init(&c->buf_lock, NULL);
     pthread_mutex_init(&c->pub_lock, NULL);
+    pthread_mutex_init(&c->pipe_lock, NULL);
     c->pipe_rd[1] = c->pipe_rd[2] = c->saved_fd[1] = c->saved_fd[2] = -1;
     c->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (capture_fds) {
@@ -387,5 +396,6 @@ void ip_capture_stop(ip_capture *c)
     cb_buf_clear(&c->enc);
     pthread_mutex_destroy(&c->buf_lock);
     pthread_mutex_destroy(&c->pub_lock);
+    pthread_mutex_destroy(&c->pipe_lock);
     free(c);
 }
