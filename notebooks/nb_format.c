@@ -1,0 +1,595 @@
+/* notebooks/nb_format.c: nbformat 4 read / validate / write (see nb_format.h).
+ *
+ * The order of operations copies nbformat.reads(): parse JSON, rejoin
+ * multi-line strings, strip transient fields, validate, then repair cell
+ * ids (4.5+: missing or duplicate ids are replaced by fresh ones, with a
+ * warning, exactly when nbformat would). Writing copies nbformat.writes():
+ * split_lines on a copy, strip transient fields, json.dumps(indent=1,
+ * sort_keys=True, ensure_ascii=False) plus a trailing newline. */
+#include "config.h"
+#include "notebooks/nb_format.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "notebooks/nb_json.h"
+
+/* ----------------------------------------------------------- line handling */
+
+static bool is_json_mime(const char *mime)
+{
+    return strcmp(mime, "application/json") == 0 ||
+           (cb_str_has_prefix(mime, "application/") && cb_str_has_suffix(mime, "+json"));
+}
+
+static bool all_strings(const cJSON *arr)
+{
+    for (const cJSON *c = arr->child; c; c = c->next)
+        if (!cJSON_IsString(c))
+            return false;
+    return true;
+}
+
+/* cJSON_ReplaceItemViaPointer() does not carry the key over. */
+static void replace_keep_key(cJSON *parent, cJSON *item, cJSON *with)
+{
+    if (item->string && !with->string)
+        with->string = cb_strdup(item->string);
+    cJSON_ReplaceItemViaPointer(parent, item, with);
+}
+
+/* Replaces the array item by the concatenation of its strings. */
+static void join_item(cJSON *parent, cJSON *item)
+{
+    cb_buf b = CB_BUF_INIT;
+    cb_buf_puts(&b, "");
+    for (const cJSON *c = item->child; c; c = c->next)
+        cb_buf_puts(&b, c->valuestring);
+    cJSON *s = cJSON_CreateString("");
+    free(s->valuestring);
+    s->valuestring = cb_buf_steal(&b);
+    replace_keep_key(parent, item, s);
+}
+
+static void rejoin_mimebundle(cJSON *data)
+{
+    if (!cJSON_IsObject(data))
+        return;
+    for (cJSON *v = data->child, *next; v; v = next) {
+        next = v->next;
+        if (!is_json_mime(v->string) && cJSON_IsArray(v) && all_strings(v))
+            join_item(data, v);
+    }
+}
+
+void nb_rejoin_lines(cJSON *root)
+{
+    cJSON *cells = cb_json_arr(root, "cells");
+    for (cJSON *cell = cells ? cells->child : NULL; cell; cell = cell->next) {
+        cJSON *src = cJSON_GetObjectItemCaseSensitive(cell, "source");
+        if (cJSON_IsArray(src) && all_strings(src))
+            join_item(cell, src);
+        cJSON *att = cb_json_obj(cell, "attachments");
+        for (cJSON *a = att ? att->child : NULL; a; a = a->next)
+            rejoin_mimebundle(a);
+        if (strcmp(cb_json_str(cell, "cell_type", ""), "code") != 0)
+            continue;
+        cJSON *outs = cb_json_arr(cell, "outputs");
+        for (cJSON *o = outs ? outs->child : NULL; o; o = o->next) {
+            const char *ot = cb_json_str(o, "output_type", "");
+            if (strcmp(ot, "execute_result") == 0 || strcmp(ot, "display_data") == 0) {
+                rejoin_mimebundle(cb_json_obj(o, "data"));
+            } else if (*ot) {
+                cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
+                if (cJSON_IsArray(text) && all_strings(text))
+                    join_item(o, text);
+            }
+        }
+    }
+}
+
+static void add_line(void *ctx, const char *line, size_t n)
+{
+    cJSON *arr = ctx;
+    cJSON *s = cJSON_CreateString("");
+    free(s->valuestring);
+    s->valuestring = cb_strndup(line, n);
+    cJSON_AddItemToArray(arr, s);
+}
+
+static void split_item(cJSON *parent, cJSON *item)
+{
+    cJSON *arr = cJSON_CreateArray();
+    nb_json_splitlines(item->valuestring, strlen(item->valuestring), add_line, arr);
+    replace_keep_key(parent, item, arr);
+}
+
+static void split_mimebundle(cJSON *data)
+{
+    if (!cJSON_IsObject(data))
+        return;
+    for (cJSON *v = data->child, *next; v; v = next) {
+        next = v->next;
+        if (cJSON_IsString(v) && (cb_str_has_prefix(v->string, "text/") ||
+                                  strcmp(v->string, "application/javascript") == 0 ||
+                                  strcmp(v->string, "image/svg+xml") == 0))
+            split_item(data, v);
+    }
+}
+
+void nb_split_lines(cJSON *root)
+{
+    cJSON *cells = cb_json_arr(root, "cells");
+    for (cJSON *cell = cells ? cells->child : NULL; cell; cell = cell->next) {
+        cJSON *src = cJSON_GetObjectItemCaseSensitive(cell, "source");
+        if (cJSON_IsString(src))
+            split_item(cell, src);
+        cJSON *att = cb_json_obj(cell, "attachments");
+        for (cJSON *a = att ? att->child : NULL; a; a = a->next)
+            split_mimebundle(a);
+        if (strcmp(cb_json_str(cell, "cell_type", ""), "code") != 0)
+            continue;
+        cJSON *outs = cb_json_arr(cell, "outputs");
+        for (cJSON *o = outs ? outs->child : NULL; o; o = o->next) {
+            const char *ot = cb_json_str(o, "output_type", "");
+            if (strcmp(ot, "execute_result") == 0 || strcmp(ot, "display_data") == 0) {
+                split_mimebundle(cb_json_obj(o, "data"));
+            } else if (strcmp(ot, "stream") == 0) {
+                cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
+                if (cJSON_IsString(text))
+                    split_item(o, text);
+            }
+        }
+    }
+}
+
+static void strip_transient(cJSON *root)
+{
+    cJSON *md = cb_json_obj(root, "metadata");
+    if (md) {
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "orig_nbformat");
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "orig_nbformat_minor");
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "signature");
+    }
+    cJSON *cells = cb_json_arr(root, "cells");
+    for (cJSON *cell = cells ? cells->child : NULL; cell; cell = cell->next) {
+        cJSON *cmd = cb_json_obj(cell, "metadata");
+        if (cmd)
+            cJSON_DeleteItemFromObjectCaseSensitive(cmd, "trusted");
+    }
+}
+
+/* --------------------------------------------------------------- validation */
+
+typedef struct vctx {
+    const char *name;   /* file name for messages */
+    char *err;
+} vctx;
+
+static int verr(vctx *v, const cJSON *cell, int index, const char *fmt, ...) CB_PRINTF(4, 5);
+static int verr(vctx *v, const cJSON *cell, int index, const char *fmt, ...)
+{
+    if (v->err)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    cb_autofree char *msg = cb_vprintf_new(fmt, ap);
+    va_end(ap);
+    if (cell) {
+        char label[128];
+        v->err = cb_printf_new("%s: %s: %s", v->name, nb_cell_label(cell, index, label, sizeof label), msg);
+    } else {
+        v->err = cb_printf_new("%s: %s", v->name, msg);
+    }
+    return -1;
+}
+
+static bool is_multiline(const cJSON *j)
+{
+    return cJSON_IsString(j) || (cJSON_IsArray(j) && all_strings(j));
+}
+
+static const char *type_name(const cJSON *j)
+{
+    if (!j) return "missing";
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsArray(j)) return "a list";
+    return "an object";
+}
+
+static int check_mimebundle(vctx *v, const cJSON *cell, int ci, const cJSON *data, const char *where)
+{
+    if (!cJSON_IsObject(data))
+        return verr(v, cell, ci, "%s: 'data' must be an object (mimetype -> content), not %s", where, type_name(data));
+    for (const cJSON *m = data->child; m; m = m->next)
+        if (!is_json_mime(m->string) && !is_multiline(m))
+            return verr(v, cell, ci, "%s: data['%s'] must be a string or a list of strings, not %s", where,
+                        m->string, type_name(m));
+    return 0;
+}
+
+static bool is_count(const cJSON *j)
+{
+    return cJSON_IsNull(j) || (nb_json_is_int(j) && j->valuedouble >= 0);
+}
+
+static int check_output(vctx *v, const cJSON *cell, int ci, const cJSON *o, int oi)
+{
+    char where[48];
+    snprintf(where, sizeof where, "output %d", oi + 1);
+    if (!cJSON_IsObject(o))
+        return verr(v, cell, ci, "%s must be an object, not %s", where, type_name(o));
+    const cJSON *ot = cJSON_GetObjectItemCaseSensitive(o, "output_type");
+    if (!cJSON_IsString(ot))
+        return verr(v, cell, ci, "%s: 'output_type' is %s (expected a string)", where, type_name(ot));
+    const char *t = ot->valuestring;
+    if (strcmp(t, "stream") == 0) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+        if (!cJSON_IsString(name))
+            return verr(v, cell, ci, "%s (stream): 'name' is %s (expected a string)", where, type_name(name));
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
+        if (!is_multiline(text))
+            return verr(v, cell, ci, "%s (stream): 'text' is %s (expected a string or a list of strings)", where,
+                        type_name(text));
+    } else if (strcmp(t, "display_data") == 0 || strcmp(t, "execute_result") == 0) {
+        snprintf(where, sizeof where, "output %d (%s)", oi + 1, t);
+        if (check_mimebundle(v, cell, ci, cJSON_GetObjectItemCaseSensitive(o, "data"), where) < 0)
+            return -1;
+        const cJSON *md = cJSON_GetObjectItemCaseSensitive(o, "metadata");
+        if (!cJSON_IsObject(md))
+            return verr(v, cell, ci, "%s: 'metadata' is %s (expected an object)", where, type_name(md));
+        if (t[0] == 'e') {
+            const cJSON *ec = cJSON_GetObjectItemCaseSensitive(o, "execution_count");
+            if (!is_count(ec))
+                return verr(v, cell, ci, "%s: 'execution_count' is %s (expected an integer >= 0 or null)", where,
+                            type_name(ec));
+        }
+    } else if (strcmp(t, "error") == 0) {
+        static const char *const fields[] = {"ename", "evalue"};
+        for (size_t i = 0; i < CB_ARRAY_LEN(fields); i++) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, fields[i]);
+            if (!cJSON_IsString(f))
+                return verr(v, cell, ci, "%s (error): '%s' is %s (expected a string)", where, fields[i], type_name(f));
+        }
+        const cJSON *tb = cJSON_GetObjectItemCaseSensitive(o, "traceback");
+        if (!cJSON_IsArray(tb) || !all_strings(tb))
+            return verr(v, cell, ci, "%s (error): 'traceback' is %s (expected a list of strings)", where,
+                        type_name(tb));
+    } else {
+        return verr(v, cell, ci, "%s: unknown output_type '%s' (expected stream, display_data, execute_result or error)",
+                    where, t);
+    }
+    return 0;
+}
+
+static bool valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+static int check_cell(vctx *v, const nb_notebook *nb, const cJSON *cell, int ci)
+{
+    if (!cJSON_IsObject(cell))
+        return verr(v, NULL, ci, "cell %d must be an object, not %s", ci + 1, type_name(cell));
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cell, "cell_type");
+    if (!cJSON_IsString(ct))
+        return verr(v, cell, ci, "'cell_type' is %s (expected \"code\", \"markdown\" or \"raw\")", type_name(ct));
+    const char *t = ct->valuestring;
+    bool code = strcmp(t, "code") == 0;
+    if (!code && strcmp(t, "markdown") != 0 && strcmp(t, "raw") != 0)
+        return verr(v, cell, ci, "unknown cell_type '%s' (expected code, markdown or raw)", t);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(cell, "id");
+    if (id && (!cJSON_IsString(id) || !valid_id(id->valuestring)))
+        return verr(v, NULL, ci, "cell %d: 'id' must be 1-64 letters, digits, '-' or '_'", ci + 1);
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(cell, "metadata");
+    if (!cJSON_IsObject(md))
+        return verr(v, cell, ci, "'metadata' is %s (expected an object)", type_name(md));
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(md, "tags");
+    if (tags && (!cJSON_IsArray(tags) || !all_strings(tags)))
+        return verr(v, cell, ci, "metadata 'tags' is %s (expected a list of strings)", type_name(tags));
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(md, "name");
+    if (name && !cJSON_IsString(name))
+        return verr(v, cell, ci, "metadata 'name' is %s (expected a string)", type_name(name));
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(cell, "source");
+    if (!is_multiline(src))
+        return verr(v, cell, ci, "'source' is %s (expected a string or a list of strings)", type_name(src));
+    const cJSON *att = cJSON_GetObjectItemCaseSensitive(cell, "attachments");
+    if (att) {
+        if (!cJSON_IsObject(att))
+            return verr(v, cell, ci, "'attachments' is %s (expected an object)", type_name(att));
+        for (const cJSON *a = att->child; a; a = a->next) {
+            char where[300];
+            snprintf(where, sizeof where, "attachment '%.200s'", a->string);
+            if (check_mimebundle(v, cell, ci, a, where) < 0)
+                return -1;
+        }
+    }
+    if (!code)
+        return 0;
+    const cJSON *ec = cJSON_GetObjectItemCaseSensitive(cell, "execution_count");
+    if (!ec)
+        return verr(v, cell, ci, "'execution_count' is missing (a code cell needs it, null when not run)");
+    if (!is_count(ec))
+        return verr(v, cell, ci, "'execution_count' is %s (expected an integer >= 0 or null)", type_name(ec));
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(cell, "outputs");
+    if (!cJSON_IsArray(outs))
+        return verr(v, cell, ci, "'outputs' is %s (expected a list)", type_name(outs));
+    int oi = 0;
+    for (const cJSON *o = outs->child; o; o = o->next, oi++)
+        if (check_output(v, cell, ci, o, oi) < 0)
+            return -1;
+    (void)nb;
+    return 0;
+}
+
+static int validate(vctx *v, nb_notebook *nb)
+{
+    cJSON *root = nb->root;
+    if (!cJSON_IsObject(root))
+        return verr(v, NULL, 0, "not a Jupyter notebook: the document is %s, not an object", type_name(root));
+    const cJSON *major = cJSON_GetObjectItemCaseSensitive(root, "nbformat");
+    if (!major)
+        return verr(v, NULL, 0, "not a Jupyter notebook: 'nbformat' is missing");
+    if (!nb_json_is_int(major))
+        return verr(v, NULL, 0, "'nbformat' is %s (expected the integer 4)", type_name(major));
+    if (major->valuedouble < 4)
+        return verr(v, NULL, 0,
+                    "nbformat %d notebooks are not supported (cellbox reads nbformat 4); convert it with "
+                    "'jupyter nbconvert --to notebook --nbformat 4'",
+                    (int)major->valuedouble);
+    if (major->valuedouble > 4)
+        return verr(v, NULL, 0, "nbformat %.0f is newer than this cellbox understands (nbformat 4)", major->valuedouble);
+    const cJSON *minor = cJSON_GetObjectItemCaseSensitive(root, "nbformat_minor");
+    if (!nb_json_is_int(minor) || minor->valuedouble < 0)
+        return verr(v, NULL, 0, "'nbformat_minor' is %s (expected an integer)", type_name(minor));
+    nb->minor = (int)minor->valuedouble;
+    nb->metadata = cb_json_obj(root, "metadata");
+    if (!nb->metadata)
+        return verr(v, NULL, 0, "'metadata' is %s (expected an object)",
+                    type_name(cJSON_GetObjectItemCaseSensitive(root, "metadata")));
+    /* kernelspec/language_info: the schema wants more, but notebooks with a
+     * partial kernelspec are common and nbformat only logs them; what the
+     * executor reads must have the right type. */
+    static const char *const objs[] = {"kernelspec", "language_info"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(objs); i++) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(nb->metadata, objs[i]);
+        if (!o)
+            continue;
+        if (!cJSON_IsObject(o))
+            return verr(v, NULL, 0, "metadata '%s' is %s (expected an object)", objs[i], type_name(o));
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+        if (name && !cJSON_IsString(name))
+            return verr(v, NULL, 0, "metadata '%s.name' is %s (expected a string)", objs[i], type_name(name));
+    }
+    nb->cells = cb_json_arr(root, "cells");
+    if (!nb->cells)
+        return verr(v, NULL, 0, "'cells' is %s (expected a list)",
+                    type_name(cJSON_GetObjectItemCaseSensitive(root, "cells")));
+    int ci = 0;
+    for (const cJSON *cell = nb->cells->child; cell; cell = cell->next, ci++)
+        if (check_cell(v, nb, cell, ci) < 0)
+            return -1;
+    return 0;
+}
+
+/* nbformat's _normalize(): from 4.5 on, every cell has a unique id. */
+static void repair_ids(nb_notebook *nb, const char *name)
+{
+    if (nb->minor < 5)
+        return;
+    int ci = 0, missing = 0;
+    for (cJSON *cell = nb->cells->child; cell; cell = cell->next, ci++) {
+        const char *id = nb_cell_id(cell);
+        bool dup = false;
+        if (id)
+            for (cJSON *prev = nb->cells->child; prev != cell && !dup; prev = prev->next)
+                dup = nb_cell_id(prev) && strcmp(nb_cell_id(prev), id) == 0;
+        if (id && !dup)
+            continue;
+        char fresh[9];
+        nb_new_cell_id(fresh);
+        if (dup)
+            cb_warn("notebooks", "%s: cell %d: duplicate id '%s' replaced by '%s'", name, ci + 1, id, fresh);
+        else
+            missing++;
+        cb_json_set(cell, "id", cJSON_CreateString(fresh));
+    }
+    if (missing)
+        cb_warn("notebooks", "%s: %d cell(s) without an id (required by nbformat 4.5) got new ids", name, missing);
+}
+
+nb_notebook *nb_notebook_parse(const char *data, size_t len, const char *name, char **err)
+{
+    char *why = NULL;
+    cJSON *root = nb_json_parse(data, len, NB_JSON_STRICT_UTF8, &why);
+    if (!root) {
+        *err = cb_printf_new("%s: not a notebook: %s", name, why);
+        free(why);
+        return NULL;
+    }
+    nb_notebook *nb = cb_calloc(1, sizeof *nb);
+    nb->root = root;
+    vctx v = {.name = name};
+    /* validate before joining: joining assumes lists of strings */
+    if (validate(&v, nb) < 0) {
+        *err = v.err;
+        nb_notebook_free(nb);
+        return NULL;
+    }
+    nb_rejoin_lines(root);
+    strip_transient(root);
+    repair_ids(nb, name);
+    return nb;
+}
+
+nb_notebook *nb_notebook_read(const char *path, char **err)
+{
+    size_t len;
+    cb_autofree char *text = cb_read_file(path, &len);
+    if (!text) {
+        *err = cb_printf_new("%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    return nb_notebook_parse(text, len, path, err);
+}
+
+void nb_notebook_free(nb_notebook *nb)
+{
+    if (!nb)
+        return;
+    cJSON_Delete(nb->root);
+    free(nb);
+}
+
+char *nb_notebook_dumps(const nb_notebook *nb, size_t *len)
+{
+    cJSON *copy = nb_json_dup(nb->root);
+    nb_split_lines(copy);
+    strip_transient(copy);
+    cb_buf out = CB_BUF_INIT;
+    nb_json_write(&out, copy);
+    cb_buf_putc(&out, '\n');
+    cJSON_Delete(copy);
+    if (len)
+        *len = out.len;
+    return cb_buf_steal(&out);
+}
+
+int nb_notebook_write(const nb_notebook *nb, const char *path, char **err)
+{
+    size_t len;
+    cb_autofree char *text = nb_notebook_dumps(nb, &len);
+    if (strcmp(path, "-") == 0) {
+        if (cb_write_all(STDOUT_FILENO, text, len) < 0) {
+            *err = cb_printf_new("cannot write to stdout: %s", strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (cb_write_file_atomic(path, text, len, 0644) < 0) {
+        *err = cb_printf_new("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void nb_notebook_upgrade(nb_notebook *nb)
+{
+    if (nb->minor >= 5)
+        return;
+    for (cJSON *cell = nb->cells->child; cell; cell = cell->next) {
+        char id[9];
+        nb_new_cell_id(id);
+        cb_json_set(cell, "id", cJSON_CreateString(id));
+    }
+    nb->minor = 5;
+    cb_json_set(nb->root, "nbformat_minor", cJSON_CreateNumber(5));
+}
+
+/* -------------------------------------------------------------------- cells */
+
+int nb_cell_count(const nb_notebook *nb)
+{
+    return cJSON_GetArraySize(nb->cells);
+}
+
+cJSON *nb_cell_at(const nb_notebook *nb, int i)
+{
+    return cJSON_GetArrayItem(nb->cells, i);
+}
+
+const char *nb_cell_type(const cJSON *cell)
+{
+    return cb_json_str(cell, "cell_type", "");
+}
+
+const char *nb_cell_source(const cJSON *cell)
+{
+    return cb_json_str(cell, "source", "");
+}
+
+const char *nb_cell_id(const cJSON *cell)
+{
+    return cb_json_str(cell, "id", NULL);
+}
+
+cJSON *nb_cell_metadata(cJSON *cell)
+{
+    cJSON *md = cb_json_obj(cell, "metadata");
+    if (!md) {
+        md = cJSON_CreateObject();
+        cb_json_set(cell, "metadata", md);
+    }
+    return md;
+}
+
+bool nb_cell_has_tag(const cJSON *cell, const char *tag)
+{
+    const cJSON *tags = cb_json_arr(cb_json_obj(cell, "metadata"), "tags");
+    for (const cJSON *t = tags ? tags->child : NULL; t; t = t->next)
+        if (cJSON_IsString(t) && strcmp(t->valuestring, tag) == 0)
+            return true;
+    return false;
+}
+
+const char *nb_cell_label(const cJSON *cell, int index, char *buf, size_t n)
+{
+    const char *id = cJSON_IsObject(cell) ? nb_cell_id(cell) : NULL;
+    if (id)
+        snprintf(buf, n, "cell %d (id '%s')", index + 1, id);
+    else
+        snprintf(buf, n, "cell %d", index + 1);
+    return buf;
+}
+
+void nb_new_cell_id(char *buf)
+{
+    cb_autofree char *hex = cb_random_hex(4);
+    memcpy(buf, hex, 9);
+}
+
+static cJSON *new_cell(const char *type, const char *source, bool with_id)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "cell_type", type);
+    if (with_id) {
+        char id[9];
+        nb_new_cell_id(id);
+        cJSON_AddStringToObject(c, "id", id);
+    }
+    cJSON_AddObjectToObject(c, "metadata");
+    cJSON_AddStringToObject(c, "source", source);
+    return c;
+}
+
+cJSON *nb_new_code_cell(const char *source, bool with_id)
+{
+    cJSON *c = new_cell("code", source, with_id);
+    cJSON_AddNullToObject(c, "execution_count");
+    cJSON_AddArrayToObject(c, "outputs");
+    return c;
+}
+
+cJSON *nb_new_markdown_cell(const char *source, bool with_id)
+{
+    return new_cell("markdown", source, with_id);
+}
