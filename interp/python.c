@@ -22,6 +22,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/json.h"
 #include "base/log.h"
@@ -39,6 +40,7 @@ typedef struct ip_python {
     const kn_host *host;
     ip_capture *cap;
     PyThreadState *saved;     /* while idle */
+    pid_t pid;                /* the kernel process (not a forked child) */
     PyObject *shell;          /* new: cellbox._kernel.Shell instance */
 } ip_python;
 
@@ -51,6 +53,21 @@ typedef struct {
     int stream;
     PyObject *name;
 } OutStream;
+
+/* In a child made by os.fork() / multiprocessing there is no pump thread:
+ * write to the inherited fd (a pipe the kernel's pump reads). */
+static bool in_forked_child(void)
+{
+    return g_py && g_py->pid != getpid();
+}
+
+static void out_emit(OutStream *self, const char *s, size_t len)
+{
+    if (in_forked_child())
+        cb_write_all(self->stream, s, len);
+    else if (g_py && g_py->cap)
+        ip_capture_write(g_py->cap, self->stream, s, len);
+}
 
 static PyObject *out_write(OutStream *self, PyObject *arg)
 {
@@ -70,18 +87,17 @@ static PyObject *out_write(OutStream *self, PyObject *arg)
         PyObject *b = PyUnicode_AsEncodedString(arg, "utf-8", "backslashreplace");  /* new */
         if (!b)
             return NULL;
-        if (g_py && g_py->cap)
-            ip_capture_write(g_py->cap, self->stream, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        out_emit(self, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
         Py_DECREF(b);
-    } else if (g_py && g_py->cap) {
-        ip_capture_write(g_py->cap, self->stream, s, (size_t)len);
+    } else {
+        out_emit(self, s, (size_t)len);
     }
     return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
 }
 
 static PyObject *out_flush(OutStream *self, PyObject *noargs)
 {
-    if (g_py && g_py->cap)
+    if (g_py && g_py->cap && !in_forked_child())
         ip_capture_kick(g_py->cap);
     Py_RETURN_NONE;
 }
@@ -131,6 +147,7 @@ static PyMethodDef out_methods[] = {
     {"seekable", (PyCFunction)out_false, METH_NOARGS, NULL},
     {"writable", (PyCFunction)out_true, METH_NOARGS, NULL},
     {"fileno", (PyCFunction)out_fileno, METH_NOARGS, "The captured file descriptor (1 or 2)."},
+    {"close", (PyCFunction)out_flush, METH_NOARGS, "Streams of the kernel stay open; this flushes."},
     {NULL},
 };
 
@@ -577,6 +594,7 @@ static int py_start(void *self, const kn_host *host)
 {
     ip_python *py = self;
     py->host = host;
+    py->pid = getpid();
     g_py = py;
     if (PyImport_AppendInittab("_cellbox_c", PyInit__cellbox_c) < 0)
         return -1;

@@ -144,6 +144,33 @@ def streams():
     tap.eq(stream_text(out), "no newline", "partial line is published at the end of the cell")
     r, out = run(kc, "import time\nprint('before', flush=True)\ntime.sleep(0.5)\nprint('after')")
     tap.eq(stream_text(out), "before\nafter\n", "output across a sleep")
+    # output is published while the cell still runs, not only at its end
+    msg_id = kc.execute("import time\nprint('early')\ntime.sleep(3)\nprint('late')")
+    first = None
+    deadline = time.time() + 20
+    while first is None and time.time() < deadline:
+        m = kc.get_iopub_msg(timeout=10)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream":
+            first = m["content"]["text"]
+    try:
+        kc.get_shell_msg(timeout=0)
+        got_reply = True
+    except Exception:
+        got_reply = False
+    tap.ok(first == "early\n" and not got_reply, "output appears while the cell runs", (first, got_reply))
+    if not got_reply:
+        kc.get_shell_msg(timeout=10)
+    while True:
+        m = kc.get_iopub_msg(timeout=10)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    r, out = run(kc, "import multiprocessing as mp\ndef sq(x):\n    print('child', x)\n    return x * x\n"
+                     "with mp.Pool(2) as p:\n    print(sorted(p.map(sq, [1, 2, 3])))\n"
+                     "import os\npid = os.fork()\nif pid == 0:\n    print('forked'); os._exit(0)\nos.waitpid(pid, 0); None",
+             timeout=60)
+    text = stream_text(out)
+    tap.ok(r["status"] == "ok" and "[1, 4, 9]" in text and "child 2" in text and "forked" in text,
+           "multiprocessing and os.fork children: output captured", (r.get("evalue"), text, stream_text(out, "stderr")))
 
 
 @tap.case

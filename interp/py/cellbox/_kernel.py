@@ -11,6 +11,7 @@ touches sockets (``_cellbox_c.publish`` does).
 """
 import ast
 import builtins
+import io
 import json
 import linecache
 import os
@@ -320,12 +321,16 @@ def _read_line(prompt, password):
     raise EOFError("no input: the kernel is shutting down")
 
 
-class _Stdin:
+class _Stdin(io.TextIOBase):
     """sys.stdin: lines come from the frontend's input_reply."""
 
-    encoding = "utf-8"
-    name = "<stdin>"
-    closed = False
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def name(self):
+        return "<stdin>"
 
     def readline(self, size=-1):
         return _read_line("", False) + "\n"
@@ -341,12 +346,6 @@ class _Stdin:
 
     def fileno(self):
         return 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return self.readline()
 
 
 def _display_builtin(*objs, **kwargs):
