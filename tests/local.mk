@@ -14,7 +14,8 @@ tests_t_wire_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_wire
 
 # Integration tests of the kernel with Debian's jupyter_client & co.
-EXTRA_DIST += tests/kutil.py
+EXTRA_DIST += tests/kutil.py tests/kernel_conformance.py tests/kernel_exec.py \
+	tests/kernel_interrupt.py tests/kernel_badinput.py tests/kernel_frontends.py
 TESTS += \
 	tests/kernel_conformance.py \
 	tests/kernel_exec.py \
