@@ -27,6 +27,12 @@ def kernel_info():
 
 
 @tap.case
+def lightweight_start():
+    r, out = run(kc, "import sys\nsorted(m for m in ('IPython', 'numpy', 'matplotlib', 'jedi', 'pandas') if m in sys.modules)")
+    tap.eq(results(out), ["[]"], "nothing heavy (IPython, numpy, matplotlib, jedi) is imported by the kernel itself")
+
+
+@tap.case
 def results_and_history_vars():
     r, out = run(kc, "x = 21\nx * 2")
     tap.eq(results(out), ["42"], "final expression becomes execute_result")
@@ -351,3 +357,15 @@ def history_persists():
 kc.stop_channels()
 km.shutdown_kernel(now=False)
 tap.ok(not km.is_alive(), "kernel shut down")
+
+# the ipc transport
+from jupyter_client.manager import KernelManager
+ikm = KernelManager(kernel_name="cellbox", transport="ipc", ip=os.path.join(kutil.TMP, "kipc"))
+ikm.start_kernel()
+ikc = ikm.client()
+ikc.start_channels()
+ikc.wait_for_ready(timeout=60)
+r, out = run(ikc, "'over ipc'")
+tap.eq(results(out), ["'over ipc'"], "ipc transport")
+ikc.stop_channels()
+ikm.shutdown_kernel(now=False)
