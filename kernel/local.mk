@@ -6,4 +6,5 @@ libcellbox_a_SOURCES += \
 	kernel/history.c kernel/history.h \
 	kernel/kernel.c kernel/kernel.h \
 	kernel/kernelspec.c kernel/kernelspec.h \
+	kernel/client.c kernel/client.h \
 	kernel/main_kernel.c

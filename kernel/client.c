@@ -1,0 +1,820 @@
+/* kernel/client.c: launching and talking to a Jupyter kernel (see client.h).
+ *
+ * The steps of kn_client_start(), in order:
+ *   1. a private folder holds the connection file (mode 0600, fresh key);
+ *      tcp ports are picked by binding to port 0 on the loopback address
+ *   2. argv from the kernelspec ({connection_file}, {resource_dir},
+ *      {prefix}, ~), env = ours + the spec's env ($VAR substituted) +
+ *      JPY_PARENT_PID; posix_spawn in a new session, stdin from /dev/null
+ *   3. DEALER sockets for shell/control/stdin (one identity, as
+ *      jupyter_client), SUB for IOPub, DEALER for the heartbeat (an
+ *      explicit empty delimiter makes it talk to REP and ROUTER echoes
+ *      alike, without REQ's lock-step state)
+ *   4. ready = a kernel_info_reply AND at least one IOPub message; the
+ *      request is repeated until both arrived, because IOPub (PUB/SUB)
+ *      drops whatever was published before the subscription landed
+ *
+ * The process is watched through a pidfd in the same zmq_poll() as the
+ * sockets; its exit is noticed at once and reported after the messages it
+ * sent before dying have been drained. It is reaped only in
+ * kn_client_shutdown(), after its process group has been cleaned up, so its
+ * pid (= the group id) cannot be reused meanwhile. */
+#include "config.h"
+#include "kernel/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <zmq.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "kernel/conn.h"
+#include "kernel/session.h"
+
+#if HAVE_SYS_PIDFD_H
+#include <sys/pidfd.h>
+#endif
+
+extern char **environ;
+
+#define MAX_MSG_BYTES ((size_t)1 << 30)
+#define EXIT_DRAIN_S 0.05  /* after the process exit, messages still in flight */
+
+struct kn_client {
+    char *name;
+    bool interrupt_by_message;
+    pid_t pid;
+    int pidfd;
+    bool exited;         /* the process has exited (maybe not reaped yet) */
+    bool reaped;
+    double exit_seen_at; /* when the exit was first noticed */
+    char exit_text[96];
+    char *dir;           /* private folder with the connection file */
+    char *conn_path;
+    kn_conn conn;
+    kn_session session;
+    void *ctx;
+    void *sock[4];       /* indexed by kn_channel */
+    void *hb;
+    bool ready;
+    double hb_interval, hb_timeout, next_ping, ping_outstanding_since;
+    cJSON *(*parse)(const char *data, size_t len);
+    int cancel_fd;
+    bool shut_down;
+};
+
+static const char *const channel_names[] = {"shell", "iopub", "stdin", "control"};
+
+/* ------------------------------------------------------------- process side */
+
+static void note_exit(kn_client *c, const siginfo_t *si)
+{
+    c->exited = true;
+    c->exit_seen_at = cb_mono_s();
+    if (si->si_code == CLD_EXITED)
+        snprintf(c->exit_text, sizeof c->exit_text, "exited with status %d", si->si_status);
+    else
+        snprintf(c->exit_text, sizeof c->exit_text, "was killed by signal %d (%s)", si->si_status,
+                 strsignal(si->si_status));
+}
+
+/* Checks (without reaping) whether the kernel has exited. */
+static bool check_exit(kn_client *c)
+{
+    if (c->exited || c->pid <= 0)
+        return c->exited;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == c->pid)
+        note_exit(c, &si);
+    return c->exited;
+}
+
+static void reap(kn_client *c)
+{
+    if (c->pid <= 0 || c->reaped)
+        return;
+    int st;
+    while (waitpid(c->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    c->reaped = true;
+    if (!c->exited) {
+        siginfo_t si = {.si_code = WIFEXITED(st) ? CLD_EXITED : CLD_KILLED,
+                        .si_status = WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st)};
+        note_exit(c, &si);
+    }
+}
+
+/* Waits up to seconds for the process to exit. */
+static bool wait_exit(kn_client *c, double seconds)
+{
+    double deadline = cb_mono_s() + seconds;
+    while (!check_exit(c)) {
+        double left = deadline - cb_mono_s();
+        if (left <= 0)
+            return false;
+        if (c->pidfd >= 0) {
+            zmq_pollitem_t it = {NULL, c->pidfd, ZMQ_POLLIN, 0};
+            zmq_poll(&it, 1, (long)(left * 1000) + 1);
+        } else {
+            usleep(left > 0.01 ? 10000 : (useconds_t)(left * 1e6));
+        }
+    }
+    return true;
+}
+
+/* string.Template(v).safe_substitute(environ): $$, $NAME, ${NAME}. */
+static char *env_substitute(const char *v)
+{
+    cb_buf b = CB_BUF_INIT;
+    cb_buf_puts(&b, "");
+    for (const char *p = v; *p;) {
+        if (*p != '$') {
+            cb_buf_putc(&b, *p++);
+            continue;
+        }
+        if (p[1] == '$') {
+            cb_buf_putc(&b, '$');
+            p += 2;
+            continue;
+        }
+        bool braced = p[1] == '{';
+        const char *s = p + 1 + braced, *e = s;
+        if ((*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z') || *e == '_')
+            while ((*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z') || (*e >= '0' && *e <= '9') || *e == '_')
+                e++;
+        if (e == s || (braced && *e != '}')) {
+            cb_buf_putc(&b, *p++);
+            continue;
+        }
+        cb_autofree char *name = cb_strndup(s, (size_t)(e - s));
+        const char *val = getenv(name);
+        const char *end = e + braced;
+        if (val)
+            cb_buf_puts(&b, val);
+        else
+            cb_buf_append(&b, p, (size_t)(end - p));
+        p = end;
+    }
+    return cb_buf_steal(&b);
+}
+
+static bool env_name_is(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+/* environ + the spec's env + JPY_PARENT_PID. Owned NULL-terminated vector. */
+static char **build_env(const kn_kernelspec *spec)
+{
+    size_t n = 0, cap = 16;
+    char **env = cb_malloc(cap * sizeof *env);
+    const cJSON *extra = spec->env;
+    for (char **e = environ; *e; e++) {
+        bool overridden = env_name_is(*e, "JPY_PARENT_PID");
+        for (const cJSON *x = extra ? extra->child : NULL; x && !overridden; x = x->next)
+            overridden = env_name_is(*e, x->string);
+        if (overridden)
+            continue;
+        if (n + 2 >= cap)
+            env = cb_realloc(env, (cap *= 2) * sizeof *env);
+        env[n++] = cb_strdup(*e);
+    }
+    for (const cJSON *x = extra ? extra->child : NULL; x; x = x->next) {
+        if (!cJSON_IsString(x))
+            continue;
+        cb_autofree char *v = env_substitute(x->valuestring);
+        if (n + 2 >= cap)
+            env = cb_realloc(env, (cap *= 2) * sizeof *env);
+        env[n++] = cb_printf_new("%s=%s", x->string, v);
+    }
+    if (n + 2 >= cap)
+        env = cb_realloc(env, (cap += 2) * sizeof *env);
+    env[n++] = cb_printf_new("JPY_PARENT_PID=%d", (int)getpid());
+    env[n] = NULL;
+    return env;
+}
+
+/* {connection_file}, {resource_dir}, {prefix}; a leading ~ (like jupyter_client). */
+static char *format_arg(const char *arg, const kn_client *c, const kn_kernelspec *spec)
+{
+    cb_buf b = CB_BUF_INIT;
+    cb_buf_puts(&b, "");
+    const char *p = arg;
+    if (p[0] == '~' && (p[1] == '/' || p[1] == '\0')) {
+        cb_buf_puts(&b, cb_home_dir());
+        p++;
+    }
+    while (*p) {
+        const char *e = NULL;
+        if (*p == '{' && (e = strchr(p, '}'))) {
+            size_t n = (size_t)(e - p - 1);
+            const char *val = NULL;
+            if (n == strlen("connection_file") && memcmp(p + 1, "connection_file", n) == 0)
+                val = c->conn_path;
+            else if (n == strlen("resource_dir") && memcmp(p + 1, "resource_dir", n) == 0)
+                val = spec->resource_dir;
+            else if (n == strlen("prefix") && memcmp(p + 1, "prefix", n) == 0)
+                val = "/usr";
+            if (val) {
+                cb_buf_puts(&b, val);
+                p = e + 1;
+                continue;
+            }
+        }
+        cb_buf_putc(&b, *p++);
+    }
+    return cb_buf_steal(&b);
+}
+
+static int spawn_kernel(kn_client *c, const kn_kernelspec *spec, const kn_client_opts *o, char **err)
+{
+    char **argv = cb_calloc((size_t)spec->argc + 1, sizeof *argv);
+    for (int i = 0; i < spec->argc; i++)
+        argv[i] = format_arg(spec->argv[i], c, spec);
+    char **envp = build_env(spec);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    if (o->stdout_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, o->stdout_fd, STDOUT_FILENO);
+    if (o->stderr_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, o->stderr_fd, STDERR_FILENO);
+    if (o->cwd)
+        posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+    sigset_t none, dflt;
+    sigemptyset(&none);
+    sigemptyset(&dflt);
+    int dflt_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < CB_ARRAY_LEN(dflt_sigs); i++)
+        sigaddset(&dflt, dflt_sigs[i]);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dflt);
+    /* a new session: the kernel's process group is ours to signal */
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawnp(&c->pid, argv[0], &fa, &at, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc != 0) {
+        c->pid = 0;
+        if (o->cwd && (rc == ENOENT || rc == ENOTDIR || rc == EACCES) && access(o->cwd, X_OK) != 0)
+            *err = cb_printf_new("cannot start kernel '%s' in %s: %s", spec->name, o->cwd, strerror(rc));
+        else
+            *err = cb_printf_new("cannot start kernel '%s' (%s): %s", spec->name, argv[0], strerror(rc));
+    } else {
+        cb_debug("client", "kernel %s started: pid %d", spec->name, (int)c->pid);
+    }
+    kn_strv_free(argv);
+    kn_strv_free(envp);
+    if (rc != 0)
+        return -1;
+#if HAVE_PIDFD_OPEN
+    c->pidfd = pidfd_open(c->pid, 0);
+#else
+    c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+#endif
+    return 0;
+}
+
+/* -------------------------------------------------------------- connection */
+
+/* Picks five free loopback ports (all bound at once, so they differ). */
+static int pick_ports(int ports[5])
+{
+    int fds[5];
+    int n = 0, rc = 0;
+    for (; n < 5; n++) {
+        fds[n] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (fds[n] < 0 || bind(fds[n], (struct sockaddr *)&a, sizeof a) < 0 ||
+            getsockname(fds[n], (struct sockaddr *)&a, &len) < 0) {
+            rc = -1;
+            if (fds[n] >= 0)
+                n++;
+            break;
+        }
+        ports[n] = ntohs(a.sin_port);
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return rc;
+}
+
+static void *open_socket(kn_client *c, int type, int port, const char *identity)
+{
+    void *s = zmq_socket(c->ctx, type);
+    if (!s)
+        return NULL;
+    int zero = 0, ivl = 10, ivl_max = 200;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    /* the kernel binds a moment after we connect: retry fast (libzmq's
+     * default of 100 ms is what makes jupyter_client's startup quantised) */
+    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    if (identity)
+        zmq_setsockopt(s, ZMQ_ROUTING_ID, identity, strlen(identity));
+    if (type == ZMQ_SUB)
+        zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    cb_autofree char *ep = kn_conn_endpoint(&c->conn, port);
+    if (zmq_connect(s, ep) != 0) {
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int connect_channels(kn_client *c, char **err)
+{
+    c->ctx = zmq_ctx_new();
+    if (!c->ctx) {
+        *err = cb_printf_new("cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+        return -1;
+    }
+    const char *id = c->session.id;
+    c->sock[KN_CH_SHELL] = open_socket(c, ZMQ_DEALER, c->conn.shell_port, id);
+    c->sock[KN_CH_IOPUB] = open_socket(c, ZMQ_SUB, c->conn.iopub_port, NULL);
+    c->sock[KN_CH_STDIN] = open_socket(c, ZMQ_DEALER, c->conn.stdin_port, id);
+    c->sock[KN_CH_CONTROL] = open_socket(c, ZMQ_DEALER, c->conn.control_port, id);
+    c->hb = open_socket(c, ZMQ_DEALER, c->conn.hb_port, NULL);
+    for (int i = 0; i < 4; i++)
+        if (!c->sock[i]) {
+            *err = cb_printf_new("cannot connect the %s channel: %s", channel_names[i], zmq_strerror(errno));
+            return -1;
+        }
+    if (!c->hb) {
+        *err = cb_printf_new("cannot connect the heartbeat channel: %s", zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- messages */
+
+void kn_client_msg_free(kn_client_msg *m)
+{
+    if (!m)
+        return;
+    cJSON_Delete(m->header);
+    cJSON_Delete(m->parent);
+    cJSON_Delete(m->metadata);
+    cJSON_Delete(m->content);
+    for (size_t i = 0; i < m->n_buffers; i++)
+        free(m->buffers[i].data);
+    free(m->buffers);
+    free(m);
+}
+
+static cJSON *parse_part(kn_client *c, const kn_bytes *b, bool use_custom)
+{
+    cJSON *j = use_custom && c->parse ? c->parse(b->data, b->len) : cJSON_ParseWithLength(b->data, b->len);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Receives one multipart message from sock (non-blocking). Returns 1 with
+ * *out, 0 when nothing was waiting, -1 for a message that was dropped. */
+static int recv_one(kn_client *c, kn_channel ch, kn_client_msg **out)
+{
+    void *sock = c->sock[ch];
+    kn_bytes *frames = NULL;
+    size_t n = 0, cap = 0, total = 0;
+    *out = NULL;
+    for (;;) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        int rc;
+        do
+            rc = zmq_msg_recv(&part, sock, n == 0 ? ZMQ_DONTWAIT : 0);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0) {
+            zmq_msg_close(&part);
+            for (size_t i = 0; i < n; i++)
+                free(frames[i].data);
+            free(frames);
+            return n == 0 && errno == EAGAIN ? 0 : -1;
+        }
+        if (n == cap)
+            frames = cb_realloc(frames, (cap = cap ? cap * 2 : 8) * sizeof *frames);
+        size_t len = zmq_msg_size(&part);
+        total += len;
+        frames[n].len = len;
+        frames[n].data = cb_malloc(len + 1);
+        memcpy(frames[n].data, zmq_msg_data(&part), len);
+        frames[n].data[len] = '\0';
+        n++;
+        int more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+        if (!more)
+            break;
+    }
+    int result = -1;
+    const char *why = NULL;
+    size_t d = 0;
+    while (d < n && !(frames[d].len == strlen(KN_DELIM) && memcmp(frames[d].data, KN_DELIM, frames[d].len) == 0))
+        d++;
+    kn_client_msg *m = NULL;
+    if (total > MAX_MSG_BYTES) {
+        why = "message over the size limit";
+    } else if (d >= n || n - d < 6) {
+        why = kn_recv_status_str(KN_RECV_BAD_FRAMES);
+    } else if (!kn_signer_verify(&c->session.signer, &frames[d + 2], frames[d + 1].data, frames[d + 1].len)) {
+        why = kn_recv_status_str(KN_RECV_BAD_SIGNATURE);
+    } else if (!kn_signer_remember(&c->session.signer, frames[d + 1].data, frames[d + 1].len)) {
+        why = kn_recv_status_str(KN_RECV_REPLAYED);
+    } else {
+        m = cb_calloc(1, sizeof *m);
+        m->channel = ch;
+        m->header = parse_part(c, &frames[d + 2], false);
+        m->parent = parse_part(c, &frames[d + 3], false);
+        m->metadata = parse_part(c, &frames[d + 4], true);
+        m->content = parse_part(c, &frames[d + 5], true);
+        m->msg_type = cb_json_str(m->header, "msg_type", NULL);
+        m->msg_id = cb_json_str(m->header, "msg_id", "");
+        if (!m->header || !m->msg_type || !m->parent || !m->metadata || !m->content) {
+            why = "header, parent_header, metadata or content is not a JSON object";
+            kn_client_msg_free(m);
+            m = NULL;
+        } else {
+            m->parent_id = cb_json_str(m->parent, "msg_id", "");
+            m->date = cb_json_str(m->header, "date", "");
+            size_t nb = n - d - 6;
+            if (nb) {
+                m->n_buffers = nb;
+                m->buffers = cb_malloc(nb * sizeof *m->buffers);
+                for (size_t i = 0; i < nb; i++) {
+                    m->buffers[i] = frames[d + 6 + i];
+                    frames[d + 6 + i].data = NULL;
+                }
+            }
+            result = 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(frames[i].data);
+    free(frames);
+    if (why)
+        cb_warn("client", "dropped a message on %s from kernel %s: %s", channel_names[ch], c->name, why);
+    *out = m;
+    return result;
+}
+
+int kn_client_send(kn_client *c, kn_channel ch, const char *msg_type, const char *content, char *msg_id_out)
+{
+    if (ch != KN_CH_SHELL && ch != KN_CH_CONTROL && ch != KN_CH_STDIN)
+        return -1;
+    kn_out m = {.msg_type = msg_type, .content = content ? content : "{}"};
+    return kn_session_send(&c->session, c->sock[ch], NULL, NULL, 0, &m, msg_id_out);
+}
+
+int kn_client_execute(kn_client *c, const char *code, bool store_history, bool allow_stdin, bool stop_on_error,
+                      char *msg_id_out)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "code", code);
+    cJSON_AddBoolToObject(j, "silent", false);
+    cJSON_AddBoolToObject(j, "store_history", store_history);
+    cJSON_AddObjectToObject(j, "user_expressions");
+    cJSON_AddBoolToObject(j, "allow_stdin", allow_stdin);
+    cJSON_AddBoolToObject(j, "stop_on_error", stop_on_error);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    int rc = kn_client_send(c, KN_CH_SHELL, "execute_request", text, msg_id_out);
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ polling */
+
+static bool fd_readable(int fd)
+{
+    if (fd < 0)
+        return false;
+    zmq_pollitem_t it = {NULL, fd, ZMQ_POLLIN, 0};
+    return zmq_poll(&it, 1, 0) > 0 && (it.revents & ZMQ_POLLIN);
+}
+
+static void heartbeat_drain(kn_client *c)
+{
+    char buf[64];
+    bool echoed = false;
+    while (zmq_recv(c->hb, buf, sizeof buf, ZMQ_DONTWAIT) >= 0)
+        echoed = true;
+    if (echoed)
+        c->ping_outstanding_since = 0;
+}
+
+static void heartbeat_ping(kn_client *c, double now)
+{
+    if (now < c->next_ping)
+        return;
+    /* [empty delimiter, payload]: REP and echoing ROUTERs both answer it */
+    if (zmq_send(c->hb, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 && zmq_send(c->hb, "ping", 4, ZMQ_DONTWAIT) >= 0 &&
+        c->ping_outstanding_since == 0)
+        c->ping_outstanding_since = now;
+    c->next_ping = now + c->hb_interval;
+}
+
+kn_poll_status kn_client_poll(kn_client *c, double timeout, kn_client_msg **out)
+{
+    static const kn_channel order[] = {KN_CH_IOPUB, KN_CH_SHELL, KN_CH_CONTROL, KN_CH_STDIN};
+    double deadline = cb_mono_s() + (timeout > 0 ? timeout : 0);
+    *out = NULL;
+    for (;;) {
+        for (size_t i = 0; i < CB_ARRAY_LEN(order); i++) {
+            int r;
+            while ((r = recv_one(c, order[i], out)) < 0)
+                ;  /* dropped (logged): try the next one */
+            if (r > 0)
+                return KN_POLL_MSG;
+        }
+        double now = cb_mono_s();
+        bool hb_on = c->ready && c->hb_timeout > 0 && !c->exited;
+        if (hb_on)
+            heartbeat_drain(c);
+        if (check_exit(c) && now - c->exit_seen_at >= EXIT_DRAIN_S)
+            return KN_POLL_DIED;
+        if (fd_readable(c->cancel_fd))
+            return KN_POLL_CANCELLED;
+        if (hb_on && c->ping_outstanding_since > 0 && now - c->ping_outstanding_since > c->hb_timeout)
+            return KN_POLL_HB_LOST;
+        if (now >= deadline && !c->exited)
+            return KN_POLL_TIMEOUT;
+        double wake = deadline;
+        if (c->exited)
+            wake = c->exit_seen_at + EXIT_DRAIN_S;
+        if (hb_on) {
+            heartbeat_ping(c, now);
+            if (c->next_ping < wake)
+                wake = c->next_ping;
+            if (c->ping_outstanding_since > 0 && c->ping_outstanding_since + c->hb_timeout < wake)
+                wake = c->ping_outstanding_since + c->hb_timeout + 0.001;
+        }
+        zmq_pollitem_t items[8];
+        int n = 0;
+        for (int i = 0; i < 4; i++)
+            items[n++] = (zmq_pollitem_t){c->sock[i], 0, ZMQ_POLLIN, 0};
+        if (hb_on)
+            items[n++] = (zmq_pollitem_t){c->hb, 0, ZMQ_POLLIN, 0};
+        if (c->pidfd >= 0 && !c->exited)
+            items[n++] = (zmq_pollitem_t){NULL, c->pidfd, ZMQ_POLLIN, 0};
+        if (c->cancel_fd >= 0)
+            items[n++] = (zmq_pollitem_t){NULL, c->cancel_fd, ZMQ_POLLIN, 0};
+        double wait = wake - now;
+        if (c->pidfd < 0 && !c->exited && wait > 0.05)
+            wait = 0.05;  /* no pidfd: look at the process now and then */
+        long ms = wait <= 0 ? 0 : (long)(wait * 1000) + 1;
+        if (zmq_poll(items, n, ms) < 0 && errno != EINTR) {
+            cb_warn("client", "zmq_poll: %s", zmq_strerror(errno));
+            usleep(1000);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
+static int wait_ready(kn_client *c, double timeout, cJSON **info, char **err)
+{
+    double start = cb_mono_s(), deadline = start + timeout, last_request = 0;
+    cJSON *reply = NULL;
+    bool iopub_seen = false;
+    char ids[64][KN_MSG_ID_LEN];
+    int n_ids = 0;
+    for (;;) {
+        double now = cb_mono_s();
+        /* re-ask every second while no reply; every 50 ms once the reply is
+         * in and only IOPub is missing (each request makes IOPub traffic) */
+        if (n_ids == 0 || now - last_request >= (reply ? 0.05 : 1.0)) {
+            if (kn_client_send(c, KN_CH_SHELL, "kernel_info_request", "{}", ids[n_ids % 64]) < 0) {
+                *err = cb_printf_new("cannot send kernel_info_request: %s", zmq_strerror(errno));
+                break;
+            }
+            n_ids++;
+            last_request = now;
+        }
+        if (now >= deadline) {
+            *err = cb_printf_new("kernel '%s' did not become ready within %g s (%s)", c->name, timeout,
+                                 reply ? "kernel_info_reply received, but no IOPub message"
+                                       : "no kernel_info_reply");
+            break;
+        }
+        double wait = (reply ? 0.05 : 1.0) - (now - last_request);
+        if (wait > deadline - now)
+            wait = deadline - now;
+        kn_client_msg *m = NULL;
+        kn_poll_status st = kn_client_poll(c, wait, &m);
+        if (st == KN_POLL_MSG) {
+            if (m->channel == KN_CH_IOPUB)
+                iopub_seen = true;
+            else if (m->channel == KN_CH_SHELL && strcmp(m->msg_type, "kernel_info_reply") == 0 && !reply) {
+                reply = m->content;
+                m->content = NULL;
+            }
+            kn_client_msg_free(m);
+            if (reply && iopub_seen) {
+                c->ready = true;
+                cb_debug("client", "kernel %s ready after %.3f s", c->name, cb_mono_s() - start);
+                if (info)
+                    *info = reply;
+                else
+                    cJSON_Delete(reply);
+                return 0;
+            }
+        } else if (st == KN_POLL_DIED) {
+            *err = cb_printf_new("kernel '%s' %s during startup", c->name, c->exit_text);
+            break;
+        } else if (st == KN_POLL_CANCELLED) {
+            *err = cb_strdup("cancelled while the kernel was starting");
+            break;
+        }
+    }
+    cJSON_Delete(reply);
+    return -1;
+}
+
+static char *make_private_dir(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    cb_autofree char *tmpl = cb_printf_new("%s/cellbox-kernel-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(tmpl))
+        return NULL;
+    return cb_steal(&tmpl);
+}
+
+kn_client *kn_client_start(const kn_kernelspec *spec, const kn_client_opts *opts, cJSON **info, char **err)
+{
+    kn_client_opts dflt = KN_CLIENT_OPTS_INIT;
+    const kn_client_opts *o = opts ? opts : &dflt;
+    *err = NULL;
+    if (info)
+        *info = NULL;
+    kn_client *c = cb_calloc(1, sizeof *c);
+    c->pidfd = -1;
+    c->name = cb_strdup(spec->name);
+    c->interrupt_by_message = spec->interrupt_mode && strcmp(spec->interrupt_mode, "message") == 0;
+    c->hb_interval = o->hb_interval > 0 ? o->hb_interval : 1.0;
+    c->hb_timeout = o->hb_timeout;
+    c->parse = o->parse;
+    c->cancel_fd = o->cancel_fd;
+
+    cb_autofree char *key = cb_random_hex(16);
+    c->dir = make_private_dir();
+    if (!c->dir) {
+        *err = cb_printf_new("cannot create a folder for the connection file: %s", strerror(errno));
+        goto fail;
+    }
+    char uuid[37];
+    cb_uuid4(uuid);
+    c->conn_path = cb_printf_new("%s/kernel-%s.json", c->dir, uuid);
+    bool ipc = o->transport && strcmp(o->transport, "ipc") == 0;
+    int ports[5] = {1, 2, 3, 4, 5};
+    if (!ipc && pick_ports(ports) < 0) {
+        *err = cb_printf_new("cannot pick free ports on 127.0.0.1: %s", strerror(errno));
+        goto fail;
+    }
+    c->conn = (kn_conn){
+        .transport = cb_strdup(ipc ? "ipc" : "tcp"),
+        .ip = ipc ? cb_printf_new("%s/kernel-ipc", c->dir) : cb_strdup("127.0.0.1"),
+        .key = cb_strdup(key),
+        .signature_scheme = cb_strdup("hmac-sha256"),
+        .kernel_name = cb_strdup(spec->name),
+        .shell_port = ports[0], .iopub_port = ports[1], .stdin_port = ports[2],
+        .control_port = ports[3], .hb_port = ports[4],
+    };
+    if (kn_conn_write(&c->conn, c->conn_path) < 0) {
+        *err = cb_printf_new("cannot write %s: %s", c->conn_path, strerror(errno));
+        goto fail;
+    }
+    if (kn_session_init(&c->session, "hmac-sha256", key) < 0) {
+        *err = cb_strdup("cannot set up message signing");
+        goto fail;
+    }
+    if (connect_channels(c, err) < 0)
+        goto fail;
+    if (spawn_kernel(c, spec, o, err) < 0)
+        goto fail;
+    if (wait_ready(c, o->startup_timeout > 0 ? o->startup_timeout : 60, info, err) < 0)
+        goto fail;
+    c->next_ping = 0;
+    return c;
+fail:
+    kn_client_kill(c);
+    kn_client_free(c);
+    return NULL;
+}
+
+int kn_client_interrupt(kn_client *c)
+{
+    if (c->pid <= 0 || check_exit(c))
+        return -1;
+    if (c->interrupt_by_message)
+        return kn_client_send(c, KN_CH_CONTROL, "interrupt_request", "{}", NULL);
+    return killpg(c->pid, SIGINT);
+}
+
+void kn_client_kill(kn_client *c)
+{
+    if (c->pid <= 0 || c->reaped)
+        return;
+    killpg(c->pid, SIGKILL);
+    kill(c->pid, SIGKILL);  /* in case it left its group */
+    reap(c);
+}
+
+int kn_client_shutdown(kn_client *c, double grace)
+{
+    if (c->pid <= 0 || c->reaped)
+        return c->shut_down ? 0 : -1;
+    int rc = -1;
+    if (!check_exit(c)) {
+        kn_client_send(c, KN_CH_CONTROL, "shutdown_request", "{\"restart\":false}", NULL);
+        if (wait_exit(c, grace)) {
+            rc = 0;
+        } else {
+            cb_warn("client", "kernel %s did not exit %g s after shutdown_request: SIGTERM", c->name, grace);
+            kill(c->pid, SIGTERM);
+            if (!wait_exit(c, grace))
+                cb_warn("client", "kernel %s ignored SIGTERM: SIGKILL", c->name);
+        }
+    }
+    c->shut_down = rc == 0;
+    /* whatever is left in its process group (user code's children) goes too */
+    kn_client_kill(c);
+    return rc;
+}
+
+void kn_client_free(kn_client *c)
+{
+    if (!c)
+        return;
+    if (c->pid > 0 && !c->reaped)
+        kn_client_shutdown(c, 5.0);
+    for (int i = 0; i < 4; i++)
+        if (c->sock[i])
+            zmq_close(c->sock[i]);
+    if (c->hb)
+        zmq_close(c->hb);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    if (c->pidfd >= 0)
+        close(c->pidfd);
+    if (c->conn_path)
+        unlink(c->conn_path);
+    if (c->dir) {
+        if (c->conn.transport && strcmp(c->conn.transport, "ipc") == 0) {
+            for (int port = 1; port <= 5; port++) {
+                cb_autofree char *p = cb_printf_new("%s/kernel-ipc-%d", c->dir, port);
+                unlink(p);
+            }
+        }
+        rmdir(c->dir);
+    }
+    kn_session_clear(&c->session);
+    kn_conn_clear(&c->conn);
+    free(c->conn_path);
+    free(c->dir);
+    free(c->name);
+    free(c);
+}
+
+bool kn_client_alive(kn_client *c)
+{
+    return c->pid > 0 && !check_exit(c);
+}
+
+pid_t kn_client_pid(const kn_client *c)
+{
+    return c->pid;
+}
+
+const char *kn_client_exit_status(const kn_client *c)
+{
+    return c->exit_text;
+}
+
+const char *kn_client_session(const kn_client *c)
+{
+    return c->session.id;
+}
