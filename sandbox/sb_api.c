@@ -128,7 +128,7 @@ typedef struct exec_ctx {
     bool out_trunc, err_trunc;
     cb_buf carry[2];        /* incomplete UTF-8 tails, SSE mode */
     int64_t t0_ns;
-    int64_t last_send_ms;
+    bool sent_start;
 } exec_ctx;
 
 static void exec_free(void *p)
@@ -233,6 +233,12 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
     return 0;
 }
 
+static void error_from_event(const cJSON *ev, sb_error *err)
+{
+    sb_fail(err, sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR")), "%s",
+            cb_json_str(ev, "message", "the command could not start"));
+}
+
 typedef struct stdin_job {
     int fd;
     char *data;
@@ -258,18 +264,8 @@ static void *stdin_writer(void *arg)
     return NULL;
 }
 
-/* Open a channel and send the request (and stdin). Returns the fd. */
-int sb_exec_send(sb_box *b, cJSON *req, const char *in, size_t in_len, bool close_stdin,
-                 sb_error *err)
+static void send_stdin(int fd, const char *in, size_t in_len, bool close_stdin)
 {
-    int fd = sb_box_open_channel(b, err);
-    if (fd < 0)
-        return -1;
-    cb_autofree char *text = cb_json_print(req);
-    if (sb_frame_write(fd, SB_FRAME_JSON, text, strlen(text)) < 0) {
-        close(fd);
-        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent is gone"), -1;
-    }
     if (in && in_len <= SB_CHUNK) {
         /* small: fits in the socket buffer, no thread needed */
         if (in_len)
@@ -297,7 +293,49 @@ int sb_exec_send(sb_box *b, cJSON *req, const char *in, size_t in_len, bool clos
     } else if (close_stdin) {
         sb_frame_write(fd, SB_FRAME_STDIN_CLOSE, NULL, 0);
     }
-    return fd;
+}
+
+/* Send the request on a new channel and wait for the command to start.
+ * If the agent turns out to be dead (it was killed a moment ago: the
+ * channel closes without a word), the sandbox is restarted and the request
+ * sent once more. Then stdin follows. Returns the channel (owned). */
+int sb_exec_start(sb_box *b, cJSON *req, const char *in, size_t in_len, bool close_stdin,
+                  int *pid, sb_error *err)
+{
+    cb_autofree char *text = cb_json_print(req);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = sb_box_open_channel(b, err);
+        if (fd >= 0 && sb_frame_write(fd, SB_FRAME_JSON, text, strlen(text)) < 0) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd >= 0) {
+            cb_buf payload = CB_BUF_INIT;
+            char type;
+            int rc = sb_frame_read(fd, &type, &payload);
+            if (rc == 0 && type == SB_FRAME_JSON) {
+                cJSON *ev = cb_json_parse(payload.data, payload.len);
+                bool started = strcmp(cb_json_str(ev, "ev", ""), "start") == 0;
+                if (started)
+                    *pid = (int)cb_json_int(ev, "pid", 0);
+                else
+                    error_from_event(ev, err);
+                cJSON_Delete(ev);
+                cb_buf_clear(&payload);
+                if (!started) {
+                    close(fd);
+                    return -1;
+                }
+                send_stdin(fd, in, in_len, close_stdin);
+                return fd;
+            }
+            cb_buf_clear(&payload);
+            close(fd);
+        }
+        if (attempt == 0 && sb_box_recover(b, err) < 0)
+            return -1;
+    }
+    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox's agent does not answer"), -1;
 }
 
 static void append_capped(cb_buf *b, bool *trunc, const char *data, size_t len)
@@ -314,11 +352,6 @@ static void append_capped(cb_buf *b, bool *trunc, const char *data, size_t len)
     cb_buf_append(b, data, len);
 }
 
-static void error_from_event(const cJSON *ev, sb_error *err)
-{
-    sb_fail(err, sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR")), "%s",
-            cb_json_str(ev, "message", "the command could not start"));
-}
 
 static cJSON *exit_result(exec_ctx *x, const cJSON *ev)
 {
@@ -402,6 +435,17 @@ static int exec_produce(void *ctx, cb_buf *out)
     exec_ctx *x = ctx;
     cb_buf payload = CB_BUF_INIT;
     int ret = 0;
+    if (!x->sent_start) {
+        /* the start frame was consumed by sb_exec_start */
+        x->sent_start = true;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "pid", x->pid);
+        cJSON_AddStringToObject(e, "command", x->command);
+        cJSON_AddStringToObject(e, "sessionId", x->session);
+        add_timestamp(e);
+        sb_sse_event(out, "start", e);
+        return 0;
+    }
     for (;;) {
         char type;
         int rc = exec_next(x, KEEPALIVE_MS, &type, &payload);
@@ -497,12 +541,14 @@ static int h_exec(sb_req *r)
         sb_box_unref(b);
         return sb_reply_error(r, &err);
     }
-    int fd = sb_exec_send(b, req, in, in_len, in != NULL, &err);
+    int pid = 0;
+    int fd = sb_exec_start(b, req, in, in_len, in != NULL, &pid, &err);
     cJSON_Delete(req);
     free(in);
     exec_ctx *x = cb_calloc(1, sizeof *x);
     x->b = b;
     x->fd = fd;
+    x->pid = pid;
     x->session = session;
     x->command = cb_strdup(cb_json_str(body, "command", ""));
     x->client_fd = sb_req_client_fd(r);

@@ -17,12 +17,12 @@ extern const size_t sb_api_nroutes;
 sb_box *sb_api_box(sb_req *r);
 
 /* Exec plumbing shared with processes (sb_api.c): turn an API body into an
- * agent request (owned *req_out, *session_out, *stdin_out), and send it on a
- * new channel (returns the channel fd, owned). */
+ * agent request (owned *req_out, *session_out, *stdin_out), and start it on a
+ * new channel: returns the channel fd (owned) once the command runs. */
 int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out,
                     char **session_out, char **stdin_out, size_t *stdin_len, sb_error *err);
-int sb_exec_send(sb_box *b, cJSON *req, const char *in, size_t in_len, bool close_stdin,
-                 sb_error *err);
+int sb_exec_start(sb_box *b, cJSON *req, const char *in, size_t in_len, bool close_stdin,
+                  int *pid, sb_error *err);
 
 /* Files (sb_files.c). */
 int sb_files_read(sb_req *r);

@@ -605,6 +605,23 @@ void sb_box_release(sb_box *b)
     pthread_mutex_unlock(&b->mu);
 }
 
+int sb_box_recover(sb_box *b, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int rc = 0;
+    if (b->state == SB_BOX_RUNNING) {
+        struct pollfd p = {b->pidfd, POLLIN, 0};
+        if (poll(&p, 1, 2000) == 1)
+            box_stop(b, "agent died");
+    }
+    if (b->state != SB_BOX_RUNNING)
+        rc = box_start(b, err);
+    else
+        rc = sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox's agent does not answer");
+    pthread_mutex_unlock(&b->mu);
+    return rc < 0 ? -1 : 0;
+}
+
 int sb_box_open_channel(sb_box *b, sb_error *err)
 {
     pthread_mutex_lock(&b->mu);

@@ -93,6 +93,9 @@ cJSON *sb_box_json(sb_box *b);
 /* Make sure the agent runs and count this request as active. */
 int sb_box_acquire(sb_box *b, sb_error *err);
 void sb_box_release(sb_box *b);
+/* The agent did not answer on a channel: if it died, restart the sandbox
+ * (waits a moment for a dying agent). -1 + err when it cannot. */
+int sb_box_recover(sb_box *b, sb_error *err);
 /* A new operation channel to the agent (after acquire). */
 int sb_box_open_channel(sb_box *b, sb_error *err);
 /* A dup of the sandbox's root folder fd (after acquire), for file access. */

@@ -269,26 +269,12 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         free(in);
         return -1;
     }
-    int fd = sb_exec_send(b, req, in, in_len, false, err);
+    int pid = -1;
+    int fd = sb_exec_start(b, req, in, in_len, false, &pid, err);
     cJSON_Delete(req);
     free(in);
-    int pid = -1;
-    if (fd >= 0) {
-        cb_buf payload = CB_BUF_INIT;
-        char type;
-        if (sb_frame_read(fd, &type, &payload) == 0 && type == SB_FRAME_JSON) {
-            cJSON *ev = cb_json_parse(payload.data, payload.len);
-            if (strcmp(cb_json_str(ev, "ev", ""), "start") == 0)
-                pid = (int)cb_json_int(ev, "pid", -1);
-            else
-                sb_fail(err, sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR")), "%s",
-                        cb_json_str(ev, "message", "the process could not start"));
-            cJSON_Delete(ev);
-        } else {
-            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent is gone");
-        }
-        cb_buf_clear(&payload);
-    }
+    if (fd < 0)
+        pid = -1;
     sb_box_release(b);
     if (pid < 0) {
         if (fd >= 0)

@@ -1,0 +1,196 @@
+"""tests/sandbox_hostile.py: hostile code against `cellbox serve`.
+
+From inside a sandbox and through the API, try to read host files, escape
+with .. and symlinks, see or signal host processes, mount, ptrace, make
+namespaces, fork-bomb, eat memory, fill /tmp and reach the host's loopback.
+Every attempt must fail and the server must stay healthy. Prints TAP.
+"""
+import os
+import socket
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+
+t = TAP()
+if not can_sandbox():
+    t.skip_all("needs root for namespaces and cgroups")
+
+srv = Server()
+IDS = ["hos-a", "hos-b", "hos-bomb", "hos-mem"]
+
+
+def sh(sid, cmd, **kw):
+    return srv.sh(sid, cmd, **kw)
+
+
+def healthy():
+    return srv.get("/v1/health", token=False).status == 200 and sh("hos-b", "echo ok")["stdout"] == "ok\n"
+
+
+try:
+    srv.create("hos-a")
+    srv.create("hos-b")
+    srv.post("/v1/sandboxes/hos-b/files/write", {"path": "secret.txt", "content": "b-secret"})
+    host_secret = os.path.join(srv.tmp, "host-secret.txt")
+    with open(host_secret, "w") as f:
+        f.write("host-secret")
+    host_ws_b = os.path.join(srv.state, "sandboxes", "hos-b", "workspace")
+
+    # ---- reading the host -----------------------------------------------------
+    x = sh("hos-a", "cat /etc/shadow")
+    t.ok(x["exitCode"] != 0 and x["stdout"] == "", "no /etc/shadow inside", x)
+    x = sh("hos-a", "cat %s %s/secret.txt; ls %s" % (host_secret, host_ws_b, srv.state))
+    t.ok(x["exitCode"] != 0 and "secret" not in x["stdout"], "host paths (state dir, other workspace) absent", x)
+    x = sh("hos-a", "grep -rl b-secret / 2>/dev/null | head -3; true", timeoutMs=60000)
+    t.eq(x["stdout"], "", "another sandbox's files are nowhere in this one")
+    x = sh("hos-a", "ls /proc/1/root/ 2>&1; cat /proc/1/environ 2>&1; ls /proc/1/fd 2>&1")
+    t.ok("Permission denied" in x["stdout"] and "workspace" not in x["stdout"].split("denied")[0],
+         "pid 1 (the agent) cannot be looked into", x)
+    x = sh("hos-a", "echo x > /etc/passwd; echo y > /usr/bin/evil; echo z > /evil; touch /dev/evil")
+    t.ok(x["stderr"].count("Read-only file system") + x["stderr"].count("Permission denied") >= 4,
+         "/, /etc, /usr and /dev are read-only", x)
+    x = sh("hos-a", "echo 1 > /proc/sys/kernel/sysrq; echo 1 > /proc/sysrq-trigger; cat /sys/kernel/notes")
+    t.ok(x["exitCode"] != 0 and x["stderr"].count("denied") + x["stderr"].count("No such") +
+         x["stderr"].count("Read-only") >= 3, "no writes to /proc/sys, no /sys", x)
+
+    # ---- escaping through the files API ---------------------------------------
+    F = "/v1/sandboxes/hos-a/files"
+    r = srv.post(F + "/read", {"path": "../../../../../../etc/shadow"})
+    t.ok(r.status == 404, "API: .. stops at the sandbox root", r)
+    r = srv.post(F + "/read", {"path": host_secret})
+    t.ok(r.status == 404, "API: absolute host paths resolve inside the sandbox", r)
+    sh("hos-a", "ln -s %s /workspace/l1; ln -s ../../../../../../%s /workspace/l2; ln -s /proc/self/root/etc/hostname /workspace/l3;"
+       " ln -s / /workspace/rootlink; ln -s %s /workspace/l4" % (host_secret, host_secret, host_ws_b))
+    r1 = srv.post(F + "/read", {"path": "l1"})
+    r2 = srv.post(F + "/read", {"path": "l2"})
+    r3 = srv.post(F + "/read", {"path": "l3"})
+    r4 = srv.post(F + "/list", {"path": "l4"})
+    t.ok(r1.status == 404 and r2.status == 404, "API: symlinks to host paths stay inside", (r1, r2))
+    t.ok(r3.status in (403, 404) and r4.status == 404, "API: magic links and links to other workspaces fail", (r3, r4))
+    before = open("/etc/hostname").read() if os.path.exists("/etc/hostname") else None
+    r = srv.post(F + "/write", {"path": "rootlink/etc/hostname", "content": "pwned"})
+    t.ok(r.status == 403 and r.code == "READ_ONLY", "API: writing through a symlink to / hits the read-only root", r)
+    r = srv.post(F + "/write", {"path": "l1", "content": "pwned"})
+    t.ok(r.status == 200 and open(host_secret).read() == "host-secret",
+         "API: writing a symlink replaces the link, never the host file", r)
+    after = open("/etc/hostname").read() if os.path.exists("/etc/hostname") else None
+    t.eq(after, before, "host /etc/hostname untouched")
+    r = srv.post(F + "/read", {"path": "/proc/1/environ"})
+    r2 = srv.post(F + "/list", {"path": "/proc", "recursive": True})
+    t.ok(r.status == 403 and r2.status == 403, "API: procfs is off limits (the server is root)", (r, r2))
+    r = srv.post(F + "/read", {"path": "/dev/zero"})
+    t.ok(r.status == 403, "API: device files are refused, not read forever", r)
+    sh("hos-a", "mkfifo /workspace/fifo")
+    r = srv.post(F + "/read", {"path": "fifo"})
+    t.ok(r.status == 403, "API: a FIFO is refused, not waited on", r)
+    r = srv.post(F + "/delete", {"path": "/", "recursive": True})
+    t.ok(r.status == 400, "API: deleting / is refused", r)
+    r = srv.post(F + "/delete", {"path": "/usr/bin", "recursive": True})
+    t.ok(r.status in (403, 409) and sh("hos-a", "test -x /usr/bin/env && echo ok")["stdout"] == "ok\n",
+         "API: /usr cannot be deleted", r)
+    sh("hos-a", "chmod 000 /workspace/secret2 2>/dev/null; echo s > /tmp/mine; chmod 600 /tmp/mine")
+    r = srv.post(F + "/read", {"path": "/root/.bashrc"})
+    t.ok(r.status in (403, 404), "API: files of the sandbox's root are not readable", r)
+
+    # ---- processes and signals ---------------------------------------------------
+    x = sh("hos-a", "ps -eo pid,args --no-headers")
+    lines = x["stdout"].strip().splitlines()
+    t.ok(len(lines) < 8 and "serve" not in x["stdout"] and "process_api" not in x["stdout"],
+         "only the sandbox's own processes are visible", x["stdout"])
+    x = sh("hos-a", "kill -9 %d; kill -9 1; kill -STOP 1; echo rc=$?" % srv.proc.pid)
+    t.ok(srv.proc.poll() is None and "rc=1" in x["stdout"], "cannot signal the server or pid 1", x)
+    x = sh("hos-a", "python3 -c \"import ctypes; l=ctypes.CDLL(None,use_errno=True); print(l.ptrace(0,0,0,0), ctypes.get_errno())\"")
+    t.ok(x["stdout"].startswith("-1 1"), "ptrace is denied (EPERM)", x)
+    x = sh("hos-a", "mount -t tmpfs none /tmp 2>&1; mount --bind /workspace /tmp 2>&1; echo rc=$?")
+    t.ok("rc=0" not in x["stdout"] and ("denied" in x["stdout"] or "permitted" in x["stdout"] or "must be superuser" in x["stdout"]),
+         "mount is denied", x)
+    x = sh("hos-a", "unshare -U -r true 2>&1; echo rc=$?; unshare -n true 2>&1; echo rc=$?")
+    t.ok("rc=0" not in x["stdout"], "new namespaces are denied (unshare)", x)
+    x = sh("hos-a", "python3 -c \"import ctypes; l=ctypes.CDLL(None,use_errno=True); print('no' if l.unshare(0x10000000) else 'made', ctypes.get_errno())\"")
+    t.eq(x["stdout"], "no 1\n", "new user namespaces are denied (syscall)")
+    x = sh("hos-a", "python3 -c \"import ctypes,os; l=ctypes.CDLL(None,use_errno=True)\n"
+               "for name,nr in (('bpf',321),('keyctl',250),('perf',298),('kexec',246),('init_module',175),('setns',308)):\n"
+               "  r=l.syscall(nr,0,0,0,0,0); print(name, r, ctypes.get_errno())\"")
+    t.ok(all(line.split()[1:] == ["-1", "1"] for line in x["stdout"].split("\n") if line),
+         "bpf, keyctl, perf_event_open, kexec, modules, setns: EPERM", x)
+    x = sh("hos-a", "python3 -c \"import fcntl,termios,sys\ntry:\n fcntl.ioctl(0, termios.TIOCSTI, b'x')\nexcept OSError as e: print(e.errno)\"", stdin="")
+    t.eq(x["stdout"], "1\n", "TIOCSTI is denied by seccomp (EPERM, not ENOTTY)")
+    x = sh("hos-a", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t' ' '")
+    t.eq(x["stdout"], "CapEff: 0000000000000000\nCapBnd: 0000000000000000\nNoNewPrivs: 1\nSeccomp: 2\n",
+         "no capabilities, no_new_privs, seccomp on")
+    x = sh("hos-a", "su -c id root </dev/null 2>&1; sudo id 2>&1; id -u")
+    t.ok(x["stdout"].rstrip().endswith("1000"), "setuid programs do not raise privileges", x)
+
+    # ---- network -------------------------------------------------------------------
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(5)
+    port = ls.getsockname()[1]
+    x = sh("hos-a", "timeout 5 bash -c 'echo hi > /dev/tcp/127.0.0.1/%d' 2>&1; echo rc=$?" % port)
+    t.ok("rc=0" not in x["stdout"], "the host's loopback services are unreachable (network none)", x)
+    x = sh("hos-a", "ip -o link 2>/dev/null | cut -d: -f2; cat /proc/net/route | wc -l")
+    t.ok("lo" in x["stdout"] and "eth" not in x["stdout"] and x["stdout"].strip().endswith("1"),
+         "only lo, no routes", x)
+    x = sh("hos-a", "timeout 5 bash -c 'echo > /dev/tcp/10.0.0.1/80' 2>&1; echo rc=$?")
+    t.ok("unreachable" in x["stdout"] and "rc=0" not in x["stdout"], "no route anywhere", x)
+    ls.close()
+
+    # ---- resources -------------------------------------------------------------------
+    srv.create("hos-bomb", pids=64, cpus=1)
+    x = sh("hos-bomb", "python3 -c \"import os,time\nn=0\ntry:\n  while n<1000:\n    if os.fork()==0:\n      time.sleep(30); os._exit(0)\n    n+=1\nexcept OSError as e: print('stopped at', n, e.errno)\"",
+           timeoutMs=20000)
+    n = int(x["stdout"].split()[2]) if x["stdout"].startswith("stopped at") else 9999
+    t.ok(n < 64, "the pids limit holds (fork failed after %d)" % n, x)
+    x = sh("hos-bomb", "f(){ f|f& }; f; sleep 100", timeoutMs=3000)
+    t.ok(x["timedOut"] is True, "a fork bomb is ended by its timeout", {k: x[k] for k in ("exitCode", "timedOut")})
+    left = wait_until(lambda: int(sh("hos-bomb", "ps -e --no-headers | wc -l")["stdout"]) <= 5, timeout=60)
+    t.ok(left, "the bomb's processes are all gone")
+    t.ok(healthy(), "server and other sandboxes answer after the fork bomb")
+
+    srv.create("hos-mem", memoryMB=64)
+    x = sh("hos-mem", "python3 -c \"b = b'x' * (300 << 20); print(len(b))\"")
+    t.ok(x["exitCode"] != 0 and "314572800" not in x["stdout"], "allocating past the memory limit fails", x)
+    x = sh("hos-mem", "echo alive")
+    t.eq(x["stdout"], "alive\n", "that sandbox keeps working after its process was killed")
+    # memory hog running while others are served
+    hog = srv.post("/v1/sandboxes/hos-mem/processes",
+                   {"command": "python3 -c \"a=[]\nwhile True: a.append(b'y'*(1<<20))\"", "processId": "hog"})
+    served = [sh("hos-b", "echo %d" % i)["stdout"] for i in range(5)]
+    t.ok(served == ["%d\n" % i for i in range(5)], "other sandboxes are served while one eats memory")
+    j = srv.post("/v1/sandboxes/hos-mem/processes/hog/wait", {"exit": True, "timeoutMs": 60000}).json()
+    t.ok(j["status"] in ("killed", "failed") and j["exitCode"] != 0, "the memory hog was killed", j)
+    x = sh("hos-a", "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; ls -la /tmp/fill | cut -d' ' -f5")
+    t.ok("No space left" in x["stdout"] and int(x["stdout"].split()[-1]) <= 64 << 20, "/tmp is size-limited", x)
+    x = sh("hos-a", "rm /tmp/fill; echo ok")
+    t.eq(x["stdout"], "ok\n", "and the sandbox is fine afterwards")
+
+    # ---- many bad requests at once --------------------------------------------------
+    bad = []
+
+    def junk(n):
+        for body in (b"{", b"\x00\xff", b'{"command": 5}', b"[]" * 1000, b'{"command":"true","env":7}'):
+            r = srv.request("POST", "/v1/sandboxes/hos-a/exec", raw=body)
+            if r.status != 400:
+                bad.append(r)
+        try:
+            s = socket.create_connection((srv.host, srv.port))
+            s.sendall(b"GARBAGE / HTTP/9.9\r\n\r\n\x00\x01\x02" * 10)
+            s.close()
+        except OSError:
+            pass
+    ths = [threading.Thread(target=junk, args=(i,)) for i in range(8)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    t.ok(not bad, "malformed requests all get 400", bad[:2])
+    t.ok(srv.proc.poll() is None and healthy(), "server stays healthy through it all")
+finally:
+    rc = srv.stop()
+    t.eq(rc, 0, "graceful stop")
+    left = srv.leftovers(IDS)
+    t.ok(not left, "nothing left behind", left)
+    srv.cleanup()
+t.done()
