@@ -14,12 +14,15 @@ IP_PYFILES = \
 	interp/py/cellbox/_pretty.py \
 	interp/py/cellbox/_comm.py \
 	interp/py/cellbox/_inline.py \
+	interp/py/cellbox/_ipython.py \
+	interp/py/cellbox/_hooks.py \
 	interp/py/cellbox/display.py
 
 libcellbox_a_SOURCES += \
 	interp/interp.h \
 	interp/capture.c interp/capture.h \
 	interp/python.c \
+	interp/png.c interp/png.h \
 	interp/pymodules.h
 nodist_libcellbox_a_SOURCES = interp/pymodules.c
 BUILT_SOURCES += interp/pymodules.c

@@ -28,6 +28,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "interp/capture.h"
+#include "interp/png.h"
 #include "interp/pymodules.h"
 
 #ifndef CB_PYTHON3
@@ -357,6 +358,85 @@ static PyObject *c_history_session(PyObject *mod, PyObject *noargs)
     return PyLong_FromLong(g_py && g_py->host ? g_py->host->history_session : 0);
 }
 
+/* png_encode(rgba, width, height, *, stride=0, dpi=0.0, text=None, alpha=0,
+ * level=-1, strategy=-1, filters=-1) -> bytes: interp/png.c on a buffer of
+ * 8-bit RGBA pixels (matplotlib's buffer_rgba()), without the GIL. text is
+ * a dict of tEXt chunks; alpha: 0 auto, 1 keep, 2 drop; -1 = the default. */
+static PyObject *c_png_encode(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"rgba", "width", "height", "stride", "dpi", "text", "alpha", "level", "strategy",
+                             "filters", NULL};
+    Py_buffer view;
+    unsigned int w, h;
+    Py_ssize_t stride = 0;
+    double dpi = 0;
+    PyObject *text = Py_None;  /* borrowed */
+    int alpha = 0, level = -1, strategy = -1, filters = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*II|$ndOiiii", kwlist, &view, &w, &h, &stride, &dpi, &text,
+                                     &alpha, &level, &strategy, &filters))
+        return NULL;
+    if (stride <= 0)
+        stride = (Py_ssize_t)w * 4;
+    if (w == 0 || h == 0 || stride < (Py_ssize_t)w * 4 || view.len < stride * (Py_ssize_t)(h - 1) + (Py_ssize_t)w * 4) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "png_encode: the buffer is smaller than width x height x 4");
+        return NULL;
+    }
+    ip_png_opts o = ip_png_defaults();
+    o.alpha = alpha == 1 ? IP_PNG_ALPHA_KEEP : alpha == 2 ? IP_PNG_ALPHA_DROP : IP_PNG_ALPHA_AUTO;
+    o.dpi = dpi;
+    if (level >= 0)
+        o.level = level;
+    if (strategy >= 0)
+        o.strategy = strategy;
+    if (filters >= 0)
+        o.filters = filters;
+    /* tEXt keys and values as Latin-1 (PNG's text encoding), kept alive in a list */
+    PyObject *keep = PyList_New(0);  /* new */
+    const char *pairs[2 * 16 + 1];
+    size_t np = 0;
+    if (text != Py_None && PyDict_Check(text)) {
+        PyObject *k, *v;  /* borrowed */
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(text, &pos, &k, &v) && np < 2 * 16) {
+            if (!PyUnicode_Check(k) || !PyUnicode_Check(v))
+                continue;
+            PyObject *kb = PyUnicode_AsEncodedString(k, "latin-1", "replace");  /* new */
+            PyObject *vb = PyUnicode_AsEncodedString(v, "latin-1", "replace");  /* new */
+            if (!kb || !vb) {
+                Py_XDECREF(kb);
+                Py_XDECREF(vb);
+                PyErr_Clear();
+                continue;
+            }
+            PyList_Append(keep, kb);
+            PyList_Append(keep, vb);
+            pairs[np++] = PyBytes_AS_STRING(kb);
+            pairs[np++] = PyBytes_AS_STRING(vb);
+            Py_DECREF(kb);
+            Py_DECREF(vb);
+        }
+    }
+    pairs[np] = NULL;
+    o.text = np ? pairs : NULL;
+    cb_buf out = CB_BUF_INIT;
+    const char *err = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = ip_png_encode(view.buf, w, h, (size_t)stride, &o, &out, &err);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    Py_DECREF(keep);
+    if (rc < 0) {
+        cb_buf_clear(&out);
+        PyErr_Format(PyExc_ValueError, "png_encode: %s", err ? err : "failed");
+        return NULL;
+    }
+    PyObject *r = PyBytes_FromStringAndSize(out.data, (Py_ssize_t)out.len);  /* new */
+    cb_buf_clear(&out);
+    return r;
+}
+
 static PyMethodDef c_methods[] = {
     {"publish", c_publish, METH_VARARGS, "publish(msg_type, content_json[, buffers]) on IOPub"},
     {"input", c_input, METH_VARARGS, "input(prompt, password) -> (status, value)"},
@@ -364,6 +444,8 @@ static PyMethodDef c_methods[] = {
     {"embedded_module", c_embedded_module, METH_O, "(is_package, code, filename) or None"},
     {"embedded_source", c_embedded_source, METH_O, "source text or None"},
     {"history_session", c_history_session, METH_NOARGS, "the history session number"},
+    {"png_encode", (PyCFunction)(void (*)(void))c_png_encode, METH_VARARGS | METH_KEYWORDS,
+     "png_encode(rgba, width, height, *, stride, dpi, text, alpha, level, strategy, filters) -> PNG bytes"},
     {NULL},
 };
 

@@ -68,7 +68,9 @@ class Shell:
 
     # -- public helpers used by magics, display, comms ---------------------
     def get_ipython(self):
-        return self
+        # IPython's API over this shell (display_formatter, events, kernel...)
+        from cellbox._ipython import get_shell
+        return get_shell()
 
     @property
     def magics(self):
@@ -373,24 +375,16 @@ def start():
     # matplotlib: the inline backend is the default, loaded only with matplotlib
     os.environ.setdefault("MPLBACKEND", "module://cellbox._inline")
     when_imported("matplotlib", _matplotlib_imported)
-    when_imported("IPython.core.display_functions", _ipython_display_imported)
-    when_imported("IPython.core.getipython", _ipython_getipython_imported)
+    from cellbox import _hooks
+    _hooks.install()   # IPython.display, get_ipython, comm, ipykernel.comm adapters
     # the working folder is where the kernel started (jupyter sets it)
     if "" not in sys.path:
         sys.path.insert(0, "")
     _shell = Shell()
+    builtins.get_ipython = _shell.get_ipython   # as in IPython (pandas looks there)
     return _shell
 
 
 def _matplotlib_imported(mpl):
     from cellbox import _inline
     _inline.activate(_shell, mpl)
-
-
-def _ipython_display_imported(mod):
-    from cellbox import display as _display
-    _display.patch_ipython(mod)
-
-
-def _ipython_getipython_imported(mod):
-    pass

@@ -1,0 +1,27 @@
+"""Post-import hooks of cellbox's rich-output side, installed at kernel start.
+
+Each hook imports its cellbox module only when the user imports the
+library it adapts, so the kernel starts without any of them.
+"""
+from _cellbox_boot import when_imported
+
+# (module the user imports, cellbox module, function called with that module)
+_HOOKS = (
+    ("IPython.core.display_functions", "cellbox._ipython", "patch_display_functions"),
+    ("IPython.core.getipython", "cellbox._ipython", "patch_getipython"),
+    ("IPython.core.display", "cellbox._ipython", "patch_core_display"),
+    ("comm", "cellbox._comm", "patch_comm_package"),
+    ("ipykernel.comm", "cellbox._comm", "patch_ipykernel_comm"),
+)
+
+
+def _lazy(modname, fname):
+    def hook(module):
+        import importlib
+        getattr(importlib.import_module(modname), fname)(module)
+    return hook
+
+
+def install():
+    for name, modname, fname in _HOOKS:
+        when_imported(name, _lazy(modname, fname))
