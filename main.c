@@ -12,6 +12,7 @@
 static const cb_command commands[] = {
     {"kernel", kn_cmd_kernel, "run as a Jupyter kernel (cellbox kernel -f CONNECTION_FILE)", false},
     {"kernelspec", kn_cmd_kernelspec, "install or list Jupyter kernelspecs", false},
+    {"run", nb_cmd_run, "execute notebooks headlessly (cellbox run NOTEBOOK.ipynb)", false},
     {"serve", sb_cmd_serve, "run the sandbox manager (HTTP/JSON API)", false},
     {"agent", sb_cmd_agent, "pid 1 of a sandbox (internal)", true},
 };

@@ -15,6 +15,7 @@ typedef struct cb_command {
 
 int kn_cmd_kernel(int argc, char **argv);      /* kernel/main_kernel.c */
 int kn_cmd_kernelspec(int argc, char **argv);  /* kernel/kernelspec.c */
+int nb_cmd_run(int argc, char **argv);         /* notebooks/nb_run.c */
 int sb_cmd_serve(int argc, char **argv);       /* sandbox/sb_serve.c */
 int sb_cmd_agent(int argc, char **argv);       /* sandbox/sb_agent.c */
 

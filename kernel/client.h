@@ -30,6 +30,7 @@
 #include <sys/types.h>
 
 #include "kernel/kernelspec.h"
+#include "kernel/session.h"  /* KN_MSG_ID_LEN */
 #include "kernel/wire.h"
 
 typedef enum { KN_CH_SHELL = 0, KN_CH_IOPUB, KN_CH_STDIN, KN_CH_CONTROL } kn_channel;

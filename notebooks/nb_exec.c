@@ -1,0 +1,597 @@
+/* notebooks/nb_exec.c: run a notebook's cells through a kernel (see
+ * nb_exec.h). Behaviour copied from nbclient 0.7 unless a comment says
+ * otherwise:
+ *   - code cells run in order; empty ones and those tagged skip-execution
+ *     are left as they are;
+ *   - execute_request with store_history, allow_stdin=false and
+ *     stop_on_error unless errors are allowed for the cell;
+ *   - only IOPub messages whose parent is the cell's request count; the
+ *     cell is done when the shell reply AND IOPub idle have arrived (idle
+ *     is waited for iopub_timeout after the reply, then given up);
+ *   - execution_count = the number of code cells executed so far;
+ *   - cell.metadata.execution holds the kernel's header dates.
+ * Differences, on purpose: consecutive streams are merged (what Jupyter's
+ * frontends show and nbconvert stores); a timeout interrupts the kernel and
+ * records a CellTimeoutError output; a dead kernel is recorded as a
+ * DeadKernelError output; cells after a failure lose stale outputs. */
+#include "config.h"
+#include "notebooks/nb_exec.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "notebooks/nb_json.h"
+#include "notebooks/nb_papermill.h"
+
+/* ================================================================ outputs */
+
+void nb_outputs_init(nb_outputs *o, nb_notebook *nb)
+{
+    memset(o, 0, sizeof *o);
+    o->nb = nb;
+    o->merge_streams = true;
+    o->store_widget_state = true;
+}
+
+void nb_outputs_clear(nb_outputs *o)
+{
+    for (size_t i = 0; i < o->n_refs; i++)
+        free(o->refs[i].display_id);
+    free(o->refs);
+    cJSON_Delete(o->widget_state);
+    cJSON_Delete(o->widget_buffers);
+    memset(o, 0, sizeof *o);
+}
+
+static cJSON *dup_or(const cJSON *j, cJSON *(*make)(void))
+{
+    return j ? nb_json_dup(j) : make();
+}
+
+/* nbformat.v4.output_from_msg(); NULL for message types that are not outputs. */
+static cJSON *output_from_msg(const char *msg_type, const cJSON *content)
+{
+    cJSON *out = cJSON_CreateObject();
+    if (strcmp(msg_type, "execute_result") == 0 || strcmp(msg_type, "display_data") == 0 ||
+        strcmp(msg_type, "update_display_data") == 0) {
+        bool result = msg_type[0] == 'e';
+        cJSON_AddStringToObject(out, "output_type", result ? "execute_result" : "display_data");
+        cJSON *data = cb_json_obj(content, "data");
+        cJSON *md = cb_json_obj(content, "metadata");
+        cJSON_AddItemToObject(out, "data", dup_or(data, cJSON_CreateObject));
+        cJSON_AddItemToObject(out, "metadata", dup_or(md, cJSON_CreateObject));
+        if (result) {
+            cJSON *ec = cJSON_GetObjectItemCaseSensitive(content, "execution_count");
+            cJSON_AddItemToObject(out, "execution_count", ec ? nb_json_dup(ec) : cJSON_CreateNull());
+        }
+    } else if (strcmp(msg_type, "stream") == 0) {
+        cJSON_AddStringToObject(out, "output_type", "stream");
+        cJSON_AddStringToObject(out, "name", cb_json_str(content, "name", "stdout"));
+        cJSON_AddStringToObject(out, "text", cb_json_str(content, "text", ""));
+    } else if (strcmp(msg_type, "error") == 0) {
+        cJSON_AddStringToObject(out, "output_type", "error");
+        cJSON_AddStringToObject(out, "ename", cb_json_str(content, "ename", ""));
+        cJSON_AddStringToObject(out, "evalue", cb_json_str(content, "evalue", ""));
+        cJSON *tb = cb_json_arr(content, "traceback");
+        cJSON_AddItemToObject(out, "traceback", dup_or(tb, cJSON_CreateArray));
+    } else {
+        cJSON_Delete(out);
+        return NULL;
+    }
+    return out;
+}
+
+static cJSON *cell_outputs(nb_outputs *o, int cell_index)
+{
+    cJSON *cell = nb_cell_at(o->nb, cell_index);
+    cJSON *outs = cb_json_arr(cell, "outputs");
+    if (!outs) {
+        outs = cJSON_CreateArray();
+        cb_json_set(cell, "outputs", outs);
+    }
+    return outs;
+}
+
+static void forget_cell_refs(nb_outputs *o, int cell_index)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < o->n_refs; i++) {
+        if (o->refs[i].cell == cell_index)
+            free(o->refs[i].display_id);
+        else
+            o->refs[w++] = o->refs[i];
+    }
+    o->n_refs = w;
+}
+
+static void clear_cell(nb_outputs *o, int cell_index)
+{
+    cb_json_set(nb_cell_at(o->nb, cell_index), "outputs", cJSON_CreateArray());
+    forget_cell_refs(o, cell_index);
+}
+
+/* Every output shown with display_id gets the new data and metadata. */
+static bool update_display(nb_outputs *o, const char *display_id, const cJSON *content)
+{
+    bool changed = false;
+    for (size_t i = 0; i < o->n_refs; i++) {
+        if (strcmp(o->refs[i].display_id, display_id) != 0)
+            continue;
+        cJSON *out = cJSON_GetArrayItem(cell_outputs(o, o->refs[i].cell), o->refs[i].output);
+        if (!out)
+            continue;
+        cJSON *data = cb_json_obj(content, "data");
+        cJSON *md = cb_json_obj(content, "metadata");
+        cb_json_set(out, "data", dup_or(data, cJSON_CreateObject));
+        cb_json_set(out, "metadata", dup_or(md, cJSON_CreateObject));
+        changed = true;
+    }
+    return changed;
+}
+
+static void append_output(nb_outputs *o, int cell_index, cJSON *out, const char *display_id)
+{
+    if (o->clear_pending) {
+        clear_cell(o, cell_index);
+        o->clear_pending = false;
+    }
+    cJSON *outs = cell_outputs(o, cell_index);
+    if (o->merge_streams && strcmp(cb_json_str(out, "output_type", ""), "stream") == 0) {
+        cJSON *last = outs->child ? outs->child->prev : NULL;  /* cJSON keeps the tail in child->prev */
+        if (last && strcmp(cb_json_str(last, "output_type", ""), "stream") == 0 &&
+            strcmp(cb_json_str(last, "name", ""), cb_json_str(out, "name", "")) == 0) {
+            cJSON *lt = cJSON_GetObjectItemCaseSensitive(last, "text");
+            const char *add = cb_json_str(out, "text", "");
+            if (cJSON_IsString(lt)) {
+                size_t a = strlen(lt->valuestring), b = strlen(add);
+                char *joined = cb_malloc(a + b + 1);
+                memcpy(joined, lt->valuestring, a);
+                memcpy(joined + a, add, b + 1);
+                free(lt->valuestring);
+                lt->valuestring = joined;
+                cJSON_Delete(out);
+                return;
+            }
+        }
+    }
+    if (display_id) {
+        if (o->n_refs == o->cap_refs)
+            o->refs = cb_realloc(o->refs, (o->cap_refs = o->cap_refs ? o->cap_refs * 2 : 8) * sizeof *o->refs);
+        o->refs[o->n_refs++] = (nb_display_ref){cb_strdup(display_id), cell_index, cJSON_GetArraySize(outs)};
+    }
+    cJSON_AddItemToArray(outs, out);
+}
+
+static void b64(cb_buf *b, const kn_bytes *buf)
+{
+    size_t n = sodium_base64_ENCODED_LEN(buf->len, sodium_base64_VARIANT_ORIGINAL);
+    cb_buf_reserve(b, n);
+    sodium_bin2base64(b->data + b->len, n, (const unsigned char *)buf->data, buf->len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    b->len += n - 1;
+}
+
+/* nbclient's handle_comm_msg(): widget state and binary buffers. */
+static void widget_message(nb_outputs *o, const kn_client_msg *m)
+{
+    const cJSON *data = cb_json_obj(m->content, "data");
+    const cJSON *state = cb_json_obj(data, "state");
+    const char *comm_id = cb_json_str(m->content, "comm_id", NULL);
+    if (!o->store_widget_state || !state || !comm_id)
+        return;
+    if (!o->widget_state)
+        o->widget_state = cJSON_CreateObject();
+    cJSON *st = cb_json_obj(o->widget_state, comm_id);
+    if (!st) {
+        st = cJSON_CreateObject();
+        cJSON_AddItemToObject(o->widget_state, comm_id, st);
+    }
+    for (const cJSON *k = state->child; k; k = k->next)
+        cb_json_set(st, k->string, nb_json_dup(k));
+    const cJSON *paths = cb_json_arr(data, "buffer_paths");
+    if (!paths || !paths->child)
+        return;
+    if (!o->widget_buffers)
+        o->widget_buffers = cJSON_CreateObject();
+    cJSON *bufs = cb_json_obj(o->widget_buffers, comm_id);
+    if (!bufs) {
+        bufs = cJSON_CreateObject();
+        cJSON_AddItemToObject(o->widget_buffers, comm_id, bufs);
+    }
+    size_t i = 0;
+    for (const cJSON *p = paths->child; p && i < m->n_buffers; p = p->next, i++) {
+        cb_autofree char *key = cJSON_PrintUnformatted(p);  /* the path identifies the buffer */
+        cJSON *entry = cJSON_CreateObject();
+        cb_buf enc = CB_BUF_INIT;
+        cb_buf_puts(&enc, "");
+        b64(&enc, &m->buffers[i]);
+        cJSON *s = cJSON_CreateString("");
+        free(s->valuestring);
+        s->valuestring = cb_buf_steal(&enc);
+        cJSON_AddItemToObject(entry, "data", s);
+        cJSON_AddStringToObject(entry, "encoding", "base64");
+        cJSON_AddItemToObject(entry, "path", nb_json_dup(p));
+        if (cJSON_GetObjectItemCaseSensitive(bufs, key))
+            cJSON_ReplaceItemInObjectCaseSensitive(bufs, key, entry);
+        else
+            cJSON_AddItemToObject(bufs, key, entry);
+    }
+}
+
+bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m)
+{
+    const char *t = m->msg_type;
+    const cJSON *content = m->content;
+    const char *display_id = cb_json_str(cb_json_obj(content, "transient"), "display_id", NULL);
+    if (display_id && !*display_id)
+        display_id = NULL;
+    bool changed = false;
+    bool displayish = strcmp(t, "execute_result") == 0 || strcmp(t, "display_data") == 0 ||
+                      strcmp(t, "update_display_data") == 0;
+    if (display_id && displayish)
+        changed |= update_display(o, display_id, content);
+    if (strcmp(t, "clear_output") == 0) {
+        if (cb_json_bool(content, "wait", false)) {
+            o->clear_pending = true;
+        } else {
+            clear_cell(o, cell_index);
+            o->clear_pending = false;
+            changed = true;
+        }
+        return changed;
+    }
+    if (cb_str_has_prefix(t, "comm_")) {
+        widget_message(o, m);
+        return changed;
+    }
+    if (strcmp(t, "update_display_data") == 0 || strcmp(t, "execute_input") == 0 || strcmp(t, "status") == 0)
+        return changed;
+    cJSON *out = output_from_msg(t, content);
+    if (!out) {
+        cb_debug("notebooks", "ignored IOPub message %s", t);
+        return changed;
+    }
+    append_output(o, cell_index, out, display_id);
+    return true;
+}
+
+void nb_outputs_store_widgets(nb_outputs *o)
+{
+    if (!o->widget_state || !o->widget_state->child)
+        return;
+    cJSON *w = cJSON_CreateObject();
+    cJSON *spec = cJSON_AddObjectToObject(w, "application/vnd.jupyter.widget-state+json");
+    cJSON *states = cJSON_AddObjectToObject(spec, "state");
+    cJSON_AddNumberToObject(spec, "version_major", 2);
+    cJSON_AddNumberToObject(spec, "version_minor", 0);
+    for (const cJSON *st = o->widget_state->child; st; st = st->next) {
+        if (!cJSON_GetObjectItemCaseSensitive(st, "_model_name"))
+            continue;
+        cJSON *e = cJSON_CreateObject();
+        static const char *const keys[][2] = {{"model_name", "_model_name"},
+                                              {"model_module", "_model_module"},
+                                              {"model_module_version", "_model_module_version"}};
+        for (size_t i = 0; i < CB_ARRAY_LEN(keys); i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, keys[i][1]);
+            cJSON_AddItemToObject(e, keys[i][0], v ? nb_json_dup(v) : cJSON_CreateNull());
+        }
+        cJSON_AddItemToObject(e, "state", nb_json_dup(st));
+        const cJSON *bufs = cb_json_obj(o->widget_buffers, st->string);
+        if (bufs && bufs->child) {
+            cJSON *list = cJSON_AddArrayToObject(e, "buffers");
+            for (const cJSON *b = bufs->child; b; b = b->next)
+                cJSON_AddItemToArray(list, nb_json_dup(b));
+        }
+        cJSON_AddItemToObject(states, st->string, e);
+    }
+    cb_json_set(o->nb->metadata, "widgets", w);
+}
+
+/* ============================================================== execution */
+
+void nb_exec_result_clear(nb_exec_result *r)
+{
+    free(r->reason);
+    memset(r, 0, sizeof *r);
+    r->cell = -1;
+}
+
+static void set_reason(nb_exec_result *r, nb_status st, int cell, const cJSON *c, const char *fmt, ...)
+    CB_PRINTF(5, 6);
+static void set_reason(nb_exec_result *r, nb_status st, int cell, const cJSON *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cb_autofree char *msg = cb_vprintf_new(fmt, ap);
+    va_end(ap);
+    free(r->reason);
+    char label[128];
+    r->reason = c ? cb_printf_new("%s: %s", nb_cell_label(c, cell, label, sizeof label), msg) : cb_strdup(msg);
+    r->status = st;
+    r->cell = cell;
+}
+
+static bool blank(const char *s)
+{
+    for (; *s; s++)
+        if (!isspace((unsigned char)*s))
+            return false;
+    return true;
+}
+
+/* nbclient's timestamp(): the header date, as UTC with microseconds and Z. */
+static cJSON *timestamp(const char *date)
+{
+    long long us = date && *date ? cb_iso_date_parse(date) : -1;
+    char buf[CB_ISO_DATE_LEN];
+    cb_iso_date(buf, us >= 0 ? us : cb_real_us());
+    return cJSON_CreateString(buf);
+}
+
+static void add_error_output(nb_outputs *outs, int cell_index, const char *ename, const char *evalue)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "output_type", "error");
+    cJSON_AddStringToObject(e, "ename", ename);
+    cJSON_AddStringToObject(e, "evalue", evalue);
+    cJSON *tb = cJSON_AddArrayToObject(e, "traceback");
+    cb_autofree char *line = cb_printf_new("%s: %s", ename, evalue);
+    cJSON_AddItemToArray(tb, cJSON_CreateString(line));
+    outs->clear_pending = false;
+    cJSON_AddItemToArray(cell_outputs(outs, cell_index), e);
+}
+
+typedef struct run_state {
+    const nb_exec_opts *o;
+    kn_client *k;
+    nb_outputs outs;
+    nb_exec_result *r;
+    int count;           /* code cells executed */
+} run_state;
+
+/* Runs one code cell; returns false when the run must stop. */
+static bool run_cell(run_state *rs, int idx, cJSON *cell)
+{
+    const nb_exec_opts *o = rs->o;
+    cJSON *md = nb_cell_metadata(cell);
+    cJSON *timing = NULL;
+    if (o->record_timing) {
+        timing = cJSON_CreateObject();
+        cb_json_set(md, "execution", timing);
+    }
+    bool allows_errors = o->allow_errors || nb_cell_has_tag(cell, "raises-exception");
+    char msg_id[KN_MSG_ID_LEN];
+    if (kn_client_execute(rs->k, nb_cell_source(cell), true, false, !allows_errors, msg_id) < 0) {
+        set_reason(rs->r, NB_DEAD, idx, cell, "cannot send the execute_request to the kernel");
+        return false;
+    }
+    rs->count++;
+    cb_json_set(cell, "outputs", cJSON_CreateArray());
+    forget_cell_refs(&rs->outs, idx);
+    rs->outs.clear_pending = false;
+
+    double now = cb_mono_s();
+    double cell_deadline = o->timeout > 0 ? now + o->timeout : 0;
+    double idle_deadline = 0;   /* set when the reply is in */
+    double interrupt_deadline = 0;
+    double iopub_timeout = o->iopub_timeout > 0 ? o->iopub_timeout : 4;
+    bool got_reply = false, got_idle = false, timed_out = false;
+    cJSON *reply = NULL;
+    bool ok = true;
+    while (!(got_reply && got_idle)) {
+        now = cb_mono_s();
+        double until = 3600;  /* no deadline: wake up now and then anyway */
+        if (got_reply)
+            until = idle_deadline - now;
+        else if (timed_out)
+            until = interrupt_deadline - now;
+        else if (cell_deadline > 0)
+            until = cell_deadline - now;
+        kn_client_msg *m = NULL;
+        kn_poll_status st = until > 0 ? kn_client_poll(rs->k, until, &m) : KN_POLL_TIMEOUT;
+        if (st == KN_POLL_MSG) {
+            bool mine = strcmp(m->parent_id, msg_id) == 0;
+            if (m->channel == KN_CH_IOPUB && mine) {
+                const char *t = m->msg_type;
+                if (o->hooks.message)
+                    o->hooks.message(o->hooks.ctx, idx, m);
+                cJSON *ec = cJSON_GetObjectItemCaseSensitive(m->content, "execution_count");
+                if (ec && (cJSON_IsNumber(ec) || cJSON_IsNull(ec)))
+                    cb_json_set(cell, "execution_count", nb_json_dup(ec));
+                if (strcmp(t, "status") == 0) {
+                    const char *state = cb_json_str(m->content, "execution_state", "");
+                    if (timing && strcmp(state, "busy") == 0)
+                        cb_json_set(timing, "iopub.status.busy", timestamp(m->date));
+                    if (strcmp(state, "idle") == 0) {
+                        if (timing)
+                            cb_json_set(timing, "iopub.status.idle", timestamp(m->date));
+                        got_idle = true;
+                    }
+                } else if (strcmp(t, "execute_input") == 0) {
+                    if (timing)
+                        cb_json_set(timing, "iopub.execute_input", timestamp(m->date));
+                } else {
+                    nb_outputs_apply(&rs->outs, idx, m);
+                }
+            } else if (m->channel == KN_CH_SHELL && mine && !got_reply) {
+                got_reply = true;
+                reply = m->content;
+                m->content = NULL;
+                idle_deadline = cb_mono_s() + iopub_timeout;
+                if (timing)
+                    cb_json_set(timing, "shell.execute_reply", timestamp(m->date));
+            }
+            kn_client_msg_free(m);
+            continue;
+        }
+        if (st == KN_POLL_TIMEOUT) {
+            if (got_reply) {
+                cb_warn("notebooks", "cell %d: no IOPub idle %g s after the execute_reply; going on", idx + 1,
+                        iopub_timeout);
+                break;
+            }
+            if (!timed_out && cell_deadline > 0 && cb_mono_s() >= cell_deadline) {
+                timed_out = true;
+                cb_info("notebooks", "cell %d: timeout after %g s: interrupting the kernel", idx + 1, o->timeout);
+                kn_client_interrupt(rs->k);
+                interrupt_deadline = cb_mono_s() + (o->interrupt_grace > 0 ? o->interrupt_grace : 10);
+                continue;
+            }
+            if (timed_out) {
+                /* the interrupt did not help: the kernel is stuck */
+                cb_autofree char *ev = cb_printf_new(
+                    "Cell execution timed out after %g seconds and the kernel did not answer the interrupt", o->timeout);
+                add_error_output(&rs->outs, idx, "CellTimeoutError", ev);
+                set_reason(rs->r, NB_TIMEOUT, idx, cell, "timed out after %g s (the kernel ignored the interrupt and was stopped)",
+                           o->timeout);
+                kn_client_kill(rs->k);
+                ok = false;
+                break;
+            }
+            continue;  /* no deadline: keep waiting */
+        }
+        if (st == KN_POLL_DIED || st == KN_POLL_HB_LOST) {
+            cb_autofree char *why = st == KN_POLL_DIED
+                                        ? cb_printf_new("the kernel %s", kn_client_exit_status(rs->k))
+                                        : cb_printf_new("the kernel stopped answering heartbeats for %g s", o->hb_timeout);
+            cb_autofree char *ev = cb_printf_new("Kernel died while executing this cell: %s", why);
+            add_error_output(&rs->outs, idx, "DeadKernelError", ev);
+            set_reason(rs->r, NB_DEAD, idx, cell, "kernel died: %s", why);
+            kn_client_kill(rs->k);
+            ok = false;
+            break;
+        }
+        if (st == KN_POLL_CANCELLED) {
+            add_error_output(&rs->outs, idx, "KeyboardInterrupt", "cellbox run was interrupted");
+            set_reason(rs->r, NB_CANCELLED, idx, cell, "interrupted");
+            ok = false;
+            break;
+        }
+    }
+    if (ok && timed_out) {
+        cb_autofree char *ev = cb_printf_new("Cell execution timed out after %g seconds", o->timeout);
+        add_error_output(&rs->outs, idx, "CellTimeoutError", ev);
+        set_reason(rs->r, NB_TIMEOUT, idx, cell, "timed out after %g s (the kernel was interrupted)", o->timeout);
+        ok = false;
+    }
+    if (ok) {
+        cb_json_set(cell, "execution_count", cJSON_CreateNumber(rs->count));
+        const char *status = cb_json_str(reply, "status", "ok");
+        if (strcmp(status, "ok") != 0 && !allows_errors) {
+            const char *ename = cb_json_str(reply, "ename", status);
+            const char *evalue = cb_json_str(reply, "evalue", "");
+            if (strcmp(status, "aborted") == 0)
+                set_reason(rs->r, NB_CELL_ERROR, idx, cell, "execution aborted by the kernel");
+            else
+                set_reason(rs->r, NB_CELL_ERROR, idx, cell, "%s%s%s", ename, *evalue ? ": " : "", evalue);
+            ok = false;
+        }
+    }
+    cJSON_Delete(reply);
+    return ok;
+}
+
+static void fill_kernel_metadata(nb_notebook *nb, const kn_kernelspec *spec, const cJSON *info)
+{
+    const cJSON *li = cb_json_obj(info, "language_info");
+    if (li)
+        cb_json_set(nb->metadata, "language_info", nb_json_dup(li));
+    cJSON *ks = cJSON_CreateObject();
+    cJSON_AddStringToObject(ks, "display_name", spec->display_name ? spec->display_name : spec->name);
+    const char *lang = spec->language && *spec->language ? spec->language : cb_json_str(li, "name", "");
+    cJSON_AddStringToObject(ks, "language", lang);
+    cJSON_AddStringToObject(ks, "name", spec->name);
+    cb_json_set(nb->metadata, "kernelspec", ks);
+}
+
+nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
+{
+    nb_exec_result_clear(r);
+    run_state rs = {.o = o, .r = r};
+    nb_outputs_init(&rs.outs, nb);
+    rs.outs.store_widget_state = o->store_widget_state;
+    if (o->papermill)
+        nb_pm_notebook_start(nb);
+
+    double t0 = cb_mono_s();
+    kn_client_opts ko = KN_CLIENT_OPTS_INIT;
+    ko.cwd = o->cwd;
+    ko.startup_timeout = o->startup_timeout;
+    ko.hb_timeout = o->hb_timeout;
+    ko.parse = nb_json_parse_msg;
+    ko.cancel_fd = o->cancel_fd;
+    ko.stdout_fd = o->kernel_stdout_fd;
+    ko.stderr_fd = o->kernel_stderr_fd;
+    cJSON *info = NULL;
+    char *err = NULL;
+    rs.k = kn_client_start(o->spec, &ko, &info, &err);
+    r->startup_s = cb_mono_s() - t0;
+    if (!rs.k) {
+        set_reason(r, strstr(err, "cancelled") ? NB_CANCELLED : NB_START_FAILED, -1, NULL, "%s", err);
+        free(err);
+        if (o->papermill)
+            nb_pm_notebook_complete(nb);
+        nb_outputs_clear(&rs.outs);
+        return r->status;
+    }
+    fill_kernel_metadata(nb, o->spec, info);
+    cJSON_Delete(info);
+    if (o->hooks.kernel_ready)
+        o->hooks.kernel_ready(o->hooks.ctx);
+
+    double t1 = cb_mono_s();
+    int n = nb_cell_count(nb), stopped_at = -1;
+    for (int i = 0; i < n; i++) {
+        cJSON *cell = nb_cell_at(nb, i);
+        if (o->papermill)
+            nb_pm_cell_start(cell);
+        if (o->hooks.cell_start)
+            o->hooks.cell_start(o->hooks.ctx, i, cell);
+        bool go_on = true;
+        if (strcmp(nb_cell_type(cell), "code") == 0 && !blank(nb_cell_source(cell)) &&
+            !nb_cell_has_tag(cell, "skip-execution"))
+            go_on = run_cell(&rs, i, cell);
+        if (o->papermill) {
+            if (!go_on)
+                nb_pm_cell_exception(nb, cell);
+            nb_pm_cell_complete(cell);
+        }
+        if (o->hooks.cell_done)
+            o->hooks.cell_done(o->hooks.ctx, i, cell);
+        if (!go_on) {
+            stopped_at = i;
+            break;
+        }
+    }
+    r->cells_s = cb_mono_s() - t1;
+    r->code_cells_run = rs.count;
+    /* cells that did not run in this execution must not show old outputs */
+    if (stopped_at >= 0 && !o->papermill) {
+        for (int i = stopped_at + 1; i < n; i++) {
+            cJSON *cell = nb_cell_at(nb, i);
+            if (strcmp(nb_cell_type(cell), "code") != 0)
+                continue;
+            cb_json_set(cell, "outputs", cJSON_CreateArray());
+            cb_json_set(cell, "execution_count", cJSON_CreateNull());
+        }
+    }
+    nb_outputs_store_widgets(&rs.outs);
+    double t2 = cb_mono_s();
+    kn_client_shutdown(rs.k, o->shutdown_grace > 0 ? o->shutdown_grace : 5);
+    kn_client_free(rs.k);
+    r->shutdown_s = cb_mono_s() - t2;
+    if (o->papermill) {
+        nb_pm_notebook_complete(nb);
+        if (r->status == NB_CELL_ERROR || r->status == NB_TIMEOUT || r->status == NB_DEAD)
+            nb_pm_insert_error_cells(nb, r->cell);
+    }
+    nb_outputs_clear(&rs.outs);
+    return r->status;
+}

@@ -1,0 +1,109 @@
+/* notebooks/nb_exec.h: executing a notebook through a kernel, the way
+ * nbclient does it (same requests, same outputs, same metadata), plus the
+ * papermill bookkeeping when asked.
+ *
+ * Two layers:
+ *   nb_outputs   turns a cell's IOPub messages into nbformat outputs:
+ *                streams merged, display_id updates applied to earlier
+ *                outputs (any cell), clear_output(wait) honoured, widget
+ *                state collected from comm messages. No sockets: the unit
+ *                tests feed it messages.
+ *   nb_execute() starts the kernel (kn_client), runs the code cells in
+ *                order and decides when to stop (errors, timeouts, a dead
+ *                kernel, cancellation).
+ *
+ * Ownership: the notebook is borrowed and modified in place; result
+ * strings are owned by the result (nb_exec_result_clear).
+ */
+#ifndef NB_EXEC_H
+#define NB_EXEC_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "kernel/client.h"
+#include "kernel/kernelspec.h"
+#include "notebooks/nb_format.h"
+
+/* ------------------------------------------------------------------ outputs */
+
+typedef struct nb_display_ref {
+    char *display_id;
+    int cell, output;
+} nb_display_ref;
+
+typedef struct nb_outputs {
+    nb_notebook *nb;              /* borrowed */
+    nb_display_ref *refs;
+    size_t n_refs, cap_refs;
+    bool clear_pending;           /* clear_output(wait=True) seen */
+    bool merge_streams;           /* consecutive stream outputs of one name become one */
+    bool store_widget_state;
+    cJSON *widget_state;          /* comm_id -> state */
+    cJSON *widget_buffers;        /* comm_id -> {path -> {data, encoding, path}} */
+} nb_outputs;
+
+void nb_outputs_init(nb_outputs *o, nb_notebook *nb);
+void nb_outputs_clear(nb_outputs *o);
+/* Applies one IOPub message that belongs to the execution of cell
+ * cell_index. Returns true when the cell's outputs changed. */
+bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m);
+/* Writes metadata.widgets when widget state was seen (nbclient's format). */
+void nb_outputs_store_widgets(nb_outputs *o);
+
+/* ---------------------------------------------------------------- execution */
+
+typedef enum {
+    NB_OK = 0,
+    NB_CELL_ERROR,      /* a cell raised and errors were not allowed */
+    NB_TIMEOUT,         /* a cell ran over --timeout */
+    NB_DEAD,            /* the kernel died or lost its heartbeat */
+    NB_START_FAILED,    /* the kernel could not be started */
+    NB_CANCELLED,       /* SIGINT/SIGTERM to cellbox */
+} nb_status;
+
+typedef struct nb_exec_hooks {
+    void *ctx;
+    /* Before/after each cell (every type), index from 0. */
+    void (*cell_start)(void *ctx, int index, const cJSON *cell);
+    void (*cell_done)(void *ctx, int index, const cJSON *cell);
+    /* Every IOPub message of the running cell (--log-output). */
+    void (*message)(void *ctx, int index, const kn_client_msg *m);
+    /* The kernel is ready (for progress displays). */
+    void (*kernel_ready)(void *ctx);
+} nb_exec_hooks;
+
+typedef struct nb_exec_opts {
+    const kn_kernelspec *spec;
+    const char *cwd;               /* the kernel's working directory */
+    double timeout;                /* per cell, seconds; <= 0 = none */
+    double startup_timeout;        /* seconds; <= 0 = 60 */
+    double iopub_timeout;          /* after the reply, wait this long for idle; <= 0 = 4 */
+    double interrupt_grace;        /* after a timeout interrupt; <= 0 = 10 */
+    double hb_timeout;             /* heartbeat loss; 0 = off */
+    double shutdown_grace;         /* <= 0 = 5 */
+    bool allow_errors;
+    bool record_timing;            /* cell.metadata.execution */
+    bool store_widget_state;
+    bool papermill;                /* papermill's per-cell and notebook metadata */
+    int cancel_fd;                 /* -1 = none */
+    int kernel_stdout_fd, kernel_stderr_fd;  /* -1 = inherit */
+    nb_exec_hooks hooks;
+} nb_exec_opts;
+
+typedef struct nb_exec_result {
+    nb_status status;
+    int cell;                /* the cell that failed, or -1 */
+    int code_cells_run;
+    char *reason;            /* one line, owned: "cell 3 (id 'x'): ZeroDivisionError: division by zero" */
+    double startup_s, cells_s, shutdown_s;
+} nb_exec_result;
+
+void nb_exec_result_clear(nb_exec_result *r);
+
+/* Runs the notebook. Always leaves a notebook worth writing (the partial
+ * one on failure, with the error recorded in the failing cell). Returns
+ * r->status. */
+nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r);
+
+#endif

@@ -1,0 +1,68 @@
+/* notebooks/nb_papermill.h: what papermill users rely on, without papermill.
+ *
+ * Parameters: typed like papermill's CLI (-p: True/False/None, int, float,
+ * else str; -r: always str; -f: a JSON or YAML file), turned into code for
+ * the kernel's language by papermill's translators (Python, R, bash) and
+ * injected as a cell tagged "injected-parameters" after the first cell
+ * tagged "parameters" (replacing an earlier injected cell; at the top, with
+ * a warning, when there is none).
+ *
+ * Metadata: metadata.papermill (parameters, input/output paths, start/end
+ * time, duration, exception...) and cell.metadata.papermill (start_time,
+ * end_time, duration, status, exception) exactly as papermill's engine
+ * writes them (naive UTC ISO times, durations in seconds as floats); on
+ * failure the two red "papermill-error-cell-tag" markdown cells.
+ *
+ * Parameter sets are cJSON objects in insertion order (a Python dict); the
+ * functions below borrow them. *err is owned.
+ */
+#ifndef NB_PAPERMILL_H
+#define NB_PAPERMILL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "notebooks/nb_format.h"
+
+/* -p NAME VALUE: papermill's _resolve_type(). Replaces an earlier value in
+ * place (dict update). */
+void nb_params_set_typed(cJSON *params, const char *name, const char *value);
+/* -r NAME VALUE. */
+void nb_params_set_raw(cJSON *params, const char *name, const char *value);
+/* -f FILE: a JSON object (or, built with libyaml, a YAML mapping); its
+ * keys are merged into params. 0 or -1 with *err. */
+int nb_params_load_file(cJSON *params, const char *path, char **err);
+/* YAML text -> JSON value, papermill's NoDatesSafeLoader semantics (YAML
+ * 1.1 scalars: null/~, true/yes/on, ints, floats, .inf/.nan; dates stay
+ * strings). NULL + *err without libyaml or on a syntax error. */
+cJSON *nb_yaml_parse(const char *text, size_t len, char **err);
+bool nb_yaml_supported(void);
+
+/* The injected cell's source ("# Parameters\nx = 1\n") for the kernel's
+ * language; kernel_name is tried first, like papermill. NULL + *err when
+ * no translator fits or a value cannot be expressed. */
+char *nb_params_code(const cJSON *params, const char *kernel_name, const char *language, char **err);
+
+/* papermill's parameterize_notebook(): upgrade to 4.5, inject, record
+ * metadata.papermill.parameters. 0 or -1 with *err. */
+int nb_params_inject(nb_notebook *nb, const cJSON *params, const char *kernel_name, const char *language,
+                     char **err);
+
+/* papermill's load_notebook_node() additions: upgrade to nbformat 4.5,
+ * metadata.papermill defaults, tags [] and papermill {} on every cell. */
+void nb_pm_load(nb_notebook *nb);
+/* input/output paths; drops the error markers of an earlier failed run. */
+void nb_pm_prepare(nb_notebook *nb, const char *input_path, const char *output_path);
+void nb_pm_notebook_start(nb_notebook *nb);
+void nb_pm_cell_start(cJSON *cell);
+void nb_pm_cell_exception(nb_notebook *nb, cJSON *cell);
+void nb_pm_cell_complete(cJSON *cell);
+void nb_pm_notebook_complete(nb_notebook *nb);
+/* raise_for_execution_errors(): a red markdown cell at the top and an
+ * anchor cell before the failing one. */
+void nb_pm_insert_error_cells(nb_notebook *nb, int cell_index);
+
+/* "2026-11-26T13:13:03.918002" (datetime.utcnow().isoformat()). */
+void nb_pm_isotime(char *buf, size_t n, long long real_us);
+
+#endif

@@ -1,0 +1,871 @@
+/* notebooks/nb_run.c: `cellbox run`, the headless notebook executor.
+ *
+ * The story of one run:
+ *   1. options are parsed from a table (papermill's spellings are aliases),
+ *      then checked as a whole (-o with one input, --inplace alone...)
+ *   2. every input gets its output path up front, so that a bad
+ *      combination (an input overwritten without --inplace, two inputs
+ *      writing the same file) fails before any kernel starts
+ *   3. N workers (-j) take notebooks in order; each reads and validates
+ *      its notebook, picks the kernel, injects parameters (papermill mode),
+ *      executes it (nb_execute) and writes the result atomically
+ *   4. the main thread draws the progress bar on a TTY; results and
+ *      failures are printed in input order at the end
+ * SIGINT/SIGTERM make every worker stop its cell, write what it has and
+ * shut its kernel down (exit status 130).
+ *
+ * Exit status: 0 all notebooks ran cleanly, 1 at least one failed (its
+ * reason is printed on one line naming the notebook and the cell), 2 bad
+ * usage, 130 interrupted. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "kernel/client.h"
+#include "kernel/kernelspec.h"
+#include "main.h"
+#include "notebooks/nb_exec.h"
+#include "notebooks/nb_format.h"
+#include "notebooks/nb_json.h"
+#include "notebooks/nb_papermill.h"
+
+/* ================================================================= options */
+
+typedef struct run_opts {
+    char **inputs;
+    int n_inputs;
+    const char *output;
+    const char *output_dir;
+    bool inplace;
+    const char *kernel;
+    const char *cwd;
+    double timeout, startup_timeout, hb_timeout;
+    bool allow_errors, log_output, no_timing, prepare_only;
+    int progress;               /* -1 auto, 0 off, 1 on */
+    int jobs;
+    cJSON *params;              /* name -> value, insertion order */
+    bool have_params;
+    bool help;
+} run_opts;
+
+enum {
+    O_OUTPUT = 1, O_OUTPUT_DIR, O_INPLACE, O_KERNEL, O_CWD, O_TIMEOUT, O_STARTUP, O_HB, O_ALLOW_ERRORS,
+    O_LOG_OUTPUT, O_NO_TIMING, O_PROGRESS, O_NO_PROGRESS, O_JOBS, O_PARAM, O_PARAM_RAW, O_PARAM_FILE,
+    O_PARAM_YAML, O_PREPARE_ONLY, O_HELP,
+};
+
+static const struct opt_def {
+    const char *longname;   /* "--output" */
+    char shortname;         /* 'o' or 0 */
+    int id;
+    int nargs;              /* 0, 1 or 2 */
+} opt_defs[] = {
+    {"output", 'o', O_OUTPUT, 1},
+    {"output-dir", 0, O_OUTPUT_DIR, 1},
+    {"inplace", 0, O_INPLACE, 0},
+    {"kernel", 'k', O_KERNEL, 1},
+    {"cwd", 0, O_CWD, 1},
+    {"timeout", 't', O_TIMEOUT, 1},
+    {"execution-timeout", 0, O_TIMEOUT, 1},        /* papermill */
+    {"startup-timeout", 0, O_STARTUP, 1},
+    {"start-timeout", 0, O_STARTUP, 1},            /* papermill */
+    {"start_timeout", 0, O_STARTUP, 1},
+    {"heartbeat-timeout", 0, O_HB, 1},
+    {"allow-errors", 0, O_ALLOW_ERRORS, 0},
+    {"log-output", 0, O_LOG_OUTPUT, 0},
+    {"no-timing", 0, O_NO_TIMING, 0},
+    {"progress", 0, O_PROGRESS, 0},
+    {"progress-bar", 0, O_PROGRESS, 0},            /* papermill */
+    {"no-progress", 0, O_NO_PROGRESS, 0},
+    {"no-progress-bar", 0, O_NO_PROGRESS, 0},      /* papermill */
+    {"jobs", 'j', O_JOBS, 1},
+    {"parameters", 'p', O_PARAM, 2},
+    {"parameters_raw", 'r', O_PARAM_RAW, 2},
+    {"parameters-raw", 0, O_PARAM_RAW, 2},
+    {"parameters_file", 'f', O_PARAM_FILE, 1},
+    {"parameters-file", 0, O_PARAM_FILE, 1},
+    {"parameters_yaml", 'y', O_PARAM_YAML, 1},
+    {"parameters-yaml", 0, O_PARAM_YAML, 1},
+    {"prepare-only", 0, O_PREPARE_ONLY, 0},
+    {"help", 'h', O_HELP, 0},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: cellbox run [OPTIONS] NOTEBOOK.ipynb [MORE.ipynb ...]\n"
+        "\n"
+        "Execute notebooks headlessly, like nbclient/papermill, and write the executed\n"
+        "notebooks. By default NAME.ipynb is written to NAME.out.ipynb next to it; the\n"
+        "input is never overwritten without --inplace. Cells are numbered from 1.\n"
+        "\n"
+        "Output:\n"
+        "  -o, --output PATH          where to write (one input only; '-' = stdout)\n"
+        "      --output-dir DIR       write each result as DIR/NAME.ipynb\n"
+        "      --inplace              overwrite the input notebooks\n"
+        "Kernel:\n"
+        "  -k, --kernel NAME          an installed kernelspec (python3, xpython, ir...);\n"
+        "                             default: the notebook's own kernelspec when it is\n"
+        "                             installed, else cellbox's kernel for Python notebooks\n"
+        "      --cwd DIR              the kernel's working directory (default: the\n"
+        "                             notebook's folder)\n"
+        "      --startup-timeout S    seconds for the kernel to become ready (default 60)\n"
+        "      --heartbeat-timeout S  a kernel silent on its heartbeat this long is dead\n"
+        "                             (default 10, 0 = off)\n"
+        "Execution:\n"
+        "  -t, --timeout S            per cell; on expiry the kernel is interrupted, the cell\n"
+        "                             gets a CellTimeoutError and the run fails (default: none)\n"
+        "      --allow-errors         go on after a cell raises (one cell: tag it\n"
+        "                             raises-exception); cells tagged skip-execution are skipped\n"
+        "  -j, --jobs N               run N notebooks at once, each with its own kernel\n"
+        "      --no-timing            do not record cell.metadata.execution\n"
+        "      --log-output           print cell outputs as they arrive\n"
+        "      --progress, --no-progress  progress bar (default: on when stderr is a terminal)\n"
+        "Parameters (papermill-compatible; they also turn on papermill's metadata):\n"
+        "  -p, --parameters NAME VALUE       typed: True/False/None, int, float, else str\n"
+        "  -r, --parameters_raw NAME VALUE   always a string\n"
+        "  -f, --parameters_file FILE        a JSON%s file with a mapping of names to values\n"
+        "  -y, --parameters_yaml TEXT        the same, inline\n"
+        "      --prepare-only                inject the parameters and write, do not execute\n"
+        "  The values go into a cell tagged injected-parameters, after the first cell\n"
+        "  tagged parameters, written in the kernel's language (Python, R or bash).\n"
+        "\n"
+        "Exit status: 0 all notebooks ran cleanly; 1 one failed (a one-line reason names\n"
+        "the notebook and the cell; the partial notebook is still written); 2 bad usage;\n"
+        "130 interrupted.\n",
+        nb_yaml_supported() ? " or YAML" : "");
+}
+
+static int bad_usage(const char *fmt, ...) CB_PRINTF(1, 2);
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cellbox run: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(see 'cellbox run --help')\n", stderr);
+    return 2;
+}
+
+static int parse_seconds(const char *opt, const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || d < 0)
+        return bad_usage("%s needs a number of seconds >= 0, not '%s'", opt, v);
+    *out = d;
+    return 0;
+}
+
+static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, char **vals)
+{
+    char *err = NULL;
+    switch (d->id) {
+    case O_OUTPUT: o->output = vals[0]; break;
+    case O_OUTPUT_DIR: o->output_dir = vals[0]; break;
+    case O_INPLACE: o->inplace = true; break;
+    case O_KERNEL: o->kernel = vals[0]; break;
+    case O_CWD: o->cwd = vals[0]; break;
+    case O_TIMEOUT: return parse_seconds(spelled, vals[0], &o->timeout);
+    case O_STARTUP: return parse_seconds(spelled, vals[0], &o->startup_timeout);
+    case O_HB: return parse_seconds(spelled, vals[0], &o->hb_timeout);
+    case O_ALLOW_ERRORS: o->allow_errors = true; break;
+    case O_LOG_OUTPUT: o->log_output = true; break;
+    case O_NO_TIMING: o->no_timing = true; break;
+    case O_PROGRESS: o->progress = 1; break;
+    case O_NO_PROGRESS: o->progress = 0; break;
+    case O_JOBS: {
+        char *end;
+        long n = strtol(vals[0], &end, 10);
+        if (*end || end == vals[0] || n < 1 || n > 256)
+            return bad_usage("%s needs a number of jobs (1-256), not '%s'", spelled, vals[0]);
+        o->jobs = (int)n;
+        break;
+    }
+    case O_PARAM: nb_params_set_typed(o->params, vals[0], vals[1]); o->have_params = true; break;
+    case O_PARAM_RAW: nb_params_set_raw(o->params, vals[0], vals[1]); o->have_params = true; break;
+    case O_PARAM_FILE:
+        if (nb_params_load_file(o->params, vals[0], &err) < 0) {
+            int rc = bad_usage("%s", err);
+            free(err);
+            return rc;
+        }
+        o->have_params = true;
+        break;
+    case O_PARAM_YAML: {
+        cJSON *j = nb_yaml_supported() ? nb_yaml_parse(vals[0], strlen(vals[0]), &err)
+                                       : nb_json_parse(vals[0], strlen(vals[0]), 0, &err);
+        if (!j || !(cJSON_IsObject(j) || cJSON_IsNull(j))) {
+            int rc = bad_usage("%s: %s", spelled, err ? err : "expected a mapping of names to values");
+            free(err);
+            cJSON_Delete(j);
+            return rc;
+        }
+        for (cJSON *k = j->child; k; k = k->next)
+            cb_json_set(o->params, k->string, nb_json_dup(k));
+        cJSON_Delete(j);
+        o->have_params = true;
+        break;
+    }
+    case O_PREPARE_ONLY: o->prepare_only = true; break;
+    case O_HELP: o->help = true; break;
+    }
+    return 0;
+}
+
+/* A small argv parser: options may come after the notebooks (papermill's
+ * habit), take 0-2 values, --long=value and -xVALUE work, "--" ends them. */
+static int parse_args(run_opts *o, int argc, char **argv)
+{
+    o->inputs = cb_calloc((size_t)argc + 1, sizeof *o->inputs);
+    bool only_positional = false;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (only_positional || a[0] != '-' || strcmp(a, "-") == 0) {
+            o->inputs[o->n_inputs++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_positional = true;
+            continue;
+        }
+        const struct opt_def *d = NULL;
+        char *inline_val = NULL;
+        if (a[1] == '-') {
+            char *eq = strchr(a, '=');
+            size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            for (size_t k = 0; k < CB_ARRAY_LEN(opt_defs) && !d; k++)
+                if (strlen(opt_defs[k].longname) == n && strncmp(opt_defs[k].longname, a + 2, n) == 0)
+                    d = &opt_defs[k];
+            if (d && eq)
+                inline_val = eq + 1;
+        } else {
+            for (size_t k = 0; k < CB_ARRAY_LEN(opt_defs) && !d; k++)
+                if (opt_defs[k].shortname == a[1])
+                    d = &opt_defs[k];
+            if (d && a[2])
+                inline_val = a + 2;
+        }
+        if (!d)
+            return bad_usage("unknown option '%s'", a);
+        if (inline_val && d->nargs != 1)
+            return bad_usage("option '%s' does not take a value that way", a);
+        char *vals[2] = {inline_val, NULL};
+        int need = d->nargs - (inline_val ? 1 : 0);
+        for (int k = 0; k < need; k++) {
+            if (i + 1 >= argc)
+                return bad_usage("option '%s' needs %d value%s", a, d->nargs, d->nargs > 1 ? "s" : "");
+            vals[inline_val ? 1 : k] = argv[++i];
+        }
+        int rc = apply_opt(o, d, a, vals);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ============================================================ one notebook */
+
+typedef struct job {
+    int index;
+    const char *input;
+    char *output;               /* resolved output path ("-" = stdout) */
+    const char *output_given;   /* as the user wrote it, for papermill's metadata */
+    /* results */
+    bool done, ok, written;
+    char *error;                /* one line, owned */
+    nb_status status;
+    int cells_total, cells_done;
+    int current_cell;
+    char current_src[64];
+    double started, finished;
+    /* --log-output line buffers */
+    cb_buf line[2];
+} job;
+
+typedef struct run_ctx {
+    const run_opts *o;
+    job *jobs;
+    int n_jobs;
+    int next;                   /* next job to take */
+    pthread_mutex_t lock;       /* everything below, and the terminal */
+    bool tty_progress;
+    bool prefix_logs;
+    int progress_len;           /* characters of the progress line on screen */
+    int cancel_pipe[2];
+    double t0;
+} run_ctx;
+
+static run_ctx *g_ctx;  /* for the signal handler */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_ctx) {
+        char c = 1;
+        ssize_t w = write(g_ctx->cancel_pipe[1], &c, 1);
+        (void)w;
+    }
+}
+
+/* The pipe is written by the signal handler and never drained: once
+ * readable it stays readable, for every worker and kernel client. */
+static bool cancel_requested(run_ctx *c)
+{
+    struct pollfd p = {.fd = c->cancel_pipe[0], .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* ---------------------------------------------------------- terminal output */
+
+static void progress_clear_locked(run_ctx *c)
+{
+    if (c->tty_progress && c->progress_len) {
+        fputs("\r\033[K", stderr);
+        c->progress_len = 0;
+    }
+}
+
+static void progress_draw_locked(run_ctx *c)
+{
+    if (!c->tty_progress)
+        return;
+    int nb_done = 0, cells_done = 0, cells_total = 0, running = 0;
+    const job *cur = NULL;
+    for (int i = 0; i < c->n_jobs; i++) {
+        const job *j = &c->jobs[i];
+        nb_done += j->done;
+        cells_done += j->cells_done;
+        cells_total += j->cells_total;
+        if (j->started > 0 && !j->done) {
+            running++;
+            cur = j;
+        }
+    }
+    char bar[21];
+    int filled = cells_total ? (int)(20.0 * cells_done / cells_total) : 0;
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < filled ? '#' : '-';
+    bar[20] = '\0';
+    cb_buf line = CB_BUF_INIT;
+    if (c->n_jobs > 1)
+        cb_buf_printf(&line, "[%d/%d notebooks] ", nb_done, c->n_jobs);
+    cb_buf_printf(&line, "[%s] %d/%d cells %.1fs", bar, cells_done, cells_total, cb_mono_s() - c->t0);
+    if (cur) {
+        const char *base = strrchr(cur->input, '/');
+        cb_buf_printf(&line, "  %s", base ? base + 1 : cur->input);
+        if (cur->current_cell >= 0)
+            cb_buf_printf(&line, " cell %d: %s", cur->current_cell + 1, cur->current_src);
+        else
+            cb_buf_puts(&line, " starting kernel");
+    }
+    /* keep it on one terminal line */
+    int width = 100;
+    const char *cols = getenv("COLUMNS");
+    if (cols && atoi(cols) > 20)
+        width = atoi(cols) - 1;
+    if ((int)line.len > width)
+        line.data[width] = '\0', line.len = (size_t)width;
+    fprintf(stderr, "\r\033[K%s", line.data);
+    fflush(stderr);
+    c->progress_len = (int)line.len;
+    cb_buf_clear(&line);
+}
+
+/* Prints whole lines of a stream (--log-output); the rest waits. */
+static void log_text(run_ctx *c, job *j, int which, const char *text, bool flush_partial)
+{
+    cb_buf *b = &j->line[which];
+    cb_buf_puts(b, text);
+    FILE *out = which == 0 && strcmp(j->output, "-") != 0 ? stdout : stderr;
+    pthread_mutex_lock(&c->lock);
+    progress_clear_locked(c);
+    for (;;) {
+        char *nl = b->len ? memchr(b->data, '\n', b->len) : NULL;
+        size_t n = nl ? (size_t)(nl - b->data) + 1 : (flush_partial ? b->len : 0);
+        if (!n)
+            break;
+        if (c->prefix_logs) {
+            const char *base = strrchr(j->input, '/');
+            fprintf(out, "[%s] ", base ? base + 1 : j->input);
+        }
+        fwrite(b->data, 1, n, out);
+        if (!nl)
+            fputc('\n', out);
+        cb_buf_consume(b, n);
+    }
+    fflush(out);
+    progress_draw_locked(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------------------------- hooks */
+
+static void hook_message(void *ctx, int index, const kn_client_msg *m)
+{
+    job *j = ((void **)ctx)[1];
+    run_ctx *c = ((void **)ctx)[0];
+    (void)index;
+    const char *t = m->msg_type;
+    if (strcmp(t, "stream") == 0) {
+        bool err = strcmp(cb_json_str(m->content, "name", ""), "stderr") == 0;
+        log_text(c, j, err ? 1 : 0, cb_json_str(m->content, "text", ""), false);
+    } else if (strcmp(t, "display_data") == 0 || strcmp(t, "execute_result") == 0) {
+        const char *plain = cb_json_str(cb_json_obj(m->content, "data"), "text/plain", NULL);
+        if (plain) {
+            log_text(c, j, 0, plain, false);
+            log_text(c, j, 0, "\n", false);
+        }
+    } else if (strcmp(t, "error") == 0) {
+        const cJSON *tb = cb_json_arr(m->content, "traceback");
+        for (const cJSON *l = tb ? tb->child : NULL; l; l = l->next)
+            if (cJSON_IsString(l)) {
+                log_text(c, j, 1, l->valuestring, false);
+                log_text(c, j, 1, "\n", false);
+            }
+    }
+}
+
+static void hook_cell_start(void *ctx, int index, const cJSON *cell)
+{
+    run_ctx *c = ((void **)ctx)[0];
+    job *j = ((void **)ctx)[1];
+    pthread_mutex_lock(&c->lock);
+    j->current_cell = index;
+    const char *src = nb_cell_source(cell);
+    size_t k = 0;
+    for (const char *p = src; *p && k < sizeof j->current_src - 1; p++)
+        if (*p != '\n' && *p != '\r' && *p != '\t')
+            j->current_src[k++] = *p;
+        else if (k && j->current_src[k - 1] != ' ')
+            j->current_src[k++] = ' ';
+    j->current_src[k] = '\0';
+    progress_draw_locked(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void hook_cell_done(void *ctx, int index, const cJSON *cell)
+{
+    run_ctx *c = ((void **)ctx)[0];
+    job *j = ((void **)ctx)[1];
+    (void)index;
+    (void)cell;
+    if (c->o->log_output) {
+        log_text(c, j, 0, "", true);
+        log_text(c, j, 1, "", true);
+    }
+    pthread_mutex_lock(&c->lock);
+    j->cells_done++;
+    progress_draw_locked(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------------------ kernel choice */
+
+static bool is_python(const char *lang)
+{
+    return !lang || !*lang || strncasecmp(lang, "python", 6) == 0;
+}
+
+/* cellbox's own kernel, launched from this very binary. */
+static kn_kernelspec *builtin_spec(void)
+{
+    kn_kernelspec *ks = cb_calloc(1, sizeof *ks);
+    ks->name = cb_strdup("cellbox");
+    ks->resource_dir = cb_strdup("");
+    char *exe = cb_self_exe();
+    const char *argv[] = {exe ? exe : "cellbox", "kernel", "-f", "{connection_file}"};
+    ks->argc = 4;
+    ks->argv = cb_calloc(5, sizeof *ks->argv);
+    for (int i = 0; i < 4; i++)
+        ks->argv[i] = cb_strdup(argv[i]);
+    free(exe);
+    ks->display_name = cb_strdup("Python 3 (cellbox)");
+    ks->language = cb_strdup("python");
+    ks->interrupt_mode = cb_strdup("signal");
+    return ks;
+}
+
+static void spec_add_arg(kn_kernelspec *ks, const char *arg)
+{
+    ks->argv = cb_realloc(ks->argv, (size_t)(ks->argc + 2) * sizeof *ks->argv);
+    ks->argv[ks->argc++] = cb_strdup(arg);
+    ks->argv[ks->argc] = NULL;
+}
+
+/* nbclient keeps history out of the way of headless runs: ipykernel gets
+ * an in-memory history file; cellbox's kernel gets --no-history. */
+static void spec_headless_args(kn_kernelspec *ks)
+{
+    const char *n = ks->name;
+    const char *base = strrchr(ks->argv[0], '/');
+    base = base ? base + 1 : ks->argv[0];
+    if (strcmp(n, "python") == 0 || strcmp(n, "python2") == 0 || strcmp(n, "python3") == 0)
+        spec_add_arg(ks, "--HistoryManager.hist_file=:memory:");
+    else if (strcmp(base, "cellbox") == 0 && ks->argc >= 2 && strcmp(ks->argv[1], "kernel") == 0)
+        spec_add_arg(ks, "--no-history");
+}
+
+static kn_kernelspec *find_spec(const char *name, char **err)
+{
+    kn_kernelspec *ks = kn_kernelspec_find(name, err);
+    if (!ks && strcmp(name, "cellbox") == 0) {
+        free(*err);
+        *err = NULL;
+        ks = builtin_spec();
+    }
+    return ks;
+}
+
+static kn_kernelspec *choose_kernel(const run_opts *o, const nb_notebook *nb, char **err)
+{
+    if (o->kernel)
+        return find_spec(o->kernel, err);
+    const cJSON *ks = cb_json_obj(nb->metadata, "kernelspec");
+    const char *name = cb_json_str(ks, "name", NULL);
+    const char *lang = cb_json_str(ks, "language", NULL);
+    if (!lang)
+        lang = cb_json_str(cb_json_obj(nb->metadata, "language_info"), "name", NULL);
+    if (name && *name) {
+        char *why = NULL;
+        kn_kernelspec *spec = find_spec(name, &why);
+        if (spec)
+            return spec;
+        if (!is_python(lang)) {
+            *err = cb_printf_new("%s (the notebook's kernel, for %s; choose one with -k)", why, lang);
+            free(why);
+            return NULL;
+        }
+        cb_info("notebooks", "kernel '%s' is not installed: using cellbox's Python kernel", name);
+        free(why);
+    } else if (!is_python(lang)) {
+        *err = cb_printf_new("the notebook is written in %s and names no kernel: choose one with -k", lang);
+        return NULL;
+    }
+    return builtin_spec();
+}
+
+/* ----------------------------------------------------------------- the run */
+
+static void job_fail(job *j, nb_status st, const char *fmt, ...) CB_PRINTF(3, 4);
+static void job_fail(job *j, nb_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    free(j->error);
+    j->error = cb_vprintf_new(fmt, ap);
+    va_end(ap);
+    j->ok = false;
+    j->status = st;
+}
+
+static void run_job(run_ctx *c, job *j)
+{
+    const run_opts *o = c->o;
+    char *err = NULL;
+    nb_notebook *nb = nb_notebook_read(j->input, &err);
+    if (!nb) {
+        job_fail(j, NB_START_FAILED, "%s", err);
+        free(err);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    j->cells_total = nb_cell_count(nb);
+    pthread_mutex_unlock(&c->lock);
+
+    kn_kernelspec *spec = choose_kernel(o, nb, &err);
+    bool papermill = o->have_params || o->prepare_only || cb_json_obj(nb->metadata, "papermill");
+    if (!spec && !(o->prepare_only && !o->kernel)) {
+        job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
+        goto out;
+    }
+    if (papermill) {
+        nb_pm_load(nb);
+        if (o->have_params) {
+            const char *kname = spec ? spec->name : cb_json_str(cb_json_obj(nb->metadata, "kernelspec"), "name", "");
+            const char *lang = spec && spec->language && *spec->language ? spec->language : NULL;
+            if (!lang)
+                lang = cb_json_str(cb_json_obj(nb->metadata, "language_info"), "name",
+                                   cb_json_str(cb_json_obj(nb->metadata, "kernelspec"), "language", "python"));
+            free(err);
+            err = NULL;
+            if (nb_params_inject(nb, o->params, kname, lang, &err) < 0) {
+                job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
+                goto out;
+            }
+        }
+        nb_pm_prepare(nb, j->input, j->output_given ? j->output_given : j->output);
+    }
+    pthread_mutex_lock(&c->lock);
+    j->cells_total = nb_cell_count(nb);
+    pthread_mutex_unlock(&c->lock);
+    if (o->prepare_only) {
+        j->ok = true;
+    } else {
+        spec_headless_args(spec);
+        cb_autofree char *dir = NULL;
+        if (!o->cwd) {
+            cb_autofree char *copy = cb_strdup(j->input);
+            dir = cb_strdup(dirname(copy));
+        }
+        void *hook_ctx[2] = {c, j};
+        nb_exec_opts eo = {
+            .spec = spec,
+            .cwd = o->cwd ? o->cwd : dir,
+            .timeout = o->timeout,
+            .startup_timeout = o->startup_timeout,
+            .hb_timeout = o->hb_timeout,
+            .allow_errors = o->allow_errors,
+            .record_timing = !o->no_timing,
+            .store_widget_state = true,
+            .papermill = papermill,
+            .cancel_fd = c->cancel_pipe[0],
+            .kernel_stdout_fd = -1,
+            .kernel_stderr_fd = -1,
+            .hooks = {.ctx = hook_ctx, .cell_start = hook_cell_start, .cell_done = hook_cell_done,
+                      .message = o->log_output ? hook_message : NULL},
+        };
+        /* the kernel's own stdout must not mix into a notebook written to stdout */
+        if (strcmp(j->output, "-") == 0)
+            eo.kernel_stdout_fd = STDERR_FILENO;
+        nb_exec_result r;
+        memset(&r, 0, sizeof r);
+        nb_status st = nb_execute(nb, &eo, &r);
+        cb_debug("notebooks", "%s: startup %.3f s, cells %.3f s, shutdown %.3f s", j->input, r.startup_s, r.cells_s,
+                 r.shutdown_s);
+        if (st == NB_OK) {
+            j->ok = true;
+        } else {
+            job_fail(j, st, "%s: %s", j->input, r.reason ? r.reason : "failed");
+            if (st == NB_START_FAILED || (st == NB_CANCELLED && r.cell < 0)) {
+                nb_exec_result_clear(&r);
+                goto out;  /* nothing ran: nothing worth writing */
+            }
+        }
+        nb_exec_result_clear(&r);
+    }
+    if (nb_notebook_write(nb, j->output, &err) < 0) {
+        job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
+    } else {
+        j->written = true;
+    }
+out:
+    free(err);
+    kn_kernelspec_free(spec);
+    nb_notebook_free(nb);
+}
+
+static void *worker(void *arg)
+{
+    run_ctx *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        int i = c->next < c->n_jobs ? c->next++ : -1;
+        job *j = i >= 0 ? &c->jobs[i] : NULL;
+        if (j) {
+            j->started = cb_mono_s();
+            j->current_cell = -1;
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (!j)
+            return NULL;
+        if (cancel_requested(c)) {  /* an interrupted run starts nothing new */
+            job_fail(j, NB_CANCELLED, "%s: not run (interrupted)", j->input);
+        } else {
+            run_job(c, j);
+        }
+        pthread_mutex_lock(&c->lock);
+        j->done = true;
+        j->finished = cb_mono_s();
+        progress_draw_locked(c);
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+/* ------------------------------------------------------------ output paths */
+
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ra[PATH_MAX], rb[PATH_MAX];
+    cb_autofree char *da = cb_strdup(a), *db = cb_strdup(b);
+    cb_autofree char *fa = cb_strdup(a), *fb = cb_strdup(b);
+    if (!realpath(dirname(da), ra) || !realpath(dirname(db), rb))
+        return false;
+    return strcmp(ra, rb) == 0 && strcmp(basename(fa), basename(fb)) == 0;
+}
+
+static char *default_output(const char *input)
+{
+    size_t n = strlen(input);
+    if (cb_str_has_suffix(input, ".ipynb"))
+        n -= strlen(".ipynb");
+    return cb_printf_new("%.*s.out.ipynb", (int)n, input);
+}
+
+static int plan_outputs(const run_opts *o, job *jobs)
+{
+    for (int i = 0; i < o->n_inputs; i++) {
+        job *j = &jobs[i];
+        if (o->output) {
+            j->output = cb_strdup(o->output);
+            j->output_given = o->output;
+        } else if (o->inplace) {
+            j->output = cb_strdup(j->input);
+        } else if (o->output_dir) {
+            cb_autofree char *copy = cb_strdup(j->input);
+            j->output = cb_path_join(o->output_dir, basename(copy));
+        } else {
+            j->output = default_output(j->input);
+        }
+        if (!o->inplace && strcmp(j->output, "-") != 0 && same_file(j->input, j->output))
+            return bad_usage("%s would overwrite its input: use --inplace to mean it", j->output);
+        for (int k = 0; k < i; k++)
+            if (strcmp(jobs[k].output, "-") != 0 && same_file(jobs[k].output, j->output))
+                return bad_usage("%s and %s would both be written to %s", jobs[k].input, j->input, j->output);
+    }
+    return 0;
+}
+
+/* ==================================================================== main */
+
+int nb_cmd_run(int argc, char **argv)
+{
+    run_opts o = {.progress = -1, .jobs = 1, .hb_timeout = 10, .startup_timeout = 60};
+    o.params = cJSON_CreateObject();
+    int rc = parse_args(&o, argc, argv);
+    if (rc || o.help) {
+        if (o.help)
+            usage(stdout);
+        goto done;
+    }
+    rc = 2;
+    if (o.n_inputs == 0) {
+        rc = bad_usage("no notebook given");
+        goto done;
+    }
+    if ((o.output != NULL) + o.inplace + (o.output_dir != NULL) > 1) {
+        rc = bad_usage("choose one of -o/--output, --output-dir and --inplace");
+        goto done;
+    }
+    if (o.output && o.n_inputs > 1) {
+        rc = bad_usage("-o/--output names one file but %d notebooks were given: use --output-dir", o.n_inputs);
+        goto done;
+    }
+    for (int i = 0; i < o.n_inputs; i++)
+        if (strcmp(o.inputs[i], "-") == 0) {
+            rc = bad_usage("reading a notebook from stdin is not supported: give a file");
+            goto done;
+        }
+    if (o.output_dir && cb_mkdir_p(o.output_dir, 0755) < 0) {
+        fprintf(stderr, "cellbox run: cannot create %s: %s\n", o.output_dir, strerror(errno));
+        rc = 1;
+        goto done;
+    }
+    if (o.cwd) {
+        struct stat st;
+        if (stat(o.cwd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            rc = bad_usage("--cwd %s is not a folder", o.cwd);
+            goto done;
+        }
+    }
+    cb_log_init_from_env(CB_LOG_WARN);
+
+    run_ctx c = {.o = &o, .n_jobs = o.n_inputs, .t0 = cb_mono_s()};
+    c.jobs = cb_calloc((size_t)o.n_inputs, sizeof *c.jobs);
+    for (int i = 0; i < o.n_inputs; i++) {
+        c.jobs[i].index = i;
+        c.jobs[i].input = o.inputs[i];
+        c.jobs[i].current_cell = -1;
+    }
+    if ((rc = plan_outputs(&o, c.jobs)) != 0)
+        goto free_jobs;
+    c.tty_progress = o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO));
+    c.prefix_logs = o.n_inputs > 1;
+    pthread_mutex_init(&c.lock, NULL);
+    if (pipe2(c.cancel_pipe, O_CLOEXEC) < 0)
+        cb_die_errno("pipe");
+    g_ctx = &c;
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    signal(SIGPIPE, SIG_IGN);
+
+    int n_workers = o.jobs < o.n_inputs ? o.jobs : o.n_inputs;
+    pthread_t *threads = cb_calloc((size_t)n_workers, sizeof *threads);
+    for (int i = 0; i < n_workers; i++)
+        pthread_create(&threads[i], NULL, worker, &c);
+    if (c.tty_progress) {
+        /* redraw for the elapsed time while cells run */
+        for (;;) {
+            pthread_mutex_lock(&c.lock);
+            int done = 0;
+            for (int i = 0; i < c.n_jobs; i++)
+                done += c.jobs[i].done;
+            if (done < c.n_jobs)
+                progress_draw_locked(&c);
+            pthread_mutex_unlock(&c.lock);
+            if (done == c.n_jobs)
+                break;
+            usleep(200000);
+        }
+    }
+    for (int i = 0; i < n_workers; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    bool cancelled = cancel_requested(&c);
+    g_ctx = NULL;
+    close(c.cancel_pipe[0]);
+    close(c.cancel_pipe[1]);
+
+    pthread_mutex_lock(&c.lock);
+    progress_clear_locked(&c);
+    pthread_mutex_unlock(&c.lock);
+    int failed = 0;
+    for (int i = 0; i < c.n_jobs; i++) {
+        job *j = &c.jobs[i];
+        if (!j->ok) {
+            failed++;
+            fprintf(stderr, "cellbox run: %s%s%s\n", j->error ? j->error : j->input,
+                    j->written ? "; partial notebook written to " : "", j->written ? j->output : "");
+        } else if (c.tty_progress) {
+            fprintf(stderr, "ok %s -> %s (%d cells, %.2f s)\n", j->input, j->output, j->cells_total,
+                    j->finished - j->started);
+        }
+    }
+    rc = cancelled ? 130 : failed ? 1 : 0;
+    pthread_mutex_destroy(&c.lock);
+free_jobs:
+    for (int i = 0; i < c.n_jobs; i++) {
+        free(c.jobs[i].output);
+        free(c.jobs[i].error);
+        cb_buf_clear(&c.jobs[i].line[0]);
+        cb_buf_clear(&c.jobs[i].line[1]);
+    }
+    free(c.jobs);
+done:
+    cJSON_Delete(o.params);
+    free(o.inputs);
+    return rc;
+}
