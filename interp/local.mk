@@ -32,3 +32,8 @@ AM_CPPFLAGS += -DCB_PYTHON3='"$(PYTHON3)"'
 
 interp/pymodules.c: interp/embed.py $(IP_PYFILES)
 	$(AM_V_GEN)$(MKDIR_P) interp && cd $(srcdir) && $(PYTHON3) interp/embed.py $(abs_builddir)/$@ interp/py $(IP_PYFILES)
+
+# Rich outputs: parity with ipykernel, the PNG encoder, comms and widgets,
+# tracebacks, a real browser (tests/display_*, tests/t_png*, tests/browser_*).
+EXTRA_DIST += tests/display_util.py
+TESTS += tests/display_parity.py

@@ -137,20 +137,6 @@ def _canvas_class():
     return _canvas_cls
 
 
-class _Sink:
-    """A write-only file that keeps what print_figure writes."""
-
-    def __init__(self):
-        self.parts = []
-
-    def write(self, b):
-        self.parts.append(bytes(b))
-        return len(b)
-
-    def getvalue(self):
-        return b"".join(self.parts)
-
-
 def _print(fig, fmt, **kwargs):
     """fig rendered as fmt (bytes; str for svg), or None for an empty figure
     (IPython's print_figure contract)."""
@@ -162,7 +148,8 @@ def _print(fig, fmt, **kwargs):
     kw = {"format": fmt, "facecolor": fig.get_facecolor(), "edgecolor": fig.get_edgecolor(), "dpi": dpi,
           "bbox_inches": "tight"}
     kw.update(kwargs)
-    sink = _Sink()
+    import io
+    sink = io.BytesIO()
     canvas = fig.canvas
     ours = _canvas_class()
     if fmt == "png" and type(canvas) is not ours:
