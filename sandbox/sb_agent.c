@@ -1,12 +1,15 @@
 /* sandbox/sb_agent.c: `cellbox agent`, pid 1 of every sandbox.
  *
  * The server clones a child into new namespaces and execs this binary as
- * `cellbox agent` with three fds: 3 = control socket, 4 = setup JSON (read to
- * EOF), 5 = the sandbox's workspace folder. The agent:
- *   1. becomes root of its user namespace and runs the setup plan
- *      (sb_plan_run: mounts, pivot_root, hostname, loopback), then enters a
- *      new cgroup namespace and makes itself non-dumpable;
- *   2. says "ready" (or the failing step) on the control socket;
+ * `cellbox agent` with two fds: 3 = control socket, 4 = setup JSON (read to
+ * EOF). The agent:
+ *   1. becomes root of its user namespace and runs the generic plan
+ *      (sb_plan_run: mounts, pivot_root, loopback), enters a new cgroup
+ *      namespace, makes itself non-dumpable and says "warm". Pooled agents
+ *      wait here, ahead of any request;
+ *   2. receives the specialising record (environment, plan, and the
+ *      workspace as a detached mount), runs it (attach /workspace, hostname,
+ *      read-only root) and says "ready" (or the failing step);
  *   3. loops: each control record carries a fresh operation socket; the agent
  *      forks a shim for it and goes back to waiting. It reaps every child
  *      (it is pid 1, orphans come to it). EOF on the control socket means
@@ -36,6 +39,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -56,15 +60,16 @@
 #define STATE_FD 9              /* where the wrapper writes the session state */
 #define STATE_MAX (1u << 20)
 
-/* The shell around every command. Session state (exported variables,
- * functions, cwd) comes in as text and is evaluated first; the per-command
- * env next; then the command itself, with eval, in this same shell so that
- * `cd` and `export` take effect. On exit the state is written to fd 9,
- * without the per-command variables, for the server to keep. */
+/* The shell around every command. A bash is started ahead of time (a
+ * "spare") and waits in `. /dev/fd/7`; the shim then writes the request as
+ * quoted assignments (__cb_cmd, __cb_state, ...) followed by this wrapper,
+ * all inside one { } group so bash parses it whole before running it.
+ * Session state (exported variables, functions, cwd) is evaluated first,
+ * the per-command env next, then the command itself, with eval, in this
+ * same shell so that `cd` and `export` take effect. On exit the state is
+ * written to fd 9, without the per-command variables, for the server. */
 static const char WRAPPER[] =
-    "__cb_cmd=$__CB_CMD __cb_skip=$__CB_SKIP __cb_save=$__CB_SAVE __cb_cwd=$__CB_CWD\n"
-    "__cb_state=$__CB_STATE __cb_env=$__CB_ENV\n"
-    "builtin unset __CB_CMD __CB_SKIP __CB_SAVE __CB_CWD __CB_STATE __CB_ENV\n"
+    "builtin exec 7<&-\n"
     "builtin eval -- \"$__cb_state\"\n"
     "builtin eval -- \"$__cb_env\"\n"
     "builtin unset __cb_state __cb_env\n"
@@ -187,6 +192,8 @@ typedef struct shim {
     pid_t child;
     int pidfd;
     int out, err, st;    /* pipes from the command */
+    int script;          /* pipe to the waiting bash's fd 7 */
+    char prep_err[256];  /* why the spare bash could not start */
     int in;              /* pipe to the command's stdin, -1 when closed */
     cb_buf in_pending;
     bool in_close_after;
@@ -343,8 +350,8 @@ static void flush_stdin(shim *s)
 
 /* The forked command: set up fds, identity and filter, exec bash. Reports a
  * failure as an errno on errfd (close-on-exec: silence means exec worked). */
-CB_NORETURN static void child_exec(int in, int out, int err, int st, int errfd, const char *cwd,
-                                   char **envp)
+CB_NORETURN static void child_exec(int in, int out, int err, int st, int script, int errfd,
+                                   const char *cwd, char **envp)
 {
     const char *stage = "setsid";
     if (setsid() < 0)
@@ -356,9 +363,10 @@ CB_NORETURN static void child_exec(int in, int out, int err, int st, int errfd, 
     err = fcntl(err, F_DUPFD_CLOEXEC, 20);
     if (st >= 0)
         st = fcntl(st, F_DUPFD_CLOEXEC, 20);
+    script = fcntl(script, F_DUPFD_CLOEXEC, 20);
     errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 20);
-    if (in < 0 || out < 0 || err < 0 || errfd < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-        dup2(err, 2) < 0)
+    if (in < 0 || out < 0 || err < 0 || errfd < 0 || script < 0 || dup2(in, 0) < 0 ||
+        dup2(out, 1) < 0 || dup2(err, 2) < 0 || dup2(script, 7) < 0)
         goto fail;
     if (st >= 0 && dup2(st, STATE_FD) < 0)
         goto fail;
@@ -366,7 +374,7 @@ CB_NORETURN static void child_exec(int in, int out, int err, int st, int errfd, 
         goto fail;
     fcntl(8, F_SETFD, FD_CLOEXEC);
     errfd = 8;
-    syscall(SYS_close_range, 3, 7, 0);
+    syscall(SYS_close_range, 3, 6, 0);
     syscall(SYS_close_range, STATE_FD + 1, ~0U, 0);
     if (st < 0)
         close(STATE_FD);
@@ -397,7 +405,7 @@ CB_NORETURN static void child_exec(int in, int out, int err, int st, int errfd, 
             goto fail;
     }
     stage = "exec /bin/bash";
-    char *argv[] = {"bash", "--noprofile", "--norc", "-c", (char *)WRAPPER, NULL};
+    char *argv[] = {"bash", "--noprofile", "--norc", "-c", "builtin . /dev/fd/7", NULL};
     execve("/bin/bash", argv, envp);
 fail:;
     int e = errno;
@@ -407,25 +415,85 @@ fail:;
     _exit(127);
 }
 
-static int shim_run(int sock, cJSON *req)
+/* Start the command's bash ahead of the request: pipes, fork, identity,
+ * filter, exec; it then waits for its script on fd 7. */
+static void shim_prepare(shim *s)
 {
-    shim s = {.sock = sock, .sock_open = true, .child = -1, .pidfd = -1, .out = -1, .err = -1,
-              .st = -1, .in = -1};
-    cb_buf_init(&s.in_pending);
-    cb_buf_init(&s.state);
+    memset(s, 0, sizeof *s);
+    s->sock = s->child = s->pidfd = s->out = s->err = s->st = s->in = s->script = -1;
+    cb_buf_init(&s->in_pending);
+    cb_buf_init(&s->state);
+    int pin[2], pout[2], perr[2], pst[2], pscript[2], perrfd[2];
+    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
+        pipe2(pst, O_CLOEXEC) < 0 || pipe2(pscript, O_CLOEXEC) < 0 || pipe2(perrfd, O_CLOEXEC) < 0) {
+        snprintf(s->prep_err, sizeof s->prep_err, "pipe: %s", strerror(errno));
+        return;
+    }
+    /* bash opens the script pipe again through /dev/fd/7, as the
+     * sandbox's user: the pipe must be theirs */
+    if (conf.isolated)
+        fchown(pscript[0], SB_USER_UID, SB_USER_GID);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(s->prep_err, sizeof s->prep_err, "fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0)
+        child_exec(pin[0], pout[1], perr[1], pst[1], pscript[0], perrfd[1], conf.default_cwd,
+                   conf.env);
+    close(pin[0]), close(pout[1]), close(perr[1]), close(pst[1]), close(pscript[0]);
+    close(perrfd[1]);
+    s->child = pid;
+    s->in = pin[1];
+    s->out = pout[0];
+    s->err = perr[0];
+    s->st = pst[0];
+    s->script = pscript[1];
+    char emsg[256];
+    ssize_t en = read(perrfd[0], emsg, sizeof emsg - 1);
+    close(perrfd[0]);
+    if (en > 0) {
+        emsg[en] = '\0';
+        int e = atoi(emsg);
+        const char *stage = strchr(emsg, ' ') ? strchr(emsg, ' ') + 1 : "start";
+        waitpid(pid, NULL, 0);
+        s->child = -1;
+        snprintf(s->prep_err, sizeof s->prep_err, "%s: %s", stage, strerror(e));
+        return;
+    }
+    s->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    fcntl(s->in, F_SETFL, O_NONBLOCK);
+}
+
+static void assign(cb_buf *b, const char *name, const char *value)
+{
+    cb_buf_printf(b, "%s=", name);
+    sh_quote(b, value);
+    cb_buf_putc(b, '\n');
+}
+
+/* Serve one request with a prepared shim. */
+static int shim_serve(shim *s, int sock, cJSON *req)
+{
+    s->sock = sock;
+    s->sock_open = true;
+    if (s->child < 0) {
+        shim_error(sock, "INTERNAL_ERROR", "%s", s->prep_err[0] ? s->prep_err : "no shell");
+        return 1;
+    }
     const char *command = cb_json_str(req, "command", NULL);
     if (!command) {
         shim_error(sock, "INVALID_COMMAND", "command is required");
         return 1;
     }
-    s.detach = cb_json_bool(req, "detach", false);
+    s->detach = cb_json_bool(req, "detach", false);
     bool save = cb_json_bool(req, "saveState", false);
     bool want_stdin = cb_json_bool(req, "stdin", false);
     long long timeout_ms = cb_json_int(req, "timeoutMs", 0);
-    const char *cwd = cb_json_str(req, "cwd", NULL);
+    const char *cwd = cb_json_str(req, "cwd", "");
 
-    /* environment: base, then the wrapper's inputs */
-    cb_buf envs = CB_BUF_INIT, skip = CB_BUF_INIT;
+    /* the script: the request as quoted assignments, then the wrapper */
+    cb_buf envs = CB_BUF_INIT, skip = CB_BUF_INIT, script = CB_BUF_INIT;
     cJSON *env = cb_json_obj(req, "env");
     cJSON *kv;
     cJSON_ArrayForEach(kv, env) {
@@ -438,134 +506,87 @@ static int shim_run(int sock, cJSON *req)
         cb_buf_putc(&envs, '\n');
         cb_buf_printf(&skip, "%s ", kv->string);
     }
-    size_t nbase = 0;
-    while (conf.env && conf.env[nbase])
-        nbase++;
-    char **envp = cb_calloc(nbase + 8, sizeof *envp);
-    size_t ne = 0;
-    for (size_t i = 0; i < nbase; i++)
-        envp[ne++] = conf.env[i];
-    envp[ne++] = cb_printf_new("__CB_CMD=%s", command);
-    envp[ne++] = cb_printf_new("__CB_STATE=%s", cb_json_str(req, "state", ""));
-    envp[ne++] = cb_printf_new("__CB_ENV=%s", envs.data ? envs.data : "");
-    envp[ne++] = cb_printf_new("__CB_SKIP=%s", skip.data ? skip.data : "");
-    envp[ne++] = cb_printf_new("__CB_SAVE=%d", save ? 1 : 0);
-    envp[ne++] = cb_printf_new("__CB_CWD=%s", cwd ? cwd : "");
-    envp[ne] = NULL;
+    cb_buf_puts(&script, "{\n");
+    assign(&script, "__cb_cmd", command);
+    assign(&script, "__cb_state", cb_json_str(req, "state", ""));
+    assign(&script, "__cb_env", envs.data ? envs.data : "");
+    assign(&script, "__cb_skip", skip.data ? skip.data : "");
+    assign(&script, "__cb_cwd", cwd);
+    cb_buf_printf(&script, "__cb_save=%d\n", save ? 1 : 0);
+    cb_buf_puts(&script, WRAPPER);
+    cb_buf_puts(&script, "}\n");
     cb_buf_clear(&envs);
     cb_buf_clear(&skip);
 
-    int pin[2], pout[2], perr[2], pst[2] = {-1, -1}, perrfd[2];
-    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
-        pipe2(perrfd, O_CLOEXEC) < 0 || (save && pipe2(pst, O_CLOEXEC) < 0)) {
-        shim_error(sock, "INTERNAL_ERROR", "pipe: %s", strerror(errno));
-        return 1;
-    }
-    int devnull = -1;
-    if (!want_stdin && !s.detach)
-        devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    /* The first cwd is checked by chdir in the child; the wrapper then
-     * applies the session's cwd and the requested one. */
-    const char *start_cwd = conf.default_cwd;
     int64_t t0 = cb_mono_ns();
-    pid_t pid = fork();
-    if (pid < 0) {
-        shim_error(sock, "INTERNAL_ERROR", "fork: %s", strerror(errno));
-        return 1;
+    bool ok = cb_write_all(s->script, script.data, script.len) == 0;
+    cb_buf_clear(&script);
+    close(s->script);
+    s->script = -1;
+    (void)ok;  /* a shell that died early shows up below, with its stderr */
+    if (!want_stdin && !s->detach) {
+        close(s->in);
+        s->in = -1;
     }
-    if (pid == 0) {
-        close(sock);
-        child_exec(devnull >= 0 ? devnull : pin[0], pout[1], perr[1], save ? pst[1] : -1,
-                   perrfd[1], start_cwd, envp);
-    }
-    s.child = pid;
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    close(perrfd[1]);
-    if (save)
-        close(pst[1]);
-    if (devnull >= 0) {
-        close(devnull);
-        close(pin[1]);
-    } else {
-        s.in = pin[1];
-        fcntl(s.in, F_SETFL, O_NONBLOCK);
-    }
-    s.out = pout[0];
-    s.err = perr[0];
-    s.st = save ? pst[0] : -1;
-    char emsg[256];
-    ssize_t en = read(perrfd[0], emsg, sizeof emsg - 1);
-    close(perrfd[0]);
-    if (en > 0) {
-        emsg[en] = '\0';
-        int e = atoi(emsg);
-        const char *stage = strchr(emsg, ' ') ? strchr(emsg, ' ') + 1 : "start";
-        waitpid(pid, NULL, 0);
-        shim_error(sock, e == ENOENT && strcmp(stage, "cwd") == 0 ? "FILE_NOT_FOUND" : "INTERNAL_ERROR",
-                   "%s: %s", stage, strerror(e));
-        return 1;
-    }
-    s.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    pid_t pid = s->child;
     cJSON *start = cJSON_CreateObject();
     cJSON_AddStringToObject(start, "ev", "start");
     cJSON_AddNumberToObject(start, "pid", pid);
-    shim_event(&s, start);
+    shim_event(s, start);
     if (timeout_ms > 0)
-        s.deadline_ns = t0 + timeout_ms * 1000000;
+        s->deadline_ns = t0 + timeout_ms * 1000000;
 
     int status = 0;
     bool exited = false;
     while (!exited) {
         struct pollfd p[6];
         int np = 0, i_out = -1, i_err = -1, i_st = -1, i_sock = -1, i_in = -1, i_pid = -1;
-        if (s.out >= 0)
-            i_out = np, p[np++] = (struct pollfd){s.out, POLLIN, 0};
-        if (s.err >= 0)
-            i_err = np, p[np++] = (struct pollfd){s.err, POLLIN, 0};
-        if (s.st >= 0)
-            i_st = np, p[np++] = (struct pollfd){s.st, POLLIN, 0};
-        if (s.sock_open)
-            i_sock = np, p[np++] = (struct pollfd){s.sock, POLLIN, 0};
-        if (s.in >= 0 && s.in_pending.len)
-            i_in = np, p[np++] = (struct pollfd){s.in, POLLOUT, 0};
-        i_pid = np, p[np++] = (struct pollfd){s.pidfd, POLLIN, 0};
+        if (s->out >= 0)
+            i_out = np, p[np++] = (struct pollfd){s->out, POLLIN, 0};
+        if (s->err >= 0)
+            i_err = np, p[np++] = (struct pollfd){s->err, POLLIN, 0};
+        if (s->st >= 0)
+            i_st = np, p[np++] = (struct pollfd){s->st, POLLIN, 0};
+        if (s->sock_open)
+            i_sock = np, p[np++] = (struct pollfd){s->sock, POLLIN, 0};
+        if (s->in >= 0 && s->in_pending.len)
+            i_in = np, p[np++] = (struct pollfd){s->in, POLLOUT, 0};
+        i_pid = np, p[np++] = (struct pollfd){s->pidfd, POLLIN, 0};
         int timeout = -1;
         int64_t now = cb_mono_ns();
         int64_t next = 0;
-        if (s.deadline_ns && !s.timed_out)
-            next = s.deadline_ns;
-        if (s.kill_deadline_ns && (!next || s.kill_deadline_ns < next))
-            next = s.kill_deadline_ns;
+        if (s->deadline_ns && !s->timed_out)
+            next = s->deadline_ns;
+        if (s->kill_deadline_ns && (!next || s->kill_deadline_ns < next))
+            next = s->kill_deadline_ns;
         if (next)
             timeout = next <= now ? 0 : (int)((next - now) / 1000000 + 1);
         int r = poll(p, (nfds_t)np, timeout);
         if (r < 0 && errno != EINTR)
             break;
         now = cb_mono_ns();
-        if (s.deadline_ns && !s.timed_out && now >= s.deadline_ns) {
-            s.timed_out = true;
+        if (s->deadline_ns && !s->timed_out && now >= s->deadline_ns) {
+            s->timed_out = true;
             kill_tree(pid, SIGKILL, false);
         }
-        if (s.kill_deadline_ns && now >= s.kill_deadline_ns) {
-            s.kill_deadline_ns = 0;
+        if (s->kill_deadline_ns && now >= s->kill_deadline_ns) {
+            s->kill_deadline_ns = 0;
             kill_tree(pid, SIGKILL, false);
         }
         if (r <= 0)
             continue;
-        if (i_out >= 0 && p[i_out].revents && !pump(&s, s.out, SB_FRAME_STDOUT))
-            close(s.out), s.out = -1;
-        if (i_err >= 0 && p[i_err].revents && !pump(&s, s.err, SB_FRAME_STDERR))
-            close(s.err), s.err = -1;
-        if (i_st >= 0 && p[i_st].revents && !pump(&s, s.st, 'S'))
-            close(s.st), s.st = -1;
+        if (i_out >= 0 && p[i_out].revents && !pump(s, s->out, SB_FRAME_STDOUT))
+            close(s->out), s->out = -1;
+        if (i_err >= 0 && p[i_err].revents && !pump(s, s->err, SB_FRAME_STDERR))
+            close(s->err), s->err = -1;
+        if (i_st >= 0 && p[i_st].revents && !pump(s, s->st, 'S'))
+            close(s->st), s->st = -1;
         if (i_sock >= 0 && p[i_sock].revents)
-            handle_frame(&s);
+            handle_frame(s);
         if (i_in >= 0 && p[i_in].revents)
-            flush_stdin(&s);
-        else if (s.in >= 0)
-            flush_stdin(&s);
+            flush_stdin(s);
+        else if (s->in >= 0)
+            flush_stdin(s);
         if (p[i_pid].revents) {
             if (waitpid(pid, &status, WNOHANG) == pid)
                 exited = true;
@@ -574,9 +595,9 @@ static int shim_run(int sock, cJSON *req)
     int64_t t1 = cb_mono_ns();
     /* What the command wrote before it exited is in the pipes: take it,
      * then end whatever it left running. */
-    drain(&s, &s.out, SB_FRAME_STDOUT);
-    drain(&s, &s.err, SB_FRAME_STDERR);
-    drain(&s, &s.st, 'S');
+    drain(s, &s->out, SB_FRAME_STDOUT);
+    drain(s, &s->err, SB_FRAME_STDERR);
+    drain(s, &s->st, 'S');
     kill_tree(0, SIGKILL, true);
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddStringToObject(ev, "ev", "exit");
@@ -584,18 +605,30 @@ static int shim_run(int sock, cJSON *req)
     cJSON_AddNumberToObject(ev, "exitCode", code);
     if (WIFSIGNALED(status))
         cJSON_AddStringToObject(ev, "signal", sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
-    cJSON_AddBoolToObject(ev, "timedOut", s.timed_out);
+    cJSON_AddBoolToObject(ev, "timedOut", s->timed_out);
     cJSON_AddNumberToObject(ev, "durationMs", (double)(t1 - t0) / 1e6);
-    if (save && s.state.len > 0 && !s.timed_out)
-        cJSON_AddStringToObject(ev, "state", s.state.data);
-    shim_event(&s, ev);
+    if (save && s->state.len > 0 && !s->timed_out)
+        cJSON_AddStringToObject(ev, "state", s->state.data);
+    shim_event(s, ev);
     return 0;
 }
 
-CB_NORETURN static void shim_main(int sock)
+/* A shim process: prepare a shell, wait for the agent to hand over an
+ * operation socket (on `handoff`), serve it, exit. */
+CB_NORETURN static void shim_main(int handoff)
 {
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    shim s;
+    shim_prepare(&s);
+    char buf[16];
+    int sock = -1;
+    ssize_t n = sb_ctl_recv(handoff, buf, sizeof buf, &sock);
+    close(handoff);
+    if (n <= 0 || sock < 0) {
+        kill_tree(0, SIGKILL, true);
+        _exit(0);
+    }
     char type;
     cb_buf req = CB_BUF_INIT;
     int rc = 1;
@@ -603,11 +636,12 @@ CB_NORETURN static void shim_main(int sock)
         cJSON *j = cb_json_parse(req.data, req.len);
         const char *op = cb_json_str(j, "op", "");
         if (strcmp(op, "exec") == 0)
-            rc = shim_run(sock, j);
+            rc = shim_serve(&s, sock, j);
         else
             shim_error(sock, "VALIDATION_FAILED", "unknown operation '%s'", op);
         cJSON_Delete(j);
     }
+    kill_tree(0, SIGKILL, true);
     _exit(rc);
 }
 
@@ -631,6 +665,43 @@ static void setup_fail(const char *fmt, ...)
     _exit(1);
 }
 
+/* Fork a shim that prepares a shell and waits for work; returns the
+ * agent's end of its hand-over socket, or -1. */
+static int spawn_spare(int sfd, const sigset_t *mask)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(CTL_FD);
+        close(sfd);
+        close(sv[0]);
+        sigprocmask(SIG_UNBLOCK, mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        shim_main(sv[1]);
+    }
+    close(sv[1]);
+    return sv[0];
+}
+
+static void run_plan(const cJSON *steps)
+{
+    sb_plan plan;
+    sb_plan_init(&plan);
+    if (sb_plan_from_json(&plan, steps) < 0)
+        setup_fail("setup: malformed plan");
+    sb_error err = {0};
+    if (sb_plan_run(&plan, false, &err) < 0)
+        setup_fail("%s", err.msg);
+    sb_plan_clear(&plan);
+}
+
 int sb_cmd_agent(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
@@ -642,7 +713,7 @@ int sb_cmd_agent(int argc, char **argv)
         fprintf(stderr, "cellbox agent: internal command, started by 'cellbox serve'\n");
         return 2;
     }
-    size_t len = 0;
+    /* Phase 1, generic: the setup JSON on fd 4 holds the generic plan. */
     cb_buf in = CB_BUF_INIT;
     char chunk[65536];
     for (;;) {
@@ -653,39 +724,49 @@ int sb_cmd_agent(int argc, char **argv)
             break;
         cb_buf_append(&in, chunk, (size_t)r);
     }
-    len = in.len;
     close(SETUP_FD);
-    cJSON *setup = cb_json_parse(in.data ? in.data : "", len);
+    cJSON *setup = cb_json_parse(in.data ? in.data : "", in.len);
+    cb_buf_clear(&in);
     if (!setup)
         setup_fail("setup: malformed JSON");
     conf.isolated = strcmp(cb_json_str(setup, "isolation", "full"), "none") != 0;
-    conf.default_cwd = cb_strdup(cb_json_str(setup, "cwd", "/workspace"));
-    cJSON *env = cb_json_arr(setup, "env");
+    if (conf.isolated) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            setup_fail("become root of the user namespace: %s", strerror(errno));
+        run_plan(cb_json_arr(setup, "plan"));
+        if (unshare(CLONE_NEWCGROUP) < 0)
+            setup_fail("cgroup namespace: %s", strerror(errno));
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    cJSON_Delete(setup);
+    report("warm");
+
+    /* Phase 2, this sandbox: one control record with the specialising plan,
+     * the environment and (as SCM_RIGHTS) the detached workspace mount. */
+    static char spec_buf[256 * 1024];
+    int ws = -1;
+    ssize_t n = sb_ctl_recv(CTL_FD, spec_buf, sizeof spec_buf - 1, &ws);
+    if (n <= 0)
+        return 0;  /* the server went away while we were pooled */
+    spec_buf[n] = '\0';
+    if (ws >= 0 && ws != WORKSPACE_FD) {
+        dup2(ws, WORKSPACE_FD);
+        close(ws);
+    }
+    cJSON *spec = cb_json_parse(spec_buf, (size_t)n);
+    if (!spec)
+        setup_fail("specialise: malformed JSON");
+    conf.default_cwd = cb_strdup(cb_json_str(spec, "cwd", "/workspace"));
+    cJSON *env = cb_json_arr(spec, "env");
     conf.env = cb_calloc((size_t)cJSON_GetArraySize(env) + 1, sizeof(char *));
     int ne = 0;
     cJSON *e;
     cJSON_ArrayForEach(e, env)
         if (cJSON_IsString(e))
             conf.env[ne++] = cb_strdup(e->valuestring);
-
-    if (conf.isolated) {
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
-            setup_fail("become root of the user namespace: %s", strerror(errno));
-        sb_plan plan;
-        sb_plan_init(&plan);
-        if (sb_plan_from_json(&plan, cb_json_arr(setup, "plan")) < 0)
-            setup_fail("setup: malformed plan");
-        sb_error err = {0};
-        if (sb_plan_run(&plan, false, &err) < 0)
-            setup_fail("%s", err.msg);
-        sb_plan_clear(&plan);
-        if (unshare(CLONE_NEWCGROUP) < 0)
-            setup_fail("cgroup namespace: %s", strerror(errno));
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
-    close(WORKSPACE_FD);
-    cJSON_Delete(setup);
-    cb_buf_clear(&in);
+    if (conf.isolated)
+        run_plan(cb_json_arr(spec, "plan"));
+    cJSON_Delete(spec);
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -695,6 +776,10 @@ int sb_cmd_agent(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     report("ready");
 
+    /* One spare shim is always prepared (its bash already waiting), so a
+     * request only pays for the hand-over; the next spare is forked right
+     * after, while the request runs. */
+    int spare = spawn_spare(sfd, &mask);
     for (;;) {
         struct pollfd p[2] = {{CTL_FD, POLLIN, 0}, {sfd, POLLIN, 0}};
         if (poll(p, 2, -1) < 0 && errno != EINTR)
@@ -714,15 +799,18 @@ int sb_cmd_agent(int argc, char **argv)
             break;  /* the server is gone */
         if (fd < 0)
             continue;
-        pid_t pid = fork();
-        if (pid == 0) {
-            close(CTL_FD);
-            close(sfd);
-            sigprocmask(SIG_UNBLOCK, &mask, NULL);
-            signal(SIGPIPE, SIG_IGN);
-            shim_main(fd);
+        if (spare < 0 || sb_ctl_send(spare, "go", 2, fd) < 0) {
+            /* the spare died (or none could be made): one more try */
+            if (spare >= 0)
+                close(spare);
+            spare = spawn_spare(sfd, &mask);
+            if (spare >= 0)
+                sb_ctl_send(spare, "go", 2, fd);
         }
+        if (spare >= 0)
+            close(spare);
         close(fd);
+        spare = spawn_spare(sfd, &mask);
     }
     /* pid 1 leaving ends every process of the sandbox */
     return 0;

@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -52,6 +53,8 @@ static struct {
 } reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
+static void pool_start(void);
+static void pool_stop(void);
 
 static const struct { const char *name; sb_limits lim; } presets[] = {
     {"lite", {256, 500, 256, 64}},
@@ -299,6 +302,7 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
     } else {
         snprintf(reg.cg.desc, sizeof reg.cg.desc, "none (isolation none)");
     }
+    pool_start();
     DIR *d = opendir(reg.boxes_dir);
     struct dirent *e;
     while (d && (e = readdir(d)))
@@ -329,6 +333,74 @@ int sb_boxes_count(void)
 
 /* ---- start / stop ---------------------------------------------------------- */
 
+
+/* ---- warm agents ----------------------------------------------------------
+ *
+ * An agent is started in two steps: warm_spawn() creates the namespaces and
+ * cgroups and runs the generic plan; box_start() later hands it to a sandbox
+ * (rename the cgroups, set limits, send the specialising plan). The pool
+ * keeps a few warm agents ready, refilled by a thread, so that creating a
+ * sandbox does not wait for namespace setup or for the RCU grace period that
+ * moving a process into a v1 memory cgroup costs (~15 ms). */
+
+typedef struct sb_warm {
+    pid_t pid;
+    int ctl;
+    sb_cgroup cg;
+} sb_warm;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sb_warm *items;
+    int n, target;
+    unsigned seq;
+    bool stop;
+    pthread_t thread;
+    bool running;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .target = 2};
+
+static void warm_kill(sb_warm *w)
+{
+    if (w->pid > 0) {
+        kill(w->pid, SIGKILL);
+        while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (w->ctl >= 0)
+        close(w->ctl);
+    sb_cg_destroy(&w->cg);
+    w->pid = 0;
+    w->ctl = -1;
+}
+
+static cJSON *generic_setup_json(void)
+{
+    cJSON *s = cJSON_CreateObject();
+    bool none = reg.isolation == SB_ISOLATION_NONE;
+    cJSON_AddStringToObject(s, "isolation", none ? "none" : "full");
+    if (!none) {
+        sb_plan plan;
+        sb_plan_init(&plan);
+        sb_plan_opts po = {.hostname = "sandbox", .workspace_fd = -1, .tmp_mb = 64};
+        sb_plan_build(&plan, &po);
+        cJSON_AddItemToObject(s, "plan", sb_plan_to_json(&plan));
+        sb_plan_clear(&plan);
+    }
+    return s;
+}
+
+static int clone_errno_hint(int e, sb_error *err)
+{
+    const char *hint = "";
+    if (e == EPERM || e == ENOSPC || e == EINVAL || e == EUSERS)
+        hint = " (user namespaces may be disabled: check sysctl user.max_user_namespaces, "
+               "kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns; "
+               "or run with --isolation none for development only)";
+    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cannot create the sandbox's namespaces: %s%s",
+                   strerror(e), hint);
+}
+
 static int write_proc_file(pid_t pid, const char *name, const char *text)
 {
     char path[64];
@@ -339,12 +411,198 @@ static int write_proc_file(pid_t pid, const char *name, const char *text)
     return cb_write_all(fd, text, strlen(text));
 }
 
-static cJSON *setup_json(sb_box *b)
+/* Wait for one control record from a starting agent: "warm", "ready" or
+ * "error ...". */
+static int wait_agent(int ctl, const char *want, sb_error *err)
+{
+    struct pollfd p = {ctl, POLLIN, 0};
+    char msg[1024];
+    int fd = -1;
+    ssize_t n = -1;
+    if (poll(&p, 1, 20000) == 1)
+        n = sb_ctl_recv(ctl, msg, sizeof msg - 1, &fd);
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                       "sandbox agent exited during setup (is the cellbox binary executable by all "
+                       "users? exec of /proc/self/exe in the new namespaces failed)"), -1;
+    msg[n] = '\0';
+    if (strcmp(msg, want) != 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "%s",
+                       strncmp(msg, "error ", 6) == 0 ? msg + 6 : msg), -1;
+    return 0;
+}
+
+/* Start a generic agent: namespaces, cgroups, generic plan. */
+static int warm_spawn(sb_warm *w, sb_error *err)
+{
+    bool none = reg.isolation == SB_ISOLATION_NONE;
+    memset(w, 0, sizeof *w);
+    w->ctl = -1;
+    char name[32];
+    pthread_mutex_lock(&pool.mu);
+    snprintf(name, sizeof name, "pool-%d-%u", (int)getpid(), pool.seq++);
+    pthread_mutex_unlock(&pool.mu);
+    if (!none && sb_cg_create(&reg.cg, name, &w->cg, err) < 0)
+        return -1;
+    cJSON *setup = generic_setup_json();
+    cb_autofree char *setup_text = cb_json_print(setup);
+    cJSON_Delete(setup);
+
+    int ctl[2] = {-1, -1}, spipe[2] = {-1, -1}, sync[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
+        pipe2(spipe, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "sandbox start: %s", strerror(errno));
+        goto fail;
+    }
+    /* the child's fds, lifted out of the way of 0..4 */
+    int c_ctl = fcntl(ctl[1], F_DUPFD_CLOEXEC, 64), c_setup = fcntl(spipe[0], F_DUPFD_CLOEXEC, 64);
+    int c_sync = fcntl(sync[0], F_DUPFD_CLOEXEC, 64);
+    unsigned long flags = none ? 0
+                               : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                                     CLONE_NEWIPC | CLONE_NEWNET;
+    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) {
+        /* child: async-signal-safe calls only until execve */
+        char go;
+        if (read(c_sync, &go, 1) != 1)
+            _exit(127);
+        /* Become root of the new user namespace before exec, or exec drops
+         * every capability. Raw syscalls: glibc's wrappers would try to
+         * signal the parent's threads. */
+        if (!none && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
+            _exit(126);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(c_ctl, 3) < 0 ||
+            dup2(c_setup, 4) < 0)
+            _exit(127);
+        syscall(SYS_close_range, 5, ~0U, 0);
+        char *argv[] = {"cellbox", "agent", NULL};
+        char *envp[] = {NULL};
+        execve("/proc/self/exe", argv, envp);
+        _exit(127);
+    }
+    int clone_errno = errno;
+    close(c_ctl), close(c_setup), close(c_sync);
+    close(ctl[1]), close(spipe[0]), close(sync[0]);
+    ctl[1] = spipe[0] = sync[0] = -1;
+    if (pid < 0) {
+        clone_errno_hint(clone_errno, err);
+        goto fail;
+    }
+    w->pid = pid;
+    w->ctl = ctl[0];
+    ctl[0] = -1;
+    if (!none) {
+        char map[64];
+        snprintf(map, sizeof map, "0 %u 65536\n", SB_UID_BASE);
+        if (write_proc_file(pid, "uid_map", map) < 0 || write_proc_file(pid, "gid_map", map) < 0) {
+            clone_errno_hint(errno, err);
+            goto fail;
+        }
+        if (sb_cg_attach(&w->cg, pid, err) < 0)
+            goto fail;
+        /* the OOM killer should pick the command, not pid 1 */
+        write_proc_file(pid, "oom_score_adj", "-900");
+    }
+    if (write(sync[1], "g", 1) != 1 || cb_write_all(spipe[1], setup_text, strlen(setup_text)) < 0) {
+        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent did not start");
+        goto fail;
+    }
+    close(spipe[1]), close(sync[1]);
+    spipe[1] = sync[1] = -1;
+    if (wait_agent(w->ctl, "warm", err) < 0)
+        goto fail;
+    return 0;
+fail:
+    for (int *fd = (int[]){ctl[0], ctl[1], spipe[0], spipe[1], sync[0], sync[1], -2}; *fd != -2; fd++)
+        if (*fd >= 0)
+            close(*fd);
+    warm_kill(w);
+    return -1;
+}
+
+static void *pool_refill(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&pool.mu);
+        while (!pool.stop && pool.n >= pool.target)
+            pthread_cond_wait(&pool.cv, &pool.mu);
+        bool stop = pool.stop;
+        pthread_mutex_unlock(&pool.mu);
+        if (stop)
+            return NULL;
+        sb_warm w;
+        sb_error err = {0};
+        if (warm_spawn(&w, &err) < 0) {
+            cb_warn("sandbox", "cannot prepare a pooled agent: %s", err.msg);
+            sleep(1);
+            continue;
+        }
+        pthread_mutex_lock(&pool.mu);
+        if (pool.stop) {
+            pthread_mutex_unlock(&pool.mu);
+            warm_kill(&w);
+            return NULL;
+        }
+        pool.items[pool.n++] = w;
+        pthread_mutex_unlock(&pool.mu);
+    }
+}
+
+void sb_boxes_set_pool(int n)
+{
+    pool.target = n < 0 ? 0 : n > 64 ? 64 : n;
+}
+
+static void pool_start(void)
+{
+    pool.items = cb_calloc((size_t)pool.target + 1, sizeof *pool.items);
+    if (pool.target > 0 && pthread_create(&pool.thread, NULL, pool_refill, NULL) == 0)
+        pool.running = true;
+}
+
+/* A warm agent from the pool, or a fresh one. */
+static int warm_take(sb_warm *w, sb_error *err)
+{
+    pthread_mutex_lock(&pool.mu);
+    bool got = pool.n > 0;
+    if (got)
+        *w = pool.items[--pool.n];
+    pthread_cond_signal(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    if (got) {
+        int status;
+        if (waitpid(w->pid, &status, WNOHANG) == 0)
+            return 0;
+        w->pid = 0;  /* died while pooled: reaped, make a new one */
+        warm_kill(w);
+    }
+    return warm_spawn(w, err);
+}
+
+static void pool_stop(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    pool.stop = true;
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    if (pool.running)
+        pthread_join(pool.thread, NULL);
+    for (int i = 0; i < pool.n; i++)
+        warm_kill(&pool.items[i]);
+    pool.n = 0;
+}
+
+/* ---- start / stop ---------------------------------------------------------- */
+
+static cJSON *specialize_json(sb_box *b)
 {
     cJSON *s = cJSON_CreateObject();
     bool none = reg.isolation == SB_ISOLATION_NONE;
     cb_autofree char *ws = workspace_path(b);
-    cJSON_AddStringToObject(s, "isolation", none ? "none" : "full");
     cJSON_AddStringToObject(s, "cwd", none ? ws : "/workspace");
     cJSON *env = cJSON_AddArrayToObject(s, "env");
     const char *home = none ? ws : "/workspace";
@@ -364,29 +622,17 @@ static cJSON *setup_json(sb_box *b)
     if (!none) {
         sb_plan plan;
         sb_plan_init(&plan);
-        sb_plan_opts po = {.hostname = b->id, .workspace_src = "/proc/self/fd/5",
-                           .tmp_mb = b->opts.lim.tmp_mb};
-        sb_plan_build(&plan, &po);
+        sb_plan_opts po = {.hostname = b->id, .workspace_fd = 5, .tmp_mb = b->opts.lim.tmp_mb};
+        sb_plan_build_specialize(&plan, &po);
         cJSON_AddItemToObject(s, "plan", sb_plan_to_json(&plan));
         sb_plan_clear(&plan);
     }
     return s;
 }
 
-static int clone_errno_hint(int e, sb_error *err)
-{
-    const char *hint = "";
-    if (e == EPERM || e == ENOSPC || e == EINVAL || e == EUSERS)
-        hint = " (user namespaces may be disabled: check sysctl user.max_user_namespaces, "
-               "kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns; "
-               "or run with --isolation none for development only)";
-    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cannot create the sandbox's namespaces: %s%s",
-                   strerror(e), hint);
-}
-
 static void box_teardown(sb_box *b);
 
-/* Start the agent. b->mu held. */
+/* Give a warm agent to this sandbox. b->mu held. */
 static int box_start(sb_box *b, sb_error *err)
 {
     bool none = reg.isolation == SB_ISOLATION_NONE;
@@ -396,139 +642,66 @@ static int box_start(sb_box *b, sb_error *err)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "workspace %s: %s", ws, strerror(errno)), -1;
     if (!none && chown(ws, SB_UID_BASE + 1000, SB_UID_BASE + 1000) < 0)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "chown workspace: %s", strerror(errno)), -1;
-    if (!none && sb_cg_create(&reg.cg, b->id, &b->opts.lim, &b->cg, err) < 0)
-        return -1;
-
-    cJSON *setup = setup_json(b);
-    cb_autofree char *setup_text = cb_json_print(setup);
-    cJSON_Delete(setup);
-
-    int ctl[2] = {-1, -1}, spipe[2] = {-1, -1}, sync[2] = {-1, -1};
-    int wsfd = open(ws, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (wsfd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
-        pipe2(spipe, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0) {
-        sb_fail(err, SB_E_INTERNAL_ERROR, "sandbox start: %s", strerror(errno));
-        goto fail_fds;
-    }
-    /* the child's fds, lifted out of the way of 0..5 */
-    int c_ctl = fcntl(ctl[1], F_DUPFD_CLOEXEC, 64), c_setup = fcntl(spipe[0], F_DUPFD_CLOEXEC, 64);
-    int c_ws = fcntl(wsfd, F_DUPFD_CLOEXEC, 64), c_sync = fcntl(sync[0], F_DUPFD_CLOEXEC, 64);
-    unsigned long flags = none ? 0
-                               : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
-                                     CLONE_NEWIPC | CLONE_NEWNET;
-    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
-    if (pid == 0) {
-        /* child: async-signal-safe calls only until execve */
-        char go;
-        if (read(c_sync, &go, 1) != 1)
-            _exit(127);
-        /* The workspace is opened here, in the new mount namespace (a bind
-         * source must belong to it), while our host uid still owns the
-         * state folder. */
-        int ws_here = open(ws, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (ws_here < 0 || dup2(ws_here, c_ws) < 0)
-            _exit(125);
-        /* Become root of the new user namespace before exec, or exec drops
-         * every capability. Raw syscalls: glibc's wrappers would try to
-         * signal the parent's threads. */
-        if (!none && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
-            _exit(126);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(c_ctl, 3) < 0 ||
-            dup2(c_setup, 4) < 0 || dup2(c_ws, 5) < 0)
-            _exit(127);
-        syscall(SYS_close_range, 6, ~0U, 0);
-        char *argv[] = {"cellbox", "agent", NULL};
-        char *envp[] = {NULL};
-        execve("/proc/self/exe", argv, envp);
-        _exit(127);
-    }
-    int clone_errno = errno;
-    close(c_ctl), close(c_setup), close(c_ws), close(c_sync);
-    close(ctl[1]), close(spipe[0]), close(wsfd), close(sync[0]);
-    ctl[1] = spipe[0] = wsfd = sync[0] = -1;
-    if (pid < 0) {
-        clone_errno_hint(clone_errno, err);
-        goto fail_fds;
-    }
-    b->agent = pid;
-    b->ctl = ctl[0];
-    ctl[0] = -1;
+    sb_warm w;
+    if (warm_take(&w, err) < 0)
+        goto fail_log;
+    b->agent = w.pid;
+    b->ctl = w.ctl;
+    b->cg = w.cg;
     if (!none) {
-        char map[64];
-        snprintf(map, sizeof map, "0 %u 65536\n", SB_UID_BASE);
-        if (write_proc_file(pid, "uid_map", map) < 0 || write_proc_file(pid, "gid_map", map) < 0) {
-            clone_errno_hint(errno, err);
-            goto fail_child;
-        }
-        if (sb_cg_attach(&b->cg, pid, err) < 0)
-            goto fail_child;
-        /* the OOM killer should pick the command, not pid 1 */
-        write_proc_file(pid, "oom_score_adj", "-900");
-        if (b->opts.egress && sb_net_setup(b, pid, err) < 0)
-            goto fail_child;
+        if (sb_cg_rename(&b->cg, b->id, err) < 0 || sb_cg_set_limits(&reg.cg, &b->cg, &b->opts.lim, err) < 0)
+            goto fail;
+        if (b->opts.egress && sb_net_setup(b, b->agent, err) < 0)
+            goto fail;
     }
-    if (write(sync[1], "g", 1) != 1 || cb_write_all(spipe[1], setup_text, strlen(setup_text)) < 0) {
-        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent did not start");
-        goto fail_child;
-    }
-    close(spipe[1]), close(sync[1]);
-    spipe[1] = sync[1] = -1;
-    {
-        struct pollfd p = {b->ctl, POLLIN, 0};
-        char msg[1024];
-        int fd = -1;
-        ssize_t n = -1;
-        if (poll(&p, 1, 20000) == 1)
-            n = sb_ctl_recv(b->ctl, msg, sizeof msg - 1, &fd);
-        if (fd >= 0)
-            close(fd);
-        if (n <= 0) {
-            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
-                    "sandbox agent exited during setup (is the cellbox binary executable by "
-                    "all users? exec of /proc/self/exe in the new namespaces failed)");
-            goto fail_child;
-        }
-        msg[n] = '\0';
-        if (strcmp(msg, "ready") != 0) {
-            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "%s",
-                    strncmp(msg, "error ", 6) == 0 ? msg + 6 : msg);
-            goto fail_child;
+    int wsfd = -1;
+    if (!none) {
+        /* a detached copy of the workspace mount, for the agent to attach */
+        wsfd = (int)syscall(SYS_open_tree, AT_FDCWD, ws, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (wsfd < 0) {
+            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "open_tree %s: %s", ws, strerror(errno));
+            goto fail;
         }
     }
-    b->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    cJSON *spec = specialize_json(b);
+    char *spec_text = cb_json_print(spec);
+    cJSON_Delete(spec);
+    int rc = sb_ctl_send(b->ctl, spec_text, strlen(spec_text), wsfd);
+    free(spec_text);
+    if (wsfd >= 0)
+        close(wsfd);
+    if (rc < 0) {
+        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent is gone: %s", strerror(errno));
+        goto fail;
+    }
+    if (wait_agent(b->ctl, "ready", err) < 0)
+        goto fail;
+    b->pidfd = (int)syscall(SYS_pidfd_open, b->agent, 0);
     if (none) {
         b->root_fd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     } else {
         char path[64];
-        snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
+        snprintf(path, sizeof path, "/proc/%d/root", (int)b->agent);
         b->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+        snprintf(path, sizeof path, "/proc/%d/ns/net", (int)b->agent);
         b->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
     }
     if (b->root_fd < 0 || b->pidfd < 0) {
         sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox root: %s", strerror(errno));
-        goto fail_child;
+        goto fail;
     }
     b->state = SB_BOX_RUNNING;
     b->generation++;
     b->started_us = cb_real_us();
     char kv[128];
-    snprintf(kv, sizeof kv, "sandbox=%s pid=%d ms=%.2f", b->id, (int)pid,
+    snprintf(kv, sizeof kv, "sandbox=%s pid=%d ms=%.2f", b->id, (int)b->agent,
              (double)(cb_mono_ns() - t0) / 1e6);
     cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox started");
     return 0;
 
-fail_child:
+fail:
     box_teardown(b);
-    goto fail_fds2;
-fail_fds:
-    if (!none)
-        sb_cg_destroy(&b->cg);
-fail_fds2:
-    for (int *fd = (int[]){ctl[0], ctl[1], spipe[0], spipe[1], sync[0], sync[1], wsfd, -2}; *fd != -2; fd++)
-        if (*fd >= 0)
-            close(*fd);
+fail_log:;
     char fkv[128];
     snprintf(fkv, sizeof fkv, "sandbox=%s code=%s", b->id, sb_err_name(err->code));
     cb_logkv(CB_LOG_WARN, "sandbox", fkv, "sandbox start failed: %s", err->msg);
@@ -803,6 +976,7 @@ cJSON *sb_boxes_list_json(void)
 
 void sb_boxes_shutdown(void)
 {
+    pool_stop();
     pthread_mutex_lock(&reg.mu);
     reg.shutting_down = true;
     for (size_t i = 0; i < reg.n; i++) {

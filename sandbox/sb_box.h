@@ -73,6 +73,8 @@ typedef struct sb_server_conf {
 
 /* Process-wide setup: state dir, cgroup layout, persisted sandboxes. */
 int sb_boxes_init(const sb_server_conf *conf, sb_error *err);
+/* How many warm agents to keep ready (default 2; 0 = none). Before init. */
+void sb_boxes_set_pool(int n);
 /* Stop every sandbox (SIGTERM shutdown). */
 void sb_boxes_shutdown(void);
 /* Start the thread that puts idle sandboxes to sleep. */

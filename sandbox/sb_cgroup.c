@@ -125,40 +125,57 @@ void sb_cg_layout_clear(sb_cg_layout *l)
     memset(l, 0, sizeof *l);
 }
 
-int sb_cg_create(const sb_cg_layout *l, const char *id, const sb_limits *lim, sb_cgroup *cg,
-                 sb_error *err)
+int sb_cg_create(const sb_cg_layout *l, const char *name, sb_cgroup *cg, sb_error *err)
 {
     memset(cg, 0, sizeof *cg);
+    int n = l->version == 2 ? 1 : l->version == 1 ? 3 : 0;
+    for (int i = 0; i < n; i++) {
+        cg->dir[i] = cb_printf_new("%s/%s", l->base[i], name);
+        if (mkdir(cg->dir[i], 0755) < 0 && errno != EEXIST) {
+            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup %s: %s", cg->dir[i], strerror(errno));
+            sb_cg_destroy(cg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int sb_cg_set_limits(const sb_cg_layout *l, const sb_cgroup *cg, const sb_limits *lim,
+                     sb_error *err)
+{
     if (l->version == 0)
         return 0;
-    int n = l->version == 2 ? 1 : 3;
     char val[64];
-    for (int i = 0; i < n; i++) {
-        cg->dir[i] = cb_printf_new("%s/%s", l->base[i], id);
-        if (mkdir(cg->dir[i], 0755) < 0 && errno != EEXIST)
-            goto fail;
-    }
     long long mem = (long long)lim->memory_mb << 20;
     unsigned period = 100000, quota = lim->cpu_milli * 100;
+    const char *what = "memory";
     if (l->version == 2) {
         snprintf(val, sizeof val, "%lld", mem);
         if (write_str(cg->dir[0], "memory.max", val) < 0)
             goto fail;
         write_str(cg->dir[0], "memory.swap.max", "0");
+        what = "pids";
         snprintf(val, sizeof val, "%u", lim->pids);
         if (write_str(cg->dir[0], "pids.max", val) < 0)
             goto fail;
+        what = "cpu";
         snprintf(val, sizeof val, "%u %u", quota, period);
         if (write_str(cg->dir[0], "cpu.max", val) < 0)
             goto fail;
     } else {
+        /* memsw (memory+swap) must stay >= memory: lower it first when
+         * shrinking, raise it last when growing; absent without swap
+         * accounting, which is fine */
         snprintf(val, sizeof val, "%lld", mem);
+        write_str(cg->dir[0], "memory.memsw.limit_in_bytes", val);
         if (write_str(cg->dir[0], "memory.limit_in_bytes", val) < 0)
             goto fail;
-        write_str(cg->dir[0], "memory.memsw.limit_in_bytes", val);  /* absent without swap accounting */
+        write_str(cg->dir[0], "memory.memsw.limit_in_bytes", val);
+        what = "pids";
         snprintf(val, sizeof val, "%u", lim->pids);
         if (write_str(cg->dir[1], "pids.max", val) < 0)
             goto fail;
+        what = "cpu";
         snprintf(val, sizeof val, "%u", period);
         write_str(cg->dir[2], "cpu.cfs_period_us", val);
         snprintf(val, sizeof val, "%u", quota);
@@ -167,9 +184,28 @@ int sb_cg_create(const sb_cg_layout *l, const char *id, const sb_limits *lim, sb
     }
     return 0;
 fail:
-    sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup setup for %s: %s", id, strerror(errno));
-    sb_cg_destroy(cg);
-    return -1;
+    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup %s limit: %s", what, strerror(errno)), -1;
+}
+
+int sb_cg_rename(sb_cgroup *cg, const char *name, sb_error *err)
+{
+    for (int i = 0; i < 3; i++) {
+        if (!cg->dir[i])
+            continue;
+        cb_autofree char *parent = cb_strdup(cg->dir[i]);
+        char *slash = strrchr(parent, '/');
+        *slash = '\0';
+        char *to = cb_printf_new("%s/%s", parent, name);
+        rmdir(to);  /* a stale, empty one from a crash */
+        if (rename(cg->dir[i], to) < 0) {
+            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup rename %s: %s", to, strerror(errno));
+            free(to);
+            return -1;
+        }
+        free(cg->dir[i]);
+        cg->dir[i] = to;
+    }
+    return 0;
 }
 
 int sb_cg_attach(const sb_cgroup *cg, pid_t pid, sb_error *err)

@@ -35,8 +35,13 @@ typedef struct sb_cgroup {
 
 int sb_cg_detect(sb_cg_layout *l, sb_error *err);
 void sb_cg_layout_clear(sb_cg_layout *l);
-int sb_cg_create(const sb_cg_layout *l, const char *id, const sb_limits *lim, sb_cgroup *cg,
-                 sb_error *err);
+/* Make the groups "cellbox/<name>" (no limits yet). */
+int sb_cg_create(const sb_cg_layout *l, const char *name, sb_cgroup *cg, sb_error *err);
+int sb_cg_set_limits(const sb_cg_layout *l, const sb_cgroup *cg, const sb_limits *lim,
+                     sb_error *err);
+/* Rename the groups to "cellbox/<name>" (a pooled agent becoming a sandbox);
+ * a stale group of that name is removed first. */
+int sb_cg_rename(sb_cgroup *cg, const char *name, sb_error *err);
 int sb_cg_attach(const sb_cgroup *cg, pid_t pid, sb_error *err);
 /* Kill what is left (v2: cgroup.kill) and remove the groups. */
 void sb_cg_destroy(sb_cgroup *cg);

@@ -34,7 +34,7 @@
 
 static const char *step_names[SB_STEP__COUNT] = {
     "root", "tmpfs", "mkdir", "bind", "symlink", "write", "proc", "devpts",
-    "pivot", "remount-ro", "hostname", "loopback",
+    "pivot", "remount-ro", "hostname", "loopback", "attach", "resize",
 };
 
 const char *sb_step_name(sb_step_kind kind)
@@ -118,22 +118,12 @@ void sb_plan_build(sb_plan *p, const sb_plan_opts *o)
                 "/etc/passwd", 0, 0644, 0);
     sb_plan_add(p, SB_STEP_WRITE, "root:x:0:\ntty:x:5:\nuser:x:1000:\nnogroup:x:65534:\n",
                 "/etc/group", 0, 0644, 0);
-    cb_autofree char *hosts =
-        cb_printf_new("127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-                      o->hostname);
-    sb_plan_add(p, SB_STEP_WRITE, hosts, "/etc/hosts", 0, 0644, 0);
-    cb_autofree char *hostname_line = cb_printf_new("%s\n", o->hostname);
-    sb_plan_add(p, SB_STEP_WRITE, hostname_line, "/etc/hostname", 0, 0644, 0);
-
     sb_plan_add(p, SB_STEP_TMPFS, NULL, "/tmp", 0, 01777, tmp_mb);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/root", 0, 0700, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/run", 0, 0755, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/var", 0, 0755, 0);
     sb_plan_add(p, SB_STEP_SYMLINK, "/tmp", "/var/tmp", 0, 0, 0);
-    if (o->workspace_src)
-        sb_plan_add(p, SB_STEP_BIND, o->workspace_src, "/workspace", 0, 0, 0);
-    else
-        sb_plan_add(p, SB_STEP_MKDIR, NULL, "/workspace", 0, 0755, 0);
+    sb_plan_add(p, SB_STEP_MKDIR, NULL, "/workspace", 0, 0755, 0);
 
     sb_plan_add(p, SB_STEP_PROC, NULL, "/proc", 0, 0, 0);
 
@@ -153,14 +143,37 @@ void sb_plan_build(sb_plan *p, const sb_plan_opts *o)
     sb_plan_add(p, SB_STEP_REMOUNT_RO, NULL, "/dev", 0, 0, 0);
 
     sb_plan_add(p, SB_STEP_PIVOT, NULL, "/", 0, 0, 0);
-    sb_plan_add(p, SB_STEP_REMOUNT_RO, NULL, "/", 0, 0, 0);
-    sb_plan_add(p, SB_STEP_HOSTNAME, o->hostname, NULL, 0, 0, 0);
     sb_plan_add(p, SB_STEP_LOOPBACK, NULL, NULL, 0, 0, 0);
+}
+
+void sb_plan_build_specialize(sb_plan *p, const sb_plan_opts *o)
+{
+    p->after_pivot = true;
+    char fdnum[16];
+    snprintf(fdnum, sizeof fdnum, "%d", o->workspace_fd);
+    if (o->workspace_fd >= 0)
+        sb_plan_add(p, SB_STEP_ATTACH, fdnum, "/workspace", 0, 0, 0);
+    cb_autofree char *hosts =
+        cb_printf_new("127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+                      o->hostname);
+    sb_plan_add(p, SB_STEP_WRITE, hosts, "/etc/hosts", 0, 0644, 0);
+    cb_autofree char *hostname_line = cb_printf_new("%s\n", o->hostname);
+    sb_plan_add(p, SB_STEP_WRITE, hostname_line, "/etc/hostname", 0, 0644, 0);
+    unsigned tmp_mb = o->tmp_mb ? o->tmp_mb : 64;
+    sb_plan_add(p, SB_STEP_RESIZE, NULL, "/tmp", 0, 01777, tmp_mb);
+    sb_plan_add(p, SB_STEP_RESIZE, NULL, "/dev/shm", 0, 01777, tmp_mb);
+    sb_plan_add(p, SB_STEP_HOSTNAME, o->hostname, NULL, 0, 0, 0);
+    sb_plan_add(p, SB_STEP_REMOUNT_RO, NULL, "/", 0, 0, 0);
 }
 
 cJSON *sb_plan_to_json(const sb_plan *p)
 {
     cJSON *arr = cJSON_CreateArray();
+    if (p->after_pivot) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "op", "after-pivot");
+        cJSON_AddItemToArray(arr, o);
+    }
     for (size_t i = 0; i < p->n; i++) {
         const sb_step *s = &p->steps[i];
         cJSON *o = cJSON_CreateObject();
@@ -187,6 +200,10 @@ int sb_plan_from_json(sb_plan *p, const cJSON *arr)
     const cJSON *o;
     cJSON_ArrayForEach(o, arr) {
         const char *op = cb_json_str(o, "op", "");
+        if (strcmp(op, "after-pivot") == 0) {
+            p->after_pivot = true;
+            continue;
+        }
         int kind = -1;
         for (int k = 0; k < SB_STEP__COUNT; k++)
             if (strcmp(op, step_names[k]) == 0)
@@ -202,6 +219,8 @@ int sb_plan_from_json(sb_plan *p, const cJSON *arr)
 
 void sb_plan_describe(const sb_plan *p, cb_buf *out)
 {
+    if (p->after_pivot)
+        cb_buf_puts(out, "(inside the new root)\n");
     for (size_t i = 0; i < p->n; i++) {
         const sb_step *s = &p->steps[i];
         cb_buf_printf(out, "%-10s", sb_step_name(s->kind));
@@ -217,7 +236,9 @@ void sb_plan_describe(const sb_plan *p, cb_buf *out)
             cb_buf_printf(out, " %s", s->src);
         else if (s->dest)
             cb_buf_printf(out, " %s", s->dest);
-        if (s->kind == SB_STEP_TMPFS || s->kind == SB_STEP_ROOT)
+        if (s->kind == SB_STEP_ATTACH)
+            cb_buf_printf(out, " (from fd %s)", s->src);
+        if (s->kind == SB_STEP_TMPFS || s->kind == SB_STEP_ROOT || s->kind == SB_STEP_RESIZE)
             cb_buf_printf(out, " size=%um mode=%04o", s->size_mb, s->mode);
         cb_buf_putc(out, '\n');
     }
@@ -383,6 +404,18 @@ static int run_step(const sb_step *s, bool pivoted, const char **what)
     case SB_STEP_LOOPBACK:
         *what = "bring up lo";
         return loopback_up();
+    case SB_STEP_ATTACH:
+        *what = "move_mount";
+        if (syscall(SYS_move_mount, atoi(s->src), "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return -1;
+        close(atoi(s->src));
+        *what = "remount nosuid,nodev";
+        return remount(dest, MS_NOSUID | MS_NODEV);
+    case SB_STEP_RESIZE: {
+        *what = "resize tmpfs";
+        cb_autofree char *opts = cb_printf_new("mode=%04o,size=%um", s->mode, s->size_mb);
+        return mount(NULL, dest, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts);
+    }
     default:
         errno = EINVAL;
         *what = "unknown step";
@@ -392,12 +425,13 @@ static int run_step(const sb_step *s, bool pivoted, const char **what)
 
 int sb_plan_run(const sb_plan *p, bool dry_run, sb_error *err)
 {
-    bool pivoted = false;
+    bool pivoted = p->after_pivot;
     for (size_t i = 0; i < p->n; i++) {
         const sb_step *s = &p->steps[i];
         bool needs_dest = s->kind != SB_STEP_HOSTNAME && s->kind != SB_STEP_LOOPBACK;
         bool needs_src = s->kind == SB_STEP_BIND || s->kind == SB_STEP_SYMLINK ||
-                         s->kind == SB_STEP_WRITE || s->kind == SB_STEP_HOSTNAME;
+                         s->kind == SB_STEP_WRITE || s->kind == SB_STEP_HOSTNAME ||
+                         s->kind == SB_STEP_ATTACH;
         if ((needs_dest && (!s->dest || s->dest[0] != '/' || strstr(s->dest, ".."))) ||
             (needs_src && !s->src)) {
             sb_fail(err, SB_E_INTERNAL_ERROR, "plan step %zu (%s): malformed", i, sb_step_name(s->kind));

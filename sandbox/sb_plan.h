@@ -33,6 +33,8 @@ typedef enum {
     SB_STEP_REMOUNT_RO, /* make dest read-only (after PIVOT, for "/") */
     SB_STEP_HOSTNAME,   /* sethostname(src) */
     SB_STEP_LOOPBACK,   /* bring lo up */
+    SB_STEP_ATTACH,     /* move the detached mount in fd src (a number) to dest */
+    SB_STEP_RESIZE,     /* remount the tmpfs at dest with size_mb */
     SB_STEP__COUNT
 } sb_step_kind;
 
@@ -54,11 +56,12 @@ typedef struct sb_step {
 typedef struct sb_plan {
     sb_step *steps;
     size_t n, cap;
+    bool after_pivot;   /* steps target the sandbox's root directly */
 } sb_plan;
 
 typedef struct sb_plan_opts {
     const char *hostname;      /* the sandbox id */
-    const char *workspace_src; /* host path to bind at /workspace (e.g. /proc/self/fd/5) */
+    int workspace_fd;          /* specialise: fd number of the detached workspace mount */
     unsigned tmp_mb;           /* size of /tmp and /dev/shm */
     const char *host_prefix;   /* "" normally; tests point it at a fake host tree */
 } sb_plan_opts;
@@ -67,9 +70,14 @@ void sb_plan_init(sb_plan *p);
 void sb_plan_clear(sb_plan *p);
 void sb_plan_add(sb_plan *p, sb_step_kind kind, const char *src, const char *dest,
                  unsigned flags, unsigned mode, unsigned size_mb);
-/* The standard sandbox: read-only system folders, a chosen part of /etc,
- * private /tmp, /workspace, /proc, a minimal /dev, pivot_root, hostname, lo. */
+/* A sandbox is set up in two plans. The generic one (run ahead of time by
+ * pooled agents) builds everything that is the same for all sandboxes:
+ * read-only system folders, a chosen part of /etc, private /tmp, /proc, a
+ * minimal /dev, pivot_root, lo. The specialising one (run when a sandbox
+ * takes the agent) attaches /workspace, writes /etc/hosts and /etc/hostname,
+ * sizes /tmp, sets the hostname and makes "/" read-only. */
 void sb_plan_build(sb_plan *p, const sb_plan_opts *o);
+void sb_plan_build_specialize(sb_plan *p, const sb_plan_opts *o);
 
 const char *sb_step_name(sb_step_kind kind);
 cJSON *sb_plan_to_json(const sb_plan *p);
