@@ -37,3 +37,4 @@ interp/pymodules.c: interp/embed.py $(IP_PYFILES)
 # tracebacks, a real browser (tests/display_*, tests/t_png*, tests/browser_*).
 EXTRA_DIST += tests/display_util.py
 TESTS += tests/display_parity.py
+TESTS += tests/display_traceback.py

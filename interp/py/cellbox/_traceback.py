@@ -1,58 +1,396 @@
-"""Tracebacks of the user's code only, in the IPython style (ANSI colours)."""
+"""Tracebacks of the user's code in IPython's form, with ipykernel's colours.
+
+The error message's ``traceback`` is a list of strings, one per block, as
+IPython 8 writes them:
+
+    ---------------------------------------------------------------------------
+    ZeroDivisionError                         Traceback (most recent call last)
+    Cell In [2], line 1
+    ----> 1 outer(1)
+    Cell In [1], line 6, in outer(y)
+          4 def outer(y):
+          5     z = y - 1
+    ----> 6     return inner(z)
+    ...
+    ZeroDivisionError: division by zero
+
+Each frame shows its file (``Cell In [n]`` for cells), line number,
+function and arguments, then its code: the failing statement with up to
+two statements of context on each side, within the function. Code is
+coloured like pygments' default style in a 256-colour terminal, the failing
+expression (from the code object's positions) on a yellow background.
+Chained exceptions come first, joined by Python's sentences. The kernel's
+own frames are dropped. No pygments, IPython or stack_data needed.
+"""
+import builtins
+import io
+import keyword
 import linecache
+import os
+import sys
+import tokenize
 import traceback
 
-_RED = "\x1b[0;31m"
-_GREEN = "\x1b[0;32m"
-_CYAN = "\x1b[0;36m"
-_RESET = "\x1b[0m"
+__all__ = ["format_exception"]
+
+# the colour scheme of ipykernel ("Linux")
+RED = "\x1b[0;31m"
+GREEN = "\x1b[0;32m"
+BGREEN = "\x1b[1;32m"
+CYAN = "\x1b[0;36m"
+BLUE = "\x1b[0;34m"
+NORMAL = "\x1b[0m"
+WIDTH = 75
+_NUM_WIDTH = 7
+
+# pygments' default style in 256 colours: (foreground, bold/italic)
+_KEYWORD = ("38;5;28", "01")
+_OP_WORD = ("38;5;129", "01")
+_BUILTIN = ("38;5;28", "")
+_EXCEPTION = ("38;5;167", "01")
+_FUNCTION = ("38;5;21", "")
+_NAMESPACE = ("38;5;21", "01")
+_OPERATOR = ("38;5;241", "")
+_STRING = ("38;5;124", "")
+_COMMENT = ("38;5;66", "03")
+_DECORATOR = ("38;5;129", "")
+_PUNCT = set("()[]{},:;")
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n"
 
 
-def _user_frames(tb, skip_file):
-    frames = traceback.extract_tb(tb)
-    # drop the kernel's own frames before the first frame of user code
+# -- code colouring ---------------------------------------------------------------------
+
+def _style_of(tok, prev):
+    t, s = tok.type, tok.string
+    if t == tokenize.NAME:
+        if s in ("in", "is", "not", "and", "or"):
+            return _OP_WORD
+        if keyword.iskeyword(s):
+            return _KEYWORD
+        if prev in ("def",):
+            return _FUNCTION
+        if prev in ("class", "import", "from"):
+            return _NAMESPACE
+        b = getattr(builtins, s, None)
+        if b is not None and s != "_":
+            if isinstance(b, type) and issubclass(b, BaseException):
+                return _EXCEPTION
+            return _BUILTIN
+        if s == "self":
+            return _BUILTIN
+        return None
+    if t == tokenize.NUMBER:
+        return _OPERATOR
+    if t == tokenize.STRING or t in _FSTRING_TYPES:
+        return _STRING
+    if t == tokenize.COMMENT:
+        return _COMMENT
+    if t == tokenize.OP:
+        if s == "@" and prev in (None, "NEWLINE"):
+            return _DECORATOR
+        return None if s in _PUNCT else _OPERATOR
+    return None
+
+
+_FSTRING_TYPES = {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END")
+                  if hasattr(tokenize, n)}
+
+
+def _tokens(lines):
+    """Tokens of a piece of source (best effort: a fragment may not parse)."""
+    src = "".join(lines)
+    out = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            out.append(tok)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return out
+
+
+def _paint(text, style, hl):
+    """text in a pygments-like style, on yellow when hl."""
+    if not text:
+        return ""
+    fg, attr = style if style else (None, "")
+    codes = ";".join(c for c in (fg, attr, "43" if hl else None) if c)
+    if not codes:
+        return text
+    resets = ";".join(c for c in ("39" if fg else None, "00" if attr else None, "49" if hl else None) if c)
+    return "\x1b[%sm%s\x1b[%sm" % (codes, text, resets)
+
+
+def _highlight(lines, first_lineno, span):
+    """Colour lines (a list of str, numbered from first_lineno); span is
+    ((line, col), (end_line, end_col)) of the failing expression or None.
+    Returns the coloured lines (without their newlines)."""
+    toks = _tokens([l if l.endswith("\n") else l + "\n" for l in lines])
+    styles = {}  # (row, col) -> (end_col, style) for the tokens on one line
+    prev = None
+    for tok in toks:
+        if tok.type in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+            if tok.type == tokenize.NEWLINE:
+                prev = "NEWLINE"
+            continue
+        st = _style_of(tok, prev)
+        (r0, c0), (r1, c1) = tok.start, tok.end
+        if r0 == r1:
+            styles.setdefault(r0, []).append((c0, c1, st))
+        else:  # a multi-line string: one piece per line
+            for r in range(r0, r1 + 1):
+                line = lines[r - 1] if r - 1 < len(lines) else ""
+                a = c0 if r == r0 else 0
+                b = c1 if r == r1 else len(line.rstrip("\n"))
+                styles.setdefault(r, []).append((a, b, st))
+        prev = tok.string
+    out = []
+    for i, line in enumerate(lines):
+        row = i + 1
+        lineno = first_lineno + i
+        text = line.rstrip("\n")
+
+        def in_span(col):
+            if not span:
+                return False
+            (l0, c0), (l1, c1) = span
+            pos = (lineno, col)
+            return (l0, c0) <= pos < (l1, c1)
+
+        pieces = []
+        col = 0
+        for a, b, st in sorted(styles.get(row, [])):
+            if a > col:
+                pieces.append((text[col:a], None, col))
+            pieces.append((text[a:b], st, a))
+            col = max(col, b)
+        if col < len(text):
+            pieces.append((text[col:], None, col))
+        rendered = []
+        for chunk, st, start in pieces:
+            # split a chunk where the highlight starts or ends
+            cur, cur_hl, buf = start, None, ""
+            for k, ch in enumerate(chunk):
+                h = in_span(start + k)
+                if cur_hl is None:
+                    cur_hl = h
+                if h != cur_hl:
+                    rendered.append(_paint(buf, st, cur_hl))
+                    buf, cur_hl = "", h
+                buf += ch
+            if buf:
+                rendered.append(_paint(buf, st, bool(cur_hl)))
+        out.append("".join(rendered))
+    return out
+
+
+# -- frames --------------------------------------------------------------------------------
+
+def _cell_name(filename):
+    if filename.startswith("<cell-") and filename.endswith(">") and filename[6:-1].isdigit():
+        return filename[6:-1]
+    return None
+
+
+def _compress_user(path):
+    home = os.path.expanduser("~")
+    if home and home != "/" and path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
+
+
+def _link(filename, lineno):
+    n = _cell_name(filename)
+    if n is not None:
+        return "Cell %sIn [%s], line %d%s" % (GREEN, n, lineno, NORMAL)
+    return "File %s%s:%d%s" % (GREEN, _compress_user(filename), lineno, NORMAL)
+
+
+def _logical_lines(filename):
+    """[(first, last)] line ranges of the statements/logical lines of a file."""
+    lines = linecache.getlines(filename)
+    if not lines:
+        return [], lines
+    ranges = []
+    start = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO("".join(lines)).readline):
+            if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+                continue
+            if start is None:
+                start = tok.start[0]
+            if tok.type == tokenize.NEWLINE:
+                ranges.append((start, tok.end[0]))
+                start = None
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    if start is not None:
+        ranges.append((start, len(lines)))
+    return ranges, lines
+
+
+def _context(filename, code, lineno, pieces_around):
+    """(first_lineno, lines) around lineno: the statement holding it and up
+    to pieces_around statements before and after, within the function."""
+    ranges, lines = _logical_lines(filename)
+    if not lines or lineno < 1 or lineno > len(lines):
+        return None, []
+    lo_scope = code.co_firstlineno if code.co_name != "<module>" else 1
+    hi_scope = len(lines)
+    if code.co_name != "<module>":
+        try:
+            hi_scope = max(l for _, _, l in code.co_lines() if l is not None)
+        except ValueError:
+            pass
+        hi_scope = max(hi_scope, lineno)
+    scoped = [r for r in ranges if r[0] >= lo_scope and r[1] <= hi_scope]
+    cur = next((i for i, r in enumerate(scoped) if r[0] <= lineno <= r[1]), None)
+    if cur is None:
+        return [lineno], lines
+    lo = max(0, cur - pieces_around)
+    hi = min(len(scoped) - 1, cur + pieces_around)
+    shown = []   # line numbers, None where lines are left out
+    for a, b in scoped[lo:hi + 1]:
+        if b - a + 1 > 6 and not (a <= lineno <= b):
+            # a long statement around: its first 3 and last 2 lines
+            shown.extend(list(range(a, a + 3)) + [None] + list(range(b - 1, b + 1)))
+        else:
+            shown.extend(range(a, b + 1))
+    return shown, lines
+
+
+def _args(frame):
+    import inspect
+    try:
+        a = inspect.getargvalues(frame)
+        return inspect.formatargvalues(a.args, a.varargs, a.keywords, a.locals, formatvalue=lambda v: "")
+    except Exception:
+        return "(***failed resolving arguments***)"
+
+
+def _format_frame(frame, summary, pieces_around):
+    code = frame.f_code
+    lineno = summary.lineno or frame.f_lineno
+    head = _link(summary.filename, lineno)
+    if code.co_name != "<module>":
+        name = getattr(code, "co_qualname", code.co_name)
+        head += ", in %s%s%s%s%s" % (CYAN, name, BLUE, _args(frame), NORMAL)
+    out = head + "\n"
+    shown, lines = _context(summary.filename, code, lineno, pieces_around)
+    if not shown:
+        return out
+    numbered = [n for n in shown if n is not None]
+    first, last = min(numbered), max(numbered)
+    block = lines[first - 1:last]
+    # dedent the lines shown as a whole (IPython shows a method's body unindented)
+    indents = [len(lines[n - 1]) - len(lines[n - 1].lstrip()) for n in numbered if lines[n - 1].strip()]
+    cut = min(indents) if indents else 0
+    block = [t[cut:] if t[:cut].isspace() or not t[:cut] else t.lstrip() for t in block]
+    span = None
+    if getattr(summary, "colno", None) is not None and summary.end_colno is not None:
+        span = ((summary.lineno, max(0, summary.colno - cut)),
+                (summary.end_lineno or summary.lineno, max(0, summary.end_colno - cut)))
+    # colour the whole range at once: tokens (strings...) span lines
+    coloured = _highlight(block, first, span)
+    for n in shown:
+        if n is None:
+            out += "%s   (...)%s\n" % (GREEN, NORMAL)
+        elif n == lineno:
+            out += "%s%s%s %s\n" % (GREEN, _arrow(n), NORMAL, coloured[n - first])
+        else:
+            out += "%s%*d%s %s\n" % (BGREEN, _NUM_WIDTH, n, NORMAL, coloured[n - first])
+    return out
+
+
+def _arrow(n):
+    """'----> 6', '--> 346': the arrow fills the number column."""
+    s = str(n)
+    pad = _NUM_WIDTH - len(s)
+    if pad >= 2:
+        return "-" * (pad - 2) + "> " + s
+    return (">" if pad == 1 else "") + s
+
+
+def _is_kernel_frame(filename, skip_file):
+    return filename == skip_file or filename.startswith("<cellbox>")
+
+
+def _frames(tb, skip_file):
+    pairs = list(zip(traceback.walk_tb(tb), traceback.extract_tb(tb)))
     i = 0
-    while i < len(frames) and (frames[i].filename == skip_file or frames[i].filename.startswith("<cellbox>/")):
+    while i < len(pairs) and _is_kernel_frame(pairs[i][1].filename, skip_file):
         i += 1
-    return frames[i:]
+    return [(f, s) for (f, _), s in pairs[i:]]
 
 
-def _frame_name(filename):
-    if filename.startswith("<cell-") and filename.endswith(">"):
-        return "Cell In[%s]" % filename[6:-1]
-    return filename
+def _exc_line(exc):
+    name = type(exc).__name__
+    try:
+        msg = str(exc)
+    except Exception:
+        msg = "<unprintable %s object>" % name
+    return "%s%s%s: %s" % (RED, name, NORMAL, msg)
+
+
+def _header(exc):
+    name = type(exc).__name__
+    return "%s%s%s%s" % (RED, name, NORMAL, "Traceback (most recent call last)".rjust(WIDTH - len(name)))
+
+
+def _syntax_error(exc):
+    """IPython's form for code that does not compile: one block."""
+    fn = exc.filename or "<unknown>"
+    n = _cell_name(fn)
+    where = ("Cell %sIn [%s], line %s" % (GREEN, n, exc.lineno) if n is not None
+             else "File %s%s:%s" % (GREEN, _compress_user(fn), exc.lineno))
+    out = "%s  %s%s%s\n" % (CYAN, where, CYAN, NORMAL)
+    if exc.text:
+        text = exc.text.rstrip("\n")
+        stripped = text.lstrip()
+        out += "%s    %s%s\n" % (RED, stripped, NORMAL)
+        if exc.offset:
+            caret = max(0, exc.offset - 1 - (len(text) - len(stripped)))
+            out += "%s    %s^%s\n" % (NORMAL, " " * caret, NORMAL)
+    out += "%s%s%s%s:%s %s\n" % (RED, type(exc).__name__, NORMAL, RED, NORMAL, exc.msg)
+    return out
+
+
+def _block(exc, skip_file, pieces_around):
+    frames = _frames(exc.__traceback__, skip_file)
+    parts = [_header(exc)]
+    for frame, summary in frames:
+        try:
+            parts.append(_format_frame(frame, summary, pieces_around))
+        except Exception:  # never lose the error because of its display
+            parts.append("%s\n" % _link(summary.filename, summary.lineno or 0))
+    parts.append(_exc_line(exc))
+    return parts
 
 
 def format_exception(exc, skip_frames_of=None):
-    """-> list of strings, one per traceback entry (as Jupyter frontends expect)."""
-    etype = type(exc)
-    out = []
-    if isinstance(exc, SyntaxError):
-        fn = exc.filename or "<unknown>"
-        head = "%s  File %s%s%s, line %s%s\n" % (
-            "", _GREEN, _frame_name(fn), _RESET, exc.lineno, "")
-        lines = [head]
-        if exc.text:
-            text = exc.text.rstrip("\n")
-            stripped = text.lstrip()
-            lines.append("    %s\n" % stripped)
-            if exc.offset:
-                caret = max(0, exc.offset - 1 - (len(text) - len(stripped)))
-                lines.append("    %s%s^%s\n" % (" " * caret, _RED, _RESET))
-        lines.append("%s%s%s: %s" % (_RED, etype.__name__, _RESET, exc.msg))
-        return ["".join(lines)]
-    out.append("%s%s%s" % (_RED, "-" * 75, _RESET))
-    out.append("%s%s%s%sTraceback (most recent call last)" % (
-        _RED, etype.__name__, _RESET, " " * max(1, 42 - len(etype.__name__))))
-    for fr in _user_frames(exc.__traceback__, skip_frames_of):
-        name = _frame_name(fr.filename)
-        loc = "%s%s%s, line %d" % (_GREEN, name, _RESET, fr.lineno) if name.startswith("Cell") else \
-            "File %s%s:%d%s, in %s%s%s" % (_GREEN, fr.filename, fr.lineno, _RESET, _CYAN, fr.name, _RESET)
-        block = [loc]
-        line = linecache.getline(fr.filename, fr.lineno).rstrip("\n")
-        if line:
-            block.append("%s----> %d%s %s" % (_GREEN, fr.lineno, _RESET, line.strip()))
-        out.append("\n".join(block))
-    msg = str(exc)
-    out.append("%s%s%s: %s" % (_RED, etype.__name__, _RESET, msg) if msg else "%s%s%s" % (_RED, etype.__name__, _RESET))
+    """-> list of strings, the error message's traceback (see the module doc)."""
+    if isinstance(exc, SyntaxError) and not _frames(exc.__traceback__, skip_frames_of):
+        return [_syntax_error(exc)]
+    # the chain, newest first, with how each one relates to the next
+    chain, links, seen = [exc], [], {id(exc)}
+    e = exc
+    while True:
+        if e.__cause__ is not None:
+            nxt, link = e.__cause__, _CAUSE
+        elif e.__context__ is not None and not e.__suppress_context__:
+            nxt, link = e.__context__, _CONTEXT
+        else:
+            break
+        if id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        chain.append(nxt)
+        links.append(link)
+        e = nxt
+    out = ["%s%s%s" % (RED, "-" * WIDTH, NORMAL)]
+    for i in range(len(chain) - 1, -1, -1):
+        out += _block(chain[i], skip_frames_of, 2 if i == 0 else 1)
+        if i > 0:
+            out.append(links[i - 1])
     return out
