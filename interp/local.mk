@@ -38,3 +38,4 @@ interp/pymodules.c: interp/embed.py $(IP_PYFILES)
 EXTRA_DIST += tests/display_util.py
 TESTS += tests/display_parity.py
 TESTS += tests/display_traceback.py
+TESTS += tests/display_widgets.py

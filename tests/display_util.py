@@ -15,7 +15,7 @@ import re
 import kutil
 
 _ADDR = re.compile(r"0x[0-9a-f]{6,16}")
-_HEX32 = re.compile(r"\b[0-9a-f]{32}\b")
+_HEX32 = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
 def collect(kc, code, timeout=60, **kw):
