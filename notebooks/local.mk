@@ -12,3 +12,37 @@ libcellbox_a_SOURCES += \
 check_PROGRAMS += tests/nb_rewrite
 tests_nb_rewrite_SOURCES = tests/nb_rewrite.c
 tests_nb_rewrite_LDADD = libcellbox.a $(CB_LIBS)
+
+# Integration tests (Debian's python3 + nbclient/nbformat, real kernels).
+NB_CORPUS = \
+	tests/notebooks/corpus/01_expressions.ipynb \
+	tests/notebooks/corpus/02_print.ipynb \
+	tests/notebooks/corpus/03_stderr.ipynb \
+	tests/notebooks/corpus/04_stream_big.ipynb \
+	tests/notebooks/corpus/05_display.ipynb \
+	tests/notebooks/corpus/06_display_update.ipynb \
+	tests/notebooks/corpus/07_clear_output.ipynb \
+	tests/notebooks/corpus/08_errors_allowed.ipynb \
+	tests/notebooks/corpus/09_skip_execution.ipynb \
+	tests/notebooks/corpus/10_markdown_raw.ipynb \
+	tests/notebooks/corpus/11_unicode.ipynb \
+	tests/notebooks/corpus/12_matplotlib.ipynb \
+	tests/notebooks/corpus/13_numpy_pandas.ipynb \
+	tests/notebooks/corpus/14_json_output.ipynb \
+	tests/notebooks/corpus/15_result_types.ipynb \
+	tests/notebooks/corpus/16_functions_classes.ipynb \
+	tests/notebooks/corpus/17_empty_cells.ipynb \
+	tests/notebooks/corpus/18_magics_shell.ipynb \
+	tests/notebooks/corpus/19_cwd_files.ipynb \
+	tests/notebooks/corpus/20_subprocess.ipynb \
+	tests/notebooks/corpus/21_parameters_cell.ipynb \
+	tests/notebooks/corpus/22_carriage_returns.ipynb \
+	tests/notebooks/corpus/23_mimebundles.ipynb \
+	tests/notebooks/corpus/24_execution_count.ipynb \
+	tests/notebooks/corpus/25_stdin_disallowed.ipynb \
+	tests/notebooks/corpus/26_widget_comms.ipynb \
+	tests/notebooks/corpus/27_shell_escape.ipynb \
+	tests/notebooks/corpus/corpus_data.txt
+TESTS += tests/nb_corpus.py tests/nb_corpus_cellbox.py
+EXTRA_DIST += tests/nb_corpus.py tests/nb_corpus_cellbox.py tests/nb_common.py \
+	tests/notebooks/make_corpus.py $(NB_CORPUS)
