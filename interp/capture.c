@@ -260,6 +260,10 @@ static bool drain_pipe(ip_capture *c, int stream)
     static __thread char buf[65536];
     bool open = true;
     pthread_mutex_lock(&c->pipe_lock);
+    if (c->pipe_rd[stream] < 0) {
+        pthread_mutex_unlock(&c->pipe_lock);
+        return false;
+    }
     for (;;) {
         ssize_t n = read(c->pipe_rd[stream], buf, sizeof buf);
         if (n > 0) {
@@ -304,7 +308,7 @@ static void *pump_thread(void *arg)
             timeout = (int)(left / 1000000) + 1;
         }
         struct pollfd p[3] = {{c->wake, POLLIN, 0}, {c->fds ? c->pipe_rd[1] : -1, POLLIN, 0},
-                              {c->fds ? c->pipe_rd[2] : -1, POLLIN, 0}};
+                              {c->fds ? c->pipe_rd[2] : -1, POLLIN, 0}};  /* -1: ignored */
         int n = poll(p, 3, timeout);
         if (n < 0 && errno != EINTR)
             break;
@@ -314,9 +318,18 @@ static void *pump_thread(void *arg)
             uint64_t v;
             ssize_t CB_UNUSED r = read(c->wake, &v, sizeof v);
         }
-        for (int s = 1; s <= 2; s++)
-            if (p[s].revents & (POLLIN | POLLHUP))
-                drain_pipe(c, s);
+        for (int s = 1; s <= 2; s++) {
+            if (!(p[s].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (!drain_pipe(c, s)) {
+                /* every writer closed it (user code closed fd 1/2): stop
+                 * watching, or poll would report the hang-up forever */
+                pthread_mutex_lock(&c->pipe_lock);
+                close(c->pipe_rd[s]);
+                c->pipe_rd[s] = -1;
+                pthread_mutex_unlock(&c->pipe_lock);
+            }
+        }
     }
     return NULL;
 }
