@@ -39,3 +39,8 @@ EXTRA_DIST += tests/display_util.py
 TESTS += tests/display_parity.py
 TESTS += tests/display_traceback.py
 TESTS += tests/display_widgets.py
+
+check_PROGRAMS += tests/t_png
+tests_t_png_SOURCES = tests/t_png.c
+tests_t_png_LDADD = libcellbox.a $(CB_LIBS)
+TESTS += tests/t_png
