@@ -44,3 +44,4 @@ check_PROGRAMS += tests/t_png
 tests_t_png_SOURCES = tests/t_png.c
 tests_t_png_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_png
+TESTS += tests/display_png.py tests/display_updates.py

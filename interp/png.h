@@ -25,7 +25,7 @@ typedef enum ip_png_alpha {
 
 typedef struct ip_png_opts {
     int level;             /* zlib level 0..9 */
-    int strategy;          /* zlib strategy (Z_RLE, ...); -1: Z_RLE for RGB, the default for RGBA */
+    int strategy;          /* zlib strategy (Z_DEFAULT_STRATEGY, Z_RLE, ...) */
     int filters;           /* libpng PNG_FILTER_* mask (one filter = no per-row search) */
     ip_png_alpha alpha;
     double dpi;            /* > 0: a pHYs chunk, as Pillow writes for matplotlib */
@@ -33,8 +33,8 @@ typedef struct ip_png_opts {
     const char *const *text;
 } ip_png_opts;
 
-/* The speed-oriented defaults: level 1, the Up filter, RLE for opaque
- * images (written as RGB), the default strategy for RGBA. */
+/* The speed-oriented defaults: zlib level 3, the Up filter only, alpha
+ * auto (opaque images are written as RGB). */
 ip_png_opts ip_png_defaults(void);
 
 /* Encodes w x h pixels of 4 bytes (R,G,B,A), rows `stride` bytes apart,
