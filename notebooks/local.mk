@@ -43,6 +43,22 @@ NB_CORPUS = \
 	tests/notebooks/corpus/26_widget_comms.ipynb \
 	tests/notebooks/corpus/27_shell_escape.ipynb \
 	tests/notebooks/corpus/corpus_data.txt
-TESTS += tests/nb_corpus.py tests/nb_corpus_cellbox.py
-EXTRA_DIST += tests/nb_corpus.py tests/nb_corpus_cellbox.py tests/nb_common.py \
-	tests/notebooks/make_corpus.py $(NB_CORPUS)
+NB_BAD = \
+	tests/notebooks/bad/bad_execution_count.ipynb \
+	tests/notebooks/bad/bad_id.ipynb \
+	tests/notebooks/bad/bad_output_type.ipynb \
+	tests/notebooks/bad/bad_utf8.ipynb \
+	tests/notebooks/bad/expected.json \
+	tests/notebooks/bad/missing_outputs.ipynb \
+	tests/notebooks/bad/nbformat3.ipynb \
+	tests/notebooks/bad/no_cells.ipynb \
+	tests/notebooks/bad/not_an_object.ipynb \
+	tests/notebooks/bad/not_json.ipynb \
+	tests/notebooks/bad/source_number.ipynb \
+	tests/notebooks/bad/stream_without_name.ipynb \
+	tests/notebooks/bad/tags_not_list.ipynb \
+	tests/notebooks/bad/truncated.ipynb \
+	tests/notebooks/bad/unknown_cell_type.ipynb
+NB_TESTS = tests/nb_run_cli.py tests/nb_corpus.py tests/nb_corpus_cellbox.py
+TESTS += $(NB_TESTS)
+EXTRA_DIST += $(NB_TESTS) tests/nb_common.py tests/notebooks/make_corpus.py $(NB_CORPUS) $(NB_BAD)

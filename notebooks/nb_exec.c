@@ -447,7 +447,7 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
             if (timed_out) {
                 /* the interrupt did not help: the kernel is stuck */
                 cb_autofree char *ev = cb_printf_new(
-                    "Cell execution timed out after %g seconds and the kernel did not answer the interrupt", o->timeout);
+                    "Cell execution timed out after %g s and the kernel did not answer the interrupt", o->timeout);
                 add_error_output(&rs->outs, idx, "CellTimeoutError", ev);
                 set_reason(rs->r, NB_TIMEOUT, idx, cell, "timed out after %g s (the kernel ignored the interrupt and was stopped)",
                            o->timeout);
@@ -459,16 +459,18 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
         }
         if (st == KN_POLL_DIED || st == KN_POLL_HB_LOST) {
             cb_autofree char *why = st == KN_POLL_DIED
-                                        ? cb_printf_new("the kernel %s", kn_client_exit_status(rs->k))
-                                        : cb_printf_new("the kernel stopped answering heartbeats for %g s", o->hb_timeout);
-            cb_autofree char *ev = cb_printf_new("Kernel died while executing this cell: %s", why);
+                                        ? cb_strdup(kn_client_exit_status(rs->k))
+                                        : cb_printf_new("no heartbeat for %g s", o->hb_timeout);
+            cb_autofree char *ev = cb_printf_new("Kernel died while executing this cell (%s)", why);
             add_error_output(&rs->outs, idx, "DeadKernelError", ev);
-            set_reason(rs->r, NB_DEAD, idx, cell, "kernel died: %s", why);
+            set_reason(rs->r, NB_DEAD, idx, cell, "the kernel died (%s)", why);
             kn_client_kill(rs->k);
             ok = false;
             break;
         }
         if (st == KN_POLL_CANCELLED) {
+            /* stop the cell too, so that the shutdown request is served at once */
+            kn_client_interrupt(rs->k);
             add_error_output(&rs->outs, idx, "KeyboardInterrupt", "cellbox run was interrupted");
             set_reason(rs->r, NB_CANCELLED, idx, cell, "interrupted");
             ok = false;
@@ -476,7 +478,7 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
         }
     }
     if (ok && timed_out) {
-        cb_autofree char *ev = cb_printf_new("Cell execution timed out after %g seconds", o->timeout);
+        cb_autofree char *ev = cb_printf_new("Cell execution timed out after %g s", o->timeout);
         add_error_output(&rs->outs, idx, "CellTimeoutError", ev);
         set_reason(rs->r, NB_TIMEOUT, idx, cell, "timed out after %g s (the kernel was interrupted)", o->timeout);
         ok = false;
@@ -584,7 +586,10 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
     }
     nb_outputs_store_widgets(&rs.outs);
     double t2 = cb_mono_s();
-    kn_client_shutdown(rs.k, o->shutdown_grace > 0 ? o->shutdown_grace : 5);
+    double grace = o->shutdown_grace > 0 ? o->shutdown_grace : 5;
+    if (r->status == NB_CANCELLED && grace > 2)
+        grace = 2;  /* the user is waiting */
+    kn_client_shutdown(rs.k, grace);
     kn_client_free(rs.k);
     r->shutdown_s = cb_mono_s() - t2;
     if (o->papermill) {

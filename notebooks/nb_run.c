@@ -53,7 +53,7 @@ typedef struct run_opts {
     bool inplace;
     const char *kernel;
     const char *cwd;
-    double timeout, startup_timeout, hb_timeout;
+    double timeout, startup_timeout, hb_timeout, interrupt_timeout;
     bool allow_errors, log_output, no_timing, prepare_only;
     int progress;               /* -1 auto, 0 off, 1 on */
     int jobs;
@@ -63,7 +63,7 @@ typedef struct run_opts {
 } run_opts;
 
 enum {
-    O_OUTPUT = 1, O_OUTPUT_DIR, O_INPLACE, O_KERNEL, O_CWD, O_TIMEOUT, O_STARTUP, O_HB, O_ALLOW_ERRORS,
+    O_OUTPUT = 1, O_OUTPUT_DIR, O_INPLACE, O_KERNEL, O_CWD, O_TIMEOUT, O_STARTUP, O_HB, O_INTERRUPT, O_ALLOW_ERRORS,
     O_LOG_OUTPUT, O_NO_TIMING, O_PROGRESS, O_NO_PROGRESS, O_JOBS, O_PARAM, O_PARAM_RAW, O_PARAM_FILE,
     O_PARAM_YAML, O_PREPARE_ONLY, O_HELP,
 };
@@ -85,6 +85,7 @@ static const struct opt_def {
     {"start-timeout", 0, O_STARTUP, 1},            /* papermill */
     {"start_timeout", 0, O_STARTUP, 1},
     {"heartbeat-timeout", 0, O_HB, 1},
+    {"interrupt-timeout", 0, O_INTERRUPT, 1},
     {"allow-errors", 0, O_ALLOW_ERRORS, 0},
     {"log-output", 0, O_LOG_OUTPUT, 0},
     {"no-timing", 0, O_NO_TIMING, 0},
@@ -129,6 +130,8 @@ static void usage(FILE *out)
         "Execution:\n"
         "  -t, --timeout S            per cell; on expiry the kernel is interrupted, the cell\n"
         "                             gets a CellTimeoutError and the run fails (default: none)\n"
+        "      --interrupt-timeout S  a kernel still busy this long after that interrupt is\n"
+        "                             stopped (default 10)\n"
         "      --allow-errors         go on after a cell raises (one cell: tag it\n"
         "                             raises-exception); cells tagged skip-execution are skipped\n"
         "  -j, --jobs N               run N notebooks at once, each with its own kernel\n"
@@ -185,6 +188,7 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
     case O_TIMEOUT: return parse_seconds(spelled, vals[0], &o->timeout);
     case O_STARTUP: return parse_seconds(spelled, vals[0], &o->startup_timeout);
     case O_HB: return parse_seconds(spelled, vals[0], &o->hb_timeout);
+    case O_INTERRUPT: return parse_seconds(spelled, vals[0], &o->interrupt_timeout);
     case O_ALLOW_ERRORS: o->allow_errors = true; break;
     case O_LOG_OUTPUT: o->log_output = true; break;
     case O_NO_TIMING: o->no_timing = true; break;
@@ -631,6 +635,7 @@ static void run_job(run_ctx *c, job *j)
             .timeout = o->timeout,
             .startup_timeout = o->startup_timeout,
             .hb_timeout = o->hb_timeout,
+            .interrupt_grace = o->interrupt_timeout,
             .allow_errors = o->allow_errors,
             .record_timing = !o->no_timing,
             .store_widget_state = true,

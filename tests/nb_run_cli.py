@@ -1,0 +1,381 @@
+#!/usr/bin/python3
+"""`cellbox run` from the outside: options and output paths, bad notebooks
+and bad options, errors, timeouts (signal and message interrupts, a kernel
+that ignores them), dead kernels (exit, SIGKILL from outside, heartbeat
+loss), SIGINT to cellbox, kernel start failures, kernel choice, -j, cwd,
+--log-output, the progress bar on a terminal and quiet output otherwise.
+
+Nothing here depends on timing: waits are for events (files a cell writes),
+with generous timeouts that only matter when something is broken. Every
+kernel a test provokes is checked to be gone afterwards."""
+import glob
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nb_common as C  # noqa: E402
+
+KS = {"name": "cellbox", "display_name": "Python 3 (cellbox)", "language": "python"}
+
+
+def write_nb(path, cells, kernelspec=KS, tags=None, minor=5):
+    nb = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": minor}
+    if kernelspec is not None:
+        nb["metadata"]["kernelspec"] = kernelspec
+    for i, src in enumerate(cells):
+        cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
+        if minor >= 5:
+            cell["id"] = "c%d" % (i + 1)
+        if tags and i in tags:
+            cell["metadata"]["tags"] = tags[i]
+        nb["cells"].append(cell)
+    with open(path, "w") as fh:
+        json.dump(nb, fh, indent=1)
+    return path
+
+
+def outputs(nb, i):
+    return nb["cells"][i]["outputs"]
+
+
+def enames(nb, i):
+    return [o.get("ename") for o in outputs(nb, i) if o["output_type"] == "error"]
+
+
+def text(nb, i):
+    return "".join("".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+                   for o in outputs(nb, i) if o["output_type"] == "stream")
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def wait_for_file(path, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def kill_if_alive(pid):
+    if pid and pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def main():
+    C.quiet_logs()
+    t = C.Tap()
+    tmp = C.tempdir()
+    env = C.kernelspec_env(tmp)
+    prefix = os.path.join(tmp, "prefix")
+    d = os.path.join(tmp, "w")
+    os.makedirs(d)
+    leftover_pids = []
+    try:
+        run = lambda *a, **kw: C.run(list(a), env=env, **kw)  # noqa: E731
+
+        # ------------------------------------------------------------ usage
+        r = run("run", "--help")
+        t.ok(r.returncode == 0 and "usage: cellbox run" in r.stdout, "--help prints usage, exit 0")
+        for args, why in [([], "no notebook given"), (["--bogus", "x.ipynb"], "unknown option '--bogus'"),
+                          (["-p", "x"], "needs 2 values"), (["-j", "0", "x.ipynb"], "number of jobs"),
+                          (["--timeout", "soon", "x.ipynb"], "number of seconds"),
+                          (["-o", "a.ipynb", "x.ipynb", "y.ipynb"], "use --output-dir"),
+                          (["-o", "a.ipynb", "--inplace", "x.ipynb"], "choose one of")]:
+            r = run("run", *args)
+            t.ok(r.returncode == 2 and why in r.stderr and r.stderr.startswith("cellbox run: "),
+                 "bad usage %s: exit 2, says %r" % (" ".join(args), why), r.stderr)
+
+        # --------------------------------------------------- bad notebooks
+        expected = C.load(os.path.join(C.BAD, "expected.json"))
+        for name in sorted(expected):
+            src = os.path.join(C.BAD, name)
+            dst = os.path.join(d, "bad-" + name)
+            shutil.copy(src, dst)
+            r = run("run", dst)
+            outs = glob.glob(os.path.join(d, "bad-" + name[:-6] + "*out*"))
+            line = r.stderr.strip()
+            t.ok(r.returncode == 1 and dst in line and expected[name] in line and len(line.splitlines()) == 1
+                 and not outs, "bad notebook %s: exit 1, one line naming file and field, nothing written" % name,
+                 "rc=%d %s %s" % (r.returncode, r.stderr, outs))
+
+        # ---------------------------------------------------- output paths
+        nb = write_nb(os.path.join(d, "paths.ipynb"), ["print('hi')", "6 * 7"])
+        before = C.read_text(nb)
+        r = run("run", nb)
+        out = os.path.join(d, "paths.out.ipynb")
+        t.ok(r.returncode == 0 and r.stdout == "" and r.stderr == "",
+             "success when stderr is not a terminal: exit 0 and silent", r.stderr)
+        t.ok(os.path.exists(out) and C.read_text(nb) == before, "default output NAME.out.ipynb, input untouched")
+        res = C.load(out)
+        t.ok(text(res, 0) == "hi\n" and outputs(res, 1)[0]["data"]["text/plain"] == ["42"]
+             and [c["execution_count"] for c in res["cells"]] == [1, 2], "outputs and execution counts")
+        ex = res["cells"][0]["metadata"].get("execution", {})
+        t.ok(sorted(ex) == ["iopub.execute_input", "iopub.status.busy", "iopub.status.idle", "shell.execute_reply"]
+             and all(v.endswith("Z") and len(v) == 27 for v in ex.values()),
+             "cell.metadata.execution holds the four kernel dates", ex)
+        t.ok(res["metadata"]["kernelspec"]["name"] == "cellbox" and res["metadata"]["language_info"]["name"] == "python",
+             "metadata.kernelspec and language_info filled")
+        t.ok(C.read_text(out) == C.nbformat_rewrite(out), "output byte-identical to nbformat.write()")
+        t.ok(not glob.glob(os.path.join(d, "*.tmp.*")), "no temporary files left behind")
+        r = run("run", "--no-timing", nb, "-o", os.path.join(d, "nt.ipynb"))
+        t.ok(r.returncode == 0 and all("execution" not in c["metadata"] for c in C.load(os.path.join(d, "nt.ipynb"))["cells"]),
+             "--no-timing records no execution metadata")
+        r = run("run", nb, "-o", os.path.join(d, "explicit.ipynb"))
+        t.ok(r.returncode == 0 and os.path.exists(os.path.join(d, "explicit.ipynb")), "-o PATH")
+        r = run("run", nb, "--output-dir", os.path.join(d, "new", "dir"))
+        t.ok(r.returncode == 0 and os.path.exists(os.path.join(d, "new", "dir", "paths.ipynb")),
+             "--output-dir DIR (created) gets DIR/NAME.ipynb")
+        r = run("run", nb, "-o", "-")
+        t.ok(r.returncode == 0 and json.loads(r.stdout)["cells"][0]["outputs"][0]["text"] == ["hi\n"]
+             and r.stdout.endswith("}\n"), "-o - writes the notebook to stdout")
+        r = run("run", nb, "-o", nb)
+        t.ok(r.returncode == 2 and "--inplace" in r.stderr and C.read_text(nb) == before,
+             "-o INPUT refuses to overwrite the input", r.stderr)
+        r = run("run", nb, "--output-dir", d)
+        t.ok(r.returncode == 2 and C.read_text(nb) == before, "--output-dir of the input's folder refuses too")
+        os.makedirs(os.path.join(d, "other"))
+        twin = write_nb(os.path.join(d, "other", "paths.ipynb"), ["1"])
+        r = run("run", nb, twin, "--output-dir", os.path.join(d, "both"))
+        t.ok(r.returncode == 2 and "both be written" in r.stderr, "two inputs onto one output: refused", r.stderr)
+        inpl = os.path.join(d, "inplace.ipynb")
+        shutil.copy(nb, inpl)
+        r = run("run", "--inplace", inpl)
+        t.ok(r.returncode == 0 and text(C.load(inpl), 0) == "hi\n", "--inplace overwrites the input")
+        nosuffix = os.path.join(d, "plain")
+        shutil.copy(nb, nosuffix)
+        r = run("run", nosuffix)
+        t.ok(r.returncode == 0 and os.path.exists(nosuffix + ".out.ipynb"), "an input without .ipynb gets NAME.out.ipynb")
+        r = run("run", os.path.join(d, "missing.ipynb"))
+        t.ok(r.returncode == 1 and "missing.ipynb: cannot read" in r.stderr, "a missing file: exit 1 with reason")
+
+        # ---------------------------------------------------------- errors
+        err = write_nb(os.path.join(d, "err.ipynb"), ["print('ok')", "1/0", "print('after')", "2"])
+        pre = C.load(err)
+        pre["cells"][2]["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["stale\n"]}]
+        pre["cells"][2]["execution_count"] = 9
+        with open(err, "w") as fh:
+            json.dump(pre, fh)
+        r = run("run", err)
+        res = C.load(os.path.join(d, "err.out.ipynb"))
+        t.ok(r.returncode == 1 and r.stderr.count("\n") == 1 and "err.ipynb: cell 2 (id 'c2'): ZeroDivisionError: division by zero"
+             in r.stderr, "a failing cell: exit 1, one line naming notebook, cell and error", r.stderr)
+        t.ok(enames(res, 1) == ["ZeroDivisionError"] and outputs(res, 2) == [] and res["cells"][2]["execution_count"] is None,
+             "the partial notebook has the error; later cells lose stale outputs")
+        r = run("run", "--allow-errors", err, "-o", os.path.join(d, "err2.ipynb"))
+        res = C.load(os.path.join(d, "err2.ipynb"))
+        t.ok(r.returncode == 0 and text(res, 2) == "after\n" and res["cells"][3]["execution_count"] == 4,
+             "--allow-errors goes on")
+        tagged = write_nb(os.path.join(d, "tagged.ipynb"), ["raise KeyError('k')", "print('went on')", "print('skipped')"],
+                          tags={0: ["raises-exception"], 2: ["skip-execution"]})
+        r = run("run", tagged)
+        res = C.load(os.path.join(d, "tagged.out.ipynb"))
+        t.ok(r.returncode == 0 and enames(res, 0) == ["KeyError"] and text(res, 1) == "went on\n"
+             and outputs(res, 2) == [] and res["cells"][2]["execution_count"] is None,
+             "raises-exception continues, skip-execution is skipped")
+
+        # -------------------------------------------------------- timeouts
+        sleeper = ["print('start')", "import time\nprint('sleeping', flush=True)\ntime.sleep(120)", "print('never')"]
+        for kernel in ("cellbox", "python3", "cellbox-msg"):
+            if kernel == "cellbox-msg":
+                subprocess.run([C.CELLBOX, "kernelspec", "install", "--prefix", prefix, "--name", "cellbox-msg",
+                                "--interrupt-mode", "message"], check=True, stdout=subprocess.DEVNULL)
+            p = write_nb(os.path.join(d, "sleep-%s.ipynb" % kernel), sleeper)
+            r = run("run", "-k", kernel, "--timeout", "1", p, timeout=120)
+            res = C.load(p.replace(".ipynb", ".out.ipynb"))
+            t.ok(r.returncode == 1 and "cell 2 (id 'c2'): timed out after 1 s (the kernel was interrupted)" in r.stderr,
+                 "timeout (%s): exit 1, reason names the cell" % kernel, r.stderr)
+            t.ok(enames(res, 1) == ["KeyboardInterrupt", "CellTimeoutError"] and text(res, 1) == "sleeping\n"
+                 and outputs(res, 2) == [],
+                 "timeout (%s, interrupt by %s): kernel interrupted, CellTimeoutError recorded" %
+                 (kernel, "message" if kernel.endswith("msg") else "signal"), json.dumps(outputs(res, 1))[:500])
+        p = write_nb(os.path.join(d, "deaf.ipynb"), ["import os, signal, time\nopen('deaf.pid', 'w').write(str(os.getpid()))\n"
+                                                     "signal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(120)"])
+        r = run("run", "--timeout", "1", "--interrupt-timeout", "1", p, timeout=120)
+        res = C.load(os.path.join(d, "deaf.out.ipynb"))
+        kpid = int(C.read_text(os.path.join(d, "deaf.pid")))
+        leftover_pids.append(kpid)
+        t.ok(r.returncode == 1 and "ignored the interrupt and was stopped" in r.stderr and enames(res, 0) == ["CellTimeoutError"]
+             and not pid_alive(kpid), "a kernel that ignores the interrupt is stopped, the timeout recorded", r.stderr)
+
+        # ---------------------------------------------------- dead kernels
+        for kernel in ("cellbox", "python3"):
+            p = write_nb(os.path.join(d, "exit-%s.ipynb" % kernel), ["print('before')", "import os\nos._exit(3)", "1"])
+            r = run("run", "-k", kernel, p, timeout=120)
+            res = C.load(p.replace(".ipynb", ".out.ipynb"))
+            t.ok(r.returncode == 1 and "cell 2 (id 'c2'): the kernel died (exited with status 3)" in r.stderr
+                 and enames(res, 1) == ["DeadKernelError"], "kernel exit mid-run (%s) is reported with its cell" % kernel,
+                 r.stderr)
+        p = write_nb(os.path.join(d, "stop.ipynb"), ["import os, signal\nopen('stop.pid', 'w').write(str(os.getpid()))\n"
+                                                     "os.kill(os.getpid(), signal.SIGSTOP)"])
+        r = run("run", "--heartbeat-timeout", "1", p, timeout=120)
+        kpid = int(C.read_text(os.path.join(d, "stop.pid")))
+        leftover_pids.append(kpid)
+        res = C.load(os.path.join(d, "stop.out.ipynb"))
+        t.ok(r.returncode == 1 and "the kernel died (no heartbeat for 1 s)" in r.stderr and enames(res, 0) == ["DeadKernelError"]
+             and not pid_alive(kpid), "heartbeat loss (SIGSTOPped kernel) is a dead kernel, and it is killed", r.stderr)
+
+        # a kernel killed from outside, and SIGINT to cellbox, while a cell runs
+        waiter = ["import os\nopen('{name}.pid', 'w').write(str(os.getpid()))",
+                  "import time\nopen('{name}.ready', 'w').close()\ntime.sleep(120)", "print('never')"]
+        for name in ("killed", "sigint"):
+            p = write_nb(os.path.join(d, name + ".ipynb"), [c.format(name=name) for c in waiter])
+            proc = subprocess.Popen([C.CELLBOX, "run", p], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+            ready = wait_for_file(os.path.join(d, name + ".ready"))
+            kpid = int(C.read_text(os.path.join(d, name + ".pid"))) if ready else 0
+            leftover_pids.append(kpid)
+            if name == "killed" and kpid:
+                os.kill(kpid, signal.SIGKILL)
+            elif kpid:
+                proc.send_signal(signal.SIGINT)
+            try:
+                _, stderr = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, stderr = proc.communicate()
+            res = C.load(p.replace(".ipynb", ".out.ipynb")) if os.path.exists(p.replace(".ipynb", ".out.ipynb")) else None
+            if name == "killed":
+                t.ok(ready and proc.returncode == 1 and "cell 2 (id 'c2'): the kernel died (was killed by signal 9" in stderr
+                     and res and enames(res, 1) == ["DeadKernelError"], "a kernel killed mid-run: reported, not waited on",
+                     stderr)
+            else:
+                t.ok(ready and proc.returncode == 130 and "interrupted" in stderr and res and enames(res, 1) == ["KeyboardInterrupt"]
+                     and not pid_alive(kpid), "SIGINT to cellbox run: exit 130, partial notebook, kernel gone", stderr)
+
+        # ------------------------------------------------- kernel problems
+        def spec(name, argv):
+            kd = os.path.join(prefix, "share", "jupyter", "kernels", name)
+            os.makedirs(kd, exist_ok=True)
+            with open(os.path.join(kd, "kernel.json"), "w") as fh:
+                json.dump({"argv": argv, "display_name": name, "language": "python"}, fh)
+        spec("no-such-exe", ["/nonexistent/kernel", "-f", "{connection_file}"])
+        spec("exits-at-once", ["/bin/sh", "-c", "exit 4", "{connection_file}"])
+        spec("never-ready", ["/bin/sh", "-c", "echo $$ > never-ready.pid; exec sleep 600", "{connection_file}"])
+        simple = write_nb(os.path.join(d, "simple.ipynb"), ["print(1)"])
+        r = run("run", "-k", "no-such-exe", simple)
+        t.ok(r.returncode == 1 and "cannot start kernel 'no-such-exe'" in r.stderr and "No such file" in r.stderr,
+             "a kernel that cannot be executed: clear reason", r.stderr)
+        r = run("run", "-k", "exits-at-once", simple)
+        t.ok(r.returncode == 1 and "kernel 'exits-at-once' exited with status 4 during startup" in r.stderr,
+             "a kernel that exits at startup: clear reason", r.stderr)
+        r = run("run", "-k", "never-ready", "--startup-timeout", "1", simple, timeout=60)
+        spid = int(C.read_text(os.path.join(d, "never-ready.pid"))) if os.path.exists(os.path.join(d, "never-ready.pid")) else 0
+        leftover_pids.append(spid)
+        t.ok(r.returncode == 1 and "did not become ready within 1 s" in r.stderr and spid and not pid_alive(spid),
+             "startup timeout: reported, the kernel process killed", r.stderr)
+        r = run("run", "-k", "nonexistent-kernel", simple)
+        t.ok(r.returncode == 1 and "no kernelspec named 'nonexistent-kernel'" in r.stderr, "an unknown -k: clear reason",
+             r.stderr)
+
+        # ----------------------------------------------------- kernel choice
+        for label, ks, want in [("the notebook's installed kernelspec (python3)",
+                                 {"name": "python3", "display_name": "x", "language": "python"}, "python3"),
+                                ("no kernelspec: cellbox", None, "cellbox"),
+                                ("a Python kernelspec not installed: cellbox",
+                                 {"name": "gone-python", "display_name": "x", "language": "python"}, "cellbox")]:
+            p = write_nb(os.path.join(d, "choice.ipynb"), ["import sys\nprint(sys.version_info[0])"], kernelspec=ks)
+            r = run("run", p, "-o", os.path.join(d, "choice.out.ipynb"))
+            res = C.load(os.path.join(d, "choice.out.ipynb"))
+            t.ok(r.returncode == 0 and res["metadata"]["kernelspec"]["name"] == want and text(res, 0) == "3\n",
+                 "default kernel: " + label, r.stderr)
+        p = write_nb(os.path.join(d, "r.ipynb"), ["1 + 1"], kernelspec={"name": "ir", "display_name": "R", "language": "R"})
+        r = run("run", p)
+        t.ok(r.returncode == 1 and "no kernelspec named 'ir'" in r.stderr and "choose one with -k" in r.stderr,
+             "a non-Python notebook whose kernel is missing: clear reason", r.stderr)
+        if os.path.exists("/usr/share/jupyter/kernels/xpython/kernel.json"):
+            r = run("run", "-k", "xpython", simple, "-o", os.path.join(d, "xpy.ipynb"))
+            res = C.load(os.path.join(d, "xpy.ipynb")) if r.returncode == 0 else None
+            t.ok(res and text(res, 0) == "1\n" and res["metadata"]["kernelspec"]["name"] == "xpython",
+                 "another installed kernel (xeus-python) runs the notebook", r.stderr)
+        else:
+            t.skip("another installed kernel (xeus-python)", "xpython not installed")
+
+        # --------------------------------------------------------------- cwd
+        os.makedirs(os.path.join(d, "sub"))
+        p = write_nb(os.path.join(d, "sub", "cwd.ipynb"), ["import os\nprint(os.getcwd())"])
+        r = run("run", p)
+        t.ok(r.returncode == 0 and text(C.load(os.path.join(d, "sub", "cwd.out.ipynb")), 0).strip()
+             == os.path.realpath(os.path.join(d, "sub")), "the kernel runs in the notebook's folder")
+        r = run("run", "--cwd", tmp, p, "-o", os.path.join(d, "cwd2.ipynb"))
+        t.ok(r.returncode == 0 and text(C.load(os.path.join(d, "cwd2.ipynb")), 0).strip() == os.path.realpath(tmp),
+             "--cwd DIR")
+        r = run("run", "--cwd", os.path.join(d, "nope"), p)
+        t.ok(r.returncode == 2 and "not a folder" in r.stderr, "--cwd of a missing folder: bad usage")
+
+        # ---------------------------------------------------------------- -j
+        os.makedirs(os.path.join(d, "par"))
+        wait_src = ("import os, time\nopen('{me}.flag', 'w').close()\n"
+                    "for _ in range(1200):\n    if os.path.exists('{other}.flag'):\n        break\n    time.sleep(0.05)\n"
+                    "else:\n    raise RuntimeError('{other} never ran')\nprint('met {other}')")
+        a = write_nb(os.path.join(d, "par", "a.ipynb"), [wait_src.format(me="a", other="b")])
+        b = write_nb(os.path.join(d, "par", "b.ipynb"), [wait_src.format(me="b", other="a")])
+        r = run("run", "-j", "2", a, b, timeout=120)
+        t.ok(r.returncode == 0 and text(C.load(a.replace(".ipynb", ".out.ipynb")), 0) == "met b\n"
+             and text(C.load(b.replace(".ipynb", ".out.ipynb")), 0) == "met a\n",
+             "-j 2 runs two notebooks at once, each with its own kernel", r.stderr)
+        many = [write_nb(os.path.join(d, "par", "m%d.ipynb" % i), ["print(%d)" % i]) for i in range(5)]
+        bad = os.path.join(d, "par", "m-bad.ipynb")
+        shutil.copy(os.path.join(C.BAD, "truncated.ipynb"), bad)
+        r = run("run", "-j", "3", *(many + [bad]))
+        t.ok(r.returncode == 1 and all(text(C.load(m.replace(".ipynb", ".out.ipynb")), 0) == "%d\n" % i
+                                       for i, m in enumerate(many))
+             and r.stderr.count("\n") == 1 and "m-bad.ipynb" in r.stderr,
+             "-j 3 over six notebooks: five written, the bad one reported on one line", r.stderr)
+
+        # ------------------------------------------------------- log output
+        p = write_nb(os.path.join(d, "log.ipynb"), ["print('alpha')\nimport sys\nprint('beta', file=sys.stderr)", "'gamma'",
+                                                    "print('no newline', end='')", "print('delta')"])
+        r = run("run", "--log-output", p)
+        t.ok(r.returncode == 0 and r.stdout == "alpha\n'gamma'\nno newline\ndelta\n" and "beta\n" in r.stderr,
+             "--log-output streams cell outputs (stdout/stderr) in order", repr(r.stdout) + repr(r.stderr))
+
+        # ---------------------------------------------- progress on a terminal
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([C.CELLBOX, "run", p, "-o", os.path.join(d, "tty.ipynb")], env=env,
+                                stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            rl, _, _ = select.select([master], [], [], 60)
+            if not rl:
+                break
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+        os.close(master)
+        screen = b"".join(chunks).decode(errors="replace")
+        t.ok(proc.returncode == 0 and "\r" in screen and "4/4 cells" in screen and "[####" in screen
+             and "ok %s" % p in screen, "a progress bar on a terminal (cells done/total, elapsed) and a summary",
+             repr(screen[-400:]))
+    finally:
+        for pid in leftover_pids:
+            kill_if_alive(pid)
+        C.rmtree(tmp)
+    return t.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
