@@ -62,3 +62,13 @@ NB_BAD = \
 NB_TESTS = tests/nb_run_cli.py tests/nb_corpus.py tests/nb_corpus_cellbox.py
 TESTS += $(NB_TESTS)
 EXTRA_DIST += $(NB_TESTS) tests/nb_common.py tests/notebooks/make_corpus.py $(NB_CORPUS) $(NB_BAD)
+
+# C unit tests (TAP).
+check_PROGRAMS += tests/t_nb_json tests/t_nb_outputs tests/t_nb_params
+tests_t_nb_json_SOURCES = tests/t_nb_json.c
+tests_t_nb_json_LDADD = libcellbox.a $(CB_LIBS)
+tests_t_nb_outputs_SOURCES = tests/t_nb_outputs.c
+tests_t_nb_outputs_LDADD = libcellbox.a $(CB_LIBS)
+tests_t_nb_params_SOURCES = tests/t_nb_params.c
+tests_t_nb_params_LDADD = libcellbox.a $(CB_LIBS)
+TESTS += tests/t_nb_json tests/t_nb_outputs tests/t_nb_params

@@ -761,6 +761,25 @@ void nb_json_splitlines(const char *s, size_t len, void (*fn)(void *ctx, const c
         fn(ctx, s + start, len - start);
 }
 
+void nb_json_insert(cJSON *arr, int index, cJSON *item)
+{
+    cJSON *at = arr->child;
+    for (int i = 0; at && i < index; i++)
+        at = at->next;
+    if (!at) {
+        cJSON_AddItemToArray(arr, item);
+        return;
+    }
+    /* cJSON keeps the tail in child->prev and NULL in tail->next */
+    item->next = at;
+    item->prev = at->prev;
+    if (at == arr->child)
+        arr->child = item;
+    else
+        at->prev->next = item;
+    at->prev = item;
+}
+
 cJSON *nb_json_dup(const cJSON *j)
 {
     return cJSON_Duplicate(j, 1);

@@ -52,6 +52,11 @@ char *nb_json_number_text(const cJSON *n);
 void nb_json_splitlines(const char *s, size_t len, void (*fn)(void *ctx, const char *line, size_t n),
                         void *ctx);
 
+/* Inserts item (owned) before position index of arr, or appends when index
+ * is past the end. (cJSON_InsertItemInArray() of Debian 12's libcjson
+ * 1.7.15 refuses to insert in the middle of an array.) */
+void nb_json_insert(cJSON *arr, int index, cJSON *item);
+
 /* Deep copy that keeps number spellings (cJSON_Duplicate does too; this
  * is the named entry point). */
 cJSON *nb_json_dup(const cJSON *j);

@@ -422,10 +422,10 @@ int nb_params_inject(nb_notebook *nb, const cJSON *params, const char *kernel_na
     if (injected >= 0) {
         cJSON_ReplaceItemInArray(nb->cells, injected, cell);
     } else if (param >= 0) {
-        cJSON_InsertItemInArray(nb->cells, param + 1, cell);  /* appends when past the end */
+        nb_json_insert(nb->cells, param + 1, cell);
     } else {
         cb_warn("notebooks", "the notebook has no cell tagged 'parameters': parameters injected at the top");
-        cJSON_InsertItemInArray(nb->cells, 0, cell);
+        nb_json_insert(nb->cells, 0, cell);
     }
     cb_json_set(papermill_md(nb), "parameters", nb_json_dup(params));
     return 0;
@@ -598,6 +598,6 @@ void nb_pm_insert_error_cells(nb_notebook *nb, int cell_index)
                                           count);
     static const char anchor[] = "<span id=\"papermill-error-cell\" " PM_ERROR_STYLE
                                  ">Execution using papermill encountered an exception here and stopped:</span>";
-    cJSON_InsertItemInArray(nb->cells, cell_index, error_cell(anchor));
-    cJSON_InsertItemInArray(nb->cells, 0, error_cell(msg));
+    nb_json_insert(nb->cells, cell_index, error_cell(anchor));
+    nb_json_insert(nb->cells, 0, error_cell(msg));
 }

@@ -1,0 +1,252 @@
+/* Unit tests of the papermill-compatible parameters (notebooks/nb_papermill):
+ * -p typing (papermill's _resolve_type, i.e. Python's int()/float()), the
+ * Python/R/bash translators (vectors from papermill's own
+ * test_translators.py), injection rules, YAML typing (when built with
+ * libyaml), papermill's time format. */
+#include "config.h"
+
+#include <string.h>
+
+#include "base/json.h"
+#include "base/util.h"
+#include "notebooks/nb_format.h"
+#include "notebooks/nb_json.h"
+#include "notebooks/nb_papermill.h"
+#include "tests/tap.h"
+
+static char *dump(const cJSON *j)
+{
+    cb_buf b = CB_BUF_INIT;
+    nb_json_write(&b, j);
+    return cb_buf_steal(&b);
+}
+
+static void test_typing(void)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"1", "1"}, {"-7", "-7"}, {"+5", "5"}, {"1_000", "1000"}, {"007", "7"}, {"-0", "0"}, {" 12 ", "12"},
+        {"12345678901234567890", "12345678901234567890"}, {"1.5", "1.5"}, {"1e3", "1000.0"}, {".5", "0.5"},
+        {"5.", "5.0"}, {"1_000.5", "1000.5"}, {"inf", "Infinity"}, {"-Infinity", "-Infinity"}, {"nan", "NaN"},
+        {"True", "true"}, {"False", "false"}, {"None", "null"}, {"true", "\"true\""}, {"none", "\"none\""},
+        {"0x10", "\"0x10\""}, {"1__0", "\"1__0\""}, {"_1", "\"_1\""}, {"1_", "\"1_\""}, {"1 2", "\"1 2\""},
+        {"--1", "\"--1\""}, {"1e", "\"1e\""}, {"e5", "\"e5\""}, {"", "\"\""}, {"hello world", "\"hello world\""},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
+        cJSON *p = cJSON_CreateObject();
+        nb_params_set_typed(p, "x", cases[i].in);
+        char *got = dump(cJSON_GetObjectItem(p, "x"));
+        is_str(got, cases[i].want, "-p x '%s'", cases[i].in);
+        free(got);
+        cJSON_Delete(p);
+    }
+    cJSON *p = cJSON_CreateObject();
+    nb_params_set_typed(p, "a", "1");
+    nb_params_set_raw(p, "b", "1");
+    nb_params_set_typed(p, "a", "2");
+    char *got = cJSON_PrintUnformatted(p);
+    is_str(got, "{\"a\":2,\"b\":\"1\"}", "-r keeps strings; a repeated name keeps its place (dict update)");
+    free(got);
+    cJSON_Delete(p);
+}
+
+/* papermill's test_translators.py vectors: (JSON value, expected code) */
+static void translate_case(const char *kernel, const char *lang, const char *value_json, const char *want,
+                           const char *assign)
+{
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddItemToObject(p, "foo", nb_json_parse(value_json, strlen(value_json), 0, NULL));
+    char *err = NULL;
+    char *code = nb_params_code(p, kernel, lang, &err);
+    cb_autofree char *expect = cb_printf_new("# Parameters\nfoo%s%s\n", assign, want);
+    is_str(code, expect, "%s: %s -> %s", lang, value_json, want);
+    free(code);
+    free(err);
+    cJSON_Delete(p);
+}
+
+static void test_translators(void)
+{
+    static const struct {
+        const char *in, *py, *r;
+    } cases[] = {
+        {"\"foo\"", "\"foo\"", "\"foo\""},
+        {"\"{\\\"foo\\\": \\\"bar\\\"}\"", "\"{\\\"foo\\\": \\\"bar\\\"}\"", "\"{\\\"foo\\\": \\\"bar\\\"}\""},
+        {"{\"foo\": \"bar\"}", "{\"foo\": \"bar\"}", "list(\"foo\" = \"bar\")"},
+        {"{\"foo\": \"\\\"bar\\\"\"}", "{\"foo\": \"\\\"bar\\\"\"}", "list(\"foo\" = \"\\\"bar\\\"\")"},
+        {"{\"foo\": [\"bar\"]}", "{\"foo\": [\"bar\"]}", "list(\"foo\" = list(\"bar\"))"},
+        {"{\"foo\": {\"bar\": \"baz\"}}", "{\"foo\": {\"bar\": \"baz\"}}", "list(\"foo\" = list(\"bar\" = \"baz\"))"},
+        {"[\"foo\", \"\\\"bar\\\"\"]", "[\"foo\", \"\\\"bar\\\"\"]", "list(\"foo\", \"\\\"bar\\\"\")"},
+        {"[{\"foo\": \"bar\"}]", "[{\"foo\": \"bar\"}]", "list(list(\"foo\" = \"bar\"))"},
+        {"12345", "12345", "12345"},
+        {"-54321", "-54321", "-54321"},
+        {"1.2345", "1.2345", "1.2345"},
+        {"-5432.1", "-5432.1", "-5432.1"},
+        {"true", "True", "TRUE"},
+        {"false", "False", "FALSE"},
+        {"null", "None", "NULL"},
+        {"NaN", "float('nan')", "nan"},
+        {"-Infinity", "float('-inf')", "-inf"},
+        {"\"\xc3\xa9\\t\\\\\xf0\x9f\x98\x80\x7f'\"", "\"\\xe9\\t\\\\\\U0001f600\\x7f'\"", "\"\\xe9\\t\\\\\\U0001f600\\x7f'\""},
+        {"\"\xe6\xbc\xa2\\n\"", "\"\\u6f22\\n\"", "\"\\u6f22\\n\""},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
+        translate_case("python3", "python", cases[i].in, cases[i].py, " = ");
+        translate_case("ir", "R", cases[i].in, cases[i].r, " = ");
+    }
+    static const struct {
+        const char *in, *sh;
+    } sh[] = {
+        {"\"foo\"", "foo"}, {"\"foo space\"", "'foo space'"}, {"\"foo's apostrophe\"", "'foo'\"'\"'s apostrophe'"},
+        {"\"shell ( is ) <dumb>\"", "'shell ( is ) <dumb>'"}, {"\"$dumb(shell)\"", "'$dumb(shell)'"}, {"\"\"", "''"},
+        {"12345", "12345"}, {"-5432.1", "-5432.1"}, {"true", "true"}, {"false", "false"}, {"null", ""},
+        {"[\"a b\", 1]", "('a b' 1)"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(sh); i++)
+        translate_case("bash", "bash", sh[i].in, sh[i].sh, "=");
+
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddNumberToObject(p, "___foo", 5);
+    char *err = NULL;
+    char *code = nb_params_code(p, "ir", "R", &err);
+    is_str(code, "# Parameters\nfoo = 5\n", "R drops leading underscores of names");
+    free(code);
+    code = nb_params_code(p, "python3", "python", &err);
+    is_str(code, "# Parameters\n___foo = 5\n", "python keeps them");
+    free(code);
+    code = nb_params_code(p, "cellbox", "python", &err);
+    ok(code != NULL, "the cellbox kernel (language python) gets the Python translator");
+    free(code);
+    code = nb_params_code(p, "julia-1.9", "julia", &err);
+    ok(!code && err && strstr(err, "no parameter translator for kernel 'julia-1.9' or language 'julia'"),
+       "an unknown language is refused clearly");
+    free(err);
+    err = NULL;
+    cJSON_Delete(p);
+    p = cJSON_CreateObject();
+    cJSON_AddItemToObject(p, "d", cJSON_CreateObject());
+    code = nb_params_code(p, "bash", "bash", &err);
+    ok(!code && err && strstr(err, "mapping cannot be passed as a bash parameter"), "bash has no dicts");
+    free(err);
+    cJSON_Delete(p);
+}
+
+static nb_notebook *notebook(const char *cells)
+{
+    cb_autofree char *doc = cb_printf_new("{\"cells\": [%s], \"metadata\": {}, \"nbformat\": 4, \"nbformat_minor\": 4}",
+                                          cells);
+    char *err = NULL;
+    nb_notebook *nb = nb_notebook_parse(doc, strlen(doc), "t", &err);
+    free(err);
+    return nb;
+}
+
+#define CODE(src, tags)                                                                                                \
+    "{\"cell_type\": \"code\", \"execution_count\": null, \"metadata\": {\"tags\": " tags "}, \"outputs\": [],"        \
+    " \"source\": \"" src "\"}"
+
+static void test_inject(void)
+{
+    cJSON *p = cJSON_CreateObject();
+    nb_params_set_typed(p, "a", "1");
+    char *err = NULL;
+    nb_notebook *nb = notebook(CODE("first", "[]") "," CODE("a = 0", "[\"parameters\"]") "," CODE("use(a)", "[]"));
+    ok(nb_params_inject(nb, p, "python3", "python", &err) == 0, "inject");
+    ok(nb_cell_count(nb) == 4 && strcmp(nb_cell_source(nb_cell_at(nb, 2)), "# Parameters\na = 1\n") == 0 &&
+           nb_cell_has_tag(nb_cell_at(nb, 2), "injected-parameters"),
+       "the injected cell goes right after the parameters cell");
+    ok(nb->minor == 5 && nb_cell_id(nb_cell_at(nb, 0)) && nb_cell_id(nb_cell_at(nb, 2)),
+       "the notebook is upgraded to nbformat 4.5 (cell ids)");
+    char *got = cJSON_PrintUnformatted(cb_json_obj(cb_json_obj(nb->metadata, "papermill"), "parameters"));
+    is_str(got, "{\"a\":1}", "metadata.papermill.parameters");
+    free(got);
+    nb_params_set_typed(p, "a", "2");
+    ok(nb_params_inject(nb, p, "python3", "python", &err) == 0 && nb_cell_count(nb) == 4 &&
+           strcmp(nb_cell_source(nb_cell_at(nb, 2)), "# Parameters\na = 2\n") == 0,
+       "a second injection replaces the injected cell");
+    nb_notebook_free(nb);
+    nb = notebook(CODE("first", "[]"));
+    ok(nb_params_inject(nb, p, "python3", "python", &err) == 0 && nb_cell_count(nb) == 2 &&
+           nb_cell_has_tag(nb_cell_at(nb, 0), "injected-parameters"),
+       "without a parameters cell the injected cell goes on top");
+    nb_notebook_free(nb);
+    nb = notebook("");
+    ok(nb_params_inject(nb, p, "python3", "python", &err) == 0 && nb_cell_count(nb) == 1, "an empty notebook");
+    nb_notebook_free(nb);
+    cJSON_Delete(p);
+    free(err);
+}
+
+static void test_yaml(void)
+{
+    if (!nb_yaml_supported()) {
+        char *err = NULL;
+        ok(!nb_yaml_parse("a: 1", 4, &err) && err && strstr(err, "libyaml"), "without libyaml YAML is refused clearly");
+        free(err);
+        return;
+    }
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"a: 1", "{\"a\":1}"},
+        {"a: 1.5\nb: 1e5\nc: 1.0e+5", "{\"a\":1.5,\"b\":\"1e5\",\"c\":100000.0}"},
+        {"a: yes\nb: Off\nc: true\nd: ~\ne:\nf: null", "{\"a\":true,\"b\":false,\"c\":true,\"d\":null,\"e\":null,\"f\":null}"},
+        {"a: 0x1f\nb: 010\nc: 0b11\nd: 1_000\ne: 1:30", "{\"a\":31,\"b\":8,\"c\":3,\"d\":1000,\"e\":90}"},
+        {"a: .inf\nb: -.inf\nc: .nan", "{\"a\":Infinity,\"b\":-Infinity,\"c\":NaN}"},
+        {"a: '1'\nb: \"true\"\nc: !!str 2\nd: 2026-01-02", "{\"a\":\"1\",\"b\":\"true\",\"c\":\"2\",\"d\":\"2026-01-02\"}"},
+        {"l: [1, two, {x: 3}]\nm:\n  - a\n  - b", "{\"l\":[1,\"two\",{\"x\":3}],\"m\":[\"a\",\"b\"]}"},
+        {"a: &x [1, 2]\nb: *x", "{\"a\":[1,2],\"b\":[1,2]}"},
+        {"{\"json\": [1, 2.0, null]}", "{\"json\":[1,2.0,null]}"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
+        char *err = NULL;
+        cJSON *j = nb_yaml_parse(cases[i].in, strlen(cases[i].in), &err);
+        char *got = NULL;
+        if (j) {
+            /* compact, but with Python's number spellings */
+            cb_buf b = CB_BUF_INIT;
+            nb_json_write(&b, j);
+            size_t w = 0;
+            bool in_str = false;
+            for (size_t k = 0; k < b.len; k++) {
+                char c = b.data[k];
+                if (c == '"' && (k == 0 || b.data[k - 1] != '\\'))
+                    in_str = !in_str;
+                if (!in_str && (c == '\n' || c == ' '))
+                    continue;
+                b.data[w++] = c;
+            }
+            b.data[w] = '\0';
+            got = cb_buf_steal(&b);
+        }
+        /* nb_json_write sorts keys; the cases are written in sorted order */
+        is_str(got, cases[i].want, "yaml case %zu", i);
+        free(got);
+        free(err);
+        cJSON_Delete(j);
+    }
+    char *err = NULL;
+    ok(!nb_yaml_parse("a: [1, 2", 8, &err) && err && strstr(err, "YAML syntax error at line"), "YAML syntax errors: %s",
+       err ? err : "");
+    free(err);
+}
+
+static void test_time(void)
+{
+    char buf[40];
+    nb_pm_isotime(buf, sizeof buf, 1795700000123456LL);
+    is_str(buf, "2026-11-26T13:33:20.123456", "papermill time: naive UTC isoformat");
+    nb_pm_isotime(buf, sizeof buf, 1795700000000000LL);
+    is_str(buf, "2026-11-26T13:33:20", "isoformat() drops a zero fraction");
+}
+
+int main(void)
+{
+    test_typing();
+    test_translators();
+    test_inject();
+    test_yaml();
+    test_time();
+    return tap_done();
+}
