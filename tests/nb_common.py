@@ -192,3 +192,10 @@ def quiet_logs():
     import warnings
     logging.disable(logging.CRITICAL)
     warnings.simplefilter("ignore")
+
+
+def nbformat_rewrite_text(text):
+    import nbformat
+    nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+    out = nbformat.writes(nb)
+    return out if out.endswith("\n") else out + "\n"

@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""papermill compatibility of `cellbox run`: -p/-r/-f/-y parameters reach the
+kernel with papermill's types, the injected cell lands where papermill puts
+it (in Python, R or bash), metadata.papermill and cell.metadata.papermill
+have papermill's fields and values, a failure inserts papermill's error
+cells, --prepare-only does not execute."""
+import datetime
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nb_common as C  # noqa: E402
+
+
+def code(src, tags=None):
+    return {"cell_type": "code", "execution_count": None, "metadata": {"tags": tags} if tags else {},
+            "outputs": [], "source": src}
+
+
+def md(src):
+    return {"cell_type": "markdown", "metadata": {}, "source": src}
+
+
+def write(path, cells, ks=None, minor=4):
+    nb = {"cells": cells, "metadata": {"kernelspec": ks or {"name": "cellbox", "display_name": "c",
+                                                            "language": "python"}},
+          "nbformat": 4, "nbformat_minor": minor}
+    with open(path, "w") as fh:
+        json.dump(nb, fh)
+    return path
+
+
+def src(cell):
+    return "".join(cell["source"])
+
+
+def stdout(cell):
+    return "".join("".join(o["text"]) for o in cell["outputs"] if o["output_type"] == "stream")
+
+
+def naive_iso(s):
+    try:
+        return datetime.datetime.fromisoformat(s).tzinfo is None
+    except (TypeError, ValueError):
+        return False
+
+
+def main():
+    C.quiet_logs()
+    t = C.Tap()
+    tmp = C.tempdir()
+    env = C.kernelspec_env(tmp)
+    try:
+        run = lambda *a: C.run(list(a), env=env)  # noqa: E731
+        report = write(os.path.join(tmp, "report.ipynb"), [
+            md("# Report"),
+            code("alpha = 0.1\nname = 'default'\nn = 1\nflag = False\nnothing = 'x'", ["parameters"]),
+            code("print(repr((alpha, name, n, flag, nothing)))"),
+            code("print(repr((raw, big, lst, d)))"),
+        ])
+        pfile = os.path.join(tmp, "params.json")
+        with open(pfile, "w") as fh:
+            json.dump({"lst": [1, "two", None, 2.5], "d": {"k": True}, "n": 5}, fh)
+        out = os.path.join(tmp, "report.out.ipynb")
+        r = run("run", report, "-f", pfile, "-p", "alpha", "0.5", "-p", "name", "it's \"é\"\\n", "-p", "n", "1_000",
+                "-p", "flag", "True", "-p", "nothing", "None", "-r", "raw", "12", "-y", '{"big": 12345678901234567890}')
+        res = C.load(out) if os.path.exists(out) else None
+        t.ok(r.returncode == 0 and res, "a parameterized run succeeds", r.stderr)
+        cells = res["cells"]
+        t.ok(len(cells) == 5 and cells[2]["metadata"]["tags"] == ["injected-parameters"],
+             "the injected cell comes right after the cell tagged parameters")
+        t.ok(src(cells[2]) == '# Parameters\nlst = [1, "two", None, 2.5]\nd = {"k": True}\nn = 1000\nalpha = 0.5\n'
+             'name = "it\'s \\"\\xe9\\"\\\\n"\nflag = True\nnothing = None\nraw = "12"\nbig = 12345678901234567890\n',
+             "the injected code is papermill's (order: -f, -y, -p, -r; types; escapes)", repr(src(cells[2])))
+        t.ok(stdout(cells[3]) == "(0.5, 'it\\'s \"é\"\\\\n', 1000, True, None)\n"
+             and stdout(cells[4]) == "('12', 12345678901234567890, [1, 'two', None, 2.5], {'k': True})\n",
+             "the kernel sees the values with papermill's types", stdout(cells[3]) + stdout(cells[4]))
+        pm = res["metadata"]["papermill"]
+        t.ok(sorted(pm) == ["default_parameters", "duration", "end_time", "environment_variables", "exception",
+                            "input_path", "output_path", "parameters", "start_time", "version"],
+             "metadata.papermill has papermill's fields", sorted(pm))
+        t.ok(pm["input_path"] == report and pm["output_path"] == out and pm["exception"] is None
+             and isinstance(pm["duration"], float) and naive_iso(pm["start_time"]) and naive_iso(pm["end_time"])
+             and pm["parameters"] == {"lst": [1, "two", None, 2.5], "d": {"k": True}, "n": 1000, "alpha": 0.5,
+                                      "name": "it's \"é\"\\n", "flag": True, "nothing": None, "raw": "12",
+                                      "big": 12345678901234567890},
+             "metadata.papermill values (paths, naive UTC times, float duration, typed parameters)", pm)
+        per = [c["metadata"].get("papermill") for c in cells]
+        t.ok(all(p and sorted(p) == ["duration", "end_time", "exception", "start_time", "status"]
+                 and p["status"] == "completed" and p["exception"] is False and isinstance(p["duration"], float)
+                 and naive_iso(p["start_time"]) for p in per), "every cell has papermill's start/end/duration/status", per)
+        t.ok(all("tags" in c["metadata"] for c in cells) and res["nbformat_minor"] == 5 and all("id" in c for c in cells),
+             "cells get tags lists and ids (papermill upgrades to nbformat 4.5)")
+        t.ok(C.read_text(out) == C.nbformat_rewrite(out), "the output is byte-identical to nbformat.write()")
+
+        # a second run replaces the injected cell
+        r = run("run", out, "-p", "alpha", "2", "--prepare-only", "-o", os.path.join(tmp, "again.ipynb"))
+        again = C.load(os.path.join(tmp, "again.ipynb"))
+        t.ok(r.returncode == 0 and len(again["cells"]) == 5 and src(again["cells"][2]) == "# Parameters\nalpha = 2\n",
+             "re-running an output replaces the injected cell", r.stderr)
+
+        # no parameters cell: on top, with a warning
+        plain = write(os.path.join(tmp, "plain.ipynb"), [code("print(x)")])
+        r = run("run", plain, "-p", "x", "3")
+        res = C.load(os.path.join(tmp, "plain.out.ipynb"))
+        t.ok(r.returncode == 0 and "no cell tagged 'parameters'" in r.stderr and src(res["cells"][0]).endswith("x = 3\n")
+             and stdout(res["cells"][1]) == "3\n", "without a parameters cell: injected at the top with a warning")
+
+        # failure: papermill's error cells and statuses
+        failing = write(os.path.join(tmp, "failing.ipynb"), [code("x = 1", ["parameters"]), code("print(x)\nraise ValueError('bad')"),
+                                                              code("print('never')"), md("after")])
+        r = run("run", failing, "-p", "x", "2")
+        res = C.load(os.path.join(tmp, "failing.out.ipynb"))
+        cells = res["cells"]
+        tags = [c["metadata"].get("tags") for c in cells]
+        t.ok(r.returncode == 1 and "ValueError: bad" in r.stderr, "a failing parameterized run exits 1", r.stderr)
+        t.ok(len(cells) == 7 and tags[0] == ["papermill-error-cell-tag"] and tags[3] == ["papermill-error-cell-tag"]
+             and "In [3]" in src(cells[0]) and 'id="papermill-error-cell"' in src(cells[3]),
+             "papermill's error cells: a red banner on top, an anchor before the failing cell", tags)
+        statuses = [c["metadata"].get("papermill", {}).get("status") for c in cells]
+        t.ok(statuses == [None, "completed", "completed", None, "failed", "pending", "pending"]
+             and cells[4]["metadata"]["papermill"]["exception"] is True and res["metadata"]["papermill"]["exception"] is True,
+             "statuses: completed, failed, pending after the failure; exception flags", statuses)
+        r = run("run", os.path.join(tmp, "failing.out.ipynb"), "-p", "x", "3", "--allow-errors",
+                "-o", os.path.join(tmp, "failing2.ipynb"))
+        res = C.load(os.path.join(tmp, "failing2.ipynb"))
+        t.ok(r.returncode == 0 and not any("papermill-error-cell-tag" in (c["metadata"].get("tags") or [])
+                                           for c in res["cells"]),
+             "a new run drops the error cells of the previous one")
+
+        # --prepare-only
+        r = run("run", report, "--prepare-only", "-p", "alpha", "9", "-o", os.path.join(tmp, "prep.ipynb"))
+        res = C.load(os.path.join(tmp, "prep.ipynb"))
+        t.ok(r.returncode == 0 and src(res["cells"][2]) == "# Parameters\nalpha = 9\n"
+             and all(c.get("execution_count") is None and not c.get("outputs") for c in res["cells"])
+             and res["metadata"]["papermill"]["parameters"] == {"alpha": 9} and "start_time" not in res["metadata"]["papermill"],
+             "--prepare-only injects and writes without executing", r.stderr)
+
+        # R and bash notebooks (prepared: no R or bash kernel needed)
+        for ks, want in [({"name": "ir", "display_name": "R", "language": "R"},
+                          '# Parameters\nx = 1\ns = "a b"\nb = TRUE\nn = NULL\nl = list(1, "two")\nd = list("k" = 1.5)\n'),
+                         ({"name": "bash", "display_name": "Bash", "language": "bash"},
+                          "# Parameters\nx=1\ns='a b'\nb=true\nn=\nl=(1 two)\n")]:
+            p = write(os.path.join(tmp, "lang.ipynb"), [code("x = 0", ["parameters"])], ks=ks)
+            extra = ["-y", '{"d": {"k": 1.5}}'] if ks["name"] == "ir" else []
+            r = run("run", p, "--prepare-only", "-p", "x", "1", "-p", "s", "a b", "-p", "b", "True", "-p", "n", "None",
+                    "-y", '{"l": [1, "two"]}', *extra, "-o", os.path.join(tmp, "lang.out.ipynb"))
+            res = C.load(os.path.join(tmp, "lang.out.ipynb")) if r.returncode == 0 else None
+            t.ok(res and src(res["cells"][1]) == want, "parameters written in %s" % ks["language"],
+                 r.stderr + (repr(src(res["cells"][1])) if res else ""))
+        p = write(os.path.join(tmp, "jl.ipynb"), [code("x = 0", ["parameters"])],
+                  ks={"name": "julia-1.9", "display_name": "Julia", "language": "julia"})
+        r = run("run", p, "--prepare-only", "-p", "x", "1")
+        t.ok(r.returncode == 1 and "no parameter translator" in r.stderr, "an unsupported language is refused", r.stderr)
+
+        # parameters files
+        bad = os.path.join(tmp, "bad.json")
+        with open(bad, "w") as fh:
+            fh.write("[1, 2]")
+        r = run("run", report, "-f", bad)
+        t.ok(r.returncode == 2 and "must hold a mapping" in r.stderr, "-f with a non-mapping: bad usage", r.stderr)
+        r = run("run", report, "-f", os.path.join(tmp, "nope.json"))
+        t.ok(r.returncode == 2 and "cannot read parameters file" in r.stderr, "-f with a missing file: bad usage")
+        yml = os.path.join(tmp, "params.yaml")
+        with open(yml, "w") as fh:
+            fh.write("alpha: 1.5e+3\nname: yes\nn: 0x10\nflag: off\nnothing: ~\nraw: '7'\nbig: 1\nlst: [a, 1]\nd: {k: v}\n")
+        r = run("run", report, "-f", yml, "-o", os.path.join(tmp, "yaml.ipynb"))
+        if "libyaml" in r.stderr and r.returncode == 2:
+            t.skip("-f params.yaml", "this cellbox is built without libyaml (its error says so: %s)" % r.stderr.strip().splitlines()[0])
+        else:
+            res = C.load(os.path.join(tmp, "yaml.ipynb")) if r.returncode == 0 else {"cells": [{}, {}, {}, {"outputs": []}]}
+            t.ok(r.returncode == 0 and stdout(res["cells"][3]) == "(1500.0, True, 16, False, None)\n",
+                 "-f params.yaml typed like papermill's YAML loader", r.stderr)
+    finally:
+        C.rmtree(tmp)
+    return t.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
