@@ -119,9 +119,10 @@ static void usage(FILE *out)
         "      --output-dir DIR       write each result as DIR/NAME.ipynb\n"
         "      --inplace              overwrite the input notebooks\n"
         "Kernel:\n"
-        "  -k, --kernel NAME          an installed kernelspec (python3, xpython, ir...);\n"
-        "                             default: the notebook's own kernelspec when it is\n"
-        "                             installed, else cellbox's kernel for Python notebooks\n"
+        "  -k, --kernel NAME          an installed kernelspec (python3, xpython, ir...), or\n"
+        "                             cellbox: the kernel of this cellbox binary; default:\n"
+        "                             the notebook's own kernelspec when it is installed,\n"
+        "                             else cellbox for Python notebooks\n"
         "      --cwd DIR              the kernel's working directory (default: the\n"
         "                             notebook's folder)\n"
         "      --startup-timeout S    seconds for the kernel to become ready (default 60)\n"
@@ -526,15 +527,13 @@ static void spec_headless_args(kn_kernelspec *ks)
         spec_add_arg(ks, "--no-history");
 }
 
+/* "cellbox" is this very binary's kernel, whatever kernelspec of that name
+ * is installed (it may point at another, older cellbox). */
 static kn_kernelspec *find_spec(const char *name, char **err)
 {
-    kn_kernelspec *ks = kn_kernelspec_find(name, err);
-    if (!ks && strcmp(name, "cellbox") == 0) {
-        free(*err);
-        *err = NULL;
-        ks = builtin_spec();
-    }
-    return ks;
+    if (strcmp(name, "cellbox") == 0)
+        return builtin_spec();
+    return kn_kernelspec_find(name, err);
 }
 
 static kn_kernelspec *choose_kernel(const run_opts *o, const nb_notebook *nb, char **err)

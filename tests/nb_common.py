@@ -61,6 +61,7 @@ def kernelspec_env(tmp):
     prefix = os.path.join(tmp, "prefix")
     subprocess.run([CELLBOX, "kernelspec", "install", "--prefix", prefix], check=True,
                    stdout=subprocess.DEVNULL)
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # ipykernel's debugger chatter
     env = dict(os.environ)
     share = os.path.join(prefix, "share", "jupyter")
     env["JUPYTER_PATH"] = share + (":" + env["JUPYTER_PATH"] if env.get("JUPYTER_PATH") else "")
@@ -108,8 +109,24 @@ def merge_streams(outputs):
     return merged
 
 
+def png_pixels(b64):
+    """A digest of a PNG's pixels as RGBA: kernels may encode the same image
+    differently (RGB vs RGBA, filters, compression)."""
+    import base64
+    import hashlib
+    import io
+    import numpy as np
+    from matplotlib import image
+    px = image.imread(io.BytesIO(base64.b64decode(b64)), format="png")
+    if px.ndim == 3 and px.shape[2] == 3:
+        px = np.concatenate([px, np.ones(px.shape[:2] + (1,), px.dtype)], axis=2)
+    return "png %s %s" % ("x".join(map(str, px.shape)), hashlib.sha256(px.astype("float32").tobytes()).hexdigest())
+
+
 def normalize(nb, kernel_neutral=False):
-    """A comparable copy of a notebook dict (json.load of the file)."""
+    """A comparable copy of a notebook dict (json.load of the file). With
+    kernel_neutral, what differs between two kernels by design is left out:
+    kernel metadata, traceback formatting, PNG encoding (pixels compared)."""
     nb = copy.deepcopy(nb)
     md = nb.get("metadata", {})
     md.pop("papermill", None)
@@ -128,6 +145,8 @@ def normalize(nb, kernel_neutral=False):
             for o in outs:
                 if "data" in o:
                     o["data"] = {k: (v if k.endswith("json") else _join(v)) for k, v in o["data"].items()}
+                    if kernel_neutral and "image/png" in o["data"]:
+                        o["data"]["image/png"] = png_pixels(o["data"]["image/png"])
                 if kernel_neutral and o.get("output_type") == "error":
                     o["traceback"] = ["(traceback not compared across kernels)"]
             cell["outputs"] = outs

@@ -112,7 +112,7 @@ NOTEBOOKS = {
         (C, "s = 'naïve café'\ns.upper()"),
         (C, "print('\\x1b[31mred\\x1b[0m ansi')"),
     ]),
-    "12_matplotlib": ("skip: cellbox kernel: plt.show() RecursionError (issue reported), PNG bytes differ by backend", [
+    "12_matplotlib": ("same", [
         (C, "import matplotlib\nimport matplotlib.pyplot as plt"),
         (C, "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([0, 1, 2], [0, 1, 4])\nax.set_title('squares')\nplt.show()"),
         (C, "fig, ax = plt.subplots(figsize=(2, 2))\nax.bar(['a', 'b'], [3, 5])"),
@@ -203,7 +203,7 @@ NOTEBOOKS = {
         (C, "input('name? ')", ["raises-exception"]),
         (C, "print('went on')"),
     ]),
-    "26_widget_comms": ("skip: cellbox kernel has no ipykernel.comm", [
+    "26_widget_comms": ("same", [
         (C, "from ipykernel.comm import Comm\n"
             "state = {'_model_name': 'IntSliderModel', '_model_module': '@jupyter-widgets/controls',\n"
             "         '_model_module_version': '1.5.0', 'value': 3}\n"
