@@ -45,3 +45,7 @@ tests_t_png_SOURCES = tests/t_png.c
 tests_t_png_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_png
 TESTS += tests/display_png.py tests/display_updates.py
+# The real-browser test (Chromium via playwright-core) keeps its screenshot
+# as tests/browser_notebook.png in the build folder.
+EXTRA_DIST += tests/browser_notebook.js
+TESTS += tests/browser_notebook.py
