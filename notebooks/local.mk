@@ -8,6 +8,9 @@ libcellbox_a_SOURCES += \
 	notebooks/nb_yaml.c \
 	notebooks/nb_run.c
 
+# The example notebooks the README shows.
+EXTRA_DIST += notebooks/examples/tour.ipynb notebooks/examples/report.ipynb notebooks/examples/fails.ipynb
+
 # A helper the format tests use: read + write one notebook.
 check_PROGRAMS += tests/nb_rewrite
 tests_nb_rewrite_SOURCES = tests/nb_rewrite.c
@@ -59,8 +62,8 @@ NB_BAD = \
 	tests/notebooks/bad/tags_not_list.ipynb \
 	tests/notebooks/bad/truncated.ipynb \
 	tests/notebooks/bad/unknown_cell_type.ipynb
-NB_TESTS = tests/nb_format.py tests/nb_params.py tests/nb_run_cli.py tests/nb_corpus.py \
-	tests/nb_corpus_cellbox.py
+NB_TESTS = tests/nb_format.py tests/nb_params.py tests/nb_run_cli.py tests/nb_examples.py \
+	tests/nb_corpus.py tests/nb_corpus_cellbox.py
 TESTS += $(NB_TESTS)
 EXTRA_DIST += $(NB_TESTS) tests/nb_common.py tests/notebooks/make_corpus.py $(NB_CORPUS) $(NB_BAD)
 
