@@ -167,19 +167,29 @@ static void reap_all(void)
 }
 
 /* Kill the whole tree (but not `keep`, which the caller reaps itself). */
+/* Any descendant left? As a child subreaper we adopt every orphan below
+ * us, so no children at all means no descendants at all. */
+static bool has_children(void)
+{
+    reap_all();
+    return !(waitid(P_ALL, 0, NULL, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD);
+}
+
 static void kill_tree(pid_t pgid, int sig, bool until_gone)
 {
     if (pgid > 0)
         kill(-pgid, sig);
+    if (!has_children())
+        return;
     signal_descendants(sig);
     if (!until_gone)
         return;
     for (int round = 0; round < 2000; round++) {
-        reap_all();
-        if (signal_descendants(SIGKILL) == 0)
+        if (!has_children() || signal_descendants(SIGKILL) == 0)
             break;
         usleep(round < 10 ? 200 : 2000);
     }
+    reap_all();
 }
 
 /* ---- one command ------------------------------------------------------------ */
@@ -243,6 +253,16 @@ static bool env_name_ok(const char *k)
               *p == '_'))
             return false;
     return true;
+}
+
+static bool env_name_ok_n(const char *k, size_t n)
+{
+    char name[256];
+    if (n == 0 || n >= sizeof name)
+        return false;
+    memcpy(name, k, n);
+    name[n] = '\0';
+    return env_name_ok(name);
 }
 
 static void sh_quote(cb_buf *b, const char *v)
@@ -415,6 +435,9 @@ fail:;
     _exit(127);
 }
 
+static char *minimal_env[] = {
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", NULL};
+
 /* Start the command's bash ahead of the request: pipes, fork, identity,
  * filter, exec; it then waits for its script on fd 7. */
 static void shim_prepare(shim *s)
@@ -433,14 +456,17 @@ static void shim_prepare(shim *s)
      * sandbox's user: the pipe must be theirs */
     if (conf.isolated)
         fchown(pscript[0], SB_USER_UID, SB_USER_GID);
-    pid_t pid = fork();
+    /* vfork: no page tables to copy; we wait until the child has exec'd
+     * (or failed, which it reports on perrfd). child_exec only makes
+     * syscalls on its own stack. */
+    const char *cwd = conf.default_cwd ? conf.default_cwd : "/";
+    pid_t pid = vfork();
     if (pid < 0) {
         snprintf(s->prep_err, sizeof s->prep_err, "fork: %s", strerror(errno));
         return;
     }
     if (pid == 0)
-        child_exec(pin[0], pout[1], perr[1], pst[1], pscript[0], perrfd[1], conf.default_cwd,
-                   conf.env);
+        child_exec(pin[0], pout[1], perr[1], pst[1], pscript[0], perrfd[1], cwd, minimal_env);
     close(pin[0]), close(pout[1]), close(perr[1]), close(pst[1]), close(pscript[0]);
     close(perrfd[1]);
     s->child = pid;
@@ -507,6 +533,15 @@ static int shim_serve(shim *s, int sock, cJSON *req)
         cb_buf_printf(&skip, "%s ", kv->string);
     }
     cb_buf_puts(&script, "{\n");
+    /* the sandbox's base environment (the shell started before it was known) */
+    for (char **ep = conf.env; ep && *ep; ep++) {
+        const char *eq = strchr(*ep, '=');
+        if (!eq || !env_name_ok_n(*ep, (size_t)(eq - *ep)))
+            continue;
+        cb_buf_printf(&script, "builtin export %.*s=", (int)(eq - *ep), *ep);
+        sh_quote(&script, eq + 1);
+        cb_buf_putc(&script, '\n');
+    }
     assign(&script, "__cb_cmd", command);
     assign(&script, "__cb_state", cb_json_str(req, "state", ""));
     assign(&script, "__cb_env", envs.data ? envs.data : "");
@@ -621,14 +656,24 @@ CB_NORETURN static void shim_main(int handoff)
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     shim s;
     shim_prepare(&s);
-    char buf[16];
+    static char buf[256 * 1024];
     int sock = -1;
-    ssize_t n = sb_ctl_recv(handoff, buf, sizeof buf, &sock);
+    ssize_t n = sb_ctl_recv(handoff, buf, sizeof buf - 1, &sock);
     close(handoff);
     if (n <= 0 || sock < 0) {
         kill_tree(0, SIGKILL, true);
         _exit(0);
     }
+    buf[n] = '\0';
+    cJSON *ho = cb_json_parse(buf, (size_t)n);
+    cJSON *env = cb_json_arr(ho, "env");
+    conf.env = cb_calloc((size_t)cJSON_GetArraySize(env) + 1, sizeof(char *));
+    int ne = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, env)
+        if (cJSON_IsString(e))
+            conf.env[ne++] = cb_strdup(e->valuestring);
+    cJSON_Delete(ho);
     char type;
     cb_buf req = CB_BUF_INIT;
     int rc = 1;
@@ -687,7 +732,10 @@ static int spawn_spare(int sfd, const sigset_t *mask)
         shim_main(sv[1]);
     }
     close(sv[1]);
-    return sv[0];
+    /* keep low fd numbers free: the workspace mount arrives as fd 5 */
+    int high = fcntl(sv[0], F_DUPFD_CLOEXEC, 64);
+    close(sv[0]);
+    return high;
 }
 
 static void run_plan(const cJSON *steps)
@@ -739,6 +787,24 @@ int sb_cmd_agent(int argc, char **argv)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     cJSON_Delete(setup);
+    /* the server started us at idle priority for the heavy part */
+    sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0});
+    /* The first spare shell starts now, while the agent waits in the pool:
+     * its environment comes with each hand-over, and its wrapper cds into
+     * the session's folder, so it does not matter that this sandbox's
+     * /workspace and identity arrive later. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd >= 0 && sfd < 64) {
+        int high = fcntl(sfd, F_DUPFD_CLOEXEC, 64);
+        close(sfd);
+        sfd = high;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int spare = spawn_spare(sfd, &mask);
     report("warm");
 
     /* Phase 2, this sandbox: one control record with the specialising plan,
@@ -768,18 +834,19 @@ int sb_cmd_agent(int argc, char **argv)
         run_plan(cb_json_arr(spec, "plan"));
     cJSON_Delete(spec);
 
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    signal(SIGPIPE, SIG_IGN);
+    /* what every hand-over tells the shim: the sandbox's environment */
+    cJSON *ho = cJSON_CreateObject();
+    cJSON *hoenv = cJSON_AddArrayToObject(ho, "env");
+    for (char **ep = conf.env; ep && *ep; ep++)
+        cJSON_AddItemToArray(hoenv, cJSON_CreateString(*ep));
+    char *handoff = cb_json_print(ho);
+    cJSON_Delete(ho);
+    size_t handoff_len = strlen(handoff);
     report("ready");
 
     /* One spare shim is always prepared (its bash already waiting), so a
      * request only pays for the hand-over; the next spare is forked right
      * after, while the request runs. */
-    int spare = spawn_spare(sfd, &mask);
     for (;;) {
         struct pollfd p[2] = {{CTL_FD, POLLIN, 0}, {sfd, POLLIN, 0}};
         if (poll(p, 2, -1) < 0 && errno != EINTR)
@@ -799,13 +866,13 @@ int sb_cmd_agent(int argc, char **argv)
             break;  /* the server is gone */
         if (fd < 0)
             continue;
-        if (spare < 0 || sb_ctl_send(spare, "go", 2, fd) < 0) {
+        if (spare < 0 || sb_ctl_send(spare, handoff, handoff_len, fd) < 0) {
             /* the spare died (or none could be made): one more try */
             if (spare >= 0)
                 close(spare);
             spare = spawn_spare(sfd, &mask);
             if (spare >= 0)
-                sb_ctl_send(spare, "go", 2, fd);
+                sb_ctl_send(spare, handoff, handoff_len, fd);
         }
         if (spare >= 0)
             close(spare);

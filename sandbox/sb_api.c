@@ -542,7 +542,11 @@ static int h_exec(sb_req *r)
         return sb_reply_error(r, &err);
     }
     int pid = 0;
+    int64_t t_acq = cb_mono_ns();
     int fd = sb_exec_start(b, req, in, in_len, in != NULL, &pid, &err);
+    if (cb_log_enabled(CB_LOG_DEBUG))
+        cb_debug("exec", "prepare+acquire %.2f ms, start %.2f ms", (double)(t_acq - r->t0_ns) / 1e6,
+                 (double)(cb_mono_ns() - t_acq) / 1e6);
     cJSON_Delete(req);
     free(in);
     exec_ctx *x = cb_calloc(1, sizeof *x);

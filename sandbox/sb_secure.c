@@ -34,8 +34,9 @@
 
 int sb_secure_rlimits(void)
 {
-    struct rlimit core = {0, 0}, nofile = {8192, 8192};
-    if (setrlimit(RLIMIT_CORE, &core) < 0 || setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+    struct rlimit core = {0, 0}, nofile = {8192, 8192}, nice = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &core) < 0 || setrlimit(RLIMIT_NOFILE, &nofile) < 0 ||
+        setrlimit(RLIMIT_NICE, &nice) < 0)
         return -1;
     return 0;
 }

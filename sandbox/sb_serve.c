@@ -23,12 +23,13 @@
 #include "sandbox/sb_api.h"
 #include "sandbox/sb_box.h"
 #include "sandbox/sb_http.h"
+#include "sandbox/sb_plan.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: cellbox serve [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
-            "                     [--isolation full|none]\n"
+            "                     [--pool N] [--print-plan] [--isolation full|none]\n"
             "\n"
             "Run the sandbox manager: an HTTP/JSON API (see docs/api.md) that creates\n"
             "isolated sandboxes and runs commands, files, processes and sessions in them.\n"
@@ -39,6 +40,8 @@ static void usage(FILE *out)
             "                       $XDG_STATE_HOME/cellbox or ~/.local/state/cellbox)\n"
             "  --token-file FILE    the API token; made on first start, mode 0600\n"
             "                       (default STATE-DIR/token)\n"
+            "  --pool N             warm agents kept ready for new sandboxes (default 2, 0 = none)\n"
+            "  --print-plan         print the setup plan of a sandbox (dry run) and exit\n"
             "  --isolation none     DEVELOPMENT ONLY: run commands without namespaces,\n"
             "                       cgroups or seccomp, as the server's user\n"
             "\n"
@@ -114,6 +117,33 @@ static int parse_listen(const char *s, char *host, size_t hcap, unsigned short *
     return 0;
 }
 
+/* The dry run: what a sandbox's agent would do, step by step. */
+static int print_plan(void)
+{
+    sb_plan plan;
+    sb_plan_init(&plan);
+    sb_plan_opts po = {.hostname = "example", .workspace_fd = 5, .tmp_mb = 64};
+    sb_plan_build(&plan, &po);
+    sb_error err = {0};
+    int rc = sb_plan_run(&plan, true, &err);
+    cb_buf out = CB_BUF_INIT;
+    cb_buf_puts(&out, "# generic plan (run ahead of time by pooled agents)\n");
+    sb_plan_describe(&plan, &out);
+    sb_plan_clear(&plan);
+    sb_plan_init(&plan);
+    sb_plan_build_specialize(&plan, &po);
+    if (rc == 0)
+        rc = sb_plan_run(&plan, true, &err);
+    cb_buf_puts(&out, "# specialising plan (run when a sandbox takes the agent)\n");
+    sb_plan_describe(&plan, &out);
+    sb_plan_clear(&plan);
+    fwrite(out.data, 1, out.len, stdout);
+    cb_buf_clear(&out);
+    if (rc < 0)
+        fprintf(stderr, "cellbox serve: %s\n", err.msg);
+    return rc < 0 ? 1 : 0;
+}
+
 int sb_cmd_serve(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:7070";
@@ -132,6 +162,17 @@ int sb_cmd_serve(int argc, char **argv)
             state_dir = cb_strdup(v), i++;
         } else if (strcmp(a, "--token-file") == 0 && v) {
             token_file = v, i++;
+        } else if (strcmp(a, "--pool") == 0 && v) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 0 || n > 64) {
+                fprintf(stderr, "cellbox serve: --pool is 0..64\n");
+                return 2;
+            }
+            sb_boxes_set_pool((int)n);
+            i++;
+        } else if (strcmp(a, "--print-plan") == 0) {
+            return print_plan();
         } else if (strcmp(a, "--isolation") == 0 && v) {
             if (strcmp(v, "none") == 0)
                 isolation = SB_ISOLATION_NONE;

@@ -83,6 +83,7 @@ class Server:
         self.proc = subprocess.Popen(
             [CELLBOX, "serve", "--listen", "127.0.0.1:0", "--state-dir", self.state] + self.extra_args,
             stdout=subprocess.PIPE, stderr=self.log, env=env)
+        self.pids = getattr(self, "pids", []) + [self.proc.pid]
         self.url = self.token = None
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -179,7 +180,9 @@ class Server:
         nothing). Only our own ids are checked: other test files may run
         their servers at the same time."""
         left = []
-        marks = ["/cellbox/%s\n" % i for i in ids]
+        # sandboxes keep the cgroup of the pooled agent they took:
+        # cellbox/pool-<server pid>-<n>
+        marks = ["/cellbox/%s\n" % i for i in ids] + ["/cellbox/pool-%d-" % p for p in self.pids]
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -195,7 +198,7 @@ class Server:
         for root, dirs, _ in os.walk("/sys/fs/cgroup"):
             if root.endswith("/cellbox"):
                 for d in dirs:
-                    if d in ids:
+                    if d in ids or any(d.startswith("pool-%d-" % p) for p in self.pids):
                         left.append("cgroup: %s/%s" % (root, d))
             if root.count("/") > 8:
                 dirs[:] = []

@@ -28,18 +28,8 @@ def status(sid):
 
 
 def agent_pid(sid):
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if ("/cellbox/%s\n" % sid) in open("/proc/%s/cgroup" % pid).read() and \
-                    open("/proc/%s/cmdline" % pid, "rb").read().startswith(b"cellbox\0agent"):
-                ppid = int(open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()[1])
-                if ppid == srv.proc.pid:
-                    return int(pid)
-        except OSError:
-            pass
-    return None
+    r = srv.get("/v1/sandboxes/" + sid)
+    return r.json().get("agentPid") if r.status == 200 else None
 
 
 try:
@@ -88,7 +78,7 @@ try:
     slept = wait_until(lambda: status("life-s") == "stopped", timeout=60, step=0.2)
     t.ok(slept, "an idle sandbox goes to sleep after sleepAfter")
     t.eq(status("life-k"), "running", "keepAlive: a sandbox idle just as long stays up")
-    t.ok(agent_pid("life-s") is None, "a sleeping sandbox has no processes")
+    t.ok(agent_pid("life-s") is None, "a sleeping sandbox has no agent")
     x = srv.sh("life-s", "cat /workspace/f; cat /tmp/t 2>/dev/null || echo no-tmp")
     t.eq(x["stdout"], "data\nno-tmp\n", "it wakes on the next request: /workspace kept, /tmp fresh")
     t.eq(status("life-s"), "running", "awake again")
