@@ -76,3 +76,6 @@ tests_t_nb_outputs_LDADD = libcellbox.a $(CB_LIBS)
 tests_t_nb_params_SOURCES = tests/t_nb_params.c
 tests_t_nb_params_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_nb_json tests/t_nb_outputs tests/t_nb_params
+
+# bench/notebook: cellbox run vs jupyter execute (not part of make check).
+EXTRA_DIST += bench/notebook/bench.py bench/notebook/README.md
