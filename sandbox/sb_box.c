@@ -979,6 +979,9 @@ cJSON *sb_box_json(sb_box *b)
         cb_iso_date(date, b->started_us);
         cJSON_AddStringToObject(j, "startedAt", date);
         cJSON_AddNumberToObject(j, "agentPid", b->agent);  /* host pid of its pid 1 */
+        char addr[32];
+        if (sb_net_address(b, addr, sizeof addr))
+            cJSON_AddStringToObject(j, "ipAddress", addr);
         long long mem = sb_cg_memory(&b->cg, &reg.cg);
         if (mem >= 0)
             cJSON_AddNumberToObject(j, "memoryBytes", (double)mem);

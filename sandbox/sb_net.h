@@ -2,8 +2,9 @@
  * a default route and NAT on the host. Network "none" (the default) needs
  * nothing from here: the sandbox's own network namespace has only lo.
  *
- * Addresses: sandbox n (0..16383) uses 10.231.X.Y/30 pairs: host side .1,
- * sandbox side .2 of the n-th /30 in 10.231.0.0/16. Host rules (nftables
+ * Addresses: slot n (0..16383) is the n-th /30 of 10.231.0.0/16: the host
+ * side gets its first address, the sandbox (eth0) the second, with a
+ * default route through the host. Host rules (nftables
  * table "ip cellbox"): masquerade traffic from 10.231.0.0/16 to the outside,
  * drop what sandboxes send to the host itself and to each other.
  * All functions are called with the box's mutex held; 0 or -1 + err.
@@ -17,6 +18,9 @@
 
 int sb_net_setup(sb_box *b, pid_t agent, sb_error *err);
 void sb_net_teardown(sb_box *b);
+void sb_net_release_slot(int n);
 void sb_net_shutdown(void);
+/* The sandbox's own address (egress only). */
+bool sb_net_address(const sb_box *b, char *out, size_t cap);
 
 #endif
