@@ -115,6 +115,28 @@ static void clear_cell(nb_outputs *o, int cell_index)
 {
     cb_json_set(nb_cell_at(o->nb, cell_index), "outputs", cJSON_CreateArray());
     forget_cell_refs(o, cell_index);
+    o->tail = NULL;
+}
+
+void nb_outputs_begin_cell(nb_outputs *o, int cell_index)
+{
+    clear_cell(o, cell_index);
+    o->clear_pending = false;
+}
+
+/* Appends add to the tail stream text, growing its buffer geometrically. */
+static void tail_append(nb_outputs *o, const char *add)
+{
+    size_t b = strlen(add);
+    if (o->tail_len + b + 1 > o->tail_cap) {
+        size_t cap = o->tail_cap ? o->tail_cap : 64;
+        while (cap < o->tail_len + b + 1)
+            cap *= 2;
+        o->tail->valuestring = cb_realloc(o->tail->valuestring, cap);
+        o->tail_cap = cap;
+    }
+    memcpy(o->tail->valuestring + o->tail_len, add, b + 1);
+    o->tail_len += b;
 }
 
 /* Every output shown with display_id gets the new data and metadata. */
@@ -143,24 +165,25 @@ static void append_output(nb_outputs *o, int cell_index, cJSON *out, const char 
         o->clear_pending = false;
     }
     cJSON *outs = cell_outputs(o, cell_index);
-    if (o->merge_streams && strcmp(cb_json_str(out, "output_type", ""), "stream") == 0) {
+    bool stream = strcmp(cb_json_str(out, "output_type", ""), "stream") == 0;
+    if (o->merge_streams && stream) {
         cJSON *last = outs->child ? outs->child->prev : NULL;  /* cJSON keeps the tail in child->prev */
         if (last && strcmp(cb_json_str(last, "output_type", ""), "stream") == 0 &&
             strcmp(cb_json_str(last, "name", ""), cb_json_str(out, "name", "")) == 0) {
             cJSON *lt = cJSON_GetObjectItemCaseSensitive(last, "text");
-            const char *add = cb_json_str(out, "text", "");
             if (cJSON_IsString(lt)) {
-                size_t a = strlen(lt->valuestring), b = strlen(add);
-                char *joined = cb_malloc(a + b + 1);
-                memcpy(joined, lt->valuestring, a);
-                memcpy(joined + a, add, b + 1);
-                free(lt->valuestring);
-                lt->valuestring = joined;
+                if (o->tail != lt) {  /* first merge into this output */
+                    o->tail = lt;
+                    o->tail_len = strlen(lt->valuestring);
+                    o->tail_cap = o->tail_len + 1;
+                }
+                tail_append(o, cb_json_str(out, "text", ""));
                 cJSON_Delete(out);
                 return;
             }
         }
     }
+    o->tail = NULL;  /* the next merge starts from the new last output */
     if (display_id) {
         if (o->n_refs == o->cap_refs)
             o->refs = cb_realloc(o->refs, (o->cap_refs = o->cap_refs ? o->cap_refs * 2 : 8) * sizeof *o->refs);
@@ -345,6 +368,7 @@ static void add_error_output(nb_outputs *outs, int cell_index, const char *ename
     cb_autofree char *line = cb_printf_new("%s: %s", ename, evalue);
     cJSON_AddItemToArray(tb, cJSON_CreateString(line));
     outs->clear_pending = false;
+    outs->tail = NULL;
     cJSON_AddItemToArray(cell_outputs(outs, cell_index), e);
 }
 
@@ -373,9 +397,7 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
         return false;
     }
     rs->count++;
-    cb_json_set(cell, "outputs", cJSON_CreateArray());
-    forget_cell_refs(&rs->outs, idx);
-    rs->outs.clear_pending = false;
+    nb_outputs_begin_cell(&rs->outs, idx);
 
     double now = cb_mono_s();
     double cell_deadline = o->timeout > 0 ? now + o->timeout : 0;

@@ -39,6 +39,10 @@ typedef struct nb_outputs {
     bool clear_pending;           /* clear_output(wait=True) seen */
     bool merge_streams;           /* consecutive stream outputs of one name become one */
     bool store_widget_state;
+    /* the text of the last stream output, grown in place (amortised O(1)
+     * appends: a kernel may send a stream in thousands of small pieces) */
+    cJSON *tail;
+    size_t tail_len, tail_cap;
     cJSON *widget_state;          /* comm_id -> state */
     cJSON *widget_buffers;        /* comm_id -> {path -> {data, encoding, path}} */
 } nb_outputs;
@@ -48,6 +52,8 @@ void nb_outputs_clear(nb_outputs *o);
 /* Applies one IOPub message that belongs to the execution of cell
  * cell_index. Returns true when the cell's outputs changed. */
 bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m);
+/* A cell starts executing: its outputs are emptied. */
+void nb_outputs_begin_cell(nb_outputs *o, int cell_index);
 /* Writes metadata.widgets when widget state was seen (nbclient's format). */
 void nb_outputs_store_widgets(nb_outputs *o);
 
