@@ -49,3 +49,5 @@ TESTS += tests/display_png.py tests/display_updates.py
 # as tests/browser_notebook.png in the build folder.
 EXTRA_DIST += tests/browser_notebook.js
 TESTS += tests/browser_notebook.py
+TESTS += tests/display_api.py
+EXTRA_DIST += bench/images/README.md bench/images/png_bench.py bench/images/image_bench.py

@@ -113,3 +113,4 @@ tap.eq(res, "b'\\x89PNG\\r\\n\\x1a\\n'", "savefig with pil_kwargs still goes thr
 
 kc.stop_channels()
 km.shutdown_kernel(now=True)
+del kc, km

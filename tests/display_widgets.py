@@ -181,3 +181,4 @@ k.comm_id""")
 finally:
     kc.stop_channels()
     km.shutdown_kernel(now=True)
+    del kc, km

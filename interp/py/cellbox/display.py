@@ -552,12 +552,6 @@ class DisplayHandle:
         update_display(obj, display_id=self.display_id, **kwargs)
 
 
-def patch_ipython(mod):
-    """(kept for older callers) IPython.core.display_functions publishes here."""
-    from cellbox._ipython import patch_display_functions
-    patch_display_functions(mod)
-
-
 # -- display objects ---------------------------------------------------------------------
 # cellbox's own, for code that does not use IPython (IPython's classes work
 # as well: they only need the formatter above).
@@ -597,14 +591,19 @@ class DisplayObject:
             return self.data, copy.deepcopy(self.metadata)
         return self.data
 
+    def __repr__(self):
+        return "<%s.%s object>" % (self.__class__.__module__, self.__class__.__name__)
+
 
 class TextDisplayObject(DisplayObject):
-    def _repr_pretty_(self, p, cycle):
-        p.text(self.data if isinstance(self.data, str) else repr(self.data))
+    """Text data (HTML, Markdown, LaTeX...)."""
 
 
 class Pretty(TextDisplayObject):
     """Plain text, shown as is."""
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(self.data if isinstance(self.data, str) else repr(self.data))
 
 
 class HTML(TextDisplayObject):
@@ -676,13 +675,16 @@ class Javascript(TextDisplayObject):
         super().__init__(data=data, url=url, filename=filename)
 
     def _repr_javascript_(self):
-        r = ""
-        for c in self.css:
-            r += ('var link = document.createElement("link"); link.rel = "stylesheet"; link.type = "text/css";'
-                  ' link.href = "%s"; document.querySelector("head").appendChild(link);\n' % c)
-        r += "".join('$.getScript("%s", function () {\n' % lib for lib in self.lib)
+        # stylesheets first, then each library loaded (in order) before the code runs
+        r = "".join('(function () { var l = document.createElement("link"); l.rel = "stylesheet"; '
+                    'l.type = "text/css"; l.href = "%s"; document.head.appendChild(l); })();\n' % c
+                    for c in self.css)
+        for lib in self.lib:
+            r += ('new Promise(function (resolve, reject) { var s = document.createElement("script"); '
+                  's.onload = resolve; s.onerror = reject; s.src = "%s"; document.head.appendChild(s); })'
+                  '.then(function () {\n' % lib)
         r += self.data or ""
-        r += "});\n" * len(self.lib)
+        r += "\n});" * len(self.lib)
         return r
 
 
@@ -766,7 +768,7 @@ class Image(DisplayObject):
     def _repr_mimebundle_(self, include=None, exclude=None):
         if not self.embed:
             return {"text/html": self._repr_html_()}
-        b64 = binascii.b2a_base64(self.data, newline=False).decode("ascii")
+        b64 = binascii.b2a_base64(self.data).decode("ascii")  # with its newline, as IPython
         md = self._metadata()
         return ({self._mimetype: b64}, {self._mimetype: md}) if md else {self._mimetype: b64}
 
