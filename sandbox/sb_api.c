@@ -25,7 +25,18 @@
 #include "sandbox/sb_util.h"
 
 #define EXEC_OUTPUT_CAP (16u << 20)   /* per stream, for JSON replies */
-#define KEEPALIVE_MS 15000
+/* SSE keepalive comments after this much silence (CELLBOX_SSE_KEEPALIVE_MS
+ * overrides it, for tests). */
+static int keepalive_ms(void)
+{
+    static int ms;
+    if (!ms) {
+        const char *e = getenv("CELLBOX_SSE_KEEPALIVE_MS");
+        int v = e ? atoi(e) : 0;
+        ms = v >= 50 && v <= 600000 ? v : 15000;
+    }
+    return ms;
+}
 
 sb_box *sb_api_box(sb_req *r)
 {
@@ -448,7 +459,7 @@ static int exec_produce(void *ctx, cb_buf *out)
     }
     for (;;) {
         char type;
-        int rc = exec_next(x, KEEPALIVE_MS, &type, &payload);
+        int rc = exec_next(x, keepalive_ms(), &type, &payload);
         if (rc == 0) {
             sb_sse_comment(out, "keepalive");
             break;
@@ -820,7 +831,7 @@ static int follow_produce(void *ctx, cb_buf *out)
             if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
                 return -1;
         }
-        if (waited >= KEEPALIVE_MS) {
+        if (waited >= keepalive_ms()) {
             sb_sse_comment(out, "keepalive");
             return 0;
         }

@@ -22,7 +22,7 @@ t = TAP()
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
-srv = Server()
+srv = Server(env={"CELLBOX_SSE_KEEPALIVE_MS": "100"})
 IDS = ["api-a", "api-b", "api-c"] + ["api-c%d" % i for i in range(8)]
 SB = "/v1/sandboxes/api-a"
 
@@ -148,6 +148,13 @@ try:
     t.ok(ev[-1][0] == "complete" and ev[-1][1]["timedOut"] is True, "SSE ends with a true complete after a timeout", ev)
     st, ev = srv.sse(SB + "/exec", {"command": "true", "sessionId": "nope"})
     t.ok(st == 404, "SSE with unknown session: plain 404 before streaming", st)
+    c = srv.conn()
+    c.request("POST", SB + "/exec", body=json.dumps({"command": "sleep 1; echo late"}).encode(),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
+    raw = c.getresponse().read().decode()
+    c.close()
+    t.ok(": keepalive" in raw and parse_sse(raw)[-1][0] == "complete",
+         "SSE keepalive comments while a command is quiet (interval 100 ms here)", raw)
     r = srv.request("POST", SB + "/exec?stream=true", {"command": "echo q"})
     t.ok(r.status == 200 and parse_sse(r.body.decode())[-1][0] == "complete", "?stream=true also streams", r)
 
