@@ -24,10 +24,15 @@ CORPUS = os.path.join(SRCDIR, "tests", "notebooks", "corpus")
 BAD = os.path.join(SRCDIR, "tests", "notebooks", "bad")
 
 
+_current_tap = None
+
+
 class Tap:
     def __init__(self):
+        global _current_tap
         self.n = 0
         self.failed = 0
+        _current_tap = self
 
     def ok(self, cond, name, diag=None):
         self.n += 1
@@ -218,3 +223,15 @@ def nbformat_rewrite_text(text):
     nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
     out = nbformat.writes(nb)
     return out if out.endswith("\n") else out + "\n"
+
+
+def tap_main(fn):
+    """Runs a test's main(); an unexpected exception becomes a failing TAP
+    line with its traceback (instead of a missing plan)."""
+    import traceback
+    try:
+        return fn()
+    except Exception:
+        t = _current_tap or Tap()
+        t.ok(False, "the test ran to its end", traceback.format_exc())
+        return t.done()

@@ -89,4 +89,4 @@ def first_diff_line(a, b):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.tap_main(main))
