@@ -51,3 +51,4 @@ EXTRA_DIST += tests/browser_notebook.js
 TESTS += tests/browser_notebook.py
 TESTS += tests/display_api.py
 EXTRA_DIST += bench/images/README.md bench/images/png_bench.py bench/images/image_bench.py
+TESTS += tests/display_pretty.py
