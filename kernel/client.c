@@ -410,11 +410,16 @@ static int recv_one(kn_client *c, kn_channel ch, kn_client_msg **out)
             rc = zmq_msg_recv(&part, sock, n == 0 ? ZMQ_DONTWAIT : 0);
         while (rc < 0 && errno == EINTR);
         if (rc < 0) {
+            /* nothing waiting, or the socket is unusable: either way no
+             * message (never -1 here, the caller would retry forever) */
+            int e = errno;
             zmq_msg_close(&part);
             for (size_t i = 0; i < n; i++)
                 free(frames[i].data);
             free(frames);
-            return n == 0 && errno == EAGAIN ? 0 : -1;
+            if (e != EAGAIN)
+                cb_warn("client", "receiving on %s from kernel %s: %s", channel_names[ch], c->name, zmq_strerror(e));
+            return 0;
         }
         if (n == cap)
             frames = cb_realloc(frames, (cap = cap ? cap * 2 : 8) * sizeof *frames);
