@@ -12,9 +12,9 @@ libcellbox_a_SOURCES += \
 EXTRA_DIST += notebooks/examples/tour.ipynb notebooks/examples/report.ipynb notebooks/examples/fails.ipynb
 
 # A helper the format tests use: read + write one notebook.
-check_PROGRAMS += tests/nb_rewrite
-tests_nb_rewrite_SOURCES = tests/nb_rewrite.c
-tests_nb_rewrite_LDADD = libcellbox.a $(CB_LIBS)
+check_PROGRAMS += tests/t_nb_rewrite
+tests_t_nb_rewrite_SOURCES = tests/t_nb_rewrite.c
+tests_t_nb_rewrite_LDADD = libcellbox.a $(CB_LIBS)
 
 # Integration tests (Debian's python3 + nbclient/nbformat, real kernels).
 NB_CORPUS = \

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """cellbox's nbformat layer against nbformat itself: notebooks read and
-written by cellbox (tests/nb_rewrite) are byte-identical to what
+written by cellbox (tests/t_nb_rewrite) are byte-identical to what
 nbformat.write() makes of the same notebook: indent 1, sorted keys, non-ASCII
 kept, Python's number spellings (1.0, 1e-05, big ints, NaN), lines split like
 nbformat (\\r, \\u2028...), transient fields dropped, multi-line text joined
@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nb_common as C  # noqa: E402
 
-REWRITE = os.path.join(C.BUILDDIR, "tests", "nb_rewrite")
+REWRITE = os.path.join(C.BUILDDIR, "tests", "t_nb_rewrite")
 
 
 def awkward(path):

@@ -1,4 +1,4 @@
-/* tests/nb_rewrite: read a notebook with cellbox's nbformat layer and write
+/* tests/t_nb_rewrite: read a notebook with cellbox's nbformat layer and write
  * it back (or print the validation error and exit 2). The format tests
  * compare its output with nbformat.write() byte for byte. */
 #include "config.h"
@@ -11,7 +11,7 @@
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: nb_rewrite IN.ipynb OUT.ipynb|-\n");
+        fprintf(stderr, "usage: t_nb_rewrite IN.ipynb OUT.ipynb|-\n");
         return 2;
     }
     char *err = NULL;
