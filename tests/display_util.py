@@ -26,6 +26,9 @@ def collect(kc, code, timeout=60, **kw):
         if m["msg_type"] not in ("status", "execute_input"):
             out.append((m["msg_type"], m["content"], m.get("buffers") or []))
 
+    # ipykernel aborts requests that arrive just after an error (its
+    # stop_on_error timer): the cells here are independent
+    kw.setdefault("stop_on_error", False)
     reply = kc.execute_interactive(code, output_hook=hook, timeout=timeout, **kw)
     return reply["content"], out
 
