@@ -6,7 +6,7 @@ opened by the frontend arrive through Shell.comm_message -> handle(). An
 open request for an unknown target is answered with comm_close.
 
 Libraries reach this module through the APIs they were written for; the
-adapters are installed when those modules are imported (see install()):
+adapters are installed when those modules are imported (cellbox._hooks):
 
 - the ``comm`` package (Debian's python3-comm): ``comm.create_comm`` and
   ``comm.get_comm_manager`` return ours;
@@ -270,8 +270,3 @@ def patch_ipykernel_comm(mod):
                 m.Comm = Comm
             if hasattr(m, "CommManager"):
                 m.CommManager = CommManager
-
-
-def install(when_imported):
-    when_imported("comm", patch_comm_package)
-    when_imported("ipykernel.comm", patch_ipykernel_comm)

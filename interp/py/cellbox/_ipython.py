@@ -7,22 +7,23 @@ in it to size its text output like under ipykernel). ZMQInteractiveShell
 here is a thin facade over cellbox's Shell (anything it does not define is
 the Shell's), created on first use.
 
-When the user imports IPython, install() (run at kernel start, costs
-nothing until then) points IPython at this kernel:
+When the user imports IPython, the hooks of cellbox._hooks (installed at
+kernel start, costing nothing until then) point IPython at this kernel:
 
 - IPython.core.display_functions: display, update_display, clear_output,
   publish_display_data and DisplayHandle are cellbox.display's, so
   IPython.display's classes and functions publish through the kernel with
   the content ipykernel sends;
 - IPython.core.getipython.get_ipython returns the facade;
-- IPython.core.display.set_matplotlib_formats / set_matplotlib_close
-  configure cellbox's inline backend.
+- IPython.core.display.set_matplotlib_formats / set_matplotlib_close and
+  matplotlib_inline's functions of the same names configure cellbox's
+  inline backend.
 
 Nothing here imports IPython.
 """
 import sys
 
-__all__ = ["get_shell", "get_kernel", "show_exception", "install"]
+__all__ = ["get_shell", "get_kernel", "show_exception"]
 
 
 class _Config(dict):
@@ -248,20 +249,37 @@ def patch_getipython(mod):
     mod.get_ipython = get_shell
 
 
+def _set_matplotlib_formats(*formats, **kwargs):
+    from cellbox import _inline
+    _inline.set_formats(*formats, **kwargs)
+
+
+def _set_matplotlib_close(close=True):
+    from cellbox import _inline
+    _inline.configure("close_figures", bool(close))
+
+
 def patch_core_display(mod):
+    """IPython.display.set_matplotlib_formats / set_matplotlib_close (deprecated
+    in IPython, with the same warning) configure cellbox's inline backend."""
+    import warnings
+
     def set_matplotlib_formats(*formats, **kwargs):
-        from cellbox import _inline
-        _inline.set_formats(*formats, **kwargs)
+        warnings.warn("`set_matplotlib_formats` is deprecated since IPython 7.23, directly use "
+                      "`matplotlib_inline.backend_inline.set_matplotlib_formats()`", DeprecationWarning, stacklevel=2)
+        _set_matplotlib_formats(*formats, **kwargs)
 
     def set_matplotlib_close(close=True):
-        from cellbox import _inline
-        _inline.configure("close_figures", bool(close))
+        warnings.warn("`set_matplotlib_close` is deprecated since IPython 7.23, directly use "
+                      "`matplotlib_inline.backend_inline.set_matplotlib_close()`", DeprecationWarning, stacklevel=2)
+        _set_matplotlib_close(close)
 
     mod.set_matplotlib_formats = set_matplotlib_formats
     mod.set_matplotlib_close = set_matplotlib_close
 
 
-def install(when_imported):
-    when_imported("IPython.core.display_functions", patch_display_functions)
-    when_imported("IPython.core.getipython", patch_getipython)
-    when_imported("IPython.core.display", patch_core_display)
+def patch_matplotlib_inline(mod):
+    """matplotlib_inline.backend_inline's functions (which would create a real
+    IPython shell) configure cellbox's inline backend."""
+    mod.set_matplotlib_formats = _set_matplotlib_formats
+    mod.set_matplotlib_close = _set_matplotlib_close
