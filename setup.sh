@@ -13,7 +13,7 @@ MODE=${1:-main}
 
 # What building needs.
 BUILD_DEPS="build-essential autoconf automake pkg-config libzmq3-dev libsodium-dev libcjson-dev
-  libpng-dev python3-dev libmicrohttpd-dev"
+  libpng-dev python3-dev libmicrohttpd-dev libyaml-dev"
 # What running the kernel with the usual scientific stack and frontends needs.
 RUN_DEPS="python3 python3-jupyter-client jupyter-console python3-nbclient python3-nbformat
   python3-ipython python3-jedi python3-numpy python3-matplotlib python3-pandas python3-comm
