@@ -189,6 +189,16 @@ class CommManager:
         self.handle("comm_close", msg, msg.get("buffers") or [])
 
     def handle(self, msg_type, msg, buffers):
+        from cellbox import _ipython
+        saved = _ipython._comm_parent
+        if msg.get("header"):
+            _ipython._comm_parent = {"header": msg["header"]}
+        try:
+            self._handle(msg_type, msg, buffers)
+        finally:
+            _ipython._comm_parent = saved
+
+    def _handle(self, msg_type, msg, buffers):
         content = msg.get("content") or {}
         msg = dict(msg, buffers=list(buffers))
         comm_id = content.get("comm_id")

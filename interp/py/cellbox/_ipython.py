@@ -145,11 +145,35 @@ class Kernel:
         return get_comm_manager()
 
     def get_parent(self, channel="shell"):
-        return {}
+        return _current_parent() or {}
 
     @property
     def _parent_header(self):
-        return {}
+        # ipywidgets' Output widget routes output by the request's msg_id; it
+        # checks hasattr() first, so an unknown parent must raise AttributeError
+        parent = _current_parent()
+        if parent is None:
+            raise AttributeError("_parent_header")
+        return parent
+
+
+# The request being handled, as ipykernel's kernel.get_parent() gives it
+# ({"header": {...}}): known while a comm message from the frontend is being
+# handled (cellbox._comm sets it); for cells, when the C side offers it.
+_comm_parent = None
+
+
+def _current_parent():
+    if _comm_parent is not None:
+        return _comm_parent
+    import _cellbox_c
+    get = getattr(_cellbox_c, "parent_header", None)   # the header's JSON text, or None
+    if get is not None:
+        import json
+        text = get()
+        if text:
+            return {"header": json.loads(text)}
+    return None
 
 
 class ZMQInteractiveShell:
