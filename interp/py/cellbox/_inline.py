@@ -115,11 +115,13 @@ def _canvas_class():
             if not self._cellbox_pooled:
                 return FigureCanvasAgg.get_renderer(self, *args, **kwargs)
             # rendering for display: a renderer kept from the previous figure
-            # of the same size (see _pooled_renderer)
+            # of the same size (see _take_renderer)
             w, h = self.figure.bbox.size
             key = (w, h, self.figure.dpi)
             if self._lastKey != key:
-                self.renderer = _pooled_renderer(key)
+                _give_back(self)
+                self.renderer = _take_renderer(key)
+                self._cellbox_taken = (key, self.renderer)
                 self._lastKey = key
             return self.renderer
 
@@ -162,16 +164,25 @@ _MAX_POOLED = 2
 _MAX_POOLED_PIXELS = 4096 * 2160
 
 
-def _pooled_renderer(key):
-    from matplotlib.backends.backend_agg import RendererAgg
+def _take_renderer(key):
+    """A renderer for (width, height, dpi), out of the pool while in use (a
+    figure shown from another thread meanwhile gets its own)."""
     r = _renderers.pop(key, None)
     if r is None:
+        from matplotlib.backends.backend_agg import RendererAgg
         r = RendererAgg(*key)
+    return r
+
+
+def _give_back(canvas):
+    taken = canvas.__dict__.pop("_cellbox_taken", None)
+    if taken is None:
+        return
+    key, r = taken
     if key[0] * key[1] <= _MAX_POOLED_PIXELS:
         _renderers[key] = r   # most recent last
         while len(_renderers) > _MAX_POOLED:
             del _renderers[next(iter(_renderers))]
-    return r
 
 
 def _print(fig, fmt, **kwargs):
@@ -202,6 +213,7 @@ def _print(fig, fmt, **kwargs):
             target.print_figure(sink, **kw)
         finally:
             del target._cellbox_pooled
+            _give_back(target)
             target._lastKey = saved[1]
             if saved[0] is not None:
                 target.renderer = saved[0]
