@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -62,12 +63,46 @@ static bool in_forked_child(void)
     return g_py && g_py->pid != getpid();
 }
 
+/* A forked child line-buffers its writes so that lines of several children
+ * do not interleave mid-line (print() writes its pieces separately). */
+static struct {
+    pid_t owner;
+    cb_buf buf;
+} child_out[3];
+
+static void child_flush(int stream, bool all)
+{
+    cb_buf *b = &child_out[stream].buf;
+    if (child_out[stream].owner != getpid())
+        return;
+    size_t n = b->len;
+    if (!all) {
+        while (n > 0 && b->data[n - 1] != '\n')
+            n--;
+        if (n == 0 && b->len < 8192)
+            return;
+        if (n == 0)
+            n = b->len;
+    }
+    if (n) {
+        cb_write_all(stream, b->data, n);
+        cb_buf_consume(b, n);
+    }
+}
+
 static void out_emit(OutStream *self, const char *s, size_t len)
 {
-    if (in_forked_child())
-        cb_write_all(self->stream, s, len);
-    else if (g_py && g_py->cap)
+    if (in_forked_child()) {
+        int st = self->stream;
+        if (child_out[st].owner != getpid()) {  /* first write in this process */
+            child_out[st].owner = getpid();
+            cb_buf_init(&child_out[st].buf);  /* drop what the parent's copy held */
+        }
+        cb_buf_append(&child_out[st].buf, s, len);
+        child_flush(st, false);
+    } else if (g_py && g_py->cap) {
         ip_capture_write(g_py->cap, self->stream, s, len);
+    }
 }
 
 static PyObject *out_write(OutStream *self, PyObject *arg)
@@ -98,7 +133,11 @@ static PyObject *out_write(OutStream *self, PyObject *arg)
 
 static PyObject *out_flush(OutStream *self, PyObject *noargs)
 {
-    if (g_py && g_py->cap && !in_forked_child())
+    if (in_forked_child()) {
+        child_flush(self->stream, true);
+        Py_RETURN_NONE;
+    }
+    if (g_py && g_py->cap)
         ip_capture_kick(g_py->cap);
     Py_RETURN_NONE;
 }

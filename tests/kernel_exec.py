@@ -3,6 +3,7 @@ as users know them from IPython, streams, stdin, comms, magics, completion,
 inspection, history. Output: TAP."""
 import json
 import os
+import re
 import time
 
 import kutil
@@ -77,11 +78,11 @@ def errors():
            "exception: ename is the class name")
     errs = [c for t, c in out if t == "error"]
     tap.eq(len(errs), 1, "exactly one error output")
-    tb = "\n".join(errs[0]["traceback"])
+    tb = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errs[0]["traceback"]))
     tap.ok("1/0" in tb and "_kernel.py" not in tb and "<cellbox>" not in tb,
            "traceback shows the user's code, no kernel frames", tb)
     r, out = run(kc, "def f():\n    return g()\ndef g():\n    raise KeyError('k')\nf()")
-    tb = "\n".join(r["traceback"])
+    tb = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(r["traceback"]))
     tap.ok(r["ename"] == "KeyError" and "return g()" in tb and "raise KeyError" in tb,
            "nested frames are all shown", tb)
     r, out = run(kc, "x = (1,")
@@ -243,7 +244,9 @@ def magics():
     r, out = run(kc, "%timeit -n 10 -r 2 sum(range(10))")
     tap.ok("per loop" in stream_text(out), "%timeit", stream_text(out))
     r, out = run(kc, "!echo bang")
-    tap.eq(stream_text(out), "bang\n", "!command output streamed")
+    tap.eq(stream_text(out), "bang\r\n", "!command output streamed (on a terminal, as IPython)")
+    r, out = run(kc, "!python3 -c 'import sys; print(sys.stdout.isatty())'; exit 3\n_exit_code")
+    tap.eq((stream_text(out), results(out)), ("True\r\n", ["3"]), "!command runs on a terminal; _exit_code")
     r, out = run(kc, "files = !echo one; echo two\nfiles")
     tap.eq(results(out), ["['one', 'two']"], "x = !command captures lines")
     r, out = run(kc, "%nosuchmagic")

@@ -49,6 +49,22 @@ def main(name, mode):
     interrupt_case(km, kc, "while True:\n    pass", "%s mode, busy loop" % mode)
     interrupt_case(km, kc, "input('wait: ')", "%s mode, input()" % mode, allow_stdin=True)
     interrupt_case(km, kc, "import subprocess\nsubprocess.run(['sleep', '30'])", "%s mode, subprocess" % mode)
+    # !command: like IPython, the command is stopped and the cell goes on
+    msg_id = kc.execute("!sleep 30\nprint('went on')")
+    time.sleep(0.5)
+    km.interrupt_kernel()
+    out = []
+    while True:
+        m = kc.get_iopub_msg(timeout=15)
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "stream":
+            out.append(m["content"]["text"])
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    reply = kc.get_shell_msg(timeout=10)["content"]
+    tap.ok(reply["status"] == "ok" and "went on\n" in "".join(out), "%s mode: an interrupted !command stops, the cell goes on" % mode,
+           (reply, out))
 
     # control is served on its own thread: kernel_info answers while code runs
     msg_id = kc.execute("import time\ntime.sleep(3)")

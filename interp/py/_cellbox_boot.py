@@ -121,6 +121,83 @@ class PostImportFinder:
         pass
 
 
+class _LazyPackage(type(sys)):
+    """A package whose __init__ runs only when one of its own names is used.
+
+    `from IPython.display import HTML` needs IPython/display.py, not the
+    0.2 s of IPython/__init__ (terminal, prompt_toolkit...): submodules
+    import as usual, and the first access to a missing attribute
+    (IPython.get_ipython, IPython.__version__, `from IPython import *`) runs
+    the real __init__ in place, so nothing behaves differently."""
+
+    def __getattr__(self, name):
+        d = type(sys).__getattribute__(self, "__dict__")
+        if not d.get("_cellbox_lazy"):
+            raise AttributeError(name)
+        # a submodule (`from IPython import display`) does not need __init__
+        if not name.startswith("_"):
+            import importlib.util
+            try:
+                found = importlib.util.find_spec(d["__name__"] + "." + name)
+            except (ImportError, ValueError):
+                found = None
+            if found is not None:
+                return importlib.import_module(d["__name__"] + "." + name)
+        self._cellbox_load()
+        return type(sys).__getattribute__(self, name)
+
+    def __dir__(self):
+        self._cellbox_load()
+        return sorted(type(sys).__getattribute__(self, "__dict__"))
+
+    def _cellbox_load(self):
+        d = type(sys).__getattribute__(self, "__dict__")
+        if not d.pop("_cellbox_lazy", False):
+            return
+        code = d["__spec__"].loader.get_code(d["__name__"])
+        exec(code, d)
+
+
+class _LazyLoader:
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__class__ = _LazyPackage
+        module.__loader__ = self.loader
+        module.__spec__.loader = self.loader
+        module._cellbox_lazy = True
+
+
+class LazyPackageFinder:
+    """Serves the packages in LAZY as _LazyPackage modules."""
+
+    LAZY = ("IPython",)
+    _busy = False
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name not in cls.LAZY or cls._busy:
+            return None
+        cls._busy = True
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec(name)
+        finally:
+            cls._busy = False
+        if spec is None or spec.submodule_search_locations is None or not hasattr(spec.loader, "get_code"):
+            return spec
+        spec.loader = _LazyLoader(spec.loader)
+        return spec
+
+    @staticmethod
+    def invalidate_caches():
+        pass
+
+
 def when_imported(name, fn):
     """Call fn(module) once the module `name` is imported (now if it is)."""
     mod = sys.modules.get(name)
@@ -131,4 +208,5 @@ def when_imported(name, fn):
 
 
 sys.meta_path.insert(0, EmbeddedFinder)
+sys.meta_path.insert(0, LazyPackageFinder)
 sys.meta_path.insert(0, PostImportFinder)

@@ -312,14 +312,12 @@ def _getpass(prompt="Password: ", stream=None):
 def _read_line(prompt, password):
     shell = _shell
     if shell is not None and not shell.allow_stdin:
-        raise StdinNotImplementedError(
-            "input() was called, but this frontend does not support input requests "
-            "(allow_stdin is false).")
+        raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
     status, value = _cellbox_c.input(str(prompt), bool(password))
     if status == _cellbox_c.INPUT_OK:
         return value
     if status == _cellbox_c.INPUT_NOT_ALLOWED:
-        raise StdinNotImplementedError("input() was called, but this frontend does not support input requests.")
+        raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
     raise EOFError("no input: the kernel is shutting down")
 
 

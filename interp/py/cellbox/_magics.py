@@ -90,20 +90,50 @@ class Magics:
 
     # -- shell -------------------------------------------------------------------
     def system(self, cmd):
-        """!cmd: run through the shell; output streams as it comes."""
+        """!cmd: run by /bin/sh on a pseudo-terminal, like IPython (pexpect):
+        programs see a terminal, stderr is merged, lines end in \\r\\n, and
+        the output streams as it comes."""
+        import codecs
+        import pty
+        import signal
         cmd = self._expand(cmd)
         _cellbox_c.flush()
-        p = subprocess.Popen(cmd, shell=True, executable="/bin/bash" if os.path.exists("/bin/bash") else None)
+        master, slave = pty.openpty()
         try:
-            rc = p.wait()
-        except KeyboardInterrupt:
-            p.send_signal(2)
+            p = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=slave, stdout=slave, stderr=slave,
+                                 start_new_session=True, close_fds=True)
+        finally:
+            os.close(slave)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        out = sys.stdout
+        try:
             try:
-                p.wait(1)
-            except subprocess.TimeoutExpired:
-                p.kill()
-            raise
-        self.shell.user_ns["_exit_code"] = rc
+                while True:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: every writer of the terminal is gone
+                        break
+                    if not data:
+                        break
+                    out.write(decoder.decode(data))
+                out.write(decoder.decode(b"", final=True))
+                rc = p.wait()
+            except KeyboardInterrupt:
+                # like ^C on the terminal (and IPython): the command gets
+                # SIGINT, the cell goes on
+                try:
+                    os.killpg(p.pid, signal.SIGINT)
+                    p.wait(1)
+                except (OSError, subprocess.TimeoutExpired):
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    p.wait()
+                rc = p.returncode
+        finally:
+            os.close(master)
+        self.shell.user_ns["_exit_code"] = rc if rc >= 0 else rc
         return None
 
     def getoutput(self, cmd):
