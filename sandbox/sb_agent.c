@@ -300,12 +300,13 @@ static void drain(shim *s, int *fd, char type)
         return;
     fcntl(*fd, F_SETFL, O_NONBLOCK);
     char buf[SB_CHUNK];
-    for (;;) {
+    for (size_t total = 0; total < (64u << 20);) {
         ssize_t r = read(*fd, buf, sizeof buf);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
+        total += (size_t)r;
         if (type == 'S') {
             if (s->state.len + (size_t)r <= STATE_MAX)
                 cb_buf_append(&s->state, buf, (size_t)r);
@@ -628,12 +629,13 @@ static int shim_serve(shim *s, int sock, cJSON *req)
         }
     }
     int64_t t1 = cb_mono_ns();
-    /* What the command wrote before it exited is in the pipes: take it,
-     * then end whatever it left running. */
+    /* End whatever the command left running first (a fork bomb would
+     * otherwise keep the pipes full forever), then take what was written:
+     * it stays in the pipes after its writers are gone. */
+    kill_tree(0, SIGKILL, true);
     drain(s, &s->out, SB_FRAME_STDOUT);
     drain(s, &s->err, SB_FRAME_STDERR);
     drain(s, &s->st, 'S');
-    kill_tree(0, SIGKILL, true);
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddStringToObject(ev, "ev", "exit");
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
