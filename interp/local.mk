@@ -35,20 +35,21 @@ interp/pymodules.c: interp/embed.py $(IP_PYFILES)
 
 # Rich outputs: parity with ipykernel, the PNG encoder, comms and widgets,
 # tracebacks, a real browser (tests/display_*, tests/t_png*, tests/browser_*).
-EXTRA_DIST += tests/display_util.py
-TESTS += tests/display_parity.py
-TESTS += tests/display_traceback.py
-TESTS += tests/display_widgets.py
-
+# The real-browser test (Chromium via playwright-core) keeps its screenshot
+# as tests/browser_notebook.png in the build folder.
 check_PROGRAMS += tests/t_png
 tests_t_png_SOURCES = tests/t_png.c
 tests_t_png_LDADD = libcellbox.a $(CB_LIBS)
-TESTS += tests/t_png
-TESTS += tests/display_png.py tests/display_updates.py
-# The real-browser test (Chromium via playwright-core) keeps its screenshot
-# as tests/browser_notebook.png in the build folder.
-EXTRA_DIST += tests/browser_notebook.js
-TESTS += tests/browser_notebook.py
-TESTS += tests/display_api.py
-EXTRA_DIST += bench/images/README.md bench/images/png_bench.py bench/images/image_bench.py
-TESTS += tests/display_pretty.py
+IP_TESTS = \
+	tests/display_pretty.py \
+	tests/display_parity.py \
+	tests/display_api.py \
+	tests/display_traceback.py \
+	tests/display_png.py \
+	tests/display_updates.py \
+	tests/display_widgets.py \
+	tests/browser_notebook.py
+TESTS += tests/t_png $(IP_TESTS)
+EXTRA_DIST += $(IP_TESTS) tests/display_util.py tests/browser_notebook.js \
+	bench/images/README.md bench/images/png_bench.py bench/images/image_bench.py
+CLEANFILES += tests/browser_notebook.png
