@@ -1,6 +1,6 @@
 """The inline matplotlib backend of the cellbox kernel (the default one).
 
-``MPLBACKEND=module://cellbox._inline``. It behaves like ipykernel's
+``module://cellbox._inline``, chosen when matplotlib is imported. It behaves like ipykernel's
 matplotlib-inline: once the backend is in use, matplotlib is interactive,
 figures created in a cell are displayed when the cell ends (and at
 ``plt.show()``) and then closed, and a Figure shown as a result or through
@@ -425,17 +425,20 @@ def _tune_gc():
 
 
 def activate(shell, mpl):
-    """Called when matplotlib is imported (cheap): remember the shell, and
-    take over when the environment asks for matplotlib-inline, which needs a
-    real IPython shell."""
+    """Called when matplotlib is imported (cheap): make this the backend, as
+    ipykernel does with MPLBACKEND (over matplotlibrc), unless MPLBACKEND
+    names another one; matplotlib-inline's name means this one (it needs a
+    real IPython shell). The kernel does not set MPLBACKEND itself: programs
+    it starts would inherit a backend they cannot import."""
     global _shell
     _shell = shell
-    try:
-        backend = dict.get(mpl.rcParams, "backend")
-    except Exception:
-        backend = None
-    if isinstance(backend, str) and backend in _ALIASES:
-        mpl.rcParams["backend"] = BACKEND
+    import os
+    env = os.environ.get("MPLBACKEND")
+    if not env or env in _ALIASES:
+        try:
+            mpl.rcParams["backend"] = BACKEND
+        except Exception:  # never break the user's import
+            pass
 
 
 def enable(shell):

@@ -370,8 +370,8 @@ def start():
     builtins.input = _input
     builtins.display = _display_builtin
     when_imported("getpass", lambda m: setattr(m, "getpass", _getpass))
-    # matplotlib: the inline backend is the default, loaded only with matplotlib
-    os.environ.setdefault("MPLBACKEND", "module://cellbox._inline")
+    # matplotlib: the inline backend is the default, set when matplotlib is
+    # imported (not through MPLBACKEND: subprocesses would inherit it)
     when_imported("matplotlib", _matplotlib_imported)
     from cellbox import _hooks
     _hooks.install()   # IPython.display, get_ipython, comm, ipykernel.comm adapters
