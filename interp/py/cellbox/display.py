@@ -114,6 +114,8 @@ def _safe_repr(obj):
 
 def _warn_raised(obj, fmt, exc):
     name = getattr(fmt, "print_method", None) or fmt.format_type
+    if name == "_repr_pretty_" and not hasattr(type(obj), "_repr_pretty_"):
+        name = "__repr__"
     try:
         where = "%s.%s()" % (type(obj).__name__, name) if not fmt.lookup_or_none(obj) else "the %s formatter" % fmt.format_type
     except Exception:
