@@ -325,6 +325,33 @@ try:
     t.eq(x["stdout"], "%d\n0\n" % size, "upload landed whole, no temp file left")
     r = srv.post(F + "/read", {"path": "big.bin"})
     t.ok(r.status == 413 and r.code == "FILE_TOO_LARGE", "JSON read of a huge file: 413 pointing to raw reads", r)
+    # a file far larger than anything the server may hold in memory
+    huge = 1 << 30
+    c = srv.conn()
+    c.putrequest("PUT", F + "/content?path=huge.bin")
+    c.putheader("Authorization", "Bearer " + srv.token)
+    c.putheader("Content-Length", str(huge))
+    c.endheaders()
+    for i in range(huge >> 20):
+        c.send(chunk)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    c = srv.conn()
+    c.request("GET", F + "/content?path=huge.bin", headers={"Authorization": "Bearer " + srv.token})
+    r2 = c.getresponse()
+    got = 0
+    while True:
+        b = r2.read(4 << 20)
+        if not b:
+            break
+        got += len(b)
+    c.close()
+    with open("/proc/%d/status" % srv.proc.pid) as f:
+        hwm = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
+    t.ok(r.status == 200 and got == huge and hwm < 200 * 1024,
+         "1 GiB up and down, streamed: the server's peak memory stays at %d MiB" % (hwm >> 10), (r.status, got, hwm))
+    srv.post(F + "/delete", {"path": "huge.bin"})
     r = srv.get(F + "/content?path=missing")
     t.ok(r.status == 404 and r.code == "FILE_NOT_FOUND", "raw read of a missing file: 404", r)
     srv.post(F + "/delete", {"path": "big.bin"})
@@ -400,6 +427,11 @@ try:
     t.ok(r.status == 200 and r.json()["killed"] >= 3, "kill all", r)
     done = wait_until(lambda: all(p["status"] != "running" for p in srv.get(P).json()["processes"]))
     t.ok(done, "all processes ended")
+    srv.post(P, {"command": "head -c 20000000 /dev/zero | tr '\\0' a; echo; echo tail-marker", "processId": "loud"})
+    srv.post(P + "/loud/wait", {"exit": True, "timeoutMs": 60000})
+    j = srv.get(P + "/loud/logs").json()
+    t.ok(j["stdoutTruncated"] is True and len(j["stdout"]) <= 16 << 20 and j["stdout"].endswith("tail-marker\n"),
+         "logs are bounded (the latest output is kept)", len(j["stdout"]))
     r = srv.post(P, {"command": "true", "processId": "bad id!"})
     t.ok(r.status == 400, "bad process id: 400", r)
     r = srv.post(P, {"command": "echo again", "processId": "p1"})

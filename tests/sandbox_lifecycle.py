@@ -5,12 +5,14 @@ sleepAfter (an idle sandbox stops and wakes transparently), keepAlive, a
 sandbox whose pid 1 dies, and SIGTERM shutdown. Waits use deadlines, never
 fixed sleeps. Prints TAP.
 """
+import json
 import os
 import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, parse_sse, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -71,6 +73,21 @@ try:
     x = srv.sh("life-a", "cat me.txt")
     t.eq(x["stdout"], "persisted", "a sandbox whose pid 1 died is restarted on the next request")
 
+    # a stream whose sandbox dies ends with an error event, it does not hang
+    c = srv.conn()
+    c.request("POST", "/v1/sandboxes/life-a/exec", body=json.dumps({"command": "echo up; sleep 300"}).encode(),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
+    resp = c.getresponse()
+    buf = b""
+    while b"up" not in buf:
+        buf += resp.fp.read1(4096)
+    os.kill(agent_pid("life-a"), signal.SIGKILL)
+    ev = parse_sse((buf + resp.read()).decode())
+    c.close()
+    t.ok(ev[-1][0] == "error" and "stopped" in ev[-1][1]["error"], "a stream ends with an error event when its sandbox dies", ev)
+    x = srv.sh("life-a", "cat me.txt")
+    t.eq(x["stdout"], "persisted", "and the sandbox comes back on the next request")
+
     # ---- sleepAfter / keepAlive ----------------------------------------------------
     srv.create("life-k", sleepAfter="1s", keepAlive=True)
     srv.create("life-s", sleepAfter="1s")
@@ -90,6 +107,19 @@ try:
     st, ev = srv.sse("/v1/sandboxes/life-s2/exec", {"command": "sleep 2.5; echo late"})
     t.ok(ev[-1][0] == "complete" and ev[-1][1]["exitCode"] == 0,
          "a running stream keeps the sandbox awake past sleepAfter", ev)
+    # ---- --isolation none (development only) ------------------------------------
+    dev = Server(extra_args=["--isolation", "none"])
+    try:
+        dev.create("life-dev")
+        x = dev.sh("life-dev", "cd /tmp && export D=1 && pwd")
+        y = dev.sh("life-dev", "echo $D; pwd")
+        r = dev.post("/v1/sandboxes/life-dev/files/write", {"path": "f.txt", "content": "dev"})
+        t.ok(x["exitCode"] == 0 and y["stdout"] == "1\n/tmp\n" and r.status == 200,
+             "--isolation none runs commands, sessions and files", (x, y, r))
+        t.ok("WITHOUT any isolation" in dev.server_log(), "--isolation none warns loudly")
+    finally:
+        t.eq(dev.stop(), 0, "--isolation none server stops cleanly")
+        dev.cleanup()
 finally:
     rc = srv.stop()
     t.eq(rc, 0, "final graceful stop")
