@@ -1,18 +1,23 @@
 /* sandbox/sb_box.c: sandboxes on the server: registry, start/stop, state.
  *
- * Starting a sandbox (box_start) is the one place that creates namespaces:
- *   cgroups -> clone(new user, pid, mount, uts, ipc, net ns) -> the child
- *   waits on a pipe -> the parent writes uid/gid maps, moves it into the
- *   cgroups, sets up egress if asked -> "go" -> the child execs `cellbox
- *   agent`, which reads the setup JSON (the plan of sb_plan.h) and answers
- *   "ready" -> the parent opens the sandbox's root, net ns and a pidfd.
+ * This file is the one place that creates namespaces. An agent is made in
+ * two steps:
+ *   warm_spawn: cgroups (with default limits) -> clone(new user, pid, mount,
+ *     uts, ipc, net ns) -> the child waits on a pipe -> the parent writes the
+ *     uid/gid maps and moves it into the cgroups -> "go" -> the child becomes
+ *     root of its namespace and execs `cellbox agent`, which runs the generic
+ *     plan (sb_plan.h) and answers "warm". The pool keeps a few of these.
+ *   box_start: take a warm agent, set this sandbox's limits and network, and
+ *     send the specialising plan with a detached copy of the workspace mount
+ *     (open_tree); the agent answers "ready"; the server opens the sandbox's
+ *     root, network namespace and a pidfd.
  * Between clone and exec the child only makes async-signal-safe calls (the
  * server is multi-threaded). Stopping kills pid 1, which makes the kernel
  * kill the whole pid namespace, then removes the cgroups.
  *
  * Persistence: sandbox.json (options), sessions.json (sessions and their
- * shell state) under STATE/sandboxes/<id>/, plus workspace/ which is bound
- * at /workspace. Nothing else is needed to bring a sandbox back.
+ * shell state) under STATE/sandboxes/<id>/, plus workspace/ which is
+ * attached at /workspace. Nothing else is needed to bring a sandbox back.
  */
 #include "config.h"
 #include "sandbox/sb_box.h"
@@ -1033,14 +1038,26 @@ static void *sleeper(void *arg)
     (void)arg;
     for (;;) {
         usleep(250 * 1000);
+        /* take references under the registry lock, stop outside it: a stop
+         * waits for the kernel to end a pid namespace, and nobody should
+         * wait for that to look up another sandbox */
         pthread_mutex_lock(&reg.mu);
         if (reg.shutting_down) {
             pthread_mutex_unlock(&reg.mu);
             return NULL;
         }
+        size_t n = reg.n;
+        sb_box **copy = cb_calloc(n ? n : 1, sizeof *copy);
+        for (size_t i = 0; i < n; i++) {
+            copy[i] = reg.boxes[i];
+            pthread_mutex_lock(&copy[i]->mu);
+            copy[i]->refs++;
+            pthread_mutex_unlock(&copy[i]->mu);
+        }
+        pthread_mutex_unlock(&reg.mu);
         int64_t now = sb_now_ms();
-        for (size_t i = 0; i < reg.n; i++) {
-            sb_box *b = reg.boxes[i];
+        for (size_t i = 0; i < n; i++) {
+            sb_box *b = copy[i];
             pthread_mutex_lock(&b->mu);
             if (b->state == SB_BOX_RUNNING && !b->opts.keep_alive && b->active == 0 &&
                 now - b->last_used_ms >= b->opts.sleep_after_ms)
@@ -1048,8 +1065,9 @@ static void *sleeper(void *arg)
             else if (b->state == SB_BOX_RUNNING && b->active == 0 && !agent_alive(b))
                 box_stop(b, "agent died");
             pthread_mutex_unlock(&b->mu);
+            sb_box_unref(b);
         }
-        pthread_mutex_unlock(&reg.mu);
+        free(copy);
     }
 }
 
