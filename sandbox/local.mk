@@ -18,7 +18,9 @@ libcellbox_a_SOURCES += \
 
 # Tests: C unit tests of the pure parts, then integration tests that run the
 # real server (Python's http.client and curl; they need root).
-EXTRA_DIST += tests/sandbox_lib.py bench/sandbox/bench.py bench/sandbox/README.md
+EXTRA_DIST += tests/sandbox_lib.py tests/sandbox_api.py tests/sandbox_lifecycle.py \
+	tests/sandbox_hostile.py tests/sandbox_egress.py tests/sandbox_curl.sh \
+	bench/sandbox/bench.py bench/sandbox/README.md
 TESTS += tests/sandbox_api.py tests/sandbox_lifecycle.py tests/sandbox_hostile.py \
 	tests/sandbox_egress.py tests/sandbox_curl.sh
 
