@@ -65,8 +65,10 @@ static cJSON *proc_json_locked(sb_proc *p)
     return j;
 }
 
-static void save_meta_locked(sb_proc *p)
+static void save_meta_locked(sb_box *b, sb_proc *p)
 {
+    if (b->deleted)
+        return;  /* its folder is being removed */
     cJSON *j = proc_json_locked(p);
     cJSON_AddNumberToObject(j, "startUs", (double)p->start_us);
     cJSON_AddNumberToObject(j, "endUs", (double)p->end_us);
@@ -132,7 +134,7 @@ void sb_procs_load(sb_box *b)
             /* the server stopped while it ran: its sandbox went with it */
             snprintf(p->status, sizeof p->status, "killed");
             p->end_us = p->end_us ? p->end_us : cb_real_us();
-            save_meta_locked(p);
+            save_meta_locked(b, p);
         }
         cJSON_Delete(j);
         p->next = b->procs;
@@ -147,7 +149,7 @@ void sb_procs_on_stop(sb_box *b)
         if (strcmp(p->status, "running") == 0) {
             snprintf(p->status, sizeof p->status, "killed");
             p->end_us = cb_real_us();
-            save_meta_locked(p);
+            save_meta_locked(b, p);
         }
 }
 
@@ -231,7 +233,7 @@ static void *watcher(void *arg)
             close(p->log_fd[s]);
             p->log_fd[s] = -1;
         }
-    save_meta_locked(p);
+    save_meta_locked(b, p);
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
     sb_box_unref(b);
@@ -307,7 +309,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         }
     p->next = b->procs;
     b->procs = p;
-    save_meta_locked(p);
+    save_meta_locked(b, p);
     b->refs++;
     *out = proc_json_locked(p);
     pthread_mutex_unlock(&b->mu);
