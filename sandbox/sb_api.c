@@ -410,9 +410,7 @@ static int exec_json(sb_req *r, exec_ctx *x)
         else if (type == SB_FRAME_JSON) {
             cJSON *ev = cb_json_parse(payload.data, payload.len);
             const char *name = cb_json_str(ev, "ev", "");
-            if (strcmp(name, "start") == 0)
-                x->pid = (int)cb_json_int(ev, "pid", 0);
-            else if (strcmp(name, "error") == 0)
+            if (strcmp(name, "error") == 0)
                 error_from_event(ev, &err);
             else if (strcmp(name, "exit") == 0)
                 result = exit_result(x, ev);
@@ -497,15 +495,8 @@ static int exec_produce(void *ctx, cb_buf *out)
             continue;
         cJSON *ev = cb_json_parse(payload.data, payload.len);
         const char *name = cb_json_str(ev, "ev", "");
-        if (strcmp(name, "start") == 0) {
-            x->pid = (int)cb_json_int(ev, "pid", 0);
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "pid", x->pid);
-            cJSON_AddStringToObject(e, "command", x->command);
-            cJSON_AddStringToObject(e, "sessionId", x->session);
-            add_timestamp(e);
-            sb_sse_event(out, "start", e);
-        } else if (strcmp(name, "error") == 0) {
+        /* ("start" was consumed by sb_exec_start) */
+        if (strcmp(name, "error") == 0) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "code", cb_json_str(ev, "code", "INTERNAL_ERROR"));
             cJSON_AddStringToObject(e, "error", cb_json_str(ev, "message", ""));

@@ -80,6 +80,21 @@ try:
     o = r.json()["options"]
     t.ok(r.status == 201 and o["memoryMB"] == 300 and o["pids"] == 100 and o["instanceType"] == "custom",
          "explicit limits override the preset", r)
+    # the limits really are on the sandbox's cgroups (v1 or v2, seen from the host)
+    apid = r.json()["agentPid"]
+    lim = {}
+    with open("/proc/%d/cgroup" % apid) as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for name, files in (("memory", ("memory.limit_in_bytes", "memory.max")),
+                                ("pids", ("pids.max",)), ("", ("memory.max", "pids.max"))):
+                if (name and name in ctrls.split(",")) or (not name and ctrls == ""):
+                    base = "/sys/fs/cgroup/%s%s" % (name + "/" if name else "", path.lstrip("/"))
+                    for fn in files:
+                        if os.path.exists(os.path.join(base, fn)):
+                            lim[fn.split(".")[0]] = open(os.path.join(base, fn)).read().strip()
+    t.ok(lim.get("memory") == str(300 << 20) and lim.get("pids") == "100",
+         "memory and pids limits are set on the sandbox's cgroups", lim)
     r = srv.get("/v1/sandboxes")
     ids = sorted(s["id"] for s in r.json()["sandboxes"])
     t.ok(r.status == 200 and "api-a" in ids and "api-b" in ids, "list has both", r)
