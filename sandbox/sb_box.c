@@ -1031,6 +1031,10 @@ void sb_boxes_shutdown(void)
     pthread_mutex_unlock(&reg.mu);
     if (reg.isolation == SB_ISOLATION_FULL)
         sb_net_shutdown();
+    /* the "cellbox" parent groups go too, unless another server uses them */
+    for (int i = 0; i < 3; i++)
+        if (reg.cg.base[i])
+            rmdir(reg.cg.base[i]);
 }
 
 static void *sleeper(void *arg)

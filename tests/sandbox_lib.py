@@ -196,6 +196,8 @@ class Server:
             if any(m in cg for m in marks):
                 left.append("process %s: %s" % (pid, cmd))
         for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+            if root.endswith("/cellbox") and self.proc is None and not self._other_servers():
+                left.append("cgroup: %s (the parent group should be removed at shutdown)" % root)
             if root.endswith("/cellbox"):
                 for d in dirs:
                     if d in ids or any(d.startswith("pool-%d-" % p) for p in self.pids):
@@ -207,6 +209,18 @@ class Server:
                 if self.tmp in line:
                     left.append("mount: " + line.strip())
         return left
+
+    @staticmethod
+    def _other_servers():
+        """Is another `cellbox serve` running (e.g. a test in parallel)?"""
+        for pid in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if b"\0serve\0" in f.read():
+                        return True
+            except OSError:
+                pass
+        return False
 
     def cleanup(self):
         self.stop()
