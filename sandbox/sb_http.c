@@ -427,7 +427,9 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, conf->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)2048, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+        /* idle connections go after 10 minutes; a request being served
+         * (a long exec, a stream) is not idle */
+        (unsigned)2048, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!d) {
