@@ -502,6 +502,16 @@ static void assign(cb_buf *b, const char *name, const char *value)
 /* Serve one request with a prepared shim. */
 static int shim_serve(shim *s, int sock, cJSON *req)
 {
+    /* The waiting shell runs as the sandbox's user, who may have killed it
+     * (kill -9 -1): then start a fresh one. */
+    if (s->child > 0 && waitpid(s->child, NULL, WNOHANG) == s->child) {
+        for (int *fd = (int[]){s->in, s->out, s->err, s->st, s->script, s->pidfd, -2}; *fd != -2; fd++)
+            if (*fd >= 0)
+                close(*fd);
+        cb_buf_clear(&s->in_pending);
+        cb_buf_clear(&s->state);
+        shim_prepare(s);
+    }
     s->sock = sock;
     s->sock_open = true;
     if (s->child < 0) {

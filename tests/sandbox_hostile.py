@@ -97,6 +97,9 @@ try:
     t.ok(r.status in (403, 404), "API: files of the sandbox's root are not readable", r)
 
     # ---- processes and signals ---------------------------------------------------
+    x = sh("hos-a", "kill -9 -1")
+    x = sh("hos-a", "echo survived")
+    t.eq(x["stdout"], "survived\n", "kill -9 -1 only ends the user's own processes; the next exec works")
     x = sh("hos-a", "ps -eo pid,args --no-headers")
     lines = x["stdout"].strip().splitlines()
     t.ok(len(lines) < 8 and "serve" not in x["stdout"] and "process_api" not in x["stdout"],
