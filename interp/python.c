@@ -392,6 +392,19 @@ static PyObject *c_embedded_source(PyObject *mod, PyObject *arg)
     return PyUnicode_DecodeUTF8((const char *)m->source, (Py_ssize_t)m->source_len, "replace");
 }
 
+/* parent_header() -> the JSON text of the shell request being handled, or None */
+static PyObject *c_parent_header(PyObject *mod, PyObject *noargs)
+{
+    if (!g_py || !g_py->host || !g_py->host->parent_header)
+        Py_RETURN_NONE;
+    char *h = g_py->host->parent_header(g_py->host->ctx);
+    if (!h)
+        Py_RETURN_NONE;
+    PyObject *r = PyUnicode_DecodeUTF8(h, (Py_ssize_t)strlen(h), "replace");  /* new */
+    free(h);
+    return r;
+}
+
 static PyObject *c_history_session(PyObject *mod, PyObject *noargs)
 {
     return PyLong_FromLong(g_py && g_py->host ? g_py->host->history_session : 0);
@@ -483,6 +496,7 @@ static PyMethodDef c_methods[] = {
     {"embedded_module", c_embedded_module, METH_O, "(is_package, code, filename) or None"},
     {"embedded_source", c_embedded_source, METH_O, "source text or None"},
     {"history_session", c_history_session, METH_NOARGS, "the history session number"},
+    {"parent_header", c_parent_header, METH_NOARGS, "JSON header of the request being handled, or None"},
     {"png_encode", (PyCFunction)(void (*)(void))c_png_encode, METH_VARARGS | METH_KEYWORDS,
      "png_encode(rgba, width, height, *, stride, dpi, text, alpha, level, strategy, filters) -> PNG bytes"},
     {NULL},

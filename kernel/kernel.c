@@ -168,6 +168,16 @@ static void host_publish(void *ctx, const char *msg_type, const char *content, s
     pthread_mutex_unlock(&k->iopub_lock);
 }
 
+/* kn_host.parent_header */
+static char *host_parent_header(void *ctx)
+{
+    kn_kernel *k = ctx;
+    pthread_mutex_lock(&k->iopub_lock);
+    char *h = k->cur_parent.data ? cb_strndup(k->cur_parent.data, k->cur_parent.len) : NULL;
+    pthread_mutex_unlock(&k->iopub_lock);
+    return h;
+}
+
 static void set_cur_parent(kn_kernel *k, const kn_msg *m)
 {
     pthread_mutex_lock(&k->iopub_lock);
@@ -814,6 +824,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     }
 
     k->host = (kn_host){.ctx = k, .publish = host_publish, .input = host_input,
+                        .parent_header = host_parent_header,
                         .history_session = kn_history_session(k->hist)};
     int status = 0;
     if (interp->start(interp->self, &k->host) < 0) {

@@ -43,6 +43,9 @@ typedef struct kn_host {
      * called every few ms while waiting), KN_INPUT_FAILED on shutdown. */
     int (*input)(void *ctx, const char *prompt, bool password, char **value,
                  bool (*poll_interrupt)(void *pctx), void *pctx);
+    /* The header (JSON text, owned by the caller) of the shell request being
+     * handled, or NULL when there is none. Thread-safe. */
+    char *(*parent_header)(void *ctx);
     /* Session number of the history store (for %history-like features). */
     int history_session;
 } kn_host;

@@ -28,6 +28,18 @@ def kernel_info():
 
 
 @tap.case
+def parent_header():
+    msg_id = kc.execute("import _cellbox_c, json\njson.loads(_cellbox_c.parent_header())['msg_id']")
+    got = None
+    while got is None:
+        m = kc.get_iopub_msg(timeout=10)
+        if m["msg_type"] == "execute_result" and m["parent_header"]["msg_id"] == msg_id:
+            got = m["content"]["data"]["text/plain"]
+    kc.get_shell_msg(timeout=10)
+    tap.eq(got, repr(msg_id), "the interpreter sees the header of the request it runs")
+
+
+@tap.case
 def lightweight_start():
     r, out = run(kc, "import sys\nsorted(m for m in ('IPython', 'numpy', 'matplotlib', 'jedi', 'pandas') if m in sys.modules)")
     tap.eq(results(out), ["[]"], "nothing heavy (IPython, numpy, matplotlib, jedi) is imported by the kernel itself")
