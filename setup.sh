@@ -20,7 +20,7 @@ RUN_DEPS="python3 python3-jupyter-client jupyter-console python3-nbclient python
   python3-ipywidgets"
 # What the test suite needs on top (real peers and real clients).
 TEST_DEPS="python3-jupyter-kernel-test python3-ipykernel python3-zmq python3-pil curl
-  iproute2 iptables bubblewrap valgrind"
+  iproute2 iptables bubblewrap valgrind chromium jupyter-notebook"
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -44,6 +44,11 @@ make -j"$(nproc)"
 
 case "$MODE" in
 test)
+    # the browser test: playwright-core from npm drives Debian's chromium (skipped without it)
+    if ! command -v npm >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    [ -d "$(npm root -g)/playwright-core" ] || $SUDO npm install -g --no-fund --no-audit playwright-core@1.61.1
     echo "== running the test suite"
     make -j"$(nproc)" check
     ;;
