@@ -208,6 +208,15 @@ class Server:
             for line in f:
                 if self.tmp in line:
                     left.append("mount: " + line.strip())
+        # the host's device nodes must be untouched (once, /dev/null was found
+        # replaced by a regular file on this machine during sandbox work)
+        import stat as _stat
+        for dev in ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"):
+            try:
+                if not _stat.S_ISCHR(os.stat(dev).st_mode):
+                    left.append("host %s is no longer a character device" % dev)
+            except OSError as e:
+                left.append("host %s: %s" % (dev, e))
         return left
 
     @staticmethod
