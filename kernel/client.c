@@ -384,106 +384,44 @@ void kn_client_msg_free(kn_client_msg *m)
     free(m);
 }
 
-static cJSON *parse_part(kn_client *c, const kn_bytes *b, bool use_custom)
-{
-    cJSON *j = use_custom && c->parse ? c->parse(b->data, b->len) : cJSON_ParseWithLength(b->data, b->len);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return NULL;
-    }
-    return j;
-}
-
-/* Receives one multipart message from sock (non-blocking). Returns 1 with
- * *out, 0 when nothing was waiting, -1 for a message that was dropped. */
+/* Receives one message from a channel (non-blocking), through the wire
+ * layer. Returns 1 with *out, 0 when nothing was waiting, -1 for a message
+ * that was dropped (logged). */
 static int recv_one(kn_client *c, kn_channel ch, kn_client_msg **out)
 {
-    void *sock = c->sock[ch];
-    kn_bytes *frames = NULL;
-    size_t n = 0, cap = 0, total = 0;
     *out = NULL;
-    for (;;) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        int rc;
-        do
-            rc = zmq_msg_recv(&part, sock, n == 0 ? ZMQ_DONTWAIT : 0);
-        while (rc < 0 && errno == EINTR);
-        if (rc < 0) {
-            /* nothing waiting, or the socket is unusable: either way no
-             * message (never -1 here, the caller would retry forever) */
-            int e = errno;
-            zmq_msg_close(&part);
-            for (size_t i = 0; i < n; i++)
-                free(frames[i].data);
-            free(frames);
-            if (e != EAGAIN)
-                cb_warn("client", "receiving on %s from kernel %s: %s", channel_names[ch], c->name, zmq_strerror(e));
-            return 0;
-        }
-        if (n == cap)
-            frames = cb_realloc(frames, (cap = cap ? cap * 2 : 8) * sizeof *frames);
-        size_t len = zmq_msg_size(&part);
-        total += len;
-        frames[n].len = len;
-        frames[n].data = cb_malloc(len + 1);
-        memcpy(frames[n].data, zmq_msg_data(&part), len);
-        frames[n].data[len] = '\0';
-        n++;
-        int more = zmq_msg_more(&part);
-        zmq_msg_close(&part);
-        if (!more)
-            break;
+    kn_msg *w = NULL;
+    kn_recv_status st = kn_wire_recv_with(c->sock[ch], &c->session.signer, MAX_MSG_BYTES, ZMQ_DONTWAIT,
+                                          c->parse, &w);
+    if (st == KN_RECV_AGAIN)
+        return 0;
+    if (st == KN_RECV_CLOSED) {
+        /* the socket is unusable: no message (never -1: the caller would retry forever) */
+        cb_warn("client", "receiving on %s from kernel %s: %s", channel_names[ch], c->name, zmq_strerror(errno));
+        return 0;
     }
-    int result = -1;
-    const char *why = NULL;
-    size_t d = 0;
-    while (d < n && !(frames[d].len == strlen(KN_DELIM) && memcmp(frames[d].data, KN_DELIM, frames[d].len) == 0))
-        d++;
-    kn_client_msg *m = NULL;
-    if (total > MAX_MSG_BYTES) {
-        why = "message over the size limit";
-    } else if (d >= n || n - d < 6) {
-        why = kn_recv_status_str(KN_RECV_BAD_FRAMES);
-    } else if (!kn_signer_verify(&c->session.signer, &frames[d + 2], frames[d + 1].data, frames[d + 1].len)) {
-        why = kn_recv_status_str(KN_RECV_BAD_SIGNATURE);
-    } else if (!kn_signer_remember(&c->session.signer, frames[d + 1].data, frames[d + 1].len)) {
-        why = kn_recv_status_str(KN_RECV_REPLAYED);
-    } else {
-        m = cb_calloc(1, sizeof *m);
-        m->channel = ch;
-        m->header = parse_part(c, &frames[d + 2], false);
-        m->parent = parse_part(c, &frames[d + 3], false);
-        m->metadata = parse_part(c, &frames[d + 4], true);
-        m->content = parse_part(c, &frames[d + 5], true);
-        m->msg_type = cb_json_str(m->header, "msg_type", NULL);
-        m->msg_id = cb_json_str(m->header, "msg_id", "");
-        if (!m->header || !m->msg_type || !m->parent || !m->metadata || !m->content) {
-            why = "header, parent_header, metadata or content is not a JSON object";
-            kn_client_msg_free(m);
-            m = NULL;
-        } else {
-            m->parent_id = cb_json_str(m->parent, "msg_id", "");
-            m->date = cb_json_str(m->header, "date", "");
-            size_t nb = n - d - 6;
-            if (nb) {
-                m->n_buffers = nb;
-                m->buffers = cb_malloc(nb * sizeof *m->buffers);
-                for (size_t i = 0; i < nb; i++) {
-                    m->buffers[i] = frames[d + 6 + i];
-                    frames[d + 6 + i].data = NULL;
-                }
-            }
-            result = 1;
-        }
+    if (st != KN_RECV_OK) {
+        cb_warn("client", "dropped a message on %s from kernel %s: %s", channel_names[ch], c->name,
+                kn_recv_status_str(st));
+        kn_msg_free(w);
+        return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        free(frames[i].data);
-    free(frames);
-    if (why)
-        cb_warn("client", "dropped a message on %s from kernel %s: %s", channel_names[ch], c->name, why);
+    kn_client_msg *m = cb_calloc(1, sizeof *m);
+    m->channel = ch;
+    m->header = cb_steal(&w->header);
+    m->parent = cb_steal(&w->parent);
+    m->metadata = cb_steal(&w->metadata);
+    m->content = cb_steal(&w->content);
+    m->buffers = cb_steal(&w->buffers);
+    m->n_buffers = w->n_buffers;
+    w->n_buffers = 0;
+    kn_msg_free(w);
+    m->msg_type = cb_json_str(m->header, "msg_type", "");
+    m->msg_id = cb_json_str(m->header, "msg_id", "");
+    m->parent_id = cb_json_str(m->parent, "msg_id", "");
+    m->date = cb_json_str(m->header, "date", "");
     *out = m;
-    return result;
+    return 1;
 }
 
 int kn_client_send(kn_client *c, kn_channel ch, const char *msg_type, const char *content, char *msg_id_out)

@@ -149,9 +149,9 @@ void kn_msg_free(kn_msg *m)
     free(m);
 }
 
-static cJSON *parse_obj(const kn_bytes *b, bool *bad)
+static cJSON *parse_obj(const kn_bytes *b, kn_json_parse_fn parse, bool *bad)
 {
-    cJSON *j = cJSON_ParseWithLength(b->data, b->len);
+    cJSON *j = parse ? parse(b->data, b->len) : cJSON_ParseWithLength(b->data, b->len);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         *bad = true;
@@ -167,6 +167,12 @@ static void free_frames(kn_bytes *frames, size_t n)
 }
 
 kn_recv_status kn_wire_decode(kn_bytes *frames, size_t n, kn_signer *signer, kn_msg **out)
+{
+    return kn_wire_decode_with(frames, n, signer, NULL, out);
+}
+
+kn_recv_status kn_wire_decode_with(kn_bytes *frames, size_t n, kn_signer *signer, kn_json_parse_fn parse,
+                                   kn_msg **out)
 {
     /* Takes ownership of the frames' data (consumed into the message or freed). */
     *out = NULL;
@@ -201,9 +207,9 @@ kn_recv_status kn_wire_decode(kn_bytes *frames, size_t n, kn_signer *signer, kn_
     const char *sess = cb_json_str(header, "session", NULL);
     m->session = sess ? sess : "";
     bool bad = false;
-    m->parent = parse_obj(&parts[1], &bad);
-    m->metadata = parse_obj(&parts[2], &bad);
-    m->content = parse_obj(&parts[3], &bad);
+    m->parent = parse_obj(&parts[1], NULL, &bad);
+    m->metadata = parse_obj(&parts[2], parse, &bad);
+    m->content = parse_obj(&parts[3], parse, &bad);
     m->header_raw = parts[0];
     parts[0].data = NULL;
     m->n_ids = d;
@@ -227,6 +233,12 @@ kn_recv_status kn_wire_decode(kn_bytes *frames, size_t n, kn_signer *signer, kn_
 }
 
 kn_recv_status kn_wire_recv(void *sock, kn_signer *signer, size_t max_bytes, int flags, kn_msg **out)
+{
+    return kn_wire_recv_with(sock, signer, max_bytes, flags, NULL, out);
+}
+
+kn_recv_status kn_wire_recv_with(void *sock, kn_signer *signer, size_t max_bytes, int flags,
+                                 kn_json_parse_fn parse, kn_msg **out)
 {
     kn_bytes stack_frames[16], *frames = stack_frames;
     size_t n = 0, cap = CB_ARRAY_LEN(stack_frames), total = 0;
@@ -279,7 +291,7 @@ kn_recv_status kn_wire_recv(void *sock, kn_signer *signer, size_t max_bytes, int
         free_frames(frames, n);
         st = KN_RECV_TOO_BIG;
     } else {
-        st = kn_wire_decode(frames, n, signer, out);
+        st = kn_wire_decode_with(frames, n, signer, parse, out);
     }
     if (frames != stack_frames)
         free(frames);

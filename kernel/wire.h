@@ -84,14 +84,23 @@ typedef enum {
 
 const char *kn_recv_status_str(kn_recv_status st);
 
+/* Parser for the metadata and content parts (e.g. one that keeps the
+ * spelling of numbers); NULL means cJSON. Returns NULL or a new item. */
+typedef cJSON *(*kn_json_parse_fn)(const char *data, size_t len);
+
 /* Receives one multipart message. On KN_RECV_OK and KN_RECV_BAD_JSON *out is
  * set (for BAD_JSON the broken parts are replaced by empty objects so the
  * caller can still answer with an error reply). max_bytes bounds the total
  * size (0 = no limit). flags: 0 or ZMQ_DONTWAIT. */
 kn_recv_status kn_wire_recv(void *sock, kn_signer *signer, size_t max_bytes, int flags, kn_msg **out);
+kn_recv_status kn_wire_recv_with(void *sock, kn_signer *signer, size_t max_bytes, int flags,
+                                 kn_json_parse_fn parse, kn_msg **out);
 
-/* Decodes already received frames (used by kn_wire_recv and by the tests). */
+/* Decodes already received frames (used by kn_wire_recv and by the tests).
+ * Takes ownership of the frames' data. */
 kn_recv_status kn_wire_decode(kn_bytes *frames, size_t n, kn_signer *signer, kn_msg **out);
+kn_recv_status kn_wire_decode_with(kn_bytes *frames, size_t n, kn_signer *signer, kn_json_parse_fn parse,
+                                   kn_msg **out);
 
 /* Sends one message. topic (IOPub) or ids (ROUTER replies) precede the
  * delimiter; pass NULL/0 when unused. The JSON parts are sent as given. */

@@ -197,20 +197,7 @@ class Completer:
         return [n for n in _top_level_modules() if n.startswith(dotted)], cursor_pos - len(dotted)
 
     def _resolve(self, chain):
-        parts = chain.split(".")
-        ns = self.shell.user_ns
-        if parts[0] in ns:
-            obj = ns[parts[0]]
-        elif hasattr(builtins, parts[0]):
-            obj = getattr(builtins, parts[0])
-        else:
-            return _MISSING
-        for p in parts[1:]:
-            try:
-                obj = getattr(obj, p)
-            except Exception:
-                return _MISSING
-        return obj
+        return resolve_name(self.shell.user_ns, chain)
 
     @staticmethod
     def _attrs(obj):
@@ -274,7 +261,26 @@ class Completer:
         return [c.name for c in comps], cursor_pos - n
 
 
-_MISSING = object()
+MISSING = _MISSING = object()
+
+
+def resolve_name(ns, dotted):
+    """The object a dotted name chain names in ns (then builtins), or
+    MISSING. Only lookups and getattr: no user code is called (beyond
+    properties), so completion and inspection are safe."""
+    parts = dotted.split(".")
+    if parts[0] in ns:
+        obj = ns[parts[0]]
+    elif hasattr(builtins, parts[0]):
+        obj = getattr(builtins, parts[0])
+    else:
+        return MISSING
+    for p in parts[1:]:
+        try:
+            obj = getattr(obj, p)
+        except Exception:
+            return MISSING
+    return obj
 
 
 def is_complete(code):

@@ -4,9 +4,10 @@ detail_level 0: type, string form, signature, docstring, file.
 detail_level 1: the source as well (when available).
 Only name chains are resolved: inspection never runs user code.
 """
-import builtins
 import inspect
 import re
+
+from cellbox._complete import MISSING as _MISSING, resolve_name
 
 _RED = "\x1b[0;31m"
 _RESET = "\x1b[0m"
@@ -14,24 +15,7 @@ _NAME_AT = re.compile(r"[A-Za-z_][\w.]*")
 
 
 def _resolve(shell, name):
-    parts = name.split(".")
-    ns = shell.user_ns
-    if parts[0] in ns:
-        obj = ns[parts[0]]
-    elif hasattr(builtins, parts[0]):
-        obj = getattr(builtins, parts[0])
-    else:
-        import keyword
-        return _MISSING
-    for p in parts[1:]:
-        try:
-            obj = getattr(obj, p)
-        except Exception:
-            return _MISSING
-    return obj
-
-
-_MISSING = object()
+    return resolve_name(shell.user_ns, name)
 
 
 def _name_at(code, pos):
@@ -41,8 +25,7 @@ def _name_at(code, pos):
         pos = len(code)
     for m in _NAME_AT.finditer(code):
         if m.start() <= pos <= m.end():
-            name = m.group(0).rstrip(".")
-            return name[: pos - m.start()].rstrip(".") if False else name
+            return m.group(0).rstrip(".")
     depth = 0
     i = min(pos, len(code)) - 1
     while i >= 0:
