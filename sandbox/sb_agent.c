@@ -53,6 +53,7 @@
 #include "sandbox/sb_plan.h"
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_secure.h"
+#include "sandbox/sb_util.h"
 
 #define CTL_FD 3
 #define SETUP_FD 4
@@ -263,18 +264,6 @@ static bool env_name_ok_n(const char *k, size_t n)
     memcpy(name, k, n);
     name[n] = '\0';
     return env_name_ok(name);
-}
-
-static void sh_quote(cb_buf *b, const char *v)
-{
-    cb_buf_putc(b, '\'');
-    for (const char *p = v; *p; p++) {
-        if (*p == '\'')
-            cb_buf_puts(b, "'\\''");
-        else
-            cb_buf_putc(b, *p);
-    }
-    cb_buf_putc(b, '\'');
 }
 
 /* Read what a pipe has now; returns false on EOF/error. */
@@ -495,7 +484,7 @@ static void shim_prepare(shim *s)
 static void assign(cb_buf *b, const char *name, const char *value)
 {
     cb_buf_printf(b, "%s=", name);
-    sh_quote(b, value);
+    sb_sh_quote(b, value);
     cb_buf_putc(b, '\n');
 }
 
@@ -539,7 +528,7 @@ static int shim_serve(shim *s, int sock, cJSON *req)
             return 1;
         }
         cb_buf_printf(&envs, "builtin export %s=", kv->string);
-        sh_quote(&envs, kv->valuestring);
+        sb_sh_quote(&envs, kv->valuestring);
         cb_buf_putc(&envs, '\n');
         cb_buf_printf(&skip, "%s ", kv->string);
     }
@@ -550,7 +539,7 @@ static int shim_serve(shim *s, int sock, cJSON *req)
         if (!eq || !env_name_ok_n(*ep, (size_t)(eq - *ep)))
             continue;
         cb_buf_printf(&script, "builtin export %.*s=", (int)(eq - *ep), *ep);
-        sh_quote(&script, eq + 1);
+        sb_sh_quote(&script, eq + 1);
         cb_buf_putc(&script, '\n');
     }
     assign(&script, "__cb_cmd", command);
