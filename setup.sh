@@ -3,7 +3,8 @@
 #
 #   sh setup.sh          install the Debian packages, build, install (to /usr/local),
 #                        install the Jupyter kernelspec, then run the demo: a real
-#                        Jupyter client (jupyter console) runs code on the cellbox kernel
+#                        Jupyter client (jupyter console) runs code on the cellbox kernel,
+#                        and `cellbox run` executes the example tour notebook
 #   sh setup.sh test     install the packages the tests need, build, run the whole test suite
 #
 # Runs apt-get and `make install` through sudo when not root. Safe to re-run.
@@ -64,6 +65,10 @@ from IPython.display import display, Markdown; display(Markdown("**rich** output
 1 / 0
 import numpy as np; np.linspace(0, 1, 5)
 CELLS
+    out=$(mktemp -d)
+    echo "== demo: cellbox run notebooks/examples/tour.ipynb -o $out/tour.ipynb --log-output"
+    /usr/local/bin/cellbox run notebooks/examples/tour.ipynb -o "$out/tour.ipynb" --log-output
+    echo "== the executed notebook is in $out/tour.ipynb"
     ;;
 *)
     echo "usage: sh setup.sh [test]" >&2
