@@ -261,6 +261,13 @@ def magics():
     tap.eq((stream_text(out), results(out)), ("True\r\n", ["3"]), "!command runs on a terminal; _exit_code")
     r, out = run(kc, "files = !echo one; echo two\nfiles")
     tap.eq(results(out), ["['one', 'two']"], "x = !command captures lines")
+    r, out = run(kc, "%%capture cap\nprint('hidden out')\nimport sys; print('hidden err', file=sys.stderr)\n"
+                     "from IPython.display import HTML, display\ndisplay(HTML('<i>hidden</i>'))\n42")
+    tap.eq([t for t, _ in out if t != "execute_input"], [], "%%capture shows nothing")
+    r, out = run(kc, "(cap.stdout, cap.stderr, [o.data.get('text/html') or o.data['text/plain'] for o in cap.outputs])")
+    tap.eq(results(out), ["('hidden out\\n', 'hidden err\\n', ['<i>hidden</i>', '42'])"], "%%capture keeps stdout, stderr and outputs")
+    r, out = run(kc, "cap()")
+    tap.ok(stream_text(out) == "hidden out\n" and any(t == "display_data" for t, _ in out), "a CapturedIO replays its outputs")
     r, out = run(kc, "%nosuchmagic")
     tap.ok(r["status"] == "error" and r["ename"] == "UsageError" and "nosuchmagic" in r["evalue"],
            "unknown magic: a clear UsageError, not a SyntaxError", r)

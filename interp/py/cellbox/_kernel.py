@@ -156,6 +156,17 @@ class Shell:
         ns["_iii"], ns["_ii"], ns["_i"] = ns["_ii"], ns["_i"], code
         ns["_i%d" % count] = code
 
+    def run_cell_body(self, code, silent=False):
+        """Run code as part of the current cell (cell magics like %%capture):
+        IPython syntax allowed, the last expression is the result."""
+        source = code
+        if any(ch in code for ch in _SPECIALS):
+            from cellbox._transform import transform_cell
+            source = transform_cell(code)
+        self._body_count = getattr(self, "_body_count", 0) + 1
+        filename = "<cell-%d-body-%d>" % (self.execution_count, self._body_count)
+        self._run_source(source, filename, silent)
+
     def _run_source(self, source, filename, silent):
         lines = source.splitlines(True)
         linecache.cache[filename] = (len(source), None, lines, filename)

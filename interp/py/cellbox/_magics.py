@@ -355,7 +355,42 @@ class Magics:
     cell_js = cell_javascript
 
     def cell_capture(self, line, cell):
-        raise UsageError("%%capture is not supported by cellbox yet")
+        """%%capture [--no-stdout] [--no-stderr] [--no-display] [name]: run the
+        cell, keeping its stdout, stderr and rich outputs in a CapturedIO
+        (stored as `name`) instead of showing them."""
+        import io
+        import json
+        from cellbox import display as d
+        args = line.split()
+        bad = [a for a in args if a.startswith("-") and a not in ("--no-stdout", "--no-stderr", "--no-display")]
+        names = [a for a in args if not a.startswith("-")]
+        if bad or len(names) > 1:
+            raise UsageError("%%capture [--no-stdout] [--no-stderr] [--no-display] [output]")
+        out, err, outputs = io.StringIO(), io.StringIO(), []
+        saved = sys.stdout, sys.stderr, d._publish
+
+        def capture(msg_type, content, buffers=None):
+            if msg_type in ("display_data", "execute_result"):
+                c = json.loads(content)
+                outputs.append(RichOutput(c.get("data", {}), c.get("metadata", {})))
+            elif msg_type == "clear_output":
+                del outputs[:]
+            elif msg_type != "update_display_data":
+                saved[2](msg_type, content, buffers)
+
+        if "--no-stdout" not in args:
+            sys.stdout = out
+        if "--no-stderr" not in args:
+            sys.stderr = err
+        if "--no-display" not in args:
+            d._publish = capture
+        try:
+            self.shell.run_cell_body(cell)
+        finally:
+            sys.stdout, sys.stderr, d._publish = saved
+        result = CapturedIO(out.getvalue(), err.getvalue(), outputs)
+        if names:
+            self.shell.user_ns[names[0]] = result
 
     # -- matplotlib and configuration -----------------------------------------------
     def line_matplotlib(self, line):
@@ -471,6 +506,49 @@ class Magics:
 
     def line_precision(self, line):
         pass
+
+
+class RichOutput:
+    """One captured rich output (IPython.utils.capture.RichOutput)."""
+
+    def __init__(self, data=None, metadata=None):
+        self.data = data or {}
+        self.metadata = metadata or {}
+
+    def display(self):
+        from cellbox import display as d
+        d.publish_display_data(self.data, self.metadata)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return self.data, self.metadata
+
+
+class CapturedIO:
+    """What %%capture kept (IPython.utils.capture.CapturedIO): .stdout,
+    .stderr, .outputs; show() or calling it replays them."""
+
+    def __init__(self, stdout, stderr, outputs=None):
+        self._stdout, self._stderr = stdout, stderr
+        self.outputs = outputs or []
+
+    def __str__(self):
+        return self._stdout
+
+    @property
+    def stdout(self):
+        return self._stdout
+
+    @property
+    def stderr(self):
+        return self._stderr
+
+    def show(self):
+        sys.stdout.write(self._stdout)
+        sys.stderr.write(self._stderr)
+        for o in self.outputs:
+            o.display()
+
+    __call__ = show
 
 
 class SList(list):
