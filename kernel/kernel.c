@@ -827,7 +827,8 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
                         .parent_header = host_parent_header,
                         .history_session = kn_history_session(k->hist)};
     int status = 0;
-    if (interp->start(interp->self, &k->host) < 0) {
+    bool started = interp->start(interp->self, &k->host) == 0;
+    if (!started) {
         fprintf(stderr, "cellbox kernel: the interpreter failed to start\n");
         status = 1;
         request_stop(k, false);
@@ -890,7 +891,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
         }
     }
 
-    if (interp->stop)
+    if (interp->stop && started)
         interp->stop(interp->self, atomic_load(&k->restart));
     atomic_store(&k->interp_done, true);
     pthread_join(ctl, NULL);
