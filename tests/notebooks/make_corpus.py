@@ -198,8 +198,7 @@ NOTEBOOKS = {
         (C, "a"),
         (C, "In[1] if 'In' in dir() else 'a = 1'"),
     ]),
-    "25_stdin_disallowed": ("skip: the error text differs: ipykernel says 'raw_input was called, but this "
-                            "frontend does not support input requests.'", [
+    "25_stdin_disallowed": ("same", [
         (C, "input('name? ')", ["raises-exception"]),
         (C, "print('went on')"),
     ]),
@@ -212,7 +211,7 @@ NOTEBOOKS = {
         (C, "c.send({'method': 'update', 'state': {'data': None}, 'buffer_paths': [['data']]}, buffers=[b'\\x00\\x01binary'])"),
         (C, "print('widget state stored')"),
     ]),
-    "27_shell_escape": ("skip: ipykernel runs ! commands in a pty, so its lines end in \\r\\n", [
+    "27_shell_escape": ("same", [
         (C, "!echo from a shell"),
         (C, "files = !ls corpus_data.txt\nfiles"),
     ]),
