@@ -28,3 +28,9 @@ check_PROGRAMS += tests/t_sb_unit
 tests_t_sb_unit_SOURCES = tests/t_sb_unit.c
 tests_t_sb_unit_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_sb_unit
+
+# cgroup v2 and v1/hybrid on fake trees, plus this machine's cgroup2 tree
+check_PROGRAMS += tests/t_sb_cgroup
+tests_t_sb_cgroup_SOURCES = tests/t_sb_cgroup.c
+tests_t_sb_cgroup_LDADD = libcellbox.a $(CB_LIBS)
+TESTS += tests/t_sb_cgroup

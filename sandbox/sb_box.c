@@ -303,7 +303,7 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", reg.boxes_dir,
                        strerror(errno)), -1;
     if (reg.isolation == SB_ISOLATION_FULL) {
-        if (sb_cg_detect(&reg.cg, err) < 0)
+        if (sb_cg_detect(&reg.cg, "", err) < 0)
             return -1;
     } else {
         snprintf(reg.cg.desc, sizeof reg.cg.desc, "none (isolation none)");
@@ -344,10 +344,10 @@ int sb_boxes_count(void)
  *
  * An agent is started in two steps: warm_spawn() creates the namespaces and
  * cgroups and runs the generic plan; box_start() later hands it to a sandbox
- * (rename the cgroups, set limits, send the specialising plan). The pool
- * keeps a few warm agents ready, refilled by a thread, so that creating a
- * sandbox does not wait for namespace setup or for the RCU grace period that
- * moving a process into a v1 memory cgroup costs (~15 ms). */
+ * (set its limits, send the specialising plan). The pool keeps a few warm
+ * agents ready, refilled by a thread, so that creating a sandbox does not
+ * wait for namespace setup or for the RCU grace period that moving a
+ * process into a v1 memory cgroup costs (~15 ms). */
 
 typedef struct sb_warm {
     pid_t pid;
@@ -452,9 +452,10 @@ static int warm_spawn(sb_warm *w, sb_error *err)
     pthread_mutex_lock(&pool.mu);
     snprintf(name, sizeof name, "pool-%d-%u", (int)getpid(), pool.seq++);
     pthread_mutex_unlock(&pool.mu);
-    /* The group keeps this name for the sandbox's whole life: renaming it
-     * would take the global cgroup lock, which an attach elsewhere may hold
-     * for a whole RCU grace period. It gets the default limits now. */
+    /* The group keeps this name for the sandbox's whole life: cgroup v2
+     * cannot rename groups (EPERM), and on v1 a rename would take the
+     * global cgroup lock, which an attach elsewhere may hold for a whole
+     * RCU grace period. It gets the default limits now. */
     if (!none && (sb_cg_create(&reg.cg, name, &w->cg, err) < 0 ||
                   sb_cg_set_limits(&reg.cg, &w->cg, &presets[0].lim, err) < 0)) {
         sb_cg_destroy(&w->cg);

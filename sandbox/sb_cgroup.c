@@ -1,19 +1,34 @@
 /* sandbox/sb_cgroup.c: see sb_cgroup.h.
  *
- * Layouts: /sys/fs/cgroup/cgroup.controllers exists on pure v2; then the
- * server's group (from /proc/self/cgroup, line "0::") gets a "cellbox" child
- * with memory, pids and cpu enabled. Otherwise v1 hierarchies are used at
- * /sys/fs/cgroup/{memory,pids,cpu}, each below the server's own group in that
- * hierarchy. A v2 parent that still holds processes cannot delegate
- * controllers ("no internal processes"); the server then moves itself into a
- * "cellbox.server" leaf first.
+ * Layouts: ROOT/sys/fs/cgroup/cgroup.controllers exists only on pure v2 (a
+ * hybrid system has its v2 tree at /sys/fs/cgroup/unified, without the
+ * controllers we need). The server's group comes from /proc/self/cgroup
+ * ("0::/path" on v2, "4:memory:/path" on v1) and its folder from
+ * /proc/self/mountinfo: a hierarchy may be mounted from below its real root
+ * (a container's bind mount), so the folder is the mount point plus the
+ * group's path under the mount's root.
+ *
+ * v2: the server's group G must offer memory, pids and cpu
+ * (G/cgroup.controllers). The kernel's "no internal processes" rule forbids
+ * enabling controllers for the children of a group that holds processes
+ * (the root excepted), so the server first moves itself into the leaf
+ * G/cellbox.server, then enables the controllers in G and in G/cellbox,
+ * whose children are the sandboxes. v1: G/cellbox in each of the memory,
+ * pids and cpu hierarchies.
+ *
+ * Limits are tables of (hierarchy, file, value) written in order, in the
+ * kernel's units (Documentation/admin-guide/cgroup-v2.rst and cgroup-v1/):
+ * bytes, a count, microseconds. This file moves no process but the ones it
+ * is given, and the server itself during detection.
  */
 #include "config.h"
 #include "sandbox/sb_cgroup.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,68 +36,135 @@
 #include "base/log.h"
 #include "base/util.h"
 
-static const char *v1_names[3] = {"memory", "pids", "cpu"};
+static const char *ctrl_names[3] = {"memory", "pids", "cpu"};
+static const char v2_enable[] = "+memory +pids +cpu";
 
+/* Each write is the file's whole value; O_TRUNC is a no-op on cgroupfs and
+ * makes a regular file (the unit test's fake) behave the same. No O_CREAT:
+ * a file the kernel does not have fails with ENOENT. */
 static int write_str(const char *dir, const char *file, const char *val)
 {
     cb_autofree char *path = cb_printf_new("%s/%s", dir, file);
-    cb_autoclose int fd = open(path, O_WRONLY | O_CLOEXEC);
+    cb_autoclose int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
     if (fd < 0)
         return -1;
     return cb_write_all(fd, val, strlen(val));
 }
 
-/* The server's own group in hierarchy `name` ("" for the v2 line). Lines
- * look like "4:memory:/a/b", "2:cpu,cpuacct:/" or "0::/user.slice". */
-static char *own_group(const char *name)
+/* The text of the absolute `path` below `prefix` ("" or a folder). Owned. */
+static char *read_under(const char *prefix, const char *path)
 {
-    cb_autofree char *text = cb_read_file("/proc/self/cgroup", NULL);
+    cb_autofree char *full = cb_printf_new("%s%s", prefix, path);
+    return cb_read_file(full, NULL);
+}
+
+/* Is `word` an item of `list` (items separated by `sep`)? */
+static bool list_has(const char *list, const char *word, char sep)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)); p += n)
+        if ((p == list || p[-1] == sep) && (p[n] == sep || p[n] == '\0' || p[n] == '\n'))
+            return true;
+    return false;
+}
+
+/* The server's group in hierarchy `name` ("" for v2). Lines of
+ * /proc/self/cgroup look like "4:memory:/a/b", "2:cpu,cpuacct:/" or
+ * "0::/user.slice". Returns owned or NULL. */
+static char *own_group(const char *root, const char *name)
+{
+    cb_autofree char *text = read_under(root, "/proc/self/cgroup");
     if (!text)
         return NULL;
-    char *save_line = NULL;
-    for (char *line = strtok_r(text, "\n", &save_line); line; line = strtok_r(NULL, "\n", &save_line)) {
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *c1 = strchr(line, ':');
         char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2)
             continue;
         *c2 = '\0';
-        char *ctrls = c1 + 1;
-        bool found = false;
-        if (!*name) {
-            found = *ctrls == '\0';
-        } else {
-            char *save = NULL;
-            for (char *t = strtok_r(ctrls, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                if (strcmp(t, name) == 0)
-                    found = true;
-        }
-        if (found)
+        const char *ctrls = c1 + 1;
+        if (*name ? list_has(ctrls, name, ',') : *ctrls == '\0')
             return cb_strdup(c2 + 1);
     }
     return NULL;
 }
 
-static int detect_v2(sb_cg_layout *l, sb_error *err)
+/* The folder (under root) of `group` in hierarchy `name` ("" for the v2
+ * tree at /sys/fs/cgroup): the first mount of that hierarchy whose root
+ * holds the group. Lines of /proc/self/mountinfo look like
+ * "36 25 0:31 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory"
+ * (fields 4 and 5: the mount's root and mount point). Returns owned or NULL. */
+static char *group_dir(const char *root, const char *name, const char *group)
 {
-    cb_autofree char *own = own_group("");
+    cb_autofree char *text = read_under(root, "/proc/self/mountinfo");
+    if (!text)
+        return NULL;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *dash = strstr(line, " - ");
+        char fstype[32], opts[256];
+        if (!dash || sscanf(dash + 3, "%31s %*s %255s", fstype, opts) != 2)
+            continue;
+        *dash = '\0';
+        char *f[5], *fsave = NULL;
+        int n = 0;
+        for (char *t = strtok_r(line, " ", &fsave); t && n < 5; t = strtok_r(NULL, " ", &fsave))
+            f[n++] = t;
+        if (n < 5)
+            continue;
+        const char *mroot = f[3], *mpoint = f[4];
+        bool match = *name ? strcmp(fstype, "cgroup") == 0 && list_has(opts, name, ',')
+                           : strcmp(fstype, "cgroup2") == 0 && strcmp(mpoint, "/sys/fs/cgroup") == 0;
+        size_t rn = strcmp(mroot, "/") == 0 ? 0 : strlen(mroot);
+        if (!match || strncmp(group, mroot, rn) != 0 || (group[rn] != '/' && group[rn] != '\0'))
+            continue;
+        const char *rel = group + rn;
+        return cb_printf_new("%s%s%s", root, mpoint, strcmp(rel, "/") == 0 ? "" : rel);
+    }
+    return NULL;
+}
+
+static int detect_v2(sb_cg_layout *l, const char *root, sb_error *err)
+{
+    cb_autofree char *own = own_group(root, "");
     if (!own)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cgroup v2: no 0:: line in /proc/self/cgroup"), -1;
-    cb_autofree char *parent = cb_printf_new("/sys/fs/cgroup%s", strcmp(own, "/") ? own : "");
-    cb_autofree char *base = cb_printf_new("%s/cellbox", parent);
+    cb_autofree char *group = group_dir(root, "", own);
+    if (!group)
+        return sb_fail(err, SB_E_INTERNAL_ERROR,
+                       "cgroup v2: the server's group %s is not below the cgroup2 mount at "
+                       "/sys/fs/cgroup (see /proc/self/mountinfo)", own), -1;
+    cb_autofree char *offered = read_under(group, "/cgroup.controllers");
+    if (offered)
+        offered[strcspn(offered, "\n")] = '\0';
+    for (int i = 0; i < 3; i++)
+        if (!offered || !list_has(offered, ctrl_names[i], ' '))
+            return sb_fail(err, SB_E_INTERNAL_ERROR,
+                           "cgroup v2: the %s controller is not available to the server's group "
+                           "%s (cgroup.controllers: \"%s\"): its parent must delegate memory, pids "
+                           "and cpu (e.g. systemd-run -p Delegate=yes --scope cellbox serve)",
+                           ctrl_names[i], group, offered ? offered : "unreadable"), -1;
+    /* no internal processes: leave the group before it enables controllers */
+    cb_autofree char *leaf = cb_printf_new("%s/cellbox.server", group);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    if ((mkdir(leaf, 0755) < 0 && errno != EEXIST) || write_str(leaf, "cgroup.procs", pid) < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cgroup v2: cannot move the server into %s: %s",
+                       leaf, strerror(errno)), -1;
+    if (write_str(group, "cgroup.subtree_control", v2_enable) < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR,
+                       "cgroup v2: cannot enable memory, pids and cpu in %s/cgroup.subtree_control: "
+                       "%s%s", group, strerror(errno),
+                       errno == EBUSY ? " (other processes share the server's group: run the server "
+                                        "in a group of its own, e.g. systemd-run -p Delegate=yes "
+                                        "--scope cellbox serve)" : ""), -1;
+    cb_autofree char *base = cb_printf_new("%s/cellbox", group);
     if (mkdir(base, 0755) < 0 && errno != EEXIST)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cgroup v2: mkdir %s: %s", base, strerror(errno)), -1;
-    if (write_str(parent, "cgroup.subtree_control", "+memory +pids +cpu") < 0 && errno == EBUSY) {
-        /* our group holds processes: move ourselves into a leaf, then retry */
-        cb_autofree char *leaf = cb_printf_new("%s/cellbox.server", parent);
-        char pid[32];
-        snprintf(pid, sizeof pid, "%d", (int)getpid());
-        if ((mkdir(leaf, 0755) == 0 || errno == EEXIST) && write_str(leaf, "cgroup.procs", pid) == 0)
-            write_str(parent, "cgroup.subtree_control", "+memory +pids +cpu");
-    }
-    if (write_str(base, "cgroup.subtree_control", "+memory +pids +cpu") < 0)
+    if (write_str(base, "cgroup.subtree_control", v2_enable) < 0)
         return sb_fail(err, SB_E_INTERNAL_ERROR,
-                       "cgroup v2: cannot enable memory, pids and cpu in %s: %s (run the server "
-                       "in a group of its own, e.g. systemd-run --scope, or delegate controllers)",
+                       "cgroup v2: cannot enable memory, pids and cpu in %s/cgroup.subtree_control: %s",
                        base, strerror(errno)), -1;
     l->version = 2;
     l->base[0] = cb_steal(&base);
@@ -90,32 +172,35 @@ static int detect_v2(sb_cg_layout *l, sb_error *err)
     return 0;
 }
 
-static int detect_v1(sb_cg_layout *l, sb_error *err)
+static int detect_v1(sb_cg_layout *l, const char *root, sb_error *err)
 {
     for (int i = 0; i < 3; i++) {
-        cb_autofree char *own = own_group(v1_names[i]);
-        cb_autofree char *root = cb_printf_new("/sys/fs/cgroup/%s", v1_names[i]);
-        struct stat st;
-        if (!own || stat(root, &st) < 0)
-            return sb_fail(err, SB_E_INTERNAL_ERROR, "cgroup v1: no %s hierarchy", v1_names[i]), -1;
-        cb_autofree char *base = cb_printf_new("%s%s/cellbox", root, strcmp(own, "/") ? own : "");
-        if (mkdir(base, 0755) < 0 && errno != EEXIST)
-            return sb_fail(err, SB_E_INTERNAL_ERROR, "cgroup v1: mkdir %s: %s", base,
+        cb_autofree char *own = own_group(root, ctrl_names[i]);
+        cb_autofree char *group = own ? group_dir(root, ctrl_names[i], own) : NULL;
+        if (!group)
+            return sb_fail(err, SB_E_INTERNAL_ERROR,
+                           "cgroup v1: no %s hierarchy is mounted for the server's group %s (see "
+                           "/proc/self/cgroup and /proc/self/mountinfo)",
+                           ctrl_names[i], own ? own : "(none)"), -1;
+        l->base[i] = cb_printf_new("%s/cellbox", group);
+        if (mkdir(l->base[i], 0755) < 0 && errno != EEXIST)
+            return sb_fail(err, SB_E_INTERNAL_ERROR, "cgroup v1: mkdir %s: %s", l->base[i],
                            strerror(errno)), -1;
-        l->base[i] = cb_steal(&base);
     }
     l->version = 1;
     snprintf(l->desc, sizeof l->desc, "v1/hybrid at %s, %s, %s", l->base[0], l->base[1], l->base[2]);
     return 0;
 }
 
-int sb_cg_detect(sb_cg_layout *l, sb_error *err)
+int sb_cg_detect(sb_cg_layout *l, const char *root, sb_error *err)
 {
     memset(l, 0, sizeof *l);
+    cb_autofree char *v2 = cb_printf_new("%s/sys/fs/cgroup/cgroup.controllers", root);
     struct stat st;
-    if (stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0)
-        return detect_v2(l, err);
-    return detect_v1(l, err);
+    int rc = stat(v2, &st) == 0 ? detect_v2(l, root, err) : detect_v1(l, root, err);
+    if (rc < 0)
+        sb_cg_layout_clear(l);
+    return rc;
 }
 
 void sb_cg_layout_clear(sb_cg_layout *l)
@@ -140,73 +225,59 @@ int sb_cg_create(const sb_cg_layout *l, const char *name, sb_cgroup *cg, sb_erro
     return 0;
 }
 
+/* ---- limits -------------------------------------------------------------- */
+
+enum { VAL_MEMORY, VAL_PIDS, VAL_CPU_MAX, VAL_CPU_PERIOD, VAL_CPU_QUOTA, VAL_ZERO, VAL_N };
+
+typedef struct cg_write {
+    int dir;          /* index into sb_cgroup.dir */
+    const char *file;
+    int val;          /* VAL_* */
+    bool optional;    /* absent on some kernels, or allowed to fail (memsw, below) */
+} cg_write;
+
+static const cg_write v2_limits[] = {
+    {0, "memory.max", VAL_MEMORY, false},
+    {0, "memory.swap.max", VAL_ZERO, true},   /* absent without swap accounting */
+    {0, "pids.max", VAL_PIDS, false},
+    {0, "cpu.max", VAL_CPU_MAX, false},       /* "$QUOTA $PERIOD" */
+};
+
+/* memsw (memory+swap, absent without swap accounting) must never be below
+ * memory: written before (succeeds when growing) and after (when shrinking). */
+static const cg_write v1_limits[] = {
+    {0, "memory.memsw.limit_in_bytes", VAL_MEMORY, true},
+    {0, "memory.limit_in_bytes", VAL_MEMORY, false},
+    {0, "memory.memsw.limit_in_bytes", VAL_MEMORY, true},
+    {1, "pids.max", VAL_PIDS, false},
+    {2, "cpu.cfs_period_us", VAL_CPU_PERIOD, true},
+    {2, "cpu.cfs_quota_us", VAL_CPU_QUOTA, false},
+};
+
 int sb_cg_set_limits(const sb_cg_layout *l, const sb_cgroup *cg, const sb_limits *lim,
                      sb_error *err)
 {
     if (l->version == 0)
         return 0;
-    char val[64];
-    long long mem = (long long)lim->memory_mb << 20;
-    unsigned period = 100000, quota = lim->cpu_milli * 100;
-    const char *what = "memory";
-    if (l->version == 2) {
-        snprintf(val, sizeof val, "%lld", mem);
-        if (write_str(cg->dir[0], "memory.max", val) < 0)
-            goto fail;
-        write_str(cg->dir[0], "memory.swap.max", "0");
-        what = "pids";
-        snprintf(val, sizeof val, "%u", lim->pids);
-        if (write_str(cg->dir[0], "pids.max", val) < 0)
-            goto fail;
-        what = "cpu";
-        snprintf(val, sizeof val, "%u %u", quota, period);
-        if (write_str(cg->dir[0], "cpu.max", val) < 0)
-            goto fail;
-    } else {
-        /* memsw (memory+swap) must stay >= memory: lower it first when
-         * shrinking, raise it last when growing; absent without swap
-         * accounting, which is fine */
-        snprintf(val, sizeof val, "%lld", mem);
-        write_str(cg->dir[0], "memory.memsw.limit_in_bytes", val);
-        if (write_str(cg->dir[0], "memory.limit_in_bytes", val) < 0)
-            goto fail;
-        write_str(cg->dir[0], "memory.memsw.limit_in_bytes", val);
-        what = "pids";
-        snprintf(val, sizeof val, "%u", lim->pids);
-        if (write_str(cg->dir[1], "pids.max", val) < 0)
-            goto fail;
-        what = "cpu";
-        snprintf(val, sizeof val, "%u", period);
-        write_str(cg->dir[2], "cpu.cfs_period_us", val);
-        snprintf(val, sizeof val, "%u", quota);
-        if (write_str(cg->dir[2], "cpu.cfs_quota_us", val) < 0)
-            goto fail;
-    }
+    const unsigned period = 100000;                 /* µs: 100 ms, the kernel's default */
+    const unsigned quota = lim->cpu_milli * (period / 1000);  /* µs per period */
+    char vals[VAL_N][48];
+    snprintf(vals[VAL_MEMORY], sizeof vals[0], "%llu", (unsigned long long)lim->memory_mb << 20);
+    snprintf(vals[VAL_PIDS], sizeof vals[0], "%u", lim->pids);
+    snprintf(vals[VAL_CPU_MAX], sizeof vals[0], "%u %u", quota, period);
+    snprintf(vals[VAL_CPU_PERIOD], sizeof vals[0], "%u", period);
+    snprintf(vals[VAL_CPU_QUOTA], sizeof vals[0], "%u", quota);
+    snprintf(vals[VAL_ZERO], sizeof vals[0], "0");
+    const cg_write *w = l->version == 2 ? v2_limits : v1_limits;
+    size_t n = l->version == 2 ? CB_ARRAY_LEN(v2_limits) : CB_ARRAY_LEN(v1_limits);
+    for (size_t i = 0; i < n; i++)
+        if (write_str(cg->dir[w[i].dir], w[i].file, vals[w[i].val]) < 0 && !w[i].optional)
+            return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup limit %s/%s = %s: %s",
+                           cg->dir[w[i].dir], w[i].file, vals[w[i].val], strerror(errno)), -1;
     return 0;
-fail:
-    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup %s limit: %s", what, strerror(errno)), -1;
 }
 
-int sb_cg_rename(sb_cgroup *cg, const char *name, sb_error *err)
-{
-    for (int i = 0; i < 3; i++) {
-        if (!cg->dir[i])
-            continue;
-        cb_autofree char *parent = cb_strdup(cg->dir[i]);
-        char *slash = strrchr(parent, '/');
-        *slash = '\0';
-        char *to = cb_printf_new("%s/%s", parent, name);
-        rmdir(to);  /* a stale, empty one from a crash */
-        if (rename(cg->dir[i], to) < 0) {
-            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup rename %s: %s", to, strerror(errno));
-            free(to);
-            return -1;
-        }
-        free(cg->dir[i]);
-        cg->dir[i] = to;
-    }
-    return 0;
-}
+/* ---- membership and removal ---------------------------------------------- */
 
 int sb_cg_attach(const sb_cgroup *cg, pid_t pid, sb_error *err)
 {

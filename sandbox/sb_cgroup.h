@@ -4,7 +4,14 @@
  * (one tree with controllers) or v1 / hybrid (one hierarchy per controller:
  * memory, pids, cpu). Every sandbox gets one group per hierarchy, named
  * "cellbox/<id>" below the server's own group, with memory, pids and cpu
- * limits; the agent is moved in before it runs anything.
+ * limits; the agent is moved in before it runs anything. Groups are never
+ * renamed: cgroup v2 refuses rename(2) (EPERM), so a pooled agent's group
+ * keeps its "pool-..." name for the sandbox's whole life.
+ *
+ * Where to look is a root prefix: "" on a real host; the unit test passes a
+ * temporary folder holding a fake /sys/fs/cgroup and /proc/self/{cgroup,
+ * mountinfo} (regular files standing in for the kernel's). Every path in a
+ * layout or group already carries that prefix.
  *
  * Ownership: sb_cg_layout and sb_cgroup are embedded; _clear frees their
  * strings. Functions return 0 or -1 and describe the failure in err.
@@ -26,22 +33,23 @@ typedef struct sb_limits {
 typedef struct sb_cg_layout {
     int version;          /* 2, 1 (v1 or hybrid), 0 = none usable */
     char *base[3];        /* v1: memory, pids, cpu parents; v2: base[0] only */
-    char desc[256];       /* for the startup log */
+    char desc[512];       /* for the startup log */
 } sb_cg_layout;
 
 typedef struct sb_cgroup {
     char *dir[3];
 } sb_cgroup;
 
-int sb_cg_detect(sb_cg_layout *l, sb_error *err);
+/* Find the layout below `root` ("" = this machine) and make the "cellbox"
+ * parent group(s). On v2 the server moves itself into a leaf
+ * "cellbox.server" of its own group and enables memory, pids and cpu for
+ * the children (the kernel allows no processes in a group that does). */
+int sb_cg_detect(sb_cg_layout *l, const char *root, sb_error *err);
 void sb_cg_layout_clear(sb_cg_layout *l);
 /* Make the groups "cellbox/<name>" (no limits yet). */
 int sb_cg_create(const sb_cg_layout *l, const char *name, sb_cgroup *cg, sb_error *err);
 int sb_cg_set_limits(const sb_cg_layout *l, const sb_cgroup *cg, const sb_limits *lim,
                      sb_error *err);
-/* Rename the groups to "cellbox/<name>" (a pooled agent becoming a sandbox);
- * a stale group of that name is removed first. */
-int sb_cg_rename(sb_cgroup *cg, const char *name, sb_error *err);
 int sb_cg_attach(const sb_cgroup *cg, pid_t pid, sb_error *err);
 /* Kill what is left (v2: cgroup.kill) and remove the groups. */
 void sb_cg_destroy(sb_cgroup *cg);

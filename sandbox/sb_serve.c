@@ -244,7 +244,7 @@ int sb_cmd_serve(int argc, char **argv)
     printf("cellbox serve: token %s (stored in %s)\n", token, tf);
     printf("cellbox serve: state in %s\n", abs_state);
     fflush(stdout);
-    char kv[512];
+    char kv[1024];
     snprintf(kv, sizeof kv, "listen=%s:%u state=\"%s\" isolation=%s cgroups=\"%s\"", host, bound,
              abs_state, isolation == SB_ISOLATION_NONE ? "none" : "full", sb_boxes_cgroup_desc());
     cb_logkv(CB_LOG_INFO, "serve", kv, "ready");
