@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/json.h"
@@ -397,15 +398,71 @@ static cJSON *generic_setup_json(void)
     return s;
 }
 
-static int clone_errno_hint(int e, sb_error *err)
+/* The errors below name the cause and the setting to change: an operator
+ * reads them in a 503 reply or in the log, not in the kernel's source. */
+static const char ns_dev_only[] = "; --isolation none runs without namespaces, for development only";
+
+/* clone() of the sandbox's namespaces failed with e. */
+static int ns_clone_fail(int e, sb_error *err)
 {
-    const char *hint = "";
-    if (e == EPERM || e == ENOSPC || e == EINVAL || e == EUSERS)
-        hint = " (user namespaces may be disabled: check sysctl user.max_user_namespaces, "
-               "kernel.unprivileged_userns_clone and kernel.apparmor_restrict_unprivileged_userns; "
-               "or run with --isolation none for development only)";
-    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cannot create the sandbox's namespaces: %s%s",
-                   strerror(e), hint);
+    if (e == ENOSPC || e == EUSERS) {
+        /* a user.max_*_namespaces limit: 0 here, or used up in an enclosing
+         * user namespace (whose limit cannot be read from in here) */
+        static const char *kinds[] = {"user", "pid", "mnt", "net", "uts", "ipc", "cgroup"};
+        for (size_t i = 0; i < CB_ARRAY_LEN(kinds); i++) {
+            cb_autofree char *path = cb_printf_new("/proc/sys/user/max_%s_namespaces", kinds[i]);
+            cb_autofree char *v = cb_read_file(path, NULL);
+            if (v && atoll(v) == 0)
+                return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                               "cannot create the sandbox's namespaces: %s: sysctl "
+                               "user.max_%s_namespaces is 0; set it above 0 (sysctl -w "
+                               "user.max_%s_namespaces=15000)%s",
+                               strerror(e), kinds[i], kinds[i], ns_dev_only), -1;
+        }
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                       "cannot create the sandbox's namespaces: %s: no user namespace may be "
+                       "created here: the limit sysctl user.max_user_namespaces is used up, or an "
+                       "enclosing sandbox forbids them (bwrap --disable-userns, a container); raise "
+                       "user.max_user_namespaces where it is set, or run the server outside that "
+                       "sandbox%s", strerror(e), ns_dev_only), -1;
+    }
+    if (e == EPERM)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                       "cannot create the sandbox's namespaces: %s: user namespaces are not allowed "
+                       "for this server: check sysctl kernel.unprivileged_userns_clone (must be 1), "
+                       "kernel.apparmor_restrict_unprivileged_userns (must be 0), and the seccomp "
+                       "profile of a container the server runs in%s", strerror(e), ns_dev_only), -1;
+    if (e == EINVAL)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                       "cannot create the sandbox's namespaces: %s: the kernel lacks user, pid, "
+                       "mount, uts, ipc or network namespaces (CONFIG_USER_NS and friends)%s",
+                       strerror(e), ns_dev_only), -1;
+    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cannot create the sandbox's namespaces: %s",
+                   strerror(e)), -1;
+}
+
+/* The sandbox's ids SB_UID_BASE.. cannot be used (uid_map write or chown
+ * failed with e): the server itself runs in a user namespace without them. */
+static int ns_ids_fail(const char *what, int e, sb_error *err)
+{
+    /* "         0          0          1\n" -> "0 0 1", lines joined by "; " */
+    cb_autofree char *text = cb_read_file("/proc/self/uid_map", NULL);
+    char map[256] = "unreadable";
+    if (text) {
+        size_t n = 0;
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            unsigned long a, b, c;
+            if (sscanf(line, "%lu %lu %lu", &a, &b, &c) == 3 && n < sizeof map)
+                n += (size_t)snprintf(map + n, sizeof map - n, "%s%lu %lu %lu", n ? "; " : "", a, b, c);
+        }
+    }
+    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                   "%s: %s: the sandbox's uids and gids %u..%u are not mapped in the server's user "
+                   "namespace (/proc/self/uid_map: \"%s\"); run the server in the host's user "
+                   "namespace, or in one that maps that range%s",
+                   what, strerror(e), SB_UID_BASE, SB_UID_BASE + 65535,
+                   map, ns_dev_only), -1;
 }
 
 static int write_proc_file(pid_t pid, const char *name, const char *text)
@@ -503,7 +560,7 @@ static int warm_spawn(sb_warm *w, sb_error *err)
     close(ctl[1]), close(spipe[0]), close(sync[0]);
     ctl[1] = spipe[0] = sync[0] = -1;
     if (pid < 0) {
-        clone_errno_hint(clone_errno, err);
+        ns_clone_fail(clone_errno, err);
         goto fail;
     }
     w->pid = pid;
@@ -513,7 +570,7 @@ static int warm_spawn(sb_warm *w, sb_error *err)
         char map[64];
         snprintf(map, sizeof map, "0 %u 65536\n", SB_UID_BASE);
         if (write_proc_file(pid, "uid_map", map) < 0 || write_proc_file(pid, "gid_map", map) < 0) {
-            clone_errno_hint(errno, err);
+            ns_ids_fail("cannot map the sandbox's user namespace", errno, err);
             goto fail;
         }
         if (sb_cg_attach(&w->cg, pid, err) < 0)
@@ -548,6 +605,8 @@ fail:
 static void *pool_refill(void *arg)
 {
     (void)arg;
+    char last_err[sizeof ((sb_error *)0)->msg] = "";
+    int backoff_ms = 0;
     for (;;) {
         pthread_mutex_lock(&pool.mu);
         while (!pool.stop && pool.n >= pool.target)
@@ -567,10 +626,28 @@ static void *pool_refill(void *arg)
         sb_warm w;
         sb_error err = {0};
         if (warm_spawn(&w, &err) < 0) {
-            cb_warn("sandbox", "cannot prepare a pooled agent: %s", err.msg);
-            sleep(1);
+            /* Said once (again if the cause changes), then retried ever more
+             * slowly: a host that cannot make namespaces would otherwise log
+             * every second. A request still tries on its own (warm_take). */
+            if (strcmp(err.msg, last_err) != 0)
+                cb_error("sandbox", "cannot prepare a pooled agent: %s", err.msg);
+            else
+                cb_debug("sandbox", "cannot prepare a pooled agent: %s", err.msg);
+            snprintf(last_err, sizeof last_err, "%s", err.msg);
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 30000 ? 30000 : backoff_ms * 2) : 1000;
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += backoff_ms / 1000;
+            pthread_mutex_lock(&pool.mu);
+            if (!pool.stop)
+                pthread_cond_timedwait(&pool.cv, &pool.mu, &until);
+            pthread_mutex_unlock(&pool.mu);
             continue;
         }
+        if (last_err[0])
+            cb_info("sandbox", "pooled agents start again");
+        last_err[0] = '\0';
+        backoff_ms = 0;
         pthread_mutex_lock(&pool.mu);
         if (pool.stop) {
             pthread_mutex_unlock(&pool.mu);
@@ -671,8 +748,7 @@ static int box_start(sb_box *b, sb_error *err)
     cb_autofree char *ws = workspace_path(b);
     if (cb_mkdir_p(ws, 0755) < 0)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "workspace %s: %s", ws, strerror(errno)), -1;
-    if (!none && chown(ws, SB_UID_BASE + 1000, SB_UID_BASE + 1000) < 0)
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "chown workspace: %s", strerror(errno)), -1;
+    /* the agent first: if namespaces cannot be made, that is the cause to report */
     sb_warm w;
     if (warm_take(&w, err) < 0)
         goto fail_log;
@@ -680,6 +756,13 @@ static int box_start(sb_box *b, sb_error *err)
     b->agent = w.pid;
     b->ctl = w.ctl;
     b->cg = w.cg;
+    if (!none && chown(ws, SB_UID_BASE + 1000, SB_UID_BASE + 1000) < 0) {
+        if (errno == EINVAL)  /* uid not mapped in our user namespace */
+            ns_ids_fail("cannot give the workspace to the sandbox's user", errno, err);
+        else
+            sb_fail(err, SB_E_INTERNAL_ERROR, "chown workspace %s: %s", ws, strerror(errno));
+        goto fail;
+    }
     if (!none) {
         if (memcmp(&b->opts.lim, &presets[0].lim, sizeof b->opts.lim) != 0 &&
             sb_cg_set_limits(&reg.cg, &b->cg, &b->opts.lim, err) < 0)

@@ -66,11 +66,14 @@ class Response:
 
 
 class Server:
-    def __init__(self, state=None, extra_args=(), env=None):
+    def __init__(self, state=None, extra_args=(), env=None, wrap=()):
+        """wrap: a command the server runs under (e.g. bwrap ... --); signals
+        then go to the server itself, not to the wrapper."""
         self.tmp = tempfile.mkdtemp(prefix="cellbox-sb-test-")
         self.state = state or os.path.join(self.tmp, "state")
         self.extra_args = list(extra_args)
         self.env = env
+        self.wrap = list(wrap)
         self.proc = None
         self.start()
 
@@ -81,8 +84,9 @@ class Server:
         if self.env:
             env.update(self.env)
         self.proc = subprocess.Popen(
-            [CELLBOX, "serve", "--listen", "127.0.0.1:0", "--state-dir", self.state] + self.extra_args,
-            stdout=subprocess.PIPE, stderr=self.log, env=env)
+            self.wrap + [CELLBOX, "serve", "--listen", "127.0.0.1:0", "--state-dir", self.state]
+            + self.extra_args, stdout=subprocess.PIPE, stderr=self.log, env=env)
+        self.server_pid = self.proc.pid
         self.pids = getattr(self, "pids", []) + [self.proc.pid]
         self.url = self.token = None
         deadline = time.time() + 30
@@ -101,6 +105,21 @@ class Server:
         hostport = self.url.split("//")[1]
         self.host, self.port = hostport.rsplit(":", 1)
         self.port = int(self.port)
+        if self.wrap:
+            self.server_pid = self._find_server()
+            self.pids.append(self.server_pid)
+
+    def _find_server(self):
+        """The pid of `cellbox serve` for our state folder (under a wrapper)."""
+        for pid in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[1] == b"serve" and self.state.encode() in argv and int(pid) != self.proc.pid:
+                return int(pid)
+        raise RuntimeError("cannot find the server under " + " ".join(self.wrap))
 
     def conn(self, timeout=120):
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -164,7 +183,10 @@ class Server:
     def stop(self, sig=signal.SIGTERM):
         if not self.proc:
             return None
-        self.proc.send_signal(sig)
+        if self.server_pid != self.proc.pid:
+            os.kill(self.server_pid, sig)
+        else:
+            self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
