@@ -20,6 +20,7 @@
 #include "config.h"
 #include "interp/interp.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,7 +43,6 @@ typedef struct ip_python {
     const kn_host *host;
     ip_capture *cap;
     PyThreadState *saved;     /* while idle */
-    pid_t pid;                /* the kernel process (not a forked child) */
     PyObject *shell;          /* new: cellbox._kernel.Shell instance */
 } ip_python;
 
@@ -58,9 +58,17 @@ typedef struct {
 
 /* In a child made by os.fork() / multiprocessing there is no pump thread:
  * write to the inherited fd (a pipe the kernel's pump reads). */
+static volatile bool forked_child;  /* set in the child by a pthread_atfork handler */
+
+static void mark_forked_child(void)
+{
+    forked_child = true;
+}
+
 static bool in_forked_child(void)
 {
-    return g_py && g_py->pid != getpid();
+    /* a flag, not getpid(): write() is hot and getpid() is a system call */
+    return forked_child;
 }
 
 /* A forked child line-buffers its writes so that lines of several children
@@ -729,7 +737,7 @@ static int py_start(void *self, const kn_host *host)
 {
     ip_python *py = self;
     py->host = host;
-    py->pid = getpid();
+    pthread_atfork(NULL, NULL, mark_forked_child);
     g_py = py;
     if (PyImport_AppendInittab("_cellbox_c", PyInit__cellbox_c) < 0)
         return -1;
