@@ -184,6 +184,14 @@ static void box_free(sb_box *b)
     free(b);
 }
 
+sb_box *sb_box_ref(sb_box *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->refs++;
+    pthread_mutex_unlock(&b->mu);
+    return b;
+}
+
 void sb_box_unref(sb_box *b)
 {
     if (!b)
@@ -201,10 +209,7 @@ sb_box *sb_box_get(const char *id)
     pthread_mutex_lock(&reg.mu);
     for (size_t i = 0; i < reg.n; i++)
         if (strcmp(reg.boxes[i]->id, id) == 0) {
-            found = reg.boxes[i];
-            pthread_mutex_lock(&found->mu);
-            found->refs++;
-            pthread_mutex_unlock(&found->mu);
+            found = sb_box_ref(reg.boxes[i]);
             break;
         }
     pthread_mutex_unlock(&reg.mu);
@@ -218,6 +223,17 @@ static void reg_add(sb_box *b)
         reg.boxes = cb_realloc(reg.boxes, reg.cap * sizeof *reg.boxes);
     }
     reg.boxes[reg.n++] = b;
+}
+
+/* Every registered sandbox, each with a reference for the caller to drop
+ * (then it frees the array); *n tells how many. reg.mu held. */
+static sb_box **reg_snapshot_locked(size_t *n)
+{
+    *n = reg.n;
+    sb_box **copy = cb_calloc(reg.n ? reg.n : 1, sizeof *copy);
+    for (size_t i = 0; i < reg.n; i++)
+        copy[i] = sb_box_ref(reg.boxes[i]);
+    return copy;
 }
 
 static void save_meta(sb_box *b)
@@ -1005,9 +1021,7 @@ sb_box *sb_box_create(const char *id, const cJSON *body, bool *created, sb_error
         if (strcmp(reg.boxes[i]->id, id) == 0)
             b = reg.boxes[i];
     if (b) {
-        pthread_mutex_lock(&b->mu);
-        b->refs++;
-        pthread_mutex_unlock(&b->mu);
+        sb_box_ref(b);
         pthread_mutex_unlock(&reg.mu);
         cJSON_Delete(opts.env);
         return b;
@@ -1082,15 +1096,9 @@ cJSON *sb_box_json(sb_box *b)
 
 cJSON *sb_boxes_list_json(void)
 {
+    size_t n;
     pthread_mutex_lock(&reg.mu);
-    size_t n = reg.n;
-    sb_box **copy = cb_calloc(n ? n : 1, sizeof *copy);
-    for (size_t i = 0; i < n; i++) {
-        copy[i] = reg.boxes[i];
-        pthread_mutex_lock(&copy[i]->mu);
-        copy[i]->refs++;
-        pthread_mutex_unlock(&copy[i]->mu);
-    }
+    sb_box **copy = reg_snapshot_locked(&n);
     pthread_mutex_unlock(&reg.mu);
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++) {
@@ -1134,14 +1142,8 @@ static void *sleeper(void *arg)
             pthread_mutex_unlock(&reg.mu);
             return NULL;
         }
-        size_t n = reg.n;
-        sb_box **copy = cb_calloc(n ? n : 1, sizeof *copy);
-        for (size_t i = 0; i < n; i++) {
-            copy[i] = reg.boxes[i];
-            pthread_mutex_lock(&copy[i]->mu);
-            copy[i]->refs++;
-            pthread_mutex_unlock(&copy[i]->mu);
-        }
+        size_t n;
+        sb_box **copy = reg_snapshot_locked(&n);
         pthread_mutex_unlock(&reg.mu);
         int64_t now = sb_now_ms();
         for (size_t i = 0; i < n; i++) {

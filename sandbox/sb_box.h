@@ -12,8 +12,9 @@
  * reference (sb_box_get/sb_box_unref) and, while they use the agent, an
  * "active" count (sb_box_acquire/sb_box_release) that keeps the sleeper away.
  *
- * Ownership: sb_box_get/sb_box_create return a reference the caller drops
- * with sb_box_unref. JSON returned by *_json functions is owned by the caller.
+ * Ownership: sb_box_get/sb_box_create/sb_box_ref return a reference the
+ * caller drops with sb_box_unref. JSON returned by *_json functions is
+ * owned by the caller.
  */
 #ifndef SB_BOX_H
 #define SB_BOX_H
@@ -86,6 +87,7 @@ int sb_boxes_count(void);
 sb_box *sb_box_get(const char *id);                  /* NULL if unknown */
 /* Create-or-get: *created tells which. opts is the request body (may be NULL). */
 sb_box *sb_box_create(const char *id, const cJSON *opts, bool *created, sb_error *err);
+sb_box *sb_box_ref(sb_box *b);                       /* returns b */
 void sb_box_unref(sb_box *b);
 int sb_box_delete(sb_box *b, sb_error *err);
 /* A list of every sandbox (owned array). */
