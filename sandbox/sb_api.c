@@ -191,12 +191,8 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
     if (t && (!cJSON_IsNumber(t) || t->valuedouble < 0))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "timeoutMs must be a number >= 0"), -1;
     const cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
-    if (env && !cJSON_IsObject(env))
-        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, env)
-        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
-            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    if (env && sb_env_check(env, err) < 0)
+        return -1;
     const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(body, "cwd");
     if (cwd && !cJSON_IsString(cwd))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "cwd must be a string"), -1;

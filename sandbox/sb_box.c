@@ -129,12 +129,8 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
                        "sleepAfter must be a duration like \"30s\", \"10m\", \"1h\""), -1;
     o->keep_alive = cb_json_bool(j, "keepAlive", false);
     const cJSON *env = cJSON_GetObjectItemCaseSensitive(j, "env");
-    if (env && !cJSON_IsObject(env))
-        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, env)
-        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
-            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    if (env && sb_env_check(env, err) < 0)
+        return -1;
     o->env = env ? cJSON_Duplicate(env, 1) : cJSON_CreateObject();
     return 0;
 }
@@ -1206,12 +1202,8 @@ int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error
     if (cwd && !*cwd)
         return sb_fail(err, SB_E_VALIDATION_FAILED, "cwd must not be empty"), -1;
     const cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
-    if (env && !cJSON_IsObject(env))
-        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, env)
-        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
-            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    if (env && sb_env_check(env, err) < 0)
+        return -1;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "id", sid);
     if (cb_json_str(body, "name", NULL))
@@ -1286,12 +1278,8 @@ int sb_session_delete(sb_box *b, const char *sid, sb_error *err)
 
 int sb_session_set_env(sb_box *b, const char *sid, const cJSON *env, sb_error *err)
 {
-    if (!cJSON_IsObject(env))
-        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, env)
-        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
-            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    if (sb_env_check(env, err) < 0)
+        return -1;
     pthread_mutex_lock(&b->mu);
     cJSON *s = cJSON_GetObjectItemCaseSensitive(b->sessions, sid);
     if (!s) {
@@ -1305,6 +1293,7 @@ int sb_session_set_env(sb_box *b, const char *sid, const cJSON *env, sb_error *e
     cb_json_set(s, "state", cJSON_CreateString(st.data));
     cb_buf_clear(&st);
     cJSON *senv = cb_json_obj(s, "env");
+    const cJSON *kv;
     cJSON_ArrayForEach(kv, env)
         cb_json_set(senv, kv->string, cJSON_CreateString(kv->valuestring));
     save_sessions(b);

@@ -228,6 +228,17 @@ bool sb_env_name_valid(const char *k)
     return true;
 }
 
+int sb_env_check(const cJSON *env, sb_error *err)
+{
+    if (!cJSON_IsObject(env))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, env)
+        if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+    return 0;
+}
+
 static int rm_walk(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

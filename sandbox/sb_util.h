@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "base/util.h"
+#include "sandbox/sb_err.h"
 
 /* Sandbox ids: [a-z0-9-]{1,63}, not starting or ending with '-'. */
 bool sb_id_valid(const char *id);
@@ -48,6 +49,9 @@ static inline int64_t sb_now_ms(void) { return cb_mono_ns() / 1000000; }
 void sb_sh_quote(cb_buf *b, const char *v);
 /* Valid environment variable name ([A-Za-z_][A-Za-z0-9_]*). */
 bool sb_env_name_valid(const char *k);
+/* An "env" of a request: an object of strings under valid names. 0, or -1
+ * with VALIDATION_FAILED in err. */
+int sb_env_check(const cJSON *env, sb_error *err);
 /* rm -rf without following symlinks or crossing file systems; 0 or -1. */
 int sb_rm_rf(const char *path);
 #endif
