@@ -1,11 +1,14 @@
 /* sandbox/sb_api.c: route table and handlers for sandboxes, exec, sessions
  * and processes. Files are in sb_files.c.
  *
- * Handler shape: find the sandbox (sb_api_box), validate the body, do the
- * work through sb_box / sb_proc, reply once. Any typed error goes back as
- * sb_reply_error(r, &err). Exec talks to the agent over an operation channel
- * (sb_proto.h) and either collects the output (JSON reply) or relays it as
- * server-sent events; both end only with a real exit or a real error.
+ * Handler shape: a route on one sandbox has a box handler, which on_box()
+ * calls with the sandbox (it replies SANDBOX_NOT_FOUND when there is none
+ * and drops the reference after). The handler validates the body, does the
+ * work through sb_box / sb_proc and replies once, or returns -1 with a typed
+ * error that on_box() sends as sb_reply_error(r, &err). Exec talks to the
+ * agent over an operation channel (sb_proto.h) and either collects the
+ * output (JSON reply) or relays it as server-sent events; both end only with
+ * a real exit or a real error.
  */
 #include "config.h"
 #include "sandbox/sb_api.h"
@@ -45,6 +48,28 @@ sb_box *sb_api_box(sb_req *r)
         sb_reply_err(r, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found",
                      r->nparams > 0 ? r->params[0] : "");
     return b;
+}
+
+/* A route's box handler: replies and returns 0, or returns -1 with *err. A
+ * handler that keeps the sandbox past its return (a stream) takes its own
+ * reference (sb_box_ref). */
+typedef struct box_handler {
+    int (*fn)(sb_req *r, sb_box *b, sb_error *err);
+} box_handler;
+#define BOX(fn) &(const box_handler){fn}   /* for the route table */
+
+/* The route handler of every box handler: the one place that finds the
+ * sandbox, turns a returned error into the reply and drops the reference. */
+static int on_box(sb_req *r)
+{
+    const box_handler *h = r->route->arg;
+    sb_box *b = sb_api_box(r);
+    if (!b)
+        return 0;
+    sb_error err = {0};
+    int rc = h->fn(r, b, &err);
+    sb_box_unref(b);
+    return rc < 0 ? sb_reply_error(r, &err) : 0;
 }
 
 static cJSON *body_or_empty(sb_req *r)
@@ -98,26 +123,15 @@ static int h_box_list(sb_req *r)
     return sb_reply_json(r, 200, j);
 }
 
-static int h_box_get(sb_req *r)
+static int h_box_get(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    cJSON *j = sb_box_json(b);
-    sb_box_unref(b);
-    return sb_reply_json(r, 200, j);
+    return sb_reply_json(r, 200, sb_box_json(b));
 }
 
-static int h_box_delete(sb_req *r)
+static int h_box_delete(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
-    int rc = sb_box_delete(b, &err);
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
+    if (sb_box_delete(b, err) < 0)
+        return -1;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "id", r->params[0]);
@@ -518,37 +532,30 @@ static int exec_produce(void *ctx, cb_buf *out)
     return ret;
 }
 
-static int h_exec(sb_req *r)
+static int h_exec(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
     cJSON *req = NULL;
     char *session = NULL, *in = NULL;
     size_t in_len = 0;
     cJSON *body = body_or_empty(r);
-    if (sb_exec_prepare(b, body, false, &req, &session, &in, &in_len, &err) < 0) {
-        sb_box_unref(b);
-        return sb_reply_error(r, &err);
-    }
-    if (sb_box_acquire(b, &err) < 0) {
+    if (sb_exec_prepare(b, body, false, &req, &session, &in, &in_len, err) < 0)
+        return -1;
+    if (sb_box_acquire(b, err) < 0) {
         cJSON_Delete(req);
         free(session);
         free(in);
-        sb_box_unref(b);
-        return sb_reply_error(r, &err);
+        return -1;
     }
     int pid = 0;
     int64_t t_acq = cb_mono_ns();
-    int fd = sb_exec_start(b, req, in, in_len, in != NULL, &pid, &err);
+    int fd = sb_exec_start(b, req, in, in_len, in != NULL, &pid, err);
     if (cb_log_enabled(CB_LOG_DEBUG))
         cb_debug("exec", "prepare+acquire %.2f ms, start %.2f ms", (double)(t_acq - r->t0_ns) / 1e6,
                  (double)(cb_mono_ns() - t_acq) / 1e6);
     cJSON_Delete(req);
     free(in);
     exec_ctx *x = cb_calloc(1, sizeof *x);
-    x->b = b;
+    x->b = sb_box_ref(b);
     x->fd = fd;
     x->pid = pid;
     x->session = session;
@@ -557,7 +564,7 @@ static int h_exec(sb_req *r)
     x->t0_ns = cb_mono_ns();
     if (fd < 0) {
         exec_free(x);
-        return sb_reply_error(r, &err);
+        return -1;
     }
     if (sb_req_wants_sse(r))
         return sb_reply_stream(r, 200, "text/event-stream", exec_produce, x, exec_free);
@@ -566,53 +573,33 @@ static int h_exec(sb_req *r)
 
 /* ---- sessions -------------------------------------------------------------- */
 
-static int h_session_create(sb_req *r)
+static int h_session_create(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
     cJSON *out = NULL;
-    int rc = sb_session_create(b, body_or_empty(r), &out, &err);
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
+    if (sb_session_create(b, body_or_empty(r), &out, err) < 0)
+        return -1;
     return sb_reply_json(r, 201, out);
 }
 
-static int h_session_list(sb_req *r)
+static int h_session_list(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "sessions", sb_sessions_list_json(b));
-    sb_box_unref(b);
     return sb_reply_json(r, 200, j);
 }
 
-static int h_session_get(sb_req *r)
+static int h_session_get(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
     cJSON *s = sb_session_json(b, r->params[1]);
-    sb_box_unref(b);
     if (!s)
         return sb_reply_err(r, SB_E_SESSION_NOT_FOUND, "session '%s' not found", r->params[1]);
     return sb_reply_json(r, 200, s);
 }
 
-static int h_session_delete(sb_req *r)
+static int h_session_delete(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
-    int rc = sb_session_delete(b, r->params[1], &err);
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
+    if (sb_session_delete(b, r->params[1], err) < 0)
+        return -1;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "sessionId", r->params[1]);
@@ -620,54 +607,33 @@ static int h_session_delete(sb_req *r)
     return sb_reply_json(r, 200, j);
 }
 
-static int h_session_env(sb_req *r)
+static int h_session_env(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
-    int rc = sb_session_set_env(b, r->params[1], cb_json_obj(body_or_empty(r), "env"), &err);
-    cJSON *s = rc == 0 ? sb_session_json(b, r->params[1]) : NULL;
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
-    return sb_reply_json(r, 200, s);
+    if (sb_session_set_env(b, r->params[1], cb_json_obj(body_or_empty(r), "env"), err) < 0)
+        return -1;
+    return sb_reply_json(r, 200, sb_session_json(b, r->params[1]));
 }
 
 /* ---- processes ------------------------------------------------------------- */
 
-static int h_proc_start(sb_req *r)
+static int h_proc_start(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
     cJSON *out = NULL;
-    int rc = sb_proc_start(b, body_or_empty(r), &out, &err);
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
+    if (sb_proc_start(b, body_or_empty(r), &out, err) < 0)
+        return -1;
     return sb_reply_json(r, 201, out);
 }
 
-static int h_proc_list(sb_req *r)
+static int h_proc_list(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "processes", sb_procs_list_json(b));
-    sb_box_unref(b);
     return sb_reply_json(r, 200, j);
 }
 
-static int h_proc_get(sb_req *r)
+static int h_proc_get(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
     cJSON *j = sb_proc_json(b, r->params[1]);
-    sb_box_unref(b);
     if (!j)
         return sb_reply_err(r, SB_E_PROCESS_NOT_FOUND, "process '%s' not found", r->params[1]);
     return sb_reply_json(r, 200, j);
@@ -692,6 +658,8 @@ static int parse_signal(const char *s)
     return *s && !*end && v > 0 && v < 65 ? (int)v : -1;
 }
 
+/* The two kill handlers are plain route handlers: they check the signal
+ * before they look the sandbox up. */
 static int kill_params(sb_req *r, int *sig, int *grace)
 {
     const char *s = sb_req_query(r, "signal");
@@ -745,17 +713,11 @@ static int h_proc_kill_all(sb_req *r)
     return sb_reply_json(r, 200, j);
 }
 
-static int h_proc_logs(sb_req *r)
+static int h_proc_logs(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
     cJSON *j = NULL;
-    int rc = sb_proc_logs(b, r->params[1], &j, &err);
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
+    if (sb_proc_logs(b, r->params[1], &j, err) < 0)
+        return -1;
     return sb_reply_json(r, 200, j);
 }
 
@@ -835,67 +797,48 @@ static int follow_produce(void *ctx, cb_buf *out)
     }
 }
 
-static int h_proc_follow(sb_req *r)
+static int h_proc_follow(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
     pthread_mutex_lock(&b->mu);
     sb_proc *p = sb_proc_find(b, r->params[1]);
     pthread_mutex_unlock(&b->mu);
-    if (!p) {
-        sb_box_unref(b);
+    if (!p)
         return sb_reply_err(r, SB_E_PROCESS_NOT_FOUND, "process '%s' not found", r->params[1]);
-    }
     follow_ctx *f = cb_calloc(1, sizeof *f);
-    f->b = b;
+    f->b = sb_box_ref(b);
     f->p = p;
     f->client_fd = sb_req_client_fd(r);
     sb_log_reader_init(&f->rd);
     return sb_reply_stream(r, 200, "text/event-stream", follow_produce, f, follow_free);
 }
 
-static int h_proc_stdin(sb_req *r)
+static int h_proc_stdin(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
     cJSON *body = body_or_empty(r);
     const char *data = cb_json_str(body, "data", "");
     const char *enc = cb_json_str(body, "encoding", "utf-8");
-    sb_error err = {0};
     cb_autofree char *bytes = NULL;
     size_t len = strlen(data);
-    int rc = -1;
     if (strcmp(enc, "base64") == 0) {
         bytes = sb_b64_decode(data, &len);
         if (!bytes)
-            sb_fail(&err, SB_E_VALIDATION_FAILED, "data is not valid base64");
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "data is not valid base64"), -1;
     } else {
         bytes = cb_strdup(data);
     }
-    if (bytes)
-        rc = sb_proc_stdin(b, r->params[1], bytes, len, cb_json_bool(body, "eof", false), &err);
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
+    if (sb_proc_stdin(b, r->params[1], bytes, len, cb_json_bool(body, "eof", false), err) < 0)
+        return -1;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddNumberToObject(j, "bytes", (double)len);
     return sb_reply_json(r, 200, j);
 }
 
-static int h_proc_wait(sb_req *r)
+static int h_proc_wait(sb_req *r, sb_box *b, sb_error *err)
 {
-    sb_box *b = sb_api_box(r);
-    if (!b)
-        return 0;
-    sb_error err = {0};
     cJSON *out = NULL;
-    int rc = sb_proc_wait(b, r->params[1], body_or_empty(r), &out, &err);
-    sb_box_unref(b);
-    if (rc < 0)
-        return sb_reply_error(r, &err);
+    if (sb_proc_wait(b, r->params[1], body_or_empty(r), &out, err) < 0)
+        return -1;
     return sb_reply_json(r, 200, out);
 }
 
@@ -906,9 +849,9 @@ const sb_route sb_api_routes[] = {
     {"GET", "/v1/health", h_health, SB_ROUTE_NOAUTH, NULL},
     {"GET", "/v1/sandboxes", h_box_list, 0, NULL},
     {"PUT", SBX, h_box_put, 0, NULL},
-    {"GET", SBX, h_box_get, 0, NULL},
-    {"DELETE", SBX, h_box_delete, 0, NULL},
-    {"POST", SBX "/exec", h_exec, 0, NULL},
+    {"GET", SBX, on_box, 0, NULL, BOX(h_box_get)},
+    {"DELETE", SBX, on_box, 0, NULL, BOX(h_box_delete)},
+    {"POST", SBX "/exec", on_box, 0, NULL, BOX(h_exec)},
     {"POST", SBX "/files/read", sb_files_read, 0, NULL},
     {"POST", SBX "/files/write", sb_files_write, 0, NULL},
     {"POST", SBX "/files/list", sb_files_list, 0, NULL},
@@ -920,19 +863,19 @@ const sb_route sb_api_routes[] = {
     {"POST", SBX "/files/move", sb_files_rename, 0, NULL},
     {"GET", SBX "/files/content", sb_files_read_raw, 0, NULL},
     {"PUT", SBX "/files/content", sb_files_write_raw, SB_ROUTE_RAW, &sb_files_upload_ops},
-    {"POST", SBX "/processes", h_proc_start, 0, NULL},
-    {"GET", SBX "/processes", h_proc_list, 0, NULL},
+    {"POST", SBX "/processes", on_box, 0, NULL, BOX(h_proc_start)},
+    {"GET", SBX "/processes", on_box, 0, NULL, BOX(h_proc_list)},
     {"DELETE", SBX "/processes", h_proc_kill_all, 0, NULL},
-    {"GET", SBX "/processes/:pid", h_proc_get, 0, NULL},
+    {"GET", SBX "/processes/:pid", on_box, 0, NULL, BOX(h_proc_get)},
     {"DELETE", SBX "/processes/:pid", h_proc_kill, 0, NULL},
-    {"GET", SBX "/processes/:pid/logs", h_proc_logs, 0, NULL},
-    {"GET", SBX "/processes/:pid/logs/stream", h_proc_follow, 0, NULL},
-    {"POST", SBX "/processes/:pid/stdin", h_proc_stdin, 0, NULL},
-    {"POST", SBX "/processes/:pid/wait", h_proc_wait, 0, NULL},
-    {"POST", SBX "/sessions", h_session_create, 0, NULL},
-    {"GET", SBX "/sessions", h_session_list, 0, NULL},
-    {"GET", SBX "/sessions/:sid", h_session_get, 0, NULL},
-    {"DELETE", SBX "/sessions/:sid", h_session_delete, 0, NULL},
-    {"POST", SBX "/sessions/:sid/env", h_session_env, 0, NULL},
+    {"GET", SBX "/processes/:pid/logs", on_box, 0, NULL, BOX(h_proc_logs)},
+    {"GET", SBX "/processes/:pid/logs/stream", on_box, 0, NULL, BOX(h_proc_follow)},
+    {"POST", SBX "/processes/:pid/stdin", on_box, 0, NULL, BOX(h_proc_stdin)},
+    {"POST", SBX "/processes/:pid/wait", on_box, 0, NULL, BOX(h_proc_wait)},
+    {"POST", SBX "/sessions", on_box, 0, NULL, BOX(h_session_create)},
+    {"GET", SBX "/sessions", on_box, 0, NULL, BOX(h_session_list)},
+    {"GET", SBX "/sessions/:sid", on_box, 0, NULL, BOX(h_session_get)},
+    {"DELETE", SBX "/sessions/:sid", on_box, 0, NULL, BOX(h_session_delete)},
+    {"POST", SBX "/sessions/:sid/env", on_box, 0, NULL, BOX(h_session_env)},
 };
 const size_t sb_api_nroutes = CB_ARRAY_LEN(sb_api_routes);

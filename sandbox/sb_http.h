@@ -46,6 +46,7 @@ typedef struct sb_route {
     sb_handler handler;
     unsigned flags;
     const sb_upload_ops *upload;
+    const void *arg;            /* the handler's own (r->route->arg), untouched here */
 } sb_route;
 
 struct sb_req {
