@@ -649,6 +649,19 @@ static int shim_serve(shim *s, int sock, cJSON *req)
     return 0;
 }
 
+/* conf.env from a JSON array of "NAME=value" strings (owned, NULL-terminated;
+ * other items are skipped). */
+static char **env_from_json(const cJSON *arr)
+{
+    char **env = cb_calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(char *));
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr)
+        if (cJSON_IsString(e))
+            env[n++] = cb_strdup(e->valuestring);
+    return env;
+}
+
 /* A shim process: prepare a shell, wait for the agent to hand over an
  * operation socket (on `handoff`), serve it, exit. */
 CB_NORETURN static void shim_main(int handoff)
@@ -667,13 +680,7 @@ CB_NORETURN static void shim_main(int handoff)
     }
     buf[n] = '\0';
     cJSON *ho = cb_json_parse(buf, (size_t)n);
-    cJSON *env = cb_json_arr(ho, "env");
-    conf.env = cb_calloc((size_t)cJSON_GetArraySize(env) + 1, sizeof(char *));
-    int ne = 0;
-    cJSON *e;
-    cJSON_ArrayForEach(e, env)
-        if (cJSON_IsString(e))
-            conf.env[ne++] = cb_strdup(e->valuestring);
+    conf.env = env_from_json(cb_json_arr(ho, "env"));
     cJSON_Delete(ho);
     char type;
     cb_buf req = CB_BUF_INIT;
@@ -824,13 +831,7 @@ int sb_cmd_agent(int argc, char **argv)
     if (!spec)
         setup_fail("specialise: malformed JSON");
     conf.default_cwd = cb_strdup(cb_json_str(spec, "cwd", "/workspace"));
-    cJSON *env = cb_json_arr(spec, "env");
-    conf.env = cb_calloc((size_t)cJSON_GetArraySize(env) + 1, sizeof(char *));
-    int ne = 0;
-    cJSON *e;
-    cJSON_ArrayForEach(e, env)
-        if (cJSON_IsString(e))
-            conf.env[ne++] = cb_strdup(e->valuestring);
+    conf.env = env_from_json(cb_json_arr(spec, "env"));
     if (conf.isolated)
         run_plan(cb_json_arr(spec, "plan"));
     cJSON_Delete(spec);
