@@ -47,9 +47,12 @@ static void replace_keep_key(cJSON *parent, cJSON *item, cJSON *with)
     cJSON_ReplaceItemViaPointer(parent, item, with);
 }
 
-/* Replaces the array item by the concatenation of its strings. */
+/* Replaces an array of strings by their concatenation (anything else
+ * stays as it is). */
 static void join_item(cJSON *parent, cJSON *item)
 {
+    if (!cJSON_IsArray(item) || !all_strings(item))
+        return;
     cb_buf b = CB_BUF_INIT;
     cb_buf_puts(&b, "");
     for (const cJSON *c = item->child; c; c = c->next)
@@ -66,34 +69,8 @@ static void rejoin_mimebundle(cJSON *data)
         return;
     for (cJSON *v = data->child, *next; v; v = next) {
         next = v->next;
-        if (!is_json_mime(v->string) && cJSON_IsArray(v) && all_strings(v))
+        if (!is_json_mime(v->string))
             join_item(data, v);
-    }
-}
-
-void nb_rejoin_lines(cJSON *root)
-{
-    cJSON *cells = cb_json_arr(root, "cells");
-    for (cJSON *cell = cells ? cells->child : NULL; cell; cell = cell->next) {
-        cJSON *src = cJSON_GetObjectItemCaseSensitive(cell, "source");
-        if (cJSON_IsArray(src) && all_strings(src))
-            join_item(cell, src);
-        cJSON *att = cb_json_obj(cell, "attachments");
-        for (cJSON *a = att ? att->child : NULL; a; a = a->next)
-            rejoin_mimebundle(a);
-        if (strcmp(cb_json_str(cell, "cell_type", ""), "code") != 0)
-            continue;
-        cJSON *outs = cb_json_arr(cell, "outputs");
-        for (cJSON *o = outs ? outs->child : NULL; o; o = o->next) {
-            const char *ot = cb_json_str(o, "output_type", "");
-            if (strcmp(ot, "execute_result") == 0 || strcmp(ot, "display_data") == 0) {
-                rejoin_mimebundle(cb_json_obj(o, "data"));
-            } else if (*ot) {
-                cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
-                if (cJSON_IsArray(text) && all_strings(text))
-                    join_item(o, text);
-            }
-        }
     }
 }
 
@@ -106,8 +83,12 @@ static void add_line(void *ctx, const char *line, size_t n)
     cJSON_AddItemToArray(arr, s);
 }
 
+/* Replaces a string by the list of its lines (anything else stays as it
+ * is). */
 static void split_item(cJSON *parent, cJSON *item)
 {
+    if (!cJSON_IsString(item))
+        return;
     cJSON *arr = cJSON_CreateArray();
     nb_json_splitlines(item->valuestring, strlen(item->valuestring), add_line, arr);
     replace_keep_key(parent, item, arr);
@@ -119,37 +100,49 @@ static void split_mimebundle(cJSON *data)
         return;
     for (cJSON *v = data->child, *next; v; v = next) {
         next = v->next;
-        if (cJSON_IsString(v) && (cb_str_has_prefix(v->string, "text/") ||
-                                  strcmp(v->string, "application/javascript") == 0 ||
-                                  strcmp(v->string, "image/svg+xml") == 0))
+        if (cb_str_has_prefix(v->string, "text/") ||
+            strcmp(v->string, "application/javascript") == 0 ||
+            strcmp(v->string, "image/svg+xml") == 0)
             split_item(data, v);
     }
 }
 
-void nb_split_lines(cJSON *root)
+/* Where nbformat's rejoin_lines and split_lines work: each cell's source
+ * and attachments, and in code cells each output's data (execute_result,
+ * display_data) or text. The text of every other output type is rejoined,
+ * only that of streams is split (streams_only), as nbformat does. field()
+ * gets such a field (or NULL) and changes it or not; bundle() gets a
+ * mimebundle (or NULL). */
+static void each_multiline(cJSON *root, bool streams_only, void (*field)(cJSON *parent, cJSON *item),
+                           void (*bundle)(cJSON *data))
 {
     cJSON *cells = cb_json_arr(root, "cells");
     for (cJSON *cell = cells ? cells->child : NULL; cell; cell = cell->next) {
-        cJSON *src = cJSON_GetObjectItemCaseSensitive(cell, "source");
-        if (cJSON_IsString(src))
-            split_item(cell, src);
+        field(cell, cJSON_GetObjectItemCaseSensitive(cell, "source"));
         cJSON *att = cb_json_obj(cell, "attachments");
         for (cJSON *a = att ? att->child : NULL; a; a = a->next)
-            split_mimebundle(a);
+            bundle(a);
         if (strcmp(cb_json_str(cell, "cell_type", ""), "code") != 0)
             continue;
         cJSON *outs = cb_json_arr(cell, "outputs");
         for (cJSON *o = outs ? outs->child : NULL; o; o = o->next) {
             const char *ot = cb_json_str(o, "output_type", "");
-            if (strcmp(ot, "execute_result") == 0 || strcmp(ot, "display_data") == 0) {
-                split_mimebundle(cb_json_obj(o, "data"));
-            } else if (strcmp(ot, "stream") == 0) {
-                cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
-                if (cJSON_IsString(text))
-                    split_item(o, text);
-            }
+            if (strcmp(ot, "execute_result") == 0 || strcmp(ot, "display_data") == 0)
+                bundle(cb_json_obj(o, "data"));
+            else if (streams_only ? strcmp(ot, "stream") == 0 : *ot != '\0')
+                field(o, cJSON_GetObjectItemCaseSensitive(o, "text"));
         }
     }
+}
+
+void nb_rejoin_lines(cJSON *root)
+{
+    each_multiline(root, false, join_item, rejoin_mimebundle);
+}
+
+void nb_split_lines(cJSON *root)
+{
+    each_multiline(root, true, split_item, split_mimebundle);
 }
 
 static void strip_transient(cJSON *root)
