@@ -9,6 +9,7 @@ stream (consecutive stream outputs of one name are merged, as cellbox stores
 them and as Jupyter displays them). Everything else must be equal.
 """
 import copy
+import glob
 import json
 import os
 import re
@@ -59,6 +60,14 @@ class Tap:
 
 def tempdir(prefix="cellbox-nb-test-"):
     return tempfile.mkdtemp(prefix=prefix)
+
+
+def copy_corpus(tmp):
+    """A copy of the corpus in tmp/in, to run in place: returns that folder
+    and its notebooks, sorted."""
+    work = os.path.join(tmp, "in")
+    shutil.copytree(CORPUS, work)
+    return work, sorted(glob.glob(os.path.join(work, "*.ipynb")))
 
 
 def kernelspec_env(tmp):

@@ -6,9 +6,7 @@ notebooks must be identical. Every file cellbox writes must also be exactly
 what nbformat.write() makes of it (indent 1, sorted keys, non-ASCII kept,
 trailing newline). The corpus is run by cellbox in one command with -j 2,
 which tests parallel runs too."""
-import glob
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,9 +19,7 @@ def main():
     tmp = C.tempdir()
     try:
         env = C.kernelspec_env(tmp)
-        work = os.path.join(tmp, "in")
-        shutil.copytree(C.CORPUS, work)
-        notebooks = sorted(glob.glob(os.path.join(work, "*.ipynb")))
+        work, notebooks = C.copy_corpus(tmp)
         t.ok(len(notebooks) >= 20, "the corpus has at least 20 notebooks (%d)" % len(notebooks))
         out = os.path.join(tmp, "cellbox")
         r = C.run(["run", "-j", "2", "--kernel", "python3", "--output-dir", out] + notebooks, env=env, timeout=600)

@@ -6,9 +6,7 @@ addresses, stream chunking; kernel metadata and traceback formatting are
 kernel-specific and not compared, ename/evalue are). A notebook whose
 metadata.cellbox_test.cellbox says "skip: why" is reported as a TAP skip with
 that reason."""
-import glob
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,9 +19,7 @@ def main():
     tmp = C.tempdir()
     try:
         env = C.kernelspec_env(tmp)
-        work = os.path.join(tmp, "in")
-        shutil.copytree(C.CORPUS, work)
-        notebooks = sorted(glob.glob(os.path.join(work, "*.ipynb")))
+        work, notebooks = C.copy_corpus(tmp)
         out = os.path.join(tmp, "cellbox")
         r = C.run(["run", "-j", "2", "--kernel", "cellbox", "--output-dir", out] + notebooks, env=env, timeout=600)
         for nbpath in notebooks:
