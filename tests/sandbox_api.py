@@ -16,7 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, parse_sse, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, in_threads, parse_sse, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -465,11 +465,7 @@ try:
                     errors.append(x)
             except Exception as e:  # noqa: BLE001
                 errors.append(repr(e))
-    ths = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
+    in_threads(worker, 12)
     t.ok(not errors, "180 concurrent execs over 3 sandboxes, no errors", errors[:3])
     created = []
 
@@ -479,11 +475,7 @@ try:
             created.append(srv.sh("api-c%d" % n, "hostname")["stdout"])
         except Exception as e:  # noqa: BLE001
             created.append(repr(e))
-    ths = [threading.Thread(target=creator, args=(n,)) for n in range(8)]
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
+    in_threads(creator, 8)
     t.eq(sorted(created), sorted("api-c%d\n" % n for n in range(8)), "8 sandboxes created concurrently")
 
     # ---- delete -----------------------------------------------------------------------

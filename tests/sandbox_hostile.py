@@ -8,10 +8,9 @@ Every attempt must fail and the server must stay healthy. Prints TAP.
 import os
 import socket
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, in_threads, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -186,11 +185,7 @@ try:
             s.close()
         except OSError:
             pass
-    ths = [threading.Thread(target=junk, args=(i,)) for i in range(8)]
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
+    in_threads(junk, 8)
     t.ok(not bad, "malformed requests all get 400", bad[:2])
     t.ok(srv.proc.poll() is None and healthy(), "server stays healthy through it all")
 finally:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 CELLBOX = os.environ.get("CELLBOX") or os.path.join(os.path.dirname(__file__), "..", "cellbox")
@@ -287,6 +288,15 @@ def wait_until(fn, timeout=60, step=0.05):
             return v
         time.sleep(step)
     return fn()
+
+
+def in_threads(fn, n):
+    """Runs fn(0) .. fn(n - 1) at once, a thread each, and waits for them all."""
+    ths = [threading.Thread(target=fn, args=(i,)) for i in range(n)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
 
 
 def can_sandbox():

@@ -17,11 +17,10 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, in_threads, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -88,11 +87,7 @@ def check_host(srv, ids, label, cause_words):
         else:
             results.append(srv.put("/v1/sandboxes/" + ids[1 + i % 2], {}))
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    in_threads(one, 8)
     bad = [x for x in results if (x.status, x.code) != (503, "CONTAINER_UNAVAILABLE")]
     t.ok(len(results) == 8 and not bad, label + ": 8 concurrent creates/execs all get 503", bad)
     lst = srv.get("/v1/sandboxes")
