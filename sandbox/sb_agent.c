@@ -65,12 +65,14 @@
  * "spare") and waits in `. /dev/fd/7`; the shim then writes the request as
  * quoted assignments (__cb_cmd, __cb_state, ...) followed by this wrapper,
  * all inside one { } group so bash parses it whole before running it.
- * Session state (exported variables, functions, cwd) is evaluated first,
+ * Session state (variables, functions, aliases, cwd: what a persistent
+ * shell keeps) is evaluated first,
  * the per-command env next, then the command itself, with eval, in this
  * same shell so that `cd` and `export` take effect. On exit the state is
  * written to fd 9, without the per-command variables, for the server. */
 static const char WRAPPER[] =
     "builtin exec 7<&-\n"
+    "builtin shopt -s expand_aliases\n"
     "builtin eval -- \"$__cb_state\"\n"
     "builtin eval -- \"$__cb_env\"\n"
     "builtin unset __cb_state __cb_env\n"
@@ -82,7 +84,19 @@ static const char WRAPPER[] =
     "    if [ -n \"$__cb_cwd\" ] && [ \"$PWD\" = \"$__cb_cwd\" ]; then __cb_pwd=$__cb_pwd0; else __cb_pwd=$PWD; fi\n"
     "    for __cb_v in $__cb_skip; do builtin unset -v \"$__cb_v\"; done\n"
     "    builtin unset -f __cb_dump\n"
-    "    { builtin export -p; builtin declare -f; builtin printf 'builtin cd -- %q 2>/dev/null\\n' \"$__cb_pwd\"; } >&9 2>/dev/null\n"
+    "    { builtin declare -f\n"
+    /* every variable a persistent shell would keep (exported or not, arrays
+     * too), without bash's own and read-only ones; no subshell: the names
+     * come from ${!X*} and the attributes from ${!name@a} */
+    "      for __cb_n in ${!A*} ${!B*} ${!C*} ${!D*} ${!E*} ${!F*} ${!G*} ${!H*} ${!I*} ${!J*} ${!K*} ${!L*} ${!M*} ${!N*} ${!O*} ${!P*} ${!Q*} ${!R*} ${!S*} ${!T*} ${!U*} ${!V*} ${!W*} ${!X*} ${!Y*} ${!Z*} ${!a*} ${!b*} ${!c*} ${!d*} ${!e*} ${!f*} ${!g*} ${!h*} ${!i*} ${!j*} ${!k*} ${!l*} ${!m*} ${!n*} ${!o*} ${!p*} ${!q*} ${!r*} ${!s*} ${!t*} ${!u*} ${!v*} ${!w*} ${!x*} ${!y*} ${!z*} ${!_*}; do\n"
+    "        case $__cb_n in __cb_*|_|BASH*|PWD|OLDPWD|SHLVL|RANDOM|SRANDOM|SECONDS|LINENO|FUNCNAME|"
+    "PIPESTATUS|HISTCMD|EPOCHSECONDS|EPOCHREALTIME|GROUPS|DIRSTACK|COMP_*|PPID|UID|EUID|SHELLOPTS|"
+    "OPTIND|OPTARG|OPTERR|HOSTNAME|HOSTTYPE|MACHTYPE|OSTYPE|IFS) continue;; esac\n"
+    "        case ${!__cb_n@a} in *r*) continue;; esac\n"
+    "        builtin declare -p \"$__cb_n\"\n"
+    "      done\n"
+    "      builtin alias -p\n"
+    "      builtin printf 'builtin cd -- %q 2>/dev/null\\n' \"$__cb_pwd\"; } >&9 2>/dev/null\n"
     "    builtin exit $__cb_rc\n"
     "  }\n"
     "  builtin trap __cb_dump EXIT\n"

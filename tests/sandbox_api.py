@@ -202,6 +202,10 @@ try:
     srv.sh("api-a", "cd /tmp && export KEEP=1 && greet() { echo hello $1; } && mkdir -p s1")
     x = srv.sh("api-a", "pwd; echo $KEEP; greet you")
     t.eq(x["stdout"], "/tmp\n1\nhello you\n", "default session keeps cd, export and functions")
+    srv.sh("api-a", "plain=5; arr=(1 'two words'); declare -A m=([k]=v); alias hi='echo aliased'")
+    x = srv.sh("api-a", "echo \"$plain ${arr[1]} ${m[k]}\"; hi; env | grep -c '^plain=' || true")
+    t.eq(x["stdout"], "5 two words v\naliased\n0\n",
+         "like a persistent shell: plain variables, arrays and aliases persist (not exported)")
     r = srv.post(SB + "/sessions", {"id": "s2", "cwd": "/tmp/s1", "env": {"WHO": "s2"}})
     t.ok(r.status == 201 and r.json()["id"] == "s2", "create session", r)
     r = srv.post(SB + "/sessions", {"id": "s2"})
