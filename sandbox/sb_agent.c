@@ -175,10 +175,34 @@ static int signal_descendants(int sig)
     return count;
 }
 
+/* A shim's own command: reap_all() may collect it while it kills the
+ * tree (a command that dies at once), so its status is kept here for the
+ * shim instead of being thrown away (which left the shim waiting forever). */
+static pid_t keep_pid = -1;
+static bool keep_reaped;
+static int keep_status;
+
 static void reap_all(void)
 {
-    while (waitpid(-1, NULL, WNOHANG) > 0)
-        ;
+    int st;
+    pid_t p;
+    while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+        if (p == keep_pid) {
+            keep_reaped = true;
+            keep_status = st;
+        }
+}
+
+/* Has the command `pid` ended? (its wait status in *status) */
+static bool command_ended(pid_t pid, int *status)
+{
+    if (waitpid(pid, status, WNOHANG) == pid)
+        return true;
+    if (keep_reaped && pid == keep_pid) {
+        *status = keep_status;
+        return true;
+    }
+    return false;
 }
 
 /* Kill the whole tree (but not `keep`, which the caller reaps itself). */
@@ -474,6 +498,8 @@ static void shim_prepare(shim *s)
     close(pin[0]), close(pout[1]), close(perr[1]), close(pst[1]), close(pscript[0]);
     close(perrfd[1]);
     s->child = pid;
+    keep_pid = pid;
+    keep_reaped = false;
     s->in = pin[1];
     s->out = pout[0];
     s->err = perr[0];
@@ -507,7 +533,8 @@ static int shim_serve(shim *s, int sock, cJSON *req)
 {
     /* The waiting shell runs as the sandbox's user, who may have killed it
      * (kill -9 -1): then start a fresh one. */
-    if (s->child > 0 && waitpid(s->child, NULL, WNOHANG) == s->child) {
+    int dead_status;
+    if (s->child > 0 && command_ended(s->child, &dead_status)) {
         for (int *fd = (int[]){s->in, s->out, s->err, s->st, s->script, s->pidfd, -2}; *fd != -2; fd++)
             if (*fd >= 0)
                 close(*fd);
@@ -637,7 +664,7 @@ static int shim_serve(shim *s, int sock, cJSON *req)
         else if (s->in >= 0)
             flush_stdin(s);
         if (p[i_pid].revents) {
-            if (waitpid(pid, &status, WNOHANG) == pid)
+            if (command_ended(pid, &status))
                 exited = true;
         }
     }
