@@ -71,6 +71,7 @@
  * same shell so that `cd` and `export` take effect. On exit the state is
  * written to fd 9, without the per-command variables, for the server. */
 static const char WRAPPER[] =
+    "builtin printf . >&9\n"  /* "started": read by shell_started() */
     "builtin exec 7<&-\n"
     "builtin shopt -s expand_aliases\n"
     "builtin eval -- \"$__cb_state\"\n"
@@ -528,20 +529,54 @@ static void assign(cb_buf *b, const char *name, const char *value)
     cb_buf_putc(b, '\n');
 }
 
+/* Replace a dead waiting shell with a fresh one. */
+static void shim_restart(shim *s)
+{
+    int st;
+    if (s->child > 0 && !command_ended(s->child, &st))
+        kill(s->child, SIGKILL), waitpid(s->child, NULL, 0);
+    for (int *fd = (int[]){s->in, s->out, s->err, s->st, s->script, s->pidfd, -2}; *fd != -2; fd++)
+        if (*fd >= 0)
+            close(*fd);
+    cb_buf_clear(&s->in_pending);
+    cb_buf_clear(&s->state);
+    shim_prepare(s);
+}
+
+/* Has the shell begun the wrapper? Its first act is to write one byte on
+ * the state pipe. False when it died before (read EOF or its pidfd). */
+static bool shell_started(shim *s)
+{
+    for (;;) {
+        struct pollfd p[2] = {{s->st, POLLIN, 0}, {s->pidfd, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        if (p[0].revents) {
+            char c;
+            ssize_t n = read(s->st, &c, 1);
+            if (n == 1)
+                return true;
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            return false;
+        }
+        int st;
+        if (p[1].revents && command_ended(s->child, &st))
+            return false;
+    }
+}
+
 /* Serve one request with a prepared shim. */
 static int shim_serve(shim *s, int sock, cJSON *req)
 {
     /* The waiting shell runs as the sandbox's user, who may have killed it
      * (kill -9 -1): then start a fresh one. */
     int dead_status;
-    if (s->child > 0 && command_ended(s->child, &dead_status)) {
-        for (int *fd = (int[]){s->in, s->out, s->err, s->st, s->script, s->pidfd, -2}; *fd != -2; fd++)
-            if (*fd >= 0)
-                close(*fd);
-        cb_buf_clear(&s->in_pending);
-        cb_buf_clear(&s->state);
-        shim_prepare(s);
-    }
+    if (s->child > 0 && command_ended(s->child, &dead_status))
+        shim_restart(s);
     s->sock = sock;
     s->sock_open = true;
     if (s->child < 0) {
@@ -595,11 +630,24 @@ static int shim_serve(shim *s, int sock, cJSON *req)
     cb_buf_clear(&skip);
 
     int64_t t0 = cb_mono_ns();
-    bool ok = cb_write_all(s->script, script.data, script.len) == 0;
+    /* A `kill -9 -1` in the sandbox's previous command may have reached this
+     * waiting shell without having ended it yet: when the shell dies before
+     * it begins the wrapper, the command never ran, so run it in a fresh one. */
+    for (int attempt = 0;; attempt++) {
+        bool ok = cb_write_all(s->script, script.data, script.len) == 0;
+        close(s->script);
+        s->script = -1;
+        (void)ok;  /* a shell that died early shows up below, with its stderr */
+        if (shell_started(s) || attempt == 2)
+            break;
+        shim_restart(s);
+        if (s->child < 0) {
+            cb_buf_clear(&script);
+            shim_error(sock, "INTERNAL_ERROR", "%s", s->prep_err[0] ? s->prep_err : "no shell");
+            return 1;
+        }
+    }
     cb_buf_clear(&script);
-    close(s->script);
-    s->script = -1;
-    (void)ok;  /* a shell that died early shows up below, with its stderr */
     if (!want_stdin && !s->detach) {
         close(s->in);
         s->in = -1;
