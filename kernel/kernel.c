@@ -906,5 +906,14 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     zmq_ctx_shutdown(k->zctx);  /* wakes the heartbeat thread with ETERM */
     pthread_join(hb, NULL);
     zmq_ctx_term(k->zctx);
+    close(k->wake_fd);
+    close(k->ctl_wake_fd);
+    free(k->cur_parent.data);
+    free(k->kernel_info_json);
+    kn_session_clear(&k->sess);
+    kn_conn_clear(&k->conn);
+    pthread_mutex_destroy(&k->iopub_lock);
+    pthread_mutex_destroy(&k->qlock);
+    free(k);
     return status;
 }
