@@ -2,6 +2,7 @@
 #include "config.h"
 #include "base/json.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -22,6 +23,11 @@ long long cb_json_int(const cJSON *obj, const char *key, long long dflt)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return dflt;
+    /* clamp: converting an out-of-range double to an integer is undefined */
+    if (v->valuedouble >= 9.2e18)
+        return LLONG_MAX;
+    if (v->valuedouble <= -9.2e18)
+        return LLONG_MIN;
     return (long long)v->valuedouble;
 }
 

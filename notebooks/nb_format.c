@@ -346,14 +346,16 @@ static int validate(vctx *v, nb_notebook *nb)
         return verr(v, NULL, 0, "'nbformat' is %s (expected the integer 4)", type_name(major));
     if (major->valuedouble < 4)
         return verr(v, NULL, 0,
-                    "nbformat %d notebooks are not supported (cellbox reads nbformat 4); convert it with "
+                    "nbformat %.0f notebooks are not supported (cellbox reads nbformat 4); convert it with "
                     "'jupyter nbconvert --to notebook --nbformat 4'",
-                    (int)major->valuedouble);
+                    major->valuedouble);
     if (major->valuedouble > 4)
         return verr(v, NULL, 0, "nbformat %.0f is newer than this cellbox understands (nbformat 4)", major->valuedouble);
     const cJSON *minor = cJSON_GetObjectItemCaseSensitive(root, "nbformat_minor");
     if (!nb_json_is_int(minor) || minor->valuedouble < 0)
         return verr(v, NULL, 0, "'nbformat_minor' is %s (expected an integer)", type_name(minor));
+    if (minor->valuedouble > 1000)  /* real ones are single digits; an int must hold it */
+        return verr(v, NULL, 0, "'nbformat_minor' %.0f is not a version of nbformat 4", minor->valuedouble);
     nb->minor = (int)minor->valuedouble;
     nb->metadata = cb_json_obj(root, "metadata");
     if (!nb->metadata)

@@ -27,3 +27,20 @@ tests_t_kernel_SOURCES = tests/t_kernel.c
 tests_t_kernel_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_kernel
 TESTS += tests/kernel_frontends.py
+
+# Fuzz targets, replayed over their seed corpora by make check (any
+# compiler); tests/fuzz/run.sh fuzzes them for real with clang's libFuzzer.
+check_PROGRAMS += tests/fuzz_wire_replay tests/fuzz_notebook_replay
+tests_fuzz_wire_replay_SOURCES = tests/fuzz/driver.c tests/fuzz/fuzz_wire.c tests/fuzz/fuzz.h
+tests_fuzz_wire_replay_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_CORPUS='"tests/fuzz/corpus_wire"'
+tests_fuzz_wire_replay_LDADD = libcellbox.a $(CB_LIBS)
+tests_fuzz_notebook_replay_SOURCES = tests/fuzz/driver.c tests/fuzz/fuzz_notebook.c tests/fuzz/fuzz.h
+tests_fuzz_notebook_replay_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_CORPUS='"tests/notebooks/corpus:tests/notebooks/bad:tests/fuzz/corpus_notebook"'
+tests_fuzz_notebook_replay_LDADD = libcellbox.a $(CB_LIBS)
+TESTS += tests/fuzz_wire_replay tests/fuzz_notebook_replay
+EXTRA_DIST += tests/fuzz/run.sh tests/fuzz/corpus_wire tests/fuzz/corpus_notebook
+
+fuzz:
+	@test -n "$(FUZZ_TARGET)" || { echo "make fuzz FUZZ_TARGET=wire|notebook [FUZZ_SECONDS=60]"; exit 2; }
+	$(SHELL) $(srcdir)/tests/fuzz/run.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)
+.PHONY: fuzz

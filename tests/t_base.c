@@ -1,6 +1,7 @@
 /* Unit tests of the shared base: buffers, dates, JSON helpers, atomic writes. */
 #include "config.h"
 
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +49,10 @@ static void test_json(void)
     cb_json_set(j, "a", cJSON_CreateNumber(1));
     is_int(cb_json_int(j, "a", 0), 1, "json set replaces");
     cJSON_Delete(j);
+    cJSON *big = cJSON_Parse("{\"b\":1e300,\"s\":-1e300}");
+    ok(cb_json_int(big, "b", 0) == LLONG_MAX && cb_json_int(big, "s", 0) == LLONG_MIN,
+       "json int clamps huge numbers (no undefined conversion)");
+    cJSON_Delete(big);
     cJSON *p = cb_json_parse("{\"a\":1}xxxx", 7);
     ok(p != NULL, "parse with length ignores trailing bytes");
     cJSON_Delete(p);
