@@ -508,7 +508,10 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
     if (ok) {
         cb_json_set(cell, "execution_count", cJSON_CreateNumber(rs->count));
         const char *status = cb_json_str(reply, "status", "ok");
-        if (strcmp(status, "ok") != 0 && !allows_errors) {
+        bool allowed_name = false;
+        for (const char *const *n = o->allow_error_names; n && *n && !allowed_name; n++)
+            allowed_name = strcmp(status, "error") == 0 && strcmp(cb_json_str(reply, "ename", ""), *n) == 0;
+        if (strcmp(status, "ok") != 0 && !allows_errors && !allowed_name) {
             const char *ename = cb_json_str(reply, "ename", status);
             const char *evalue = cb_json_str(reply, "evalue", "");
             if (strcmp(status, "aborted") == 0)

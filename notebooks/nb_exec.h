@@ -89,6 +89,7 @@ typedef struct nb_exec_opts {
     double hb_timeout;             /* heartbeat loss; 0 = off */
     double shutdown_grace;         /* <= 0 = 5 */
     bool allow_errors;
+    const char *const *allow_error_names;  /* NULL-terminated: these errors do not stop the run (nbclient) */
     bool record_timing;            /* cell.metadata.execution */
     bool store_widget_state;
     bool papermill;                /* papermill's per-cell and notebook metadata */

@@ -55,6 +55,8 @@ typedef struct run_opts {
     const char *cwd;
     double timeout, startup_timeout, hb_timeout, interrupt_timeout;
     bool allow_errors, log_output, no_timing, prepare_only;
+    char **allow_error_names;   /* NULL-terminated, owned */
+    size_t n_allow_error_names;
     int progress;               /* -1 auto, 0 off, 1 on */
     int jobs;
     cJSON *params;              /* name -> value, insertion order */
@@ -65,7 +67,7 @@ typedef struct run_opts {
 enum {
     O_OUTPUT = 1, O_OUTPUT_DIR, O_INPLACE, O_KERNEL, O_CWD, O_TIMEOUT, O_STARTUP, O_HB, O_INTERRUPT, O_ALLOW_ERRORS,
     O_LOG_OUTPUT, O_NO_TIMING, O_PROGRESS, O_NO_PROGRESS, O_JOBS, O_PARAM, O_PARAM_RAW, O_PARAM_FILE,
-    O_PARAM_YAML, O_PREPARE_ONLY, O_HELP,
+    O_PARAM_YAML, O_PREPARE_ONLY, O_HELP, O_ALLOW_ERROR_NAME,
 };
 
 static const struct opt_def {
@@ -87,6 +89,7 @@ static const struct opt_def {
     {"heartbeat-timeout", 0, O_HB, 1},
     {"interrupt-timeout", 0, O_INTERRUPT, 1},
     {"allow-errors", 0, O_ALLOW_ERRORS, 0},
+    {"allow-error-name", 0, O_ALLOW_ERROR_NAME, 1},
     {"log-output", 0, O_LOG_OUTPUT, 0},
     {"no-timing", 0, O_NO_TIMING, 0},
     {"progress", 0, O_PROGRESS, 0},
@@ -133,6 +136,8 @@ static void usage(FILE *out)
         "                             gets a CellTimeoutError and the run fails (default: none)\n"
         "      --interrupt-timeout S  a kernel still busy this long after that interrupt is\n"
         "                             stopped (default 10)\n"
+        "      --allow-error-name NAME  go on after errors of this class only (e.g.\n"
+        "                             ValueError; repeatable or comma-separated)\n"
         "      --allow-errors         go on after a cell raises (one cell: tag it\n"
         "                             raises-exception); cells tagged skip-execution are skipped\n"
         "  -j, --jobs N               run N notebooks at once, each with its own kernel\n"
@@ -191,6 +196,17 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
     case O_HB: return parse_seconds(spelled, vals[0], &o->hb_timeout);
     case O_INTERRUPT: return parse_seconds(spelled, vals[0], &o->interrupt_timeout);
     case O_ALLOW_ERRORS: o->allow_errors = true; break;
+    case O_ALLOW_ERROR_NAME: {
+        /* NAME or NAME,NAME...; repeatable */
+        cb_autofree char *copy = cb_strdup(vals[0]);
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            o->allow_error_names = cb_realloc(o->allow_error_names, (o->n_allow_error_names + 2) * sizeof(char *));
+            o->allow_error_names[o->n_allow_error_names++] = cb_strdup(t);
+            o->allow_error_names[o->n_allow_error_names] = NULL;
+        }
+        break;
+    }
     case O_LOG_OUTPUT: o->log_output = true; break;
     case O_NO_TIMING: o->no_timing = true; break;
     case O_PROGRESS: o->progress = 1; break;
@@ -636,6 +652,7 @@ static void run_job(run_ctx *c, job *j)
             .hb_timeout = o->hb_timeout,
             .interrupt_grace = o->interrupt_timeout,
             .allow_errors = o->allow_errors,
+            .allow_error_names = (const char *const *)o->allow_error_names,
             .record_timing = !o->no_timing,
             .store_widget_state = true,
             .papermill = papermill,
@@ -870,6 +887,7 @@ free_jobs:
     free(c.jobs);
 done:
     cJSON_Delete(o.params);
+    kn_strv_free(o.allow_error_names);
     free(o.inputs);
     return rc;
 }

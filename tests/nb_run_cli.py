@@ -183,6 +183,13 @@ def main():
         res = C.load(os.path.join(d, "err2.ipynb"))
         t.ok(r.returncode == 0 and text(res, 2) == "after\n" and res["cells"][3]["execution_count"] == 4,
              "--allow-errors goes on")
+        named = write_nb(os.path.join(d, "named.ipynb"), ["raise ValueError('ok to fail')", "print('went on')",
+                                                          "raise KeyError('stops')", "print('never')"])
+        r = run("run", "--allow-error-name", "ValueError,TypeError", named, "-o", os.path.join(d, "named.out.ipynb"))
+        res = C.load(os.path.join(d, "named.out.ipynb"))
+        t.ok(r.returncode == 1 and enames(res, 0) == ["ValueError"] and text(res, 1) == "went on\n"
+             and enames(res, 2) == ["KeyError"] and outputs(res, 3) == [] and "KeyError" in r.stderr,
+             "--allow-error-name: only the named errors are let through (nbclient's allow_error_names)", r.stderr)
         tagged = write_nb(os.path.join(d, "tagged.ipynb"), ["raise KeyError('k')", "print('went on')", "print('skipped')"],
                           tags={0: ["raises-exception"], 2: ["skip-execution"]})
         r = run("run", tagged)
