@@ -89,6 +89,44 @@ static int load_file(const char *path, entries *all)
     return max_session;
 }
 
+/* The newest session number, from the last session marker: markers are
+ * written under the file lock with increasing numbers, so the last one is
+ * the largest. Reads the file backwards in chunks: a kernel start does not
+ * read the whole history. 0 when there is none. */
+static int last_session(int fd)
+{
+    enum { CHUNK = 65536 };
+    static const char mark[] = "\n{\"session\":";
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return 0;
+    off_t end = st.st_size;
+    char *buf = cb_malloc(CHUNK + sizeof mark);
+    size_t carry = 0;  /* bytes kept from the previous (later) chunk */
+    int found = 0;
+    while (end > 0 && !found) {
+        size_t n = end > CHUNK ? CHUNK : (size_t)end;
+        end -= (off_t)n;
+        memmove(buf + n, buf, carry);  /* the later bytes follow this chunk */
+        if (pread(fd, buf, n, end) != (ssize_t)n)
+            break;
+        size_t len = n + carry;
+        for (size_t i = len; i-- > 0;) {
+            /* a marker at the very start of the file has no newline before it */
+            bool at_line = buf[i] == '\n' || (i == 0 && end == 0);
+            const char *p = buf + i + (buf[i] == '\n');
+            if (at_line && (size_t)(buf + len - p) >= sizeof mark - 2 &&
+                memcmp(p, mark + 1, sizeof mark - 2) == 0) {
+                found = atoi(p + sizeof mark - 2);
+                break;
+            }
+        }
+        carry = len < sizeof mark ? len : sizeof mark;  /* enough to see a marker split across chunks */
+    }
+    free(buf);
+    return found;
+}
+
 static char *entry_line(int s, int l, const char *in, const char *out)
 {
     cJSON *j = cJSON_CreateObject();
@@ -107,13 +145,15 @@ static char *entry_line(int s, int l, const char *in, const char *out)
 static void compact(const char *path)
 {
     entries all = {0};
-    load_file(path, &all);
+    int max_session = load_file(path, &all);
     cb_buf b = CB_BUF_INIT;
     size_t from = all.n > KEEP_ENTRIES ? all.n - KEEP_ENTRIES : 0;
     for (size_t i = from; i < all.n; i++) {
         cb_autofree char *l = entry_line(all.v[i].session, all.v[i].line, all.v[i].input, all.v[i].output);
         cb_buf_puts(&b, l);
     }
+    /* keep the newest session number: the next one is found from it */
+    cb_buf_printf(&b, "{\"session\":%d}\n", max_session);
     if (cb_write_file_atomic(path, b.data ? b.data : "", b.len, 0600) < 0)
         cb_warn("history", "cannot compact %s: %s", path, strerror(errno));
     cb_buf_clear(&b);
@@ -147,7 +187,7 @@ kn_history *kn_history_open(const char *path)
             if (h->fd >= 0)
                 flock(h->fd, LOCK_EX);
         }
-        h->session = load_file(path, NULL) + 1;
+        h->session = (h->fd >= 0 ? last_session(h->fd) : 0) + 1;
         char date[CB_ISO_DATE_LEN];
         cb_iso_date(date, cb_real_us());
         cb_autofree char *marker = cb_printf_new("{\"session\":%d,\"start\":\"%s\"}\n", h->session, date);

@@ -254,6 +254,12 @@ static void test_history(void)
     is_str(cb_json_str(reply, "status", NULL), "error", "bad access type is an error reply");
     cJSON_Delete(r);
     cJSON_Delete(reply);
+    /* the session number comes from the last marker, even far back in a big file */
+    for (int i = 0; i < 3000; i++)
+        kn_history_add(h, 100 + i, "a line of history long enough to fill several read chunks", NULL);
+    kn_history_free(h);
+    h = kn_history_open(path);
+    is_int(kn_history_session(h), 3, "a third open finds session 2's marker behind 150 KB of entries");
     kn_history_free(h);
     kn_history *mem = kn_history_open(NULL);
     kn_history_add(mem, 1, "x", NULL);
