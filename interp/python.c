@@ -373,15 +373,24 @@ static PyObject *module_code(const ip_pymodule *m)
     return Py_CompileString(src, m->filename, Py_file_input);
 }
 
-/* embedded_module(name) -> (is_package, code, filename) or None */
-static PyObject *c_embedded_module(PyObject *mod, PyObject *arg)
+/* The embedded module a str argument names: 1 found, 0 not embedded, -1
+ * with an exception set (not a str). */
+static int module_arg(PyObject *arg, const ip_pymodule **m)
 {
     const char *name = PyUnicode_AsUTF8(arg);
     if (!name)
-        return NULL;
-    const ip_pymodule *m = find_module(name);
-    if (!m)
-        Py_RETURN_NONE;
+        return -1;
+    *m = find_module(name);
+    return *m != NULL;
+}
+
+/* embedded_module(name) -> (is_package, code, filename) or None */
+static PyObject *c_embedded_module(PyObject *mod, PyObject *arg)
+{
+    const ip_pymodule *m;
+    int found = module_arg(arg, &m);
+    if (found <= 0)
+        return found < 0 ? NULL : Py_NewRef(Py_None);
     PyObject *code = module_code(m);  /* new */
     if (!code)
         return NULL;
@@ -391,12 +400,10 @@ static PyObject *c_embedded_module(PyObject *mod, PyObject *arg)
 
 static PyObject *c_embedded_source(PyObject *mod, PyObject *arg)
 {
-    const char *name = PyUnicode_AsUTF8(arg);
-    if (!name)
-        return NULL;
-    const ip_pymodule *m = find_module(name);
-    if (!m)
-        Py_RETURN_NONE;
+    const ip_pymodule *m;
+    int found = module_arg(arg, &m);
+    if (found <= 0)
+        return found < 0 ? NULL : Py_NewRef(Py_None);
     return PyUnicode_DecodeUTF8((const char *)m->source, (Py_ssize_t)m->source_len, "replace");
 }
 
