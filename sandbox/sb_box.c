@@ -318,6 +318,9 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
     if (reg.isolation == SB_ISOLATION_FULL) {
         if (sb_cg_detect(&reg.cg, "", err) < 0)
             return -1;
+        int stale = sb_cg_sweep(&reg.cg, "");
+        if (stale > 0)
+            cb_info("sandbox", "removed %d cgroups left by servers that are gone", stale);
     } else {
         snprintf(reg.cg.desc, sizeof reg.cg.desc, "none (isolation none)");
     }
@@ -1120,6 +1123,7 @@ void sb_boxes_shutdown(void)
     if (reg.isolation == SB_ISOLATION_FULL)
         sb_net_shutdown();
     /* the "cellbox" parent groups go too, unless another server uses them */
+    sb_cg_sweep(&reg.cg, "");
     for (int i = 0; i < 3; i++)
         if (reg.cg.base[i])
             rmdir(reg.cg.base[i]);

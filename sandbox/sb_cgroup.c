@@ -24,7 +24,9 @@
 #include "config.h"
 #include "sandbox/sb_cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -304,6 +306,70 @@ void sb_cg_destroy(sb_cgroup *cg)
         free(cg->dir[i]);
         cg->dir[i] = NULL;
     }
+}
+
+/* ---- groups of servers that are gone ------------------------------------- */
+
+/* Is `pid` (below `root`) a running `cellbox serve`? Its argv[1] says. */
+static bool server_alive(const char *root, long pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    size_t n = 0;
+    cb_autofree char *full = cb_printf_new("%s%s", root, path);
+    cb_autofree char *cmd = cb_read_file(full, &n);
+    if (!cmd)
+        return false;
+    const char *arg1 = memchr(cmd, '\0', n);
+    return arg1 && (size_t)(arg1 + 1 - cmd) < n && strcmp(arg1 + 1, "serve") == 0;
+}
+
+/* Kill whatever is left in a group: v2 has cgroup.kill; on v1 each pid of
+ * cgroup.procs gets SIGKILL (only on the real host, never a fake tree's). */
+static void kill_members(const char *dir, const char *root)
+{
+    if (write_str(dir, "cgroup.kill", "1") == 0 || *root)
+        return;
+    cb_autofree char *procs = read_under(dir, "/cgroup.procs");
+    for (char *p = procs; p && *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 1)
+            kill((pid_t)pid, SIGKILL);
+        p = end + strspn(end, "\n");
+    }
+}
+
+int sb_cg_sweep(const sb_cg_layout *l, const char *root)
+{
+    int removed = 0;
+    int n = l->version == 2 ? 1 : l->version == 1 ? 3 : 0;
+    for (int i = 0; i < n; i++) {
+        DIR *d = opendir(l->base[i]);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            long pid;
+            unsigned seq;
+            char tail;
+            if (sscanf(e->d_name, "pool-%ld-%u%c", &pid, &seq, &tail) != 2 || pid <= 0 ||
+                server_alive(root, pid))
+                continue;
+            cb_autofree char *dir = cb_printf_new("%s/%s", l->base[i], e->d_name);
+            kill_members(dir, root);
+            int tries = 0;
+            while (rmdir(dir) < 0 && errno == EBUSY && tries++ < 100)
+                usleep(5000);
+            if (access(dir, F_OK) != 0)
+                removed++;
+            else
+                cb_warn("sandbox", "cannot remove the stale cgroup %s: %s", dir, strerror(errno));
+        }
+        if (d)
+            closedir(d);
+    }
+    return removed;
 }
 
 long long sb_cg_memory(const sb_cgroup *cg, const sb_cg_layout *l)

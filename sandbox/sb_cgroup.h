@@ -53,6 +53,12 @@ int sb_cg_set_limits(const sb_cg_layout *l, const sb_cgroup *cg, const sb_limits
 int sb_cg_attach(const sb_cgroup *cg, pid_t pid, sb_error *err);
 /* Kill what is left (v2: cgroup.kill) and remove the groups. */
 void sb_cg_destroy(sb_cgroup *cg);
+/* Remove the groups that servers no longer running left behind
+ * ("pool-<server pid>-<n>" where that pid is not a `cellbox serve`, e.g.
+ * after a SIGKILL or a reboot of the host's services), killing anything
+ * still in them first. Without this, the "cellbox" parents could never be
+ * removed. Returns how many groups went. */
+int sb_cg_sweep(const sb_cg_layout *l, const char *root);
 /* Memory use in bytes (current), or -1. */
 long long sb_cg_memory(const sb_cgroup *cg, const sb_cg_layout *l);
 

@@ -107,6 +107,40 @@ try:
     st, ev = srv.sse("/v1/sandboxes/life-s2/exec", {"command": "sleep 2.5; echo late"})
     t.ok(ev[-1][0] == "complete" and ev[-1][1]["exitCode"] == 0,
          "a running stream keeps the sandbox awake past sleepAfter", ev)
+    # ---- a server killed with SIGKILL -------------------------------------------
+    # Its groups (pool-<pid>-<n>, also those its sandboxes live in) stay
+    # behind; the next server to start removes them and whatever is in them.
+    crash = Server()
+    try:
+        crash.create("life-crash")
+        crash.post("/v1/sandboxes/life-crash/processes", {"command": "sleep 1000", "processId": "bg"})
+        crash_pid = crash.server_pid
+        os.kill(crash_pid, signal.SIGKILL)
+        crash.proc.wait()
+
+        def groups_of(pid):
+            found = []
+            for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+                if root.endswith("/cellbox"):
+                    found += [root + "/" + d for d in dirs if d.startswith("pool-%d-" % pid)]
+                if root.count("/") > 8:
+                    dirs[:] = []
+            return found
+        before = groups_of(crash_pid)
+        t.ok(before, "a SIGKILLed server leaves its cgroups behind", before)
+        crash.proc.stdout.close()
+        crash.log.close()
+        crash.proc = None
+        crash.start()
+        after = wait_until(lambda: not groups_of(crash_pid), timeout=20, step=0.1)
+        t.ok(after, "the next server removes them (and the processes left in them)", groups_of(crash_pid))
+        t.ok("left by servers that are gone" in crash.server_log(), "and says so in its log")
+        t.eq([x for x in crash.leftovers(["life-crash"]) if "pool-%d-" % crash_pid in x], [],
+             "no process of the killed server's sandboxes is left")
+    finally:
+        crash.stop()
+        crash.cleanup()
+
     # ---- --isolation none (development only) ------------------------------------
     dev = Server(extra_args=["--isolation", "none"])
     try:

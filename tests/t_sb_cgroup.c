@@ -41,15 +41,26 @@ static char *at(const char *rel)
     return cb_printf_new("%s%s", root, rel);
 }
 
-static void put(const char *rel, const char *text)
+static void put_bytes(const char *rel, const char *data, size_t len)
 {
     cb_autofree char *path = at(rel);
     cb_autofree char *dir = cb_strdup(path);
     *strrchr(dir, '/') = '\0';
     cb_mkdir_p(dir, 0755);
     cb_autoclose int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || cb_write_all(fd, text, strlen(text)) < 0)
+    if (fd < 0 || cb_write_all(fd, data, len) < 0)
         printf("# cannot write %s: %s\n", path, strerror(errno));
+}
+
+static void put(const char *rel, const char *text)
+{
+    put_bytes(rel, text, strlen(text));
+}
+
+static void mkdir_at(const char *rel)
+{
+    cb_autofree char *path = at(rel);
+    cb_mkdir_p(path, 0755);
 }
 
 /* The file's text ("(absent)" if there is none). Owned. */
@@ -367,6 +378,33 @@ static void test_v2_groups(void)
     sb_cg_create(&l, "box-4", &empty, &err);
     sb_cg_destroy(&empty);
     ok(!exists("/sys/fs/cgroup/cellbox/box-4"), "destroy removes the group");
+
+    /* groups left by servers that are gone: a SIGKILLed server's pool-<pid>-<n> */
+    cb_autofree char *me = cb_printf_new("/sys/fs/cgroup/cellbox/pool-%d-0", (int)getpid());
+    const char *keep[] = {"/sys/fs/cgroup/cellbox/pool-4000001-0", me,
+                          "/sys/fs/cgroup/cellbox/box-1", "/sys/fs/cgroup/cellbox/pool-x-1", NULL};
+    const char *gone[] = {"/sys/fs/cgroup/cellbox/pool-4000002-0",
+                          "/sys/fs/cgroup/cellbox/pool-4000002-1",
+                          "/sys/fs/cgroup/cellbox/pool-4000003-0", NULL};
+    for (const char **g = keep; *g; g++)
+        mkdir_at(*g);
+    for (const char **g = gone; *g; g++)
+        mkdir_at(*g);
+    /* 4000001 is a running server, 4000003 a pid reused by something else,
+     * 4000002 no process at all; our own pid is a server here too */
+    static const char server_cmd[] = "/usr/bin/cellbox\0serve\0--listen\0";
+    cb_autofree char *own_cmd = cb_printf_new("/proc/%d/cmdline", (int)getpid());
+    put_bytes("/proc/4000001/cmdline", server_cmd, sizeof server_cmd - 1);
+    put_bytes(own_cmd, server_cmd, sizeof server_cmd - 1);
+    put("/proc/4000003/cmdline", "bash");
+    is_int(sb_cg_sweep(&l, root), 3, "sweep removes the three stale groups");
+    bool all_gone = true, all_kept = true;
+    for (const char **g = gone; *g; g++)
+        all_gone &= !exists(*g);
+    for (const char **g = keep; *g; g++)
+        all_kept &= exists(*g);
+    ok(all_gone, "groups of dead servers and of reused pids are gone");
+    ok(all_kept, "groups of live servers and other names are kept");
     sb_cg_layout_clear(&l);
 }
 
