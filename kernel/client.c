@@ -68,6 +68,8 @@ struct kn_client {
     kn_conn conn;
     kn_session session;
     void *ctx;
+    bool ctx_borrowed;   /* attached: the caller's context */
+    bool attached;       /* no process of ours (kn_client_attach) */
     void *sock[4];       /* indexed by kn_channel */
     void *hb;
     bool ready;
@@ -345,7 +347,8 @@ static void *open_socket(kn_client *c, int type, int port, const char *identity)
 
 static int connect_channels(kn_client *c, char **err)
 {
-    c->ctx = zmq_ctx_new();
+    if (!c->ctx)
+        c->ctx = zmq_ctx_new();
     if (!c->ctx) {
         *err = cb_printf_new("cannot create a ZeroMQ context: %s", zmq_strerror(errno));
         return -1;
@@ -668,13 +671,64 @@ fail:
     return NULL;
 }
 
+kn_client *kn_client_attach(const kn_conn *conn, void *zctx, const kn_client_opts *opts, cJSON **info,
+                            char **err)
+{
+    kn_client_opts dflt = KN_CLIENT_OPTS_INIT;
+    const kn_client_opts *o = opts ? opts : &dflt;
+    *err = NULL;
+    if (info)
+        *info = NULL;
+    kn_client *c = cb_calloc(1, sizeof *c);
+    c->pidfd = -1;
+    c->attached = true;
+    c->interrupt_by_message = true;
+    c->name = cb_strdup(conn->kernel_name && *conn->kernel_name ? conn->kernel_name : "attached");
+    c->hb_interval = o->hb_interval > 0 ? o->hb_interval : 1.0;
+    c->hb_timeout = o->hb_timeout;
+    c->parse = o->parse;
+    c->cancel_fd = o->cancel_fd;
+    c->ctx = zctx;
+    c->ctx_borrowed = zctx != NULL;
+    c->conn = (kn_conn){
+        .transport = cb_strdup(conn->transport ? conn->transport : "tcp"),
+        .ip = cb_strdup(conn->ip ? conn->ip : "127.0.0.1"),
+        .key = cb_strdup(conn->key ? conn->key : ""),
+        .signature_scheme = cb_strdup("hmac-sha256"),
+        .kernel_name = cb_strdup(c->name),
+        .shell_port = conn->shell_port, .iopub_port = conn->iopub_port,
+        .stdin_port = conn->stdin_port, .control_port = conn->control_port,
+        .hb_port = conn->hb_port,
+    };
+    if (kn_session_init(&c->session, "hmac-sha256", c->conn.key) < 0) {
+        *err = cb_strdup("cannot set up message signing");
+        goto fail;
+    }
+    if (connect_channels(c, err) < 0)
+        goto fail;
+    if (wait_ready(c, o->startup_timeout > 0 ? o->startup_timeout : 60, info, err) < 0)
+        goto fail;
+    c->next_ping = 0;
+    return c;
+fail:
+    kn_client_free(c);
+    return NULL;
+}
+
 int kn_client_interrupt(kn_client *c)
 {
+    if (c->attached)
+        return c->ready ? kn_client_send(c, KN_CH_CONTROL, "interrupt_request", "{}", NULL) : -1;
     if (c->pid <= 0 || check_exit(c))
         return -1;
     if (c->interrupt_by_message)
         return kn_client_send(c, KN_CH_CONTROL, "interrupt_request", "{}", NULL);
     return killpg(c->pid, SIGINT);
+}
+
+void kn_client_set_cancel_fd(kn_client *c, int fd)
+{
+    c->cancel_fd = fd;
 }
 
 void kn_client_kill(kn_client *c)
@@ -688,6 +742,13 @@ void kn_client_kill(kn_client *c)
 
 int kn_client_shutdown(kn_client *c, double grace)
 {
+    if (c->attached) {
+        if (c->ready && !c->shut_down)
+            kn_client_send(c, KN_CH_CONTROL, "shutdown_request", "{\"restart\":false}", NULL);
+        c->shut_down = true;
+        (void)grace;
+        return 0;
+    }
     if (c->pid <= 0 || c->reaped)
         return c->shut_down ? 0 : -1;
     int rc = -1;
@@ -719,7 +780,7 @@ void kn_client_free(kn_client *c)
             zmq_close(c->sock[i]);
     if (c->hb)
         zmq_close(c->hb);
-    if (c->ctx)
+    if (c->ctx && !c->ctx_borrowed)
         zmq_ctx_term(c->ctx);
     if (c->pidfd >= 0)
         close(c->pidfd);

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "kernel/conn.h"
 #include "kernel/kernelspec.h"
 #include "kernel/session.h"  /* KN_MSG_ID_LEN */
 #include "kernel/wire.h"
@@ -79,6 +80,15 @@ typedef struct kn_client kn_client;
  * ("kernel 'x' exited during startup with status 1"). */
 kn_client *kn_client_start(const kn_kernelspec *spec, const kn_client_opts *opts, cJSON **info, char **err);
 
+/* Connects to a kernel that is already running (started by someone else,
+ * e.g. inside a sandbox): conn gives transport, ip, ports and key. zctx is
+ * the ZeroMQ context to use (borrowed, it must outlive the client; NULL =
+ * a context of the client's own). Waits until ready like kn_client_start.
+ * The client has no process: liveness is the heartbeat (hb_timeout > 0),
+ * interrupts are interrupt_requests, shutdown sends shutdown_request only. */
+kn_client *kn_client_attach(const kn_conn *conn, void *zctx, const kn_client_opts *opts, cJSON **info,
+                            char **err);
+
 /* Sends msg_type with content (JSON text; NULL = "{}") on shell or control.
  * msg_id_out (KN_MSG_ID_LEN bytes) may be NULL. 0 or -1. */
 int kn_client_send(kn_client *c, kn_channel ch, const char *msg_type, const char *content, char *msg_id_out);
@@ -90,6 +100,8 @@ int kn_client_execute(kn_client *c, const char *code, bool store_history, bool a
 kn_poll_status kn_client_poll(kn_client *c, double timeout, kn_client_msg **out);
 
 int kn_client_interrupt(kn_client *c);
+/* From now on, fd readable = KN_POLL_CANCELLED (-1 = none). */
+void kn_client_set_cancel_fd(kn_client *c, int fd);
 /* Stops the kernel: shutdown_request and up to grace seconds for it to
  * exit, then SIGTERM (grace again), then SIGKILL to its process group.
  * Processes it left in its process group are killed too. Idempotent.

@@ -23,6 +23,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "sandbox/sb_ctx.h"
 #include "sandbox/sb_proc.h"
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_util.h"
@@ -845,6 +846,47 @@ static int h_proc_wait(sb_req *r, sb_box *b, sb_error *err)
 /* ---- the table ---------------------------------------------------------------- */
 
 #define SBX "/v1/sandboxes/:id"
+/* ---- code contexts (sb_ctx.c) ---------------------------------------------------- */
+
+static int h_ctx_create(sb_req *r, sb_box *b, sb_error *err)
+{
+    cJSON *out = NULL;
+    if (sb_ctx_create(b, body_or_empty(r), &out, err) < 0)
+        return -1;
+    return sb_reply_json(r, 201, out);
+}
+
+static int h_ctx_list(sb_req *r, sb_box *b, sb_error *err)
+{
+    (void)err;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "contexts", sb_ctxs_list_json(b));
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_ctx_get(sb_req *r, sb_box *b, sb_error *err)
+{
+    cJSON *j = sb_ctx_json(b, r->params[1]);
+    if (!j)
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", r->params[1]), -1;
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_ctx_delete(sb_req *r, sb_box *b, sb_error *err)
+{
+    if (sb_ctx_delete(b, r->params[1], err) < 0)
+        return -1;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddStringToObject(j, "id", r->params[1]);
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_code(sb_req *r, sb_box *b, sb_error *err)
+{
+    return sb_ctx_run(r, b, body_or_empty(r), err);
+}
+
 const sb_route sb_api_routes[] = {
     {"GET", "/v1/health", h_health, SB_ROUTE_NOAUTH, NULL},
     {"GET", "/v1/sandboxes", h_box_list, 0, NULL},
@@ -877,5 +919,10 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX "/sessions/:sid", on_box, 0, NULL, BOX(h_session_get)},
     {"DELETE", SBX "/sessions/:sid", on_box, 0, NULL, BOX(h_session_delete)},
     {"POST", SBX "/sessions/:sid/env", on_box, 0, NULL, BOX(h_session_env)},
+    {"POST", SBX "/contexts", on_box, 0, NULL, BOX(h_ctx_create)},
+    {"GET", SBX "/contexts", on_box, 0, NULL, BOX(h_ctx_list)},
+    {"GET", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_get)},
+    {"DELETE", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_delete)},
+    {"POST", SBX "/code", on_box, 0, NULL, BOX(h_code)},
 };
 const size_t sb_api_nroutes = CB_ARRAY_LEN(sb_api_routes);

@@ -24,6 +24,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -44,6 +45,7 @@
 #include "base/util.h"
 #include "sandbox/sb_net.h"
 #include "sandbox/sb_plan.h"
+#include "sandbox/sb_ctx.h"
 #include "sandbox/sb_proc.h"
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_util.h"
@@ -171,6 +173,7 @@ static sb_box *box_new(const char *id)
 
 static void box_free(sb_box *b)
 {
+    sb_ctxs_free(b);
     sb_procs_free(b);
     cJSON_Delete(b->opts.env);
     cJSON_Delete(b->sessions);
@@ -405,7 +408,11 @@ static cJSON *generic_setup_json(void)
     if (!none) {
         sb_plan plan;
         sb_plan_init(&plan);
-        sb_plan_opts po = {.hostname = "sandbox", .workspace_fd = -1, .tmp_mb = 64};
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[n > 0 ? n : 0] = '\0';
+        sb_plan_opts po = {.hostname = "sandbox", .workspace_fd = -1, .tmp_mb = 64,
+                           .self_exe = n > 0 ? exe : NULL};
         sb_plan_build(&plan, &po);
         cJSON_AddItemToObject(s, "plan", sb_plan_to_json(&plan));
         sb_plan_clear(&plan);
@@ -875,6 +882,7 @@ static void box_stop(sb_box *b, const char *reason)
         return;
     box_teardown(b);
     sb_procs_on_stop(b);
+    sb_ctxs_on_stop(b);
     pthread_cond_broadcast(&b->cv);
     char kv[128];
     snprintf(kv, sizeof kv, "sandbox=%s reason=%s", b->id, reason);
@@ -997,6 +1005,44 @@ int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err)
     if (j.fd < 0)
         sb_fail(err, SB_E_INTERNAL_ERROR, "socket in sandbox: %s", strerror(j.err));
     return j.fd;
+}
+
+typedef struct netns_call {
+    int nsfd;
+    void *(*fn)(void *);
+    void *arg;
+    int err;
+} netns_call;
+
+static void *netns_call_thread(void *arg)
+{
+    netns_call *j = arg;
+    if (j->nsfd >= 0 && setns(j->nsfd, CLONE_NEWNET) < 0) {
+        j->err = errno;
+        return NULL;
+    }
+    j->fn(j->arg);
+    return NULL;
+}
+
+int sb_box_in_netns(sb_box *b, void *(*fn)(void *), void *arg, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int nsfd = b->netns_fd >= 0 ? fcntl(b->netns_fd, F_DUPFD_CLOEXEC, 3) : -1;
+    pthread_mutex_unlock(&b->mu);
+    if (nsfd < 0 && reg.isolation != SB_ISOLATION_NONE)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' is not running", b->id), -1;
+    netns_call j = {nsfd, fn, arg, 0};
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, netns_call_thread, &j);
+    if (rc == 0)
+        pthread_join(t, NULL);
+    if (nsfd >= 0)
+        close(nsfd);
+    if (rc != 0 || j.err)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot enter the sandbox's network: %s",
+                       strerror(rc ? rc : j.err)), -1;
+    return 0;
 }
 
 /* ---- create / delete / list -------------------------------------------------- */

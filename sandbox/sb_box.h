@@ -30,6 +30,7 @@
 #define SB_UID_BASE 1000000u    /* uid 0 inside = this uid outside; 65536 ids mapped */
 
 typedef struct sb_proc sb_proc;
+typedef struct sb_ctx sb_ctx;
 
 typedef struct sb_box_opts {
     char instance[16];          /* lite | standard | heavy | custom */
@@ -63,6 +64,7 @@ typedef struct sb_box {
     int64_t last_used_ms;
     cJSON *sessions;            /* {"id": {"id","cwd","env","state","createdAt"}} */
     sb_proc *procs;             /* see sb_proc.h */
+    sb_ctx *contexts;           /* see sb_ctx.h */
 } sb_box;
 
 typedef enum { SB_ISOLATION_FULL, SB_ISOLATION_NONE } sb_isolation;
@@ -106,6 +108,11 @@ int sb_box_open_channel(sb_box *b, sb_error *err);
 int sb_box_root(sb_box *b, sb_error *err);
 /* A socket created inside the sandbox's network namespace (after acquire). */
 int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err);
+
+/* Runs fn(arg) on a thread of its own inside the sandbox's network
+ * namespace (after acquire; with --isolation none, in the host's). Threads
+ * fn creates stay in that namespace. 0, or -1 + err. */
+int sb_box_in_netns(sb_box *b, void *(*fn)(void *), void *arg, sb_error *err);
 
 /* Sessions. The default session always exists. *_json return owned JSON. */
 int sb_session_create(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);

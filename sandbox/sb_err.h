@@ -20,6 +20,7 @@
     X(COMMAND_NOT_FOUND, 404)                          \
     X(PROCESS_NOT_FOUND, 404)                          \
     X(SESSION_NOT_FOUND, 404)         /* cellbox */    \
+    X(CONTEXT_NOT_FOUND, 404)                          \
     X(METHOD_NOT_ALLOWED, 405)        /* cellbox */    \
     X(TIMEOUT, 408)                   /* cellbox */    \
     X(PROCESS_READY_TIMEOUT, 408)                      \
@@ -38,6 +39,7 @@
     X(INTERNAL_ERROR, 500)                             \
     X(PROCESS_EXITED_BEFORE_READY, 500)                \
     X(CONTAINER_UNAVAILABLE, 503)                      \
+    X(INTERPRETER_NOT_READY, 503)                      \
     X(SHUTTING_DOWN, 503)             /* cellbox */
 
 typedef enum {

@@ -121,6 +121,10 @@ void sb_plan_build(sb_plan *p, const sb_plan_opts *o)
     sb_plan_add(p, SB_STEP_TMPFS, NULL, "/tmp", 0, 01777, tmp_mb);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/root", 0, 0700, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/run", 0, 0755, 0);
+    /* the server's own binary, for code contexts (`cellbox kernel` runs
+     * inside the sandbox); skipped when the sandbox's root cannot reach it */
+    if (o->self_exe)
+        sb_plan_add(p, SB_STEP_BIND, o->self_exe, "/run/cellbox/cellbox", SB_BIND_RO | SB_BIND_TRY, 0, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/var", 0, 0755, 0);
     sb_plan_add(p, SB_STEP_SYMLINK, "/tmp", "/var/tmp", 0, 0, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/workspace", 0, 0755, 0);
@@ -334,7 +338,7 @@ static int run_step(const sb_step *s, bool pivoted, const char **what)
     case SB_STEP_BIND: {
         *what = "stat source";
         if (stat(s->src, &st) < 0)
-            return (s->flags & SB_BIND_TRY) && errno == ENOENT ? 0 : -1;
+            return (s->flags & SB_BIND_TRY) && (errno == ENOENT || errno == EACCES) ? 0 : -1;
         *what = "create mount point";
         if (S_ISDIR(st.st_mode)) {
             if (mkdir_p_in(dest, 0755) < 0)

@@ -41,7 +41,7 @@ typedef enum {
 enum {
     SB_BIND_RO = 1,     /* read-only */
     SB_BIND_DEV = 2,    /* device nodes usable (else nodev) */
-    SB_BIND_TRY = 4,    /* skip silently when the source is missing */
+    SB_BIND_TRY = 4,    /* skip silently when the source is missing or out of reach */
 };
 
 typedef struct sb_step {
@@ -64,6 +64,7 @@ typedef struct sb_plan_opts {
     int workspace_fd;          /* specialise: fd number of the detached workspace mount */
     unsigned tmp_mb;           /* size of /tmp and /dev/shm */
     const char *host_prefix;   /* "" normally; tests point it at a fake host tree */
+    const char *self_exe;      /* this binary on the host, bound at /run/cellbox/cellbox; NULL = not */
 } sb_plan_opts;
 
 void sb_plan_init(sb_plan *p);

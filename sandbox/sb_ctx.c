@@ -1,0 +1,912 @@
+/* sandbox/sb_ctx.c: code contexts; see sb_ctx.h. */
+#include "config.h"
+#include "sandbox/sb_ctx.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "kernel/client.h"
+#include "sandbox/sb_proc.h"
+#include "sandbox/sb_util.h"
+
+#define CTX_BIN_IN_SANDBOX "/run/cellbox/cellbox"
+#define CTX_START_TIMEOUT_S 60.0
+#define CTX_INTERRUPT_GRACE_S 5.0
+
+typedef enum { CTX_STARTING, CTX_READY, CTX_FAILED, CTX_DEAD } ctx_state;
+
+struct sb_ctx {
+    struct sb_ctx *next;
+    char id[64];
+    char proc_id[80];
+    char *cwd;
+    int64_t created_us;
+    /* below: under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    ctx_state state;
+    bool busy;               /* a run has the client */
+    int exec_count;
+    sb_error start_err;      /* CTX_FAILED: why */
+    kn_client *client;
+    void *zctx;
+};
+typedef struct sb_ctx sb_ctx;
+
+static sb_ctx *ctx_ref(sb_ctx *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->refs++;
+    pthread_mutex_unlock(&c->mu);
+    return c;
+}
+
+static void ctx_unref(sb_ctx *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool last = --c->refs == 0;
+    pthread_mutex_unlock(&c->mu);
+    if (!last)
+        return;
+    kn_client_free(c->client);
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c->cwd);
+    free(c);
+}
+
+/* Marks a context ended (wakes its waiters). */
+static void ctx_end(sb_ctx *c, ctx_state st)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->state != CTX_DEAD && c->state != CTX_FAILED)
+        c->state = st;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* box->mu held. */
+static sb_ctx *find_locked(sb_box *b, const char *id)
+{
+    for (sb_ctx *c = b->contexts; c; c = c->next)
+        if (strcmp(c->id, id) == 0)
+            return c;
+    return NULL;
+}
+
+static bool unlink_locked(sb_box *b, sb_ctx *c)
+{
+    for (sb_ctx **pp = &b->contexts; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            c->next = NULL;
+            return true;
+        }
+    return false;
+}
+
+/* A context that can no longer run: out of the list, its waiters woken. */
+static void drop_ctx(sb_box *b, sb_ctx *c)
+{
+    ctx_end(c, CTX_DEAD);
+    pthread_mutex_lock(&b->mu);
+    bool listed = unlink_locked(b, c);
+    pthread_mutex_unlock(&b->mu);
+    if (listed)
+        ctx_unref(c);
+}
+
+static const char *state_name(ctx_state s)
+{
+    static const char *names[] = {"starting", "ready", "failed", "ended"};
+    return names[s];
+}
+
+static cJSON *ctx_to_json(sb_ctx *c)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "id", c->id);
+    cJSON_AddStringToObject(j, "language", "python");
+    cJSON_AddStringToObject(j, "cwd", c->cwd);
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, c->created_us);
+    cJSON_AddStringToObject(j, "createdAt", date);
+    pthread_mutex_lock(&c->mu);
+    cJSON_AddNumberToObject(j, "executionCount", c->exec_count);
+    cJSON_AddStringToObject(j, "status", c->busy ? "busy" : state_name(c->state));
+    pthread_mutex_unlock(&c->mu);
+    cJSON_AddStringToObject(j, "processId", c->proc_id);
+    return j;
+}
+
+/* ---- starting the kernel ---------------------------------------------------- */
+
+/* A ZeroMQ context whose I/O threads run in the sandbox's network namespace:
+ * they are created by the first socket, on the thread that entered it. */
+static void *zctx_in_netns(void *arg)
+{
+    void **out = arg;
+    void *z = zmq_ctx_new();
+    if (z) {
+        int one = 1;
+        zmq_ctx_set(z, ZMQ_IO_THREADS, one);
+        void *s = zmq_socket(z, ZMQ_DEALER);
+        if (s) {
+            zmq_close(s);
+        } else {
+            zmq_ctx_term(z);
+            z = NULL;
+        }
+    }
+    *out = z;
+    return NULL;
+}
+
+/* Five free ports on the sandbox's loopback (all bound at once). */
+static int pick_ports_in_box(sb_box *b, int ports[5], sb_error *err)
+{
+    int fds[5] = {-1, -1, -1, -1, -1}, rc = 0;
+    for (int i = 0; i < 5 && rc == 0; i++) {
+        fds[i] = sb_box_socket_in_netns(b, AF_INET, SOCK_STREAM, err);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) < 0 ||
+            getsockname(fds[i], (struct sockaddr *)&a, &len) < 0) {
+            if (fds[i] >= 0)
+                sb_fail(err, SB_E_INTERNAL_ERROR, "cannot pick a port in the sandbox: %s", strerror(errno));
+            rc = -1;
+        } else {
+            ports[i] = ntohs(a.sin_port);
+        }
+    }
+    for (int i = 0; i < 5; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return rc;
+}
+
+/* Is the context's process still running? */
+static bool proc_running(sb_box *b, const char *proc_id)
+{
+    pthread_mutex_lock(&b->mu);
+    sb_proc *p = sb_proc_find(b, proc_id);
+    bool running = p && strcmp(p->status, "running") == 0;
+    pthread_mutex_unlock(&b->mu);
+    return running;
+}
+
+/* Startup watcher: makes `fd` readable when the kernel's process ends
+ * before the client is ready (so the wait does not last until the timeout). */
+typedef struct start_watch {
+    sb_box *b;
+    const char *proc_id;
+    int wfd;
+    bool done;            /* under b->mu */
+} start_watch;
+
+static void *watch_start(void *arg)
+{
+    start_watch *w = arg;
+    pthread_mutex_lock(&w->b->mu);
+    for (;;) {
+        sb_proc *p = sb_proc_find(w->b, w->proc_id);
+        if (w->done)
+            break;
+        if (!p || strcmp(p->status, "running") != 0) {
+            ssize_t n = write(w->wfd, "x", 1);
+            (void)n;
+            break;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&w->b->cv, &w->b->mu, &until);
+    }
+    pthread_mutex_unlock(&w->b->mu);
+    return NULL;
+}
+
+static char *self_exe(void)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    return cb_strdup(buf);
+}
+
+/* Starts the kernel process and connects to it. The context is not in use
+ * by anyone else yet (state STARTING). */
+static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
+{
+    int ports[5];
+    if (sb_box_acquire(b, err) < 0)
+        return -1;
+    int rc = -1;
+    int pfd[2] = {-1, -1};
+    bool proc_started = false;
+    cJSON *body = NULL;
+    kn_conn conn = {0};
+    bool isolated = sb_boxes_isolated();
+    cb_autofree char *bin = isolated ? cb_strdup(CTX_BIN_IN_SANDBOX) : self_exe();
+    cb_autofree char *key = NULL, *conn_json = NULL, *dir = NULL, *command = NULL;
+    if (!bin || pick_ports_in_box(b, ports, err) < 0) {
+        if (!err->code)
+            sb_fail(err, SB_E_INTERNAL_ERROR, "cannot find the cellbox binary");
+        goto out;
+    }
+    key = cb_random_hex(16);
+    conn = (kn_conn){
+        .transport = cb_strdup("tcp"), .ip = cb_strdup("127.0.0.1"), .key = cb_strdup(key),
+        .signature_scheme = cb_strdup("hmac-sha256"), .kernel_name = cb_strdup("cellbox"),
+        .shell_port = ports[0], .iopub_port = ports[1], .stdin_port = ports[2],
+        .control_port = ports[3], .hb_port = ports[4],
+    };
+    conn_json = kn_conn_to_json(&conn);
+    /* the connection file is written by the command itself, inside the
+     * sandbox (the JSON holds no single quote: hex key, numbers) */
+    dir = isolated ? cb_strdup("/tmp/.cellbox") : cb_printf_new("/tmp/.cellbox-%s", c->id);
+    command = cb_printf_new(
+        "mkdir -p %s && umask 077 && printf '%%s' '%s' > %s/%s.json && "
+        "XDG_DATA_HOME=%s MPLCONFIGDIR=%s/mpl-%s exec %s kernel -f %s/%s.json",
+        dir, conn_json, dir, c->id, dir, dir, c->id, bin, dir, c->id);
+    body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "command", command);
+    cJSON_AddStringToObject(body, "processId", c->proc_id);
+    cJSON_AddStringToObject(body, "cwd", c->cwd);
+    if (env)
+        cJSON_AddItemToObject(body, "env", cJSON_Duplicate(env, true));
+    cJSON *started = NULL;
+    if (sb_proc_start(b, body, &started, err) < 0)
+        goto out;
+    cJSON_Delete(started);
+    proc_started = true;
+
+    void *z = NULL;
+    if (sb_box_in_netns(b, zctx_in_netns, &z, err) < 0 || !z) {
+        if (!err->code)
+            sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+        goto out;
+    }
+    c->zctx = z;
+    if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(errno));
+        goto out;
+    }
+    start_watch w = {b, c->proc_id, pfd[1], false};
+    pthread_t t;
+    bool watching = pthread_create(&t, NULL, watch_start, &w) == 0;
+    kn_client_opts o = KN_CLIENT_OPTS_INIT;
+    o.startup_timeout = CTX_START_TIMEOUT_S;
+    o.hb_interval = 2;
+    o.hb_timeout = 60;
+    o.cancel_fd = pfd[0];
+    char *why = NULL;
+    kn_client *kc = kn_client_attach(&conn, z, &o, NULL, &why);
+    if (watching) {
+        pthread_mutex_lock(&b->mu);
+        w.done = true;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(t, NULL);
+    }
+    if (!kc) {
+        cb_autofree char *logs = NULL;
+        cJSON *lj = NULL;
+        sb_error lerr = {0};
+        if (sb_proc_logs(b, c->proc_id, &lj, &lerr) == 0)
+            logs = cb_strdup(cb_json_str(lj, "stderr", ""));
+        cJSON_Delete(lj);
+        size_t n = logs ? strlen(logs) : 0;
+        sb_fail(err, SB_E_INTERPRETER_NOT_READY, "the interpreter did not start: %s%s%.300s", why ? why : "?",
+                n ? "; its stderr: " : "", n > 300 ? logs + n - 300 : logs ? logs : "");
+        free(why);
+        goto out;
+    }
+    kn_client_set_cancel_fd(kc, -1);
+    c->client = kc;
+    rc = 0;
+out:
+    if (rc < 0 && proc_started) {
+        sb_error kerr = {0};
+        sb_proc_kill(b, c->proc_id, SIGKILL, 0, &kerr);
+    }
+    if (pfd[0] >= 0)
+        close(pfd[0]), close(pfd[1]);
+    cJSON_Delete(body);
+    kn_conn_clear(&conn);
+    sb_box_release(b);
+    return rc;
+}
+
+static int sb_ctx_create_id(sb_box *b, const char *id, const cJSON *body, sb_ctx **out, sb_error *err)
+{
+    const char *lang = cb_json_str(body, "language", "python");
+    if (strcmp(lang, "python") != 0 && strcmp(lang, "python3") != 0)
+        return sb_fail(err, SB_E_VALIDATION_FAILED,
+                       "language '%s' is not supported: contexts run python", lang), -1;
+    const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(body, "cwd");
+    if (cwd && (!cJSON_IsString(cwd) || cwd->valuestring[0] != '/'))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "cwd must be an absolute path"), -1;
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
+    if (!env)
+        env = cJSON_GetObjectItemCaseSensitive(body, "envVars");
+    if (env && sb_env_check(env, err) < 0)
+        return -1;
+
+    sb_ctx *c = cb_calloc(1, sizeof *c);
+    if (id) {
+        snprintf(c->id, sizeof c->id, "%s", id);
+    } else {
+        cb_autofree char *hex = cb_random_hex(6);
+        snprintf(c->id, sizeof c->id, "ctx-%s", hex);
+    }
+    snprintf(c->proc_id, sizeof c->proc_id, "context-%s", c->id);
+    c->cwd = cb_strdup(cwd ? cwd->valuestring : "/workspace");
+    c->created_us = cb_real_us();
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->refs = 2;  /* the list's and ours */
+    c->state = CTX_STARTING;
+    pthread_mutex_lock(&b->mu);
+    sb_ctx *old = find_locked(b, c->id);
+    if (old) {
+        ctx_ref(old);
+        pthread_mutex_unlock(&b->mu);
+        ctx_unref(c), ctx_unref(c);
+        *out = old;
+        return 0;  /* someone else made it (the default context) */
+    }
+    c->next = b->contexts;
+    b->contexts = c;
+    pthread_mutex_unlock(&b->mu);
+
+    sb_error e = {0};
+    if (ctx_start(b, c, env, &e) < 0) {
+        pthread_mutex_lock(&c->mu);
+        c->start_err = e;
+        pthread_mutex_unlock(&c->mu);
+        ctx_end(c, CTX_FAILED);
+        pthread_mutex_lock(&b->mu);
+        bool listed = unlink_locked(b, c);
+        pthread_mutex_unlock(&b->mu);
+        if (listed)
+            ctx_unref(c);
+        ctx_unref(c);
+        *err = e;
+        return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (c->state == CTX_STARTING)
+        c->state = CTX_READY;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    cb_info("context", "sandbox %s: context %s started", b->id, c->id);
+    *out = c;
+    return 0;
+}
+
+int sb_ctx_create(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
+{
+    sb_ctx *c;
+    if (sb_ctx_create_id(b, NULL, body, &c, err) < 0)
+        return -1;
+    *out = ctx_to_json(c);
+    ctx_unref(c);
+    return 0;
+}
+
+/* A reference to a listed context, waiting while it starts; NULL + err. */
+static sb_ctx *ctx_get(sb_box *b, const char *id, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    sb_ctx *c = find_locked(b, id);
+    if (c)
+        ctx_ref(c);
+    pthread_mutex_unlock(&b->mu);
+    if (!c)
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), NULL;
+    pthread_mutex_lock(&c->mu);
+    while (c->state == CTX_STARTING)
+        pthread_cond_wait(&c->cv, &c->mu);
+    ctx_state st = c->state;
+    sb_error e = c->start_err;
+    pthread_mutex_unlock(&c->mu);
+    if (st == CTX_READY)
+        return c;
+    ctx_unref(c);
+    if (st == CTX_FAILED)
+        *err = e;
+    else
+        sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' has ended", id);
+    return NULL;
+}
+
+cJSON *sb_ctxs_list_json(sb_box *b)
+{
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&b->mu);
+    for (sb_ctx *c = b->contexts; c; c = c->next)
+        cJSON_AddItemToArray(arr, ctx_to_json(c));
+    pthread_mutex_unlock(&b->mu);
+    return arr;
+}
+
+cJSON *sb_ctx_json(sb_box *b, const char *id)
+{
+    pthread_mutex_lock(&b->mu);
+    sb_ctx *c = find_locked(b, id);
+    cJSON *j = c ? ctx_to_json(c) : NULL;
+    pthread_mutex_unlock(&b->mu);
+    return j;
+}
+
+int sb_ctx_delete(sb_box *b, const char *id, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    sb_ctx *c = find_locked(b, id);
+    if (c)
+        unlink_locked(b, c);
+    pthread_mutex_unlock(&b->mu);
+    if (!c)
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), -1;
+    ctx_end(c, CTX_DEAD);
+    /* ask the kernel to leave, then make sure of it */
+    pthread_mutex_lock(&c->mu);
+    bool idle = !c->busy && c->client;
+    if (idle)
+        kn_client_shutdown(c->client, 0);
+    pthread_mutex_unlock(&c->mu);
+    sb_error e = {0};
+    sb_proc_kill(b, c->proc_id, SIGTERM, 1000, &e);
+    cb_info("context", "sandbox %s: context %s deleted", b->id, c->id);
+    ctx_unref(c);
+    return 0;
+}
+
+void sb_ctxs_on_stop(sb_box *b)
+{
+    while (b->contexts) {
+        sb_ctx *c = b->contexts;
+        b->contexts = c->next;
+        c->next = NULL;
+        ctx_end(c, CTX_DEAD);
+        ctx_unref(c);
+    }
+}
+
+void sb_ctxs_free(sb_box *b)
+{
+    sb_ctxs_on_stop(b);
+}
+
+/* ---- running code ------------------------------------------------------------ */
+
+static const struct {
+    const char *mime, *key;
+} mime_keys[] = {
+    {"text/plain", "text"},      {"text/html", "html"},          {"text/markdown", "markdown"},
+    {"image/svg+xml", "svg"},    {"image/png", "png"},           {"image/jpeg", "jpeg"},
+    {"application/pdf", "pdf"},  {"text/latex", "latex"},        {"application/json", "json"},
+    {"application/javascript", "javascript"},
+};
+
+/* A result object from a display_data / execute_result content. */
+static cJSON *result_from(const cJSON *content, bool main_result)
+{
+    cJSON *r = cJSON_CreateObject();
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(content, "data");
+    cJSON *extra = NULL;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, data) {
+        const char *key = NULL;
+        for (size_t i = 0; i < CB_ARRAY_LEN(mime_keys); i++)
+            if (strcmp(item->string, mime_keys[i].mime) == 0)
+                key = mime_keys[i].key;
+        cJSON *v = cJSON_Duplicate(item, true);
+        /* text values may come as lists of lines */
+        if (cJSON_IsArray(v) && key && strcmp(key, "json") != 0) {
+            cb_buf s = CB_BUF_INIT;
+            const cJSON *line;
+            cJSON_ArrayForEach(line, v)
+                if (cJSON_IsString(line))
+                    cb_buf_puts(&s, line->valuestring);
+            cJSON_Delete(v);
+            v = cJSON_CreateString(s.data ? s.data : "");
+            cb_buf_clear(&s);
+        }
+        if (key) {
+            cJSON_AddItemToObject(r, key, v);
+        } else {
+            if (!extra)
+                extra = cJSON_CreateObject();
+            cJSON_AddItemToObject(extra, item->string, v);
+        }
+    }
+    if (extra)
+        cJSON_AddItemToObject(r, "extra", extra);
+    cJSON_AddBoolToObject(r, "isMainResult", main_result);
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(content, "metadata");
+    if (cJSON_IsObject(md) && md->child)
+        cJSON_AddItemToObject(r, "metadata", cJSON_Duplicate(md, true));
+    const char *did = cb_json_str(cJSON_GetObjectItemCaseSensitive(content, "transient"), "display_id", NULL);
+    if (did)
+        cJSON_AddStringToObject(r, "displayId", did);
+    return r;
+}
+
+typedef struct run {
+    sb_box *b;
+    sb_ctx *c;
+    char msg_id[KN_MSG_ID_LEN];
+    bool sse;
+    int client_fd;
+    int64_t t0_ns;
+    double deadline;          /* 0 = none */
+    double grace_until;       /* after an interrupt */
+    bool timed_out, client_gone, got_idle, got_reply, finished, sent_complete;
+    bool clear_pending;
+    int exec_count;
+    cJSON *results;           /* array */
+    cJSON *out, *errs;        /* arrays of chunks */
+    cJSON *error;             /* object or NULL */
+    sb_error fail;            /* the run could not complete */
+} run;
+
+static void run_free(void *p)
+{
+    run *x = p;
+    if (!x)
+        return;
+    if (x->c) {
+        if (x->c->client)
+            kn_client_set_cancel_fd(x->c->client, -1);
+        pthread_mutex_lock(&x->c->mu);
+        if (x->exec_count > x->c->exec_count)
+            x->c->exec_count = x->exec_count;
+        x->c->busy = false;
+        pthread_cond_broadcast(&x->c->cv);
+        pthread_mutex_unlock(&x->c->mu);
+        ctx_unref(x->c);
+    }
+    if (x->b) {
+        sb_box_release(x->b);
+        sb_box_unref(x->b);
+    }
+    cJSON_Delete(x->results);
+    cJSON_Delete(x->out);
+    cJSON_Delete(x->errs);
+    cJSON_Delete(x->error);
+    free(x);
+}
+
+static double run_duration_ms(const run *x)
+{
+    return (double)(cb_mono_ns() - x->t0_ns) / 1e6;
+}
+
+static void emit(run *x, cb_buf *sse, const char *event, cJSON *data)
+{
+    if (x->sse && sse)
+        sb_sse_event(sse, event, data);
+    else
+        cJSON_Delete(data);
+}
+
+static cJSON *error_from(const cJSON *content)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", cb_json_str(content, "ename", "Error"));
+    cJSON_AddStringToObject(e, "value", cb_json_str(content, "evalue", ""));
+    const cJSON *tb = cJSON_GetObjectItemCaseSensitive(content, "traceback");
+    cJSON_AddItemToObject(e, "traceback", cJSON_IsArray(tb) ? cJSON_Duplicate(tb, true) : cJSON_CreateArray());
+    return e;
+}
+
+static void apply_clear(run *x)
+{
+    cJSON_Delete(x->results);
+    x->results = cJSON_CreateArray();
+    x->clear_pending = false;
+}
+
+/* One message of ours: fold it into the run and the event stream. */
+static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
+{
+    const char *t = m->msg_type;
+    if (m->channel == KN_CH_SHELL) {
+        if (strcmp(t, "execute_reply") == 0) {
+            x->got_reply = true;
+            x->exec_count = (int)cb_json_int(m->content, "execution_count", x->exec_count);
+            if (strcmp(cb_json_str(m->content, "status", ""), "ok") != 0 && !x->error) {
+                x->error = error_from(m->content);
+                emit(x, sse, "error", cJSON_Duplicate(x->error, true));
+            }
+        }
+        return;
+    }
+    if (m->channel != KN_CH_IOPUB)
+        return;
+    if (strcmp(t, "status") == 0) {
+        if (strcmp(cb_json_str(m->content, "execution_state", ""), "idle") == 0)
+            x->got_idle = true;
+    } else if (strcmp(t, "execute_input") == 0) {
+        x->exec_count = (int)cb_json_int(m->content, "execution_count", x->exec_count);
+    } else if (strcmp(t, "stream") == 0) {
+        const char *name = cb_json_str(m->content, "name", "stdout");
+        const char *text = cb_json_str(m->content, "text", "");
+        bool err = strcmp(name, "stderr") == 0;
+        cJSON_AddItemToArray(err ? x->errs : x->out, cJSON_CreateString(text));
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "text", text);
+        emit(x, sse, err ? "stderr" : "stdout", e);
+    } else if (strcmp(t, "execute_result") == 0 || strcmp(t, "display_data") == 0) {
+        if (x->clear_pending)
+            apply_clear(x);
+        cJSON *r = result_from(m->content, strcmp(t, "execute_result") == 0);
+        cJSON_AddItemToArray(x->results, cJSON_Duplicate(r, true));
+        emit(x, sse, "result", r);
+    } else if (strcmp(t, "update_display_data") == 0) {
+        cJSON *r = result_from(m->content, false);
+        const char *did = cb_json_str(r, "displayId", NULL);
+        int n = cJSON_GetArraySize(x->results);
+        for (int i = 0; did && i < n; i++)
+            if (strcmp(cb_json_str(cJSON_GetArrayItem(x->results, i), "displayId", ""), did) == 0)
+                cJSON_ReplaceItemInArray(x->results, i, cJSON_Duplicate(r, true));
+        cJSON_AddBoolToObject(r, "update", true);
+        emit(x, sse, "result", r);
+    } else if (strcmp(t, "clear_output") == 0) {
+        bool wait = cb_json_bool(m->content, "wait", false);
+        if (wait)
+            x->clear_pending = true;
+        else
+            apply_clear(x);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddBoolToObject(e, "wait", wait);
+        emit(x, sse, "clear", e);
+    } else if (strcmp(t, "error") == 0) {
+        cJSON_Delete(x->error);
+        x->error = error_from(m->content);
+        emit(x, sse, "error", cJSON_Duplicate(x->error, true));
+    }
+}
+
+/* Drives the run until it finishes or `wait_s` passes. Returns 1 finished,
+ * 0 not yet. */
+static int run_step(run *x, double wait_s, cb_buf *sse)
+{
+    double until = cb_mono_s() + wait_s;
+    while (!x->finished) {
+        double now = cb_mono_s();
+        pthread_mutex_lock(&x->c->mu);
+        bool dead = x->c->state != CTX_READY;
+        pthread_mutex_unlock(&x->c->mu);
+        if (dead || !proc_running(x->b, x->c->proc_id)) {
+            sb_fail(&x->fail, SB_E_INTERPRETER_NOT_READY,
+                    dead ? "the context ended while the code ran (sandbox stopped or context deleted)"
+                         : "the interpreter exited while the code ran; the context is gone");
+            drop_ctx(x->b, x->c);
+            x->finished = true;
+            break;
+        }
+        if (x->deadline > 0 && now >= x->deadline && !x->timed_out) {
+            x->timed_out = true;
+            x->grace_until = now + CTX_INTERRUPT_GRACE_S;
+            kn_client_interrupt(x->c->client);
+        }
+        if (x->grace_until > 0 && now >= x->grace_until && !x->finished) {
+            /* the interrupt did not bring it back: end this context */
+            sb_fail(&x->fail, SB_E_TIMEOUT,
+                    "the code did not stop %g s after an interrupt; the context was ended",
+                    CTX_INTERRUPT_GRACE_S);
+            drop_ctx(x->b, x->c);
+            sb_error e = {0};
+            sb_proc_kill(x->b, x->c->proc_id, SIGKILL, 0, &e);
+            x->finished = true;
+            break;
+        }
+        if (now >= until)
+            return 0;
+        double step = until - now;
+        if (step > 0.5)
+            step = 0.5;  /* look at the process and the clock now and then */
+        if (x->deadline > 0 && !x->timed_out && x->deadline - now < step)
+            step = x->deadline - now;
+        kn_client_msg *m = NULL;
+        kn_poll_status st = kn_client_poll(x->c->client, step, &m);
+        if (st == KN_POLL_MSG) {
+            if (strcmp(m->parent_id, x->msg_id) == 0)
+                on_message(x, m, sse);
+            kn_client_msg_free(m);
+            if (x->got_idle && x->got_reply)
+                x->finished = true;
+        } else if (st == KN_POLL_CANCELLED) {
+            /* the client hung up: stop the code, drain until idle, reply to no one */
+            kn_client_set_cancel_fd(x->c->client, -1);
+            x->client_gone = true;
+            if (x->grace_until == 0) {
+                x->grace_until = cb_mono_s() + CTX_INTERRUPT_GRACE_S;
+                kn_client_interrupt(x->c->client);
+            }
+            until = x->grace_until + 0.01;
+        } else if (st == KN_POLL_HB_LOST) {
+            sb_fail(&x->fail, SB_E_INTERPRETER_NOT_READY, "the interpreter stopped answering its heartbeat");
+            drop_ctx(x->b, x->c);
+            sb_error e = {0};
+            sb_proc_kill(x->b, x->c->proc_id, SIGKILL, 0, &e);
+            x->finished = true;
+        }
+    }
+    return 1;
+}
+
+static cJSON *run_summary(run *x)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "executionCount", x->exec_count);
+    cJSON_AddNumberToObject(j, "durationMs", run_duration_ms(x));
+    cJSON_AddBoolToObject(j, "timedOut", x->timed_out);
+    return j;
+}
+
+static cJSON *run_result(run *x)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "context", x->c->id);
+    cJSON_AddItemToObject(j, "results", x->results);
+    x->results = NULL;
+    cJSON *logs = cJSON_AddObjectToObject(j, "logs");
+    cJSON_AddItemToObject(logs, "stdout", x->out);
+    cJSON_AddItemToObject(logs, "stderr", x->errs);
+    x->out = x->errs = NULL;
+    if (x->error)
+        cJSON_AddItemToObject(j, "error", x->error);
+    else
+        cJSON_AddNullToObject(j, "error");
+    x->error = NULL;
+    cJSON_AddNumberToObject(j, "executionCount", x->exec_count);
+    cJSON_AddBoolToObject(j, "timedOut", x->timed_out);
+    cJSON_AddNumberToObject(j, "durationMs", run_duration_ms(x));
+    return j;
+}
+
+static int run_produce(void *ctx, cb_buf *out)
+{
+    run *x = ctx;
+    if (x->sent_complete)
+        return 1;
+    double ka = 15.0;
+    const char *e = getenv("CELLBOX_SSE_KEEPALIVE_MS");
+    if (e && atoi(e) >= 50)
+        ka = atoi(e) / 1000.0;
+    size_t before = out->len;
+    int done = run_step(x, ka, out);
+    if (x->client_gone)
+        return -1;
+    if (!done) {
+        if (out->len == before)
+            sb_sse_comment(out, "keepalive");
+        return 0;
+    }
+    if (x->fail.code) {
+        cJSON *err = cJSON_CreateObject();
+        cJSON_AddStringToObject(err, "code", sb_err_name(x->fail.code));
+        cJSON_AddStringToObject(err, "error", x->fail.msg);
+        sb_sse_event(out, "error", err);
+    }
+    if (x->timed_out && !x->error) {
+        cJSON *te = cJSON_CreateObject();
+        cJSON_AddStringToObject(te, "name", "TimeoutError");
+        cJSON_AddStringToObject(te, "value", "the run exceeded timeoutMs and was interrupted");
+        cJSON_AddItemToObject(te, "traceback", cJSON_CreateArray());
+        sb_sse_event(out, "error", te);
+    }
+    sb_sse_event(out, "execution_complete", run_summary(x));
+    x->sent_complete = true;
+    return 1;
+}
+
+int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
+{
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(body, "code");
+    if (!cJSON_IsString(code))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "code must be a string"), -1;
+    const cJSON *cid = cJSON_GetObjectItemCaseSensitive(body, "context");
+    if (!cid)
+        cid = cJSON_GetObjectItemCaseSensitive(body, "contextId");
+    if (cJSON_IsObject(cid))  /* a context object as the SDKs pass it */
+        cid = cJSON_GetObjectItemCaseSensitive(cid, "id");
+    if (cid && !cJSON_IsString(cid))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "context must be a context id"), -1;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeoutMs");
+    if (!t)
+        t = cJSON_GetObjectItemCaseSensitive(body, "timeout");
+    if (t && (!cJSON_IsNumber(t) || t->valuedouble < 0))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "timeoutMs must be a number >= 0"), -1;
+
+    sb_ctx *c = NULL;
+    if (cid) {
+        c = ctx_get(b, cid->valuestring, err);
+        if (!c)
+            return -1;
+    } else {
+        cJSON *none = cJSON_CreateObject();
+        int rc = sb_ctx_create_id(b, "default", none, &c, err);
+        cJSON_Delete(none);
+        if (rc < 0)
+            return -1;
+        ctx_unref(c);
+        if (!(c = ctx_get(b, "default", err)))
+            return -1;
+    }
+    if (sb_box_acquire(b, err) < 0) {
+        ctx_unref(c);
+        return -1;
+    }
+    run *x = cb_calloc(1, sizeof *x);
+    x->b = sb_box_ref(b);
+    x->c = c;
+    x->sse = sb_req_wants_sse(r);
+    x->results = cJSON_CreateArray();
+    x->out = cJSON_CreateArray();
+    x->errs = cJSON_CreateArray();
+    /* one run at a time: wait for the context */
+    pthread_mutex_lock(&c->mu);
+    while (c->busy && c->state == CTX_READY)
+        pthread_cond_wait(&c->cv, &c->mu);
+    bool ok = c->state == CTX_READY;
+    if (ok)
+        c->busy = true;
+    pthread_mutex_unlock(&c->mu);
+    if (!ok) {
+        x->c = NULL;
+        ctx_unref(c);
+        run_free(x);
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "the context has ended"), -1;
+    }
+    x->t0_ns = cb_mono_ns();
+    if (t && t->valuedouble > 0)
+        x->deadline = cb_mono_s() + t->valuedouble / 1000.0;
+    kn_client_set_cancel_fd(c->client, sb_req_client_fd(r));
+    if (kn_client_execute(c->client, code->valuestring, true, false, false, x->msg_id) < 0) {
+        kn_client_set_cancel_fd(c->client, -1);
+        run_free(x);
+        return sb_fail(err, SB_E_INTERPRETER_NOT_READY, "cannot send the code to the interpreter"), -1;
+    }
+    if (x->sse)
+        return sb_reply_stream(r, 200, "text/event-stream", run_produce, x, run_free);
+    run_step(x, 1e9, NULL);
+    if (x->fail.code && !x->timed_out) {
+        *err = x->fail;
+        run_free(x);
+        return -1;
+    }
+    if (x->timed_out && !x->error) {
+        x->error = cJSON_CreateObject();
+        cJSON_AddStringToObject(x->error, "name", "TimeoutError");
+        cJSON_AddStringToObject(x->error, "value", x->fail.code ? x->fail.msg
+                                                                : "the run exceeded timeoutMs and was interrupted");
+        cJSON_AddItemToObject(x->error, "traceback", cJSON_CreateArray());
+    }
+    cJSON *j = run_result(x);
+    run_free(x);
+    return sb_reply_json(r, 200, j);
+}

@@ -1,0 +1,44 @@
+/* sandbox/sb_ctx.h: code contexts, a Python interpreter inside a sandbox.
+ *
+ * A context is a `cellbox kernel` started inside the sandbox as a background
+ * process ("context-<id>", so it has the sandbox's whole isolation and shows
+ * in the process list), driven by the server over the Jupyter protocol with
+ * the kernel client of kernel/client.h. The kernel listens on 127.0.0.1 of
+ * the sandbox's network namespace; the server reaches it through a ZeroMQ
+ * context whose I/O threads were started inside that namespace (so no port
+ * is ever opened on the host, and "network: none" sandboxes work). The
+ * binary is the server's own, bind-mounted read-only at /run/cellbox/cellbox
+ * by the generic plan.
+ *
+ * A run sends one execute_request and turns the kernel's replies into the
+ * Cloudflare/E2B "Execution" shape: results (text, html, png, ... and
+ * isMainResult), logs {stdout[], stderr[]}, error {name, value, traceback},
+ * executionCount; or into server-sent events as they arrive. One run at a
+ * time per context (others wait their turn). A run past its timeoutMs, or
+ * whose client hangs up, is interrupted; the context stays usable.
+ *
+ * Contexts live as long as their sandbox runs: a stop (sleep, delete,
+ * restart, agent death) ends them and their ids are then unknown.
+ *
+ * Threads: the list is box->contexts under box->mu; each context has its own
+ * run lock. Ownership: sb_ctx_* JSON results are owned by the caller.
+ */
+#ifndef SB_CTX_H
+#define SB_CTX_H
+
+#include <cjson/cJSON.h>
+
+#include "sandbox/sb_box.h"
+#include "sandbox/sb_http.h"
+
+int sb_ctx_create(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
+cJSON *sb_ctxs_list_json(sb_box *b);
+cJSON *sb_ctx_json(sb_box *b, const char *id);     /* NULL if unknown */
+int sb_ctx_delete(sb_box *b, const char *id, sb_error *err);
+/* POST /code: replies itself (JSON or SSE) and returns 0, or -1 + err. */
+int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err);
+
+void sb_ctxs_on_stop(sb_box *b);   /* box->mu held: every context ends */
+void sb_ctxs_free(sb_box *b);
+
+#endif
