@@ -733,11 +733,14 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         kn_client_msg *m = NULL;
         kn_poll_status st = kn_client_poll(x->c->client, step, &m);
         if (st == KN_POLL_MSG) {
+            size_t before = sse ? sse->len : 0;
             if (strcmp(m->parent_id, x->msg_id) == 0)
                 on_message(x, m, sse);
             kn_client_msg_free(m);
             if (x->got_idle && x->got_reply)
                 x->finished = true;
+            else if (sse && sse->len > before && !x->client_gone)
+                return 0;  /* send what came now */
         } else if (st == KN_POLL_CANCELLED) {
             /* the client hung up: stop the code, drain until idle, reply to no one */
             kn_client_set_cancel_fd(x->c->client, -1);

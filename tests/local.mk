@@ -44,3 +44,8 @@ fuzz:
 	@test -n "$(FUZZ_TARGET)" || { echo "make fuzz FUZZ_TARGET=wire|notebook [FUZZ_SECONDS=60]"; exit 2; }
 	$(SHELL) $(srcdir)/tests/fuzz/run.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)
 .PHONY: fuzz
+
+# Code contexts of `cellbox serve` (a cellbox kernel per context, inside the
+# sandbox); with the other sandbox tests (tests/sandbox_lib.py, needs root).
+EXTRA_DIST += tests/sandbox_contexts.py
+TESTS += tests/sandbox_contexts.py
