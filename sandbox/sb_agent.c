@@ -115,66 +115,6 @@ static agent_conf conf;
 
 /* ---- process trees --------------------------------------------------------- */
 
-/* Signal every descendant of this process (we are a child subreaper, so that
- * is the whole tree of the command). Returns how many were signalled. */
-static int signal_descendants(int sig)
-{
-    enum { MAXP = 8192 };
-    static pid_t pids[MAXP], ppids[MAXP];
-    static char zombie[MAXP];
-    int n = 0;
-    DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < MAXP) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t r = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (r <= 0)
-            continue;
-        buf[r] = '\0';
-        char *rp = strrchr(buf, ')');
-        char state;
-        int ppid;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
-            continue;
-        pids[n] = atoi(e->d_name);
-        ppids[n] = ppid;
-        zombie[n] = state == 'Z' || state == 'X';
-        n++;
-    }
-    closedir(d);
-    /* mark descendants of self: repeat until no change (n is small) */
-    static char mark[MAXP];
-    memset(mark, 0, (size_t)n);
-    pid_t self = getpid();
-    for (bool changed = true; changed;) {
-        changed = false;
-        for (int i = 0; i < n; i++) {
-            if (mark[i])
-                continue;
-            bool child = ppids[i] == self;
-            for (int j = 0; !child && j < n; j++)
-                child = mark[j] && pids[j] == ppids[i];
-            if (child)
-                mark[i] = 1, changed = true;
-        }
-    }
-    int count = 0;
-    for (int i = 0; i < n; i++)
-        if (mark[i] && !zombie[i]) {
-            kill(pids[i], sig);
-            count++;
-        }
-    return count;
-}
 
 /* A shim's own command: reap_all() may collect it while it kills the
  * tree (a command that dies at once), so its status is kept here for the
@@ -221,11 +161,11 @@ static void kill_tree(pid_t pgid, int sig, bool until_gone)
         kill(-pgid, sig);
     if (!has_children())
         return;
-    signal_descendants(sig);
+    sb_signal_descendants(getpid(), sig);
     if (!until_gone)
         return;
     for (int round = 0; round < 2000; round++) {
-        if (!has_children() || signal_descendants(SIGKILL) == 0)
+        if (!has_children() || sb_signal_descendants(getpid(), SIGKILL) == 0)
             break;
         usleep(round < 10 ? 200 : 2000);
     }
@@ -970,6 +910,10 @@ int sb_cmd_agent(int argc, char **argv)
         close(fd);
         spare = spawn_spare(sfd, &mask);
     }
-    /* pid 1 leaving ends every process of the sandbox */
+    /* pid 1 leaving ends every process of the sandbox; without namespaces
+     * (--isolation none) the agent ends them itself: every process a
+     * command starts stays below its shim, below us */
+    if (!conf.isolated)
+        sb_signal_descendants(getpid(), SIGKILL);
     return 0;
 }

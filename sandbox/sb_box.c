@@ -855,6 +855,9 @@ static void box_teardown(sb_box *b)
 {
     int64_t t0 = cb_mono_ns();
     if (b->agent > 0) {
+        /* without a pid namespace nothing ends the agent's processes for us */
+        if (reg.isolation == SB_ISOLATION_NONE)
+            sb_signal_descendants(b->agent, SIGKILL);
         if (b->pidfd >= 0)
             syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
         else

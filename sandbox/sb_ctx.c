@@ -271,6 +271,11 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "command", command);
     cJSON_AddStringToObject(body, "processId", c->proc_id);
+    if (!isolated && strcmp(c->cwd, "/workspace") == 0) {
+        /* --isolation none: the workspace is a host folder */
+        free(c->cwd);
+        c->cwd = cb_printf_new("%s/workspace", b->dir);
+    }
     cJSON_AddStringToObject(body, "cwd", c->cwd);
     if (env)
         cJSON_AddItemToObject(body, "env", cJSON_Duplicate(env, true));

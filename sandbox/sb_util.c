@@ -3,7 +3,11 @@
 #include "config.h"
 #include "sandbox/sb_util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
@@ -251,4 +255,61 @@ static int rm_walk(const char *path, const struct stat *st, int flag, struct FTW
 int sb_rm_rf(const char *path)
 {
     return nftw(path, rm_walk, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+int sb_signal_descendants(pid_t root, int sig)
+{
+    enum { MAXP = 32768 };
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    pid_t *pids = cb_calloc(MAXP, sizeof *pids), *ppids = cb_calloc(MAXP, sizeof *ppids);
+    char *zombie = cb_calloc(MAXP, 1), *mark = cb_calloc(MAXP, 1);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < MAXP) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (r <= 0)
+            continue;
+        buf[r] = '\0';
+        char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
+            continue;
+        pids[n] = atoi(e->d_name);
+        ppids[n] = ppid;
+        zombie[n] = state == 'Z' || state == 'X';
+        n++;
+    }
+    closedir(d);
+    /* mark descendants of root: repeat until no change */
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < n; i++) {
+            if (mark[i])
+                continue;
+            bool child = ppids[i] == root;
+            for (int j = 0; !child && j < n; j++)
+                child = mark[j] && pids[j] == ppids[i];
+            if (child)
+                mark[i] = 1, changed = true;
+        }
+    }
+    int count = 0;
+    for (int i = 0; i < n; i++)
+        if (mark[i] && !zombie[i]) {
+            kill(pids[i], sig);
+            count++;
+        }
+    free(pids), free(ppids), free(zombie), free(mark);
+    return count;
 }

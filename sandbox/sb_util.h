@@ -8,6 +8,7 @@
 #define SB_UTIL_H
 
 #include <cjson/cJSON.h>
+#include <sys/types.h>
 
 #include "base/buf.h"
 #include "base/util.h"
@@ -54,4 +55,8 @@ bool sb_env_name_valid(const char *k);
 int sb_env_check(const cJSON *env, sb_error *err);
 /* rm -rf without following symlinks or crossing file systems; 0 or -1. */
 int sb_rm_rf(const char *path);
+/* Signal every descendant of `root` (children, their children...), found
+ * through /proc/PID/stat. Returns how many were signalled. */
+int sb_signal_descendants(pid_t root, int sig);
+
 #endif
