@@ -12,6 +12,7 @@ libcellbox_a_SOURCES += \
 	sandbox/sb_box.c sandbox/sb_box.h \
 	sandbox/sb_proc.c sandbox/sb_proc.h \
 	sandbox/sb_ctx.c sandbox/sb_ctx.h \
+	sandbox/sb_port.c sandbox/sb_port.h \
 	sandbox/sb_http.c sandbox/sb_http.h \
 	sandbox/sb_api.c sandbox/sb_api.h \
 	sandbox/sb_files.c \

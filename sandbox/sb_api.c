@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "sandbox/sb_ctx.h"
+#include "sandbox/sb_port.h"
 #include "sandbox/sb_proc.h"
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_util.h"
@@ -887,6 +888,54 @@ static int h_code(sb_req *r, sb_box *b, sb_error *err)
     return sb_ctx_run(r, b, body_or_empty(r), err);
 }
 
+/* ---- exposed ports (sb_port.c) ---------------------------------------------------- */
+
+static int h_port_expose(sb_req *r, sb_box *b, sb_error *err)
+{
+    cJSON *out = NULL;
+    if (sb_port_expose(b, body_or_empty(r), &out, err) < 0)
+        return -1;
+    return sb_reply_json(r, 201, out);
+}
+
+static int h_port_list(sb_req *r, sb_box *b, sb_error *err)
+{
+    (void)err;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "ports", sb_ports_list_json(b));
+    return sb_reply_json(r, 200, j);
+}
+
+static int port_param(sb_req *r, sb_error *err)
+{
+    const char *s = r->params[1];
+    if (strspn(s, "0123456789") != strlen(s) || strlen(s) > 5)
+        return sb_fail(err, SB_E_INVALID_PORT_NUMBER, "'%s' is not a port number", s), -1;
+    return atoi(s);
+}
+
+static int h_port_get(sb_req *r, sb_box *b, sb_error *err)
+{
+    int port = port_param(r, err);
+    if (port < 0)
+        return -1;
+    cJSON *j = sb_port_json(b, port);
+    if (!j)
+        return sb_fail(err, SB_E_PORT_NOT_EXPOSED, "port %d of sandbox '%s' is not exposed", port, b->id), -1;
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_port_unexpose(sb_req *r, sb_box *b, sb_error *err)
+{
+    int port = port_param(r, err);
+    if (port < 0 || sb_port_unexpose(b, port, err) < 0)
+        return -1;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddNumberToObject(j, "port", port);
+    return sb_reply_json(r, 200, j);
+}
+
 const sb_route sb_api_routes[] = {
     {"GET", "/v1/health", h_health, SB_ROUTE_NOAUTH, NULL},
     {"GET", "/v1/sandboxes", h_box_list, 0, NULL},
@@ -924,5 +973,9 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_get)},
     {"DELETE", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_delete)},
     {"POST", SBX "/code", on_box, 0, NULL, BOX(h_code)},
+    {"POST", SBX "/ports", on_box, 0, NULL, BOX(h_port_expose)},
+    {"GET", SBX "/ports", on_box, 0, NULL, BOX(h_port_list)},
+    {"GET", SBX "/ports/:port", on_box, 0, NULL, BOX(h_port_get)},
+    {"DELETE", SBX "/ports/:port", on_box, 0, NULL, BOX(h_port_unexpose)},
 };
 const size_t sb_api_nroutes = CB_ARRAY_LEN(sb_api_routes);

@@ -21,6 +21,9 @@
     X(PROCESS_NOT_FOUND, 404)                          \
     X(SESSION_NOT_FOUND, 404)         /* cellbox */    \
     X(CONTEXT_NOT_FOUND, 404)                          \
+    X(PORT_NOT_EXPOSED, 404)                           \
+    X(PORT_ALREADY_EXPOSED, 409)                       \
+    X(INVALID_PORT_NUMBER, 400)                        \
     X(METHOD_NOT_ALLOWED, 405)        /* cellbox */    \
     X(TIMEOUT, 408)                   /* cellbox */    \
     X(PROCESS_READY_TIMEOUT, 408)                      \
@@ -38,6 +41,7 @@
     X(NO_SPACE, 500)                                   \
     X(INTERNAL_ERROR, 500)                             \
     X(PROCESS_EXITED_BEFORE_READY, 500)                \
+    X(SERVICE_NOT_RESPONDING, 502)                     \
     X(CONTAINER_UNAVAILABLE, 503)                      \
     X(INTERPRETER_NOT_READY, 503)                      \
     X(SHUTTING_DOWN, 503)             /* cellbox */

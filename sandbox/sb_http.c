@@ -69,6 +69,7 @@ static void req_free(sb_req *r)
     cb_buf_clear(&r->body);
     cJSON_Delete(r->json);
     free(r->url);
+    free(r->raw_uri);
     free(r);
 }
 
@@ -125,7 +126,8 @@ static int queue(sb_req *r, int status, struct MHD_Response *resp)
         r->replied = true;
         return -1;
     }
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (!r->by_host)
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
     r->replied = true;
     r->status = status;
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -238,23 +240,73 @@ static void stream_free(void *cls)
     free(s);
 }
 
-int sb_reply_stream(sb_req *r, int status, const char *content_type, sb_produce_fn produce,
-                    void *ctx, void (*free_ctx)(void *))
+int sb_reply_stream_ex(sb_req *r, int status, uint64_t size, const char *const *headers,
+                       sb_produce_fn produce, void *ctx, void (*free_ctx)(void *))
 {
     stream_ctx *s = cb_calloc(1, sizeof *s);
     s->produce = produce;
     s->ctx = ctx;
     s->free_ctx = free_ctx;
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s, stream_free);
+        MHD_create_response_from_callback(size, 64 * 1024, stream_read, s, stream_free);
     if (!resp) {
         stream_free(s);
         return sb_reply_err(r, SB_E_INTERNAL_ERROR, "cannot create a stream");
     }
-    MHD_add_response_header(resp, "Content-Type", content_type);
-    if (strcmp(content_type, "text/event-stream") == 0)
-        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    for (const char *const *h = headers; h && h[0] && h[1]; h += 2)
+        MHD_add_response_header(resp, h[0], h[1]);
     return queue(r, status, resp);
+}
+
+int sb_reply_stream(sb_req *r, int status, const char *content_type, sb_produce_fn produce,
+                    void *ctx, void (*free_ctx)(void *))
+{
+    bool sse = strcmp(content_type, "text/event-stream") == 0;
+    const char *headers[] = {"Content-Type", content_type, sse ? "X-Accel-Buffering" : NULL, "no", NULL};
+    return sb_reply_stream_ex(r, status, MHD_SIZE_UNKNOWN, headers, produce, ctx, free_ctx);
+}
+
+typedef struct upgrade_ctx {
+    sb_upgrade_fn fn;
+    void *ctx;
+    void (*free_ctx)(void *);
+    bool used;
+} upgrade_ctx;
+
+static void on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls, const char *extra,
+                       size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)conn, (void)req_cls;
+    upgrade_ctx *u = cls;
+    u->used = true;
+    u->fn(u->ctx, sock, extra, extra_len, urh);
+    if (u->free_ctx)
+        u->free_ctx(u->ctx);
+    free(u);
+}
+
+int sb_reply_upgrade(sb_req *r, const char *const *headers, sb_upgrade_fn fn, void *ctx,
+                     void (*free_ctx)(void *))
+{
+    upgrade_ctx *u = cb_calloc(1, sizeof *u);
+    *u = (upgrade_ctx){fn, ctx, free_ctx, false};
+    struct MHD_Response *resp = MHD_create_response_for_upgrade(on_upgrade, u);
+    if (!resp) {
+        if (free_ctx)
+            free_ctx(ctx);
+        free(u);
+        return sb_reply_err(r, SB_E_INTERNAL_ERROR, "cannot switch protocols");
+    }
+    for (const char *const *h = headers; h && h[0] && h[1]; h += 2)
+        MHD_add_response_header(resp, h[0], h[1]);
+    /* (if the upgrade never happens, u leaks with its ctx: MHD gives no
+     * destructor for an upgrade response's closure) */
+    return queue(r, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+}
+
+void sb_upgrade_close(void *handle)
+{
+    MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE);
 }
 
 void sb_sse_event(cb_buf *out, const char *event, cJSON *data)
@@ -298,13 +350,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     sb_req *r = *con_cls;
     if (!r) {
         r = cb_calloc(1, sizeof *r);
+        cb_buf_init(&r->body);
+        *con_cls = r;
+    }
+    if (!r->started) {
+        r->started = true;
         r->conn = conn;
         r->method = method;
         r->url = cb_strdup(url);
         r->t0_ns = cb_mono_ns();
-        cb_buf_init(&r->body);
-        *con_cls = r;
-        bool known;
+        if (!r->raw_uri)
+            r->raw_uri = cb_strdup(url);
+        bool known = false;
+        const char *host = sb_req_header(r, "Host");
+        if (hconf.route_host && host)
+            r->route = hconf.route_host(r, host);
+        if (r->route) {
+            r->by_host = true;
+            /* routed by its host name: auth and body handling are the route's */
+            if ((r->route->flags & SB_ROUTE_RAW) && r->route->upload && r->route->upload->begin &&
+                r->route->upload->begin(r) != 0 && r->upload_err.code != SB_OK)
+                sb_reply_error(r, &r->upload_err);
+            return MHD_YES;
+        }
         r->route = find_route(r, url, &known);
         if (!r->route) {
             /* Say 401 rather than 404 to someone without the token. */
@@ -377,6 +445,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     sb_req *r = *con_cls;
     if (!r)
         return;
+    if (!r->started) {
+        req_free(r);
+        *con_cls = NULL;
+        return;
+    }
     if (cb_log_enabled(CB_LOG_INFO)) {
         char kv[512];
         snprintf(kv, sizeof kv, "method=%s path=\"%s\" status=%d ms=%.2f%s", r->method, r->url,
@@ -386,6 +459,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     req_free(r);
     *con_cls = NULL;
+}
+
+/* Called first for every request, with the request target as sent: keep it
+ * (the proxy forwards it unchanged; `url` is unescaped by libmicrohttpd). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls, (void)conn;
+    sb_req *r = cb_calloc(1, sizeof *r);
+    cb_buf_init(&r->body);
+    r->raw_uri = cb_strdup(uri ? uri : "/");
+    return r;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -405,7 +489,7 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_ALLOW_UPGRADE;
     socklen_t sl;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
@@ -426,7 +510,8 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
     (void)sl;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, conf->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+        MHD_OPTION_CONNECTION_LIMIT,
         /* idle connections go after 10 minutes; a request being served
          * (a long exec, a stream) is not idle */
         (unsigned)2048, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,

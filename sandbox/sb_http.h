@@ -65,6 +65,9 @@ struct sb_req {
     sb_error upload_err;        /* set by upload callbacks */
     void *upload_ctx;           /* owned by the upload callbacks */
     void (*upload_free)(void *);
+    char *raw_uri;              /* the request target as sent (path?query, not unescaped) */
+    bool by_host;               /* routed by route_host: replies carry only their own headers */
+    bool started;
 };
 
 typedef struct sb_http_conf {
@@ -73,6 +76,10 @@ typedef struct sb_http_conf {
     const char *token;
     const sb_route *routes;
     size_t nroutes;
+    /* Seen before the route table: a route for requests that belong to
+     * someone else by their Host header (preview URLs), or NULL. Such a
+     * route's flags decide auth and body handling as for any route. */
+    const sb_route *(*route_host)(sb_req *r, const char *host);
 } sb_http_conf;
 
 struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_out, sb_error *err);
@@ -99,6 +106,22 @@ int sb_reply_fd(sb_req *r, int fd, uint64_t size, const char *content_type);
 typedef int (*sb_produce_fn)(void *ctx, cb_buf *out);
 int sb_reply_stream(sb_req *r, int status, const char *content_type, sb_produce_fn produce,
                     void *ctx, void (*free_ctx)(void *));
+
+/* The general form: size (MHD_SIZE_UNKNOWN or a byte count) and extra
+ * headers as name, value pairs ending with NULL. */
+int sb_reply_stream_ex(sb_req *r, int status, uint64_t size, const char *const *headers,
+                       sb_produce_fn produce, void *ctx, void (*free_ctx)(void *));
+
+/* 101 Switching Protocols with these headers, then the connection belongs
+ * to on_upgrade(ctx, fd, extra, extra_len, handle): fd is the client's
+ * socket, extra what the client already sent past the request. It may block
+ * (the connection has a thread of its own) and must end with
+ * sb_upgrade_close(handle). ctx is freed with free_ctx afterwards (or if the
+ * upgrade never happens). */
+typedef void (*sb_upgrade_fn)(void *ctx, int fd, const char *extra, size_t extra_len, void *handle);
+int sb_reply_upgrade(sb_req *r, const char *const *headers, sb_upgrade_fn on_upgrade, void *ctx,
+                     void (*free_ctx)(void *));
+void sb_upgrade_close(void *handle);
 
 /* SSE formatting: "event: NAME\ndata: JSON\n\n" (takes data). */
 void sb_sse_event(cb_buf *out, const char *event, cJSON *data);

@@ -24,12 +24,14 @@
 #include "sandbox/sb_box.h"
 #include "sandbox/sb_http.h"
 #include "sandbox/sb_plan.h"
+#include "sandbox/sb_port.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: cellbox serve [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
-            "                     [--pool N] [--print-plan] [--isolation full|none]\n"
+            "                     [--pool N] [--preview-base URL] [--print-plan]\n"
+            "                     [--isolation full|none]\n"
             "\n"
             "Run the sandbox manager: an HTTP/JSON API (see docs/api.md) that creates\n"
             "isolated sandboxes and runs commands, files, processes and sessions in them.\n"
@@ -41,6 +43,10 @@ static void usage(FILE *out)
             "  --token-file FILE    the API token; made on first start, mode 0600\n"
             "                       (default STATE-DIR/token)\n"
             "  --pool N             warm agents kept ready for new sandboxes (default 2, 0 = none)\n"
+            "  --preview-base URL   where preview URLs of exposed ports point: SCHEME://DOMAIN[:PORT]\n"
+            "                       (default http://localhost:<port>; *.localhost is loopback);\n"
+            "                       a port's URL is SCHEME://{port}-{id}-{token}.DOMAIN[:PORT]/,\n"
+            "                       answered by this server (give it wildcard DNS)\n"
             "  --print-plan         print the setup plan of a sandbox (dry run) and exit\n"
             "  --isolation none     DEVELOPMENT ONLY: run commands without namespaces,\n"
             "                       cgroups or seccomp, as the server's user\n"
@@ -149,6 +155,7 @@ int sb_cmd_serve(int argc, char **argv)
     const char *listen = "127.0.0.1:7070";
     cb_autofree char *state_dir = NULL;
     const char *token_file = NULL;
+    const char *preview_base = NULL;
     sb_isolation isolation = SB_ISOLATION_FULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -171,6 +178,8 @@ int sb_cmd_serve(int argc, char **argv)
             }
             sb_boxes_set_pool((int)n);
             i++;
+        } else if (strcmp(a, "--preview-base") == 0 && v) {
+            preview_base = v, i++;
         } else if (strcmp(a, "--print-plan") == 0) {
             return print_plan();
         } else if (strcmp(a, "--isolation") == 0 && v) {
@@ -231,13 +240,18 @@ int sb_cmd_serve(int argc, char **argv)
         fprintf(stderr, "cellbox serve: %s\n", err.msg);
         return 1;
     }
-    sb_http_conf hc = {host, port, token, sb_api_routes, sb_api_nroutes};
+    if (sb_ports_configure(preview_base, port, &err) < 0) {
+        fprintf(stderr, "cellbox serve: %s\n", err.msg);
+        return 2;
+    }
+    sb_http_conf hc = {host, port, token, sb_api_routes, sb_api_nroutes, sb_port_route_host};
     unsigned short bound = 0;
     struct MHD_Daemon *d = sb_http_start(&hc, &bound, &err);
     if (!d) {
         fprintf(stderr, "cellbox serve: %s\n", err.msg);
         return 1;
     }
+    sb_ports_configure(preview_base, bound, &err);
     sb_boxes_start_sleeper();
     bool v6 = strchr(host, ':') != NULL;
     printf("cellbox serve: listening on http://%s%s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "", bound);
