@@ -16,6 +16,7 @@
 #include "base/json.h"
 #include "sandbox/sb_err.h"
 #include "sandbox/sb_plan.h"
+#include "sandbox/sb_port.h"
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_util.h"
 #include "tests/tap.h"
@@ -243,9 +244,32 @@ static void test_proto(void)
     cb_buf_clear(&p);
 }
 
+static void test_preview_hosts(void)
+{
+    int port;
+    char id[64], tok[64];
+    ok(sb_port_parse_host("8080-my-box-abc123.localhost:7070", "localhost", &port, id, tok) && port == 8080 &&
+       strcmp(id, "my-box") == 0 && strcmp(tok, "abc123") == 0,
+       "port, id with hyphens and token from {port}-{id}-{token}.domain:port");
+    ok(sb_port_parse_host("3000-A-T_1.Example.COM.", "example.com", &port, id, tok) && strcmp(id, "a") == 0 &&
+       strcmp(tok, "t_1") == 0, "case-insensitive, a trailing dot");
+    const char *bad[] = {"localhost:7070", "8080-box.localhost", "80-box-t.localhost", "70000-box-t.localhost",
+                         "8080--t.localhost", "8080-box-.localhost", "8080-box-t.other.host",
+                         "x8080-box-t.localhost", "8080-bo_x-t.localhost", "8080-box-t!.localhost",
+                         "8080-box-t", "", "[::1]:7070", NULL};
+    bool none = true;
+    for (const char **h = bad; *h; h++)
+        if (sb_port_parse_host(*h, "localhost", &port, id, tok)) {
+            none = false;
+            printf("# wrongly parsed: %s\n", *h);
+        }
+    ok(none, "hosts that are not preview hosts are refused (%d cases)", (int)(sizeof bad / sizeof *bad) - 1);
+}
+
 int main(void)
 {
     test_ids();
+    test_preview_hosts();
     test_utf8();
     test_b64_duration_mime();
     test_errors();
