@@ -327,7 +327,7 @@ static void *open_socket(kn_client *c, int type, int port, const char *identity)
     void *s = zmq_socket(c->ctx, type);
     if (!s)
         return NULL;
-    int zero = 0, ivl = 10, ivl_max = 200;
+    int zero = 0, ivl = 10, ivl_max = 0;  /* 0: no back-off, retry every 10 ms */
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     /* the kernel binds a moment after we connect: retry fast (libzmq's
      * default of 100 ms is what makes jupyter_client's startup quantised) */

@@ -279,11 +279,13 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     cJSON_AddStringToObject(body, "cwd", c->cwd);
     if (env)
         cJSON_AddItemToObject(body, "env", cJSON_Duplicate(env, true));
+    int64_t t0 = cb_mono_ns();
     cJSON *started = NULL;
     if (sb_proc_start(b, body, &started, err) < 0)
         goto out;
     cJSON_Delete(started);
     proc_started = true;
+    int64_t t_proc = cb_mono_ns();
 
     void *z = NULL;
     if (sb_box_in_netns(b, zctx_in_netns, &z, err) < 0 || !z) {
@@ -328,6 +330,8 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     }
     kn_client_set_cancel_fd(kc, -1);
     c->client = kc;
+    cb_debug("context", "sandbox %s: context %s: process started in %.1f ms, kernel ready after %.1f ms",
+             b->id, c->id, (double)(t_proc - t0) / 1e6, (double)(cb_mono_ns() - t0) / 1e6);
     rc = 0;
 out:
     if (rc < 0 && proc_started) {
