@@ -1,0 +1,594 @@
+"""tests/sandbox_contexts.py: code contexts of `cellbox serve` (a cellbox
+Python kernel per context, running inside the sandbox and driven over the
+Jupyter protocol by the server), with the real server, real namespaces and
+Python's http.client. Prints TAP.
+
+Sections: context records (create, list, get, delete, errors), running code
+(state, execution counts, stdout/stderr, errors, validation, concurrent
+runs), rich results (HTML, pandas, matplotlib, every MIME key, display ids,
+clear_output), timeouts, isolation of the kernel (user, files, hostname,
+cwd, env, cgroup), two contexts, the default context (also its concurrent
+first use, and its deletion), SSE (events, errors, a client that goes away),
+the kernel as a process, a kernel that exits, sleep, and deletion (of a
+context, of a sandbox).
+Waits use deadlines, never fixed sleeps.
+"""
+import base64
+import json
+import os
+import re
+import socket
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox_lib import TAP, Server, can_sandbox, in_threads, parse_sse, wait_until  # noqa: E402
+
+t = TAP()
+if not can_sandbox():
+    t.skip_all("needs root for namespaces and cgroups")
+
+MAIN, GONE, NAP = "cx-main", "cx-gone", "cx-nap"
+IDS = [MAIN, GONE, NAP]
+SB = "/v1/sandboxes/" + MAIN
+CTX_ID = re.compile(r"^ctx-[0-9a-f]{12}$")
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
+# A start may take seconds on a loaded 2-core machine, and a first matplotlib
+# import builds its font cache in the fresh workspace: be generous.
+HTTP_TIMEOUT = 180
+
+srv = Server()
+state = {}
+
+
+def section(fn):
+    """Runs one section; an unexpected exception is one failed case (with its
+    traceback) and the next section still runs."""
+    try:
+        fn()
+    except Exception:  # noqa: BLE001
+        t.ok(False, "%s: no unexpected exception" % fn.__name__, traceback.format_exc())
+
+
+def code(src, ctx=None, sid=MAIN, **extra):
+    """POST …/code; ctx None means no "context" field (the default one)."""
+    body = dict(extra, code=src)
+    if ctx is not None:
+        body["context"] = ctx
+    return srv.post("/v1/sandboxes/%s/code" % sid, body, timeout=HTTP_TIMEOUT)
+
+
+def run(src, ctx=None, sid=MAIN, **extra):
+    """A run that must be answered with 200: the reply's JSON."""
+    r = code(src, ctx, sid, **extra)
+    if r.status != 200:
+        raise RuntimeError("run %r: %r" % (src, r))
+    return r.json()
+
+
+def ok_run(src, ctx=None, **extra):
+    """A run that must also end without a Python error."""
+    j = run(src, ctx, **extra)
+    if j.get("error") is not None:
+        raise RuntimeError("run %r: %r" % (src, j["error"]))
+    return j
+
+
+def out(j, stream="stdout"):
+    return "".join(j["logs"][stream])
+
+
+def main_text(j):
+    """text/plain of the run's main result (the last expression's value)."""
+    mains = [r for r in j["results"] if r.get("isMainResult") is True]
+    return mains[0].get("text") if len(mains) == 1 else None
+
+
+def new_context(sid=MAIN, **body):
+    r = srv.post("/v1/sandboxes/%s/contexts" % sid, body, timeout=HTTP_TIMEOUT)
+    if r.status != 201:
+        raise RuntimeError("create context: %r" % r)
+    return r.json()
+
+
+def sse(src, ctx=None, sid=MAIN, **extra):
+    """The same run with Accept: text/event-stream: (status, content type, raw
+    body, events)."""
+    body = dict(extra, code=src)
+    if ctx is not None:
+        body["context"] = ctx
+    c = srv.conn(HTTP_TIMEOUT)
+    c.request("POST", "/v1/sandboxes/%s/code" % sid, body=json.dumps(body).encode(),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream",
+                       "Content-Type": "application/json"})
+    r = c.getresponse()
+    raw = r.read().decode()
+    ctype = r.getheader("Content-Type", "")
+    c.close()
+    events = parse_sse(raw) if "text/event-stream" in ctype else []
+    return r.status, ctype, raw, events
+
+
+def process(sid, pid):
+    """The record of background process pid in sandbox sid, or None."""
+    r = srv.get("/v1/sandboxes/%s/processes" % sid)
+    for p in r.json().get("processes", []) if r.status == 200 else []:
+        if p.get("id") == pid:
+            return p
+    return None
+
+
+def sandbox_group(sid):
+    """The name of sid's cgroup below cellbox/ (pool-<server>-<n>, or the id)."""
+    agent = srv.get("/v1/sandboxes/" + sid).json()["agentPid"]
+    with open("/proc/%d/cgroup" % agent) as f:
+        m = re.search(r"/cellbox/([^/\n]+)", f.read())
+    return m.group(1)
+
+
+def host_pid(sid, inner_pid):
+    """The host pid of the process that is inner_pid in sid's pid namespace
+    and in sid's cgroup (None if there is none)."""
+    group = "/cellbox/" + sandbox_group(sid)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cgroup" % pid) as f:
+                cg = f.read()
+            with open("/proc/%s/status" % pid) as f:
+                nspid = [ln.split()[1:] for ln in f if ln.startswith("NSpid:")]
+        except OSError:
+            continue
+        if (group + "\n" in cg or group + "/" in cg) and nspid and nspid[0][-1] == str(inner_pid):
+            return int(pid)
+    return None
+
+
+def records(ctx):
+    """A context record without the fields that change between calls."""
+    return {k: v for k, v in ctx.items() if k != "executionCount"}
+
+
+def s_records():
+    # ---- context records ---------------------------------------------------
+    r = srv.post(SB + "/contexts", {}, timeout=HTTP_TIMEOUT)
+    j = r.json() if r.status == 201 else {}
+    state["a"] = a = j.get("id")
+    t.ok(r.status == 201 and CTX_ID.match(a or "") and j.get("language") == "python"
+         and j.get("cwd") == "/workspace" and j.get("executionCount") == 0,
+         "create a context with no body: 201, ctx-<12 hex>, python, /workspace, executionCount 0", r)
+    t.ok(ISO.match(str(j.get("createdAt"))) and j.get("processId") == "context-%s" % a,
+         "the record has an ISO createdAt and processId context-<id>", j)
+    r = srv.post(SB + "/contexts", {"language": "python", "cwd": "/tmp", "env": {"K": "V"}},
+                 timeout=HTTP_TIMEOUT)
+    j = r.json() if r.status == 201 else {}
+    state["b"] = b = j.get("id")
+    t.ok(r.status == 201 and CTX_ID.match(b or "") and b != a and j.get("cwd") == "/tmp",
+         "create a context with language, cwd and env: 201, its own id, cwd /tmp", r)
+    r = srv.get(SB + "/contexts")
+    ids = [c.get("id") for c in r.json().get("contexts", [])] if r.status == 200 else []
+    t.ok(r.status == 200 and a in ids and b in ids, "list contexts: both are there", r)
+    first = r.json()["contexts"][ids.index(a)] if a in ids else None
+    r = srv.get(SB + "/contexts/" + a)
+    t.ok(r.status == 200 and first is not None and records(r.json()) == records(first),
+         "get one context: the same record as in the list", (r, first))
+    r = srv.post(SB + "/contexts", {"language": "r"})
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "language other than python: 400 VALIDATION_FAILED", r)
+    r = srv.get(SB + "/contexts/ctx-000000000000")
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "get an unknown context: 404 CONTEXT_NOT_FOUND", r)
+    r = srv.delete(SB + "/contexts/ctx-000000000000")
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "delete an unknown context: 404 CONTEXT_NOT_FOUND", r)
+    r = srv.post("/v1/sandboxes/cx-nowhere/contexts", {})
+    t.ok(r.status == 404 and r.code == "SANDBOX_NOT_FOUND", "context in an unknown sandbox: 404 SANDBOX_NOT_FOUND", r)
+    # an interpreter that cannot start (no standard library under PYTHONHOME)
+    before = [c["id"] for c in srv.get(SB + "/contexts").json()["contexts"]]
+    # (three times: the kernel answers kernel_info before its interpreter has
+    # started, so a server that takes that for readiness is caught at once)
+    rs = [srv.post(SB + "/contexts", {"env": {"PYTHONHOME": "/nonexistent"}}, timeout=HTTP_TIMEOUT)
+          for _ in range(3)]
+    t.ok(all(r.status == 503 and r.code == "INTERPRETER_NOT_READY" for r in rs),
+         "a kernel that cannot start: 503 INTERPRETER_NOT_READY (3 tries)", rs)
+    after = [c["id"] for c in srv.get(SB + "/contexts").json()["contexts"]]
+    t.eq(sorted(after), sorted(before), "a context that failed to start is not listed")
+
+
+def s_code():
+    # ---- running code ----------------------------------------------------------
+    a = state["a"]
+    j = run("x = 1", a)
+    t.ok(j["context"] == a and j["results"] == [] and j["error"] is None and j["executionCount"] == 1
+         and j["timedOut"] is False and isinstance(j["durationMs"], (int, float)) and j["durationMs"] >= 0
+         and j["logs"] == {"stdout": [], "stderr": []},
+         "a statement: 200, no results, no error, executionCount 1, timedOut false, durationMs", j)
+    j = run("x + 1", a)
+    t.ok(main_text(j) == "2" and len(j["results"]) == 1 and j["executionCount"] == 2,
+         "state persists: x + 1 gives the main result text '2', executionCount 2", j)
+    j = run("y = x * 10", a)
+    t.eq(j["executionCount"], 3, "executionCount goes on: 3")
+    r = srv.get(SB + "/contexts/" + a)
+    t.eq(r.json().get("executionCount"), 3, "the context record shows executionCount 3")
+    j = run('print("hi")', a)
+    t.ok(out(j) == "hi\n" and j["logs"]["stderr"] == [] and j["results"] == [],
+         "print: logs.stdout joined is 'hi\\n', no stderr, no results", j)
+    j = run('import sys; print("e", file=sys.stderr)', a)
+    t.ok(out(j, "stderr") == "e\n" and j["logs"]["stdout"] == [], "print to sys.stderr goes to logs.stderr", j)
+    j = run("for i in range(3):\n    print(i, flush=True)\nprint('end')", a)
+    t.ok(out(j) == "0\n1\n2\nend\n" and all(isinstance(s, str) for s in j["logs"]["stdout"]),
+         "stdout chunks, joined, keep their order", j)
+    r = code('raise ValueError("boom")', a)
+    e = r.json().get("error") if r.status == 200 else None
+    t.ok(r.status == 200 and e and e.get("name") == "ValueError" and e.get("value") == "boom"
+         and isinstance(e.get("traceback"), list) and len(e["traceback"]) > 0
+         and all(isinstance(s, str) for s in e["traceback"]),
+         "a Python exception: 200 with error name, value and a traceback", r)
+    j = run("x, y", a)
+    t.ok(j["error"] is None and main_text(j) == "(1, 10)", "after an exception the state is still there", j)
+    r = srv.post(SB + "/code", {"context": a}, timeout=HTTP_TIMEOUT)
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "code missing: 400 VALIDATION_FAILED", r)
+    r = srv.post(SB + "/code", {"code": 123, "context": a}, timeout=HTTP_TIMEOUT)
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "code not a string: 400 VALIDATION_FAILED", r)
+    r = code("1", "ctx-000000000000")
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "run in an unknown context: 404 CONTEXT_NOT_FOUND", r)
+    r = code("1", a, sid="cx-nowhere")
+    t.ok(r.status == 404 and r.code == "SANDBOX_NOT_FOUND", "run in an unknown sandbox: 404 SANDBOX_NOT_FOUND", r)
+    got = {}
+
+    def runner(i):
+        try:
+            got[i] = run("import time; time.sleep(0.05); print(%d); %d * 10" % (i, i), a)
+        except Exception as e:  # noqa: BLE001
+            got[i] = repr(e)
+    in_threads(runner, 4)
+    good = all(isinstance(got[i], dict) and out(got[i]) == "%d\n" % i and main_text(got[i]) == str(i * 10)
+               for i in range(4))
+    counts = sorted(got[i]["executionCount"] for i in range(4)) if good else []
+    t.ok(good and counts == list(range(counts[0], counts[0] + 4)),
+         "4 concurrent runs in one context: each gets its own output, one execution after the other", got)
+
+
+def s_rich():
+    # ---- rich results ----------------------------------------------------------
+    a = state["a"]
+    j = ok_run('from IPython.display import display, HTML\ndisplay(HTML("<b>x</b>"))', a)
+    res = j["results"]
+    t.ok(len(res) == 1 and res[0].get("html") == "<b>x</b>" and res[0].get("isMainResult") is False,
+         "display(HTML(...)): a result with html, isMainResult false", j)
+    j = ok_run("from IPython.display import display\ndisplay('shown')\n6 * 7", a)
+    t.ok([(r.get("text"), r.get("isMainResult")) for r in j["results"]] == [("'shown'", False), ("42", True)],
+         "a display() output then the main result, in order", j)
+    j = ok_run("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})", a)
+    mains = [r for r in j["results"] if r.get("isMainResult") is True]
+    t.ok(len(mains) == 1 and "<table" in mains[0].get("html", "") and "text" in mains[0],
+         "a pandas DataFrame: main result with html <table> and text", j)
+    j = ok_run("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()", a)
+    pngs = [r["png"] for r in j["results"] if "png" in r]
+    t.ok(len(pngs) == 1 and base64.b64decode(pngs[0]).startswith(b"\x89PNG"),
+         "matplotlib plt.show(): a result whose png is base64 of a PNG", {
+             "results": [{k: (v[:60] if isinstance(v, str) else v) for k, v in r.items()} for r in j["results"]],
+             "error": j["error"]})
+    bundle = {
+        "text/plain": "plain", "text/html": "<i>h</i>", "text/markdown": "**m**",
+        "image/svg+xml": "<svg xmlns='http://www.w3.org/2000/svg'/>",
+        "image/png": base64.b64encode(b"\x89PNG fake").decode(),
+        "image/jpeg": base64.b64encode(b"\xff\xd8\xff fake").decode(),
+        "application/pdf": base64.b64encode(b"%PDF-1.4 fake").decode(),
+        "text/latex": "$x^2$", "application/json": {"a": [1, 2], "b": None},
+        "application/javascript": "console.log(1)",
+    }
+    j = ok_run("from IPython.display import display\ndisplay(%r, raw=True)" % bundle, a)
+    want = {"text": "plain", "html": "<i>h</i>", "markdown": "**m**", "svg": bundle["image/svg+xml"],
+            "png": bundle["image/png"], "jpeg": bundle["image/jpeg"], "pdf": bundle["application/pdf"],
+            "latex": "$x^2$", "json": {"a": [1, 2], "b": None}, "javascript": "console.log(1)",
+            "isMainResult": False}
+    got = j["results"][0] if len(j["results"]) == 1 else None
+    t.eq(got, want, "every MIME type gets its key (json as a JSON value, png/jpeg/pdf as base64)")
+    j = ok_run("from IPython.display import display, HTML\n"
+               "h = display(HTML('<i>v1</i>'), display_id='d1')\nh.update(HTML('<i>v2</i>'))", a)
+    t.ok(len(j["results"]) == 1 and j["results"][0].get("html") == "<i>v2</i>"
+         and j["results"][0].get("displayId") == "d1",
+         "an output with a display_id carries displayId; its update replaces it", j)
+    j = ok_run("from IPython.display import display\ndisplay('before')\n"
+               "h = display('v1', display_id='d2')\ndisplay('after')\nh.update('v2')", a)
+    t.ok([r.get("text") for r in j["results"]] == ["'before'", "'v2'", "'after'"]
+         and j["results"][1].get("displayId") == "d2" and "displayId" not in j["results"][0],
+         "an update replaces the output in place (its position is kept)", j)
+    j = ok_run("from IPython.display import display, clear_output\n"
+               "display('a')\nclear_output()\ndisplay('b')", a)
+    t.eq([r.get("text") for r in j["results"]], ["'b'"], "clear_output() empties the results shown before")
+    j = ok_run("from IPython.display import display, clear_output\n"
+               "for i in range(3):\n    display(i)\n    clear_output(wait=True)", a)
+    t.eq([r.get("text") for r in j["results"]], ["2"],
+         "clear_output(wait=True) clears only when the next output comes (the last one stays)")
+
+
+def s_timeout():
+    # ---- timeouts ----------------------------------------------------------
+    a = state["a"]
+    ok_run("keep = 41", a)
+    t0 = time.time()
+    r = code("import time; time.sleep(30)", a, timeoutMs=1500)
+    took = time.time() - t0
+    j = r.json() if r.status == 200 else {}
+    t.ok(r.status == 200 and j.get("timedOut") is True
+         and (j.get("error") or {}).get("name") in ("KeyboardInterrupt", "TimeoutError"),
+         "timeoutMs: 200, timedOut true, error KeyboardInterrupt or TimeoutError", r)
+    t.ok(took < 25 and j.get("durationMs", 0) >= 1000,
+         "the timed-out run is interrupted, not waited for (%.1f s)" % took, (took, j.get("durationMs")))
+    j = run("1 + 1", a)
+    j2 = run("keep + 1", a)
+    t.ok(main_text(j) == "2" and j["timedOut"] is False and main_text(j2) == "42",
+         "after a timeout the context runs again and keeps its state", (j, j2))
+    # code that swallows the interrupt: the context is ended after a grace period
+    c = new_context()["id"]
+    t0 = time.time()
+    r = code("import time\nwhile True:\n    try:\n        time.sleep(10)\n    except KeyboardInterrupt:\n        pass",
+             c, timeoutMs=1000)
+    took = time.time() - t0
+    j = r.json() if r.status == 200 else {}
+    t.ok(r.status == 200 and j.get("timedOut") is True and (j.get("error") or {}).get("name") == "TimeoutError"
+         and took < 40, "code that ignores the interrupt: 200, timedOut, TimeoutError (%.1f s)" % took, r)
+    r = srv.get(SB + "/contexts/" + c)
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND"
+         and wait_until(lambda: (process(MAIN, "context-" + c) or {}).get("status") != "running", timeout=30),
+         "and its context is ended (404, its kernel no longer running)", r)
+
+
+def s_isolation():
+    # ---- the kernel runs inside the sandbox -----------------------------------
+    a, b = state["a"], state["b"]
+    j = ok_run("import os; os.getuid()", a)
+    t.ok(main_text(j) not in (None, "0") and main_text(j).isdigit(), "the kernel does not run as root", j)
+    j = run("open('/etc/shadow').read()", a)
+    t.ok(j["error"] is not None and j["error"]["name"] in ("FileNotFoundError", "PermissionError"),
+         "/etc/shadow cannot be read from code", j)
+    j = ok_run("import socket; socket.gethostname()", a)
+    t.eq(main_text(j), repr(MAIN), "socket.gethostname() is the sandbox id")
+    j = run("import socket; socket.create_connection(('1.1.1.1', 53), timeout=3)", a)
+    t.ok(j["error"] is not None and "Error" in j["error"]["name"], "no network (network none)", j)
+    j = ok_run("import os; os.getcwd()", a)
+    t.eq(main_text(j), "'/workspace'", "the kernel's cwd is the context cwd (/workspace by default)")
+    j = ok_run("import os; (os.getcwd(), os.environ.get('K'), os.environ.get('SBV'))", b)
+    t.eq(main_text(j), "('/tmp', 'V', 'sandbox')",
+         "a context created with cwd /tmp and env K=V has them (on top of the sandbox's env)")
+    ok_run("with open('from_code.txt', 'w') as f:\n    f.write('written by python')", a)
+    r = srv.post(SB + "/files/read", {"path": "/workspace/from_code.txt"})
+    t.ok(r.status == 200 and r.json()["content"] == "written by python",
+         "a file written from code is in /workspace (files API)", r)
+    j = ok_run("import os; os.getpid()", a)
+    pid = wait_until(lambda: host_pid(MAIN, int(main_text(j))), timeout=10)
+    state["a_host_pid"] = pid
+    t.ok(pid is not None, "the kernel is a process of the sandbox (its pid namespace and cgroup)", j)
+
+
+def s_two():
+    # ---- two contexts are isolated -----------------------------------------
+    a, b = state["a"], state["b"]
+    ok_run("secret = 'only in a'", a)
+    j = run("secret", b)
+    t.ok(j["error"] is not None and j["error"]["name"] == "NameError",
+         "a name set in one context is unknown in another", j)
+    j = ok_run("secret", a)
+    t.eq(main_text(j), "'only in a'", "and still known in the first")
+    j = ok_run("import os; os.getpid()", b)
+    j2 = ok_run("import os; os.getpid()", a)
+    t.ok(main_text(j) != main_text(j2), "each context has its own kernel process", (j, j2))
+
+
+def s_default():
+    # ---- the default context -------------------------------------------------
+    j = run("d = 5")
+    t.ok(j["context"] == "default" and j["error"] is None, "no context field: the run goes to context 'default'", j)
+    j = run("d * 2")
+    t.ok(j["context"] == "default" and main_text(j) == "10", "the default context is reused (state kept)", j)
+    r = srv.get(SB + "/contexts/default")
+    t.ok(r.status == 200 and r.json()["id"] == "default" and r.json()["processId"] == "context-default",
+         "GET contexts/default: its record", r)
+    ids = [c["id"] for c in srv.get(SB + "/contexts").json()["contexts"]]
+    t.ok("default" in ids, "the default context is listed", ids)
+    j = run("d", state["a"])
+    t.ok(j["error"] is not None and j["error"]["name"] == "NameError", "the default context is isolated too", j)
+    r = srv.delete(SB + "/contexts/default")
+    t.ok(r.status == 200 and r.json() == {"success": True, "id": "default"}, "the default context can be deleted", r)
+    # (three rounds: the old kernel may still be ending when the next run comes)
+    rs = [code("'d' in dir()")]
+    for _ in range(2):
+        wait_until(lambda: code("d = 1").status == 200, timeout=30)
+        srv.delete(SB + "/contexts/default")
+        rs.append(code("'d' in dir()"))
+    t.ok(all(r.status == 200 and r.json()["context"] == "default" and main_text(r.json()) == "False"
+             and r.json()["executionCount"] == 1 for r in rs),
+         "the next run without a context starts a fresh default context at once (3 rounds)", rs)
+
+
+def s_process():
+    # ---- the kernel as a background process ---------------------------------
+    a = state["a"]
+    p = process(MAIN, "context-" + a)
+    t.ok(p is not None and p.get("status") == "running",
+         "the kernel is listed in processes as context-<id>, running", p)
+
+
+def s_sse():
+    # ---- SSE --------------------------------------------------------------------
+    a = state["a"]
+    st, ctype, raw, ev = sse("import sys\nprint('a')\nprint('b', file=sys.stderr)\n"
+                             "from IPython.display import display, HTML\ndisplay(HTML('<b>s</b>'))\n6 * 7", a)
+    names = [e for e, _ in ev]
+    t.ok(st == 200 and "text/event-stream" in ctype and names and names[-1] == "execution_complete"
+         and names.count("execution_complete") == 1,
+         "SSE: 200 text/event-stream, execution_complete is the last event", raw)
+    t.ok("".join(d["text"] for e, d in ev if e == "stdout") == "a\n"
+         and "".join(d["text"] for e, d in ev if e == "stderr") == "b\n",
+         "SSE: stdout and stderr events carry text", ev)
+    res = [d for e, d in ev if e == "result"]
+    t.ok(len(res) == 2 and res[0].get("html") == "<b>s</b>" and res[0].get("isMainResult") is False
+         and res[1].get("text") == "42" and res[1].get("isMainResult") is True,
+         "SSE: result events, the display then the main result", res)
+    done = ev[-1][1] if ev else {}
+    t.ok(isinstance(done.get("executionCount"), int) and done["executionCount"] > 0
+         and isinstance(done.get("durationMs"), (int, float)) and done.get("timedOut") is False,
+         "SSE: execution_complete has executionCount, durationMs, timedOut false", done)
+    st, ctype, raw, ev = sse("raise ValueError('boom')", a)
+    errs = [d for e, d in ev if e == "error"]
+    t.ok(st == 200 and len(errs) == 1 and errs[0].get("name") == "ValueError" and errs[0].get("value") == "boom"
+         and isinstance(errs[0].get("traceback"), list) and ev[-1][0] == "execution_complete",
+         "SSE: an exception is an error event, then execution_complete", raw)
+    st, ctype, raw, ev = sse("import time; time.sleep(30)", a, timeoutMs=1500)
+    t.ok(st == 200 and ev and ev[-1][0] == "execution_complete" and ev[-1][1].get("timedOut") is True,
+         "SSE: a timed-out run ends with execution_complete timedOut true", raw)
+    st, ctype, raw, ev = sse("1", "ctx-000000000000")
+    err = json.loads(raw).get("error", {}) if "json" in ctype else {}
+    t.ok(st == 404 and err.get("code") == "CONTEXT_NOT_FOUND",
+         "SSE with an unknown context: a plain 404 CONTEXT_NOT_FOUND, not a stream", (st, ctype, raw))
+
+    # A client that goes away mid-run gets the run interrupted.
+    ok_run("survivor = 'kept'", a)
+    c = srv.conn(HTTP_TIMEOUT)
+    c.request("POST", SB + "/code",
+              body=json.dumps({"code": "import time; print('start', flush=True); time.sleep(60)",
+                               "context": a}).encode(),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream",
+                       "Content-Type": "application/json"})
+    resp = c.getresponse()
+    seen = b""
+    deadline = time.time() + 90
+    while b"start" not in seen and time.time() < deadline:
+        chunk = resp.fp.read1(4096)
+        if not chunk:
+            break
+        seen += chunk
+    t.ok(resp.status == 200 and b"start" in seen, "SSE: output arrives while the run goes on", seen)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    t0 = time.time()
+    j = None
+    while time.time() - t0 < 90:
+        r = code("1 + 1", a)
+        if r.status == 200 and main_text(r.json()) == "2":
+            j = r.json()
+            break
+        time.sleep(0.2)
+    took = time.time() - t0
+    t.ok(j is not None and took < 12,
+         "after the client disconnects, the next run completes at once (%.1f s, the run slept 60)" % took, (took, j))
+    j = ok_run("survivor", a)
+    t.eq(main_text(j), "'kept'", "the context keeps its state after a disconnect")
+    # the same for a plain JSON request
+    srv.post(SB + "/files/delete", {"path": "started"})
+    c = srv.conn(HTTP_TIMEOUT)
+    c.request("POST", SB + "/code",
+              body=json.dumps({"code": "open('/workspace/started', 'w').close()\nimport time; time.sleep(60)",
+                               "context": a}).encode(),
+              headers={"Authorization": "Bearer " + srv.token, "Content-Type": "application/json"})
+    started = wait_until(lambda: srv.post(SB + "/files/exists", {"path": "started"}).json().get("exists"),
+                         timeout=60)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    t0 = time.time()
+    j = run("survivor", a)
+    took = time.time() - t0
+    t.ok(started and main_text(j) == "'kept'" and took < 12,
+         "a JSON client that disconnects also gets its run interrupted (%.1f s)" % took, (started, took, j))
+
+
+def s_delete():
+    # ---- deleting contexts and sandboxes ---------------------------------------
+    b = state["b"]
+    r = srv.delete(SB + "/contexts/" + b)
+    t.ok(r.status == 200 and r.json() == {"success": True, "id": b}, "delete a context: 200 success and id", r)
+    r = srv.get(SB + "/contexts/" + b)
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "a deleted context: 404 CONTEXT_NOT_FOUND", r)
+    ids = [c["id"] for c in srv.get(SB + "/contexts").json()["contexts"]]
+    t.ok(b not in ids and state["a"] in ids, "a deleted context is no longer listed (the others are)", ids)
+    r = code("1", b)
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "run in a deleted context: 404", r)
+    gone = wait_until(lambda: (process(MAIN, "context-" + b) or {}).get("status") != "running", timeout=30)
+    t.ok(gone, "the deleted context's kernel process is no longer running", process(MAIN, "context-" + b))
+    j = ok_run("x", state["a"])
+    t.eq(main_text(j), "1", "the other context is untouched")
+
+    # deleting a sandbox ends its contexts' kernels
+    srv.create(GONE)
+    firsts = {}
+
+    def first_use(i):
+        firsts[i] = code("import os; os.getpid()", sid=GONE)
+    in_threads(first_use, 4)
+    pids = set(main_text(r.json()) if r.status == 200 else r for r in firsts.values())
+    procs = [p["id"] for p in srv.get("/v1/sandboxes/%s/processes" % GONE).json()["processes"]]
+    t.ok(len(pids) == 1 and None not in pids and procs == ["context-default"],
+         "4 concurrent first runs without a context share one default context", (firsts, procs))
+    g = new_context(GONE)
+    j = ok_run("import os; os.getpid()", g["id"], sid=GONE)
+    inner = int(main_text(j))
+    pid = wait_until(lambda: host_pid(GONE, inner), timeout=10)
+    t.ok(pid is not None, "a context in a second sandbox (default limits) runs", j)
+    with open("/proc/%d/stat" % pid) as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+
+    def ended():
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[19] != start
+        except OSError:
+            return True
+    r = srv.delete("/v1/sandboxes/" + GONE)
+    t.ok(r.status == 200 and wait_until(ended, timeout=30), "deleting the sandbox ends its context's kernel", r)
+    r = srv.get("/v1/sandboxes/%s/contexts" % GONE)
+    t.ok(r.status == 404 and r.code == "SANDBOX_NOT_FOUND", "contexts of a deleted sandbox: 404 SANDBOX_NOT_FOUND", r)
+
+
+def s_exit():
+    # ---- a kernel that exits -------------------------------------------------
+    c = new_context()["id"]
+    r = code("import os; os._exit(3)", c)
+    t.ok(r.status == 503 and r.code == "INTERPRETER_NOT_READY",
+         "code that ends the interpreter: 503 INTERPRETER_NOT_READY", r)
+    r = srv.get(SB + "/contexts/" + c)
+    r2 = code("1", c)
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND" and r2.status == 404,
+         "that context is gone (404 CONTEXT_NOT_FOUND)", (r, r2))
+    j = ok_run("x", state["a"])
+    t.eq(main_text(j), "1", "the other contexts live on")
+
+
+def s_sleep():
+    # ---- sleep ends contexts; a long run keeps the sandbox awake -------------
+    srv.create(NAP, sleepAfter="1s")
+    c = new_context(NAP)["id"]
+    j = run("import time; time.sleep(3); 'awake'", c, sid=NAP)
+    t.ok(main_text(j) == "'awake'" and j["error"] is None,
+         "a run longer than sleepAfter is not cut by sleep (it is a request)", j)
+
+    def asleep():
+        for s in srv.get("/v1/sandboxes").json()["sandboxes"]:
+            if s["id"] == NAP:
+                return s["status"] == "stopped"
+        return False
+    t.ok(wait_until(asleep, timeout=60), "the idle sandbox goes to sleep, contexts and all")
+    r = srv.get("/v1/sandboxes/%s/contexts/%s" % (NAP, c))
+    r2 = srv.get("/v1/sandboxes/%s/contexts" % NAP)
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND" and r2.status == 200 and r2.json()["contexts"] == [],
+         "after a sleep its contexts are gone: 404 CONTEXT_NOT_FOUND, empty list", (r, r2))
+    j = run("'new'", sid=NAP)
+    t.eq(main_text(j), "'new'", "and code runs again in a new default context (the sandbox wakes)")
+
+
+try:
+    srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
+    for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
+               s_exit, s_sleep, s_delete):
+        section(fn)
+finally:
+    rc = srv.stop()
+    t.eq(rc, 0, "SIGTERM: graceful exit 0 with contexts running")
+    left = srv.leftovers(IDS)
+    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
+    if t.failed:
+        print("# server log (tail):")
+        for line in srv.server_log().splitlines()[-40:]:
+            print("#   " + line)
+    srv.cleanup()
+t.done()
