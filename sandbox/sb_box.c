@@ -411,6 +411,11 @@ static cJSON *generic_setup_json(void)
         char exe[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         exe[n > 0 ? n : 0] = '\0';
+        /* rebuilt or reinstalled while we run: the file now at that path */
+        static const char deleted[] = " (deleted)";
+        size_t len = strlen(exe);
+        if (len > sizeof deleted - 1 && strcmp(exe + len - (sizeof deleted - 1), deleted) == 0)
+            exe[len - (sizeof deleted - 1)] = '\0';
         sb_plan_opts po = {.hostname = "sandbox", .workspace_fd = -1, .tmp_mb = 64,
                            .self_exe = n > 0 ? exe : NULL};
         sb_plan_build(&plan, &po);

@@ -4,6 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -223,6 +226,27 @@ static void *watch_start(void *arg)
     return NULL;
 }
 
+/* stat() a path of the sandbox, resolved inside its root (symlinks cannot
+ * leave it). -1 + errno. */
+static int stat_in_box(sb_box *b, const char *path, struct stat *st)
+{
+    sb_error e = {0};
+    int root = sb_box_root(b, &e);
+    if (root < 0)
+        return -1;
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, root, path[0] == '/' ? path + 1 : path, &how, sizeof how);
+    int saved = errno;
+    close(root);
+    if (fd < 0) {
+        errno = saved;
+        return -1;
+    }
+    int rc = fstat(fd, st);
+    close(fd);
+    return rc;
+}
+
 static char *self_exe(void)
 {
     char buf[PATH_MAX];
@@ -231,6 +255,38 @@ static char *self_exe(void)
         return NULL;
     buf[n] = '\0';
     return cb_strdup(buf);
+}
+
+static int await_interpreter(kn_client *kc, double timeout, char **why)
+{
+    char id[KN_MSG_ID_LEN];
+    if (kn_client_send(kc, KN_CH_SHELL, "execute_request",
+                       "{\"code\":\"\",\"silent\":true,\"store_history\":false,\"user_expressions\":{},"
+                       "\"allow_stdin\":false,\"stop_on_error\":false}", id) < 0) {
+        *why = cb_strdup("cannot send to the kernel");
+        return -1;
+    }
+    double deadline = cb_mono_s() + timeout;
+    for (;;) {
+        double left = deadline - cb_mono_s();
+        if (left <= 0) {
+            *why = cb_printf_new("the interpreter did not answer within %g s", timeout);
+            return -1;
+        }
+        kn_client_msg *m = NULL;
+        kn_poll_status st = kn_client_poll(kc, left, &m);
+        if (st == KN_POLL_MSG) {
+            bool done = m->channel == KN_CH_SHELL && strcmp(m->msg_type, "execute_reply") == 0 &&
+                        strcmp(m->parent_id, id) == 0;
+            kn_client_msg_free(m);
+            if (done)
+                return 0;
+        } else if (st != KN_POLL_TIMEOUT) {
+            *why = cb_strdup(st == KN_POLL_CANCELLED ? "the kernel exited while Python started"
+                                                     : "the kernel stopped answering");
+            return -1;
+        }
+    }
 }
 
 /* Starts the kernel process and connects to it. The context is not in use
@@ -279,6 +335,18 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     cJSON_AddStringToObject(body, "cwd", c->cwd);
     if (env)
         cJSON_AddItemToObject(body, "env", cJSON_Duplicate(env, true));
+    struct stat st;
+    if (isolated && stat_in_box(b, CTX_BIN_IN_SANDBOX, &st) < 0) {
+        sb_fail(err, SB_E_INTERPRETER_NOT_READY,
+                "the cellbox binary is not available inside the sandbox (%s): the server's binary "
+                "must be readable by the sandbox's user; restart the server if it was moved",
+                strerror(errno));
+        goto out;
+    }
+    if (isolated && (stat_in_box(b, c->cwd, &st) < 0 || !S_ISDIR(st.st_mode))) {
+        sb_fail(err, SB_E_VALIDATION_FAILED, "cwd '%s' is not a folder in the sandbox", c->cwd);
+        goto out;
+    }
     int64_t t0 = cb_mono_ns();
     cJSON *started = NULL;
     if (sb_proc_start(b, body, &started, err) < 0)
@@ -308,6 +376,12 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     o.cancel_fd = pfd[0];
     char *why = NULL;
     kn_client *kc = kn_client_attach(&conn, z, &o, NULL, &why);
+    /* kernel_info is answered while Python still starts: the interpreter is
+     * ready when an (empty, silent) execute comes back */
+    if (kc && await_interpreter(kc, CTX_START_TIMEOUT_S, &why) < 0) {
+        kn_client_free(kc);
+        kc = NULL;
+    }
     if (watching) {
         pthread_mutex_lock(&b->mu);
         w.done = true;
@@ -486,6 +560,21 @@ int sb_ctx_delete(sb_box *b, const char *id, sb_error *err)
     pthread_mutex_unlock(&c->mu);
     sb_error e = {0};
     sb_proc_kill(b, c->proc_id, SIGTERM, 1000, &e);
+    /* answer once it is gone, so the id (e.g. "default") can start again */
+    int64_t until = sb_now_ms() + 5000;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        sb_proc *p = sb_proc_find(b, c->proc_id);
+        if (!p || (strcmp(p->status, "running") != 0 && p->fd < 0) || sb_now_ms() >= until)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    }
+    pthread_mutex_unlock(&b->mu);
     cb_info("context", "sandbox %s: context %s deleted", b->id, c->id);
     ctx_unref(c);
     return 0;
