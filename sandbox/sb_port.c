@@ -414,10 +414,12 @@ static int proxy_begin(sb_req *r)
     cb_buf head = CB_BUF_INIT;
     cb_buf_printf(&head, "%s %s HTTP/1.1\r\n", r->method, r->raw_uri);
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_header, &head);
-    if (cl && strspn(cl, "0123456789") == strlen(cl) && *cl)
-        cb_buf_printf(&head, "Content-Length: %s\r\n", cl);
-    else if (te && has_token(te, "chunked"))
+    /* the body as libmicrohttpd decoded it: chunked when the client's was
+     * (that wins over a Content-Length, as in RFC 9112 6.3), else its length */
+    if (te && has_token(te, "chunked"))
         x->chunked_up = true, cb_buf_puts(&head, "Transfer-Encoding: chunked\r\n");
+    else if (cl && strspn(cl, "0123456789") == strlen(cl) && *cl)
+        cb_buf_printf(&head, "Content-Length: %s\r\n", cl);
     char ip[64];
     client_ip(r, ip, sizeof ip);
     cb_buf_printf(&head, "X-Forwarded-Host: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-For: %s\r\n", host,
