@@ -306,7 +306,10 @@ static int loopback_up(void)
     return ioctl(s, SIOCSIFFLAGS, &ifr);
 }
 
-static int run_step(const sb_step *s, bool pivoted, const char **what)
+/* src_fd: the BIND source opened (O_PATH) before the first step, while the
+ * whole host tree is visible (the new root is built over /tmp, which hides
+ * whatever the host keeps there); -1 with src_errno when it could not be. */
+static int run_step(const sb_step *s, bool pivoted, int src_fd, int src_errno, const char **what)
 {
     char dest[PATH_MAX];
     if (s->dest)
@@ -337,8 +340,14 @@ static int run_step(const sb_step *s, bool pivoted, const char **what)
         return chmod(dest, s->mode);
     case SB_STEP_BIND: {
         *what = "stat source";
-        if (stat(s->src, &st) < 0)
+        char src[64];
+        if (src_fd < 0) {
+            errno = src_errno;
             return (s->flags & SB_BIND_TRY) && (errno == ENOENT || errno == EACCES) ? 0 : -1;
+        }
+        if (fstat(src_fd, &st) < 0)
+            return -1;
+        snprintf(src, sizeof src, "/proc/self/fd/%d", src_fd);
         *what = "create mount point";
         if (S_ISDIR(st.st_mode)) {
             if (mkdir_p_in(dest, 0755) < 0)
@@ -357,7 +366,7 @@ static int run_step(const sb_step *s, bool pivoted, const char **what)
             close(fd);
         }
         *what = "bind mount";
-        if (mount(s->src, dest, NULL, MS_BIND | MS_REC, NULL) < 0)
+        if (mount(src, dest, NULL, MS_BIND | MS_REC, NULL) < 0)
             return -1;
         *what = "remount bind";
         return remount(dest, MS_NOSUID | (s->flags & SB_BIND_RO ? MS_RDONLY : 0) |
@@ -430,7 +439,16 @@ static int run_step(const sb_step *s, bool pivoted, const char **what)
 int sb_plan_run(const sb_plan *p, bool dry_run, sb_error *err)
 {
     bool pivoted = p->after_pivot;
+    int *src_fd = cb_calloc(p->n + 1, sizeof *src_fd), *src_errno = cb_calloc(p->n + 1, sizeof *src_errno);
     for (size_t i = 0; i < p->n; i++) {
+        src_fd[i] = -1;
+        if (!dry_run && p->steps[i].kind == SB_STEP_BIND && p->steps[i].src) {
+            src_fd[i] = open(p->steps[i].src, O_PATH | O_CLOEXEC);
+            src_errno[i] = errno;
+        }
+    }
+    int rc = 0;
+    for (size_t i = 0; i < p->n && rc == 0; i++) {
         const sb_step *s = &p->steps[i];
         bool needs_dest = s->kind != SB_STEP_HOSTNAME && s->kind != SB_STEP_LOOPBACK;
         bool needs_src = s->kind == SB_STEP_BIND || s->kind == SB_STEP_SYMLINK ||
@@ -439,19 +457,25 @@ int sb_plan_run(const sb_plan *p, bool dry_run, sb_error *err)
         if ((needs_dest && (!s->dest || s->dest[0] != '/' || strstr(s->dest, ".."))) ||
             (needs_src && !s->src)) {
             sb_fail(err, SB_E_INTERNAL_ERROR, "plan step %zu (%s): malformed", i, sb_step_name(s->kind));
-            return -1;
+            rc = -1;
+            break;
         }
         if (dry_run)
             continue;
         const char *what = "";
-        if (run_step(s, pivoted, &what) < 0) {
+        if (run_step(s, pivoted, src_fd[i], src_errno[i], &what) < 0) {
             sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox setup step %zu (%s %s): %s: %s", i,
                     sb_step_name(s->kind), s->dest ? s->dest : (s->src ? s->src : ""), what,
                     strerror(errno));
-            return -1;
+            rc = -1;
         }
         if (s->kind == SB_STEP_PIVOT)
             pivoted = true;
     }
-    return 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (src_fd[i] >= 0)
+            close(src_fd[i]);
+    free(src_fd);
+    free(src_errno);
+    return rc;
 }
