@@ -168,11 +168,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--json")
+    ap.add_argument("--instance", default="lite", help="instanceType of the sandboxes (lite: half a CPU)")
     a = ap.parse_args()
     srv = Server()
     try:
-        srv.create("bench-ctx")
-        srv.create("bench-web")
+        srv.create("bench-ctx", instanceType=a.instance)
+        srv.create("bench-web", instanceType=a.instance)
         ctx_create = bench_context_create(srv, a.n)
         ctx_run = bench_context_run(srv, a.n * 4)
         ipy_start, ipy_run = bench_ipykernel(max(5, a.n // 3))
@@ -180,6 +181,7 @@ def main():
     finally:
         srv.stop()
         srv.cleanup()
+    print("sandboxes: instanceType %s" % a.instance)
     print("| measurement | p50 | p90 | vs reference |")
     print("|---|---:|---:|---:|")
     print(row("create a code context + result of `1+1` (kernel inside a sandbox)", ctx_create, ipy_start))
