@@ -883,6 +883,15 @@ static int h_ctx_delete(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, j);
 }
 
+static int h_ctx_input(sb_req *r, sb_box *b, sb_error *err)
+{
+    if (sb_ctx_input(b, r->params[1], body_or_empty(r), err) < 0)
+        return -1;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    return sb_reply_json(r, 200, j);
+}
+
 static int h_code(sb_req *r, sb_box *b, sb_error *err)
 {
     return sb_ctx_run(r, b, body_or_empty(r), err);
@@ -972,6 +981,7 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX "/contexts", on_box, 0, NULL, BOX(h_ctx_list)},
     {"GET", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_get)},
     {"DELETE", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_delete)},
+    {"POST", SBX "/contexts/:ctx/input", on_box, 0, NULL, BOX(h_ctx_input)},
     {"POST", SBX "/code", on_box, 0, NULL, BOX(h_code)},
     {"POST", SBX "/ports", on_box, 0, NULL, BOX(h_port_expose)},
     {"GET", SBX "/ports", on_box, 0, NULL, BOX(h_port_list)},

@@ -45,6 +45,8 @@ struct sb_ctx {
     bool busy;               /* a run has the client */
     int exec_count;
     sb_error start_err;      /* CTX_FAILED: why */
+    bool input_waiting;      /* a run's code waits in input() (streamed runs) */
+    char *input_value;       /* given by POST .../input, taken by the run */
     kn_client *client;
     void *zctx;
 };
@@ -70,6 +72,7 @@ static void ctx_unref(sb_ctx *c)
         zmq_ctx_term(c->zctx);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    free(c->input_value);
     free(c->cwd);
     free(c);
 }
@@ -580,6 +583,29 @@ int sb_ctx_delete(sb_box *b, const char *id, sb_error *err)
     return 0;
 }
 
+int sb_ctx_input(sb_box *b, const char *id, const cJSON *body, sb_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "value");
+    if (!cJSON_IsString(v))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "value must be a string"), -1;
+    pthread_mutex_lock(&b->mu);
+    sb_ctx *c = find_locked(b, id);
+    if (c)
+        ctx_ref(c);
+    pthread_mutex_unlock(&b->mu);
+    if (!c)
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), -1;
+    pthread_mutex_lock(&c->mu);
+    bool waiting = c->input_waiting && !c->input_value;
+    if (waiting)
+        c->input_value = cb_strdup(v->valuestring);
+    pthread_mutex_unlock(&c->mu);
+    ctx_unref(c);
+    if (!waiting)
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "context '%s' is not waiting for input", id), -1;
+    return 0;
+}
+
 void sb_ctxs_on_stop(sb_box *b)
 {
     while (b->contexts) {
@@ -667,6 +693,10 @@ typedef struct run {
     cJSON *out, *errs;        /* arrays of chunks */
     cJSON *error;             /* object or NULL */
     sb_error fail;            /* the run could not complete */
+    cJSON *answers;           /* the request's "stdin": lines for input(), in order */
+    int next_answer;
+    bool stdin_ran_out;       /* input() asked for more than "stdin" gave */
+    kn_client_msg *input_req; /* the input_request waiting for POST .../input */
 } run;
 
 static void run_free(void *p)
@@ -681,6 +711,9 @@ static void run_free(void *p)
         if (x->exec_count > x->c->exec_count)
             x->c->exec_count = x->exec_count;
         x->c->busy = false;
+        x->c->input_waiting = false;
+        free(x->c->input_value);
+        x->c->input_value = NULL;
         pthread_cond_broadcast(&x->c->cv);
         pthread_mutex_unlock(&x->c->mu);
         ctx_unref(x->c);
@@ -693,6 +726,8 @@ static void run_free(void *p)
     cJSON_Delete(x->out);
     cJSON_Delete(x->errs);
     cJSON_Delete(x->error);
+    cJSON_Delete(x->answers);
+    kn_client_msg_free(x->input_req);
     free(x);
 }
 
@@ -727,6 +762,44 @@ static void apply_clear(run *x)
 }
 
 /* One message of ours: fold it into the run and the event stream. */
+static void echo_input(run *x, cb_buf *sse, const char *prompt, const char *value, bool password)
+{
+    /* what a terminal shows: the prompt and the answer (hidden for passwords) */
+    cb_autofree char *line = cb_printf_new("%s%s\n", prompt, password ? "" : value);
+    cJSON_AddItemToArray(x->out, cJSON_CreateString(line));
+    (void)sse;
+}
+
+/* Takes ownership of m when it keeps it (x->input_req); returns true then. */
+static bool on_input_request(run *x, kn_client_msg *m, cb_buf *sse)
+{
+    const char *prompt = cb_json_str(m->content, "prompt", "");
+    bool password = cb_json_bool(m->content, "password", false);
+    int n = cJSON_GetArraySize(x->answers);
+    if (x->next_answer < n) {
+        cJSON *a = cJSON_GetArrayItem(x->answers, x->next_answer++);
+        const char *v = cJSON_IsString(a) ? a->valuestring : "";
+        echo_input(x, sse, prompt, v, password);
+        kn_client_input_reply(x->c->client, m, v);
+        return false;
+    }
+    if (x->sse) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "prompt", prompt);
+        cJSON_AddBoolToObject(e, "password", password);
+        sb_sse_event(sse, "input_request", e);
+        pthread_mutex_lock(&x->c->mu);
+        x->c->input_waiting = true;
+        pthread_mutex_unlock(&x->c->mu);
+        x->input_req = m;
+        return true;
+    }
+    /* no more lines: input() gets an EOFError, as when stdin is at its end */
+    x->stdin_ran_out = true;
+    kn_client_interrupt(x->c->client);
+    return false;
+}
+
 static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
 {
     const char *t = m->msg_type;
@@ -807,6 +880,8 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         }
         if (x->deadline > 0 && now >= x->deadline && !x->timed_out) {
             x->timed_out = true;
+            kn_client_msg_free(x->input_req);
+            x->input_req = NULL;
             x->grace_until = now + CTX_INTERRUPT_GRACE_S;
             kn_client_interrupt(x->c->client);
         }
@@ -828,9 +903,36 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
             step = 0.5;  /* look at the process and the clock now and then */
         if (x->deadline > 0 && !x->timed_out && x->deadline - now < step)
             step = x->deadline - now;
+        if (x->input_req) {
+            /* waiting for POST .../input: look for the answer often */
+            char *v = NULL;
+            pthread_mutex_lock(&x->c->mu);
+            if (x->c->input_value) {
+                v = x->c->input_value;
+                x->c->input_value = NULL;
+                x->c->input_waiting = false;
+            }
+            pthread_mutex_unlock(&x->c->mu);
+            if (v) {
+                kn_client_input_reply(x->c->client, x->input_req, v);
+                free(v);
+                kn_client_msg_free(x->input_req);
+                x->input_req = NULL;
+            } else if (step > 0.02) {
+                step = 0.02;
+            }
+        }
         kn_client_msg *m = NULL;
         kn_poll_status st = kn_client_poll(x->c->client, step, &m);
-        if (st == KN_POLL_MSG) {
+        if (st == KN_POLL_MSG && m->channel == KN_CH_STDIN) {
+            size_t before = sse ? sse->len : 0;
+            bool kept = strcmp(m->msg_type, "input_request") == 0 && strcmp(m->parent_id, x->msg_id) == 0 &&
+                        on_input_request(x, m, sse);
+            if (!kept)
+                kn_client_msg_free(m);
+            if (sse && sse->len > before && !x->client_gone)
+                return 0;
+        } else if (st == KN_POLL_MSG) {
             size_t before = sse ? sse->len : 0;
             if (strcmp(m->parent_id, x->msg_id) == 0)
                 on_message(x, m, sse);
@@ -943,23 +1045,51 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
     if (t && (!cJSON_IsNumber(t) || t->valuedouble < 0))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "timeoutMs must be a number >= 0"), -1;
 
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(body, "stdin");
+    cJSON *answers = NULL;
+    if (cJSON_IsString(in)) {
+        /* a text: one line per input() */
+        answers = cJSON_CreateArray();
+        const char *p = in->valuestring;
+        while (*p) {
+            size_t n = strcspn(p, "\n");
+            cb_autofree char *line = cb_strndup(p, n);
+            cJSON_AddItemToArray(answers, cJSON_CreateString(line));
+            p += n + (p[n] == '\n');
+        }
+    } else if (cJSON_IsArray(in)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, in)
+            if (!cJSON_IsString(it))
+                return sb_fail(err, SB_E_VALIDATION_FAILED, "stdin must be a string or an array of strings"), -1;
+        answers = cJSON_Duplicate(in, true);
+    } else if (in && !cJSON_IsNull(in)) {
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "stdin must be a string or an array of strings"), -1;
+    }
     sb_ctx *c = NULL;
     if (cid) {
         c = ctx_get(b, cid->valuestring, err);
-        if (!c)
+        if (!c) {
+            cJSON_Delete(answers);
             return -1;
+        }
     } else {
         cJSON *none = cJSON_CreateObject();
         int rc = sb_ctx_create_id(b, "default", none, &c, err);
         cJSON_Delete(none);
-        if (rc < 0)
+        if (rc < 0) {
+            cJSON_Delete(answers);
             return -1;
+        }
         ctx_unref(c);
-        if (!(c = ctx_get(b, "default", err)))
+        if (!(c = ctx_get(b, "default", err))) {
+            cJSON_Delete(answers);
             return -1;
+        }
     }
     if (sb_box_acquire(b, err) < 0) {
         ctx_unref(c);
+        cJSON_Delete(answers);
         return -1;
     }
     run *x = cb_calloc(1, sizeof *x);
@@ -969,6 +1099,8 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
     x->results = cJSON_CreateArray();
     x->out = cJSON_CreateArray();
     x->errs = cJSON_CreateArray();
+    x->answers = answers ? answers : cJSON_CreateArray();
+    bool allow_stdin = answers != NULL || x->sse;
     /* one run at a time: wait for the context */
     pthread_mutex_lock(&c->mu);
     while (c->busy && c->state == CTX_READY)
@@ -987,7 +1119,7 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
     if (t && t->valuedouble > 0)
         x->deadline = cb_mono_s() + t->valuedouble / 1000.0;
     kn_client_set_cancel_fd(c->client, sb_req_client_fd(r));
-    if (kn_client_execute(c->client, code->valuestring, true, false, false, x->msg_id) < 0) {
+    if (kn_client_execute(c->client, code->valuestring, true, allow_stdin, false, x->msg_id) < 0) {
         kn_client_set_cancel_fd(c->client, -1);
         run_free(x);
         return sb_fail(err, SB_E_INTERPRETER_NOT_READY, "cannot send the code to the interpreter"), -1;
@@ -1000,7 +1132,14 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
         run_free(x);
         return -1;
     }
-    if (x->timed_out && !x->error) {
+    if (x->stdin_ran_out) {
+        cJSON_Delete(x->error);
+        x->error = cJSON_CreateObject();
+        cJSON_AddStringToObject(x->error, "name", "EOFError");
+        cJSON_AddStringToObject(x->error, "value", "input() asked for more lines than the request's stdin held; "
+                                                   "the run was interrupted");
+        cJSON_AddItemToObject(x->error, "traceback", cJSON_CreateArray());
+    } else if (x->timed_out && !x->error) {
         x->error = cJSON_CreateObject();
         cJSON_AddStringToObject(x->error, "name", "TimeoutError");
         cJSON_AddStringToObject(x->error, "value", x->fail.code ? x->fail.msg

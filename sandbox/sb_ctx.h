@@ -38,6 +38,10 @@ int sb_ctx_delete(sb_box *b, const char *id, sb_error *err);
 /* POST /code: replies itself (JSON or SSE) and returns 0, or -1 + err. */
 int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err);
 
+/* POST .../contexts/{ctx}/input {"value"}: answers the input() a streamed
+ * run waits in (its SSE stream said input_request). */
+int sb_ctx_input(sb_box *b, const char *id, const cJSON *body, sb_error *err);
+
 void sb_ctxs_on_stop(sb_box *b);   /* box->mu held: every context ends */
 void sb_ctxs_free(sb_box *b);
 

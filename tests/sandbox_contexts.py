@@ -576,10 +576,67 @@ def s_sleep():
     t.eq(main_text(j), "'new'", "and code runs again in a new default context (the sandbox wakes)")
 
 
+def s_input():
+    # ---- input(): lines given with the request, or answered while streaming --------
+    a = state["a"]
+    j = run("n = input('name? ')\nage = input('age? ')\nf'{n} is {age}'", a, stdin="Bob\n42\n")
+    t.ok(j["error"] is None and main_text(j) == "'Bob is 42'" and out(j) == "name? Bob\nage? 42\n",
+         "stdin as text: one line per input(), prompts and answers in stdout", j)
+    j = run("import getpass\np = getpass.getpass('pw: ')\nlen(p)", a, stdin=["secret"])
+    t.ok(j["error"] is None and main_text(j) == "6" and "secret" not in out(j),
+         "stdin as a list; a password answer is not echoed", j)
+    j = run("x1 = input('a ')\nx2 = input('b ')", a, stdin=["only one"])
+    t.ok(j["error"] is not None and j["error"]["name"] == "EOFError" and out(j) == "a only one\n",
+         "more input() than lines given: EOFError", j)
+    j = run("x1", a)
+    t.eq(main_text(j), "'only one'", "and the context goes on, with what was read")
+    j = run("input('q ')", a)
+    t.ok(j["error"] is not None and j["error"]["name"] == "StdinNotImplementedError",
+         "no stdin and no stream: input() raises StdinNotImplementedError (as in nbclient)", j)
+    r = code("1", a, stdin=5)
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "stdin of another type: 400", r)
+    r = srv.post(SB + "/contexts/%s/input" % a, {"value": "nobody asked"})
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "input while no run waits for it: 400", r)
+    r = srv.post(SB + "/contexts/ctx-000000000000/input", {"value": "x"})
+    t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "input to an unknown context: 404", r)
+
+    # streamed: an input_request event, answered with POST .../input
+    import http.client
+    c = srv.conn(HTTP_TIMEOUT)
+    c.request("POST", SB + "/code", body=json.dumps({"code": "v = input('say: ')\nprint('got', v)", "context": a}),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
+    resp = c.getresponse()
+    buf = b""
+    deadline = time.time() + 60
+    while b"input_request" not in buf and time.time() < deadline:
+        chunk = resp.fp.read1(4096)
+        if not chunk:
+            break
+        buf += chunk
+    while b"\n\n" not in buf.split(b"input_request", 1)[-1] and time.time() < deadline:
+        buf += resp.fp.read1(4096)
+    ev = parse_sse(buf.decode())
+    asked = [d for e, d in ev if e == "input_request"]
+    t.ok(asked and asked[0].get("prompt") == "say: " and asked[0].get("password") is False,
+         "SSE: input() sends an input_request event with the prompt", ev)
+    r = srv.post(SB + "/contexts/%s/input" % a, {"value": "typed"})
+    t.ok(r.status == 200 and r.json().get("success") is True, "POST .../input answers it", r)
+    rest = resp.read()
+    c.close()
+    ev = parse_sse((buf + rest).decode())
+    t.ok("".join(d["text"] for e, d in ev if e == "stdout") == "got typed\n" and ev[-1][0] == "execution_complete",
+         "the code goes on with the answer", ev)
+    st, ctype, raw, ev = sse("input('never answered ')", a, timeoutMs=1500)
+    t.ok(ev and ev[-1][0] == "execution_complete" and ev[-1][1].get("timedOut") is True,
+         "an unanswered input() ends at timeoutMs", raw)
+    j = run("'after'", a)
+    t.eq(main_text(j), "'after'", "and the context is usable")
+
+
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
-               s_exit, s_sleep, s_delete):
+               s_input, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     rc = srv.stop()
