@@ -31,7 +31,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -114,6 +117,12 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
     }
     if (custom)
         snprintf(o->instance, sizeof o->instance, "custom");
+    if (cb_json_has(j, "diskMB")) {
+        long long v = cb_json_int(j, "diskMB", -1);
+        if (v < 16 || v > 16 << 20)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "diskMB must be 16..16777216"), -1;
+        o->disk_mb = (unsigned)v;
+    }
     const char *net = cb_json_str(j, "network", "none");
     if (strcmp(net, "none") != 0 && strcmp(net, "egress") != 0)
         return sb_fail(err, SB_E_VALIDATION_FAILED, "network must be none or egress"), -1;
@@ -145,6 +154,8 @@ static cJSON *opts_json(const sb_box_opts *o)
     cJSON_AddNumberToObject(j, "cpus", o->lim.cpu_milli / 1000.0);
     cJSON_AddNumberToObject(j, "pids", o->lim.pids);
     cJSON_AddNumberToObject(j, "tmpMB", o->lim.tmp_mb);
+    if (o->disk_mb)
+        cJSON_AddNumberToObject(j, "diskMB", o->disk_mb);
     cJSON_AddStringToObject(j, "network", o->egress ? "egress" : "none");
     char sa[32];
     snprintf(sa, sizeof sa, "%lldms", (long long)o->sleep_after_ms);
@@ -767,6 +778,89 @@ static cJSON *specialize_json(sb_box *b)
 
 static void box_teardown(sb_box *b);
 
+/* ---- /workspace with a size limit (diskMB) ------------------------------------
+ *
+ * The workspace is then a file system of its own: an ext4 image in the
+ * sandbox's state folder (sparse: it takes only what is written), made on
+ * the first start with mkfs.ext4 and mounted through a loop device on the
+ * workspace folder while the sandbox runs (the agent gets a clone of that
+ * mount, as for a plain folder). Writing past the size fails with ENOSPC
+ * inside the sandbox, and the host's disk is untouched. */
+
+static int loop_attach(int imgfd, char *dev, size_t cap, int *lfd_out, sb_error *err)
+{
+    cb_autoclose int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                       "diskMB needs loop devices: /dev/loop-control: %s (modprobe loop)", strerror(errno)), -1;
+    for (int tries = 0; tries < 32; tries++) {
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        if (n < 0)
+            return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "no free loop device: %s", strerror(errno)), -1;
+        snprintf(dev, cap, "/dev/loop%d", n);
+        int lfd = open(dev, O_RDWR | O_CLOEXEC);
+        if (lfd < 0 && errno == ENOENT) {
+            /* no devtmpfs to make the node: make it */
+            mknod(dev, S_IFBLK | 0600, makedev(7, (unsigned)n));
+            lfd = open(dev, O_RDWR | O_CLOEXEC);
+        }
+        if (lfd < 0)
+            return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "%s: %s", dev, strerror(errno)), -1;
+        struct loop_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.fd = (unsigned)imgfd;
+        cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0) {
+            *lfd_out = lfd;
+            return 0;
+        }
+        int e = errno;
+        close(lfd);
+        if (e != EBUSY)  /* EBUSY: another attach took it first */
+            return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "%s: LOOP_CONFIGURE: %s", dev, strerror(e)), -1;
+    }
+    return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "no loop device could be attached"), -1;
+}
+
+/* b->mu held. */
+static int disk_mount(sb_box *b, const char *ws, sb_error *err)
+{
+    cb_autofree char *img = cb_printf_new("%s/workspace.img", b->dir);
+    umount2(ws, MNT_DETACH);  /* one left by a server that was killed */
+    struct stat st;
+    if (stat(img, &st) < 0) {
+        cb_autoclose int fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, (off_t)b->opts.disk_mb << 20) < 0)
+            return sb_fail(err, SB_E_INTERNAL_ERROR, "workspace image %s: %s", img, strerror(errno)), -1;
+        char ext[160];
+        snprintf(ext, sizeof ext, "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=%u:%u",
+                 reg.isolation == SB_ISOLATION_NONE ? (unsigned)getuid() : SB_UID_BASE + 1000,
+                 reg.isolation == SB_ISOLATION_NONE ? (unsigned)getgid() : SB_UID_BASE + 1000);
+        char *argv[] = {"mkfs.ext4", "-q", "-F", "-m", "0", "-E", ext, img, NULL};
+        if (sb_run_tool(argv, NULL, "the workspace's file system (diskMB)", "e2fsprogs", err) < 0) {
+            unlink(img);
+            return -1;
+        }
+    }
+    cb_autoclose int imgfd = open(img, O_RDWR | O_CLOEXEC);
+    if (imgfd < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "workspace image %s: %s", img, strerror(errno)), -1;
+    char dev[32];
+    int lfd = -1;
+    if (loop_attach(imgfd, dev, sizeof dev, &lfd, err) < 0)
+        return -1;
+    int rc = mount(dev, ws, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL);
+    int e = errno;
+    if (rc < 0)
+        ioctl(lfd, LOOP_CLR_FD, 0);
+    close(lfd);  /* autoclear: the loop device goes with the last mount */
+    if (rc < 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "mount the workspace image on %s: %s", ws,
+                       strerror(e)), -1;
+    b->disk_mounted = true;
+    return 0;
+}
+
 /* Give a warm agent to this sandbox. b->mu held. */
 static int box_start(sb_box *b, sb_error *err)
 {
@@ -779,6 +873,12 @@ static int box_start(sb_box *b, sb_error *err)
     sb_warm w;
     if (warm_take(&w, err) < 0)
         goto fail_log;
+    if (b->opts.disk_mb && disk_mount(b, ws, err) < 0) {
+        b->agent = w.pid;
+        b->ctl = w.ctl;
+        b->cg = w.cg;
+        goto fail;
+    }
     int64_t t_take = cb_mono_ns();
     b->agent = w.pid;
     b->ctl = w.ctl;
@@ -879,6 +979,12 @@ static void box_teardown(sb_box *b)
         sb_net_teardown(b);
     int64_t t1 = cb_mono_ns();
     sb_cg_destroy(&b->cg);
+    if (b->disk_mounted) {
+        cb_autofree char *ws = workspace_path(b);
+        if (umount2(ws, MNT_DETACH) < 0)
+            cb_warn("sandbox", "umount %s: %s", ws, strerror(errno));
+        b->disk_mounted = false;
+    }
     b->state = SB_BOX_STOPPED;
     cb_debug("sandbox", "teardown %s: kill+wait %.2f ms, cgroups %.2f ms", b->id,
              (double)(t1 - t0) / 1e6, (double)(cb_mono_ns() - t1) / 1e6);

@@ -38,6 +38,7 @@ typedef struct sb_box_opts {
     bool egress;                /* network "egress" (else "none") */
     int64_t sleep_after_ms;
     bool keep_alive;
+    unsigned disk_mb;           /* /workspace size limit (its own file system); 0 = none */
     cJSON *env;                 /* object of strings, owned */
 } sb_box_opts;
 
@@ -58,6 +59,7 @@ typedef struct sb_box {
     int pidfd, ctl, root_fd, netns_fd;
     sb_cgroup cg;
     int net_index;              /* egress: veth pair number, -1 if none */
+    bool disk_mounted;          /* diskMB: the workspace image is mounted on its folder */
     int64_t started_us;
     unsigned generation;        /* bumped at each start */
     int active;                 /* requests using the agent now */

@@ -17,19 +17,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "sandbox/sb_util.h"
 
 #define NET_MAX 16384
 
-extern char **environ;
 
 static pthread_mutex_t net_mu = PTHREAD_MUTEX_INITIALIZER;
 static unsigned char used[NET_MAX];
@@ -52,56 +50,10 @@ static const char NFT_RULES[] =
     "  }\n"
     "}\n";
 
-/* Run argv; with stdin_text, feed it on stdin. Returns 0 or -1 with the
- * tool's stderr in err. */
+/* Runs a tool for network set-up (sb_run_tool). */
 static int run(char *const argv[], const char *stdin_text, sb_error *err)
 {
-    int errp[2], inp[2] = {-1, -1};
-    if (pipe2(errp, O_CLOEXEC) < 0 || (stdin_text && pipe2(inp, O_CLOEXEC) < 0))
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(errno)), -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    if (stdin_text)
-        posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
-    else
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(errp[1]);
-    if (stdin_text) {
-        close(inp[0]);
-        if (rc == 0)
-            cb_write_all(inp[1], stdin_text, strlen(stdin_text));
-        close(inp[1]);
-    }
-    if (rc != 0) {
-        close(errp[0]);
-        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
-                       "network egress needs '%s' (apt-get install iproute2 nftables util-linux): %s",
-                       argv[0], strerror(rc)), -1;
-    }
-    char buf[400];
-    ssize_t n, got = 0;
-    while ((n = read(errp[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0)
-        got += n;
-    close(errp[0]);
-    buf[got > 0 ? got : 0] = '\0';
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        cb_buf cmd = CB_BUF_INIT;
-        for (int i = 0; argv[i]; i++)
-            cb_buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
-        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "network setup failed: %s: %s", cmd.data,
-                buf[0] ? buf : "failed");
-        cb_buf_clear(&cmd);
-        return -1;
-    }
-    return 0;
+    return sb_run_tool(argv, stdin_text, "network setup", "iproute2 nftables util-linux", err);
 }
 
 static int ensure_rules(sb_error *err)

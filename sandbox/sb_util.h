@@ -59,4 +59,10 @@ int sb_rm_rf(const char *path);
  * through /proc/PID/stat. Returns how many were signalled. */
 int sb_signal_descendants(pid_t root, int sig);
 
+/* Runs a host tool (argv[0] looked up in PATH) with stdin_text on its
+ * stdin (NULL: /dev/null). 0, or -1 with CONTAINER_UNAVAILABLE naming the
+ * purpose, the command and its stderr (or the packages that provide it). */
+int sb_run_tool(char *const argv[], const char *stdin_text, const char *purpose, const char *packages,
+                sb_error *err);
+
 #endif
