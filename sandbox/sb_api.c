@@ -30,19 +30,6 @@
 #include "sandbox/sb_util.h"
 
 #define EXEC_OUTPUT_CAP (16u << 20)   /* per stream, for JSON replies */
-/* SSE keepalive comments after this much silence (CELLBOX_SSE_KEEPALIVE_MS
- * overrides it, for tests). */
-static int keepalive_ms(void)
-{
-    static int ms;
-    if (!ms) {
-        const char *e = getenv("CELLBOX_SSE_KEEPALIVE_MS");
-        int v = e ? atoi(e) : 0;
-        ms = v >= 50 && v <= 600000 ? v : 15000;
-    }
-    return ms;
-}
-
 sb_box *sb_api_box(sb_req *r)
 {
     sb_box *b = r->nparams > 0 ? sb_box_get(r->params[0]) : NULL;
@@ -469,7 +456,7 @@ static int exec_produce(void *ctx, cb_buf *out)
     }
     for (;;) {
         char type;
-        int rc = exec_next(x, keepalive_ms(), &type, &payload);
+        int rc = exec_next(x, sb_sse_keepalive_ms(), &type, &payload);
         if (rc == 0) {
             sb_sse_comment(out, "keepalive");
             break;
@@ -782,7 +769,7 @@ static int follow_produce(void *ctx, cb_buf *out)
             if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
                 return -1;
         }
-        if (waited >= keepalive_ms()) {
+        if (waited >= sb_sse_keepalive_ms()) {
             sb_sse_comment(out, "keepalive");
             return 0;
         }

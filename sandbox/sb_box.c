@@ -186,6 +186,7 @@ static void box_free(sb_box *b)
 {
     sb_ctxs_free(b);
     sb_procs_free(b);
+    cJSON_Delete(b->ports);
     cJSON_Delete(b->opts.env);
     cJSON_Delete(b->sessions);
     pthread_mutex_destroy(&b->mu);

@@ -67,6 +67,7 @@ typedef struct sb_box {
     cJSON *sessions;            /* {"id": {"id","cwd","env","state","createdAt"}} */
     sb_proc *procs;             /* see sb_proc.h */
     sb_ctx *contexts;           /* see sb_ctx.h */
+    cJSON *ports;               /* exposed ports, see sb_port.h (NULL until first used) */
 } sb_box;
 
 typedef enum { SB_ISOLATION_FULL, SB_ISOLATION_NONE } sb_isolation;

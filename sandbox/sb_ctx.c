@@ -4,9 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -229,16 +227,14 @@ static void *watch_start(void *arg)
     return NULL;
 }
 
-/* stat() a path of the sandbox, resolved inside its root (symlinks cannot
- * leave it). -1 + errno. */
+/* stat() a path of the sandbox, resolved inside its root. -1 + errno. */
 static int stat_in_box(sb_box *b, const char *path, struct stat *st)
 {
     sb_error e = {0};
     int root = sb_box_root(b, &e);
     if (root < 0)
         return -1;
-    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-    int fd = (int)syscall(SYS_openat2, root, path[0] == '/' ? path + 1 : path, &how, sizeof how);
+    int fd = sb_open_in_root(root, path, O_PATH, 0);
     int saved = errno;
     close(root);
     if (fd < 0) {
@@ -996,12 +992,8 @@ static int run_produce(void *ctx, cb_buf *out)
     run *x = ctx;
     if (x->sent_complete)
         return 1;
-    double ka = 15.0;
-    const char *e = getenv("CELLBOX_SSE_KEEPALIVE_MS");
-    if (e && atoi(e) >= 50)
-        ka = atoi(e) / 1000.0;
     size_t before = out->len;
-    int done = run_step(x, ka, out);
+    int done = run_step(x, sb_sse_keepalive_ms() / 1000.0, out);
     if (x->client_gone)
         return -1;
     if (!done) {

@@ -126,17 +126,6 @@ static char *norm_path(const char *in, sb_error *err)
     return out;
 }
 
-static int open_in(int root, const char *path, int flags, mode_t mode)
-{
-    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .mode = mode,
-                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-    const char *rel = path[0] == '/' && path[1] ? path + 1 : (path[1] ? path : ".");
-    int fd;
-    do
-        fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
-    while (fd < 0 && errno == EAGAIN);
-    return fd;
-}
 
 /* Split a normalised path into its parent's fd and the last name. */
 static int open_parent(int root, const char *path, const char **name, sb_error *err)
@@ -146,7 +135,7 @@ static int open_parent(int root, const char *path, const char **name, sb_error *
         return sb_fail(err, SB_E_VALIDATION_FAILED, "'%s' has no file name", path), -1;
     *name = slash + 1;
     cb_autofree char *parent = cb_strndup(path, (size_t)(slash - path));
-    int fd = open_in(root, parent[0] ? parent : "/", O_PATH | O_DIRECTORY, 0);
+    int fd = sb_open_in_root(root, parent[0] ? parent : "/", O_PATH | O_DIRECTORY, 0);
     if (fd < 0)
         return err_errno(err, errno, "open folder", parent[0] ? parent : "/");
     if (check_fs(fd, path, err) < 0) {
@@ -166,7 +155,7 @@ static int mkdir_in(int root, const char *path, sb_error *err)
             continue;
         char c = p[i];
         p[i] = '\0';
-        int fd = open_in(root, p, O_PATH | O_DIRECTORY, 0);
+        int fd = sb_open_in_root(root, p, O_PATH | O_DIRECTORY, 0);
         if (fd < 0 && errno == ENOENT) {
             const char *name;
             int parent = open_parent(root, p, &name, err);
@@ -179,7 +168,7 @@ static int mkdir_in(int root, const char *path, sb_error *err)
             }
             give_to_user(parent, name);
             close(parent);
-            fd = open_in(root, p, O_PATH | O_DIRECTORY, 0);
+            fd = sb_open_in_root(root, p, O_PATH | O_DIRECTORY, 0);
         }
         if (fd < 0)
             return err_errno(err, errno, "mkdir", p);
@@ -289,7 +278,7 @@ static cJSON *ok_json(const char *path)
 /* Open a regular file for reading; fills *st. */
 static int open_regular(fctx *c, struct stat *st, sb_error *err)
 {
-    int fd = open_in(c->root, c->path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+    int fd = sb_open_in_root(c->root, c->path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
     if (fd < 0)
         return err_errno(err, errno, "open", c->path);
     if (check_fs(fd, c->path, err) < 0 || fstat(fd, st) < 0) {
@@ -624,7 +613,7 @@ int sb_files_list(sb_req *r)
     const char *path = body_path(r);
     if (fctx_open(r, path ? path : "/workspace", &c, &err) < 0)
         return reply_fail(r, &c, &err);
-    int fd = open_in(c.root, c.path, O_RDONLY | O_DIRECTORY, 0);
+    int fd = sb_open_in_root(c.root, c.path, O_RDONLY | O_DIRECTORY, 0);
     if (fd < 0) {
         err_errno(&err, errno, "list", c.path);
         return reply_fail(r, &c, &err);
@@ -648,7 +637,7 @@ int sb_files_list(sb_req *r)
 
 static int stat_path(fctx *c, struct stat *st, sb_error *err)
 {
-    int fd = open_in(c->root, c->path, O_PATH | O_NOFOLLOW, 0);
+    int fd = sb_open_in_root(c->root, c->path, O_PATH | O_NOFOLLOW, 0);
     if (fd < 0)
         return err_errno(err, errno, "stat", c->path);
     int rc = fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);

@@ -317,6 +317,17 @@ void sb_sse_event(cb_buf *out, const char *event, cJSON *data)
     cb_buf_printf(out, "event: %s\ndata: %s\n\n", event, text);
 }
 
+int sb_sse_keepalive_ms(void)
+{
+    static int ms;
+    if (!ms) {
+        const char *e = getenv("CELLBOX_SSE_KEEPALIVE_MS");
+        int v = e ? atoi(e) : 0;
+        ms = v >= 50 && v <= 600000 ? v : 15000;
+    }
+    return ms;
+}
+
 void sb_sse_comment(cb_buf *out, const char *text)
 {
     cb_buf_printf(out, ": %s\n\n", text);

@@ -126,5 +126,8 @@ void sb_upgrade_close(void *handle);
 /* SSE formatting: "event: NAME\ndata: JSON\n\n" (takes data). */
 void sb_sse_event(cb_buf *out, const char *event, cJSON *data);
 void sb_sse_comment(cb_buf *out, const char *text);
+/* Silence after which a stream sends a keepalive comment: 15 s
+ * (CELLBOX_SSE_KEEPALIVE_MS overrides it, for tests). */
+int sb_sse_keepalive_ms(void);
 
 #endif

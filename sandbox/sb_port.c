@@ -114,9 +114,12 @@ static char *ports_path(sb_box *b)
     return cb_printf_new("%s/ports.json", b->dir);
 }
 
-/* box->mu held. Owned object. */
-static cJSON *ports_load(sb_box *b)
+/* The sandbox's exposed ports, read from ports.json on first use and kept
+ * in the box. box->mu held; borrowed. */
+static cJSON *ports_of(sb_box *b)
 {
+    if (b->ports)
+        return b->ports;
     cb_autofree char *path = ports_path(b);
     size_t n = 0;
     cb_autofree char *text = cb_read_file(path, &n);
@@ -125,15 +128,21 @@ static cJSON *ports_load(sb_box *b)
         cJSON_Delete(j);
         j = cJSON_CreateObject();
     }
-    return j;
+    return b->ports = j;
 }
 
-static int ports_save(sb_box *b, cJSON *ports, sb_error *err)
+/* Writes b->ports; on failure the copy in memory is dropped (the file is
+ * what counts). box->mu held. */
+static int ports_save(sb_box *b, sb_error *err)
 {
     cb_autofree char *path = ports_path(b);
-    cb_autofree char *text = cb_json_print(ports);
-    if (cb_write_file_atomic(path, text, strlen(text), 0600) < 0)
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot save %s: %s", path, strerror(errno)), -1;
+    cb_autofree char *text = cb_json_print(b->ports);
+    if (cb_write_file_atomic(path, text, strlen(text), 0600) < 0) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot save %s: %s", path, strerror(errno));
+        cJSON_Delete(b->ports);
+        b->ports = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -183,7 +192,7 @@ int sb_port_expose(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
     char key[8];
     snprintf(key, sizeof key, "%d", port);
     pthread_mutex_lock(&b->mu);
-    cJSON *ports = ports_load(b);
+    cJSON *ports = ports_of(b);
     int rc = -1;
     if (cJSON_GetObjectItemCaseSensitive(ports, key)) {
         sb_fail(err, SB_E_PORT_ALREADY_EXPOSED, "port %d of sandbox '%s' is already exposed", port, b->id);
@@ -196,13 +205,14 @@ int sb_port_expose(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         char date[CB_ISO_DATE_LEN];
         cb_iso_date(date, cb_real_us());
         cJSON_AddStringToObject(rec, "exposedAt", date);
-        if (ports_save(b, ports, err) == 0) {
-            *out = port_public(b, rec);
-            rc = 0;
+        *out = port_public(b, rec);
+        rc = ports_save(b, err);
+        if (rc < 0) {
+            cJSON_Delete(*out);
+            *out = NULL;
         }
     }
     pthread_mutex_unlock(&b->mu);
-    cJSON_Delete(ports);
     if (rc == 0) {
         char kv[128];
         snprintf(kv, sizeof kv, "sandbox=%s port=%d", b->id, port);
@@ -215,12 +225,10 @@ cJSON *sb_ports_list_json(sb_box *b)
 {
     cJSON *arr = cJSON_CreateArray();
     pthread_mutex_lock(&b->mu);
-    cJSON *ports = ports_load(b);
     const cJSON *rec;
-    cJSON_ArrayForEach(rec, ports)
+    cJSON_ArrayForEach(rec, ports_of(b))
         cJSON_AddItemToArray(arr, port_public(b, rec));
     pthread_mutex_unlock(&b->mu);
-    cJSON_Delete(ports);
     return arr;
 }
 
@@ -229,11 +237,9 @@ cJSON *sb_port_json(sb_box *b, int port)
     char key[16];
     snprintf(key, sizeof key, "%d", port);
     pthread_mutex_lock(&b->mu);
-    cJSON *ports = ports_load(b);
-    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(ports, key);
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(ports_of(b), key);
     cJSON *j = rec ? port_public(b, rec) : NULL;
     pthread_mutex_unlock(&b->mu);
-    cJSON_Delete(ports);
     return j;
 }
 
@@ -242,16 +248,15 @@ int sb_port_unexpose(sb_box *b, int port, sb_error *err)
     char key[16];
     snprintf(key, sizeof key, "%d", port);
     pthread_mutex_lock(&b->mu);
-    cJSON *ports = ports_load(b);
+    cJSON *ports = ports_of(b);
     int rc = -1;
     if (!cJSON_GetObjectItemCaseSensitive(ports, key)) {
         sb_fail(err, SB_E_PORT_NOT_EXPOSED, "port %d of sandbox '%s' is not exposed", port, b->id);
     } else {
         cJSON_DeleteItemFromObjectCaseSensitive(ports, key);
-        rc = ports_save(b, ports, err);
+        rc = ports_save(b, err);
     }
     pthread_mutex_unlock(&b->mu);
-    cJSON_Delete(ports);
     return rc;
 }
 
@@ -261,11 +266,9 @@ static bool token_matches(sb_box *b, int port, const char *token)
     char key[16];
     snprintf(key, sizeof key, "%d", port);
     pthread_mutex_lock(&b->mu);
-    cJSON *ports = ports_load(b);
-    const char *want = cb_json_str(cJSON_GetObjectItemCaseSensitive(ports, key), "token", NULL);
+    const char *want = cb_json_str(cJSON_GetObjectItemCaseSensitive(ports_of(b), key), "token", NULL);
     bool ok = want && strlen(want) == strlen(token) && sodium_memcmp(want, token, strlen(want)) == 0;
     pthread_mutex_unlock(&b->mu);
-    cJSON_Delete(ports);
     return ok;
 }
 

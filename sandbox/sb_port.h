@@ -17,8 +17,8 @@
  * hyphen ([a-z0-9_]{1,63}), sandbox id = what lies between. Anything else is
  * not a preview request.
  *
- * Exposed ports persist in STATE/sandboxes/<id>/ports.json (under box->mu),
- * so URLs survive a server restart. Ownership: *_json results are owned.
+ * Exposed ports persist in STATE/sandboxes/<id>/ports.json, read once into
+ * box->ports (under box->mu), so URLs survive a server restart. Ownership: *_json results are owned.
  */
 #ifndef SB_PORT_H
 #define SB_PORT_H

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
 #include <sys/wait.h>
 #include <spawn.h>
 
@@ -367,4 +369,16 @@ int sb_run_tool(char *const argv[], const char *stdin_text, const char *purpose,
         return -1;
     }
     return 0;
+}
+
+int sb_open_in_root(int root, const char *path, int flags, mode_t mode)
+{
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .mode = mode,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    const char *rel = path[0] == '/' && path[1] ? path + 1 : (path[1] ? path : ".");
+    int fd;
+    do
+        fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
+    while (fd < 0 && errno == EAGAIN);
+    return fd;
 }

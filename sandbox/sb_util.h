@@ -65,4 +65,8 @@ int sb_signal_descendants(pid_t root, int sig);
 int sb_run_tool(char *const argv[], const char *stdin_text, const char *purpose, const char *packages,
                 sb_error *err);
 
+/* openat2 below `root` with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: "..",
+ * absolute paths and symlinks cannot leave it (O_CLOEXEC added). fd or -1. */
+int sb_open_in_root(int root, const char *path, int flags, mode_t mode);
+
 #endif
