@@ -758,12 +758,11 @@ static void apply_clear(run *x)
 }
 
 /* One message of ours: fold it into the run and the event stream. */
-static void echo_input(run *x, cb_buf *sse, const char *prompt, const char *value, bool password)
+static void echo_input(run *x, const char *prompt, const char *value, bool password)
 {
     /* what a terminal shows: the prompt and the answer (hidden for passwords) */
     cb_autofree char *line = cb_printf_new("%s%s\n", prompt, password ? "" : value);
     cJSON_AddItemToArray(x->out, cJSON_CreateString(line));
-    (void)sse;
 }
 
 /* Takes ownership of m when it keeps it (x->input_req); returns true then. */
@@ -775,7 +774,7 @@ static bool on_input_request(run *x, kn_client_msg *m, cb_buf *sse)
     if (x->next_answer < n) {
         cJSON *a = cJSON_GetArrayItem(x->answers, x->next_answer++);
         const char *v = cJSON_IsString(a) ? a->valuestring : "";
-        echo_input(x, sse, prompt, v, password);
+        echo_input(x, prompt, v, password);
         kn_client_input_reply(x->c->client, m, v);
         return false;
     }
