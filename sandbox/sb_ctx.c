@@ -26,6 +26,11 @@
 #define CTX_BIN_IN_SANDBOX "/run/cellbox/cellbox"
 #define CTX_START_TIMEOUT_S 60.0
 #define CTX_INTERRUPT_GRACE_S 5.0
+/* What a JSON reply keeps (a streamed run keeps nothing: it sends as it
+ * goes): logs per stream, and results in all. Past that the run goes on,
+ * the reply says logsTruncated / resultsTruncated. */
+#define CTX_LOG_CAP (16u << 20)
+#define CTX_RESULTS_CAP (64u << 20)
 
 typedef enum { CTX_STARTING, CTX_READY, CTX_FAILED, CTX_DEAD } ctx_state;
 
@@ -693,6 +698,8 @@ typedef struct run {
     int next_answer;
     bool stdin_ran_out;       /* input() asked for more than "stdin" gave */
     kn_client_msg *input_req; /* the input_request waiting for POST .../input */
+    size_t kept[3];           /* bytes kept: stdout, stderr, results */
+    bool logs_truncated, results_truncated;
 } run;
 
 static void run_free(void *p)
@@ -754,15 +761,39 @@ static void apply_clear(run *x)
 {
     cJSON_Delete(x->results);
     x->results = cJSON_CreateArray();
+    x->kept[2] = 0;
     x->clear_pending = false;
 }
 
 /* One message of ours: fold it into the run and the event stream. */
+/* Keeps item in arr (0 stdout, 1 stderr, 2 results) unless the run streams
+ * or the reply would grow past its cap. Takes item. */
+static void keep(run *x, int which, cJSON *arr, cJSON *item, size_t size)
+{
+    size_t cap = which == 2 ? CTX_RESULTS_CAP : CTX_LOG_CAP;
+    if (x->sse || x->kept[which] + size > cap) {
+        if (!x->sse)
+            *(which == 2 ? &x->results_truncated : &x->logs_truncated) = true;
+        cJSON_Delete(item);
+        return;
+    }
+    x->kept[which] += size;
+    cJSON_AddItemToArray(arr, item);
+}
+
+static size_t result_size(const cJSON *r)
+{
+    size_t n = 0;
+    for (const cJSON *k = r->child; k; k = k->next)
+        n += cJSON_IsString(k) ? strlen(k->valuestring) : 64;
+    return n;
+}
+
 static void echo_input(run *x, const char *prompt, const char *value, bool password)
 {
     /* what a terminal shows: the prompt and the answer (hidden for passwords) */
     cb_autofree char *line = cb_printf_new("%s%s\n", prompt, password ? "" : value);
-    cJSON_AddItemToArray(x->out, cJSON_CreateString(line));
+    keep(x, 0, x->out, cJSON_CreateString(line), strlen(line));
 }
 
 /* Takes ownership of m when it keeps it (x->input_req); returns true then. */
@@ -820,7 +851,7 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
         const char *name = cb_json_str(m->content, "name", "stdout");
         const char *text = cb_json_str(m->content, "text", "");
         bool err = strcmp(name, "stderr") == 0;
-        cJSON_AddItemToArray(err ? x->errs : x->out, cJSON_CreateString(text));
+        keep(x, err ? 1 : 0, err ? x->errs : x->out, cJSON_CreateString(text), strlen(text));
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "text", text);
         emit(x, sse, err ? "stderr" : "stdout", e);
@@ -828,7 +859,7 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
         if (x->clear_pending)
             apply_clear(x);
         cJSON *r = result_from(m->content, strcmp(t, "execute_result") == 0);
-        cJSON_AddItemToArray(x->results, cJSON_Duplicate(r, true));
+        keep(x, 2, x->results, cJSON_Duplicate(r, true), result_size(r));
         emit(x, sse, "result", r);
     } else if (strcmp(t, "update_display_data") == 0) {
         cJSON *r = result_from(m->content, false);
@@ -983,6 +1014,10 @@ static cJSON *run_result(run *x)
     cJSON_AddNumberToObject(j, "executionCount", x->exec_count);
     cJSON_AddBoolToObject(j, "timedOut", x->timed_out);
     cJSON_AddNumberToObject(j, "durationMs", run_duration_ms(x));
+    if (x->logs_truncated)
+        cJSON_AddBoolToObject(j, "logsTruncated", true);
+    if (x->results_truncated)
+        cJSON_AddBoolToObject(j, "resultsTruncated", true);
     return j;
 }
 

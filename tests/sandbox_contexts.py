@@ -576,6 +576,21 @@ def s_sleep():
     t.eq(main_text(j), "'new'", "and code runs again in a new default context (the sandbox wakes)")
 
 
+def s_flood():
+    # ---- a run that prints 40 MB: the reply keeps 16 MB of it and says so ---------
+    a = state["a"]
+    j = run("for i in range(400):\n    print('x' * 100000)\n'done'", a)
+    kept = len(out(j))
+    t.ok(j.get("logsTruncated") is True and 8 << 20 <= kept <= 16 << 20 and main_text(j) == "'done'",
+         "40 MB of stdout: the reply keeps 16 MB, says logsTruncated, the run completes", (kept, j.get("logsTruncated")))
+    st, ctype, raw, ev = sse("for i in range(200):\n    print('y' * 100000)", a)
+    got = sum(len(d["text"]) for e, d in ev if e == "stdout")
+    t.ok(st == 200 and got == 200 * 100001 and ev[-1][0] == "execution_complete",
+         "a streamed run sends all of it (20 MB)", (st, got))
+    r = srv.get("/v1/health", token=False)
+    t.eq(r.status, 200, "the server is fine after both")
+
+
 def s_input():
     # ---- input(): lines given with the request, or answered while streaming --------
     a = state["a"]
@@ -636,7 +651,7 @@ def s_input():
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
-               s_input, s_exit, s_sleep, s_delete):
+               s_input, s_flood, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     rc = srv.stop()
