@@ -26,6 +26,7 @@
 #define CTX_BIN_IN_SANDBOX "/run/cellbox/cellbox"
 #define CTX_START_TIMEOUT_S 60.0
 #define CTX_INTERRUPT_GRACE_S 5.0
+#define CTX_MAX 64                      /* per sandbox: each costs the server two threads */
 /* What a JSON reply keeps (a streamed run keeps nothing: it sends as it
  * goes): logs per stream, and results in all. Past that the run goes on,
  * the reply says logsTruncated / resultsTruncated. */
@@ -461,6 +462,15 @@ static int sb_ctx_create_id(sb_box *b, const char *id, const cJSON *body, sb_ctx
         ctx_unref(c), ctx_unref(c);
         *out = old;
         return 0;  /* someone else made it (the default context) */
+    }
+    int n = 0;
+    for (sb_ctx *o = b->contexts; o; o = o->next)
+        n++;
+    if (n >= CTX_MAX) {
+        pthread_mutex_unlock(&b->mu);
+        ctx_unref(c), ctx_unref(c);
+        return sb_fail(err, SB_E_VALIDATION_FAILED,
+                       "sandbox '%s' has %d contexts, the most it may have; delete one first", b->id, n), -1;
     }
     c->next = b->contexts;
     b->contexts = c;
