@@ -60,8 +60,13 @@ bool sb_req_client_gone(sb_req *r)
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+typedef struct upgrade_ctx upgrade_ctx;
+static void upgrade_done(upgrade_ctx *u);
+
 static void req_free(sb_req *r)
 {
+    if (r->upgrade)
+        upgrade_done(r->upgrade);
     if (r->upload_free && r->upload_ctx)
         r->upload_free(r->upload_ctx);
     for (int i = 0; i < r->nparams; i++)
@@ -266,12 +271,12 @@ int sb_reply_stream(sb_req *r, int status, const char *content_type, sb_produce_
     return sb_reply_stream_ex(r, status, MHD_SIZE_UNKNOWN, headers, produce, ctx, free_ctx);
 }
 
-typedef struct upgrade_ctx {
+struct upgrade_ctx {
     sb_upgrade_fn fn;
     void *ctx;
     void (*free_ctx)(void *);
     bool used;
-} upgrade_ctx;
+};
 
 static void on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls, const char *extra,
                        size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
@@ -281,6 +286,15 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls, co
     u->used = true;
     u->fn(u->ctx, sock, extra, extra_len, urh);
     if (u->free_ctx)
+        u->free_ctx(u->ctx);
+    u->ctx = NULL;
+}
+
+/* When the request ends: the closure goes, and its ctx too if the upgrade
+ * never happened (the client left before the 101 was sent). */
+static void upgrade_done(upgrade_ctx *u)
+{
+    if (!u->used && u->free_ctx && u->ctx)
         u->free_ctx(u->ctx);
     free(u);
 }
@@ -299,8 +313,7 @@ int sb_reply_upgrade(sb_req *r, const char *const *headers, sb_upgrade_fn fn, vo
     }
     for (const char *const *h = headers; h && h[0] && h[1]; h += 2)
         MHD_add_response_header(resp, h[0], h[1]);
-    /* (if the upgrade never happens, u leaks with its ctx: MHD gives no
-     * destructor for an upgrade response's closure) */
+    r->upgrade = u;  /* freed by on_completed (MHD has no destructor for it) */
     return queue(r, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 }
 

@@ -67,6 +67,7 @@ struct sb_req {
     void (*upload_free)(void *);
     char *raw_uri;              /* the request target as sent (path?query, not unescaped) */
     bool by_host;               /* routed by route_host: replies carry only their own headers */
+    void *upgrade;              /* sb_reply_upgrade's closure, freed when the request ends */
     bool started;
 };
 
