@@ -68,6 +68,14 @@ static cJSON *body_or_empty(sb_req *r)
     return r->json;
 }
 
+/* {"<key>": [...]} with 200. */
+static int reply_list(sb_req *r, const char *key, cJSON *arr)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, key, arr);
+    return sb_reply_json(r, 200, j);
+}
+
 static void add_timestamp(cJSON *j)
 {
     char date[CB_ISO_DATE_LEN];
@@ -572,9 +580,7 @@ static int h_session_create(sb_req *r, sb_box *b, sb_error *err)
 
 static int h_session_list(sb_req *r, sb_box *b, sb_error *err)
 {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddItemToObject(j, "sessions", sb_sessions_list_json(b));
-    return sb_reply_json(r, 200, j);
+    return reply_list(r, "sessions", sb_sessions_list_json(b));
 }
 
 static int h_session_get(sb_req *r, sb_box *b, sb_error *err)
@@ -615,9 +621,7 @@ static int h_proc_start(sb_req *r, sb_box *b, sb_error *err)
 
 static int h_proc_list(sb_req *r, sb_box *b, sb_error *err)
 {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddItemToObject(j, "processes", sb_procs_list_json(b));
-    return sb_reply_json(r, 200, j);
+    return reply_list(r, "processes", sb_procs_list_json(b));
 }
 
 static int h_proc_get(sb_req *r, sb_box *b, sb_error *err)
@@ -847,9 +851,7 @@ static int h_ctx_create(sb_req *r, sb_box *b, sb_error *err)
 static int h_ctx_list(sb_req *r, sb_box *b, sb_error *err)
 {
     (void)err;
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddItemToObject(j, "contexts", sb_ctxs_list_json(b));
-    return sb_reply_json(r, 200, j);
+    return reply_list(r, "contexts", sb_ctxs_list_json(b));
 }
 
 static int h_ctx_get(sb_req *r, sb_box *b, sb_error *err)
@@ -897,9 +899,7 @@ static int h_port_expose(sb_req *r, sb_box *b, sb_error *err)
 static int h_port_list(sb_req *r, sb_box *b, sb_error *err)
 {
     (void)err;
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddItemToObject(j, "ports", sb_ports_list_json(b));
-    return sb_reply_json(r, 200, j);
+    return reply_list(r, "ports", sb_ports_list_json(b));
 }
 
 static int port_param(sb_req *r, sb_error *err)

@@ -1079,49 +1079,6 @@ int sb_box_root(sb_box *b, sb_error *err)
     return fd;
 }
 
-typedef struct netns_job {
-    int nsfd, domain, type, fd, err;
-} netns_job;
-
-static void *netns_thread(void *arg)
-{
-    netns_job *j = arg;
-    if (setns(j->nsfd, CLONE_NEWNET) < 0) {
-        j->err = errno;
-        return NULL;
-    }
-    j->fd = socket(j->domain, j->type | SOCK_CLOEXEC, 0);
-    if (j->fd < 0)
-        j->err = errno;
-    return NULL;
-}
-
-int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err)
-{
-    pthread_mutex_lock(&b->mu);
-    int nsfd = b->netns_fd >= 0 ? fcntl(b->netns_fd, F_DUPFD_CLOEXEC, 3) : -1;
-    pthread_mutex_unlock(&b->mu);
-    if (nsfd < 0) {
-        if (reg.isolation == SB_ISOLATION_NONE) {
-            int fd = socket(domain, type | SOCK_CLOEXEC, 0);
-            return fd;
-        }
-        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' is not running", b->id), -1;
-    }
-    /* A thread of its own enters the namespace, so no server thread changes. */
-    netns_job j = {nsfd, domain, type, -1, 0};
-    pthread_t t;
-    if (pthread_create(&t, NULL, netns_thread, &j) != 0) {
-        close(nsfd);
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "thread: %s", strerror(errno)), -1;
-    }
-    pthread_join(t, NULL);
-    close(nsfd);
-    if (j.fd < 0)
-        sb_fail(err, SB_E_INTERNAL_ERROR, "socket in sandbox: %s", strerror(j.err));
-    return j.fd;
-}
-
 typedef struct netns_call {
     int nsfd;
     void *(*fn)(void *);
@@ -1158,6 +1115,28 @@ int sb_box_in_netns(sb_box *b, void *(*fn)(void *), void *arg, sb_error *err)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot enter the sandbox's network: %s",
                        strerror(rc ? rc : j.err)), -1;
     return 0;
+}
+
+typedef struct socket_job {
+    int domain, type, fd, err;
+} socket_job;
+
+static void *make_socket(void *arg)
+{
+    socket_job *j = arg;
+    j->fd = socket(j->domain, j->type | SOCK_CLOEXEC, 0);
+    j->err = errno;
+    return NULL;
+}
+
+int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err)
+{
+    socket_job j = {domain, type, -1, 0};
+    if (sb_box_in_netns(b, make_socket, &j, err) < 0)
+        return -1;
+    if (j.fd < 0)
+        sb_fail(err, SB_E_INTERNAL_ERROR, "socket in sandbox: %s", strerror(j.err));
+    return j.fd;
 }
 
 /* ---- create / delete / list -------------------------------------------------- */
