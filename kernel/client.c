@@ -435,16 +435,24 @@ int kn_client_send(kn_client *c, kn_channel ch, const char *msg_type, const char
     return kn_session_send(&c->session, c->sock[ch], NULL, NULL, 0, &m, msg_id_out);
 }
 
+int kn_client_send_with_parent(kn_client *c, kn_channel ch, const char *msg_type, const char *content,
+                               const cJSON *parent)
+{
+    if (ch != KN_CH_SHELL && ch != KN_CH_CONTROL && ch != KN_CH_STDIN)
+        return -1;
+    cb_autofree char *ptext = parent ? cJSON_PrintUnformatted(parent) : NULL;
+    kn_bytes pb = {ptext, ptext ? strlen(ptext) : 0};
+    kn_out m = {.msg_type = msg_type, .parent = ptext ? &pb : NULL, .content = content ? content : "{}"};
+    return kn_session_send(&c->session, c->sock[ch], NULL, NULL, 0, &m, NULL);
+}
+
 int kn_client_input_reply(kn_client *c, const kn_client_msg *request, const char *value)
 {
-    cb_autofree char *parent = request->header ? cJSON_PrintUnformatted(request->header) : NULL;
     cJSON *content = cJSON_CreateObject();
     cJSON_AddStringToObject(content, "value", value ? value : "");
     cb_autofree char *text = cJSON_PrintUnformatted(content);
     cJSON_Delete(content);
-    kn_bytes pb = {parent, parent ? strlen(parent) : 0};
-    kn_out m = {.msg_type = "input_reply", .parent = parent ? &pb : NULL, .content = text};
-    return kn_session_send(&c->session, c->sock[KN_CH_STDIN], NULL, NULL, 0, &m, NULL);
+    return kn_client_send_with_parent(c, KN_CH_STDIN, "input_reply", text, request->header);
 }
 
 int kn_client_execute(kn_client *c, const char *code, bool store_history, bool allow_stdin, bool stop_on_error,

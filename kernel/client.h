@@ -92,6 +92,9 @@ kn_client *kn_client_attach(const kn_conn *conn, void *zctx, const kn_client_opt
 /* Sends msg_type with content (JSON text; NULL = "{}") on shell or control.
  * msg_id_out (KN_MSG_ID_LEN bytes) may be NULL. 0 or -1. */
 int kn_client_send(kn_client *c, kn_channel ch, const char *msg_type, const char *content, char *msg_id_out);
+/* kn_client_send with a parent header (a cJSON object; NULL = none). */
+int kn_client_send_with_parent(kn_client *c, kn_channel ch, const char *msg_type, const char *content,
+                               const cJSON *parent);
 /* Answers an input_request (from kn_client_poll, channel stdin) with value. */
 int kn_client_input_reply(kn_client *c, const kn_client_msg *request, const char *value);
 /* An execute_request as nbclient sends it. */

@@ -47,6 +47,9 @@ void nb_outputs_clear(nb_outputs *o)
     free(o->refs);
     cJSON_Delete(o->widget_state);
     cJSON_Delete(o->widget_buffers);
+    cJSON_Delete(o->out_widgets);
+    cJSON_Delete(o->out_hooks);
+    cJSON_Delete(o->to_kernel);
     memset(o, 0, sizeof *o);
 }
 
@@ -201,11 +204,22 @@ static void b64(cb_buf *b, const kn_bytes *buf)
     b->len += n - 1;
 }
 
+/* The widget state a comm message carries: data.state; for the comm_open of
+ * ipywidgets 6 (Debian 12's; protocol 1), the data itself. */
+static const cJSON *widget_state_of(const kn_client_msg *m)
+{
+    const cJSON *data = cb_json_obj(m->content, "data");
+    const cJSON *state = cb_json_obj(data, "state");
+    if (!state && strcmp(m->msg_type, "comm_open") == 0 && cJSON_GetObjectItemCaseSensitive(data, "_model_name"))
+        state = data;
+    return state;
+}
+
 /* nbclient's handle_comm_msg(): widget state and binary buffers. */
 static void widget_message(nb_outputs *o, const kn_client_msg *m)
 {
     const cJSON *data = cb_json_obj(m->content, "data");
-    const cJSON *state = cb_json_obj(data, "state");
+    const cJSON *state = widget_state_of(m);
     const char *comm_id = cb_json_str(m->content, "comm_id", NULL);
     if (!o->store_widget_state || !state || !comm_id)
         return;
@@ -248,6 +262,135 @@ static void widget_message(nb_outputs *o, const kn_client_msg *m)
     }
 }
 
+/* ---- nbclient's OutputWidget (nbclient/output_widget.py) ---- */
+
+static cJSON *obj_in(cJSON **holder, const char *key)
+{
+    if (!*holder)
+        *holder = cJSON_CreateObject();
+    return cb_json_obj(*holder, key);
+}
+
+/* comm_open / comm_msg for an Output model: register it, or move its hook
+ * (state.msg_id set: outputs of that request go to the widget; cleared: back
+ * to the cell), as nbclient's on_comm_open_jupyter_widget and set_state. */
+static void output_widget_comm(nb_outputs *o, const kn_client_msg *m)
+{
+    const char *comm_id = cb_json_str(m->content, "comm_id", NULL);
+    const cJSON *state = widget_state_of(m);
+    if (!comm_id || !state)
+        return;
+    cJSON *w = obj_in(&o->out_widgets, comm_id);
+    if (strcmp(m->msg_type, "comm_open") == 0) {
+        /* ipywidgets 7+ ("@jupyter-widgets/output", nbclient's registry) and
+         * ipywidgets 6 ("jupyter-js-widgets", Debian 12's) */
+        const char *module = cb_json_str(state, "_model_module", "");
+        if (strcmp(cb_json_str(m->content, "target_name", ""), "jupyter.widget") != 0 ||
+            (strcmp(module, "@jupyter-widgets/output") != 0 && strcmp(module, "jupyter-js-widgets") != 0) ||
+            strcmp(cb_json_str(state, "_model_name", ""), "OutputModel") != 0)
+            return;
+        cJSON_DeleteItemFromObjectCaseSensitive(o->out_widgets, comm_id);
+        w = cJSON_AddObjectToObject(o->out_widgets, comm_id);
+        const cJSON *outs = cb_json_arr(state, "outputs");
+        cJSON_AddItemToObject(w, "outputs", outs ? nb_json_dup(outs) : cJSON_CreateArray());
+        cJSON_AddBoolToObject(w, "clear", false);
+        cJSON_AddStringToObject(w, "msg_id", "");
+    }
+    if (!w || strcmp(m->msg_type, "comm_msg") != 0)
+        return;
+    const cJSON *mid = cJSON_GetObjectItemCaseSensitive(state, "msg_id");
+    if (!cJSON_IsString(mid))
+        return;
+    if (mid->valuestring[0]) {
+        if (!o->out_hooks)
+            o->out_hooks = cJSON_CreateObject();
+        cJSON *stack = cb_json_arr(o->out_hooks, mid->valuestring);
+        if (!stack) {
+            stack = cJSON_CreateArray();
+            cJSON_AddItemToObject(o->out_hooks, mid->valuestring, stack);
+        }
+        cJSON_AddItemToArray(stack, cJSON_CreateString(comm_id));
+    } else {
+        /* remove_output_hook: the widget's hook is the top of its stack */
+        cJSON *stack = cb_json_arr(o->out_hooks, cb_json_str(w, "msg_id", ""));
+        int n = cJSON_GetArraySize(stack);
+        const cJSON *top = n > 0 ? cJSON_GetArrayItem(stack, n - 1) : NULL;
+        if (cJSON_IsString(top) && strcmp(top->valuestring, comm_id) == 0)
+            cJSON_DeleteItemFromArray(stack, n - 1);
+    }
+    cb_json_set(w, "msg_id", cJSON_CreateString(mid->valuestring));
+}
+
+/* The Output widget that takes this message's outputs (top of the hook
+ * stack of its parent request), or NULL. */
+static cJSON *output_hook(nb_outputs *o, const kn_client_msg *m, const char **comm_id)
+{
+    cJSON *stack = m->parent_id[0] ? cb_json_arr(o->out_hooks, m->parent_id) : NULL;
+    int n = cJSON_GetArraySize(stack);
+    if (n == 0)
+        return NULL;
+    *comm_id = cJSON_GetArrayItem(stack, n - 1)->valuestring;
+    return cb_json_obj(o->out_widgets, *comm_id);
+}
+
+/* sync_state(): the widget's outputs go to the kernel and to the stored
+ * widget state. */
+static void output_widget_sync(nb_outputs *o, cJSON *w, const char *comm_id, const kn_client_msg *m)
+{
+    const cJSON *outs = cb_json_arr(w, "outputs");
+    cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "comm_id", comm_id);
+    cJSON *data = cJSON_AddObjectToObject(msg, "data");
+    cJSON_AddStringToObject(data, "method", "update");
+    cJSON *state = cJSON_AddObjectToObject(data, "state");
+    cJSON_AddItemToObject(state, "outputs", nb_json_dup(outs));
+    cJSON_AddArrayToObject(data, "buffer_paths");
+    cJSON_AddItemToObject(msg, "parent", m->parent ? nb_json_dup(m->parent) : cJSON_CreateObject());
+    if (!o->to_kernel)
+        o->to_kernel = cJSON_CreateArray();
+    cJSON_AddItemToArray(o->to_kernel, msg);
+    cJSON *st = cb_json_obj(o->widget_state, comm_id);
+    if (o->store_widget_state && st)
+        cb_json_set(st, "outputs", nb_json_dup(outs));
+}
+
+static void output_widget_output(nb_outputs *o, cJSON *w, const char *comm_id, const kn_client_msg *m, cJSON *out)
+{
+    cJSON *outs = cb_json_arr(w, "outputs");
+    if (cb_json_bool(w, "clear", false)) {
+        cb_json_set(w, "outputs", outs = cJSON_CreateArray());
+        cb_json_set(w, "clear", cJSON_CreateFalse());
+    }
+    cJSON *last = outs->child ? outs->child->prev : NULL;
+    if (last && strcmp(cb_json_str(last, "output_type", ""), "stream") == 0 &&
+        strcmp(cb_json_str(out, "output_type", ""), "stream") == 0 &&
+        strcmp(cb_json_str(last, "name", ""), cb_json_str(out, "name", "")) == 0) {
+        cb_autofree char *text = cb_printf_new("%s%s", cb_json_str(last, "text", ""), cb_json_str(out, "text", ""));
+        cb_json_set(last, "text", cJSON_CreateString(text));
+        cJSON_Delete(out);
+    } else {
+        cJSON_AddItemToArray(outs, out);
+    }
+    output_widget_sync(o, w, comm_id, m);
+}
+
+static void output_widget_clear(nb_outputs *o, cJSON *w, const char *comm_id, const kn_client_msg *m)
+{
+    if (cb_json_bool(m->content, "wait", false)) {
+        cb_json_set(w, "clear", cJSON_CreateTrue());
+        return;
+    }
+    cb_json_set(w, "outputs", cJSON_CreateArray());
+    output_widget_sync(o, w, comm_id, m);
+}
+
+cJSON *nb_outputs_take_to_kernel(nb_outputs *o)
+{
+    cJSON *t = o->to_kernel;
+    o->to_kernel = NULL;
+    return t;
+}
+
 bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m)
 {
     const char *t = m->msg_type;
@@ -260,6 +403,12 @@ bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m)
                       strcmp(t, "update_display_data") == 0;
     if (display_id && displayish)
         changed |= update_display(o, display_id, content);
+    const char *hook_comm = NULL;
+    cJSON *hook = NULL;
+    if (strcmp(t, "clear_output") == 0 && (hook = output_hook(o, m, &hook_comm))) {
+        output_widget_clear(o, hook, hook_comm, m);
+        return changed;
+    }
     if (strcmp(t, "clear_output") == 0) {
         if (cb_json_bool(content, "wait", false)) {
             o->clear_pending = true;
@@ -272,6 +421,7 @@ bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m)
     }
     if (cb_str_has_prefix(t, "comm_")) {
         widget_message(o, m);
+        output_widget_comm(o, m);
         return changed;
     }
     if (strcmp(t, "update_display_data") == 0 || strcmp(t, "execute_input") == 0 || strcmp(t, "status") == 0)
@@ -279,6 +429,10 @@ bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m)
     cJSON *out = output_from_msg(t, content);
     if (!out) {
         cb_debug("notebooks", "ignored IOPub message %s", t);
+        return changed;
+    }
+    if ((hook = output_hook(o, m, &hook_comm))) {
+        output_widget_output(o, hook, hook_comm, m, out);
         return changed;
     }
     append_output(o, cell_index, out, display_id);
@@ -318,6 +472,22 @@ void nb_outputs_store_widgets(nb_outputs *o)
 }
 
 /* ============================================================== execution */
+
+/* What the emulated Output widgets tell the kernel (their outputs). */
+static void send_to_kernel(kn_client *c, nb_outputs *o)
+{
+    cJSON *msgs = nb_outputs_take_to_kernel(o);
+    const cJSON *msg;
+    cJSON_ArrayForEach(msg, msgs) {
+        cJSON *content = cJSON_CreateObject();
+        cJSON_AddStringToObject(content, "comm_id", cb_json_str(msg, "comm_id", ""));
+        cJSON_AddItemToObject(content, "data", nb_json_dup(cb_json_obj(msg, "data")));
+        cb_autofree char *text = cJSON_PrintUnformatted(content);
+        cJSON_Delete(content);
+        kn_client_send_with_parent(c, KN_CH_SHELL, "comm_msg", text, cb_json_obj(msg, "parent"));
+    }
+    cJSON_Delete(msgs);
+}
 
 void nb_exec_result_clear(nb_exec_result *r)
 {
@@ -441,6 +611,7 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
                         cb_json_set(timing, "iopub.execute_input", timestamp(m->date));
                 } else {
                     nb_outputs_apply(&rs->outs, idx, m);
+                    send_to_kernel(rs->k, &rs->outs);
                 }
             } else if (m->channel == KN_CH_SHELL && mine && !got_reply) {
                 got_reply = true;

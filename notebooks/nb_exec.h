@@ -45,6 +45,11 @@ typedef struct nb_outputs {
     size_t tail_len, tail_cap;
     cJSON *widget_state;          /* comm_id -> state */
     cJSON *widget_buffers;        /* comm_id -> {path -> {data, encoding, path}} */
+    /* nbclient's Output-widget emulation: what a frontend does for
+     * ipywidgets.Output, so `with out:` output lands in the widget */
+    cJSON *out_widgets;           /* comm_id -> {"outputs": [...], "clear": bool, "msg_id": "..."} */
+    cJSON *out_hooks;             /* msg_id -> [comm_id, ...] (a stack) */
+    cJSON *to_kernel;             /* [{"comm_id", "data", "parent"}]: comm_msgs the caller sends */
 } nb_outputs;
 
 void nb_outputs_init(nb_outputs *o, nb_notebook *nb);
@@ -54,6 +59,10 @@ void nb_outputs_clear(nb_outputs *o);
 bool nb_outputs_apply(nb_outputs *o, int cell_index, const kn_client_msg *m);
 /* A cell starts executing: its outputs are emptied. */
 void nb_outputs_begin_cell(nb_outputs *o, int cell_index);
+/* The comm_msgs the emulated Output widgets send back to the kernel (their
+ * new outputs), oldest first, as an owned array of {"comm_id", "data",
+ * "parent"} (the parent header to send them with); NULL when none. */
+cJSON *nb_outputs_take_to_kernel(nb_outputs *o);
 /* Writes metadata.widgets when widget state was seen (nbclient's format). */
 void nb_outputs_store_widgets(nb_outputs *o);
 

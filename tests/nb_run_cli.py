@@ -347,6 +347,21 @@ def main():
              and r.stderr.count("\n") == 1 and "m-bad.ipynb" in r.stderr,
              "-j 3 over six notebooks: five written, the bad one reported on one line", r.stderr)
 
+        # ------------------------------------------- ipywidgets.Output (Debian's 6)
+        p = write_nb(os.path.join(d, "outw.ipynb"), [
+            "from ipywidgets import Output\nfrom IPython.display import display, HTML\nout = Output()\ndisplay(out)",
+            "with out:\n    print('inside one')\n    display(HTML('<b>inside</b>'))\nprint('outside')"])
+        r = run("run", p)
+        nb = C.load(p.replace(".ipynb", ".out.ipynb")) if r.returncode == 0 else {"cells": [{}, {"outputs": []}]}
+        states = nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}) \
+            .get("state", {})
+        w_outs = [s["state"].get("outputs") for s in states.values() if s.get("model_name") == "OutputModel"]
+        t.ok(r.returncode == 0 and text(nb, 1) == "outside\n" and len(outputs(nb, 1)) == 1
+             and w_outs and [o["output_type"] for o in w_outs[0]] == ["stream", "display_data"]
+             and w_outs[0][0]["text"] == "inside one\n",
+             "`with out:` of an ipywidgets Output goes into the widget's stored state, not the cell "
+             "(nbclient's Output-widget emulation)", (r.stderr, w_outs, outputs(nb, 1)))
+
         # ------------------------------------------------------- log output
         p = write_nb(os.path.join(d, "log.ipynb"), ["print('alpha')\nimport sys\nprint('beta', file=sys.stderr)", "'gamma'",
                                                     "print('no newline', end='')", "print('delta')"])

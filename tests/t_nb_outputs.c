@@ -162,8 +162,61 @@ static void test_widgets(void)
     nb_notebook_free(nb);
 }
 
+/* An output of request "req-1" (the parent_id a kernel would give it). */
+static void apply_from(nb_outputs *o, const char *parent, const char *type, const char *content)
+{
+    kn_client_msg *m = msg(type, content);
+    m->parent_id = parent;
+    cJSON_AddStringToObject(m->parent, "msg_id", parent);
+    nb_outputs_apply(o, 0, m);
+    kn_client_msg_free(m);
+}
+
+static void test_output_widget(void)
+{
+    nb_notebook *nb = two_cells();
+    nb_outputs o;
+    nb_outputs_init(&o, nb);
+    /* ipywidgets 6 (Debian 12): the comm_open's data is the state itself */
+    apply_from(&o, "req-1", "comm_open", "{\"comm_id\": \"w1\", \"target_name\": \"jupyter.widget\", \"data\": "
+               "{\"_model_name\": \"OutputModel\", \"_model_module\": \"jupyter-js-widgets\", \"msg_id\": \"\"}}");
+    ok(cb_json_obj(o.widget_state, "w1") != NULL, "ipywidgets 6's comm_open: its state is stored");
+    apply_from(&o, "req-1", "comm_msg", "{\"comm_id\": \"w1\", \"data\": {\"method\": \"update\", "
+               "\"state\": {\"msg_id\": \"req-1\"}}}");
+    apply_from(&o, "req-1", "stream", "{\"name\": \"stdout\", \"text\": \"a\\n\"}");
+    apply_from(&o, "req-1", "stream", "{\"name\": \"stdout\", \"text\": \"b\\n\"}");
+    apply_from(&o, "req-2", "stream", "{\"name\": \"stdout\", \"text\": \"other request\\n\"}");
+    is_outs(nb, 0, "[{\"output_type\":\"stream\",\"name\":\"stdout\",\"text\":\"other request\\n\"}]",
+            "while msg_id is a request's, its outputs go to the widget, not the cell");
+    cb_autofree char *state = cJSON_PrintUnformatted(cb_json_arr(cb_json_obj(o.widget_state, "w1"), "outputs"));
+    is_str(state, "[{\"output_type\":\"stream\",\"name\":\"stdout\",\"text\":\"a\\nb\\n\"}]",
+           "the widget's stored outputs, streams merged");
+    cJSON *sent = nb_outputs_take_to_kernel(&o);
+    cJSON *last = sent ? cJSON_GetArrayItem(sent, cJSON_GetArraySize(sent) - 1) : NULL;
+    ok(cJSON_GetArraySize(sent) == 2 && strcmp(cb_json_str(last, "comm_id", ""), "w1") == 0 &&
+       strcmp(cb_json_str(cb_json_obj(last, "data"), "method", ""), "update") == 0 &&
+       strcmp(cb_json_str(cb_json_obj(last, "parent"), "msg_id", ""), "req-1") == 0,
+       "each change is sent back to the kernel as an update, with the output's parent");
+    cJSON_Delete(sent);
+    ok(nb_outputs_take_to_kernel(&o) == NULL, "and taken once");
+    apply_from(&o, "req-1", "clear_output", "{\"wait\": true}");
+    apply_from(&o, "req-1", "display_data", "{\"data\": {\"text/plain\": \"x\"}, \"metadata\": {}}");
+    cb_autofree char *state2 = cJSON_PrintUnformatted(cb_json_arr(cb_json_obj(o.widget_state, "w1"), "outputs"));
+    is_str(state2, "[{\"output_type\":\"display_data\",\"data\":{\"text/plain\":\"x\"},\"metadata\":{}}]",
+           "clear_output(wait) empties the widget at its next output");
+    apply_from(&o, "req-1", "comm_msg", "{\"comm_id\": \"w1\", \"data\": {\"method\": \"update\", "
+               "\"state\": {\"msg_id\": \"\"}}}");
+    apply_from(&o, "req-1", "stream", "{\"name\": \"stdout\", \"text\": \"back\\n\"}");
+    is_outs(nb, 0, "[{\"output_type\":\"stream\",\"name\":\"stdout\",\"text\":\"other request\\nback\\n\"}]",
+            "msg_id cleared: outputs go to the cell again");
+    cJSON_Delete(nb_outputs_take_to_kernel(&o));
+    nb_outputs_clear(&o);
+    nb_notebook_free(nb);
+}
+
 int main(void)
 {
+    test_output_widget();
     test_streams();
     test_display_ids();
     test_clear_wait();

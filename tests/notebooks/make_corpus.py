@@ -211,6 +211,25 @@ NOTEBOOKS = {
         (C, "c.send({'method': 'update', 'state': {'data': None}, 'buffer_paths': [['data']]}, buffers=[b'\\x00\\x01binary'])"),
         (C, "print('widget state stored')"),
     ]),
+    # nbclient's Output-widget emulation, with the ipywidgets 7 protocol
+    # spoken by hand (Debian 12's ipywidgets 6 makes nbclient 0.7 fail):
+    # while the widget's msg_id is a request's, that request's outputs go to
+    # the widget (and back to the kernel), not to the cell
+    "28_output_widget": ("same", [
+        (C, "import sys\nfrom ipykernel.comm import Comm\n"
+            "state = {'_model_name': 'OutputModel', '_model_module': '@jupyter-widgets/output',\n"
+            "         '_model_module_version': '1.0.0', 'outputs': [], 'msg_id': ''}\n"
+            "c = Comm(target_name='jupyter.widget', comm_id='corpus-output', data={'state': state, 'buffer_paths': []})\n"
+            "def capture(on):\n"
+            "    sys.stdout.flush(); sys.stderr.flush()\n"
+            "    mid = get_ipython().kernel.get_parent()['header']['msg_id'] if on else ''\n"
+            "    c.send({'method': 'update', 'state': {'msg_id': mid}, 'buffer_paths': []})"),
+        (C, "from IPython.display import display, HTML, clear_output\n"
+            "capture(True)\nprint('captured one')\nprint('captured two')\n"
+            "display(HTML('<i>in the widget</i>'))\ncapture(False)\nprint('in the cell')"),
+        (C, "capture(True)\nclear_output(wait=True)\nprint('after a clear')\ncapture(False)\n'result in the cell'"),
+        (C, "print('nothing captured')"),
+    ]),
     "27_shell_escape": ("same", [
         (C, "!echo from a shell"),
         (C, "files = !ls corpus_data.txt\nfiles"),
