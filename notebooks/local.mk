@@ -45,6 +45,7 @@ NB_CORPUS = \
 	tests/notebooks/corpus/25_stdin_disallowed.ipynb \
 	tests/notebooks/corpus/26_widget_comms.ipynb \
 	tests/notebooks/corpus/27_shell_escape.ipynb \
+	tests/notebooks/corpus/28_output_widget.ipynb \
 	tests/notebooks/corpus/corpus_data.txt
 NB_BAD = \
 	tests/notebooks/bad/bad_execution_count.ipynb \
