@@ -2,7 +2,8 @@
  *
  * The steps of kn_client_start(), in order:
  *   1. a private folder holds the connection file (mode 0600, fresh key);
- *      tcp ports are picked by binding to port 0 on the loopback address
+ *      tcp ports are free loopback ports outside the ephemeral range (see
+ *      pick_ports)
  *   2. argv from the kernelspec ({connection_file}, {resource_dir},
  *      {prefix}, ~), env = ours + the spec's env ($VAR substituted) +
  *      JPY_PARENT_PID; posix_spawn in a new session, stdin from /dev/null
@@ -23,6 +24,7 @@
 #include "kernel/client.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -36,6 +38,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <sodium.h>
 #include <zmq.h>
 
 #include "base/buf.h"
@@ -298,27 +301,98 @@ static int spawn_kernel(kn_client *c, const kn_kernelspec *spec, const kn_client
 
 /* -------------------------------------------------------------- connection */
 
-/* Picks five free loopback ports (all bound at once, so they differ). */
+/* The kernel's tcp ports.  They are picked outside this machine's ephemeral range
+ * (net.ipv4.ip_local_port_range): the client connects before the kernel has bound (and
+ * retries every 10 ms), and a connect to 127.0.0.1:P whose ephemeral source port happens
+ * to be P is a TCP self-connect that holds the port, so the kernel's bind fails with
+ * "Address already in use" (about one start in a hundred with bind-to-port-0 ports).
+ * Ports handed out by this process in the last minute are not handed out again, so
+ * kernels started at once (-j) cannot be given the same port before binding it. */
+#define PORT_FLOOR 10000       /* below: well-known and registered services */
+#define PORT_RECENT 64         /* ports remembered ... */
+#define PORT_RECENT_S 60.0     /* ... for this long */
+
+static pthread_mutex_t port_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { int port; double at; } port_recent[PORT_RECENT];
+static unsigned port_recent_next;
+
+static void ephemeral_range(int *lo, int *hi)
+{
+    *lo = 32768, *hi = 60999;  /* the kernel's default */
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    if (f) {
+        int a, b;
+        if (fscanf(f, "%d %d", &a, &b) == 2 && a > 0 && b >= a && b <= 65535)
+            *lo = a, *hi = b;
+        fclose(f);
+    }
+}
+
+static bool port_recently_used(int port, double now)
+{
+    for (unsigned i = 0; i < PORT_RECENT; i++)
+        if (port_recent[i].port == port && now - port_recent[i].at < PORT_RECENT_S)
+            return true;
+    return false;
+}
+
+/* A socket bound to 127.0.0.1:port (port 0: any), or -1. */
+static int bind_loopback(int port, int *bound)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    *bound = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Five free loopback ports, all bound at once so that they differ. */
 static int pick_ports(int ports[5])
 {
-    int fds[5];
-    int n = 0, rc = 0;
+    int lo, hi;
+    ephemeral_range(&lo, &hi);
+    /* candidates: [PORT_FLOOR, lo) and (hi, 65535] */
+    int below = lo > PORT_FLOOR ? lo - PORT_FLOOR : 0, above = 65535 - hi;
+    int space = below + (above > 0 ? above : 0);
+    int fds[5], n = 0, rc = 0;
+    pthread_mutex_lock(&port_lock);
+    double now = cb_mono_s();
     for (; n < 5; n++) {
-        fds[n] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (fds[n] < 0 || bind(fds[n], (struct sockaddr *)&a, sizeof a) < 0 ||
-            getsockname(fds[n], (struct sockaddr *)&a, &len) < 0) {
+        fds[n] = -1;
+        for (int tries = 0; space >= 256 && tries < 200 && fds[n] < 0; tries++) {
+            int k = (int)randombytes_uniform((uint32_t)space);
+            int port = k < below ? PORT_FLOOR + k : hi + 1 + (k - below);
+            if (!port_recently_used(port, now))
+                fds[n] = bind_loopback(port, &ports[n]);
+        }
+        if (fds[n] < 0)  /* no room outside the ephemeral range: any free port */
+            fds[n] = bind_loopback(0, &ports[n]);
+        if (fds[n] < 0) {
             rc = -1;
-            if (fds[n] >= 0)
-                n++;
             break;
         }
-        ports[n] = ntohs(a.sin_port);
     }
-    for (int i = 0; i < n; i++)
+    int e = errno;
+    for (int i = 0; i < n; i++) {
+        if (rc == 0) {
+            port_recent[port_recent_next % PORT_RECENT].port = ports[i];
+            port_recent[port_recent_next % PORT_RECENT].at = now;
+            port_recent_next++;
+        }
         close(fds[i]);
+    }
+    pthread_mutex_unlock(&port_lock);
+    errno = e;
     return rc;
 }
 

@@ -346,6 +346,18 @@ def main():
                                        for i, m in enumerate(many))
              and r.stderr.count("\n") == 1 and "m-bad.ipynb" in r.stderr,
              "-j 3 over six notebooks: five written, the bad one reported on one line", r.stderr)
+        # the kernels' ports: read back from each kernel's own connection file
+        ports_src = ("import json, sys\nargv = open('/proc/self/cmdline').read().split('\\0')\n"
+                     "conn = json.load(open(argv[argv.index('-f') + 1]))\n"
+                     "print(' '.join(str(conn[k]) for k in sorted(conn) if k.endswith('_port')))")
+        pnbs = [write_nb(os.path.join(d, "par", "p%d.ipynb" % i), [ports_src]) for i in range(6)]
+        r = run("run", "-j", "3", *pnbs)
+        seen = [int(x) for p in pnbs for x in text(C.load(p.replace(".ipynb", ".out.ipynb")), 0).split()]
+        lo, hi = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        t.ok(r.returncode == 0 and len(seen) == 30 and len(set(seen)) == 30
+             and all(10000 <= p < lo or p > hi for p in seen),
+             "kernel ports: all different across -j, outside the ephemeral range %d-%d (no TCP self-connect)"
+             % (lo, hi), "%s %s" % (r.stderr, seen))
 
         # ------------------------------------------- ipywidgets.Output (Debian's 6)
         p = write_nb(os.path.join(d, "outw.ipynb"), [
