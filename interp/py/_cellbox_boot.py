@@ -172,16 +172,62 @@ class _LazyLoader:
         module._cellbox_lazy = True
 
 
+class _InitFirstLoader:
+    """Loads a submodule of a still-lazy package the usual way round: the
+    package's real __init__ first (which may import this very module, as
+    IPython's imports IPython.core.magic), then the module. The placeholder
+    module the import system made is dropped for the real one (a module may
+    replace itself in sys.modules; the import returns what is there)."""
+
+    def __init__(self, pkg, name):
+        self.pkg = pkg
+        self.name = name
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        if sys.modules.get(self.name) is module:
+            del sys.modules[self.name]
+        self.pkg._cellbox_load()
+        real = sys.modules.get(self.name)
+        if real is None:
+            import importlib
+            real = importlib.import_module(self.name)
+        sys.modules[self.name] = real
+
+
 class LazyPackageFinder:
-    """Serves the packages in LAZY as _LazyPackage modules."""
+    """Serves the packages in LAZY as _LazyPackage modules.
+
+    Only the submodules in SAFE (what ``from IPython.display import ...``
+    needs) are imported without the package's __init__; importing any other
+    submodule first runs the real __init__, as without cellbox: IPython's
+    modules import each other in an order that assumes it has run."""
 
     LAZY = ("IPython",)
+    SAFE = frozenset((
+        "IPython.core", "IPython.core.display", "IPython.core.display_functions",
+        "IPython.core.getipython", "IPython.core.error", "IPython.display", "IPython.lib",
+        "IPython.lib.display", "IPython.lib.pretty", "IPython.testing", "IPython.testing.skipdoctest",
+        "IPython.utils", "IPython.utils.decorators", "IPython.utils.encoding", "IPython.utils.py3compat",
+    ))
     _busy = False
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name not in cls.LAZY or cls._busy:
+        top = name.partition(".")[0]
+        if top not in cls.LAZY or cls._busy:
             return None
+        if top != name:
+            pkg = sys.modules.get(top)
+            if (name in cls.SAFE or pkg is None
+                    or not type(sys).__getattribute__(pkg, "__dict__").get("_cellbox_lazy")):
+                return None
+            import importlib.machinery
+            if importlib.machinery.PathFinder.find_spec(name, path) is None:
+                return None   # no such submodule: an attribute of the package, or an ImportError
+            return importlib.machinery.ModuleSpec(name, _InitFirstLoader(pkg, name))
         cls._busy = True
         try:
             import importlib.util

@@ -138,8 +138,7 @@ class Completer:
         m = _MAGIC.match(line)
         if m:
             pre, word = m.groups()
-            from cellbox._magics import Magics
-            lines, cells = Magics(self.shell).names()
+            lines, cells = self.shell.magics.names()
             pool = cells if pre == "%%" else lines
             return [pre + n for n in pool if n.startswith(word)], cursor_pos - len(word) - len(pre)
         m = _IMPORT.match(line)

@@ -10,6 +10,8 @@ _HOOKS = (
     ("IPython.core.display_functions", "cellbox._ipython", "patch_display_functions"),
     ("IPython.core.getipython", "cellbox._ipython", "patch_getipython"),
     ("IPython.core.display", "cellbox._ipython", "patch_core_display"),
+    ("IPython.core.magic", "cellbox._ipython", "patch_magic"),
+    ("IPython.core.interactiveshell", "cellbox._ipython", "patch_interactiveshell"),
     ("matplotlib_inline.backend_inline", "cellbox._ipython", "patch_matplotlib_inline"),
     ("comm", "cellbox._comm", "patch_comm_package"),
     ("ipykernel.comm", "cellbox._comm", "patch_ipykernel_comm"),

@@ -106,8 +106,8 @@ class _ExecutionResult:
         self.execution_count = shell.execution_count
         self.info = _ExecutionInfo(shell)
         self.error_before_exec = None
-        self.error_in_exec = None
-        self.result = None
+        self.error_in_exec = getattr(shell, "_cell_error", None)
+        self.result = getattr(shell, "_cell_result", None)
 
     @property
     def success(self):
@@ -176,6 +176,137 @@ def _current_parent():
     return None
 
 
+class MagicsManager:
+    """get_ipython().magics_manager: IPython's registry of magics over
+    cellbox's (register, register_function, magics, lsmagic, registry)."""
+
+    def __init__(self, facade):
+        self._facade = facade
+        self.registry = {}
+
+    @property
+    def magics(self):
+        return self._facade._shell.magics.table()
+
+    def lsmagic(self):
+        return self.magics
+
+    def register(self, *objs):
+        """IPython's Magics subclasses (instantiated with the shell) or
+        instances: every magic in their ``magics`` table is registered."""
+        for m in objs:
+            if isinstance(m, type):
+                m = m(shell=self._facade)
+            tables = getattr(m, "magics", None)
+            if not isinstance(tables, dict):
+                raise ValueError("%r is not a Magics class or instance (no 'magics' table)" % (m,))
+            self.registry[type(m).__name__] = m
+            for kind, tab in tables.items():
+                for name, fn in tab.items():
+                    if isinstance(fn, str):
+                        fn = getattr(m, fn)
+                    self._facade._shell.magics.register(kind, name, fn)
+
+    def register_function(self, func, magic_kind="line", magic_name=None):
+        self._facade._shell.magics.register(magic_kind, magic_name or func.__name__, func)
+
+    def register_alias(self, alias_name, magic_name, magic_kind="line", magic_params=None):
+        magics = self._facade._shell.magics
+        kinds = ("line", "cell") if magic_kind == "line_cell" else (magic_kind,)
+        for kind in kinds:
+            target = magics.find(kind, magic_name)
+            if target is None:
+                raise ValueError("%s magic %r does not exist" % (kind, magic_name))
+
+            def alias(*args, _target=target, **kwargs):
+                if magic_params:
+                    args = ((magic_params + " " + args[0]).strip(),) + args[1:]
+                return _target(*args, **kwargs)
+            alias.__doc__ = "Alias for `%%%s`." % magic_name
+            magics.register(kind, alias_name, alias)
+
+
+class ExtensionManager:
+    """get_ipython().extension_manager: load_ipython_extension(ip) /
+    unload_ipython_extension(ip) of a module, with IPython's return codes."""
+
+    def __init__(self, facade):
+        self.shell = facade
+        self.loaded = set()
+
+    def load_extension(self, module_str):
+        if module_str in self.loaded:
+            return "already loaded"
+        if module_str in ("autoreload", "IPython.extensions.autoreload"):
+            # cellbox's own autoreload (IPython's needs a real InteractiveShell)
+            from cellbox._autoreload import install
+            install(self.shell._shell)
+            self.loaded.add(module_str)
+            return None
+        import importlib
+        mod = importlib.import_module(module_str)
+        load = getattr(mod, "load_ipython_extension", None)
+        if load is None:
+            return "no load function"
+        load(self.shell)
+        self.loaded.add(module_str)
+        return None
+
+    def unload_extension(self, module_str):
+        if module_str not in self.loaded:
+            return "not loaded"
+        mod = sys.modules.get(module_str)
+        unload = getattr(mod, "unload_ipython_extension", None)
+        if unload is None:
+            return "no unload function"
+        unload(self.shell)
+        self.loaded.discard(module_str)
+        return None
+
+    def reload_extension(self, module_str):
+        mod = sys.modules.get(module_str)
+        if module_str in self.loaded and mod is not None:
+            if self.unload_extension(module_str) is None:
+                import importlib
+                mod = importlib.reload(mod)
+                load = getattr(mod, "load_ipython_extension", None)
+                if load is not None:
+                    load(self.shell)
+                    self.loaded.add(module_str)
+        else:
+            self.load_extension(module_str)
+
+
+class _Hooks:
+    """get_ipython().hooks: what IPython.core.page and friends call."""
+
+    def __init__(self, facade):
+        self._facade = facade
+
+    def show_in_pager(self, data, start=0, screen_lines=0, **kwargs):
+        # ipykernel's pager: a "page" payload on the execute_reply
+        self._facade.payload_manager.write_payload(
+            {"source": "page", "data": data if isinstance(data, dict) else {"text/plain": str(data)},
+             "start": max(0, int(start or 0))})
+
+
+class _PayloadManager:
+    def __init__(self, facade):
+        self._facade = facade
+
+    def write_payload(self, data, single=True):
+        payload = self._facade._shell.payload
+        if single:
+            payload[:] = [p for p in payload if p.get("source") != data.get("source")]
+        payload.append(data)
+
+    def read_payload(self):
+        return self._facade._shell.payload
+
+    def clear_payload(self):
+        del self._facade._shell.payload[:]
+
+
 class ZMQInteractiveShell:
     """The object get_ipython() returns in the cellbox kernel."""
 
@@ -188,6 +319,11 @@ class ZMQInteractiveShell:
         self.kernel = Kernel(self)
         self.config = _Config(IPKernelApp=_Config())
         self.parent = None
+        self.configurables = []
+        self.magics_manager = MagicsManager(self)
+        self.extension_manager = ExtensionManager(self)
+        self.hooks = _Hooks(self)
+        self.payload_manager = _PayloadManager(self)
 
     def __getattr__(self, name):
         return getattr(object.__getattribute__(self, "_shell"), name)
@@ -202,6 +338,47 @@ class ZMQInteractiveShell:
     @property
     def user_ns(self):
         return self._shell.user_ns
+
+    @property
+    def user_global_ns(self):
+        return self._shell.user_ns
+
+    @property
+    def user_ns_hidden(self):
+        return {n: self._shell.user_ns.get(n) for n in self._shell._hidden}
+
+    # -- magics (IPython's API) ---------------------------------------------------------
+    def register_magic_function(self, func, magic_kind="line", magic_name=None):
+        self.magics_manager.register_function(func, magic_kind, magic_name)
+
+    def register_magics(self, *objs):
+        self.magics_manager.register(*objs)
+
+    def find_magic(self, magic_name, magic_kind="line"):
+        return self._shell.magics.find(magic_kind, magic_name)
+
+    def find_line_magic(self, magic_name):
+        return self._shell.magics.find("line", magic_name)
+
+    def find_cell_magic(self, magic_name):
+        return self._shell.magics.find("cell", magic_name)
+
+    def set_next_input(self, s, replace=False):
+        self.payload_manager.write_payload({"source": "set_next_input", "text": s, "replace": bool(replace)})
+
+    def run_cell(self, raw_cell, store_history=False, silent=False, shell_futures=True, cell_id=None):
+        """IPython's run_cell from inside a cell: the code runs in the user
+        namespace (IPython syntax allowed), an error is shown and kept in the
+        returned ExecutionResult, never raised."""
+        result = _ExecutionResult(self._shell)
+        result.info.raw_cell = raw_cell
+        result.info.store_history, result.info.silent = store_history, silent
+        try:
+            result.result = self._shell.run_cell_body(raw_cell, silent=silent)
+        except (Exception, KeyboardInterrupt, SystemExit) as e:
+            result.error_in_exec = e
+            show_exception(e)
+        return result
 
     def get_ipython(self):
         return self
@@ -300,6 +477,44 @@ def patch_core_display(mod):
 
     mod.set_matplotlib_formats = set_matplotlib_formats
     mod.set_matplotlib_close = set_matplotlib_close
+
+
+def patch_magic(mod):
+    """IPython.core.magic: a Magics class made with get_ipython() as its shell
+    (ip.register_magics(MyMagics), MyMagics(ip)) gets a traitlets parent that
+    is a Configurable (IPython's Magics passes the shell as its parent and
+    traitlets insists on the type); its ``shell`` stays the facade."""
+    init = mod.Magics.__init__
+    if getattr(init, "_cellbox", False):
+        return
+
+    def __init__(self, shell=None, **kwargs):
+        if isinstance(shell, ZMQInteractiveShell):
+            kwargs.setdefault("parent", _configurable_parent(shell))
+            shell.configurables.append(self)
+            init(self, shell=None, **kwargs)
+            self.shell = shell
+        else:
+            init(self, shell=shell, **kwargs)
+    __init__._cellbox = True
+    __init__.__doc__ = init.__doc__
+    mod.Magics.__init__ = __init__
+
+
+_parent = None
+
+
+def _configurable_parent(facade):
+    global _parent
+    if _parent is None:
+        from traitlets.config import Config, Configurable
+        _parent = Configurable(config=Config(facade.config))
+    return _parent
+
+
+def patch_interactiveshell(mod):
+    """isinstance(get_ipython(), InteractiveShellABC) holds, as under ipykernel."""
+    mod.InteractiveShellABC.register(ZMQInteractiveShell)
 
 
 def patch_matplotlib_inline(mod):

@@ -31,6 +31,15 @@ def _dumps(obj):
     return json.dumps(obj, ensure_ascii=False, default=repr)
 
 
+def _cell_filename(count, code):
+    """IPython's name for a cell's code, <ipython-input-N-HASH>: tools that
+    look for notebook cells know it (line_profiler, executing, IPython's own
+    tracebacks), linecache holds the source under it."""
+    import hashlib
+    digest = hashlib.md5(code.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()[:12]
+    return "<ipython-input-%s-%s>" % (count, digest)
+
+
 class StdinNotImplementedError(RuntimeError):
     """input() was called but the frontend does not take input requests."""
 
@@ -63,6 +72,8 @@ class Shell:
         self.payload = []
         self.comms = None      # cellbox._comm.CommManager, created on first use
         self._loop = None
+        self._cell_error = self._cell_result = None
+        self.ast_node_interactivity = "last_expr"
         self._magics = None
         self._completer = None
 
@@ -106,11 +117,12 @@ class Shell:
         self.execution_count = count
         self.last_result_text = None
         self.payload = []
+        self._cell_error = self._cell_result = None   # for post_run_cell's ExecutionResult
         if not code or code.isspace():
             return _OK_EMPTY if store_history else _OK
         if store_history:
             self._store_input(count, code)
-        filename = "<cell-%d>" % count if store_history else "<cell-silent>"
+        filename = _cell_filename(count if store_history else "silent", code)
         status = "ok"
         err = None
         try:
@@ -163,15 +175,17 @@ class Shell:
         if any(ch in code for ch in _SPECIALS):
             from cellbox._transform import transform_cell
             source = transform_cell(code)
-        self._body_count = getattr(self, "_body_count", 0) + 1
-        filename = "<cell-%d-body-%d>" % (self.execution_count, self._body_count)
-        self._run_source(source, filename, silent)
+        filename = _cell_filename(self.execution_count, code)
+        return self._run_source(source, filename, silent)
 
     def _run_source(self, source, filename, silent):
         lines = source.splitlines(True)
         linecache.cache[filename] = (len(source), None, lines, filename)
         tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | _TOP_LEVEL_AWAIT, dont_inherit=True)
         body = tree.body
+        mode = self.interactivity()
+        if mode != "last_expr":
+            return self._run_nodes(tree, filename, lines, silent, mode)
         last = None
         if body and isinstance(body[-1], ast.Expr):
             last = body.pop()
@@ -183,6 +197,65 @@ class Shell:
             value = self._run_code(code)
             if not silent and not _ends_with_semicolon(lines, last):
                 self.displayhook(value)
+            return value
+        return None
+
+    # IPython's InteractiveShell.ast_node_interactivity: which top-level
+    # statements of a cell show their value
+    INTERACTIVITY = ("all", "last", "last_expr", "none", "last_expr_or_assign")
+
+    def interactivity(self):
+        mode = self.ast_node_interactivity
+        ish = sys.modules.get("IPython.core.interactiveshell")
+        if ish is not None:
+            # `InteractiveShell.ast_node_interactivity = "all"`, the notebook idiom
+            cls_mode = vars(ish.InteractiveShell).get("ast_node_interactivity")
+            if isinstance(cls_mode, str) and cls_mode in self.INTERACTIVITY:
+                mode = cls_mode
+        return mode
+
+    def _run_nodes(self, tree, filename, lines, silent, mode):
+        body = tree.body
+        if not body:
+            return None
+        if mode == "last_expr_or_assign":
+            last = body[-1]
+            target = None
+            if isinstance(last, ast.Assign) and len(last.targets) == 1:
+                target = last.targets[0]
+            elif isinstance(last, (ast.AugAssign, ast.AnnAssign)) and last.value is not None:
+                target = last.target
+            if isinstance(target, ast.Name):
+                show = ast.Expr(ast.Name(target.id, ast.Load()))
+                body.append(ast.fix_missing_locations(ast.copy_location(show, last)))
+            mode = "last_expr"
+        quiet = silent or mode == "none" or _ends_with_semicolon(lines, body[-1])
+        if mode == "all":
+            split = 0
+        elif isinstance(body[-1], ast.Expr) or mode == "last":
+            split = len(body) - 1
+        else:
+            split = len(body)
+        if split:
+            mod = ast.Module(body[:split], type_ignores=[])
+            self._run_code(compile(mod, filename, "exec", _TOP_LEVEL_AWAIT, dont_inherit=True))
+        shown = [None]
+
+        def hook(value):
+            if value is not None:
+                shown[0] = value
+                if not quiet:
+                    self.displayhook(value)
+        saved = sys.displayhook
+        sys.displayhook = hook
+        try:
+            for node in body[split:]:
+                # 'single' mode: every expression statement shows its value, as at a prompt
+                code = compile(ast.Interactive([node]), filename, "single", _TOP_LEVEL_AWAIT, dont_inherit=True)
+                self._run_code(code)
+        finally:
+            sys.displayhook = saved
+        return shown[0]
 
     def _run_code(self, code):
         if code.co_flags & _CO_COROUTINE:
@@ -200,6 +273,7 @@ class Shell:
             return
         count = self.execution_count
         ns = self.user_ns
+        self._cell_result = value
         self._out[count] = value
         ns["___"], ns["__"], ns["_"] = ns["__"], ns["_"], value
         ns["_%d" % count] = value
@@ -215,7 +289,13 @@ class Shell:
     def _error(self, exc, filename, system_exit=False):
         from cellbox._traceback import format_exception
         etype = type(exc)
+        self._cell_error = exc
         sys.last_type, sys.last_value, sys.last_traceback = etype, exc, exc.__traceback__
+        if etype.__name__ == "UsageError" and etype.__module__ in ("builtins", "IPython.core.error"):
+            # IPython shows a wrong use of a magic as one line on stderr, no traceback
+            sys.stderr.write("UsageError: %s\n" % exc)
+            sys.stderr.flush()
+            return {"ename": "UsageError", "evalue": str(exc), "traceback": []}
         tb = format_exception(exc, skip_frames_of=__file__)
         content = {"ename": etype.__name__, "evalue": str(exc), "traceback": tb}
         if system_exit:

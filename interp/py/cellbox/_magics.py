@@ -42,25 +42,70 @@ def _fmt_time(t):
 
 
 class Magics:
+    """cellbox's own magics (methods) and the ones users and extensions
+    register (IPython's register_magic_function / register_magics), which
+    take precedence, as in IPython."""
+
+    KINDS = ("line", "cell")
+
     def __init__(self, shell):
         self.shell = shell
         self.autoreload = None
+        self.user = {"line": {}, "cell": {}}   # name -> callable
+
+    # -- registry ------------------------------------------------------------
+    def register(self, kind, name, fn):
+        if kind not in ("line", "cell", "line_cell"):
+            raise ValueError("magic_kind must be one of ['line', 'cell', 'line_cell'], %r given" % (kind,))
+        if not callable(fn):
+            raise TypeError("a magic must be callable, got %r" % (fn,))
+        for k in (("line", "cell") if kind == "line_cell" else (kind,)):
+            self.user[k][name] = fn
+
+    def find(self, kind, name):
+        """The callable behind %name (kind "line") or %%name (kind "cell"), or None."""
+        fn = self.user[kind].get(name)
+        if fn is None:
+            fn = getattr(self, "%s_%s" % (kind, name), None)
+        return fn
+
+    def table(self):
+        """{"line": {name: callable}, "cell": {...}}: IPython's magics_manager.magics."""
+        out = {}
+        for kind in self.KINDS:
+            prefix = kind + "_"
+            tab = {n[len(prefix):]: getattr(self, n) for n in dir(self) if n.startswith(prefix)}
+            tab.update(self.user[kind])
+            out[kind] = tab
+        return out
 
     # -- dispatch ------------------------------------------------------------
+    def _call(self, fn, args):
+        # IPython's decorators: no_var_expand keeps $x and {x} as typed,
+        # needs_local_scope passes the namespace the magic runs in
+        if not getattr(fn, "_ipython_magic_no_var_expand", False):
+            args = (self._expand(args[0]),) + args[1:]
+        if getattr(fn, "needs_local_scope", False):
+            return fn(*args, local_ns=self.shell.user_ns)
+        return fn(*args)
+
     def run_line(self, name, line):
-        fn = getattr(self, "line_" + name, None)
+        fn = self.find("line", name)
         if fn is None:
-            if getattr(self, "cell_" + name, None) is not None:
+            if self.find("cell", name) is not None:
                 raise UsageError("Line magic function `%%%s` not found (But cell magic `%%%%%s` exists, "
                                  "did you mean that instead?)." % (name, name))
             raise UsageError("Line magic function `%%%s` not found." % name)
-        return fn(self._expand(line))
+        return self._call(fn, (line,))
 
     def run_cell(self, name, line, cell):
-        fn = getattr(self, "cell_" + name, None)
+        fn = self.find("cell", name)
         if fn is None:
+            if self.find("line", name) is not None:
+                raise UsageError("Cell magic `%%%%%s` not found (But line magic `%%%s` exists, "
+                                 "did you mean that instead?)." % (name, name))
             raise UsageError("Cell magic `%%%%%s` not found." % name)
-        return fn(self._expand(line), cell)
+        return self._call(fn, (line, cell))
 
     def _expand(self, text):
         """$name and {expr} substitution from the user namespace, as IPython."""
@@ -84,9 +129,8 @@ class Magics:
         return re.sub(r"(?<!\$)\$([A-Za-z_]\w*)", dollar, text).replace("$$", "$")
 
     def names(self):
-        line = sorted(n[5:] for n in dir(self) if n.startswith("line_"))
-        cell = sorted(n[5:] for n in dir(self) if n.startswith("cell_"))
-        return line, cell
+        tab = self.table()
+        return sorted(tab["line"]), sorted(tab["cell"])
 
     # -- shell -------------------------------------------------------------------
     def system(self, cmd):
@@ -418,23 +462,44 @@ class Magics:
             _inline.configure(trait, value)
         elif cls in ("Completer", "IPCompleter") and trait == "use_jedi":
             self.shell.completer.use_jedi = bool(value)
+        elif cls in ("InteractiveShell", "ZMQInteractiveShell") and trait == "ast_node_interactivity":
+            if value not in self.shell.INTERACTIVITY:
+                raise UsageError("%%config: ast_node_interactivity must be one of %s, not %r"
+                                 % (", ".join(self.shell.INTERACTIVITY), value))
+            self.shell.ast_node_interactivity = value
         else:
             sys.stderr.write("%%config: %s.%s is ignored by cellbox\n" % (cls, trait))
 
     def line_xmode(self, line):
         print("Exception reporting mode: %s" % (line.strip().capitalize() or "Context"))
 
+    # -- extensions (IPython's messages) --------------------------------------------
     def line_load_ext(self, line):
         name = line.strip()
-        if name == "autoreload":
-            from cellbox._autoreload import install
-            install(self.shell)
-            return
-        mod = __import__(name)
-        load = getattr(mod, "load_ipython_extension", None)
-        if load is None:
-            raise UsageError("%s has no load_ipython_extension function" % name)
-        load(self.shell)
+        if not name:
+            raise UsageError("Missing module name.")
+        res = self.shell.get_ipython().extension_manager.load_extension(name)
+        if res == "already loaded":
+            print("The %s extension is already loaded. To reload it, use:" % name)
+            print("  %reload_ext", name)
+        elif res == "no load function":
+            print("The %s module is not an IPython extension." % name)
+
+    def line_unload_ext(self, line):
+        name = line.strip()
+        if not name:
+            raise UsageError("Missing module name.")
+        res = self.shell.get_ipython().extension_manager.unload_extension(name)
+        if res == "no unload function":
+            print("The %s extension doesn't define how to unload it." % name)
+        elif res == "not loaded":
+            print("The %s extension is not loaded." % name)
+
+    def line_reload_ext(self, line):
+        name = line.strip()
+        if not name:
+            raise UsageError("Missing module name.")
+        self.shell.get_ipython().extension_manager.reload_extension(name)
 
     def line_autoreload(self, line):
         from cellbox._autoreload import install
@@ -505,7 +570,12 @@ class Magics:
                 print(src if "-n" not in line else "%4d: %s" % (i, src))
 
     def line_precision(self, line):
-        pass
+        """%precision [N | %fmt]: how floats are shown (IPython's); the new
+        format is the result."""
+        from cellbox.display import get_formatter
+        plain = get_formatter().formatters["text/plain"]
+        plain.float_precision = line.strip()
+        return plain.float_format
 
 
 class RichOutput:

@@ -188,8 +188,11 @@ def _highlight(lines, first_lineno, span):
 # -- frames --------------------------------------------------------------------------------
 
 def _cell_name(filename):
-    if filename.startswith("<cell-") and filename.endswith(">") and filename[6:-1].isdigit():
-        return filename[6:-1]
+    """N of a cell's code file <ipython-input-N-HASH> (see _kernel._cell_filename)."""
+    if filename.startswith("<ipython-input-") and filename.endswith(">"):
+        n = filename[15:-1].partition("-")[0]
+        if n.isdigit():
+            return n
     return None
 
 

@@ -97,6 +97,8 @@ def transform_line(line):
 
 
 def transform_cell(code):
+    if not code.endswith("\n"):
+        code += "\n"   # as IPython: a cell magic's body ends with a newline
     lines = code.splitlines(True)
     # a cell magic takes the whole cell
     first = 0
