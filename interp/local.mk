@@ -43,6 +43,7 @@ tests_t_png_LDADD = libcellbox.a $(CB_LIBS)
 IP_TESTS = \
 	tests/display_pretty.py \
 	tests/display_parity.py \
+	tests/display_libraries.py \
 	tests/display_api.py \
 	tests/display_traceback.py \
 	tests/display_png.py \

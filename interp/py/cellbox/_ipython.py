@@ -320,6 +320,7 @@ class ZMQInteractiveShell:
         self.config = _Config(IPKernelApp=_Config())
         self.parent = None
         self.configurables = []
+        self.colors = "Neutral"   # IPython 8's scheme name (sympy's init_printing reads it)
         self.magics_manager = MagicsManager(self)
         self.extension_manager = ExtensionManager(self)
         self.hooks = _Hooks(self)
