@@ -74,6 +74,7 @@ class Shell:
         self._loop = None
         self._cell_error = self._cell_result = None
         self.ast_node_interactivity = "last_expr"
+        self.call_pdb = False      # %pdb on: the debugger after each error
         self._magics = None
         self._completer = None
 
@@ -302,7 +303,22 @@ class Shell:
             # like IPython: report, keep the kernel alive
             content["evalue"] = str(exc) if exc.code is not None else ""
         _cellbox_c.publish("error", _dumps(content))
+        if self.call_pdb and not system_exit and not isinstance(exc, SyntaxError):
+            self._auto_pdb(exc)
         return content
+
+    def _auto_pdb(self, exc):
+        """%pdb on: IPython's post-mortem debugger on the error just shown,
+        through input requests; none when the frontend takes no input (an
+        error must never leave the cell waiting)."""
+        if not self.allow_stdin:
+            return
+        try:
+            self.magics.post_mortem(exc.__traceback__)
+        except KeyboardInterrupt:
+            pass
+        except Exception as e:
+            sys.stderr.write("%%pdb: the debugger failed: %s: %s\n" % (type(e).__name__, e))
 
     def _user_expressions(self, exprs):
         from cellbox import display as _display

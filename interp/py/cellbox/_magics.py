@@ -2,7 +2,12 @@
 
 Line magics (``%name args``) and cell magics (``%%name args`` + body) are
 methods named ``line_<name>`` / ``cell_<name>``. An unknown magic raises
-UsageError (a clear error, never a SyntaxError).
+UsageError (a clear error, never a SyntaxError). Each magic behaves as
+IPython's of the same name under ipykernel: same output, same payloads,
+same UsageError wording; tests/kernel_magics.py compares them.
+
+Heavy modules (pdb and IPython's debugger, cProfile, argparse) are
+imported by the magics that need them, never when the kernel starts.
 """
 import ast
 import os
@@ -20,6 +25,96 @@ class UsageError(Exception):
 
 
 UsageError.__module__ = "builtins"  # shows as "UsageError", as in IPython
+
+
+def _no_var_expand(fn):
+    """IPython's @no_var_expand: the magic gets its line as typed ($x kept)."""
+    fn._ipython_magic_no_var_expand = True
+    return fn
+
+
+def _arg_split(s, posix=False):
+    """IPython's arg_split: a shell-like split that keeps quotes unless posix."""
+    lex = shlex.shlex(s, posix=posix)
+    lex.whitespace_split = True
+    lex.commenters = ""
+    return list(lex)
+
+
+def _parse_options(arg_str, opt_str, long_opts=(), list_all=False, posix=True, mode="string"):
+    """IPython's Magics.parse_options: getopt over the line -> (options, rest).
+    Options are {letter: value}, a list for a repeated option (always with
+    list_all); rest is the remaining words joined by spaces, or their list
+    when mode is "list"."""
+    import getopt
+    opts = {}
+    args = arg_str.split()
+    if args:
+        try:
+            pairs, args = getopt.getopt(_arg_split(arg_str, posix), opt_str, list(long_opts))
+        except getopt.GetoptError as e:
+            raise UsageError('%s ( allowed: "%s" %s)' % (e.msg, opt_str, " ".join(long_opts))) from e
+        for o, a in pairs:
+            o = o[2:] if o.startswith("--") else o[1:]
+            if o not in opts:
+                opts[o] = [a] if list_all else a
+            elif isinstance(opts[o], list):
+                opts[o].append(a)
+            else:
+                opts[o] = [opts[o], a]
+    return opts, (" ".join(args) if mode == "string" else args)
+
+
+def _arg_parser(prog):
+    """An argparse parser whose errors are UsageErrors (IPython's
+    magic_arguments)."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message)
+
+    return Parser(prog=prog, add_help=False)
+
+
+# IPython's default aliases on Linux (%alias lists them); `ls` is cellbox's
+# own %ls, which shows no colours
+_DEFAULT_ALIASES = (
+    ("cat", "cat"), ("cp", "cp"), ("ldir", "ls -F -o --color %l | grep /$"),
+    ("lf", "ls -F -o --color %l | grep ^-"), ("lk", "ls -F -o --color %l | grep ^l"),
+    ("ll", "ls -F -o --color"), ("ls", "ls -F --color=never"),
+    ("lx", "ls -F -o --color %l | grep ^-..x"), ("mkdir", "mkdir"), ("mv", "mv"),
+    ("rm", "rm"), ("rmdir", "rmdir"),
+)
+_ALIAS_BLACKLIST = ("cd", "popd", "pushd", "dhist", "alias", "unalias")
+
+# IPython's history range syntax: [~S/]N[-M or :M]
+_RANGE_RE = re.compile(r"((?P<startsess>~?\d+)/)?(?P<start>\d+)?((?P<sep>[\-:])((?P<endsess>~?\d+)/)?(?P<end>\d+))?$")
+
+
+def _hist_ranges(ranges_str):
+    """IPython's extract_hist_ranges: (session, start, stop) of a history
+    range string; session 0 is this one, stop None the end."""
+    if ranges_str == "":
+        return [(0, 1, None)]
+    out = []
+    for word in ranges_str.split():
+        m = _RANGE_RE.match(word)
+        if not m:
+            continue
+        start = m.group("start")
+        if start:
+            start = int(start)
+            end = int(m.group("end")) if m.group("end") else start + 1
+        elif m.group("startsess"):
+            start, end = 1, None
+        else:
+            continue
+        if m.group("sep") == "-":
+            end += 1
+        startsess = int((m.group("startsess") or "0").replace("~", "-"))
+        out.append((startsess, start, end))
+    return out
 
 
 def _fmt_time(t):
@@ -52,6 +147,11 @@ class Magics:
         self.shell = shell
         self.autoreload = None
         self.user = {"line": {}, "cell": {}}   # name -> callable
+        self.user["cell"]["!"] = self.cell_sx  # %%! is %%sx, as in IPython
+        self.aliases = {}                      # %alias name -> command
+        for name, cmd in _DEFAULT_ALIASES:
+            self._define_alias(name, cmd, check=False)
+        self._rerunning = False
 
     # -- registry ------------------------------------------------------------
     def register(self, kind, name, fn):
@@ -187,27 +287,136 @@ class Magics:
         self.shell.user_ns["_exit_code"] = r.returncode
         return SList(r.stdout.decode("utf-8", "replace").splitlines())
 
-    def cell_bash(self, line, cell):
-        return self._script("/bin/bash", cell)
+    def line_sx(self, line, cell=None):
+        """%sx CMD, %system CMD: the command's output lines (an SList), as
+        !!CMD; %%sx [--out NAME] runs the cell's lines."""
+        if cell is None:
+            return self.getoutput(line)
+        opts, _ = _parse_options(line, "", ("out=",))
+        output = self.getoutput(cell)
+        name = opts.get("out", opts.get("o"))
+        if name:
+            self.shell.user_ns[name] = output
+            return None
+        return output
+
+    line_system = cell_system = cell_sx = line_sx
+
+    # %%script and the shortcuts IPython's ScriptMagics defines (%%bash,
+    # %%python3, %%perl, %%ruby...: a missing program is reported, as there)
+    def cell_script(self, line, cell):
+        """%%script [--out NAME] [--err NAME] [--no-raise-error] PROGRAM [ARGS]:
+        run the cell with PROGRAM, its output streamed (or stored in NAME);
+        a failing program raises CalledProcessError."""
+        import signal
+        parser = _arg_parser("%%script")
+        parser.add_argument("--out", type=str)
+        parser.add_argument("--err", type=str)
+        parser.add_argument("--bg", action="store_true")
+        parser.add_argument("--proc", type=str)
+        parser.add_argument("--no-raise-error", action="store_false", dest="raise_error")
+        args, cmd = parser.parse_known_args(_arg_split(line, posix=True))
+        if not cmd:
+            raise UsageError("%%script needs a program, e.g. %%script python3")
+        if args.bg or args.proc:
+            raise UsageError("%%script --bg/--proc (a script left running in the background) "
+                             "is not available in cellbox")
+        try:
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            print("Couldn't find program: %r" % cmd[0])
+            return None
+        body = (cell if cell.endswith("\n") else cell + "\n").encode("utf8", "replace")
+        try:
+            out, err = _pump(p, body, capture_out=bool(args.out), capture_err=bool(args.err))
+        except KeyboardInterrupt:
+            # IPython's way: SIGINT, then SIGTERM, then SIGKILL; the cell goes on
+            try:
+                for how, stop in (("interrupted", lambda: p.send_signal(signal.SIGINT)), ("terminated", p.terminate)):
+                    stop()
+                    try:
+                        p.wait(0.1)
+                        print("Process is %s." % how)
+                        return None
+                    except subprocess.TimeoutExpired:
+                        pass
+                p.kill()
+                print("Process is killed.")
+            except OSError:
+                pass
+            return None
+        finally:
+            for f in (p.stdin, p.stdout, p.stderr):
+                f.close()
+        if args.out:
+            self.shell.user_ns[args.out] = out
+        if args.err:
+            self.shell.user_ns[args.err] = err
+        if args.raise_error and p.returncode != 0:
+            raise subprocess.CalledProcessError(p.returncode or -9, body)
+        return None
+
+    def _named_script(self, program, line, cell):
+        return self.cell_script(program + (" " + line if line else ""), cell)
 
     def cell_sh(self, line, cell):
-        return self._script("/bin/sh", cell)
+        return self._named_script("sh", line, cell)
 
-    def cell_script(self, line, cell):
-        argv = shlex.split(line)
-        if not argv:
-            raise UsageError("%%script needs a program, e.g. %%script python3")
-        return self._script(argv, cell)
+    def cell_bash(self, line, cell):
+        return self._named_script("bash", line, cell)
 
-    def _script(self, prog, cell):
-        _cellbox_c.flush()
-        argv = prog if isinstance(prog, list) else [prog]
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE)
+    def cell_perl(self, line, cell):
+        return self._named_script("perl", line, cell)
+
+    def cell_ruby(self, line, cell):
+        return self._named_script("ruby", line, cell)
+
+    def cell_python(self, line, cell):
+        return self._named_script("python", line, cell)
+
+    def cell_python2(self, line, cell):
+        return self._named_script("python2", line, cell)
+
+    def cell_python3(self, line, cell):
+        return self._named_script("python3", line, cell)
+
+    def cell_pypy(self, line, cell):
+        return self._named_script("pypy", line, cell)
+
+    # -- aliases (IPython's %alias: a shell command as a line magic) ---------------
+    def _define_alias(self, name, cmd, check=True):
+        nargs = cmd.count("%s") - cmd.count("%%s")
+        if name in _ALIAS_BLACKLIST:
+            raise ValueError("The name %s can't be aliased because it is a keyword or builtin." % name)
+        if check and name not in self.aliases and self.find("line", name) is not None:
+            raise ValueError("The name %s can't be aliased because it is another magic command." % name)
+        if nargs > 0 and "%l" in cmd:
+            raise ValueError("The %s and %l specifiers are mutually exclusive in alias definitions.")
+        self.aliases[name] = cmd
+        if name != "ls":   # cellbox's %ls stays (no colours)
+            self.user["line"][name] = _Alias(self, name, cmd, nargs)
+
+    def line_alias(self, line):
+        """%alias NAME CMD: %NAME runs CMD in the shell (%s: the next word of
+        the line, %l: the whole line); %alias lists them."""
+        par = line.strip()
+        if not par:
+            print("Total number of aliases:", len(self.aliases))
+            return sorted(self.aliases.items())
+        name, cmd = par.split(None, 1)
         try:
-            p.communicate(cell.encode())
-        except KeyboardInterrupt:
-            p.kill()
-            raise
+            self._define_alias(name, cmd)
+        except ValueError as e:
+            print(e)
+        return None
+
+    def line_unalias(self, line):
+        name = line.strip()
+        if name not in self.aliases:
+            print("%s is not an alias" % name)
+            return
+        del self.aliases[name]
+        self.user["line"].pop(name, None)
 
     # -- files and folders --------------------------------------------------------
     def line_cd(self, line):
@@ -251,18 +460,26 @@ class Magics:
         print("env: %s=%s" % (k, v))
 
     def cell_writefile(self, line, cell):
-        args = shlex.split(line)
-        append = False
-        if args and args[0] in ("-a", "--append"):
-            append = True
-            args = args[1:]
-        if len(args) != 1:
-            raise UsageError("%%writefile [-a] FILENAME")
-        path = os.path.expanduser(args[0])
-        exists = os.path.exists(path)
+        """%%writefile [-a] FILE (also %%file): the cell's text into FILE."""
+        words = _arg_split(line)
+        append = any(w in ("-a", "--append") for w in words)
+        names = [w for w in words if w not in ("-a", "--append")]
+        if not names:
+            raise UsageError("the following arguments are required: filename")
+        if len(names) > 1:
+            raise UsageError("unrecognized arguments: %s" % " ".join(names[1:]))
+        name = names[0]
+        if re.match(r"^('.*')|(\".*\")$", name):
+            name = name[1:-1]
+        path = os.path.expanduser(name)
+        if os.path.exists(path):
+            print("%s %s" % ("Appending to" if append else "Overwriting", path))
+        else:
+            print("Writing %s" % path)
         with open(path, "a" if append else "w", encoding="utf-8") as f:
             f.write(cell)
-        print("%s %s" % ("Appending to" if append else ("Overwriting" if exists else "Writing"), args[0]))
+
+    cell_file = cell_writefile
 
     def line_run(self, line):
         args = shlex.split(line)
@@ -374,6 +591,378 @@ class Magics:
             return TimeitResult(runs, number, repeat)
         return None
 
+    # -- debugging (IPython's %debug, %pdb, %tb) ---------------------------------------
+    # The debugger is IPython's (prompt "ipdb> ", what ipykernel uses) when
+    # IPython is installed, else the standard library's pdb ("(Pdb) "); it
+    # reads its commands with input(), so through the frontend's input
+    # requests, and fails with StdinNotImplementedError when there are none.
+
+    def _debugger(self):
+        try:
+            from IPython.core.debugger import InterruptiblePdb
+        except Exception:
+            import pdb
+            return pdb.Pdb(nosigint=True)
+        # nosigint: pdb's own SIGINT handler would outlive the session and
+        # turn the next kernel interrupt into a debugger prompt
+        d = InterruptiblePdb(nosigint=True)
+        d.shell = _DebuggerShell(d.shell)
+        return d
+
+    def post_mortem(self, tb):
+        """The debugger on a traceback's frames, from the user's code down
+        (the kernel's own frames are left out)."""
+        while tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith("<cellbox>"):
+            tb = tb.tb_next
+        d = self._debugger()
+        d.reset()
+        d.botframe = tb.tb_frame
+        d.interaction(None, tb)
+
+    def line_pdb(self, line):
+        """%pdb [on|off|1|0]: the debugger after every error (no argument: toggle)."""
+        par = line.strip().lower()
+        if par:
+            new = {"off": False, "0": False, "on": True, "1": True}.get(par)
+            if new is None:
+                print("Incorrect argument. Use on/1, off/0, or nothing for a toggle.")
+                return
+        else:
+            new = not self.shell.call_pdb
+        self.shell.call_pdb = new
+        print("Automatic pdb calling has been turned", "ON" if new else "OFF")
+
+    @_no_var_expand
+    def line_debug(self, line, cell=None):
+        """%debug: the debugger on the last error (post-mortem);
+        %debug [-b FILE:LINE] STATEMENT and %%debug: run code under it."""
+        parser = _arg_parser("%debug")
+        parser.add_argument("--breakpoint", "-b", metavar="FILE:LINE")
+        parser.add_argument("statement", nargs="*")
+        try:
+            args = parser.parse_args(_arg_split(line))
+        except ValueError as e:   # an unbalanced quote
+            raise UsageError(str(e)) from None
+        if not (args.breakpoint or args.statement or cell):
+            return self._debug_post_mortem()
+        if not (args.breakpoint or cell):
+            return self._debug_exec(line, None)
+        code = " ".join(args.statement)
+        if cell:
+            code += "\n" + cell
+        return self._debug_exec(code, args.breakpoint)
+
+    cell_debug = line_debug
+
+    def _debug_post_mortem(self):
+        tb = getattr(sys, "last_traceback", None)
+        if tb is None:
+            sys.stderr.write("ERROR:root:No traceback has been produced, nothing to debug.\n")
+            return
+        self.post_mortem(tb)
+
+    def _debug_exec(self, code, breakpoint):
+        """IPython's _run_with_debugger: run code from its first line under the
+        debugger, optionally with a breakpoint; an error of the code is
+        printed, as IPython does, not raised."""
+        import bdb
+        import pdb
+        deb = self._debugger()
+        filename = bp_line = None
+        if breakpoint:
+            filename, _, bp = breakpoint.rpartition(":")
+            try:
+                bp_line = int(bp)
+            except ValueError:
+                raise UsageError("--breakpoint: FILE:LINE expected, got %r" % breakpoint) from None
+        # bdb keeps its breakpoints in the class: start afresh
+        bdb.Breakpoint.next = 1
+        bdb.Breakpoint.bplist = {}
+        bdb.Breakpoint.bpbynumber = [None]
+        deb.clear_all_breaks()
+        if bp_line is not None:
+            if not deb.checkline(filename, bp_line):
+                for bp in range(bp_line + 1, bp_line + 11):
+                    if deb.checkline(filename, bp):
+                        break
+                else:
+                    raise UsageError("\nI failed to find a valid line to set a breakpoint\n"
+                                     "after trying up to line: %s.\n"
+                                     "Please set a valid breakpoint manually with the -b option." % bp)
+            deb.do_break("%s:%s" % (filename, bp_line))
+            deb._wait_for_mainpyfile = True
+            deb.mainpyfile = deb.canonic(filename)
+            deb._exec_filename = filename
+        print("NOTE: Enter 'c' at the %s prompt to continue execution." % deb.prompt)
+        try:
+            while True:
+                trace = sys.gettrace()
+                try:
+                    deb.run(code, self.shell.user_ns)
+                except pdb.Restart:
+                    print("Restarting")
+                    if filename:
+                        deb._wait_for_mainpyfile = True
+                        deb.mainpyfile = deb.canonic(filename)
+                    continue
+                finally:
+                    sys.settrace(trace)
+                break
+        except BaseException as e:
+            # printed from the statement's own frames on (not this magic's,
+            # bdb's or the <string> of the statement), as IPython does
+            from cellbox import _traceback
+            tb = e.__traceback__
+            while tb is not None and (tb.tb_frame.f_code.co_filename.startswith("<cellbox>")
+                                      or tb.tb_frame.f_code.co_filename == bdb.__file__):
+                tb = tb.tb_next
+            if tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+                tb = tb.tb_next
+            print(_traceback.format_text(e.with_traceback(tb)))
+
+    def line_tb(self, line):
+        """%tb [MODE]: the last error's traceback again (in another %xmode)."""
+        from cellbox import _traceback
+        exc = getattr(sys, "last_value", None)
+        saved = _traceback.mode
+        try:
+            if line.strip():
+                try:
+                    _traceback.set_mode(line.strip().capitalize())
+                except ValueError as e:
+                    import warnings
+                    warnings.warn("Error changing user exception modes.\n%s" % e)
+                    return
+            if exc is None:
+                sys.stderr.write("No traceback available to show.\n")
+            elif type(exc).__name__ == "UsageError":
+                sys.stderr.write("UsageError: %s\n" % exc)
+            else:
+                from cellbox._ipython import show_exception
+                show_exception(exc)
+        finally:
+            _traceback.mode = saved
+
+    # -- profiling -----------------------------------------------------------------------
+    @_no_var_expand
+    def line_prun(self, line, cell=None):
+        """%prun [-s KEY] [-l LIMIT] [-r] [-q] [-T FILE] [-D FILE] STATEMENT
+        (or %%prun): run under cProfile, the report in the pager."""
+        opts, code = _parse_options(line, "D:l:rs:T:q", list_all=True, posix=False)
+        if cell is not None:
+            code += "\n" + cell
+        from cellbox._transform import transform_cell
+        return self._run_with_profiler(transform_cell(code), opts)
+
+    cell_prun = line_prun
+
+    def _run_with_profiler(self, code, opts):
+        import cProfile
+        import io
+        import pstats
+        ns = self.shell.user_ns
+        prof = cProfile.Profile()
+        try:
+            prof = prof.runctx(code, ns, ns)
+            sys_exit = ""
+        except SystemExit:
+            sys_exit = "*** SystemExit exception caught in code being profiled."
+        stats = pstats.Stats(prof).strip_dirs().sort_stats(*opts.get("s", ["time"]))
+        limits = []
+        for lim in opts.get("l", []):   # a count, a fraction or a name
+            for conv in (int, float, str):
+                try:
+                    limits.append(conv(lim))
+                    break
+                except ValueError:
+                    pass
+        out = io.StringIO()
+        stream, stats.stream = stats.stream, out
+        try:
+            stats.print_stats(*limits)
+        finally:
+            stats.stream = stream
+        output = out.getvalue().rstrip()
+        if "q" not in opts:
+            self._page(output)
+        print(sys_exit, end=" ")
+        dump_file, text_file = opts.get("D", [""])[0], opts.get("T", [""])[0]
+        if dump_file:
+            prof.dump_stats(dump_file)
+            print("\n*** Profile stats marshalled to file %r.%s" % (dump_file, sys_exit))
+        if text_file:
+            with open(text_file, "w", encoding="utf-8") as f:
+                f.write(output)
+            print("\n*** Profile printout saved to text file %r.%s" % (text_file, sys_exit))
+        return stats if "r" in opts else None
+
+    def _page(self, text):
+        """ipykernel's pager: one "page" payload on the execute_reply."""
+        payload = self.shell.payload
+        payload[:] = [p for p in payload if p.get("source") != "page"]
+        payload.append({"source": "page", "data": {"text/plain": text}, "start": 0})
+
+    # -- input history (%rerun, %recall, %save) --------------------------------------------
+    def _history(self, range_str, raw=True):
+        """[(n, source)] of this session's cells in IPython's range syntax
+        ("4", "2-5", "2:5", several separated by spaces; "" for all)."""
+        inputs = self.shell._in
+        out = []
+        for session, start, stop in _hist_ranges(range_str):
+            if session != 0:   # earlier sessions: cellbox keeps no history file
+                continue
+            n = len(inputs)
+            if not stop or stop > n:
+                stop = n
+            for i in range(start, stop):
+                out.append((i, self._source(inputs[i], raw)))
+        return out
+
+    @staticmethod
+    def _source(code, raw):
+        code = code.rstrip("\n")
+        if not raw and any(ch in code for ch in "%!?"):
+            from cellbox._transform import transform_cell
+            code = transform_cell(code).rstrip("\n")
+        return code
+
+    def _history_tail(self, n):
+        """The last n cells before this one."""
+        entries = [(i, self._source(c, True)) for i, c in enumerate(self.shell._in) if i and c]
+        return entries[:-1][-n:] if n > 0 else []
+
+    def _history_search(self, pattern):
+        import fnmatch
+        return [(i, self._source(c, True)) for i, c in enumerate(self.shell._in)
+                if i and c and fnmatch.fnmatchcase(c.rstrip("\n"), pattern)]
+
+    def line_rerun(self, line):
+        """%rerun [-l N | -g TEXT | RANGES]: run earlier cells again (default:
+        the previous one)."""
+        opts, args = _parse_options(line, "l:g:")
+        if "l" in opts:
+            try:
+                n = int(opts["l"])
+            except ValueError:
+                print("Number of lines must be an integer")
+                return
+            if n == 0:
+                print("Requested 0 last lines - nothing to run")
+                return
+            if n < 0:
+                print("Number of lines to rerun cannot be negative")
+                return
+            hist = self._history_tail(n)
+        elif "g" in opts:
+            hist = [h for h in self._history_search("*" + opts["g"] + "*") if "rerun" not in h[1]][-1:]
+        elif args:
+            hist = self._history(args)
+        else:
+            hist = self._history_tail(1)
+        hist = [src for _, src in hist]
+        if not hist:
+            print("No lines in history match specification")
+            return
+        print("=== Executing: ===")
+        print("\n".join(hist))
+        print("=== Output: ===")
+        if self._rerunning:   # a %rerun among the cells run again: once is enough
+            return
+        self._rerunning = True
+        try:
+            self.shell.get_ipython().run_cell("\n".join(hist), store_history=False)
+        finally:
+            self._rerunning = False
+
+    def line_recall(self, line):
+        """%recall [RANGES | EXPR | TEXT] (also %rep): put earlier input, a
+        value or the last result in the next cell (a set_next_input payload)."""
+        ip = self.shell.get_ipython()
+        if not line:
+            ip.set_next_input(str(self.shell.user_ns.get("_", "")))
+            return
+        cmd = "\n".join(src for _, src in self._history(line))
+        if cmd:
+            ip.set_next_input(cmd.rstrip())
+            return
+        try:
+            cmd = str(eval(line, self.shell.user_ns))
+        except Exception:
+            for _, src in reversed(self._history_search("*" + line + "*")):
+                if "recall" in src or "rep" in src:
+                    continue
+                ip.set_next_input(src.rstrip())
+                return
+        else:
+            ip.set_next_input(cmd.rstrip())
+            return
+        print("Couldn't evaluate or find in history:", line)
+
+    line_rep = line_recall
+
+    def line_save(self, line):
+        """%save [-r] [-f] [-a] FILE [RANGES | FILE | NAME]: cells (by default
+        all before this one) into a .py file."""
+        from cellbox._kernel import StdinNotImplementedError
+        opts, args = _parse_options(line, "fra", mode="list")
+        if not args:
+            raise UsageError("Missing filename.")
+        raw, force, append = "r" in opts, "f" in opts, "a" in opts
+        fname, codefrom = args[0], " ".join(args[1:])
+        if not fname.endswith((".py", ".ipy")):
+            fname += ".ipy" if raw else ".py"
+        fname = os.path.expanduser(fname)
+        exists = os.path.isfile(fname)
+        if exists and not force and not append:
+            try:
+                overwrite = _ask_yes_no("File `%s` exists. Overwrite (y/[N])? " % fname, "n")
+            except StdinNotImplementedError:
+                print("File `%s` exists. Use `%%save -f %s` to force overwrite" % (fname, line))
+                return
+            if not overwrite:
+                print("Operation cancelled.")
+                return
+        try:
+            cmds = self._user_code(codefrom, raw)
+        except (TypeError, ValueError) as e:
+            print(e.args[0])
+            return
+        with open(fname, "a" if append else "w", encoding="utf-8") as f:
+            if not exists or not append:
+                f.write("# coding: utf-8\n")
+            f.write(cmds)
+            if not cmds.endswith("\n"):
+                f.write("\n")
+        print("The following commands were written to file `%s`:" % fname)
+        print(cmds)
+
+    def _user_code(self, target, raw):
+        """IPython's find_user_code: history ranges, else a file, else a
+        string variable."""
+        text = "\n".join(src for _, src in self._history(target, raw))
+        if not target:   # everything but this cell
+            text = text[:text.rfind("\n")] if "\n" in text else ""
+        if text:
+            return text
+        path = os.path.expanduser(target)
+        for p in ([path + ".py"] if not path.endswith(".py") else []) + [path]:
+            if os.path.isfile(p):
+                with open(p, encoding="utf-8") as f:
+                    lines = f.read().splitlines(True)
+                # without its encoding cookie, as IPython's read_py_file
+                cookie = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+")
+                return "".join(l for i, l in enumerate(lines) if not (i < 2 and cookie.match(l)))
+            if os.path.isdir(p):
+                raise ValueError("'%s' is a directory, not a regular file." % target)
+        try:
+            obj = eval(target, self.shell.user_ns)
+        except Exception as e:
+            raise ValueError("'%s' was not found in history, as a file, url, "
+                             "nor in the user namespace." % target) from e
+        if isinstance(obj, str):
+            return obj
+        raise TypeError("%s is neither a string nor a macro." % target, obj)
+
     # -- display cell magics ------------------------------------------------------
     def _display(self, mime, cell):
         from cellbox import display as d
@@ -471,7 +1060,18 @@ class Magics:
             sys.stderr.write("%%config: %s.%s is ignored by cellbox\n" % (cls, trait))
 
     def line_xmode(self, line):
-        print("Exception reporting mode: %s" % (line.strip().capitalize() or "Context"))
+        """%xmode [Plain|Context|Verbose|Minimal]: how errors are shown; no
+        name switches to the next mode."""
+        from cellbox import _traceback
+        if line.strip() in ("--show", "--hide"):   # IPython: hidden frames; cellbox hides none
+            return
+        try:
+            _traceback.set_mode(line.strip().capitalize())
+        except ValueError as e:
+            import warnings
+            warnings.warn("Error changing user exception modes.\n%s" % e)
+            return
+        print("Exception reporting mode:", _traceback.mode)
 
     # -- extensions (IPython's messages) --------------------------------------------
     def line_load_ext(self, line):
@@ -527,31 +1127,67 @@ class Magics:
         names = sorted(n for n in self.shell.user_ns if fnmatch.fnmatch(n, pat) and not n.startswith("_"))
         self.shell.payload.append({"source": "page", "data": {"text/plain": "\n".join(names)}, "start": 0})
 
-    def line_who(self, line):
-        names = self._user_names()
-        print("\t".join(names) if names else "Interactive namespace is empty.")
-
     def line_who_ls(self, line):
-        return self._user_names()
+        """%who_ls [TYPE...]: the names of the user's variables (of those types)."""
+        names = self._user_names()
+        types = set(line.split())
+        if types:
+            ns = self.shell.user_ns
+            names = [n for n in names if type(ns[n]).__name__ in types]
+        return names
+
+    def line_who(self, line):
+        """%who [TYPE...]: the user's variables (of those types, e.g. %who int str)."""
+        names = self.line_who_ls(line)
+        if not names:
+            print("No variables match your requested type." if line.strip() else "Interactive namespace is empty.")
+            return
+        text = ""
+        for i, name in enumerate(names, 1):
+            text += name + "\t "
+            if i % 9 == 0:
+                text += "\n"
+        print(text)
 
     def line_whos(self, line):
-        names = self._user_names()
+        """%whos [TYPE...]: the user's variables with their type and value
+        (a length for dict/list/tuple, the shape of a numpy array)."""
+        names = self.line_who_ls(line)
         if not names:
-            print("Interactive namespace is empty.")
+            print("No variables match your requested type." if line.strip() else "Interactive namespace is empty.")
             return
+        ndarray = None
+        if "numpy" in sys.modules:
+            ndarray = getattr(sys.modules["numpy"], "ndarray", None)
         ns = self.shell.user_ns
-        rows = [(n, type(ns[n]).__name__, repr(ns[n])[:60]) for n in names]
-        w0 = max(8, max(len(r[0]) for r in rows))
-        w1 = max(4, max(len(r[1]) for r in rows))
-        print("%-*s   %-*s   Data/Info" % (w0, "Variable", w1, "Type"))
-        print("-" * (w0 + w1 + 18))
-        for r in rows:
-            print("%-*s   %-*s   %s" % (w0, r[0], w1, r[1], r[2]))
+        values = [ns[n] for n in names]
+        types = [type(v).__name__ for v in values]
+        varwidth = max(max(map(len, names)), len("Variable")) + 3
+        typewidth = max(max(map(len, types)), len("Type")) + 3
+        print("Variable".ljust(varwidth) + "Type".ljust(typewidth) + " Data/Info\n"
+              + "-" * (varwidth + typewidth + len("Data/Info") + 1))
+        for name, value, tname in zip(names, values, types):
+            head = "%-*s%-*s" % (varwidth, name, typewidth, tname)
+            if tname in ("dict", "list", "tuple"):
+                print(head, "n=" + str(len(value)))
+            elif ndarray is not None and isinstance(value, ndarray) and tname == ndarray.__name__:
+                shape = str(value.shape).replace(",", "").replace(" ", "x")[1:-1]
+                nbytes = value.size * value.itemsize
+                info = "%s: %s elems, type `%s`, %s bytes" % (shape, value.size, value.dtype, nbytes)
+                if nbytes >= 100000:
+                    info += " (%s kb)" % (nbytes / 1024) if nbytes < 1048576 else " (%s Mb)" % (nbytes / 1048576)
+                print(head, info)
+            else:
+                try:
+                    text = str(value)
+                except Exception:
+                    text = "<object with id %d (str() failed)>" % id(value)
+                text = text.replace("\n", "\\n")
+                print(head, text if len(text) < 50 else text[:25] + "<...>" + text[-25:])
 
     def _user_names(self):
         hidden = self.shell._hidden
-        return sorted(n for n, v in self.shell.user_ns.items()
-                      if not n.startswith("_") and n not in hidden and not isinstance(v, type(sys)))
+        return sorted(n for n in self.shell.user_ns if not n.startswith("_") and n not in hidden)
 
     def line_reset(self, line):
         ns = self.shell.user_ns
@@ -576,6 +1212,145 @@ class Magics:
         plain = get_formatter().formatters["text/plain"]
         plain.float_precision = line.strip()
         return plain.float_format
+
+
+def _pump(p, body, capture_out=False, capture_err=False):
+    """Feed body to a process's stdin while its stdout and stderr go to
+    sys.stdout and sys.stderr as they come (so %%capture sees them), or into
+    the returned texts when captured. -> (stdout text, stderr text)"""
+    import codecs
+    import selectors
+    import select
+    sinks = {}
+    for f, stream, keep in ((p.stdout, sys.stdout, capture_out), (p.stderr, sys.stderr, capture_err)):
+        sinks[f] = (codecs.getincrementaldecoder("utf-8")("replace"), None if keep else stream, [])
+    offset = 0
+    with selectors.DefaultSelector() as sel:
+        sel.register(p.stdin, selectors.EVENT_WRITE)
+        for f in sinks:
+            sel.register(f, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                f = key.fileobj
+                if f is p.stdin:
+                    try:
+                        offset += os.write(f.fileno(), body[offset:offset + select.PIPE_BUF])
+                    except BrokenPipeError:   # the program does not read all of it
+                        offset = len(body)
+                    if offset >= len(body):
+                        sel.unregister(f)
+                        f.close()
+                    continue
+                data = os.read(f.fileno(), 65536)
+                decoder, stream, kept = sinks[f]
+                text = decoder.decode(data, final=not data)
+                if not data:
+                    sel.unregister(f)
+                if stream is None:
+                    kept.append(text)
+                elif text:
+                    stream.write(text)
+                    stream.flush()
+    p.wait()
+    return "".join(sinks[p.stdout][2]), "".join(sinks[p.stderr][2])
+
+
+def _ask_yes_no(prompt, default=None):
+    """IPython's ask_yes_no, through input() (so an input request)."""
+    answers = {"y": True, "n": False, "yes": True, "no": False}
+    ans = None
+    while ans not in answers:
+        try:
+            ans = input(prompt + " ").lower() or default
+        except KeyboardInterrupt:
+            print("\r")
+        except EOFError:
+            if default in answers:
+                ans = default
+                print()
+            else:
+                raise
+    return answers[ans]
+
+
+class _Alias:
+    """A shell command run as a line magic (IPython's Alias): %s takes the
+    next word of the line, %l the whole line; the rest goes after it."""
+
+    def __init__(self, magics, name, cmd, nargs):
+        self.magics, self.name, self.cmd, self.nargs = magics, name, cmd, nargs
+        self.__doc__ = "Alias for `!%s`" % cmd
+
+    def __call__(self, rest=""):
+        cmd = self.cmd
+        if "%l" in cmd:
+            cmd, rest = cmd.replace("%l", rest), ""
+        if self.nargs == 0:
+            if cmd.find("%%s") >= 1:
+                cmd = cmd.replace("%%s", "%s")
+            cmd = "%s %s" % (cmd, rest)
+        else:
+            args = rest.split(None, self.nargs)
+            if len(args) < self.nargs:
+                raise UsageError("Alias <%s> requires %s arguments, %s given." % (self.name, self.nargs, len(args)))
+            cmd = "%s %s" % (cmd % tuple(args[:self.nargs]), " ".join(args[self.nargs:]))
+        return self.magics.system(cmd)
+
+    def __repr__(self):
+        return "<alias %s for %r>" % (self.name, self.cmd)
+
+
+class _DebuggerShell:
+    """What IPython's debugger asks of its shell, over get_ipython(): editor
+    hooks (none here), the exception line, and the ? / ?? / pdef... commands
+    (shown in the debugger's output, in the frame's namespaces)."""
+
+    def __init__(self, facade):
+        self._facade = facade
+        self.hooks = self
+
+    def __getattr__(self, name):
+        return getattr(self._facade, name)
+
+    def synchronize_with_editor(self, *args, **kwargs):
+        pass
+
+    def get_exception_only(self, exc_tuple=None):
+        import traceback
+        etype, value = (exc_tuple or sys.exc_info())[:2]
+        return "".join(traceback.format_exception_only(etype, value))
+
+    def find_line_magic(self, name):
+        if name in ("pinfo", "pinfo2", "pdef", "pdoc", "psource", "pfile"):
+            return lambda arg, namespaces=(): self._info(name, arg.strip(), namespaces)
+        return self._facade.find_line_magic(name)
+
+    def _info(self, kind, name, namespaces):
+        import inspect
+        for _, ns in namespaces:
+            try:
+                obj = eval(name, {}, ns)
+                break
+            except Exception:
+                continue
+        else:
+            print("Object `%s` not found." % name)
+            return
+        try:
+            if kind in ("pinfo", "pinfo2"):
+                from cellbox._inspect import info_text
+                text = info_text(obj, name, 1 if kind == "pinfo2" else 0)
+            elif kind == "pdef":
+                text = name + str(inspect.signature(obj))
+            elif kind == "pdoc":
+                text = inspect.getdoc(obj) or "No documentation found for %s" % name
+            elif kind == "psource":
+                text = inspect.getsource(obj)
+            else:
+                text = open(inspect.getsourcefile(obj), encoding="utf-8").read()
+        except (TypeError, ValueError, OSError) as e:
+            text = "%s: %s" % (type(e).__name__, e)
+        print(text)
 
 
 class RichOutput:

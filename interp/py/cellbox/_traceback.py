@@ -21,6 +21,17 @@ coloured like pygments' default style in a 256-colour terminal, the failing
 expression (from the code object's positions) on a yellow background.
 Chained exceptions come first, joined by Python's sentences. The kernel's
 own frames are dropped. No pygments, IPython or stack_data needed.
+
+That is IPython's "Context" mode; %xmode picks another (set_mode):
+
+- "Verbose": Context plus the arguments' values in each frame's header and,
+  under the failing line, the variables of the failing statement (with
+  stack_data, as IPython, when it is installed; else the plain names);
+- "Plain": one block per frame, "  Cell In [n], line 3 in f" and the
+  failing line, as Python prints them (IPython's ListTB, its colours);
+- "Minimal": only the "Name: message" line of each exception.
+
+A SyntaxError of a cell that does not compile looks the same in every mode.
 """
 import builtins
 import io
@@ -31,7 +42,7 @@ import sys
 import tokenize
 import traceback
 
-__all__ = ["format_exception"]
+__all__ = ["format_exception", "format_text", "set_mode", "MODES"]
 
 # the colour scheme of ipykernel ("Linux")
 RED = "\x1b[0;31m"
@@ -39,6 +50,8 @@ GREEN = "\x1b[0;32m"
 BGREEN = "\x1b[1;32m"
 CYAN = "\x1b[0;36m"
 BLUE = "\x1b[0;34m"
+PURPLE = "\x1b[0;35m"
+BPURPLE = "\x1b[1;35m"
 NORMAL = "\x1b[0m"
 WIDTH = 75
 _NUM_WIDTH = 7
@@ -58,6 +71,23 @@ _PUNCT = set("()[]{},:;")
 
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n"
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n"
+
+# IPython's exception reporting modes, in the order %xmode cycles through them
+MODES = ("Plain", "Context", "Verbose", "Minimal")
+mode = "Context"
+
+
+def set_mode(name=""):
+    """%xmode: switch to a mode of MODES (ValueError for another name, with
+    IPython's message); an empty name cycles to the next one."""
+    global mode
+    if not name:
+        mode = MODES[(MODES.index(mode) + 1) % len(MODES)]
+    elif name not in MODES:
+        raise ValueError("Unrecognized mode in FormattedTB: <%s>\nValid modes: %s" % (name, list(MODES)))
+    else:
+        mode = name
+    return mode
 
 
 # -- code colouring ---------------------------------------------------------------------
@@ -203,11 +233,11 @@ def _compress_user(path):
     return path
 
 
-def _link(filename, lineno):
+def _link(filename, lineno, colour=GREEN, normal=NORMAL):
     n = _cell_name(filename)
     if n is not None:
-        return "Cell %sIn [%s], line %d%s" % (GREEN, n, lineno, NORMAL)
-    return "File %s%s:%d%s" % (GREEN, _compress_user(filename), lineno, NORMAL)
+        return "Cell %sIn [%s], line %s%s" % (colour, n, lineno, normal)
+    return "File %s%s:%s%s" % (colour, _compress_user(filename), lineno, normal)
 
 
 def _logical_lines(filename):
@@ -263,22 +293,99 @@ def _context(filename, code, lineno, pieces_around):
     return shown, lines
 
 
-def _args(frame):
+def _args(frame, verbose=False):
     import inspect
+    if verbose:
+        import pydoc   # IPython's eqrepr: pydoc's short repr, without addresses
+
+        def value(v):
+            try:
+                return "=" + pydoc.text.repr(v)
+            except Exception:
+                return "=UNRECOVERABLE REPR FAILURE"
+    else:
+        def value(v):
+            return ""
     try:
         a = inspect.getargvalues(frame)
-        return inspect.formatargvalues(a.args, a.varargs, a.keywords, a.locals, formatvalue=lambda v: "")
+        return inspect.formatargvalues(a.args, a.varargs, a.keywords, a.locals, formatvalue=value)
     except Exception:
         return "(***failed resolving arguments***)"
 
 
-def _format_frame(frame, summary, pieces_around):
+def _variables(tb):
+    """[(expression, value)] of the failing statement of a frame, as IPython's
+    Verbose mode lists them (stack_data's variables_in_executing_piece); the
+    plain names of the statement when stack_data is not installed. None when
+    the frame cannot be inspected."""
+    try:
+        import stack_data
+    except ImportError:
+        return _names_of_statement(tb)
+    try:
+        return [(v.name, v.value) for v in stack_data.FrameInfo(tb).variables_in_executing_piece]
+    except Exception:
+        return None
+
+
+def _names_of_statement(tb):
+    import ast
+    frame = tb.tb_frame
+    ranges, lines = _logical_lines(frame.f_code.co_filename)
+    piece = next(((a, b) for a, b in ranges if a <= tb.tb_lineno <= b), None)
+    if piece is None:
+        return []
+    text = "".join(lines[piece[0] - 1:piece[1]])
+    try:
+        tree = ast.parse(text.strip())
+    except SyntaxError:
+        try:
+            tree = ast.parse(text.strip() + "\n    pass")   # a block's header: for/if/def ...
+        except SyntaxError:
+            return []
+    out, seen = [], set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Name) or node.id in seen:
+            continue
+        seen.add(node.id)
+        if node.id in frame.f_locals:
+            value = frame.f_locals[node.id]
+        elif node.id in frame.f_globals:
+            value = frame.f_globals[node.id]
+        else:
+            continue
+        if getattr(builtins, node.id, out) is value or getattr(value, "__name__", None) == node.id:
+            continue   # obvious: a builtin, or a function/class/module under its own name
+        out.append((node.id, value))
+    return out
+
+
+def _locals_line(tb):
+    """Verbose mode: the line of variables shown under the failing line."""
+    indent = " " * 8
+    variables = _variables(tb)
+    if variables is None:
+        items = ["Exception trying to inspect frame. No more locals available."]
+    else:
+        items = []
+        for name, value in variables:
+            try:
+                text = repr(value)
+            except Exception:
+                text = "<unprintable %s object>" % type(value).__name__
+            items.append("%s %s= %s%s" % (name, BLUE, text, NORMAL))
+    if not items:
+        return ""
+    return indent + ("%s\n%s%s" % (BLUE, indent, NORMAL)).join(items)
+
+
+def _format_frame(frame, summary, pieces_around, tb=None, verbose=False):
     code = frame.f_code
     lineno = summary.lineno or frame.f_lineno
     head = _link(summary.filename, lineno)
     if code.co_name != "<module>":
         name = getattr(code, "co_qualname", code.co_name)
-        head += ", in %s%s%s%s%s" % (CYAN, name, BLUE, _args(frame), NORMAL)
+        head += ", in %s%s%s%s%s" % (CYAN, name, BLUE, _args(frame, verbose), NORMAL)
     out = head + "\n"
     shown, lines = _context(summary.filename, code, lineno, pieces_around)
     if not shown:
@@ -301,6 +408,10 @@ def _format_frame(frame, summary, pieces_around):
             out += "%s   (...)%s\n" % (GREEN, NORMAL)
         elif n == lineno:
             out += "%s%s%s %s\n" % (GREEN, _arrow(n), NORMAL, coloured[n - first])
+            if verbose and tb is not None:
+                values = _locals_line(tb)
+                if values:
+                    out += values + "\n"
         else:
             out += "%s%*d%s %s\n" % (BGREEN, _NUM_WIDTH, n, NORMAL, coloured[n - first])
     return out
@@ -320,11 +431,18 @@ def _is_kernel_frame(filename, skip_file):
 
 
 def _frames(tb, skip_file):
-    pairs = list(zip(traceback.walk_tb(tb), traceback.extract_tb(tb)))
+    """[(frame, FrameSummary, traceback entry)] of the user's code."""
+    triples = []
+    for summary in traceback.extract_tb(tb):   # with the failing expression's columns
+        # an exception raised by a trace function (pdb without stdin) has its
+        # frame twice in a row: once is enough
+        if not (triples and triples[-1][2].tb_frame is tb.tb_frame and triples[-1][2].tb_lineno == tb.tb_lineno):
+            triples.append((tb.tb_frame, summary, tb))
+        tb = tb.tb_next
     i = 0
-    while i < len(pairs) and _is_kernel_frame(pairs[i][1].filename, skip_file):
+    while i < len(triples) and _is_kernel_frame(triples[i][1].filename, skip_file):
         i += 1
-    return [(f, s) for (f, _), s in pairs[i:]]
+    return triples[i:]
 
 
 def _exc_line(exc):
@@ -359,23 +477,63 @@ def _syntax_error(exc):
     return out
 
 
-def _block(exc, skip_file, pieces_around):
+def _block(exc, skip_file, pieces_around, verbose=False):
     frames = _frames(exc.__traceback__, skip_file)
     parts = [_header(exc)]
-    for frame, summary in frames:
+    for frame, summary, tb in frames:
         try:
-            parts.append(_format_frame(frame, summary, pieces_around))
+            parts.append(_format_frame(frame, summary, pieces_around, tb, verbose))
         except Exception:  # never lose the error because of its display
             parts.append("%s\n" % _link(summary.filename, summary.lineno or 0))
     parts.append(_exc_line(exc))
     return parts
 
 
-def format_exception(exc, skip_frames_of=None):
-    """-> list of strings, the error message's traceback (see the module doc)."""
-    if isinstance(exc, SyntaxError) and not _frames(exc.__traceback__, skip_frames_of):
-        return [_syntax_error(exc)]
-    # the chain, newest first, with how each one relates to the next
+# -- Plain and Minimal (IPython's ListTB) -------------------------------------------------
+
+def _exception_only(exc):
+    """'Name: message' as IPython's ListTB writes it (an exception's .msg
+    wins over str(), a SyntaxError has its place and caret)."""
+    if isinstance(exc, SyntaxError):
+        return _syntax_error(exc)
+    stype = "%s%s%s" % (RED, type(exc).__name__, NORMAL)
+    try:
+        msg = exc.msg
+    except Exception:
+        try:
+            msg = str(exc)
+        except Exception:
+            msg = "<unprintable %s object>" % type(exc).__name__
+    if msg:
+        return "%s%s:%s %s\n" % (stype, RED, NORMAL, msg)
+    return stype + "\n"
+
+
+def _plain_block(exc, skip_file):
+    frames = _frames(exc.__traceback__, skip_file)
+    parts = []
+    if frames:
+        parts.append("Traceback %s(most recent call last)%s:\n" % (CYAN, NORMAL))
+    for i, (frame, summary, tb) in enumerate(frames):
+        if i == len(frames) - 1:   # the last frame is emphasised
+            normal, name_c, file_c, line_c = CYAN, PURPLE, GREEN, RED
+        else:
+            normal, name_c, file_c, line_c = NORMAL, BPURPLE, BGREEN, ""
+        item = "%s  %s" % (normal, _link(summary.filename, summary.lineno, file_c, normal))
+        if summary.name != "<module>":
+            item += " in %s%s%s\n" % (name_c, summary.name, normal)
+        else:
+            item += "\n"
+        if summary.line:
+            item += "%s    %s%s\n" % (line_c, summary.line.strip(), normal)
+        parts.append(item)
+    parts.append(_exception_only(exc))
+    return parts
+
+
+def _chain(exc):
+    """The exceptions of a chain, newest first, and the sentence joining each
+    to the next one."""
     chain, links, seen = [exc], [], {id(exc)}
     e = exc
     while True:
@@ -391,9 +549,28 @@ def format_exception(exc, skip_frames_of=None):
         chain.append(nxt)
         links.append(link)
         e = nxt
-    out = ["%s%s%s" % (RED, "-" * WIDTH, NORMAL)]
+    return chain, links
+
+
+def format_exception(exc, skip_frames_of=None):
+    """-> list of strings, the error message's traceback in the current mode
+    (see the module doc)."""
+    if isinstance(exc, SyntaxError) and not _frames(exc.__traceback__, skip_frames_of):
+        return [_syntax_error(exc)]
+    chain, links = _chain(exc)
+    out = [] if mode in ("Plain", "Minimal") else ["%s%s%s" % (RED, "-" * WIDTH, NORMAL)]
     for i in range(len(chain) - 1, -1, -1):
-        out += _block(chain[i], skip_frames_of, 2 if i == 0 else 1)
+        if mode == "Minimal":
+            out.append(_exception_only(chain[i]))
+        elif mode == "Plain":
+            out += _plain_block(chain[i], skip_frames_of)
+        else:
+            out += _block(chain[i], skip_frames_of, 2 if i == 0 else 1, verbose=mode == "Verbose")
         if i > 0:
             out.append(links[i - 1])
     return out
+
+
+def format_text(exc, skip_frames_of=None):
+    """The traceback as one text, as IPython prints it to a stream."""
+    return ("" if mode in ("Plain", "Minimal") else "\n").join(format_exception(exc, skip_frames_of))
