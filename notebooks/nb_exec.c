@@ -13,7 +13,11 @@
  * Differences, on purpose: consecutive streams are merged (what Jupyter's
  * frontends show and nbconvert stores); a timeout interrupts the kernel and
  * records a CellTimeoutError output; a dead kernel is recorded as a
- * DeadKernelError output; cells after a failure lose stale outputs. */
+ * DeadKernelError output; cells after a failure lose stale outputs.
+ * Saving progress (hooks.save) is papermill's: after a cell (rate-limited,
+ * so a fast notebook is written once) and on a timer during a long cell
+ * (papermill autosaves only when a message arrives; a silent cell counts
+ * too here). */
 #include "config.h"
 #include "notebooks/nb_exec.h"
 
@@ -548,7 +552,49 @@ typedef struct run_state {
     nb_outputs outs;
     nb_exec_result *r;
     int count;           /* code cells executed */
+    double last_save;    /* cb_mono_s() of the last progress save (or the first cell) */
+    double autosave_every;
 } run_state;
+
+/* ------------------------------------------------------- saving progress */
+
+static void save_progress(run_state *rs)
+{
+    double t = cb_mono_s();
+    rs->o->hooks.save(rs->o->hooks.ctx, rs->outs.nb);
+    double now = cb_mono_s();
+    rs->last_save = now;
+    cb_debug("notebooks", "progress saved in %.3f s", now - t);
+}
+
+/* Seconds until the next autosave is due while a cell runs (<= 0: now),
+ * or a large number when autosaving is off. */
+static double autosave_due_in(const run_state *rs, double now)
+{
+    if (!rs->o->hooks.save || rs->autosave_every <= 0)
+        return 1e9;
+    return rs->last_save + rs->autosave_every - now;
+}
+
+static void autosave_if_due(run_state *rs)
+{
+    if (autosave_due_in(rs, cb_mono_s()) > 0)
+        return;
+    double t = cb_mono_s();
+    save_progress(rs);
+    double took = cb_mono_s() - t;
+    if (took > rs->autosave_every / 4) {
+        rs->autosave_every *= 2;
+        cb_warn("notebooks", "saving the notebook took %.2f s, over 25%% of the autosave interval: now every %g s",
+                took, rs->autosave_every);
+    }
+}
+
+/* Cells that will run lose their old outputs before the first one starts,
+ * so that a notebook saved mid-run never shows a stale output next to new
+ * ones. (Each of these cells is cleared when it starts anyway: the final
+ * notebook is the same.) */
+static void clear_cells_to_run(nb_notebook *nb);
 
 /* Runs one code cell; returns false when the run must stop. */
 static bool run_cell(run_state *rs, int idx, cJSON *cell)
@@ -578,6 +624,7 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
     cJSON *reply = NULL;
     bool ok = true;
     while (!(got_reply && got_idle)) {
+        autosave_if_due(rs);
         now = cb_mono_s();
         double until = 3600;  /* no deadline: wake up now and then anyway */
         if (got_reply)
@@ -586,6 +633,9 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
             until = interrupt_deadline - now;
         else if (cell_deadline > 0)
             until = cell_deadline - now;
+        double save_in = autosave_due_in(rs, now);
+        if (save_in < until)
+            until = save_in > 0.001 ? save_in : 0.001;  /* wake up for the autosave, then look at the deadlines */
         kn_client_msg *m = NULL;
         kn_poll_status st = until > 0 ? kn_client_poll(rs->k, until, &m) : KN_POLL_TIMEOUT;
         if (st == KN_POLL_MSG) {
@@ -625,6 +675,9 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
             continue;
         }
         if (st == KN_POLL_TIMEOUT) {
+            now = cb_mono_s();
+            if (got_reply && now < idle_deadline)
+                continue;  /* woken up for an autosave */
             if (got_reply) {
                 cb_warn("notebooks", "cell %d: no IOPub idle %g s after the execute_reply; going on", idx + 1,
                         iopub_timeout);
@@ -637,6 +690,8 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
                 interrupt_deadline = cb_mono_s() + (o->interrupt_grace > 0 ? o->interrupt_grace : 10);
                 continue;
             }
+            if (timed_out && now < interrupt_deadline)
+                continue;
             if (timed_out) {
                 /* the interrupt did not help: the kernel is stuck */
                 cb_autofree char *ev = cb_printf_new(
@@ -696,6 +751,22 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
     return ok;
 }
 
+static bool will_run(const cJSON *cell)
+{
+    return strcmp(nb_cell_type(cell), "code") == 0 && !blank(nb_cell_source(cell)) &&
+           !nb_cell_has_tag(cell, "skip-execution");
+}
+
+static void clear_cells_to_run(nb_notebook *nb)
+{
+    for (cJSON *cell = nb->cells->child; cell; cell = cell->next) {
+        if (!will_run(cell))
+            continue;
+        cb_json_set(cell, "outputs", cJSON_CreateArray());
+        cb_json_set(cell, "execution_count", cJSON_CreateNull());
+    }
+}
+
 static void fill_kernel_metadata(nb_notebook *nb, const kn_kernelspec *spec, const cJSON *info)
 {
     const cJSON *li = cb_json_obj(info, "language_info");
@@ -746,6 +817,11 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
 
     double t1 = cb_mono_s();
     int n = nb_cell_count(nb), stopped_at = -1;
+    rs.last_save = t1;
+    rs.autosave_every = o->autosave_every;
+    double save_interval = o->save_interval > 0 ? o->save_interval : 1;
+    if (o->hooks.save && !o->papermill)
+        clear_cells_to_run(nb);  /* papermill's notebook_start cleared every cell already */
     for (int i = 0; i < n; i++) {
         cJSON *cell = nb_cell_at(nb, i);
         if (o->papermill)
@@ -753,8 +829,7 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
         if (o->hooks.cell_start)
             o->hooks.cell_start(o->hooks.ctx, i, cell);
         bool go_on = true;
-        if (strcmp(nb_cell_type(cell), "code") == 0 && !blank(nb_cell_source(cell)) &&
-            !nb_cell_has_tag(cell, "skip-execution"))
+        if (will_run(cell))
             go_on = run_cell(&rs, i, cell);
         if (o->papermill) {
             if (!go_on)
@@ -765,8 +840,11 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
             o->hooks.cell_done(o->hooks.ctx, i, cell);
         if (!go_on) {
             stopped_at = i;
-            break;
+            break;  /* the caller writes the notebook now */
         }
+        /* a fast notebook is written once, at the end; a slow one about every save_interval */
+        if (o->hooks.save && i + 1 < n && cb_mono_s() - rs.last_save >= save_interval)
+            save_progress(&rs);
     }
     r->cells_s = cb_mono_s() - t1;
     r->code_cells_run = rs.count;

@@ -86,6 +86,12 @@ typedef struct nb_exec_hooks {
     void (*message)(void *ctx, int index, const kn_client_msg *m);
     /* The kernel is ready (for progress displays). */
     void (*kernel_ready)(void *ctx);
+    /* Saving progress (papermill's request_save_on_cell_execute and
+     * autosave_cell_every): write the notebook as it stands, a partial but
+     * valid one. When set, nb_execute() calls it after a cell when
+     * save_interval has passed since the last save, and while a cell runs
+     * every autosave_every seconds. Returns 0 or -1 (the run goes on). */
+    int (*save)(void *ctx, const nb_notebook *nb);
 } nb_exec_hooks;
 
 typedef struct nb_exec_opts {
@@ -104,6 +110,9 @@ typedef struct nb_exec_opts {
     bool papermill;                /* papermill's per-cell and notebook metadata */
     int cancel_fd;                 /* -1 = none */
     int kernel_stdout_fd, kernel_stderr_fd;  /* -1 = inherit */
+    double save_interval;          /* hooks.save after a cell at most this often; <= 0 = 1 s */
+    double autosave_every;         /* hooks.save during a long cell; <= 0 = never. A save slower
+                                    * than a quarter of it doubles it (papermill's back-off) */
     nb_exec_hooks hooks;
 } nb_exec_opts;
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -190,9 +192,60 @@ int nb_params_load_file(cJSON *params, const char *path, char **err)
         cJSON_Delete(j);
         return -1;
     }
-    for (cJSON *k = j->child; k; k = k->next)
-        params_set(params, k->string, nb_json_dup(k));
+    nb_params_update(params, j);
     cJSON_Delete(j);
+    return 0;
+}
+
+void nb_params_update(cJSON *params, const cJSON *more)
+{
+    for (const cJSON *k = more ? more->child : NULL; k; k = k->next)
+        params_set(params, k->string, nb_json_dup(k));
+}
+
+int nb_params_load_text(cJSON *params, const char *text, size_t len, char **err)
+{
+    char *why = NULL;
+    cJSON *j = nb_yaml_supported() ? nb_yaml_parse(text, len, &why) : nb_json_parse(text, len, NB_JSON_STRICT_UTF8, &why);
+    if (!j || !(cJSON_IsObject(j) || cJSON_IsNull(j))) {
+        *err = why ? why : cb_strdup("expected a mapping of names to values");
+        cJSON_Delete(j);
+        return -1;
+    }
+    free(why);
+    nb_params_update(params, j);
+    cJSON_Delete(j);
+    return 0;
+}
+
+int nb_params_load_base64(cJSON *params, const char *b64, char **err)
+{
+    /* papermill: yaml.load(base64.b64decode(TEXT)); people also paste the
+     * URL-safe alphabet or drop the padding, which decode the same here */
+    static const int variants[] = {sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+                                   sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+    size_t n = strlen(b64), cap = n / 4 * 3 + 4, len = 0;
+    cb_autofree unsigned char *bin = cb_malloc(cap + 1);
+    bool decoded = false;
+    for (size_t v = 0; v < CB_ARRAY_LEN(variants) && !decoded; v++) {
+        const char *end = NULL;
+        decoded = sodium_base642bin(bin, cap, b64, n, " \t\r\n", &len, &end, variants[v]) == 0 && end == b64 + n;
+    }
+    if (!decoded) {
+        *err = cb_strdup("not valid base64 text");
+        return -1;
+    }
+    bin[len] = '\0';
+    if (memchr(bin, '\0', len)) {
+        *err = cb_strdup("the decoded text holds NUL bytes: expected base64 of YAML or JSON text");
+        return -1;
+    }
+    char *why = NULL;
+    if (nb_params_load_text(params, (const char *)bin, len, &why) < 0) {
+        *err = cb_printf_new("the decoded text: %s", why);
+        free(why);
+        return -1;
+    }
     return 0;
 }
 
@@ -227,6 +280,13 @@ static int find_translator(const char *kernel_name, const char *language, lang *
         return 0;
     }
     return -1;
+}
+
+const char *nb_params_translator(const char *kernel_name, const char *language)
+{
+    static const char *const names[] = {[LANG_PYTHON] = "python", [LANG_R] = "R", [LANG_BASH] = "bash"};
+    lang l;
+    return find_translator(kernel_name, language, &l) < 0 ? NULL : names[l];
 }
 
 /* Python's str.encode('unicode_escape').decode() then '"' -> '\"'. */
@@ -453,6 +513,21 @@ static cJSON *now_iso(long long *us_out)
     char buf[40];
     nb_pm_isotime(buf, sizeof buf, us);
     return cJSON_CreateString(buf);
+}
+
+void nb_pm_report_mode(nb_notebook *nb)
+{
+    for (cJSON *cell = nb->cells->child; cell; cell = cell->next) {
+        if (strcmp(nb_cell_type(cell), "code") != 0)
+            continue;
+        cJSON *md = nb_cell_metadata(cell);
+        cJSON *jup = cb_json_obj(md, "jupyter");
+        if (!jup) {
+            jup = cJSON_CreateObject();
+            cb_json_set(md, "jupyter", jup);
+        }
+        cb_json_set(jup, "source_hidden", cJSON_CreateTrue());
+    }
 }
 
 void nb_pm_load(nb_notebook *nb)

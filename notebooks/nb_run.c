@@ -2,13 +2,17 @@
  *
  * The story of one run:
  *   1. options are parsed from a table (papermill's spellings are aliases),
- *      then checked as a whole (-o with one input, --inplace alone...)
+ *      then checked as a whole (-o with one input, --inplace alone...);
+ *      --help-notebook only reads the notebooks and prints their parameters
  *   2. every input gets its output path up front, so that a bad
  *      combination (an input overwritten without --inplace, two inputs
  *      writing the same file) fails before any kernel starts
  *   3. N workers (-j) take notebooks in order; each reads and validates
  *      its notebook, picks the kernel, injects parameters (papermill mode),
- *      executes it (nb_execute) and writes the result atomically
+ *      executes it (nb_execute, which hands back the partial notebook to
+ *      save now and then, papermill's request_save_on_cell_execute and
+ *      autosave_cell_every) and writes the result atomically; stream text
+ *      goes to --stdout-file/--stderr-file as it arrives
  *   4. the main thread draws the progress bar on a TTY; results and
  *      failures are printed in input order at the end
  * SIGINT/SIGTERM make every worker stop its cell, write what it has and
@@ -61,13 +65,22 @@ typedef struct run_opts {
     int jobs;
     cJSON *params;              /* name -> value, insertion order */
     bool have_params;
-    bool help;
+    bool inject_input, inject_output;  /* PAPERMILL_INPUT_PATH / PAPERMILL_OUTPUT_PATH */
+    const char *language;       /* --language: for the parameters' translator */
+    bool report_mode;
+    const char *stream_file[2]; /* --stdout-file, --stderr-file */
+    bool save_progress;         /* --request-save-on-cell-execute (default) */
+    double autosave_every;      /* --autosave-cell-every, 0 = off */
+    int log_level;              /* --log-level, -1 = CELLBOX_LOG or warnings */
+    bool help, help_notebook;
 } run_opts;
 
 enum {
     O_OUTPUT = 1, O_OUTPUT_DIR, O_INPLACE, O_KERNEL, O_CWD, O_TIMEOUT, O_STARTUP, O_HB, O_INTERRUPT, O_ALLOW_ERRORS,
     O_LOG_OUTPUT, O_NO_TIMING, O_PROGRESS, O_NO_PROGRESS, O_JOBS, O_PARAM, O_PARAM_RAW, O_PARAM_FILE,
-    O_PARAM_YAML, O_PREPARE_ONLY, O_HELP, O_ALLOW_ERROR_NAME,
+    O_PARAM_YAML, O_PREPARE_ONLY, O_HELP, O_ALLOW_ERROR_NAME, O_PARAM_B64, O_INJECT_INPUT, O_INJECT_OUTPUT,
+    O_INJECT_PATHS, O_REPORT, O_NO_REPORT, O_HELP_NOTEBOOK, O_STDOUT_FILE, O_STDERR_FILE, O_SAVE, O_NO_SAVE,
+    O_AUTOSAVE, O_LOG_LEVEL, O_LANGUAGE, O_ENGINE, O_NO_LOG_OUTPUT, O_PREPARE_EXECUTE,
 };
 
 static const struct opt_def {
@@ -91,6 +104,10 @@ static const struct opt_def {
     {"allow-errors", 0, O_ALLOW_ERRORS, 0},
     {"allow-error-name", 0, O_ALLOW_ERROR_NAME, 1},
     {"log-output", 0, O_LOG_OUTPUT, 0},
+    {"no-log-output", 0, O_NO_LOG_OUTPUT, 0},       /* papermill */
+    {"stdout-file", 0, O_STDOUT_FILE, 1},
+    {"stderr-file", 0, O_STDERR_FILE, 1},
+    {"log-level", 0, O_LOG_LEVEL, 1},
     {"no-timing", 0, O_NO_TIMING, 0},
     {"progress", 0, O_PROGRESS, 0},
     {"progress-bar", 0, O_PROGRESS, 0},            /* papermill */
@@ -104,7 +121,22 @@ static const struct opt_def {
     {"parameters-file", 0, O_PARAM_FILE, 1},
     {"parameters_yaml", 'y', O_PARAM_YAML, 1},
     {"parameters-yaml", 0, O_PARAM_YAML, 1},
+    {"parameters_base64", 'b', O_PARAM_B64, 1},
+    {"parameters-base64", 0, O_PARAM_B64, 1},
+    {"inject-input-path", 0, O_INJECT_INPUT, 0},
+    {"inject-output-path", 0, O_INJECT_OUTPUT, 0},
+    {"inject-paths", 0, O_INJECT_PATHS, 0},
+    {"language", 'l', O_LANGUAGE, 1},
     {"prepare-only", 0, O_PREPARE_ONLY, 0},
+    {"prepare-execute", 0, O_PREPARE_EXECUTE, 0},   /* papermill */
+    {"report-mode", 0, O_REPORT, 0},
+    {"no-report-mode", 0, O_NO_REPORT, 0},
+    {"not-report-mode", 0, O_NO_REPORT, 0},         /* papermill 1.x */
+    {"request-save-on-cell-execute", 0, O_SAVE, 0},
+    {"no-request-save-on-cell-execute", 0, O_NO_SAVE, 0},
+    {"autosave-cell-every", 0, O_AUTOSAVE, 1},
+    {"engine", 0, O_ENGINE, 1},
+    {"help-notebook", 0, O_HELP_NOTEBOOK, 0},
     {"help", 'h', O_HELP, 0},
 };
 
@@ -143,15 +175,36 @@ static void usage(FILE *out)
         "  -j, --jobs N               run N notebooks at once, each with its own kernel\n"
         "      --no-timing            do not record cell.metadata.execution\n"
         "      --log-output           print cell outputs as they arrive\n"
+        "      --stdout-file FILE     write the cells' stdout stream text to FILE as it\n"
+        "                             arrives ('-' = stdout)\n"
+        "      --stderr-file FILE     the same for their stderr\n"
         "      --progress, --no-progress  progress bar (default: on when stderr is a terminal)\n"
+        "      --log-level LEVEL      DEBUG, INFO, WARNING (default), ERROR or CRITICAL\n"
+        "Saving progress (a run that is killed leaves the notebook as far as it got):\n"
+        "      --no-request-save-on-cell-execute  write the notebook only at the end\n"
+        "                             (default: also after a cell, at most once a second)\n"
+        "      --autosave-cell-every S  while a cell runs, write the notebook every S\n"
+        "                             seconds (default 30, 0 = off)\n"
+        "  Notebooks written to stdout (-o -) are written once, at the end.\n"
         "Parameters (papermill-compatible; they also turn on papermill's metadata):\n"
         "  -p, --parameters NAME VALUE       typed: True/False/None, int, float, else str\n"
         "  -r, --parameters_raw NAME VALUE   always a string\n"
         "  -f, --parameters_file FILE        a JSON%s file with a mapping of names to values\n"
         "  -y, --parameters_yaml TEXT        the same, inline\n"
+        "  -b, --parameters_base64 TEXT      the same, base64-encoded\n"
+        "      --inject-input-path           PAPERMILL_INPUT_PATH = the notebook's path\n"
+        "      --inject-output-path          PAPERMILL_OUTPUT_PATH = the output's path\n"
+        "      --inject-paths                both\n"
+        "  -l, --language LANG               write the parameters in LANG (python, R, bash)\n"
+        "                                    when the kernel's name does not say\n"
         "      --prepare-only                inject the parameters and write, do not execute\n"
+        "      --report-mode                 hide the code cells' input (jupyter.source_hidden)\n"
+        "      --help-notebook               print the parameters the notebook's cell tagged\n"
+        "                                    parameters defines (type, default, help), exit\n"
         "  The values go into a cell tagged injected-parameters, after the first cell\n"
         "  tagged parameters, written in the kernel's language (Python, R or bash).\n"
+        "  papermill's spellings work too: --start-timeout, --execution-timeout,\n"
+        "  --progress-bar, --no-progress-bar, --engine nbclient.\n"
         "\n"
         "Exit status: 0 all notebooks ran cleanly; 1 one failed (a one-line reason names\n"
         "the notebook and the cell; the partial notebook is still written); 2 bad usage;\n"
@@ -229,23 +282,68 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
         }
         o->have_params = true;
         break;
-    case O_PARAM_YAML: {
-        cJSON *j = nb_yaml_supported() ? nb_yaml_parse(vals[0], strlen(vals[0]), &err)
-                                       : nb_json_parse(vals[0], strlen(vals[0]), 0, &err);
-        if (!j || !(cJSON_IsObject(j) || cJSON_IsNull(j))) {
-            int rc = bad_usage("%s: %s", spelled, err ? err : "expected a mapping of names to values");
+    case O_PARAM_YAML:
+    case O_PARAM_B64: {
+        int r = d->id == O_PARAM_YAML ? nb_params_load_text(o->params, vals[0], strlen(vals[0]), &err)
+                                      : nb_params_load_base64(o->params, vals[0], &err);
+        if (r < 0) {
+            int rc = bad_usage("%s: %s", spelled, err);
             free(err);
-            cJSON_Delete(j);
             return rc;
         }
-        for (cJSON *k = j->child; k; k = k->next)
-            cb_json_set(o->params, k->string, nb_json_dup(k));
-        cJSON_Delete(j);
         o->have_params = true;
         break;
     }
+    case O_INJECT_INPUT: o->inject_input = true; break;
+    case O_INJECT_OUTPUT: o->inject_output = true; break;
+    case O_INJECT_PATHS: o->inject_input = o->inject_output = true; break;
+    case O_LANGUAGE:
+        if (!*vals[0])
+            return bad_usage("%s needs a language name (python, R, bash)", spelled);
+        o->language = vals[0];
+        break;
     case O_PREPARE_ONLY: o->prepare_only = true; break;
+    case O_PREPARE_EXECUTE: o->prepare_only = false; break;
+    case O_REPORT: o->report_mode = true; break;
+    case O_NO_REPORT: o->report_mode = false; break;
+    case O_NO_LOG_OUTPUT: o->log_output = false; break;
+    case O_STDOUT_FILE:
+    case O_STDERR_FILE:
+        if (!*vals[0])
+            return bad_usage("%s needs a file name", spelled);
+        o->stream_file[d->id == O_STDERR_FILE] = vals[0];
+        break;
+    case O_SAVE: o->save_progress = true; break;
+    case O_NO_SAVE: o->save_progress = false; break;
+    case O_AUTOSAVE: return parse_seconds(spelled, vals[0], &o->autosave_every);
+    case O_LOG_LEVEL: {
+        /* papermill's choices (Python's logging levels); CRITICAL has no
+         * level of its own here: errors are the least cellbox says */
+        static const struct {
+            const char *name;
+            int level;
+        } levels[] = {{"NOTSET", CB_LOG_DEBUG}, {"DEBUG", CB_LOG_DEBUG}, {"INFO", CB_LOG_INFO},
+                      {"WARNING", CB_LOG_WARN}, {"WARN", CB_LOG_WARN},   {"ERROR", CB_LOG_ERROR},
+                      {"CRITICAL", CB_LOG_ERROR}};
+        o->log_level = -1;
+        for (size_t k = 0; k < CB_ARRAY_LEN(levels) && o->log_level < 0; k++)
+            if (strcasecmp(vals[0], levels[k].name) == 0)
+                o->log_level = levels[k].level;
+        if (o->log_level < 0)
+            return bad_usage("%s needs one of NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL, not '%s'", spelled,
+                             vals[0]);
+        break;
+    }
+    case O_ENGINE:
+        /* papermill's default engine is nbclient, which cellbox's executor
+         * follows; other engines are papermill plugins cellbox cannot load */
+        if (strcmp(vals[0], "nbclient") != 0 && strcmp(vals[0], "cellbox") != 0)
+            return bad_usage("%s '%s': cellbox run has one engine, nbclient's behaviour (--engine nbclient or "
+                             "cellbox); papermill's engine plugins are not supported",
+                             spelled, vals[0]);
+        break;
     case O_HELP: o->help = true; break;
+    case O_HELP_NOTEBOOK: o->help_notebook = true; break;
     }
     return 0;
 }
@@ -330,6 +428,7 @@ typedef struct run_ctx {
     bool prefix_logs;
     int progress_len;           /* characters of the progress line on screen */
     int cancel_pipe[2];
+    int stream_fd[2];           /* --stdout-file, --stderr-file; -1 = none */
     double t0;
 } run_ctx;
 
@@ -445,9 +544,24 @@ static void hook_message(void *ctx, int index, const kn_client_msg *m)
     (void)index;
     const char *t = m->msg_type;
     if (strcmp(t, "stream") == 0) {
-        bool err = strcmp(cb_json_str(m->content, "name", ""), "stderr") == 0;
-        log_text(c, j, err ? 1 : 0, cb_json_str(m->content, "text", ""), false);
-    } else if (strcmp(t, "display_data") == 0 || strcmp(t, "execute_result") == 0) {
+        const char *name = cb_json_str(m->content, "name", "");
+        const char *text = cb_json_str(m->content, "text", "");
+        bool err = strcmp(name, "stderr") == 0;
+        /* papermill writes each stream message to --stdout-file/--stderr-file as it comes */
+        int fd = strcmp(name, "stdout") == 0 ? c->stream_fd[0] : err ? c->stream_fd[1] : -1;
+        if (fd >= 0 && *text) {
+            pthread_mutex_lock(&c->lock);
+            if (cb_write_all(fd, text, strlen(text)) < 0)
+                cb_warn("notebooks", "cannot write to the %s file: %s", name, strerror(errno));
+            pthread_mutex_unlock(&c->lock);
+        }
+        if (c->o->log_output)
+            log_text(c, j, err ? 1 : 0, text, false);
+        return;
+    }
+    if (!c->o->log_output)
+        return;
+    if (strcmp(t, "display_data") == 0 || strcmp(t, "execute_result") == 0) {
         const char *plain = cb_json_str(cb_json_obj(m->content, "data"), "text/plain", NULL);
         if (plain) {
             log_text(c, j, 0, plain, false);
@@ -479,6 +593,19 @@ static void hook_cell_start(void *ctx, int index, const cJSON *cell)
     j->current_src[k] = '\0';
     progress_draw_locked(c);
     pthread_mutex_unlock(&c->lock);
+}
+
+/* Saving progress: the partial notebook, atomically, where the final one goes. */
+static int hook_save(void *ctx, const nb_notebook *nb)
+{
+    job *j = ((void **)ctx)[1];
+    char *err = NULL;
+    if (nb_notebook_write(nb, j->output, &err) < 0) {
+        cb_warn("notebooks", "saving progress: %s", err);
+        free(err);
+        return -1;
+    }
+    return 0;
 }
 
 static void hook_cell_done(void *ctx, int index, const cJSON *cell)
@@ -558,7 +685,7 @@ static kn_kernelspec *choose_kernel(const run_opts *o, const nb_notebook *nb, ch
         return find_spec(o->kernel, err);
     const cJSON *ks = cb_json_obj(nb->metadata, "kernelspec");
     const char *name = cb_json_str(ks, "name", NULL);
-    const char *lang = cb_json_str(ks, "language", NULL);
+    const char *lang = o->language ? o->language : cb_json_str(ks, "language", NULL);
     if (!lang)
         lang = cb_json_str(cb_json_obj(nb->metadata, "language_info"), "name", NULL);
     if (name && *name) {
@@ -609,28 +736,43 @@ static void run_job(run_ctx *c, job *j)
     pthread_mutex_unlock(&c->lock);
 
     kn_kernelspec *spec = choose_kernel(o, nb, &err);
-    bool papermill = o->have_params || o->prepare_only || cb_json_obj(nb->metadata, "papermill");
+    bool inject = o->have_params || o->inject_input || o->inject_output;
+    bool papermill = inject || o->prepare_only || cb_json_obj(nb->metadata, "papermill");
+    const char *output_path = j->output_given ? j->output_given : j->output;  /* as papermill records it */
     if (!spec && !(o->prepare_only && !o->kernel)) {
         job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
         goto out;
     }
     if (papermill) {
         nb_pm_load(nb);
-        if (o->have_params) {
+        if (inject) {
+            /* papermill's order: the paths first, then the parameters given */
+            cJSON *params = cJSON_CreateObject();
+            if (o->inject_input)
+                cJSON_AddStringToObject(params, "PAPERMILL_INPUT_PATH", j->input);
+            if (o->inject_output)
+                cJSON_AddStringToObject(params, "PAPERMILL_OUTPUT_PATH", output_path);
+            nb_params_update(params, o->params);
             const char *kname = spec ? spec->name : cb_json_str(cb_json_obj(nb->metadata, "kernelspec"), "name", "");
-            const char *lang = spec && spec->language && *spec->language ? spec->language : NULL;
+            const char *lang = o->language;
+            if (!lang && spec && spec->language && *spec->language)
+                lang = spec->language;
             if (!lang)
                 lang = cb_json_str(cb_json_obj(nb->metadata, "language_info"), "name",
                                    cb_json_str(cb_json_obj(nb->metadata, "kernelspec"), "language", "python"));
             free(err);
             err = NULL;
-            if (nb_params_inject(nb, o->params, kname, lang, &err) < 0) {
+            int r = nb_params_inject(nb, params, kname, lang, &err);
+            cJSON_Delete(params);
+            if (r < 0) {
                 job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
                 goto out;
             }
         }
-        nb_pm_prepare(nb, j->input, j->output_given ? j->output_given : j->output);
+        nb_pm_prepare(nb, j->input, output_path);
     }
+    if (o->report_mode)
+        nb_pm_report_mode(nb);
     pthread_mutex_lock(&c->lock);
     j->cells_total = nb_cell_count(nb);
     pthread_mutex_unlock(&c->lock);
@@ -659,12 +801,17 @@ static void run_job(run_ctx *c, job *j)
             .cancel_fd = c->cancel_pipe[0],
             .kernel_stdout_fd = -1,
             .kernel_stderr_fd = -1,
+            .autosave_every = o->autosave_every,
             .hooks = {.ctx = hook_ctx, .cell_start = hook_cell_start, .cell_done = hook_cell_done,
-                      .message = o->log_output ? hook_message : NULL},
+                      .message = o->log_output || c->stream_fd[0] >= 0 || c->stream_fd[1] >= 0 ? hook_message
+                                                                                                  : NULL},
         };
         /* the kernel's own stdout must not mix into a notebook written to stdout */
         if (strcmp(j->output, "-") == 0)
             eo.kernel_stdout_fd = STDERR_FILENO;
+        /* progress goes where the notebook goes, never to stdout before the end (papermill) */
+        if (o->save_progress && strcmp(j->output, "-") != 0)
+            eo.hooks.save = hook_save;
         nb_exec_result r;
         memset(&r, 0, sizeof r);
         nb_status st = nb_execute(nb, &eo, &r);
@@ -766,11 +913,98 @@ static int plan_outputs(const run_opts *o, job *jobs)
     return 0;
 }
 
+/* ------------------------------------------------------- --help-notebook */
+
+/* papermill's display_notebook_help() for each notebook: 0, or 1 when one
+ * has no parameters cell or cannot be read. */
+static int help_notebooks(const run_opts *o)
+{
+    int rc = 0;
+    for (int i = 0; i < o->n_inputs; i++) {
+        char *err = NULL;
+        nb_notebook *nb = nb_notebook_read(o->inputs[i], &err);
+        if (!nb) {
+            fprintf(stderr, "cellbox run: %s\n", err);
+            free(err);
+            rc = 1;
+            continue;
+        }
+        cb_buf out = CB_BUF_INIT;
+        cb_buf_puts(&out, "usage: cellbox run [OPTIONS] NOTEBOOK.ipynb [MORE.ipynb ...]\n");
+        int st = nb_params_help(nb, o->inputs[i], o->kernel, o->language, &out);
+        fwrite(out.data, 1, out.len, stdout);
+        fflush(stdout);
+        if (st) {
+            fprintf(stderr, "cellbox run: %s has no cell tagged 'parameters'\n", o->inputs[i]);
+            rc = 1;
+        }
+        cb_buf_clear(&out);
+        nb_notebook_free(nb);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------- --stdout-file, --stderr-file */
+
+/* Checked before anything runs (a bad path is bad usage and nothing is
+ * written; a file of the run itself would be clobbered), opened and
+ * truncated when the run starts. One file for both shares one descriptor;
+ * '-' is cellbox's stdout. */
+static int check_stream_files(const run_opts *o, const job *jobs)
+{
+    static const char *const opt[2] = {"--stdout-file", "--stderr-file"};
+    for (int k = 0; k < 2; k++) {
+        const char *path = o->stream_file[k];
+        if (!path)
+            continue;
+        if (strcmp(path, "-") == 0) {
+            if (o->output && strcmp(o->output, "-") == 0)
+                return bad_usage("%s - and -o - would both write to stdout", opt[k]);
+            continue;
+        }
+        for (int i = 0; i < o->n_inputs; i++)
+            if (same_file(path, jobs[i].input) || (strcmp(jobs[i].output, "-") != 0 && same_file(path, jobs[i].output)))
+                return bad_usage("%s %s is a notebook of this run", opt[k], path);
+        struct stat st;
+        if (stat(path, &st) == 0) {
+            if (S_ISDIR(st.st_mode))
+                return bad_usage("%s %s is a folder", opt[k], path);
+            if (access(path, W_OK) < 0)
+                return bad_usage("%s: cannot write %s: %s", opt[k], path, strerror(errno));
+        } else {
+            int e = errno;
+            cb_autofree char *copy = cb_strdup(path);
+            if (e != ENOENT || access(dirname(copy), W_OK | X_OK) < 0)
+                return bad_usage("%s: cannot write %s: %s", opt[k], path, strerror(e != ENOENT ? e : errno));
+        }
+    }
+    return 0;
+}
+
+static int open_stream_files(const run_opts *o, int fds[2])
+{
+    for (int k = 0; k < 2; k++) {
+        const char *path = o->stream_file[k];
+        if (!path)
+            continue;
+        if (strcmp(path, "-") == 0) {
+            fds[k] = STDOUT_FILENO;
+        } else if (k == 1 && fds[0] >= 0 && o->stream_file[0] && same_file(path, o->stream_file[0])) {
+            fds[1] = fds[0];
+        } else if ((fds[k] = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+            fprintf(stderr, "cellbox run: cannot write %s: %s\n", path, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ==================================================================== main */
 
 int nb_cmd_run(int argc, char **argv)
 {
-    run_opts o = {.progress = -1, .jobs = 1, .hb_timeout = 10, .startup_timeout = 60};
+    run_opts o = {.progress = -1, .jobs = 1, .hb_timeout = 10, .startup_timeout = 60, .save_progress = true,
+                  .autosave_every = 30, .log_level = -1};
     o.params = cJSON_CreateObject();
     int rc = parse_args(&o, argc, argv);
     if (rc || o.help) {
@@ -783,6 +1017,23 @@ int nb_cmd_run(int argc, char **argv)
         rc = bad_usage("no notebook given");
         goto done;
     }
+    for (int i = 0; i < o.n_inputs; i++)
+        if (strcmp(o.inputs[i], "-") == 0) {
+            rc = bad_usage("reading a notebook from stdin is not supported: give a file");
+            goto done;
+        }
+    if (o.language && (o.have_params || o.inject_input || o.inject_output) &&
+        !nb_params_translator(o.kernel, o.language)) {
+        rc = bad_usage("--language %s: cellbox writes parameters in python, R and bash", o.language);
+        goto done;
+    }
+    cb_log_init_from_env(CB_LOG_WARN);
+    if (o.log_level >= 0)
+        cb_log_set_level((cb_log_level)o.log_level);
+    if (o.help_notebook) {
+        rc = help_notebooks(&o);
+        goto done;
+    }
     if ((o.output != NULL) + o.inplace + (o.output_dir != NULL) > 1) {
         rc = bad_usage("choose one of -o/--output, --output-dir and --inplace");
         goto done;
@@ -791,11 +1042,6 @@ int nb_cmd_run(int argc, char **argv)
         rc = bad_usage("-o/--output names one file but %d notebooks were given: use --output-dir", o.n_inputs);
         goto done;
     }
-    for (int i = 0; i < o.n_inputs; i++)
-        if (strcmp(o.inputs[i], "-") == 0) {
-            rc = bad_usage("reading a notebook from stdin is not supported: give a file");
-            goto done;
-        }
     if (o.output_dir && cb_mkdir_p(o.output_dir, 0755) < 0) {
         fprintf(stderr, "cellbox run: cannot create %s: %s\n", o.output_dir, strerror(errno));
         rc = 1;
@@ -808,17 +1054,20 @@ int nb_cmd_run(int argc, char **argv)
             goto done;
         }
     }
-    cb_log_init_from_env(CB_LOG_WARN);
 
-    run_ctx c = {.o = &o, .n_jobs = o.n_inputs, .t0 = cb_mono_s()};
+    run_ctx c = {.o = &o, .n_jobs = o.n_inputs, .t0 = cb_mono_s(), .stream_fd = {-1, -1}};
     c.jobs = cb_calloc((size_t)o.n_inputs, sizeof *c.jobs);
     for (int i = 0; i < o.n_inputs; i++) {
         c.jobs[i].index = i;
         c.jobs[i].input = o.inputs[i];
         c.jobs[i].current_cell = -1;
     }
-    if ((rc = plan_outputs(&o, c.jobs)) != 0)
+    if ((rc = plan_outputs(&o, c.jobs)) != 0 || (rc = check_stream_files(&o, c.jobs)) != 0)
         goto free_jobs;
+    if (!o.prepare_only && open_stream_files(&o, c.stream_fd) < 0) {
+        rc = 1;
+        goto free_jobs;
+    }
     c.tty_progress = o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO));
     c.prefix_logs = o.n_inputs > 1;
     pthread_mutex_init(&c.lock, NULL);
@@ -878,6 +1127,9 @@ int nb_cmd_run(int argc, char **argv)
     rc = cancelled ? 130 : failed ? 1 : 0;
     pthread_mutex_destroy(&c.lock);
 free_jobs:
+    for (int k = 0; k < 2; k++)
+        if (c.stream_fd[k] > STDERR_FILENO && (k == 0 || c.stream_fd[1] != c.stream_fd[0]))
+            close(c.stream_fd[k]);
     for (int i = 0; i < c.n_jobs; i++) {
         free(c.jobs[i].output);
         free(c.jobs[i].error);

@@ -3,7 +3,8 @@
 and bad options, errors, timeouts (signal and message interrupts, a kernel
 that ignores them), dead kernels (exit, SIGKILL from outside, heartbeat
 loss), SIGINT to cellbox, kernel start failures, kernel choice, -j, cwd,
---log-output, the progress bar on a terminal and quiet output otherwise.
+--log-output, the progress bar on a terminal and quiet output otherwise,
+saving progress (a run killed with SIGKILL leaves a valid partial notebook).
 
 Nothing here depends on timing: waits are for events (files a cell writes),
 with generous timeouts that only matter when something is broken. Every
@@ -266,6 +267,89 @@ def main():
             else:
                 t.ok(ready and proc.returncode == 130 and "interrupted" in stderr and res and enames(res, 1) == ["KeyboardInterrupt"]
                      and not pid_alive(kpid), "SIGINT to cellbox run: exit 130, partial notebook, kernel gone", stderr)
+
+        # ------------------------------------------------- saving progress
+        # SIGKILL to cellbox during a long cell: the notebook saved while the
+        # cell runs (--autosave-cell-every 1) is on disk, valid, with the
+        # earlier cells' outputs. The long cell itself waits until it sees
+        # that save, so nothing here depends on timing.
+        import nbformat
+        saver = ["print('one')",
+                 "import os\nopen('autosave.pid', 'w').write(str(os.getpid()))\nprint('two')",
+                 "import json, os, time\nprint('long cell', flush=True)\n"
+                 "for _ in range(1200):\n"
+                 "    try:\n"
+                 "        cells = json.load(open('autosave.out.ipynb'))['cells']\n"
+                 "        if 'two' in ''.join(''.join(o.get('text', '')) for o in cells[1]['outputs']):\n"
+                 "            break\n"
+                 "    except (OSError, ValueError):\n"
+                 "        pass\n"
+                 "    time.sleep(0.05)\n"
+                 "open('autosave.ready', 'w').close()\ntime.sleep(120)",
+                 "print('never')"]
+        p = write_nb(os.path.join(d, "autosave.ipynb"), saver)
+        proc = subprocess.Popen([C.CELLBOX, "run", p, "--autosave-cell-every", "1"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ready = wait_for_file(os.path.join(d, "autosave.ready"))
+        kpid = int(C.read_text(os.path.join(d, "autosave.pid"))) if os.path.exists(os.path.join(d, "autosave.pid")) else 0
+        leftover_pids.append(kpid)
+        proc.kill()
+        proc.wait(timeout=60)
+        kill_if_alive(kpid)  # a kernel outlives a SIGKILLed cellbox
+        partial = os.path.join(d, "autosave.out.ipynb")
+        try:
+            res = C.load(partial)
+            nbformat.validate(nbformat.read(partial, as_version=4))
+            valid = True
+        except Exception as e:  # noqa: BLE001
+            res, valid = None, e
+        t.ok(ready and proc.returncode == -signal.SIGKILL and valid is True
+             and text(res, 0) == "one\n" and text(res, 1) == "two\n" and text(res, 2) == "long cell\n"
+             and [c["execution_count"] for c in res["cells"]] == [1, 2, 3, None] and outputs(res, 3) == [],
+             "SIGKILL during a long cell leaves a valid partial notebook: earlier outputs, the running cell's so far",
+             "ready=%s rc=%s valid=%s %s" % (ready, proc.returncode, valid, json.dumps(res)[:600] if res else ""))
+        t.ok(C.read_text(partial) == C.nbformat_rewrite(partial), "the partial notebook is what nbformat.write() gives")
+
+        # after a cell (at most once a second): the next cell sees the file
+        p = write_nb(os.path.join(d, "aftercell.ipynb"), [
+            "import time\ntime.sleep(1.2)\nprint('slept')",
+            "import json, os, time\nfor _ in range(400):\n"
+            "    if os.path.exists('aftercell.out.ipynb'):\n"
+            "        print('saved:', json.load(open('aftercell.out.ipynb'))['cells'][0]['outputs'][0]['text'])\n"
+            "        break\n"
+            "    time.sleep(0.05)\nelse:\n    print('not saved')"])
+        r = run("run", p, "--autosave-cell-every", "0")
+        res = C.load(p.replace(".ipynb", ".out.ipynb"))
+        t.ok(r.returncode == 0 and text(res, 1) == "saved: ['slept\\n']\n",
+             "the notebook is saved after a cell (autosave off): the next cell reads it", r.stderr + text(res, 1))
+
+        # --no-request-save-on-cell-execute: written only at the end
+        p = write_nb(os.path.join(d, "nosave.ipynb"), [
+            "import time\ntime.sleep(1.2)\nprint('slept')",
+            "import os, time\ntime.sleep(2.5)\nprint('saved' if os.path.exists('nosave.out.ipynb') else 'not saved')"])
+        r = run("run", p, "--no-request-save-on-cell-execute", "--autosave-cell-every", "1")
+        res = C.load(p.replace(".ipynb", ".out.ipynb"))
+        t.ok(r.returncode == 0 and text(res, 1) == "not saved\n",
+             "--no-request-save-on-cell-execute: nothing written before the end (autosave off too)", r.stderr)
+
+        # a notebook written to stdout is written once, at the end
+        r = run("run", os.path.join(d, "nosave.ipynb"), "--autosave-cell-every", "1", "-o", "-")
+        try:
+            res = json.loads(r.stdout)
+        except ValueError:
+            res = None
+        t.ok(r.returncode == 0 and res and text(res, 0) == "slept\n" and r.stdout.count('"nbformat": 4') == 1,
+             "-o - with autosave: one notebook on stdout, at the end", r.stdout[:300] + r.stderr)
+
+        # fast cells are not saved one by one
+        p = write_nb(os.path.join(d, "many.ipynb"), ["import time\ntime.sleep(0.1)\nprint(%d)" % i for i in range(30)])
+        t0 = time.monotonic()
+        r = C.run(["run", p], env=dict(env, CELLBOX_LOG="debug"))
+        took = time.monotonic() - t0
+        saves = r.stderr.count("progress saved")
+        t.ok(r.returncode == 0 and 1 <= saves <= took + 1 and text(C.load(p.replace(".ipynb", ".out.ipynb")), 29) == "29\n",
+             "30 cells of 0.1 s: progress saved about once a second, not after every cell",
+             "%d saves in %.1f s" % (saves, took))
 
         # ------------------------------------------------- kernel problems
         def spec(name, argv):

@@ -2,7 +2,9 @@
  * -p typing (papermill's _resolve_type, i.e. Python's int()/float()), the
  * Python/R/bash translators (vectors from papermill's own
  * test_translators.py), injection rules, YAML typing (when built with
- * libyaml), papermill's time format. */
+ * libyaml), papermill's time format, -b (base64), --report-mode, and
+ * --help-notebook's reading of a parameters cell (papermill's
+ * test_inspect.py vectors plus the cases its ast reader gets right). */
 #include "config.h"
 
 #include <string.h>
@@ -232,6 +234,173 @@ static void test_yaml(void)
     free(err);
 }
 
+/* One line per parameter: name|type|default|help */
+static char *inspect(const char *src)
+{
+    cJSON *a = nb_params_inspect_python(src);
+    cb_buf b = CB_BUF_INIT;
+    for (const cJSON *p = a->child; p; p = p->next)
+        cb_buf_printf(&b, "%s|%s|%s|%s\n", cb_json_str(p, "name", "?"), cb_json_str(p, "inferred_type_name", "?"),
+                      cb_json_str(p, "default", "?"), cb_json_str(p, "help", "?"));
+    cJSON_Delete(a);
+    return cb_buf_steal(&b);
+}
+
+static void test_inspect(void)
+{
+    static const struct {
+        const char *src, *want, *what;
+    } cases[] = {
+        /* papermill's complex_parameters.ipynb (without its syntax error) */
+        {"msg = None\na: float = 2.25 # Variable a\nb = [\n    'Hello', # First element\n# Dummy comment\n"
+         "    'World'\n] # type: List[str] Nice list\n\n# Interesting c variable\nc: \"NoneType\" = None\n"
+         "# Not introspectable line\n",
+         "msg|None|None|\na|float|2.25|Variable a\nb|List[str]|['Hello','World']|Nice list\nc|NoneType|None|\n",
+         "papermill's complex_parameters cell"},
+        {"x = 1", "x|None|1|\n", "no newline at the end"},
+        {"color = '#fff'  # a colour\ns = \"a # b\"", "color|None|'#fff'|a colour\ns|None|\"a # b\"|\n",
+         "a '#' inside a string is not a comment"},
+        {"t = '''one\n# not a comment\ntwo'''  # help", "t|None|'''one# not a commenttwo'''|help\n",
+         "triple-quoted strings over lines"},
+        {"e = 'it\\'s'  # h\nr = r'\\d+'", "e|None|'it\\'s'|h\nr|None|r'\\d+'|\n", "escapes and raw strings"},
+        {"d: dict[str, int] = {'a': 1,\n                      'b': 2}  # map",
+         "d|dict[str, int]|{'a': 1,'b': 2}|map\n", "a generic annotation, a value over two lines"},
+        {"x = 1; y = 2  # y's help", "x|None|1|\ny|None|2|y's help\n", "two statements on one line"},
+        {"a = b = 1\nx, y = 1, 2\no.attr = 3\nl[0] = 4\nn += 1\nm: int\nprint(k=1)\nq == 2\nw := 3",
+         "", "not parameters: chained, tuple, attribute, subscript, augmented, bare annotation, call, comparison"},
+        {"f = lambda x=1: x\ng = dict(a=1)", "f|None|lambda x=1: x|\ng|None|dict(a=1)|\n", "'=' of a lambda or a call"},
+        {"if True:\n    z = 2  # in a block\nelse:\n    z = 3\nfor i in range(2):\n    pass",
+         "z|None|2|in a block\nz|None|3|\n", "assignments in blocks count (papermill walks if/for/with/try)"},
+        {"def f(x=1):\n    inner = 3\n    return inner\nclass C:\n    attr = 4\n@dec\ndef g():\n    v = 1\nafter = 5",
+         "after|None|5|\n", "def and class bodies do not"},
+        {"%matplotlib inline\n!ls\nx?\nk = 1", "k|None|1|\n", "IPython lines are skipped"},
+        {"x = 1 + \\\n    2", "x|None|1 + \\2|\n", "a backslash continuation (joined as papermill joins lines)"},
+        {"n: 'int' = 3  # type: ignored", "n|int|3|\n", "a string annotation wins over a type comment"},
+        {"v = 1  # type: float the help", "v|float|1|the help\n", "a type comment"},
+        {"x = 1\r\ny = 2  # h\r\n", "x|None|1|\ny|None|2|h\n", "CRLF line ends"},
+        {"= 2\n1 = x\n\n", "", "broken lines are skipped"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
+        char *got = inspect(cases[i].src);
+        is_str(got, cases[i].want, "inspect: %s", cases[i].what);
+        free(got);
+    }
+}
+
+static void test_help(void)
+{
+    nb_notebook *nb = notebook(CODE("x = 1\\nlong_name_here: List[str] = ['a', 'b']  # long one\\n"
+                                    "n: NoneType = None\\nflag = True  # on or off",
+                                    "[\"parameters\"]"));
+    cb_buf b = CB_BUF_INIT;
+    int st = nb_params_help(nb, "nb.ipynb", NULL, NULL, &b);
+    is_str(b.data,
+           "\nParameters inferred for notebook 'nb.ipynb':\n"
+           "  x: Unknown type (default 1)     \n"
+           "  long_name_here: List[str] (default ['a', 'b'])\n"
+           "                                  long one\n"
+           "  n: NoneType (default None)      \n"
+           "  flag: Unknown type (default True)\n"
+           "                                  on or off\n",
+           "--help-notebook: papermill's layout (help at column 34, or under a long definition)");
+    ok(st == 0, "exit status 0");
+    nb_notebook_free(nb);
+    cb_buf_reset(&b);
+    nb = notebook(CODE("x = 1", "[]"));
+    st = nb_params_help(nb, "p.ipynb", NULL, NULL, &b);
+    is_str(b.data, "\nParameters inferred for notebook 'p.ipynb':\n\n  No cell tagged 'parameters'\n",
+           "no parameters cell: papermill's message");
+    ok(st == 1, "no parameters cell: exit status 1 (papermill's)");
+    nb_notebook_free(nb);
+    cb_buf_reset(&b);
+    nb = notebook(CODE("x <- 1", "[\"parameters\"]"));
+    st = nb_params_help(nb, "r.ipynb", "ir", "R", &b);
+    ok(st == 0 && strstr(b.data, "Can't infer anything about this notebook's parameters"),
+       "an R notebook: nothing inferred (papermill inspects Python only)");
+    nb_notebook_free(nb);
+    cb_buf_clear(&b);
+}
+
+/* compact, with the notebook writer's number spellings (2.0 stays 2.0) */
+static char *compact(const cJSON *j)
+{
+    cb_buf b = CB_BUF_INIT;
+    nb_json_write(&b, j);
+    size_t w = 0;
+    bool in_str = false;
+    for (size_t k = 0; k < b.len; k++) {
+        char c = b.data[k];
+        if (c == '"' && (k == 0 || b.data[k - 1] != '\\'))
+            in_str = !in_str;
+        if (!in_str && (c == '\n' || c == ' '))
+            continue;
+        b.data[w++] = c;
+    }
+    b.data[w] = '\0';
+    return cb_buf_steal(&b);
+}
+
+static void test_base64(void)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"YTogMQpiOiB0d28K", "{\"a\":1,\"b\":\"two\"}"},     /* "a: 1\nb: two\n" */
+        {"eyJ4IjogWzEsIDIuMF19", "{\"x\":[1,2.0]}"},        /* {"x": [1, 2.0]}: no padding needed */
+        {"eyJ4IjogWzEsIDIuMF19\n", "{\"x\":[1,2.0]}"},      /* the newline base64(1) ends with */
+        {"eyJ1IjogIsOpPj4_In0=", "{\"u\":\"\xc3\xa9>>?\"}"}, /* the URL-safe alphabet */
+        {"", "{}"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
+        cJSON *p = cJSON_CreateObject();
+        char *err = NULL;
+        int r = nb_params_load_base64(p, cases[i].in, &err);
+        char *got = r == 0 ? compact(p) : cb_strdup(err);
+        is_str(got, cases[i].want, "-b '%.*s'", (int)strcspn(cases[i].in, "\n"), cases[i].in);
+        free(got);
+        free(err);
+        cJSON_Delete(p);
+    }
+    static const struct {
+        const char *in, *why;
+    } bad[] = {
+        {"not base64!", "not valid base64"},
+        {"WzEsIDJd", "expected a mapping"}, /* [1, 2] */
+        {"YTogWzEsIDI=", "YAML syntax error"}, /* "a: [1, 2" */
+        {"AAEC", "NUL bytes"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(bad); i++) {
+        if (!nb_yaml_supported() && strstr(bad[i].why, "YAML"))
+            continue;
+        cJSON *p = cJSON_CreateObject();
+        char *err = NULL;
+        int r = nb_params_load_base64(p, bad[i].in, &err);
+        ok(r < 0 && err && strstr(err, bad[i].why) && !p->child, "-b '%s' is refused: %s", bad[i].in,
+           err ? err : "(no error)");
+        free(err);
+        cJSON_Delete(p);
+    }
+}
+
+static void test_report_mode(void)
+{
+    nb_notebook *nb = notebook(CODE("a", "[]") ",{\"cell_type\": \"markdown\", \"metadata\": {}, \"source\": \"m\"},"
+                                               "{\"cell_type\": \"code\", \"execution_count\": null, \"metadata\": "
+                                               "{\"jupyter\": {\"outputs_hidden\": true}}, \"outputs\": [], "
+                                               "\"source\": \"b\"}");
+    nb_pm_report_mode(nb);
+    char *a = cJSON_PrintUnformatted(cb_json_obj(nb_cell_metadata(nb_cell_at(nb, 0)), "jupyter"));
+    char *m = cJSON_PrintUnformatted(cb_json_obj(nb_cell_metadata(nb_cell_at(nb, 1)), "jupyter"));
+    char *b = cJSON_PrintUnformatted(cb_json_obj(nb_cell_metadata(nb_cell_at(nb, 2)), "jupyter"));
+    is_str(a, "{\"source_hidden\":true}", "--report-mode hides a code cell's input");
+    ok(m == NULL, "markdown cells are left alone");
+    is_str(b, "{\"outputs_hidden\":true,\"source_hidden\":true}", "other metadata.jupyter keys are kept");
+    free(a);
+    free(m);
+    free(b);
+    nb_notebook_free(nb);
+}
+
 static void test_time(void)
 {
     char buf[40];
@@ -248,5 +417,9 @@ int main(void)
     test_inject();
     test_yaml();
     test_time();
+    test_inspect();
+    test_help();
+    test_base64();
+    test_report_mode();
     return tap_done();
 }
