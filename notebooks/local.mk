@@ -5,7 +5,7 @@ libcellbox_a_SOURCES += \
 	notebooks/nb_format.c notebooks/nb_format.h \
 	notebooks/nb_exec.c notebooks/nb_exec.h \
 	notebooks/nb_papermill.c notebooks/nb_papermill.h \
-	notebooks/nb_yaml.c notebooks/nb_inspect.c \
+	notebooks/nb_yaml.c notebooks/nb_inspect.c notebooks/nb_pmpath.c \
 	notebooks/nb_run.c
 
 # The example notebooks the README shows.

@@ -103,6 +103,24 @@ cJSON *nb_params_inspect_python(const char *source);
 int nb_params_help(const nb_notebook *nb, const char *path, const char *kernel_name, const char *language,
                    cb_buf *out);
 
+/* Parameterized paths (nb_pmpath.c) -----------------------------------------
+ *
+ * papermill's parameterize_path(): the path formatted like Python's
+ * path.format(**params) with papermill's built-in `pm` mapping (run_uuid,
+ * current_datetime_local, current_datetime_utc; a parameter named pm hides
+ * it). Fields {name}, {name[key]}, {name[0]}, {pm[current_datetime_utc].year},
+ * conversions !s !r !a and the format-spec mini-language (a datetime's spec
+ * is strftime's, %f included); '{{' and '}}' are braces. Values print as
+ * Python's str() does (True, None, 1.0). Owned result, or NULL + *err
+ * ("Missing parameter 'x'", or what is unsupported). */
+typedef struct nb_path_builtins {
+    char run_uuid[37];
+    long long now_s;    /* one instant for both datetimes */
+    int now_us;
+} nb_path_builtins;
+void nb_path_builtins_init(nb_path_builtins *b);
+char *nb_params_path(const char *path, const cJSON *params, const nb_path_builtins *builtins, char **err);
+
 /* "2026-11-26T13:13:03.918002" (datetime.utcnow().isoformat()). */
 void nb_pm_isotime(char *buf, size_t n, long long real_us);
 

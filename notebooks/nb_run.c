@@ -72,7 +72,7 @@ typedef struct run_opts {
     bool save_progress;         /* --request-save-on-cell-execute (default) */
     double autosave_every;      /* --autosave-cell-every, 0 = off */
     int log_level;              /* --log-level, -1 = CELLBOX_LOG or warnings */
-    bool help, help_notebook;
+    bool help, help_notebook, version;
 } run_opts;
 
 enum {
@@ -80,7 +80,7 @@ enum {
     O_LOG_OUTPUT, O_NO_TIMING, O_PROGRESS, O_NO_PROGRESS, O_JOBS, O_PARAM, O_PARAM_RAW, O_PARAM_FILE,
     O_PARAM_YAML, O_PREPARE_ONLY, O_HELP, O_ALLOW_ERROR_NAME, O_PARAM_B64, O_INJECT_INPUT, O_INJECT_OUTPUT,
     O_INJECT_PATHS, O_REPORT, O_NO_REPORT, O_HELP_NOTEBOOK, O_STDOUT_FILE, O_STDERR_FILE, O_SAVE, O_NO_SAVE,
-    O_AUTOSAVE, O_LOG_LEVEL, O_LANGUAGE, O_ENGINE, O_NO_LOG_OUTPUT, O_PREPARE_EXECUTE,
+    O_AUTOSAVE, O_LOG_LEVEL, O_LANGUAGE, O_ENGINE, O_NO_LOG_OUTPUT, O_PREPARE_EXECUTE, O_VERSION,
 };
 
 static const struct opt_def {
@@ -138,6 +138,7 @@ static const struct opt_def {
     {"engine", 0, O_ENGINE, 1},
     {"help-notebook", 0, O_HELP_NOTEBOOK, 0},
     {"help", 'h', O_HELP, 0},
+    {"version", 0, O_VERSION, 0},
 };
 
 static void usage(FILE *out)
@@ -148,11 +149,15 @@ static void usage(FILE *out)
         "Execute notebooks headlessly, like nbclient/papermill, and write the executed\n"
         "notebooks. By default NAME.ipynb is written to NAME.out.ipynb next to it; the\n"
         "input is never overwritten without --inplace. Cells are numbered from 1.\n"
+        "A notebook named '-' is read from stdin (and written to stdout by default).\n"
         "\n"
         "Output:\n"
         "  -o, --output PATH          where to write (one input only; '-' = stdout)\n"
         "      --output-dir DIR       write each result as DIR/NAME.ipynb\n"
         "      --inplace              overwrite the input notebooks\n"
+        "  Paths may name parameters like papermill's: -o 'out/{region}_{n:03d}.ipynb'\n"
+        "  -p region eu -p n 7; {pm[run_uuid]} and {pm[current_datetime_utc]:%%Y%%m%%d}\n"
+        "  are built in; '{{' and '}}' are braces.\n"
         "Kernel:\n"
         "  -k, --kernel NAME          an installed kernelspec (python3, xpython, ir...), or\n"
         "                             cellbox: the kernel of this cellbox binary; default:\n"
@@ -204,7 +209,7 @@ static void usage(FILE *out)
         "  The values go into a cell tagged injected-parameters, after the first cell\n"
         "  tagged parameters, written in the kernel's language (Python, R or bash).\n"
         "  papermill's spellings work too: --start-timeout, --execution-timeout,\n"
-        "  --progress-bar, --no-progress-bar, --engine nbclient.\n"
+        "  --progress-bar, --no-progress-bar, --engine nbclient. --version: the version.\n"
         "\n"
         "Exit status: 0 all notebooks ran cleanly; 1 one failed (a one-line reason names\n"
         "the notebook and the cell; the partial notebook is still written); 2 bad usage;\n"
@@ -343,6 +348,7 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
                              spelled, vals[0]);
         break;
     case O_HELP: o->help = true; break;
+    case O_VERSION: o->version = true; break;
     case O_HELP_NOTEBOOK: o->help_notebook = true; break;
     }
     return 0;
@@ -403,7 +409,9 @@ static int parse_args(run_opts *o, int argc, char **argv)
 
 typedef struct job {
     int index;
-    const char *input;
+    const char *input;          /* as given, or input_owned */
+    char *input_owned;          /* the input path with its {parameters} filled in */
+    const char *name;           /* for messages: the input, or "<stdin>" */
     char *output;               /* resolved output path ("-" = stdout) */
     const char *output_given;   /* as the user wrote it, for papermill's metadata */
     /* results */
@@ -433,6 +441,33 @@ typedef struct run_ctx {
 } run_ctx;
 
 static run_ctx *g_ctx;  /* for the signal handler */
+
+/* A notebook named "-" is read from stdin, once, before the run starts. */
+static cb_buf g_stdin_nb = CB_BUF_INIT;
+
+static int read_stdin_notebook(void)
+{
+    char chunk[65536];
+    for (;;) {
+        ssize_t r = read(STDIN_FILENO, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fprintf(stderr, "cellbox run: cannot read the notebook from stdin: %s\n", strerror(errno));
+            return -1;
+        }
+        if (r == 0)
+            return 0;
+        cb_buf_append(&g_stdin_nb, chunk, (size_t)r);
+    }
+}
+
+static nb_notebook *read_notebook(const char *path, char **err)
+{
+    if (strcmp(path, "-") == 0)
+        return nb_notebook_parse(g_stdin_nb.data ? g_stdin_nb.data : "", g_stdin_nb.len, "<stdin>", err);
+    return nb_notebook_read(path, err);
+}
 
 static void on_signal(int sig)
 {
@@ -488,8 +523,8 @@ static void progress_draw_locked(run_ctx *c)
         cb_buf_printf(&line, "[%d/%d notebooks] ", nb_done, c->n_jobs);
     cb_buf_printf(&line, "[%s] %d/%d cells %.1fs", bar, cells_done, cells_total, cb_mono_s() - c->t0);
     if (cur) {
-        const char *base = strrchr(cur->input, '/');
-        cb_buf_printf(&line, "  %s", base ? base + 1 : cur->input);
+        const char *base = strrchr(cur->name, '/');
+        cb_buf_printf(&line, "  %s", base ? base + 1 : cur->name);
         if (cur->current_cell >= 0)
             cb_buf_printf(&line, " cell %d: %s", cur->current_cell + 1, cur->current_src);
         else
@@ -522,8 +557,8 @@ static void log_text(run_ctx *c, job *j, int which, const char *text, bool flush
         if (!n)
             break;
         if (c->prefix_logs) {
-            const char *base = strrchr(j->input, '/');
-            fprintf(out, "[%s] ", base ? base + 1 : j->input);
+            const char *base = strrchr(j->name, '/');
+            fprintf(out, "[%s] ", base ? base + 1 : j->name);
         }
         fwrite(b->data, 1, n, out);
         if (!nl)
@@ -725,7 +760,7 @@ static void run_job(run_ctx *c, job *j)
 {
     const run_opts *o = c->o;
     char *err = NULL;
-    nb_notebook *nb = nb_notebook_read(j->input, &err);
+    nb_notebook *nb = read_notebook(j->input, &err);
     if (!nb) {
         job_fail(j, NB_START_FAILED, "%s", err);
         free(err);
@@ -740,7 +775,7 @@ static void run_job(run_ctx *c, job *j)
     bool papermill = inject || o->prepare_only || cb_json_obj(nb->metadata, "papermill");
     const char *output_path = j->output_given ? j->output_given : j->output;  /* as papermill records it */
     if (!spec && !(o->prepare_only && !o->kernel)) {
-        job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
+        job_fail(j, NB_START_FAILED, "%s: %s", j->name, err);
         goto out;
     }
     if (papermill) {
@@ -765,7 +800,7 @@ static void run_job(run_ctx *c, job *j)
             int r = nb_params_inject(nb, params, kname, lang, &err);
             cJSON_Delete(params);
             if (r < 0) {
-                job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
+                job_fail(j, NB_START_FAILED, "%s: %s", j->name, err);
                 goto out;
             }
         }
@@ -815,12 +850,12 @@ static void run_job(run_ctx *c, job *j)
         nb_exec_result r;
         memset(&r, 0, sizeof r);
         nb_status st = nb_execute(nb, &eo, &r);
-        cb_debug("notebooks", "%s: startup %.3f s, cells %.3f s, shutdown %.3f s", j->input, r.startup_s, r.cells_s,
+        cb_debug("notebooks", "%s: startup %.3f s, cells %.3f s, shutdown %.3f s", j->name, r.startup_s, r.cells_s,
                  r.shutdown_s);
         if (st == NB_OK) {
             j->ok = true;
         } else {
-            job_fail(j, st, "%s: %s", j->input, r.reason ? r.reason : "failed");
+            job_fail(j, st, "%s: %s", j->name, r.reason ? r.reason : "failed");
             if (st == NB_START_FAILED || (st == NB_CANCELLED && r.cell < 0)) {
                 nb_exec_result_clear(&r);
                 goto out;  /* nothing ran: nothing worth writing */
@@ -829,7 +864,7 @@ static void run_job(run_ctx *c, job *j)
         nb_exec_result_clear(&r);
     }
     if (nb_notebook_write(nb, j->output, &err) < 0) {
-        job_fail(j, NB_START_FAILED, "%s: %s", j->input, err);
+        job_fail(j, NB_START_FAILED, "%s: %s", j->name, err);
     } else {
         j->written = true;
     }
@@ -854,7 +889,7 @@ static void *worker(void *arg)
         if (!j)
             return NULL;
         if (cancel_requested(c)) {  /* an interrupted run starts nothing new */
-            job_fail(j, NB_CANCELLED, "%s: not run (interrupted)", j->input);
+            job_fail(j, NB_CANCELLED, "%s: not run (interrupted)", j->name);
         } else {
             run_job(c, j);
         }
@@ -889,22 +924,72 @@ static char *default_output(const char *input)
     return cb_printf_new("%.*s.out.ipynb", (int)n, input);
 }
 
+/* papermill's parameterize_path() on a path holding braces; *out owned. */
+static int fill_path(const char *path, const run_opts *o, const nb_path_builtins *bi, char **out)
+{
+    *out = NULL;
+    if (!strpbrk(path, "{}"))
+        return 0;
+    char *err = NULL;
+    if (!(*out = nb_params_path(path, o->params, bi, &err))) {
+        int rc = bad_usage("%s", err);
+        free(err);
+        return rc;
+    }
+    return 0;
+}
+
 static int plan_outputs(const run_opts *o, job *jobs)
 {
     for (int i = 0; i < o->n_inputs; i++) {
         job *j = &jobs[i];
+        /* each notebook its own pm[run_uuid], as papermill's execute_notebook */
+        nb_path_builtins bi;
+        nb_path_builtins_init(&bi);
+        int rc;
+        /* an input that exists under its literal name is taken as it is */
+        if (strcmp(j->input, "-") != 0 && access(j->input, F_OK) < 0) {
+            if ((rc = fill_path(j->input, o, &bi, &j->input_owned)) != 0)
+                return rc;
+            if (j->input_owned)
+                j->input = j->input_owned;
+        }
+        j->name = strcmp(j->input, "-") == 0 ? "<stdin>" : j->input;
+        cb_autofree char *out_filled = NULL, *dir_filled = NULL;
+        if ((o->output && (rc = fill_path(o->output, o, &bi, &out_filled)) != 0) ||
+            (o->output_dir && (rc = fill_path(o->output_dir, o, &bi, &dir_filled)) != 0))
+            return rc;
+        const char *output_dir = dir_filled ? dir_filled : o->output_dir;
         if (o->output) {
-            j->output = cb_strdup(o->output);
-            j->output_given = o->output;
+            j->output = cb_strdup(out_filled ? out_filled : o->output);
+            j->output_given = j->output;
         } else if (o->inplace) {
             j->output = cb_strdup(j->input);
-        } else if (o->output_dir) {
+        } else if (output_dir) {
+            if (dir_filled && cb_mkdir_p(output_dir, 0755) < 0) {
+                fprintf(stderr, "cellbox run: cannot create %s: %s\n", output_dir, strerror(errno));
+                return 1;
+            }
             cb_autofree char *copy = cb_strdup(j->input);
-            j->output = cb_path_join(o->output_dir, basename(copy));
+            j->output = cb_path_join(output_dir, basename(copy));
+        } else if (strcmp(j->input, "-") == 0) {
+            j->output = cb_strdup("-");
         } else {
             j->output = default_output(j->input);
         }
-        if (!o->inplace && strcmp(j->output, "-") != 0 && same_file(j->input, j->output))
+        if (strcmp(j->output, "-") != 0) {
+            /* papermill writes the output before the first cell: a path that
+             * cannot be written fails now, not after the run */
+            cb_autofree char *copy = cb_strdup(j->output);
+            const char *dir = dirname(copy);
+            struct stat st;
+            if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return bad_usage("cannot write %s: the folder %s does not exist", j->output, dir);
+            if (access(dir, W_OK | X_OK) < 0)
+                return bad_usage("cannot write %s: %s", j->output, strerror(errno));
+        }
+        if (!o->inplace && strcmp(j->output, "-") != 0 && strcmp(j->input, "-") != 0 &&
+                 same_file(j->input, j->output))
             return bad_usage("%s would overwrite its input: use --inplace to mean it", j->output);
         for (int k = 0; k < i; k++)
             if (strcmp(jobs[k].output, "-") != 0 && same_file(jobs[k].output, j->output))
@@ -922,7 +1007,7 @@ static int help_notebooks(const run_opts *o)
     int rc = 0;
     for (int i = 0; i < o->n_inputs; i++) {
         char *err = NULL;
-        nb_notebook *nb = nb_notebook_read(o->inputs[i], &err);
+        nb_notebook *nb = read_notebook(o->inputs[i], &err);
         if (!nb) {
             fprintf(stderr, "cellbox run: %s\n", err);
             free(err);
@@ -1012,16 +1097,34 @@ int nb_cmd_run(int argc, char **argv)
             usage(stdout);
         goto done;
     }
+    if (o.version) {
+        printf("cellbox %s\n", PACKAGE_VERSION);
+        goto done;
+    }
     rc = 2;
     if (o.n_inputs == 0) {
         rc = bad_usage("no notebook given");
         goto done;
     }
+    int n_stdin = 0;
     for (int i = 0; i < o.n_inputs; i++)
-        if (strcmp(o.inputs[i], "-") == 0) {
-            rc = bad_usage("reading a notebook from stdin is not supported: give a file");
-            goto done;
-        }
+        n_stdin += strcmp(o.inputs[i], "-") == 0;
+    if (n_stdin > 1) {
+        rc = bad_usage("stdin holds one notebook: '-' was given %d times", n_stdin);
+        goto done;
+    }
+    if (n_stdin && o.inplace) {
+        rc = bad_usage("--inplace: the notebook read from stdin has no file to overwrite");
+        goto done;
+    }
+    if (n_stdin && o.output_dir) {
+        rc = bad_usage("--output-dir: the notebook read from stdin has no name; use -o PATH (or -o -)");
+        goto done;
+    }
+    if (n_stdin && read_stdin_notebook() < 0) {
+        rc = 1;
+        goto done;
+    }
     if (o.language && (o.have_params || o.inject_input || o.inject_output) &&
         !nb_params_translator(o.kernel, o.language)) {
         rc = bad_usage("--language %s: cellbox writes parameters in python, R and bash", o.language);
@@ -1042,7 +1145,7 @@ int nb_cmd_run(int argc, char **argv)
         rc = bad_usage("-o/--output names one file but %d notebooks were given: use --output-dir", o.n_inputs);
         goto done;
     }
-    if (o.output_dir && cb_mkdir_p(o.output_dir, 0755) < 0) {
+    if (o.output_dir && !strpbrk(o.output_dir, "{}") && cb_mkdir_p(o.output_dir, 0755) < 0) {
         fprintf(stderr, "cellbox run: cannot create %s: %s\n", o.output_dir, strerror(errno));
         rc = 1;
         goto done;
@@ -1060,6 +1163,7 @@ int nb_cmd_run(int argc, char **argv)
     for (int i = 0; i < o.n_inputs; i++) {
         c.jobs[i].index = i;
         c.jobs[i].input = o.inputs[i];
+        c.jobs[i].name = o.inputs[i];
         c.jobs[i].current_cell = -1;
     }
     if ((rc = plan_outputs(&o, c.jobs)) != 0 || (rc = check_stream_files(&o, c.jobs)) != 0)
@@ -1117,10 +1221,10 @@ int nb_cmd_run(int argc, char **argv)
         job *j = &c.jobs[i];
         if (!j->ok) {
             failed++;
-            fprintf(stderr, "cellbox run: %s%s%s\n", j->error ? j->error : j->input,
+            fprintf(stderr, "cellbox run: %s%s%s\n", j->error ? j->error : j->name,
                     j->written ? "; partial notebook written to " : "", j->written ? j->output : "");
         } else if (c.tty_progress) {
-            fprintf(stderr, "ok %s -> %s (%d cells, %.2f s)\n", j->input, j->output, j->cells_total,
+            fprintf(stderr, "ok %s -> %s (%d cells, %.2f s)\n", j->name, j->output, j->cells_total,
                     j->finished - j->started);
         }
     }
@@ -1132,6 +1236,7 @@ free_jobs:
             close(c.stream_fd[k]);
     for (int i = 0; i < c.n_jobs; i++) {
         free(c.jobs[i].output);
+        free(c.jobs[i].input_owned);
         free(c.jobs[i].error);
         cb_buf_clear(&c.jobs[i].line[0]);
         cb_buf_clear(&c.jobs[i].line[1]);

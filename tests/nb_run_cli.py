@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -166,6 +167,63 @@ def main():
         t.ok(r.returncode == 0 and os.path.exists(nosuffix + ".out.ipynb"), "an input without .ipynb gets NAME.out.ipynb")
         r = run("run", os.path.join(d, "missing.ipynb"))
         t.ok(r.returncode == 1 and "missing.ipynb: cannot read" in r.stderr, "a missing file: exit 1 with reason")
+        r = run("run", "--version")
+        t.ok(r.returncode == 0 and re.fullmatch(r"cellbox \d+\.\d+\.\d+\n", r.stdout), "--version", r.stdout)
+
+        # a parent folder that does not exist fails before any cell runs
+        marker = os.path.join(d, "ran-marker")
+        mk = write_nb(os.path.join(d, "marker.ipynb"), ["open(%r, 'w').close()" % marker])
+        r = run("run", mk, "-o", os.path.join(d, "no-such-dir", "x.ipynb"))
+        t.ok(r.returncode == 2 and "no-such-dir does not exist" in r.stderr and not os.path.exists(marker),
+             "-o into a missing folder: exit 2 before running anything", r.stderr)
+
+        # ------------------------------------------- stdin (papermill's '-')
+        r = run("run", "-", input=C.read_text(nb), cwd=d)
+        res = json.loads(r.stdout) if r.returncode == 0 else {}
+        t.ok(r.returncode == 0 and text(res, 0) == "hi\n" and r.stdout.endswith("}\n"),
+             "'-' reads the notebook from stdin and writes it to stdout", r.stderr)
+        where = write_nb(os.path.join(d, "where.ipynb"), ["import os; print(os.getcwd())"])
+        sub = os.path.join(d, "cwdhere")
+        os.makedirs(sub)
+        r = run("run", "-", "-o", os.path.join(d, "fromstdin.ipynb"), input=C.read_text(where), cwd=sub)
+        t.ok(r.returncode == 0 and r.stdout == "" and text(C.load(os.path.join(d, "fromstdin.ipynb")), 0) == sub + "\n",
+             "stdin's notebook runs in the current folder and can go to -o PATH", r.stderr)
+        r = run("run", "-", input='{"cells": [', cwd=d)
+        t.ok(r.returncode == 1 and r.stderr.startswith("cellbox run: <stdin>: ") and r.stdout == "",
+             "a broken notebook on stdin: exit 1 naming <stdin>, nothing written", r.stderr)
+        for args, why in [(["-", "-"], "'-' was given 2 times"), (["-", "--inplace"], "no file to overwrite"),
+                          (["-", "--output-dir", d], "use -o PATH")]:
+            r = run("run", *args, input="{}")
+            t.ok(r.returncode == 2 and why in r.stderr, "stdin with %s: exit 2, says %r" % (" ".join(args), why),
+                 r.stderr)
+
+        # --------------------------- papermill's parameterized paths {name}
+        pnb = write_nb(os.path.join(d, "rep_eu.ipynb"), ["region = 'x'", "print(region, n)"], tags={0: ["parameters"]})
+        r = run("run", os.path.join(d, "rep_{region}.ipynb"), "-p", "region", "eu", "-p", "n", "7",
+                "-o", os.path.join(d, "pp", "{region}_{n:03d}_{pm[current_datetime_utc]:%Y}.ipynb"))
+        t.ok(r.returncode == 2 and "pp does not exist" in r.stderr, "a parameterized -o into a missing folder: exit 2",
+             r.stderr)
+        os.makedirs(os.path.join(d, "pp"))
+        r = run("run", os.path.join(d, "rep_{region}.ipynb"), "-p", "region", "eu", "-p", "n", "7",
+                "-o", os.path.join(d, "pp", "{region}_{n:03d}_{pm[current_datetime_utc]:%Y}.ipynb"))
+        want = os.path.join(d, "pp", "eu_007_%s.ipynb" % time.strftime("%Y", time.gmtime()))
+        res = C.load(want) if os.path.exists(want) else {}
+        t.ok(r.returncode == 0 and text(res, 2) == "eu 7\n" and res["metadata"]["papermill"]["output_path"] == want
+             and res["metadata"]["papermill"]["input_path"] == pnb,
+             "input and output paths filled from the parameters; papermill's metadata records them", r.stderr)
+        r = run("run", pnb, "-p", "region", "eu", "-p", "n", "1", "--output-dir", os.path.join(d, "by-{region}", "{pm[run_uuid]}"))
+        made = glob.glob(os.path.join(d, "by-eu", "*", "rep_eu.ipynb"))
+        t.ok(r.returncode == 0 and len(made) == 1 and re.fullmatch(r"[0-9a-f-]{36}", made[0].split(os.sep)[-2]),
+             "--output-dir with {region} and {pm[run_uuid]}, created", (made, r.returncode, r.stderr))
+        r = run("run", pnb, "-o", os.path.join(d, "out_{nope}.ipynb"))
+        t.ok(r.returncode == 2 and "Missing parameter 'nope'" in r.stderr and not glob.glob(os.path.join(d, "out_*")),
+             "an unknown name in a path: papermill's 'Missing parameter', exit 2", r.stderr)
+        r = run("run", pnb, "-p", "n", "1", "-o", os.path.join(d, "lit_{{x}}.ipynb"))
+        t.ok(r.returncode == 0 and os.path.exists(os.path.join(d, "lit_{x}.ipynb")), "'{{' and '}}' are braces", r.stderr)
+        lit = write_nb(os.path.join(d, "lit_{y}.ipynb"), ["1"])
+        r = run("run", lit)
+        t.ok(r.returncode == 0 and os.path.exists(os.path.join(d, "lit_{y}.out.ipynb")),
+             "an input whose literal name has braces is taken as it is", r.stderr)
 
         # ---------------------------------------------------------- errors
         err = write_nb(os.path.join(d, "err.ipynb"), ["print('ok')", "1/0", "print('after')", "2"])

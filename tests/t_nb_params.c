@@ -410,6 +410,76 @@ static void test_time(void)
     is_str(buf, "2026-11-26T13:33:20", "isoformat() drops a zero fraction");
 }
 
+/* papermill's parameterize_path(): expected strings are Python's
+ * str.format(**params) on the same values (checked with CPython 3.11). */
+static void test_paths(void)
+{
+    char *err = NULL;
+    static const char js[] = "{\"region\":\"eu\",\"n\":7,\"x\":0.1,\"big\":12345678901234567890,\"flag\":true,"
+                             "\"none\":null,\"neg\":-3,\"f\":1e-05,\"lst\":[\"a\",1],\"d\":{\"k\":\"v\",\"n\":2},"
+                             "\"s\":\"it's\",\"pi\":3.14159,\"u\":\"h\xc3\xa9llo\"}";
+    cJSON *p = nb_json_parse(js, strlen(js), 0, &err);
+    ok(p != NULL, "parameters parse");
+    nb_path_builtins bi = {.run_uuid = "0b5a9d6e-1f2a-4c3b-9d8e-7f6a5b4c3d2e", .now_s = 1795000000, .now_us = 123456};
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"{region}", "eu"}, {"out/{region}_{n:03d}.ipynb", "out/eu_007.ipynb"}, {"{x}", "0.1"},
+        {"{big}", "12345678901234567890"}, {"{flag}", "True"}, {"{none}", "None"}, {"{neg:+d}", "-3"},
+        {"{f}", "1e-05"}, {"{lst}", "['a', 1]"}, {"{d}", "{'k': 'v', 'n': 2}"}, {"{d[k]}", "v"},
+        {"{lst[0]}", "a"}, {"{lst[1]:>4}", "   1"}, {"{s!r}", "\"it's\""}, {"{region!r}", "'eu'"},
+        {"{pi:.2f}", "3.14"}, {"{pi:e}", "3.141590e+00"}, {"{pi:10.3f}|", "     3.142|"},
+        {"{pi:<10.3}|", "3.14      |"}, {"{n:x}", "7"}, {"{n:#b}", "0b111"}, {"{n:08.3f}", "0007.000"},
+        {"{neg:05d}", "-0003"}, {"{x:%}", "10.000000%"}, {"{x:.1%}", "10.0%"}, {"{region:^7}", "  eu   "},
+        {"{region:*>6}", "****eu"}, {"{region:.1}", "e"}, {"{u:.2}", "h\xc3\xa9"}, {"{{literal}}", "{literal}"},
+        {"a}}b", "a}b"}, {"{n}{n}", "77"}, {"{flag:d}", "1"}, {"{flag:>5}", "    1"}, {"{n: d}", " 7"},
+        {"{pi:g}", "3.14159"}, {"{big:e}", "1.234568e+19"}, {"{neg:=+6}", "-    3"}, {"plain.ipynb", "plain.ipynb"},
+        {"{pm[run_uuid]}", "0b5a9d6e-1f2a-4c3b-9d8e-7f6a5b4c3d2e"},
+        {"{pm[current_datetime_utc]}", "2026-11-18 11:06:40.123456"},
+        {"{pm[current_datetime_utc]:%Y%m%d-%H%M%S.%f}", "20261118-110640.123456"},
+        {"{pm[current_datetime_utc].year}-{pm[current_datetime_utc].month:02d}", "2026-11"},
+        {"{pm[current_datetime_utc]!r}", "datetime.datetime(2026, 11, 18, 11, 6, 40, 123456)"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
+        char *got = nb_params_path(cases[i].in, p, &bi, &err);
+        is_str(got ? got : err, cases[i].want, "path %s", cases[i].in);
+        free(got);
+        if (!got) {
+            free(err);
+            err = NULL;
+        }
+    }
+    /* errors: papermill's message for a missing name; Python's for the rest */
+    static const struct {
+        const char *in, *has;
+    } bad[] = {
+        {"{nope}", "Missing parameter 'nope'"}, {"{region:d}", "Unknown format code 'd' for object of type 'str'"},
+        {"{n:s}", "Unknown format code 's' for object of type 'int'"}, {"{none:>5}", "NoneType.__format__"},
+        {"a}b", "Single '}'"}, {"a{b", "expected '}'"}, {"{0}", "positional"}, {"{}", "parameter's name"},
+        {"{n:.2d}", "Precision not allowed"}, {"{d[zz]}", "Missing parameter 'zz'"}, {"{lst[x]}", "integers"},
+        {"{region.upper}", "has no attribute 'upper'"}, {"{x:,}", "grouping"}, {"{n:{n}}", "nested"},
+        {"{pm[nope]}", "run_uuid"}, {"{pm}", "pm's members"}, {"{n!z}", "conversion"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(bad); i++) {
+        char *got = nb_params_path(bad[i].in, p, &bi, &err);
+        ok(!got && err && strstr(err, bad[i].has), "path %s fails: %s", bad[i].in, got ? got : err);
+        free(got);
+        free(err);
+        err = NULL;
+    }
+    /* a parameter named pm hides the built-in, as dict.update() does */
+    cJSON_AddStringToObject(p, "pm", "mine");
+    char *got = nb_params_path("{pm}", p, &bi, &err);
+    is_str(got, "mine", "a parameter named pm wins");
+    free(got);
+    /* a fresh run_uuid per call of the initializer */
+    nb_path_builtins b1, b2;
+    nb_path_builtins_init(&b1);
+    nb_path_builtins_init(&b2);
+    ok(strlen(b1.run_uuid) == 36 && strcmp(b1.run_uuid, b2.run_uuid) != 0, "run_uuid is a fresh uuid4");
+    cJSON_Delete(p);
+}
+
 int main(void)
 {
     test_typing();
@@ -421,5 +491,6 @@ int main(void)
     test_help();
     test_base64();
     test_report_mode();
+    test_paths();
     return tap_done();
 }
