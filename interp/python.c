@@ -256,10 +256,10 @@ static PyTypeObject OutStreamType = {
 
 static PyObject *c_publish(PyObject *mod, PyObject *args)
 {
-    const char *msg_type, *content;
-    Py_ssize_t len;
+    const char *msg_type, *content, *parent = NULL;
+    Py_ssize_t len, parent_len = 0;
     PyObject *buffers = Py_None;  /* borrowed */
-    if (!PyArg_ParseTuple(args, "ss#|O", &msg_type, &content, &len, &buffers))
+    if (!PyArg_ParseTuple(args, "ss#|Os#", &msg_type, &content, &len, &buffers, &parent, &parent_len))
         return NULL;
     if (!g_py || !g_py->host)
         Py_RETURN_NONE;
@@ -293,7 +293,11 @@ static PyObject *c_publish(PyObject *mod, PyObject *args)
         Py_DECREF(seq);
     }
     Py_BEGIN_ALLOW_THREADS
-    g_py->host->publish(g_py->host->ctx, msg_type, content, (size_t)len, nb ? bufs : NULL, nb);
+    if (parent && g_py->host->publish_parent)
+        g_py->host->publish_parent(g_py->host->ctx, parent, (size_t)parent_len, msg_type, content, (size_t)len,
+                                   nb ? bufs : NULL, nb);
+    else
+        g_py->host->publish(g_py->host->ctx, msg_type, content, (size_t)len, nb ? bufs : NULL, nb);
     Py_END_ALLOW_THREADS
     for (size_t j = 0; j < nb; j++)
         PyBuffer_Release(&views[j]);
@@ -425,6 +429,26 @@ static PyObject *c_history_session(PyObject *mod, PyObject *noargs)
     return PyLong_FromLong(g_py && g_py->host ? g_py->host->history_session : 0);
 }
 
+static PyObject *c_history_file(PyObject *mod, PyObject *noargs)
+{
+    if (!g_py || !g_py->host || !g_py->host->history_file)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(g_py->host->history_file);
+}
+
+static PyObject *c_history_query(PyObject *mod, PyObject *arg)
+{
+    const char *req = PyUnicode_AsUTF8(arg);
+    if (!req)
+        return NULL;
+    if (!g_py || !g_py->host || !g_py->host->history_query)
+        return PyUnicode_FromString("{\"status\":\"ok\",\"history\":[]}");
+    char *text = g_py->host->history_query(g_py->host->ctx, req);
+    PyObject *r = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");  /* new */
+    free(text);
+    return r;
+}
+
 /* png_encode(rgba, width, height, *, stride=0, dpi=0.0, text=None, alpha=0,
  * level=-1, strategy=-1, filters=-1) -> bytes: interp/png.c on a buffer of
  * 8-bit RGBA pixels (matplotlib's buffer_rgba()), without the GIL. text is
@@ -505,12 +529,14 @@ static PyObject *c_png_encode(PyObject *mod, PyObject *args, PyObject *kw)
 }
 
 static PyMethodDef c_methods[] = {
-    {"publish", c_publish, METH_VARARGS, "publish(msg_type, content_json[, buffers]) on IOPub"},
+    {"publish", c_publish, METH_VARARGS, "publish(msg_type, content_json[, buffers[, parent_header_json]]) on IOPub"},
     {"input", c_input, METH_VARARGS, "input(prompt, password) -> (status, value)"},
     {"flush", c_flush, METH_NOARGS, "Publish all captured output now."},
     {"embedded_module", c_embedded_module, METH_O, "(is_package, code, filename) or None"},
     {"embedded_source", c_embedded_source, METH_O, "source text or None"},
     {"history_session", c_history_session, METH_NOARGS, "the history session number"},
+    {"history_file", c_history_file, METH_NOARGS, "the history file, or None when kept in memory"},
+    {"history_query", c_history_query, METH_O, "history_request content (JSON) -> reply content (JSON)"},
     {"parent_header", c_parent_header, METH_NOARGS, "JSON header of the request being handled, or None"},
     {"png_encode", (PyCFunction)(void (*)(void))c_png_encode, METH_VARARGS | METH_KEYWORDS,
      "png_encode(rgba, width, height, *, stride, dpi, text, alpha, level, strategy, filters) -> PNG bytes"},

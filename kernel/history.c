@@ -265,6 +265,11 @@ static void all_entries(kn_history *h, entries *out)
         entries_push(out, h->mine.v[i].session, h->mine.v[i].line, h->mine.v[i].input, h->mine.v[i].output);
 }
 
+const char *kn_history_path(const kn_history *h)
+{
+    return h ? h->path : NULL;
+}
+
 cJSON *kn_history_query(kn_history *h, const cJSON *req)
 {
     const char *type = cb_json_str(req, "hist_access_type", "tail");

@@ -23,6 +23,8 @@ int kn_history_session(const kn_history *h);
 void kn_history_add(kn_history *h, int line, const char *input, const char *output);
 /* Answers a history_request content; returns an owned history_reply content. */
 cJSON *kn_history_query(kn_history *h, const cJSON *request);
+/* The file's path (borrowed), NULL when the history is kept in memory. */
+const char *kn_history_path(const kn_history *h);
 /* Default path: $XDG_DATA_HOME/cellbox/history.jsonl (owned). */
 char *kn_history_default_path(void);
 

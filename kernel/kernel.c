@@ -168,6 +168,18 @@ static void host_publish(void *ctx, const char *msg_type, const char *content, s
     pthread_mutex_unlock(&k->iopub_lock);
 }
 
+/* kn_host.publish_parent: parented as the caller says ("{}": no parent). */
+static void host_publish_parent(void *ctx, const char *parent, size_t parent_len, const char *msg_type,
+                                const char *content, size_t len, const kn_bytes *bufs, size_t nbufs)
+{
+    kn_kernel *k = ctx;
+    kn_bytes p = {(char *)parent, parent_len};
+    bool none = !parent || parent_len == 0 || (parent_len == 2 && memcmp(parent, "{}", 2) == 0);
+    pthread_mutex_lock(&k->iopub_lock);
+    publish_locked(k, none ? NULL : &p, msg_type, content, len, bufs, nbufs);
+    pthread_mutex_unlock(&k->iopub_lock);
+}
+
 /* kn_host.parent_header */
 static char *host_parent_header(void *ctx)
 {
@@ -176,6 +188,17 @@ static char *host_parent_header(void *ctx)
     char *h = k->cur_parent.data ? cb_strndup(k->cur_parent.data, k->cur_parent.len) : NULL;
     pthread_mutex_unlock(&k->iopub_lock);
     return h;
+}
+
+static char *host_history_query(void *ctx, const char *request)
+{
+    kn_kernel *k = ctx;
+    cJSON *req = cJSON_Parse(request);
+    cJSON *reply = kn_history_query(k->hist, req);
+    cJSON_Delete(req);
+    char *text = cb_json_print(reply);
+    cJSON_Delete(reply);
+    return text;
 }
 
 static void set_cur_parent(kn_kernel *k, const kn_msg *m)
@@ -823,9 +846,10 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
         k->hist = kn_history_open(NULL);
     }
 
-    k->host = (kn_host){.ctx = k, .publish = host_publish, .input = host_input,
+    k->host = (kn_host){.ctx = k, .publish = host_publish, .publish_parent = host_publish_parent, .input = host_input,
                         .parent_header = host_parent_header,
-                        .history_session = kn_history_session(k->hist)};
+                        .history_session = kn_history_session(k->hist),
+                        .history_file = kn_history_path(k->hist), .history_query = host_history_query};
     int status = 0;
     bool started = interp->start(interp->self, &k->host) == 0;
     if (!started) {

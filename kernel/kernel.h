@@ -37,6 +37,10 @@ typedef struct kn_host {
      * handled. content: JSON text (len 0 = strlen). */
     void (*publish)(void *ctx, const char *msg_type, const char *content, size_t len,
                     const kn_bytes *buffers, size_t n_buffers);
+    /* The same with the parent header kernel code chose (JSON text of a
+     * header object; "{}" = none), for kernel.session.send(). */
+    void (*publish_parent)(void *ctx, const char *parent, size_t parent_len, const char *msg_type,
+                           const char *content, size_t len, const kn_bytes *buffers, size_t n_buffers);
     /* Ask the frontend for a line of input. Returns KN_INPUT_OK with an owned
      * *value, KN_INPUT_NOT_ALLOWED when the request had allow_stdin false,
      * KN_INPUT_INTERRUPTED when poll_interrupt(pctx) returned true (it is
@@ -48,6 +52,11 @@ typedef struct kn_host {
     char *(*parent_header)(void *ctx);
     /* Session number of the history store (for %history-like features). */
     int history_session;
+    /* The history store's file (borrowed), NULL when kept in memory. */
+    const char *history_file;
+    /* A history_request's content (JSON text) -> the reply's content (JSON
+     * text, owned). Only from the thread running the interpreter. */
+    char *(*history_query)(void *ctx, const char *request);
 } kn_host;
 
 enum { KN_INPUT_OK = 0, KN_INPUT_NOT_ALLOWED, KN_INPUT_INTERRUPTED, KN_INPUT_FAILED };

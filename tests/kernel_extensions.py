@@ -111,6 +111,43 @@ PARITY = [
     ("InteractiveShellABC", "from IPython.core.interactiveshell import InteractiveShellABC\n"
      "isinstance(get_ipython(), InteractiveShellABC)"),
     ("user_global_ns is the namespace", "get_ipython().user_global_ns is globals()"),
+    # ipykernel's raw API some libraries and notebooks use (nbclient's update-display-id.ipynb)
+    ("kernel.session.send(kernel.iopub_socket, ...) with display ids",
+     "ip = get_ipython()\n"
+     "def send_display(obj, display_id, update=False, execute_result=False):\n"
+     "    data, md = ip.display_formatter.format(obj)\n"
+     "    content = {'data': data, 'metadata': md, 'transient': {'display_id': str(display_id)}}\n"
+     "    if execute_result:\n"
+     "        msg_type = 'execute_result'\n"
+     "        content['execution_count'] = ip.execution_count\n"
+     "    else:\n"
+     "        msg_type = 'update_display_data' if update else 'display_data'\n"
+     "    return ip.kernel.session.send(ip.kernel.iopub_socket, msg_type, content, parent=ip.parent_header)\n"
+     "m = send_display(1, 'here')\nsend_display(2, 'there')\nsend_display(3, 'here', update=True)\n"
+     "m['header']['msg_type'], m['content']['data'], m['msg_type']"),
+    ("an execute_result sent that way", "send_display(5, 'x', execute_result=True);"),
+    ("a stream and clear_output sent that way",
+     "s = get_ipython().kernel.session\nk = get_ipython().kernel\n"
+     "s.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'raw\\n'}, parent=get_ipython().parent_header)\n"
+     "s.send(k.iopub_socket, s.msg('stream', {'name': 'stderr', 'text': 'built\\n'}));"),
+    ("shell.parent_header is the execute request", "get_ipython().parent_header['header']['msg_type']"),
+    # IPython's HistoryManager (session numbers and files differ by design: not compared)
+    ("history_manager: this session's range",
+     "hm = get_ipython().history_manager\nhist_probe = 6 * 7\nhist_probe"),
+    ("get_range of the last cells, with outputs",
+     "n = len(hm.input_hist_raw)\n[(s, l - n, v) for s, l, v in hm.get_range(0, n - 2, n, output=True)]"),
+    ("get_range raw=False translates magics", "hv = %hello hist\n[v for _, _, v in hm.get_range(0, len(hm.input_hist_raw) - 1, "
+     "raw=False)]"),
+    ("get_tail without and with the running cell",
+     "[v for _, _, v in hm.get_tail(2)], [v for _, _, v in hm.get_tail(1, include_latest=True)]"),
+    ("search (the running cell matches itself, as in IPython)",
+     "[v for _, _, v in hm.search('*hist_probe*')]"),
+    ("search with n and unique", "[v for _, _, v in hm.search('*hist_probe*', n=1, unique=True)]"),
+    ("get_range_by_str", "[v for _, _, v in hm.get_range_by_str('%d-%d' % (len(hm.input_hist_raw) - 3, "
+     "len(hm.input_hist_raw) - 2))]"),
+    ("session_number, output_hist, input_hist_parsed",
+     "hm.session_number > 0, hm.output_hist is Out, hm.input_hist_parsed[-1].startswith('hm.session_number'), "
+     "isinstance(hm.hist_file, (str, type(hm.hist_file)))"),
     # %precision
     ("%precision 3: the format is the result", "%precision 3"),
     ("a float with %precision 3", "3.14159265, [2.718281828]"),
@@ -189,6 +226,36 @@ for (name, code), (r1, o1), (r2, o2) in zip(PARITY, ours, theirs):
     m1 = (norm_reply(n1, r1), n1.messages(du.merge_streams(o1)), norm_payload(n1, r1))
     m2 = (norm_reply(n2, r2), n2.messages(du.merge_streams(o2)), norm_payload(n2, r2))
     tap.ok(m1 == m2, "same as ipykernel: %s" % name, "cellbox:   %r\nipykernel: %r" % (m1, m2))
+
+
+def unparented(kernel_name):
+    """kernel.session.send() of a message built without a parent: it is
+    published with an empty parent_header (so frontends do not put it in
+    the cell), and one addressed to the request is parented to it."""
+    km, kc = du.start(kernel_name)
+    try:
+        code = ("s = get_ipython().kernel.session; k = get_ipython().kernel\n"
+                "s.send(k.iopub_socket, s.msg('stream', {'name': 'stdout', 'text': 'orphan\\n'}))\n"
+                "s.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'mine\\n'}, "
+                "parent=get_ipython().parent_header);")
+        msg_id = kc.execute(code)
+        seen, idle = [], False
+        while not idle:
+            m = kc.get_iopub_msg(timeout=30)
+            if m["msg_type"] == "stream":
+                seen.append((m["content"]["text"], m["parent_header"].get("msg_id")))
+            idle = (m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                    and m["parent_header"].get("msg_id") == msg_id)
+        kc.get_shell_msg(timeout=30)
+        return [(t, None if p is None else p == msg_id) for t, p in seen]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+u1, u2 = unparented("cellbox"), unparented("python3")
+tap.ok(u1 == u2 == [("orphan\n", None), ("mine\n", True)],
+       "session.send without a parent: an unparented message, as ipykernel's", "cellbox %r ipykernel %r" % (u1, u2))
 
 
 # -- real extensions: output of the same shape in both kernels --------------------------------

@@ -130,14 +130,108 @@ class DisplayPublisher:
         clear_output(wait)
 
 
+class _Socket:
+    """Stands for one of ipykernel's sockets: something to pass to
+    kernel.session.send(). Only IOPub can be sent to from kernel code."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return "<cellbox %s socket>" % self.name
+
+
+class Session:
+    """get_ipython().kernel.session: jupyter_client's Session.msg() and
+    Session.send() for messages kernel code publishes itself on
+    kernel.iopub_socket (display_data, update_display_data, execute_result,
+    stream, clear_output, comm messages...). The kernel signs and sends them
+    with the request being handled as their parent, as ipykernel does when
+    code passes parent=get_ipython().parent_header."""
+
+    def __init__(self):
+        import uuid
+        self.session = str(uuid.uuid4())
+        self.username = "username"
+        self.debug = False
+
+    def msg_header(self, msg_type):
+        import datetime
+        import uuid
+        return {"msg_id": str(uuid.uuid4()), "msg_type": msg_type, "username": self.username,
+                "session": self.session, "date": datetime.datetime.now(datetime.timezone.utc),
+                "version": "5.3"}
+
+    def msg(self, msg_type, content=None, parent=None, header=None, metadata=None):
+        parent = parent or {}
+        return {"header": header if header is not None else self.msg_header(msg_type),
+                "msg_id": (header or {}).get("msg_id") if header is not None else None,
+                "msg_type": msg_type,
+                "parent_header": _extract_header(parent),
+                "content": {} if content is None else content,
+                "metadata": dict(metadata or {})}
+
+    def send(self, stream, msg_or_type, content=None, parent=None, ident=None, buffers=None, track=False,
+             header=None, metadata=None):
+        if stream is None:
+            return None
+        if stream is not _IOPUB:
+            raise ValueError("cellbox: kernel.session.send() publishes on kernel.iopub_socket only, not on %r"
+                             % (stream,))
+        if isinstance(msg_or_type, dict):
+            msg = msg_or_type
+            msg_type = msg.get("header", {}).get("msg_type") or msg.get("msg_type")
+            content = msg.get("content", {})
+            parent_h = msg.get("parent_header") or {}
+        else:
+            msg = self.msg(msg_or_type, content, parent, header, metadata)
+            msg_type = msg_or_type
+            msg["msg_id"] = msg["header"]["msg_id"]
+            parent_h = _extract_header(parent)
+            msg["parent_header"] = parent_h
+        if not isinstance(msg_type, str) or not msg_type:
+            raise ValueError("cellbox: a message needs a msg_type")
+        import _cellbox_c
+        from cellbox._comm import _buffers, _dumps
+        bufs = _buffers(buffers)
+        current = _current_parent()
+        text = _dumps({} if content is None else content)
+        if current and parent_h and parent_h.get("msg_id") == current["header"].get("msg_id"):
+            _cellbox_c.publish(msg_type, text, bufs)
+        else:   # no parent, or another request's: as the code says
+            _cellbox_c.publish(msg_type, text, bufs, _dumps(parent_h))
+        if bufs:
+            msg["buffers"] = bufs
+        return msg
+
+
+_IOPUB = _Socket("iopub")
+
+
+def _extract_header(msg_or_header):
+    """jupyter_client.session.extract_header: a message's header, a header,
+    or {} for nothing."""
+    if not msg_or_header:
+        return {}
+    if "header" in msg_or_header:
+        h = msg_or_header["header"]
+    elif "msg_id" in msg_or_header:
+        h = msg_or_header
+    else:
+        raise KeyError("header")
+    return dict(h)
+
+
 class Kernel:
     """get_ipython().kernel: what libraries use of ipykernel's Kernel."""
 
     implementation = "cellbox"
     language = "python"
+    iopub_socket = _IOPUB
 
     def __init__(self, shell):
         self.shell = shell
+        self.session = Session()
 
     @property
     def comm_manager(self):
@@ -174,6 +268,126 @@ def _current_parent():
         if text:
             return {"header": json.loads(text)}
     return None
+
+
+class HistoryManager:
+    """get_ipython().history_manager: IPython's HistoryManager reading API.
+    This session's inputs come from the shell's In list (the running cell
+    included, as in IPython) with session number 0; earlier sessions, tails
+    and searches from cellbox's history store (hist_file, ':memory:' when
+    the kernel keeps none, as `cellbox run` and nbclient's kernels do)."""
+
+    enabled = True
+    db_log_output = True
+
+    def __init__(self, facade):
+        self._facade = facade
+
+    @property
+    def hist_file(self):
+        import _cellbox_c
+        f = _cellbox_c.history_file()
+        return f if f else ":memory:"
+
+    @property
+    def session_number(self):
+        import _cellbox_c
+        return _cellbox_c.history_session()
+
+    @property
+    def input_hist_raw(self):
+        return self._facade._shell._in
+
+    @property
+    def input_hist_parsed(self):
+        from cellbox._magics import Magics
+        return [Magics._source(src, False) if src else src for src in self._facade._shell._in]
+
+    @property
+    def output_hist(self):
+        return self._facade._shell._out
+
+    def _query(self, **request):
+        import json
+        import _cellbox_c
+        reply = json.loads(_cellbox_c.history_query(json.dumps(request)))
+        return [tuple(e[:2]) + ((tuple(e[2]) if isinstance(e[2], list) else e[2]),) for e in reply.get("history", [])]
+
+    @staticmethod
+    def _cooked(rows, raw):
+        if raw:
+            return rows
+        from cellbox._magics import Magics
+        out = []
+        for s, n, v in rows:
+            if isinstance(v, tuple):
+                out.append((s, n, (Magics._source(v[0], False), v[1])))
+            else:
+                out.append((s, n, Magics._source(v, False)))
+        return out
+
+    def _get_range_session(self, start=1, stop=None, raw=True, output=False):
+        hist = self.input_hist_raw if raw else self.input_hist_parsed
+        n = len(hist)
+        if start < 0:
+            start += n
+        if not stop or stop > n:
+            stop = n
+        elif stop < 0:
+            stop += n
+        outs = {}
+        if output:
+            outs = {line: v[1] for _, line, v in self._query(hist_access_type="range", session=0, start=start,
+                                                              stop=stop, output=True)}
+        for i in range(start, stop):
+            yield (0, i, (hist[i], outs.get(i))) if output else (0, i, hist[i])
+
+    def get_range(self, session=0, start=1, stop=None, raw=True, output=False):
+        if session == 0 or session == self.session_number:
+            return self._get_range_session(start, stop, raw, output)
+        rows = self._query(hist_access_type="range", session=session, start=start,
+                           stop=-1 if stop is None else stop, output=output)
+        return iter(self._cooked(rows, raw))
+
+    def get_range_by_str(self, rangestr, raw=True, output=False):
+        from cellbox._magics import _hist_ranges
+        for sess, s, e in _hist_ranges(rangestr):
+            yield from self.get_range(sess, s, e, raw=raw, output=output)
+
+    def get_tail(self, n=10, raw=True, output=False, include_latest=False):
+        # the store holds the cells that finished; IPython's also holds the
+        # running one, which include_latest=False drops again
+        rows = self._query(hist_access_type="tail", n=n - 1 if include_latest else n, output=output)
+        if include_latest and n > 0:
+            src = self.input_hist_raw[-1] if self.input_hist_raw else ""
+            rows.append((self.session_number, len(self.input_hist_raw) - 1, (src, None) if output else src))
+        return iter(self._cooked(rows[-n:] if n > 0 else [], raw))
+
+    def search(self, pattern="*", raw=True, search_raw=True, output=False, n=None, unique=False):
+        import fnmatch
+        rows = self._query(hist_access_type="search", pattern=pattern, output=output, unique=unique)
+        # IPython's store also holds the running cell: it can match itself
+        ins = self.input_hist_raw
+        if len(ins) > 1 and fnmatch.fnmatchcase(ins[-1], pattern):
+            src = ins[-1]
+            if unique:
+                rows = [r for r in rows if (r[2][0] if output else r[2]) != src]
+            rows.append((self.session_number, len(ins) - 1, (src, None) if output else src))
+        if n is not None:
+            rows = rows[-n:] if n > 0 else []
+        return iter(self._cooked(rows, raw))
+
+    def get_session_info(self, session=0):
+        return (self.session_number if session == 0 else session, None, None, None, "")
+
+    def writeout_cache(self, conn=None):
+        pass
+
+    def store_inputs(self, line_num, source, source_raw=None):
+        pass
+
+    def store_output(self, line_num):
+        pass
 
 
 class MagicsManager:
@@ -325,6 +539,7 @@ class ZMQInteractiveShell:
         self.extension_manager = ExtensionManager(self)
         self.hooks = _Hooks(self)
         self.payload_manager = _PayloadManager(self)
+        self.history_manager = HistoryManager(self)
 
     def __getattr__(self, name):
         return getattr(object.__getattribute__(self, "_shell"), name)
@@ -335,6 +550,12 @@ class ZMQInteractiveShell:
     @property
     def comm_manager(self):
         return self.kernel.comm_manager
+
+    @property
+    def parent_header(self):
+        """The request being handled ({"header": {...}}), as ipykernel's
+        shell.parent_header; {} when there is none."""
+        return _current_parent() or {}
 
     @property
     def user_ns(self):
