@@ -1121,6 +1121,14 @@ int nb_cmd_run(int argc, char **argv)
         rc = bad_usage("--output-dir: the notebook read from stdin has no name; use -o PATH (or -o -)");
         goto done;
     }
+    if (o.n_inputs == 2 && !o.output && !o.output_dir && !o.inplace && strcmp(o.inputs[1], "-") != 0 &&
+        !strpbrk(o.inputs[1], "{}") && access(o.inputs[1], F_OK) < 0 && access(o.inputs[0], F_OK) == 0) {
+        /* papermill's `papermill IN OUT`: say how to spell it here */
+        rc = bad_usage("%s does not exist; to write the executed notebook there (papermill's INPUT OUTPUT), "
+                       "use: cellbox run %s -o %s",
+                       o.inputs[1], o.inputs[0], o.inputs[1]);
+        goto done;
+    }
     if (n_stdin && read_stdin_notebook() < 0) {
         rc = 1;
         goto done;

@@ -167,6 +167,10 @@ def main():
         t.ok(r.returncode == 0 and os.path.exists(nosuffix + ".out.ipynb"), "an input without .ipynb gets NAME.out.ipynb")
         r = run("run", os.path.join(d, "missing.ipynb"))
         t.ok(r.returncode == 1 and "missing.ipynb: cannot read" in r.stderr, "a missing file: exit 1 with reason")
+        r = run("run", nb, os.path.join(d, "papermill-style-out.ipynb"))
+        t.ok(r.returncode == 2 and "use: cellbox run %s -o %s" % (nb, os.path.join(d, "papermill-style-out.ipynb"))
+             in r.stderr and not os.path.exists(os.path.join(d, "papermill-style-out.ipynb")),
+             "papermill's 'IN OUT' with a new OUT: exit 2 saying how to write it with -o", r.stderr)
         r = run("run", "--version")
         t.ok(r.returncode == 0 and re.fullmatch(r"cellbox \d+\.\d+\.\d+\n", r.stdout), "--version", r.stdout)
 
@@ -445,9 +449,11 @@ def main():
             res = C.load(os.path.join(d, "choice.out.ipynb"))
             t.ok(r.returncode == 0 and res["metadata"]["kernelspec"]["name"] == want and text(res, 0) == "3\n",
                  "default kernel: " + label, r.stderr)
-        p = write_nb(os.path.join(d, "r.ipynb"), ["1 + 1"], kernelspec={"name": "ir", "display_name": "R", "language": "R"})
+        p = write_nb(os.path.join(d, "jl.ipynb"), ["1 + 1"],
+                     kernelspec={"name": "julia-0.1-nowhere", "display_name": "Julia", "language": "julia"})
         r = run("run", p)
-        t.ok(r.returncode == 1 and "no kernelspec named 'ir'" in r.stderr and "choose one with -k" in r.stderr,
+        t.ok(r.returncode == 1 and "no kernelspec named 'julia-0.1-nowhere'" in r.stderr
+             and "choose one with -k" in r.stderr,
              "a non-Python notebook whose kernel is missing: clear reason", r.stderr)
         if os.path.exists("/usr/share/jupyter/kernels/xpython/kernel.json"):
             r = run("run", "-k", "xpython", simple, "-o", os.path.join(d, "xpy.ipynb"))
