@@ -10,7 +10,9 @@
 #include "notebooks/nb_format.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -143,6 +145,43 @@ void nb_rejoin_lines(cJSON *root)
 void nb_split_lines(cJSON *root)
 {
     each_multiline(root, true, split_item, split_mimebundle);
+}
+
+/* The writer's view of nb_split_lines and strip_transient: marks instead of
+ * a changed copy, so writing a notebook costs no second tree. */
+static void mark_item(cJSON *parent, cJSON *item)
+{
+    if (cJSON_IsString(item))
+        item->type |= NB_JSON_AS_LINES;
+}
+
+static void mark_mimebundle(cJSON *data)
+{
+    if (!cJSON_IsObject(data))
+        return;
+    for (cJSON *v = data->child; v; v = v->next)
+        if (cb_str_has_prefix(v->string, "text/") || strcmp(v->string, "application/javascript") == 0 ||
+            strcmp(v->string, "image/svg+xml") == 0)
+            mark_item(data, v);
+}
+
+static void mark_skip(cJSON *obj, const char *key)
+{
+    cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+    if (v)
+        v->type |= NB_JSON_SKIP;
+}
+
+static void mark_for_writing(cJSON *root)
+{
+    each_multiline(root, true, mark_item, mark_mimebundle);
+    cJSON *md = cb_json_obj(root, "metadata");
+    mark_skip(md, "orig_nbformat");
+    mark_skip(md, "orig_nbformat_minor");
+    mark_skip(md, "signature");
+    cJSON *cells = cb_json_arr(root, "cells");
+    for (cJSON *cell = cells ? cells->child : NULL; cell; cell = cell->next)
+        mark_skip(cb_json_obj(cell, "metadata"), "trusted");
 }
 
 static void strip_transient(cJSON *root)
@@ -455,15 +494,33 @@ void nb_notebook_free(nb_notebook *nb)
     free(nb);
 }
 
+/* Writes nb's JSON to fd, or appends it all to out when fd < 0. The marks
+ * live on the notebook's own nodes for the duration (the notebook is
+ * const to callers: it reads the same before and after). */
+static int write_notebook(const nb_notebook *nb, cb_buf *out, int fd)
+{
+    cJSON *root = nb->root;
+    mark_for_writing(root);
+    int rc = 0;
+    if (fd < 0) {
+        nb_json_write(out, root);
+        cb_buf_putc(out, '\n');
+    } else {
+        rc = nb_json_write_fd(out, root, fd);
+        cb_buf_putc(out, '\n');
+        if (rc == 0 && cb_write_all(fd, out->data, out->len) < 0)
+            rc = -1;
+    }
+    int e = errno;
+    nb_json_clear_marks(root);
+    errno = e;
+    return rc;
+}
+
 char *nb_notebook_dumps(const nb_notebook *nb, size_t *len)
 {
-    cJSON *copy = nb_json_dup(nb->root);
-    nb_split_lines(copy);
-    strip_transient(copy);
     cb_buf out = CB_BUF_INIT;
-    nb_json_write(&out, copy);
-    cb_buf_putc(&out, '\n');
-    cJSON_Delete(copy);
+    write_notebook(nb, &out, -1);
     if (len)
         *len = out.len;
     return cb_buf_steal(&out);
@@ -471,20 +528,36 @@ char *nb_notebook_dumps(const nb_notebook *nb, size_t *len)
 
 int nb_notebook_write(const nb_notebook *nb, const char *path, char **err)
 {
-    size_t len;
-    cb_autofree char *text = nb_notebook_dumps(nb, &len);
+    cb_buf buf = CB_BUF_INIT;
     if (strcmp(path, "-") == 0) {
-        if (cb_write_all(STDOUT_FILENO, text, len) < 0) {
+        int rc = write_notebook(nb, &buf, STDOUT_FILENO);
+        if (rc < 0)
             *err = cb_printf_new("cannot write to stdout: %s", strerror(errno));
-            return -1;
-        }
-        return 0;
+        cb_buf_clear(&buf);
+        return rc;
     }
-    if (cb_write_file_atomic(path, text, len, 0644) < 0) {
-        *err = cb_printf_new("cannot write %s: %s", path, strerror(errno));
-        return -1;
+    /* a temporary file beside the target, renamed over it once complete */
+    cb_autofree char *tmp = cb_printf_new("%s.tmp.%d.XXXXXX", path, (int)getpid());
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    int rc = fd < 0 ? -1 : 0;
+    if (rc == 0 && (fchmod(fd, 0644) < 0 || write_notebook(nb, &buf, fd) < 0 || fsync(fd) < 0))
+        rc = -1;
+    int e = errno;
+    if (fd >= 0 && close(fd) < 0 && rc == 0) {
+        rc = -1;
+        e = errno;
     }
-    return 0;
+    if (rc == 0 && rename(tmp, path) < 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc < 0) {
+        if (fd >= 0)
+            unlink(tmp);
+        *err = cb_printf_new("cannot write %s: %s", path, strerror(e));
+    }
+    cb_buf_clear(&buf);
+    return rc;
 }
 
 void nb_notebook_upgrade(nb_notebook *nb)

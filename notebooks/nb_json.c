@@ -615,12 +615,32 @@ cJSON *nb_json_parse_msg(const char *data, size_t len)
 
 /* ------------------------------------------------------------------- writer */
 
-static void write_string(cb_buf *out, const char *s)
+/* The writer appends to out and, with a file descriptor, hands out's
+ * contents to it whenever they pass FLUSH_AT, so a notebook of any size is
+ * written with a bounded buffer. */
+#define FLUSH_AT (1 << 20)
+
+typedef struct jw {
+    cb_buf *out;
+    int fd;      /* -1: keep everything in out */
+    int err;     /* errno of the first failed write */
+} jw;
+
+static void jw_flush(jw *w, bool force)
+{
+    if (w->fd < 0 || w->err || (!force && w->out->len < FLUSH_AT))
+        return;
+    if (w->out->len && cb_write_all(w->fd, w->out->data, w->out->len) < 0)
+        w->err = errno ? errno : EIO;
+    cb_buf_reset(w->out);
+}
+
+static void write_string_n(cb_buf *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     cb_buf_putc(out, '"');
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const char *run = s, *end = s + n;
+    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)end; p++) {
         unsigned char c = *p;
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
@@ -640,8 +660,13 @@ static void write_string(cb_buf *out, const char *s)
         }
         run = (const char *)p + 1;
     }
-    cb_buf_puts(out, run);
+    cb_buf_append(out, run, (size_t)(end - run));
     cb_buf_putc(out, '"');
+}
+
+static void write_string(cb_buf *out, const char *s)
+{
+    write_string_n(out, s, strlen(s));
 }
 
 static void write_number(cb_buf *out, const cJSON *n)
@@ -668,12 +693,43 @@ static void newline_indent(cb_buf *out, int level)
         cb_buf_putc(out, ' ');
 }
 
-static void write_value(cb_buf *out, const cJSON *j, int level)
+typedef struct lines_ctx {
+    jw *w;
+    int level;
+    bool first;
+} lines_ctx;
+
+static void write_line(void *ctx, const char *line, size_t n)
 {
-    if (cJSON_IsObject(j)) {
+    lines_ctx *lc = ctx;
+    if (!lc->first)
+        cb_buf_putc(lc->w->out, ',');
+    lc->first = false;
+    newline_indent(lc->w->out, lc->level + 1);
+    write_string_n(lc->w->out, line, n);
+    jw_flush(lc->w, false);
+}
+
+static void write_value(jw *w, const cJSON *j, int level)
+{
+    cb_buf *out = w->out;
+    jw_flush(w, false);
+    if (cJSON_IsString(j) && (j->type & NB_JSON_AS_LINES)) {
+        /* nbformat's split_lines, written as the list it would make */
+        const char *s = j->valuestring ? j->valuestring : "";
+        if (!*s) {
+            cb_buf_puts(out, "[]");
+            return;
+        }
+        cb_buf_putc(out, '[');
+        lines_ctx lc = {w, level, true};
+        nb_json_splitlines(s, strlen(s), write_line, &lc);
+        newline_indent(out, level);
+        cb_buf_putc(out, ']');
+    } else if (cJSON_IsObject(j)) {
         size_t n = 0;
         for (const cJSON *c = j->child; c; c = c->next)
-            n++;
+            n += !(c->type & NB_JSON_SKIP);
         if (!n) {
             cb_buf_puts(out, "{}");
             return;
@@ -682,14 +738,15 @@ static void write_value(cb_buf *out, const cJSON *j, int level)
         const cJSON **items = n <= 32 ? stack_items : cb_malloc(n * sizeof *items);
         size_t i = 0;
         for (const cJSON *c = j->child; c; c = c->next)
-            items[i++] = c;
+            if (!(c->type & NB_JSON_SKIP))
+                items[i++] = c;
         qsort(items, n, sizeof *items, cmp_keys);
         cb_buf_putc(out, '{');
         for (i = 0; i < n; i++) {
             newline_indent(out, level + 1);
             write_string(out, items[i]->string ? items[i]->string : "");
             cb_buf_puts(out, ": ");
-            write_value(out, items[i], level + 1);
+            write_value(w, items[i], level + 1);
             if (i + 1 < n)
                 cb_buf_putc(out, ',');
         }
@@ -705,7 +762,7 @@ static void write_value(cb_buf *out, const cJSON *j, int level)
         cb_buf_putc(out, '[');
         for (const cJSON *c = j->child; c; c = c->next) {
             newline_indent(out, level + 1);
-            write_value(out, c, level + 1);
+            write_value(w, c, level + 1);
             if (c->next)
                 cb_buf_putc(out, ',');
         }
@@ -728,7 +785,29 @@ static void write_value(cb_buf *out, const cJSON *j, int level)
 
 void nb_json_write(cb_buf *out, const cJSON *j)
 {
-    write_value(out, j, 0);
+    jw w = {out, -1, 0};
+    write_value(&w, j, 0);
+}
+
+int nb_json_write_fd(cb_buf *out, const cJSON *j, int fd)
+{
+    jw w = {out, fd, 0};
+    write_value(&w, j, 0);
+    jw_flush(&w, false);
+    if (w.err) {
+        errno = w.err;
+        return -1;
+    }
+    return 0;
+}
+
+void nb_json_clear_marks(cJSON *j)
+{
+    for (; j; j = j->next) {
+        j->type &= ~(NB_JSON_AS_LINES | NB_JSON_SKIP);
+        if (j->child)
+            nb_json_clear_marks(j->child);
+    }
 }
 
 /* ---------------------------------------------------------------- splitting */

@@ -33,8 +33,21 @@ cJSON *nb_json_parse(const char *data, size_t len, int flags, char **err);
 /* The content parser handed to the kernel client (lenient UTF-8). */
 cJSON *nb_json_parse_msg(const char *data, size_t len);
 
+/* Marks the writer honours, in type bits cJSON leaves alone: a string
+ * marked AS_LINES is written as the list of its lines (nbformat's
+ * split_lines, without building that list), an object member marked SKIP
+ * is left out. */
+#define NB_JSON_AS_LINES (1 << 12)
+#define NB_JSON_SKIP (1 << 13)
+/* Removes both marks from j, its siblings after it and everything below. */
+void nb_json_clear_marks(cJSON *j);
+
 /* Appends j in nbformat's layout (indent 1, sorted keys, non-ASCII kept). */
 void nb_json_write(cb_buf *out, const cJSON *j);
+/* The same through out to fd: out is handed to fd each time it passes
+ * 1 MiB and may hold the tail when this returns (the caller writes it).
+ * -1 with errno when a write failed. */
+int nb_json_write_fd(cb_buf *out, const cJSON *j, int fd);
 
 /* Python's repr(float): shortest round-trip digits, "1.0", "1e-05",
  * "1e+16". Non-finite values give "inf", "-inf", "nan". out >= 32 bytes. */

@@ -171,6 +171,27 @@ def main():
         t.ok(r.returncode == 2 and "use: cellbox run %s -o %s" % (nb, os.path.join(d, "papermill-style-out.ipynb"))
              in r.stderr and not os.path.exists(os.path.join(d, "papermill-style-out.ipynb")),
              "papermill's 'IN OUT' with a new OUT: exit 2 saying how to write it with -o", r.stderr)
+        # a full disk: the old file stays whole, no temporary file is left
+        full = os.path.join(d, "full")
+        os.makedirs(full)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", full]).returncode == 0:
+            try:
+                keep = os.path.join(full, "out.ipynb")
+                with open(keep, "w") as fh:
+                    fh.write("{}\n")
+                big = write_nb(os.path.join(d, "bigout.ipynb"), ["for i in range(40000): print('x' * 20, i)"])
+                r = run("run", big, "-o", keep)
+                t.ok(r.returncode == 1 and "cannot write %s: No space left on device" % keep in r.stderr
+                     and C.read_text(keep) == "{}\n" and os.listdir(full) == ["out.ipynb"],
+                     "a full disk: exit 1 naming the file; the old file intact, no temporary file left", r.stderr)
+                r = subprocess.run("%s run %s -o - > /dev/full" % (C.CELLBOX, big), shell=True, env=env,
+                                   capture_output=True, text=True)
+                t.ok(r.returncode == 1 and "cannot write to stdout: No space left on device" in r.stderr,
+                     "-o - onto a full device: exit 1 with the reason", r.stderr)
+            finally:
+                subprocess.run(["umount", full])
+        else:
+            t.skip("a full disk", "cannot mount a tmpfs (not root)")
         r = run("run", "--version")
         t.ok(r.returncode == 0 and re.fullmatch(r"cellbox \d+\.\d+\.\d+\n", r.stdout), "--version", r.stdout)
 
