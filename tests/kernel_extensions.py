@@ -228,6 +228,44 @@ for (name, code), (r1, o1), (r2, o2) in zip(PARITY, ours, theirs):
     tap.ok(m1 == m2, "same as ipykernel: %s" % name, "cellbox:   %r\nipykernel: %r" % (m1, m2))
 
 
+# %matplotlib's modes, in a fresh kernel each (matplotlib's backend is process state)
+MPL_PARITY = [
+    ("%matplotlib --list", "%matplotlib --list"),
+    ("%matplotlib notebook: nbAgg's interactive figure over a comm", "%matplotlib notebook\n"
+     "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"),
+    ("a figure drawn under nbAgg is not shown inline at the end of the cell", "plt.plot([3, 4]);"),
+    ("back to %matplotlib inline", "%matplotlib inline\nplt.plot([5, 6]);"),
+    ("%matplotlib agg: no figure shown", "%matplotlib agg\nplt.plot([1, 2])\nplt.show()\nplt.get_backend()"),
+    ("%matplotlib widget without ipympl: matplotlib's error", "%matplotlib widget"),
+    ("%matplotlib tk without a display: matplotlib's error", "%matplotlib tk"),
+    ("%matplotlib nbagg", "%matplotlib nbagg\nimport matplotlib\nmatplotlib.get_backend()"),
+]
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def run_mpl(kernel_name):
+    km, kc = du.start(kernel_name)
+    try:
+        return [du.collect(kc, code) for _, code in MPL_PARITY]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def streams_last(msgs):
+    """ipykernel sends text printed before a comm message after it (its
+    stdout is flushed on a timer); cellbox keeps the order of events. The
+    streams are compared after the other messages."""
+    return [m for m in msgs if m[0] != "stream"] + [m for m in msgs if m[0] == "stream"]
+
+
+for (name, code), (r1, o1), (r2, o2) in zip(MPL_PARITY, run_mpl("cellbox"), run_mpl("python3")):
+    n1, n2 = du.Normalizer(), du.Normalizer()
+    m1 = UUID.sub("<uuid>", repr((norm_reply(n1, r1), streams_last(n1.messages(du.merge_streams(o1))))))
+    m2 = UUID.sub("<uuid>", repr((norm_reply(n2, r2), streams_last(n2.messages(du.merge_streams(o2))))))
+    tap.ok(m1 == m2, "same as ipykernel: %s" % name, "cellbox:   %s\nipykernel: %s" % (m1[:1500], m2[:1500]))
+
+
 def unparented(kernel_name):
     """kernel.session.send() of a message built without a parent: it is
     published with an empty parent_header (so frontends do not put it in

@@ -1026,12 +1026,54 @@ class Magics:
             self.shell.user_ns[names[0]] = result
 
     # -- matplotlib and configuration -----------------------------------------------
+    # IPython's pylabtools.backends, in its order (`%matplotlib --list` prints the keys)
+    _MPL_BACKENDS = {"tk": "TkAgg", "gtk": "GTKAgg", "gtk3": "GTK3Agg", "gtk4": "GTK4Agg", "wx": "WXAgg",
+                     "qt4": "Qt4Agg", "qt5": "Qt5Agg", "qt6": "QtAgg", "qt": "Qt5Agg", "osx": "MacOSX",
+                     "nbagg": "nbAgg", "notebook": "nbAgg", "agg": "agg", "svg": "svg", "pdf": "pdf", "ps": "ps",
+                     "inline": "module://matplotlib_inline.backend_inline",
+                     "ipympl": "module://ipympl.backend_nbagg", "widget": "module://ipympl.backend_nbagg"}
+    _MPL_GUIS = {"tk", "gtk", "gtk3", "gtk4", "wx", "qt4", "qt5", "qt6", "qt", "osx"}
+
     def line_matplotlib(self, line):
-        gui = line.strip() or "inline"
-        if gui not in ("inline", "agg", "notebook", "widget", "ipympl"):
-            raise UsageError("cellbox shows figures inline only; `%%matplotlib %s` is not available" % gui)
+        """IPython's %matplotlib [-l] [GUI]: inline (the default), notebook/nbagg
+        (matplotlib's interactive figures over comms), widget/ipympl when
+        ipympl is installed, the non-interactive agg/svg/pdf/ps. A desktop
+        GUI needs an event loop in the kernel, which cellbox does not run."""
+        args = line.split()
+        if args and args[0] in ("-l", "--list"):
+            print("Available matplotlib backends: %s" % list(self._MPL_BACKENDS))
+            return
+        if len(args) > 1 or (args and args[0].startswith("-")):
+            raise UsageError("%%matplotlib [-l] [GUI] (got %r)" % line.strip())
+        gui = args[0].lower() if args else "inline"
+        if gui == "auto":
+            gui = "inline"
+        if gui not in self._MPL_BACKENDS:
+            raise UsageError("Key backend: '%s' not found in known backends: %s"
+                             % (gui, ", ".join(self._MPL_BACKENDS)))
         from cellbox import _inline
-        _inline.enable(self.shell)
+        if gui == "inline":
+            _inline.enable(self.shell)
+            if not args:
+                print("Using matplotlib backend: %s" % _inline.BACKEND)
+            return
+        # IPython's enable_matplotlib: the first GUI chosen sticks (agg counts as none)
+        sel = None if gui == "agg" else gui
+        first = getattr(self.shell, "_pylab_gui_select", None)
+        if first is None:
+            self.shell._pylab_gui_select = sel
+        elif sel != first:
+            print("Warning: Cannot change to a different GUI toolkit: %s. Using %s instead." % (sel, first))
+            gui = first
+        import matplotlib
+        import matplotlib.pyplot as plt
+        backend = self._MPL_BACKENDS[gui]
+        plt.switch_backend(backend)   # matplotlib's own error for a GUI without a display, or no ipympl
+        if gui in self._MPL_GUIS:
+            _inline.enable(self.shell)
+            raise UsageError("%%matplotlib %s needs a GUI event loop in the kernel, which cellbox does not "
+                             "run; figures stay inline (%%matplotlib notebook or widget are interactive)" % gui)
+        matplotlib.interactive(gui not in ("agg", "svg", "pdf", "ps"))
 
     def line_config(self, line):
         line = line.strip()
