@@ -331,6 +331,14 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
     /* the interpreter may hand us the result's text for the history */
     cJSON *hout = cJSON_DetachItemFromObjectCaseSensitive(reply, "_history_output");
     /* an empty cell is not stored and does not advance the counter (IPython) */
+    /* exit / quit in the cell (IPython's ask_exit): stop after this reply */
+    cJSON *exit_after = cJSON_DetachItemFromObjectCaseSensitive(reply, "_exit_after");
+    if (cJSON_IsTrue(exit_after)) {
+        cb_info("kernel", "the cell asked the kernel to exit");
+        k->shutdown_pending = true;
+        atomic_store(&k->restart, false);
+    }
+    cJSON_Delete(exit_after);
     cJSON *skip = cJSON_DetachItemFromObjectCaseSensitive(reply, "_not_stored");
     if (cJSON_IsTrue(skip))
         req.store_history = false;

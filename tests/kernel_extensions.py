@@ -39,6 +39,8 @@ with open(os.path.join(EXT_DIR, "cbx_demo_ext.py"), "w") as f:
         """))
 
 SETUP = "import sys\nsys.path.insert(0, %r)\n" % EXT_DIR
+# %store writes IPython's profile database: a private one for both kernels
+os.environ["IPYTHONDIR"] = os.path.join(kutil.TMP, "ipythondir")
 
 # (name, code): compared message by message, payloads too
 PARITY = [
@@ -131,6 +133,38 @@ PARITY = [
      "s.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'raw\\n'}, parent=get_ipython().parent_header)\n"
      "s.send(k.iopub_socket, s.msg('stream', {'name': 'stderr', 'text': 'built\\n'}));"),
     ("shell.parent_header is the execute request", "get_ipython().parent_header['header']['msg_type']"),
+    # automagic (IPython's prefilter, one-line cells only)
+    ("automagic: pwd", "pwd"),
+    ("automagic: cd", "cd /"),
+    ("automagic: env with an argument", "env HOME"),
+    ("automagic: who_ls with an argument (its value is the result)", "who_ls int"),
+    ("a variable shadows a magic", "who = 'me'\nwho"),
+    ("an assignment to a magic's name stays Python", "precision = 3"),
+    ("the shadowing variable again", "precision"),
+    ("a builtin shadows", "del who, precision\nprint"),
+    ("a two-line cell gets no automagic", "x_am = 1\npwd"),
+    ("%automagic toggles it off", "%automagic"),
+    ("without automagic", "pwd"),
+    ("%automagic on", "%automagic on"),
+    # IPython's inspection and namespace magics
+    ("%pdef", "def insp_f(a, b=2):\n    'Doc of f.'\n    return a\n%pdef insp_f"),
+    ("%pdoc", "%pdoc insp_f"),
+    ("%psource", "%psource insp_f"),
+    ("%pdoc of a missing name", "%pdoc no_such_thing"),
+    ("%page", "%page [1, 2, {'a': 3}]\nvalue_for_page = {'k': list(range(3))}\n%page value_for_page"),
+    ("%page -r", "%page -r value_for_page"),
+    ("%pycat", "with open('pycat_me.py', 'w') as fh: fh.write('x = 1  # one\\n')\n%pycat pycat_me.py"),
+    ("%pycat of a missing file", "%pycat no_such_file.py"),
+    ("%less", "%less pycat_me.py"),
+    ("%xdel", "xd = [1]\nxd\n%xdel xd\n'xd' in dir(), any(v == [1] for v in Out.values())"),
+    ("%xdel of a missing name", "%xdel xd"),
+    ("%reset_selective -f", "rs_a, rs_b, keep_c = 1, 2, 3\n%reset_selective -f ^rs_\n"
+     "[n in dir() for n in ('rs_a', 'rs_b', 'keep_c')]"),
+    ("%conda outside conda", "%conda list"),
+    ("%store", "stored_q = 41\n%store stored_q"),
+    ("%store lists", "%store"),
+    ("%store -r", "del stored_q\n%store -r stored_q\nstored_q"),
+    ("%store -z", "%store -z\n%store"),
     # IPython's HistoryManager (session numbers and files differ by design: not compared)
     ("history_manager: this session's range",
      "hm = get_ipython().history_manager\nhist_probe = 6 * 7\nhist_probe"),
@@ -290,6 +324,35 @@ def unparented(kernel_name):
         kc.stop_channels()
         km.shutdown_kernel(now=True)
 
+
+def exit_behaviour(kernel_name):
+    """`exit` in a cell: the ask_exit payload, then the kernel stops on its
+    own; exit(keep_kernel=True) keeps it."""
+    import time
+    out = []
+    for code in ("exit", "exit(keep_kernel=True)"):
+        km, kc = du.start(kernel_name)
+        try:
+            reply, _ = du.collect(kc, code)
+            payload = [p for p in reply.get("payload") or [] if p.get("source") == "ask_exit"]
+            end = time.monotonic() + 15
+            while km.is_alive() and time.monotonic() < end:
+                time.sleep(0.1)
+            alive = km.is_alive()
+            if alive:
+                r2, o2 = du.collect(kc, "6 * 7")
+                alive = any(t == "execute_result" for t, _, _ in o2)
+            out.append((reply["status"], [p.get("keepkernel") for p in payload], alive))
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    return out
+
+
+e1, e2 = exit_behaviour("cellbox"), exit_behaviour("python3")
+tap.ok(e1 == e2 == [("ok", [False], False), ("ok", [True], True)],
+       "exit stops the kernel after its reply, exit(keep_kernel=True) keeps it, as ipykernel",
+       "cellbox %r ipykernel %r" % (e1, e2))
 
 u1, u2 = unparented("cellbox"), unparented("python3")
 tap.ok(u1 == u2 == [("orphan\n", None), ("mine\n", True)],

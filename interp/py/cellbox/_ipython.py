@@ -552,6 +552,20 @@ class ZMQInteractiveShell:
         return self.kernel.comm_manager
 
     @property
+    def db(self):
+        """IPython's profile database (pickleshare) in IPython's profile
+        folder ($IPYTHONDIR or ~/.ipython, profile_default/db): what %store
+        keeps, shared with IPython and ipykernel."""
+        db = self.__dict__.get("_db")
+        if db is None:
+            import os
+            from pickleshare import PickleShareDB
+            base = os.environ.get("IPYTHONDIR") or os.path.join(os.path.expanduser("~"), ".ipython")
+            db = PickleShareDB(os.path.join(base, "profile_default", "db"))
+            object.__setattr__(self, "_db", db)
+        return db
+
+    @property
     def parent_header(self):
         """The request being handled ({"header": {...}}), as ipykernel's
         shell.parent_header; {} when there is none."""

@@ -25,6 +25,8 @@ _OK_EMPTY = '{"status":"ok","_not_stored":true}'
 _CO_COROUTINE = 0x0080
 _TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
 _SPECIALS = ("%", "!", "?")
+# IPython's splitinput.line_split: leading space, escape, function part, the rest
+_LINE_SPLIT = None
 
 
 def _dumps(obj):
@@ -77,6 +79,8 @@ class Shell:
         self.call_pdb = False      # %pdb on: the debugger after each error
         self._magics = None
         self._completer = None
+        self.automagic = True      # IPython's default: `pwd`, `cd /tmp` without the %
+        self._exit_now = False
 
     # -- public helpers used by magics, display, comms ---------------------
     def get_ipython(self):
@@ -129,10 +133,7 @@ class Shell:
         try:
             for fn in self.pre_execute:
                 fn()
-            source = code
-            if any(ch in code for ch in _SPECIALS):
-                from cellbox._transform import transform_cell
-                source = transform_cell(code)
+            source = self._transform(code)
             self._run_source(source, filename, silent)
         except KeyboardInterrupt as e:
             err = self._error(e, filename)
@@ -159,7 +160,59 @@ class Shell:
             reply["user_expressions"] = self._user_expressions(json.loads(user_expressions))
         if self.last_result_text is not None:
             reply["_history_output"] = self.last_result_text
+        if self._exit_now:
+            self._exit_now = False
+            reply["_exit_after"] = True   # the kernel stops after this reply (ipykernel's exit)
         return _dumps(reply)
+
+    def _transform(self, code):
+        """IPython's transform_cell: the static transforms (magics, !, ?),
+        then, for a one-line cell, the prefilter (automagic, exit/quit)."""
+        source = code
+        if any(ch in code for ch in _SPECIALS):
+            from cellbox._transform import transform_cell
+            source = transform_cell(code)
+        if "\n" not in source.rstrip("\n"):
+            source = self._prefilter(source)
+        return source
+
+    def _prefilter(self, line):
+        """IPython's prefilter checkers for a one-line cell, in their order:
+        autocall objects (exit, quit), an assignment (`ls = 1` stays Python),
+        automagic (`pwd`, `cd /tmp`, `time f()`, aliases like `ls -l`) unless
+        the name is a variable, a builtin or a keyword."""
+        global _LINE_SPLIT
+        if _LINE_SPLIT is None:
+            import re
+            _LINE_SPLIT = re.compile(r"^(\s*)([,;/%]|!!?|\?\??)?\s*(%{0,2}[\w\.\*]*)(.*?$|$)", re.S)
+        m = _LINE_SPLIT.match(line.rstrip("\n"))
+        if not m:
+            return line
+        pre, esc, ifun, rest = m.groups()
+        ifun, rest = ifun.strip(), rest.lstrip()
+        if esc or not ifun:
+            return line
+        if isinstance(self.user_ns.get(ifun), _Exiter):
+            if rest.startswith("("):
+                return line
+            call = "%s(%s);" % (ifun, rest[:-1]) if rest.endswith(";") else "%s(%s)" % (ifun, rest)
+            return pre + call + "\n"
+        if rest[:1] in ("=", ","):
+            return line
+        if not self.automagic:
+            return line
+        head = ifun.split(".", 1)[0]
+        if not head.isidentifier() or head in self.user_ns or head in builtins.__dict__:
+            return line
+        import keyword
+        if keyword.iskeyword(head):
+            return line
+        # only an unknown name gets here (a magic, or a NameError to be):
+        # the magics module is loaded for it, never for a plain cell
+        if self.magics.find("line", ifun) is None:
+            return line
+        name, _, args = (ifun + " " + rest).partition(" ")
+        return "%sget_ipython().run_line_magic(%r, %r)\n" % (pre, name.lstrip("%"), args)
 
     def _store_input(self, count, code):
         ns = self.user_ns
@@ -172,10 +225,7 @@ class Shell:
     def run_cell_body(self, code, silent=False):
         """Run code as part of the current cell (cell magics like %%capture):
         IPython syntax allowed, the last expression is the result."""
-        source = code
-        if any(ch in code for ch in _SPECIALS):
-            from cellbox._transform import transform_cell
-            source = transform_cell(code)
+        source = self._transform(code)
         filename = _cell_filename(self.execution_count, code)
         return self._run_source(source, filename, silent)
 
@@ -390,7 +440,10 @@ class _Exiter:
         return "Use exit() or Ctrl-D (i.e. EOF) to exit"
 
     def __call__(self, keep_kernel=False):
+        """ipykernel's ZMQExitAutocall: the ask_exit payload, and unless
+        keep_kernel the kernel stops once the cell's reply is sent."""
         self._shell.payload.append({"source": "ask_exit", "keepkernel": bool(keep_kernel)})
+        self._shell._exit_now = not keep_kernel
 
 
 def _ends_with_semicolon(lines, node):

@@ -1163,6 +1163,186 @@ class Magics:
     def line_pinfo2(self, line):
         return self.line_pinfo(line, 1)
 
+    # -- IPython's other inspection magics (%pdef %pdoc %psource %pfile %page) -----------
+    def _find_object(self, name):
+        """(found, obj) for a dotted name in the user's namespace or the
+        builtins, without evaluating anything else (IPython's _ofind)."""
+        import builtins
+        parts = name.split(".")
+        if not name or not all(p.isidentifier() for p in parts):
+            return False, None
+        for ns in (self.shell.user_ns, builtins.__dict__):
+            if parts[0] in ns:
+                obj = ns[parts[0]]
+                try:
+                    for attr in parts[1:]:
+                        obj = getattr(obj, attr)
+                except Exception:
+                    return False, None
+                return True, obj
+        return False, None
+
+    @staticmethod
+    def _inspector():
+        """IPython's Inspector with ipykernel's colour scheme (IPython is
+        needed for these magics, as they show IPython's own layout)."""
+        try:
+            from IPython.core.oinspect import Inspector, InspectColors
+            from IPython.utils import PyColorize
+        except ImportError:
+            raise UsageError("this magic needs IPython (apt-get install python3-ipython)") from None
+        return Inspector(InspectColors, PyColorize.ANSICodeColors, "Neutral")
+
+    def _inspect(self, meth, line):
+        name = line.strip()
+        found, obj = self._find_object(name)
+        if not found:
+            print("Object `%s` not found." % name)
+            return
+        insp = self._inspector()
+        if meth == "pdoc":
+            insp.pdoc(obj, name)
+        else:
+            getattr(insp, meth)(obj, name)
+
+    def line_pdef(self, line):
+        """%pdef OBJ: the call signature of a callable."""
+        self._inspect("pdef", line)
+
+    def line_pdoc(self, line):
+        """%pdoc OBJ: the docstring (in the pager)."""
+        self._inspect("pdoc", line)
+
+    def line_psource(self, line):
+        """%psource OBJ: the source code (in the pager, coloured)."""
+        self._inspect("psource", line)
+
+    def line_pfile(self, line):
+        """%pfile OBJ: the whole file the object was defined in (in the pager)."""
+        self._inspect("pfile", line)
+
+    def line_page(self, line):
+        """%page [-r] OBJ: the object pretty-printed (-r: str()) in the pager."""
+        opts, name = _parse_options(line, "r")
+        found, obj = self._find_object(name or "_")
+        if not found:
+            print("Object `%s` not found" % (name or "_"))
+            return
+        if "r" in opts:
+            text = str(obj)
+        else:
+            from pprint import pformat
+            text = pformat(obj)
+        self._page(text)
+
+    def _pycolorize(self, src):
+        try:
+            from IPython.utils import PyColorize
+        except ImportError:
+            return src
+        return PyColorize.Parser(style="Neutral").format(src, "str")
+
+    def line_pycat(self, line):
+        """%pycat FILE: a Python file, coloured, in the pager."""
+        path = line.strip()
+        try:
+            with open(os.path.expanduser(path), "rb") as fh:
+                raw = fh.read()
+        except (OSError, ValueError):
+            print("Error: no such file, variable, URL, history range or macro")
+            return
+        import io
+        import tokenize
+        try:
+            text = tokenize.TextIOWrapper(io.BytesIO(raw), tokenize.detect_encoding(io.BytesIO(raw).readline)[0],
+                                          line_buffering=True).read()
+        except (SyntaxError, LookupError):
+            text = raw.decode("utf-8", "replace")
+        self._page(self._pycolorize(text))
+
+    def line_less(self, line):
+        """%less FILE (ipykernel's): the file in the pager, coloured when .py."""
+        path = line.strip()
+        if not path:
+            raise UsageError("Missing filename.")
+        with open(path) as fh:
+            text = fh.read()
+        self._page(self._pycolorize(text) if path.endswith(".py") else text)
+
+    line_more = line_less
+
+    def line_xdel(self, line):
+        """%xdel [-n] NAME: delete a variable and the references the output
+        history holds to it (-n: by name only)."""
+        opts, name = _parse_options(line, "n")
+        ns = self.shell.user_ns
+        try:
+            if name in ("__builtin__", "__builtins__"):
+                raise ValueError("Refusing to delete %s" % name)
+            if name not in ns:
+                raise NameError("name '%s' is not defined" % name)
+            obj = ns[name]
+            del ns[name]
+            if "n" not in opts:
+                out = self.shell._out
+                for k in [k for k, v in out.items() if v is obj]:
+                    del out[k]
+                for k in ("_", "__", "___"):
+                    if ns.get(k) is obj:
+                        ns[k] = ""
+        except (NameError, ValueError) as e:
+            print(type(e).__name__ + ": " + str(e))
+
+    def line_reset_selective(self, line):
+        """%reset_selective [-f] REGEX: delete the variables whose names match."""
+        opts, regex = _parse_options(line, "f")
+        if "f" not in opts:
+            from cellbox._kernel import _read_line
+            ans = _read_line("Once deleted, variables cannot be recovered. Proceed (y/[n])? ", False)
+            if ans.strip().lower() not in ("y", "yes"):
+                print("Nothing done.")
+                return
+        if not regex:
+            print("No regex pattern specified. Nothing done.")
+            return
+        m = re.compile(regex)
+        for n in self.line_who_ls(""):
+            if m.search(n):
+                del self.shell.user_ns[n]
+
+    def line_conda(self, line):
+        """%conda: only in a conda environment (never a Debian Python)."""
+        if not os.path.isdir(os.path.join(sys.prefix, "conda-meta")):
+            raise ValueError("The python kernel does not appear to be a conda environment.  "
+                             "Please use ``%pip install`` instead.")
+        self.system("conda " + line)
+
+    def line_automagic(self, line):
+        """%automagic [on|off]: whether `pwd` works without the %."""
+        arg = line.strip().lower()
+        if arg in ("on", "1", "true"):
+            val = True
+        elif arg in ("off", "0", "false"):
+            val = False
+        else:
+            val = not self.shell.automagic
+        self.shell.automagic = val
+        print("\nAutomagic is %s, %% prefix %s needed for line magics." % (("ON", "IS NOT") if val else ("OFF", "IS")))
+
+    def line_store(self, line):
+        """%store (IPython's storemagic): variables kept across sessions in
+        IPython's profile database (~/.ipython/profile_default/db), shared
+        with IPython and ipykernel."""
+        store = getattr(self, "_storemagic", None)
+        if store is None:
+            try:
+                from IPython.extensions.storemagic import StoreMagics
+            except ImportError:
+                raise UsageError("%store needs IPython (apt-get install python3-ipython)") from None
+            from cellbox._ipython import get_shell
+            store = self._storemagic = StoreMagics(shell=get_shell())
+        return store.store(line)
+
     def line_psearch(self, line):
         import fnmatch
         pat = line.strip()
