@@ -67,6 +67,7 @@ class Shell:
             "Out": self._out, "_oh": self._out,
             "_": "", "__": "", "___": "",
             "_i": "", "_ii": "", "_iii": "",
+            "_dh": [os.getcwd()],   # IPython's directory history (%cd, %dhist)
             "get_ipython": self.get_ipython,
             "exit": _Exiter(self), "quit": _Exiter(self),
         })

@@ -420,16 +420,141 @@ class Magics:
 
     # -- files and folders --------------------------------------------------------
     def line_cd(self, line):
-        target = line.strip() or os.path.expanduser("~")
-        if target == "-":
-            target = self.shell.user_ns.get("_dh", [os.getcwd()])[-2] if len(self.shell.user_ns.get("_dh", [])) > 1 else os.getcwd()
-        target = os.path.expanduser(target.strip("'\""))
+        """IPython's %cd: DIR, `-` (the previous one), `-N` (_dh[N]), `--PART`
+        (the latest directory in _dh containing PART), a bookmark name (or
+        -b NAME), nothing (home); -q: quiet. Every change is kept in _dh."""
+        import pathlib
         try:
-            os.chdir(target)
+            oldcwd = pathlib.Path.cwd()
+        except FileNotFoundError:
+            oldcwd = None
+        dh = self.shell.user_ns.setdefault("_dh", [])
+        opts = {}
+        numcd = re.match(r"(-)(\d+)$", line.strip())
+        if numcd:
+            try:
+                ps = dh[int(numcd.group(2))]
+            except IndexError:
+                print("The requested directory does not exist in history.")
+                return
+        elif line.strip().startswith("--"):
+            pat, ps, fallback = line.strip()[2:], None, None
+            for ent in reversed(dh):
+                ent = str(ent)
+                if pat in os.path.basename(ent) and os.path.isdir(ent):
+                    ps = ent
+                    break
+                if fallback is None and pat in ent and os.path.isdir(ent):
+                    fallback = ent
+            ps = ps or fallback
+            if ps is None:
+                print("No matching entry in directory history")
+                return
+        else:
+            opts, ps = _parse_options(line, "qb")
+        if ps == "-":
+            if len(dh) < 2:
+                raise UsageError("%cd -: No previous directory to change to.")
+            ps = dh[-2]
+        elif ps and (not os.path.isdir(ps) or "b" in opts):
+            bkms = self._db_get("bookmarks", {})
+            if ps in bkms:
+                print("(bookmark:%s) -> %s" % (ps, bkms[ps]))
+                ps = bkms[ps]
+            elif "b" in opts:
+                raise UsageError("Bookmark '%s' not found.  Use '%%bookmark -l' to see your bookmarks." % ps)
+        try:
+            os.chdir(os.path.expanduser(str(ps)) if ps else os.path.expanduser("~"))
         except OSError as e:
-            raise UsageError("cd: %s" % e)
-        self.shell.user_ns.setdefault("_dh", []).append(os.getcwd())
-        print(os.getcwd())
+            print(e)
+        else:
+            cwd = pathlib.Path.cwd()
+            if oldcwd != cwd:
+                dh.append(cwd)
+        if "q" not in opts and dh:
+            print(dh[-1])
+
+    def _db_get(self, key, default):
+        try:
+            from cellbox._ipython import get_shell
+            return get_shell().db.get(key, default)
+        except Exception:   # no pickleshare, or no writable home: no bookmarks
+            return default
+
+    def line_dhist(self, line):
+        """%dhist [N | N1 N2]: the directory history (_dh)."""
+        dh = self.shell.user_ns.setdefault("_dh", [])
+        args = line.split()
+        try:
+            nums = [int(a) for a in args]
+        except ValueError:
+            raise UsageError("%dhist [N | N1 N2]") from None
+        if len(nums) == 1:
+            ini, fin = max(len(dh) - nums[0], 0), len(dh)
+        elif len(nums) == 2:
+            ini, fin = nums[0], min(nums[1], len(dh))
+        elif not nums:
+            ini, fin = 0, len(dh)
+        else:
+            raise UsageError("%dhist [N | N1 N2]")
+        print("Directory history (kept in _dh)")
+        for i in range(ini, fin):
+            print("%d: %s" % (i, dh[i]))
+
+    def _dir_stack(self):
+        if not hasattr(self.shell, "dir_stack"):
+            self.shell.dir_stack = []
+        return self.shell.dir_stack
+
+    def line_pushd(self, line):
+        """%pushd [DIR]: cd to DIR, keeping the current directory on the stack."""
+        home = os.path.expanduser("~")
+        cwd = os.getcwd().replace(home, "~")
+        if line.strip():
+            self.line_cd(line)
+        self._dir_stack().insert(0, cwd)
+        return self._dir_stack()
+
+    def line_popd(self, line):
+        """%popd: back to the directory on top of the stack."""
+        if not self._dir_stack():
+            raise UsageError("%popd on empty stack")
+        top = self._dir_stack().pop(0)
+        self.line_cd(top)
+        print("popd ->", top)
+
+    def line_dirs(self, line):
+        """%dirs: the directory stack."""
+        return self._dir_stack()
+
+    def line_bookmark(self, line):
+        """%bookmark NAME [DIR] | -l | -d NAME | -r: directory bookmarks in
+        IPython's profile database (shared with IPython)."""
+        opts, args = _parse_options(line, "drl", mode="list")
+        if len(args) > 2:
+            raise UsageError("%bookmark: too many arguments")
+        from cellbox._ipython import get_shell
+        db = get_shell().db
+        bkms = db.get("bookmarks", {})
+        if "d" in opts:
+            if not args:
+                raise UsageError("%bookmark -d: must provide a bookmark to delete")
+            if args[0] not in bkms:
+                raise UsageError("%%bookmark -d: Can't delete bookmark '%s'" % args[0])
+            del bkms[args[0]]
+        elif "r" in opts:
+            bkms = {}
+        elif "l" in opts:
+            names = sorted(bkms)
+            size = max(map(len, names)) if names else 0
+            print("Current bookmarks:")
+            for name in names:
+                print(("%-" + str(size) + "s -> %s") % (name, bkms[name]))
+        else:
+            if not args:
+                raise UsageError("%bookmark: You must specify the bookmark name")
+            bkms[args[0]] = os.getcwd() if len(args) == 1 else args[1]
+        db["bookmarks"] = bkms
 
     def line_pwd(self, line):
         return os.getcwd()
