@@ -95,9 +95,20 @@ static cJSON *output_from_msg(const char *msg_type, const cJSON *content)
     return out;
 }
 
+/* The cell at cell_index: remembered, as every message of a cell asks for
+ * it and nb_cell_at() walks the list (a notebook may have 100,000 cells). */
+static cJSON *cell_of(nb_outputs *o, int cell_index)
+{
+    if (!o->cell_cached || o->cached_index != cell_index) {
+        o->cell_cached = nb_cell_at(o->nb, cell_index);
+        o->cached_index = cell_index;
+    }
+    return o->cell_cached;
+}
+
 static cJSON *cell_outputs(nb_outputs *o, int cell_index)
 {
-    cJSON *cell = nb_cell_at(o->nb, cell_index);
+    cJSON *cell = cell_of(o, cell_index);
     cJSON *outs = cb_json_arr(cell, "outputs");
     if (!outs) {
         outs = cJSON_CreateArray();
@@ -120,7 +131,7 @@ static void forget_cell_refs(nb_outputs *o, int cell_index)
 
 static void clear_cell(nb_outputs *o, int cell_index)
 {
-    cb_json_set(nb_cell_at(o->nb, cell_index), "outputs", cJSON_CreateArray());
+    cb_json_set(cell_of(o, cell_index), "outputs", cJSON_CreateArray());
     forget_cell_refs(o, cell_index);
     o->tail = NULL;
 }
@@ -486,7 +497,7 @@ static void send_to_kernel(kn_client *c, nb_outputs *o)
         cJSON *content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "comm_id", cb_json_str(msg, "comm_id", ""));
         cJSON_AddItemToObject(content, "data", nb_json_dup(cb_json_obj(msg, "data")));
-        cb_autofree char *text = cJSON_PrintUnformatted(content);
+        cb_autofree char *text = nb_json_print_msg(content);
         cJSON_Delete(content);
         kn_client_send_with_parent(c, KN_CH_SHELL, "comm_msg", text, cb_json_obj(msg, "parent"));
     }
@@ -608,7 +619,20 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
     }
     bool allows_errors = o->allow_errors || nb_cell_has_tag(cell, "raises-exception");
     char msg_id[KN_MSG_ID_LEN];
-    if (kn_client_execute(rs->k, nb_cell_source(cell), true, false, !allows_errors, msg_id) < 0) {
+    /* kn_client_execute()'s request, printed so that a NUL in the source
+     * reaches the kernel as \u0000 (the kernel says what it makes of it) */
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "code", nb_cell_source(cell));
+    cJSON_AddBoolToObject(req, "silent", false);
+    cJSON_AddBoolToObject(req, "store_history", true);
+    cJSON_AddObjectToObject(req, "user_expressions");
+    cJSON_AddBoolToObject(req, "allow_stdin", false);
+    cJSON_AddBoolToObject(req, "stop_on_error", !allows_errors);
+    char *req_text = nb_json_print_msg(req);
+    cJSON_Delete(req);
+    int sent = kn_client_send(rs->k, KN_CH_SHELL, "execute_request", req_text, msg_id);
+    free(req_text);
+    if (sent < 0) {
         set_reason(rs->r, NB_DEAD, idx, cell, "cannot send the execute_request to the kernel");
         return false;
     }
@@ -618,6 +642,7 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
     double now = cb_mono_s();
     double cell_deadline = o->timeout > 0 ? now + o->timeout : 0;
     double idle_deadline = 0;   /* set when the reply is in */
+    double reply_deadline = 0;  /* set when idle came first */
     double interrupt_deadline = 0;
     double iopub_timeout = o->iopub_timeout > 0 ? o->iopub_timeout : 4;
     bool got_reply = false, got_idle = false, timed_out = false;
@@ -633,6 +658,8 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
             until = interrupt_deadline - now;
         else if (cell_deadline > 0)
             until = cell_deadline - now;
+        if (got_idle && !got_reply && reply_deadline - now < until)
+            until = reply_deadline - now;
         double save_in = autosave_due_in(rs, now);
         if (save_in < until)
             until = save_in > 0.001 ? save_in : 0.001;  /* wake up for the autosave, then look at the deadlines */
@@ -655,6 +682,8 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
                         if (timing)
                             cb_json_set(timing, "iopub.status.idle", timestamp(m->date));
                         got_idle = true;
+                        if (!got_reply)
+                            reply_deadline = cb_mono_s() + iopub_timeout;
                     }
                 } else if (strcmp(t, "execute_input") == 0) {
                     if (timing)
@@ -681,6 +710,19 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
             if (got_reply) {
                 cb_warn("notebooks", "cell %d: no IOPub idle %g s after the execute_reply; going on", idx + 1,
                         iopub_timeout);
+                break;
+            }
+            if (got_idle && now >= reply_deadline) {
+                /* idle for the request and no reply: the kernel failed to
+                 * handle it (ipykernel logs an exception in its handler for
+                 * a source holding a NUL) and no reply will ever come */
+                cb_autofree char *ev = cb_printf_new("the kernel went idle without replying to the execute_request "
+                                                     "(it failed to handle the cell; see the kernel's log)");
+                add_error_output(&rs->outs, idx, "NoReplyError", ev);
+                reply = cJSON_CreateObject();
+                cJSON_AddStringToObject(reply, "status", "error");
+                cJSON_AddStringToObject(reply, "ename", "NoReplyError");
+                cJSON_AddStringToObject(reply, "evalue", ev);
                 break;
             }
             if (!timed_out && cell_deadline > 0 && cb_mono_s() >= cell_deadline) {
@@ -822,8 +864,8 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
     double save_interval = o->save_interval > 0 ? o->save_interval : 1;
     if (o->hooks.save && !o->papermill)
         clear_cells_to_run(nb);  /* papermill's notebook_start cleared every cell already */
-    for (int i = 0; i < n; i++) {
-        cJSON *cell = nb_cell_at(nb, i);
+    cJSON *cell = nb->cells->child;
+    for (int i = 0; i < n && cell; i++, cell = cell->next) {
         if (o->papermill)
             nb_pm_cell_start(cell);
         if (o->hooks.cell_start)
@@ -850,12 +892,11 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
     r->code_cells_run = rs.count;
     /* cells that did not run in this execution must not show old outputs */
     if (stopped_at >= 0 && !o->papermill) {
-        for (int i = stopped_at + 1; i < n; i++) {
-            cJSON *cell = nb_cell_at(nb, i);
-            if (strcmp(nb_cell_type(cell), "code") != 0)
+        for (cJSON *c = nb_cell_at(nb, stopped_at + 1); c; c = c->next) {
+            if (strcmp(nb_cell_type(c), "code") != 0)
                 continue;
-            cb_json_set(cell, "outputs", cJSON_CreateArray());
-            cb_json_set(cell, "execution_count", cJSON_CreateNull());
+            cb_json_set(c, "outputs", cJSON_CreateArray());
+            cb_json_set(c, "execution_count", cJSON_CreateNull());
         }
     }
     nb_outputs_store_widgets(&rs.outs);

@@ -50,6 +50,8 @@ typedef struct nb_outputs {
     cJSON *out_widgets;           /* comm_id -> {"outputs": [...], "clear": bool, "msg_id": "..."} */
     cJSON *out_hooks;             /* msg_id -> [comm_id, ...] (a stack) */
     cJSON *to_kernel;             /* [{"comm_id", "data", "parent"}]: comm_msgs the caller sends */
+    cJSON *cell_cached;           /* the cell at cached_index (borrowed) */
+    int cached_index;
 } nb_outputs;
 
 void nb_outputs_init(nb_outputs *o, nb_notebook *nb);

@@ -425,28 +425,50 @@ static int validate(vctx *v, nb_notebook *nb)
     return 0;
 }
 
-/* nbformat's _normalize(): from 4.5 on, every cell has a unique id. */
+/* nbformat's _normalize(): from 4.5 on, every cell has a unique id. The
+ * duplicates are found by sorting (id, position): a notebook of 100,000
+ * cells must not cost 100,000^2 comparisons. */
+typedef struct id_ref {
+    const char *id;
+    int index;
+} id_ref;
+
+static int cmp_id_ref(const void *a, const void *b)
+{
+    const id_ref *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
 static void repair_ids(nb_notebook *nb, const char *name)
 {
     if (nb->minor < 5)
         return;
-    int ci = 0, missing = 0;
+    int n = cJSON_GetArraySize(nb->cells), ci = 0, missing = 0, with_id = 0;
+    id_ref *refs = cb_calloc(n ? (size_t)n : 1, sizeof *refs);
+    bool *dup = cb_calloc(n ? (size_t)n : 1, sizeof *dup);
+    for (cJSON *cell = nb->cells->child; cell; cell = cell->next, ci++)
+        if (nb_cell_id(cell))
+            refs[with_id++] = (id_ref){nb_cell_id(cell), ci};
+    qsort(refs, (size_t)with_id, sizeof *refs, cmp_id_ref);
+    for (int i = 1; i < with_id; i++)
+        if (strcmp(refs[i].id, refs[i - 1].id) == 0)
+            dup[refs[i].index] = true;  /* the first cell with an id keeps it */
+    ci = 0;
     for (cJSON *cell = nb->cells->child; cell; cell = cell->next, ci++) {
         const char *id = nb_cell_id(cell);
-        bool dup = false;
-        if (id)
-            for (cJSON *prev = nb->cells->child; prev != cell && !dup; prev = prev->next)
-                dup = nb_cell_id(prev) && strcmp(nb_cell_id(prev), id) == 0;
-        if (id && !dup)
+        if (id && !dup[ci])
             continue;
         char fresh[9];
         nb_new_cell_id(fresh);
-        if (dup)
+        if (dup[ci])
             cb_warn("notebooks", "%s: cell %d: duplicate id '%s' replaced by '%s'", name, ci + 1, id, fresh);
         else
             missing++;
         cb_json_set(cell, "id", cJSON_CreateString(fresh));
     }
+    free(refs);
+    free(dup);
     if (missing)
         cb_warn("notebooks", "%s: %d cell(s) without an id (required by nbformat 4.5) got new ids", name, missing);
 }
@@ -475,15 +497,65 @@ nb_notebook *nb_notebook_parse(const char *data, size_t len, const char *name, c
     return nb;
 }
 
+/* Reads fd to its end into b. It stops early when what came so far
+ * already cannot be JSON: the first byte after a BOM and whitespace starts
+ * no JSON value (/dev/zero, a sparse or binary file), and reading such a
+ * file to its end could take gigabytes for nothing. The parser then says
+ * why from what is in b, as it would from the whole file. */
+int nb_notebook_read_fd(int fd, cb_buf *b)
+{
+    char chunk[65536];
+    size_t scan = 0;   /* bytes of leading whitespace seen */
+    bool decided = false;
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+        cb_buf_append(b, chunk, (size_t)r);
+        if (decided)
+            continue;
+        if (scan == 0 && b->len >= 3 && memcmp(b->data, "\xEF\xBB\xBF", 3) == 0)
+            scan = 3;
+        if (scan == 0 && b->len < 3 && (unsigned char)b->data[0] == 0xEF)
+            continue;  /* maybe a BOM: wait for its end */
+        while (scan < b->len && (b->data[scan] == ' ' || b->data[scan] == '\t' || b->data[scan] == '\r' ||
+                                 b->data[scan] == '\n'))
+            scan++;
+        if (scan < b->len) {
+            decided = true;
+            char c = b->data[scan];
+            if (!c || !strchr("{[\"-0123456789tfnNI", c))
+                return 0;
+        }
+    }
+}
+
 nb_notebook *nb_notebook_read(const char *path, char **err)
 {
-    size_t len;
-    cb_autofree char *text = cb_read_file(path, &len);
-    if (!text) {
-        *err = cb_printf_new("%s: cannot read: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        fd = -1;
+        errno = EISDIR;
+    }
+    cb_buf b = CB_BUF_INIT;
+    if (fd < 0 || nb_notebook_read_fd(fd, &b) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        cb_buf_clear(&b);
+        *err = cb_printf_new("%s: cannot read: %s", path, strerror(e));
         return NULL;
     }
-    return nb_notebook_parse(text, len, path, err);
+    close(fd);
+    nb_notebook *nb = nb_notebook_parse(b.data ? b.data : "", b.len, path, err);
+    cb_buf_clear(&b);
+    return nb;
 }
 
 void nb_notebook_free(nb_notebook *nb)
@@ -533,6 +605,22 @@ int nb_notebook_write(const nb_notebook *nb, const char *path, char **err)
         int rc = write_notebook(nb, &buf, STDOUT_FILENO);
         if (rc < 0)
             *err = cb_printf_new("cannot write to stdout: %s", strerror(errno));
+        cb_buf_clear(&buf);
+        return rc;
+    }
+    /* a device or a FIFO (-o /dev/null, -o /dev/stdout, a named pipe) is
+     * written to: renaming over it would replace the device node itself */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        int rc = fd < 0 ? -1 : write_notebook(nb, &buf, fd);
+        int e = errno;
+        if (fd >= 0 && close(fd) < 0 && rc == 0) {
+            rc = -1;
+            e = errno;
+        }
+        if (rc < 0)
+            *err = cb_printf_new("cannot write %s: %s", path, strerror(e));
         cb_buf_clear(&buf);
         return rc;
     }

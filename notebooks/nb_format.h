@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/buf.h"
+
 typedef struct nb_notebook {
     cJSON *root;        /* the document */
     cJSON *cells;       /* borrowed from root: the cells array */
@@ -35,6 +37,10 @@ typedef struct nb_notebook {
  * missing". Warnings (repaired ids) go to the log. */
 nb_notebook *nb_notebook_read(const char *path, char **err);
 nb_notebook *nb_notebook_parse(const char *data, size_t len, const char *name, char **err);
+/* Appends what fd holds to b, stopping early when it cannot be JSON (its
+ * first byte starts no JSON value): parse b for the reason. -1 with errno
+ * when a read failed. */
+int nb_notebook_read_fd(int fd, cb_buf *b);
 void nb_notebook_free(nb_notebook *nb);
 
 /* nbformat.writes(): owned text ending in a newline. */

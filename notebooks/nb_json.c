@@ -359,7 +359,10 @@ static int parse_string(parser *p, cb_buf *b)
             } else if (cp >= 0xD800 && cp <= 0xDFFF) {
                 cp = 0xFFFD;  /* lone surrogate: not representable in UTF-8 */
             }
-            put_utf8(b, cp);
+            if (cp == 0)
+                cb_buf_append(b, NB_JSON_NUL, 2);  /* a C string cannot hold it (see nb_json.h) */
+            else
+                put_utf8(b, cp);
             break;
         }
         default:
@@ -474,6 +477,42 @@ static cJSON *parse_array(parser *p, int depth)
     }
 }
 
+typedef struct key_ref {
+    cJSON *item;
+    size_t index;
+} key_ref;
+
+static int cmp_key_ref(const void *a, const void *b)
+{
+    const key_ref *x = a, *y = b;
+    int c = strcmp(x->item->string, y->item->string);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Duplicate keys of a big object, found by sorting: the last value wins,
+ * at the first position (a Python dict). */
+static void dedupe_keys(cJSON *obj, size_t n)
+{
+    key_ref *refs = cb_malloc(n * sizeof *refs);
+    size_t i = 0;
+    for (cJSON *c = obj->child; c && i < n; c = c->next, i++)
+        refs[i] = (key_ref){c, i};
+    n = i;
+    qsort(refs, n, sizeof *refs, cmp_key_ref);
+    for (size_t a = 0; a < n;) {
+        size_t b = a;
+        while (b + 1 < n && strcmp(refs[b + 1].item->string, refs[a].item->string) == 0)
+            b++;
+        if (b > a) {
+            for (size_t k = a + 1; k < b; k++)
+                cJSON_Delete(cJSON_DetachItemViaPointer(obj, refs[k].item));
+            cJSON_ReplaceItemViaPointer(obj, refs[a].item, cJSON_DetachItemViaPointer(obj, refs[b].item));
+        }
+        a = b + 1;
+    }
+    free(refs);
+}
+
 static cJSON *parse_object(parser *p, int depth)
 {
     cJSON *obj = cJSON_CreateObject();
@@ -495,10 +534,6 @@ static cJSON *parse_object(parser *p, int depth)
         if (parse_string(p, &key) < 0)
             goto bad;
         const char *k = key.len ? key.data : "";  /* data may hold an older key when len is 0 */
-        if (key.len && memchr(key.data, '\0', key.len)) {
-            fail(p, "NUL character in property name");
-            goto bad;
-        }
         skip_ws(p);
         if (p->pos >= p->len || p->s[p->pos] != ':') {
             fail(p, "expected ':' after property name");
@@ -524,6 +559,8 @@ static cJSON *parse_object(parser *p, int depth)
         if (p->pos < p->len && p->s[p->pos] == '}') {
             p->pos++;
             cb_buf_clear(&key);
+            if (count >= 512)
+                dedupe_keys(obj, count);
             return obj;
         }
         fail(p, "expected ',' or '}' in object");
@@ -613,6 +650,24 @@ cJSON *nb_json_parse_msg(const char *data, size_t len)
     return nb_json_parse(data, len, 0, NULL);
 }
 
+char *nb_json_print_msg(const cJSON *j)
+{
+    char *text = cJSON_PrintUnformatted(j);
+    if (!text || !strstr(text, NB_JSON_NUL))
+        return text;
+    cb_buf b = CB_BUF_INIT;
+    for (const char *p = text, *hit; *p; p = hit + 2) {
+        if (!(hit = strstr(p, NB_JSON_NUL))) {
+            cb_buf_puts(&b, p);
+            break;
+        }
+        cb_buf_append(&b, p, (size_t)(hit - p));
+        cb_buf_puts(&b, "\\u0000");
+    }
+    cJSON_free(text);
+    return cb_buf_steal(&b);
+}
+
 /* ------------------------------------------------------------------- writer */
 
 /* The writer appends to out and, with a file descriptor, hands out's
@@ -642,9 +697,16 @@ static void write_string_n(cb_buf *out, const char *s, size_t n)
     const char *run = s, *end = s + n;
     for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)end; p++) {
         unsigned char c = *p;
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0xC0)
+            continue;
+        if (c == 0xC0 && !(p + 1 < (const unsigned char *)end && p[1] == 0x80))
             continue;
         cb_buf_append(out, run, (size_t)((const char *)p - run));
+        if (c == 0xC0) {  /* NB_JSON_NUL */
+            cb_buf_puts(out, "\\u0000");
+            run = (const char *)++p + 1;
+            continue;
+        }
         switch (c) {
         case '"': cb_buf_puts(out, "\\\""); break;
         case '\\': cb_buf_puts(out, "\\\\"); break;

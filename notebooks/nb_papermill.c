@@ -450,9 +450,9 @@ char *nb_params_code(const cJSON *params, const char *kernel_name, const char *l
 
 static int find_tagged(const nb_notebook *nb, const char *tag)
 {
-    int n = nb_cell_count(nb);
-    for (int i = 0; i < n; i++)
-        if (nb_cell_has_tag(nb_cell_at(nb, i), tag))
+    int i = 0;
+    for (const cJSON *cell = nb->cells->child; cell; cell = cell->next, i++)
+        if (nb_cell_has_tag(cell, tag))
             return i;
     return -1;
 }

@@ -447,19 +447,11 @@ static cb_buf g_stdin_nb = CB_BUF_INIT;
 
 static int read_stdin_notebook(void)
 {
-    char chunk[65536];
-    for (;;) {
-        ssize_t r = read(STDIN_FILENO, chunk, sizeof chunk);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            fprintf(stderr, "cellbox run: cannot read the notebook from stdin: %s\n", strerror(errno));
-            return -1;
-        }
-        if (r == 0)
-            return 0;
-        cb_buf_append(&g_stdin_nb, chunk, (size_t)r);
+    if (nb_notebook_read_fd(STDIN_FILENO, &g_stdin_nb) < 0) {
+        fprintf(stderr, "cellbox run: cannot read the notebook from stdin: %s\n", strerror(errno));
+        return -1;
     }
+    return 0;
 }
 
 static nb_notebook *read_notebook(const char *path, char **err)
@@ -845,7 +837,9 @@ static void run_job(run_ctx *c, job *j)
         if (strcmp(j->output, "-") == 0)
             eo.kernel_stdout_fd = STDERR_FILENO;
         /* progress goes where the notebook goes, never to stdout before the end (papermill) */
-        if (o->save_progress && strcmp(j->output, "-") != 0)
+        struct stat ost;
+        bool special = stat(j->output, &ost) == 0 && !S_ISREG(ost.st_mode);  /* a FIFO gets one notebook */
+        if (o->save_progress && strcmp(j->output, "-") != 0 && !special)
             eo.hooks.save = hook_save;
         nb_exec_result r;
         memset(&r, 0, sizeof r);
@@ -985,6 +979,8 @@ static int plan_outputs(const run_opts *o, job *jobs)
             struct stat st;
             if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
                 return bad_usage("cannot write %s: the folder %s does not exist", j->output, dir);
+            if (stat(j->output, &st) == 0 && S_ISDIR(st.st_mode))
+                return bad_usage("cannot write %s: it is a folder", j->output);
             if (access(dir, W_OK | X_OK) < 0)
                 return bad_usage("cannot write %s: %s", j->output, strerror(errno));
         }

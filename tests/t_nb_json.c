@@ -72,6 +72,9 @@ static void test_write(void)
         {"\"\\ud800x\"", "\"\xef\xbf\xbdx\""},
         {"{\"\xc3\xa9\": 1, \"z\": 2, \"Z\": 3, \"\": 4}", "{\n \"\": 4,\n \"Z\": 3,\n \"z\": 2,\n \"\xc3\xa9\": 1\n}"},
         {"\xef\xbb\xbf[1]", "[\n 1\n]"},
+        /* U+0000 survives (stored as C0 80, written back as \u0000), in values and keys */
+        {"\"a\\u0000b\\u0000\"", "\"a\\u0000b\\u0000\""},
+        {"{\"k\\u0000\": \"\\u0000\"}", "{\n \"k\\u0000\": \"\\u0000\"\n}"},
     };
     for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
         char *got = roundtrip(cases[i].in);
@@ -116,6 +119,26 @@ static void test_errors(void)
         cJSON_Delete(j);
         free(err);
     }
+    /* a big object's duplicate keys: the last value at the first position */
+    cb_buf big = CB_BUF_INIT;
+    cb_buf_puts(&big, "{\"dup\": 0");
+    for (int i = 0; i < 700; i++)
+        cb_buf_printf(&big, ", \"k%d\": %d", i, i);
+    cb_buf_puts(&big, ", \"dup\": 1, \"dup\": 2}");
+    cJSON *bj = nb_json_parse(big.data, big.len, 0, NULL);
+    int ndup = 0;
+    for (cJSON *c = bj ? bj->child : NULL; c; c = c->next)
+        ndup += strcmp(c->string, "dup") == 0;
+    ok(bj && ndup == 1 && cJSON_GetArraySize(bj) == 701 && strcmp(bj->child->string, "dup") == 0 &&
+           cJSON_GetObjectItemCaseSensitive(bj, "dup")->valuedouble == 2,
+       "701 keys with 'dup' 3 times: one 'dup', first, the last value");
+    cJSON_Delete(bj);
+    cb_buf_clear(&big);
+    cJSON *nul = cJSON_CreateString("x" NB_JSON_NUL "y");
+    char *msg = nb_json_print_msg(nul);
+    ok(msg && strcmp(msg, "\"x\\u0000y\"") == 0, "a NUL goes to a kernel as \\u0000: %s", msg);
+    free(msg);
+    cJSON_Delete(nul);
     cb_buf deep = CB_BUF_INIT;
     for (int i = 0; i < 5000; i++)
         cb_buf_putc(&deep, '[');
