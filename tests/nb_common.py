@@ -89,6 +89,15 @@ def run(args, env=None, timeout=300, cwd=None, input=None):
                           cwd=cwd, input=input)
 
 
+def pid_alive(pid):
+    """True while the process exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def load(path):
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)

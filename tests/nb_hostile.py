@@ -69,14 +69,6 @@ def valid(path):
         return None
 
 
-def pid_alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as fh:
-            return fh.read().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
 def one_line(r, name, last=False):
     """stderr is one line naming the notebook (with last: its last line is;
     ipykernel writes tracebacks of its own there)."""
@@ -248,7 +240,7 @@ def main():
             "    time.sleep(300)\n    os._exit(0)\nwhile not os.path.exists('child.pid'):\n    time.sleep(0.01)\nprint('parent')"]))
         r = run("run", p, timeout=120)
         cpid = int(C.read_text(os.path.join(d, "child.pid"))) if os.path.exists(os.path.join(d, "child.pid")) else 0
-        alive = cpid and pid_alive(cpid)
+        alive = cpid and C.pid_alive(cpid)
         if alive:
             os.kill(cpid, 9)
         t.ok(r.returncode == 0 and cpid and not alive and text(C.load(os.path.join(d, "fork.out.ipynb")), 0) == "parent\n",
@@ -271,7 +263,7 @@ def main():
         res = valid(os.path.join(d, "deaf.out.ipynb"))
         kpid = int(C.read_text(os.path.join(d, "deaf.pid")))
         t.ok(r.returncode == 1 and one_line(r, p) and "timed out after 2 s" in r.stderr and res
-             and enames(res, 0) == ["CellTimeoutError"] and not pid_alive(kpid),
+             and enames(res, 0) == ["CellTimeoutError"] and not C.pid_alive(kpid),
              "a SIGINT handler that ignores the interrupt, --timeout 2: kernel stopped, timeout recorded", r.stderr)
         r, p, res, same = case("recursion", make_nb(["def f(): return f()\nf()", "print('never')"]))
         t.ok(r.returncode == 1 and one_line(r, p) and "RecursionError" in r.stderr and res,

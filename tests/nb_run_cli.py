@@ -56,14 +56,6 @@ def text(nb, i):
                    for o in outputs(nb, i) if o["output_type"] == "stream")
 
 
-def pid_alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as fh:
-            return fh.read().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
 def wait_for_file(path, timeout=60):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -74,7 +66,7 @@ def wait_for_file(path, timeout=60):
 
 
 def kill_if_alive(pid):
-    if pid and pid_alive(pid):
+    if pid and C.pid_alive(pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -304,7 +296,7 @@ def main():
         kpid = int(C.read_text(os.path.join(d, "deaf.pid")))
         leftover_pids.append(kpid)
         t.ok(r.returncode == 1 and "ignored the interrupt and was stopped" in r.stderr and enames(res, 0) == ["CellTimeoutError"]
-             and not pid_alive(kpid), "a kernel that ignores the interrupt is stopped, the timeout recorded", r.stderr)
+             and not C.pid_alive(kpid), "a kernel that ignores the interrupt is stopped, the timeout recorded", r.stderr)
 
         # ---------------------------------------------------- dead kernels
         for kernel in ("cellbox", "python3"):
@@ -321,7 +313,7 @@ def main():
         leftover_pids.append(kpid)
         res = C.load(os.path.join(d, "stop.out.ipynb"))
         t.ok(r.returncode == 1 and "the kernel died (no heartbeat for 1 s)" in r.stderr and enames(res, 0) == ["DeadKernelError"]
-             and not pid_alive(kpid), "heartbeat loss (SIGSTOPped kernel) is a dead kernel, and it is killed", r.stderr)
+             and not C.pid_alive(kpid), "heartbeat loss (SIGSTOPped kernel) is a dead kernel, and it is killed", r.stderr)
 
         # a kernel killed from outside, and SIGINT to cellbox, while a cell runs
         waiter = ["import os\nopen('{name}.pid', 'w').write(str(os.getpid()))",
@@ -349,7 +341,7 @@ def main():
                      stderr)
             else:
                 t.ok(ready and proc.returncode == 130 and "interrupted" in stderr and res and enames(res, 1) == ["KeyboardInterrupt"]
-                     and not pid_alive(kpid), "SIGINT to cellbox run: exit 130, partial notebook, kernel gone", stderr)
+                     and not C.pid_alive(kpid), "SIGINT to cellbox run: exit 130, partial notebook, kernel gone", stderr)
 
         # ------------------------------------------------- saving progress
         # SIGKILL to cellbox during a long cell: the notebook saved while the
@@ -453,7 +445,7 @@ def main():
         r = run("run", "-k", "never-ready", "--startup-timeout", "1", simple, timeout=60)
         spid = int(C.read_text(os.path.join(d, "never-ready.pid"))) if os.path.exists(os.path.join(d, "never-ready.pid")) else 0
         leftover_pids.append(spid)
-        t.ok(r.returncode == 1 and "did not become ready within 1 s" in r.stderr and spid and not pid_alive(spid),
+        t.ok(r.returncode == 1 and "did not become ready within 1 s" in r.stderr and spid and not C.pid_alive(spid),
              "startup timeout: reported, the kernel process killed", r.stderr)
         r = run("run", "-k", "nonexistent-kernel", simple)
         t.ok(r.returncode == 1 and "no kernelspec named 'nonexistent-kernel'" in r.stderr, "an unknown -k: clear reason",
