@@ -76,39 +76,6 @@ static void rejoin_mimebundle(cJSON *data)
     }
 }
 
-static void add_line(void *ctx, const char *line, size_t n)
-{
-    cJSON *arr = ctx;
-    cJSON *s = cJSON_CreateString("");
-    free(s->valuestring);
-    s->valuestring = cb_strndup(line, n);
-    cJSON_AddItemToArray(arr, s);
-}
-
-/* Replaces a string by the list of its lines (anything else stays as it
- * is). */
-static void split_item(cJSON *parent, cJSON *item)
-{
-    if (!cJSON_IsString(item))
-        return;
-    cJSON *arr = cJSON_CreateArray();
-    nb_json_splitlines(item->valuestring, strlen(item->valuestring), add_line, arr);
-    replace_keep_key(parent, item, arr);
-}
-
-static void split_mimebundle(cJSON *data)
-{
-    if (!cJSON_IsObject(data))
-        return;
-    for (cJSON *v = data->child, *next; v; v = next) {
-        next = v->next;
-        if (cb_str_has_prefix(v->string, "text/") ||
-            strcmp(v->string, "application/javascript") == 0 ||
-            strcmp(v->string, "image/svg+xml") == 0)
-            split_item(data, v);
-    }
-}
-
 /* Where nbformat's rejoin_lines and split_lines work: each cell's source
  * and attachments, and in code cells each output's data (execute_result,
  * display_data) or text. The text of every other output type is rejoined,
@@ -142,13 +109,8 @@ void nb_rejoin_lines(cJSON *root)
     each_multiline(root, false, join_item, rejoin_mimebundle);
 }
 
-void nb_split_lines(cJSON *root)
-{
-    each_multiline(root, true, split_item, split_mimebundle);
-}
-
-/* The writer's view of nb_split_lines and strip_transient: marks instead of
- * a changed copy, so writing a notebook costs no second tree. */
+/* nbformat's split_lines, as marks the writer honours: each marked string
+ * is written as the list of its lines, so writing costs no second tree. */
 static void mark_item(cJSON *parent, cJSON *item)
 {
     if (cJSON_IsString(item))
@@ -165,23 +127,9 @@ static void mark_mimebundle(cJSON *data)
             mark_item(data, v);
 }
 
-static void mark_skip(cJSON *obj, const char *key)
-{
-    cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-    if (v)
-        v->type |= NB_JSON_SKIP;
-}
-
 static void mark_for_writing(cJSON *root)
 {
     each_multiline(root, true, mark_item, mark_mimebundle);
-    cJSON *md = cb_json_obj(root, "metadata");
-    mark_skip(md, "orig_nbformat");
-    mark_skip(md, "orig_nbformat_minor");
-    mark_skip(md, "signature");
-    cJSON *cells = cb_json_arr(root, "cells");
-    for (cJSON *cell = cells ? cells->child : NULL; cell; cell = cell->next)
-        mark_skip(cb_json_obj(cell, "metadata"), "trusted");
 }
 
 static void strip_transient(cJSON *root)
@@ -566,7 +514,8 @@ void nb_notebook_free(nb_notebook *nb)
     free(nb);
 }
 
-/* Writes nb's JSON to fd, or appends it all to out when fd < 0. The marks
+/* Writes nb's JSON to fd, or appends it all to out when fd < 0 (the keys
+ * nbformat drops on writing were stripped when it was read). The marks
  * live on the notebook's own nodes for the duration (the notebook is
  * const to callers: it reads the same before and after). */
 static int write_notebook(const nb_notebook *nb, cb_buf *out, int fd)

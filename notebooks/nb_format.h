@@ -71,8 +71,7 @@ cJSON *nb_new_markdown_cell(const char *source, bool with_id);
 /* A fresh cell id: 8 lowercase hex digits, like nbformat's. buf >= 9. */
 void nb_new_cell_id(char *buf);
 
-/* Splits/joins multi-line values like nbformat (exposed for tests). */
-void nb_split_lines(cJSON *root);
+/* Joins multi-line values like nbformat's rejoin_lines (exposed for tests). */
 void nb_rejoin_lines(cJSON *root);
 
 #endif

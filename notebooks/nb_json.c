@@ -791,7 +791,7 @@ static void write_value(jw *w, const cJSON *j, int level)
     } else if (cJSON_IsObject(j)) {
         size_t n = 0;
         for (const cJSON *c = j->child; c; c = c->next)
-            n += !(c->type & NB_JSON_SKIP);
+            n++;
         if (!n) {
             cb_buf_puts(out, "{}");
             return;
@@ -800,8 +800,7 @@ static void write_value(jw *w, const cJSON *j, int level)
         const cJSON **items = n <= 32 ? stack_items : cb_malloc(n * sizeof *items);
         size_t i = 0;
         for (const cJSON *c = j->child; c; c = c->next)
-            if (!(c->type & NB_JSON_SKIP))
-                items[i++] = c;
+            items[i++] = c;
         qsort(items, n, sizeof *items, cmp_keys);
         cb_buf_putc(out, '{');
         for (i = 0; i < n; i++) {
@@ -866,7 +865,7 @@ int nb_json_write_fd(cb_buf *out, const cJSON *j, int fd)
 void nb_json_clear_marks(cJSON *j)
 {
     for (; j; j = j->next) {
-        j->type &= ~(NB_JSON_AS_LINES | NB_JSON_SKIP);
+        j->type &= ~NB_JSON_AS_LINES;
         if (j->child)
             nb_json_clear_marks(j->child);
     }

@@ -42,13 +42,11 @@ cJSON *nb_json_parse_msg(const char *data, size_t len);
  * printed as \u0000 (owned: free). */
 char *nb_json_print_msg(const cJSON *j);
 
-/* Marks the writer honours, in type bits cJSON leaves alone: a string
+/* A mark the writer honours, in a type bit cJSON leaves alone: a string
  * marked AS_LINES is written as the list of its lines (nbformat's
- * split_lines, without building that list), an object member marked SKIP
- * is left out. */
+ * split_lines, without building that list). */
 #define NB_JSON_AS_LINES (1 << 12)
-#define NB_JSON_SKIP (1 << 13)
-/* Removes both marks from j, its siblings after it and everything below. */
+/* Removes the mark from j, its siblings after it and everything below. */
 void nb_json_clear_marks(cJSON *j);
 
 /* Appends j in nbformat's layout (indent 1, sorted keys, non-ASCII kept). */
