@@ -1,6 +1,7 @@
 /* base/json.c: see json.h. */
 #include "config.h"
 #include "base/json.h"
+#include "base/buf.h"
 
 #include <limits.h>
 #include <math.h>
@@ -58,8 +59,22 @@ bool cb_json_has(const cJSON *obj, const char *key)
 
 char *cb_json_print(const cJSON *j)
 {
-    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
-    return s ? s : cb_strdup("null");
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    if (!text)
+        return cb_strdup("null");
+    if (!strstr(text, CB_JSON_NUL))  /* C0 never occurs in UTF-8: the usual case */
+        return text;
+    cb_buf b = CB_BUF_INIT;
+    for (const char *p = text, *hit; *p; p = hit + 2) {
+        if (!(hit = strstr(p, CB_JSON_NUL))) {
+            cb_buf_puts(&b, p);
+            break;
+        }
+        cb_buf_append(&b, p, (size_t)(hit - p));
+        cb_buf_puts(&b, "\\u0000");
+    }
+    cJSON_free(text);
+    return cb_buf_steal(&b);
 }
 
 cJSON *cb_json_parse(const char *data, size_t len)

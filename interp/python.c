@@ -319,6 +319,25 @@ static bool input_poll_interrupt(void *arg)
     return w->interrupted;
 }
 
+/* A str from a message's string: CB_JSON_NUL (base/json.h) is U+0000. New. */
+static PyObject *text_to_py(const char *s)
+{
+    if (!strstr(s, CB_JSON_NUL))
+        return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+    cb_buf b = CB_BUF_INIT;
+    for (const char *p = s; *p;) {
+        if (p[0] == CB_JSON_NUL[0] && p[1] == CB_JSON_NUL[1]) {
+            cb_buf_putc(&b, '\0');
+            p += 2;
+        } else {
+            cb_buf_putc(&b, *p++);
+        }
+    }
+    PyObject *r = PyUnicode_DecodeUTF8(b.data, (Py_ssize_t)b.len, "replace");
+    cb_buf_clear(&b);
+    return r;
+}
+
 /* input(prompt, password) -> (status, value): status 0 ok, 1 not allowed,
  * 2 interrupted (exception set), 3 failed. */
 static PyObject *c_input(PyObject *mod, PyObject *args)
@@ -338,7 +357,8 @@ static PyObject *c_input(PyObject *mod, PyObject *args)
     PyEval_RestoreThread(w.ts);
     if (st == KN_INPUT_INTERRUPTED && PyErr_Occurred())
         return NULL;
-    PyObject *r = Py_BuildValue("(is)", st, value ? value : "");  /* new */
+    PyObject *text = text_to_py(value ? value : "");                  /* new */
+    PyObject *r = text ? Py_BuildValue("(iN)", st, text) : NULL;  /* new */
     free(value);
     return r;
 }
@@ -652,9 +672,12 @@ static cJSON *py_execute(void *self, const kn_exec_req *req)
 {
     ip_python *py = self;
     PyObject *ue = user_expressions_str(req->user_expressions);  /* new */
-    PyObject *res = PyObject_CallMethod(py->shell, "run_cell", "(siiiiO)", req->code, req->execution_count,
-                                        (int)req->silent, (int)req->store_history, (int)req->allow_stdin,
-                                        ue);  /* new */
+    PyObject *code = text_to_py(req->code);                      /* new */
+    PyObject *res = code ? PyObject_CallMethod(py->shell, "run_cell", "(OiiiiO)", code, req->execution_count,
+                                               (int)req->silent, (int)req->store_history,
+                                               (int)req->allow_stdin, ue)
+                         : NULL;  /* new */
+    Py_XDECREF(code);
     Py_XDECREF(ue);
     cJSON *reply = json_result(res, "run_cell");
     ip_capture_flush(py->cap);

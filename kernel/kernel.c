@@ -428,6 +428,34 @@ static const char *check_fields(const route *r, const kn_msg *m, char *why, size
 
 static void log_drop(const char *chan, kn_recv_status st);
 
+/* The parser for frames that hold a "\u0000" escape (opts->parse_nul): one
+ * per process, like the kernel. Other frames go to cJSON, which is faster. */
+static kn_json_parse_fn g_parse_nul;
+
+static bool has_nul_escape(const char *data, size_t len)
+{
+    for (const char *p = data, *end = data + len; (p = memmem(p, (size_t)(end - p), "\\u0000", 6)); p += 6) {
+        size_t bs = 0;  /* "\\u0000" is a backslash and "u0000": count the run */
+        for (const char *q = p; q > data && q[-1] == '\\'; q--)
+            bs++;
+        if (bs % 2 == 0)
+            return true;
+    }
+    return false;
+}
+
+static cJSON *parse_frame(const char *data, size_t len)
+{
+    if (g_parse_nul && has_nul_escape(data, len))
+        return g_parse_nul(data, len);
+    return cJSON_ParseWithLength(data, len);
+}
+
+static kn_recv_status recv_msg(kn_kernel *k, void *sock, kn_msg **out)
+{
+    return kn_wire_recv_with(sock, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, parse_frame, out);
+}
+
 /* After an execute failed with stop_on_error, before its idle goes out:
  * take every request already waiting on the shell socket (like ipykernel's
  * flush of the shell stream). They are answered next: executes "aborted",
@@ -443,7 +471,7 @@ static void collect_waiting(kn_kernel *k)
     int64_t end = cb_mono_ns() + 5 * 1000000;
     for (;;) {
         kn_msg *m = NULL;
-        kn_recv_status st = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        kn_recv_status st = recv_msg(k, k->shell, &m);
         if (st == KN_RECV_AGAIN) {
             int64_t left = end - cb_mono_ns();
             zmq_pollitem_t it = {k->shell, 0, ZMQ_POLLIN, 0};
@@ -579,7 +607,7 @@ static int host_input(void *ctx, const char *prompt, bool password, char **value
     /* drop stale replies (e.g. to an earlier, interrupted input) */
     for (;;) {
         kn_msg *old = NULL;
-        kn_recv_status st = kn_wire_recv(k->stdin_sock, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &old);
+        kn_recv_status st = recv_msg(k, k->stdin_sock, &old);
         kn_msg_free(old);
         if (st == KN_RECV_AGAIN || st == KN_RECV_CLOSED)
             break;
@@ -603,7 +631,7 @@ static int host_input(void *ctx, const char *prompt, bool password, char **value
         if (n <= 0)
             continue;  /* timeout or EINTR: check interrupt and stop again */
         kn_msg *m = NULL;
-        kn_recv_status st = kn_wire_recv(k->stdin_sock, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        kn_recv_status st = recv_msg(k, k->stdin_sock, &m);
         if (!m) {
             if (st != KN_RECV_AGAIN)
                 log_drop("stdin", st);
@@ -681,7 +709,7 @@ static void *control_thread(void *arg)
         if (!(it[0].revents & ZMQ_POLLIN))
             continue;
         kn_msg *m = NULL;
-        kn_recv_status st = kn_wire_recv(k->control, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        kn_recv_status st = recv_msg(k, k->control, &m);
         if (st == KN_RECV_CLOSED)
             break;
         if (!m) {
@@ -708,7 +736,7 @@ static void *startup_thread(void *arg)
         if (n <= 0)
             continue;
         kn_msg *m = NULL;
-        kn_recv_status st = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+        kn_recv_status st = recv_msg(k, k->shell, &m);
         if (!m) {
             if (st != KN_RECV_AGAIN && st != KN_RECV_CLOSED)
                 log_drop("shell", st);
@@ -804,6 +832,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     k->interp = interp;
     k->main_thread = pthread_self();
     k->max_bytes = opts->max_message_bytes ? opts->max_message_bytes : DEFAULT_MAX_BYTES;
+    g_parse_nul = opts->parse_nul;
     k->execution_count = 1;
     pthread_mutex_init(&k->iopub_lock, NULL);
     pthread_mutex_init(&k->qlock, NULL);
@@ -908,7 +937,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
         }
         for (;;) {
             kn_msg *m = NULL;
-            kn_recv_status rs = kn_wire_recv(k->shell, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, &m);
+            kn_recv_status rs = recv_msg(k, k->shell, &m);
             if (rs == KN_RECV_AGAIN || rs == KN_RECV_CLOSED)
                 break;
             if (!m) {

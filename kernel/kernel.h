@@ -103,6 +103,10 @@ typedef struct kn_kernel_opts {
     const char *history_file;      /* NULL: default under $XDG_DATA_HOME/cellbox */
     bool no_history;
     size_t max_message_bytes;      /* 0: default (256 MiB) */
+    /* Parses a content or metadata frame that holds "\u0000" into strings
+     * with CB_JSON_NUL (base/json.h), so a NUL in code, input or comm data
+     * is kept instead of ending the string there. NULL: cJSON (cuts). */
+    kn_json_parse_fn parse_nul;
 } kn_kernel_opts;
 
 /* Binds the sockets (clear error + -1 on failure: missing/invalid

@@ -11,6 +11,7 @@
 #include "interp/interp.h"
 #include "kernel/kernel.h"
 #include "main.h"
+#include "notebooks/nb_json.h"
 #include <unistd.h>
 
 static void usage(FILE *out)
@@ -38,7 +39,8 @@ int kn_cmd_kernel(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    kn_kernel_opts ko = {0};
+    /* nb_json's parser keeps U+0000 (CB_JSON_NUL), as `cellbox run` does */
+    kn_kernel_opts ko = {.parse_nul = nb_json_parse_msg};
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {

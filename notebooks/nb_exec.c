@@ -497,7 +497,7 @@ static void send_to_kernel(kn_client *c, nb_outputs *o)
         cJSON *content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "comm_id", cb_json_str(msg, "comm_id", ""));
         cJSON_AddItemToObject(content, "data", nb_json_dup(cb_json_obj(msg, "data")));
-        cb_autofree char *text = nb_json_print_msg(content);
+        cb_autofree char *text = cb_json_print(content);
         cJSON_Delete(content);
         kn_client_send_with_parent(c, KN_CH_SHELL, "comm_msg", text, cb_json_obj(msg, "parent"));
     }
@@ -628,7 +628,7 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
     cJSON_AddObjectToObject(req, "user_expressions");
     cJSON_AddBoolToObject(req, "allow_stdin", false);
     cJSON_AddBoolToObject(req, "stop_on_error", !allows_errors);
-    char *req_text = nb_json_print_msg(req);
+    char *req_text = cb_json_print(req);
     cJSON_Delete(req);
     int sent = kn_client_send(rs->k, KN_CH_SHELL, "execute_request", req_text, msg_id);
     free(req_text);

@@ -650,24 +650,6 @@ cJSON *nb_json_parse_msg(const char *data, size_t len)
     return nb_json_parse(data, len, 0, NULL);
 }
 
-char *nb_json_print_msg(const cJSON *j)
-{
-    char *text = cJSON_PrintUnformatted(j);
-    if (!text || !strstr(text, NB_JSON_NUL))
-        return text;
-    cb_buf b = CB_BUF_INIT;
-    for (const char *p = text, *hit; *p; p = hit + 2) {
-        if (!(hit = strstr(p, NB_JSON_NUL))) {
-            cb_buf_puts(&b, p);
-            break;
-        }
-        cb_buf_append(&b, p, (size_t)(hit - p));
-        cb_buf_puts(&b, "\\u0000");
-    }
-    cJSON_free(text);
-    return cb_buf_steal(&b);
-}
-
 /* ------------------------------------------------------------------- writer */
 
 /* The writer appends to out and, with a file descriptor, hands out's

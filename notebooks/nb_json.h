@@ -22,25 +22,23 @@
 #include <stddef.h>
 
 #include "base/buf.h"
+#include "base/json.h"
 
 enum {
     NB_JSON_STRICT_UTF8 = 1,  /* invalid UTF-8 is an error (files); else replaced by U+FFFD */
 };
 
 /* A string holding U+0000 (JSON "\u0000": nbformat keeps it, in a source,
- * an output or metadata) cannot be a C string: the parser stores it as the
- * two bytes C0 80 (an overlong form that valid UTF-8 never contains, so it
- * cannot be confused with text), the writers print it back as \u0000. */
-#define NB_JSON_NUL "\xC0\x80"
+ * an output or metadata) is stored as CB_JSON_NUL (base/json.h); the
+ * writers, and cb_json_print() for messages to a kernel, print it back as
+ * \u0000. */
+#define NB_JSON_NUL CB_JSON_NUL
 
 /* NULL + *err ("truncated JSON: unexpected end of input at line 3 column 1")
  * on error. err may be NULL. */
 cJSON *nb_json_parse(const char *data, size_t len, int flags, char **err);
 /* The content parser handed to the kernel client (lenient UTF-8). */
 cJSON *nb_json_parse_msg(const char *data, size_t len);
-/* cJSON_PrintUnformatted() for a message to a kernel, with NB_JSON_NUL
- * printed as \u0000 (owned: free). */
-char *nb_json_print_msg(const cJSON *j);
 
 /* A mark the writer honours, in a type bit cJSON leaves alone: a string
  * marked AS_LINES is written as the list of its lines (nbformat's

@@ -166,6 +166,68 @@ c.shell.send_multipart(c.frames("comm_msg", {"comm_id": "x", "data": {}}) + [b"b
 time.sleep(0.3)
 tap.ok(c.alive(), "an oversized multi-frame message is dropped, the kernel still answers")
 
+# U+0000: JSON keeps it ("\u0000"); a C string would end there and run a prefix
+def iopub_of(msg_id, timeout=5):
+    out, end = [], time.time() + timeout
+    while time.time() < end and c.iopub.poll(200):
+        f = c.iopub.recv_multipart()
+        i = f.index(b"<IDS|MSG>")
+        h, p, content = json.loads(f[i + 2]), json.loads(f[i + 3]), json.loads(f[i + 5])
+        if p.get("msg_id") != msg_id:
+            continue
+        if h["msg_type"] == "status" and content["execution_state"] == "idle":
+            break
+        out.append((h["msg_type"], content))
+    return out
+
+
+def execute(code, **extra):
+    fr = c.frames("execute_request", dict({"code": code, "silent": False}, **extra))
+    mid = json.loads(fr[2])["msg_id"]
+    c.shell.send_multipart(fr)
+    return c.recv(c.shell), iopub_of(mid)
+
+
+r, pub = execute("print(1)\0print(2)")
+tap.ok(r and r[1]["status"] == "error" and r[1]["ename"] == "ValueError" and "null bytes" in r[1]["evalue"],
+       "code holding a NUL is refused as Python refuses it, not cut at the NUL", r)
+tap.ok(("execute_input", {"code": "print(1)\0print(2)", "execution_count": r[1]["execution_count"]}) in pub
+       and not [m for m in pub if m[0] == "stream"], "execute_input carries the whole code; nothing ran", pub)
+r, pub = execute("s = '\\\\u0000'\nprint(len(s), s[0] == chr(92))")
+tap.ok(r and r[1]["status"] == "ok" and ("stream", {"name": "stdout", "text": "6 True\n"}) in pub,
+       "an escaped backslash before u0000 is not a NUL", (r, pub))
+r, pub = execute("import comm\ngot = []\ncomm.get_comm_manager().register_target('nul', "
+                 "lambda cm, msg: (got.append(msg['content']['data']), cm.on_msg(lambda m: got.append(m['content']['data']))))")
+tap.ok(r and r[1]["status"] == "ok", "a comm target is registered", r)
+c.shell.send_multipart(c.frames("comm_open", {"comm_id": "c-nul", "target_name": "nul", "data": {"v": "a\0b"}}))
+c.shell.send_multipart(c.frames("comm_msg", {"comm_id": "c-nul", "data": {"w": ["\0", "x\0"]}}))
+time.sleep(0.3)
+r, pub = execute("print(repr(got))")
+tap.ok(("stream", {"name": "stdout", "text": "[{'v': 'a\\x00b'}, {'w': ['\\x00', 'x\\x00']}]\n"}) in pub,
+       "NULs in comm_open and comm_msg data reach Python", pub)
+ident = b"nul-client"
+sh = c.ctx.socket(zmq.DEALER)
+sh.setsockopt(zmq.IDENTITY, ident)
+sh.setsockopt(zmq.LINGER, 0)
+sh.connect("tcp://127.0.0.1:%d" % info["shell_port"])
+si = c.ctx.socket(zmq.DEALER)
+si.setsockopt(zmq.IDENTITY, ident)
+si.setsockopt(zmq.LINGER, 0)
+si.connect("tcp://127.0.0.1:%d" % info["stdin_port"])
+time.sleep(0.2)
+sh.send_multipart(c.frames("execute_request", {"code": "v = input('?')\nprint(repr(v))", "silent": False,
+                                                "allow_stdin": True}))
+asked = c.recv(si, timeout=10)
+tap.ok(asked and asked[0]["msg_type"] == "input_request", "input_request on stdin", asked)
+si.send_multipart(c.frames("input_reply", {"value": "x\0y\0"}))
+r = c.recv(sh, timeout=10)
+time.sleep(0.2)
+r2, pub = execute("print(repr(v))")
+tap.ok(r and r[1]["status"] == "ok" and ("stream", {"name": "stdout", "text": "'x\\x00y\\x00'\n"}) in pub,
+       "a NUL in input_reply's value reaches input()", (r, pub))
+sh.close()
+si.close()
+
 c.hb.send(b"ping")
 tap.ok(c.hb.poll(5000) and c.hb.recv() == b"ping", "heartbeat echoes")
 

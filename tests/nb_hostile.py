@@ -137,6 +137,10 @@ def main():
         t.ok(res and source(res, 0) == "# before\x00after\nprint('ran')" and source(res, 1) == "print('next')" and same and no_tmp(),
              "a NUL inside a source is written back as \\u0000, not truncated (the kernel decides what it means)",
              r.stderr + (json.dumps(res["cells"][0]["source"]) if res else ""))
+        t.ok(r.returncode == 1 and res and enames(res, 0) == ["ValueError"]
+             and "null bytes" in res["cells"][0]["outputs"][0]["evalue"] and res["cells"][1]["outputs"] == [],
+             "the cellbox kernel refuses that source as Python does (ValueError), it does not run a prefix",
+             r.stderr[-600:] + (json.dumps(res["cells"][0]["outputs"]) if res else ""))
         r = run("run", "-k", "python3", p, "-o", os.path.join(d, "nulsource-py.ipynb"), timeout=120)
         res = valid(os.path.join(d, "nulsource-py.ipynb"))
         t.ok(r.returncode == 1 and one_line(r, p, last=True) and "NoReplyError" in r.stderr and res

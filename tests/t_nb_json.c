@@ -135,7 +135,7 @@ static void test_errors(void)
     cJSON_Delete(bj);
     cb_buf_clear(&big);
     cJSON *nul = cJSON_CreateString("x" NB_JSON_NUL "y");
-    char *msg = nb_json_print_msg(nul);
+    char *msg = cb_json_print(nul);
     ok(msg && strcmp(msg, "\"x\\u0000y\"") == 0, "a NUL goes to a kernel as \\u0000: %s", msg);
     free(msg);
     cJSON_Delete(nul);
