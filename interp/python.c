@@ -456,6 +456,13 @@ static PyObject *c_history_file(PyObject *mod, PyObject *noargs)
     return PyUnicode_DecodeFSDefault(g_py->host->history_file);
 }
 
+static PyObject *c_connection_file(PyObject *mod, PyObject *noargs)
+{
+    if (!g_py || !g_py->host || !g_py->host->connection_file)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(g_py->host->connection_file);
+}
+
 static PyObject *c_history_query(PyObject *mod, PyObject *arg)
 {
     const char *req = PyUnicode_AsUTF8(arg);
@@ -556,6 +563,7 @@ static PyMethodDef c_methods[] = {
     {"embedded_source", c_embedded_source, METH_O, "source text or None"},
     {"history_session", c_history_session, METH_NOARGS, "the history session number"},
     {"history_file", c_history_file, METH_NOARGS, "the history file, or None when kept in memory"},
+    {"connection_file", c_connection_file, METH_NOARGS, "the kernel's connection file, or None"},
     {"history_query", c_history_query, METH_O, "history_request content (JSON) -> reply content (JSON)"},
     {"parent_header", c_parent_header, METH_NOARGS, "JSON header of the request being handled, or None"},
     {"png_encode", (PyCFunction)(void (*)(void))c_png_encode, METH_VARARGS | METH_KEYWORDS,

@@ -886,7 +886,8 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     k->host = (kn_host){.ctx = k, .publish = host_publish, .publish_parent = host_publish_parent, .input = host_input,
                         .parent_header = host_parent_header,
                         .history_session = kn_history_session(k->hist),
-                        .history_file = kn_history_path(k->hist), .history_query = host_history_query};
+                        .history_file = kn_history_path(k->hist), .history_query = host_history_query,
+                        .connection_file = opts->connection_file};
     int status = 0;
     bool started = interp->start(interp->self, &k->host) == 0;
     if (!started) {

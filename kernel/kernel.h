@@ -57,6 +57,9 @@ typedef struct kn_host {
     /* A history_request's content (JSON text) -> the reply's content (JSON
      * text, owned). Only from the thread running the interpreter. */
     char *(*history_query)(void *ctx, const char *request);
+    /* The connection file the kernel was started with (borrowed; for
+     * %connect_info). */
+    const char *connection_file;
 } kn_host;
 
 enum { KN_INPUT_OK = 0, KN_INPUT_NOT_ALLOWED, KN_INPUT_INTERRUPTED, KN_INPUT_FAILED };
