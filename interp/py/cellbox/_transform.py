@@ -3,7 +3,9 @@ obj??. Only lines that start a logical line are rewritten: text inside
 strings and brackets is left alone."""
 import re
 
-_HELP_RE = re.compile(r"^\s*(\?\??)?([A-Za-z_][\w.]*(\[[^\]]*\])?|\*[\w.*]*)\s*(\?\??)?\s*$")
+_HELP_RE = re.compile(r"^\s*(\?\??)?(%{0,2}[A-Za-z_][\w.]*(\[[^\]]*\])?|\*[\w.*]*)\s*(\?\??)?\s*$")
+# IPython's help_end for a cell magic's name: `%%timeit?` is help, not a cell
+_CELL_HELP_RE = re.compile(r"%%\w+\?")
 _ASSIGN_RE = re.compile(r"^(\s*)([\w.,\s\[\]()*]+?)\s*=\s*([%!])(.*)$")
 _NAME_RE = re.compile(r"^[A-Za-z_]\w*$")
 
@@ -77,6 +79,10 @@ def transform_line(line):
     indent = line[:len(line) - len(stripped)]
     body = stripped.rstrip("\n")
     nl = "\n" if line.endswith("\n") else ""
+    if body.startswith("%") and body.endswith("?"):
+        h = _help_call(body)   # %timeit? %%timeit?? : the magic's help
+        if h:
+            return indent + h + nl
     if body.startswith("%") and not body.startswith("%%"):
         return indent + _magic_call("%", body[1:]) + nl
     if body.startswith("!"):
@@ -104,7 +110,8 @@ def transform_cell(code):
     first = 0
     while first < len(lines) and not lines[first].strip():
         first += 1
-    if first < len(lines) and lines[first].lstrip().startswith("%%"):
+    if first < len(lines) and lines[first].lstrip().startswith("%%") \
+            and not _CELL_HELP_RE.match(lines[first].lstrip()):
         head = lines[first].strip()[2:]
         name, _, args = head.partition(" ")
         body = "".join(lines[first + 1:])
