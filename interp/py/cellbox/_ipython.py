@@ -436,7 +436,8 @@ class MagicsManager:
                 if magic_params:
                     args = ((magic_params + " " + args[0]).strip(),) + args[1:]
                 return _target(*args, **kwargs)
-            alias.__doc__ = "Alias for `%%%s`." % magic_name
+            alias.__doc__ = "Alias for `%s%s`." % ("%" if kind == "line" else "%%", magic_name)
+            alias._cellbox_alias = (magic_name, kind, magic_params)
             magics.register(kind, alias_name, alias)
 
 

@@ -1279,7 +1279,9 @@ class Magics:
     # -- introspection ----------------------------------------------------------------
     def line_pinfo(self, line, detail=0):
         from cellbox._inspect import page_text
-        text = page_text(self.shell, line.strip(), detail)
+        text = None if line.strip().startswith("%") else page_text(self.shell, line.strip(), detail)
+        if text is None and self.magic_help(line, detail):
+            return
         if text is None:
             print("Object `%s` not found." % line.strip())
             return
@@ -1307,8 +1309,7 @@ class Magics:
                 return True, obj
         return False, None
 
-    @staticmethod
-    def _inspector():
+    def _inspector(self):
         """IPython's Inspector with ipykernel's colour scheme (IPython is
         needed for these magics, as they show IPython's own layout)."""
         try:
@@ -1316,7 +1317,8 @@ class Magics:
             from IPython.utils import PyColorize
         except ImportError:
             raise UsageError("this magic needs IPython (apt-get install python3-ipython)") from None
-        return Inspector(InspectColors, PyColorize.ANSICodeColors, "Neutral")
+        from cellbox import _traceback
+        return Inspector(InspectColors, PyColorize.ANSICodeColors, _traceback.scheme)
 
     def _inspect(self, meth, line):
         name = line.strip()
@@ -1542,10 +1544,633 @@ class Magics:
             del ns[n]
         self.shell._out.clear()
 
+    # -- %lsmagic and help on magics (IPython's _ofind + Inspector.pinfo) -----------
+    def _hidden(self, kind, name):
+        """cellbox's %autoreload and %aimport are listed, as in IPython, once
+        the autoreload extension is loaded."""
+        if kind == "line" and name in ("autoreload", "aimport"):
+            from cellbox import _autoreload
+            return _autoreload._instance is None
+        return False
+
+    def class_of(self, kind, name, fn):
+        """The name of IPython's Magics class a magic belongs to (%lsmagic's
+        JSON), 'Other' for functions and aliases."""
+        own = getattr(fn, "__self__", None) is self
+        if name in self.user[kind] and not own:
+            owner = getattr(fn, "__self__", None)
+            return "Other" if owner is None else type(owner).__name__
+        cls = _MAGIC_CLASSES[kind].get(name)
+        if cls is None:
+            cls = "AutoreloadMagics" if name in ("autoreload", "aimport") else "Other"
+        return cls
+
     def line_lsmagic(self, line):
-        l, c = self.names()
-        print("Available line magics:\n" + "  ".join("%" + n for n in l))
-        print("\nAvailable cell magics:\n" + "  ".join("%%" + n for n in c))
+        """List currently available magic functions."""
+        return _LSMagic(self)
+
+    def _magic_object(self, kind, name, fn):
+        """What IPython's inspector shows for a magic: IPython's own function
+        (its docstring, file and source) for the magics cellbox implements,
+        an alias object for aliases, the user's function otherwise."""
+        if name in self.user[kind] and getattr(fn, "__self__", None) is not self:
+            target = getattr(fn, "_cellbox_alias", None)
+            if target is not None:
+                from IPython.core.magic import MagicAlias
+                return MagicAlias(None, target[0], target[1], target[2])
+            return fn
+        if kind == "line" and name == "ls":
+            return _Alias(self, "ls", self.aliases["ls"], 0)
+        alias = _MAGIC_ALIASES.get((kind, name))
+        if alias is not None:
+            from IPython.core.magic import MagicAlias
+            return MagicAlias(None, alias, kind)
+        if kind == "cell" and name in _SCRIPT_MAGICS:
+            import types
+            from IPython.core.magics.script import ScriptMagics
+            return ScriptMagics._make_script_magic(types.SimpleNamespace(script_paths={}), name)
+        cls_name = self.class_of(kind, name, fn)
+        modname = _MAGIC_MODULES.get(cls_name)
+        if modname is None:
+            return fn
+        import importlib
+        try:
+            cls = getattr(importlib.import_module(modname), cls_name)
+            return getattr(cls, cls.magics[kind][name])
+        except Exception:
+            return fn
+
+    def magic_help(self, oname, detail=0):
+        """%name? / %%name?? / name?: the magic's docstring (or source) in the
+        pager, as IPython's pinfo; False when there is no such magic."""
+        name = oname.strip()
+        if name.startswith("%%"):
+            order = ("cell",)
+        elif name.startswith("%"):
+            order = ("line",)
+        else:
+            order = ("line", "cell")
+        name = name.lstrip("%")
+        for kind in order:
+            fn = self.find(kind, name)
+            if fn is not None and not self._hidden(kind, name):
+                break
+        else:
+            return False
+        obj = self._magic_object(kind, name, fn)
+        from IPython.utils.ipstruct import Struct
+        info = Struct(ismagic=True, isalias=isinstance(obj, _Alias), namespace="IPython internal",
+                      found=True, obj=obj, parent=None)
+        self._inspector().pinfo(obj, oname.strip(), None, info, detail_level=detail, enable_html_pager=False)
+        return True
+
+    def line_hist(self, line):
+        return self.line_history(line)
+
+    def cell_HTML(self, line, cell):
+        return self.cell_html(line, cell)
+
+    def cell_SVG(self, line, cell):
+        return self.cell_svg(line, cell)
+
+    # -- IPython's BasicMagics ------------------------------------------------------
+    def line_alias_magic(self, line):
+        """%alias_magic [-l] [-c] [-p PARAMS] name target: another name for a magic."""
+        p = _arg_parser("%alias_magic")
+        p.add_argument("-l", "--line", action="store_true")
+        p.add_argument("-c", "--cell", action="store_true")
+        p.add_argument("-p", "--params", default=None)
+        p.add_argument("name")
+        p.add_argument("target")
+        args = p.parse_args(_arg_split(line, posix=True))
+        name, target = args.name.lstrip("%"), args.target.lstrip("%")
+        params = args.params
+        if params and ((params.startswith('"') and params.endswith('"'))
+                       or (params.startswith("'") and params.endswith("'"))):
+            params = params[1:-1]
+        line_fn, cell_fn = self.find("line", target), self.find("cell", target)
+        do_line, do_cell = args.line, args.cell
+        if not do_line and not do_cell:
+            do_line, do_cell = line_fn is not None, cell_fn is not None
+        if do_line and line_fn is None:
+            raise UsageError("Line magic function `%%%s` not found." % target)
+        if do_cell and cell_fn is None:
+            raise UsageError("Cell magic function `%%%%%s` not found." % target)
+        if not do_line and not do_cell:
+            raise UsageError("No line or cell magic with name `%s` found." % target)
+        shown = target + (" " + params if params else "")
+        for kind, fn, esc in (("line", line_fn, "%"), ("cell", cell_fn, "%%")):
+            if (kind == "line" and do_line) or (kind == "cell" and do_cell):
+                self.register(kind, name, _make_alias(fn, kind, target, params))
+                print("Created `%s%s` as an alias for `%s%s`." % (esc, name, esc, shown))
+
+    def line_colors(self, line):
+        """%colors NoColor|Linux|LightBG|Neutral: the colours of tracebacks
+        and of the pager's help."""
+        scheme = line.strip()
+        if not scheme:
+            raise UsageError("%colors: you must specify a color scheme. See '%colors?'")
+        from cellbox import _traceback
+        import warnings
+        ok = [s for s in _traceback.SCHEMES if s.lower() == scheme.lower()]
+        if not ok:
+            warnings.warn("Error changing shell color schemes.\nThe 'colors' trait of a ZMQInteractiveShell instance "
+                          "expected any of ['Neutral', 'NoColor', 'LightBG', 'Linux'] (case-insensitive), not the "
+                          "str %r." % scheme, stacklevel=2)
+            warnings.warn("Error changing exception color schemes.\nUnrecognized color scheme: %s\n"
+                          "Valid schemes: ['NoColor', 'Linux', 'LightBG', 'Neutral', '']" % scheme, stacklevel=2)
+            warnings.warn("Error changing object inspector color schemes.\nUnrecognized color scheme: %s\n"
+                          "Valid schemes: ['NoColor', 'Linux', 'LightBG', 'Neutral', '']" % scheme, stacklevel=2)
+            return
+        _traceback.set_colors(ok[0])
+        self.shell.get_ipython().colors = ok[0]
+
+    def line_doctest_mode(self, line):
+        """%doctest_mode: plain reprs and plain tracebacks (as IPython's), or back."""
+        from cellbox import _traceback
+        from cellbox.display import get_formatter
+        fmt = get_formatter()
+        plain = fmt.formatters["text/plain"]
+        st = getattr(self, "_doctest", None)
+        if st is None:
+            st = self._doctest = {"mode": False}
+        if not st["mode"]:
+            st.update(pprint=plain.pprint, xmode=_traceback.mode, active=list(fmt.active_types))
+            plain.pprint = False
+            fmt.active_types = ["text/plain"]
+            self.line_xmode("Plain")
+        else:
+            plain.pprint = st["pprint"]
+            fmt.active_types = st["active"]
+            self.line_xmode(st["xmode"])
+        st["mode"] = not st["mode"]
+        print("Doctest mode is:", "ON" if st["mode"] else "OFF")
+
+    def line_pprint(self, line):
+        """%pprint: pretty printing of results on or off."""
+        from cellbox.display import get_formatter
+        plain = get_formatter().formatters["text/plain"]
+        plain.pprint = bool(1 - bool(plain.pprint))
+        print("Pretty printing has been turned", ["OFF", "ON"][plain.pprint])
+
+    def line_gui(self, line):
+        """%gui [NAME]: ipykernel's event loop integration; a headless cellbox
+        kernel has no GUI loop and accepts the name, as ipykernel does."""
+        return None
+
+    def _magic_docs(self, brief=False, rest=False):
+        """IPython's BasicMagics._magic_docs over cellbox's magics (with
+        IPython's docstrings, as help on a magic shows them)."""
+        from IPython.utils.text import dedent, indent
+        tab = self.table()
+        fmt = "**%s%s**::\n\n%s\n\n" if rest else "%s%s:\n%s\n"
+        out = []
+        for kind, esc in (("line", "%"), ("cell", "%%")):
+            for name in sorted(tab[kind]):
+                if self._hidden(kind, name):
+                    continue
+                doc = getattr(self._magic_object(kind, name, tab[kind][name]), "__doc__", None)
+                if doc:
+                    doc = doc.split("\n", 1)[0] if brief else doc.rstrip()
+                else:
+                    doc = "No documentation"
+                out.append(fmt % (esc, name, indent(dedent(doc))))
+        return "".join(out)
+
+    def line_quickref(self, line):
+        """%quickref: IPython's quick reference card, in the pager."""
+        try:
+            from IPython.core.usage import quick_reference
+        except ImportError:
+            raise UsageError("%quickref needs IPython (apt-get install python3-ipython)") from None
+        self._page(quick_reference + self._magic_docs(brief=True))
+
+    def line_magic(self, line):
+        """%magic [-latex] [-brief] [-rest]: the magic system's help, in the pager."""
+        try:
+            from IPython.core.usage import quick_reference  # noqa: F401 (IPython is there)
+            from IPython.core.magics.basic import BasicMagics
+        except ImportError:
+            raise UsageError("%magic needs IPython (apt-get install python3-ipython)") from None
+        import types
+        mode = ""
+        try:
+            mode = line.split()[0][1:]
+        except IndexError:
+            pass
+        brief = mode == "brief"
+        rest = mode == "rest"
+        magic_docs = self._magic_docs(brief, rest)
+        if mode == "latex":
+            fake = types.SimpleNamespace(format_latex=BasicMagics.format_latex)
+            print(BasicMagics.format_latex(fake, magic_docs))
+            return
+        magic_docs = BasicMagics.format_screen(None, magic_docs) if hasattr(BasicMagics, "format_screen") else magic_docs
+        out = ["""
+IPython's 'magic' functions
+===========================
+
+The magic function system provides a series of functions which allow you to
+control the behavior of IPython itself, plus a lot of system-type
+features. There are two kinds of magics, line-oriented and cell-oriented.
+
+Line magics are prefixed with the % character and work much like OS
+command-line calls: they get as an argument the rest of the line, where
+arguments are passed without parentheses or quotes.  For example, this will
+time the given statement::
+
+        %timeit range(1000)
+
+Cell magics are prefixed with a double %%, and they are functions that get as
+an argument not only the rest of the line, but also the lines below it in a
+separate argument.  These magics are called with two arguments: the rest of the
+call line and the body of the cell, consisting of the lines below the first.
+For example::
+
+        %%timeit x = numpy.random.randn((100, 100))
+        numpy.linalg.svd(x)
+
+will time the execution of the numpy svd routine, running the assignment of x
+as part of the setup phase, which is not timed.
+
+In a line-oriented client (the terminal or Qt console IPython), starting a new
+input with %% will automatically enter cell mode, and IPython will continue
+reading input until a blank line is given.  In the notebook, simply type the
+whole cell as one entity, but keep in mind that the %% escape can only be at
+the very start of the cell.
+
+NOTE: If you have 'automagic' enabled (via the command line option or with the
+%automagic function), you don't need to type in the % explicitly for line
+magics; cell magics always require an explicit '%%' escape.  By default,
+IPython ships with automagic on, so you should only rarely need the % escape.
+
+Example: typing '%cd mydir' (without the quotes) changes your working directory
+to 'mydir', if it exists.
+
+For a list of the available magic functions, use %lsmagic. For a description
+of any of them, type %magic_name?, e.g. '%cd?'.
+
+Currently the magic system has the following functions:""",
+               magic_docs,
+               "Summary of magic functions (from %slsmagic):" % "%",
+               str(_LSMagic(self)),
+               ]
+        self._page("\n".join(out))
+
+    def line_notebook(self, line):
+        """%notebook FILENAME: this session's input history as a new notebook."""
+        p = _arg_parser("%notebook")
+        p.add_argument("filename", type=str)
+        args = p.parse_args(_arg_split(line, posix=True))
+        outfname = os.path.expanduser(args.filename)
+        from nbformat import write, v4
+        hist = [(i, src) for i, src in enumerate(self.shell._in) if i > 0]
+        if len(hist) <= 1:
+            raise ValueError("History is empty, cannot export")
+        cells = [v4.new_code_cell(execution_count=n, source=src) for n, src in hist[:-1]]
+        nb = v4.new_notebook(cells=cells)
+        with open(outfname, "w", encoding="utf-8") as f:
+            write(nb, f, version=4)
+
+    # -- IPython's AutoMagics and AsyncMagics -------------------------------------------
+    def line_autocall(self, line):
+        """%autocall [0|1|2]: call callables without parentheses (`f 1` is f(1))."""
+        arg = line.strip()
+        if arg:
+            try:
+                val = int(arg)
+            except ValueError:
+                val = None
+            if val not in (0, 1, 2):
+                import logging
+                logging.error("Valid modes: 0->Off, 1->Smart, 2->Full")
+                return
+            self.shell.autocall = val
+        elif self.shell.autocall:
+            self._last_autocall = self.shell.autocall
+            self.shell.autocall = 0
+        else:
+            self.shell.autocall = getattr(self, "_last_autocall", 1)
+        print("Automatic calling is:", ["Off", "Smart", "Full"][self.shell.autocall])
+
+    def line_autoawait(self, line):
+        """%autoawait [on|off|asyncio]: top-level await in cells, or not."""
+        arg = line.strip()
+        if not arg:
+            print("IPython autoawait is `%s`, and set to use `%s`" % ("on" if self.shell.autoawait else "off",
+                                                                      "asyncio"))
+            return
+        low = arg.lower()
+        on = None
+        if low in ("false", "off", "0"):
+            on = False
+        elif low in ("true", "on", "1") or arg == "asyncio":
+            on = True
+        if on is not None:
+            from cellbox._kernel import _TOP_LEVEL_AWAIT
+            self.shell.autoawait = on
+            self.shell._await_flag = _TOP_LEVEL_AWAIT if on else 0
+            return
+        if "." in arg:
+            import importlib
+            mod, _, attr = arg.rpartition(".")
+            getattr(importlib.import_module(mod), attr)
+        else:
+            __import__(arg)
+        raise UsageError("cellbox runs top-level await on asyncio only, not %r" % arg)
+
+    # -- IPython's ExecutionMagics.macro, CodeMagics.loadpy/pastebin -------------------------
+    def line_macro(self, line):
+        """%macro [-r] [-q] NAME RANGES: cells of the history as a Macro, run
+        by typing its name."""
+        opts, args = _parse_options(line, "rq", mode="list")
+        if not args:
+            return []
+        name, codefrom = args[0], " ".join(args[1:])
+        from IPython.core.macro import Macro
+        try:
+            lines = self._user_code(codefrom, "r" in opts)
+        except (ValueError, TypeError) as e:
+            print(e.args[0])
+            return
+        macro = Macro(lines)
+        self.shell.user_ns[name] = macro
+        if "q" not in opts:
+            print("Macro `%s` created. To execute, type its name (without quotes)." % name)
+            print("=== Macro contents: ===")
+            print(macro, end=" ")
+
+    def line_loadpy(self, line):
+        """Alias of `%load`"""
+        return self.line_load(line)
+
+    def line_pastebin(self, line):
+        """%pastebin [-d DESC] [-e N] RANGE: upload code to dpaste.com."""
+        opts, args = _parse_options(line, "d:e:")
+        try:
+            code = self._user_code(args, True)
+        except (ValueError, TypeError) as e:
+            print(e.args[0])
+            return
+        import json as _json
+        from urllib.parse import urlencode
+        from urllib.request import Request, urlopen
+        post_data = urlencode({"title": opts.get("d", "Pasted from IPython"), "syntax": "python",
+                               "content": code, "expiry_days": opts.get("e", 7)}).encode("utf-8")
+        req = Request("https://dpaste.com/api/v2/", headers={"User-Agent": "IPython v8"})
+        response = urlopen(req, post_data)
+        return response.headers.get("Location")
+
+    # -- IPython's LoggingMagics --------------------------------------------------------
+    def _logger(self):
+        lg = getattr(self, "_log", None)
+        if lg is None:
+            from IPython.core.logger import Logger
+            lg = self._log = Logger(os.getcwd(), logfname="ipython_log.py", logmode="rotate")
+        return lg
+
+    def line_logstart(self, line):
+        """%logstart [-o|-r|-t|-q] [log_name [log_mode]]: log the session's input to a file."""
+        opts, par = _parse_options(line, "ortq")
+        log_output, log_raw_input, timestamp, quiet = ("o" in opts, "r" in opts, "t" in opts, "q" in opts)
+        logger = self._logger()
+        par = par.strip()
+        if not par:
+            logfname, logmode = "ipython_log.py", "rotate"
+        else:
+            try:
+                logfname, logmode = par.split()
+            except ValueError:
+                logfname, logmode = par, "backup"
+        import textwrap
+        from IPython.core.release import version
+        header = textwrap.dedent("""\
+            # IPython log file
+
+            """)
+        loghead = "# IPython log file\n\n" if header else ""
+        try:
+            logger.logstart(logfname, loghead, logmode, log_output, timestamp, log_raw_input)
+        except Exception:
+            import warnings
+            warnings.warn("Couldn't start log: %s" % sys.exc_info()[1], stacklevel=2)
+            return
+        # this cell and the ones before it
+        log_write = logger.log_write
+        for n in range(1, len(self.shell._in)):
+            src = self.shell._in[n]
+            if src:
+                log_write((src if log_raw_input else self._translated(src)).rstrip("\n") + "\n")
+            if log_output and n in self.shell._out:
+                log_write(repr(self.shell._out[n]), "output")
+        logger.timestamp = False
+        self._log_last = len(self.shell._in)
+        if self._log_hook not in self.shell.pre_execute:
+            self.shell.pre_execute.append(self._log_hook)
+        if not quiet:
+            print("Activating auto-logging. Current session state plus future input saved.")
+            logger.logstate()
+        logger.timestamp = timestamp
+
+    def _log_hook(self):
+        """Before each cell: the cell's input into the log (as IPython logs it)."""
+        lg = getattr(self, "_log", None)
+        if lg is None or not lg.log_active:
+            return
+        n = len(self.shell._in) - 1
+        if n < getattr(self, "_log_last", 0):
+            return
+        self._log_last = n + 1
+        src = self.shell._in[n]
+        if src:
+            lg.log(self._translated(src).rstrip("\n") + "\n", src)
+
+    def _translated(self, src):
+        """A cell as IPython runs it (its history's translated form), quietly."""
+        import contextlib
+        import io
+        with contextlib.redirect_stdout(io.StringIO()):
+            return self.shell._transform(src)
+
+    def line_logstop(self, line):
+        """%logstop: stop logging and close the log file."""
+        lg = getattr(self, "_log", None)
+        if lg is None:
+            print("Logging hadn't been started.")
+            return
+        lg.logstop()
+        self._log = None
+        if self._log_hook in self.shell.pre_execute:
+            self.shell.pre_execute.remove(self._log_hook)
+
+    def line_logoff(self, line):
+        """%logoff: stop logging for a while (%logon goes on)."""
+        self._loggerish().switch_log(0)
+
+    def line_logon(self, line):
+        """%logon: go on logging after %logoff."""
+        self._loggerish().switch_log(1)
+
+    def line_logstate(self, line):
+        """%logstate: the state of the log."""
+        self._loggerish().logstate()
+
+    def _loggerish(self):
+        lg = getattr(self, "_log", None)
+        if lg is None:
+            from IPython.core.logger import Logger
+            return Logger(os.getcwd(), logfname="ipython_log.py", logmode="rotate")
+        return lg
+
+    # -- ipykernel's KernelMagics ------------------------------------------------------
+    def line_edit(self, line):
+        """%edit [-p] [-r] [-n N] [FILE | RANGE | NAME]: ask the frontend to edit
+        a file (ipykernel's edit_magic payload)."""
+        opts, args = _parse_options(line, "prn:")
+        lineno = opts.get("n")
+        target = args.strip()
+        filename = None
+        if target:
+            path = os.path.expanduser(target)
+            if os.path.isfile(path) or not self._history(target, True):
+                if not os.path.exists(path) and os.path.splitext(path)[1] == "" and not self._history(target, True):
+                    pass
+                filename = path
+        if filename is None:
+            import tempfile
+            d = tempfile.mkdtemp(prefix="ipython_edit_")
+            fd, filename = tempfile.mkstemp(".py", "ipython_edit_", d)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                if target:
+                    f.write(self._user_code(target, "r" in opts))
+            print("IPython will make a temporary file named:", filename)
+        self.shell.payload.append({"source": "edit_magic", "filename": os.path.abspath(filename),
+                                   "line_number": lineno})
+
+    line_ed = line_edit
+
+    def line_clear(self, line):
+        """Clear the terminal."""
+        self.system("clear")
+
+    def line_man(self, line):
+        """Find the man page for the given command and display in pager."""
+        r = subprocess.run("man %s | col -b" % line, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           executable="/bin/bash" if os.path.exists("/bin/bash") else None)
+        self._page(r.stdout.decode("utf-8", "replace"))
+
+    def line_autosave(self, line):
+        """%autosave SECONDS: the notebook's autosave interval (0: none)."""
+        try:
+            interval = int(line)
+        except ValueError as e:
+            raise UsageError("%%autosave requires an integer, got %r" % line) from e
+        from cellbox import display as d
+        d.publish_display_data({"application/javascript": "IPython.notebook.set_autosave_interval(%i)"
+                                % (interval * 1000)})
+        print("Autosaving every %i seconds" % interval if interval else "Autosave disabled")
+
+    def _connection_file(self):
+        try:
+            with open("/proc/self/cmdline", "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            return None
+        for i, a in enumerate(argv):
+            if a in ("-f", "--connection-file", "--existing") and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith("--connection-file=") or a.startswith("-f="):
+                return a.split("=", 1)[1]
+        return None
+
+    def line_connect_info(self, line):
+        """Print information for connecting other clients to this kernel."""
+        connection_file = self._connection_file()
+        try:
+            with open(connection_file) as f:
+                info = f.read()
+        except Exception as e:
+            print("Could not get connection info: %r" % e)
+            return
+        try:
+            from jupyter_core.paths import jupyter_runtime_dir
+            if jupyter_runtime_dir() == os.path.dirname(connection_file):
+                connection_file = os.path.basename(connection_file)
+        except ImportError:
+            pass
+        print(info + "\n")
+        print("Paste the above JSON into a file, and connect with:\n"
+              "    $> jupyter <app> --existing <file>\n"
+              "or, if you are local, you can connect with just:\n"
+              "    $> jupyter <app> --existing %s\n"
+              "or even just:\n"
+              "    $> jupyter <app> --existing\n"
+              "if this is the most recent Jupyter kernel you have started." % connection_file)
+
+    def line_qtconsole(self, line):
+        """Open a qtconsole connected to this kernel."""
+        cf = self._connection_file()
+        try:
+            subprocess.Popen([sys.executable if os.path.basename(sys.executable).startswith("python")
+                              else "python3", "-m", "qtconsole", "--existing", cf or ""] + _arg_split(line, True),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except Exception as e:
+            import warnings
+            warnings.warn("Could not start qtconsole: %r" % e)
+
+    # -- IPython's OSMagics.sc, rehashx; ScriptMagics.killbgscripts; PylabMagics.pylab ---
+    def line_sc(self, line):
+        """%sc [-l] [-v] VAR = CMD: a shell command's output into a variable (deprecated)."""
+        opts, arg = _parse_options(line, "lv")
+        var, _, cmd = arg.partition("=")
+        var, cmd = var.strip(), cmd.strip()
+        if not var or not cmd:
+            raise UsageError("Bad input. Try `%sc?` for help.")   # as IPython's misspelled message
+        split = "l" in opts
+        out = self.getoutput(cmd)
+        value = SList(out) if split else "".join(line + "\n" for line in out)
+        self.shell.user_ns[var] = value
+        if "v" in opts:
+            print("%s ==\n%s" % (var, value))
+
+    def line_rehashx(self, line):
+        """%rehashx: an alias for every executable in $PATH."""
+        names = []
+        for d in os.environ.get("PATH", "").split(os.pathsep):
+            try:
+                entries = os.listdir(d)
+            except OSError:
+                continue
+            for ff in entries:
+                p = os.path.join(d, ff)
+                if os.path.isfile(p) and os.access(p, os.X_OK):
+                    key = ff.replace(".", "")
+                    if key not in _ALIAS_BLACKLIST and key.isidentifier():
+                        names.append((key, ff))
+        for key, ff in names:
+            try:
+                self._define_alias(key, ff, check=False)
+            except ValueError:
+                pass
+
+    def line_killbgscripts(self, line):
+        """Kill all BG processes started by %%script and its family."""
+        print("All background processes were killed.")
+
+    def line_pylab(self, line):
+        """%pylab [GUI]: %matplotlib plus numpy and pyplot in the namespace (deprecated)."""
+        p = _arg_parser("%pylab")
+        p.add_argument("--no-import-all", action="store_true")
+        p.add_argument("gui", nargs="?")
+        args = p.parse_args(_arg_split(line, posix=True))
+        print("%pylab is deprecated, use %matplotlib inline and import the required libraries.")
+        print("Populating the interactive namespace from numpy and matplotlib")
+        self.line_matplotlib(args.gui or "")
+        ns = self.shell.user_ns
+        exec("import numpy\nimport matplotlib\nfrom matplotlib import pylab, mlab, pyplot\nnp = numpy\nplt = pyplot\n",
+             ns)
+        if not args.no_import_all:
+            exec("from pylab import *\nfrom numpy import *\n", ns)
 
     def line_history(self, line):
         for i, src in enumerate(self.shell._in[1:], 1):
@@ -1773,3 +2398,141 @@ class TimeitResult:
     def __repr__(self):
         return "<TimeitResult : %s \xb1 %s per loop (mean \xb1 std. dev. of %d runs, %d loops each)>" % (
             _fmt_time(self.average), _fmt_time(self.stdev), self.repeat, self.loops)
+
+
+# IPython's Magics class of each magic cellbox implements (%lsmagic's JSON,
+# and where help on a magic finds IPython's docstring)
+def _classes(spec):
+    out = {}
+    for cls, names in spec.items():
+        for n in names.split():
+            out[n] = cls
+    return out
+
+
+_MAGIC_CLASSES = {
+    "line": _classes({
+        "AutoMagics": "automagic autocall",
+        "BasicMagics": "alias_magic lsmagic magic page pprint colors xmode quickref doctest_mode gui precision notebook",
+        "CodeMagics": "save pastebin loadpy load", "KernelMagics": "edit clear less more man connect_info qtconsole autosave",
+        "ConfigMagics": "config", "ExecutionMagics": "prun pdb debug tb run timeit time macro",
+        "ExtensionMagics": "load_ext unload_ext reload_ext", "HistoryMagics": "history recall rerun",
+        "LoggingMagics": "logstart logstop logoff logon logstate",
+        "NamespaceMagics": "pinfo pinfo2 pdef pdoc psource pfile psearch who_ls who whos reset reset_selective xdel",
+        "OSMagics": "alias unalias rehashx pwd cd env set_env pushd popd dirs dhist sc sx system bookmark pycat",
+        "PackagingMagics": "pip conda", "PylabMagics": "matplotlib pylab", "ScriptMagics": "killbgscripts",
+        "AsyncMagics": "autoawait", "StoreMagics": "store", "AutoreloadMagics": "autoreload aimport",
+    }),
+    "cell": _classes({
+        "DisplayMagics": "js javascript latex svg html markdown", "ExecutionMagics": "prun debug timeit time capture",
+        "OSMagics": "sx system ! writefile", "ScriptMagics": "script",
+    }),
+}
+_MAGIC_MODULES = {
+    "AutoMagics": "IPython.core.magics.auto", "BasicMagics": "IPython.core.magics.basic",
+    "AsyncMagics": "IPython.core.magics.basic", "CodeMagics": "IPython.core.magics.code",
+    "ConfigMagics": "IPython.core.magics.config", "DisplayMagics": "IPython.core.magics.display",
+    "ExecutionMagics": "IPython.core.magics.execution", "ExtensionMagics": "IPython.core.magics.extension",
+    "HistoryMagics": "IPython.core.magics.history", "LoggingMagics": "IPython.core.magics.logging",
+    "NamespaceMagics": "IPython.core.magics.namespace", "OSMagics": "IPython.core.magics.osm",
+    "PackagingMagics": "IPython.core.magics.packaging", "PylabMagics": "IPython.core.magics.pylab",
+    "ScriptMagics": "IPython.core.magics.script", "KernelMagics": "ipykernel.zmqshell",
+    "StoreMagics": "IPython.extensions.storemagic", "AutoreloadMagics": "IPython.extensions.autoreload",
+}
+# IPython's MagicAlias magics: (kind, name) -> the magic they stand for
+_MAGIC_ALIASES = {("line", "ed"): "edit", ("line", "hist"): "history", ("line", "rep"): "recall",
+                  ("cell", "HTML"): "html", ("cell", "SVG"): "svg", ("cell", "file"): "writefile"}
+_SCRIPT_MAGICS = ("sh", "bash", "perl", "ruby", "python", "python2", "python3", "pypy")
+
+
+class _LSMagic:
+    """%lsmagic's value (IPython's MagicsDisplay): the lists as text, the
+    class of each magic as JSON."""
+
+    def __init__(self, magics):
+        self.magics = magics
+
+    def _tables(self):
+        m = self.magics
+        tab = m.table()
+        return {kind: {n: fn for n, fn in sorted(tab[kind].items()) if not m._hidden(kind, n)} for kind in m.KINDS}
+
+    def _lsmagic(self):
+        tab = self._tables()
+        auto = ("Automagic is ON, % prefix IS NOT needed for line magics." if self.magics.shell.automagic
+                else "Automagic is OFF, % prefix IS needed for line magics.")
+        return "\n".join(["Available line magics:", "%" + "  %".join(sorted(tab["line"])), "",
+                          "Available cell magics:", "%%" + "  %%".join(sorted(tab["cell"])), "", auto])
+
+    def __str__(self):
+        return self._lsmagic()
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(self._lsmagic())
+
+    def _repr_json_(self):
+        m = self.magics
+        return {kind: {n: m.class_of(kind, n, fn) for n, fn in tab.items()} for kind, tab in self._tables().items()}
+
+
+def _make_alias(fn, kind, target, params):
+    """%alias_magic's alias: the target with its parameters first."""
+    if kind == "line":
+        def alias(line="", *args, **kwargs):
+            return fn((params + " " + line).strip() if params else line, *args, **kwargs)
+    else:
+        def alias(line="", cell=None, *args, **kwargs):
+            return fn((params + " " + line).strip() if params else line, cell, *args, **kwargs)
+    alias.__doc__ = "Alias for `%s%s`." % ("%" if kind == "line" else "%%", target)
+    alias._cellbox_alias = (target, kind, params)
+    alias._ipython_magic_no_var_expand = getattr(fn, "_ipython_magic_no_var_expand", False)
+    return alias
+
+
+
+
+def run_macro(shell, pre, ifun):
+    """IPython's MacroHandler: a line that is a macro's name runs its lines."""
+    obj = shell.user_ns.get(ifun)
+    if obj is None:
+        return pre + ifun + "\n"
+    return pre + ("\n" + pre).join(obj.value.splitlines()) + "\n"
+
+
+_AUTOCALL_EXCLUDE = re.compile(r"^[,&^\|\*/\+-]|^is |^not |^in |^and |^or ")
+_FUN_NAME = re.compile(r"[a-zA-Z_]([a-zA-Z0-9_.]*)")
+
+
+def autocall(shell, line, pre, ifun, rest):
+    """IPython's AutocallChecker and AutoHandler (%autocall 1 or 2): `f 1`
+    runs as f(1), and the rewritten line is shown."""
+    import builtins
+    if rest[:1] and rest[0] in "!=()<>,+*/%^&|":   # PythonOpsChecker
+        return line
+    found, obj = shell.magics._find_object(ifun)
+    if not found:
+        return line
+    if ifun.lower() in ("b", "f", "r", "u", "br", "rb", "fr", "rf") and line.lstrip().startswith((ifun + "'", ifun + '"')):
+        return line
+    if not (callable(obj) and not _AUTOCALL_EXCLUDE.match(rest) and _FUN_NAME.match(ifun)):
+        return line
+    if not rest:
+        do_rewrite = shell.autocall >= 2
+    elif rest.startswith("[") and hasattr(obj, "__getitem__"):
+        do_rewrite = False
+    else:
+        do_rewrite = True
+    if not do_rewrite:
+        return line
+    if rest.endswith(";"):
+        newcmd = "%s(%s);" % (ifun.rstrip(), rest[:-1])
+    else:
+        newcmd = "%s(%s)" % (ifun.rstrip(), rest)
+    try:
+        show = getattr(obj, "rewrite", True)
+    except Exception:
+        show = True
+    if show:
+        print("------> " + newcmd)
+    del builtins
+    return pre + newcmd + "\n"
