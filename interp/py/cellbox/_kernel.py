@@ -81,6 +81,9 @@ class Shell:
         self._magics = None
         self._completer = None
         self.automagic = True      # IPython's default: `pwd`, `cd /tmp` without the %
+        self.autocall = 0          # %autocall: `f 1` is f(1) (1: smart, 2: full)
+        self.autoawait = True      # %autoawait off: top-level await is a SyntaxError
+        self._await_flag = _TOP_LEVEL_AWAIT
         self._exit_now = False
 
     # -- public helpers used by magics, display, comms ---------------------
@@ -198,22 +201,27 @@ class Shell:
                 return line
             call = "%s(%s);" % (ifun, rest[:-1]) if rest.endswith(";") else "%s(%s)" % (ifun, rest)
             return pre + call + "\n"
+        head = ifun.split(".", 1)[0]
+        if head in self.user_ns and type(self.user_ns[head]).__name__ == "Macro":
+            from cellbox._magics import run_macro
+            return run_macro(self, pre, ifun)
         if rest[:1] in ("=", ","):
             return line
-        if not self.automagic:
-            return line
-        head = ifun.split(".", 1)[0]
-        if not head.isidentifier() or head in self.user_ns or head in builtins.__dict__:
-            return line
+        if not self.automagic or not head.isidentifier() or head in self.user_ns or head in builtins.__dict__:
+            return self._autocall(line, pre, ifun, rest) if self.autocall else line
         import keyword
         if keyword.iskeyword(head):
             return line
         # only an unknown name gets here (a magic, or a NameError to be):
         # the magics module is loaded for it, never for a plain cell
         if self.magics.find("line", ifun) is None:
-            return line
+            return self._autocall(line, pre, ifun, rest) if self.autocall else line
         name, _, args = (ifun + " " + rest).partition(" ")
         return "%sget_ipython().run_line_magic(%r, %r)\n" % (pre, name.lstrip("%"), args)
+
+    def _autocall(self, line, pre, ifun, rest):
+        from cellbox._magics import autocall
+        return autocall(self, line, pre, ifun, rest)
 
     def _store_input(self, count, code):
         ns = self.user_ns
@@ -233,7 +241,8 @@ class Shell:
     def _run_source(self, source, filename, silent):
         lines = source.splitlines(True)
         linecache.cache[filename] = (len(source), None, lines, filename)
-        tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | _TOP_LEVEL_AWAIT, dont_inherit=True)
+        flag = self._await_flag
+        tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | flag, dont_inherit=True)
         body = tree.body
         mode = self.interactivity()
         if mode != "last_expr":
@@ -242,10 +251,10 @@ class Shell:
         if body and isinstance(body[-1], ast.Expr):
             last = body.pop()
         if body:
-            code = compile(tree, filename, "exec", _TOP_LEVEL_AWAIT, dont_inherit=True)
+            code = compile(tree, filename, "exec", flag, dont_inherit=True)
             self._run_code(code)
         if last is not None:
-            code = compile(ast.Expression(last.value), filename, "eval", _TOP_LEVEL_AWAIT, dont_inherit=True)
+            code = compile(ast.Expression(last.value), filename, "eval", flag, dont_inherit=True)
             value = self._run_code(code)
             if not silent and not _ends_with_semicolon(lines, last):
                 self.displayhook(value)
@@ -290,7 +299,7 @@ class Shell:
             split = len(body)
         if split:
             mod = ast.Module(body[:split], type_ignores=[])
-            self._run_code(compile(mod, filename, "exec", _TOP_LEVEL_AWAIT, dont_inherit=True))
+            self._run_code(compile(mod, filename, "exec", self._await_flag, dont_inherit=True))
         shown = [None]
 
         def hook(value):
@@ -303,7 +312,7 @@ class Shell:
         try:
             for node in body[split:]:
                 # 'single' mode: every expression statement shows its value, as at a prompt
-                code = compile(ast.Interactive([node]), filename, "single", _TOP_LEVEL_AWAIT, dont_inherit=True)
+                code = compile(ast.Interactive([node]), filename, "single", self._await_flag, dont_inherit=True)
                 self._run_code(code)
         finally:
             sys.displayhook = saved
@@ -348,6 +357,9 @@ class Shell:
             sys.stderr.write("UsageError: %s\n" % exc)
             sys.stderr.flush()
             return {"ename": "UsageError", "evalue": str(exc), "traceback": []}
+        if isinstance(exc, SyntaxError) and exc.text is None and exc.lineno and exc.filename:
+            # the compiler's errors (an `await` outside a function) carry no text
+            exc.text = linecache.getline(exc.filename, exc.lineno) or None
         tb = format_exception(exc, skip_frames_of=__file__)
         content = {"ename": etype.__name__, "evalue": str(exc), "traceback": tb}
         if system_exit:
