@@ -144,6 +144,10 @@ def _paint(text, style, hl):
     """text in a pygments-like style, on yellow when hl."""
     if not text:
         return ""
+    if scheme == "NoColor":
+        return text
+    if False:
+        return ""
     fg, attr = style if style else (None, "")
     codes = ";".join(c for c in (fg, attr, "43" if hl else None) if c)
     if not codes:
@@ -233,7 +237,9 @@ def _compress_user(path):
     return path
 
 
-def _link(filename, lineno, colour=GREEN, normal=NORMAL):
+def _link(filename, lineno, colour=None, normal=None):
+    colour = FILENAMEEM if colour is None else colour
+    normal = NORMAL if normal is None else normal
     n = _cell_name(filename)
     if n is not None:
         return "Cell %sIn [%s], line %s%s" % (colour, n, lineno, normal)
@@ -373,10 +379,10 @@ def _locals_line(tb):
                 text = repr(value)
             except Exception:
                 text = "<unprintable %s object>" % type(value).__name__
-            items.append("%s %s= %s%s" % (name, BLUE, text, NORMAL))
+            items.append("%s %s= %s%s" % (name, VALEM, text, NORMAL))
     if not items:
         return ""
-    return indent + ("%s\n%s%s" % (BLUE, indent, NORMAL)).join(items)
+    return indent + ("%s\n%s%s" % (VALEM, indent, NORMAL)).join(items)
 
 
 def _format_frame(frame, summary, pieces_around, tb=None, verbose=False):
@@ -385,7 +391,7 @@ def _format_frame(frame, summary, pieces_around, tb=None, verbose=False):
     head = _link(summary.filename, lineno)
     if code.co_name != "<module>":
         name = getattr(code, "co_qualname", code.co_name)
-        head += ", in %s%s%s%s%s" % (CYAN, name, BLUE, _args(frame, verbose), NORMAL)
+        head += ", in %s%s%s%s%s" % (VNAME, name, VALEM, _args(frame, verbose), NORMAL)
     out = head + "\n"
     shown, lines = _context(summary.filename, code, lineno, pieces_around)
     if not shown:
@@ -405,15 +411,15 @@ def _format_frame(frame, summary, pieces_around, tb=None, verbose=False):
     coloured = _highlight(block, first, span)
     for n in shown:
         if n is None:
-            out += "%s   (...)%s\n" % (GREEN, NORMAL)
+            out += "%s   (...)%s\n" % (LINENOEM, NORMAL)
         elif n == lineno:
-            out += "%s%s%s %s\n" % (GREEN, _arrow(n), NORMAL, coloured[n - first])
+            out += "%s%s%s %s\n" % (LINENOEM, _arrow(n), NORMAL, coloured[n - first])
             if verbose and tb is not None:
                 values = _locals_line(tb)
                 if values:
                     out += values + "\n"
         else:
-            out += "%s%*d%s %s\n" % (BGREEN, _NUM_WIDTH, n, NORMAL, coloured[n - first])
+            out += "%s%*d%s %s\n" % (LINENO, _NUM_WIDTH, n, NORMAL, coloured[n - first])
     return out
 
 
@@ -451,29 +457,29 @@ def _exc_line(exc):
         msg = str(exc)
     except Exception:
         msg = "<unprintable %s object>" % name
-    return "%s%s%s: %s" % (RED, name, NORMAL, msg)
+    return "%s%s%s: %s" % (EXCNAME, name, NORMAL, msg)
 
 
 def _header(exc):
     name = type(exc).__name__
-    return "%s%s%s%s" % (RED, name, NORMAL, "Traceback (most recent call last)".rjust(WIDTH - len(name)))
+    return "%s%s%s%s" % (EXCNAME, name, NORMAL, "Traceback (most recent call last)".rjust(WIDTH - len(name)))
 
 
 def _syntax_error(exc):
     """IPython's form for code that does not compile: one block."""
     fn = exc.filename or "<unknown>"
     n = _cell_name(fn)
-    where = ("Cell %sIn [%s], line %s" % (GREEN, n, exc.lineno) if n is not None
-             else "File %s%s:%s" % (GREEN, _compress_user(fn), exc.lineno))
-    out = "%s  %s%s%s\n" % (CYAN, where, CYAN, NORMAL)
+    where = ("Cell %sIn [%s], line %s" % (FILENAMEEM, n, exc.lineno) if n is not None
+             else "File %s%s:%s" % (FILENAMEEM, _compress_user(fn), exc.lineno))
+    out = "%s  %s%s%s\n" % (NORMALEM, where, NORMALEM, NORMAL)
     if exc.text:
         text = exc.text.rstrip("\n")
         stripped = text.lstrip()
-        out += "%s    %s%s\n" % (RED, stripped, NORMAL)
+        out += "%s    %s%s\n" % (LINE, stripped, NORMAL)
         if exc.offset:
             caret = max(0, exc.offset - 1 - (len(text) - len(stripped)))
-            out += "%s    %s^%s\n" % (NORMAL, " " * caret, NORMAL)
-    out += "%s%s%s%s:%s %s\n" % (RED, type(exc).__name__, NORMAL, RED, NORMAL, exc.msg)
+            out += "%s    %s^%s\n" % (CARET, " " * caret, NORMAL)
+    out += "%s%s%s%s:%s %s\n" % (EXCNAME, type(exc).__name__, NORMAL, EXCNAME, NORMAL, exc.msg)
     return out
 
 
@@ -496,7 +502,7 @@ def _exception_only(exc):
     wins over str(), a SyntaxError has its place and caret)."""
     if isinstance(exc, SyntaxError):
         return _syntax_error(exc)
-    stype = "%s%s%s" % (RED, type(exc).__name__, NORMAL)
+    stype = "%s%s%s" % (EXCNAME, type(exc).__name__, NORMAL)
     try:
         msg = exc.msg
     except Exception:
@@ -505,7 +511,7 @@ def _exception_only(exc):
         except Exception:
             msg = "<unprintable %s object>" % type(exc).__name__
     if msg:
-        return "%s%s:%s %s\n" % (stype, RED, NORMAL, msg)
+        return "%s%s:%s %s\n" % (stype, EXCNAME, NORMAL, msg)
     return stype + "\n"
 
 
@@ -513,12 +519,12 @@ def _plain_block(exc, skip_file):
     frames = _frames(exc.__traceback__, skip_file)
     parts = []
     if frames:
-        parts.append("Traceback %s(most recent call last)%s:\n" % (CYAN, NORMAL))
+        parts.append("Traceback %s(most recent call last)%s:\n" % (NORMALEM, NORMAL))
     for i, (frame, summary, tb) in enumerate(frames):
         if i == len(frames) - 1:   # the last frame is emphasised
-            normal, name_c, file_c, line_c = CYAN, PURPLE, GREEN, RED
+            normal, name_c, file_c, line_c = NORMALEM, NAMEEM, FILENAMEEM, LINE
         else:
-            normal, name_c, file_c, line_c = NORMAL, BPURPLE, BGREEN, ""
+            normal, name_c, file_c, line_c = NORMAL, NAME, FILENAME, ""
         item = "%s  %s" % (normal, _link(summary.filename, summary.lineno, file_c, normal))
         if summary.name != "<module>":
             item += " in %s%s%s\n" % (name_c, summary.name, normal)
@@ -558,7 +564,7 @@ def format_exception(exc, skip_frames_of=None):
     if isinstance(exc, SyntaxError) and not _frames(exc.__traceback__, skip_frames_of):
         return [_syntax_error(exc)]
     chain, links = _chain(exc)
-    out = [] if mode in ("Plain", "Minimal") else ["%s%s%s" % (RED, "-" * WIDTH, NORMAL)]
+    out = [] if mode in ("Plain", "Minimal") else ["%s%s%s" % (TOPLINE, "-" * WIDTH, NORMAL)]
     for i in range(len(chain) - 1, -1, -1):
         if mode == "Minimal":
             out.append(_exception_only(chain[i]))
@@ -574,3 +580,36 @@ def format_exception(exc, skip_frames_of=None):
 def format_text(exc, skip_frames_of=None):
     """The traceback as one text, as IPython prints it to a stream."""
     return ("" if mode in ("Plain", "Minimal") else "\n").join(format_exception(exc, skip_frames_of))
+
+
+# -- %colors: IPython's exception colour schemes -------------------------------------
+SCHEMES = ("NoColor", "Linux", "LightBG", "Neutral")
+scheme = "Neutral"
+
+
+# IPython's excolors: role -> (NoColor, Linux, LightBG, Neutral) ANSI codes
+_ROLES = {
+    "TOPLINE": ("", "1;31", "0;31", "0;31"), "FILENAME": ("", "0;32", "1;32", "1;32"),
+    "LINENO": ("", "0;32", "1;32", "1;32"), "NAME": ("", "0;35", "1;35", "1;35"),
+    "VNAME": ("", "0;36", "0;36", "0;36"), "VAL": ("", "0;32", "1;32", "1;32"),
+    "EM": ("", "1;36", "0;36", "0;36"), "NORMALEM": ("", "1;36", "0;36", "0;36"),
+    "FILENAMEEM": ("", "1;32", "0;32", "0;32"), "LINENOEM": ("", "1;32", "0;32", "0;32"),
+    "NAMEEM": ("", "1;35", "0;35", "0;35"), "VALEM": ("", "1;34", "0;34", "0;34"),
+    "EXCNAME": ("", "1;31", "0;31", "0;31"), "LINE": ("", "1;33", "0;31", "0;31"),
+    "CARET": ("", "1;37", "0", "0"), "NORMAL": ("", "0", "0", "0"),
+}
+
+
+def set_colors(name):
+    """%colors: IPython's exception colour scheme (NoColor: none at all)."""
+    global scheme
+    if name not in SCHEMES:
+        raise ValueError("Unrecognized color scheme: %s" % name)
+    scheme = name
+    i = SCHEMES.index(name)
+    g = globals()
+    for role, codes in _ROLES.items():
+        g[role] = "\x1b[%sm" % codes[i] if codes[i] else ""
+
+
+set_colors("Neutral")
