@@ -220,6 +220,9 @@ PARITY += [
     ("%edit FILE", "%edit edit_me.py"),
     ("%ed -n", "%ed -n 3 edit_me.py"),
     ("%killbgscripts", "%killbgscripts"),
+    ("%connect_info: the file's keys and the instructions", "import io, contextlib, json\nbuf = io.StringIO()\n"
+     "with contextlib.redirect_stdout(buf):\n    %connect_info\ninfo_text = buf.getvalue()\n"
+     "sorted(json.loads(info_text[:info_text.index('}') + 1])), info_text[info_text.index('}') + 1:].count('--existing')"),
     ("%sc -l", "%sc -l sc_lines = echo a b; echo c\nsc_lines"),
     ("%sc", "%sc sc_text = echo x y\nsc_text"),
     ("%%HTML", "%%HTML\n<b>bold</b>"),
