@@ -606,29 +606,265 @@ class Magics:
 
     cell_file = cell_writefile
 
-    def line_run(self, line):
-        args = shlex.split(line)
-        if not args:
-            raise UsageError("%run FILE [ARGS...]")
-        path = args[0]
-        if not os.path.exists(path) and os.path.exists(path + ".py"):
-            path += ".py"
-        with open(path, encoding="utf-8") as f:
-            src = f.read()
-        save_argv = sys.argv
-        sys.argv = [path] + args[1:]
-        ns = self.shell.user_ns
-        saved_name, saved_file = ns.get("__name__"), ns.get("__file__")
-        ns["__file__"] = os.path.abspath(path)
+    @staticmethod
+    def _py_filename(name):
+        """IPython's get_py_filename: NAME or NAME.py, else an IOError."""
+        name = os.path.expanduser(name)
+        if os.path.isfile(name):
+            return name
+        if not name.endswith(".py") and os.path.isfile(name + ".py"):
+            return name + ".py"
+        raise IOError("File `%r` not found." % name)
+
+    def _show_script_error(self, e, filename, exception_only=False):
+        """An error of a %run script as IPython's showtraceback shows it:
+        from the script's frames on, or only its last line."""
+        from cellbox import _ipython, _traceback
+        if exception_only:   # IPython's showtraceback(exception_only=True)
+            import _cellbox_c
+            from cellbox.display import dumps
+            tb = ["An exception has occurred, use %tb to see the full traceback.\n", _traceback._exception_only(e)]
+            _cellbox_c.publish("error", dumps({"ename": type(e).__name__, "evalue": str(e), "traceback": tb}))
+            return
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+            tb = tb.tb_next
+        sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
+        _ipython.show_exception(e.with_traceback(tb) if tb is not None else e)
+
+    def _execfile(self, fname, ns, exit_ignore=False, raise_exceptions=False):
+        """IPython's safe_execfile: the file runs in ns with its folder first
+        on sys.path; a SystemExit with a status shows as one line, another
+        error as a traceback from the script on, never raised."""
+        import warnings
+        fname = os.path.realpath(os.path.expanduser(fname))
         try:
-            exec(compile(src, path, "exec"), ns)
+            with open(fname, "rb"):
+                pass
+        except Exception:
+            warnings.warn("Could not open file <%s> for safe execution." % fname)
+            return
+        dname = os.path.dirname(fname)
+        added = dname not in sys.path
+        if added:
+            sys.path.insert(0, dname)
+        try:
+            with open(fname, "rb") as f:
+                exec(compile(f.read(), fname, "exec"), ns)
+        except SystemExit as status:
+            if status.code:
+                if raise_exceptions:
+                    raise
+                if not exit_ignore:
+                    self._show_script_error(status, fname, exception_only=True)
+        except BaseException as e:
+            if raise_exceptions or isinstance(e, KeyboardInterrupt):
+                raise
+            self._show_script_error(e, fname)
         finally:
-            sys.argv = save_argv
-            ns["__name__"] = saved_name
-            if saved_file is None:
-                ns.pop("__file__", None)
+            if added and dname in sys.path:
+                sys.path.remove(dname)
+
+    def _run_module(self, mod_name, where):
+        """IPython's safe_run_module."""
+        import runpy
+        import warnings
+        try:
+            try:
+                where.update(runpy.run_module(str(mod_name), run_name="__main__", alter_sys=True))
+            except SystemExit as status:
+                if status.code:
+                    raise
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            from cellbox import _ipython
+            _ipython.show_exception(e)
+            warnings.warn("Unknown failure executing module: <%s>" % mod_name)
+
+    def _execfile_ipy(self, fname):
+        """IPython's safe_execfile_ipy: a .ipy file, or a notebook's code
+        cells, run as cells (IPython syntax, silent) until one fails."""
+        import warnings
+        fname = os.path.realpath(os.path.expanduser(fname))
+        if fname.endswith(".ipynb"):
+            import nbformat
+            nb = nbformat.read(fname, as_version=4)
+            cells = [c.source for c in nb.cells if c.cell_type == "code"]
+        else:
+            with open(fname, encoding="utf-8") as f:
+                cells = [f.read()]
+        ip = self.shell.get_ipython()
+        dname = os.path.dirname(fname)
+        added = dname not in sys.path
+        if added:
+            sys.path.insert(0, dname)
+        try:
+            for cell in cells:
+                if ip.run_cell(cell, silent=True).error_in_exec is not None:
+                    break
+        finally:
+            if added and dname in sys.path:
+                sys.path.remove(dname)
+        del warnings
+
+    @staticmethod
+    def _run_timed(run, nruns):
+        """IPython's _run_with_timing (CPU times from getrusage)."""
+        import resource
+
+        def clock2():
+            u = resource.getrusage(resource.RUSAGE_SELF)
+            return u.ru_utime, u.ru_stime
+
+        twall0 = time.perf_counter()
+        t0 = clock2()
+        for _ in range(nruns):
+            run()
+        t1 = clock2()
+        t_usr, t_sys = t1[0] - t0[0], t1[1] - t0[1]
+        print("\nIPython CPU timings (estimated):")
+        if nruns == 1:
+            print("  User   : %10.2f s." % t_usr)
+            print("  System : %10.2f s." % t_sys)
+        else:
+            print("Total runs performed:", nruns)
+            print("  Times  : %10s   %10s" % ("Total", "Per run"))
+            print("  User   : %10.2f s, %10.2f s." % (t_usr, t_usr / nruns))
+            print("  System : %10.2f s, %10.2f s." % (t_sys, t_sys / nruns))
+        print("Wall time: %10.2f s." % (time.perf_counter() - twall0))
+
+    @_no_var_expand
+    def line_run(self, line):
+        """%run [-n -i -e -G] [(-t [-N N] | -d [-b BP] | -p [profile options])]
+        (-m MODULE | FILE) [ARGS]: run a script as IPython does (a fresh
+        __main__ whose globals then land in the notebook's namespace)."""
+        import builtins
+        import glob
+        if "-m" in line and "--" not in line:   # IPython's issue #3664: options after -m MOD are the module's
+            argv = shlex.split(line)
+            for i, a in enumerate(argv):
+                if a and a.startswith("-") and a != "-":
+                    if a == "-m":
+                        argv.insert(i + 2, "--")
+                        break
+                else:
+                    break
+            line = " ".join(shlex.quote(a) for a in argv)
+        opts, arg_lst = _parse_options(line, "nidtN:b:pD:l:rs:T:em:G", list_all=True, mode="list")
+        if "m" in opts:
+            import importlib.util
+            modulename = opts["m"][0]
+            spec = importlib.util.find_spec(modulename)
+            modpath = spec.origin   # (an AttributeError for no such module, as IPython's find_mod)
+            if modpath is None:
+                raise Exception("%r is not a valid modulename on sys.path" % modulename)
+            arg_lst = [modpath] + arg_lst
+        try:
+            filename = self._py_filename(arg_lst[0])
+        except IndexError as e:
+            raise Exception("you must provide at least a filename.") from e
+        except IOError as e:
+            raise Exception(str(e)) from e
+        ns = self.shell.user_ns
+        if filename.lower().endswith((".ipy", ".ipynb")):
+            had, old = "__file__" in ns, ns.get("__file__")
+            ns["__file__"] = filename
+            try:
+                self._execfile_ipy(filename)
+            finally:
+                if had:
+                    ns["__file__"] = old
+                else:
+                    ns.pop("__file__", None)
+            return None
+        exit_ignore = "e" in opts
+        save_argv = sys.argv
+        if "G" in opts:
+            args = arg_lst[1:]
+        else:   # IPython's shellglob: a pattern matching nothing stays, unescaped
+            args = []
+            for a in map(os.path.expanduser, arg_lst[1:]):
+                args.extend(glob.glob(a) or [re.sub(r"\\([\\*?\[\]])", r"\1", a)])
+        sys.argv = [filename] + args
+        name = os.path.splitext(os.path.basename(filename))[0] if "n" in opts else "__main__"
+        if "i" in opts:
+            prog_ns = ns
+            name_save = ns.get("__name__")
+            prog_ns["__name__"] = name
+            main_mod = sys.modules.get("__main__")
+            prog_ns["__file__"] = filename
+        else:
+            import types
+            cache = self.__dict__.setdefault("_main_mod_cache", {})
+            key = os.path.abspath(filename)
+            main_mod = cache.get(key)
+            if main_mod is None:
+                main_mod = cache[key] = types.ModuleType(name, doc="Module created for script run in IPython")
             else:
-                ns["__file__"] = saved_file
+                main_mod.__dict__.clear()
+                main_mod.__name__ = name
+                main_mod.__doc__ = "Module created for script run in IPython"
+            prog_ns = main_mod.__dict__
+        main_mod_name = prog_ns["__name__"]
+        restore_main = sys.modules.get("__main__") if main_mod_name == "__main__" else False
+        sys.modules[main_mod_name] = main_mod
+        stats = None
+        try:
+            if "p" in opts or "d" in opts:
+                if "m" in opts:
+                    code = "run_module(modulename, prog_ns)"
+                    code_ns = {"run_module": self._run_module, "prog_ns": prog_ns, "modulename": modulename}
+                else:
+                    code = ("execfile(filename, prog_ns, raise_exceptions=True)" if "d" in opts
+                            else "execfile(filename, prog_ns)")
+                    code_ns = {"execfile": self._execfile, "prog_ns": prog_ns,
+                               "filename": self._py_filename(filename)}
+            if "p" in opts:
+                stats = self._run_with_profiler(code, opts, code_ns)
+            elif "d" in opts:
+                bp = opts.get("b", ["1"])[0]
+                bp_file, _, bp_line = bp.rpartition(":")
+                self._debug_exec(code, "%s:%s" % (bp_file or filename, bp_line), ns=code_ns,
+                                 mainfile=filename)
+            else:
+                if "m" in opts:
+                    def run():
+                        self._run_module(modulename, prog_ns)
+                else:
+                    def run():
+                        self._execfile(filename, prog_ns, exit_ignore=exit_ignore)
+                if "t" in opts:
+                    try:
+                        nruns = int(opts["N"][0])
+                        if nruns < 1:
+                            sys.stderr.write("ERROR:root:Number of runs must be >=1\n")
+                            return None
+                    except KeyError:
+                        nruns = 1
+                    self._run_timed(run, nruns)
+                else:
+                    run()
+            if "i" in opts:
+                ns["__name__"] = name_save
+            else:
+                prog_ns.pop("__name__", None)
+                had, old = "__file__" in ns, ns.get("__file__")
+                ns.update(prog_ns)
+                if had:
+                    ns["__file__"] = old
+                else:
+                    ns.pop("__file__", None)
+        finally:
+            ns["__builtins__"] = builtins
+            sys.argv = save_argv
+            if restore_main:
+                sys.modules["__main__"] = restore_main
+                if "__mp_main__" in sys.modules:
+                    sys.modules["__mp_main__"] = restore_main
+            else:
+                sys.modules.pop(main_mod_name, None)
+        return stats
 
     def line_load(self, line):
         path = line.strip()
@@ -786,7 +1022,7 @@ class Magics:
             return
         self.post_mortem(tb)
 
-    def _debug_exec(self, code, breakpoint):
+    def _debug_exec(self, code, breakpoint, ns=None, mainfile=None):
         """IPython's _run_with_debugger: run code from its first line under the
         debugger, optionally with a breakpoint; an error of the code is
         printed, as IPython does, not raised."""
@@ -815,6 +1051,7 @@ class Magics:
                                      "after trying up to line: %s.\n"
                                      "Please set a valid breakpoint manually with the -b option." % bp)
             deb.do_break("%s:%s" % (filename, bp_line))
+            filename = mainfile or filename
             deb._wait_for_mainpyfile = True
             deb.mainpyfile = deb.canonic(filename)
             deb._exec_filename = filename
@@ -823,7 +1060,7 @@ class Magics:
             while True:
                 trace = sys.gettrace()
                 try:
-                    deb.run(code, self.shell.user_ns)
+                    deb.run(code, self.shell.user_ns if ns is None else ns)
                 except pdb.Restart:
                     print("Restarting")
                     if filename:
@@ -881,11 +1118,12 @@ class Magics:
 
     cell_prun = line_prun
 
-    def _run_with_profiler(self, code, opts):
+    def _run_with_profiler(self, code, opts, ns=None):
         import cProfile
         import io
         import pstats
-        ns = self.shell.user_ns
+        if ns is None:
+            ns = self.shell.user_ns
         prof = cProfile.Profile()
         try:
             prof = prof.runctx(code, ns, ns)

@@ -1,0 +1,192 @@
+"""IPython's magics that cellbox once had as toys, against ipykernel: %run
+(its options, the fresh __main__ namespace, sys.argv and globs, SystemExit,
+.ipy and .ipynb files, errors), %history/%hist (ranges and options), %load
+(ranges, symbols, objects), %time/%%time, %config's listings, help on plain
+objects (name?) and %%svg. Each cell runs in a cellbox kernel and in
+Debian's ipykernel; the IOPub messages and the reply payloads must be the
+same once what differs by nature is normalized (cell and temporary file
+names, timings). Output: TAP.
+"""
+import os
+import re
+
+import display_util as du
+import kutil
+
+tap = kutil.TAP()
+
+CELL_FILE = re.compile(r"[^\s(]*(/tmp/ipykernel_\d+/\d+\.py|<ipython-input-\d+-[0-9a-f]+>)|(?<![\w/.])\d{6,}\.py")
+WORK_DIR = re.compile(r"magics3-(cellbox|python3)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# timings differ from run to run: the numbers go, the layout stays
+SECONDS = re.compile(r"\d+(\.\d+)? (s|ms|\xb5s|ns)\b")
+RUN_TIMES = re.compile(r"\d+\.\d\d s\.")
+
+
+class Norm(du.Normalizer):
+    def text(self, s):
+        s = WORK_DIR.sub("magics3-K", CELL_FILE.sub("<cell>", s))
+        return super().text(s)
+
+
+class TimeNorm(Norm):
+    def text(self, s):
+        return RUN_TIMES.sub("N s.", SECONDS.sub("N s", super().text(s)))
+
+
+def collect(kc, code, **kw):
+    return du.collect(kc, code, timeout=60, **kw)
+
+
+def view(result, how="all"):
+    reply, out = result
+    n = TimeNorm() if how == "time" else Norm()
+    keep = {"status": reply.get("status"), "ename": reply.get("ename")}
+    if reply.get("status") == "error" and how != "ename":
+        keep["evalue"] = n.text(reply.get("evalue", ""))
+    payload = []
+    for p in reply.get("payload") or []:
+        p = dict(p)
+        if "data" in p:
+            p["data"] = n.value("", p["data"])
+            if how == "page head":   # a profile: its rows and counts are each kernel's own calls
+                p["data"] = {k: re.sub(r"\d+(\.\d+)?", "N", v.split("\n")[0]) for k, v in p["data"].items()}
+        if "filename" in p:
+            p["filename"] = n.text(p["filename"])
+        payload.append(p)
+    keep["payload"] = payload
+    if how == "ename":
+        return keep, [m[0] for m in n.messages(out)]
+    if how == "debug":
+        # the debugger's own output, then only the last line of the error it
+        # prints (the frames below the script are each kernel's own code)
+        def cut(text):
+            head, sep, tail = text.partition("\x1b[0;31m" + "-" * 75)
+            return head + (sep and ANSI.sub("", tail).rstrip().split("\n")[-1])
+        return keep, [m[:2] + (cut(m[2]),) if m[0] == "stream" else m for m in n.messages(du.merge_streams(out))]
+    msgs = n.messages(du.merge_streams(out))
+    if how in ("tb", "time"):
+        msgs.append([[n.text(b) for b in c["traceback"]] for t, c, b in out if t == "error"])
+    elif how == "tb heads":   # each frame's header: the code lines are coloured by cellbox's own highlighter
+        msgs.append([[n.text(b).split("\n")[0] for b in c["traceback"]] for t, c, b in out if t == "error"])
+    return keep, msgs
+
+
+SETUP = r'''
+import os, nbformat
+files = {
+ "s1.py": "import sys\nprint('argv', sys.argv[1:])\nprint('name', __name__)\n"
+          "print('sees nbvar', 'nbvar' in globals())\nrun_x = 10\ndef run_f():\n    return run_x * 2\n",
+ "exit0.py": "import sys\nprint('before')\nsys.exit(0)\nprint('after')\n",
+ "exit3.py": "import sys\nprint('before')\nsys.exit(3)\n",
+ "exitmsg.py": "import sys\nsys.exit('bye now')\n",
+ "err.py": "def f(x):\n    return 1 / x\n\nf(0)\n",
+ "syn.py": "x = (\n",
+ "mymodrun.py": "import sys\nprint('mod', __name__, sys.argv[1:])\nmod_value = 7\n",
+ "magic.ipy": "ipy_v = 3\n%pwd\nprint(ipy_v)\n!echo shell\nipy_v * 2\n",
+ "a1.txt": "", "a2.txt": "",
+}
+for name, text in files.items():
+    with open(name, "w") as fh:
+        fh.write(text)
+nb = nbformat.v4.new_notebook()
+nb.cells = [nbformat.v4.new_code_cell("nb_v = 5\nprint('in nb', nb_v)"), nbformat.v4.new_markdown_cell("# t"),
+            nbformat.v4.new_code_cell("nb_v * 2"), nbformat.v4.new_code_cell("nb_w = nb_v + 1")]
+nbformat.write(nb, "nbrun.ipynb")
+'''
+
+# (name, code[, how[, kw]]): how is "all" (messages and payloads), "tb"
+# (the traceback too), "tb heads", "ename", "time" (timings normalized) or
+# "page head"; kw: {"answer": text} answers input requests, {"stdin": False}
+# runs without them (as a headless notebook)
+PARITY = [
+    ("setup", SETUP),
+    ("a notebook variable", "nbvar = 1"),
+    # %run
+    ("%run FILE: a fresh __main__", "%run s1.py\nrun_x, run_f(), __name__"),
+    ("%run FILE ARGS", "%run s1.py a 'b c' --opt"),
+    # (one match per pattern: the order of several is the file system's)
+    ("%run with a glob", "%run s1.py a1*.txt zz*.q '[a]2.txt' ~"),
+    ("%run -G: no glob", "%run -G s1.py a1*.txt ~"),
+    ("%run -i: the notebook's namespace", "%run -i s1.py x"),
+    ("%run -n: not __main__", "%run -n s1.py"),
+    ("__doc__ and __file__ after %run", "__doc__, '__file__' in dir()"),
+    ("%run without .py", "%run s1"),
+    ("%run of a missing file", "%run nosuch.py"),
+    ("%run without a file", "%run"),
+    ("%run -i of a missing file", "%run -i nosuch.py"),
+    ("%run: sys.exit(0)", "%run exit0.py"),
+    ("%run: sys.exit(3)", "%run exit3.py", "tb"),
+    ("%run -e: sys.exit(3) ignored", "%run -e exit3.py"),
+    ("%run: sys.exit('msg')", "%run exitmsg.py", "tb"),
+    ("%run: an error in the script", "%run err.py", "tb heads"),
+    ("%run: a syntax error", "%run syn.py", "tb"),
+    ("%run -t", "%run -t s1.py", "time"),
+    ("%run -t -N3", "%run -t -N3 s1.py", "time"),
+    ("%run -m", "%run -m mymodrun x y"),
+    ("mod_value", "mod_value"),
+    ("%run -m missing", "%run -m nosuchmodrun", "ename"),
+    ("%run -p -q", "%run -p -q s1.py"),
+    ("%run -p: a profile in the pager", "%run -p s1.py", "page head"),
+    ("%run -d headless", "%run -d s1.py", "debug", {"stdin": False}),
+    ("%run -d -b2 headless", "%run -d -b2 s1.py", "debug", {"stdin": False}),
+    ("%run -p -r: the stats", "%run -p -r -l 3 -s cumulative s1.py", "page head"),
+    ("%run -e of an error", "%run -e err.py", "tb heads"),
+    ("%run -i of an error", "%run -i err.py", "tb heads"),
+    ("%run -t of sys.exit(3)", "%run -t exit3.py", "time"),
+    ("%run -t -N0", "%run -t -N0 s1.py"),
+    ("%run -m with options after the module", "%run -m mymodrun -i -x"),
+    ("__file__ is the notebook's", "'__file__' in dir(), __name__"),
+    ("%run .ipy", "%run magic.ipy"),
+    ("ipy_v", "ipy_v"),
+    ("%run .ipynb", "%run nbrun.ipynb"),
+    ("nb_w", "nb_w"),
+]
+
+
+def run_parity(kernel_name):
+    km, kc = du.start(kernel_name)
+    work = os.path.join(kutil.TMP, "magics3-" + kernel_name)
+    os.makedirs(work)
+    try:
+        collect(kc, "import os\nos.chdir(%r)" % work)
+        res = []
+        for name, code, *rest in PARITY:
+            kw = dict(rest[1]) if len(rest) > 1 else {}
+            opts = {}
+            if "answer" in kw:
+                answer = kw.pop("answer")
+                opts["stdin_hook"] = lambda msg, a=answer: kc.input(a)
+            if kw.pop("stdin", True) is False:
+                opts["allow_stdin"] = False
+            try:
+                res.append(collect(kc, code, **opts))
+            except Exception as e:
+                res.append(({"status": "timeout", "error": repr(e)}, []))
+        return res
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+ours = run_parity("cellbox")
+theirs = run_parity("python3")
+for (name, code, *rest), r1, r2 in zip(PARITY, ours, theirs):
+    how = rest[0] if rest else "all"
+    v1, v2 = view(r1, how), view(r2, how)
+    tap.ok(v1 == v2 and v1[0]["status"] in ("ok", "error"), "same as ipykernel: %s" % name,
+           "cellbox:   %r\nipykernel: %r" % (v1, v2))
+
+
+@tap.case
+def no_import_at_start():
+    """The magics stay off the hot path: a plain cell loads none of them."""
+    km, kc = du.start("cellbox")
+    try:
+        collect(kc, "x = 1\nx")
+        reply, out = collect(kc, "import sys\nsorted(m for m in ('cellbox._magics', 'IPython', 'runpy', "
+                                 "'IPython.core.oinspect', 'nbformat', 'xml.dom.minidom') if m in sys.modules)")
+        tap.eq(kutil.results([(t, c) for t, c, b in out]), ["[]"], "no magics module loaded by plain cells")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
