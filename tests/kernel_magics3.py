@@ -141,6 +141,39 @@ PARITY = [
     ("ipy_v", "ipy_v"),
     ("%run .ipynb", "%run nbrun.ipynb"),
     ("nb_w", "nb_w"),
+    # %history: @H is the number of the first of these cells
+    ("history: first cell", "h_a = 1"),
+    ("history: two lines", "h_b = 2\nh_c = 3"),
+    ("history: a tab", "def h_f():\n\treturn 1"),
+    ("history: a magic", "%pwd"),
+    ("history: an output", "h_a + 41"),
+    ("history: a print", "print('h printed')"),
+    ("%history N", "%history @H"),
+    ("%history N-M", "%history @H-@H+2"),
+    ("%history N:M", "%history @H:@H+2"),
+    ("%history several ranges", "%history @H @H+2 @H+4"),
+    ("%history -n", "%history -n @H-@H+5"),
+    ("%hist -n -o", "%hist -n -o @H-@H+5"),
+    ("%history -p", "%history -p @H-@H+5"),
+    ("%history -p -o", "%history -p -o @H+2-@H+4"),
+    ("%history -t: translated", "%history -t @H+3"),
+    ("%history -r: raw", "%history -r @H+3"),
+    ("%history ~1/1-5: an earlier session (none)", "%history ~1/1-5"),
+    ("%history 0/N (this session)", "%history 0/@H"),
+    ("%history -g PATTERN", "%history -g h_a"),
+    ("%history -g -u", "%history -g -u h_a"),
+    ("%history -g PATTERN with a range", "%history -g h_ @H-@H+3"),
+    ("%history -l N", "%history -l 3"),
+    ("%history -n -l", "%history -n -l 2"),
+    ("%history -l 0", "%history -l 0"),
+    ("%history -f FILE", "%history -f hist_out.py @H-@H+2\nprint(open('hist_out.py').read())"),
+    ("%history -f FILE that exists, headless", "%history -f hist_out.py @H", "all", {"stdin": False}),
+    ("%history -f FILE that exists, answer n", "%history -f hist_out.py @H", "all", {"answer": "n"}),
+    ("%history -f FILE that exists, answer y", "%history -f hist_out.py @H+1\nprint(open('hist_out.py').read())",
+     "all", {"answer": "y"}),
+    ("%history with a bad option", "%history -z"),
+    ("%history -l with a word", "%history -l x"),
+    ("%history with no range (all)", "%history"),
 ]
 
 
@@ -151,7 +184,9 @@ def run_parity(kernel_name):
     try:
         collect(kc, "import os\nos.chdir(%r)" % work)
         res = []
+        first = None
         for name, code, *rest in PARITY:
+            code = re.sub(r"@H([+-]\d+)?", lambda m: str(first + int(m.group(1) or 0)), code)
             kw = dict(rest[1]) if len(rest) > 1 else {}
             opts = {}
             if "answer" in kw:
@@ -161,6 +196,8 @@ def run_parity(kernel_name):
                 opts["allow_stdin"] = False
             try:
                 res.append(collect(kc, code, **opts))
+                if name == "history: first cell":
+                    first = res[-1][0]["execution_count"]
             except Exception as e:
                 res.append(({"status": "timeout", "error": repr(e)}, []))
         return res

@@ -2419,9 +2419,79 @@ Currently the magic system has the following functions:""",
             exec("from pylab import *\nfrom numpy import *\n", ns)
 
     def line_history(self, line):
-        for i, src in enumerate(self.shell._in[1:], 1):
-            if src:
-                print(src if "-n" not in line else "%4d: %s" % (i, src))
+        """%history [-n] [-o] [-p] [-t] [-f FILENAME] [-g [PATTERN ...]]
+        [-l [LIMIT]] [-u] [range ...]: the input history, as IPython's."""
+        import fnmatch
+        from cellbox._kernel import StdinNotImplementedError
+        unspecified = object()
+        p = _arg_parser("%history")
+        p.add_argument("-n", dest="print_nums", action="store_true", default=False)
+        p.add_argument("-o", dest="get_output", action="store_true", default=False)
+        p.add_argument("-p", dest="pyprompts", action="store_true", default=False)
+        p.add_argument("-t", dest="raw", action="store_false", default=True)
+        p.add_argument("-f", dest="filename")
+        p.add_argument("-g", dest="pattern", nargs="*", default=None)
+        p.add_argument("-l", dest="limit", type=int, nargs="?", default=unspecified)
+        p.add_argument("-u", dest="unique", action="store_true")
+        p.add_argument("range", nargs="*")
+        args = p.parse_args(_arg_split(line))
+        hm = self.shell.get_ipython().history_manager
+
+        def lineno(session, n):
+            if session in (0, hm.session_number):
+                return str(n)
+            return "%s/%s" % (session, n)
+
+        outfname = args.filename
+        if not outfname:
+            outfile, close_at_end = sys.stdout, False
+        else:
+            outfname = os.path.expanduser(outfname)
+            if os.path.exists(outfname):
+                try:
+                    ans = _ask_yes_no("File %r exists. Overwrite?" % outfname)
+                except StdinNotImplementedError:
+                    ans = True
+                if not ans:
+                    print("Aborting.")
+                    return
+                print("Overwriting file.")
+            outfile, close_at_end = open(outfname, "w", encoding="utf-8"), True
+        print_nums, get_output, pyprompts, raw = args.print_nums, args.get_output, args.pyprompts, args.raw
+        limit = None if args.limit is unspecified else args.limit
+        range_pattern = False
+        if args.pattern is not None and not args.range:
+            pattern = "*" + " ".join(args.pattern) + "*" if args.pattern else "*"
+            hist = hm.search(pattern, raw=raw, output=get_output, n=limit, unique=args.unique)
+            print_nums = True
+        elif args.limit is not unspecified:
+            hist = hm.get_tail(10 if limit is None else limit, raw=raw, output=get_output)
+        else:
+            if args.pattern:
+                range_pattern = "*" + " ".join(args.pattern) + "*"
+                print_nums = True
+            hist = hm.get_range_by_str(" ".join(args.range), raw, get_output)
+        try:
+            for session, n, inline in hist:
+                output = None
+                if get_output:
+                    inline, output = inline
+                if range_pattern and not fnmatch.fnmatch(inline, range_pattern):
+                    continue
+                inline = inline.expandtabs(4).rstrip()
+                multiline = "\n" in inline
+                if print_nums:
+                    print("%s:%s" % (lineno(session, n).rjust(4), "\n" if multiline else " "), file=outfile, end="")
+                if pyprompts:
+                    print(">>> ", end="", file=outfile)
+                    if multiline:
+                        inline = "\n... ".join(inline.splitlines()) + "\n..."
+                print(inline, file=outfile)
+                if get_output and output:
+                    print(output, file=outfile)
+        finally:
+            if close_at_end:
+                outfile.close()
 
     def line_precision(self, line):
         """%precision [N | %fmt]: how floats are shown (IPython's); the new
