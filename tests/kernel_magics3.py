@@ -18,6 +18,9 @@ tap = kutil.TAP()
 CELL_FILE = re.compile(r"[^\s(]*(/tmp/ipykernel_\d+/\d+\.py|<ipython-input-\d+-[0-9a-f]+>)|(?<![\w/.])\d{6,}\.py")
 WORK_DIR = re.compile(r"magics3-(cellbox|python3)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# a warning names the file and line that raised it, then shows that line:
+# IPython's module or cellbox's
+WARNING = re.compile(r"^\S+:\d+: (\w+Warning: [^\n]*\n)  [^\n]*\n", re.M)
 # timings differ from run to run: the numbers go, the layout stays
 SECONDS = re.compile(r"\d+(\.\d+)? (s|ms|\xb5s|ns)\b")
 RUN_TIMES = re.compile(r"\d+\.\d\d s\.")
@@ -26,6 +29,7 @@ RUN_TIMES = re.compile(r"\d+\.\d\d s\.")
 class Norm(du.Normalizer):
     def text(self, s):
         s = WORK_DIR.sub("magics3-K", CELL_FILE.sub("<cell>", s))
+        s = WARNING.sub(r"\1", s)
         return super().text(s)
 
 
@@ -51,8 +55,9 @@ def view(result, how="all"):
             p["data"] = n.value("", p["data"])
             if how == "page head":   # a profile: its rows and counts are each kernel's own calls
                 p["data"] = {k: re.sub(r"\d+(\.\d+)?", "N", v.split("\n")[0]) for k, v in p["data"].items()}
-        if "filename" in p:
-            p["filename"] = n.text(p["filename"])
+        for k in ("filename", "text"):
+            if k in p:
+                p[k] = n.text(p[k])
         payload.append(p)
     keep["payload"] = payload
     if how == "ename":
@@ -174,6 +179,32 @@ PARITY = [
     ("%history with a bad option", "%history -z"),
     ("%history -l with a word", "%history -l x"),
     ("%history with no range (all)", "%history"),
+    # %load
+    ("a file to load", "with open('ld.py', 'w') as fh:\n    fh.write('# -*- coding: utf-8 -*-\\nimport os\\n\\n"
+     "def ld_f(x):\\n    return x + 1\\n\\nclass LdC:\\n    def m(self):\\n        return 2\\n\\nLD = 3\\n')\n"
+     "def nb_func(a, b=2):\n    \"\"\"Doc.\"\"\"\n    return a * b\nsrc_str = 'print(1)'"),
+    ("%load FILE", "%load ld.py"),
+    ("%load FILE without .py", "%load ld"),
+    ("%load -r N-M", "%load -r 4-5 ld.py"),
+    ("%load -r several", "%load -r 1,4:6 ld.py"),
+    ("%load -r with an indent", "%load -r 9-10 ld.py"),
+    ("%load -s SYMBOLS", "%load -s ld_f,LdC ld.py"),
+    ("%load -s a method", "%load -s LdC.m ld.py"),
+    ("%load -s of a missing symbol", "%load -s nosuch ld.py"),
+    ("%load -s of missing symbols", "%load -s ld_f,nosuch,other ld.py"),
+    ("%load -y", "%load -y ld.py"),
+    ("%load history N", "%load @H"),
+    ("%load history N-M", "%load @H-@H+2"),
+    ("%load a string variable", "%load src_str"),
+    ("%load -n a notebook function", "%load -n nb_func"),
+    ("%load -n a module's function", "import json\n%load -n json.dumps"),
+    ("%load -n a class", "%load -n json.JSONDecoder"),
+    ("%load of an object without -n", "%load json.dumps"),
+    ("%load of nothing known", "%load nosuchthing"),
+    ("%load of an expression", "%load 1+1"),
+    ("%load of a directory", "%load ."),
+    ("%load with no argument", "%load"),
+    ("%loadpy FILE", "%loadpy ld.py"),
 ]
 
 

@@ -867,11 +867,44 @@ class Magics:
         return stats
 
     def line_load(self, line):
-        path = line.strip()
-        with open(path, encoding="utf-8") as f:
-            src = f.read()
-        self.shell.payload.append({"source": "set_next_input", "text": "# %%load %s\n%s" % (path, src),
-                                   "replace": True})
+        """%load [-y] [-n] [-s SYMBOLS] [-r RANGES] SOURCE: code from history
+        ranges, a file, a URL, a string or macro (or with -n an object's
+        source) into the next cell, as IPython's."""
+        import warnings
+        from cellbox._kernel import StdinNotImplementedError
+        opts, args = _parse_options(line, "yns:r:")
+        contents = self._user_code(args, True, search_ns="n" in opts)
+        if "s" in opts or "r" in opts:
+            from IPython.core.magics.code import extract_code_ranges, extract_symbols, strip_initial_indent
+        if "s" in opts:
+            try:
+                blocks, not_found = extract_symbols(contents, opts["s"])
+            except SyntaxError:
+                sys.stderr.write("ERROR:root:Unable to parse the input as valid Python code\n")
+                return
+            if len(not_found) == 1:
+                warnings.warn("The symbol `%s` was not found" % not_found[0])
+            elif len(not_found) > 1:
+                names = ["`%s`" % x for x in not_found]
+                warnings.warn("The symbols %s were not found" % (", ".join(names[:-1]) + " and " + names[-1]))
+            contents = "\n".join(blocks)
+        if "r" in opts:
+            import itertools
+            lines = contents.split("\n")
+            slices = extract_code_ranges(opts["r"].replace(",", " "))
+            contents = "\n".join(strip_initial_indent(itertools.chain.from_iterable(
+                lines[slice(*slc)] for slc in slices)))
+        n = len(contents)
+        if n > 200000 and "y" not in opts:
+            try:
+                ans = _ask_yes_no("The text you're trying to load seems pretty big (%d characters). "
+                                  "Continue (y/[N]) ?" % n, default="n")
+            except StdinNotImplementedError:
+                ans = True
+            if ans is False:
+                print("Operation cancelled.")
+                return
+        self.shell.get_ipython().set_next_input("# %%load %s\n" % line + contents, replace=True)
 
     def line_pip(self, line):
         self.system("%s -m pip %s" % (shlex.quote(sys.executable), line))
@@ -1299,24 +1332,41 @@ class Magics:
         print("The following commands were written to file `%s`:" % fname)
         print(cmds)
 
-    def _user_code(self, target, raw):
-        """IPython's find_user_code: history ranges, else a file, else a
-        string variable."""
+    def _user_code(self, target, raw, search_ns=False):
+        """IPython's find_user_code: history ranges, else a file (or URL),
+        else (search_ns) an object's source, else a string or a macro."""
         text = "\n".join(src for _, src in self._history(target, raw))
         if not target:   # everything but this cell
             text = text[:text.rfind("\n")] if "\n" in text else ""
         if text:
             return text
-        path = os.path.expanduser(target)
-        for p in ([path + ".py"] if not path.endswith(".py") else []) + [path]:
+        if target.startswith(("http://", "https://")):
+            import urllib.request
+            with urllib.request.urlopen(target) as r:
+                return r.read().decode("utf-8", "replace")
+        candidates = [target]
+        try:
+            candidates.insert(0, self._py_filename(target))
+        except IOError:
+            pass
+        for p in candidates:
             if os.path.isfile(p):
                 with open(p, encoding="utf-8") as f:
                     lines = f.read().splitlines(True)
                 # without its encoding cookie, as IPython's read_py_file
                 cookie = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+")
                 return "".join(l for i, l in enumerate(lines) if not (i < 2 and cookie.match(l)))
-            if os.path.isdir(p):
+            if os.path.isdir(os.path.expanduser(p)):
                 raise ValueError("'%s' is a directory, not a regular file." % target)
+        if search_ns:
+            found, obj = self._find_object(target)
+            if found:
+                try:
+                    src = self._inspector().info(obj, target, detail_level=1).get("source")
+                except Exception:
+                    src = None
+                if src:
+                    return src
         try:
             obj = eval(target, self.shell.user_ns)
         except Exception as e:
@@ -1324,6 +1374,8 @@ class Magics:
                              "nor in the user namespace." % target) from e
         if isinstance(obj, str):
             return obj
+        if type(obj).__name__ == "Macro" and hasattr(obj, "value"):
+            return obj.value
         raise TypeError("%s is neither a string nor a macro." % target, obj)
 
     # -- display cell magics ------------------------------------------------------
