@@ -918,25 +918,67 @@ class Magics:
         return self._time(line, cell)
 
     def _time(self, line, cell):
-        ns = self.shell.user_ns
-        src = cell if cell is not None else line
+        """IPython's %time: CPU times from getrusage, the wall time, the
+        parser's and the compiler's when over 0.1 s; the value of a last
+        expression is the result (of %%time too)."""
+        import resource
+
+        def clock2():
+            u = resource.getrusage(resource.RUSAGE_SELF)
+            return u.ru_utime, u.ru_stime
+
+        def clock():
+            return sum(clock2())
+
+        if line and cell:
+            raise UsageError("Can't use statement directly after '%%time'!")
         from cellbox._transform import transform_cell
+        src = cell if cell else line
         src = transform_cell(src) if any(c in src for c in "%!?") else src
-        tree = ast.parse(src, "<timed>")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        t0, c0 = time.perf_counter(), time.process_time()
-        t_user0 = os.times()
-        result = None
-        if tree.body:
-            exec(compile(tree, "<timed exec>", "exec"), ns)
-        if last is not None:
-            result = eval(compile(ast.Expression(last.value), "<timed eval>", "eval"), ns)
-        wall = time.perf_counter() - t0
-        t1 = os.times()
-        user, system = t1.user - t_user0.user, t1.system - t_user0.system
+        ns = self.shell.user_ns
+        t0 = clock()
+        tree = ast.parse(src, "<unknown>")
+        tp = clock() - t0
+        expr_val = None
+        if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
+            mode, source = "eval", "<timed eval>"
+            tree = ast.Expression(tree.body[0].value)
+        else:
+            mode, source = "exec", "<timed exec>"
+            if len(tree.body) > 1 and isinstance(tree.body[-1], ast.Expr):
+                expr_val = ast.Expression(tree.body[-1].value)
+                tree = ast.Module(tree.body[:-1], [])
+        t0 = clock()
+        code = compile(tree, source, mode)
+        tc = clock() - t0
+        from cellbox import _ipython
+        wall_st = time.time()
+        st = clock2()
+        try:
+            if mode == "eval":
+                out = eval(code, ns)
+            else:
+                exec(code, ns)
+                out = None
+                if expr_val is not None:
+                    out = eval(compile(expr_val, source, "eval"), ns)
+        except Exception as e:   # shown, not raised (IPython's showtraceback)
+            tb = e.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<cellbox>"):
+                tb = tb.tb_next
+            sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
+            _ipython.show_exception(e.with_traceback(tb) if tb is not None else e)
+            return None
+        end = clock2()
+        wall = time.time() - wall_st
+        user, system = end[0] - st[0], end[1] - st[1]
         print("CPU times: user %s, sys: %s, total: %s" % (_fmt_time(user), _fmt_time(system), _fmt_time(user + system)))
         print("Wall time: %s" % _fmt_time(wall))
-        return result if cell is None else None
+        if tc > 0.1:
+            print("Compiler : %s" % _fmt_time(tc))
+        if tp > 0.1:
+            print("Parser   : %s" % _fmt_time(tp))
+        return out
 
     def line_timeit(self, line):
         return self._timeit(line, None)
