@@ -5,6 +5,7 @@ IP_PYFILES = \
 	interp/py/_cellbox_boot.py \
 	interp/py/cellbox/__init__.py \
 	interp/py/cellbox/_kernel.py \
+	interp/py/cellbox/_aio.py \
 	interp/py/cellbox/_transform.py \
 	interp/py/cellbox/_magics.py \
 	interp/py/cellbox/_autoreload.py \

@@ -44,6 +44,7 @@ typedef struct ip_python {
     ip_capture *cap;
     PyThreadState *saved;     /* while idle */
     PyObject *shell;          /* new: cellbox._kernel.Shell instance */
+    bool bg_failed;           /* shell.background() raised: not called again */
 } ip_python;
 
 static ip_python *g_py;  /* the one interpreter of this process (for _cellbox_c) */
@@ -765,6 +766,30 @@ static void py_idle(void *self, bool entering)
     }
 }
 
+/* The shell's asyncio loop between requests (see kn_interp.background):
+ * shell.background(run) -> (timeout_ms, fd). */
+static int py_background(void *self, bool run, int *fd)
+{
+    ip_python *py = self;
+    *fd = -1;
+    if (py->bg_failed)
+        return -1;
+    PyObject *res = PyObject_CallMethod(py->shell, "background", "(i)", (int)run);  /* new */
+    int timeout = -1;
+    if (!res || !PyArg_ParseTuple(res, "ii", &timeout, fd)) {
+        /* a bug of cellbox's own code (user errors are handled inside):
+         * say it once in the kernel's log, then stop calling */
+        cb_error("interp", "the shell's background step failed; tasks will not run between cells");
+        PyErr_Clear();
+        py->bg_failed = true;
+        timeout = *fd = -1;
+    }
+    Py_XDECREF(res);
+    if (run)
+        ip_capture_flush(py->cap);  /* what the tasks printed */
+    return timeout;
+}
+
 static void py_stop(void *self, bool restart)
 {
     ip_python *py = self;
@@ -845,6 +870,7 @@ kn_interp *ip_python_new(const ip_options *opts)
         .comm_info = py_comm_info,
         .comm = py_comm,
         .stop = py_stop,
+        .background = py_background,
         .clear_interrupt = py_clear_interrupt,
         .idle = py_idle,
     };

@@ -919,11 +919,15 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     if (k->abort_queue)
         abort_queued(k);
 
+    bool due = false;  /* the interpreter's background work is due */
     while (!atomic_load(&k->stopping)) {
-        zmq_pollitem_t items[2] = {{k->shell, 0, ZMQ_POLLIN, 0}, {NULL, k->wake_fd, ZMQ_POLLIN, 0}};
+        int bg_fd = -1;
+        long timeout = interp->background ? interp->background(interp->self, due, &bg_fd) : -1;
+        zmq_pollitem_t items[3] = {{k->shell, 0, ZMQ_POLLIN, 0}, {NULL, k->wake_fd, ZMQ_POLLIN, 0},
+                                   {NULL, bg_fd, ZMQ_POLLIN, 0}};
         if (interp->idle)
             interp->idle(interp->self, true);
-        int n = zmq_poll(items, 2, -1);
+        int n = zmq_poll(items, bg_fd >= 0 ? 3 : 2, timeout);
         if (interp->idle)
             interp->idle(interp->self, false);
         if (n < 0) {
@@ -931,6 +935,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
                 continue;
             break;
         }
+        due = n == 0 || (bg_fd >= 0 && items[2].revents);
         if (items[1].revents) {
             uint64_t v;
             ssize_t CB_UNUSED r = read(k->wake_fd, &v, sizeof v);

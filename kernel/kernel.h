@@ -99,6 +99,14 @@ typedef struct kn_interp {
      * has woken up (false): an interpreter with a global lock releases it
      * here so its background threads run. May be NULL. */
     void (*idle)(void *self, bool entering);
+    /* Work the interpreter does between requests, like ipykernel's event
+     * loop running the tasks a cell left behind. Called on the interp thread
+     * (not idle) each time the core is about to wait: with run=false it only
+     * tells when it wants to be called again, with run=true it first does
+     * the work that is due, without blocking. Returns the longest wait in ms
+     * before the next call (-1: none needed) and in *fd a descriptor whose
+     * readability also means work is due (-1: none). May be NULL. */
+    int (*background)(void *self, bool run, int *fd);
 } kn_interp;
 
 typedef struct kn_kernel_opts {

@@ -19,6 +19,7 @@ import sys
 
 import _cellbox_c
 from _cellbox_boot import when_imported
+from cellbox import _aio
 
 _OK = '{"status":"ok"}'
 _OK_EMPTY = '{"status":"ok","_not_stored":true}'
@@ -74,7 +75,6 @@ class Shell:
         self._hidden = set(ns)
         self.payload = []
         self.comms = None      # cellbox._comm.CommManager, created on first use
-        self._loop = None
         self._cell_error = self._cell_result = None
         self.ast_node_interactivity = "last_expr"
         self.call_pdb = False      # %pdb on: the debugger after each error
@@ -134,6 +134,7 @@ class Shell:
         filename = _cell_filename(count if store_history else "silent", code)
         status = "ok"
         err = None
+        _aio.request_start()
         try:
             for fn in self.pre_execute:
                 fn()
@@ -145,6 +146,8 @@ class Shell:
             err = self._error(e, filename, system_exit=True)
         except BaseException as e:
             err = self._error(e, filename)
+        finally:
+            _aio.request_end()
         if err is None:
             self._post_execute()
         else:
@@ -320,14 +323,12 @@ class Shell:
 
     def _run_code(self, code):
         if code.co_flags & _CO_COROUTINE:
-            return self._event_loop().run_until_complete(eval(code, self.user_ns))
+            return _aio.run(eval(code, self.user_ns))
         return eval(code, self.user_ns)
 
-    def _event_loop(self):
-        if self._loop is None:
-            import asyncio
-            self._loop = asyncio.new_event_loop()
-        return self._loop
+    def background(self, run):
+        """Between requests (the kernel core): the asyncio loop's turn."""
+        return _aio.background(run)
 
     def displayhook(self, value):
         if value is None:
@@ -428,7 +429,11 @@ class Shell:
 
     def comm_message(self, msg_type, msg, buffers):
         from cellbox._comm import get_comm_manager
-        get_comm_manager().handle(msg_type, json.loads(msg), buffers)
+        _aio.request_start()   # handlers run inside the loop, as in ipykernel
+        try:
+            get_comm_manager().handle(msg_type, json.loads(msg), buffers)
+        finally:
+            _aio.request_end()
 
     def shutdown(self, restart):
         try:
@@ -543,6 +548,7 @@ def start():
     builtins.input = _input
     builtins.display = _display_builtin
     when_imported("getpass", lambda m: setattr(m, "getpass", _getpass))
+    _aio.install()   # the asyncio loop, once asyncio is imported
     # matplotlib: the inline backend is the default, set when matplotlib is
     # imported (not through MPLBACKEND: subprocesses would inherit it)
     when_imported("matplotlib", _matplotlib_imported)
