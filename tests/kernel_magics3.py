@@ -22,7 +22,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # IPython's module or cellbox's
 WARNING = re.compile(r"^\S+:\d+: (\w+Warning: [^\n]*\n)  [^\n]*\n", re.M)
 # timings differ from run to run: the numbers go, the layout stays
-SECONDS = re.compile(r"\d+(\.\d+)? (s|ms|\xb5s|ns)\b")
+SECONDS = re.compile(r"\d+(\.\d+)?(e[+-]\d+)? (s|ms|\xb5s|ns)\b")   # ("%.3g": 1e+03 µs)
 RUN_TIMES = re.compile(r"\d+\.\d\d s\.")
 
 
@@ -231,6 +231,27 @@ PARITY = [
      "print('(not zero)')", "cpu"),
     # a cell whose parsing and compiling take far over IPython's 0.1 s
     ("%%time of a big cell: Parser and Compiler lines", "%%time\n" + "t_big = 1\n" * 150000, "time"),
+    # %config
+    ("%config: the configurables", "%config"),
+    ("%config InlineBackend before the inline backend", "%config InlineBackend"),
+    ("%config StoreMagics", "%config StoreMagics"),
+    ("%config AliasManager", "%config AliasManager"),
+    ("%config ScriptMagics.script_paths", "%config ScriptMagics.script_paths"),
+    ("%config of a class in the wrong case", "%config storemagics"),
+    ("%config Class.trait of an unknown class", "%config NoSuch.x", "ename"),
+    ("%matplotlib inline", "%matplotlib inline"),
+    ("%config lists InlineBackend", "%config"),
+    ("%config InlineBackend", "%config InlineBackend"),
+    ("%config InlineBackend.figure_formats", "%config InlineBackend.figure_formats"),
+    ("%config InlineBackend.rc", "%config InlineBackend.rc"),
+    ("%config with braces (expanded first)", "%config InlineBackend.figure_formats = {'svg'}", "ename"),
+    ("%config InlineBackend settings", "%config InlineBackend.figure_formats = ['svg']\n"
+     "%config InlineBackend.close_figures = False\n%config InlineBackend.print_figure_kwargs = dict(dpi=50)\n"
+     "%config InlineBackend.figure_format = 'svg'\n%config InlineBackend"),
+    ("%config InlineBackend back", "%config InlineBackend.figure_formats = ['png']\n"
+     "%config InlineBackend.close_figures = True\n%config InlineBackend.print_figure_kwargs = "
+     "{'bbox_inches': 'tight'}\n%config InlineBackend.figure_formats"),
+    ("%config IPCompleter.use_jedi", "%config IPCompleter.use_jedi"),
 ]
 
 

@@ -35,6 +35,7 @@ config = {
     "print_figure_kwargs": {"bbox_inches": "tight"},
     "close_figures": True,
     "rc": {},
+    "figure_format": "",
 }
 _SUPPORTED = {"png", "png2x", "retina", "jpg", "jpeg", "svg", "pdf"}
 
@@ -51,6 +52,7 @@ def configure(trait, value):
     if trait == "figure_format":
         if value:
             configure("figure_formats", {value})
+        config["figure_format"] = str(value)   # shown by %config InlineBackend
         return
     if trait == "figure_formats":
         formats = {value} if isinstance(value, str) else set(value)

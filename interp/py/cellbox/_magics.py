@@ -1532,19 +1532,106 @@ class Magics:
                              "run; figures stay inline (%%matplotlib notebook or widget are interactive)" % gui)
         matplotlib.interactive(gui not in ("agg", "svg", "pdf", "ps"))
 
+    # the configurables ipykernel lists (IPython's own classes describe them)
+    _CONFIGURABLES = {
+        "AliasManager": ("IPython.core.alias", "AliasManager"),
+        "DisplayFormatter": ("IPython.core.formatters", "DisplayFormatter"),
+        "HistoryManager": ("IPython.core.history", "HistoryManager"),
+        "IPCompleter": ("IPython.core.completer", "IPCompleter"),
+        "IPKernelApp": ("ipykernel.kernelapp", "IPKernelApp"),
+        "InlineBackend": ("matplotlib_inline.config", "InlineBackend"),
+        "LoggingMagics": ("IPython.core.magics.logging", "LoggingMagics"),
+        "MagicsManager": ("IPython.core.magic", "MagicsManager"),
+        "OSMagics": ("IPython.core.magics.osm", "OSMagics"),
+        "PrefilterManager": ("IPython.core.prefilter", "PrefilterManager"),
+        "ScriptMagics": ("IPython.core.magics.script", "ScriptMagics"),
+        "StoreMagics": ("IPython.extensions.storemagic", "StoreMagics"),
+        "ZMQInteractiveShell": ("ipykernel.zmqshell", "ZMQInteractiveShell"),
+    }
+
+    def _config_names(self):
+        names = [n for n in self._CONFIGURABLES if n != "InlineBackend"]
+        if "cellbox._inline" in sys.modules and sys.modules["cellbox._inline"]._shell is not None:
+            names.append("InlineBackend")   # as ipykernel: once the inline backend is on
+        return sorted(names)
+
+    def _config_current(self, classname, trait):
+        """The value cellbox uses for Class.trait (the trait's default when
+        cellbox has no such setting)."""
+        if classname == "InlineBackend":
+            from cellbox import _inline
+            if trait in _inline.config:
+                return _inline.config[trait]
+        elif classname in ("IPCompleter",) and trait == "use_jedi":
+            return bool(getattr(self.shell.completer, "use_jedi", True))
+        elif classname == "ZMQInteractiveShell":
+            sh = self.shell
+            known = {"ast_node_interactivity": lambda: sh.ast_node_interactivity,
+                     "colors": lambda: __import__("cellbox._traceback")._traceback.scheme,
+                     "xmode": lambda: __import__("cellbox._traceback")._traceback.mode,
+                     "pdb": lambda: bool(sh.call_pdb)}
+            if trait in known:
+                try:
+                    return known[trait]()
+                except Exception:
+                    pass
+        cls = self._config_class(classname)
+        t = cls.class_traits(config=True).get(trait) if cls is not None else None
+        if t is None:
+            raise AttributeError("'%s' object has no attribute '%s'" % (classname, trait))
+        return t.default()
+
+    def _config_class(self, classname):
+        import importlib
+        mod, name = self._CONFIGURABLES[classname]
+        try:
+            return getattr(importlib.import_module(mod), name)
+        except Exception:
+            if classname == "ZMQInteractiveShell":
+                from IPython.core.interactiveshell import InteractiveShell
+                return InteractiveShell
+            return None
+
     def line_config(self, line):
+        """%config [Class[.trait [= value]]]: IPython's configurables, listed
+        and described as ipykernel does; cellbox applies the settings it has."""
+        names = self._config_names()
         line = line.strip()
         if not line:
-            print("Available objects for config:\n    InlineBackend")
-            return
+            print("Available objects for config:")
+            for name in names:
+                print("   ", name)
+            return None
+        if line in names:
+            cls = self._config_class(line)
+            if cls is None:
+                raise UsageError("%%config %s needs IPython's classes (python3-ipython)" % line)
+            # an instance made without __init__ (no side effects), holding
+            # cellbox's values: class_get_help shows them as "Current:"
+            inst = cls.__new__(cls)
+            for trait in cls.class_traits(config=True):
+                try:
+                    inst._trait_values[trait] = self._config_current(line, trait)
+                except Exception:
+                    pass
+            print(re.sub(r"^--", "", cls.class_get_help(inst), flags=re.M))
+            return None
+        if re.match(r"^\w+\.\w+$", line):
+            cls, attr = line.split(".")
+            names.index(cls)   # a ValueError for a class not listed, as IPython
+            return self._config_current(cls, attr)
+        if "=" not in line:
+            msg = "Invalid config statement: %r, should be `Class.trait = value`." % line
+            for name in names:
+                if line.lower() == name.lower():
+                    msg += "\nDid you mean %s (note the case)?" % name
+                    break
+            raise UsageError(msg)
         m = re.match(r"^(\w+)\.(\w+)\s*=\s*(.+)$", line)
         if not m:
             raise UsageError("%%config Class.trait = value (got %r)" % line)
         cls, trait, value = m.groups()
-        try:
-            value = eval(value, self.shell.user_ns)
-        except Exception as e:
-            raise UsageError("%%config: cannot evaluate %r: %s" % (m.group(3), e))
+        value = eval(value, self.shell.user_ns)
         if cls == "InlineBackend":
             from cellbox import _inline
             _inline.configure(trait, value)
@@ -1557,6 +1644,7 @@ class Magics:
             self.shell.ast_node_interactivity = value
         else:
             sys.stderr.write("%%config: %s.%s is ignored by cellbox\n" % (cls, trait))
+        return None
 
     def line_xmode(self, line):
         """%xmode [Plain|Context|Verbose|Minimal]: how errors are shown; no
