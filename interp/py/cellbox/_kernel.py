@@ -549,6 +549,12 @@ def start():
     builtins.display = _display_builtin
     when_imported("getpass", lambda m: setattr(m, "getpass", _getpass))
     _aio.install()   # the asyncio loop, once asyncio is imported
+    # what every ipykernel process has: its shell's environment for
+    # subprocesses (no pagers, colours) and the recursion limit jedi sets
+    # when IPython imports it at start
+    os.environ.update(TERM="xterm-color", CLICOLOR="1", PAGER="cat", GIT_PAGER="cat")
+    if sys.getrecursionlimit() < 3000:
+        sys.setrecursionlimit(3000)
     # matplotlib: the inline backend is the default, set when matplotlib is
     # imported (not through MPLBACKEND: subprocesses would inherit it)
     when_imported("matplotlib", _matplotlib_imported)
