@@ -252,6 +252,38 @@ PARITY = [
      "%config InlineBackend.close_figures = True\n%config InlineBackend.print_figure_kwargs = "
      "{'bbox_inches': 'tight'}\n%config InlineBackend.figure_formats"),
     ("%config IPCompleter.use_jedi", "%config IPCompleter.use_jedi"),
+    # help on objects (name?, name??): the page
+    ("objects to look at", "def pf(a, b=2, *args, c: int = 3, **kw) -> str:\n    \"\"\"Do a thing.\n\n    More.\"\"\"\n"
+     "    return str(a)\n\nclass PC:\n    \"\"\"A class.\"\"\"\n    def __init__(self, x=1):\n        self.x = x\n"
+     "    def meth(self, y):\n        \"\"\"A method.\"\"\"\n        return y\n    def __call__(self, z):\n"
+     "        return z\n\nclass PD(PC):\n    pass\n\nclass Plain:\n    pass\n\npc = PC()\nplain = Plain()\npl = [1, 2, 3]\npn = 42\n"
+     "ps = 'text'\ndef nodoc(x):\n    return x\nplam = lambda q: q\nimport json, collections"),
+    ("pf?: a function", "pf?"),
+    ("pf??: its source", "pf??"),
+    ("nodoc?", "nodoc?"),
+    ("plam?: a lambda", "plam?"),
+    ("PC?: a class", "PC?"),
+    ("PC??", "PC??"),
+    ("Plain?: a class without doc or init", "Plain?"),
+    ("pc?: a callable instance", "pc?"),
+    ("plain?: an instance", "plain?"),
+    ("pc.meth?: a method", "pc.meth?"),
+    ("PC.meth??", "PC.meth??"),
+    ("pl?: a list", "pl?"),
+    ("pn?: an int", "pn?"),
+    ("ps?: a str", "ps?"),
+    ("json?: a module", "json?"),
+    ("json.dumps?: a module's function", "json.dumps?"),
+    ("collections.OrderedDict?: a builtin class", "collections.OrderedDict?"),
+    ("len?: a builtin", "len?"),
+    ("print??: a builtin without source", "print??"),
+    # (not int?: its subclasses are those of the modules each kernel loaded)
+    ("bool?: a builtin type", "bool?"),
+    ("?pf: the mark before", "?pf"),
+    ("nosuch?", "nosuch?"),
+    ("%colors NoColor", "%colors NoColor"),
+    ("pf? without colours", "pf?"),
+    ("%colors Neutral", "%colors Neutral"),
 ]
 
 

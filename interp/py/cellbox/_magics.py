@@ -1697,9 +1697,32 @@ class Magics:
         install(self.shell)
 
     # -- introspection ----------------------------------------------------------------
+    def _pinfo_text(self, name, detail):
+        """IPython's page for name? (name?? with detail 1), with ipykernel's
+        colours (the Inspector of the current %colors scheme); cellbox's own
+        layout without IPython. None when the name is not found."""
+        from cellbox._inspect import _MISSING, _resolve, page_text
+        obj = _resolve(self.shell, name)
+        if obj is _MISSING:
+            return None
+        try:
+            from IPython.utils.ipstruct import Struct
+            insp = self._inspector()
+        except (ImportError, UsageError):
+            return page_text(self.shell, name, detail)
+        import builtins
+        root = name.split(".")[0]
+        space = ("Interactive" if root in self.shell.user_ns else
+                 "Python builtin" if root in builtins.__dict__ else "")
+        parent = None
+        if "." in name:
+            parent = _resolve(self.shell, name.rsplit(".", 1)[0])
+        info = Struct(found=True, obj=obj, namespace=space, ismagic=False, isalias=False, parent=parent)
+        bundle = insp._get_info(obj, name, None, info, detail_level=detail)
+        return bundle["text/plain"]
+
     def line_pinfo(self, line, detail=0):
-        from cellbox._inspect import page_text
-        text = None if line.strip().startswith("%") else page_text(self.shell, line.strip(), detail)
+        text = None if line.strip().startswith("%") else self._pinfo_text(line.strip(), detail)
         if text is None and self.magic_help(line, detail):
             return
         if text is None:
