@@ -284,6 +284,14 @@ PARITY = [
     ("%colors NoColor", "%colors NoColor"),
     ("pf? without colours", "pf?"),
     ("%colors Neutral", "%colors Neutral"),
+    # %%svg, %%SVG: the SVG element as minidom writes it again
+    ("%%svg", "%%svg\n<svg width=\"10\" height='10'><circle r=\"4\"></circle></svg>"),
+    ("%%SVG with a prolog, a comment and a namespace", "%%SVG\n<?xml version=\"1.0\"?>\n<!-- c -->\n"
+     "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\">\n  <rect width=\"5\" height=\"5\"/>\n"
+     "  <text>a &amp; b</text>\n</svg>\n"),
+    ("%%svg nested in other XML", "%%svg\n<div><p>x</p><svg><g/></svg></div>"),
+    ("%%svg without an svg element", "%%svg\n<div>no svg</div>"),
+    ("%%svg of what is not XML", "%%svg\nnot xml"),
 ]
 
 

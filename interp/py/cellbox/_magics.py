@@ -1437,7 +1437,11 @@ class Magics:
         self._display("text/latex", cell)
 
     def cell_svg(self, line, cell):
-        self._display("image/svg+xml", cell)
+        """IPython's %%svg: the cell through IPython.display.SVG, which
+        parses it (minidom) and keeps its <svg> element only."""
+        from xml.dom import minidom
+        found = minidom.parseString(cell).getElementsByTagName("svg")
+        self._display("image/svg+xml", found[0].toxml() if found else cell)
 
     def cell_javascript(self, line, cell):
         self._display("application/javascript", cell)
