@@ -20,10 +20,6 @@ WORK_DIR = re.compile(r"magics3-(cellbox|python3)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # a warning names the file and line that raised it, then shows that line:
 # IPython's module or cellbox's
-# name??: cellbox leaves the Source block of the page uncoloured (where
-# ipykernel colours it) because tests/kernel_exec.py reads the source as
-# plain text there; only that block's colour codes are dropped, on both sides
-SOURCE_BLOCK = re.compile(r"(Source:(?:\x1b\[0m)? *\n)(.*?)(?=\n(?:\x1b\[[0-9;]*m)?[A-Z][\w ]*:|\Z)", re.S)
 WARNING = re.compile(r"^\S+:\d+: (\w+Warning: [^\n]*\n)  [^\n]*\n", re.M)
 # timings differ from run to run: the numbers go, the layout stays
 SECONDS = re.compile(r"\d+(\.\d+)?(e[+-]\d+)? (s|ms|\xb5s|ns)\b")   # ("%.3g": 1e+03 µs)
@@ -65,9 +61,6 @@ def view(result, how="all"):
         p = dict(p)
         if "data" in p:
             p["data"] = n.value("", p["data"])
-            if how == "source":
-                p["data"] = {k: SOURCE_BLOCK.sub(lambda m: m.group(1) + ANSI.sub("", m.group(2)), v)
-                             for k, v in p["data"].items()}
             if how == "page head":   # a profile: its rows and counts are each kernel's own calls
                 p["data"] = {k: re.sub(r"\d+(\.\d+)?", "N", v.split("\n")[0]) for k, v in p["data"].items()}
         for k in ("filename", "text"):
@@ -266,16 +259,16 @@ PARITY = [
      "        return z\n\nclass PD(PC):\n    pass\n\nclass Plain:\n    pass\n\npc = PC()\nplain = Plain()\npl = [1, 2, 3]\npn = 42\n"
      "ps = 'text'\ndef nodoc(x):\n    return x\nplam = lambda q: q\nimport json, collections"),
     ("pf?: a function", "pf?"),
-    ("pf??: its source", "pf??", "source"),
+    ("pf??: its source", "pf??"),
     ("nodoc?", "nodoc?"),
     ("plam?: a lambda", "plam?"),
     ("PC?: a class", "PC?"),
-    ("PC??", "PC??", "source"),
+    ("PC??", "PC??"),
     ("Plain?: a class without doc or init", "Plain?"),
     ("pc?: a callable instance", "pc?"),
     ("plain?: an instance", "plain?"),
     ("pc.meth?: a method", "pc.meth?"),
-    ("PC.meth??", "PC.meth??", "source"),
+    ("PC.meth??", "PC.meth??"),
     ("pl?: a list", "pl?"),
     ("pn?: an int", "pn?"),
     ("ps?: a str", "ps?"),
@@ -284,7 +277,7 @@ PARITY = [
     ("collections.OrderedDict?: a builtin class", "collections.OrderedDict?"),
     ("len?: a builtin", "len?"),
     ("print??: a builtin without source", "print??"),
-    ("json.dumps??: a module function's source", "json.dumps??", "source"),
+    ("json.dumps??: a module function's source", "json.dumps??"),
     # (not int?: its subclasses are those of the modules each kernel loaded)
     ("bool?: a builtin type", "bool?"),
     ("?pf: the mark before", "?pf"),

@@ -118,8 +118,6 @@ def _hist_ranges(ranges_str):
 
 
 # the Source field of IPython's inspector page, up to the next field
-_SOURCE_BLOCK = re.compile(r"(Source:(?:\x1b\[0m)? *\n)(.*?)(?=\n(?:\x1b\[[0-9;]*m)?[A-Z][\w ]*:|\Z)", re.S)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _fmt_time(t):
@@ -1727,10 +1725,7 @@ class Magics:
         if "." in name:
             parent = _resolve(self.shell, name.rsplit(".", 1)[0])
         info = Struct(found=True, obj=obj, namespace=space, ismagic=False, isalias=False, parent=parent)
-        bundle = insp._get_info(obj, name, None, info, detail_level=detail)
-        # name??: the Source block is left uncoloured (ipykernel colours it;
-        # cellbox's tests read the source as text), the rest is IPython's
-        return _SOURCE_BLOCK.sub(lambda m: m.group(1) + _ANSI.sub("", m.group(2)), bundle["text/plain"])
+        return insp._get_info(obj, name, None, info, detail_level=detail)["text/plain"]
 
     def line_pinfo(self, line, detail=0):
         text = None if line.strip().startswith("%") else self._pinfo_text(line.strip(), detail)
