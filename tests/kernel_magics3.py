@@ -231,6 +231,19 @@ PARITY = [
      "print('(not zero)')", "cpu"),
     # a cell whose parsing and compiling take far over IPython's 0.1 s
     ("%%time of a big cell: Parser and Compiler lines", "%%time\n" + "t_big = 1\n" * 150000, "time"),
+    # %timeit, %%timeit (timings normalized: "N s"; -n and -r fixed so the layout is fixed)
+    ("%%timeit -n1 -r1", "%%timeit -n1 -r1\nti_x = 1", "time"),
+    ("%%timeit -n 1 -r 1 (spaced options)", "%%timeit -n 1 -r 1\nti_x = 1", "time"),
+    ("%%timeit: setup on the line", "%%timeit -n1 -r1 ti_y = 2\nti_x = ti_y", "time"),
+    ("%timeit -o: the TimeitResult", "%timeit -o -n1 -r1 pass", "time"),
+    ("TimeitResult's fields", "_.loops, _.repeat, len(_.all_runs), len(_.timings), _.best <= _.worst"),
+    ("%%timeit -q prints nothing", "%%timeit -q -n1 -r1\nti_x = 1", "time"),
+    ("%timeit -p 5 -t", "%timeit -n2 -r3 -p 5 -t pass", "time"),
+    ("%timeit -c (CPU clock)", "%timeit -n2 -r2 -c pass", "time"),
+    ("%timeit with nothing to time", "%timeit"),
+    ("%timeit keeps the statement's names local", "%timeit -n1 -r1 ti_local = 1\n'ti_local' in globals()", "time"),
+    ("%timeit of a syntax error", "%timeit -n1 -r1 1 +", "ename"),
+    ("%timeit of a bad option", "%timeit -z pass"),
     # %config
     ("%config: the configurables", "%config"),
     ("%config InlineBackend before the inline backend", "%config InlineBackend"),

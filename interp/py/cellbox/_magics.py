@@ -41,20 +41,25 @@ def _arg_split(s, posix=False):
     return list(lex)
 
 
-def _parse_options(arg_str, opt_str, long_opts=(), list_all=False, posix=True, mode="string"):
+def _parse_options(arg_str, opt_str, long_opts=(), list_all=False, posix=True, mode="string",
+                   preserve_non_opts=False):
     """IPython's Magics.parse_options: getopt over the line -> (options, rest).
     Options are {letter: value}, a list for a repeated option (always with
     list_all); rest is the remaining words joined by spaces, or their list
-    when mode is "list"."""
+    when mode is "list". preserve_non_opts: rest is the line with the
+    options' text taken out once each, as IPython does (spacing kept)."""
     import getopt
     opts = {}
     args = arg_str.split()
+    remainder = arg_str
     if args:
         try:
             pairs, args = getopt.getopt(_arg_split(arg_str, posix), opt_str, list(long_opts))
         except getopt.GetoptError as e:
             raise UsageError('%s ( allowed: "%s" %s)' % (e.msg, opt_str, " ".join(long_opts))) from e
         for o, a in pairs:
+            if mode == "string" and preserve_non_opts:
+                remainder = remainder.replace(o, "", 1).replace(a, "", 1)
             o = o[2:] if o.startswith("--") else o[1:]
             if o not in opts:
                 opts[o] = [a] if list_all else a
@@ -62,7 +67,9 @@ def _parse_options(arg_str, opt_str, long_opts=(), list_all=False, posix=True, m
                 opts[o].append(a)
             else:
                 opts[o] = [opts[o], a]
-    return opts, (" ".join(args) if mode == "string" else args)
+    if mode == "string":
+        return opts, (remainder.lstrip() if preserve_non_opts else " ".join(args))
+    return opts, args
 
 
 def _arg_parser(prog):
@@ -117,26 +124,32 @@ def _hist_ranges(ranges_str):
     return out
 
 
-# the Source field of IPython's inspector page, up to the next field
+
+def _cpu_clock():
+    """IPython's clock: user CPU seconds of this process (getrusage)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF)[0]
 
 
-def _fmt_time(t):
-    """IPython's _format_time: 3 significant digits with the best unit."""
-    if t >= 60:
-        m, s = divmod(t, 60)
-        h, m = divmod(m, 60)
-        parts = []
-        if h:
-            parts.append("%dh" % h)
-        if m:
-            parts.append("%dmin" % m)
-        parts.append("%ds" % s)
+def _fmt_time(t, precision=3):
+    """IPython's _format_time: `precision` significant digits in the best
+    unit; a minute or more as "1h 2min 3s" (up to the first part under a
+    second)."""
+    import math
+    if t >= 60.0:
+        parts, left = [], t
+        for suffix, length in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+            value = int(left / length)
+            if value > 0:
+                left = left % length
+                parts.append("%d%s" % (value, suffix))
+            if left < 1:
+                break
         return " ".join(parts)
     units = ["s", "ms", "\xb5s", "ns"]
     scale = [1.0, 1e3, 1e6, 1e9]
-    order = min(-int((__import__("math").floor(__import__("math").log10(t)) // 3)) if t > 0 else 3, 3)
-    order = max(order, 0)
-    return "%.*g %s" % (3, t * scale[order], units[order])
+    order = min(-int(math.floor(math.log10(t)) // 3), 3) if t > 0.0 else 3
+    return "%.*g %s" % (precision, t * scale[order], units[order])
 
 
 class Magics:
@@ -990,45 +1003,49 @@ class Magics:
         return self._timeit(line, cell)
 
     def _timeit(self, line, cell):
+        """IPython's %timeit: -n loops, -r repeats (7), -t/-c wall or CPU
+        clock, -p precision, -q quiet, -o the TimeitResult; as a cell magic the
+        line is the setup and the cell the statement. The statement runs in a
+        function (its names stay local), number found as IPython does (a
+        power of 10 taking 0.2 s)."""
+        import time
         import timeit
-        args = shlex.split(line, posix=False) if cell is not None else None
-        number = repeat = None
-        quiet = return_result = False
-        rest = line
-        opts = re.match(r"^\s*((?:-[nrqo]\s*\d*\s+)*)(.*)$", line, re.S)
-        optstr, rest = opts.group(1), opts.group(2)
-        for o in re.finditer(r"-([nrqo])\s*(\d*)", optstr):
-            k, v = o.groups()
-            if k == "n":
-                number = int(v)
-            elif k == "r":
-                repeat = int(v)
-            elif k == "q":
-                quiet = True
-            elif k == "o":
-                return_result = True
-        del args
-        stmt, setup = (cell, rest) if cell is not None else (rest, "pass")
-        ns = self.shell.user_ns
-        t = timeit.Timer(stmt=stmt, setup=setup, globals=ns)
-        repeat = repeat or 7
-        if number is None:
-            number = 1
-            for i in range(10):
-                number = 10 ** i
-                if t.timeit(number) >= 0.2:
+        opts, stmt = _parse_options(line, "n:r:tcp:qo", posix=False, preserve_non_opts=True)
+        if stmt == "" and cell is None:
+            return None
+        timefunc = timeit.default_timer
+        number = int(opts.get("n", 0))
+        repeat = int(opts.get("r", max(7, timeit.default_repeat)))
+        precision = int(opts.get("p", 3))
+        if "t" in opts:
+            timefunc = time.time
+        if "c" in opts:
+            timefunc = _cpu_clock
+        from cellbox._transform import transform_cell
+        setup, body = ("pass", stmt) if cell is None else (stmt, cell)
+        setup, body = transform_cell(setup), transform_cell(body)
+        # each checked alone first, so an error names its own code
+        compile(setup, "<magic-timeit-setup>", "exec")
+        compile(body, "<magic-timeit-stmt>", "exec")
+        c0 = _cpu_clock()
+        timer = timeit.Timer(stmt=body, setup=setup, timer=timefunc, globals=self.shell.user_ns)
+        tc = _cpu_clock() - c0
+        if number == 0:   # 0.2 s <= total < 2 s
+            for index in range(10):
+                number = 10 ** index
+                if timer.timeit(number) >= 0.2:
                     break
-        runs = [x / number for x in t.repeat(repeat, number)]
-        import statistics
-        mean = statistics.fmean(runs)
-        std = statistics.pstdev(runs) if len(runs) > 1 else 0.0
-        if not quiet:
-            print("%s \xb1 %s per loop (mean \xb1 std. dev. of %d run%s, %s loop%s each)" % (
-                _fmt_time(mean), _fmt_time(std), repeat, "" if repeat == 1 else "s",
-                "{:,}".format(number), "" if number == 1 else "s"))
-        if return_result:
-            return TimeitResult(runs, number, repeat)
-        return None
+        all_runs = timer.repeat(repeat, number)
+        best, worst = min(all_runs) / number, max(all_runs) / number
+        result = TimeitResult(number, repeat, best, worst, all_runs, tc, precision)
+        if "q" not in opts:
+            if worst > 4 * best and best > 0 and worst > 1e-6:
+                print("The slowest run took %0.2f times longer than the fastest. This could mean that an "
+                      "intermediate result is being cached." % (worst / best))
+            print(result)
+            if tc > 0.1:
+                print("Compiler time: %.2f s" % tc)
+        return result if "o" in opts else None
 
     # -- debugging (IPython's %debug, %pdb, %tb) ---------------------------------------
     # The debugger is IPython's (prompt "ipdb> ", what ipykernel uses) when
@@ -2912,19 +2929,38 @@ class SList(list):
 
 
 class TimeitResult:
-    def __init__(self, all_runs, loops, repeat):
-        self.all_runs = all_runs
+    """IPython's TimeitResult: loops, repeat, best, worst, all_runs,
+    compile_time, timings (per loop), average, stdev; shown as
+    "<TimeitResult : ...>"."""
+
+    def __init__(self, loops, repeat, best, worst, all_runs, compile_time, precision):
         self.loops = loops
         self.repeat = repeat
-        self.best = min(all_runs)
-        self.worst = max(all_runs)
-        import statistics
-        self.average = statistics.fmean(all_runs)
-        self.stdev = statistics.pstdev(all_runs)
+        self.best = best
+        self.worst = worst
+        self.all_runs = all_runs
+        self.compile_time = compile_time
+        self._precision = precision
+        self.timings = [dt / self.loops for dt in all_runs]
 
-    def __repr__(self):
-        return "<TimeitResult : %s \xb1 %s per loop (mean \xb1 std. dev. of %d runs, %d loops each)>" % (
-            _fmt_time(self.average), _fmt_time(self.stdev), self.repeat, self.loops)
+    @property
+    def average(self):
+        import math
+        return math.fsum(self.timings) / len(self.timings)
+
+    @property
+    def stdev(self):
+        import math
+        mean = self.average
+        return (math.fsum([(x - mean) ** 2 for x in self.timings]) / len(self.timings)) ** 0.5
+
+    def __str__(self):
+        return "{mean} \xb1 {std} per loop (mean \xb1 std. dev. of {runs} run{rp}, {loops:,} loop{lp} each)".format(
+            mean=_fmt_time(self.average, self._precision), std=_fmt_time(self.stdev, self._precision),
+            runs=self.repeat, rp="" if self.repeat == 1 else "s", loops=self.loops, lp="" if self.loops == 1 else "s")
+
+    def _repr_pretty_(self, p, cycle):
+        p.text("<TimeitResult : " + str(self) + ">")
 
 
 # IPython's Magics class of each magic cellbox implements (%lsmagic's JSON,
