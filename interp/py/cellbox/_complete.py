@@ -283,44 +283,109 @@ def resolve_name(ns, dotted):
 
 
 def is_complete(code):
-    """is_complete_reply content: complete, incomplete (with indent), invalid."""
+    """is_complete_reply content, by IPython's check_complete rules (what
+    ipykernel answers): the cleanup transforms, a cell magic ends with an
+    empty line, an open bracket, string or backslash is incomplete, a line
+    ending in ':' opens a block (indent + 4), else the compiler decides
+    (top-level await allowed)."""
+    import ast
     import codeop
-    if not code.strip():
+    import tokenize
+    from cellbox._transform import cleanup_lines, transform_cell
+    ends_with_newline = False
+    for ch in reversed(code):
+        if ch == "\n":
+            ends_with_newline = True
+            break
+        if ch.strip():
+            break
+    if not ends_with_newline:
+        code += "\n"
+    lines = code.splitlines(True)
+    if not lines:
         return {"status": "complete"}
-    lines = code.split("\n")
-    last = lines[-1]
-    stripped = code.lstrip()
-    if stripped.startswith("%%"):
-        # a cell magic ends with an empty line
-        return {"status": "complete"} if code.endswith("\n") and not last.strip() else {"status": "incomplete", "indent": ""}
-    src = code
-    if any(c in code for c in "%!?"):
-        from cellbox._transform import transform_cell
-        src = transform_cell(code)
+
+    def incomplete(indent=None):
+        if indent is None:
+            m = re.match(r"^[ \t]+", lines[-1])
+            indent = len(m.group(0).replace("\t", " " * 4)) if m else 0
+        return {"status": "incomplete", "indent": " " * indent}
+
+    if lines[-1].endswith("\\"):
+        return incomplete()
+    lines = cleanup_lines(lines)
+    if not lines:
+        return {"status": "complete"}
+    if lines[0].startswith("%%"):
+        return incomplete() if lines[-1].strip() else {"status": "complete"}
     try:
-        with _quiet_warnings():
-            r = codeop.compile_command(src, "<input>", "exec")
-    except (SyntaxError, OverflowError, ValueError, TypeError):
+        src = transform_cell("".join(lines)) if any(c in code for c in "%!?") else "".join(lines)
+    except SyntaxError:
         return {"status": "invalid"}
-    if r is None or (last.startswith((" ", "\t")) and last.strip() and _is_block(src)):
-        indent = re.match(r"[ \t]*", last).group(0)
-        if last.rstrip().endswith(":"):
-            indent += "    "
-        return {"status": "incomplete", "indent": indent}
+    lines = src.splitlines(True)
+    by_line = [[]]
+    depth = 0
+    try:
+        for tok in tokenize.generate_tokens(iter(lines).__next__):
+            by_line[-1].append(tok)
+            if tok.type == tokenize.NEWLINE or (tok.type == tokenize.NL and depth <= 0):
+                by_line.append([])
+            elif tok.string in ("(", "[", "{"):
+                depth += 1
+            elif tok.string in (")", "]", "}") and depth > 0:
+                depth -= 1
+    except tokenize.TokenError:
+        pass   # an open string or bracket at the end
+    except SyntaxError:   # a dedent to no outer level
+        return {"status": "invalid"}
+    if not by_line[-1]:
+        by_line.pop()
+    if len(lines) == 1 and by_line and _sunken(by_line[0]):
+        return {"status": "invalid"}
+    if not by_line:
+        return incomplete()
+    if by_line[-1][-1].type not in (tokenize.ENDMARKER, tokenize.ERRORTOKEN):
+        return incomplete()   # inside a multi-line string or expression
+    ends = (tokenize.NEWLINE, tokenize.COMMENT, tokenize.ENDMARKER)
+    last_line = None
+    if {t.type for t in by_line[-1]} in ({tokenize.DEDENT, tokenize.ENDMARKER}, {tokenize.ENDMARKER}) \
+            and len(by_line) > 1:
+        last_line = by_line.pop()
+    while by_line[-1] and by_line[-1][-1].type in ends:
+        by_line[-1].pop()
+    if not by_line[-1]:
+        return incomplete()
+    if by_line[-1][-1].string == ":":   # the last line opens a block
+        ix = 0
+        while by_line[-1][ix].type in (tokenize.INDENT, tokenize.DEDENT):
+            ix += 1
+        return incomplete(by_line[-1][ix].start[1] + 4)
+    if by_line[-1][0].line.endswith("\\"):
+        return {"status": "incomplete"}
+    compiler = codeop.CommandCompiler()
+    compiler.compiler.flags |= getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SyntaxWarning)
+            res = compiler("".join(lines), "<input>", "exec")
+    except (SyntaxError, OverflowError, ValueError, TypeError, MemoryError, SyntaxWarning):
+        return {"status": "invalid"}
+    if res is None:
+        return incomplete()
+    if last_line and last_line[0].type == tokenize.DEDENT and not ends_with_newline:
+        return incomplete()
     return {"status": "complete"}
 
 
-def _is_block(src):
-    first = src.lstrip().split("\n", 1)[0].rstrip()
-    return first.endswith(":")
-
-
-class _quiet_warnings:
-    def __enter__(self):
-        import warnings
-        self._c = warnings.catch_warnings()
-        self._c.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *a):
-        self._c.__exit__(*a)
+def _sunken(tokens):
+    """More closing brackets than opening ones, at some point."""
+    depth = 0
+    for tok in tokens:
+        if tok.string in ("(", "[", "{"):
+            depth += 1
+        elif tok.string in (")", "]", "}"):
+            depth -= 1
+            if depth < 0:
+                return True
+    return False

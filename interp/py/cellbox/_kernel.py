@@ -26,6 +26,7 @@ _OK_EMPTY = '{"status":"ok","_not_stored":true}'
 _CO_COROUTINE = 0x0080
 _TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
 _SPECIALS = ("%", "!", "?")
+_CLEANUP_START = (" ", "\t", "\n", "\r")   # IPython's cleanup transforms may apply
 # IPython's splitinput.line_split: leading space, escape, function part, the rest
 _LINE_SPLIT = None
 
@@ -176,9 +177,11 @@ class Shell:
         """IPython's transform_cell: the static transforms (magics, !, ?),
         then, for a one-line cell, the prefilter (automagic, exit/quit)."""
         source = code
-        if any(ch in code for ch in _SPECIALS):
-            from cellbox._transform import transform_cell
-            source = transform_cell(code)
+        if any(ch in code for ch in _SPECIALS) or code[:1] in _CLEANUP_START or ">>>" in code or "In [" in code \
+                or "..." in code:
+            from cellbox._transform import needs_cleanup, transform_cell
+            if any(ch in code for ch in _SPECIALS) or needs_cleanup(code):
+                source = transform_cell(code)
         if "\n" not in source.rstrip("\n"):
             source = self._prefilter(source)
         return source

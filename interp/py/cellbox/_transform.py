@@ -102,10 +102,49 @@ def transform_line(line):
     return line
 
 
+# IPython's cleanup transforms, applied first: leading empty lines, the
+# first line's indentation (pasted indented code), and the prompts of pasted
+# sessions (">>> ", "... ", "In [1]: ", "   ...: ")
+_INDENT_RE = re.compile(r"^[ \t]+")
+_CLASSIC_FIRST = re.compile(r"^>>>( |$)")
+_CLASSIC = re.compile(r"^(>>>|\.\.\.)( |$)")
+_IPY_PROMPT = re.compile(r"^(In \[\d+\]: |\s*\.{3,}: ?)")
+
+
+def needs_cleanup(code):
+    """Whether cleanup() could change code (cheap: the first two lines)."""
+    if code[:1] in (" ", "\t", "\n", "\r"):
+        return True
+    head = code.split("\n", 2)
+    return any(_CLASSIC.match(h) or _IPY_PROMPT.match(h) for h in head[:2])
+
+
+def cleanup_lines(lines):
+    for i, line in enumerate(lines):   # leading_empty_lines
+        if line and not line.isspace():
+            lines = lines[i:]
+            break
+    if not lines:
+        return lines
+    m = _INDENT_RE.match(lines[0])   # leading_indent
+    if m:
+        space = m.group(0)
+        lines = [l[len(space):] if l.startswith(space) else l for l in lines]
+    for first, prompt in ((_CLASSIC_FIRST, _CLASSIC), (_IPY_PROMPT, _IPY_PROMPT)):   # the prompts
+        if first.match(lines[0]) or (len(lines) > 1 and prompt.match(lines[1])):
+            lines = [prompt.sub("", l, count=1) for l in lines]
+    return lines
+
+
+def cleanup(code):
+    """IPython's cleanup transforms on a cell's text."""
+    return "".join(cleanup_lines(code.splitlines(True))) if needs_cleanup(code) else code
+
+
 def transform_cell(code):
     if not code.endswith("\n"):
         code += "\n"   # as IPython: a cell magic's body ends with a newline
-    lines = code.splitlines(True)
+    lines = cleanup_lines(code.splitlines(True)) if needs_cleanup(code) else code.splitlines(True)
     # a cell magic takes the whole cell
     first = 0
     while first < len(lines) and not lines[first].strip():
