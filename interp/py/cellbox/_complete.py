@@ -19,6 +19,7 @@ _FROM = re.compile(r"^\s*from\s+([\w.]*)$")
 _FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+(?:\(?\s*(?:[\w]+\s*,\s*)*)([\w]*)$")
 _DICT_KEY = re.compile(r"((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\[\s*(['\"]?)([^'\"\]]*)$")
 _MAGIC = re.compile(r"^\s*(%%?)(\w*)$")
+_SHELL_ARG = re.compile(r"^\s*(!!?\s*\S+|%%?\w+)\s+(?:.*\s)?([^\s'\"]*)$")
 
 _module_cache = None
 
@@ -128,6 +129,20 @@ class Completer:
     # -- the built-in completer ---------------------------------------------------
     def _builtin(self, line, cursor_pos):
         line_start = cursor_pos - len(line)
+        if "\\" in line:
+            r = _backslash_matches(line, cursor_pos)
+            if r is not None:
+                return r
+        m = _SHELL_ARG.match(line)
+        if m:   # `!cmd ARG` and `%magic ARG`: a path, as IPython's file matcher
+            word = m.group(2)
+            if m.group(1).startswith("%") and not word.startswith(("/", "~", ".")) and "/" not in word:
+                # a magic's argument may be code (%time np.ar): Python first
+                rest = line[len(m.group(1)) + len(line) - len(line.lstrip()):]
+                found, start = self._builtin(rest, cursor_pos)
+                if found:
+                    return found, start
+            return self._paths(word, cursor_pos)
         s = _in_string(line)
         if s is not None:
             quote, body_start = s
@@ -139,8 +154,10 @@ class Completer:
         if m:
             pre, word = m.groups()
             lines, cells = self.shell.magics.names()
-            pool = cells if pre == "%%" else lines
-            return [pre + n for n in pool if n.startswith(word)], cursor_pos - len(word) - len(pre)
+            # as IPython: '%' offers line magics and cell magics, '%%' cell magics
+            out = [] if pre == "%%" else ["%" + n for n in lines if n.startswith(word)]
+            out += ["%%" + n for n in cells if n.startswith(word)]
+            return out, cursor_pos - len(word) - len(pre)
         m = _IMPORT.match(line)
         if m:
             word = re.split(r"[\s,]+", m.group(1))[-1]
@@ -258,6 +275,62 @@ class Completer:
             return None
         n = len(comps[0].name) - len(comps[0].complete)
         return [c.name for c in comps], cursor_pos - n
+
+
+_latex = None
+_names = None
+
+
+def _latex_symbols():
+    """IPython's table of LaTeX names (\\alpha -> U+03B1), read from its file
+    without importing IPython (that takes 0.2 s); {} without IPython."""
+    global _latex
+    if _latex is None:
+        _latex = {}
+        try:
+            import importlib.machinery
+            import importlib.util
+            spec = importlib.machinery.PathFinder.find_spec("IPython")
+            path = os.path.join(os.path.dirname(spec.origin), "core", "latex_symbols.py")
+            mod_spec = importlib.util.spec_from_file_location("_cellbox_latex_symbols", path)
+            mod = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(mod)
+            _latex = dict(mod.latex_symbols)
+        except Exception:
+            pass
+    return _latex
+
+
+def _unicode_names():
+    global _names
+    if _names is None:
+        import unicodedata
+        name = unicodedata.name
+        _names = [n for n in (name(chr(c), "") for c in range(0x20, 0x110000)) if n]
+    return _names
+
+
+def _backslash_matches(line, cursor_pos):
+    """IPython's backslash completions: \\alpha -> α (and \\al -> the LaTeX
+    names), \\GREEK SMALL LETTER ALPHA -> α (and a partial name -> the
+    Unicode names). None when the text after the last backslash is neither."""
+    s = line[line.rfind("\\"):]
+    latex = _latex_symbols()
+    if s in latex:
+        return [latex[s]], cursor_pos - len(s)
+    found = [k for k in latex if k.startswith(s)]
+    if found:
+        return found, cursor_pos - len(s)
+    name = s[1:]
+    if not name or not name[0].isalpha() or not name.upper() == name:
+        return None
+    import unicodedata
+    try:
+        return [unicodedata.lookup(name)], cursor_pos - len(s)
+    except KeyError:
+        pass
+    found = [n for n in _unicode_names() if n.startswith(name)]
+    return (found, cursor_pos - len(name)) if found else None
 
 
 MISSING = _MISSING = object()
