@@ -324,11 +324,12 @@ def inspection():
     run(kc, "def doc_fn(a, b=2):\n    '''Adds things.'''\n    return a + b")
     kc.inspect("doc_fn", 3, 0)
     c = kc.get_shell_msg(timeout=10)["content"]
-    txt = c["data"].get("text/plain", "")
+    ansi = re.compile(r"\x1b\[[0-9;]*m")   # IPython's page is coloured, as ipykernel's
+    txt = ansi.sub("", c["data"].get("text/plain", ""))
     tap.ok(c["found"] and "doc_fn(a, b=2)" in txt and "Adds things." in txt and "return a + b" not in txt,
            "detail 0: signature and docstring", txt)
     kc.inspect("doc_fn", 3, 1)
-    txt = kc.get_shell_msg(timeout=10)["content"]["data"].get("text/plain", "")
+    txt = ansi.sub("", kc.get_shell_msg(timeout=10)["content"]["data"].get("text/plain", ""))
     tap.ok("return a + b" in txt, "detail 1: source", txt)
     kc.inspect("doc_fn(1, ", 9, 0)
     c = kc.get_shell_msg(timeout=10)["content"]

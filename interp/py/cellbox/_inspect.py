@@ -107,5 +107,12 @@ def inspect_reply(shell, code, cursor_pos, detail_level=0):
     if obj is _MISSING:
         return reply
     reply["found"] = True
-    reply["data"] = {"text/plain": info_text(obj, name, detail_level)}
+    # IPython's Inspector page (what ipykernel answers, and what name? shows
+    # here too) when IPython is installed; cellbox's own layout otherwise
+    text = None
+    try:
+        text = shell.magics._pinfo_text(name, detail_level)
+    except Exception:
+        text = None
+    reply["data"] = {"text/plain": text if text is not None else info_text(obj, name, detail_level)}
     return reply

@@ -1742,7 +1742,9 @@ class Magics:
         if "." in name:
             parent = _resolve(self.shell, name.rsplit(".", 1)[0])
         info = Struct(found=True, obj=obj, namespace=space, ismagic=False, isalias=False, parent=parent)
-        return insp._get_info(obj, name, None, info, detail_level=detail)["text/plain"]
+        text = insp._get_info(obj, name, None, info, detail_level=detail)["text/plain"]
+        # IPython makes the cell's file name absolute (cwd + "<ipython-input-...>")
+        return re.sub(r"[^\s\x1b]*/(<ipython-input-\d+-[0-9a-f]+>)", r"\1", text)
 
     def line_pinfo(self, line, detail=0):
         text = None if line.strip().startswith("%") else self._pinfo_text(line.strip(), detail)
