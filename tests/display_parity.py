@@ -44,6 +44,15 @@ SETUP = "import os, sys\nPNG_PATH = %r\nJPG_PATH = %r\n" % (PNG_PATH, JPG_PATH)
 CASES = [
     # -- execute_result and the text/plain pretty printer
     ("int result", "1 + 1"),
+    # IPython's capture_output swaps get_ipython().display_pub: displays are kept, not sent
+    ("capture_output keeps stdout and displays",
+     "from IPython.utils.capture import capture_output\nfrom IPython.display import display, HTML\n"
+     "with capture_output() as cap_o:\n    print('inside')\n    display(HTML('<b>kept</b>'))\n"
+     "    display({'text/plain': 'raw kept'}, raw=True)\nprint(repr(cap_o.stdout), len(cap_o.outputs))"),
+    ("... and shows them again", "cap_o.show()"),
+    ("clear_output inside capture_output", "with capture_output() as cap_c:\n    display(HTML('<i>gone</i>'))\n"
+     "    from IPython.display import clear_output\n    clear_output()\n    display(HTML('<i>left</i>'))\n"
+     "len(cap_c.outputs)"),
     ("str result", "'a' * 3"),
     ("None result is not shown", "None"),
     ("long list wraps like IPython", "list(range(40))"),

@@ -459,8 +459,23 @@ def format_object(obj, include=None, exclude=None):
 _publish = _cellbox_c.publish
 
 
+def _replaced_pub():
+    """get_ipython().display_pub when code replaced it (IPython's
+    capture_output puts a CapturingDisplayPublisher there), else None."""
+    ipy = sys.modules.get("cellbox._ipython")
+    facade = ipy._facade if ipy is not None else None
+    if facade is None:
+        return None
+    pub = facade.display_pub
+    return None if isinstance(pub, ipy.DisplayPublisher) else pub
+
+
 def publish_display_data(data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
     """Publish a MIME bundle as display_data (update_display_data with update=True)."""
+    pub = _replaced_pub()
+    if pub is not None:
+        pub.publish(data=data, metadata=metadata, transient=transient, update=update)
+        return
     content = {"data": data, "metadata": metadata if metadata is not None else {},
                "transient": transient if transient is not None else {}}
     _publish("update_display_data" if update else "display_data", dumps(content))
@@ -535,6 +550,10 @@ def update_display(obj, *, display_id, **kwargs):
 
 def clear_output(wait=False):
     """Clear the cell's output now, or (wait=True) when new output arrives."""
+    pub = _replaced_pub()
+    if pub is not None:
+        pub.clear_output(wait=wait)
+        return
     _publish("clear_output", '{"wait": true}' if wait else '{"wait": false}')
 
 
