@@ -14,7 +14,7 @@ tests_t_wire_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_wire
 
 # Integration tests of the kernel with Debian's jupyter_client & co.
-EXTRA_DIST += tests/kutil.py tests/kernel_conformance.py tests/kernel_exec.py \
+EXTRA_DIST += tests/kutil.py tests/ports.py tests/kernel_conformance.py tests/kernel_exec.py \
 	tests/kernel_interrupt.py tests/kernel_badinput.py tests/kernel_frontends.py \
 	tests/kernel_extensions.py tests/kernel_magics.py tests/kernel_asyncio.py tests/kernel_env.py tests/kernel_input.py tests/kernel_complete.py tests/kernel_magics2.py \
 	tests/kernel_magics3.py

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+import ports  # noqa: F401  (kernel ports outside the ephemeral range, as kutil)
+
 CELLBOX = os.environ.get("CELLBOX") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cellbox")
 SRCDIR = os.environ.get("CELLBOX_SRCDIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BUILDDIR = os.environ.get("CELLBOX_BUILDDIR") or SRCDIR
