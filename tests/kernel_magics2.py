@@ -262,17 +262,3 @@ for (name, code, *how), r1, r2 in zip(PARITY, ours, theirs):
         v1 = eval(repr(v1).replace("--color=never", "--color"))
     tap.ok(v1 == v2 and v1[0]["status"] in ("ok", "error"), "same as ipykernel: %s" % name,
            "cellbox:   %r\nipykernel: %r" % (v1, v2))
-
-
-@tap.case
-def no_import_at_start():
-    """The new magics keep the hot path: a plain cell loads nothing of them."""
-    km, kc = du.start("cellbox")
-    try:
-        collect(kc, "x = 1\nx")
-        reply, out = collect(kc, "import sys\nsorted(m for m in ('cellbox._magics', 'IPython', 'IPython.core.macro', "
-                                 "'IPython.core.oinspect', 'nbformat') if m in sys.modules)")
-        tap.eq(kutil.results([(t, c) for t, c, b in out]), ["[]"], "no magics module loaded by plain cells")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
