@@ -6,7 +6,7 @@
  * display, completion, magics) is the embedded package in interp/py/.
  *
  * Ownership: the returned kn_interp and its state are owned by the caller
- * and freed with ip_python_free() after the kernel stopped.
+ * and freed with ip_python_free() (ip_node_free()) after the kernel stopped.
  */
 #ifndef IP_INTERP_H
 #define IP_INTERP_H
@@ -19,5 +19,26 @@ typedef struct ip_options {
 
 kn_interp *ip_python_new(const ip_options *opts);
 void ip_python_free(kn_interp *interp);
+
+/* JavaScript and TypeScript: a `node` child process running the embedded
+ * runner (interp/js/runner.js), driven over pipes by interp/node.c. Nothing
+ * of it runs unless a kernel is started with --language javascript or
+ * typescript.
+ *
+ * ip_node_new() finds node (CELLBOX_NODE, then `node` / `nodejs` on PATH,
+ * then /usr/bin/node) and, for TypeScript, Debian's node-typescript; it
+ * returns NULL and an owned one-line *err naming the Debian package when
+ * one is missing. The node process itself starts in start(). */
+typedef enum { IP_LANG_JAVASCRIPT, IP_LANG_TYPESCRIPT } ip_lang;
+
+typedef struct ip_node_options {
+    ip_lang lang;
+    bool capture_fds;       /* as ip_options (kernel: true) */
+} ip_node_options;
+
+kn_interp *ip_node_new(const ip_node_options *opts, char **err);
+void ip_node_free(kn_interp *interp);
+/* "javascript"/"js" and "typescript"/"ts" -> 0 and *lang; -1 otherwise. */
+int ip_lang_parse(const char *name, ip_lang *lang);
 
 #endif

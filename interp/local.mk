@@ -29,6 +29,22 @@ nodist_libcellbox_a_SOURCES = interp/pymodules.c
 BUILT_SOURCES += interp/pymodules.c
 CLEANFILES += interp/pymodules.c
 EXTRA_DIST += interp/embed.py $(IP_PYFILES)
+
+# JavaScript / TypeScript (`cellbox kernel --language javascript|typescript`):
+# interp/node.c drives a node child running interp/js/runner.js, which is
+# embedded as a C string (interp/noderunner.c) and handed to node at start.
+libcellbox_a_SOURCES += interp/node.c
+nodist_libcellbox_a_SOURCES += interp/noderunner.c
+BUILT_SOURCES += interp/noderunner.c
+CLEANFILES += interp/noderunner.c
+EXTRA_DIST += interp/js/runner.js
+
+interp/noderunner.c: interp/js/runner.js
+	$(AM_V_GEN)$(MKDIR_P) interp && $(PYTHON3) -c 'import sys; d = open(sys.argv[1], "rb").read(); \
+	print("/* generated from interp/js/runner.js (interp/local.mk) */\n#include <stddef.h>"); \
+	print("extern const char ip_node_runner[]; extern const size_t ip_node_runner_len;"); \
+	print("const char ip_node_runner[] = {" + ",".join(str(b) for b in d) + ",0};"); \
+	print("const size_t ip_node_runner_len = %d;" % len(d))' $(srcdir)/interp/js/runner.js > $@.tmp && mv $@.tmp $@
 AM_CPPFLAGS += -DCB_PYTHON3='"$(PYTHON3)"'
 
 interp/pymodules.c: interp/embed.py $(IP_PYFILES)
