@@ -167,10 +167,14 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: cellbox kernelspec install [--user | --prefix DIR | --sys-prefix] [--name NAME]\n"
             "                                  [--display-name TEXT] [--interrupt-mode signal|message]\n"
+            "                                  [--language python|javascript|typescript]\n"
             "       cellbox kernelspec list\n"
             "\n"
-            "install writes NAME/kernel.json (default name 'cellbox', display name\n"
-            "\"Python 3 (cellbox)\") into a Jupyter kernels folder:\n"
+            "install writes NAME/kernel.json into a Jupyter kernels folder. By language:\n"
+            "  python (default)  name 'cellbox', display name \"Python 3 (cellbox)\"\n"
+            "  javascript        name 'cellbox-javascript', \"JavaScript (cellbox)\" (Node.js)\n"
+            "  typescript        name 'cellbox-typescript', \"TypeScript (cellbox)\" (Node.js)\n"
+            "Folders:\n"
             "  (default)     /usr/local/share/jupyter/kernels (system-wide)\n"
             "  --user        $JUPYTER_DATA_DIR or ~/.local/share/jupyter/kernels\n"
             "  --prefix DIR  DIR/share/jupyter/kernels\n"
@@ -214,7 +218,7 @@ static int cmd_list(void)
 
 static int cmd_install(int argc, char **argv)
 {
-    enum { O_USER = 1, O_PREFIX, O_SYSPREFIX, O_NAME, O_DISPLAY, O_INTERRUPT, O_HELP };
+    enum { O_USER = 1, O_PREFIX, O_SYSPREFIX, O_NAME, O_DISPLAY, O_INTERRUPT, O_LANGUAGE, O_HELP };
     static const struct option opts[] = {
         {"user", no_argument, NULL, O_USER},
         {"prefix", required_argument, NULL, O_PREFIX},
@@ -222,10 +226,11 @@ static int cmd_install(int argc, char **argv)
         {"name", required_argument, NULL, O_NAME},
         {"display-name", required_argument, NULL, O_DISPLAY},
         {"interrupt-mode", required_argument, NULL, O_INTERRUPT},
+        {"language", required_argument, NULL, O_LANGUAGE},
         {"help", no_argument, NULL, O_HELP},
         {0},
     };
-    const char *name = "cellbox", *display = "Python 3 (cellbox)", *prefix = NULL, *imode = "signal";
+    const char *name = NULL, *display = NULL, *prefix = NULL, *imode = "signal", *language = "python";
     int where = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -235,10 +240,32 @@ static int cmd_install(int argc, char **argv)
         case O_NAME: name = optarg; break;
         case O_DISPLAY: display = optarg; break;
         case O_INTERRUPT: imode = optarg; break;
+        case O_LANGUAGE: language = optarg; break;
         case O_HELP: case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
+    /* language -> its defaults (the kernel takes the same spellings) */
+    static const struct { const char *alias, *language, *name, *display; } langs[] = {
+        {"python", "python", "cellbox", "Python 3 (cellbox)"},
+        {"python3", "python", "cellbox", "Python 3 (cellbox)"},
+        {"javascript", "javascript", "cellbox-javascript", "JavaScript (cellbox)"},
+        {"js", "javascript", "cellbox-javascript", "JavaScript (cellbox)"},
+        {"typescript", "typescript", "cellbox-typescript", "TypeScript (cellbox)"},
+        {"ts", "typescript", "cellbox-typescript", "TypeScript (cellbox)"},
+    };
+    size_t li = 0;
+    while (li < CB_ARRAY_LEN(langs) && strcmp(langs[li].alias, language) != 0)
+        li++;
+    if (li == CB_ARRAY_LEN(langs)) {
+        fprintf(stderr, "cellbox kernelspec: --language must be python, javascript or typescript\n");
+        return 2;
+    }
+    bool python = strcmp(langs[li].language, "python") == 0;
+    if (!name)
+        name = langs[li].name;
+    if (!display)
+        display = langs[li].display;
     if (!valid_name(name)) {
         fprintf(stderr, "cellbox kernelspec: invalid name '%s' (letters, digits, '-', '.', '_')\n", name);
         return 2;
@@ -271,8 +298,12 @@ static int cmd_install(int argc, char **argv)
     cJSON_AddItemToArray(av, cJSON_CreateString("kernel"));
     cJSON_AddItemToArray(av, cJSON_CreateString("-f"));
     cJSON_AddItemToArray(av, cJSON_CreateString("{connection_file}"));
+    if (!python) {
+        cJSON_AddItemToArray(av, cJSON_CreateString("--language"));
+        cJSON_AddItemToArray(av, cJSON_CreateString(langs[li].language));
+    }
     cJSON_AddStringToObject(j, "display_name", display);
-    cJSON_AddStringToObject(j, "language", "python");
+    cJSON_AddStringToObject(j, "language", langs[li].language);
     cJSON_AddStringToObject(j, "interrupt_mode", imode);
     cJSON *md = cJSON_AddObjectToObject(j, "metadata");
     cJSON_AddBoolToObject(md, "debugger", false);
