@@ -35,6 +35,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -78,9 +79,18 @@ static void on_sigint(int sig)
 {
     (void)sig;
     int saved = errno;
+    /* At most one SIGINT per 300 ms: a second one right after the first can
+     * land while vm has SIGINT at its default (between breakOnSigint's
+     * watchdog and the runner's listener) and would kill node. */
+    static int64_t last_ns;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     pid_t p = g_child;
-    if (p > 0)
+    if (p > 0 && (last_ns == 0 || now - last_ns > 300000000)) {
         kill(p, SIGINT);
+        last_ns = now;
+    }
     g_interrupted = 1;
     errno = saved;
 }
@@ -183,6 +193,9 @@ static void child_exec(ip_node *n, int req_r, int msg_w, int src)
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGINT, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+    /* Our own process group: a frontend interrupts the kernel's group
+     * (jupyter_client's killpg); the kernel forwards exactly one SIGINT. */
+    setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     char *argv[] = {n->node_path, (char *)"--expose-internals", (char *)"-e", (char *)BOOT,
                     (char *)lang_name(n), NULL};

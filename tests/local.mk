@@ -38,6 +38,11 @@ tests_t_kernel_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_kernel
 TESTS += tests/kernel_frontends.py
 
+# The JavaScript and TypeScript kernels (--language javascript|typescript,
+# interp/node.c): needs node (Debian: nodejs) and node-typescript.
+EXTRA_DIST += tests/kernel_js.py
+TESTS += tests/kernel_js.py
+
 # Fuzz targets, replayed over their seed corpora by make check (any
 # compiler); tests/fuzz/run.sh fuzzes them for real with clang's libFuzzer.
 check_PROGRAMS += tests/fuzz_wire_replay tests/fuzz_notebook_replay
