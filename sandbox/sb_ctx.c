@@ -40,6 +40,7 @@ struct sb_ctx {
     char id[64];
     char proc_id[80];
     char *cwd;
+    char language[16];       /* python, javascript or typescript (the kernel's --language) */
     int64_t created_us;
     /* below: under mu */
     pthread_mutex_t mu;
@@ -132,7 +133,7 @@ static cJSON *ctx_to_json(sb_ctx *c)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", c->id);
-    cJSON_AddStringToObject(j, "language", "python");
+    cJSON_AddStringToObject(j, "language", c->language);
     cJSON_AddStringToObject(j, "cwd", c->cwd);
     char date[CB_ISO_DATE_LEN];
     cb_iso_date(date, c->created_us);
@@ -287,7 +288,7 @@ static int await_interpreter(kn_client *kc, double timeout, char **why)
             if (done)
                 return 0;
         } else if (st != KN_POLL_TIMEOUT) {
-            *why = cb_strdup(st == KN_POLL_CANCELLED ? "the kernel exited while Python started"
+            *why = cb_strdup(st == KN_POLL_CANCELLED ? "the kernel exited while its interpreter started"
                                                      : "the kernel stopped answering");
             return -1;
         }
@@ -325,10 +326,16 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     /* the connection file is written by the command itself, inside the
      * sandbox (the JSON holds no single quote: hex key, numbers) */
     dir = isolated ? cb_strdup("/tmp/.cellbox") : cb_printf_new("/tmp/.cellbox-%s", c->id);
+    /* javascript / typescript: the kernel runs the sandbox's node (the root
+     * binds the host's /usr read-only: /usr/bin/node, /usr/share/nodejs);
+     * without it the kernel exits with a line naming the package, which the
+     * start error below quotes from its stderr */
+    bool python = strcmp(c->language, "python") == 0;
     command = cb_printf_new(
         "mkdir -p %s && umask 077 && printf '%%s' '%s' > %s/%s.json && "
-        "XDG_DATA_HOME=%s MPLCONFIGDIR=%s/mpl-%s exec %s kernel -f %s/%s.json",
-        dir, conn_json, dir, c->id, dir, dir, c->id, bin, dir, c->id);
+        "XDG_DATA_HOME=%s MPLCONFIGDIR=%s/mpl-%s exec %s kernel -f %s/%s.json%s%s",
+        dir, conn_json, dir, c->id, dir, dir, c->id, bin, dir, c->id, python ? "" : " --language ",
+        python ? "" : c->language);
     body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "command", command);
     cJSON_AddStringToObject(body, "processId", c->proc_id);
@@ -381,7 +388,7 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     o.cancel_fd = pfd[0];
     char *why = NULL;
     kn_client *kc = kn_client_attach(&conn, z, &o, NULL, &why);
-    /* kernel_info is answered while Python still starts: the interpreter is
+    /* kernel_info is answered while the interpreter still starts: it is
      * ready when an (empty, silent) execute comes back */
     if (kc && await_interpreter(kc, CTX_START_TIMEOUT_S, &why) < 0) {
         kn_client_free(kc);
@@ -427,10 +434,22 @@ out:
 
 static int sb_ctx_create_id(sb_box *b, const char *id, const cJSON *body, sb_ctx **out, sb_error *err)
 {
-    const char *lang = cb_json_str(body, "language", "python");
-    if (strcmp(lang, "python") != 0 && strcmp(lang, "python3") != 0)
+    const cJSON *lj = cJSON_GetObjectItemCaseSensitive(body, "language");
+    if (lj && !cJSON_IsString(lj) && !cJSON_IsNull(lj))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "language must be a string"), -1;
+    const char *lang = cJSON_IsString(lj) ? lj->valuestring : "python";
+    /* the names a client may send -> the kernel's --language */
+    static const char *const langs[][2] = {
+        {"python", "python"},         {"python3", "python"}, {"javascript", "javascript"},
+        {"js", "javascript"},         {"typescript", "typescript"}, {"ts", "typescript"},
+    };
+    const char *language = NULL;
+    for (size_t i = 0; i < CB_ARRAY_LEN(langs) && !language; i++)
+        if (strcmp(lang, langs[i][0]) == 0)
+            language = langs[i][1];
+    if (!language)
         return sb_fail(err, SB_E_VALIDATION_FAILED,
-                       "language '%s' is not supported: contexts run python", lang), -1;
+                       "language '%s' is not supported: contexts run python, javascript or typescript", lang), -1;
     const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(body, "cwd");
     if (cwd && (!cJSON_IsString(cwd) || cwd->valuestring[0] != '/'))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "cwd must be an absolute path"), -1;
@@ -449,6 +468,7 @@ static int sb_ctx_create_id(sb_box *b, const char *id, const cJSON *body, sb_ctx
     }
     snprintf(c->proc_id, sizeof c->proc_id, "context-%s", c->id);
     c->cwd = cb_strdup(cwd ? cwd->valuestring : "/workspace");
+    snprintf(c->language, sizeof c->language, "%s", language);
     c->created_us = cb_real_us();
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
@@ -1110,15 +1130,28 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
             return -1;
         }
     } else {
-        cJSON *none = cJSON_CreateObject();
-        int rc = sb_ctx_create_id(b, "default", none, &c, err);
-        cJSON_Delete(none);
+        /* no context: the default one of the run's language ("default" for
+         * python, "default-javascript", "default-typescript") */
+        cJSON *dflt = cJSON_CreateObject();
+        const cJSON *lang = cJSON_GetObjectItemCaseSensitive(body, "language");
+        if (lang)
+            cJSON_AddItemToObject(dflt, "language", cJSON_Duplicate(lang, true));
+        char did[64] = "default";
+        if (cJSON_IsString(lang)) {
+            const char *l = lang->valuestring;
+            if (strcmp(l, "javascript") == 0 || strcmp(l, "js") == 0)
+                snprintf(did, sizeof did, "default-javascript");
+            else if (strcmp(l, "typescript") == 0 || strcmp(l, "ts") == 0)
+                snprintf(did, sizeof did, "default-typescript");
+        }
+        int rc = sb_ctx_create_id(b, did, dflt, &c, err);
+        cJSON_Delete(dflt);
         if (rc < 0) {
             cJSON_Delete(answers);
             return -1;
         }
         ctx_unref(c);
-        if (!(c = ctx_get(b, "default", err))) {
+        if (!(c = ctx_get(b, did, err))) {
             cJSON_Delete(answers);
             return -1;
         }

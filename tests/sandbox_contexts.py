@@ -9,8 +9,10 @@ runs), rich results (HTML, pandas, matplotlib, every MIME key, display ids,
 clear_output), timeouts, isolation of the kernel (user, files, hostname,
 cwd, env, cgroup), two contexts, the default context (also its concurrent
 first use, and its deletion), SSE (events, errors, a client that goes away),
-the kernel as a process, a kernel that exits, sleep, and deletion (of a
-context, of a sandbox).
+the kernel as a process, a kernel that exits, sleep, deletion (of a
+context, of a sandbox), and JavaScript / TypeScript contexts (node inside
+the sandbox: results, display.*, errors, timeouts, a default context per
+language).
 Waits use deadlines, never fixed sleeps.
 """
 import base64
@@ -175,7 +177,8 @@ def s_records():
     t.ok(r.status == 200 and first is not None and records(r.json()) == records(first),
          "get one context: the same record as in the list", (r, first))
     r = srv.post(SB + "/contexts", {"language": "r"})
-    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "language other than python: 400 VALIDATION_FAILED", r)
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED",
+         "language other than python/javascript/typescript: 400 VALIDATION_FAILED", r)
     r = srv.get(SB + "/contexts/ctx-000000000000")
     t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "get an unknown context: 404 CONTEXT_NOT_FOUND", r)
     r = srv.delete(SB + "/contexts/ctx-000000000000")
@@ -648,10 +651,77 @@ def s_input():
     t.eq(main_text(j), "'after'", "and the context is usable")
 
 
+def s_javascript():
+    # ---- JavaScript and TypeScript contexts (a node child of the kernel) -------
+    r = srv.post(SB + "/contexts", {"language": "javascript"}, timeout=HTTP_TIMEOUT)
+    j = r.json() if r.status == 201 else {}
+    js = j.get("id")
+    t.ok(r.status == 201 and CTX_ID.match(js or "") and j.get("language") == "javascript",
+         "create a javascript context: 201, language javascript (node runs inside the sandbox)", r)
+    r = srv.post(SB + "/contexts", {"language": "ts", "cwd": "/tmp"}, timeout=HTTP_TIMEOUT)
+    j = r.json() if r.status == 201 else {}
+    tsc = j.get("id")
+    t.ok(r.status == 201 and j.get("language") == "typescript", "language 'ts' makes a typescript context", r)
+    if not js:
+        return
+    j = run("let n = 40; const f = (x) => x + 2", js)
+    t.ok(j["error"] is None and j["results"] == [] and j["executionCount"] == 1,
+         "JS: declarations, no result, executionCount 1", j)
+    j = run("f(n)", js)
+    t.eq(main_text(j), "42", "JS: state persists; the last expression is the main result")
+    j = run("({a: 1, b: [1, 2]})", js)
+    t.eq(main_text(j), "{ a: 1, b: [ 1, 2 ] }", "JS: an object's text is util.inspect's")
+    j = run("console.log('out'); console.error('err'); console.log('out2')", js)
+    t.ok(out(j) == "out\nout2\n" and out(j, "stderr") == "err\n", "JS: console.log / console.error in logs", j)
+    j = run("null.x", js)
+    e = j.get("error") or {}
+    t.ok(e.get("name") == "TypeError" and "null" in e.get("value", "") and e.get("traceback"),
+         "JS: an exception gives error name, value and traceback", j)
+    j = ok_run("display.html('<b>js</b>'); display.png(Buffer.from([137, 80, 78, 71]));"
+               " display.json({k: [1, null]}); display.svg('<svg/>'); display.markdown('*m*'); 7", js)
+    res = j["results"]
+    t.eq([(r.get("html"), r.get("png"), r.get("json"), r.get("svg"), r.get("markdown"), r.get("isMainResult"))
+          for r in res],
+         [("<b>js</b>", None, None, None, None, False), (None, "iVBORw==", None, None, None, False),
+          (None, None, {"k": [1, None]}, None, None, False), (None, None, None, "<svg/>", None, False),
+          (None, None, None, None, "*m*", False), (None, None, None, None, None, True)],
+         "JS: display.html/png/json/svg/markdown come back as results like Python's, then the main result")
+    j = ok_run("const os = require('os'); [process.getuid() === 0, os.hostname(), process.cwd()]", js)
+    t.eq(main_text(j), "[ false, '%s', '/workspace' ]" % MAIN,
+         "JS: node runs in the sandbox (not root, its hostname, cwd /workspace)")
+    j = ok_run("await new Promise(r => setTimeout(() => r('later'), 50))", js)
+    t.eq(main_text(j), "'later'", "JS: top-level await")
+    t0 = time.time()
+    r = code("while (true) {}", js, timeoutMs=1500)
+    took = time.time() - t0
+    j = r.json() if r.status == 200 else {}
+    t.ok(r.status == 200 and j.get("timedOut") is True and took < 25,
+         "JS: timeoutMs interrupts a busy loop (%.1f s)" % took, r)
+    j = run("n", js)
+    t.eq(main_text(j), "40", "JS: after the timeout the context keeps its state")
+    if tsc:
+        j = run("interface P { x: number }\nconst p: P = {x: 5};\n"
+                "function dbl(v: number): number { return v * 2 }\ndbl(p.x)", tsc)
+        t.ok(j["error"] is None and main_text(j) == "10", "TS: a cell with types runs; main result 10", j)
+        j = run("let bad: number = ;", tsc)
+        t.ok((j.get("error") or {}).get("name") == "SyntaxError", "TS: a syntax error is an error SyntaxError", j)
+        j = ok_run("display.html('<i>ts</i>'); process.cwd()", tsc)
+        t.eq([(r.get("html"), r.get("text")) for r in j["results"]], [("<i>ts</i>", None), (None, "'/tmp'")],
+             "TS: display.html and the main result; cwd /tmp")
+    # no context, language javascript: a default context of that language
+    j = run("typeof display + ' ' + (1 + 1)", language="javascript")
+    t.ok(j["error"] is None and main_text(j) == "'function 2'" and j["context"] == "default-javascript",
+         "a run with language javascript and no context uses the context default-javascript", j)
+    for c in (js, tsc, "default-javascript"):
+        if c:
+            r = srv.delete(SB + "/contexts/" + c)
+            t.ok(r.status in (200, 204), "delete the %s context" % c, r)
+
+
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
-               s_input, s_flood, s_exit, s_sleep, s_delete):
+               s_input, s_flood, s_javascript, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     rc = srv.stop()
