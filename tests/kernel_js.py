@@ -78,6 +78,13 @@ try:
         r, out = run(kc, "var g1 = 5; globalThis.g2 = 6; class K { m() { return 7 } }")
         r, out = run(kc, "[g1, g2, new K().m()]")
         t.eq(results(out), ["[ 5, 6, 7 ]"], "var, globals and classes persist")
+        cell = "const again = 1; let again2 = 2; class Again {}; again + again2"
+        r1, out1 = run(kc, cell)
+        r2, out2 = run(kc, cell)
+        t.eq((r1["status"], r2["status"], results(out2)), ("ok", "ok", ["3"]),
+             "a cell with const/let/class runs again (no 'already been declared')")
+        r, out = run(kc, "const {da, db} = {da: 1, db: 2}; const [e1, e2] = [3, 4]; da + db + e1 + e2")
+        t.eq(results(out), ["10"], "destructuring declarations")
 
     @t.case
     def console_order():
@@ -256,11 +263,14 @@ else:
 
         @t.case
         def ts_cells():
-            r, out = run(kc, "interface P { x: number; y?: string }\nconst p: P = {x: 4};\n"
-                             "function dbl(n: number): number { return n * 2 }\n"
-                             "enum Color { Red, Green }\n"
-                             "type Pair<T> = [T, T];\nconst pr: Pair<number> = [1, 2];")
+            cell = ("interface P { x: number; y?: string }\nconst p: P = {x: 4};\n"
+                    "function dbl(n: number): number { return n * 2 }\n"
+                    "enum Color { Red, Green }\n"
+                    "type Pair<T> = [T, T];\nconst pr: Pair<number> = [1, 2];")
+            r, out = run(kc, cell)
             t.eq((r["status"], results(out)), ("ok", []), "a cell with interfaces, types, generics and an enum")
+            r, out = run(kc, cell)
+            t.eq(r["status"], "ok", "the same TypeScript cell runs again")
             r, out = run(kc, "dbl(p.x) + Color.Green + pr[1]")
             t.eq(results(out), ["11"], "TypeScript declarations persist across cells")
             r, out = run(kc, "const t: number = await Promise.resolve(3); t * 2")

@@ -195,6 +195,44 @@ function noteDeclarations(code) {
             }
 }
 
+/* ------------------------------------------------------------------ re-runnable cells */
+
+/* Top-level let/const/class become var (class C {} -> var C = class C {};)
+ * so that running a cell again does not fail with "Identifier 'x' has
+ * already been declared", as notebooks expect (Deno's kernel gets the same
+ * from V8's REPL mode, which node:vm does not offer). The price: a top-level
+ * const can be reassigned. Parsed with the acorn inside node (the REPL's);
+ * without it, or on a syntax error, the code is left as it is. */
+let acorn = null;
+try {
+    acorn = require('internal/deps/acorn/acorn/dist/acorn');
+} catch (e) {
+    acorn = null;
+}
+
+function redeclarable(code) {
+    if (!acorn || !/\b(let|const|class)\b/.test(code))
+        return code;
+    let ast;
+    try {
+        ast = acorn.parse(code, {ecmaVersion: 'latest', sourceType: 'script', allowAwaitOutsideFunction: true,
+                                 allowHashBang: true});
+    } catch (e) {
+        return code;
+    }
+    const edits = [];
+    for (const n of ast.body) {
+        if (n.type === 'VariableDeclaration' && n.kind !== 'var')
+            edits.push([n.start, n.start + n.kind.length, 'var']);
+        else if (n.type === 'ClassDeclaration' && n.id)
+            edits.push([n.start, n.start, `var ${n.id.name} = `], [n.end, n.end, ';']);
+    }
+    edits.sort((a, b) => b[0] - a[0]);
+    for (const [from, to, text] of edits)
+        code = code.slice(0, from) + text + code.slice(to);
+    return code;
+}
+
 /* ------------------------------------------------------------------ top-level await */
 
 let tlaRewrite = null;
@@ -340,7 +378,7 @@ async function execute(req) {
         }
         code = r.js;
     }
-    const prep = prepare(code);
+    const prep = prepare(redeclarable(code));
     let value;
     try {
         const script = new vm.Script(prep.code, {filename});
