@@ -25,7 +25,9 @@ for lang in ("javascript", "typescript"):
     subprocess.run([CELLBOX, "kernelspec", "install", "--prefix", kutil.JUPYTER_PREFIX, "--language", lang],
                    check=True, stdout=subprocess.DEVNULL)
 
-NODE_VERSION = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip().lstrip("v")
+# the node the kernel runs (CELLBOX_NODE overrides the search, as in the kernel)
+NODE_VERSION = subprocess.run([os.environ.get("CELLBOX_NODE") or "node", "--version"], capture_output=True,
+                              text=True).stdout.strip().lstrip("v")
 HAVE_TS = os.path.exists("/usr/share/nodejs/typescript/package.json")
 
 
