@@ -251,7 +251,11 @@ int nb_params_load_base64(cJSON *params, const char *b64, char **err)
 
 /* ----------------------------------------------------------- translators */
 
-typedef enum { LANG_PYTHON, LANG_R, LANG_BASH } lang;
+/* LANG_JS: JavaScript and TypeScript (cellbox's own kernels; papermill has
+ * no translator for them): JSON literals assigned to the names (plain
+ * assignments: they reach a `let` of the parameters cell in any REPL-style
+ * JS kernel, where a second `let`/`var` would be an error). */
+typedef enum { LANG_PYTHON, LANG_R, LANG_BASH, LANG_JS } lang;
 
 static const struct {
     const char *key;   /* papermill's registry: kernel names and languages */
@@ -259,6 +263,7 @@ static const struct {
 } translators[] = {
     {"python", LANG_PYTHON}, {"pysparkkernel", LANG_PYTHON}, {"R", LANG_R},
     {"sparkrkernel", LANG_R}, {"bash", LANG_BASH},
+    {"javascript", LANG_JS}, {"typescript", LANG_JS},
 };
 
 static int find_translator(const char *kernel_name, const char *language, lang *out)
@@ -279,12 +284,18 @@ static int find_translator(const char *kernel_name, const char *language, lang *
         *out = LANG_R;
         return 0;
     }
+    if (language && (strcasecmp(language, "javascript") == 0 || strcasecmp(language, "typescript") == 0 ||
+                     strcasecmp(language, "js") == 0 || strcasecmp(language, "ts") == 0)) {
+        *out = LANG_JS;
+        return 0;
+    }
     return -1;
 }
 
 const char *nb_params_translator(const char *kernel_name, const char *language)
 {
-    static const char *const names[] = {[LANG_PYTHON] = "python", [LANG_R] = "R", [LANG_BASH] = "bash"};
+    static const char *const names[] = {[LANG_PYTHON] = "python", [LANG_R] = "R", [LANG_BASH] = "bash",
+                                        [LANG_JS] = "javascript"};
     lang l;
     return find_translator(kernel_name, language, &l) < 0 ? NULL : names[l];
 }
@@ -358,10 +369,36 @@ static void shell_quote(cb_buf *b, const char *s)
 
 static int translate(cb_buf *b, const cJSON *v, lang l, char **err);
 
+/* A JavaScript string literal: JSON's escapes (non-ASCII kept as is). */
+static void js_str(cb_buf *b, const char *s)
+{
+    cb_buf_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            cb_buf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            cb_buf_puts(b, "\\n");
+        else if (*p == '\t')
+            cb_buf_puts(b, "\\t");
+        else if (*p == '\r')
+            cb_buf_puts(b, "\\r");
+        else if (*p < 0x20 || *p == 0x7f)
+            cb_buf_printf(b, "\\u%04x", *p);
+        else if (*p == 0xC0 && p[1] == 0x80) {  /* NB_JSON_NUL */
+            cb_buf_puts(b, "\\u0000");
+            p++;
+        } else
+            cb_buf_putc(b, (char)*p);
+    }
+    cb_buf_putc(b, '"');
+}
+
 static void translate_str(cb_buf *b, const char *s, lang l)
 {
     if (l == LANG_BASH)
         shell_quote(b, s);
+    else if (l == LANG_JS)
+        js_str(b, s);
     else
         escaped_str(b, s);
 }
@@ -369,7 +406,7 @@ static void translate_str(cb_buf *b, const char *s, lang l)
 static int translate(cb_buf *b, const cJSON *v, lang l, char **err)
 {
     if (cJSON_IsNull(v)) {
-        cb_buf_puts(b, l == LANG_PYTHON ? "None" : l == LANG_R ? "NULL" : "");
+        cb_buf_puts(b, l == LANG_PYTHON ? "None" : l == LANG_R ? "NULL" : l == LANG_JS ? "null" : "");
     } else if (cJSON_IsString(v)) {
         translate_str(b, v->valuestring, l);
     } else if (cJSON_IsBool(v)) {
@@ -387,36 +424,40 @@ static int translate(cb_buf *b, const cJSON *v, lang l, char **err)
                 cb_buf_puts(b, "float('nan')");
             else if (l == LANG_PYTHON && isinf(d))
                 cb_buf_puts(b, d < 0 ? "float('-inf')" : "float('inf')");
+            else if (l == LANG_JS && isnan(d))
+                cb_buf_puts(b, "NaN");
+            else if (l == LANG_JS && isinf(d))
+                cb_buf_puts(b, d < 0 ? "-Infinity" : "Infinity");
             else {
                 nb_json_float_repr(d, buf);
                 cb_buf_puts(b, buf);
             }
         }
     } else if (cJSON_IsArray(v)) {
-        cb_buf_puts(b, l == LANG_PYTHON ? "[" : l == LANG_R ? "list(" : "(");
+        cb_buf_puts(b, l == LANG_PYTHON || l == LANG_JS ? "[" : l == LANG_R ? "list(" : "(");
         for (const cJSON *c = v->child; c; c = c->next) {
             if (translate(b, c, l, err) < 0)
                 return -1;
             if (c->next)
                 cb_buf_puts(b, l == LANG_BASH ? " " : ", ");
         }
-        cb_buf_puts(b, l == LANG_PYTHON ? "]" : ")");
+        cb_buf_puts(b, l == LANG_PYTHON || l == LANG_JS ? "]" : ")");
     } else if (cJSON_IsObject(v)) {
         if (l == LANG_BASH) {
             *err = cb_strdup("a mapping cannot be passed as a bash parameter (papermill's bash translator has no "
                              "dict type either)");
             return -1;
         }
-        cb_buf_puts(b, l == LANG_PYTHON ? "{" : "list(");
+        cb_buf_puts(b, l == LANG_PYTHON || l == LANG_JS ? "{" : "list(");
         for (const cJSON *c = v->child; c; c = c->next) {
             translate_str(b, c->string, l);
-            cb_buf_puts(b, l == LANG_PYTHON ? ": " : " = ");
+            cb_buf_puts(b, l == LANG_PYTHON || l == LANG_JS ? ": " : " = ");
             if (translate(b, c, l, err) < 0)
                 return -1;
             if (c->next)
                 cb_buf_puts(b, ", ");
         }
-        cb_buf_puts(b, l == LANG_PYTHON ? "}" : ")");
+        cb_buf_puts(b, l == LANG_PYTHON || l == LANG_JS ? "}" : ")");
     }
     return 0;
 }
@@ -426,12 +467,12 @@ char *nb_params_code(const cJSON *params, const char *kernel_name, const char *l
     lang l;
     if (find_translator(kernel_name, language, &l) < 0) {
         *err = cb_printf_new("no parameter translator for kernel '%s' or language '%s' (cellbox translates "
-                             "parameters for python, R and bash)",
+                             "parameters for python, R, bash, JavaScript and TypeScript)",
                              kernel_name ? kernel_name : "", language ? language : "");
         return NULL;
     }
     cb_buf b = CB_BUF_INIT;
-    cb_buf_puts(&b, "# Parameters\n");
+    cb_buf_puts(&b, l == LANG_JS ? "// Parameters\n" : "# Parameters\n");
     for (const cJSON *p = params ? params->child : NULL; p; p = p->next) {
         const char *name = p->string;
         if (l == LANG_R)
@@ -443,8 +484,10 @@ char *nb_params_code(const cJSON *params, const char *kernel_name, const char *l
             cb_buf_clear(&b);
             return NULL;
         }
-        cb_buf_putc(&b, '\n');
+        cb_buf_puts(&b, l == LANG_JS ? ";\n" : "\n");
     }
+    if (l == LANG_JS)   /* a JS cell shows its last value: the assignment's */
+        cb_buf_puts(&b, "void 0;  // no value to show\n");
     return cb_buf_steal(&b);
 }
 

@@ -1131,7 +1131,8 @@ int nb_cmd_run(int argc, char **argv)
     }
     if (o.language && (o.have_params || o.inject_input || o.inject_output) &&
         !nb_params_translator(o.kernel, o.language)) {
-        rc = bad_usage("--language %s: cellbox writes parameters in python, R and bash", o.language);
+        rc = bad_usage("--language %s: cellbox writes parameters in python, R, bash, javascript and typescript",
+                       o.language);
         goto done;
     }
     cb_log_init_from_env(CB_LOG_WARN);

@@ -342,6 +342,34 @@ def run_notebook():
     t.eq([o.get("data") for o in cells[2]["outputs"]], [{"text/html": "<b>hi</b>"}], "notebook: display.html")
     t.eq(out["metadata"].get("language_info", {}).get("name"), "javascript", "notebook: language_info javascript")
 
+    # papermill-style parameters, written as JavaScript / TypeScript assignments
+    for lang in ("javascript", "typescript"):
+        pnb = {"nbformat": 4, "nbformat_minor": 5,
+               "metadata": {"kernelspec": {"name": "cellbox-" + lang, "display_name": lang, "language": lang}},
+               "cells": [{"cell_type": "code", "id": "p0", "metadata": {"tags": ["parameters"]},
+                          "execution_count": None, "outputs": [],
+                          "source": "let n = 1\nlet title = 'default'\nlet opts = {}" if lang == "javascript"
+                          else "let n: number = 1\nlet title: string = 'default'\nlet opts: any = {}"},
+                         {"cell_type": "code", "id": "p1", "metadata": {}, "execution_count": None, "outputs": [],
+                          "source": "console.log(title, n * 2, JSON.stringify(opts))"}]}
+        ppath = os.path.join(d, "params-%s.ipynb" % lang)
+        pfile = os.path.join(d, "params.json")
+        with open(ppath, "w") as f:
+            json.dump(pnb, f)
+        with open(pfile, "w") as f:
+            json.dump({"opts": {"k": [1, None, "\u00e9\"q\""]}}, f)
+        r = subprocess.run([CELLBOX, "run", ppath, "-p", "n", "21", "-p", "title", 'say "hi"', "-f", pfile],
+                           capture_output=True, text=True, timeout=120)
+        t.eq(r.returncode, 0, "%s parameters: cellbox run -p/-f exits 0" % lang) or print("# " + r.stderr[-500:])
+        with open(os.path.join(d, "params-%s.out.ipynb" % lang)) as f:
+            pout = json.load(f)
+        inj = pout["cells"][1]
+        t.ok("injected-parameters" in inj["metadata"].get("tags", []) and inj["outputs"] == []
+             and "n = 21;" in joined(inj["source"]),
+             "%s parameters: an injected cell of assignments that shows no value" % lang, joined(inj["source"]))
+        t.eq([joined(o.get("text", "")) for o in pout["cells"][2]["outputs"]],
+             ['say "hi" 42 {"k":[1,null,"\u00e9\\"q\\""]}\n'], "%s parameters: the cells see the values" % lang)
+
 
 @t.case
 def node_missing():

@@ -333,7 +333,7 @@ def main():
              "--language R: parameters written in R when the notebook names no language", r.stderr)
         r = run("run", nolang, "--prepare-only", "-l", "bash", "-p", "x", "a b", "-o", qout)
         t.ok(r.returncode == 0 and src(C.load(qout)["cells"][1]) == "# Parameters\nx='a b'\n", "-l bash", r.stderr)
-        for args, why in [(["--language", "cobol", "-p", "x", "1"], "writes parameters in python, R and bash"),
+        for args, why in [(["--language", "cobol", "-p", "x", "1"], "writes parameters in python, R, bash, javascript and typescript"),
                           (["--engine", "papermill_origami"], "one engine"),
                           (["--log-level", "LOUD"], "NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL"),
                           (["--autosave-cell-every", "-1"], "number of seconds"),

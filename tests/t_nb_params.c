@@ -108,6 +108,32 @@ static void test_translators(void)
     for (size_t i = 0; i < CB_ARRAY_LEN(sh); i++)
         translate_case("bash", "bash", sh[i].in, sh[i].sh, "=");
 
+    static const struct {
+        const char *in, *js;
+    } js[] = {
+        {"\"foo\"", "\"foo\""}, {"\"a \\\"q\\\" \\\\ b\\n\\t\"", "\"a \\\"q\\\" \\\\ b\\n\\t\""},
+        {"\"\xc3\xa9\xe6\xbc\xa2\xf0\x9f\x98\x80\"", "\"\xc3\xa9\xe6\xbc\xa2\xf0\x9f\x98\x80\""},
+        {"\"\\u0001\\u0000x\"", "\"\\u0001\\u0000x\""},
+        {"12345", "12345"}, {"-5432.1", "-5432.1"}, {"1e-05", "1e-05"}, {"true", "true"}, {"false", "false"},
+        {"null", "null"}, {"NaN", "NaN"}, {"-Infinity", "-Infinity"},
+        {"[\"a\", 1, [true, null]]", "[\"a\", 1, [true, null]]"},
+        {"{\"k\": {\"x y\": [1.5]}, \"\": 0}", "{\"k\": {\"x y\": [1.5]}, \"\": 0}"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(js); i++) {
+        for (int ts = 0; ts < 2; ts++) {
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddItemToObject(p, "foo", nb_json_parse(js[i].in, strlen(js[i].in), 0, NULL));
+            char *err = NULL;
+            char *code = nb_params_code(p, ts ? "cellbox-typescript" : "cellbox-javascript",
+                                        ts ? "typescript" : "javascript", &err);
+            cb_autofree char *expect = cb_printf_new("// Parameters\nfoo = %s;\nvoid 0;  // no value to show\n", js[i].js);
+            is_str(code, expect, "%s: %s -> %s", ts ? "typescript" : "javascript", js[i].in, js[i].js);
+            free(code);
+            free(err);
+            cJSON_Delete(p);
+        }
+    }
+
     cJSON *p = cJSON_CreateObject();
     cJSON_AddNumberToObject(p, "___foo", 5);
     char *err = NULL;
