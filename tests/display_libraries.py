@@ -32,6 +32,11 @@ CASES = [
     ("rich: a table", "from rich.table import Table\nt = Table('a', 'b')\nt.add_row('1', '2')\nConsole().print(t)"),
     ("pandas: a Styler", "pd.DataFrame({'a': [1.5, 2]}).style.format('{:.1f}')"),
     ("pandas: a wide DataFrame", "pd.DataFrame([[i * j for j in range(30)] for i in range(5)])"),
+    # pandas registers its table schema formatter with IPython's shell only when IPython is imported
+    ("pandas: table_schema on adds application/vnd.dataresource+json",
+     "pd.options.display.html.table_schema = True\npd.DataFrame({'a': [1, 2], 'b': ['x', None]})"),
+    ("pandas: a Series with table_schema", "pd.Series([1.5, 2.5], name='s')"),
+    ("pandas: table_schema off again", "pd.options.display.html.table_schema = False\npd.DataFrame({'a': [1]})"),
 ]
 
 # random ids these libraries put into their HTML/JSON

@@ -15,7 +15,21 @@ _HOOKS = (
     ("matplotlib_inline.backend_inline", "cellbox._ipython", "patch_matplotlib_inline"),
     ("comm", "cellbox._comm", "patch_comm_package"),
     ("ipykernel.comm", "cellbox._comm", "patch_ipykernel_comm"),
+    ("pandas.io.formats.printing", "cellbox._hooks", "patch_pandas_printing"),
 )
+
+
+def patch_pandas_printing(printing):
+    """pandas turns its table schema output on and off through IPython's
+    formatters, and only when IPython is imported: route it to the kernel's."""
+    from cellbox.display import enable_table_schema
+    original = printing.enable_data_resource_formatter
+
+    def enable_data_resource_formatter(enable):
+        enable_table_schema(enable)
+        if "IPython" in __import__("sys").modules:
+            original(enable)   # IPython's own shell, when the code made one
+    printing.enable_data_resource_formatter = enable_data_resource_formatter
 
 
 def _lazy(modname, fname):

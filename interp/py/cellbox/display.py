@@ -312,6 +312,26 @@ class LatexFormatter(BaseFormatter):
     format_type, print_method = "text/latex", "_repr_latex_"
 
 
+class TableSchemaFormatter(BaseFormatter):
+    """pandas' table schema (`pd.options.display.html.table_schema = True`):
+    application/vnd.dataresource+json from _repr_data_resource_, as the
+    formatter pandas registers in IPython (see enable_table_schema)."""
+    format_type, print_method, _return_type = "application/vnd.dataresource+json", "_repr_data_resource_", (dict,)
+
+
+def enable_table_schema(enable):
+    """pandas' enable_data_resource_formatter for this kernel: pandas only
+    does it when IPython is imported, which a plain cellbox kernel is not."""
+    formatters = get_formatter().formatters
+    mime = TableSchemaFormatter.format_type
+    if enable:
+        if mime not in formatters:
+            formatters[mime] = TableSchemaFormatter()
+        formatters[mime].enabled = True
+    elif mime in formatters:
+        formatters[mime].enabled = False
+
+
 class JSONFormatter(BaseFormatter):
     format_type, print_method, _return_type = "application/json", "_repr_json_", (list, dict)
 
