@@ -16,6 +16,13 @@ import kutil
 tap = kutil.TAP()
 
 CASES = [
+    # first, before anything imports IPython: pandas registers its table schema
+    # formatter with IPython's shell only when IPython is imported
+    ("pandas: table_schema on adds application/vnd.dataresource+json",
+     "import sys, pandas as pd\npd.options.display.html.table_schema = True\n"
+     "pd.DataFrame({'a': [1, 2], 'b': ['x', None]})"),
+    ("pandas: a Series with table_schema", "pd.Series([1.5, 2.5], name='s')"),
+    ("pandas: table_schema off again", "pd.options.display.html.table_schema = False\npd.DataFrame({'a': [1]})"),
     ("sympy init_printing: LaTeX, PNG and unicode text",
      "import sympy\nsympy.init_printing()\nx = sympy.Symbol('x')\nsympy.Integral(x**2, x)"),
     ("sympy: builtin containers of expressions", "[x, 1.5, {x: 2}]"),
@@ -32,11 +39,7 @@ CASES = [
     ("rich: a table", "from rich.table import Table\nt = Table('a', 'b')\nt.add_row('1', '2')\nConsole().print(t)"),
     ("pandas: a Styler", "pd.DataFrame({'a': [1.5, 2]}).style.format('{:.1f}')"),
     ("pandas: a wide DataFrame", "pd.DataFrame([[i * j for j in range(30)] for i in range(5)])"),
-    # pandas registers its table schema formatter with IPython's shell only when IPython is imported
-    ("pandas: table_schema on adds application/vnd.dataresource+json",
-     "pd.options.display.html.table_schema = True\npd.DataFrame({'a': [1, 2], 'b': ['x', None]})"),
-    ("pandas: a Series with table_schema", "pd.Series([1.5, 2.5], name='s')"),
-    ("pandas: table_schema off again", "pd.options.display.html.table_schema = False\npd.DataFrame({'a': [1]})"),
+
 ]
 
 # random ids these libraries put into their HTML/JSON
