@@ -23,7 +23,8 @@ static void usage(FILE *out)
             "usage: cellbox [--help] [--version] COMMAND [ARGS...]\n"
             "\n"
             "cellbox runs code safely and shows rich results: a Jupyter kernel with an\n"
-            "embedded CPython, a headless notebook executor and a sandbox manager.\n"
+            "embedded CPython (and JavaScript/TypeScript through Node.js), a headless\n"
+            "notebook executor and a sandbox manager.\n"
             "\n"
             "commands:\n");
     for (size_t i = 0; i < CB_ARRAY_LEN(commands); i++)
