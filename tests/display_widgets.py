@@ -92,6 +92,22 @@ def widget_session(kernel):
         steps.append(("comm_info by target", [("info", {"n": len(comms), "has_model": model in comms,
                                                          "targets": sorted({v["target_name"] for v in comms.values()})},
                                                [])], [], reply["content"]["status"]))
+        # ipywidgets' documented asynchronous pattern: a task awaits the next change of the
+        # widget; the frontend's update arrives between cells and the task goes on
+        r, out = du.collect(kc, "import asyncio\ngot = []\ndef next_change(widget, name):\n"
+                                "    fut = asyncio.Future()\n"
+                                "    def on(change):\n        fut.set_result(change.new)\n"
+                                "        widget.unobserve(on, name)\n"
+                                "    widget.observe(on, name)\n    return fut\n"
+                                "async def follow():\n    for i in range(2):\n"
+                                "        got.append(await next_change(s, 'value'))\n"
+                                "task = asyncio.ensure_future(follow())")
+        steps.append(("a task awaits the slider's next change", *split(out), r["status"]))
+        for v in (4, 5):
+            send_comm(kc, "comm_msg", {"comm_id": model, "data": {"method": "backbone", "sync_data": {"value": v}}})
+            time.sleep(0.3)
+        r, out = du.collect(kc, "print(got, task.done())")
+        steps.append(("the task saw both changes from the frontend", *split(out), r["status"]))
         r, out = du.collect(kc, "s.close()")
         steps.append(("widget closed from the kernel", *split(out), r["status"]))
         return steps
