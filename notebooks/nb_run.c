@@ -160,9 +160,11 @@ static void usage(FILE *out)
         "  are built in; '{{' and '}}' are braces.\n"
         "Kernel:\n"
         "  -k, --kernel NAME          an installed kernelspec (python3, xpython, ir...), or\n"
-        "                             cellbox: the kernel of this cellbox binary; default:\n"
-        "                             the notebook's own kernelspec when it is installed,\n"
-        "                             else cellbox for Python notebooks\n"
+        "                             cellbox, cellbox-javascript, cellbox-typescript: the\n"
+        "                             kernels of this cellbox binary; default: the\n"
+        "                             notebook's own kernelspec when it is installed, else\n"
+        "                             cellbox's kernel for its language (Python, JavaScript,\n"
+        "                             TypeScript)\n"
         "      --cwd DIR              the kernel's working directory (default: the\n"
         "                             notebook's folder)\n"
         "      --startup-timeout S    seconds for the kernel to become ready (default 60)\n"
@@ -658,21 +660,45 @@ static bool is_python(const char *lang)
     return !lang || !*lang || strncasecmp(lang, "python", 6) == 0;
 }
 
-/* cellbox's own kernel, launched from this very binary. */
-static kn_kernelspec *builtin_spec(void)
+/* The language of one of cellbox's own kernels, from a kernel name
+ * ("cellbox", "cellbox-javascript", "cellbox-typescript") or a notebook's
+ * language; NULL when it is none of them. */
+static const char *builtin_language(const char *name_or_lang, bool is_name)
 {
+    static const struct {
+        const char *name, *lang;
+    } own[] = {{"cellbox", "python"}, {"cellbox-python", "python"}, {"cellbox-javascript", "javascript"},
+               {"cellbox-typescript", "typescript"}};
+    if (!name_or_lang)
+        return NULL;
+    for (size_t i = 0; i < CB_ARRAY_LEN(own); i++)
+        if (strcmp(name_or_lang, is_name ? own[i].name : own[i].lang) == 0)
+            return own[i].lang;
+    if (!is_name && (strcasecmp(name_or_lang, "javascript") == 0 || strcasecmp(name_or_lang, "js") == 0))
+        return "javascript";
+    if (!is_name && (strcasecmp(name_or_lang, "typescript") == 0 || strcasecmp(name_or_lang, "ts") == 0))
+        return "typescript";
+    return NULL;
+}
+
+/* cellbox's own kernel for lang (python, javascript, typescript), launched
+ * from this very binary. */
+static kn_kernelspec *builtin_spec(const char *lang)
+{
+    bool py = !lang || strcmp(lang, "python") == 0;
     kn_kernelspec *ks = cb_calloc(1, sizeof *ks);
-    ks->name = cb_strdup("cellbox");
+    ks->name = py ? cb_strdup("cellbox") : cb_printf_new("cellbox-%s", lang);
     ks->resource_dir = cb_strdup("");
     char *exe = cb_self_exe();
-    const char *argv[] = {exe ? exe : "cellbox", "kernel", "-f", "{connection_file}"};
-    ks->argc = 4;
-    ks->argv = cb_calloc(5, sizeof *ks->argv);
-    for (int i = 0; i < 4; i++)
+    const char *argv[] = {exe ? exe : "cellbox", "kernel", "-f", "{connection_file}", "--language", lang};
+    ks->argc = py ? 4 : 6;
+    ks->argv = cb_calloc((size_t)ks->argc + 1, sizeof *ks->argv);
+    for (int i = 0; i < ks->argc; i++)
         ks->argv[i] = cb_strdup(argv[i]);
     free(exe);
-    ks->display_name = cb_strdup("Python 3 (cellbox)");
-    ks->language = cb_strdup("python");
+    ks->display_name = cb_strdup(py ? "Python 3 (cellbox)" : strcmp(lang, "javascript") == 0 ? "JavaScript (cellbox)"
+                                                                                            : "TypeScript (cellbox)");
+    ks->language = cb_strdup(py ? "python" : lang);
     ks->interrupt_mode = cb_strdup("signal");
     return ks;
 }
@@ -697,12 +723,14 @@ static void spec_headless_args(kn_kernelspec *ks)
         spec_add_arg(ks, "--no-history");
 }
 
-/* "cellbox" is this very binary's kernel, whatever kernelspec of that name
- * is installed (it may point at another, older cellbox). */
+/* "cellbox" (and cellbox-javascript, cellbox-typescript) is this very
+ * binary's kernel, whatever kernelspec of that name is installed (it may
+ * point at another, older cellbox). */
 static kn_kernelspec *find_spec(const char *name, char **err)
 {
-    if (strcmp(name, "cellbox") == 0)
-        return builtin_spec();
+    const char *own = builtin_language(name, true);
+    if (own)
+        return builtin_spec(own);
     return kn_kernelspec_find(name, err);
 }
 
@@ -720,18 +748,24 @@ static kn_kernelspec *choose_kernel(const run_opts *o, const nb_notebook *nb, ch
         kn_kernelspec *spec = find_spec(name, &why);
         if (spec)
             return spec;
-        if (!is_python(lang)) {
+        const char *own = is_python(lang) ? "python" : builtin_language(lang, false);
+        if (!own) {
             *err = cb_printf_new("%s (the notebook's kernel, for %s; choose one with -k)", why, lang);
             free(why);
             return NULL;
         }
-        cb_info("notebooks", "kernel '%s' is not installed: using cellbox's Python kernel", name);
+        cb_info("notebooks", "kernel '%s' is not installed: using cellbox's %s kernel", name, own);
         free(why);
-    } else if (!is_python(lang)) {
+        return builtin_spec(own);
+    }
+    if (!is_python(lang)) {
+        const char *own = builtin_language(lang, false);
+        if (own)
+            return builtin_spec(own);
         *err = cb_printf_new("the notebook is written in %s and names no kernel: choose one with -k", lang);
         return NULL;
     }
-    return builtin_spec();
+    return builtin_spec("python");
 }
 
 /* ----------------------------------------------------------------- the run */

@@ -342,6 +342,27 @@ def run_notebook():
     t.eq([o.get("data") for o in cells[2]["outputs"]], [{"text/html": "<b>hi</b>"}], "notebook: display.html")
     t.eq(out["metadata"].get("language_info", {}).get("name"), "javascript", "notebook: language_info javascript")
 
+    # a JavaScript notebook whose own kernel is not installed (ijavascript's "javascript"), with no
+    # kernelspec of cellbox's either: cellbox's own JavaScript kernel runs it, as cellbox's
+    # Python kernel runs a Python notebook whose kernel is missing
+    foreign = dict(nb, metadata={"kernelspec": {"name": "javascript", "display_name": "Javascript (Node.js)",
+                                                "language": "javascript"}})
+    fpath = os.path.join(d, "foreign.ipynb")
+    with open(fpath, "w") as f:
+        json.dump(foreign, f)
+    env = dict(os.environ, JUPYTER_PATH=os.path.join(d, "no-kernels"))
+    r = subprocess.run([CELLBOX, "run", fpath], capture_output=True, text=True, timeout=120, env=env)
+    t.eq(r.returncode, 0, "a JavaScript notebook whose kernel is not installed runs on cellbox's") \
+        or print("# " + r.stderr[-500:])
+    with open(os.path.join(d, "foreign.out.ipynb")) as f:
+        fout = json.load(f)
+    t.eq([joined(o.get("text", "")) for o in fout["cells"][0]["outputs"]], ["sum 6\n"],
+         "... and its cells ran in JavaScript")
+    r = subprocess.run([CELLBOX, "run", "-k", "cellbox-typescript", fpath, "-o", os.path.join(d, "f-ts.ipynb")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    t.eq(r.returncode, 0, "-k cellbox-typescript works without an installed kernelspec") \
+        or print("# " + r.stderr[-500:])
+
     # papermill-style parameters, written as JavaScript / TypeScript assignments
     for lang in ("javascript", "typescript"):
         pnb = {"nbformat": 4, "nbformat_minor": 5,
