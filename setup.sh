@@ -15,14 +15,14 @@ MODE=${1:-main}
 # What building needs.
 BUILD_DEPS="build-essential autoconf automake pkg-config libzmq3-dev libsodium-dev libcjson-dev
   libpng-dev python3-dev libmicrohttpd-dev libyaml-dev"
-# What running the kernel with the usual scientific stack and frontends needs.
+# What running the kernels with the usual scientific stack and frontends needs
+# (nodejs and node-typescript: the JavaScript and TypeScript kernels).
 RUN_DEPS="python3 python3-jupyter-client jupyter-console python3-nbclient python3-nbformat
   python3-ipython python3-jedi python3-numpy python3-matplotlib python3-pandas python3-comm
-  python3-ipywidgets"
+  python3-ipywidgets nodejs node-typescript"
 # What the test suite needs on top (real peers and real clients).
 TEST_DEPS="python3-jupyter-kernel-test python3-ipykernel python3-zmq python3-pil python3-line-profiler python3-memory-profiler cython3 python3-sympy python3-plotly python3-altair python3-seaborn python3-rich r-cran-irkernel xpython curl
-  iproute2 iptables bubblewrap valgrind nftables util-linux e2fsprogs procps chromium jupyter-notebook
-  nodejs node-typescript"
+  iproute2 iptables bubblewrap valgrind nftables util-linux e2fsprogs procps chromium jupyter-notebook"
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -58,6 +58,8 @@ main)
     echo "== installing"
     $SUDO make install
     $SUDO /usr/local/bin/cellbox kernelspec install
+    $SUDO /usr/local/bin/cellbox kernelspec install --language javascript
+    $SUDO /usr/local/bin/cellbox kernelspec install --language typescript
     echo "== demo: jupyter console running cells on the cellbox kernel"
     /usr/bin/jupyter-console --kernel cellbox --simple-prompt <<'CELLS'
 import sys, platform; print("Python", platform.python_version(), "in", sys.executable)
