@@ -5,12 +5,19 @@
  *   fd 0/1/2  the kernel's own stdin and its capture pipes (interp/capture.c),
  *             so subprocesses of user code become stream messages;
  *   fd 3      requests, one JSON object a line (we write);
- *   fd 4      messages back: stream / pub / reply / ready (we read);
+ *   fd 4      messages back: stream / pub / reply / ready / input (we read);
  *   fd 5      the runner's source (a memfd), read once by the -e bootstrap.
  * Each request is answered by exactly one {t:"reply"}; whatever comes before
  * it is published as it arrives (stream text goes through the capture so
  * its order with the fd output is kept). Between requests the messages of
  * timers and promises a cell left behind are published by background().
+ *
+ * input(): the runner sends {t:"input", id, prompt, password}; while a cell
+ * is being handled we ask the frontend (host->input) and write back
+ * {op:"input_reply", id, status, value}, which the runner handles at once
+ * (not queued). An interrupt ends the wait; so does the runner's
+ * {t:"input_cancel", id} (it got the SIGINT first). Outside a cell (between
+ * cells, complete/inspect) the answer is status "no_cell".
  *
  * Interrupts: the kernel core sends SIGINT to this (main) thread; our handler
  * forwards it to the child, where vm's breakOnSigint stops synchronous code
@@ -400,6 +407,106 @@ static cJSON *error_reply(ip_node *n, bool publish, const char *ename, const cha
     return c;
 }
 
+/* What the frontend is asked while an input() waits: interrupts, the child
+ * going away, and the runner's input_cancel end the wait. */
+typedef struct {
+    ip_node *n;
+    double id;
+    bool scanned;  /* what n->in held at the start was looked at */
+} input_wait;
+
+/* Reads what the child sent meanwhile: output is published at once (a
+ * timer printing while the prompt is up), a cancel of this input ends the
+ * wait; anything else (a reply, another input) stays first in n->in, in
+ * order, for the request loop. */
+static bool input_poll(void *arg)
+{
+    input_wait *w = arg;
+    ip_node *n = w->n;
+    if (g_interrupted)
+        return true;  /* the request loop takes it (grace time) */
+    if (n->msg_fd < 0)
+        return true;
+    bool grew = false;
+    for (;;) {
+        struct pollfd p = {.fd = n->msg_fd, .events = POLLIN};
+        if (poll(&p, 1, 0) <= 0)
+            break;
+        char chunk[65536];
+        ssize_t got = read(n->msg_fd, chunk, sizeof chunk);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (got <= 0)
+            return true;  /* node is gone: stop waiting, the request loop says so */
+        cb_buf_append(&n->in, chunk, (size_t)got);
+        grew = true;
+    }
+    if (!grew && w->scanned)
+        return false;
+    w->scanned = true;
+    for (;;) {
+        char *nl = n->in.len ? memchr(n->in.data, '\n', n->in.len) : NULL;
+        if (!nl)
+            return false;
+        size_t len = (size_t)(nl - n->in.data);
+        cJSON *m = cb_json_parse(n->in.data, len);
+        if (!m) {
+            cb_buf_consume(&n->in, len + 1);
+            continue;
+        }
+        const char *t = cb_json_str(m, "t", "");
+        bool out = strcmp(t, "stream") == 0 || strcmp(t, "pub") == 0;
+        bool cancel = strcmp(t, "input_cancel") == 0 && cb_json_num(m, "id", -1) == w->id;
+        if (out || cancel) {
+            cb_buf_consume(&n->in, len + 1);
+            if (out)
+                handle_output(n, m);
+        }
+        cJSON_Delete(m);
+        if (cancel)
+            return true;
+        if (!out)
+            return false;
+    }
+}
+
+/* Answers the runner's {t:"input"} m: asks the frontend when in_cell. */
+static void answer_input(ip_node *n, const cJSON *m, bool in_cell)
+{
+    input_wait w = {.n = n, .id = cb_json_num(m, "id", -1)};
+    const char *status = "no_cell";
+    char *value = NULL;
+    if (in_cell && n->host && n->host->input) {
+        if (n->cap)
+            ip_capture_flush(n->cap);  /* what was printed before the prompt comes first */
+        int st = n->host->input(n->host->ctx, cb_json_str(m, "prompt", ""), cb_json_bool(m, "password", false),
+                                &value, input_poll, &w);
+        status = st == KN_INPUT_OK ? "ok"
+                 : st == KN_INPUT_NOT_ALLOWED ? "not_allowed"
+                 : st == KN_INPUT_INTERRUPTED ? "interrupted"
+                 : "failed";
+    }
+    if (n->req_fd < 0) {
+        free(value);
+        return;
+    }
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "op", "input_reply");
+    cJSON_AddNumberToObject(r, "id", w.id);
+    cJSON_AddStringToObject(r, "status", status);
+    if (value)
+        cJSON_AddStringToObject(r, "value", value);
+    free(value);
+    cb_autofree char *line = cb_json_print(r);
+    cJSON_Delete(r);
+    cb_buf out = CB_BUF_INIT;
+    cb_buf_puts(&out, line);
+    cb_buf_putc(&out, '\n');
+    if (cb_write_all(n->req_fd, out.data, out.len) < 0)
+        cb_debug("interp", "node: the answer to input() could not be written: %s", strerror(errno));
+    cb_buf_clear(&out);
+}
+
 /* Sends req (borrowed; gets "op") and returns the reply's content (owned).
  * is_cell: an execute (published errors, interrupt grace). */
 static cJSON *request(ip_node *n, const char *op, cJSON *req, bool is_cell, bool silent)
@@ -444,11 +551,14 @@ static cJSON *request(ip_node *n, const char *op, cJSON *req, bool is_cell, bool
             continue;
         }
         if (handle_output(n, m)) {
-            if (strcmp(cb_json_str(m, "t", ""), "reply") == 0) {
+            const char *t = cb_json_str(m, "t", "");
+            if (strcmp(t, "reply") == 0) {
                 reply = cJSON_DetachItemFromObjectCaseSensitive(m, "content");
                 cJSON_Delete(m);
                 break;
             }
+            if (strcmp(t, "input") == 0)
+                answer_input(n, m, is_cell);
         }
         cJSON_Delete(m);
     }
@@ -601,8 +711,13 @@ static int node_background(void *self, bool run, int *fd)
         cJSON *m;
         int r;
         while ((r = read_msg(n, 0, &m)) > 0) {
-            if (handle_output(n, m))
-                cb_warn("interp", "node: unexpected '%s' message between requests", cb_json_str(m, "t", "?"));
+            if (handle_output(n, m)) {
+                const char *t = cb_json_str(m, "t", "?");
+                if (strcmp(t, "input") == 0)
+                    answer_input(n, m, false);  /* no cell to ask for: it is rejected */
+                else if (strcmp(t, "input_cancel") != 0)
+                    cb_warn("interp", "node: unexpected '%s' message between requests", t);
+            }
             cJSON_Delete(m);
         }
         if (r < 0) {

@@ -7,8 +7,13 @@
  *
  * Channels (JSON lines, one object a line):
  *   fd 3  requests from the kernel: {op: execute|complete|inspect|is_complete, ...}
- *   fd 4  messages to the kernel:   {t: ready|stream|pub|reply, ...}
+ *         and answers to input(): {op: "input_reply", id, status, value}
+ *   fd 4  messages to the kernel:   {t: ready|stream|pub|reply|input|input_cancel, ...}
  * Every request gets exactly one {t: "reply", content} after its output.
+ * input() sends {t: "input", id, prompt, password}; the kernel asks the
+ * frontend (while a cell runs) and answers with an input_reply of that id,
+ * which is handled at once, not queued behind requests. An interrupt
+ * rejects the pending inputs here and says so with {t: "input_cancel", id}.
  * fd 1 and fd 2 stay the kernel's capture pipes: subprocesses write there.
  * process.stdout/stderr.write (so console.*) go through fd 4 instead, so
  * that stdout and stderr keep their order.
@@ -121,6 +126,69 @@ function tsDiagText(d, filename) {
     return {msg: `TS${d.code}: ${msg}`, where: filename};
 }
 
+/* ------------------------------------------------------------------ input */
+
+/* input(prompt, {password}) -> a Promise of the line the user typed, asked
+ * of the frontend through the kernel (input_request on the stdin channel),
+ * as Python's input() in Jupyter. Function declarations: hoisted into the
+ * sandbox below. */
+let inputSeq = 0;
+const inputsWaiting = new Map();  /* id -> {resolve, reject} */
+
+function stdinError(message) {
+    const e = new CtxError(message);
+    e.name = 'StdinNotImplementedError';
+    e.stack = e.name + ': ' + e.message;
+    return e;
+}
+
+function cellInput(prompt = '', {password = false} = {}) {
+    const id = ++inputSeq;
+    return new CtxPromise((resolve, reject) => {
+        inputsWaiting.set(id, {resolve, reject});
+        send({t: 'input', id, prompt: String(prompt), password: !!password});
+    });
+}
+Object.defineProperty(cellInput, 'name', {value: 'input'});
+
+/* prompt(text): input without options (browser-style code; async here) */
+function cellPrompt(text = '') {
+    return cellInput(text);
+}
+Object.defineProperty(cellPrompt, 'name', {value: 'prompt'});
+
+function inputReply(r) {
+    const w = inputsWaiting.get(r.id);
+    if (!w)
+        return;  /* cancelled by an interrupt already */
+    inputsWaiting.delete(r.id);
+    switch (r.status) {
+    case 'ok':
+        w.resolve(typeof r.value === 'string' ? r.value : '');
+        break;
+    case 'interrupted':
+        w.reject(interruptError());
+        break;
+    case 'not_allowed':
+        w.reject(stdinError('input was called, but this frontend does not support input requests.'));
+        break;
+    case 'no_cell':
+        w.reject(stdinError('input was called while no cell was running: only code of a running cell '
+                            + 'can ask the frontend for input.'));
+        break;
+    default:
+        w.reject(new CtxError('input failed: the kernel could not ask the frontend (it is shutting down)'));
+    }
+}
+
+function cancelInputs() {
+    for (const [id, w] of inputsWaiting) {
+        inputsWaiting.delete(id);
+        send({t: 'input_cancel', id});
+        w.reject(interruptError());
+    }
+}
+
 /* ------------------------------------------------------------------ the context */
 
 const cellRequire = Module.createRequire(path.join(process.cwd(), '<cell>'));
@@ -167,6 +235,7 @@ const sandbox = {
     setTimeout, clearTimeout, setInterval, clearInterval, setImmediate, clearImmediate, queueMicrotask,
     structuredClone, URL, URLSearchParams, TextEncoder, TextDecoder, AbortController, AbortSignal,
     EventTarget, Event, atob, btoa, performance, display,
+    input: cellInput, prompt: cellPrompt,
 };
 for (const name of ['fetch', 'Headers', 'Request', 'Response', 'FormData', 'Blob', 'BroadcastChannel',
                     'MessageChannel', 'MessagePort', 'crypto', 'WebAssembly'])
@@ -175,6 +244,10 @@ for (const name of ['fetch', 'Headers', 'Request', 'Response', 'FormData', 'Blob
 sandbox.global = sandbox;
 const ctx = vm.createContext(sandbox, {name: 'cellbox'});
 vm.runInContext('globalThis.global = globalThis;', ctx);
+/* the cells' own Promise and Error, so that what input() gives passes
+ * `instanceof Promise` / `instanceof Error` in a cell */
+const CtxPromise = vm.runInContext('Promise', ctx);
+const CtxError = vm.runInContext('Error', ctx);
 
 /* names declared with let/const/class at the top of cells (not properties
  * of the global object, so completion must remember them) */
@@ -271,12 +344,13 @@ function prepare(code) {
 let interruptPending = null;  /* reject() of the await being waited for */
 
 process.on('SIGINT', () => {
+    cancelInputs();
     if (interruptPending)
         interruptPending(interruptError());
 });
 
 function interruptError() {
-    const e = new Error('Script execution was interrupted by `SIGINT`');
+    const e = new CtxError('Script execution was interrupted by `SIGINT`');
     e.code = 'ERR_SCRIPT_EXECUTION_INTERRUPTED';
     e.stack = e.name + ': ' + e.message;
     return e;
@@ -295,6 +369,8 @@ process.on('uncaughtException', (e) => {
     process.stderr.write('Uncaught ' + formatStack(e) + '\n');
 });
 process.on('unhandledRejection', (e) => {
+    if (e && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED')
+        return;  /* an input() nobody awaited, ended by the interrupt the user asked for */
     process.stderr.write('Uncaught (in promise) ' + formatStack(e) + '\n');
 });
 
@@ -392,6 +468,8 @@ async function execute(req) {
                 value = value.value;  /* the REPL's rewrite returns {value} */
         }
     } catch (e) {
+        if (e && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED')
+            cancelInputs();  /* stopped in synchronous code: its input()s end too */
         return errorReply(errorContent(e), req.silent);
     }
     const reply = {status: 'ok'};
@@ -615,10 +693,10 @@ async function pump() {
     busy = false;
 }
 
-const input = new net.Socket({fd: 3, readable: true, writable: false});
+const requests = new net.Socket({fd: 3, readable: true, writable: false});
 let pending = '';
-input.setEncoding('utf8');
-input.on('data', (chunk) => {
+requests.setEncoding('utf8');
+requests.on('data', (chunk) => {
     pending += chunk;
     let nl;
     while ((nl = pending.indexOf('\n')) >= 0) {
@@ -626,16 +704,22 @@ input.on('data', (chunk) => {
         pending = pending.slice(nl + 1);
         if (!line.trim())
             continue;
+        let req;
         try {
-            queue.push(JSON.parse(line));
+            req = JSON.parse(line);
         } catch (e) {
             send({t: 'reply', content: {status: 'error', ename: 'ValueError', evalue: 'bad request line', traceback: []}});
+            continue;
         }
+        if (req.op === 'input_reply')
+            inputReply(req);  /* the cell waiting for it is the request being handled */
+        else
+            queue.push(req);
     }
     pump();
 });
-input.on('end', () => process.exit(0));
-input.on('error', () => process.exit(0));
+requests.on('end', () => process.exit(0));
+requests.on('error', () => process.exit(0));
 
 send({t: 'ready', node: process.versions.node, language: LANG,
       typescript: ts ? ts.version : null, error: LANG === 'typescript' && !ts ? tsError : null});
