@@ -2,8 +2,9 @@
 """The JavaScript and TypeScript kernels (`cellbox kernel --language
 javascript|typescript`, interp/node.c + interp/js/runner.js) driven by
 Debian's jupyter_client: state across cells, results, console order,
-errors, top-level await, display.*, interrupts, is_complete / complete /
-inspect, kernel_info, TypeScript cells, `cellbox run -k cellbox-javascript`
+errors, top-level await, display.*, interrupts, input() / prompt() over the
+stdin channel, is_complete / complete / inspect, kernel_info, TypeScript
+cells (and input() in one), `cellbox run -k cellbox-javascript`
 on a notebook, and the message when node is missing. TAP output."""
 import json
 import os
@@ -199,6 +200,87 @@ try:
         run(kc, "function sq(x) { return x * x }; let a = 10; const v = 7")
 
     @t.case
+    def stdin():
+        asked = []
+
+        def answer(m):
+            c = m["content"]
+            asked.append((c["prompt"], c["password"]))
+            kc.input("pw%d" % len(asked) if c["password"] else "Ada%d" % len(asked))
+
+        r, out = run(kc, "console.log('before');\nconst who = await input('Name? ');\n"
+                         "const secret = await input('PW: ', {password: true});\n"
+                         "async function twice() { return [await prompt('p3'), await input()] }\n"
+                         "[who, secret, ...(await twice())]", stdin_hook=answer, allow_stdin=True)
+        t.eq((r["status"], results(out)), ("ok", ["[ 'Ada1', 'pw2', 'Ada3', 'Ada4' ]"]),
+             "input(): several in one cell, inside a function, prompt(); the values reach the code")
+        t.eq(asked, [("Name? ", False), ("PW: ", True), ("p3", False), ("", False)],
+             "input_request: the prompts and the password flag")
+        t.eq(stream_text(out), "before\n", "what was printed before the prompt is shown")
+        r, out = run(kc, "[who, typeof input, typeof prompt, input.name, input('x') instanceof Promise]",
+                     stdin_hook=answer, allow_stdin=True)
+        t.eq(results(out), ["[ 'Ada1', 'function', 'function', 'input', true ]"],
+             "the values persist; input returns a Promise (of the cell's realm)")
+        r, out = run(kc, "await input('x')", allow_stdin=False)
+        t.ok(r["status"] == "error" and r.get("ename") == "StdinNotImplementedError"
+             and "does not support input requests" in r.get("evalue", ""),
+             "allow_stdin=False: rejected with StdinNotImplementedError at once", r)
+        r, out = run(kc, "let caught; try { await input('x') } catch (e) { caught = [e.name, e instanceof Error] }\n"
+                         "caught", allow_stdin=False)
+        t.eq(results(out), ["[ 'StdinNotImplementedError', true ]"], "... which a cell can catch")
+
+        waiting = []
+        timer = threading.Timer(1.0, km.interrupt_kernel)
+        timer.start()
+        t0 = time.monotonic()
+        try:
+            reply, out = run(kc, "await input('never answered ')", stdin_hook=lambda m: waiting.append(m),
+                             allow_stdin=True)
+        finally:
+            timer.cancel()
+        secs = time.monotonic() - t0
+        t.eq([m["content"]["prompt"] for m in waiting], ["never answered "], "the frontend was asked")
+        t.ok(reply["status"] == "error" and "interrupted" in reply.get("evalue", "") and secs < 10,
+             "an interrupt while input() waits ends the cell with the interrupt error", (reply, secs))
+        kc.input("too late")  # an answer to the interrupted request
+        time.sleep(0.3)
+        asked.clear()
+        r, out = run(kc, "[await input('again? '), who]", stdin_hook=answer, allow_stdin=True)
+        t.eq((r["status"], results(out), asked), ("ok", ["[ 'Ada1', 'Ada1' ]"], [("again? ", False)]),
+             "an answer arriving after the interrupt does not reach the next cell's input()")
+
+        # the runner got the SIGINT before the kernel asked: it cancels the input_request itself
+        waiting.clear()
+        t0 = time.monotonic()
+        r, out = run(kc, "const pending = input('cancelled ');\n"
+                         "setTimeout(() => process.kill(process.pid, 'SIGINT'), 300);\nawait pending",
+                     stdin_hook=lambda m: waiting.append(m), allow_stdin=True, timeout=20)
+        t.ok(r["status"] == "error" and "interrupted" in r.get("evalue", "") and len(waiting) == 1
+             and time.monotonic() - t0 < 10, "an input() ended by the runner's own SIGINT stops waiting", r)
+
+        answered = []
+        r, out = run(kc, "const ticker = setInterval(() => console.log('tick'), 100);\n"
+                         "const got = await input('slow ');\nclearInterval(ticker);\ngot",
+                     stdin_hook=lambda m: answered.append(threading.Timer(0.6, kc.input, ["done"]).start()),
+                     allow_stdin=True)
+        t.ok(r["status"] == "ok" and results(out) == ["'done'"] and stream_text(out).count("tick") >= 3,
+             "output printed while input() waits is shown at once, in the cell", (results(out), stream_text(out)))
+
+        r, out = run(kc, "setTimeout(() => input('later').catch(e => console.log('late:', e.name)), 50); 0")
+        late = ""
+        deadline = time.time() + 5
+        while time.time() < deadline and "late:" not in late:
+            try:
+                m = kc.get_iopub_msg(timeout=0.5)
+            except Exception:
+                continue
+            if m["msg_type"] == "stream":
+                late += m["content"]["text"]
+        t.eq(late, "late: StdinNotImplementedError\n", "input() between cells is rejected (no request to ask in)")
+        r, out = run(kc, "1 + 1")
+        t.eq(results(out), ["2"], "the kernel works after that")
+
+    @t.case
     def is_complete():
         def ic(code):
             kc.is_complete(code)
@@ -290,6 +372,18 @@ else:
                  ([{"text/html": "<b>ts</b>"}], ["9"]), "display.* and classes with parameter properties")
             r, out = run(kc, "const o: {a: number} = null as any; o.a")
             t.eq((r["status"], r.get("ename")), ("error", "TypeError"), "a runtime error in TypeScript")
+
+        @t.case
+        def ts_input():
+            asked = []
+
+            def answer(m):
+                asked.append(m["content"]["prompt"])
+                kc.input("21")
+
+            r, out = run(kc, "const raw: string = await input('n? ');\nconst n: number = Number(raw);\nn * 2",
+                         stdin_hook=answer, allow_stdin=True)
+            t.eq((r["status"], results(out), asked), ("ok", ["42"], ["n? "]), "TypeScript: await input() in a cell")
 
         @t.case
         def ts_is_complete():
