@@ -11,8 +11,8 @@ cwd, env, cgroup), two contexts, the default context (also its concurrent
 first use, and its deletion), SSE (events, errors, a client that goes away),
 the kernel as a process, a kernel that exits, sleep, deletion (of a
 context, of a sandbox), and JavaScript / TypeScript contexts (node inside
-the sandbox: results, display.*, errors, timeouts, a default context per
-language).
+the sandbox: results, display.*, errors, timeouts, input() from "stdin"
+lines and POST .../input, a default context per language).
 Waits use deadlines, never fixed sleeps.
 """
 import base64
@@ -699,6 +699,41 @@ def s_javascript():
          "JS: timeoutMs interrupts a busy loop (%.1f s)" % took, r)
     j = run("n", js)
     t.eq(main_text(j), "40", "JS: after the timeout the context keeps its state")
+    j = run("const who = await input('name? ');\nconst age = await prompt('age? ');\n`${who} is ${age}`", js,
+            stdin="Bob\n42\n")
+    t.ok(j["error"] is None and main_text(j) == "'Bob is 42'" and out(j) == "name? Bob\nage? 42\n",
+         "JS: input() / prompt() answered from the run's stdin lines, prompts and answers in stdout", j)
+    j = run("(await input('pw: ', {password: true})).length", js, stdin=["secret"])
+    t.ok(j["error"] is None and main_text(j) == "6" and "secret" not in out(j),
+         "JS: a password input() is not echoed", j)
+    j = run("var x1 = await input('a ');\nvar x2 = await input('b ')", js, stdin=["only one"])
+    t.ok((j.get("error") or {}).get("name") == "EOFError" and out(j) == "a only one\n",
+         "JS: more input() than lines given: EOFError", j)
+    j = run("[x1, n]", js)
+    t.eq(main_text(j), "[ 'only one', 40 ]", "JS: and the context goes on, with what was read")
+    j = run("await input('q ')", js)
+    t.ok((j.get("error") or {}).get("name") == "StdinNotImplementedError",
+         "JS: no stdin and no stream: input() is rejected with StdinNotImplementedError", j)
+    c = srv.conn(HTTP_TIMEOUT)
+    c.request("POST", SB + "/code", body=json.dumps({"code": "console.log('got', await input('say: '))", "context": js}),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
+    resp = c.getresponse()
+    buf = b""
+    deadline = time.time() + 60
+    while b"input_request" not in buf and time.time() < deadline:
+        chunk = resp.fp.read1(4096)
+        if not chunk:
+            break
+        buf += chunk
+    while b"\n\n" not in buf.split(b"input_request", 1)[-1] and time.time() < deadline:
+        buf += resp.fp.read1(4096)
+    asked = [d for e, d in parse_sse(buf.decode()) if e == "input_request"]
+    r = srv.post(SB + "/contexts/%s/input" % js, {"value": "typed"})
+    ev = parse_sse((buf + resp.read()).decode())
+    c.close()
+    t.ok(asked and asked[0].get("prompt") == "say: " and r.status == 200
+         and "".join(d["text"] for e, d in ev if e == "stdout") == "got typed\n" and ev[-1][0] == "execution_complete",
+         "JS, streamed: an input_request event, answered with POST .../input", (asked, r, ev))
     if tsc:
         j = run("interface P { x: number }\nconst p: P = {x: 5};\n"
                 "function dbl(v: number): number { return v * 2 }\ndbl(p.x)", tsc)
