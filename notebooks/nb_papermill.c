@@ -369,28 +369,13 @@ static void shell_quote(cb_buf *b, const char *s)
 
 static int translate(cb_buf *b, const cJSON *v, lang l, char **err);
 
-/* A JavaScript string literal: JSON's escapes (non-ASCII kept as is). */
+/* A JavaScript string literal: a JSON string (non-ASCII kept as is,
+ * NB_JSON_NUL as \u0000), as nb_json writes one. */
 static void js_str(cb_buf *b, const char *s)
 {
-    cb_buf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            cb_buf_printf(b, "\\%c", *p);
-        else if (*p == '\n')
-            cb_buf_puts(b, "\\n");
-        else if (*p == '\t')
-            cb_buf_puts(b, "\\t");
-        else if (*p == '\r')
-            cb_buf_puts(b, "\\r");
-        else if (*p < 0x20 || *p == 0x7f)
-            cb_buf_printf(b, "\\u%04x", *p);
-        else if (*p == 0xC0 && p[1] == 0x80) {  /* NB_JSON_NUL */
-            cb_buf_puts(b, "\\u0000");
-            p++;
-        } else
-            cb_buf_putc(b, (char)*p);
-    }
-    cb_buf_putc(b, '"');
+    cJSON *str = cJSON_CreateString(s);
+    nb_json_write(b, str);
+    cJSON_Delete(str);
 }
 
 static void translate_str(cb_buf *b, const char *s, lang l)
