@@ -36,6 +36,19 @@ def kinds(out):
     return [m for m, c in out]
 
 
+def late_stream(kc, until, seconds=5):
+    """Stream text published after a cell ended (timers), up to `until`."""
+    late, deadline = "", time.time() + seconds
+    while time.time() < deadline and until not in late:
+        try:
+            m = kc.get_iopub_msg(timeout=0.5)
+        except Exception:
+            continue
+        if m["msg_type"] == "stream":
+            late += m["content"]["text"]
+    return late
+
+
 def interrupt_during(km, kc, code, delay=1.0, timeout=20):
     """Runs code, interrupts it after delay s; -> (reply content, out, seconds)."""
     timer = threading.Timer(delay, km.interrupt_kernel)
@@ -169,15 +182,7 @@ try:
     def background_output():
         r, out = run(kc, "setTimeout(() => console.log('late'), 200); 'now'")
         t.eq(results(out), ["'now'"], "the cell returns before its timer")
-        late = ""
-        deadline = time.time() + 5
-        while time.time() < deadline and "late" not in late:
-            try:
-                m = kc.get_iopub_msg(timeout=0.5)
-            except Exception:
-                continue
-            if m["msg_type"] == "stream":
-                late += m["content"]["text"]
+        late = late_stream(kc, "late")
         t.ok("late" in late, "a timer's output after the cell still becomes a stream message", late)
 
     @t.case
@@ -267,15 +272,7 @@ try:
              "output printed while input() waits is shown at once, in the cell", (results(out), stream_text(out)))
 
         r, out = run(kc, "setTimeout(() => input('later').catch(e => console.log('late:', e.name)), 50); 0")
-        late = ""
-        deadline = time.time() + 5
-        while time.time() < deadline and "late:" not in late:
-            try:
-                m = kc.get_iopub_msg(timeout=0.5)
-            except Exception:
-                continue
-            if m["msg_type"] == "stream":
-                late += m["content"]["text"]
+        late = late_stream(kc, "late:")
         t.eq(late, "late: StdinNotImplementedError\n", "input() between cells is rejected (no request to ask in)")
         r, out = run(kc, "1 + 1")
         t.eq(results(out), ["2"], "the kernel works after that")
