@@ -112,6 +112,25 @@ def sse(src, ctx=None, sid=MAIN, **extra):
     return r.status, ctype, raw, events
 
 
+def stream_until_input(src, ctx, sid=MAIN):
+    """Start a streamed run and read it up to its whole input_request event:
+    -> (connection, response, bytes read so far)."""
+    c = srv.conn(HTTP_TIMEOUT)
+    c.request("POST", "/v1/sandboxes/%s/code" % sid, body=json.dumps({"code": src, "context": ctx}),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
+    resp = c.getresponse()
+    buf = b""
+    deadline = time.time() + 60
+    while b"input_request" not in buf and time.time() < deadline:
+        chunk = resp.fp.read1(4096)
+        if not chunk:
+            break
+        buf += chunk
+    while b"\n\n" not in buf.split(b"input_request", 1)[-1] and time.time() < deadline:
+        buf += resp.fp.read1(4096)
+    return c, resp, buf
+
+
 def process(sid, pid):
     """The record of background process pid in sandbox sid, or None."""
     r = srv.get("/v1/sandboxes/%s/processes" % sid)
@@ -619,20 +638,7 @@ def s_input():
     t.ok(r.status == 404 and r.code == "CONTEXT_NOT_FOUND", "input to an unknown context: 404", r)
 
     # streamed: an input_request event, answered with POST .../input
-    import http.client
-    c = srv.conn(HTTP_TIMEOUT)
-    c.request("POST", SB + "/code", body=json.dumps({"code": "v = input('say: ')\nprint('got', v)", "context": a}),
-              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
-    resp = c.getresponse()
-    buf = b""
-    deadline = time.time() + 60
-    while b"input_request" not in buf and time.time() < deadline:
-        chunk = resp.fp.read1(4096)
-        if not chunk:
-            break
-        buf += chunk
-    while b"\n\n" not in buf.split(b"input_request", 1)[-1] and time.time() < deadline:
-        buf += resp.fp.read1(4096)
+    c, resp, buf = stream_until_input("v = input('say: ')\nprint('got', v)", a)
     ev = parse_sse(buf.decode())
     asked = [d for e, d in ev if e == "input_request"]
     t.ok(asked and asked[0].get("prompt") == "say: " and asked[0].get("password") is False,
@@ -714,19 +720,7 @@ def s_javascript():
     j = run("await input('q ')", js)
     t.ok((j.get("error") or {}).get("name") == "StdinNotImplementedError",
          "JS: no stdin and no stream: input() is rejected with StdinNotImplementedError", j)
-    c = srv.conn(HTTP_TIMEOUT)
-    c.request("POST", SB + "/code", body=json.dumps({"code": "console.log('got', await input('say: '))", "context": js}),
-              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
-    resp = c.getresponse()
-    buf = b""
-    deadline = time.time() + 60
-    while b"input_request" not in buf and time.time() < deadline:
-        chunk = resp.fp.read1(4096)
-        if not chunk:
-            break
-        buf += chunk
-    while b"\n\n" not in buf.split(b"input_request", 1)[-1] and time.time() < deadline:
-        buf += resp.fp.read1(4096)
+    c, resp, buf = stream_until_input("console.log('got', await input('say: '))", js)
     asked = [d for e, d in parse_sse(buf.decode()) if e == "input_request"]
     r = srv.post(SB + "/contexts/%s/input" % js, {"value": "typed"})
     ev = parse_sse((buf + resp.read()).decode())
