@@ -449,3 +449,33 @@ for code in FIRST_IMPORTS:
     tap.ok(results[0][0] == "ok" and results[0] == results[1],
            "as the first IPython import in a fresh kernel: %s" % code.replace("\n", "; "),
            "cellbox %r\nipykernel %r" % tuple(results))
+
+
+NESTED = ("import os\nfrom jupyter_client.manager import start_new_kernel\n"
+          "os.environ['PYDEVD_DISABLE_FILE_VALIDATION'] = '1'   # the nested ipykernel's debugpy warning\n"
+          "nkm, nkc = start_new_kernel(kernel_name='python3')\n"
+          "r = nkc.execute_interactive('print(\\'nested\\')\\n40 + 2', timeout=60)\n"
+          "nkc.stop_channels()\nnkm.shutdown_kernel(now=True)\nprint(r['content']['status'])")
+
+
+def nested_kernel(name):
+    """A notebook driving another kernel: jupyter_client's execute_interactive,
+    run inside a kernel, re-publishes the nested kernel's results through
+    get_ipython().display_pub (ipykernel's session, pub_socket, parent_header)."""
+    km, kc = du.start(name)
+    try:
+        reply, out = du.collect(kc, NESTED, timeout=120)
+        results = [c["data"].get("text/plain") for t, c, b in out if t == "execute_result"]
+        text = "".join(c["text"] for t, c, b in out if t == "stream" and c["name"] == "stdout")
+        return reply["status"], results, text
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+# (where the forwarded result falls among the prints differs: ipykernel's own
+# stdout is batched, cellbox keeps the order; the content must be the same)
+mine, ref = nested_kernel("cellbox"), nested_kernel("python3")
+tap.ok(mine == ref and mine == ("ok", ["42"], "nested\nok\n"),
+       "execute_interactive on a nested kernel inside a cell: its result is forwarded, as by ipykernel",
+       "cellbox %r\nipykernel %r" % (mine, ref))

@@ -119,7 +119,21 @@ class _ExecutionResult:
 
 
 class DisplayPublisher:
-    """get_ipython().display_pub."""
+    """get_ipython().display_pub. session, pub_socket and parent_header are
+    ipykernel's ZMQDisplayPublisher's: jupyter_client's execute_interactive,
+    run inside a kernel, sends a nested kernel's rich output through them."""
+
+    @property
+    def session(self):
+        return get_kernel().session
+
+    @property
+    def pub_socket(self):
+        return _IOPUB
+
+    @property
+    def parent_header(self):
+        return _current_parent() or {}
 
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
         from cellbox.display import publish_display_data
