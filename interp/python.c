@@ -200,19 +200,16 @@ static PyMethodDef out_methods[] = {
     {NULL},
 };
 
+/* name, encoding and (no) errors as ipykernel's OutStream, which code
+ * written for Jupyter sees there */
 static PyObject *out_get_name(OutStream *self, void *c)
 {
-    return PyUnicode_FromString(self->stream == IP_STDERR ? "<stderr>" : "<stdout>");
+    return PyUnicode_FromString(self->stream == IP_STDERR ? "stderr" : "stdout");
 }
 
 static PyObject *out_get_encoding(OutStream *self, void *c)
 {
-    return PyUnicode_FromString("utf-8");
-}
-
-static PyObject *out_get_errors(OutStream *self, void *c)
-{
-    return PyUnicode_FromString("strict");
+    return PyUnicode_FromString("UTF-8");
 }
 
 static PyObject *out_get_closed(OutStream *self, void *c)
@@ -223,7 +220,6 @@ static PyObject *out_get_closed(OutStream *self, void *c)
 static PyGetSetDef out_getset[] = {
     {"name", (getter)out_get_name, NULL, NULL, NULL},
     {"encoding", (getter)out_get_encoding, NULL, NULL, NULL},
-    {"errors", (getter)out_get_errors, NULL, NULL, NULL},
     {"closed", (getter)out_get_closed, NULL, NULL, NULL},
     {NULL},
 };

@@ -21,6 +21,10 @@ PARITY = [
     ("inspect.getsource of a cell's function",
      "import inspect\ndef f(x):\n    return x\nprint(inspect.getsource(f))"),
     ("the executable is Debian's python3", "import os, sys\nos.path.realpath(sys.executable)"),
+    ("the output streams", "import sys\n[(s.encoding, s.errors if hasattr(s, 'errors') else None, s.isatty(), "
+                           "s.name) for s in (sys.stdout, sys.stderr)]"),
+    ("logging to the root logger", "import logging\nlogging.basicConfig(level=logging.INFO)\n"
+                                   "logging.info('info shown')\nlogging.getLogger('mine').warning('mine warns')"),
 ]
 
 
