@@ -26,7 +26,18 @@ _OK_EMPTY = '{"status":"ok","_not_stored":true}'
 _CO_COROUTINE = 0x0080
 _TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
 _SPECIALS = ("%", "!", "?")
-_CLEANUP_START = (" ", "\t", "\n", "\r")   # IPython's cleanup transforms may apply
+_CLEANUP_START = (" ", "\t", "\n", "\r")
+
+
+def _maybe_pasted(code):
+    """Cheap test (the first two lines) for what IPython's cleanup transforms
+    change: indented code and pasted >>> / ... / In [1]: sessions."""
+    if code[:1] in _CLEANUP_START:
+        return True
+    for line in code.split("\n", 2)[:2]:
+        if line.lstrip(" \t").startswith((">>>", "...")) or line.startswith("In ["):
+            return True
+    return False
 # IPython's splitinput.line_split: leading space, escape, function part, the rest
 _LINE_SPLIT = None
 
@@ -177,11 +188,9 @@ class Shell:
         """IPython's transform_cell: the static transforms (magics, !, ?),
         then, for a one-line cell, the prefilter (automagic, exit/quit)."""
         source = code
-        if any(ch in code for ch in _SPECIALS) or code[:1] in _CLEANUP_START or ">>>" in code or "In [" in code \
-                or "..." in code:
-            from cellbox._transform import needs_cleanup, transform_cell
-            if any(ch in code for ch in _SPECIALS) or needs_cleanup(code):
-                source = transform_cell(code)
+        if any(ch in code for ch in _SPECIALS) or _maybe_pasted(code):
+            from cellbox._transform import transform_cell   # (exact checks there)
+            source = transform_cell(code)
         if "\n" not in source.rstrip("\n"):
             source = self._prefilter(source)
         return source
