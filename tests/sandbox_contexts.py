@@ -112,20 +112,28 @@ def sse(src, ctx=None, sid=MAIN, **extra):
     return r.status, ctype, raw, events
 
 
-def stream_until_input(src, ctx, sid=MAIN):
-    """Start a streamed run and read it up to its whole input_request event:
-    -> (connection, response, bytes read so far)."""
+def stream_until(src, ctx, marker, seconds=60, sid=MAIN):
+    """Start a streamed run and read it until marker shows up:
+    -> (connection, response, bytes read so far, deadline)."""
     c = srv.conn(HTTP_TIMEOUT)
-    c.request("POST", "/v1/sandboxes/%s/code" % sid, body=json.dumps({"code": src, "context": ctx}),
-              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
+    c.request("POST", "/v1/sandboxes/%s/code" % sid, body=json.dumps({"code": src, "context": ctx}).encode(),
+              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream",
+                       "Content-Type": "application/json"})
     resp = c.getresponse()
     buf = b""
-    deadline = time.time() + 60
-    while b"input_request" not in buf and time.time() < deadline:
+    deadline = time.time() + seconds
+    while marker not in buf and time.time() < deadline:
         chunk = resp.fp.read1(4096)
         if not chunk:
             break
         buf += chunk
+    return c, resp, buf, deadline
+
+
+def stream_until_input(src, ctx, sid=MAIN):
+    """A streamed run read up to its whole input_request event:
+    -> (connection, response, bytes read so far)."""
+    c, resp, buf, deadline = stream_until(src, ctx, b"input_request", sid=sid)
     while b"\n\n" not in buf.split(b"input_request", 1)[-1] and time.time() < deadline:
         buf += resp.fp.read1(4096)
     return c, resp, buf
@@ -467,20 +475,8 @@ def s_sse():
 
     # A client that goes away mid-run gets the run interrupted.
     ok_run("survivor = 'kept'", a)
-    c = srv.conn(HTTP_TIMEOUT)
-    c.request("POST", SB + "/code",
-              body=json.dumps({"code": "import time; print('start', flush=True); time.sleep(60)",
-                               "context": a}).encode(),
-              headers={"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream",
-                       "Content-Type": "application/json"})
-    resp = c.getresponse()
-    seen = b""
-    deadline = time.time() + 90
-    while b"start" not in seen and time.time() < deadline:
-        chunk = resp.fp.read1(4096)
-        if not chunk:
-            break
-        seen += chunk
+    c, resp, seen, _ = stream_until("import time; print('start', flush=True); time.sleep(60)", a, b"start",
+                                    seconds=90)
     t.ok(resp.status == 200 and b"start" in seen, "SSE: output arrives while the run goes on", seen)
     c.sock.shutdown(socket.SHUT_RDWR)
     c.close()
