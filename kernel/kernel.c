@@ -923,6 +923,10 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     while (!atomic_load(&k->stopping)) {
         int bg_fd = -1;
         long timeout = interp->background ? interp->background(interp->self, due, &bg_fd) : -1;
+        if (timeout == 0)  /* work is ready (a task a cell just made): its turn comes before the
+                            * next request, as in an asyncio loop, where ready callbacks run
+                            * before new I/O is looked at */
+            timeout = interp->background(interp->self, true, &bg_fd);
         zmq_pollitem_t items[3] = {{k->shell, 0, ZMQ_POLLIN, 0}, {NULL, k->wake_fd, ZMQ_POLLIN, 0},
                                    {NULL, bg_fd, ZMQ_POLLIN, 0}};
         if (interp->idle)
@@ -953,8 +957,8 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
             handle_shell(k, m, rs);
             if (k->abort_queue)
                 abort_queued(k);
-            if (atomic_load(&k->stopping))
-                break;
+            if (atomic_load(&k->stopping) || interp->background)
+                break;  /* with background work: its turn (at the top) before the next request */
         }
     }
 
