@@ -52,7 +52,18 @@ test)
     fi
     [ -d "$(npm root -g)/playwright-core" ] || $SUDO npm install -g --no-fund --no-audit playwright-core@1.61.1
     echo "== running the test suite"
-    make -j"$(nproc)" check
+    if ! make -j"$(nproc)" check; then
+        # what failed and why, from the failing tests' own logs (CI shows
+        # only this terminal output)
+        for trs in $(grep -l -E '^:global-test-result: (FAIL|ERROR)' tests/*.trs 2>/dev/null); do
+            log="${trs%.trs}.log"
+            echo "== $log"
+            grep -E -A30 '^not ok|^Traceback|^Bail out' "$log" | head -120
+            echo "-- its last lines:"
+            tail -n 15 "$log"
+        done
+        exit 1
+    fi
     ;;
 main)
     echo "== installing"
