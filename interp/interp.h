@@ -17,6 +17,10 @@ typedef struct ip_options {
     bool capture_fds;       /* redirect fds 1/2 into stream messages (kernel: true) */
 } ip_options;
 
+/* Whether the Python kernel can offer the debugger protocol (debugpy is
+ * installed where Debian's python3 finds packages); works before Python
+ * starts (kernel_info, kernelspec metadata). */
+bool ip_python_debugger_available(void);
 kn_interp *ip_python_new(const ip_options *opts);
 void ip_python_free(kn_interp *interp);
 

@@ -17,6 +17,7 @@ IP_PYFILES = \
 	interp/py/cellbox/_inline.py \
 	interp/py/cellbox/_ipython.py \
 	interp/py/cellbox/_hooks.py \
+	interp/py/cellbox/_debugger.py \
 	interp/py/cellbox/display.py
 
 libcellbox_a_SOURCES += \

@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ typedef struct ip_python {
     PyThreadState *saved;     /* while idle */
     PyObject *shell;          /* new: cellbox._kernel.Shell instance */
     bool bg_failed;           /* shell.background() raised: not called again */
+    _Atomic bool ready;       /* start() finished: other threads may take the GIL */
 } ip_python;
 
 static ip_python *g_py;  /* the one interpreter of this process (for _cellbox_c) */
@@ -552,7 +554,52 @@ static PyObject *c_png_encode(PyObject *mod, PyObject *args, PyObject *kw)
     return r;
 }
 
+/* MurmurHash2 (32-bit, x86) of a str's UTF-8 bytes: the hash the Jupyter
+ * debugger protocol names cells' files with (debugInfo's hashMethod
+ * "Murmur2"); frontends compute the same to find a cell's file. */
+static uint32_t murmur2_x86(const unsigned char *data, size_t len, uint32_t seed)
+{
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = seed ^ (uint32_t)len;
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        uint32_t k = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 | (uint32_t)data[i + 2] << 16 |
+                     (uint32_t)data[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (len & 3) {
+    case 3:
+        h ^= (uint32_t)data[i + 2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint32_t)data[i + 1] << 8;
+        /* fall through */
+    case 1:
+        h ^= data[i];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+static PyObject *c_murmur2(PyObject *mod, PyObject *args)
+{
+    const char *s;
+    Py_ssize_t n;
+    unsigned long seed;
+    if (!PyArg_ParseTuple(args, "s#k", &s, &n, &seed))
+        return NULL;
+    return PyLong_FromUnsignedLong(murmur2_x86((const unsigned char *)s, (size_t)n, (uint32_t)seed));
+}
+
 static PyMethodDef c_methods[] = {
+    {"murmur2", c_murmur2, METH_VARARGS, "murmur2(str, seed) -> MurmurHash2 (x86, 32 bits) of its UTF-8 bytes"},
     {"publish", c_publish, METH_VARARGS, "publish(msg_type, content_json[, buffers[, parent_header_json]]) on IOPub"},
     {"input", c_input, METH_VARARGS, "input(prompt, password) -> (status, value)"},
     {"flush", c_flush, METH_NOARGS, "Publish all captured output now."},
@@ -590,6 +637,33 @@ static PyObject *PyInit__cellbox_c(void)
 
 /* ------------------------------------------------------------------ kernel_info */
 
+/* Whether the debugger protocol can work: debugpy importable. Asked before
+ * Python starts (kernel_info is answered at once), so it looks where
+ * Debian's python3 finds packages: PYTHONPATH, the user's site, /usr/local
+ * and /usr/lib/python3. Once per process. */
+bool ip_python_debugger_available(void)
+{
+    static int known = -1;
+    if (known >= 0)
+        return known;
+    cb_buf dirs = CB_BUF_INIT;
+    const char *pp = getenv("PYTHONPATH"), *home = getenv("HOME");
+    if (pp && *pp)
+        cb_buf_printf(&dirs, "%s:", pp);
+    if (home && *home && !getenv("PYTHONNOUSERSITE"))
+        cb_buf_printf(&dirs, "%s/.local/lib/python%d.%d/site-packages:", home, PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    cb_buf_printf(&dirs, "/usr/local/lib/python%d.%d/dist-packages:/usr/lib/python3/dist-packages:"
+                  "/usr/lib/python%d.%d/dist-packages", PY_MAJOR_VERSION, PY_MINOR_VERSION,
+                  PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    known = 0;
+    for (char *save = NULL, *d = strtok_r(dirs.data, ":", &save); d && !known; d = strtok_r(NULL, ":", &save)) {
+        cb_autofree char *f = cb_printf_new("%s/debugpy/__init__.py", d);
+        known = access(f, R_OK) == 0;
+    }
+    cb_buf_clear(&dirs);
+    return known;
+}
+
 static cJSON *py_kernel_info(void *self)
 {
     /* Safe before Py_Initialize: Py_GetVersion() is a static string. */
@@ -616,7 +690,7 @@ static cJSON *py_kernel_info(void *self)
              "Python %s (cellbox %s)\nType 'obj?' for help, '%%magic' for IPython-style magics.\n",
              ver, PACKAGE_VERSION);
     cJSON_AddStringToObject(c, "banner", banner);
-    cJSON_AddBoolToObject(c, "debugger", false);
+    cJSON_AddBoolToObject(c, "debugger", ip_python_debugger_available());
     cJSON *links = cJSON_AddArrayToObject(c, "help_links");
     static const char *const hl[][2] = {
         {"Python Reference", "https://docs.python.org/3/"},
@@ -786,6 +860,44 @@ static int py_background(void *self, bool run, int *fd)
     return timeout;
 }
 
+/* A debug_request, on the control thread (cellbox/_debugger.py): the GIL is
+ * taken here; the interp thread gives it up between requests, every few ms
+ * while a cell runs, and while a cell is paused at a breakpoint. */
+static cJSON *py_debug(void *self, const kn_msg *m)
+{
+    ip_python *py = self;
+    if (!atomic_load(&py->ready)) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "type", "response");
+        cJSON_AddNumberToObject(c, "request_seq", cb_json_int(m->content, "seq", 0));
+        cJSON_AddBoolToObject(c, "success", false);
+        cJSON_AddStringToObject(c, "command", cb_json_str(m->content, "command", ""));
+        cJSON_AddStringToObject(c, "message", "the kernel is still starting");
+        return c;
+    }
+    cb_autofree char *content = cb_json_print(m->content);
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *res = PyObject_CallMethod(py->shell, "debug_request", "(ss#)", content, m->header_raw.data,
+                                        (Py_ssize_t)m->header_raw.len);  /* new */
+    cJSON *reply = NULL;
+    if (res && PyUnicode_Check(res))
+        reply = cJSON_Parse(PyUnicode_AsUTF8(res));
+    if (!reply) {
+        cb_error("interp", "the debugger failed on a %s request", cb_json_str(m->content, "command", "?"));
+        if (PyErr_Occurred())
+            PyErr_Print();
+        reply = cJSON_CreateObject();
+        cJSON_AddStringToObject(reply, "type", "response");
+        cJSON_AddNumberToObject(reply, "request_seq", cb_json_int(m->content, "seq", 0));
+        cJSON_AddBoolToObject(reply, "success", false);
+        cJSON_AddStringToObject(reply, "command", cb_json_str(m->content, "command", ""));
+        cJSON_AddStringToObject(reply, "message", "internal error in cellbox's debugger");
+    }
+    Py_XDECREF(res);
+    PyGILState_Release(g);
+    return reply;
+}
+
 static void py_stop(void *self, bool restart)
 {
     ip_python *py = self;
@@ -848,6 +960,7 @@ static int py_start(void *self, const kn_host *host)
         return -1;
     }
     py->shell = shell;
+    atomic_store(&py->ready, true);
     return 0;
 }
 
@@ -869,6 +982,7 @@ kn_interp *ip_python_new(const ip_options *opts)
         .background = py_background,
         .clear_interrupt = py_clear_interrupt,
         .idle = py_idle,
+        .debug = py_debug,
     };
     return &py->ops;
 }

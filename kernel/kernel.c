@@ -289,6 +289,8 @@ static cJSON *h_interrupt(kn_kernel *k, kn_msg *m, channel ch)
 
 static cJSON *h_debug(kn_kernel *k, kn_msg *m, channel ch)
 {
+    if (k->interp->debug)
+        return k->interp->debug(k->interp->self, m);
     /* kernel_info says debugger: false; answer politely anyway. */
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "type", "response");
@@ -456,10 +458,10 @@ static kn_recv_status recv_msg(kn_kernel *k, void *sock, kn_msg **out)
     return kn_wire_recv_with(sock, &k->sess.signer, k->max_bytes, ZMQ_DONTWAIT, parse_frame, out);
 }
 
-/* After an execute failed with stop_on_error, before its idle goes out:
+/* After an execute failed with stop_on_error, before its reply goes out:
  * take every request already waiting on the shell socket (like ipykernel's
  * flush of the shell stream). They are answered next: executes "aborted",
- * the others normally. Requests sent after the idle are not affected. */
+ * the others normally. Requests sent after the reply are not affected. */
 static void collect_waiting(kn_kernel *k)
 {
     qitem **tail = &k->aborting;
@@ -531,6 +533,11 @@ static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool conte
         char started[CB_ISO_DATE_LEN];
         cb_iso_date(started, cb_real_us());
         cJSON *c = r->fn(k, m, ch);
+        /* an execute failed with stop_on_error: what is queued behind it gets
+         * aborted. Collected before the reply goes out, so that a request a
+         * client sends on seeing the error reply is never taken for one */
+        if (ch == CH_SHELL && k->abort_queue)
+            collect_waiting(k);
         if (r->has_reply) {
             if (!c)
                 c = error_content("InternalError", "handler failed");
@@ -542,8 +549,6 @@ static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool conte
         }
         cJSON_Delete(c);
     }
-    if (ch == CH_SHELL && k->abort_queue)
-        collect_waiting(k);
     publish_status(k, &m->header_raw, "idle");
     if (ch == CH_SHELL)
         k->cur = NULL;

@@ -107,6 +107,13 @@ typedef struct kn_interp {
      * before the next call (-1: none needed) and in *fd a descriptor whose
      * readability also means work is due (-1: none). May be NULL. */
     int (*background)(void *self, bool run, int *fd);
+    /* A debug_request (a Debug Adapter Protocol request in its content) ->
+     * the debug_reply's content (owned by the caller). Called on the control
+     * thread, also while a cell runs or is paused at a breakpoint; the
+     * interpreter publishes the debug_event messages itself (kn_host.
+     * publish_parent, parented to the debug request). NULL: no debugger (the
+     * core answers success: false). */
+    cJSON *(*debug)(void *self, const kn_msg *msg);
 } kn_interp;
 
 typedef struct kn_kernel_opts {

@@ -14,6 +14,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/util.h"
+#include "interp/interp.h"
 #include "main.h"
 
 void kn_strv_free(char **v)
@@ -306,7 +307,8 @@ static int cmd_install(int argc, char **argv)
     cJSON_AddStringToObject(j, "language", langs[li].language);
     cJSON_AddStringToObject(j, "interrupt_mode", imode);
     cJSON *md = cJSON_AddObjectToObject(j, "metadata");
-    cJSON_AddBoolToObject(md, "debugger", false);
+    /* the Jupyter debugger (ipykernel announces it here too): Python with debugpy */
+    cJSON_AddBoolToObject(md, "debugger", python && ip_python_debugger_available());
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     cb_autofree char *path = cb_printf_new("%s/kernel.json", dir);

@@ -122,6 +122,19 @@ def stop_on_error():
         m = kc.get_shell_msg(timeout=10)
         replies[m["parent_header"]["msg_id"]] = m["content"]["status"]
     tap.eq([replies.get(i) for i in ids], ["error", "ok"], "stop_on_error=False runs the next cell")
+    # a client that sends the next cell as soon as it sees the error reply
+    # (before the idle status): that cell was not queued behind the error
+    got = []
+    for _ in range(5):
+        kc.execute("1/0")
+        kc.get_shell_msg(timeout=10)
+        nxt = kc.execute("4")
+        while True:
+            m = kc.get_shell_msg(timeout=10)
+            if m["parent_header"]["msg_id"] == nxt:
+                got.append(m["content"]["status"])
+                break
+    tap.eq(got, ["ok"] * 5, "a cell sent on receiving an error reply runs (is not aborted)")
     time.sleep(0.2)
     while True:
         try:

@@ -46,6 +46,12 @@ def _dumps(obj):
     return json.dumps(obj, ensure_ascii=False, default=repr)
 
 
+def _debugger_on():
+    """The debugger protocol is on (cellbox._debugger, imported by its first request)."""
+    d = sys.modules.get("cellbox._debugger")
+    return d is not None and d.ACTIVE
+
+
 def _cell_filename(count, code):
     """IPython's name for a cell's code, <ipython-input-N-HASH>: tools that
     look for notebook cells know it (line_profiler, executing, IPython's own
@@ -143,7 +149,13 @@ class Shell:
             return _OK_EMPTY if store_history else _OK
         if store_history:
             self._store_input(count, code)
-        filename = _cell_filename(count if store_history else "silent", code)
+        if _debugger_on():
+            from cellbox import _debugger, _traceback
+            _debugger.trace_this_thread()
+            filename = _debugger.cell_file(code)
+            _traceback.CELL_FILES[filename] = count if store_history else "silent"
+        else:
+            filename = _cell_filename(count if store_history else "silent", code)
         status = "ok"
         err = None
         _aio.request_start()
@@ -337,6 +349,16 @@ class Shell:
         if code.co_flags & _CO_COROUTINE:
             return _aio.run(eval(code, self.user_ns))
         return eval(code, self.user_ns)
+
+    def debug_request(self, content, header):
+        """A debug_request's content (JSON) -> the debug_reply's content
+        (JSON); on the kernel's control thread (see cellbox._debugger)."""
+        from cellbox import _debugger
+        try:
+            msg = json.loads(content)
+        except ValueError:
+            msg = None
+        return _dumps(_debugger.get(self).handle(msg, header))
 
     def background(self, run):
         """Between requests (the kernel core): the asyncio loop's turn."""
@@ -561,6 +583,10 @@ def start():
     builtins.display = _display_builtin
     when_imported("getpass", lambda m: setattr(m, "getpass", _getpass))
     _aio.install()   # the asyncio loop, once asyncio is imported
+    # threading takes the thread that first imports it for the main thread:
+    # make that this one, before the kernel's control thread runs Python
+    # (the debugger) and before any library's thread could
+    import threading  # noqa: F401
     # what every ipykernel process has: its shell's environment for
     # subprocesses (no pagers, colours) and the recursion limit jedi sets
     # when IPython imports it at start

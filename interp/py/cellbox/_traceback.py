@@ -221,8 +221,14 @@ def _highlight(lines, first_lineno, span):
 
 # -- frames --------------------------------------------------------------------------------
 
+# cells compiled while the debugger is on: file -> N (see _debugger.cell_file)
+CELL_FILES = {}
+
+
 def _cell_name(filename):
     """N of a cell's code file <ipython-input-N-HASH> (see _kernel._cell_filename)."""
+    if filename in CELL_FILES:
+        return str(CELL_FILES[filename])
     if filename.startswith("<ipython-input-") and filename.endswith(">"):
         n = filename[15:-1].partition("-")[0]
         if n.isdigit():

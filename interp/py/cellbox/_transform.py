@@ -111,6 +111,11 @@ _CLASSIC = re.compile(r"^(>>>|\.\.\.)( |$)")
 _IPY_PROMPT = re.compile(r"^(In \[\d+\]: |\s*\.{3,}: ?)")
 
 
+# while the debugger is on, leading empty lines stay (as in ipykernel):
+# breakpoints are set on the lines of the cell as the frontend shows it
+KEEP_LEADING_EMPTY_LINES = False
+
+
 def needs_cleanup(code):
     """Whether cleanup() could change code (cheap: the first two lines)."""
     if code[:1] in (" ", "\t", "\n", "\r"):
@@ -122,7 +127,7 @@ def needs_cleanup(code):
 def cleanup_lines(lines):
     for i, line in enumerate(lines):   # leading_empty_lines
         if line and not line.isspace():
-            lines = lines[i:]
+            lines = lines[i:] if not KEEP_LEADING_EMPTY_LINES else lines
             break
     if not lines:
         return lines
