@@ -866,15 +866,8 @@ static int py_background(void *self, bool run, int *fd)
 static cJSON *py_debug(void *self, const kn_msg *m)
 {
     ip_python *py = self;
-    if (!atomic_load(&py->ready)) {
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "type", "response");
-        cJSON_AddNumberToObject(c, "request_seq", cb_json_int(m->content, "seq", 0));
-        cJSON_AddBoolToObject(c, "success", false);
-        cJSON_AddStringToObject(c, "command", cb_json_str(m->content, "command", ""));
-        cJSON_AddStringToObject(c, "message", "the kernel is still starting");
-        return c;
-    }
+    if (!atomic_load(&py->ready))
+        return kn_debug_failure(m->content, "the kernel is still starting");
     cb_autofree char *content = cb_json_print(m->content);
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *res = PyObject_CallMethod(py->shell, "debug_request", "(ss#)", content, m->header_raw.data,
@@ -886,12 +879,7 @@ static cJSON *py_debug(void *self, const kn_msg *m)
         cb_error("interp", "the debugger failed on a %s request", cb_json_str(m->content, "command", "?"));
         if (PyErr_Occurred())
             PyErr_Print();
-        reply = cJSON_CreateObject();
-        cJSON_AddStringToObject(reply, "type", "response");
-        cJSON_AddNumberToObject(reply, "request_seq", cb_json_int(m->content, "seq", 0));
-        cJSON_AddBoolToObject(reply, "success", false);
-        cJSON_AddStringToObject(reply, "command", cb_json_str(m->content, "command", ""));
-        cJSON_AddStringToObject(reply, "message", "internal error in cellbox's debugger");
+        reply = kn_debug_failure(m->content, "internal error in cellbox's debugger");
     }
     Py_XDECREF(res);
     PyGILState_Release(g);

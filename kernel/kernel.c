@@ -287,18 +287,23 @@ static cJSON *h_interrupt(kn_kernel *k, kn_msg *m, channel ch)
     return c;
 }
 
+cJSON *kn_debug_failure(const cJSON *request, const char *message)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "type", "response");
+    cJSON_AddNumberToObject(c, "request_seq", cb_json_int(request, "seq", 0));
+    cJSON_AddBoolToObject(c, "success", false);
+    cJSON_AddStringToObject(c, "command", cb_json_str(request, "command", ""));
+    cJSON_AddStringToObject(c, "message", message);
+    return c;
+}
+
 static cJSON *h_debug(kn_kernel *k, kn_msg *m, channel ch)
 {
     if (k->interp->debug)
         return k->interp->debug(k->interp->self, m);
     /* kernel_info says debugger: false; answer politely anyway. */
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "type", "response");
-    cJSON_AddNumberToObject(c, "request_seq", cb_json_int(m->content, "seq", 0));
-    cJSON_AddBoolToObject(c, "success", false);
-    cJSON_AddStringToObject(c, "command", cb_json_str(m->content, "command", ""));
-    cJSON_AddStringToObject(c, "message", "cellbox has no debugger");
-    return c;
+    return kn_debug_failure(m->content, "this kernel has no debugger");
 }
 
 static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)

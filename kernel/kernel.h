@@ -116,6 +116,11 @@ typedef struct kn_interp {
     cJSON *(*debug)(void *self, const kn_msg *msg);
 } kn_interp;
 
+/* A failed Debug Adapter Protocol response to request (a debug_request's
+ * content): {type: response, request_seq, success: false, command, message}.
+ * Owned by the caller. */
+cJSON *kn_debug_failure(const cJSON *request, const char *message);
+
 typedef struct kn_kernel_opts {
     const char *connection_file;
     const char *history_file;      /* NULL: default under $XDG_DATA_HOME/cellbox */
