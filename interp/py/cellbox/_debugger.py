@@ -125,7 +125,9 @@ def _mark_own_thread(t, name):
 
 
 class Debugger:
-    RESPONSE_TIMEOUT = 30.0
+    # the control thread waits at most this for debugpy (interrupts and shutdown
+    # queue behind a debug request)
+    RESPONSE_TIMEOUT = 10.0
 
     def __init__(self, shell):
         self.shell = shell
