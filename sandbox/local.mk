@@ -16,6 +16,9 @@ libcellbox_a_SOURCES += \
 	sandbox/sb_http.c sandbox/sb_http.h \
 	sandbox/sb_api.c sandbox/sb_api.h \
 	sandbox/sb_files.c \
+	sandbox/sb_watch.c sandbox/sb_watch.h \
+	sandbox/sb_git.c sandbox/sb_git.h \
+	sandbox/sb_backup.c sandbox/sb_backup.h \
 	sandbox/sb_serve.c
 
 # Tests: C unit tests of the pure parts, then integration tests that run the

@@ -23,11 +23,14 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "sandbox/sb_backup.h"
 #include "sandbox/sb_ctx.h"
+#include "sandbox/sb_git.h"
 #include "sandbox/sb_port.h"
 #include "sandbox/sb_proc.h"
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_util.h"
+#include "sandbox/sb_watch.h"
 
 #define EXEC_OUTPUT_CAP (16u << 20)   /* per stream, for JSON replies */
 sb_box *sb_api_box(sb_req *r)
@@ -948,6 +951,7 @@ const sb_route sb_api_routes[] = {
     {"POST", SBX "/files/delete", sb_files_delete, 0, NULL},
     {"POST", SBX "/files/rename", sb_files_rename, 0, NULL},
     {"POST", SBX "/files/move", sb_files_rename, 0, NULL},
+    {"POST", SBX "/files/watch", on_box, 0, NULL, BOX(sb_watch_files)},
     {"GET", SBX "/files/content", sb_files_read_raw, 0, NULL},
     {"PUT", SBX "/files/content", sb_files_write_raw, SB_ROUTE_RAW, &sb_files_upload_ops},
     {"POST", SBX "/processes", on_box, 0, NULL, BOX(h_proc_start)},
@@ -974,5 +978,11 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX "/ports", on_box, 0, NULL, BOX(h_port_list)},
     {"GET", SBX "/ports/:port", on_box, 0, NULL, BOX(h_port_get)},
     {"DELETE", SBX "/ports/:port", on_box, 0, NULL, BOX(h_port_unexpose)},
+    {"POST", SBX "/git/checkout", on_box, 0, NULL, BOX(sb_git_checkout)},
+    {"POST", SBX "/backups", on_box, 0, NULL, BOX(sb_backup_create)},
+    {"GET", SBX "/backups", on_box, 0, NULL, BOX(sb_backup_list)},
+    {"GET", SBX "/backups/:bid", on_box, 0, NULL, BOX(sb_backup_get)},
+    {"DELETE", SBX "/backups/:bid", on_box, 0, NULL, BOX(sb_backup_delete)},
+    {"POST", SBX "/backups/:bid/restore", on_box, 0, NULL, BOX(sb_backup_restore)},
 };
 const size_t sb_api_nroutes = CB_ARRAY_LEN(sb_api_routes);

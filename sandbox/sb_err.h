@@ -38,13 +38,21 @@
     X(NAME_TOO_LONG, 400)                              \
     X(INVALID_COMMAND, 400)                            \
     X(DIRECTORY_NOT_EMPTY, 409)       /* cellbox */    \
+    X(WATCH_LIMIT, 429)               /* cellbox */    \
+    X(WATCH_OVERFLOW, 503)            /* cellbox */    \
     X(NO_SPACE, 500)                                   \
     X(INTERNAL_ERROR, 500)                             \
     X(PROCESS_EXITED_BEFORE_READY, 500)                \
     X(SERVICE_NOT_RESPONDING, 502)                     \
     X(CONTAINER_UNAVAILABLE, 503)                      \
     X(INTERPRETER_NOT_READY, 503)                      \
-    X(SHUTTING_DOWN, 503)             /* cellbox */
+    X(SHUTTING_DOWN, 503)             /* cellbox */    \
+    X(INVALID_GIT_URL, 400)                            \
+    X(GIT_BRANCH_NOT_FOUND, 404)                       \
+    X(GIT_CLONE_FAILED, 500)                           \
+    X(GIT_NOT_AVAILABLE, 500)         /* cellbox */    \
+    X(BACKUP_NOT_FOUND, 404)          /* cellbox */    \
+    X(BACKUP_FAILED, 500)             /* cellbox */
 
 typedef enum {
     SB_OK = 0,

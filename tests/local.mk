@@ -65,3 +65,13 @@ fuzz:
 # sandbox); with the other sandbox tests (tests/sandbox_lib.py, needs root).
 EXTRA_DIST += tests/sandbox_contexts.py
 TESTS += tests/sandbox_contexts.py
+
+# File watching of `cellbox serve` (POST .../files/watch, inotify as SSE).
+EXTRA_DIST += tests/sandbox_watch.py
+TESTS += tests/sandbox_watch.py
+
+# gitCheckout and directory backups of `cellbox serve` (git clone and tar run
+# inside the sandbox); with the other sandbox tests (needs root; git for the
+# first: the sandbox's /usr is the host's).
+EXTRA_DIST += tests/sandbox_git.py tests/sandbox_backup.py
+TESTS += tests/sandbox_git.py tests/sandbox_backup.py
