@@ -113,7 +113,8 @@ class Kernel:
         try:
             self.kc.stop_channels()
         finally:
-            self.km.shutdown_kernel(now=True)
+            if self.km.has_kernel:
+                self.km.shutdown_kernel(now=True)
 
     # -- TAP, with the kernel's name in front
     def ok(self, cond, desc, diag=None):
@@ -692,6 +693,10 @@ def s_cellbox_cells(k, st):
     k.req_ok("disconnect", {"restart": False, "terminateDebuggee": True})
     r, out = k.run("\n\n1 + 1")
     k.eq(results(out), ["2"], "after disconnect, a cell with leading empty lines runs as usual")
+    folder = os.path.dirname(path)
+    k.ok(os.path.isdir(folder), "the dumped cells' folder exists while the kernel runs", folder)
+    k.km.shutdown_kernel(now=False)
+    k.ok(not os.path.exists(folder), "a kernel that shuts down removes its dumped cells' folder", folder)
 
 
 GROUPS = [

@@ -62,6 +62,13 @@ def cell_file(code):
     return os.path.join(tmp_dir(), "%d.py" % h)
 
 
+def cleanup():
+    """At kernel exit: remove the folder of cell files (dumpCell), which is
+    this process's own (its pid is in the name)."""
+    import shutil
+    shutil.rmtree(tmp_dir(), ignore_errors=True)
+
+
 def trace_this_thread():
     """The interp thread, before a cell: have pydevd trace it. A thread that
     runs a cell is not paused: a KeyboardInterrupt (the frontend's interrupt)

@@ -480,6 +480,9 @@ class Shell:
                 f.flush()
             except BaseException:
                 pass
+        d = sys.modules.get("cellbox._debugger")
+        if d is not None:
+            d.cleanup()   # the cells' files the debugger wrote
 
 
 class _Exiter:
