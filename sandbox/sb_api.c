@@ -33,6 +33,7 @@
 #include "sandbox/sb_watch.h"
 
 #define EXEC_OUTPUT_CAP (16u << 20)   /* per stream, for JSON replies */
+#define EXEC_MESSAGE_CAP 400          /* bytes of stderr in sb_exec_message */
 sb_box *sb_api_box(sb_req *r)
 {
     sb_box *b = r->nparams > 0 ? sb_box_get(r->params[0]) : NULL;
@@ -172,12 +173,12 @@ static void exec_free(void *p)
     free(x);
 }
 
-/* Wait for the next frame. 1 = frame, 0 = timeout, -1 = client gone,
- * -2 = channel closed or broken. */
-static int exec_next(exec_ctx *x, int timeout_ms, char *type, cb_buf *payload)
+/* Wait for the next frame on channel fd, watching client_fd (-1: none).
+ * 1 = frame, 0 = timeout, -1 = client gone, -2 = channel closed or broken. */
+static int exec_next(int fd, int client_fd, int timeout_ms, char *type, cb_buf *payload)
 {
-    struct pollfd p[2] = {{x->fd, POLLIN, 0}, {x->client_fd, POLLRDHUP, 0}};
-    int n = x->client_fd >= 0 ? 2 : 1;
+    struct pollfd p[2] = {{fd, POLLIN, 0}, {client_fd, POLLRDHUP, 0}};
+    int n = client_fd >= 0 ? 2 : 1;
     for (;;) {
         int rc = poll(p, (nfds_t)n, timeout_ms);
         if (rc < 0 && errno == EINTR)
@@ -187,7 +188,7 @@ static int exec_next(exec_ctx *x, int timeout_ms, char *type, cb_buf *payload)
         if (n == 2 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
             return -1;
         if (p[0].revents)
-            return sb_frame_read(x->fd, type, payload) == 0 ? 1 : -2;
+            return sb_frame_read(fd, type, payload) == 0 ? 1 : -2;
         return 0;
     }
 }
@@ -254,10 +255,16 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
     return 0;
 }
 
-static void error_from_event(const cJSON *ev, sb_error *err)
+/* The agent's "error" event as *err; what names the command when the
+ * event has no message ("git" -> "git could not start"). */
+static void error_from_event(const cJSON *ev, const char *what, sb_error *err)
 {
-    sb_fail(err, sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR")), "%s",
-            cb_json_str(ev, "message", "the command could not start"));
+    sb_err code = sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR"));
+    const char *msg = cb_json_str(ev, "message", NULL);
+    if (msg)
+        sb_fail(err, code, "%s", msg);
+    else
+        sb_fail(err, code, "%s could not start", what);
 }
 
 typedef struct stdin_job {
@@ -340,7 +347,7 @@ int sb_exec_start(sb_box *b, cJSON *req, const char *in, size_t in_len, bool clo
                 if (started)
                     *pid = (int)cb_json_int(ev, "pid", 0);
                 else
-                    error_from_event(ev, err);
+                    error_from_event(ev, "the command", err);
                 cJSON_Delete(ev);
                 cb_buf_clear(&payload);
                 if (!started) {
@@ -357,6 +364,103 @@ int sb_exec_start(sb_box *b, cJSON *req, const char *in, size_t in_len, bool clo
             return -1;
     }
     return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox's agent does not answer"), -1;
+}
+
+int sb_exec_run(sb_box *b, const sb_exec_run_opts *o, sb_exec_result *res, sb_error *err)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "command", o->command);
+    cJSON_AddStringToObject(body, "sessionId", o->session);
+    cJSON_AddNumberToObject(body, "timeoutMs", (double)o->timeout_ms);
+    cJSON *req = NULL;
+    char *session = NULL, *in = NULL;
+    size_t in_len = 0;
+    int rc = sb_exec_prepare(b, body, false, &req, &session, &in, &in_len, err);
+    cJSON_Delete(body);
+    free(session);
+    free(in);
+    if (rc < 0)
+        return -1;
+    /* not a step of the session: its state is read, never written back */
+    cJSON_ReplaceItemInObjectCaseSensitive(req, "saveState", cJSON_CreateFalse());
+    cJSON_ReplaceItemInObjectCaseSensitive(req, "stdin", cJSON_CreateBool(o->open_stdin));
+    if (sb_box_acquire(b, err) < 0) {
+        cJSON_Delete(req);
+        return -1;
+    }
+    int pid = 0;
+    int fd = sb_exec_start(b, req, NULL, 0, false, &pid, err);
+    cJSON_Delete(req);
+    if (fd < 0) {
+        sb_box_release(b);
+        return -1;
+    }
+    int client = o->r ? sb_req_client_fd(o->r) : -1;
+    /* the agent enforces timeout_ms; this is only a backstop */
+    int64_t deadline = sb_now_ms() + o->timeout_ms + 30000;
+    cb_buf payload = CB_BUF_INIT;
+    int ret = -1;
+    for (;;) {
+        if (o->feed && o->feed(o->ctx, fd, err) < 0)
+            break;
+        int64_t left = deadline - sb_now_ms();
+        if (left <= 0) {
+            sb_fail(err, SB_E_TIMEOUT, "%s did not finish in time", o->what);
+            break;
+        }
+        char type;
+        int n = exec_next(fd, client, left > 1000 ? 1000 : (int)left, &type, &payload);
+        if (n == 0)
+            continue;
+        if (n == -1) {
+            sb_fail(err, SB_E_VALIDATION_FAILED, "client went away");
+            res->cancelled = true;
+            break;
+        }
+        if (n == -2) {
+            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox stopped while %s ran", o->what);
+            break;
+        }
+        if (type == SB_FRAME_STDOUT || type == SB_FRAME_STDERR) {
+            if (o->output && o->output(o->ctx, type, payload.data, payload.len, err) < 0)
+                break;
+        } else if (type == SB_FRAME_JSON) {
+            cJSON *ev = cb_json_parse(payload.data, payload.len);
+            const char *name = cb_json_str(ev, "ev", "");
+            bool done = true;
+            if (strcmp(name, "exit") == 0) {
+                res->exit_code = (int)cb_json_int(ev, "exitCode", -1);
+                res->timed_out = cb_json_bool(ev, "timedOut", false);
+                ret = 0;
+            } else if (strcmp(name, "error") == 0) {
+                error_from_event(ev, o->what, err);
+            } else {
+                done = false;
+            }
+            cJSON_Delete(ev);
+            if (done)
+                break;
+        }
+    }
+    cb_buf_clear(&payload);
+    close(fd);  /* kills the command if it still runs */
+    sb_box_release(b);
+    return ret;
+}
+
+char *sb_exec_message(const cb_buf *stderr_text)
+{
+    cb_buf t = CB_BUF_INIT;
+    const char *s = stderr_text->data ? stderr_text->data : "";
+    size_t len = stderr_text->len;
+    while (len && (s[len - 1] == '\n' || s[len - 1] == ' ' || s[len - 1] == '\r'))
+        len--;
+    size_t start = len > EXEC_MESSAGE_CAP ? len - EXEC_MESSAGE_CAP : 0;
+    sb_utf8_append(&t, s + start, len - start, true);
+    for (size_t i = 0; i < t.len; i++)
+        if (t.data[i] == '\n')
+            t.data[i] = ' ';
+    return cb_buf_steal(&t);
 }
 
 static void append_capped(cb_buf *b, bool *trunc, const char *data, size_t len)
@@ -401,7 +505,7 @@ static int exec_json(sb_req *r, exec_ctx *x)
     cJSON *result = NULL;
     for (;;) {
         char type;
-        int rc = exec_next(x, -1, &type, &payload);
+        int rc = exec_next(x->fd, x->client_fd, -1, &type, &payload);
         if (rc == -1) {
             sb_fail(&err, SB_E_VALIDATION_FAILED, "client went away");
             break;
@@ -421,7 +525,7 @@ static int exec_json(sb_req *r, exec_ctx *x)
             cJSON *ev = cb_json_parse(payload.data, payload.len);
             const char *name = cb_json_str(ev, "ev", "");
             if (strcmp(name, "error") == 0)
-                error_from_event(ev, &err);
+                error_from_event(ev, "the command", &err);
             else if (strcmp(name, "exit") == 0)
                 result = exit_result(x, ev);
             cJSON_Delete(ev);
@@ -467,7 +571,7 @@ static int exec_produce(void *ctx, cb_buf *out)
     }
     for (;;) {
         char type;
-        int rc = exec_next(x, sb_sse_keepalive_ms(), &type, &payload);
+        int rc = exec_next(x->fd, x->client_fd, sb_sse_keepalive_ms(), &type, &payload);
         if (rc == 0) {
             sb_sse_comment(out, "keepalive");
             break;

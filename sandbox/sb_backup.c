@@ -50,7 +50,6 @@
 #define CK_RECORDS 100                      /* a checkpoint every ~1 MB read */
 #define WINDOW (16u << 20)                  /* stdin bytes ahead of tar */
 #define STDERR_CAP (64u << 10)
-#define MSG_CAP 400
 
 /* Script exit codes (tar itself exits 1 or 2). */
 enum { RC_NOT_FOUND = 90, RC_NOT_DIR = 91, RC_CANNOT = 92, RC_TAR = 93, RC_SWAP = 94 };
@@ -185,8 +184,7 @@ static void tar_count_feed(tar_count *t, const char *p, size_t n)
 /* ---- running tar in the sandbox ----------------------------------------------- */
 
 typedef struct bk_run {
-    int exit_code;
-    bool timed_out;
+    sb_exec_result res;
     cb_buf err;             /* stderr without checkpoint lines, capped */
     cb_buf line;            /* an incomplete stderr line */
     /* create: the archive goes to out_fd */
@@ -197,6 +195,7 @@ typedef struct bk_run {
     tar_count tc;
     /* restore: the archive comes from in_fd */
     int in_fd;
+    char *inbuf;            /* SB_CHUNK bytes, while bk_exec runs */
     uint64_t sent, acked;
     bool in_done;
 } bk_run;
@@ -262,136 +261,72 @@ static bool feed_stdin(bk_run *k, int fd, char *buf)
     return true;
 }
 
+/* sb_exec_run's feed hook (restore). */
+static int bk_feed(void *ctx, int fd, sb_error *err)
+{
+    bk_run *k = ctx;
+    if (!feed_stdin(k, fd, k->inbuf))
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox stopped during the restore"), -1;
+    return 0;
+}
+
+/* sb_exec_run's output hook: stderr is parsed; stdout (create) is the
+ * archive, counted and written to k->out_fd up to the size limit. */
+static int bk_output(void *ctx, char type, const char *data, size_t len, sb_error *err)
+{
+    bk_run *k = ctx;
+    if (type == SB_FRAME_STDERR) {
+        on_stderr(k, data, len);
+        return 0;
+    }
+    if (k->out_fd < 0)
+        return 0;
+    k->out_bytes += len;
+    if (k->out_bytes > k->limit) {
+        k->too_large = true;
+        return sb_fail(err, SB_E_FILE_TOO_LARGE, "the backup is larger than the limit of %llu bytes",
+                       (unsigned long long)k->limit), -1;
+    }
+    tar_count_feed(&k->tc, data, len);
+    if (cb_write_all(k->out_fd, data, len) < 0) {
+        k->write_errno = errno;
+        return sb_fail(err, sb_err_from_errno(errno), "cannot store the backup: %s", strerror(errno)), -1;
+    }
+    return 0;
+}
+
 /* Run script in session sid as the sandbox's user and move the archive
  * (k->out_fd: from its stdout; k->in_fd: to its stdin). 0 once the script
- * exited (k->exit_code), or -1 + err. */
+ * exited (k->res), or -1 + err. */
 static int bk_exec(sb_box *b, const char *sid, const char *script, bk_run *k, sb_error *err)
 {
-    cJSON *body = cJSON_CreateObject();
-    cJSON_AddStringToObject(body, "command", script);
-    cJSON_AddStringToObject(body, "sessionId", sid);
-    cJSON_AddNumberToObject(body, "timeoutMs", (double)BACKUP_TIMEOUT_MS);
-    cJSON *req = NULL;
-    char *session = NULL, *in = NULL;
-    size_t in_len = 0;
-    int rc = sb_exec_prepare(b, body, false, &req, &session, &in, &in_len, err);
-    cJSON_Delete(body);
-    free(session);
-    free(in);
-    if (rc < 0)
-        return -1;
-    /* the session's state is read, never written back (the script cd's) */
-    cJSON_ReplaceItemInObjectCaseSensitive(req, "saveState", cJSON_CreateFalse());
-    cJSON_ReplaceItemInObjectCaseSensitive(req, "stdin", cJSON_CreateBool(k->in_fd >= 0));
-    if (sb_box_acquire(b, err) < 0) {
-        cJSON_Delete(req);
-        return -1;
-    }
-    int pid = 0;
-    int fd = sb_exec_start(b, req, NULL, 0, false, &pid, err);
-    cJSON_Delete(req);
-    if (fd < 0) {
-        sb_box_release(b);
-        return -1;
-    }
-    int64_t deadline = sb_now_ms() + BACKUP_TIMEOUT_MS + 30000;
-    cb_buf payload = CB_BUF_INIT;
-    cb_autofree char *inbuf = k->in_fd >= 0 ? cb_malloc(SB_CHUNK) : NULL;
-    int ret = -1;
-    for (;;) {
-        if (k->in_fd >= 0 && !feed_stdin(k, fd, inbuf)) {
-            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox stopped during the restore");
-            break;
-        }
-        int64_t left = deadline - sb_now_ms();
-        if (left <= 0) {
-            sb_fail(err, SB_E_TIMEOUT, "tar did not finish in time");
-            break;
-        }
-        struct pollfd p = {fd, POLLIN, 0};
-        int n = poll(&p, 1, left > 1000 ? 1000 : (int)left);
-        if (n < 0 && errno != EINTR)
-            break;
-        if (n <= 0)
-            continue;
-        char type;
-        if (sb_frame_read(fd, &type, &payload) != 0) {
-            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox stopped while tar ran");
-            break;
-        }
-        if (type == SB_FRAME_STDOUT && k->out_fd >= 0) {
-            k->out_bytes += payload.len;
-            if (k->out_bytes > k->limit) {
-                k->too_large = true;
-                sb_fail(err, SB_E_FILE_TOO_LARGE, "the backup is larger than the limit of %llu bytes",
-                        (unsigned long long)k->limit);
-                break;
-            }
-            tar_count_feed(&k->tc, payload.data, payload.len);
-            if (cb_write_all(k->out_fd, payload.data, payload.len) < 0) {
-                k->write_errno = errno;
-                sb_fail(err, sb_err_from_errno(errno), "cannot store the backup: %s", strerror(errno));
-                break;
-            }
-        } else if (type == SB_FRAME_STDERR) {
-            on_stderr(k, payload.data, payload.len);
-        } else if (type == SB_FRAME_JSON) {
-            cJSON *ev = cb_json_parse(payload.data, payload.len);
-            const char *name = cb_json_str(ev, "ev", "");
-            bool done = true;
-            if (strcmp(name, "exit") == 0) {
-                k->exit_code = (int)cb_json_int(ev, "exitCode", -1);
-                k->timed_out = cb_json_bool(ev, "timedOut", false);
-                ret = 0;
-            } else if (strcmp(name, "error") == 0) {
-                sb_fail(err, sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR")), "%s",
-                        cb_json_str(ev, "message", "tar could not start"));
-            } else {
-                done = false;
-            }
-            cJSON_Delete(ev);
-            if (done)
-                break;
-        }
-    }
+    bool in = k->in_fd >= 0;
+    cb_autofree char *inbuf = in ? cb_malloc(SB_CHUNK) : NULL;
+    k->inbuf = inbuf;
+    sb_exec_run_opts o = {.command = script, .session = sid, .timeout_ms = BACKUP_TIMEOUT_MS,
+                          .what = "tar", .open_stdin = in, .feed = in ? bk_feed : NULL,
+                          .output = bk_output, .ctx = k};
+    int rc = sb_exec_run(b, &o, &k->res, err);
+    k->inbuf = NULL;
     if (k->line.len)
         stderr_line(k, k->line.data, k->line.len);
-    cb_buf_clear(&payload);
-    close(fd);  /* kills tar if it still runs */
-    sb_box_release(b);
-    return ret;
+    return rc;
 }
 
-/* tar's complaints, trimmed, one line, valid UTF-8 (owned). */
-static char *err_text(const bk_run *k)
-{
-    cb_buf t = CB_BUF_INIT;
-    const char *s = k->err.data ? k->err.data : "";
-    size_t len = k->err.len;
-    while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
-        len--;
-    size_t start = len > MSG_CAP ? len - MSG_CAP : 0;
-    sb_utf8_append(&t, s + start, len - start, true);
-    for (size_t i = 0; i < t.len; i++)
-        if (t.data[i] == '\n')
-            t.data[i] = ' ';
-    return cb_buf_steal(&t);
-}
-
-/* The error for a script that exited with k->exit_code != 0. */
+/* The error for a script that exited with k->res.exit_code != 0. */
 static void script_error(const bk_run *k, const char *what, const char *path, sb_error *err)
 {
-    cb_autofree char *msg = err_text(k);
-    if (k->timed_out)
+    cb_autofree char *msg = sb_exec_message(&k->err);  /* tar's complaints */
+    if (k->res.timed_out)
         sb_fail(err, SB_E_TIMEOUT, "%s of %s did not finish in time", what, path);
-    else if (k->exit_code == RC_NOT_FOUND)
+    else if (k->res.exit_code == RC_NOT_FOUND)
         sb_fail(err, SB_E_FILE_NOT_FOUND, "%s: %s", what, msg);
-    else if (k->exit_code == RC_NOT_DIR)
+    else if (k->res.exit_code == RC_NOT_DIR)
         sb_fail(err, SB_E_NOT_DIRECTORY, "%s: %s", what, msg);
     else if (strstr(msg, "No space left") || strstr(msg, "Disk quota"))
         sb_fail(err, SB_E_NO_SPACE, "%s of %s: %s", what, path, msg);
     else
-        sb_fail(err, SB_E_BACKUP_FAILED, "%s of %s failed (exit %d): %s", what, path, k->exit_code, msg);
+        sb_fail(err, SB_E_BACKUP_FAILED, "%s of %s failed (exit %d): %s", what, path, k->res.exit_code, msg);
 }
 
 static const char *req_session(const cJSON *body, sb_error *err)
@@ -453,7 +388,7 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
     int64_t t0 = cb_real_us();
     cb_autofree char *script = create_script(path);
     int rc = bk_exec(b, sid, script, &k, err);
-    if (rc == 0 && k.exit_code != 0) {
+    if (rc == 0 && k.res.exit_code != 0) {
         script_error(&k, "backup", path, err);
         rc = -1;
     }
@@ -636,7 +571,7 @@ int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
     cb_autofree char *script = restore_script(path);
     int rc = bk_exec(b, sid, script, &k, err);
     close(k.in_fd);
-    if (rc == 0 && k.exit_code != 0) {
+    if (rc == 0 && k.res.exit_code != 0) {
         script_error(&k, "restore", path, err);
         rc = -1;
     }

@@ -11,10 +11,10 @@
  *
  * The server is root on the host, so it must never act on kernel file
  * systems the sandbox sees: anything on procfs, sysfs, devpts, cgroupfs or a
- * device/FIFO/socket is refused (check_fs). Created files and folders are
- * given to the sandbox's user. Writes go to a temporary file in the same
- * folder and are renamed into place (atomic replace); raw uploads stream to
- * it chunk by chunk, so size is bounded only by the file system.
+ * device/FIFO/socket is refused (sb_files_check_fs). Created files and
+ * folders are given to the sandbox's user. Writes go to a temporary file in
+ * the same folder and are renamed into place (atomic replace); raw uploads
+ * stream to it chunk by chunk, so size is bounded only by the file system.
  */
 #include "config.h"
 #include "sandbox/sb_api.h"
@@ -56,7 +56,7 @@ static bool files_isolated(void)
  * permissions exactly as for the sandbox's own code, new files belong to that
  * user, and file systems mounted inside the sandbox's user namespace (its
  * /tmp) accept the new inodes. Only the fd on the root was opened as root. */
-static void fs_as_user(bool on)
+void sb_files_as_user(bool on)
 {
     if (!files_isolated())
         return;
@@ -77,7 +77,7 @@ static int err_errno(sb_error *err, int e, const char *what, const char *path)
 }
 
 /* Kernel file systems are never read or written through the API. */
-static int check_fs(int fd, const char *path, sb_error *err)
+int sb_files_check_fs(int fd, const char *path, sb_error *err)
 {
     struct statfs sf;
     if (fstatfs(fd, &sf) < 0)
@@ -91,8 +91,9 @@ static int check_fs(int fd, const char *path, sb_error *err)
     return 0;
 }
 
-/* Absolute, lexically normalised sandbox path (owned). ".." stops at "/". */
-static char *norm_path(const char *in, sb_error *err)
+/* Absolute, lexically normalised sandbox path (owned). ".." stops at "/".
+ * strtok_r: requests run on threads of their own. */
+char *sb_files_norm_path(const char *in, sb_error *err)
 {
     if (!in || !*in) {
         sb_fail(err, SB_E_VALIDATION_FAILED, "path is required");
@@ -106,7 +107,8 @@ static char *norm_path(const char *in, sb_error *err)
     char *out = cb_malloc(strlen(full) + 2);
     size_t n = 0;
     out[n++] = '/';
-    for (char *tok = strtok(full, "/"); tok; tok = strtok(NULL, "/")) {
+    char *save = NULL;
+    for (char *tok = strtok_r(full, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
         if (strcmp(tok, ".") == 0)
             continue;
         if (strcmp(tok, "..") == 0) {
@@ -138,7 +140,7 @@ static int open_parent(int root, const char *path, const char **name, sb_error *
     int fd = sb_open_in_root(root, parent[0] ? parent : "/", O_PATH | O_DIRECTORY, 0);
     if (fd < 0)
         return err_errno(err, errno, "open folder", parent[0] ? parent : "/");
-    if (check_fs(fd, path, err) < 0) {
+    if (sb_files_check_fs(fd, path, err) < 0) {
         close(fd);
         return -1;
     }
@@ -188,7 +190,7 @@ typedef struct fctx {
 
 static void fctx_clear(fctx *c)
 {
-    fs_as_user(false);
+    sb_files_as_user(false);
     if (c->root >= 0)
         close(c->root);
     if (c->b) {
@@ -214,10 +216,10 @@ static int fctx_open(sb_req *r, const char *path, fctx *c, sb_error *err)
     c->root = sb_box_root(c->b, err);
     if (c->root < 0)
         return -1;
-    c->path = norm_path(path, err);
+    c->path = sb_files_norm_path(path, err);
     if (!c->path)
         return -1;
-    fs_as_user(true);
+    sb_files_as_user(true);
     return 0;
 }
 
@@ -281,7 +283,7 @@ static int open_regular(fctx *c, struct stat *st, sb_error *err)
     int fd = sb_open_in_root(c->root, c->path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
     if (fd < 0)
         return err_errno(err, errno, "open", c->path);
-    if (check_fs(fd, c->path, err) < 0 || fstat(fd, st) < 0) {
+    if (sb_files_check_fs(fd, c->path, err) < 0 || fstat(fd, st) < 0) {
         close(fd);
         return -1;
     }
@@ -393,7 +395,7 @@ static void writer_free(void *p)
     if (w->fd >= 0)
         close(w->fd);
     if (!w->committed && w->tmp[0] && w->dirfd >= 0) {
-        fs_as_user(true);
+        sb_files_as_user(true);
         unlinkat(w->dirfd, w->tmp, 0);
     }
     if (w->dirfd >= 0)
@@ -438,7 +440,7 @@ static writer *writer_begin(sb_req *r, const char *path, mode_t mode, sb_error *
         goto fail;
     }
     fchmod(w->fd, mode);
-    fs_as_user(false);  /* between upload chunks the thread is root again */
+    sb_files_as_user(false);  /* between upload chunks the thread is root again */
     return w;
 fail:
     writer_free(w);
@@ -460,10 +462,10 @@ static int writer_commit(writer *w, sb_error *err)
         return err_errno(err, errno, "write", w->c.path);
     }
     w->fd = -1;
-    fs_as_user(true);
+    sb_files_as_user(true);
     int rc = renameat(w->dirfd, w->tmp, w->dirfd, w->name);
     int e = errno;
-    fs_as_user(false);
+    sb_files_as_user(false);
     if (rc < 0)
         return err_errno(err, e, "rename into place", w->c.path);
     w->committed = true;
@@ -593,7 +595,8 @@ static int list_dir(lister *L, int dirfd, const char *abs, const char *rel, sb_e
             int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) {
                 sb_error ignore;
-                int rc = check_fs(sub, cabs, &ignore) == 0 ? list_dir(L, sub, cabs, crel, err) : 0;
+                int rc = sb_files_check_fs(sub, cabs, &ignore) == 0
+                             ? list_dir(L, sub, cabs, crel, err) : 0;
                 close(sub);
                 if (rc < 0) {
                     closedir(d);
@@ -622,7 +625,7 @@ int sb_files_list(sb_req *r)
     fstat(fd, &st);
     lister L = {cJSON_CreateArray(), r->json && cb_json_bool(r->json, "includeHidden", false),
                 r->json && cb_json_bool(r->json, "recursive", false), 0, st.st_dev};
-    int rc = check_fs(fd, c.path, &err) == 0 ? list_dir(&L, fd, c.path, "", &err) : -1;
+    int rc = sb_files_check_fs(fd, c.path, &err) == 0 ? list_dir(&L, fd, c.path, "", &err) : -1;
     close(fd);
     if (rc < 0) {
         cJSON_Delete(L.arr);
@@ -778,7 +781,7 @@ int sb_files_delete(sb_req *r)
         int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub < 0)
             rc = err_errno(&err, errno, "delete", c.path);
-        else if (check_fs(sub, c.path, &err) < 0)
+        else if (sb_files_check_fs(sub, c.path, &err) < 0)
             rc = -1;
         else if (recursive && rm_contents(sub, st.st_dev, 0) < 0)
             rc = err_errno(&err, errno, "delete", c.path);
@@ -811,7 +814,7 @@ int sb_files_rename(sb_req *r)
         return sb_reply_err(r, SB_E_VALIDATION_FAILED, "oldPath and newPath are required");
     if (fctx_open(r, from, &c, &err) < 0)
         return reply_fail(r, &c, &err);
-    cb_autofree char *dest = norm_path(to, &err);
+    cb_autofree char *dest = sb_files_norm_path(to, &err);
     if (!dest)
         return reply_fail(r, &c, &err);
     const char *slash = strrchr(dest, '/');

@@ -23,11 +23,8 @@
 #include "config.h"
 #include "sandbox/sb_git.h"
 
-#include <errno.h>
 #include <math.h>
-#include <poll.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/json.h"
 #include "base/log.h"
@@ -39,7 +36,6 @@
 #define GIT_DEFAULT_TIMEOUT_MS 300000
 #define GIT_MAX_TIMEOUT_MS (24LL * 3600 * 1000)
 #define GIT_STDERR_CAP (64u << 10)
-#define GIT_MSG_CAP 400             /* characters of git's stderr in a message */
 
 /* Exit codes of the script (git itself exits 128 or 129 on errors). */
 enum { GIT_RC_NO_GIT = 90, GIT_RC_EXISTS = 91, GIT_RC_CLONE = 92 };
@@ -132,9 +128,7 @@ char *sb_git_repo_name(const char *url)
 /* ---- running a script in the sandbox --------------------------------------- */
 
 typedef struct git_run {
-    int exit_code;
-    bool timed_out;
-    bool cancelled;         /* the client went away: the command was killed */
+    sb_exec_result res;
     cb_buf out, err;
 } git_run;
 
@@ -144,100 +138,26 @@ static void git_run_clear(git_run *g)
     cb_buf_clear(&g->err);
 }
 
-static void append_capped(cb_buf *b, const char *data, size_t len)
+/* sb_exec_run's output hook: stdout and stderr, each kept up to a cap. */
+static int git_output(void *ctx, char type, const char *data, size_t len, sb_error *err)
 {
+    git_run *g = ctx;
+    cb_buf *b = type == SB_FRAME_STDOUT ? &g->out : &g->err;
+    (void)err;
     if (b->len < GIT_STDERR_CAP)
         cb_buf_append(b, data, len < GIT_STDERR_CAP - b->len ? len : GIT_STDERR_CAP - b->len);
+    return 0;
 }
 
 /* Run script in session sid with the agent's timeout; collect its output
- * and exit. r (may be NULL) is watched so that a client that goes away
- * cancels the command (closing the channel kills it). 0, or -1 + err. */
+ * and exit in *g. r (may be NULL) is watched so that a client that goes
+ * away cancels the command (g->res.cancelled). 0, or -1 + err. */
 static int run_script(sb_req *r, sb_box *b, const char *sid, const char *script, int64_t timeout_ms,
-                      git_run *res, sb_error *err)
+                      git_run *g, sb_error *err)
 {
-    cJSON *body = cJSON_CreateObject();
-    cJSON_AddStringToObject(body, "command", script);
-    cJSON_AddStringToObject(body, "sessionId", sid);
-    cJSON_AddNumberToObject(body, "timeoutMs", (double)timeout_ms);
-    cJSON *req = NULL;
-    char *session = NULL, *in = NULL;
-    size_t in_len = 0;
-    int rc = sb_exec_prepare(b, body, false, &req, &session, &in, &in_len, err);
-    cJSON_Delete(body);
-    free(session);
-    free(in);
-    if (rc < 0)
-        return -1;
-    /* read the session's state, never write it back: not a step of the session */
-    cJSON_ReplaceItemInObjectCaseSensitive(req, "saveState", cJSON_CreateFalse());
-    if (sb_box_acquire(b, err) < 0) {
-        cJSON_Delete(req);
-        return -1;
-    }
-    int pid = 0;
-    int fd = sb_exec_start(b, req, NULL, 0, false, &pid, err);
-    cJSON_Delete(req);
-    if (fd < 0) {
-        sb_box_release(b);
-        return -1;
-    }
-    int client = r ? sb_req_client_fd(r) : -1;
-    /* the agent enforces timeout_ms; this is only a backstop */
-    int64_t deadline = sb_now_ms() + timeout_ms + 30000;
-    cb_buf payload = CB_BUF_INIT;
-    int ret = -1;
-    for (;;) {
-        struct pollfd p[2] = {{fd, POLLIN, 0}, {client, POLLRDHUP, 0}};
-        int64_t left = deadline - sb_now_ms();
-        if (left <= 0) {
-            sb_fail(err, SB_E_TIMEOUT, "git did not finish in time");
-            break;
-        }
-        int n = poll(p, client >= 0 ? 2 : 1, left > 1000 ? 1000 : (int)left);
-        if (n < 0 && errno != EINTR)
-            break;
-        if (n <= 0)
-            continue;
-        if (client >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-            sb_fail(err, SB_E_VALIDATION_FAILED, "client went away");
-            res->cancelled = true;
-            break;
-        }
-        if (!p[0].revents)
-            continue;
-        char type;
-        if (sb_frame_read(fd, &type, &payload) != 0) {
-            sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "the sandbox stopped while git ran");
-            break;
-        }
-        if (type == SB_FRAME_STDOUT)
-            append_capped(&res->out, payload.data, payload.len);
-        else if (type == SB_FRAME_STDERR)
-            append_capped(&res->err, payload.data, payload.len);
-        else if (type == SB_FRAME_JSON) {
-            cJSON *ev = cb_json_parse(payload.data, payload.len);
-            const char *name = cb_json_str(ev, "ev", "");
-            bool done = true;
-            if (strcmp(name, "exit") == 0) {
-                res->exit_code = (int)cb_json_int(ev, "exitCode", -1);
-                res->timed_out = cb_json_bool(ev, "timedOut", false);
-                ret = 0;
-            } else if (strcmp(name, "error") == 0) {
-                sb_fail(err, sb_err_from_name(cb_json_str(ev, "code", "INTERNAL_ERROR")), "%s",
-                        cb_json_str(ev, "message", "git could not start"));
-            } else {
-                done = false;
-            }
-            cJSON_Delete(ev);
-            if (done)
-                break;
-        }
-    }
-    cb_buf_clear(&payload);
-    close(fd);  /* kills the command if it still runs */
-    sb_box_release(b);
-    return ret;
+    sb_exec_run_opts o = {.command = script, .session = sid, .timeout_ms = timeout_ms,
+                          .what = "git", .r = r, .output = git_output, .ctx = g};
+    return sb_exec_run(b, &o, &g->res, err);
 }
 
 /* ---- the handler ------------------------------------------------------------- */
@@ -255,22 +175,6 @@ static char *out_value(const cb_buf *out, const char *key)
         s += len + (eol ? 1 : 0);
     }
     return cb_strdup("");
-}
-
-/* git's stderr, trimmed to its last meaningful part, as valid UTF-8 (owned). */
-static char *stderr_text(const cb_buf *e)
-{
-    cb_buf t = CB_BUF_INIT;
-    const char *s = e->data ? e->data : "";
-    size_t len = e->len;
-    while (len && (s[len - 1] == '\n' || s[len - 1] == ' ' || s[len - 1] == '\r'))
-        len--;
-    size_t start = len > GIT_MSG_CAP ? len - GIT_MSG_CAP : 0;
-    sb_utf8_append(&t, s + start, len - start, true);
-    for (size_t i = 0; i < t.len; i++)
-        if (t.data[i] == '\n')
-            t.data[i] = ' ';
-    return cb_buf_steal(&t);
 }
 
 /* The folder the clone goes to: absolute as given, relative under
@@ -353,7 +257,7 @@ static void clone_cleanup(sb_box *b, const char *sid, const char *dir, bool exis
     cb_buf_puts(&s, existed ? " -mindepth 1 -delete\n" : "\n");
     git_run g = {0};
     sb_error e = {0};
-    if (run_script(NULL, b, sid, s.data, 60000, &g, &e) < 0 || g.exit_code != 0)
+    if (run_script(NULL, b, sid, s.data, 60000, &g, &e) < 0 || g.res.exit_code != 0)
         cb_warn("git", "sandbox %s: cannot clean up %s after a failed clone: %s", b->id, dir,
                 e.code ? e.msg : "rm failed");
     git_run_clear(&g);
@@ -412,28 +316,28 @@ int sb_git_checkout(sb_req *r, sb_box *b, sb_error *err)
     /* only what git began is removed: never a folder that was there before */
     bool started = g.out.data && strstr(g.out.data, "cloning\n");
     if (ran < 0) {
-        if (g.cancelled && started)
+        if (g.res.cancelled && started)
             clone_cleanup(b, sid, dir, existed);
         git_run_clear(&g);
         return -1;
     }
-    cb_autofree char *msg = stderr_text(&g.err);
+    cb_autofree char *msg = sb_exec_message(&g.err);
     int rc = -1;
-    if (g.timed_out) {
+    if (g.res.timed_out) {
         if (started)
             clone_cleanup(b, sid, dir, existed);
         sb_fail(err, SB_E_TIMEOUT, "git clone of %s did not finish in %lld ms", url, (long long)timeout_ms);
-    } else if (g.exit_code == GIT_RC_NO_GIT) {
+    } else if (g.res.exit_code == GIT_RC_NO_GIT) {
         sb_fail(err, SB_E_GIT_NOT_AVAILABLE, "git is not installed in this sandbox (no git on its PATH)");
-    } else if (g.exit_code == GIT_RC_EXISTS) {
+    } else if (g.res.exit_code == GIT_RC_EXISTS) {
         sb_fail(err, SB_E_FILE_EXISTS, "%s", msg);
-    } else if (g.exit_code == GIT_RC_CLONE) {
+    } else if (g.res.exit_code == GIT_RC_CLONE) {
         if (branch && strstr(msg, "Remote branch") && strstr(msg, "not found"))
             sb_fail(err, SB_E_GIT_BRANCH_NOT_FOUND, "branch '%s' not found in %s: %s", branch, url, msg);
         else
             sb_fail(err, SB_E_GIT_CLONE_FAILED, "git clone %s failed: %s", url, msg);
-    } else if (g.exit_code != 0) {
-        sb_fail(err, SB_E_GIT_CLONE_FAILED, "git clone %s failed (exit %d): %s", url, g.exit_code, msg);
+    } else if (g.res.exit_code != 0) {
+        sb_fail(err, SB_E_GIT_CLONE_FAILED, "git clone %s failed (exit %d): %s", url, g.res.exit_code, msg);
     } else {
         rc = 0;
     }

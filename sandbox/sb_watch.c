@@ -43,26 +43,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/fsuid.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "sandbox/sb_api.h"
 #include "sandbox/sb_util.h"
-
-#ifndef CGROUP2_SUPER_MAGIC
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#endif
 
 #define WATCH_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | \
                     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK)
@@ -80,69 +74,6 @@ size_t sb_watch_max_dirs(void)
         n = v >= 1 && v <= 1000000 ? (size_t)v : 8192;
     }
     return n;
-}
-
-/* ---- the file-system side, as sb_files.c does it ---------------------------- */
-
-/* Same identity switch as sb_files.c's fs_as_user: permissions are checked
- * (inotify needs read access to a folder) as for the sandbox's own user. */
-static void fs_as_user(bool on)
-{
-    if (!sb_boxes_isolated())
-        return;
-    unsigned id = on ? SB_UID_BASE + 1000 : 0;
-    setfsgid(id);
-    setfsuid(id);
-}
-
-static bool kernel_fs(int fd)
-{
-    struct statfs sf;
-    if (fstatfs(fd, &sf) < 0)
-        return true;
-    switch ((unsigned long)sf.f_type) {
-    case PROC_SUPER_MAGIC: case SYSFS_MAGIC: case DEVPTS_SUPER_MAGIC: case CGROUP_SUPER_MAGIC:
-    case CGROUP2_SUPER_MAGIC: case DEBUGFS_MAGIC: case SECURITYFS_MAGIC: case BPF_FS_MAGIC:
-        return true;
-    }
-    return false;
-}
-
-/* Absolute, lexically normalised sandbox path (owned), as sb_files.c's
- * norm_path: relative paths are under /workspace, ".." stops at "/". */
-static char *norm_path(const char *in, sb_error *err)
-{
-    if (!*in) {
-        sb_fail(err, SB_E_VALIDATION_FAILED, "path must not be empty");
-        return NULL;
-    }
-    if (strlen(in) > 4096) {
-        sb_fail(err, SB_E_NAME_TOO_LONG, "path is longer than 4096 bytes");
-        return NULL;
-    }
-    cb_autofree char *full = in[0] == '/' ? cb_strdup(in) : cb_printf_new("/workspace/%s", in);
-    char *out = cb_malloc(strlen(full) + 2);
-    size_t n = 0;
-    out[n++] = '/';
-    char *save = NULL;
-    for (char *tok = strtok_r(full, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
-        if (strcmp(tok, ".") == 0)
-            continue;
-        if (strcmp(tok, "..") == 0) {
-            while (n > 1 && out[n - 1] != '/')
-                n--;
-            if (n > 1)
-                n--;
-            continue;
-        }
-        if (n > 1)
-            out[n++] = '/';
-        size_t l = strlen(tok);
-        memcpy(out + n, tok, l);
-        n += l;
-    }
-    out[n] = '\0';
-    return out;
 }
 
 /* ---- a small set of strings (open addressing) ---------------------------------- */
@@ -408,6 +339,16 @@ static bool known_del(watch *w, int wd, const char *name)
     return set_del(&w->known, k);
 }
 
+/* name left folder wd (deleted or moved out): forget that a scan reported
+ * it and that it exists. */
+static void name_gone(watch *w, int wd, const char *name, bool isdir)
+{
+    cb_autofree char *k = key_of(wd, name);
+    set_del(&w->seen, k);
+    if (!isdir)
+        known_del(w, wd, name);
+}
+
 /* ---- filters ------------------------------------------------------------------------- */
 
 static bool glob_any(char *const *globs, size_t n, const char *name)
@@ -570,7 +511,7 @@ static int add_dir(watch *w, int base, const char *rel, cb_buf *out, strlist *to
             return sb_fail(err, sb_err_from_errno(errno), "watch %s: %s", w->path, strerror(errno)), -1;
         return 0;
     }
-    if (kernel_fs(fd)) {
+    if (sb_files_check_fs(fd, w->path, NULL) < 0) {
         close(fd);
         return top ? sb_fail(err, SB_E_PERMISSION_DENIED, "%s: kernel file systems cannot be watched",
                              w->path), -1 : 0;
@@ -629,7 +570,7 @@ static int add_tree(watch *w, const char *rel, cb_buf *out, sb_error *err)
     strlist todo = {0};
     list_push_take(&todo, cb_strdup(rel));
     int rc = 0;
-    fs_as_user(true);
+    sb_files_as_user(true);  /* inotify needs read access: checked as for the sandbox's user */
     int base = open_base(w);
     if (base < 0 && !rel[0])
         rc = sb_fail(err, sb_err_from_errno(errno), "watch %s: %s", w->path, strerror(errno));
@@ -640,7 +581,7 @@ static int add_tree(watch *w, const char *rel, cb_buf *out, sb_error *err)
     }
     if (base >= 0)
         close(base);
-    fs_as_user(false);
+    sb_files_as_user(false);
     list_clear(&todo);
     return rc;
 }
@@ -767,19 +708,13 @@ static int handle_event(watch *w, cb_buf *out, const struct inotify_event *ev)
         return GO_ON;
     }
     if (ev->mask & IN_DELETE) {
-        cb_autofree char *k = key_of(wd, name);
-        set_del(&w->seen, k);
-        if (!isdir)
-            known_del(w, wd, name);
+        name_gone(w, wd, name, isdir);
         if (reportable(w, rel))
             emit(w, out, "delete", rel, isdir, NULL);
         return GO_ON;
     }
     if (ev->mask & IN_MOVED_FROM) {
-        cb_autofree char *k = key_of(wd, name);
-        set_del(&w->seen, k);
-        if (!isdir)
-            known_del(w, wd, name);
+        name_gone(w, wd, name, isdir);
         w->mv.set = true;
         w->mv.cookie = ev->cookie;
         w->mv.rel = cb_steal(&rel);
@@ -927,7 +862,11 @@ int sb_watch_files(sb_req *r, sb_box *b, sb_error *err)
     if (body && (glob_list(body, "include", &w->include, &w->ninclude, err) < 0 ||
                  glob_list(body, "exclude", &w->exclude, &w->nexclude, err) < 0))
         goto fail;
-    w->path = norm_path(jp ? jp->valuestring : "/workspace", err);
+    if (jp && !jp->valuestring[0]) {
+        sb_fail(err, SB_E_VALIDATION_FAILED, "path must not be empty");
+        goto fail;
+    }
+    w->path = sb_files_norm_path(jp ? jp->valuestring : "/workspace", err);
     if (!w->path)
         goto fail;
     /* wake it as the files API does; the watch itself keeps nobody awake */
@@ -942,17 +881,17 @@ int sb_watch_files(sb_req *r, sb_box *b, sb_error *err)
     w->generation = b->generation;
     w->pidfd = b->pidfd >= 0 ? fcntl(b->pidfd, F_DUPFD_CLOEXEC, 3) : -1;
     pthread_mutex_unlock(&b->mu);
-    fs_as_user(true);
+    sb_files_as_user(true);
     int base = sb_open_in_root(w->root, w->path, O_PATH | O_DIRECTORY, 0);
     int e = errno;
-    fs_as_user(false);
+    sb_files_as_user(false);
     if (base < 0) {
         sb_fail(err, sb_err_from_errno(e), "watch %s: %s", w->path,
                 e == ENOTDIR ? "not a directory" : strerror(e));
         goto fail;
     }
     struct stat st;
-    bool kernel = kernel_fs(base) || fstat(base, &st) < 0;
+    bool kernel = sb_files_check_fs(base, w->path, NULL) < 0 || fstat(base, &st) < 0;
     close(base);
     if (kernel) {
         sb_fail(err, SB_E_PERMISSION_DENIED, "%s: kernel file systems cannot be watched", w->path);
