@@ -65,14 +65,6 @@ static uint64_t backup_limit(void)
     return s && *s && !*end && v > 0 ? v : BACKUP_MAX_DEFAULT;
 }
 
-static bool has_ctl(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return true;
-    return false;
-}
-
 /* A folder of the request ("path"): absolute, or relative to /workspace;
  * trailing slashes dropped. dflt when absent. Owned, or NULL + err. */
 static char *req_path(const cJSON *body, const char *dflt, sb_error *err)
@@ -80,7 +72,7 @@ static char *req_path(const cJSON *body, const char *dflt, sb_error *err)
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "path");
     if (!p || cJSON_IsNull(p))
         return cb_strdup(dflt);
-    if (!cJSON_IsString(p) || !*p->valuestring || strlen(p->valuestring) > 4096 || has_ctl(p->valuestring))
+    if (!cJSON_IsString(p) || !*p->valuestring || strlen(p->valuestring) > 4096 || sb_has_ctl(p->valuestring))
         return sb_fail(err, SB_E_VALIDATION_FAILED,
                        "path must be a non-empty string without control characters"), NULL;
     char *path = p->valuestring[0] == '/' ? cb_strdup(p->valuestring)
@@ -365,7 +357,7 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
         return -1;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "name");
     if (name && !cJSON_IsNull(name) &&
-        (!cJSON_IsString(name) || strlen(name->valuestring) > 256 || has_ctl(name->valuestring)))
+        (!cJSON_IsString(name) || strlen(name->valuestring) > 256 || sb_has_ctl(name->valuestring)))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "name must be a string of up to 256 characters"), -1;
     const char *sid = req_session(body, err);
     if (!sid)

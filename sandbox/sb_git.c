@@ -42,14 +42,6 @@ enum { GIT_RC_NO_GIT = 90, GIT_RC_EXISTS = 91, GIT_RC_CLONE = 92 };
 
 /* ---- validation ---------------------------------------------------------- */
 
-static bool has_ctl(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return true;
-    return false;
-}
-
 int sb_git_check_url(const char *url, sb_error *err)
 {
     static const char *const schemes[] = {"https://", "http://", "git://", "ssh://", "file://"};
@@ -59,7 +51,7 @@ int sb_git_check_url(const char *url, sb_error *err)
         return sb_fail(err, SB_E_INVALID_GIT_URL, "repoUrl is too long"), -1;
     if (url[0] == '-')
         return sb_fail(err, SB_E_INVALID_GIT_URL, "repoUrl must not start with '-'"), -1;
-    if (has_ctl(url))
+    if (sb_has_ctl(url))
         return sb_fail(err, SB_E_INVALID_GIT_URL, "repoUrl contains control characters"), -1;
     if (url[0] == '/')
         return 0;  /* a path inside the sandbox */
@@ -186,7 +178,7 @@ static char *target_dir(const cJSON *body, const char *url, sb_error *err)
     if (t && !cJSON_IsNull(t)) {
         if (!cJSON_IsString(t) || !*t->valuestring)
             return sb_fail(err, SB_E_VALIDATION_FAILED, "targetDir must be a non-empty string"), NULL;
-        if (strlen(t->valuestring) > 4096 || has_ctl(t->valuestring))
+        if (strlen(t->valuestring) > 4096 || sb_has_ctl(t->valuestring))
             return sb_fail(err, SB_E_VALIDATION_FAILED, "targetDir is too long or has control characters"), NULL;
         dir = t->valuestring[0] == '/' ? cb_strdup(t->valuestring)
                                        : cb_printf_new("/workspace/%s", t->valuestring);

@@ -108,6 +108,14 @@ size_t sb_utf8_append(cb_buf *out, const char *data, size_t len, bool final)
     return 0;
 }
 
+bool sb_has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
 bool sb_utf8_valid(const char *data, size_t len)
 {
     const unsigned char *p = (const unsigned char *)data;

@@ -24,6 +24,8 @@ bool sb_name_valid(const char *name);
  * a stream can prepend it to the next chunk (pass final=true to flush it). */
 size_t sb_utf8_append(cb_buf *out, const char *data, size_t len, bool final);
 bool sb_utf8_valid(const char *data, size_t len);
+/* Whether s holds an ASCII control character (below 0x20, or DEL). */
+bool sb_has_ctl(const char *s);
 
 /* Base64 (standard alphabet, padded). decode returns owned bytes or NULL. */
 char *sb_b64_encode(const void *data, size_t len);
