@@ -14,6 +14,8 @@ libcellbox_a_SOURCES += \
 	sandbox/sb_ctx.c sandbox/sb_ctx.h \
 	sandbox/sb_port.c sandbox/sb_port.h \
 	sandbox/sb_http.c sandbox/sb_http.h \
+	sandbox/sb_ws.c sandbox/sb_ws.h \
+	sandbox/sb_pty.c sandbox/sb_pty.h \
 	sandbox/sb_api.c sandbox/sb_api.h \
 	sandbox/sb_files.c \
 	sandbox/sb_watch.c sandbox/sb_watch.h \

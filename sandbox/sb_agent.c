@@ -37,6 +37,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -52,6 +54,7 @@
 #include "main.h"
 #include "sandbox/sb_plan.h"
 #include "sandbox/sb_proto.h"
+#include "sandbox/sb_pty.h"
 #include "sandbox/sb_secure.h"
 #include "sandbox/sb_util.h"
 
@@ -678,6 +681,333 @@ static int shim_serve(shim *s, int sock, cJSON *req)
     return 0;
 }
 
+/* ---- terminals (op "pty", see sb_pty.h) -------------------------------------- */
+
+/* The prepared exec shell is of no use to a terminal: end it. */
+static void shim_discard(shim *s)
+{
+    int st;
+    if (s->child > 0 && !command_ended(s->child, &st))
+        kill(s->child, SIGKILL), waitpid(s->child, NULL, 0);
+    for (int *fd = (int[]){s->in, s->out, s->err, s->st, s->script, s->pidfd, -2}; *fd != -2; fd++)
+        if (*fd >= 0)
+            close(*fd);
+    s->in = s->out = s->err = s->st = s->script = s->pidfd = -1;
+    s->child = -1;
+    keep_pid = -1;
+    cb_buf_clear(&s->in_pending);
+    cb_buf_clear(&s->state);
+}
+
+/* The terminal's shell: a new session on the pty, which becomes its
+ * controlling terminal, then the same identity and filter as a command.
+ * bash reads its startup script from fd 7 (a memfd). Reports a failure as
+ * "errno stage" on errfd, like child_exec. */
+CB_NORETURN static void pty_child_exec(int slave, int rc, int errfd, const char *cwd, char **argv,
+                                       char **envp)
+{
+    const char *stage = "setsid";
+    if (setsid() < 0)
+        goto fail;
+    stage = "controlling terminal";
+    if (ioctl(slave, TIOCSCTTY, 0) < 0)
+        goto fail;
+    stage = "fds";
+    slave = fcntl(slave, F_DUPFD_CLOEXEC, 20);
+    rc = fcntl(rc, F_DUPFD_CLOEXEC, 20);
+    errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 20);
+    if (slave < 0 || rc < 0 || errfd < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 ||
+        dup2(slave, 2) < 0 || dup2(rc, 7) < 0 || dup2(errfd, 8) < 0)
+        goto fail;
+    fcntl(8, F_SETFD, FD_CLOEXEC);
+    errfd = 8;
+    syscall(SYS_close_range, 3, 6, 0);
+    syscall(SYS_close_range, 9, ~0U, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < 32; sig++)
+        signal(sig, SIG_DFL);
+    int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (oom >= 0) {
+        ssize_t CB_UNUSED w = write(oom, "500", 3);
+        close(oom);
+    }
+    stage = "rlimits";
+    if (sb_secure_rlimits() < 0)
+        goto fail;
+    if (conf.isolated) {
+        stage = "drop privileges";
+        if (sb_secure_drop_privs(SB_USER_UID, SB_USER_GID) < 0)
+            goto fail;
+    }
+    stage = "cwd";
+    if (chdir(cwd) < 0 && chdir("/") < 0)
+        goto fail;
+    if (conf.isolated) {
+        stage = "seccomp";
+        if (sb_secure_seccomp() < 0)
+            goto fail;
+    }
+    stage = "exec /bin/bash";
+    execve("/bin/bash", argv, envp);
+fail:;
+    int e = errno;
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "%d %s", e, stage);
+    ssize_t CB_UNUSED w = write(errfd, msg, (size_t)n);
+    _exit(127);
+}
+
+/* The startup script of a terminal's bash (fd 7): the usual bashrc for an
+ * interactive shell, then the session's state (its folder and variables,
+ * as for a command), TERM, and the command itself when there is one. */
+static char *pty_script(const cJSON *req, bool interactive)
+{
+    cb_buf b = CB_BUF_INIT;
+    cb_buf_puts(&b, "{\nbuiltin exec 7<&-\n");
+    if (interactive)
+        cb_buf_puts(&b, "[ -r /etc/bash.bashrc ] && builtin . /etc/bash.bashrc\n"
+                        "[ -r ~/.bashrc ] && builtin . ~/.bashrc\n");
+    assign(&b, "__cb_state", cb_json_str(req, "state", ""));
+    cb_buf_puts(&b, "builtin eval -- \"$__cb_state\"\nbuiltin unset __cb_state\n"
+                    "builtin export TERM=xterm-256color\n");
+    const char *command = cb_json_str(req, "command", NULL);
+    if (!interactive) {
+        assign(&b, "__cb_cmd", command);
+        cb_buf_puts(&b, "builtin eval -- \"$__cb_cmd\"\n");
+    }
+    cb_buf_puts(&b, "}\n");
+    return cb_buf_steal(&b);
+}
+
+/* HOME of the sandbox's environment: where a terminal starts when the
+ * agent did not know the default folder yet (the shim forked before). */
+static const char *env_home(void)
+{
+    for (char **ep = conf.env; ep && *ep; ep++)
+        if (strncmp(*ep, "HOME=", 5) == 0)
+            return *ep + 5;
+    return "/";
+}
+
+static int dim(const cJSON *req, const char *name, int def)
+{
+    long long v = cb_json_int(req, name, def);
+    return v >= 1 && v <= SB_PTY_DIM_MAX ? (int)v : def;
+}
+
+/* Serve a terminal: pty, shell, then bytes both ways until the shell ends
+ * (exit event) or the server hangs up (SIGHUP to the shell's tree, SIGKILL
+ * after a grace). Buffers are bounded: the pty is not read while the output
+ * towards the server is full, the channel not while the input is. */
+static int pty_serve(shim *s, int sock, cJSON *req)
+{
+    shim_discard(s);
+    const char *command = cb_json_str(req, "command", NULL);
+    bool interactive = !command || !*command;
+    struct winsize wsz = {(unsigned short)dim(req, "rows", 24), (unsigned short)dim(req, "cols", 80), 0, 0};
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) {
+        shim_error(sock, "INTERNAL_ERROR", "no pseudo-terminal: %s", strerror(errno));
+        return 1;
+    }
+    char name[128];
+    int slave = -1;
+    if (ptsname_r(master, name, sizeof name) != 0 ||
+        (slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+        shim_error(sock, "INTERNAL_ERROR", "pseudo-terminal: %s", strerror(errno));
+        return 1;
+    }
+    if (conf.isolated && fchown(slave, SB_USER_UID, SB_USER_GID) < 0)
+        cb_warn("agent", "chown %s: %s", name, strerror(errno));
+    ioctl(master, TIOCSWINSZ, &wsz);
+
+    cb_autofree char *script = pty_script(req, interactive);
+    int rc = memfd_create("cellbox-pty-rc", MFD_CLOEXEC);
+    if (rc < 0 || cb_write_all(rc, script, strlen(script)) < 0) {
+        shim_error(sock, "INTERNAL_ERROR", "startup script: %s", strerror(errno));
+        return 1;
+    }
+    if (conf.isolated)
+        fchown(rc, SB_USER_UID, SB_USER_GID);
+    /* the environment: the sandbox's, with TERM */
+    size_t n = 0;
+    for (char **ep = conf.env; ep && *ep; ep++)
+        n++;
+    char **envp = cb_calloc(n + 3, sizeof *envp);
+    size_t k = 0;
+    for (char **ep = conf.env; ep && *ep; ep++)
+        if (strncmp(*ep, "TERM=", 5) != 0)
+            envp[k++] = *ep;
+    envp[k++] = "TERM=xterm-256color";
+    if (!conf.env)
+        envp[k++] = minimal_env[0];
+    const char *cwd = conf.default_cwd ? conf.default_cwd : env_home();
+    char *iargv[] = {"bash", "--rcfile", "/dev/fd/7", "-i", NULL};
+    char *cargv[] = {"bash", "-l", "-c", "builtin . /dev/fd/7", NULL};
+    int perr[2];
+    if (pipe2(perr, O_CLOEXEC) < 0) {
+        shim_error(sock, "INTERNAL_ERROR", "pipe: %s", strerror(errno));
+        return 1;
+    }
+    pid_t pid = vfork();
+    if (pid == 0)
+        pty_child_exec(slave, rc, perr[1], cwd, interactive ? iargv : cargv, envp);
+    close(perr[1]);
+    close(slave);
+    close(rc);
+    free(envp);
+    char emsg[256];
+    ssize_t en = pid < 0 ? 0 : read(perr[0], emsg, sizeof emsg - 1);
+    close(perr[0]);
+    if (pid < 0 || en > 0) {
+        emsg[en > 0 ? en : 0] = '\0';
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        const char *stage = strchr(emsg, ' ') ? strchr(emsg, ' ') + 1 : "fork";
+        shim_error(sock, "INTERNAL_ERROR", "terminal: %s: %s", stage,
+                   strerror(pid < 0 ? errno : atoi(emsg)));
+        return 1;
+    }
+    keep_pid = pid;
+    keep_reaped = false;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    s->sock = sock;
+    cJSON *start = cJSON_CreateObject();
+    cJSON_AddStringToObject(start, "ev", "start");
+    cJSON_AddNumberToObject(start, "pid", pid);
+    shim_event(s, start);
+
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    fcntl(sock, F_SETFL, O_NONBLOCK);
+    cb_buf out = CB_BUF_INIT, in = CB_BUF_INIT, rbuf = CB_BUF_INIT;
+    bool sock_open = true, master_eof = false, exited = false;
+    int64_t hup_deadline = 0;
+    int status = 0;
+    char buf[SB_CHUNK];
+    while (!exited) {
+        struct pollfd p[4];
+        int np = 0, im = -1, is = -1;
+        short mev = 0, sev = 0;
+        if (!master_eof && out.len < SB_PTY_BUF_MAX)
+            mev |= POLLIN;
+        if (!master_eof && in.len)
+            mev |= POLLOUT;
+        if (mev)
+            im = np, p[np++] = (struct pollfd){master, mev, 0};
+        if (sock_open && in.len < SB_PTY_BUF_MAX)
+            sev |= POLLIN;
+        if (!s->sock_dead && out.len)
+            sev |= POLLOUT;
+        if (sev)
+            is = np, p[np++] = (struct pollfd){sock, sev, 0};
+        int ip = np;
+        p[np++] = (struct pollfd){pidfd, POLLIN, 0};
+        int timeout = -1;
+        if (hup_deadline) {
+            int64_t left = hup_deadline - cb_mono_ns();
+            timeout = left <= 0 ? 0 : (int)(left / 1000000) + 1;
+        }
+        int r = poll(p, (nfds_t)np, timeout);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (hup_deadline && cb_mono_ns() >= hup_deadline)
+            break;  /* hung up and still running: killed below */
+        if (r <= 0)
+            continue;
+        if (im >= 0 && (p[im].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t got = read(master, buf, sizeof buf);
+            if (got > 0)
+                sb_pty_frame_put(&out, SB_FRAME_STDOUT, buf, (size_t)got);
+            else if (got == 0 || (errno != EAGAIN && errno != EINTR))
+                master_eof = true;  /* EIO: no slave fd left open */
+        }
+        if (im >= 0 && (p[im].revents & POLLOUT) && in.len) {
+            ssize_t w = write(master, in.data, in.len);
+            if (w > 0)
+                cb_buf_consume(&in, (size_t)w);
+        }
+        if (is >= 0 && (p[is].revents & POLLOUT)) {
+            ssize_t w = write(sock, out.data, out.len);
+            if (w > 0)
+                cb_buf_consume(&out, (size_t)w);
+            else if (w < 0 && errno != EAGAIN && errno != EINTR)
+                s->sock_dead = true, cb_buf_reset(&out);
+        }
+        if (is >= 0 && (p[is].revents & (POLLIN | POLLHUP | POLLERR)) && (sev & POLLIN)) {
+            ssize_t got = read(sock, buf, sizeof buf);
+            if (got > 0) {
+                cb_buf_append(&rbuf, buf, (size_t)got);
+            } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+                /* the client is gone: hang up the shell's whole tree */
+                sock_open = false;
+                s->sock_dead = true;
+                cb_buf_reset(&out);
+                kill_tree(pid, SIGHUP, false);
+                hup_deadline = cb_mono_ns() + 1000 * 1000000LL;
+            }
+        }
+        /* frames from the server, as long as the input has room: the rest
+         * waits in rbuf (never dropped), and the socket is not read */
+        char type;
+        const char *data;
+        size_t len;
+        long fl;
+        while (in.len < SB_PTY_BUF_MAX && (fl = sb_pty_frame_next(&rbuf, &type, &data, &len)) > 0) {
+            if (type == SB_FRAME_STDIN) {
+                cb_buf_append(&in, data, len);
+            } else if (type == SB_FRAME_RESIZE) {
+                int c = 0, rw = 0;
+                char dims[32];
+                snprintf(dims, sizeof dims, "%.*s", (int)(len < 31 ? len : 31), data);
+                if (sscanf(dims, "%d %d", &c, &rw) == 2 && c >= 1 && rw >= 1 &&
+                    c <= SB_PTY_DIM_MAX && rw <= SB_PTY_DIM_MAX) {
+                    wsz.ws_col = (unsigned short)c, wsz.ws_row = (unsigned short)rw;
+                    ioctl(master, TIOCSWINSZ, &wsz);  /* the foreground job gets SIGWINCH */
+                }
+            } else if (type == SB_FRAME_KILL) {
+                char num[16];
+                snprintf(num, sizeof num, "%.*s", (int)(len < 15 ? len : 15), data);
+                int sig = atoi(num);
+                kill_tree(pid, sig > 0 && sig < 65 ? sig : SIGTERM, false);
+            }
+            cb_buf_consume(&rbuf, (size_t)fl);
+        }
+        if (in.len < SB_PTY_BUF_MAX && sb_pty_frame_next(&rbuf, &type, &data, &len) < 0)
+            cb_buf_reset(&rbuf);  /* garbage: the server never sends it */
+        if (p[ip].revents && command_ended(pid, &status))
+            exited = true;
+    }
+    /* The shell is gone (or hung up): what it printed last is still in the
+     * pty; whatever it left running goes now (its session ends with it). */
+    while (!master_eof && out.len < SB_PTY_BUF_MAX) {
+        ssize_t got = read(master, buf, sizeof buf);
+        if (got <= 0)
+            break;
+        sb_pty_frame_put(&out, SB_FRAME_STDOUT, buf, (size_t)got);
+    }
+    kill_tree(0, SIGKILL, true);
+    if (!exited)
+        command_ended(pid, &status);
+    close(master);
+    close(pidfd);
+    if (!s->sock_dead) {
+        fcntl(sock, F_SETFL, 0);
+        if (cb_write_all(sock, out.data, out.len) < 0)
+            s->sock_dead = true;
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "ev", "exit");
+        cJSON_AddNumberToObject(ev, "exitCode", WIFEXITED(status) ? WEXITSTATUS(status)
+                                                                   : 128 + WTERMSIG(status));
+        if (WIFSIGNALED(status))
+            cJSON_AddStringToObject(ev, "signal", sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+        shim_event(s, ev);
+    }
+    cb_buf_clear(&out), cb_buf_clear(&in), cb_buf_clear(&rbuf);
+    return 0;
+}
+
 /* conf.env from a JSON array of "NAME=value" strings (owned, NULL-terminated;
  * other items are skipped). */
 static char **env_from_json(const cJSON *arr)
@@ -719,6 +1049,8 @@ CB_NORETURN static void shim_main(int handoff)
         const char *op = cb_json_str(j, "op", "");
         if (strcmp(op, "exec") == 0)
             rc = shim_serve(&s, sock, j);
+        else if (strcmp(op, "pty") == 0)
+            rc = pty_serve(&s, sock, j);
         else
             shim_error(sock, "VALIDATION_FAILED", "unknown operation '%s'", op);
         cJSON_Delete(j);

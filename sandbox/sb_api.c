@@ -29,6 +29,7 @@
 #include "sandbox/sb_port.h"
 #include "sandbox/sb_proc.h"
 #include "sandbox/sb_proto.h"
+#include "sandbox/sb_pty.h"
 #include "sandbox/sb_util.h"
 #include "sandbox/sb_watch.h"
 
@@ -1082,6 +1083,7 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX "/ports", on_box, 0, NULL, BOX(h_port_list)},
     {"GET", SBX "/ports/:port", on_box, 0, NULL, BOX(h_port_get)},
     {"DELETE", SBX "/ports/:port", on_box, 0, NULL, BOX(h_port_unexpose)},
+    {"GET", SBX "/pty", sb_pty_handler, SB_ROUTE_NOAUTH, NULL},  /* own auth: header or subprotocol */
     {"POST", SBX "/git/checkout", on_box, 0, NULL, BOX(sb_git_checkout)},
     {"POST", SBX "/backups", on_box, 0, NULL, BOX(sb_backup_create)},
     {"GET", SBX "/backups", on_box, 0, NULL, BOX(sb_backup_list)},

@@ -112,15 +112,19 @@ no:
     return false;
 }
 
+bool sb_http_token_equal(const char *t, size_t lt)
+{
+    size_t lw = strlen(hconf.token);
+    /* constant time in the token's length */
+    return t && lt == lw && sodium_memcmp(t, hconf.token, lw) == 0;
+}
+
 static bool token_ok(sb_req *r)
 {
     const char *h = sb_req_header(r, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
-    const char *t = h + 7;
-    size_t lt = strlen(t), lw = strlen(hconf.token);
-    /* constant time in the token's length */
-    return lt == lw && sodium_memcmp(t, hconf.token, lw) == 0;
+    return sb_http_token_equal(h + 7, strlen(h + 7));
 }
 
 /* ---- replies ------------------------------------------------------------- */

@@ -86,6 +86,10 @@ typedef struct sb_http_conf {
 struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_out, sb_error *err);
 void sb_http_stop(struct MHD_Daemon *d);
 
+/* Is t (lt bytes) the server's token? Constant time in its length. For
+ * SB_ROUTE_NOAUTH routes that accept the token in another form. */
+bool sb_http_token_equal(const char *t, size_t lt);
+
 /* Request helpers. */
 const char *sb_req_header(sb_req *r, const char *name);
 const char *sb_req_query(sb_req *r, const char *name);

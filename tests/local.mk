@@ -75,3 +75,12 @@ TESTS += tests/sandbox_watch.py
 # first: the sandbox's /usr is the host's).
 EXTRA_DIST += tests/sandbox_git.py tests/sandbox_backup.py
 TESTS += tests/sandbox_git.py tests/sandbox_backup.py
+
+# Terminals of `cellbox serve` over WebSocket (sandbox/sb_pty.c): the frame
+# codec alone (sandbox/sb_ws.c), then the real server (needs root).
+check_PROGRAMS += tests/t_sb_ws
+tests_t_sb_ws_SOURCES = tests/t_sb_ws.c
+tests_t_sb_ws_LDADD = libcellbox.a $(CB_LIBS)
+TESTS += tests/t_sb_ws
+EXTRA_DIST += tests/sandbox_pty.py
+TESTS += tests/sandbox_pty.py
