@@ -340,6 +340,42 @@ static void flush_stdin(shim *s)
     }
 }
 
+/* The steps every process started for a client goes through once its fds
+ * are in place (a command's bash, a terminal's shell), in this order:
+ * default signals, an OOM score that makes it die before the agent, rlimits,
+ * the sandbox user, its folder (or "/" when cwd_fallback and the folder is
+ * gone), the seccomp filter. -1 with errno and *stage naming the step. */
+static int confine_child(const char *cwd, bool cwd_fallback, const char **stage)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < 32; sig++)
+        signal(sig, SIG_DFL);
+    int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (oom >= 0) {
+        ssize_t CB_UNUSED w = write(oom, "500", 3);
+        close(oom);
+    }
+    *stage = "rlimits";
+    if (sb_secure_rlimits() < 0)
+        return -1;
+    if (conf.isolated) {
+        *stage = "drop privileges";
+        if (sb_secure_drop_privs(SB_USER_UID, SB_USER_GID) < 0)
+            return -1;
+    }
+    *stage = "cwd";
+    if (chdir(cwd) < 0 && (!cwd_fallback || chdir("/") < 0))
+        return -1;
+    if (conf.isolated) {
+        *stage = "seccomp";
+        if (sb_secure_seccomp() < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* The forked command: set up fds, identity and filter, exec bash. Reports a
  * failure as an errno on errfd (close-on-exec: silence means exec worked). */
 CB_NORETURN static void child_exec(int in, int out, int err, int st, int script, int errfd,
@@ -370,32 +406,8 @@ CB_NORETURN static void child_exec(int in, int out, int err, int st, int script,
     syscall(SYS_close_range, STATE_FD + 1, ~0U, 0);
     if (st < 0)
         close(STATE_FD);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int sig = 1; sig < 32; sig++)
-        signal(sig, SIG_DFL);
-    int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (oom >= 0) {
-        ssize_t CB_UNUSED w = write(oom, "500", 3);
-        close(oom);
-    }
-    stage = "rlimits";
-    if (sb_secure_rlimits() < 0)
+    if (confine_child(cwd, false, &stage) < 0)
         goto fail;
-    if (conf.isolated) {
-        stage = "drop privileges";
-        if (sb_secure_drop_privs(SB_USER_UID, SB_USER_GID) < 0)
-            goto fail;
-    }
-    stage = "cwd";
-    if (chdir(cwd) < 0)
-        goto fail;
-    if (conf.isolated) {
-        stage = "seccomp";
-        if (sb_secure_seccomp() < 0)
-            goto fail;
-    }
     stage = "exec /bin/bash";
     char *argv[] = {"bash", "--noprofile", "--norc", "-c", "builtin . /dev/fd/7", NULL};
     execve("/bin/bash", argv, envp);
@@ -723,32 +735,8 @@ CB_NORETURN static void pty_child_exec(int slave, int rc, int errfd, const char 
     errfd = 8;
     syscall(SYS_close_range, 3, 6, 0);
     syscall(SYS_close_range, 9, ~0U, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int sig = 1; sig < 32; sig++)
-        signal(sig, SIG_DFL);
-    int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (oom >= 0) {
-        ssize_t CB_UNUSED w = write(oom, "500", 3);
-        close(oom);
-    }
-    stage = "rlimits";
-    if (sb_secure_rlimits() < 0)
+    if (confine_child(cwd, true, &stage) < 0)
         goto fail;
-    if (conf.isolated) {
-        stage = "drop privileges";
-        if (sb_secure_drop_privs(SB_USER_UID, SB_USER_GID) < 0)
-            goto fail;
-    }
-    stage = "cwd";
-    if (chdir(cwd) < 0 && chdir("/") < 0)
-        goto fail;
-    if (conf.isolated) {
-        stage = "seccomp";
-        if (sb_secure_seccomp() < 0)
-            goto fail;
-    }
     stage = "exec /bin/bash";
     execve("/bin/bash", argv, envp);
 fail:;
