@@ -452,8 +452,24 @@ def s_step_continue(k, st):
     loc = k.variables_of_frame(top["id"])
     k.eq(loc.get("c", {}).get("value"), "5", "variables after next: c=5")
     k.ok(k.shell_reply(msg_id, 0.2) is None, "still paused after the step: no execute_reply yet")
+    # modules (the Kernel Sources panel): ipykernel answers a bare {"body": ...}
+    r = k.req("modules", {})
+    body = r.get("body") or {}
+    mods = body.get("modules") or []
+    k.ok(type(body.get("totalModules")) is int and body["totalModules"] >= len(mods) > 10
+         and all(set(m) >= {"id", "name", "path"} and m["path"].endswith(".py") for m in mods)
+         and any(m["name"] == "json" for m in mods),
+         "modules lists loaded .py modules (json among them) with id, name, path; totalModules",
+         short(r))
+    if k.name == "cellbox":   # copyToGlobals came in ipykernel 6.21
+        r = k.req("copyToGlobals", {"srcVariableName": "c", "dstVariableName": "copied_c",
+                                    "srcFrameId": top["id"]})
+        k.ok(r.get("success") is True, "copyToGlobals c -> copied_c succeeds", short(r))
     reply, out = k.continue_to_end(tid, msg_id, "f")
     k.eq(results(out), ["5"], "the cell's result after continue: 5")
+    if k.name == "cellbox":
+        r, out = k.run("copied_c")
+        k.eq(results(out), ["5"], "the global made by copyToGlobals holds f's local c (5)")
     k.eq((errors(out), stderr(out)), ([], ""), "no error or stderr output from the debugged cell")
     k.stopped_threads_cleared("after continue")
     k.drain_iopub(0.3)
