@@ -823,11 +823,66 @@ static int loop_attach(int imgfd, char *dev, size_t cap, int *lfd_out, sb_error 
     return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "no loop device could be attached"), -1;
 }
 
+/* Whether a loop device is still backed by img (an earlier mount of it that
+ * was detached lazily and is not released yet: its last writes would land
+ * on the image under a new mount). */
+static bool image_in_use(const char *img)
+{
+    char real[PATH_MAX];
+    if (!realpath(img, real))
+        return false;
+    DIR *d = opendir("/sys/block");
+    if (!d)
+        return false;
+    bool used = false;
+    for (struct dirent *e; !used && (e = readdir(d));) {
+        if (strncmp(e->d_name, "loop", 4) != 0)
+            continue;
+        cb_autofree char *f = cb_printf_new("/sys/block/%s/loop/backing_file", e->d_name);
+        char buf[PATH_MAX + 16];
+        cb_autoclose int fd = open(f, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        used = strcmp(buf, real) == 0;
+    }
+    closedir(d);
+    return used;
+}
+
+/* The workspace image's file system off ws: everything written to the
+ * image first (syncfs), then a plain unmount; a lazy one only when the
+ * mount is still busy. */
+static void disk_unmount(const char *ws)
+{
+    int fd = open(ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (syncfs(fd) < 0)
+            cb_warn("sandbox", "syncfs %s: %s", ws, strerror(errno));
+        close(fd);
+    }
+    if (umount2(ws, 0) == 0 || errno == EINVAL || errno == ENOENT)
+        return;
+    if (errno == EBUSY && umount2(ws, MNT_DETACH) == 0)
+        return;
+    cb_warn("sandbox", "umount %s: %s", ws, strerror(errno));
+}
+
 /* b->mu held. */
 static int disk_mount(sb_box *b, const char *ws, sb_error *err)
 {
     cb_autofree char *img = cb_printf_new("%s/workspace.img", b->dir);
-    umount2(ws, MNT_DETACH);  /* one left by a server that was killed */
+    disk_unmount(ws);  /* one left by a server that was killed */
+    /* a lazily detached earlier mount must be gone before the image is
+     * mounted again (two mounts of one ext4 image corrupt it) */
+    for (int i = 0; i < 200 && image_in_use(img); i++)
+        usleep(50 * 1000);
+    if (image_in_use(img))
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                       "the workspace image %s is still mounted by a loop device that was not released; "
+                       "try again later", img), -1;
     struct stat st;
     if (stat(img, &st) < 0) {
         cb_autoclose int fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -982,8 +1037,7 @@ static void box_teardown(sb_box *b)
     sb_cg_destroy(&b->cg);
     if (b->disk_mounted) {
         cb_autofree char *ws = workspace_path(b);
-        if (umount2(ws, MNT_DETACH) < 0)
-            cb_warn("sandbox", "umount %s: %s", ws, strerror(errno));
+        disk_unmount(ws);
         b->disk_mounted = false;
     }
     b->state = SB_BOX_STOPPED;

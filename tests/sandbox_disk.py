@@ -65,6 +65,22 @@ try:
     lines = x["stdout"].split()
     t.ok(x["exitCode"] == 0 and lines[:1] == ["kept"] and 40 * 1024 < int(lines[1]) <= 64 * 1024,
          "after a restart: the files are there, the limit too", x)
+    # the workspace busy at the stop (a file of it open on the host): the
+    # unmount is lazy, the loop device stays until the file is closed. What
+    # was written must be on the image, and the next start must wait for the
+    # old mount to go rather than mount the image twice.
+    x = srv.sh("disk-a", "echo later > /workspace/later.txt && echo ok")
+    held = open(os.path.join(ws, "keep.txt"))
+    t.eq(srv.stop(), 0, "SIGTERM with the workspace busy: exit 0")
+    t.ok(not mounted(ws), "the busy workspace is detached from the host's tree anyway")
+    import threading
+    closer = threading.Timer(2.0, held.close)
+    closer.start()
+    srv.start()
+    x = srv.sh("disk-a", "cat /workspace/later.txt /workspace/keep.txt")
+    closer.join()
+    t.ok(x["exitCode"] == 0 and x["stdout"].split() == ["later", "kept"],
+         "after a restart with the old mount still busy: the new mount waited for it, nothing lost", x)
     r = srv.delete("/v1/sandboxes/disk-a")
     t.ok(r.status == 200 and not mounted(ws) and not os.path.exists(os.path.dirname(ws)),
          "deleting the sandbox unmounts and removes its image", r)
