@@ -989,6 +989,26 @@ static int h_ctx_input(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, j);
 }
 
+static int h_ctx_restart(sb_req *r, sb_box *b, sb_error *err)
+{
+    cJSON *j = NULL;
+    if (sb_ctx_restart(b, r->params[1], &j, err) < 0)
+        return -1;
+    return sb_reply_json(r, 200, j);
+}
+
+static int h_ctx_interrupt(sb_req *r, sb_box *b, sb_error *err)
+{
+    bool interrupted = false;
+    if (sb_ctx_interrupt(b, r->params[1], &interrupted, err) < 0)
+        return -1;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddStringToObject(j, "id", r->params[1]);
+    cJSON_AddBoolToObject(j, "interrupted", interrupted);
+    return sb_reply_json(r, 200, j);
+}
+
 static int h_code(sb_req *r, sb_box *b, sb_error *err)
 {
     return sb_ctx_run(r, b, body_or_empty(r), err);
@@ -1078,6 +1098,8 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_get)},
     {"DELETE", SBX "/contexts/:ctx", on_box, 0, NULL, BOX(h_ctx_delete)},
     {"POST", SBX "/contexts/:ctx/input", on_box, 0, NULL, BOX(h_ctx_input)},
+    {"POST", SBX "/contexts/:ctx/restart", on_box, 0, NULL, BOX(h_ctx_restart)},
+    {"POST", SBX "/contexts/:ctx/interrupt", on_box, 0, NULL, BOX(h_ctx_interrupt)},
     {"POST", SBX "/code", on_box, 0, NULL, BOX(h_code)},
     {"POST", SBX "/ports", on_box, 0, NULL, BOX(h_port_expose)},
     {"GET", SBX "/ports", on_box, 0, NULL, BOX(h_port_list)},

@@ -40,6 +40,7 @@ struct sb_ctx {
     char id[64];
     char proc_id[80];
     char *cwd;
+    cJSON *env;              /* the variables it was created with (owned), for a restart */
     char language[16];       /* python, javascript or typescript (the kernel's --language) */
     int64_t created_us;
     /* below: under mu */
@@ -50,6 +51,7 @@ struct sb_ctx {
     bool busy;               /* a run has the client */
     int exec_count;
     sb_error start_err;      /* CTX_FAILED: why */
+    bool interrupt_asked;    /* POST .../interrupt: the running code gets a KeyboardInterrupt */
     bool input_waiting;      /* a run's code waits in input() (streamed runs) */
     char *input_value;       /* given by POST .../input, taken by the run */
     kn_client *client;
@@ -79,6 +81,7 @@ static void ctx_unref(sb_ctx *c)
     pthread_cond_destroy(&c->cv);
     free(c->input_value);
     free(c->cwd);
+    cJSON_Delete(c->env);
     free(c);
 }
 
@@ -468,6 +471,7 @@ static int sb_ctx_create_id(sb_box *b, const char *id, const cJSON *body, sb_ctx
     }
     snprintf(c->proc_id, sizeof c->proc_id, "context-%s", c->id);
     c->cwd = cb_strdup(cwd ? cwd->valuestring : "/workspace");
+    c->env = env ? cJSON_Duplicate(env, true) : NULL;
     snprintf(c->language, sizeof c->language, "%s", language);
     c->created_us = cb_real_us();
     pthread_mutex_init(&c->mu, NULL);
@@ -634,6 +638,53 @@ int sb_ctx_input(sb_box *b, const char *id, const cJSON *body, sb_error *err)
     ctx_unref(c);
     if (!waiting)
         return sb_fail(err, SB_E_VALIDATION_FAILED, "context '%s' is not waiting for input", id), -1;
+    return 0;
+}
+
+int sb_ctx_restart(sb_box *b, const char *id, cJSON **out, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    sb_ctx *c = find_locked(b, id);
+    cJSON *body = NULL;
+    if (c) {   /* what it was made with (fixed after creation: no lock needed) */
+        body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "language", c->language);
+        cJSON_AddStringToObject(body, "cwd", c->cwd);
+        if (c->env)
+            cJSON_AddItemToObject(body, "env", cJSON_Duplicate(c->env, true));
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (!c)
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), -1;
+    sb_ctx *n = NULL;
+    int rc = sb_ctx_delete(b, id, err);
+    if (rc == 0 && sb_ctx_create_id(b, id, body, &n, err) < 0)
+        rc = -1;   /* the old kernel is gone and the new one did not start: err says why */
+    cJSON_Delete(body);
+    if (rc < 0)
+        return -1;
+    *out = ctx_to_json(n);
+    ctx_unref(n);
+    cb_info("context", "sandbox %s: context %s restarted", b->id, id);
+    return 0;
+}
+
+int sb_ctx_interrupt(sb_box *b, const char *id, bool *interrupted, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    sb_ctx *c = find_locked(b, id);
+    if (c)
+        ctx_ref(c);
+    pthread_mutex_unlock(&b->mu);
+    if (!c)
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), -1;
+    pthread_mutex_lock(&c->mu);
+    /* the run's thread owns the client: it sends the interrupt (run_step) */
+    *interrupted = c->busy && c->state == CTX_READY;
+    if (*interrupted)
+        c->interrupt_asked = true;
+    pthread_mutex_unlock(&c->mu);
+    ctx_unref(c);
     return 0;
 }
 
@@ -925,7 +976,16 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         double now = cb_mono_s();
         pthread_mutex_lock(&x->c->mu);
         bool dead = x->c->state != CTX_READY;
+        bool interrupt = x->c->interrupt_asked;
+        x->c->interrupt_asked = false;
         pthread_mutex_unlock(&x->c->mu);
+        if (interrupt && !dead) {
+            /* POST .../interrupt: as a frontend's interrupt (the run ends
+             * with the KeyboardInterrupt error; the context stays) */
+            kn_client_msg_free(x->input_req);
+            x->input_req = NULL;
+            kn_client_interrupt(x->c->client);
+        }
         if (dead || !proc_running(x->b, x->c->proc_id)) {
             sb_fail(&x->fail, SB_E_INTERPRETER_NOT_READY,
                     dead ? "the context ended while the code ran (sandbox stopped or context deleted)"
@@ -955,8 +1015,8 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         if (now >= until)
             return 0;
         double step = until - now;
-        if (step > 0.5)
-            step = 0.5;  /* look at the process and the clock now and then */
+        if (step > 0.1)
+            step = 0.1;  /* look at the process, the clock and interrupts now and then */
         if (x->deadline > 0 && !x->timed_out && x->deadline - now < step)
             step = x->deadline - now;
         if (x->input_req) {

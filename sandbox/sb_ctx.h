@@ -42,6 +42,18 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err);
  * run waits in (its SSE stream said input_request). */
 int sb_ctx_input(sb_box *b, const char *id, const cJSON *body, sb_error *err);
 
+/* POST .../contexts/{ctx}/restart: a new kernel for the context, same id,
+ * language, cwd and env, nothing of the old state (E2B's
+ * restartCodeContext). A run in progress ends with an error. *out: the
+ * context's record. */
+int sb_ctx_restart(sb_box *b, const char *id, cJSON **out, sb_error *err);
+
+/* POST .../contexts/{ctx}/interrupt: the code running in the context gets a
+ * KeyboardInterrupt, as from a frontend's interrupt button (its run ends
+ * with that error; the context keeps its state). *interrupted: whether a
+ * run was in progress. */
+int sb_ctx_interrupt(sb_box *b, const char *id, bool *interrupted, sb_error *err);
+
 void sb_ctxs_on_stop(sb_box *b);   /* box->mu held: every context ends */
 void sb_ctxs_free(sb_box *b);
 

@@ -653,6 +653,71 @@ def s_input():
     t.eq(main_text(j), "'after'", "and the context is usable")
 
 
+def s_restart_interrupt():
+    # ---- restart (E2B's restartCodeContext) and interrupt ----------------------
+    import threading
+    ctx = new_context(cwd="/tmp", env={"RK": "rv"})["id"]
+    ok_run("x = 41\nimport os", ctx)
+    t.eq(main_text(ok_run("x + 1", ctx)), "42", "restart: the context has state before")
+    r = srv.post(SB + "/contexts/%s/restart" % ctx, {}, timeout=HTTP_TIMEOUT)
+    j = r.json() if r.status == 200 else {}
+    t.ok(r.status == 200 and j.get("id") == ctx and j.get("language") == "python" and j.get("cwd") == "/tmp"
+         and j.get("executionCount") == 0,
+         "restart: 200, the same id, language and cwd, executionCount 0", r)
+    j = run("x", ctx)
+    t.ok((j.get("error") or {}).get("name") == "NameError" and j.get("executionCount") == 1,
+         "restart: the old state is gone (NameError) and the count starts again at 1", j)
+    j = ok_run("import os\n(os.environ.get('RK'), os.getcwd())", ctx)
+    t.eq(main_text(j), "('rv', '/tmp')", "restart: the new kernel has the context's env and cwd")
+    r = srv.post(SB + "/contexts/ctx-000000000000/restart", {})
+    t.ok(r.status == 404 and r.json()["error"]["code"] == "CONTEXT_NOT_FOUND", "restart an unknown context: 404", r)
+
+    r = srv.post(SB + "/contexts/%s/interrupt" % ctx, {})
+    t.ok(r.status == 200 and r.json().get("interrupted") is False,
+         "interrupt with nothing running: 200, interrupted false", r)
+    ok_run("kept = 'still here'", ctx)
+    done = {}
+
+    def long_run():
+        done["r"] = code("import time\nwhile True:\n    time.sleep(0.01)", ctx, timeoutMs=60000)
+        done["t"] = time.time()
+    th = threading.Thread(target=long_run)
+    th.start()
+    asked = wait_until(lambda: srv.post(SB + "/contexts/%s/interrupt" % ctx, {}).json().get("interrupted"), 60)
+    t0 = time.time()
+    th.join(60)
+    r = done.get("r")
+    j = r.json() if r is not None and r.status == 200 else {}
+    t.ok(asked and (j.get("error") or {}).get("name") == "KeyboardInterrupt" and j.get("timedOut") is False
+         and done["t"] - t0 < 10,
+         "interrupt a running loop: the run ends with KeyboardInterrupt, not a timeout", (asked, r))
+    t.eq(main_text(ok_run("kept", ctx)), "'still here'", "after an interrupt the context keeps its state")
+    r = srv.post(SB + "/contexts/ctx-000000000000/interrupt", {})
+    t.ok(r.status == 404, "interrupt an unknown context: 404", r)
+
+    done.clear()
+    th = threading.Thread(target=long_run)
+    th.start()
+    wait_until(lambda: srv.get(SB + "/contexts/" + ctx).json().get("status") == "busy", 30)
+    r = srv.post(SB + "/contexts/%s/restart" % ctx, {}, timeout=HTTP_TIMEOUT)
+    th.join(60)
+    rr = done.get("r")
+    t.ok(r.status == 200 and rr is not None and not th.is_alive()
+         and (rr.status != 200 or rr.json().get("error") is not None),
+         "restart while code runs: the run ends (with an error) and the restart succeeds", (r, rr))
+    t.eq(main_text(ok_run("6 * 7", ctx)), "42", "the restarted context runs code")
+    r = srv.post(SB + "/contexts", {"language": "javascript"}, timeout=HTTP_TIMEOUT)
+    js = r.json().get("id") if r.status == 201 else None
+    if js:
+        ok_run("var jv = 5", js)
+        r = srv.post(SB + "/contexts/%s/restart" % js, {}, timeout=HTTP_TIMEOUT)
+        j = run("typeof jv", js)
+        t.ok(r.status == 200 and r.json().get("language") == "javascript" and main_text(j) == "'undefined'",
+             "restart a javascript context: still javascript, its variables gone", (r, j))
+        srv.delete(SB + "/contexts/" + js)
+    srv.delete(SB + "/contexts/" + ctx)
+
+
 def s_javascript():
     # ---- JavaScript and TypeScript contexts (a node child of the kernel) -------
     r = srv.post(SB + "/contexts", {"language": "javascript"}, timeout=HTTP_TIMEOUT)
@@ -746,7 +811,7 @@ def s_javascript():
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
-               s_input, s_flood, s_javascript, s_exit, s_sleep, s_delete):
+               s_input, s_flood, s_restart_interrupt, s_javascript, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     rc = srv.stop()
