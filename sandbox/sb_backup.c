@@ -298,7 +298,12 @@ static int bk_exec(sb_box *b, const char *sid, const char *script, bk_run *k, sb
     sb_exec_run_opts o = {.command = script, .session = sid, .timeout_ms = BACKUP_TIMEOUT_MS,
                           .what = "tar", .open_stdin = in, .feed = in ? bk_feed : NULL,
                           .output = bk_output, .ctx = k};
+    /* backups and restores of one sandbox take turns: a restore swapping a
+     * folder while a backup of it reads, or two restores of one folder,
+     * would mix trees */
+    pthread_mutex_lock(&b->backup_mu);
     int rc = sb_exec_run(b, &o, &k->res, err);
+    pthread_mutex_unlock(&b->backup_mu);
     k->inbuf = NULL;
     if (k->line.len)
         stderr_line(k, k->line.data, k->line.len);

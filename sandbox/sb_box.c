@@ -174,6 +174,7 @@ static sb_box *box_new(const char *id)
     b->dir = cb_printf_new("%s/%s", reg.boxes_dir, id);
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
+    pthread_mutex_init(&b->backup_mu, NULL);
     b->refs = 1;  /* the registry's */
     b->pidfd = b->ctl = b->root_fd = b->netns_fd = -1;
     b->net_index = -1;
@@ -190,6 +191,7 @@ static void box_free(sb_box *b)
     cJSON_Delete(b->opts.env);
     cJSON_Delete(b->sessions);
     pthread_mutex_destroy(&b->mu);
+    pthread_mutex_destroy(&b->backup_mu);
     pthread_cond_destroy(&b->cv);
     free(b->dir);
     free(b);

@@ -52,6 +52,7 @@ typedef struct sb_box {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* signalled when processes change */
+    pthread_mutex_t backup_mu;  /* one backup or restore at a time (sb_backup.c) */
     int refs;
     bool deleted;
     sb_box_state state;
