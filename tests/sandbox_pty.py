@@ -426,6 +426,46 @@ try:
     a.drop()
     b.drop()
 
+    # ---- the docs' Python example, with Debian's websocket-client ---------------
+    # (docs/api.md "Terminal (PTY)": the same calls, against this server)
+    import json
+    import websocket
+    wsc = websocket.create_connection(
+        srv.url.replace("http://", "ws://") + "/v1/sandboxes/pty-a/pty?cols=80&rows=24",
+        header=["Authorization: Bearer " + srv.token], timeout=30)
+    wsc.send_binary(b"echo $((6*7))\r")
+    wsc.send(json.dumps({"type": "resize", "cols": 120, "rows": 40}))
+    wsc.send_binary(b"stty size; exit 3\r")
+    text, exits, closed = "", [], False
+    while not closed:
+        opcode, data = wsc.recv_data()
+        if opcode == websocket.ABNF.OPCODE_BINARY:
+            text += data.decode(errors="replace")
+        elif opcode == websocket.ABNF.OPCODE_TEXT:
+            msg = json.loads(data)
+            if msg["type"] == "exit":
+                exits.append(msg["exitCode"])
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            closed = True
+    wsc.close()
+    t.ok("\n42" in text.replace("\r", "") and "40 120" in text and exits == [3],
+         "the docs' websocket-client example: output 42, the resize applied, exit code 3, a close",
+         (text[-400:], exits))
+    proto = "cellbox.bearer." + srv.token
+    wsc = websocket.create_connection(srv.url.replace("http://", "ws://") + "/v1/sandboxes/pty-a/pty",
+                                      subprotocols=[proto], timeout=30)
+    wsc.send_binary(b"exit 4\r")
+    got = []
+    while True:
+        opcode, data = wsc.recv_data()
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            got.append(json.loads(data))
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+    wsc.close()
+    t.ok({"type": "exit", "exitCode": 4} in [{k: m.get(k) for k in ("type", "exitCode")} for m in got],
+         "websocket-client with the token as a subprotocol (what a browser sends)", got)
+
     # ---- a sandbox without network --------------------------------------------
     srv.create("pty-b", network="none")
     ws = WS(srv, "pty-b")
