@@ -176,7 +176,7 @@ static sb_box *box_new(const char *id)
     pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->backup_mu, NULL);
     b->refs = 1;  /* the registry's */
-    b->pidfd = b->ctl = b->root_fd = b->netns_fd = -1;
+    b->pidfd = b->ctl = b->root_fd = b->netns_fd = b->disk_fd = -1;
     b->net_index = -1;
     b->last_used_ms = sb_now_ms();
     b->sessions = cJSON_CreateObject();
@@ -907,13 +907,33 @@ static int disk_mount(sb_box *b, const char *ws, sb_error *err)
     int lfd = -1;
     if (loop_attach(imgfd, dev, sizeof dev, &lfd, err) < 0)
         return -1;
-    int rc = mount(dev, ws, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL);
+    int rc;
+    if (reg.isolation == SB_ISOLATION_NONE) {
+        rc = mount(dev, ws, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL);
+    } else {
+        /* A mount that is never in the server's namespace: a namespace made
+         * meanwhile (a warm agent, any other process) would keep a copy of
+         * it alive after the sandbox stops, and the image would then be
+         * mounted twice at its next start. The sandbox's agent attaches it. */
+        rc = -1;
+        int fsfd = (int)syscall(SYS_fsopen, "ext4", FSOPEN_CLOEXEC);
+        if (fsfd >= 0 && syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_STRING, "source", dev, 0) == 0 &&
+            syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
+            b->disk_fd = (int)syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC,
+                                      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOATIME);
+            rc = b->disk_fd >= 0 ? 0 : -1;
+        }
+        int e0 = errno;
+        if (fsfd >= 0)
+            close(fsfd);
+        errno = e0;
+    }
     int e = errno;
     if (rc < 0)
         ioctl(lfd, LOOP_CLR_FD, 0);
     close(lfd);  /* autoclear: the loop device goes with the last mount */
     if (rc < 0)
-        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "mount the workspace image on %s: %s", ws,
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "mount the workspace image %s: %s", img,
                        strerror(e)), -1;
     b->disk_mounted = true;
     return 0;
@@ -957,8 +977,11 @@ static int box_start(sb_box *b, sb_error *err)
     }
     int wsfd = -1;
     if (!none) {
-        /* a detached copy of the workspace mount, for the agent to attach */
-        wsfd = (int)syscall(SYS_open_tree, AT_FDCWD, ws, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        /* a detached copy of the workspace mount, for the agent to attach
+         * (diskMB: the image's own mount, handed over) */
+        wsfd = b->disk_fd >= 0 ? b->disk_fd
+                               : (int)syscall(SYS_open_tree, AT_FDCWD, ws, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        b->disk_fd = -1;
         if (wsfd < 0) {
             sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "open_tree %s: %s", ws, strerror(errno));
             goto fail;
@@ -1037,9 +1060,15 @@ static void box_teardown(sb_box *b)
         sb_net_teardown(b);
     int64_t t1 = cb_mono_ns();
     sb_cg_destroy(&b->cg);
-    if (b->disk_mounted) {
+    if (b->disk_fd >= 0) {   /* mounted but never handed over */
+        close(b->disk_fd);
+        b->disk_fd = -1;
+    }
+    if (b->disk_mounted && reg.isolation == SB_ISOLATION_NONE) {
         cb_autofree char *ws = workspace_path(b);
         disk_unmount(ws);
+    }
+    if (b->disk_mounted) {
         b->disk_mounted = false;
     }
     b->state = SB_BOX_STOPPED;

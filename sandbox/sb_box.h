@@ -60,7 +60,10 @@ typedef struct sb_box {
     int pidfd, ctl, root_fd, netns_fd;
     sb_cgroup cg;
     int net_index;              /* egress: veth pair number, -1 if none */
-    bool disk_mounted;          /* diskMB: the workspace image is mounted on its folder */
+    bool disk_mounted;          /* diskMB: the workspace image is mounted (on its folder
+                                 * with --isolation none; else only in the sandbox) */
+    int disk_fd;                /* diskMB, isolated: the image's detached mount (fsmount)
+                                 * until it is handed to the agent; -1 otherwise */
     int64_t started_us;
     unsigned generation;        /* bumped at each start */
     int active;                 /* requests using the agent now */

@@ -12,13 +12,28 @@ t = TAP()
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
-IDS = ["disk-a", "disk-b", "disk-c"]
+IDS = ["disk-a", "disk-b", "disk-c", "disk-other"]
 srv = Server()
 
 
 def mounted(path):
     with open("/proc/self/mountinfo") as f:
         return any((" %s " % path) in line for line in f)
+
+
+def image_in_use(img):
+    """Whether a loop device still backs img (its file system is mounted
+    somewhere, in any namespace)."""
+    import glob
+    real = os.path.realpath(img)
+    for f in glob.glob("/sys/block/loop*/loop/backing_file"):
+        try:
+            with open(f) as fh:
+                if fh.read().strip() == real:
+                    return True
+        except OSError:
+            pass
+    return False
 
 
 try:
@@ -33,7 +48,10 @@ try:
     x = srv.sh("disk-a", "df -k --output=size,avail /workspace | tail -1")
     size_k = int(x["stdout"].split()[0]) if x["exitCode"] == 0 else 0
     t.ok(40 * 1024 < size_k <= 64 * 1024, "df inside the sandbox shows a 64 MB file system", x)
-    t.ok(mounted(ws), "the workspace folder is a mount on the host while the sandbox runs")
+    img = os.path.join(srv.state, "sandboxes", "disk-a", "workspace.img")
+    t.ok(image_in_use(img) and not mounted(ws),
+         "the image is mounted for the sandbox only: a loop device backs it, the host's mount table "
+         "does not show it")
     st = os.statvfs(srv.state)
     host_free = st.f_bavail * st.f_frsize
     x = srv.sh("disk-a", "dd if=/dev/zero of=/workspace/big bs=1M count=200 2>&1; echo rc=$?", timeoutMs=60000)
@@ -58,21 +76,30 @@ try:
     t.ok(x["exitCode"] == 0 and int(x["stdout"].split()[0]) > 1 << 20,
          "a sandbox without diskMB has no such limit", x)
 
+    # a second server started now: its warm agents' namespaces are made while
+    # disk-a's image is mounted (a host mount would be copied into them and
+    # kept alive after disk-a stops, so the image would be mounted twice)
+    other = Server()
+    other.create("disk-other")
     t.eq(srv.stop(), 0, "SIGTERM: exit 0")
-    t.ok(not mounted(ws), "the server's stop unmounts the workspace image")
+    t.ok(not image_in_use(img), "the server's stop releases the workspace image (its loop device is gone), "
+         "even with another server's sandboxes made while it was mounted")
     srv.start()
     x = srv.sh("disk-a", "cat /workspace/keep.txt; df -k --output=size /workspace | tail -1")
     lines = x["stdout"].split()
     t.ok(x["exitCode"] == 0 and lines[:1] == ["kept"] and 40 * 1024 < int(lines[1]) <= 64 * 1024,
          "after a restart: the files are there, the limit too", x)
-    # the workspace busy at the stop (a file of it open on the host): the
-    # unmount is lazy, the loop device stays until the file is closed. What
-    # was written must be on the image, and the next start must wait for the
-    # old mount to go rather than mount the image twice.
+    other.stop()
+    other.cleanup()
+    # the workspace busy at the stop (a file of it held open from the host
+    # through /proc/<agent>/root): the image stays mounted until the file is
+    # closed. The next start must wait for that rather than mount it twice,
+    # and nothing written before the stop may be lost.
     x = srv.sh("disk-a", "echo later > /workspace/later.txt && echo ok")
-    held = open(os.path.join(ws, "keep.txt"))
+    agent = srv.get("/v1/sandboxes/disk-a").json()["agentPid"]
+    held = open("/proc/%d/root/workspace/keep.txt" % agent)
     t.eq(srv.stop(), 0, "SIGTERM with the workspace busy: exit 0")
-    t.ok(not mounted(ws), "the busy workspace is detached from the host's tree anyway")
+    t.ok(image_in_use(img), "a file of the workspace held open keeps the image mounted")
     import threading
     closer = threading.Timer(2.0, held.close)
     closer.start()
@@ -80,9 +107,9 @@ try:
     x = srv.sh("disk-a", "cat /workspace/later.txt /workspace/keep.txt")
     closer.join()
     t.ok(x["exitCode"] == 0 and x["stdout"].split() == ["later", "kept"],
-         "after a restart with the old mount still busy: the new mount waited for it, nothing lost", x)
+         "the next start waited for that mount to go: nothing lost, no second mount", x)
     r = srv.delete("/v1/sandboxes/disk-a")
-    t.ok(r.status == 200 and not mounted(ws) and not os.path.exists(os.path.dirname(ws)),
+    t.ok(r.status == 200 and not image_in_use(img) and not os.path.exists(os.path.dirname(ws)),
          "deleting the sandbox unmounts and removes its image", r)
 finally:
     rc = srv.stop()
