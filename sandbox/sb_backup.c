@@ -201,10 +201,13 @@ static void bk_run_clear(bk_run *k)
 static void stderr_line(bk_run *k, const char *s, size_t len)
 {
     const char *ck = memmem(s, len, "@cb", 3);
-    if (ck && len >= 5 && memcmp(s, "tar: @cb", 8) == 0) {
+    if (ck && len >= 8 && memcmp(s, "tar: @cb", 8) == 0) {
         uint64_t records = strtoull(ck + 3, NULL, 10);
-        if (records * RECORD_SIZE > k->acked)
-            k->acked = records * RECORD_SIZE;
+        /* tar cannot have read more than was sent: never more (a bogus line
+         * would make sent - acked wrap and stop the feeding for good) */
+        uint64_t got = records > k->sent / RECORD_SIZE ? k->sent : records * RECORD_SIZE;
+        if (got > k->acked)
+            k->acked = got;
         return;
     }
     if (k->err.len < STDERR_CAP) {
@@ -389,12 +392,16 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
         script_error(&k, "backup", path, err);
         rc = -1;
     }
-    if (rc == 0 && (fsync(k.out_fd) < 0 || close(k.out_fd) < 0)) {
-        sb_fail(err, sb_err_from_errno(errno), "cannot store the backup: %s", strerror(errno));
+    if (rc == 0) {
+        /* closed whatever fsync says: its fd must not leak */
+        int e = fsync(k.out_fd) < 0 ? errno : 0;
+        if (close(k.out_fd) < 0 && !e)
+            e = errno;
         k.out_fd = -1;
-        rc = -1;
-    } else if (rc == 0) {
-        k.out_fd = -1;
+        if (e) {
+            sb_fail(err, sb_err_from_errno(e), "cannot store the backup: %s", strerror(e));
+            rc = -1;
+        }
     }
     if (k.out_fd >= 0)
         close(k.out_fd);

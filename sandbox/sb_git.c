@@ -117,6 +117,24 @@ char *sb_git_repo_name(const char *url)
     return name;
 }
 
+/* url for logs and error messages: credentials in it ("https://user:token@
+ * host/...") become "***" (owned). The clone itself gets the url as given. */
+static char *url_redacted(const char *url)
+{
+    const char *sep = strstr(url, "://");
+    if (!sep)
+        return cb_strdup(url);
+    const char *host = sep + 3;
+    size_t auth_end = strcspn(host, "/?#");
+    const char *at = NULL;
+    for (const char *p = host; p < host + auth_end; p++)
+        if (*p == '@')
+            at = p;  /* the last '@' of the authority ends the userinfo */
+    if (!at)
+        return cb_strdup(url);
+    return cb_printf_new("%.*s***%s", (int)(host - url), url, at);
+}
+
 /* ---- running a script in the sandbox --------------------------------------- */
 
 typedef struct git_run {
@@ -314,22 +332,23 @@ int sb_git_checkout(sb_req *r, sb_box *b, sb_error *err)
         return -1;
     }
     cb_autofree char *msg = sb_exec_message(&g.err);
+    cb_autofree char *shown = url_redacted(url);  /* never a credential in a log */
     int rc = -1;
     if (g.res.timed_out) {
         if (started)
             clone_cleanup(b, sid, dir, existed);
-        sb_fail(err, SB_E_TIMEOUT, "git clone of %s did not finish in %lld ms", url, (long long)timeout_ms);
+        sb_fail(err, SB_E_TIMEOUT, "git clone of %s did not finish in %lld ms", shown, (long long)timeout_ms);
     } else if (g.res.exit_code == GIT_RC_NO_GIT) {
         sb_fail(err, SB_E_GIT_NOT_AVAILABLE, "git is not installed in this sandbox (no git on its PATH)");
     } else if (g.res.exit_code == GIT_RC_EXISTS) {
         sb_fail(err, SB_E_FILE_EXISTS, "%s", msg);
     } else if (g.res.exit_code == GIT_RC_CLONE) {
         if (branch && strstr(msg, "Remote branch") && strstr(msg, "not found"))
-            sb_fail(err, SB_E_GIT_BRANCH_NOT_FOUND, "branch '%s' not found in %s: %s", branch, url, msg);
+            sb_fail(err, SB_E_GIT_BRANCH_NOT_FOUND, "branch '%s' not found in %s: %s", branch, shown, msg);
         else
-            sb_fail(err, SB_E_GIT_CLONE_FAILED, "git clone %s failed: %s", url, msg);
+            sb_fail(err, SB_E_GIT_CLONE_FAILED, "git clone %s failed: %s", shown, msg);
     } else if (g.res.exit_code != 0) {
-        sb_fail(err, SB_E_GIT_CLONE_FAILED, "git clone %s failed (exit %d): %s", url, g.res.exit_code, msg);
+        sb_fail(err, SB_E_GIT_CLONE_FAILED, "git clone %s failed (exit %d): %s", shown, g.res.exit_code, msg);
     } else {
         rc = 0;
     }
@@ -349,6 +368,6 @@ int sb_git_checkout(sb_req *r, sb_box *b, sb_error *err)
     char date[CB_ISO_DATE_LEN];
     cb_iso_date(date, cb_real_us());
     cJSON_AddStringToObject(j, "timestamp", date);
-    cb_logkv(CB_LOG_INFO, "git", NULL, "sandbox %s: cloned %s into %s", b->id, url, dir);
+    cb_logkv(CB_LOG_INFO, "git", NULL, "sandbox %s: cloned %s into %s", b->id, shown, dir);
     return sb_reply_json(r, 200, j);
 }

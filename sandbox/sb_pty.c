@@ -240,6 +240,16 @@ static void send_json(relay *s, cJSON *take)
     sb_ws_encode(&s->cout, SB_WS_TEXT, true, text, strlen(text), NULL);
 }
 
+/* Room for a reply the client's own messages ask for (a pong, an error)?
+ * Not while the output towards it is full: a client that sends pings or
+ * bad messages and reads nothing would otherwise grow cout without bound
+ * (each 6-byte message asks for up to ~150 bytes). Such replies are
+ * dropped then; a pong may be (RFC 6455 5.5.3), an error is only advice. */
+static bool reply_room(const relay *s)
+{
+    return s->cout.len < SB_PTY_BUF_MAX;
+}
+
 static void send_error(relay *s, const char *msg)
 {
     cJSON *j = cJSON_CreateObject();
@@ -261,13 +271,13 @@ static void on_text(relay *s, const char *text, size_t len)
             char p[32];
             int n = snprintf(p, sizeof p, "%d %d", (int)c->valuedouble, (int)rr->valuedouble);
             sb_pty_frame_put(&s->aout, SB_FRAME_RESIZE, p, (size_t)n);
-        } else {
+        } else if (reply_room(s)) {
             send_error(s, "resize: cols and rows must be integers from 1 to 1000");
         }
     } else if (strcmp(type, "input") == 0 && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "data"))) {
         const char *d = cb_json_str(j, "data", "");
         sb_pty_frame_put(&s->aout, SB_FRAME_STDIN, d, strlen(d));
-    } else {
+    } else if (reply_room(s)) {
         send_error(s, "unknown message: send {\"type\":\"resize\",\"cols\":N,\"rows\":M}, "
                       "{\"type\":\"input\",\"data\":\"...\"} or binary input");
     }
@@ -291,7 +301,7 @@ static void client_messages(relay *s)
         }
         if (s->closing)
             continue;
-        if (m.opcode == SB_WS_PING)
+        if (m.opcode == SB_WS_PING && reply_room(s))
             sb_ws_encode(&s->cout, SB_WS_PONG, true, m.data, m.len, NULL);
         else if (m.opcode == SB_WS_BINARY && m.len)
             sb_pty_frame_put(&s->aout, SB_FRAME_STDIN, m.data, m.len);

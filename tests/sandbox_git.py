@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -153,6 +153,17 @@ try:
     t.ok(r.status == 500 and r.code == "GIT_CLONE_FAILED", "network: none sandbox, remote host: GIT_CLONE_FAILED", r)
     t.ok(time.time() - t0 < 15, "and quickly (%.1fs): no network at all" % (time.time() - t0))
     t.eq(sh("test -e /workspace/net && echo left || echo gone")["stdout"], "gone\n", "no folder left behind")
+
+    # credentials in the URL never reach the server's log (a failed clone's
+    # 500 is logged with its message); the message names the repository
+    r = checkout({"repoUrl": "https://someone:S3cr3tT0ken@10.255.255.1/x/y.git", "targetDir": "cred",
+                  "timeoutMs": 20000})
+    msg = r.json()["error"]["message"] if r.status != 200 else ""
+    t.ok(r.status == 500 and "S3cr3tT0ken" not in msg and "https://***@10.255.255.1/x/y.git" in msg,
+         "a URL with credentials: the error message has them redacted", r)
+    t.ok(wait_until(lambda: "10.255.255.1/x/y.git" in srv.server_log(), timeout=5)
+         and "S3cr3tT0ken" not in srv.server_log(), "and so has the server's log",
+         [l for l in srv.server_log().splitlines() if "y.git" in l][-3:])
 
     # a git daemon that never answers (inside the sandbox, on its loopback)
     r = srv.post(SB + "/processes", {"processId": "mute", "command":

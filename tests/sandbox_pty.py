@@ -408,6 +408,42 @@ try:
     ws.wait_close()
     ws.drop()
 
+    # ---- replies to a client that reads nothing stay bounded ------------------
+    # each ping asks for a pong and each bad text message for an error: a
+    # client that sends them and never reads must not grow the server's
+    # buffer towards it (64 MB of pings; 4 MB of 7-byte bad messages would
+    # ask for ~90 MB of errors)
+    def server_rss():
+        return int([l for l in open("/proc/%d/status" % srv.server_pid)
+                    if l.startswith("VmRSS")][0].split()[1])
+
+    # under AddressSanitizer freed memory sits in its quarantine (up to
+    # 256 MB), so churn shows as growth there: a looser bound (measured:
+    # without the bound on replies, ASan build 136 and 283 MB; with it, ASan
+    # build up to 70 MB, normal build 1 and 2 MB)
+    asan = "libasan" in open("/proc/%d/maps" % srv.server_pid).read()
+    limit = (100 if asan else 40) * 1024
+    for what, frame, total in (("pings", 9, 64 << 20), ("bad text messages", 1, 4 << 20)):
+        ws = WS(srv, "pty-a")
+        ready(ws)
+        rss0 = server_rss()
+        blob = ws.frame(frame, b"p" * 125 if frame == 9 else b"x") * (8000 if frame == 9 else 40000)
+        sent, t0 = 0, time.time()
+        ws.sock.settimeout(60)
+        while sent < total and time.time() - t0 < 60:
+            ws.sock.sendall(blob)
+            sent += len(blob)
+        time.sleep(1)
+        grew = server_rss() - rss0
+        t.ok(sent >= total and grew < limit,
+             "a client sending %s and reading nothing: the server's memory grows %d KiB" % (what, grew))
+        while ws.read_frame(2) is not None:   # drain what was queued
+            pass
+        ws.type("echo STILL$((3+4))\r")
+        t.ok(ws.expect("STILL7", timeout=30), "... and the terminal still works afterwards", ws.output[-200:])
+        ws.close()
+        ws.drop()
+
     # ---- several at once, the server keeps answering -------------------------
     a, b = WS(srv, "pty-a"), WS(srv, "pty-a")
     a.type("echo AAA$((1+1))\r")
