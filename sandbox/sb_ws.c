@@ -205,6 +205,28 @@ static bool close_code_ok(int c)
     return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
+/* The reader's position in the caller's input: frames are taken by moving
+ * in_pos, and the bytes taken are removed from the front of the buffer once
+ * (when more bytes are needed), not after every frame: a buffer of many
+ * small frames would otherwise be moved once per frame. */
+static void taken(sb_ws_reader *r, cb_buf *in, size_t n)
+{
+    r->in_pos += n;
+    if (r->in_pos == in->len) {   /* all of it: nothing to move */
+        cb_buf_reset(in);
+        r->in_pos = 0;
+    }
+}
+
+static int need_more(sb_ws_reader *r, cb_buf *in)
+{
+    if (r->in_pos) {
+        cb_buf_consume(in, r->in_pos);
+        r->in_pos = 0;
+    }
+    return 0;
+}
+
 int sb_ws_read(sb_ws_reader *r, cb_buf *in, sb_ws_msg *m, int *close_code)
 {
     if (r->msg_done) {
@@ -212,11 +234,13 @@ int sb_ws_read(sb_ws_reader *r, cb_buf *in, sb_ws_msg *m, int *close_code)
         r->msg_done = false;
         r->msg_opcode = 0;
     }
+    if (r->in_pos > in->len)   /* the caller emptied its buffer */
+        r->in_pos = 0;
     for (;;) {
-        const uint8_t *p = (const uint8_t *)in->data;
-        size_t have = in->len;
+        const uint8_t *p = (const uint8_t *)in->data + r->in_pos;
+        size_t have = in->len - r->in_pos;
         if (have < 2)
-            return 0;
+            return need_more(r, in);
         bool fin = p[0] & 0x80;
         int op = p[0] & 0x0f;
         bool masked = p[1] & 0x80;
@@ -238,12 +262,12 @@ int sb_ws_read(sb_ws_reader *r, cb_buf *in, sb_ws_msg *m, int *close_code)
             return fail(close_code, SB_WS_CLOSE_PROTOCOL);
         if (len == 126) {
             if (have < 4)
-                return 0;
+                return need_more(r, in);
             len = (uint64_t)p[2] << 8 | p[3];
             hl = 4;
         } else if (len == 127) {
             if (have < 10)
-                return 0;
+                return need_more(r, in);
             len = 0;
             for (int i = 0; i < 8; i++)
                 len = len << 8 | p[2 + i];
@@ -258,7 +282,7 @@ int sb_ws_read(sb_ws_reader *r, cb_buf *in, sb_ws_msg *m, int *close_code)
         if (masked)
             hl += 4;
         if (have < hl || have - hl < len)
-            return 0;
+            return need_more(r, in);
         cb_buf *dst = control ? &r->ctl : &r->msg;
         if (control)
             cb_buf_reset(&r->ctl);
@@ -269,7 +293,7 @@ int sb_ws_read(sb_ws_reader *r, cb_buf *in, sb_ws_msg *m, int *close_code)
         if (mask)
             for (size_t i = 0; i < len; i++)
                 dst->data[at + i] ^= (char)mask[i & 3];
-        cb_buf_consume(in, hl + (size_t)len);
+        taken(r, in, hl + (size_t)len);
         if (control) {
             *m = (sb_ws_msg){op, r->ctl.data ? r->ctl.data : "", r->ctl.len, 0};
             if (op == SB_WS_CLOSE) {

@@ -59,6 +59,7 @@ typedef struct sb_ws_reader {
     bool msg_done;        /* msg was handed out: reset it on the next call */
     cb_buf msg;           /* the data message being assembled */
     cb_buf ctl;           /* the last control frame's payload */
+    size_t in_pos;        /* bytes at the front of the input already taken */
 } sb_ws_reader;
 
 typedef struct sb_ws_msg {
@@ -72,7 +73,8 @@ void sb_ws_reader_init(sb_ws_reader *r, bool need_mask, size_t max_message);
 void sb_ws_reader_clear(sb_ws_reader *r);
 
 /* Take the next complete message or control frame from the front of in
- * (the bytes used are consumed; control frames come out as they arrive,
+ * (the bytes used are consumed: all of them by the time it returns 0, so
+ * between calls the caller only appends to in; control frames come out as they arrive,
  * even between the fragments of a message). Returns 1 with *m set, 0 when
  * more bytes are needed, -1 on a protocol error with *close_code set: 1002
  * (bad frame: unmasked, reserved bits or opcodes, bad fragmentation, bad

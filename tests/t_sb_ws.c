@@ -244,6 +244,39 @@ static void test_close_and_utf8(void)
        !sb_ws_utf8_valid("\xf4\x90\x80\x80", 4), "overlong, truncated, above U+10FFFF");
 }
 
+/* Many small frames in one read, the last one cut: each comes out in order,
+ * what was taken leaves the buffer by the time more bytes are needed, and
+ * the cut frame completes when its bytes are appended. */
+static void test_many_small_frames(void)
+{
+    static const uint8_t mask[4] = {1, 2, 3, 4};
+    cb_buf in = CB_BUF_INIT, last = CB_BUF_INIT;
+    enum { N = 5000 };
+    for (int i = 0; i < N; i++) {
+        char c = (char)('a' + i % 26);
+        sb_ws_encode(&in, SB_WS_BINARY, true, &c, 1, mask);
+    }
+    sb_ws_encode(&last, SB_WS_TEXT, true, "tail", 4, mask);
+    cb_buf_append(&in, last.data, 5);   /* its first 5 bytes only */
+    sb_ws_reader r;
+    sb_ws_reader_init(&r, true, 1 << 20);
+    sb_ws_msg m;
+    int code, got = 0, rc;
+    bool order = true;
+    while ((rc = read1(&r, &in, &m, &code)) == 1) {
+        order &= m.opcode == SB_WS_BINARY && m.len == 1 && m.data[0] == (char)('a' + got % 26);
+        got++;
+    }
+    ok(rc == 0 && got == N && order, "%d one-byte frames from one buffer, in order", N);
+    ok(in.len == 5, "when more bytes are needed, only the cut frame's 5 bytes are left in the input");
+    cb_buf_append(&in, last.data + 5, last.len - 5);
+    ok(read1(&r, &in, &m, &code) == 1 && m.opcode == SB_WS_TEXT && m.len == 4 && memcmp(m.data, "tail", 4) == 0 &&
+       in.len == 0, "the cut frame completes once its bytes are appended; the input is then empty");
+    sb_ws_reader_clear(&r);
+    cb_buf_clear(&in);
+    cb_buf_clear(&last);
+}
+
 int main(void)
 {
     test_accept_key();
@@ -253,5 +286,6 @@ int main(void)
     test_fragments();
     test_bad_frames();
     test_close_and_utf8();
+    test_many_small_frames();
     tap_done();
 }
