@@ -484,8 +484,9 @@ static void assign(cb_buf *b, const char *name, const char *value)
     cb_buf_putc(b, '\n');
 }
 
-/* Replace a dead waiting shell with a fresh one. */
-static void shim_restart(shim *s)
+/* End the prepared shell (killed if it still runs) and free what it held:
+ * a terminal has no use for it, a dead one is replaced (shim_restart). */
+static void shim_discard(shim *s)
 {
     int st;
     if (s->child > 0 && !command_ended(s->child, &st))
@@ -493,8 +494,17 @@ static void shim_restart(shim *s)
     for (int *fd = (int[]){s->in, s->out, s->err, s->st, s->script, s->pidfd, -2}; *fd != -2; fd++)
         if (*fd >= 0)
             close(*fd);
+    s->in = s->out = s->err = s->st = s->script = s->pidfd = -1;
+    s->child = -1;
+    keep_pid = -1;
     cb_buf_clear(&s->in_pending);
     cb_buf_clear(&s->state);
+}
+
+/* Replace a dead waiting shell with a fresh one. */
+static void shim_restart(shim *s)
+{
+    shim_discard(s);
     shim_prepare(s);
 }
 
@@ -694,22 +704,6 @@ static int shim_serve(shim *s, int sock, cJSON *req)
 }
 
 /* ---- terminals (op "pty", see sb_pty.h) -------------------------------------- */
-
-/* The prepared exec shell is of no use to a terminal: end it. */
-static void shim_discard(shim *s)
-{
-    int st;
-    if (s->child > 0 && !command_ended(s->child, &st))
-        kill(s->child, SIGKILL), waitpid(s->child, NULL, 0);
-    for (int *fd = (int[]){s->in, s->out, s->err, s->st, s->script, s->pidfd, -2}; *fd != -2; fd++)
-        if (*fd >= 0)
-            close(*fd);
-    s->in = s->out = s->err = s->st = s->script = s->pidfd = -1;
-    s->child = -1;
-    keep_pid = -1;
-    cb_buf_clear(&s->in_pending);
-    cb_buf_clear(&s->state);
-}
 
 /* The terminal's shell: a new session on the pty, which becomes its
  * controlling terminal, then the same identity and filter as a command.

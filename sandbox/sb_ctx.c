@@ -535,8 +535,8 @@ int sb_ctx_create(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
     return 0;
 }
 
-/* A reference to a listed context, waiting while it starts; NULL + err. */
-static sb_ctx *ctx_get(sb_box *b, const char *id, sb_error *err)
+/* A reference to a listed context, as it is (starting or not); NULL + err. */
+static sb_ctx *ctx_find(sb_box *b, const char *id, sb_error *err)
 {
     pthread_mutex_lock(&b->mu);
     sb_ctx *c = find_locked(b, id);
@@ -544,7 +544,16 @@ static sb_ctx *ctx_get(sb_box *b, const char *id, sb_error *err)
         ctx_ref(c);
     pthread_mutex_unlock(&b->mu);
     if (!c)
-        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), NULL;
+        sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id);
+    return c;
+}
+
+/* A reference to a listed context, waiting while it starts; NULL + err. */
+static sb_ctx *ctx_get(sb_box *b, const char *id, sb_error *err)
+{
+    sb_ctx *c = ctx_find(b, id, err);
+    if (!c)
+        return NULL;
     pthread_mutex_lock(&c->mu);
     while (c->state == CTX_STARTING)
         pthread_cond_wait(&c->cv, &c->mu);
@@ -623,13 +632,9 @@ int sb_ctx_input(sb_box *b, const char *id, const cJSON *body, sb_error *err)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "value");
     if (!cJSON_IsString(v))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "value must be a string"), -1;
-    pthread_mutex_lock(&b->mu);
-    sb_ctx *c = find_locked(b, id);
-    if (c)
-        ctx_ref(c);
-    pthread_mutex_unlock(&b->mu);
+    sb_ctx *c = ctx_find(b, id, err);
     if (!c)
-        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), -1;
+        return -1;
     pthread_mutex_lock(&c->mu);
     bool waiting = c->input_waiting && !c->input_value;
     if (waiting)
@@ -671,13 +676,9 @@ int sb_ctx_restart(sb_box *b, const char *id, cJSON **out, sb_error *err)
 
 int sb_ctx_interrupt(sb_box *b, const char *id, bool *interrupted, sb_error *err)
 {
-    pthread_mutex_lock(&b->mu);
-    sb_ctx *c = find_locked(b, id);
-    if (c)
-        ctx_ref(c);
-    pthread_mutex_unlock(&b->mu);
+    sb_ctx *c = ctx_find(b, id, err);
     if (!c)
-        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), -1;
+        return -1;
     pthread_mutex_lock(&c->mu);
     /* the run's thread owns the client: it sends the interrupt (run_step) */
     *interrupted = c->busy && c->state == CTX_READY;
