@@ -709,6 +709,16 @@ def s_cellbox_cells(k, st):
     k.req_ok("disconnect", {"restart": False, "terminateDebuggee": True})
     r, out = k.run("\n\n1 + 1")
     k.eq(results(out), ["2"], "after disconnect, a cell with leading empty lines runs as usual")
+
+
+def s_cellbox_cleanup(k, st):
+    """cellbox only: the folder of dumped cells is the kernel's own (its pid
+    is in the name) and goes away when the kernel shuts down."""
+    if k.name != "cellbox":
+        return
+    k.start_debugger()
+    path = k.dump("x = 1")
+    k.run("x = 1")
     folder = os.path.dirname(path)
     k.ok(os.path.isdir(folder), "the dumped cells' folder exists while the kernel runs", folder)
     k.km.shutdown_kernel(now=False)
@@ -723,6 +733,7 @@ GROUPS = [
     ("disconnect and restart", [s_disconnect_restart]),
     ("robustness", [s_robust]),
     ("cells while debugging", [s_cellbox_cells]),
+    ("cleanup", [s_cellbox_cleanup]),
 ]
 
 

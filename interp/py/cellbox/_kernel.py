@@ -470,6 +470,12 @@ class Shell:
             _aio.request_end()
 
     def shutdown(self, restart):
+        d = sys.modules.get("cellbox._debugger")
+        if d is not None:
+            # the cells' files the debugger wrote; first, as the atexit
+            # functions that follow may outlast the core's grace period
+            # (debugpy's do, while its adapter lives)
+            d.cleanup()
         try:
             import atexit
             atexit._run_exitfuncs()
@@ -480,9 +486,6 @@ class Shell:
                 f.flush()
             except BaseException:
                 pass
-        d = sys.modules.get("cellbox._debugger")
-        if d is not None:
-            d.cleanup()   # the cells' files the debugger wrote
 
 
 class _Exiter:
