@@ -376,6 +376,17 @@ static int confine_child(const char *cwd, bool cwd_fallback, const char **stage)
     return 0;
 }
 
+/* A forked child could not become its program: "<errno> <stage>" on errfd
+ * (close-on-exec, so silence there means exec worked), then exit 127. */
+CB_NORETURN static void child_fail(int errfd, const char *stage)
+{
+    int e = errno;
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "%d %s", e, stage);
+    ssize_t CB_UNUSED w = write(errfd, msg, (size_t)n);
+    _exit(127);
+}
+
 /* The forked command: set up fds, identity and filter, exec bash. Reports a
  * failure as an errno on errfd (close-on-exec: silence means exec worked). */
 CB_NORETURN static void child_exec(int in, int out, int err, int st, int script, int errfd,
@@ -411,12 +422,8 @@ CB_NORETURN static void child_exec(int in, int out, int err, int st, int script,
     stage = "exec /bin/bash";
     char *argv[] = {"bash", "--noprofile", "--norc", "-c", "builtin . /dev/fd/7", NULL};
     execve("/bin/bash", argv, envp);
-fail:;
-    int e = errno;
-    char msg[256];
-    int n = snprintf(msg, sizeof msg, "%d %s", e, stage);
-    ssize_t CB_UNUSED w = write(errfd, msg, (size_t)n);
-    _exit(127);
+fail:
+    child_fail(errfd, stage);
 }
 
 static char *minimal_env[] = {
@@ -733,12 +740,8 @@ CB_NORETURN static void pty_child_exec(int slave, int rc, int errfd, const char 
         goto fail;
     stage = "exec /bin/bash";
     execve("/bin/bash", argv, envp);
-fail:;
-    int e = errno;
-    char msg[256];
-    int n = snprintf(msg, sizeof msg, "%d %s", e, stage);
-    ssize_t CB_UNUSED w = write(errfd, msg, (size_t)n);
-    _exit(127);
+fail:
+    child_fail(errfd, stage);
 }
 
 /* The startup script of a terminal's bash (fd 7): the usual bashrc for an
