@@ -359,7 +359,7 @@ int sb_cg_sweep(const sb_cg_layout *l, const char *root)
             cb_autofree char *dir = cb_printf_new("%s/%s", l->base[i], e->d_name);
             kill_members(dir, root);
             int tries = 0;
-            while (rmdir(dir) < 0 && errno == EBUSY && tries++ < 100)
+            while (rmdir(dir) < 0 && errno == EBUSY && tries++ < 400)  /* 2 s: killed members of a pid namespace can take a while */
                 usleep(5000);
             if (access(dir, F_OK) != 0)
                 removed++;
