@@ -23,6 +23,13 @@ libcellbox_a_SOURCES += \
 	sandbox/sb_backup.c sandbox/sb_backup.h \
 	sandbox/sb_serve.c
 
+# The agent (pid 1 of every sandbox) as a small program of its own: it is
+# started twice per sandbox, and links libc, cJSON and libsodium only.
+pkglibexec_PROGRAMS = cellbox-agent
+cellbox_agent_SOURCES = sandbox/sb_agent_main.c
+cellbox_agent_LDADD = libcellbox.a $(CJSON_LIBS) $(SODIUM_LIBS)
+cellbox_agent_LDFLAGS = $(SAN_LDFLAGS) -pthread
+
 # Tests: C unit tests of the pure parts, then integration tests that run the
 # real server (Python's http.client and curl; they need root).
 EXTRA_DIST += tests/sandbox_lib.py tests/sandbox_api.py tests/sandbox_lifecycle.py \

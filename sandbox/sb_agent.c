@@ -904,7 +904,7 @@ static int pty_serve(shim *s, int sock, cJSON *req)
         if (im >= 0 && (p[im].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t got = read(master, buf, sizeof buf);
             if (got > 0)
-                sb_pty_frame_put(&out, SB_FRAME_STDOUT, buf, (size_t)got);
+                sb_frame_put(&out, SB_FRAME_STDOUT, buf, (size_t)got);
             else if (got == 0 || (errno != EAGAIN && errno != EINTR))
                 master_eof = true;  /* EIO: no slave fd left open */
         }
@@ -939,7 +939,7 @@ static int pty_serve(shim *s, int sock, cJSON *req)
         const char *data;
         size_t len;
         long fl;
-        while (in.len < SB_PTY_BUF_MAX && (fl = sb_pty_frame_next(&rbuf, &type, &data, &len)) > 0) {
+        while (in.len < SB_PTY_BUF_MAX && (fl = sb_frame_next(&rbuf, &type, &data, &len)) > 0) {
             if (type == SB_FRAME_STDIN) {
                 cb_buf_append(&in, data, len);
             } else if (type == SB_FRAME_RESIZE) {
@@ -959,7 +959,7 @@ static int pty_serve(shim *s, int sock, cJSON *req)
             }
             cb_buf_consume(&rbuf, (size_t)fl);
         }
-        if (in.len < SB_PTY_BUF_MAX && sb_pty_frame_next(&rbuf, &type, &data, &len) < 0)
+        if (in.len < SB_PTY_BUF_MAX && sb_frame_next(&rbuf, &type, &data, &len) < 0)
             cb_buf_reset(&rbuf);  /* garbage: the server never sends it */
         if (p[ip].revents && command_ended(pid, &status))
             exited = true;
@@ -970,7 +970,7 @@ static int pty_serve(shim *s, int sock, cJSON *req)
         ssize_t got = read(master, buf, sizeof buf);
         if (got <= 0)
             break;
-        sb_pty_frame_put(&out, SB_FRAME_STDOUT, buf, (size_t)got);
+        sb_frame_put(&out, SB_FRAME_STDOUT, buf, (size_t)got);
     }
     kill_tree(0, SIGKILL, true);
     if (!exited)
@@ -1104,6 +1104,35 @@ static void run_plan(const cJSON *steps)
     sb_plan_clear(&plan);
 }
 
+/* After pivot_root, let go of everything that still comes from the host's
+ * file systems: stdin and stdout (the host's /dev/null) are reopened from
+ * the new root, and the agent starts itself again from the binary bound at
+ * /run/cellbox (sb_plan.h), so that its program and libraries are mapped from
+ * the sandbox's own mounts (stderr is the server's log pipe). Any host file
+ * held open or mapped would keep this namespace's copy of the host's mount
+ * tree alive, and with it every host mount of the moment: an unmounted
+ * disk could not be released while sandboxes run. */
+static void drop_host_tree(void)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0)
+        setup_fail("reopen stdio in the sandbox: %s", strerror(errno));
+    close(null);
+    char *envp[] = {NULL};
+    if (access(SB_AGENT_IN_SANDBOX, X_OK) == 0) {
+        execve(SB_AGENT_IN_SANDBOX, (char *[]){"cellbox-agent", "--rooted", NULL}, envp);
+        setup_fail("start the agent again from %s: %s", SB_AGENT_IN_SANDBOX, strerror(errno));
+    }
+    if (access(SB_SELF_IN_SANDBOX, X_OK) == 0) {
+        execve(SB_SELF_IN_SANDBOX, (char *[]){"cellbox", "agent", "--rooted", NULL}, envp);
+        setup_fail("start the agent again from %s: %s", SB_SELF_IN_SANDBOX, strerror(errno));
+    }
+    cb_warn("agent", "neither %s nor %s in the sandbox: the agent keeps the host's binary mapped",
+            SB_AGENT_IN_SANDBOX, SB_SELF_IN_SANDBOX);
+}
+
+static int agent_run(void);
+
 int sb_cmd_agent(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
@@ -1114,6 +1143,12 @@ int sb_cmd_agent(int argc, char **argv)
     if (fstat(CTL_FD, &st) < 0 || !S_ISSOCK(st.st_mode)) {
         fprintf(stderr, "cellbox agent: internal command, started by 'cellbox serve'\n");
         return 2;
+    }
+    if (argc > 1 && strcmp(argv[1], "--rooted") == 0) {
+        /* started again by ourselves, from inside the new root (see below) */
+        conf.isolated = true;
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        return agent_run();
     }
     /* Phase 1, generic: the setup JSON on fd 4 holds the generic plan. */
     cb_buf in = CB_BUF_INIT;
@@ -1138,9 +1173,18 @@ int sb_cmd_agent(int argc, char **argv)
         run_plan(cb_json_arr(setup, "plan"));
         if (unshare(CLONE_NEWCGROUP) < 0)
             setup_fail("cgroup namespace: %s", strerror(errno));
+        cJSON_Delete(setup);
+        drop_host_tree();
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    } else {
+        cJSON_Delete(setup);
     }
-    cJSON_Delete(setup);
+    return agent_run();
+}
+
+/* The rest of the agent's life: pooled, then this sandbox's pid 1. */
+static int agent_run(void)
+{
     /* the server started us at idle priority for the heavy part */
     sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0});
     /* The first spare shell starts now, while the agent waits in the pool:

@@ -20,10 +20,10 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "kernel/client.h"
+#include "sandbox/sb_plan.h"
 #include "sandbox/sb_proc.h"
 #include "sandbox/sb_util.h"
 
-#define CTX_BIN_IN_SANDBOX "/run/cellbox/cellbox"
 #define CTX_START_TIMEOUT_S 60.0
 #define CTX_INTERRUPT_GRACE_S 5.0
 #define CTX_MAX 64                      /* per sandbox: each costs the server two threads */
@@ -311,7 +311,7 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     cJSON *body = NULL;
     kn_conn conn = {0};
     bool isolated = sb_boxes_isolated();
-    cb_autofree char *bin = isolated ? cb_strdup(CTX_BIN_IN_SANDBOX) : self_exe();
+    cb_autofree char *bin = isolated ? cb_strdup(SB_SELF_IN_SANDBOX) : self_exe();
     cb_autofree char *key = NULL, *conn_json = NULL, *dir = NULL, *command = NULL;
     if (!bin || pick_ports_in_box(b, ports, err) < 0) {
         if (!err->code)
@@ -351,7 +351,7 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     if (env)
         cJSON_AddItemToObject(body, "env", cJSON_Duplicate(env, true));
     struct stat st;
-    if (isolated && stat_in_box(b, CTX_BIN_IN_SANDBOX, &st) < 0) {
+    if (isolated && stat_in_box(b, SB_SELF_IN_SANDBOX, &st) < 0) {
         sb_fail(err, SB_E_INTERPRETER_NOT_READY,
                 "the cellbox binary is not available inside the sandbox (%s): the server's binary "
                 "must be readable by the sandbox's user; restart the server if it was moved",

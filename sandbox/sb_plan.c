@@ -124,7 +124,9 @@ void sb_plan_build(sb_plan *p, const sb_plan_opts *o)
     /* the server's own binary, for code contexts (`cellbox kernel` runs
      * inside the sandbox); skipped when the sandbox's root cannot reach it */
     if (o->self_exe)
-        sb_plan_add(p, SB_STEP_BIND, o->self_exe, "/run/cellbox/cellbox", SB_BIND_RO | SB_BIND_TRY, 0, 0);
+        sb_plan_add(p, SB_STEP_BIND, o->self_exe, SB_SELF_IN_SANDBOX, SB_BIND_RO | SB_BIND_TRY, 0, 0);
+    if (o->agent_exe)
+        sb_plan_add(p, SB_STEP_BIND, o->agent_exe, SB_AGENT_IN_SANDBOX, SB_BIND_RO | SB_BIND_TRY, 0, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/var", 0, 0755, 0);
     sb_plan_add(p, SB_STEP_SYMLINK, "/tmp", "/var/tmp", 0, 0, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/workspace", 0, 0755, 0);
@@ -323,7 +325,10 @@ static int run_step(const sb_step *s, bool pivoted, int src_fd, int src_errno, c
             return -1;
         *what = "mount root tmpfs";
         cb_autofree char *opts = cb_printf_new("mode=%04o,size=%um", s->mode, s->size_mb);
-        return mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, opts);
+        /* noatime: an access time update is a write, and a write in
+         * progress (the spare shell's exec reading the /bin symlink) makes
+         * the remount read-only at the end of specialising fail EBUSY */
+        return mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, opts);
     }
     case SB_STEP_TMPFS: {
         *what = "mkdir";
@@ -408,9 +413,14 @@ static int run_step(const sb_step *s, bool pivoted, int src_fd, int src_errno, c
         if (umount2(".", MNT_DETACH) < 0)
             return -1;
         return chdir("/");
-    case SB_STEP_REMOUNT_RO:
+    case SB_STEP_REMOUNT_RO: {
         *what = "remount read-only";
-        return remount(dest, MS_RDONLY);
+        /* EBUSY while a write is in progress on the mount: they are short */
+        int rc, tries = 0;
+        while ((rc = remount(dest, MS_RDONLY)) < 0 && errno == EBUSY && tries++ < 200)
+            usleep(1000);
+        return rc;
+    }
     case SB_STEP_HOSTNAME:
         *what = "sethostname";
         return sethostname(s->src, strlen(s->src));

@@ -44,6 +44,12 @@ enum {
     SB_BIND_TRY = 4,    /* skip silently when the source is missing or out of reach */
 };
 
+/* Where a sandbox sees the server's binary (the agent runs from it after
+ * pivot_root, code contexts start `cellbox kernel` from it). */
+#define SB_SELF_IN_SANDBOX "/run/cellbox/cellbox"
+/* Where it sees the agent program (cellbox-agent), when the server has one. */
+#define SB_AGENT_IN_SANDBOX "/run/cellbox/agent"
+
 typedef struct sb_step {
     sb_step_kind kind;
     char *src;
@@ -64,7 +70,8 @@ typedef struct sb_plan_opts {
     int workspace_fd;          /* specialise: fd number of the detached workspace mount */
     unsigned tmp_mb;           /* size of /tmp and /dev/shm */
     const char *host_prefix;   /* "" normally; tests point it at a fake host tree */
-    const char *self_exe;      /* this binary on the host, bound at /run/cellbox/cellbox; NULL = not */
+    const char *self_exe;      /* this binary on the host, bound at SB_SELF_IN_SANDBOX; NULL = not */
+    const char *agent_exe;     /* cellbox-agent on the host, bound at SB_AGENT_IN_SANDBOX; NULL = not */
 } sb_plan_opts;
 
 void sb_plan_init(sb_plan *p);

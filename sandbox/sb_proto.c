@@ -160,3 +160,29 @@ int sb_ctl_open_channel(int ctl)
     }
     return sv[0];
 }
+
+void sb_frame_put(cb_buf *out, char type, const void *data, size_t len)
+{
+    unsigned char hdr[5] = {(unsigned char)len, (unsigned char)(len >> 8),
+                            (unsigned char)(len >> 16), (unsigned char)(len >> 24),
+                            (unsigned char)type};
+    cb_buf_append(out, hdr, 5);
+    if (len)
+        cb_buf_append(out, data, len);
+}
+
+long sb_frame_next(const cb_buf *in, char *type, const char **data, size_t *len)
+{
+    if (in->len < 5)
+        return 0;
+    const unsigned char *p = (const unsigned char *)in->data;
+    size_t n = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+    if (n > SB_FRAME_MAX)
+        return -1;
+    if (in->len - 5 < n)
+        return 0;
+    *type = (char)p[4];
+    *data = in->data + 5;
+    *len = n;
+    return (long)(n + 5);
+}

@@ -49,6 +49,13 @@ int sb_frame_write_str(int fd, char type, const char *s);
 /* Read one frame: *type and payload (replacing buf's content). */
 int sb_frame_read(int fd, char *type, cb_buf *payload);
 
+/* Buffered frames for non-blocking sockets (both sides): append one frame;
+ * or find the first complete frame in `in`: returns its whole size (header
+ * included) with *type, *data, *len set, 0 when incomplete, -1 when its
+ * declared size is over SB_FRAME_MAX. */
+void sb_frame_put(cb_buf *out, char type, const void *data, size_t len);
+long sb_frame_next(const cb_buf *in, char *type, const char **data, size_t *len);
+
 /* Control channel: send/receive one record with an optional fd. recv returns
  * the record length (0 on EOF), the received fd in *fd_out (or -1). */
 int sb_ctl_send(int sock, const void *data, size_t len, int fd);

@@ -29,34 +29,6 @@
 #define PING_MS 30000          /* a ping after this much silence from the client */
 #define CLOSE_WAIT_MS 2000     /* after our close frame: the client's, or we hang up */
 
-/* ---- operation-channel frames on buffers -------------------------------------- */
-
-void sb_pty_frame_put(cb_buf *out, char type, const void *data, size_t len)
-{
-    unsigned char hdr[5] = {(unsigned char)len, (unsigned char)(len >> 8),
-                            (unsigned char)(len >> 16), (unsigned char)(len >> 24),
-                            (unsigned char)type};
-    cb_buf_append(out, hdr, 5);
-    if (len)
-        cb_buf_append(out, data, len);
-}
-
-long sb_pty_frame_next(const cb_buf *in, char *type, const char **data, size_t *len)
-{
-    if (in->len < 5)
-        return 0;
-    const unsigned char *p = (const unsigned char *)in->data;
-    size_t n = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
-    if (n > SB_FRAME_MAX)
-        return -1;
-    if (in->len - 5 < n)
-        return 0;
-    *type = (char)p[4];
-    *data = in->data + 5;
-    *len = n;
-    return (long)(n + 5);
-}
-
 /* ---- the handshake --------------------------------------------------------------- */
 
 /* Does the comma-separated header value contain token (case-insensitive)? */
@@ -270,13 +242,13 @@ static void on_text(relay *s, const char *text, size_t len)
             c->valuedouble <= SB_PTY_DIM_MAX && rr->valuedouble >= 1 && rr->valuedouble <= SB_PTY_DIM_MAX) {
             char p[32];
             int n = snprintf(p, sizeof p, "%d %d", (int)c->valuedouble, (int)rr->valuedouble);
-            sb_pty_frame_put(&s->aout, SB_FRAME_RESIZE, p, (size_t)n);
+            sb_frame_put(&s->aout, SB_FRAME_RESIZE, p, (size_t)n);
         } else if (reply_room(s)) {
             send_error(s, "resize: cols and rows must be integers from 1 to 1000");
         }
     } else if (strcmp(type, "input") == 0 && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "data"))) {
         const char *d = cb_json_str(j, "data", "");
-        sb_pty_frame_put(&s->aout, SB_FRAME_STDIN, d, strlen(d));
+        sb_frame_put(&s->aout, SB_FRAME_STDIN, d, strlen(d));
     } else if (reply_room(s)) {
         send_error(s, "unknown message: send {\"type\":\"resize\",\"cols\":N,\"rows\":M}, "
                       "{\"type\":\"input\",\"data\":\"...\"} or binary input");
@@ -304,7 +276,7 @@ static void client_messages(relay *s)
         if (m.opcode == SB_WS_PING && reply_room(s))
             sb_ws_encode(&s->cout, SB_WS_PONG, true, m.data, m.len, NULL);
         else if (m.opcode == SB_WS_BINARY && m.len)
-            sb_pty_frame_put(&s->aout, SB_FRAME_STDIN, m.data, m.len);
+            sb_frame_put(&s->aout, SB_FRAME_STDIN, m.data, m.len);
         else if (m.opcode == SB_WS_TEXT)
             on_text(s, m.data, m.len);
     }
@@ -318,7 +290,7 @@ static void agent_frames(relay *s)
     const char *data;
     size_t len;
     long n;
-    while (!s->closing && (n = sb_pty_frame_next(&s->ain, &type, &data, &len)) != 0) {
+    while (!s->closing && (n = sb_frame_next(&s->ain, &type, &data, &len)) != 0) {
         if (n < 0) {
             send_close(s, SB_WS_CLOSE_INTERNAL, "bad frame from the sandbox");
             return;

@@ -34,11 +34,5 @@
  * missing sandbox only after auth). */
 int sb_pty_handler(sb_req *r);
 
-/* Buffered operation-channel frames for non-blocking sockets (both sides):
- * append one frame; or find the first complete frame in `in`: returns its
- * whole size (header included) with *type, *data, *len set, 0 when
- * incomplete, -1 when its declared size is over SB_FRAME_MAX. */
-void sb_pty_frame_put(cb_buf *out, char type, const void *data, size_t len);
-long sb_pty_frame_next(const cb_buf *in, char *type, const char **data, size_t *len);
 
 #endif

@@ -111,6 +111,61 @@ try:
     r = srv.delete("/v1/sandboxes/disk-a")
     t.ok(r.status == 200 and not image_in_use(img) and not os.path.exists(os.path.dirname(ws)),
          "deleting the sandbox unmounts and removes its image", r)
+    # ---- host mounts are not pinned by sandboxes --------------------------------
+    # Every sandbox's mount namespace starts as a copy of the host's. A host
+    # file system mounted before the sandboxes were made must still be
+    # released as soon as the host unmounts it: nothing in a sandbox may hold
+    # the old copy (the agent reopens its stdio inside its root and runs again
+    # from the program bound at /run/cellbox, its stderr being a pipe to the
+    # server). Checked with cellbox-agent (the build tree's) and with a
+    # cellbox binary alone, which starts itself as `cellbox agent`.
+    import shutil
+    import subprocess
+    import tempfile
+    import sandbox_lib
+    from sandbox_lib import wait_until
+    hostdir = tempfile.mkdtemp(prefix="cellbox-hostmnt-")
+    os.chmod(hostdir, 0o755)  # the binary must be reachable by the sandboxes' users
+    himg, hmnt = os.path.join(hostdir, "img"), os.path.join(hostdir, "m")
+    os.mkdir(hmnt)
+    with open(himg, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", himg], check=True)
+    alone = os.path.join(hostdir, "bin", "cellbox")
+    os.mkdir(os.path.dirname(alone))
+    shutil.copy2(sandbox_lib.CELLBOX, alone)
+    built = sandbox_lib.CELLBOX
+    try:
+        for binary, exe, how in [(built, "/run/cellbox/agent", "cellbox-agent"),
+                                 (alone, "/run/cellbox/cellbox", "a cellbox binary alone")]:
+            subprocess.run(["mount", "-o", "loop", himg, hmnt], check=True)
+            srv.stop()
+            sandbox_lib.CELLBOX = binary
+            srv.start()  # all of its agents are made while the host mount exists
+            srv.put("/v1/sandboxes/disk-c", {})
+            x = srv.sh("disk-c", "echo alive")
+            agent = srv.get("/v1/sandboxes/disk-c").json()["agentPid"]
+            t.eq(os.readlink("/proc/%d/exe" % agent), exe,
+                 "%s: the sandbox's agent runs from the program bound inside its root" % how)
+            t.ok(image_in_use(himg), "(the host's loop mount is up)")
+            subprocess.run(["umount", hmnt], check=True)
+            released = wait_until(lambda: not image_in_use(himg), timeout=5, step=0.05)
+            t.ok(released, "%s: a host file system unmounted while sandboxes run is released at "
+                 "once (no sandbox holds the host's old mount tree)" % how)
+            x = srv.sh("disk-c", "echo still alive")
+            t.ok(x["exitCode"] == 0 and x["stdout"] == "still alive\n", "and the sandbox works on", x)
+            t.ok("keeps the host's binary mapped" not in srv.server_log(),
+                 "%s: no agent fell back to the host's binary" % how)
+            t.eq("'cellbox agent' instead" in srv.server_log(), binary == alone,
+                 "%s: the server says when it has no cellbox-agent" % how)
+            srv.delete("/v1/sandboxes/disk-c")
+    finally:
+        srv.stop()
+        sandbox_lib.CELLBOX = built
+        srv.start()
+        if mounted(hmnt):
+            subprocess.run(["umount", "-l", hmnt])
+        shutil.rmtree(hostdir, ignore_errors=True)
 finally:
     rc = srv.stop()
     t.eq(rc, 0, "final graceful stop")
