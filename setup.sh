@@ -53,6 +53,8 @@ test)
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
     fi
     [ -d "$(npm root -g)/playwright-core" ] || $SUDO npm install -g --no-fund --no-audit playwright-core@1.61.1
+    # xterm.js for the terminal's browser test (docs/api.md's example)
+    [ -d "$(npm root -g)/@xterm/xterm" ] || $SUDO npm install -g --no-fund --no-audit @xterm/xterm@6.0.0
     echo "== running the test suite"
     if ! make -j"$(nproc)" check; then
         # what failed and why, from the failing tests' own logs (CI shows

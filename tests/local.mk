@@ -84,3 +84,8 @@ tests_t_sb_ws_LDADD = libcellbox.a $(CB_LIBS)
 TESTS += tests/t_sb_ws
 EXTRA_DIST += tests/sandbox_pty.py
 TESTS += tests/sandbox_pty.py
+# ... and docs/api.md's xterm.js example in headless Chromium (playwright-core
+# and @xterm/xterm from npm; skipped without them); the screenshot is kept.
+EXTRA_DIST += tests/browser_terminal.py tests/browser_terminal.js
+TESTS += tests/browser_terminal.py
+CLEANFILES += tests/browser_terminal.png
