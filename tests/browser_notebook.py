@@ -8,7 +8,6 @@ folder. Skipped (not failed) when chromium, node or playwright-core is
 missing. Output: TAP."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,30 +17,14 @@ import urllib.request
 
 import nbformat
 
+import browser_util
 import kutil
 
 tap = kutil.TAP()
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("CELLBOX_BUILDDIR") or os.path.dirname(HERE)
 SHOT = os.path.join(BUILD, "tests", "browser_notebook.png")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-NODE = shutil.which("node")
-
-
-def node_path():
-    roots = []
-    npm = shutil.which("npm")
-    if npm:
-        try:
-            roots.append(subprocess.run([npm, "root", "-g"], capture_output=True, text=True, timeout=30).stdout.strip())
-        except Exception:
-            pass
-    roots += ["/usr/lib/node_modules", "/usr/local/lib/node_modules", "/usr/share/nodejs"]
-    return [r for r in roots if r and os.path.isdir(os.path.join(r, "playwright-core"))]
-
-
-missing = [what for what, ok in (("chromium", os.path.exists(CHROMIUM)), ("node", NODE), ("playwright-core", node_path()),
-                                 ("jupyter-notebook", shutil.which("jupyter-notebook"))) if not ok]
+missing = browser_util.missing("playwright-core", programs=["jupyter-notebook"])
 if missing:
     tap.skip("notebook in a real browser", "missing: " + ", ".join(missing))
     sys.exit(0)
@@ -101,13 +84,7 @@ try:
         sys.exit(1)
     if os.path.exists(SHOT):
         os.unlink(SHOT)
-    env = dict(os.environ, NODE_PATH=os.pathsep.join(node_path()))
-    p = subprocess.run([NODE, os.path.join(HERE, "browser_notebook.js"), base + "/notebooks/demo.ipynb", SHOT, CHROMIUM],
-                       capture_output=True, text=True, timeout=300, env=env)
-    try:
-        res = json.loads(p.stdout.strip().splitlines()[-1])
-    except Exception:
-        res = {"checks": {}, "error": "no result: %s\n%s" % (p.stdout[-1500:], p.stderr[-1500:])}
+    res = browser_util.run_driver(os.path.join(HERE, "browser_notebook.js"), base + "/notebooks/demo.ipynb", SHOT)
     diag = json.dumps(res, indent=1)[:3000]
     checks = res.get("checks", {})
     tap.ok(not res.get("error"), "the browser ran the notebook", diag)

@@ -12,12 +12,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import browser_util  # noqa: E402
 from sandbox_lib import TAP, Server, can_sandbox  # noqa: E402
 
 t = TAP()
@@ -25,33 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("CELLBOX_SRCDIR") or os.path.dirname(HERE)
 BUILD = os.environ.get("CELLBOX_BUILDDIR") or os.path.dirname(HERE)
 SHOT = os.path.join(BUILD, "tests", "browser_terminal.png")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-NODE = shutil.which("node")
-
-
-def node_roots():
-    roots = []
-    npm = shutil.which("npm")
-    if npm:
-        try:
-            roots.append(subprocess.run([npm, "root", "-g"], capture_output=True, text=True, timeout=30).stdout.strip())
-        except Exception:
-            pass
-    return [r for r in roots + ["/usr/lib/node_modules", "/usr/local/lib/node_modules"] if r and os.path.isdir(r)]
-
-
-def find_module(name):
-    for r in node_roots():
-        if os.path.isdir(os.path.join(r, name)):
-            return r
-    return None
-
-
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
-missing = [what for what, ok in (("chromium", os.path.exists(CHROMIUM)), ("node", NODE),
-                                 ("playwright-core", find_module("playwright-core")),
-                                 ("@xterm/xterm", find_module("@xterm/xterm"))) if not ok]
+missing = browser_util.missing("playwright-core", "@xterm/xterm")
 if missing:
     t.skip_all("missing: " + ", ".join(missing))
 
@@ -73,7 +49,7 @@ try:
     t.ok(js and "new WebSocket(url, [`cellbox.bearer.${token}`])" in js, "docs/api.md has the xterm.js example", js)
     # the only edits: where the server is, and which sandbox
     js = js.replace("wss://cellbox.example.com", "ws://%s:%d" % (srv.host, srv.port)).replace("my-box", "term-a")
-    xterm = os.path.join(find_module("@xterm/xterm"), "@xterm", "xterm")
+    xterm = browser_util.module_dir("@xterm/xterm")
     shutil.copy(os.path.join(xterm, "lib", "xterm.js"), page_dir)
     shutil.copy(os.path.join(xterm, "css", "xterm.css"), page_dir)
     with open(os.path.join(page_dir, "index.html"), "w") as f:
@@ -99,13 +75,7 @@ try:
     url = "http://127.0.0.1:%d/index.html" % httpd.server_address[1]
     if os.path.exists(SHOT):
         os.unlink(SHOT)
-    env = dict(os.environ, NODE_PATH=os.pathsep.join(node_roots()))
-    p = subprocess.run([NODE, os.path.join(HERE, "browser_terminal.js"), url, SHOT, CHROMIUM],
-                       capture_output=True, text=True, timeout=300, env=env)
-    try:
-        res = json.loads(p.stdout.strip().splitlines()[-1])
-    except Exception:
-        res = {"checks": {}, "error": "no result: %s\n%s" % (p.stdout[-1500:], p.stderr[-1500:])}
+    res = browser_util.run_driver(os.path.join(HERE, "browser_terminal.js"), url, SHOT)
     diag = json.dumps(res, indent=1)[:4000]
     c = res.get("checks", {})
     t.ok(not res.get("error"), "the browser ran the page", diag)

@@ -86,6 +86,6 @@ EXTRA_DIST += tests/sandbox_pty.py
 TESTS += tests/sandbox_pty.py
 # ... and docs/api.md's xterm.js example in headless Chromium (playwright-core
 # and @xterm/xterm from npm; skipped without them); the screenshot is kept.
-EXTRA_DIST += tests/browser_terminal.py tests/browser_terminal.js
+EXTRA_DIST += tests/browser_terminal.py tests/browser_terminal.js tests/browser_util.py
 TESTS += tests/browser_terminal.py
 CLEANFILES += tests/browser_terminal.png
