@@ -14,11 +14,38 @@
  * into a fresh temporary folder INSIDE the destination (so renames never
  * cross file systems, and /workspace, a mount point, can be restored too);
  * only when tar succeeded are the old entries renamed aside and the new ones
- * renamed in, then the old ones removed. A failure before the swap leaves
- * the destination as it was; the swap itself is only renames and undoes
- * itself when one fails. The result: the destination holds exactly the
- * backup (entries added since are gone, deleted ones are back; modes,
- * symlinks, hard links, times kept; the folder's own mode too).
+ * renamed in, then the old ones removed. The result: the destination holds
+ * exactly the backup (entries added since are gone, deleted ones are back;
+ * modes, symlinks, hard links, times kept; the folder's own mode too).
+ *
+ * Crash safety. A restore of folder D uses two temporary folders in D with
+ * one suffix S:
+ *   1. unpack into .cellbox-restore.S (and create .cellbox-old.S)
+ *   2. rename every old entry of D into .cellbox-old.S
+ *   3. rename .cellbox-old.S to .cellbox-done.S: THE COMMIT POINT (one rename)
+ *   4. rename every entry of .cellbox-restore.S into D, apply its mode to D
+ *   5. remove .cellbox-restore.S (empty), then .cellbox-done.S (the old tree)
+ * Until step 3, D holds old entries only; after it, new entries only. So
+ * the recovery of a folder (__cb_recover, in the scripts) decides from what
+ * is on disk: .cellbox-old.S -> roll back (its entries back into D, drop
+ * .cellbox-restore.S); .cellbox-done.S -> roll forward (the rest of
+ * .cellbox-restore.S into D, its mode, drop both); a lone
+ * .cellbox-restore.S -> an unpacking that never swapped: drop it. Every
+ * step is a rename or a removal it can redo, so the recovery is idempotent
+ * (it may be interrupted and run again). A restore that fails cleanly undoes
+ * itself the same way (after step 3 it first renames the new entries back
+ * and .cellbox-done.S back to .cellbox-old.S). Scripts that touch a folder
+ * hold flock(1) on it (fd 6, inherited by tar and mv), so a recovery waits
+ * for the last rename of a restore that is being killed, even one of a
+ * previous server or sandbox instance. Every backup and restore recovers
+ * its folder first: a backup never archives a half-restored tree.
+ *
+ * The journal: a restore also leaves a record (backups/restore-<hex>.journal,
+ * its path) for the time its script runs; the record goes when the script
+ * succeeded, or once the recovery of that path ran after a failure. A record
+ * still there means a restore was cut off (server killed, sandbox stopped):
+ * it is replayed (the recovery of its path) before each backup and restore
+ * and when the sandbox starts (sb_backup_recover), until it succeeds.
  *
  * Every client value reaches the shell as a single-quoted word
  * (sb_sh_quote). The size limit is 2 GiB of archive
@@ -50,9 +77,13 @@
 #define CK_RECORDS 100                      /* a checkpoint every ~1 MB read */
 #define WINDOW (16u << 20)                  /* stdin bytes ahead of tar */
 #define STDERR_CAP (64u << 10)
+#define LOCK_WAIT_S 60                      /* for a folder's lock (see the top) */
+#define LOCK_FD "6"                         /* free in the agent's commands */
 
-/* Script exit codes (tar itself exits 1 or 2). */
-enum { RC_NOT_FOUND = 90, RC_NOT_DIR = 91, RC_CANNOT = 92, RC_TAR = 93, RC_SWAP = 94 };
+/* Script exit codes (tar itself exits 1 or 2). RC_RECOVER: a recovery
+ * failed, the folder may be half restored until one succeeds. */
+enum { RC_NOT_FOUND = 90, RC_NOT_DIR = 91, RC_CANNOT = 92, RC_TAR = 93, RC_SWAP = 94, RC_RECOVER = 95,
+       RC_LOCKED = 96 };
 
 /* Metadata files are written and removed under this lock. */
 static pthread_mutex_t meta_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -292,7 +323,9 @@ static int bk_output(void *ctx, char type, const char *data, size_t len, sb_erro
 
 /* Run script in session sid as the sandbox's user and move the archive
  * (k->out_fd: from its stdout; k->in_fd: to its stdin). 0 once the script
- * exited (k->res), or -1 + err. */
+ * exited (k->res), or -1 + err. b->backup_mu held: backups and restores of
+ * one sandbox take turns (a restore swapping a folder while a backup of it
+ * reads, or two restores of one folder, would mix trees). */
 static int bk_exec(sb_box *b, const char *sid, const char *script, bk_run *k, sb_error *err)
 {
     bool in = k->in_fd >= 0;
@@ -301,12 +334,7 @@ static int bk_exec(sb_box *b, const char *sid, const char *script, bk_run *k, sb
     sb_exec_run_opts o = {.command = script, .session = sid, .timeout_ms = BACKUP_TIMEOUT_MS,
                           .what = "tar", .open_stdin = in, .feed = in ? bk_feed : NULL,
                           .output = bk_output, .ctx = k};
-    /* backups and restores of one sandbox take turns: a restore swapping a
-     * folder while a backup of it reads, or two restores of one folder,
-     * would mix trees */
-    pthread_mutex_lock(&b->backup_mu);
     int rc = sb_exec_run(b, &o, &k->res, err);
-    pthread_mutex_unlock(&b->backup_mu);
     k->inbuf = NULL;
     if (k->line.len)
         stderr_line(k, k->line.data, k->line.len);
@@ -337,21 +365,196 @@ static const char *req_session(const cJSON *body, sb_error *err)
     return s ? s->valuestring : "default";
 }
 
+/* ---- the scripts' shared part: a folder's lock and its recovery -------------------- */
+
+/* `__cb_d=<path>` and the shell functions every script uses (see "Crash
+ * safety" at the top). The recovery and the lock work in the current
+ * folder: the script's cd into $__cb_d comes first. */
+static void script_begin(cb_buf *s, const char *path)
+{
+    cb_buf_puts(s, "__cb_d=");
+    sb_sh_quote(s, path);
+    cb_buf_printf(s, "\n"
+        "__cb_fail() { builtin echo \"$1\" >&2; builtin exit $2; }\n"
+        /* rm -rf, also of a tree with read-only folders in it */
+        "__cb_rm() {\n"
+        "  [ -e \"$1\" ] || [ -L \"$1\" ] || builtin return 0\n"
+        "  builtin command rm -rf -- \"$1\" 2>/dev/null && builtin return 0\n"
+        "  builtin command chmod -R u+rwx -- \"$1\" 2>/dev/null; builtin command rm -rf -- \"$1\"\n"
+        "}\n"
+        /* the folder's lock, held until this script and all it started (tar,
+         * mv) are gone, however they end; none where flock cannot be had */
+        "__cb_lock() {\n"
+        "  { builtin exec " LOCK_FD "<.; } 2>/dev/null || builtin return 0\n"
+        "  builtin command -v flock >/dev/null 2>&1 || builtin return 0\n"
+        "  builtin command flock -E 200 -w %d " LOCK_FD "\n"
+        "  [ $? -ne 200 ] || __cb_fail \"$__cb_d is locked by another process\" %d\n"
+        "}\n"
+        /* move every entry of folder $1 into the current folder */
+        "__cb_in() { builtin command find \"$1\" -mindepth 1 -maxdepth 1 -exec mv -t . -- {} +; }\n"
+        /* finish or undo whatever restore was cut off here: idempotent */
+        "__cb_recover() {\n"
+        "  builtin local t n r=0\n"
+        "  for t in .cellbox-done.??????; do\n"        /* committed: roll forward */
+        "    [ -d \"$t\" ] && [ ! -L \"$t\" ] || builtin continue\n"
+        "    n=.cellbox-restore.${t#.cellbox-done.}\n"
+        "    if [ -d \"$n\" ] && [ ! -L \"$n\" ]; then\n"
+        "      __cb_in \"$n\" || { r=1; builtin continue; }\n"
+        "      builtin command chmod --reference=\"$n\" . 2>/dev/null\n"
+        "      builtin command rmdir -- \"$n\" || { r=1; builtin continue; }\n"
+        "    fi\n"
+        "    __cb_rm \"$t\" || r=1\n"
+        "  done\n"
+        "  for t in .cellbox-old.??????; do\n"         /* not committed: roll back */
+        "    [ -d \"$t\" ] && [ ! -L \"$t\" ] || builtin continue\n"
+        "    __cb_in \"$t\" && __cb_rm \".cellbox-restore.${t#.cellbox-old.}\" && builtin command rmdir -- \"$t\" || r=1\n"
+        "  done\n"
+        "  for t in .cellbox-restore.??????; do\n"     /* an unpacking that never swapped */
+        "    [ -d \"$t\" ] && [ ! -L \"$t\" ] || builtin continue\n"
+        "    n=${t#.cellbox-restore.}\n"
+        "    [ -e \".cellbox-done.$n\" ] || [ -e \".cellbox-old.$n\" ] && builtin continue\n"
+        "    __cb_rm \"$t\" || r=1\n"
+        "  done\n"
+        "  builtin return $r\n"
+        "}\n",
+        LOCK_WAIT_S, RC_LOCKED);
+}
+
+/* Enter $__cb_d, lock it and finish an interrupted restore there. */
+static void script_enter(cb_buf *s)
+{
+    cb_buf_printf(s,
+        "builtin cd -- \"$__cb_d\" || __cb_fail \"cannot enter $__cb_d\" %d\n"
+        "__cb_lock\n"
+        "__cb_recover || __cb_fail \"an interrupted restore of $__cb_d could not be finished\" %d\n",
+        RC_CANNOT, RC_RECOVER);
+}
+
+/* The recovery of a folder a restore record names (nothing to do when it
+ * is gone: a /tmp of a sandbox that restarted). */
+static char *recover_script(const char *path)
+{
+    cb_buf s = CB_BUF_INIT;
+    script_begin(&s, path);
+    cb_buf_puts(&s, "[ -d \"$__cb_d\" ] || builtin exit 0\n");
+    script_enter(&s);
+    return cb_buf_steal(&s);
+}
+
+/* ---- the journal of restores ------------------------------------------------------- */
+
+/* Records that a restore of path (from backup bid) is about to run: the
+ * record's file (owned), or NULL + errno. */
+static char *journal_add(sb_box *b, const char *bid, const char *path)
+{
+    cb_autofree char *hex = cb_random_hex(8);
+    char *file = cb_printf_new("%s/backups/restore-%s.journal", b->dir, hex);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "path", path);
+    cJSON_AddStringToObject(j, "backup", bid);
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, cb_real_us());
+    cJSON_AddStringToObject(j, "startedAt", date);
+    cb_autofree char *text = cb_json_print(j);
+    cJSON_Delete(j);
+    if (sb_write_file_quick(file, text, strlen(text), 0600) < 0) {
+        int e = errno;
+        free(file);
+        errno = e;
+        return NULL;
+    }
+    return file;
+}
+
+/* Runs the recovery of the folder that record file names; the record goes
+ * once it succeeded (or when it is unreadable). Logs a failure: the record
+ * stays for the next try. backup_mu held. */
+static void journal_recover(sb_box *b, const char *file)
+{
+    cb_autofree char *text = cb_read_file(file, NULL);
+    if (!text)
+        return;
+    cJSON *j = cJSON_Parse(text);
+    const char *path = cb_json_str(j, "path", NULL);
+    if (!path || path[0] != '/') {
+        cb_warn("backup", "sandbox %s: dropping the unreadable restore record %s", b->id, file);
+        unlink(file);
+        cJSON_Delete(j);
+        return;
+    }
+    if (box_deleted(b)) {
+        cJSON_Delete(j);
+        return;
+    }
+    cb_autofree char *script = recover_script(path);
+    bk_run k = {.out_fd = -1, .in_fd = -1};
+    sb_error err = {0};
+    int rc = bk_exec(b, "default", script, &k, &err);
+    if (rc == 0 && k.res.exit_code == 0) {
+        unlink(file);
+        cb_logkv(CB_LOG_INFO, "backup", NULL, "sandbox %s: %s is whole again after an interrupted restore",
+                 b->id, path);
+    } else {
+        cb_autofree char *msg = rc == 0 ? sb_exec_message(&k.err) : cb_strdup(err.msg);
+        cb_warn("backup", "sandbox %s: cannot finish the interrupted restore of %s (%s); retried at the "
+                "next start, backup or restore", b->id, path, msg);
+    }
+    bk_run_clear(&k);
+    cJSON_Delete(j);
+}
+
+/* Recover every restore a record is left of. backup_mu held. */
+static void journal_replay(sb_box *b)
+{
+    cb_autofree char *dir = cb_printf_new("%s/backups", b->dir);
+    char **files = NULL;
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "restore-", 8) != 0 || len < 9 || strcmp(e->d_name + len - 8, ".journal") != 0)
+            continue;
+        files = cb_realloc(files, (n + 1) * sizeof *files);
+        files[n++] = cb_printf_new("%s/%s", dir, e->d_name);
+    }
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n; i++) {
+        journal_recover(b, files[i]);
+        free(files[i]);
+    }
+    free(files);
+}
+
+void sb_backup_recover(sb_box *b)
+{
+    if (pthread_mutex_trylock(&b->backup_mu) != 0) {
+        /* a backup or restore runs (maybe the one whose command started the
+         * sandbox): it replays the journal itself, or the next acquire does */
+        pthread_mutex_lock(&b->mu);
+        b->backup_check = true;
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    journal_replay(b);
+    pthread_mutex_unlock(&b->backup_mu);
+}
+
 /* ---- create ---------------------------------------------------------------------- */
 
 static char *create_script(const char *path)
 {
     cb_buf s = CB_BUF_INIT;
-    cb_buf_puts(&s, "__cb_p=");
-    sb_sh_quote(&s, path);
-    cb_buf_printf(&s, "\n"
-        "[ -e \"$__cb_p\" ] || { builtin echo \"$__cb_p does not exist\" >&2; builtin exit %d; }\n"
-        "[ -d \"$__cb_p\" ] || { builtin echo \"$__cb_p is not a folder\" >&2; builtin exit %d; }\n"
-        "builtin cd -- \"$__cb_p\" || builtin exit %d\n"
-        /* tar exits 1 when a file changed while it was read: the archive is whole */
-        "builtin command tar --create --file=- --format=gnu --numeric-owner --one-file-system . "
-        "|| [ $? -eq 1 ]\n",
-        RC_NOT_FOUND, RC_NOT_DIR, RC_CANNOT);
+    script_begin(&s, path);
+    cb_buf_printf(&s,
+        "[ -e \"$__cb_d\" ] || __cb_fail \"$__cb_d does not exist\" %d\n"
+        "[ -d \"$__cb_d\" ] || __cb_fail \"$__cb_d is not a folder\" %d\n",
+        RC_NOT_FOUND, RC_NOT_DIR);
+    script_enter(&s);
+    /* tar exits 1 when a file changed while it was read: the archive is whole */
+    cb_buf_puts(&s, "builtin command tar --create --file=- --format=gnu --numeric-owner --one-file-system . "
+                    "|| [ $? -eq 1 ]\n");
     return cb_buf_steal(&s);
 }
 
@@ -387,7 +590,10 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", part, strerror(errno)), -1;
     int64_t t0 = cb_real_us();
     cb_autofree char *script = create_script(path);
+    pthread_mutex_lock(&b->backup_mu);
+    journal_replay(b);
     int rc = bk_exec(b, sid, script, &k, err);
+    pthread_mutex_unlock(&b->backup_mu);
     if (rc == 0 && k.res.exit_code != 0) {
         script_error(&k, "backup", path, err);
         rc = -1;
@@ -518,36 +724,46 @@ int sb_backup_delete(sb_req *r, sb_box *b, sb_error *err)
 static char *restore_script(const char *path)
 {
     cb_buf s = CB_BUF_INIT;
-    cb_buf_puts(&s, "__cb_d=");
-    sb_sh_quote(&s, path);
-    cb_buf_printf(&s, "\n"
-        "__cb_fail() { builtin echo \"$1\" >&2; builtin exit $2; }\n"
+    script_begin(&s, path);
+    cb_buf_printf(&s,
         "if [ -e \"$__cb_d\" ] || [ -L \"$__cb_d\" ]; then\n"
         "  [ -d \"$__cb_d\" ] || __cb_fail \"$__cb_d exists and is not a folder\" %d\n"
         "else\n"
-        "  mkdir -p -- \"$__cb_d\" || __cb_fail \"cannot create $__cb_d\" %d\n"
-        "fi\n"
-        "builtin cd -- \"$__cb_d\" || __cb_fail \"cannot enter $__cb_d\" %d\n"
-        "__cb_new=$(mktemp -d .cellbox-restore.XXXXXX) || __cb_fail \"cannot write in $__cb_d\" %d\n"
-        "__cb_old=$(mktemp -d .cellbox-old.XXXXXX) || { rmdir -- \"$__cb_new\"; __cb_fail \"cannot write in $__cb_d\" %d; }\n"
+        "  builtin command mkdir -p -- \"$__cb_d\" || __cb_fail \"cannot create $__cb_d\" %d\n"
+        "fi\n",
+        RC_NOT_DIR, RC_CANNOT);
+    script_enter(&s);
+    cb_buf_printf(&s,
+        "__cb_new=$(builtin command mktemp -d .cellbox-restore.XXXXXX) || __cb_fail \"cannot write in $__cb_d\" %d\n"
+        "__cb_old=.cellbox-old.${__cb_new#.cellbox-restore.}\n"
+        "__cb_done=.cellbox-done.${__cb_new#.cellbox-restore.}\n"
+        "builtin command mkdir -- \"$__cb_old\" || { builtin command rmdir -- \"$__cb_new\"; "
+        "__cb_fail \"cannot write in $__cb_d\" %d; }\n"
+        /* a failed step is undone by the recovery: before the commit it rolls back */
+        "__cb_undo() { __cb_recover || __cb_fail \"$1, and undoing it failed\" %d; __cb_fail \"$1\" %d; }\n"
         /* 1. unpack aside: a failure here leaves the folder as it was */
         "if ! builtin command tar --extract --file=- --preserve-permissions --numeric-owner "
         "--directory=\"$__cb_new\" --checkpoint=%d --checkpoint-action=echo=@cb%%u; then\n"
-        "  rm -rf -- \"$__cb_new\" \"$__cb_old\"; builtin exit %d\n"
+        "  __cb_recover; builtin exit %d\n"
         "fi\n"
-        /* 2. swap by renames in this folder, undone if one fails */
-        "if ! find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_old\" -exec mv -t \"$__cb_old\" -- {} +; then\n"
-        "  find \"$__cb_old\" -mindepth 1 -maxdepth 1 -exec mv -t . -- {} +\n"
-        "  rm -rf -- \"$__cb_new\"; rmdir -- \"$__cb_old\"; __cb_fail \"cannot move the old content aside\" %d\n"
+        /* 2. the old entries aside */
+        "builtin command find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_old\" "
+        "-exec mv -t \"$__cb_old\" -- {} + || __cb_undo \"cannot move the old content aside\"\n"
+        /* 3. the commit point */
+        "builtin command mv -T -- \"$__cb_old\" \"$__cb_done\" || __cb_undo \"cannot commit the restore\"\n"
+        /* 4. the new entries in; when one cannot be, back to before the
+         * commit (the new entries out again, then the commit undone) */
+        "if ! __cb_in \"$__cb_new\"; then\n"
+        "  if builtin command find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_done\" "
+        "-exec mv -t \"$__cb_new\" -- {} + && builtin command mv -T -- \"$__cb_done\" \"$__cb_old\"; then\n"
+        "    __cb_undo \"cannot move the restored content in\"\n"
+        "  fi\n"
+        /* still committed: the recovery rolls forward, or the record retries it */
+        "  __cb_recover || __cb_fail \"cannot move the restored content in, nor back out\" %d\n"
         "fi\n"
-        "if ! find \"$__cb_new\" -mindepth 1 -maxdepth 1 -exec mv -t . -- {} +; then\n"
-        "  find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_old\" -exec mv -t \"$__cb_new\" -- {} +\n"
-        "  find \"$__cb_old\" -mindepth 1 -maxdepth 1 -exec mv -t . -- {} +\n"
-        "  rm -rf -- \"$__cb_new\"; rmdir -- \"$__cb_old\"; __cb_fail \"cannot move the restored content in\" %d\n"
-        "fi\n"
-        "chmod --reference=\"$__cb_new\" . 2>/dev/null\n"
-        "rm -rf -- \"$__cb_new\" \"$__cb_old\"\n",
-        RC_NOT_DIR, RC_CANNOT, RC_CANNOT, RC_CANNOT, RC_CANNOT, CK_RECORDS, RC_TAR, RC_SWAP, RC_SWAP);
+        /* 5. the folder's mode, the temporary folders away */
+        "__cb_recover || __cb_fail \"cannot finish the restore of $__cb_d\" %d\n",
+        RC_CANNOT, RC_CANNOT, RC_RECOVER, RC_SWAP, CK_RECORDS, RC_TAR, RC_RECOVER, RC_RECOVER);
     return cb_buf_steal(&s);
 }
 
@@ -573,7 +789,21 @@ int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
         return sb_fail(err, SB_E_BACKUP_NOT_FOUND, "backup '%s' not found", bid), -1;
     }
     cb_autofree char *script = restore_script(path);
-    int rc = bk_exec(b, sid, script, &k, err);
+    pthread_mutex_lock(&b->backup_mu);
+    journal_replay(b);
+    cb_autofree char *record = journal_add(b, bid, path);
+    int rc;
+    if (!record) {
+        rc = -1;
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot record the restore in %s/backups: %s", b->dir, strerror(errno));
+    } else {
+        rc = bk_exec(b, sid, script, &k, err);
+        if (rc == 0 && k.res.exit_code == 0)
+            unlink(record);
+        else    /* failed, or cut off midway (the sandbox stopped): whole again now, or at the next start */
+            journal_recover(b, record);
+    }
+    pthread_mutex_unlock(&b->backup_mu);
     close(k.in_fd);
     if (rc == 0 && k.res.exit_code != 0) {
         script_error(&k, "restore", path, err);

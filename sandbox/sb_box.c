@@ -47,6 +47,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "sandbox/sb_backup.h"
 #include "sandbox/sb_net.h"
 #include "sandbox/sb_plan.h"
 #include "sandbox/sb_ctx.h"
@@ -1088,6 +1089,7 @@ static int box_start(sb_box *b, sb_error *err)
     }
     b->state = SB_BOX_RUNNING;
     b->generation++;
+    b->backup_check = true;  /* a restore may have been cut off: see sb_box_acquire */
     b->started_us = cb_real_us();
     char kv[128];
     snprintf(kv, sizeof kv, "sandbox=%s pid=%d ms=%.2f", b->id, (int)b->agent,
@@ -1157,6 +1159,16 @@ static void box_stop(sb_box *b, const char *reason)
     cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox stopped");
 }
 
+/* Did the sandbox start since a cut-off restore was last looked for?
+ * Clears the mark. b->mu held; the caller calls sb_backup_recover once it
+ * released b->mu (the recovery runs a command, which acquires b). */
+static bool take_backup_check(sb_box *b)
+{
+    bool check = b->state == SB_BOX_RUNNING && b->backup_check;
+    b->backup_check = false;
+    return check;
+}
+
 /* Has the agent died on its own (e.g. the OOM killer)? b->mu held. */
 static bool agent_alive(sb_box *b)
 {
@@ -1168,6 +1180,7 @@ int sb_box_acquire(sb_box *b, sb_error *err)
 {
     pthread_mutex_lock(&b->mu);
     int rc = 0;
+    bool check = false;
     if (b->deleted || reg.shutting_down) {
         rc = sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
                      b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id);
@@ -1177,11 +1190,15 @@ int sb_box_acquire(sb_box *b, sb_error *err)
             box_stop(b, "agent died");
         if (b->state != SB_BOX_RUNNING)
             rc = box_start(b, err);
-        if (rc == 0)
+        if (rc == 0) {
             b->active++;
+            check = take_backup_check(b);
+        }
     }
     b->last_used_ms = sb_now_ms();
     pthread_mutex_unlock(&b->mu);
+    if (check)  /* before the request that started the sandbox uses it */
+        sb_backup_recover(b);
     return rc;
 }
 
@@ -1205,7 +1222,10 @@ int sb_box_recover(sb_box *b, sb_error *err)
     if (b->state != SB_BOX_RUNNING)
         rc = box_start(b, err);
     /* else: alive, so it was a one-off (a shell that died); try again */
+    bool check = rc == 0 && take_backup_check(b);
     pthread_mutex_unlock(&b->mu);
+    if (check)
+        sb_backup_recover(b);
     return rc < 0 ? -1 : 0;
 }
 

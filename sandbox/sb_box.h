@@ -72,6 +72,7 @@ typedef struct sb_box {
     sb_proc *procs;             /* see sb_proc.h */
     sb_ctx *contexts;           /* see sb_ctx.h */
     cJSON *ports;               /* exposed ports, see sb_port.h (NULL until first used) */
+    bool backup_check;          /* started since sb_backup_recover last looked */
 } sb_box;
 
 typedef enum { SB_ISOLATION_FULL, SB_ISOLATION_NONE } sb_isolation;

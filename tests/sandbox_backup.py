@@ -13,7 +13,10 @@ backup + restore on two sandboxes, and the server answering during a long
 backup. Prints TAP.
 """
 import hashlib
+import json
 import os
+import signal
+import stat
 import sys
 import tarfile
 import threading
@@ -75,6 +78,15 @@ def backup(sb, body=None, **kw):
 
 def restore(sb, bid, body=None, **kw):
     return srv.post(sb + "/backups/%s/restore" % bid, body or {}, **kw)
+
+
+def restore_on(s, sb, bid, body=None, **kw):
+    return s.post(sb + "/backups/%s/restore" % bid, body or {}, **kw)
+
+
+def records_left(s, box):
+    d = os.path.join(s.state, "sandboxes", box, "backups")
+    return sorted(n for n in os.listdir(d) if n.endswith(".journal")) if os.path.isdir(d) else []
 
 
 def host_state():
@@ -328,4 +340,275 @@ finally:
     t.eq(small.stop(), 0, "second server: graceful exit")
     t.ok(not small.leftovers(["bk-a"]), "nothing left behind", small.leftovers(["bk-a"]))
     small.cleanup()
+
+# ---- crash safety: the states a cut-off restore leaves, and their recovery ----------------
+# A restore of folder F uses .cellbox-restore.S (the unpacked backup) and
+# .cellbox-old.S (the old entries), renamed to .cellbox-done.S once every old
+# entry is in it (the commit point). Each state a crash can leave is planted
+# by hand, then recovered by a backup of F, by a restore of another folder
+# (with the server's record of F's restore), by a server restart, or by the
+# sandbox's agent dying: F must be exactly the old or exactly the new tree.
+TREES = r"""
+mk_new() { mkdir -p src/deep emptydir; printf 'new a\n' > a.txt; printf 'deep\n' > src/deep/d.txt
+  ln -s a.txt link; printf x > only-new; chmod 640 only-new; printf 'new b\n' > b.txt; }
+mk_old() { printf 'old a\n' > a.txt; chmod 600 a.txt; mkdir -p src; printf 'old src\n' > src/s.txt
+  printf y > only-old; ln -s only-old link; printf 'old b\n' > b.txt; }
+S=Ab3dE9; R=.cellbox-restore.$S; O=.cellbox-old.$S; D=.cellbox-done.$S
+aside() { find . -mindepth 1 -maxdepth 1 ! -name '.cellbox-*' -exec mv -t "$1" -- {} +; }
+staged() { mkdir "$R" && (cd "$R" && mk_new) && chmod 751 "$R"; }
+committed() { staged && mkdir "$O" && aside "$O" && mv -T "$O" "$D"; }
+"""
+PHASES = [
+    ("unpacking cut off", "mkdir \"$R\" && cd \"$R\" && mkdir -p src/deep && printf 'new a\\n' > a.txt", "old"),
+    ("unpacked, nothing moved yet", "staged && mkdir \"$O\"", "old"),
+    ("old entries partly moved aside", "staged && mkdir \"$O\" && mv a.txt src \"$O\"/", "old"),
+    ("all old entries aside, not committed", "staged && mkdir \"$O\" && aside \"$O\"", "old"),
+    ("committed, nothing moved in yet", "committed", "new"),
+    ("committed, new entries partly moved in", "committed && mv \"$R/a.txt\" \"$R/src\" .", "new"),
+    ("committed, all moved in, folder mode not applied",
+     "committed && find \"$R\" -mindepth 1 -maxdepth 1 -exec mv -t . -- {} +", "new"),
+    ("committed, old tree partly removed",
+     "committed && find \"$R\" -mindepth 1 -maxdepth 1 -exec mv -t . -- {} + && chmod 751 . && rmdir \"$R\" "
+     "&& rm -rf \"$D/src\"", "new"),
+]
+CS = "/v1/sandboxes/bk-cs"
+
+
+def plant_all(s, box, records):
+    """Plants every phase in /workspace/p<i>; with records, also the
+    server's record of a restore of each. Returns False if planting failed."""
+    ok = True
+    for i, (name, cmd, _) in enumerate(PHASES):
+        x = s.sh(box, TREES + "set -e; rm -rf /workspace/p%d; mkdir /workspace/p%d; cd /workspace/p%d; "
+                 "mk_old; chmod 700 .; %s" % (i, i, i, cmd))
+        ok = ok and x["exitCode"] == 0
+        if records:
+            add_record(s, box, "/workspace/p%d" % i)
+    return ok
+
+
+def add_record(s, box, path):
+    d = os.path.join(s.state, "sandboxes", box, "backups")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "restore-%s.journal" % os.urandom(8).hex()), "w") as f:
+        json.dump({"path": path, "backup": "bk-planted"}, f)
+
+
+def check_all(s, box, how, refs):
+    for i, (name, _, want) in enumerate(PHASES):
+        got = s.sh(box, LISTING, env={"P": "/workspace/p%d" % i})["stdout"]
+        t.ok(got == refs[want], "%s: %s -> exactly the %s tree, no .cellbox-* left" % (how, name, want),
+             "\n".join(sorted(set(got.splitlines()) ^ set(refs[want].splitlines()))))
+
+
+cs = Server()
+try:
+    cs.create("bk-cs")
+    x = cs.sh("bk-cs", TREES + "set -e; mkdir -p /workspace/ref-old /workspace/ref-new; "
+              "(cd /workspace/ref-old && mk_old && chmod 700 .); (cd /workspace/ref-new && mk_new && chmod 751 .)")
+    t.ok(x["exitCode"] == 0, "crash safety: reference trees made", x)
+    refs = {"old": cs.sh("bk-cs", LISTING, env={"P": "/workspace/ref-old"})["stdout"],
+            "new": cs.sh("bk-cs", LISTING, env={"P": "/workspace/ref-new"})["stdout"]}
+    refs_bk = cs.post(CS + "/backups", {"path": "/workspace/ref-new"}).json()["id"]
+
+    # a backup of the folder recovers it first, and archives a whole tree
+    t.ok(plant_all(cs, "bk-cs", records=False), "every phase planted (no record: the folder recovers itself)")
+    for i, (name, _, want) in enumerate(PHASES):
+        r = cs.post(CS + "/backups", {"path": "/workspace/p%d" % i})
+        got = cs.sh("bk-cs", LISTING, env={"P": "/workspace/p%d" % i})["stdout"]
+        rr = restore_on(cs, CS, r.json().get("id"), {"path": "/tmp/chk%d" % i}) if r.status == 201 else r
+        copy = cs.sh("bk-cs", LISTING, env={"P": "/tmp/chk%d" % i})["stdout"]
+        t.ok(r.status == 201 and got == refs[want] and rr.status == 200 and copy == refs[want],
+             "backup after '%s': the folder is exactly the %s tree, and so is the archive" % (name, want),
+             (r, rr, "\n".join(sorted(set(got.splitlines()) ^ set(refs[want].splitlines()))),
+              "archive: " + "\n".join(sorted(set(copy.splitlines()) ^ set(refs[want].splitlines())))))
+
+    # a restore of another folder replays the records of cut-off restores first
+    t.ok(plant_all(cs, "bk-cs", records=True), "every phase planted again, each with its restore record")
+    add_record(cs, "bk-cs", "/tmp/gone-after-restart")
+    r = restore_on(cs, CS, refs_bk, {"path": "/workspace/elsewhere"})
+    t.eq(r.status, 200, "a restore into another folder")
+    check_all(cs, "bk-cs", "restore elsewhere", refs)
+    t.eq(records_left(cs, "bk-cs"), [], "no restore record left")
+
+    # a server restart: the first request that starts the sandbox recovers
+    t.ok(plant_all(cs, "bk-cs", records=True), "planted again, with records")
+    t.eq(cs.stop(), 0, "server stopped (SIGTERM)")
+    cs.start()
+    check_all(cs, "bk-cs", "server restart", refs)
+    t.eq(records_left(cs, "bk-cs"), [], "no restore record left after the restart")
+
+    # the agent dies: the sandbox's next start recovers
+    t.ok(plant_all(cs, "bk-cs", records=True), "planted again, with records")
+    os.kill(cs.get(CS).json()["agentPid"], signal.SIGKILL)
+    check_all(cs, "bk-cs", "agent killed", refs)
+    t.eq(records_left(cs, "bk-cs"), [], "no restore record left after the agent's restart")
+    t.ok("whole again after an interrupted restore" in cs.server_log(), "the server logs the recoveries")
+
+    # a restore whose new entries cannot all be moved in (a read-only folder
+    # in the backup; the sandbox's user is not root) fails after its commit
+    # point: it is undone, the old tree stays
+    x = cs.sh("bk-cs", "set -e; mkdir -p /workspace/ro && cd /workspace/ro && mkdir locked && echo f > locked/f "
+              "&& chmod 555 locked && echo new > a")
+    rid = cs.post(CS + "/backups", {"path": "/workspace/ro"}).json().get("id")
+    cs.sh("bk-cs", "cd /workspace/ro && chmod 755 locked && rm -rf ./* && echo old > a && echo o > only-old")
+    before = cs.sh("bk-cs", LISTING, env={"P": "/workspace/ro"})["stdout"]
+    r = restore_on(cs, CS, rid)
+    after = cs.sh("bk-cs", LISTING, env={"P": "/workspace/ro"})["stdout"]
+    t.ok(x["exitCode"] == 0 and (r.status, r.code) == (500, "BACKUP_FAILED") and after == before
+         and "cannot move the restored content in" in r.body.decode(),
+         "a restore that cannot move a new entry in is undone after its commit: exactly the old tree, no .cellbox-*",
+         (x, r, after))
+    t.eq(records_left(cs, "bk-cs"), [], "and no record left")
+finally:
+    t.eq(cs.stop(), 0, "crash-safety server: graceful exit")
+    t.ok(not cs.leftovers(["bk-cs"]), "nothing left behind", cs.leftovers(["bk-cs"]))
+    cs.cleanup()
+
+
+# ---- crash safety: real kills in the middle of a restore -----------------------------------
+MANY = r"""
+set -e
+rm -rf /workspace/k; mkdir /workspace/k; cd /workspace/k
+for i in $(seq -w 0 2999); do echo "$TAG $i" > "$TAG$i"; done
+for i in $(seq -w 0 99); do echo "$TAG shared $i" > "s$i"; done
+mkdir -p dir/sub; echo "$TAG" > dir/sub/f; chmod "$MODE" .
+"""
+
+
+def host_listing(path):
+    """Every entry below path (type, mode, link target, sha256), and path's mode."""
+    if not os.path.isdir(path):
+        return "MISSING"
+    out = []
+    for root, dirs, files in os.walk(path):
+        for n in dirs + files:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, path)
+            if stat.S_ISLNK(st.st_mode):
+                out.append("l %o %s -> %s" % (st.st_mode & 0o7777, rel, os.readlink(p)))
+            elif stat.S_ISDIR(st.st_mode):
+                out.append("d %o %s" % (st.st_mode & 0o7777, rel))
+            else:
+                with open(p, "rb") as f:
+                    out.append("f %o %s %s" % (st.st_mode & 0o7777, rel, hashlib.sha256(f.read()).hexdigest()))
+    return "root %o\n" % (os.stat(path).st_mode & 0o7777) + "\n".join(sorted(out))
+
+
+def temp_names(path):
+    return sorted(n for n in os.listdir(path) if n.startswith(".cellbox-")) if os.path.isdir(path) else []
+
+
+def diff(a, b):
+    x = set(a.splitlines()) ^ set(b.splitlines())
+    return "%d lines differ: %s" % (len(x), sorted(x)[:10])
+
+
+K = "/v1/sandboxes/bk-k"
+kc = Server()
+try:
+    kc.create("bk-k")
+    host_k = os.path.join(kc.state, "sandboxes", "bk-k", "workspace", "k")
+    x = kc.sh("bk-k", MANY, env={"TAG": "new", "MODE": "751"})
+    new_l = host_listing(host_k)
+    bid_new = kc.post(K + "/backups", {"path": "/workspace/k"}).json().get("id")
+    x2 = kc.sh("bk-k", MANY, env={"TAG": "old", "MODE": "700"})
+    old_l = host_listing(host_k)
+    bid_old = kc.post(K + "/backups", {"path": "/workspace/k"}).json().get("id")
+    t.ok(x["exitCode"] == 0 and x2["exitCode"] == 0 and bid_new and bid_old and old_l != new_l,
+         "two trees of 3101 top-level entries each, a backup of each", (x, x2))
+    r = restore_on(kc, K, bid_new)
+    t.ok(r.status == 200 and host_listing(host_k) == new_l, "a whole restore gives the new tree", r)
+
+    def sigkill_restart(s):
+        os.kill(s.server_pid, signal.SIGKILL)
+        s.proc.wait()
+        s.proc.stdout.close()
+        s.log.close()
+        s.proc = None
+        s.start()
+
+    def cut_off(target, kill, n):
+        """Restore the old tree, then start a restore of the new one and
+        kill() as soon as the host sees it at target or later (it polls the
+        folder: no timing). Returns (the stage seen at the kill, the reply
+        or exception, the temporary folders and records left)."""
+        r = restore_on(kc, K, bid_old)
+        if not t.ok(r.status == 200 and host_listing(host_k) == old_l, "kill %d: the folder holds the old tree" % n, r):
+            return None
+        res = {}
+
+        def go():
+            try:
+                res["r"] = restore_on(kc, K, bid_new)
+            except Exception as e:  # the server is killed under it
+                res["r"] = e
+        th = threading.Thread(target=go)
+        th.start()
+        seen = (0, 0)
+        while th.is_alive():
+            st = stage(host_k)
+            seen = max(seen, st)
+            if seen >= target:
+                break
+            time.sleep(0.001)
+        kill()
+        th.join(120)
+        return seen, res.get("r"), (temp_names(host_k), records_left(kc, "bk-k"))
+
+    # the stage of a restore seen from the host: (1, n) unpacking n entries,
+    # (2, n) n old entries aside, (3, n) committed and n new entries in,
+    # (4, 0) committed and the old tree being removed
+    def stage(path):
+        try:
+            tmp = {n.split(".")[1][len("cellbox-"):]: os.path.join(path, n) for n in os.listdir(path) if n.startswith(".cellbox-")}
+            if "done" in tmp:
+                return (3, 3103 - len(os.listdir(tmp["restore"]))) if "restore" in tmp else (4, 0)
+            if "old" in tmp and os.listdir(tmp["old"]):
+                return (2, len(os.listdir(tmp["old"])))
+            if "restore" in tmp:
+                return (1, len(os.listdir(tmp["restore"])))
+        except OSError:  # a folder renamed or removed while we looked
+            pass
+        return (0, 0)
+
+    TARGETS = [((1, 1), "unpacking begins"), ((1, 1500), "half unpacked"), ((2, 1), "old entries start going aside"),
+               ((2, 1500), "half the old entries aside"), ((3, 0), "committed"), ((3, 1), "new entries start coming in"),
+               ((3, 1500), "half the new entries in"), ((4, 0), "the old tree being removed")]
+    cut = []
+    for n, (target, what) in enumerate(TARGETS):
+        got_cut = cut_off(target, lambda: os.kill(kc.server_pid, signal.SIGKILL), n)
+        if got_cut is None:
+            break
+        seen, reply, left = got_cut
+        if left != ([], []):
+            cut.append(seen)
+        sigkill_restart(kc)
+        kc.sh("bk-k", "true")  # any request: it starts the sandbox
+        got = host_listing(host_k)
+        which = "old" if got == old_l else "new" if got == new_l else None
+        t.ok(which is not None and records_left(kc, "bk-k") == [],
+             "server SIGKILLed when %s (seen: %s), restarted: exactly the %s tree, no .cellbox-*, no record"
+             % (what, seen, which or "old or the new"),
+             ("left at the kill: %r" % (left,), "vs old: " + diff(got, old_l), "vs new: " + diff(got, new_l),
+              records_left(kc, "bk-k")))
+    t.ok(cut, "the kills cut restores off midway (%d of %d, at stages %s)" % (len(cut), len(TARGETS), cut), cut)
+
+    # the sandbox's agent killed during a restore: the failed restore makes the folder whole itself
+    for n, (target, what) in enumerate(TARGETS[1::2]):
+        got_cut = cut_off(target, lambda: os.kill(kc.get(K).json()["agentPid"], signal.SIGKILL), n)
+        if got_cut is None:
+            break
+        seen, reply, _ = got_cut
+        got = host_listing(host_k)
+        which = "old" if got == old_l else "new" if got == new_l else None
+        t.ok(which is not None and records_left(kc, "bk-k") == [],
+             "agent SIGKILLed when %s (seen: %s; reply %s): exactly the %s tree right after the reply"
+             % (what, seen, getattr(reply, "status", None), which or "old or the new"),
+             ("vs old: " + diff(got, old_l), "vs new: " + diff(got, new_l), reply))
+finally:
+    t.eq(kc.stop(), 0, "crash server: graceful exit")
+    t.ok(not kc.leftovers(["bk-k"]), "nothing left behind (also of the killed servers)", kc.leftovers(["bk-k"]))
+    kc.cleanup()
 t.done()
