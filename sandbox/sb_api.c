@@ -141,6 +141,17 @@ static int h_box_delete(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, j);
 }
 
+/* Pause and resume (E2B's): sb_box_pause/sb_box_resume, then the record. */
+static int h_box_pause(sb_req *r, sb_box *b, sb_error *err)
+{
+    return sb_box_pause(b, err) < 0 ? -1 : sb_reply_json(r, 200, sb_box_json(b));
+}
+
+static int h_box_resume(sb_req *r, sb_box *b, sb_error *err)
+{
+    return sb_box_resume(b, err) < 0 ? -1 : sb_reply_json(r, 200, sb_box_json(b));
+}
+
 /* ---- exec ---------------------------------------------------------------- */
 
 typedef struct exec_ctx {
@@ -1066,6 +1077,8 @@ const sb_route sb_api_routes[] = {
     {"PUT", SBX, h_box_put, 0, NULL},
     {"GET", SBX, on_box, 0, NULL, BOX(h_box_get)},
     {"DELETE", SBX, on_box, 0, NULL, BOX(h_box_delete)},
+    {"POST", SBX "/pause", on_box, 0, NULL, BOX(h_box_pause)},
+    {"POST", SBX "/resume", on_box, 0, NULL, BOX(h_box_resume)},
     {"POST", SBX "/exec", on_box, 0, NULL, BOX(h_exec)},
     {"POST", SBX "/files/read", sb_files_read, 0, NULL},
     {"POST", SBX "/files/write", sb_files_write, 0, NULL},

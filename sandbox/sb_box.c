@@ -15,6 +15,10 @@
  * server is multi-threaded). Stopping kills pid 1, which makes the kernel
  * kill the whole pid namespace, then removes the cgroups.
  *
+ * Pause freezes the sandbox's cgroup (sb_cg_freeze) and resume thaws it;
+ * both under b->mu. A frozen pid 1 cannot die (cgroup v1), so a stop of a
+ * paused sandbox sends SIGKILL, thaws, and only then waits for it.
+ *
  * Persistence: sandbox.json (options), sessions.json (sessions and their
  * shell state) under STATE/sandboxes/<id>/, plus workspace/ which is
  * attached at /workspace. Nothing else is needed to bring a sandbox back.
@@ -1118,6 +1122,10 @@ static void box_teardown(sb_box *b)
             syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
         else
             kill(b->agent, SIGKILL);
+        sb_error terr;
+        if (b->paused && sb_cg_freeze(&reg.cg, &b->cg, false, 5000, &terr) < 0)
+            cb_warn("sandbox", "stop %s: %s", b->id, terr.msg);  /* waitpid may then hang */
+        b->paused = false;
         while (waitpid(b->agent, NULL, 0) < 0 && errno == EINTR)
             ;
     }
@@ -1126,6 +1134,7 @@ static void box_teardown(sb_box *b)
             close(*fd);
     b->pidfd = b->ctl = b->root_fd = b->netns_fd = -1;
     b->agent = 0;
+    b->paused = false;
     if (b->net_index >= 0)
         sb_net_teardown(b);
     int64_t t1 = cb_mono_ns();
@@ -1169,6 +1178,65 @@ static bool take_backup_check(sb_box *b)
     return check;
 }
 
+static bool agent_alive(sb_box *b);
+
+/* Thaw a paused sandbox. b->mu held. */
+static int box_resume(sb_box *b, const char *reason, sb_error *err)
+{
+    int64_t t0 = cb_mono_ns();
+    if (sb_cg_freeze(&reg.cg, &b->cg, false, 5000, err) < 0)
+        return -1;
+    b->paused = false;
+    b->last_used_ms = sb_now_ms();  /* sleepAfter counts from the resume */
+    char kv[160];
+    snprintf(kv, sizeof kv, "sandbox=%s reason=%s ms=%.2f", b->id, reason,
+             (double)(cb_mono_ns() - t0) / 1e6);
+    cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox resumed");
+    return 0;
+}
+
+int sb_box_pause(sb_box *b, sb_error *err)
+{
+    if (!sb_cg_can_freeze(&reg.cg))
+        return sb_fail(err, SB_E_PAUSE_NOT_SUPPORTED, "sandbox '%s' cannot be paused: %s", b->id,
+                       reg.isolation == SB_ISOLATION_NONE
+                           ? "the server runs with --isolation none, which has no cgroups to freeze"
+                           : "this host's cgroup v1 layout has no freezer hierarchy mounted for "
+                             "the server (mount -t cgroup -o freezer cgroup /sys/fs/cgroup/freezer)"), -1;
+    pthread_mutex_lock(&b->mu);
+    int rc = 0;
+    if (b->deleted)
+        rc = sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' was deleted", b->id);
+    else if (b->state == SB_BOX_RUNNING && !agent_alive(b))
+        box_stop(b, "agent died");
+    if (rc == 0 && b->state != SB_BOX_RUNNING)
+        rc = sb_fail(err, SB_E_SANDBOX_CONFLICT,
+                     "sandbox '%s' is not running (asleep or stopped): only a running sandbox can "
+                     "be paused", b->id);
+    if (rc == 0 && !b->paused) {
+        int64_t t0 = cb_mono_ns();
+        if (sb_cg_freeze(&reg.cg, &b->cg, true, 5000, err) < 0) {
+            rc = -1;
+        } else {
+            b->paused = true;
+            b->paused_us = cb_real_us();
+            char kv[160];
+            snprintf(kv, sizeof kv, "sandbox=%s ms=%.2f", b->id, (double)(cb_mono_ns() - t0) / 1e6);
+            cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox paused");
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc ? -1 : 0;
+}
+
+int sb_box_resume(sb_box *b, sb_error *err)
+{
+    if (sb_box_acquire(b, err) < 0)
+        return -1;
+    sb_box_release(b);
+    return 0;
+}
+
 /* Has the agent died on its own (e.g. the OOM killer)? b->mu held. */
 static bool agent_alive(sb_box *b)
 {
@@ -1176,7 +1244,7 @@ static bool agent_alive(sb_box *b)
     return poll(&p, 1, 0) == 0;
 }
 
-int sb_box_acquire(sb_box *b, sb_error *err)
+static int box_acquire(sb_box *b, bool resume, sb_error *err)
 {
     pthread_mutex_lock(&b->mu);
     int rc = 0;
@@ -1190,6 +1258,8 @@ int sb_box_acquire(sb_box *b, sb_error *err)
             box_stop(b, "agent died");
         if (b->state != SB_BOX_RUNNING)
             rc = box_start(b, err);
+        else if (b->paused && resume)
+            rc = box_resume(b, "request", err);
         if (rc == 0) {
             b->active++;
             check = take_backup_check(b);
@@ -1200,6 +1270,16 @@ int sb_box_acquire(sb_box *b, sb_error *err)
     if (check)  /* before the request that started the sandbox uses it */
         sb_backup_recover(b);
     return rc;
+}
+
+int sb_box_acquire(sb_box *b, sb_error *err)
+{
+    return box_acquire(b, true, err);
+}
+
+int sb_box_acquire_files(sb_box *b, sb_error *err)
+{
+    return box_acquire(b, false, err);
 }
 
 void sb_box_release(sb_box *b)
@@ -1386,13 +1466,18 @@ cJSON *sb_box_json(sb_box *b)
     pthread_mutex_lock(&b->mu);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", b->id);
-    cJSON_AddStringToObject(j, "status", b->state == SB_BOX_RUNNING ? "running" : "stopped");
+    cJSON_AddStringToObject(j, "status", b->state != SB_BOX_RUNNING ? "stopped"
+                                         : b->paused ? "paused" : "running");
     char date[CB_ISO_DATE_LEN];
     cb_iso_date(date, b->created_us);
     cJSON_AddStringToObject(j, "createdAt", date);
     if (b->state == SB_BOX_RUNNING) {
         cb_iso_date(date, b->started_us);
         cJSON_AddStringToObject(j, "startedAt", date);
+        if (b->paused) {
+            cb_iso_date(date, b->paused_us);
+            cJSON_AddStringToObject(j, "pausedAt", date);
+        }
         cJSON_AddNumberToObject(j, "agentPid", b->agent);  /* host pid of its pid 1 */
         char addr[32];
         if (sb_net_address(b, addr, sizeof addr))
@@ -1437,7 +1522,7 @@ void sb_boxes_shutdown(void)
         sb_net_shutdown();
     /* the "cellbox" parent groups go too, unless another server uses them */
     sb_cg_sweep(&reg.cg, "");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < SB_CG_N; i++)
         if (reg.cg.base[i])
             rmdir(reg.cg.base[i]);
 }
@@ -1462,8 +1547,8 @@ static void *sleeper(void *arg)
         for (size_t i = 0; i < n; i++) {
             sb_box *b = copy[i];
             pthread_mutex_lock(&b->mu);
-            if (b->state == SB_BOX_RUNNING && !b->opts.keep_alive && b->active == 0 &&
-                now - b->last_used_ms >= b->opts.sleep_after_ms)
+            if (b->state == SB_BOX_RUNNING && !b->opts.keep_alive && !b->paused &&
+                b->active == 0 && now - b->last_used_ms >= b->opts.sleep_after_ms)
                 box_stop(b, "sleepAfter");
             else if (b->state == SB_BOX_RUNNING && b->active == 0 && !agent_alive(b))
                 box_stop(b, "agent died");

@@ -8,9 +8,21 @@
  * sandbox starts it first (sb_box_acquire), so a restart or a sleep is
  * invisible to clients apart from lost processes.
  *
+ * A running sandbox may be paused (sb_box_pause): every process of it, the
+ * agent included, is frozen with the cgroup freezer; it keeps its memory
+ * (still charged to its cgroup) and is exempt from sleepAfter. State stays
+ * SB_BOX_RUNNING with `paused` set, so code that only asks "does it run?"
+ * (fds, root, generation) is unaffected. sb_box_acquire thaws it first,
+ * the way it starts a stopped one; requests that do not acquire (the
+ * sandbox's record, lists, process records and logs) leave it paused. A
+ * stop of any kind thaws what it killed. Paused is not persisted: after a
+ * server restart the sandbox is stopped like every other.
+ *
  * Threads: every field below `mu` is protected by it. Requests hold a
  * reference (sb_box_get/sb_box_unref) and, while they use the agent, an
  * "active" count (sb_box_acquire/sb_box_release) that keeps the sleeper away.
+ * Start, stop, pause and resume run with `mu` held for their whole length
+ * (a freeze waits for the kernel: milliseconds), so they never interleave.
  *
  * Ownership: sb_box_get/sb_box_create/sb_box_ref return a reference the
  * caller drops with sb_box_unref. JSON returned by *_json functions is
@@ -65,6 +77,8 @@ typedef struct sb_box {
     int disk_fd;                /* diskMB, isolated: the image's detached mount (fsmount)
                                  * until it is handed to the agent; -1 otherwise */
     int64_t started_us;
+    bool paused;                /* running, its processes frozen (sb_box_pause) */
+    int64_t paused_us;          /* when it was paused (real time) */
     unsigned generation;        /* bumped at each start */
     int active;                 /* requests using the agent now */
     int64_t last_used_ms;
@@ -104,8 +118,22 @@ int sb_box_delete(sb_box *b, sb_error *err);
 cJSON *sb_boxes_list_json(void);
 cJSON *sb_box_json(sb_box *b);
 
-/* Make sure the agent runs and count this request as active. */
+/* Make sure the agent runs (start a stopped sandbox, resume a paused one)
+ * and count this request as active. */
 int sb_box_acquire(sb_box *b, sb_error *err);
+/* The same, except that a paused sandbox stays paused: for requests that
+ * use only its files, through sb_box_root (files, watch), never its
+ * processes. */
+int sb_box_acquire_files(sb_box *b, sb_error *err);
+/* Freeze every process of a running sandbox (cgroup freezer). A no-op on a
+ * paused one. -1 + err: SANDBOX_CONFLICT when it is not running (asleep,
+ * stopped, deleted), PAUSE_NOT_SUPPORTED without a freezer (--isolation
+ * none; cgroup v1 without the freezer hierarchy), CONTAINER_UNAVAILABLE
+ * when the kernel does not finish in time (then it is thawed again). */
+int sb_box_pause(sb_box *b, sb_error *err);
+/* Thaw a paused sandbox. A no-op on a running one; a stopped one is
+ * started, as by any request. -1 + err as sb_box_acquire. */
+int sb_box_resume(sb_box *b, sb_error *err);
 void sb_box_release(sb_box *b);
 /* The agent did not answer on a channel: if it died, restart the sandbox
  * (waits a moment for a dying agent). -1 + err when it cannot. */

@@ -14,7 +14,15 @@
  * (the root excepted), so the server first moves itself into the leaf
  * G/cellbox.server, then enables the controllers in G and in G/cellbox,
  * whose children are the sandboxes. v1: G/cellbox in each of the memory,
- * pids and cpu hierarchies.
+ * pids and cpu hierarchies, and in the freezer hierarchy when one is
+ * mounted (optional: only pause needs it).
+ *
+ * Freezing: v2 writes 1 to cgroup.freeze and waits for "frozen 1" in
+ * cgroup.events (the kernel freezes each task at its next return to user
+ * space, so this takes a moment); v1 writes FROZEN to freezer.state and
+ * waits until it reads FROZEN (FREEZING meanwhile). Thawing is the reverse.
+ * v1's frozen tasks ignore even SIGKILL until thawed, so every removal here
+ * thaws first.
  *
  * Limits are tables of (hierarchy, file, value) written in order, in the
  * kernel's units (Documentation/admin-guide/cgroup-v2.rst and cgroup-v1/):
@@ -38,7 +46,7 @@
 #include "base/log.h"
 #include "base/util.h"
 
-static const char *ctrl_names[3] = {"memory", "pids", "cpu"};
+static const char *ctrl_names[SB_CG_N] = {"memory", "pids", "cpu", "freezer"};
 static const char v2_enable[] = "+memory +pids +cpu";
 
 /* Each write is the file's whole value; O_TRUNC is a no-op on cgroupfs and
@@ -176,9 +184,11 @@ static int detect_v2(sb_cg_layout *l, const char *root, sb_error *err)
 
 static int detect_v1(sb_cg_layout *l, const char *root, sb_error *err)
 {
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < SB_CG_N; i++) {
         cb_autofree char *own = own_group(root, ctrl_names[i]);
         cb_autofree char *group = own ? group_dir(root, ctrl_names[i], own) : NULL;
+        if (!group && i == SB_CG_FREEZER)
+            continue;  /* sandboxes run, but cannot be paused */
         if (!group)
             return sb_fail(err, SB_E_INTERNAL_ERROR,
                            "cgroup v1: no %s hierarchy is mounted for the server's group %s (see "
@@ -190,7 +200,9 @@ static int detect_v1(sb_cg_layout *l, const char *root, sb_error *err)
                            strerror(errno)), -1;
     }
     l->version = 1;
-    snprintf(l->desc, sizeof l->desc, "v1/hybrid at %s, %s, %s", l->base[0], l->base[1], l->base[2]);
+    snprintf(l->desc, sizeof l->desc, "v1/hybrid at %s, %s, %s, %s", l->base[0], l->base[1],
+             l->base[2], l->base[SB_CG_FREEZER] ? l->base[SB_CG_FREEZER]
+                                                : "no freezer (pause is not available)");
     return 0;
 }
 
@@ -207,7 +219,7 @@ int sb_cg_detect(sb_cg_layout *l, const char *root, sb_error *err)
 
 void sb_cg_layout_clear(sb_cg_layout *l)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < SB_CG_N; i++)
         free(l->base[i]);
     memset(l, 0, sizeof *l);
 }
@@ -215,8 +227,10 @@ void sb_cg_layout_clear(sb_cg_layout *l)
 int sb_cg_create(const sb_cg_layout *l, const char *name, sb_cgroup *cg, sb_error *err)
 {
     memset(cg, 0, sizeof *cg);
-    int n = l->version == 2 ? 1 : l->version == 1 ? 3 : 0;
+    int n = l->version == 2 ? 1 : l->version == 1 ? SB_CG_N : 0;
     for (int i = 0; i < n; i++) {
+        if (!l->base[i])
+            continue;  /* v1 without a freezer */
         cg->dir[i] = cb_printf_new("%s/%s", l->base[i], name);
         if (mkdir(cg->dir[i], 0755) < 0 && errno != EEXIST) {
             sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup %s: %s", cg->dir[i], strerror(errno));
@@ -285,7 +299,7 @@ int sb_cg_attach(const sb_cgroup *cg, pid_t pid, sb_error *err)
 {
     char val[32];
     snprintf(val, sizeof val, "%d", (int)pid);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < SB_CG_N; i++)
         if (cg->dir[i] && write_str(cg->dir[i], "cgroup.procs", val) < 0) {
             sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup attach %s: %s", cg->dir[i],
                     strerror(errno));
@@ -294,9 +308,21 @@ int sb_cg_attach(const sb_cgroup *cg, pid_t pid, sb_error *err)
     return 0;
 }
 
+/* Thaw the group in `dir` whatever its layout (v2: cgroup.freeze; v1's
+ * freezer: freezer.state): each file exists only where it applies, so the
+ * other write fails with ENOENT. No wait: the tasks are about to die. */
+static void thaw_any(const char *dir)
+{
+    write_str(dir, "freezer.state", "THAWED");
+    write_str(dir, "cgroup.freeze", "0");
+}
+
 void sb_cg_destroy(sb_cgroup *cg)
 {
-    for (int i = 0; i < 3; i++) {
+    /* first, so that the tasks the caller killed can die */
+    if (cg->dir[SB_CG_FREEZER])
+        thaw_any(cg->dir[SB_CG_FREEZER]);
+    for (int i = 0; i < SB_CG_N; i++) {
         if (!cg->dir[i])
             continue;
         write_str(cg->dir[i], "cgroup.kill", "1");  /* v2 only; harmless elsewhere */
@@ -306,6 +332,55 @@ void sb_cg_destroy(sb_cgroup *cg)
         free(cg->dir[i]);
         cg->dir[i] = NULL;
     }
+}
+
+/* ---- freezing -------------------------------------------------------------- */
+
+bool sb_cg_can_freeze(const sb_cg_layout *l)
+{
+    return l->version == 2 || (l->version == 1 && l->base[SB_CG_FREEZER]);
+}
+
+/* Has the kernel finished (un)freezing the group? */
+static bool freeze_done(const sb_cg_layout *l, const sb_cgroup *cg, bool frozen)
+{
+    if (l->version == 2) {
+        cb_autofree char *ev = read_under(cg->dir[0], "/cgroup.events");
+        const char *p = ev ? strstr(ev, "frozen ") : NULL;
+        return p && (p == ev || p[-1] == '\n') && p[7] == (frozen ? '1' : '0');
+    }
+    cb_autofree char *st = read_under(cg->dir[SB_CG_FREEZER], "/freezer.state");
+    return st && strncmp(st, frozen ? "FROZEN" : "THAWED", 6) == 0;
+}
+
+int sb_cg_freeze(const sb_cg_layout *l, const sb_cgroup *cg, bool frozen, int timeout_ms,
+                 sb_error *err)
+{
+    if (!sb_cg_can_freeze(l))
+        return sb_fail(err, SB_E_PAUSE_NOT_SUPPORTED,
+                       "cannot freeze: %s", l->version == 1
+                           ? "no cgroup v1 freezer hierarchy is mounted for the server "
+                             "(mount -t cgroup -o freezer cgroup /sys/fs/cgroup/freezer)"
+                           : "no cgroups (--isolation none)"), -1;
+    const char *dir = l->version == 2 ? cg->dir[0] : cg->dir[SB_CG_FREEZER];
+    const char *file = l->version == 2 ? "cgroup.freeze" : "freezer.state";
+    const char *val = l->version == 2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
+    if (!dir || write_str(dir, file, val) < 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cgroup %s/%s = %s: %s",
+                       dir ? dir : "(none)", file, val, dir ? strerror(errno) : "no group"), -1;
+    for (int waited = 0; !freeze_done(l, cg, frozen); waited++) {
+        if (waited >= timeout_ms) {
+            if (frozen)
+                write_str(dir, file, l->version == 2 ? "0" : "THAWED");
+            return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                           "cgroup %s: the kernel did not %s every task within %d ms (a task in "
+                           "uninterruptible sleep, e.g. on a hung file system?)%s", dir,
+                           frozen ? "freeze" : "thaw", timeout_ms,
+                           frozen ? "; the group was thawed again" : ""), -1;
+        }
+        usleep(1000);
+    }
+    return 0;
 }
 
 /* ---- groups of servers that are gone ------------------------------------- */
@@ -328,8 +403,10 @@ static bool server_alive(const char *root, long pid)
  * cgroup.procs gets SIGKILL (only on the real host, never a fake tree's). */
 static void kill_members(const char *dir, const char *root)
 {
-    if (write_str(dir, "cgroup.kill", "1") == 0 || *root)
+    if (write_str(dir, "cgroup.kill", "1") == 0 || *root) {
+        thaw_any(dir);
         return;
+    }
     cb_autofree char *procs = read_under(dir, "/cgroup.procs");
     for (char *p = procs; p && *p;) {
         char *end;
@@ -340,13 +417,20 @@ static void kill_members(const char *dir, const char *root)
             kill((pid_t)pid, SIGKILL);
         p = end + strspn(end, "\n");
     }
+    thaw_any(dir);  /* v1: killed, they die once thawed (a paused sandbox) */
 }
 
 int sb_cg_sweep(const sb_cg_layout *l, const char *root)
 {
     int removed = 0;
-    int n = l->version == 2 ? 1 : l->version == 1 ? 3 : 0;
-    for (int i = 0; i < n; i++) {
+    /* the freezer first: its members die only once thawed, and the other
+     * hierarchies' groups can go only when they did */
+    static const int order[] = {SB_CG_FREEZER, SB_CG_MEMORY, SB_CG_PIDS, SB_CG_CPU};
+    int n = l->version == 2 ? 1 : l->version == 1 ? SB_CG_N : 0;
+    for (int k = 0; k < n; k++) {
+        int i = l->version == 2 ? 0 : order[k];
+        if (!l->base[i])
+            continue;
         DIR *d = opendir(l->base[i]);
         struct dirent *e;
         while (d && (e = readdir(d))) {

