@@ -15,6 +15,13 @@
  * folders are given to the sandbox's user. Writes go to a temporary file in
  * the same folder and are renamed into place (atomic replace); raw uploads
  * stream to it chunk by chunk, so size is bounded only by the file system.
+ *
+ * Names are bytes, not text: every path a request names can also be given
+ * as `pathBase64` (and `oldPathBase64`...), decoded by sb_json_path_arg and
+ * then held to exactly the rules above; every name or path a reply holds is
+ * added with sb_json_add_path (U+FFFD where the bytes are not UTF-8, plus
+ * the exact bytes in `…Base64`). Nothing here writes a name into JSON with
+ * cJSON_AddStringToObject.
  */
 #include "config.h"
 #include "sandbox/sb_api.h"
@@ -201,7 +208,7 @@ static void fctx_clear(fctx *c)
 }
 
 /* Find the sandbox, start it, open its root, normalise path. */
-static int fctx_open(sb_req *r, const char *path, fctx *c, sb_error *err)
+static int fctx_open_path(sb_req *r, const char *path, fctx *c, sb_error *err)
 {
     memset(c, 0, sizeof *c);
     c->root = -1;
@@ -223,10 +230,27 @@ static int fctx_open(sb_req *r, const char *path, fctx *c, sb_error *err)
     return 0;
 }
 
-static const char *body_path(sb_req *r)
+/* The path a request names: `path` or `pathBase64` in the JSON body or,
+ * without them, in the query (GET and PUT …/files/content). Owned; NULL,
+ * without an error, when none is given. */
+static int req_path(sb_req *r, char **out, sb_error *err)
 {
-    const char *p = r->json ? cb_json_str(r->json, "path", NULL) : NULL;
-    return p ? p : sb_req_query(r, "path");
+    if (r->json && sb_json_path_arg(r->json, "path", out, err) < 0)
+        return -1;
+    if (*out)
+        return 0;
+    return sb_bytes_arg("path", sb_req_query(r, "path"), sb_req_query(r, "pathBase64"), out, err);
+}
+
+/* fctx_open_path on the request's own path (dflt when it names none). */
+static int fctx_open(sb_req *r, const char *dflt, fctx *c, sb_error *err)
+{
+    memset(c, 0, sizeof *c);
+    c->root = -1;
+    cb_autofree char *path = NULL;
+    if (req_path(r, &path, err) < 0)
+        return -1;
+    return fctx_open_path(r, path ? path : dflt, c, err);
 }
 
 static int reply_fail(sb_req *r, fctx *c, sb_error *err)
@@ -243,10 +267,10 @@ static const char *type_of(mode_t m)
 static cJSON *entry_json(const char *name, const char *abs, const char *rel, const struct stat *st)
 {
     cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "name", name);
-    cJSON_AddStringToObject(e, "absolutePath", abs);
+    sb_json_add_path(e, "name", name);
+    sb_json_add_path(e, "absolutePath", abs);
     if (rel)
-        cJSON_AddStringToObject(e, "relativePath", rel);
+        sb_json_add_path(e, "relativePath", rel);
     cJSON_AddStringToObject(e, "type", type_of(st->st_mode));
     cJSON_AddNumberToObject(e, "size", (double)st->st_size);
     char mode[8];
@@ -270,7 +294,7 @@ static cJSON *ok_json(const char *path)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     if (path)
-        cJSON_AddStringToObject(j, "path", path);
+        sb_json_add_path(j, "path", path);
     char date[CB_ISO_DATE_LEN];
     cb_iso_date(date, cb_real_us());
     cJSON_AddStringToObject(j, "timestamp", date);
@@ -305,7 +329,7 @@ int sb_files_read(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    if (fctx_open(r, body_path(r), &c, &err) < 0)
+    if (fctx_open(r, NULL, &c, &err) < 0)
         return reply_fail(r, &c, &err);
     const char *enc = r->json ? cb_json_str(r->json, "encoding", "auto") : "auto";
     if (strcmp(enc, "auto") && strcmp(enc, "utf-8") && strcmp(enc, "utf8") && strcmp(enc, "base64")) {
@@ -342,7 +366,7 @@ int sb_files_read(sb_req *r)
     bool b64 = binary || strcmp(enc, "base64") == 0;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
-    cJSON_AddStringToObject(j, "path", c.path);
+    sb_json_add_path(j, "path", c.path);
     if (b64) {
         cb_autofree char *text = sb_b64_encode(data.data ? data.data : "", data.len);
         cJSON_AddStringToObject(j, "content", text);
@@ -363,7 +387,7 @@ int sb_files_read_raw(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    if (fctx_open(r, body_path(r), &c, &err) < 0)
+    if (fctx_open(r, NULL, &c, &err) < 0)
         return reply_fail(r, &c, &err);
     struct stat st;
     int fd = open_regular(&c, &st, &err);
@@ -405,12 +429,12 @@ static void writer_free(void *p)
 }
 
 /* Resolve the target, create its parents and a temp file beside it. */
-static writer *writer_begin(sb_req *r, const char *path, mode_t mode, sb_error *err)
+static writer *writer_begin(sb_req *r, mode_t mode, sb_error *err)
 {
     writer *w = cb_calloc(1, sizeof *w);
     w->dirfd = w->fd = -1;
     w->mode = mode;
-    if (fctx_open(r, path, &w->c, err) < 0)
+    if (fctx_open(r, NULL, &w->c, err) < 0)
         goto fail;
     if (strcmp(w->c.path, "/") == 0) {
         sb_fail(err, SB_E_IS_DIRECTORY, "/ is a directory");
@@ -503,7 +527,7 @@ int sb_files_write(sb_req *r)
     } else {
         return sb_reply_err(r, SB_E_VALIDATION_FAILED, "encoding must be utf-8 or base64");
     }
-    writer *w = writer_begin(r, body_path(r), mode, &err);
+    writer *w = writer_begin(r, mode, &err);
     if (!w)
         return sb_reply_error(r, &err);
     if (writer_write(w, bytes ? bytes : content, len, &err) < 0 || writer_commit(w, &err) < 0) {
@@ -523,7 +547,7 @@ static int upload_begin(sb_req *r)
         sb_fail(&r->upload_err, SB_E_VALIDATION_FAILED, "mode must be octal, like 0644");
         return -1;
     }
-    writer *w = writer_begin(r, sb_req_query(r, "path"), mode, &r->upload_err);
+    writer *w = writer_begin(r, mode, &r->upload_err);
     if (!w)
         return -1;
     r->upload_ctx = w;
@@ -613,8 +637,7 @@ int sb_files_list(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    const char *path = body_path(r);
-    if (fctx_open(r, path ? path : "/workspace", &c, &err) < 0)
+    if (fctx_open(r, "/workspace", &c, &err) < 0)
         return reply_fail(r, &c, &err);
     int fd = sb_open_in_root(c.root, c.path, O_RDONLY | O_DIRECTORY, 0);
     if (fd < 0) {
@@ -653,7 +676,7 @@ int sb_files_stat(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    if (fctx_open(r, body_path(r), &c, &err) < 0)
+    if (fctx_open(r, NULL, &c, &err) < 0)
         return reply_fail(r, &c, &err);
     struct stat st;
     if (stat_path(&c, &st, &err) < 0)
@@ -669,7 +692,7 @@ int sb_files_exists(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    if (fctx_open(r, body_path(r), &c, &err) < 0)
+    if (fctx_open(r, NULL, &c, &err) < 0)
         return reply_fail(r, &c, &err);
     struct stat st;
     bool exists = stat_path(&c, &st, &err) == 0;
@@ -687,7 +710,7 @@ int sb_files_mkdir(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    if (fctx_open(r, body_path(r), &c, &err) < 0)
+    if (fctx_open(r, NULL, &c, &err) < 0)
         return reply_fail(r, &c, &err);
     bool recursive = r->json && cb_json_bool(r->json, "recursive", false);
     if (recursive) {
@@ -766,7 +789,7 @@ int sb_files_delete(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    if (fctx_open(r, body_path(r), &c, &err) < 0)
+    if (fctx_open(r, NULL, &c, &err) < 0)
         return reply_fail(r, &c, &err);
     const char *name;
     int dirfd = open_parent(c.root, c.path, &name, &err);
@@ -803,16 +826,29 @@ int sb_files_delete(sb_req *r)
     return sb_reply_json(r, 200, j);
 }
 
+/* One end of a move: the first of its names the body gives, each as text
+ * or as `…Base64`. Owned; NULL, without an error, when none is given. */
+static int move_arg(const cJSON *body, const char *const names[3], char **out, sb_error *err)
+{
+    *out = NULL;
+    for (int i = 0; i < 3 && !*out; i++)
+        if (sb_json_path_arg(body, names[i], out, err) < 0)
+            return -1;
+    return 0;
+}
+
 int sb_files_rename(sb_req *r)
 {
     fctx c;
     sb_error err = {0};
-    cJSON *body = r->json;
-    const char *from = body ? cb_json_str(body, "oldPath", cb_json_str(body, "from", cb_json_str(body, "sourcePath", NULL))) : NULL;
-    const char *to = body ? cb_json_str(body, "newPath", cb_json_str(body, "to", cb_json_str(body, "destinationPath", NULL))) : NULL;
+    static const char *const from_names[3] = {"oldPath", "from", "sourcePath"};
+    static const char *const to_names[3] = {"newPath", "to", "destinationPath"};
+    cb_autofree char *from = NULL, *to = NULL;
+    if (move_arg(r->json, from_names, &from, &err) < 0 || move_arg(r->json, to_names, &to, &err) < 0)
+        return sb_reply_error(r, &err);
     if (!from || !to)
         return sb_reply_err(r, SB_E_VALIDATION_FAILED, "oldPath and newPath are required");
-    if (fctx_open(r, from, &c, &err) < 0)
+    if (fctx_open_path(r, from, &c, &err) < 0)
         return reply_fail(r, &c, &err);
     cb_autofree char *dest = sb_files_norm_path(to, &err);
     if (!dest)
@@ -840,8 +876,8 @@ int sb_files_rename(sb_req *r)
     if (rc < 0)
         return reply_fail(r, &c, &err);
     cJSON *j = ok_json(dest);
-    cJSON_AddStringToObject(j, "oldPath", c.path);
-    cJSON_AddStringToObject(j, "newPath", dest);
+    sb_json_add_path(j, "oldPath", c.path);
+    sb_json_add_path(j, "newPath", dest);
     fctx_clear(&c);
     return sb_reply_json(r, 200, j);
 }

@@ -362,8 +362,9 @@ int sb_git_checkout(sb_req *r, sb_box *b, sb_error *err)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "repoUrl", url);
-    cJSON_AddStringToObject(j, "branch", *head ? head : (branch ? branch : ""));
-    cJSON_AddStringToObject(j, "targetDir", dir);
+    /* a remote's branch name is any bytes git allows, not always UTF-8 */
+    sb_json_add_path(j, "branch", *head ? head : (branch ? branch : ""));
+    sb_json_add_path(j, "targetDir", dir);
     cJSON_AddStringToObject(j, "commit", commit);
     char date[CB_ISO_DATE_LEN];
     cb_iso_date(date, cb_real_us());

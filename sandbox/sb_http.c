@@ -22,6 +22,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "sandbox/sb_util.h"
 
 static sb_http_conf hconf;
 
@@ -165,7 +166,9 @@ int sb_reply_error(sb_req *r, const sb_error *e)
     cJSON *j = cJSON_CreateObject();
     cJSON *err = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(err, "code", sb_err_name(code));
-    cJSON_AddStringToObject(err, "message", e->msg[0] ? e->msg : sb_err_name(code));
+    /* messages quote paths (bytes) and are cut at 512 bytes: always UTF-8 here */
+    cb_autofree char *msg = sb_utf8_lossy(e->msg[0] ? e->msg : sb_err_name(code), NULL);
+    cJSON_AddStringToObject(err, "message", msg);
     if (status >= 500) {
         char kv[256];
         snprintf(kv, sizeof kv, "method=%s path=\"%s\" code=%s", r->method, r->url,

@@ -1,4 +1,5 @@
-/* sandbox/sb_util.c: ids, UTF-8 repair, base64, durations, MIME types.
+/* sandbox/sb_util.c: ids, UTF-8 repair, file names in JSON, base64,
+ * durations, MIME types.
  * Pure helpers: no sandbox state, no HTTP, no global state. */
 #include "config.h"
 #include "sandbox/sb_util.h"
@@ -126,6 +127,73 @@ bool sb_utf8_valid(const char *data, size_t len)
         i += (size_t)n;
     }
     return true;
+}
+
+char *sb_utf8_lossy(const char *s, bool *lossy)
+{
+    size_t len = strlen(s);
+    bool bad = !sb_utf8_valid(s, len);
+    if (lossy)
+        *lossy = bad;
+    if (!bad)
+        return cb_strdup(s);
+    cb_buf b = CB_BUF_INIT;
+    sb_utf8_append(&b, s, len, true);
+    return cb_buf_steal(&b);
+}
+
+void sb_json_add_path(cJSON *obj, const char *key, const char *s)
+{
+    bool lossy;
+    cb_autofree char *text = sb_utf8_lossy(s, &lossy);
+    cJSON_AddStringToObject(obj, key, text);
+    if (lossy) {
+        cb_autofree char *k = cb_printf_new("%sBase64", key);
+        cb_autofree char *b64 = sb_b64_encode(s, strlen(s));
+        cJSON_AddStringToObject(obj, k, b64);
+    }
+}
+
+int sb_bytes_arg(const char *key, const char *text, const char *b64, char **out, sb_error *err)
+{
+    *out = NULL;
+    if (text && b64)
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "give %s or %sBase64, not both", key, key), -1;
+    if (!b64) {
+        *out = text ? cb_strdup(text) : NULL;
+        return 0;
+    }
+    size_t len;
+    /* no blanks, unlike sb_b64_decode: a '+' a query turned into ' ' must
+     * not be skipped, which could decode to other bytes */
+    char *bytes = strpbrk(b64, " \t\r\n") ? NULL : sb_b64_decode(b64, &len);
+    if (!bytes)
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "%sBase64 is not valid base64 (standard "
+                       "alphabet, padded)", key), -1;
+    if (memchr(bytes, 0, len)) {
+        free(bytes);
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "%sBase64 holds a NUL byte, which no path "
+                       "can hold", key), -1;
+    }
+    *out = bytes;
+    return 0;
+}
+
+int sb_json_path_arg(const cJSON *obj, const char *key, char **out, sb_error *err)
+{
+    *out = NULL;
+    cb_autofree char *bkey = cb_printf_new("%sBase64", key);
+    const char *v[2] = {NULL, NULL};
+    const char *names[2] = {key, bkey};
+    for (int i = 0; i < 2 && obj; i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, names[i]);
+        if (!f || cJSON_IsNull(f))
+            continue;
+        if (!cJSON_IsString(f))
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "%s must be a string", names[i]), -1;
+        v[i] = f->valuestring;
+    }
+    return sb_bytes_arg(key, v[0], v[1], out, err);
 }
 
 char *sb_b64_encode(const void *data, size_t len)

@@ -24,6 +24,36 @@ bool sb_name_valid(const char *name);
  * a stream can prepend it to the next chunk (pass final=true to flush it). */
 size_t sb_utf8_append(cb_buf *out, const char *data, size_t len, bool final);
 bool sb_utf8_valid(const char *data, size_t len);
+
+/* File names and paths in JSON. On Linux a name is any bytes but NUL and
+ * '/'; a JSON string must be UTF-8, and one bad name would make a whole reply
+ * unreadable. So every reply field holding a name or path (read from the
+ * file system, or given by a client as bytes) is added with
+ * sb_json_add_path, the one place this is decided:
+ *   - `key` holds it as valid UTF-8: each byte that is not part of a valid
+ *     sequence becomes U+FFFD (as Node's fs and Go's encoding/json show such
+ *     names), so clients that ignore the rest still get a readable name;
+ *   - only when that changed it, `key`Base64 ("pathBase64", "nameBase64",
+ *     "oldPathBase64"...) holds the exact bytes (standard base64, padded).
+ * Requests name such a file by the same pair: sb_json_path_arg reads a
+ * path-like field `key` or `key`Base64 (exactly one). The decoded bytes
+ * are only a path: callers apply their usual path rules to them.
+ *
+ * sb_utf8_lossy: an owned valid UTF-8 copy of the C string s (borrowed);
+ * *lossy (if not NULL) says whether bytes were replaced. For text that only
+ * has to be readable, such as error messages that quote a path.
+ * sb_json_add_path: s is borrowed (copied into obj, which owns what is added). */
+char *sb_utf8_lossy(const char *s, bool *lossy);
+void sb_json_add_path(cJSON *obj, const char *key, const char *s);
+/* The bytes of a path-like argument given as text or as base64 (b64), both
+ * borrowed, either NULL: *out is an owned copy of text, the decoded b64, or
+ * NULL when neither is given. -1 with VALIDATION_FAILED in err when both
+ * are given, b64 is not base64, or it decodes to bytes holding a NUL; key
+ * names the argument in the message. */
+int sb_bytes_arg(const char *key, const char *text, const char *b64, char **out, sb_error *err);
+/* sb_bytes_arg on the fields `key` and `key`Base64 of obj (borrowed; NULL
+ * is an empty request). A field that is there and not null must be a string. */
+int sb_json_path_arg(const cJSON *obj, const char *key, char **out, sb_error *err);
 /* Whether s holds an ASCII control character (below 0x20, or DEL). */
 bool sb_has_ctl(const char *s);
 

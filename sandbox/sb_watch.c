@@ -31,6 +31,11 @@
  * than sb_watch_max_dirs() folders would be watched. A watch does not count
  * as activity: the sandbox is acquired only while the watches are set up.
  *
+ * Names are bytes: include/exclude globs match them as they are; event
+ * paths go into JSON with sb_json_add_path (U+FFFD where they are not UTF-8,
+ * plus the exact bytes in pathBase64 / oldPathBase64), and the folder to
+ * watch may be given as pathBase64, as for the files API.
+ *
  * Threads: the handler and produce() run on the connection's own thread
  * (MHD thread per connection); produce() blocks in poll() on the inotify fd,
  * the agent's pidfd and the client socket, with the SSE keepalive as timeout.
@@ -411,10 +416,10 @@ static void emit(watch *w, cb_buf *out, const char *type, const char *rel, bool 
     w->last_modify = modify ? cb_strdup(rel) : NULL;
     cJSON *j = cJSON_CreateObject();
     cb_autofree char *p = abs_path(w, rel);
-    cJSON_AddStringToObject(j, "path", p);
+    sb_json_add_path(j, "path", p);
     if (old) {
         cb_autofree char *o = abs_path(w, old);
-        cJSON_AddStringToObject(j, "oldPath", o);
+        sb_json_add_path(j, "oldPath", o);
     }
     cJSON_AddBoolToObject(j, "isDirectory", isdir);
     char date[CB_ISO_DATE_LEN];
@@ -427,12 +432,13 @@ static void emit_end(watch *w, cb_buf *out, const char *event, const char *reaso
                      const char *message)
 {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "path", w->path);
+    sb_json_add_path(j, "path", w->path);
     if (reason)
         cJSON_AddStringToObject(j, "reason", reason);
     if (code) {
         cJSON_AddStringToObject(j, "code", sb_err_name(code));
-        cJSON_AddStringToObject(j, "message", message);
+        cb_autofree char *text = sb_utf8_lossy(message, NULL);  /* it may quote a path */
+        cJSON_AddStringToObject(j, "message", text);
     }
     char date[CB_ISO_DATE_LEN];
     cb_iso_date(date, cb_real_us());
@@ -783,7 +789,7 @@ static int watch_produce(void *ctx, cb_buf *out)
         w->sent_watching = true;
         w->last_out_ms = sb_now_ms();
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "path", w->path);
+        sb_json_add_path(j, "path", w->path);
         cJSON_AddBoolToObject(j, "recursive", w->recursive);
         sb_sse_event(out, "watching", j);
         return 0;
@@ -848,10 +854,10 @@ static int glob_list(const cJSON *body, const char *key, char ***out, size_t *n,
 int sb_watch_files(sb_req *r, sb_box *b, sb_error *err)
 {
     const cJSON *body = r->json;
-    const cJSON *jp = body ? cJSON_GetObjectItemCaseSensitive(body, "path") : NULL;
     const cJSON *jr = body ? cJSON_GetObjectItemCaseSensitive(body, "recursive") : NULL;
-    if (jp && !cJSON_IsString(jp))
-        return sb_fail(err, SB_E_VALIDATION_FAILED, "path must be a string"), -1;
+    cb_autofree char *given = NULL;
+    if (sb_json_path_arg(body, "path", &given, err) < 0)
+        return -1;
     if (jr && !cJSON_IsBool(jr))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "recursive must be true or false"), -1;
     watch *w = cb_calloc(1, sizeof *w);
@@ -862,11 +868,11 @@ int sb_watch_files(sb_req *r, sb_box *b, sb_error *err)
     if (body && (glob_list(body, "include", &w->include, &w->ninclude, err) < 0 ||
                  glob_list(body, "exclude", &w->exclude, &w->nexclude, err) < 0))
         goto fail;
-    if (jp && !jp->valuestring[0]) {
+    if (given && !given[0]) {
         sb_fail(err, SB_E_VALIDATION_FAILED, "path must not be empty");
         goto fail;
     }
-    w->path = sb_files_norm_path(jp ? jp->valuestring : "/workspace", err);
+    w->path = sb_files_norm_path(given ? given : "/workspace", err);
     if (!w->path)
         goto fail;
     /* wake it as the files API does; the watch itself keeps nobody awake */
