@@ -82,6 +82,18 @@ cJSON *cb_json_parse(const char *data, size_t len)
     return cJSON_ParseWithLength(data, len);
 }
 
+bool cb_json_has_nul_escape(const char *data, size_t len)
+{
+    for (const char *p = data, *end = data + len; (p = memmem(p, (size_t)(end - p), "\\u0000", 6)); p += 6) {
+        size_t bs = 0;  /* "\\u0000" is a backslash and "u0000": count the run */
+        for (const char *q = p; q > data && q[-1] == '\\'; q--)
+            bs++;
+        if (bs % 2 == 0)
+            return true;
+    }
+    return false;
+}
+
 void cb_json_set(cJSON *obj, const char *key, cJSON *val)
 {
     if (cJSON_GetObjectItemCaseSensitive(obj, key))

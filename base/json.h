@@ -29,6 +29,8 @@ bool cb_json_has(const cJSON *obj, const char *key);
 char *cb_json_print(const cJSON *j);                     /* owned; never NULL; CB_JSON_NUL as \u0000 */
 /* Parse a buffer that is not NUL-terminated. NULL on error. */
 cJSON *cb_json_parse(const char *data, size_t len);
+/* Does JSON text hold a "\u0000" escape (which cJSON would cut a string at)? */
+bool cb_json_has_nul_escape(const char *data, size_t len);
 /* Replace (or add) key in obj; takes ownership of val. */
 void cb_json_set(cJSON *obj, const char *key, cJSON *val);
 /* Return an owned string array from a list of C strings. */

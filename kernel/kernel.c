@@ -439,21 +439,9 @@ static void log_drop(const char *chan, kn_recv_status st);
  * per process, like the kernel. Other frames go to cJSON, which is faster. */
 static kn_json_parse_fn g_parse_nul;
 
-static bool has_nul_escape(const char *data, size_t len)
-{
-    for (const char *p = data, *end = data + len; (p = memmem(p, (size_t)(end - p), "\\u0000", 6)); p += 6) {
-        size_t bs = 0;  /* "\\u0000" is a backslash and "u0000": count the run */
-        for (const char *q = p; q > data && q[-1] == '\\'; q--)
-            bs++;
-        if (bs % 2 == 0)
-            return true;
-    }
-    return false;
-}
-
 static cJSON *parse_frame(const char *data, size_t len)
 {
-    if (g_parse_nul && has_nul_escape(data, len))
+    if (g_parse_nul && cb_json_has_nul_escape(data, len))
         return g_parse_nul(data, len);
     return cJSON_ParseWithLength(data, len);
 }

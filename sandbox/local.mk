@@ -34,11 +34,11 @@ cellbox_agent_LDFLAGS = $(SAN_LDFLAGS) -pthread
 # real server (Python's http.client and curl; they need root).
 EXTRA_DIST += tests/sandbox_lib.py tests/sandbox_api.py tests/sandbox_lifecycle.py \
 	tests/sandbox_hostile.py tests/sandbox_egress.py tests/sandbox_curl.sh \
-	tests/sandbox_nons.py tests/sandbox_ports.py tests/sandbox_disk.py bench/sandbox/bench.py bench/sandbox/code_bench.py \
+	tests/sandbox_nons.py tests/sandbox_ports.py tests/sandbox_disk.py tests/sandbox_pause.py bench/sandbox/bench.py bench/sandbox/code_bench.py \
 	bench/sandbox/README.md
 TESTS += tests/sandbox_api.py tests/sandbox_lifecycle.py tests/sandbox_hostile.py \
 	tests/sandbox_egress.py tests/sandbox_curl.sh tests/sandbox_nons.py tests/sandbox_ports.py \
-	tests/sandbox_disk.py
+	tests/sandbox_disk.py tests/sandbox_pause.py
 
 check_PROGRAMS += tests/t_sb_unit
 tests_t_sb_unit_SOURCES = tests/t_sb_unit.c

@@ -215,7 +215,7 @@ static int fctx_open_path(sb_req *r, const char *path, fctx *c, sb_error *err)
     c->b = sb_box_get(r->params[0]);
     if (!c->b)
         return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", r->params[0]), -1;
-    if (sb_box_acquire(c->b, err) < 0) {
+    if (sb_box_acquire_files(c->b, err) < 0) {
         sb_box_unref(c->b);
         c->b = NULL;
         return -1;

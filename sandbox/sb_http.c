@@ -456,6 +456,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (!(r->route->flags & SB_ROUTE_RAW) && r->body.len > 0) {
+        /* cJSON ends a string at U+0000: "a\u0000b" would silently act on "a" */
+        if (cb_json_has_nul_escape(r->body.data, r->body.len)) {
+            sb_reply_err(r, SB_E_VALIDATION_FAILED,
+                         "strings in the body must not hold U+0000 (\\u0000): send such bytes "
+                         "base64-encoded (\"encoding\": \"base64\", \"stdinEncoding\": \"base64\", "
+                         "\"pathBase64\")");
+            return MHD_YES;
+        }
         r->json = cb_json_parse(r->body.data, r->body.len);
         if (!cJSON_IsObject(r->json)) {
             sb_reply_err(r, SB_E_VALIDATION_FAILED, "the body must be a JSON object");

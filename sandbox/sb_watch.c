@@ -664,6 +664,17 @@ static int finish_move(watch *w, cb_buf *out, const char *to, int to_wd, const c
     return rc;
 }
 
+static const char *sandbox_gone(watch *w);
+
+/* Why the watched folder went away: the sandbox's end when that is the
+ * cause (a delete removes the workspace after marking the sandbox deleted),
+ * else what happened to the folder. */
+static const char *stop_reason(watch *w, const char *fs_reason)
+{
+    const char *gone = sandbox_gone(w);
+    return gone ? gone : fs_reason;
+}
+
 static int handle_event(watch *w, cb_buf *out, const struct inotify_event *ev)
 {
     if (ev->mask & IN_Q_OVERFLOW) {
@@ -681,15 +692,15 @@ static int handle_event(watch *w, cb_buf *out, const struct inotify_event *ev)
     bool top = !d->rel[0];
     if (ev->mask & IN_IGNORED) {
         if (top) {
-            emit_end(w, out, "stopped", "deleted", SB_OK, NULL);
+            emit_end(w, out, "stopped", stop_reason(w, "deleted"), SB_OK, NULL);
             return END;
         }
         dir_remove_at(w, (size_t)(d - w->dirs));
         return GO_ON;
     }
     if (top && (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT))) {
-        emit_end(w, out, "stopped", ev->mask & IN_DELETE_SELF ? "deleted" :
-                 ev->mask & IN_MOVE_SELF ? "moved" : "unmounted", SB_OK, NULL);
+        emit_end(w, out, "stopped", stop_reason(w, ev->mask & IN_DELETE_SELF ? "deleted" :
+                 ev->mask & IN_MOVE_SELF ? "moved" : "unmounted"), SB_OK, NULL);
         return END;
     }
     if (!ev->len || !ev->name[0])
@@ -876,7 +887,7 @@ int sb_watch_files(sb_req *r, sb_box *b, sb_error *err)
     if (!w->path)
         goto fail;
     /* wake it as the files API does; the watch itself keeps nobody awake */
-    if (sb_box_acquire(b, err) < 0)
+    if (sb_box_acquire_files(b, err) < 0)
         goto fail;
     acquired = true;
     w->b = sb_box_ref(b);

@@ -69,6 +69,10 @@ TESTS += tests/sandbox_contexts.py
 # File watching of `cellbox serve` (POST .../files/watch, inotify as SSE).
 EXTRA_DIST += tests/sandbox_watch.py
 TESTS += tests/sandbox_watch.py
+# File names that are not UTF-8 (U+FFFD + …Base64 in replies, pathBase64 in
+# requests) and bodies holding \u0000; needs root.
+EXTRA_DIST += tests/sandbox_names.py
+TESTS += tests/sandbox_names.py
 
 # gitCheckout and directory backups of `cellbox serve` (git clone and tar run
 # inside the sandbox); with the other sandbox tests (needs root; git for the

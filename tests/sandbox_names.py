@@ -521,6 +521,32 @@ def s_messages():
          "an error message cut at its size limit is still strict JSON", (r, j))
 
 
+def s_nul():
+    """cJSON ends a string at "\\u0000": such a body is refused as a whole,
+    never acted on with the string cut (a write to "keep\\u0000.bak" once
+    wrote "keep", and text content lost everything after a NUL)."""
+    before = names_in(b"/workspace/n")
+    r = post("write", {"path": "/workspace/n/keep\x00.bak", "content": "x"})
+    j = strict(r.body)
+    t.ok(r.status == 400 and j["error"]["code"] == "VALIDATION_FAILED" and "U+0000" in j["error"]["message"],
+         "a path holding \\u0000: 400 VALIDATION_FAILED naming U+0000", (r, j))
+    t.eq(names_in(b"/workspace/n"), before, "... and nothing was written (no file 'keep')")
+    r = post("write", {"path": "/workspace/n/nul.txt", "content": "before\x00after"})
+    t.ok(r.status == 400 and cat(b"/workspace/n/nul.txt") is None,
+         "text content holding \\u0000: 400, not a file cut at the NUL", r)
+    r = post("write", {"path": "/workspace/n/nul.txt", "content": b64(b"before\x00after"), "encoding": "base64"})
+    t.ok(r.status == 200 and cat(b"/workspace/n/nul.txt") == b"before\x00after",
+         "the same bytes base64-encoded are written whole", r)
+    r = srv.post("%s/exec" % SB, {"command": "echo hi\x00; touch /workspace/n/ran"})
+    t.ok(r.status == 400 and b"ran" not in (names_in(b"/workspace/n") or set()),
+         "an exec command holding \\u0000: 400, nothing runs", r)
+    # an escaped backslash followed by u0000 is text, not a NUL
+    r = post("write", {"path": "/workspace/n/lit.txt", "content": "a\\u0000b"})
+    t.ok(r.status == 200 and cat(b"/workspace/n/lit.txt") == b"a\\u0000b",
+         "the text backslash-u0000 (an escaped backslash) is accepted and written as is", r)
+    sh("rm -f /workspace/n/nul.txt /workspace/n/lit.txt")
+
+
 def s_curl():
     url = "http://%s:%d%s/files/list" % (srv.host, srv.port, SB)
     p = subprocess.run("curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' "
@@ -536,7 +562,7 @@ try:
     srv.create(SID)
     setup()
     for fn in (s_list, s_one_file, s_changes, s_bad_requests, s_escapes, s_watch, s_git, s_messages,
-               s_curl):
+               s_nul, s_curl):
         section(fn)
     if os.path.exists(HOST):
         os.unlink(HOST)
