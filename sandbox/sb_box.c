@@ -135,6 +135,8 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
     if (strcmp(net, "none") != 0 && strcmp(net, "egress") != 0)
         return sb_fail(err, SB_E_VALIDATION_FAILED, "network must be none or egress"), -1;
     o->egress = strcmp(net, "egress") == 0;
+    if (sb_net_policy_parse(j, o->egress, &o->net_policy, err) < 0)
+        return -1;
     o->sleep_after_ms = 10 * 60 * 1000;
     const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "sleepAfter");
     if (cJSON_IsString(sa))
@@ -165,6 +167,8 @@ static cJSON *opts_json(const sb_box_opts *o)
     if (o->disk_mb)
         cJSON_AddNumberToObject(j, "diskMB", o->disk_mb);
     cJSON_AddStringToObject(j, "network", o->egress ? "egress" : "none");
+    if (o->egress)
+        sb_net_policy_json(&o->net_policy, j);
     char sa[32];
     snprintf(sa, sizeof sa, "%lldms", (long long)o->sleep_after_ms);
     cJSON_AddStringToObject(j, "sleepAfter", sa);

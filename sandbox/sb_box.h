@@ -38,6 +38,7 @@
 
 #include "sandbox/sb_cgroup.h"
 #include "sandbox/sb_err.h"
+#include "sandbox/sb_net.h"
 
 #define SB_UID_BASE 1000000u    /* uid 0 inside = this uid outside; 65536 ids mapped */
 
@@ -48,6 +49,7 @@ typedef struct sb_box_opts {
     char instance[16];          /* lite | standard | heavy | custom */
     sb_limits lim;
     bool egress;                /* network "egress" (else "none") */
+    sb_net_policy net_policy;   /* allowOut / denyOut (egress only), see sb_net.h */
     int64_t sleep_after_ms;
     bool keep_alive;
     unsigned disk_mb;           /* /workspace size limit (its own file system); 0 = none */

@@ -23,6 +23,7 @@
 #include "sandbox/sb_api.h"
 #include "sandbox/sb_box.h"
 #include "sandbox/sb_http.h"
+#include "sandbox/sb_net.h"
 #include "sandbox/sb_plan.h"
 #include "sandbox/sb_port.h"
 
@@ -31,7 +32,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: cellbox serve [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
             "                     [--pool N] [--preview-base URL] [--print-plan]\n"
-            "                     [--isolation full|none]\n"
+            "                     [--isolation full|none] [--egress-private deny|allow]\n"
             "\n"
             "Run the sandbox manager: an HTTP/JSON API (see docs/api.md) that creates\n"
             "isolated sandboxes and runs commands, files, processes and sessions in them.\n"
@@ -48,6 +49,11 @@ static void usage(FILE *out)
             "                       a port's URL is SCHEME://{port}-{id}-{token}.DOMAIN[:PORT]/,\n"
             "                       answered by this server (give it wildcard DNS)\n"
             "  --print-plan         print the setup plan of a sandbox (dry run) and exit\n"
+            "  --egress-private allow\n"
+            "                       let network \"egress\" sandboxes reach the private ranges\n"
+            "                       10/8, 172.16/12, 192.168/16, 100.64/10 (default: deny);\n"
+            "                       link-local 169.254/16 (cloud metadata) stays denied; a\n"
+            "                       sandbox's allowOut opens any range for itself\n"
             "  --isolation none     DEVELOPMENT ONLY: run commands without namespaces,\n"
             "                       cgroups or seccomp, as the server's user\n"
             "\n"
@@ -182,6 +188,13 @@ int sb_cmd_serve(int argc, char **argv)
             preview_base = v, i++;
         } else if (strcmp(a, "--print-plan") == 0) {
             return print_plan();
+        } else if (strcmp(a, "--egress-private") == 0 && v) {
+            if (strcmp(v, "allow") != 0 && strcmp(v, "deny") != 0) {
+                fprintf(stderr, "cellbox serve: --egress-private is deny or allow\n");
+                return 2;
+            }
+            sb_net_set_private_allowed(strcmp(v, "allow") == 0);
+            i++;
         } else if (strcmp(a, "--isolation") == 0 && v) {
             if (strcmp(v, "none") == 0)
                 isolation = SB_ISOLATION_NONE;

@@ -1,0 +1,267 @@
+"""tests/sandbox_netpolicy.py: egress policy (allowOut / denyOut) for `cellbox serve`.
+
+As in sandbox_egress.py, "the outside" is a network namespace this test makes
+itself, behind a veth pair from the host (198.18.0.1 <-> 198.18.0.2); it
+also holds, on its lo, one address in each range the policy cares about
+(cloud metadata 169.254.169.254, private 10/8, 172.16/12, 192.168/16, shared
+100.64/10, public TEST-NETs 198.51.100.0/24 and 203.0.113.0/24), each routed
+from the host to it with a /32 route, and a TCP listener on every address.
+No traffic leaves this machine, except DNS to the host's own nameserver.
+
+Sandboxes connect with a real socket (python3 in the sandbox) and report
+"ok", or the errno and how long the refusal took: a refusal must be quick
+(TCP reset: ECONNREFUSED; UDP: ICMP admin-prohibited: EHOSTUNREACH), not a
+timeout. Also: strict validation, options shown and kept over a restart,
+--egress-private allow, and nothing left in nftables after a delete and at
+shutdown. Prints TAP.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox_lib import CELLBOX, TAP, Server, can_sandbox, wait_until  # noqa: E402
+
+t = TAP()
+if not can_sandbox():
+    t.skip_all("needs root for namespaces and cgroups")
+for tool in ("ip", "nft", "nsenter"):
+    if not shutil.which(tool):
+        t.skip_all("needs %s (apt-get install iproute2 nftables util-linux)" % tool)
+
+NS = "cbtest-np-%d" % os.getpid()
+VH, VN = "cbpi%d" % (os.getpid() % 100000), "cbpn%d" % (os.getpid() % 100000)
+PORT = 8080
+META, TEN, C192, C172, CGNAT = "169.254.169.254", "10.99.0.1", "192.168.250.1", "172.16.99.1", "100.64.99.1"
+PUB, PUB2, BENCH = "198.51.100.7", "203.0.113.7", "198.18.0.2"
+ROUTED = [META, TEN, C192, C172, CGNAT, PUB, PUB2]
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True)
+
+
+def host_nameserver():
+    """The host's first IPv4 nameserver, if it answers a query from here."""
+    try:
+        lines = open("/etc/resolv.conf").read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        w = line.split()
+        if len(w) >= 2 and w[0] == "nameserver" and w[1].count(".") == 3:
+            r = sh("timeout 5 getent ahostsv4 deb.debian.org")
+            return w[1] if r.returncode == 0 else None
+    return None
+
+
+PROBE = r'''
+import errno, json, socket, sys, time
+out = {}
+for a in sys.argv[1:]:
+    proto, host, port = a.split(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    s.settimeout(5)
+    t = time.time()
+    try:
+        s.connect((host, int(port)))
+        if proto == "udp":
+            s.send(b"x")
+            s.recv(100)
+        r = "ok"
+    except socket.timeout:
+        r = "timeout"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    out[a] = [r, round(time.time() - t, 3)]
+    s.close()
+print(json.dumps(out))
+'''
+
+
+def probe(srv, sid, *targets):
+    """{target: [result, seconds]}; a target is an address (TCP to PORT) or
+    "udp:ADDR:PORT" / "tcp:ADDR:PORT"."""
+    full = [x if x.count(":") == 2 else "tcp:%s:%d" % (x, PORT) for x in targets]
+    x = srv.sh(sid, "python3 - %s <<'EOF'\n%sEOF" % (" ".join(full), PROBE))
+    try:
+        res = json.loads(x["stdout"])
+    except ValueError:
+        return {"error": x}
+    return {k: res.get(f) for k, f in zip(targets, full)}
+
+
+def reachable(res, *targets):
+    return all(res.get(a) and res[a][0] == "ok" for a in targets)
+
+
+def refused(res, *targets, err="ECONNREFUSED"):
+    """Refused at once: the error comes back within a second (generous:
+    a dropped packet would take the full 5 s timeout)."""
+    return all(res.get(a) and res[a][0] == err and res[a][1] < 1.0 for a in targets)
+
+
+def slot(srv, sid):
+    ip = srv.get("/v1/sandboxes/" + sid).json().get("ipAddress", "")
+    parts = ip.split(".")
+    return ((int(parts[2]) << 8) + int(parts[3]) - 2) // 4 if len(parts) == 4 else None
+
+
+def nft_has_slot(n):
+    chain = sh("nft list chain ip cellbox eg%d" % n).returncode == 0
+    elem = '"cbh%d"' % n in sh("nft list map ip cellbox egress").stdout
+    return chain, elem
+
+
+IDS = ["np-def", "np-allow", "np-deny", "np-list", "np-norm"]
+srv = None
+listener = None
+try:
+    for cmd in (["ip netns add %s" % NS,
+                 "ip link add %s type veth peer name %s netns %s" % (VH, VN, NS),
+                 "ip addr add 198.18.0.1/30 dev %s" % VH, "ip link set %s up" % VH,
+                 "ip -n %s addr add %s/30 dev %s" % (NS, BENCH, VN),
+                 "ip -n %s link set %s up" % (NS, VN), "ip -n %s link set lo up" % NS]
+                + ["ip -n %s addr add %s/32 dev lo" % (NS, a) for a in ROUTED]
+                + ["ip route add %s/32 via %s dev %s" % (a, BENCH, VH) for a in ROUTED]):
+        r = sh(cmd)
+        if r.returncode != 0:
+            t.skip_all("cannot build the test network (%s): %s" % (cmd, r.stderr.strip()))
+    listener = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-m", "http.server", str(PORT),
+                                 "--bind", "0.0.0.0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_until(lambda: sh("ip netns exec %s bash -c 'echo > /dev/tcp/%s/%d'" % (NS, META, PORT)).returncode == 0,
+                      timeout=30, step=0.1):
+        t.skip_all("the test listener did not start")
+    dns = host_nameserver()
+
+    srv = Server()
+    # ---- validation ------------------------------------------------------
+    bad = ["10.0.0.256", "10.0.0.0/33", "10.1.2.3/24", "fc00::/7", "::1", "example.com", "", "1.2.3",
+           "01.2.3.4", "1.2.3.4/", "1.2.3.4/024", " 1.2.3.4", "1.2.3.4 ", "1.2.3.4/-1", "1.2.3.4/8x",
+           "1.2.3.4/+8", "1.2.3.4//8", "0x01.2.3.4", "1.2.3.4.5"]
+    wrong = []
+    for key in ("allowOut", "denyOut"):
+        for entry in bad:
+            r = srv.put("/v1/sandboxes/np-bad", {"network": "egress", key: ["8.8.8.8", entry]})
+            msg = r.json().get("error", {}).get("message", "") if r.status == 400 else ""
+            if r.code != "VALIDATION_FAILED" or "'%s'" % entry not in msg or key + "[1]" not in msg:
+                wrong.append((key, entry, r))
+    t.ok(not wrong, "bad entries in allowOut/denyOut: 400 VALIDATION_FAILED naming the entry (%d each)" % len(bad),
+         wrong[:5])
+    cases = [({"network": "egress", "allowOut": "10.0.0.0/8"}, "allowOut must be an array"),
+             ({"network": "egress", "denyOut": {"a": 1}}, "denyOut must be an array"),
+             ({"network": "egress", "allowOut": [8]}, "allowOut[0] must be a string"),
+             ({"network": "egress", "denyOut": [None]}, "denyOut[0] must be a string"),
+             ({"network": "egress", "allowOut": ["10.0.%d.0/24" % i for i in range(257)]}, "more than 256"),
+             ({"network": "none", "allowOut": ["10.0.0.0/8"]}, "egress"),
+             ({"denyOut": ["0.0.0.0/0"]}, "egress")]
+    wrong = []
+    for body, want in cases:
+        r = srv.put("/v1/sandboxes/np-bad", body)
+        if r.code != "VALIDATION_FAILED" or want not in r.json()["error"]["message"]:
+            wrong.append((body if len(json.dumps(body)) < 200 else "257 entries", r))
+    t.ok(not wrong, "not arrays, not strings, 257 entries, network none + a list: 400 with the reason", wrong)
+    r = srv.put("/v1/sandboxes/np-bad", {"network": "egress", "denyOut": ["10.1.2.3/24"]})
+    t.ok(r.code == "VALIDATION_FAILED" and "10.1.2.0/24" in r.json()["error"]["message"],
+         "an entry with host bits set: the message names the network meant", r)
+    t.eq(srv.get("/v1/sandboxes/np-bad").status, 404, "no sandbox made by a refused request")
+    r = srv.put("/v1/sandboxes/np-norm", {"network": "egress", "allowOut": ["8.8.8.8/32", "0.0.0.0/0"],
+                                          "denyOut": ["10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8"]})
+    t.ok(r.status == 201 and r.json()["options"].get("allowOut") == ["8.8.8.8", "0.0.0.0/0"]
+         and r.json()["options"].get("denyOut") == ["10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8"],
+         "256 or fewer valid entries accepted; shown normalised in options (a /32 as an address)", r)
+    srv.delete("/v1/sandboxes/np-norm")
+    r = srv.put("/v1/sandboxes/np-def", {"network": "egress", "allowOut": [], "denyOut": []})
+    t.ok(r.status == 201 and r.json()["options"].get("allowOut") == [] and r.json()["options"].get("denyOut") == [],
+         "egress sandbox: options show allowOut and denyOut", r)
+
+    # ---- defaults ----------------------------------------------------------
+    res = probe(srv, "np-def", PUB, PUB2, BENCH, META, TEN, C192, C172, CGNAT)
+    t.ok(reachable(res, PUB, PUB2, BENCH) and refused(res, META),
+         "defaults: cloud metadata %s refused at once (TCP reset); public addresses reachable" % META, res)
+    t.ok(refused(res, TEN, C192, C172, CGNAT),
+         "defaults: private and shared ranges (10/8, 192.168/16, 172.16/12, 100.64/10) refused at once", res)
+    if dns:
+        x = srv.sh("np-def", "getent ahostsv4 deb.debian.org >/dev/null && echo resolved")
+        res = probe(srv, "np-def", "udp:%s:54" % dns, "tcp:%s:80" % dns)
+        t.ok("resolved" in x["stdout"] and refused(res, "udp:%s:54" % dns, err="EHOSTUNREACH")
+             and refused(res, "tcp:%s:80" % dns),
+             "defaults: names resolve through the host's nameserver %s (port 53 only: udp 54 gets "
+             "admin-prohibited, tcp 80 a reset)" % dns, (x, res))
+    else:
+        t.ok(True, "# SKIP the host has no working IPv4 nameserver")
+
+    # ---- allowOut, denyOut, allow-list -------------------------------------
+    srv.create("np-allow", network="egress", allowOut=[TEN, "169.254.0.0/16"])
+    res = probe(srv, "np-allow", TEN, META, C192, PUB)
+    t.ok(reachable(res, TEN, META, PUB) and refused(res, C192),
+         "allowOut opens a private address and the metadata range; other private ones stay refused", res)
+    srv.create("np-deny", network="egress", denyOut=["198.51.100.0/24"])
+    res = probe(srv, "np-deny", PUB, PUB2, BENCH, "udp:%s:9" % PUB)
+    t.ok(refused(res, PUB) and reachable(res, PUB2, BENCH), "denyOut refuses a public range, the rest is reachable", res)
+    t.ok(refused(res, "udp:%s:9" % PUB, err="EHOSTUNREACH"),
+         "a refused UDP destination gets ICMP admin-prohibited (EHOSTUNREACH at once)", res)
+    srv.create("np-list", network="egress", denyOut=["0.0.0.0/0"], allowOut=[PUB, "192.168.250.0/24"])
+    res = probe(srv, "np-list", PUB, C192, PUB2, BENCH, TEN, META)
+    t.ok(reachable(res, PUB, C192) and refused(res, PUB2, BENCH, TEN, META),
+         "allow-list (denyOut 0.0.0.0/0): only allowOut is reachable", res)
+    if dns:
+        res = probe(srv, "np-list", "udp:%s:53" % dns)
+        t.ok(refused(res, "udp:%s:53" % dns, err="EHOSTUNREACH"),
+             "allow-list: DNS to the host's nameserver refused too (denyOut wins over the DNS exception)", res)
+    else:
+        t.ok(True, "# SKIP the host has no working IPv4 nameserver")
+    x = srv.sh("np-list", "cat /etc/resolv.conf >/dev/null; timeout 5 bash -c 'echo > /dev/tcp/%s/%d' 2>&1; echo rc=$?"
+               % (BENCH, PORT))
+    t.ok("rc=0" not in x["stdout"] and "refused" in x["stdout"].lower(),
+         "bash /dev/tcp sees 'Connection refused' for a refused destination", x)
+
+    # ---- nftables ------------------------------------------------------------
+    slots = {sid: slot(srv, sid) for sid in ("np-def", "np-allow", "np-deny", "np-list")}
+    t.ok(all(nft_has_slot(n) == (True, True) for n in slots.values()),
+         "each running egress sandbox has its chain and map entry", (slots, sh("nft list table ip cellbox").stdout))
+    srv.delete("/v1/sandboxes/np-deny")
+    others = [nft_has_slot(slots[s]) for s in ("np-def", "np-allow", "np-list")]
+    t.ok(nft_has_slot(slots["np-deny"]) == (False, False) and all(o == (True, True) for o in others),
+         "delete removes the sandbox's chain and map entry, and only those", sh("nft list table ip cellbox").stdout)
+
+    # ---- restart -------------------------------------------------------------
+    before = srv.get("/v1/sandboxes/np-list").json()["options"]
+    t.eq(srv.stop(), 0, "graceful stop")
+    t.ok("cellbox" not in sh("nft list tables").stdout, "host rules removed at shutdown")
+    srv.start()
+    after = srv.get("/v1/sandboxes/np-list").json()["options"]
+    keys = ("network", "allowOut", "denyOut")
+    t.ok([after.get(k) for k in keys] == [before.get(k) for k in keys] == ["egress", [PUB, "192.168.250.0/24"], ["0.0.0.0/0"]],
+         "allowOut/denyOut survive a restart", (before, after))
+    res = probe(srv, "np-list", PUB, C192, PUB2, TEN)
+    t.ok(reachable(res, PUB, C192) and refused(res, PUB2, TEN), "the policy applies again after a restart", res)
+
+    # ---- --egress-private allow ----------------------------------------------
+    t.eq(srv.stop(), 0, "graceful stop")
+    r = subprocess.run([CELLBOX, "serve", "--egress-private", "maybe"], capture_output=True, text=True)
+    t.ok(r.returncode == 2 and "deny or allow" in r.stderr, "--egress-private takes deny or allow", r)
+    srv.extra_args = ["--egress-private", "allow"]
+    srv.start()
+    res = probe(srv, "np-def", TEN, C192, C172, CGNAT, META, PUB)
+    t.ok(reachable(res, TEN, C192, C172, CGNAT, PUB) and refused(res, META),
+         "--egress-private allow: private ranges reachable, metadata still refused", res)
+    res = probe(srv, "np-list", TEN, C192)
+    t.ok(reachable(res, C192) and refused(res, TEN), "--egress-private allow: a sandbox's denyOut still applies", res)
+finally:
+    if srv:
+        rc = srv.stop()
+        t.eq(rc, 0, "graceful stop")
+        left = srv.leftovers(IDS)
+        out = sh("ip -o link show").stdout
+        t.ok(not left and "cbh" not in out, "nothing left behind (processes, cgroups, veths)", (left, out))
+        t.ok("cellbox" not in sh("nft list tables").stdout, "no nftables table left at shutdown")
+        srv.cleanup()
+    if listener:
+        listener.kill()
+        listener.wait()
+    sh("ip link del %s" % VH)  # its routes go with it
+    sh("ip netns del %s" % NS)
+t.done()
