@@ -73,6 +73,10 @@ TESTS += tests/sandbox_watch.py
 # requests) and bodies holding \u0000; needs root.
 EXTRA_DIST += tests/sandbox_names.py
 TESTS += tests/sandbox_names.py
+# The egress policy (allowOut/denyOut, default-denied ranges) with real
+# connections to addresses of each range; needs root, ip and nft.
+EXTRA_DIST += tests/sandbox_netpolicy.py
+TESTS += tests/sandbox_netpolicy.py
 
 # gitCheckout and directory backups of `cellbox serve` (git clone and tar run
 # inside the sandbox); with the other sandbox tests (needs root; git for the

@@ -303,5 +303,20 @@ def in_threads(fn, n):
         th.join()
 
 
+_egress_lock = None
+
+
+def egress_turn():
+    """Servers with egress sandboxes share the host's nftables table `ip
+    cellbox` and its veth names (one such server per host): test files
+    that use `network: egress` take turns, the lock held until the process
+    ends."""
+    global _egress_lock
+    import fcntl
+    if _egress_lock is None:
+        _egress_lock = open("/tmp/cellbox-tests-egress.lock", "w")
+        fcntl.flock(_egress_lock, fcntl.LOCK_EX)
+
+
 def can_sandbox():
     return os.geteuid() == 0
