@@ -492,9 +492,5 @@ try:
     t.eq(r.status, 404, "delete twice: 404")
     t.ok("level=info" in srv.server_log() and "mod=http" in srv.server_log(), "structured log lines")
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "SIGTERM: graceful exit 0")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "SIGTERM: graceful exit 0")
 t.done()

@@ -311,11 +311,7 @@ chmod 700 /workspace
     t.eq(r.code, "SANDBOX_NOT_FOUND", "and its backup routes answer SANDBOX_NOT_FOUND")
     t.eq(host_state(), before_host, "host still untouched at the end")
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "SIGTERM: graceful exit 0")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "SIGTERM: graceful exit 0")
     try:
         os.rmdir(CANARY)
     except OSError:

@@ -814,13 +814,5 @@ try:
                s_input, s_flood, s_restart_interrupt, s_javascript, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "SIGTERM: graceful exit 0 with contexts running")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
-    if t.failed:
-        print("# server log (tail):")
-        for line in srv.server_log().splitlines()[-40:]:
-            print("#   " + line)
-    srv.cleanup()
+    srv.finish(t, IDS, "SIGTERM: graceful exit 0 with contexts running")
 t.done()

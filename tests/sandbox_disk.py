@@ -167,9 +167,5 @@ try:
             subprocess.run(["umount", "-l", hmnt])
         shutil.rmtree(hostdir, ignore_errors=True)
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "final graceful stop")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "final graceful stop")
 t.done()

@@ -8,20 +8,14 @@ not, and that egress sandboxes reach neither the host itself nor each other.
 Prints TAP.
 """
 import os
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, egress_turn, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, need_egress, wait_until  # noqa: E402
 
 t = TAP()
-if not can_sandbox():
-    t.skip_all("needs root for namespaces and cgroups")
-for tool in ("ip", "nft", "nsenter"):
-    if not shutil.which(tool):
-        t.skip_all("needs %s (apt-get install iproute2 nftables util-linux)" % tool)
-egress_turn()  # another test file's egress server would share the nftables table
+need_egress(t)
 
 NS = "cbtest-inet-%d" % os.getpid()
 VH, VN = "cbti%d" % (os.getpid() % 100000), "cbtn%d" % (os.getpid() % 100000)

@@ -204,9 +204,5 @@ try:
     r = checkout({"repoUrl": "file:///tmp/repo.git", "targetDir": "ng", "sessionId": "nogit"})
     t.eq((r.status, r.code), (500, "GIT_NOT_AVAILABLE"), "no git on the session's PATH: GIT_NOT_AVAILABLE")
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "SIGTERM: graceful exit 0")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "SIGTERM: graceful exit 0")
 t.done()

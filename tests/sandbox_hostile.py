@@ -194,9 +194,5 @@ try:
     t.ok(not bad, "malformed requests all get 400", bad[:2])
     t.ok(srv.proc.poll() is None and healthy(), "server stays healthy through it all")
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "graceful stop")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "graceful stop")
 t.done()

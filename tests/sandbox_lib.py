@@ -262,6 +262,19 @@ class Server:
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def finish(self, t, ids, what="final graceful stop"):
+        """The end of a test file: stop (SIGTERM) and check the exit status,
+        that nothing of these sandbox ids is left behind, and show the end
+        of the server's log when a test failed; then remove its folder."""
+        t.eq(self.stop(), 0, what)
+        left = self.leftovers(ids)
+        t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
+        if t.failed:
+            print("# server log (tail):")
+            for line in self.server_log().splitlines()[-40:]:
+                print("#   " + line)
+        self.cleanup()
+
     def server_log(self):
         try:
             return open(self.log_path).read()
@@ -306,13 +319,19 @@ def in_threads(fn, n):
 _egress_lock = None
 
 
-def egress_turn():
-    """Servers with egress sandboxes share the host's nftables table `ip
-    cellbox` and its veth names (one such server per host): test files
-    that use `network: egress` take turns, the lock held until the process
+def need_egress(t):
+    """For test files that use `network: egress`: skip without root or the
+    tools; then wait for our turn. Servers with egress sandboxes share the
+    host's nftables table `ip cellbox` and its veth names (one such server
+    per host), so these files take turns, the lock held until the process
     ends."""
     global _egress_lock
     import fcntl
+    if not can_sandbox():
+        t.skip_all("needs root for namespaces and cgroups")
+    for tool in ("ip", "nft", "nsenter"):
+        if not shutil.which(tool):
+            t.skip_all("needs %s (apt-get install iproute2 nftables util-linux)" % tool)
     if _egress_lock is None:
         _egress_lock = open("/tmp/cellbox-tests-egress.lock", "w")
         fcntl.flock(_egress_lock, fcntl.LOCK_EX)

@@ -155,9 +155,5 @@ try:
         t.eq(dev.stop(), 0, "--isolation none server stops cleanly")
         dev.cleanup()
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "final graceful stop")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "final graceful stop")
 t.done()

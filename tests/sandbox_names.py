@@ -567,14 +567,6 @@ try:
     if os.path.exists(HOST):
         os.unlink(HOST)
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "server stops cleanly")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
-    if t.failed:
-        print("# server log (tail):")
-        for line in srv.server_log().splitlines()[-40:]:
-            print("#   " + line)
-    srv.cleanup()
+    srv.finish(t, IDS, "server stops cleanly")
 print("# %.1f s" % (time.time() - t0))
 t.done()

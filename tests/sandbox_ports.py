@@ -304,9 +304,5 @@ try:
     st, h, body = preview(url2, "/hello")
     t.ok(st == 200 and body == b"hello from the sandbox", "and the preview URL works again", (st, body[:100]))
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "final graceful stop")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "final graceful stop")
 t.done()

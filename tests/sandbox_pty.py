@@ -511,9 +511,5 @@ try:
     ws.wait_close()
     ws.drop()
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "graceful stop")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind", left)
-    srv.cleanup()
+    srv.finish(t, IDS, "graceful stop")
 t.done()

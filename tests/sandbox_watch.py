@@ -601,14 +601,6 @@ try:
     w = Watch(srv, A, {})
     w.ready()
 finally:
-    rc = srv.stop()
-    t.eq(rc, 0, "SIGTERM with a watch open: graceful exit 0")
-    left = srv.leftovers(IDS)
-    t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
-    if t.failed:
-        print("# server log (tail):")
-        for line in srv.server_log().splitlines()[-40:]:
-            print("#   " + line)
-    srv.cleanup()
+    srv.finish(t, IDS, "SIGTERM with a watch open: graceful exit 0")
 print("# %.1f s" % (time.time() - t0))
 t.done()
