@@ -78,13 +78,7 @@ try:
          "deleting a sandbox removes its veth pair", sh("ip -o link show").stdout)
 finally:
     if srv:
-        rc = srv.stop()
-        t.eq(rc, 0, "graceful stop")
-        left = srv.leftovers(IDS)
-        out = sh("ip -o link show").stdout
-        t.ok(not left and "cbh" not in out, "nothing left behind (processes, cgroups, veths)", (left, out))
-        t.ok("cellbox" not in sh("nft list tables").stdout, "host rules removed at shutdown")
-        srv.cleanup()
+        srv.finish(t, IDS, "graceful stop", egress=True)
     if web:
         web.kill()
         web.wait()

@@ -262,13 +262,19 @@ class Server:
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def finish(self, t, ids, what="final graceful stop"):
+    def finish(self, t, ids, what="final graceful stop", egress=False):
         """The end of a test file: stop (SIGTERM) and check the exit status,
-        that nothing of these sandbox ids is left behind, and show the end
-        of the server's log when a test failed; then remove its folder."""
+        that nothing of these sandbox ids is left behind (with egress: no
+        veth and no nftables table either), and show the end of the
+        server's log when a test failed; then remove its folder."""
         t.eq(self.stop(), 0, what)
         left = self.leftovers(ids)
         t.ok(not left, "nothing left behind (processes, cgroups, mounts)", left)
+        if egress:
+            links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+            tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+            t.ok("cbh" not in links, "no veth pair left", links)
+            t.ok("cellbox" not in tables, "no nftables table left at shutdown", tables)
         if t.failed:
             print("# server log (tail):")
             for line in self.server_log().splitlines()[-40:]:

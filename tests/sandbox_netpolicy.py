@@ -247,13 +247,7 @@ try:
     t.ok(reachable(res, C192) and refused(res, TEN), "--egress-private allow: a sandbox's denyOut still applies", res)
 finally:
     if srv:
-        rc = srv.stop()
-        t.eq(rc, 0, "graceful stop")
-        left = srv.leftovers(IDS)
-        out = sh("ip -o link show").stdout
-        t.ok(not left and "cbh" not in out, "nothing left behind (processes, cgroups, veths)", (left, out))
-        t.ok("cellbox" not in sh("nft list tables").stdout, "no nftables table left at shutdown")
-        srv.cleanup()
+        srv.finish(t, IDS, "graceful stop", egress=True)
     if listener:
         listener.kill()
         listener.wait()
