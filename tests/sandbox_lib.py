@@ -322,6 +322,104 @@ def in_threads(fn, n):
         th.join()
 
 
+class SSEStream:
+    """One server-sent-event stream (a POST answered with text/event-stream,
+    e.g. files/watch), read by a thread of its own into self.events: a list
+    of (event, data), data made by decode() from the bytes of the data lines
+    (JSON by default). self.comments counts comment lines; self.closed is
+    set once the server ended the stream. Clearing self.gate stops the
+    reader (with a small rcvbuf, that lets the server block on sending).
+    An answer other than 200: self.error is decode() of its body."""
+
+    def __init__(self, server, path, body=None, timeout=60, rcvbuf=None):
+        self.srv = server
+        self.conn = server.conn(timeout)
+        self.gate = threading.Event()
+        self.gate.set()
+        if rcvbuf:
+            import socket
+            self.conn.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.conn.sock.settimeout(timeout)
+            self.conn.sock.connect((server.host, server.port))
+        self.conn.request("POST", path, body=json.dumps(body or {}).encode(),
+                          headers={"Authorization": "Bearer " + server.token, "Content-Type": "application/json",
+                                   "Accept": "text/event-stream"})
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.ctype = self.resp.getheader("Content-Type", "")
+        self.events, self.comments, self.closed = [], 0, False
+        self.cv = threading.Condition()
+        if self.status != 200:
+            self.error = self.decode(self.resp.read())
+            self.conn.close()
+            self.closed = True
+            return
+        self.th = threading.Thread(target=self._read, daemon=True)
+        self.th.start()
+
+    @staticmethod
+    def decode(data):
+        return json.loads(data) if data else None
+
+    def _read(self):
+        buf = b""
+        try:
+            while True:
+                self.gate.wait()
+                chunk = self.resp.read1(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n\n" in buf:
+                    block, buf = buf.split(b"\n\n", 1)
+                    ev, data = None, []
+                    for line in block.split(b"\n"):
+                        if line.startswith(b"event: "):
+                            ev = line[7:].decode()
+                        elif line.startswith(b"data: "):
+                            data.append(line[6:])
+                        elif line.startswith(b":"):
+                            with self.cv:
+                                self.comments += 1
+                    if ev:
+                        item = (ev, self.decode(b"\n".join(data)))
+                        with self.cv:
+                            self.events.append(item)
+                            self.cv.notify_all()
+        except Exception:  # noqa: BLE001  (our own close, or a timeout)
+            pass
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+
+    def wait(self, pred, timeout=30):
+        """Wait until pred(events) is true; returns it (or its last value)."""
+        deadline = time.time() + timeout
+        with self.cv:
+            while True:
+                v = pred(self.events)
+                if v or self.closed or time.time() >= deadline:
+                    return v
+                self.cv.wait(min(0.2, max(0.0, deadline - time.time())))
+
+    def wait_closed(self, timeout=30):
+        deadline = time.time() + timeout
+        with self.cv:
+            while not self.closed and time.time() < deadline:
+                self.cv.wait(0.2)
+            return self.closed
+
+    def close(self):
+        try:
+            self.conn.sock.shutdown(2)
+        except Exception:  # noqa: BLE001
+            pass
+        self.conn.close()
+        if hasattr(self, "th"):
+            self.th.join(10)
+
+
 _egress_lock = None
 
 

@@ -22,13 +22,12 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+from sandbox_lib import SSEStream, TAP, Server, can_sandbox  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -303,8 +302,8 @@ def s_bad_requests():
     bad("move", {"oldPathBase64": "@@", "newPath": "y"}, "oldPathBase64 is not valid base64",
         "oldPathBase64 that is not base64: 400")
     w = RawWatch({"path": "/workspace/n", "pathBase64": b64(N)})
-    t.ok(w.status == 400 and b"not both" in getattr(w, "error", b""),
-         "watch with path and pathBase64: 400 (no stream)", w.status)
+    t.ok(w.status == 400 and isinstance(w.error, dict) and "not both" in w.error["error"]["message"],
+         "watch with path and pathBase64: 400 (no stream)", (w.status, getattr(w, "error", None)))
     w.close()
 
 
@@ -356,57 +355,16 @@ def s_escapes():
 
 # ---- watching -----------------------------------------------------------------
 
-class RawWatch:
-    """A watch stream read as bytes: events as (name, data) where data is
-    the JSON read strictly, or the text of why it is not JSON."""
+class RawWatch(SSEStream):
+    """A watch stream (sandbox_lib.SSEStream) whose data is read strictly:
+    the JSON, or the text of why it is not JSON."""
 
     def __init__(self, body):
-        self.conn = srv.conn(60)
-        self.conn.request("POST", SB + "/files/watch", body=json.dumps(body).encode(),
-                          headers={"Authorization": "Bearer " + srv.token, "Content-Type": "application/json"})
-        self.resp = self.conn.getresponse()
-        self.status = self.resp.status
-        self.events, self.closed = [], False
-        self.cv = threading.Condition()
-        if self.status != 200:
-            self.error = self.resp.read()
-            self.closed = True
-            return
-        self.th = threading.Thread(target=self._read, daemon=True)
-        self.th.start()
+        super().__init__(srv, SB + "/files/watch", body)
 
-    def _read(self):
-        buf = b""
-        try:
-            while True:
-                chunk = self.resp.read1(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                while b"\n\n" in buf:
-                    block, buf = buf.split(b"\n\n", 1)
-                    ev, data = None, []
-                    for line in block.split(b"\n"):
-                        if line.startswith(b"event: "):
-                            ev = line[7:].decode()
-                        elif line.startswith(b"data: "):
-                            data.append(line[6:])
-                    if ev:
-                        with self.cv:
-                            self.events.append((ev, strict(b"\n".join(data))))
-                            self.cv.notify_all()
-        except Exception:  # noqa: BLE001  (our own close)
-            pass
-        with self.cv:
-            self.closed = True
-            self.cv.notify_all()
-
-    def wait(self, pred, timeout=20):
-        deadline = time.time() + timeout
-        with self.cv:
-            while not pred(self.events) and not self.closed and time.time() < deadline:
-                self.cv.wait(0.2)
-            return pred(self.events)
+    @staticmethod
+    def decode(data):
+        return strict(data)
 
     def find(self, ev, raw_path, timeout=20):
         """The event `ev` whose path (base64 where given) is raw_path."""
@@ -424,15 +382,6 @@ class RawWatch:
     def invalid(self):
         with self.cv:
             return [d for _, d in self.events if not isinstance(d, dict)]
-
-    def close(self):
-        try:
-            self.conn.sock.shutdown(2)
-        except Exception:  # noqa: BLE001
-            pass
-        self.conn.close()
-        if hasattr(self, "th"):
-            self.th.join(10)
 
 
 def s_watch():

@@ -16,12 +16,11 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+from sandbox_lib import SSEStream, TAP, Server, can_sandbox, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -35,86 +34,14 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
 QUIET = 0.7   # how long "nothing more arrives" is watched for
 
 
-class Watch:
-    """One watch stream, read by a thread of its own into self.events
-    (a list of (event, data)); self.closed once the server ended it."""
+class Watch(SSEStream):
+    """One watch stream (sandbox_lib.SSEStream) with the change events' helpers."""
 
     def __init__(self, server, sid, body=None, timeout=60, rcvbuf=None):
-        self.srv = server
-        self.conn = server.conn(timeout)
-        self.gate = threading.Event()  # cleared: the reader stops reading
-        self.gate.set()
-        if rcvbuf:
-            import socket
-            self.conn.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.conn.sock.settimeout(timeout)
-            self.conn.sock.connect((server.host, server.port))
-        self.conn.request("POST", "/v1/sandboxes/%s/files/watch" % sid, body=json.dumps(body or {}).encode(),
-                          headers={"Authorization": "Bearer " + server.token, "Content-Type": "application/json",
-                                   "Accept": "text/event-stream"})
-        self.resp = self.conn.getresponse()
-        self.status = self.resp.status
-        self.ctype = self.resp.getheader("Content-Type", "")
-        self.events, self.comments, self.closed = [], 0, False
-        self.cv = threading.Condition()
-        if self.status != 200:
-            self.error = json.loads(self.resp.read())
-            self.conn.close()
-            self.closed = True
-            return
-        self.th = threading.Thread(target=self._read, daemon=True)
-        self.th.start()
-
-    def _read(self):
-        buf = b""
-        try:
-            while True:
-                self.gate.wait()
-                chunk = self.resp.read1(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                while b"\n\n" in buf:
-                    block, buf = buf.split(b"\n\n", 1)
-                    ev, data = None, []
-                    for line in block.decode().split("\n"):
-                        if line.startswith("event: "):
-                            ev = line[7:]
-                        elif line.startswith("data: "):
-                            data.append(line[6:])
-                        elif line.startswith(":"):
-                            with self.cv:
-                                self.comments += 1
-                    if ev:
-                        with self.cv:
-                            self.events.append((ev, json.loads("\n".join(data)) if data else None))
-                            self.cv.notify_all()
-        except Exception:  # noqa: BLE001  (our own close, or a timeout)
-            pass
-        with self.cv:
-            self.closed = True
-            self.cv.notify_all()
-
-    def wait(self, pred, timeout=30):
-        """Wait until pred(events) is true; returns it (or its last value)."""
-        deadline = time.time() + timeout
-        with self.cv:
-            while True:
-                v = pred(self.events)
-                if v or self.closed or time.time() >= deadline:
-                    return v
-                self.cv.wait(min(0.2, max(0.0, deadline - time.time())))
+        super().__init__(server, "/v1/sandboxes/%s/files/watch" % sid, body, timeout, rcvbuf)
 
     def ready(self, timeout=30):
         return self.wait(lambda evs: any(e == "watching" for e, _ in evs), timeout)
-
-    def wait_closed(self, timeout=30):
-        deadline = time.time() + timeout
-        with self.cv:
-            while not self.closed and time.time() < deadline:
-                self.cv.wait(0.2)
-            return self.closed
 
     def changes(self):
         """(type, path, isDirectory, oldPath) of the change events so far."""
@@ -141,15 +68,6 @@ class Watch:
                 n, last = cur, time.time()
             time.sleep(0.05)
         return self.changes()[mark:]
-
-    def close(self):
-        try:
-            self.conn.sock.shutdown(2)
-        except Exception:  # noqa: BLE001
-            pass
-        self.conn.close()
-        if hasattr(self, "th"):
-            self.th.join(10)
 
 
 def section(fn):
