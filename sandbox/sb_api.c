@@ -1125,5 +1125,6 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX "/backups/:bid", on_box, 0, NULL, BOX(sb_backup_get)},
     {"DELETE", SBX "/backups/:bid", on_box, 0, NULL, BOX(sb_backup_delete)},
     {"POST", SBX "/backups/:bid/restore", on_box, 0, NULL, BOX(sb_backup_restore)},
+    {"POST", SBX "/fork", on_box, 0, NULL, BOX(sb_backup_fork)},
 };
 const size_t sb_api_nroutes = CB_ARRAY_LEN(sb_api_routes);

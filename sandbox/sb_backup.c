@@ -47,6 +47,15 @@
  * it is replayed (the recovery of its path) before each backup and restore
  * and when the sandbox starts (sb_backup_recover), until it succeeds.
  *
+ * Across sandboxes. A restore may go into another sandbox ("sandboxId"):
+ * the archive is read from the source's state, the script, its record and
+ * hence its recovery belong to the target. Both backup locks are held,
+ * taken in the order of the sandbox ids (lock_pair). A fork is a backup of
+ * the source into a private archive in the new sandbox's state folder,
+ * restored there the same way, then removed; a failure deletes the new
+ * sandbox. The lost+found of a file system's root (a diskMB /workspace)
+ * belongs to the host's root: archives leave it out, restores leave it be.
+ *
  * Every client value reaches the shell as a single-quoted word
  * (sb_sh_quote). The size limit is 2 GiB of archive
  * (CELLBOX_BACKUP_MAX_BYTES overrides it, for tests).
@@ -425,6 +434,12 @@ static void script_enter(cb_buf *s)
 {
     cb_buf_printf(s,
         "builtin cd -- \"$__cb_d\" || __cb_fail \"cannot enter $__cb_d\" %d\n"
+        /* the lost+found of a file system (a diskMB /workspace) belongs to
+         * the host's root: not ours to archive nor to move */
+        "__cb_tx=() __cb_fx=()\n"
+        "if [ -d lost+found ] && [ ! -L lost+found ] && [ ! -w lost+found ]; then\n"
+        "  __cb_tx=(--anchored --exclude=./lost+found) __cb_fx=(! -name lost+found)\n"
+        "fi\n"
         "__cb_lock\n"
         "__cb_recover || __cb_fail \"an interrupted restore of $__cb_d could not be finished\" %d\n",
         RC_CANNOT, RC_RECOVER);
@@ -553,9 +568,51 @@ static char *create_script(const char *path)
         RC_NOT_FOUND, RC_NOT_DIR);
     script_enter(&s);
     /* tar exits 1 when a file changed while it was read: the archive is whole */
-    cb_buf_puts(&s, "builtin command tar --create --file=- --format=gnu --numeric-owner --one-file-system . "
+    cb_buf_puts(&s, "builtin command tar --create --file=- --format=gnu --numeric-owner --one-file-system \"${__cb_tx[@]}\" . "
                     "|| [ $? -eq 1 ]\n");
     return cb_buf_steal(&s);
+}
+
+/* Archives folder path of b (a script in session sid) into the new file
+ * part, created here: 0 with its *size and *files, or -1 + err and no
+ * part left. Takes b->backup_mu (replaying b's journal first). */
+static int archive_make(sb_box *b, const char *path, const char *sid, const char *part, uint64_t *size,
+                        long *files, sb_error *err)
+{
+    if (box_deleted(b))
+        return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", b->id), -1;
+    bk_run k = {.out_fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), .in_fd = -1,
+                .limit = backup_limit()};
+    if (k.out_fd < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", part, strerror(errno)), -1;
+    cb_autofree char *script = create_script(path);
+    pthread_mutex_lock(&b->backup_mu);
+    journal_replay(b);
+    int rc = bk_exec(b, sid, script, &k, err);
+    pthread_mutex_unlock(&b->backup_mu);
+    if (rc == 0 && k.res.exit_code != 0) {
+        script_error(&k, "backup", path, err);
+        rc = -1;
+    }
+    if (rc == 0) {
+        /* closed whatever fsync says: its fd must not leak */
+        int e = fsync(k.out_fd) < 0 ? errno : 0;
+        if (close(k.out_fd) < 0 && !e)
+            e = errno;
+        k.out_fd = -1;
+        if (e) {
+            sb_fail(err, sb_err_from_errno(e), "cannot store the backup: %s", strerror(e));
+            rc = -1;
+        }
+    }
+    if (k.out_fd >= 0)
+        close(k.out_fd);
+    *files = k.tc.entries;
+    *size = k.out_bytes;
+    bk_run_clear(&k);
+    if (rc < 0)
+        unlink(part);
+    return rc;
 }
 
 int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
@@ -584,40 +641,11 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
         return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", b->id), -1;
     if (cb_mkdir_p(dir, 0700) < 0)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", dir, strerror(errno)), -1;
-    bk_run k = {.out_fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), .in_fd = -1,
-                .limit = backup_limit()};
-    if (k.out_fd < 0)
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", part, strerror(errno)), -1;
     int64_t t0 = cb_real_us();
-    cb_autofree char *script = create_script(path);
-    pthread_mutex_lock(&b->backup_mu);
-    journal_replay(b);
-    int rc = bk_exec(b, sid, script, &k, err);
-    pthread_mutex_unlock(&b->backup_mu);
-    if (rc == 0 && k.res.exit_code != 0) {
-        script_error(&k, "backup", path, err);
-        rc = -1;
-    }
-    if (rc == 0) {
-        /* closed whatever fsync says: its fd must not leak */
-        int e = fsync(k.out_fd) < 0 ? errno : 0;
-        if (close(k.out_fd) < 0 && !e)
-            e = errno;
-        k.out_fd = -1;
-        if (e) {
-            sb_fail(err, sb_err_from_errno(e), "cannot store the backup: %s", strerror(e));
-            rc = -1;
-        }
-    }
-    if (k.out_fd >= 0)
-        close(k.out_fd);
-    long files = k.tc.entries;
-    uint64_t size = k.out_bytes;
-    bk_run_clear(&k);
-    if (rc < 0) {
-        unlink(part);
+    uint64_t size;
+    long files;
+    if (archive_make(b, path, sid, part, &size, &files, err) < 0)
         return -1;
-    }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", bid);
     cJSON_AddStringToObject(j, "path", path);
@@ -747,14 +775,14 @@ static char *restore_script(const char *path)
         "  __cb_recover; builtin exit %d\n"
         "fi\n"
         /* 2. the old entries aside */
-        "builtin command find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_old\" "
+        "builtin command find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_old\" \"${__cb_fx[@]}\" "
         "-exec mv -t \"$__cb_old\" -- {} + || __cb_undo \"cannot move the old content aside\"\n"
         /* 3. the commit point */
         "builtin command mv -T -- \"$__cb_old\" \"$__cb_done\" || __cb_undo \"cannot commit the restore\"\n"
         /* 4. the new entries in; when one cannot be, back to before the
          * commit (the new entries out again, then the commit undone) */
         "if ! __cb_in \"$__cb_new\"; then\n"
-        "  if builtin command find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_done\" "
+        "  if builtin command find . -mindepth 1 -maxdepth 1 ! -name \"$__cb_new\" ! -name \"$__cb_done\" \"${__cb_fx[@]}\" "
         "-exec mv -t \"$__cb_new\" -- {} + && builtin command mv -T -- \"$__cb_done\" \"$__cb_old\"; then\n"
         "    __cb_undo \"cannot move the restored content in\"\n"
         "  fi\n"
@@ -765,6 +793,84 @@ static char *restore_script(const char *path)
         "__cb_recover || __cb_fail \"cannot finish the restore of $__cb_d\" %d\n",
         RC_CANNOT, RC_CANNOT, RC_RECOVER, RC_SWAP, CK_RECORDS, RC_TAR, RC_RECOVER, RC_RECOVER);
     return cb_buf_steal(&s);
+}
+
+/* Takes the backup locks of a and b (either may be NULL, or the same
+ * sandbox) in one order, by id, so two cross-sandbox restores in opposite
+ * directions cannot deadlock; unlock_pair releases them. */
+static void lock_pair(sb_box *a, sb_box *b)
+{
+    if (a == b || !a || !b) {
+        pthread_mutex_lock(&(a ? a : b)->backup_mu);
+        return;
+    }
+    if (strcmp(a->id, b->id) > 0) {
+        sb_box *t = a;
+        a = b, b = t;
+    }
+    pthread_mutex_lock(&a->backup_mu);
+    pthread_mutex_lock(&b->backup_mu);
+}
+
+static void unlock_pair(sb_box *a, sb_box *b)
+{
+    if (a && b && a != b)
+        pthread_mutex_unlock(&a->backup_mu);
+    pthread_mutex_unlock(&(b ? b : a)->backup_mu);
+}
+
+/* Unpacks the archive file tar (backup bid of src; src NULL: an archive
+ * that only this call knows) into folder path of dst (a script in dst's
+ * session sid), crash-safely: the restore's record is in dst's journal, so
+ * dst's recovery finishes or undoes it. Holds the backup locks of both
+ * (lock_pair). 0, or -1 + err. */
+static int archive_restore(sb_box *src, const char *bid, const char *tar, sb_box *dst, const char *path,
+                           const char *sid, sb_error *err)
+{
+    if (box_deleted(dst))
+        return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", dst->id), -1;
+    bk_run k = {.out_fd = -1, .in_fd = open(tar, O_RDONLY | O_CLOEXEC)};
+    if (k.in_fd < 0)
+        return sb_fail(err, SB_E_BACKUP_NOT_FOUND, "backup '%s' not found", bid), -1;
+    cb_autofree char *bkdir = cb_printf_new("%s/backups", dst->dir);
+    cb_autofree char *script = restore_script(path);
+    lock_pair(src, dst);
+    journal_replay(dst);
+    cb_autofree char *record = cb_mkdir_p(bkdir, 0700) == 0 ? journal_add(dst, bid, path) : NULL;
+    int rc;
+    if (!record) {
+        rc = -1;
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot record the restore in %s: %s", bkdir, strerror(errno));
+    } else {
+        rc = bk_exec(dst, sid, script, &k, err);
+        if (rc == 0 && k.res.exit_code == 0)
+            unlink(record);
+        else    /* failed, or cut off midway (the sandbox stopped): whole again now, or at the next start */
+            journal_recover(dst, record);
+    }
+    unlock_pair(src, dst);
+    close(k.in_fd);
+    if (rc == 0 && k.res.exit_code != 0) {
+        script_error(&k, "restore", path, err);
+        rc = -1;
+    }
+    bk_run_clear(&k);
+    return rc;
+}
+
+/* The sandbox a restore goes to: body's "sandboxId" (a new reference), b
+ * itself (referenced too) when absent or b's own id; NULL + err. */
+static sb_box *restore_target(const cJSON *body, sb_box *b, sb_error *err)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "sandboxId");
+    if (!t || cJSON_IsNull(t) || (cJSON_IsString(t) && strcmp(t->valuestring, b->id) == 0))
+        return sb_box_ref(b);
+    if (!cJSON_IsString(t) || !*t->valuestring)
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "sandboxId must be a sandbox id"), NULL;
+    sb_box *dst = sb_box_get(t->valuestring);
+    if (!dst)
+        sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", t->valuestring);
+    return dst;
 }
 
 int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
@@ -778,45 +884,21 @@ int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
         return -1;
     cb_autofree char *path = req_path(body, cb_json_str(meta, "path", "/workspace"), err);
     const char *sid = path ? req_session(body, err) : NULL;
-    if (!path || !sid) {
+    sb_box *dst = sid ? restore_target(body, b, err) : NULL;
+    if (!dst) {
         cJSON_Delete(meta);
         return -1;
     }
     cb_autofree char *tar = bk_file(b, bid, "tar");
-    bk_run k = {.out_fd = -1, .in_fd = open(tar, O_RDONLY | O_CLOEXEC)};
-    if (k.in_fd < 0) {
-        cJSON_Delete(meta);
-        return sb_fail(err, SB_E_BACKUP_NOT_FOUND, "backup '%s' not found", bid), -1;
-    }
-    cb_autofree char *script = restore_script(path);
-    pthread_mutex_lock(&b->backup_mu);
-    journal_replay(b);
-    cb_autofree char *record = journal_add(b, bid, path);
-    int rc;
-    if (!record) {
-        rc = -1;
-        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot record the restore in %s/backups: %s", b->dir, strerror(errno));
-    } else {
-        rc = bk_exec(b, sid, script, &k, err);
-        if (rc == 0 && k.res.exit_code == 0)
-            unlink(record);
-        else    /* failed, or cut off midway (the sandbox stopped): whole again now, or at the next start */
-            journal_recover(b, record);
-    }
-    pthread_mutex_unlock(&b->backup_mu);
-    close(k.in_fd);
-    if (rc == 0 && k.res.exit_code != 0) {
-        script_error(&k, "restore", path, err);
-        rc = -1;
-    }
-    bk_run_clear(&k);
-    if (rc < 0) {
+    if (archive_restore(b, bid, tar, dst, path, sid, err) < 0) {
+        sb_box_unref(dst);
         cJSON_Delete(meta);
         return -1;
     }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "id", bid);
+    cJSON_AddStringToObject(j, "sandboxId", dst->id);
     cJSON_AddStringToObject(j, "path", path);
     cJSON_AddNumberToObject(j, "files", cb_json_num(meta, "files", 0));
     cJSON_AddNumberToObject(j, "size", cb_json_num(meta, "size", 0));
@@ -824,6 +906,68 @@ int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
     cb_iso_date(date, cb_real_us());
     cJSON_AddStringToObject(j, "timestamp", date);
     cJSON_Delete(meta);
-    cb_logkv(CB_LOG_INFO, "backup", NULL, "sandbox %s: backup %s restored to %s", b->id, bid, path);
+    cb_logkv(CB_LOG_INFO, "backup", NULL, "sandbox %s: backup %s restored to %s%s%s", b->id, bid, path,
+             dst != b ? " of sandbox " : "", dst != b ? dst->id : "");
+    sb_box_unref(dst);
     return sb_reply_json(r, 200, j);
+}
+
+/* ---- fork: a new sandbox with the options and a folder of another ------------------ */
+
+/* POST /v1/sandboxes/{id}/fork {"id": new, "path"}: new gets b's options
+ * (sb_box_create_from), then the folder is archived in b and restored in
+ * new, the archive kept in new's state folder for that time only (never
+ * one of b's backups). The copy is what tar read: writes in b meanwhile
+ * may or may not be in it, as for a backup. Any failure after new was
+ * made deletes it: a fork either fully happens or leaves nothing. */
+int sb_backup_fork(sb_req *r, sb_box *b, sb_error *err)
+{
+    if (!r->json)
+        r->json = cJSON_CreateObject();
+    const cJSON *body = r->json;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "id");
+    if (!cJSON_IsString(id))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "id (the new sandbox's id) is required"), -1;
+    cb_autofree char *path = req_path(body, "/workspace", err);
+    if (!path)
+        return -1;
+    if (box_deleted(b))
+        return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", b->id), -1;
+    bool created;
+    sb_box *nb = sb_box_create_from(id->valuestring, b, &created, err);
+    if (!nb)
+        return -1;
+    if (!created) {
+        sb_box_unref(nb);
+        return sb_fail(err, SB_E_SANDBOX_CONFLICT, "sandbox '%s' already exists", id->valuestring), -1;
+    }
+    cb_autofree char *hex = cb_random_hex(8);
+    cb_autofree char *dir = cb_printf_new("%s/backups", nb->dir);
+    cb_autofree char *part = cb_printf_new("%s/fork-%s.tar", dir, hex);
+    cb_autofree char *label = cb_printf_new("fork of %s", b->id);
+    uint64_t size = 0;
+    long files = 0;
+    int rc = cb_mkdir_p(dir, 0700);
+    if (rc < 0)
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", dir, strerror(errno));
+    if (rc == 0)
+        rc = archive_make(b, path, "default", part, &size, &files, err);
+    if (rc == 0) {
+        rc = archive_restore(NULL, label, part, nb, path, "default", err);
+        unlink(part);
+    }
+    if (rc < 0) {
+        sb_error ignored = {0};
+        if (sb_box_delete(nb, &ignored) < 0)
+            cb_warn("backup", "fork of %s: cannot delete the half-made sandbox %s: %s", b->id, nb->id, ignored.msg);
+        sb_box_unref(nb);
+        return -1;
+    }
+    cJSON *j = sb_box_json(nb);
+    cJSON_AddBoolToObject(j, "created", true);
+    cJSON_AddStringToObject(j, "forkedFrom", b->id);
+    cb_logkv(CB_LOG_INFO, "backup", NULL, "sandbox %s forked from %s (%s, %llu bytes, %ld entries)", nb->id,
+             b->id, path, (unsigned long long)size, files);
+    sb_box_unref(nb);
+    return sb_reply_json(r, 201, j);
 }

@@ -20,7 +20,9 @@
  *
  * Locks: b->backup_mu is held while a script runs in the sandbox (one
  * backup, restore or recovery at a time per sandbox); b->mu is never held
- * when one of these functions is called.
+ * when one of these functions is called. A restore into another sandbox
+ * ("sandboxId") holds the backup_mu of both, taken in the order of their
+ * ids; its record is in the target's journal (the target recovers it).
  */
 #ifndef SB_BACKUP_H
 #define SB_BACKUP_H
@@ -33,6 +35,10 @@ int sb_backup_list(sb_req *r, sb_box *b, sb_error *err);      /* GET    .../back
 int sb_backup_get(sb_req *r, sb_box *b, sb_error *err);       /* GET    .../backups/:bid */
 int sb_backup_delete(sb_req *r, sb_box *b, sb_error *err);    /* DELETE .../backups/:bid */
 int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err);   /* POST   .../backups/:bid/restore */
+/* POST .../fork: a new sandbox with b's options and a copy of one of its
+ * folders (a backup of b restored into it); nothing is left of it when
+ * that fails. */
+int sb_backup_fork(sb_req *r, sb_box *b, sb_error *err);      /* POST   .../fork */
 
 /* Finishes (or undoes) every restore of b that was cut off, as its records
  * in the sandbox's state tell; a record goes once its recovery succeeded,

@@ -88,7 +88,11 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
 {
     memset(o, 0, sizeof *o);
     const char *inst = cb_json_str(j, "instanceType", "lite");
-    bool found = false;
+    /* "custom" is what the options of a sandbox with explicit limits show
+     * (and persist): read back, its limits are all there, over lite's */
+    bool found = strcmp(inst, "custom") == 0;
+    if (found)
+        o->lim = presets[0].lim;
     for (size_t i = 0; i < CB_ARRAY_LEN(presets); i++)
         if (strcmp(inst, presets[i].name) == 0) {
             o->lim = presets[i].lim;
@@ -1398,6 +1402,8 @@ int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err)
 
 /* ---- create / delete / list -------------------------------------------------- */
 
+static sb_box *box_add(const char *id, sb_box_opts *opts, bool *created, sb_error *err);
+
 sb_box *sb_box_create(const char *id, const cJSON *body, bool *created, sb_error *err)
 {
     *created = false;
@@ -1411,6 +1417,28 @@ sb_box *sb_box_create(const char *id, const cJSON *body, bool *created, sb_error
         cJSON_Delete(opts.env);
         return NULL;
     }
+    return box_add(id, &opts, created, err);
+}
+
+sb_box *sb_box_create_from(const char *id, sb_box *src, bool *created, sb_error *err)
+{
+    *created = false;
+    if (!sb_id_valid(id)) {
+        sb_fail(err, SB_E_VALIDATION_FAILED,
+                "sandbox id must match [a-z0-9-]{1,63} and not start or end with '-'");
+        return NULL;
+    }
+    pthread_mutex_lock(&src->mu);
+    sb_box_opts opts = src->opts;   /* plain values, but env: a copy of its own */
+    opts.env = cJSON_Duplicate(src->opts.env, 1);
+    pthread_mutex_unlock(&src->mu);
+    return box_add(id, &opts, created, err);
+}
+
+/* The sandbox id, or a new one with *opts (taken: its env is freed or kept). */
+static sb_box *box_add(const char *id, sb_box_opts *opts_in, bool *created, sb_error *err)
+{
+    sb_box_opts opts = *opts_in;
     pthread_mutex_lock(&reg.mu);
     sb_box *b = NULL;
     for (size_t i = 0; i < reg.n; i++)

@@ -113,6 +113,10 @@ int sb_boxes_count(void);
 sb_box *sb_box_get(const char *id);                  /* NULL if unknown */
 /* Create-or-get: *created tells which. opts is the request body (may be NULL). */
 sb_box *sb_box_create(const char *id, const cJSON *opts, bool *created, sb_error *err);
+/* Create-or-get with the options of src (limits, network and its policy,
+ * sleepAfter, keepAlive, diskMB, env; not its sessions, processes or
+ * files): for a fork. *created false = id existed, returned unchanged. */
+sb_box *sb_box_create_from(const char *id, sb_box *src, bool *created, sb_error *err);
 sb_box *sb_box_ref(sb_box *b);                       /* returns b */
 void sb_box_unref(sb_box *b);
 int sb_box_delete(sb_box *b, sb_error *err);
