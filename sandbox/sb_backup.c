@@ -394,7 +394,10 @@ static void script_begin(cb_buf *s, const char *path)
         /* the folder's lock, held until this script and all it started (tar,
          * mv) are gone, however they end; none where flock cannot be had */
         "__cb_lock() {\n"
-        "  { builtin exec " LOCK_FD "<.; } 2>/dev/null || builtin return 0\n"
+        /* `command exec`: bash undoes the redirections of `builtin exec` and
+         * of a { } group's exec once they end, so neither holds the fd */
+        "  [ -r . ] && [ -x . ] || builtin return 0\n"
+        "  command exec " LOCK_FD "<. || builtin return 0\n"
         "  builtin command -v flock >/dev/null 2>&1 || builtin return 0\n"
         "  builtin command flock -E 200 -w %d " LOCK_FD "\n"
         "  [ $? -ne 200 ] || __cb_fail \"$__cb_d is locked by another process\" %d\n"

@@ -310,6 +310,21 @@ chmod 700 /workspace
     r = srv.get("/v1/sandboxes/bk-big/backups")
     t.eq(r.code, "SANDBOX_NOT_FOUND", "and its backup routes answer SANDBOX_NOT_FOUND")
     t.eq(host_state(), before_host, "host still untouched at the end")
+
+    # ---- the folder's lock: a backup waits for a process holding it ------------------------
+    # (the scripts hold flock on the folder, so a recovery waits for a restore
+    # cut off with its tar or mv still running; here a process of the sandbox
+    # holds it for 2 s and writes a file just before letting go)
+    sh("bk-a", "rm -rf /workspace/locked && mkdir /workspace/locked")
+    r = srv.post("/v1/sandboxes/bk-a/processes", {
+        "command": "flock /workspace/locked -c 'touch /workspace/locked/holding; sleep 2; "
+                   "echo late > /workspace/locked/marker'"})
+    held = wait_until(lambda: sh("bk-a", "test -e /workspace/locked/holding")["exitCode"] == 0,
+                      timeout=20, step=0.05)
+    r = backup("/v1/sandboxes/bk-a", {"path": "/workspace/locked"})
+    t.ok(held and r.status == 201 and r.json()["files"] == 2,
+         "a backup of a folder another process holds the lock of waits for it (the archive has "
+         "the file written just before the lock was let go)", r)
 finally:
     srv.finish(t, IDS, "SIGTERM: graceful exit 0")
     try:
