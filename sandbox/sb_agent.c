@@ -75,7 +75,7 @@
  * written to fd 9, without the per-command variables, for the server. */
 static const char WRAPPER[] =
     "builtin printf . >&9\n"  /* "started": read by shell_started() */
-    "builtin exec 7<&-\n"
+    "command exec 7<&-\n"  /* `builtin exec` would not keep the close */
     "builtin shopt -s expand_aliases\n"
     "builtin eval -- \"$__cb_state\"\n"
     "builtin eval -- \"$__cb_env\"\n"
@@ -104,7 +104,7 @@ static const char WRAPPER[] =
     "    builtin exit $__cb_rc\n"
     "  }\n"
     "  builtin trap __cb_dump EXIT\n"
-    "else builtin exec 9>&-; fi\n"
+    "else command exec 9>&-; fi\n"
     "builtin unset __cb_save\n"
     "builtin eval -- \"$__cb_cmd\"\n";
 
@@ -750,7 +750,7 @@ fail:
 static char *pty_script(const cJSON *req, bool interactive)
 {
     cb_buf b = CB_BUF_INIT;
-    cb_buf_puts(&b, "{\nbuiltin exec 7<&-\n");
+    cb_buf_puts(&b, "{\ncommand exec 7<&-\n");
     if (interactive)
         cb_buf_puts(&b, "[ -r /etc/bash.bashrc ] && builtin . /etc/bash.bashrc\n"
                         "[ -r ~/.bashrc ] && builtin . ~/.bashrc\n");

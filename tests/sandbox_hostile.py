@@ -96,6 +96,10 @@ try:
     t.ok(r.status in (403, 404), "API: files of the sandbox's root are not readable", r)
 
     # ---- processes and signals ---------------------------------------------------
+    # a command holds only its own stdio, and the session-state pipe its shell
+    # writes at exit: never the pipe its script came through (fd 7)
+    x = sh("hos-a", "ls /proc/$$/fd | sort -n | tr '\\n' ' '")
+    t.eq(x["stdout"], "0 1 2 9 ", "a command's shell holds only stdio and the session-state pipe")
     x = sh("hos-a", "kill -9 -1")
     x = sh("hos-a", "echo survived")
     t.eq(x["stdout"], "survived\n", "kill -9 -1 only ends the user's own processes; the next exec works")
