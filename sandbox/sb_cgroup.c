@@ -379,6 +379,10 @@ int sb_cg_freeze(const sb_cg_layout *l, const sb_cgroup *cg, bool frozen, int ti
                            frozen ? "; the group was thawed again" : ""), -1;
         }
         usleep(1000);
+        /* v1: tasks busy at the write (forking, exec'ing) leave the group
+         * FREEZING; the documented retry is to write FROZEN again */
+        if (frozen && l->version == 1 && waited % 20 == 19)
+            write_str(dir, file, val);
     }
     return 0;
 }
