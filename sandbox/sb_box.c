@@ -59,6 +59,11 @@
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_util.h"
 
+/* How long a pause waits for every task to freeze (holding the box's lock).
+ * A task in uninterruptible sleep (waiting for a busy disk, say) freezes
+ * only when it wakes: CI saw more than 5 s under parallel load. */
+#define PAUSE_WAIT_MS 10000
+
 static struct {
     pthread_mutex_t mu;
     sb_box **boxes;
@@ -1223,7 +1228,7 @@ int sb_box_pause(sb_box *b, sb_error *err)
                      "be paused", b->id);
     if (rc == 0 && !b->paused) {
         int64_t t0 = cb_mono_ns();
-        if (sb_cg_freeze(&reg.cg, &b->cg, true, 5000, err) < 0) {
+        if (sb_cg_freeze(&reg.cg, &b->cg, true, PAUSE_WAIT_MS, err) < 0) {
             rc = -1;
         } else {
             b->paused = true;
