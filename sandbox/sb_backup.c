@@ -131,9 +131,39 @@ static bool box_deleted(sb_box *b)
     return d;
 }
 
+/* The sandbox's backups folder (owned). */
+static char *bk_dir(const sb_box *b)
+{
+    return cb_printf_new("%s/backups", b->dir);
+}
+
 static char *bk_file(sb_box *b, const char *bid, const char *ext)
 {
     return cb_printf_new("%s/backups/%s.%s", b->dir, bid, ext);
+}
+
+/* The names in b's backups folder that start with prefix and end with
+ * suffix, with something between: an owned array of owned strings, *n of
+ * them (NULL, 0 when none or no folder). */
+static char **bk_names(const sb_box *b, const char *prefix, const char *suffix, size_t *n)
+{
+    cb_autofree char *dir = bk_dir(b);
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    char **names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= pl + sl || strncmp(e->d_name, prefix, pl) != 0 ||
+            strcmp(e->d_name + len - sl, suffix) != 0)
+            continue;
+        names = cb_realloc(names, (*n + 1) * sizeof *names);
+        names[(*n)++] = cb_strdup(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    return names;
 }
 
 /* The metadata of backup bid (owned), or NULL + BACKUP_NOT_FOUND. */
@@ -524,25 +554,14 @@ static void journal_recover(sb_box *b, const char *file)
 /* Recover every restore a record is left of. backup_mu held. */
 static void journal_replay(sb_box *b)
 {
-    cb_autofree char *dir = cb_printf_new("%s/backups", b->dir);
-    char **files = NULL;
-    size_t n = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (strncmp(e->d_name, "restore-", 8) != 0 || len < 9 || strcmp(e->d_name + len - 8, ".journal") != 0)
-            continue;
-        files = cb_realloc(files, (n + 1) * sizeof *files);
-        files[n++] = cb_printf_new("%s/%s", dir, e->d_name);
-    }
-    if (d)
-        closedir(d);
+    size_t n;
+    char **names = bk_names(b, "restore-", ".journal", &n);
     for (size_t i = 0; i < n; i++) {
-        journal_recover(b, files[i]);
-        free(files[i]);
+        cb_autofree char *file = cb_printf_new("%s/backups/%s", b->dir, names[i]);
+        journal_recover(b, file);
+        free(names[i]);
     }
-    free(files);
+    free(names);
 }
 
 void sb_backup_recover(sb_box *b)
@@ -636,7 +655,7 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
 
     cb_autofree char *hex = cb_random_hex(8);
     cb_autofree char *bid = cb_printf_new("bk-%s", hex);
-    cb_autofree char *dir = cb_printf_new("%s/backups", b->dir);
+    cb_autofree char *dir = bk_dir(b);
     cb_autofree char *part = bk_file(b, bid, "tar.part");
     cb_autofree char *tar = bk_file(b, bid, "tar");
     cb_autofree char *meta = bk_file(b, bid, "json");
@@ -691,24 +710,17 @@ static int cmp_created(const void *a, const void *b)
 
 int sb_backup_list(sb_req *r, sb_box *b, sb_error *err)
 {
-    cb_autofree char *dir = cb_printf_new("%s/backups", b->dir);
-    cJSON **items = NULL;
-    size_t n = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
-            continue;
-        cb_autofree char *bid = cb_printf_new("%.*s", (int)(len - 5), e->d_name);
-        cJSON *j = bk_meta(b, bid, NULL);
-        if (!j)
-            continue;
-        items = cb_realloc(items, (n + 1) * sizeof *items);
-        items[n++] = j;
+    size_t nn, n = 0;
+    char **names = bk_names(b, "", ".json", &nn);
+    cJSON **items = nn ? cb_calloc(nn, sizeof *items) : NULL;
+    for (size_t i = 0; i < nn; i++) {
+        names[i][strlen(names[i]) - 5] = '\0';  /* the id */
+        cJSON *j = bk_meta(b, names[i], NULL);
+        if (j)
+            items[n++] = j;
+        free(names[i]);
     }
-    if (d)
-        closedir(d);
+    free(names);
     if (n)
         qsort(items, n, sizeof *items, cmp_created);
     cJSON *arr = cJSON_CreateArray();
@@ -835,7 +847,7 @@ static int archive_restore(sb_box *src, const char *bid, const char *tar, sb_box
     bk_run k = {.out_fd = -1, .in_fd = open(tar, O_RDONLY | O_CLOEXEC)};
     if (k.in_fd < 0)
         return sb_fail(err, SB_E_BACKUP_NOT_FOUND, "backup '%s' not found", bid), -1;
-    cb_autofree char *bkdir = cb_printf_new("%s/backups", dst->dir);
+    cb_autofree char *bkdir = bk_dir(dst);
     cb_autofree char *script = restore_script(path);
     lock_pair(src, dst);
     journal_replay(dst);
@@ -945,7 +957,7 @@ int sb_backup_fork(sb_req *r, sb_box *b, sb_error *err)
         return sb_fail(err, SB_E_SANDBOX_CONFLICT, "sandbox '%s' already exists", id->valuestring), -1;
     }
     cb_autofree char *hex = cb_random_hex(8);
-    cb_autofree char *dir = cb_printf_new("%s/backups", nb->dir);
+    cb_autofree char *dir = bk_dir(nb);
     cb_autofree char *part = cb_printf_new("%s/fork-%s.tar", dir, hex);
     cb_autofree char *label = cb_printf_new("fork of %s", b->id);
     uint64_t size = 0;
