@@ -105,22 +105,44 @@ static uint64_t backup_limit(void)
     return s && *s && !*end && v > 0 ? v : BACKUP_MAX_DEFAULT;
 }
 
-/* A folder of the request ("path"): absolute, or relative to /workspace;
- * trailing slashes dropped. dflt when absent. Owned, or NULL + err. */
+/* A folder of the request ("path", or "pathBase64" for one whose name is
+ * not UTF-8): absolute, or relative to /workspace; trailing slashes
+ * dropped. dflt when absent. Owned, or NULL + err. */
 static char *req_path(const cJSON *body, const char *dflt, sb_error *err)
 {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "path");
-    if (!p || cJSON_IsNull(p))
+    cb_autofree char *raw = NULL;
+    if (sb_json_path_arg(body, "path", &raw, err) < 0)
+        return NULL;
+    if (!raw)
         return cb_strdup(dflt);
-    if (!cJSON_IsString(p) || !*p->valuestring || strlen(p->valuestring) > 4096 || sb_has_ctl(p->valuestring))
+    if (!*raw || strlen(raw) > 4096 || sb_has_ctl(raw))
         return sb_fail(err, SB_E_VALIDATION_FAILED,
                        "path must be a non-empty string without control characters"), NULL;
-    char *path = p->valuestring[0] == '/' ? cb_strdup(p->valuestring)
-                                          : cb_printf_new("/workspace/%s", p->valuestring);
+    char *path = raw[0] == '/' ? cb_strdup(raw) : cb_printf_new("/workspace/%s", raw);
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         path[--n] = '\0';
     return path;
+}
+
+/* The folder a stored record (a backup's metadata, a restore's journal
+ * entry) names, as sb_json_add_path wrote it: the exact bytes of
+ * "pathBase64" when there (the name is not UTF-8; "path" then holds a
+ * readable copy only), else "path". Owned, or NULL. */
+static char *rec_path(const cJSON *rec)
+{
+    const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(rec, "pathBase64");
+    if (!cJSON_IsString(b64)) {
+        const char *text = cb_json_str(rec, "path", NULL);
+        return text ? cb_strdup(text) : NULL;
+    }
+    size_t len;
+    char *raw = sb_b64_decode(b64->valuestring, &len);
+    if (raw && strlen(raw) != len) {
+        free(raw);
+        return NULL;
+    }
+    return raw;
 }
 
 static bool box_deleted(sb_box *b)
@@ -498,7 +520,7 @@ static char *journal_add(sb_box *b, const char *bid, const char *path)
     cb_autofree char *hex = cb_random_hex(8);
     char *file = cb_printf_new("%s/backups/restore-%s.journal", b->dir, hex);
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "path", path);
+    sb_json_add_path(j, "path", path);
     cJSON_AddStringToObject(j, "backup", bid);
     char date[CB_ISO_DATE_LEN];
     cb_iso_date(date, cb_real_us());
@@ -523,7 +545,7 @@ static void journal_recover(sb_box *b, const char *file)
     if (!text)
         return;
     cJSON *j = cJSON_Parse(text);
-    const char *path = cb_json_str(j, "path", NULL);
+    cb_autofree char *path = rec_path(j);
     if (!path || path[0] != '/') {
         cb_warn("backup", "sandbox %s: dropping the unreadable restore record %s", b->id, file);
         unlink(file);
@@ -670,7 +692,7 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
         return -1;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", bid);
-    cJSON_AddStringToObject(j, "path", path);
+    sb_json_add_path(j, "path", path);
     if (name && cJSON_IsString(name))
         cJSON_AddStringToObject(j, "name", name->valuestring);
     else
@@ -897,7 +919,8 @@ int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
     cJSON *meta = bk_meta(b, bid, err);
     if (!meta)
         return -1;
-    cb_autofree char *path = req_path(body, cb_json_str(meta, "path", "/workspace"), err);
+    cb_autofree char *own = rec_path(meta);
+    cb_autofree char *path = req_path(body, own ? own : "/workspace", err);
     const char *sid = path ? req_session(body, err) : NULL;
     sb_box *dst = sid ? restore_target(body, b, err) : NULL;
     if (!dst) {
@@ -914,7 +937,7 @@ int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "id", bid);
     cJSON_AddStringToObject(j, "sandboxId", dst->id);
-    cJSON_AddStringToObject(j, "path", path);
+    sb_json_add_path(j, "path", path);
     cJSON_AddNumberToObject(j, "files", cb_json_num(meta, "files", 0));
     cJSON_AddNumberToObject(j, "size", cb_json_num(meta, "size", 0));
     char date[CB_ISO_DATE_LEN];

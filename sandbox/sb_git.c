@@ -191,15 +191,16 @@ static char *out_value(const cb_buf *out, const char *key)
  * /workspace, default /workspace/<repo name>; trailing slashes dropped. */
 static char *target_dir(const cJSON *body, const char *url, sb_error *err)
 {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "targetDir");
+    cb_autofree char *t = NULL;
+    if (sb_json_path_arg(body, "targetDir", &t, err) < 0)
+        return NULL;
     char *dir;
-    if (t && !cJSON_IsNull(t)) {
-        if (!cJSON_IsString(t) || !*t->valuestring)
+    if (t) {
+        if (!*t)
             return sb_fail(err, SB_E_VALIDATION_FAILED, "targetDir must be a non-empty string"), NULL;
-        if (strlen(t->valuestring) > 4096 || sb_has_ctl(t->valuestring))
+        if (strlen(t) > 4096 || sb_has_ctl(t))
             return sb_fail(err, SB_E_VALIDATION_FAILED, "targetDir is too long or has control characters"), NULL;
-        dir = t->valuestring[0] == '/' ? cb_strdup(t->valuestring)
-                                       : cb_printf_new("/workspace/%s", t->valuestring);
+        dir = t[0] == '/' ? cb_strdup(t) : cb_printf_new("/workspace/%s", t);
     } else {
         cb_autofree char *name = sb_git_repo_name(url);
         if (!name)

@@ -13,8 +13,10 @@ Sections: listing (flat, recursive, mixed with valid names), one file
 delete), bad requests (both fields, bad base64, NUL), escapes (.., absolute
 paths, symlinks: the base64 form is refused exactly like the plain one),
 watching (events, a folder given as pathBase64, globs on raw bytes, the end
-of the stream), git checkout (a branch name that is not UTF-8), error
-messages, and curl piped to `python3 -m json.tool`.
+of the stream), git checkout (a branch name that is not UTF-8, a target
+folder given as targetDirBase64), backups of a folder whose own name is not
+UTF-8 (pathBase64 in, out, and in the stored record), error messages, and
+curl piped to `python3 -m json.tool`.
 """
 import base64
 import json
@@ -453,6 +455,64 @@ def s_git():
          "git checkout of a repo whose branch is not UTF-8: branch with U+FFFD and branchBase64", (r, j))
 
 
+def s_git_target():
+    if not shutil.which("git"):
+        t.ok(True, "# SKIP git targetDirBase64: no git")
+        return
+    sh("export HOME=/tmp && rm -rf /tmp/gsrc2 && git init -q -b main /tmp/gsrc2 && "
+       "git -C /tmp/gsrc2 -c user.email=t@t -c user.name=t commit -q --allow-empty -m one")
+    raw = b"/workspace/gcl\xe9"
+    r = srv.post(SB + "/git/checkout", {"repoUrl": "/tmp/gsrc2", "targetDirBase64": b64(raw)})
+    j = strict(r.body)
+    t.ok(r.status == 200 and isinstance(j, dict) and j.get("targetDir") == "/workspace/gcl" + FFFD
+         and unb64(j.get("targetDirBase64", "")) == raw,
+         "git checkout into targetDirBase64 (a folder name that is not UTF-8): 200, targetDir with "
+         "U+FFFD and the exact bytes back", (r, j))
+    t.ok(b"gcl\xe9" in (names_in(b"/workspace") or set()),
+         "... the clone is in the folder named by those exact bytes")
+    r = srv.post(SB + "/git/checkout", {"repoUrl": "/tmp/gsrc2", "targetDir": "/workspace/x",
+                                        "targetDirBase64": b64(raw)})
+    t.ok(r.status == 400 and strict(r.body)["error"]["code"] == "VALIDATION_FAILED",
+         "git checkout with both targetDir and targetDirBase64: 400", r)
+
+
+# ---- backups of a folder whose own name is not UTF-8 -----------------------------
+
+def s_backup():
+    folder = b"/workspace/bk\xff"
+    sh("rm -rf %s && mkdir -p %s && printf one > %s/f && printf two > %s/%s"
+       % (q(folder), q(folder), q(folder), q(folder), q(b"g\xe9")))
+    r = srv.post(SB + "/backups", {"pathBase64": b64(folder), "name": "raw"})
+    j = strict(r.body)
+    t.ok(r.status == 201 and isinstance(j, dict) and j.get("path") == "/workspace/bk" + FFFD
+         and unb64(j.get("pathBase64", "")) == folder and j.get("files", 0) >= 2,
+         "backup of a folder given as pathBase64: 201, path with U+FFFD, pathBase64 exact", (r, j))
+    if r.status != 201:
+        return
+    bid = j["id"]
+    lst = strict(srv.get(SB + "/backups").body)
+    mine = [x for x in lst.get("backups", []) if x.get("id") == bid] if isinstance(lst, dict) else []
+    t.ok(len(mine) == 1 and unb64(mine[0].get("pathBase64", "")) == folder,
+         "the backup list is strict JSON and gives the folder's exact bytes", lst)
+    sh("printf changed > %s/f && rm -f %s/%s" % (q(folder), q(folder), q(b"g\xe9")))
+    r = srv.post(SB + "/backups/%s/restore" % bid, {})
+    j = strict(r.body)
+    t.ok(r.status == 200 and isinstance(j, dict) and unb64(j.get("pathBase64", "")) == folder,
+         "restore with no path goes back to the backup's own folder (exact bytes in pathBase64)", (r, j))
+    t.eq((cat(folder + b"/f"), cat(folder + b"/g\xe9")), (b"one", b"two"),
+         "... and the folder named by those bytes has its files back")
+    other = b"/workspace/cp\xfe"
+    r = srv.post(SB + "/backups/%s/restore" % bid, {"pathBase64": b64(other)})
+    j = strict(r.body)
+    t.ok(r.status == 200 and unb64(j.get("pathBase64", "")) == other and cat(other + b"/f") == b"one",
+         "restore into another folder given as pathBase64", (r, j))
+    r = srv.post(SB + "/backups", {"path": "/workspace/x", "pathBase64": b64(folder)})
+    t.ok(r.status == 400 and strict(r.body)["error"]["code"] == "VALIDATION_FAILED",
+         "a backup with both path and pathBase64: 400", r)
+    srv.delete(SB + "/backups/" + bid)
+    sh("rm -rf %s %s" % (q(folder), q(other)))
+
+
 # ---- error messages and a real HTTP client --------------------------------------
 
 def s_messages():
@@ -510,7 +570,8 @@ try:
     t0 = time.time()
     srv.create(SID)
     setup()
-    for fn in (s_list, s_one_file, s_changes, s_bad_requests, s_escapes, s_watch, s_git, s_messages,
+    for fn in (s_list, s_one_file, s_changes, s_bad_requests, s_escapes, s_watch, s_git, s_git_target,
+               s_backup, s_messages,
                s_nul, s_curl):
         section(fn)
     if os.path.exists(HOST):
