@@ -12,7 +12,8 @@ Sandboxes connect with a real socket (python3 in the sandbox) and report
 "ok", or the errno and how long the refusal took: a refusal must be quick
 (TCP reset: ECONNREFUSED; UDP: ICMP admin-prohibited: EHOSTUNREACH), not a
 timeout. Also: strict validation, options shown and kept over a restart,
---egress-private allow, and nothing left in nftables after a delete and at
+--egress-private allow, a fork of an egress sandbox (same policy, own
+rules), and nothing left in nftables after a delete and at
 shutdown. Prints TAP.
 """
 import json
@@ -110,7 +111,7 @@ def nft_has_slot(n):
     return chain, elem
 
 
-IDS = ["np-def", "np-allow", "np-deny", "np-list", "np-norm"]
+IDS = ["np-def", "np-allow", "np-deny", "np-list", "np-norm", "np-fork"]
 srv = None
 listener = None
 try:
@@ -233,6 +234,23 @@ try:
          "allowOut/denyOut survive a restart", (before, after))
     res = probe(srv, "np-list", PUB, C192, PUB2, TEN)
     t.ok(reachable(res, PUB, C192) and refused(res, PUB2, TEN), "the policy applies again after a restart", res)
+
+    # ---- fork: the copy has the same policy, on its own address -------------
+    r = srv.post("/v1/sandboxes/np-list/fork", {"id": "np-fork", "path": "/workspace"})
+    opts = r.json().get("options", {}) if r.status in (200, 201) else {}
+    t.ok(r.status in (200, 201) and opts.get("network") == "egress"
+         and opts.get("allowOut") == [PUB, "192.168.250.0/24"] and opts.get("denyOut") == ["0.0.0.0/0"],
+         "a fork of an egress sandbox has its network, allowOut and denyOut", r)
+    res = probe(srv, "np-fork", PUB, C192, PUB2, BENCH, TEN, META)
+    t.ok(reachable(res, PUB, C192) and refused(res, PUB2, BENCH, TEN, META),
+         "the fork's policy is enforced on its own address (allow-list: only allowOut reachable)", res)
+    fslot = slot(srv, "np-fork")
+    t.ok(fslot is not None and fslot != slot(srv, "np-list") and nft_has_slot(fslot) == (True, True),
+         "the fork has its own chain and map entry", (fslot, sh("nft list table ip cellbox").stdout))
+    srv.delete("/v1/sandboxes/np-fork")
+    res = probe(srv, "np-list", PUB, PUB2)
+    t.ok(nft_has_slot(fslot) == (False, False) and reachable(res, PUB) and refused(res, PUB2),
+         "deleting the fork removes its rules only; the source's policy still applies", res)
 
     # ---- --egress-private allow ----------------------------------------------
     t.eq(srv.stop(), 0, "graceful stop")
