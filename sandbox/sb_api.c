@@ -215,8 +215,13 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeoutMs");
     if (!t)
         t = cJSON_GetObjectItemCaseSensitive(body, "timeout");
-    if (t && (!cJSON_IsNumber(t) || t->valuedouble < 0))
-        return sb_fail(err, SB_E_VALIDATION_FAILED, "timeoutMs must be a number >= 0"), -1;
+    /* bounded: the agent turns it into a deadline in nanoseconds, and a
+     * value near the int64 range wrapped around into the past (a command
+     * given timeoutMs 1e300 was killed at once as "timedOut") */
+    if (t && (!cJSON_IsNumber(t) || !(t->valuedouble >= 0 && t->valuedouble <= SB_TIMEOUT_MAX_MS)))
+        return sb_fail(err, SB_E_VALIDATION_FAILED,
+                       "timeoutMs must be a number of milliseconds, 0..%lld (a year)",
+                       (long long)SB_TIMEOUT_MAX_MS), -1;
     const cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
     if (env && sb_env_check(env, err) < 0)
         return -1;

@@ -150,8 +150,9 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
     const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "sleepAfter");
     if (cJSON_IsString(sa))
         o->sleep_after_ms = sb_duration_ms(sa->valuestring);
-    else if (cJSON_IsNumber(sa))
-        o->sleep_after_ms = (int64_t)(sa->valuedouble * 1000);
+    else if (cJSON_IsNumber(sa))  /* seconds; out of range (or NaN) is refused below */
+        o->sleep_after_ms = sa->valuedouble >= 0 && sa->valuedouble * 1000 < 9e18
+                                ? (int64_t)(sa->valuedouble * 1000) : -1;
     else if (sa)
         o->sleep_after_ms = -1;
     if (o->sleep_after_ms < 0)

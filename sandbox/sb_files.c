@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/fsuid.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -785,6 +786,37 @@ static int rm_contents(int dirfd, dev_t dev, int depth)
     return rc;
 }
 
+/* Whether deleting the folder `name` in dirfd could succeed, checked before
+ * anything inside it is removed: a recursive delete that empties a folder
+ * and only then finds that the folder itself cannot go (a mount point such
+ * as /workspace or /tmp, or a parent on a read-only file system or not
+ * writable by the sandbox's user) would report an error after destroying
+ * everything in it. 0, or -1 with err. */
+static int delete_dir_possible(int dirfd, const char *name, const char *path, sb_error *err)
+{
+    struct statx parent, target;
+    if (statx(dirfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &parent) == 0 &&
+        statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &target) == 0) {
+        bool mount_root = (target.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+                          (target.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+        bool other_mount = (parent.stx_mask & target.stx_mask & STATX_MNT_ID) &&
+                           parent.stx_mnt_id != target.stx_mnt_id;
+        if (mount_root || other_mount)
+            return sb_fail(err, SB_E_PERMISSION_DENIED,
+                           "%s is a mount point and cannot be deleted (delete the entries "
+                           "inside it instead); nothing was deleted", path), -1;
+    }
+    struct statvfs sv;
+    if (fstatvfs(dirfd, &sv) == 0 && (sv.f_flag & ST_RDONLY))
+        return sb_fail(err, SB_E_READ_ONLY, "delete %s: its folder is on a read-only file "
+                       "system; nothing was deleted", path), -1;
+    /* AT_EACCESS: checked with the file-system identity (the sandbox's user) */
+    if (faccessat(dirfd, "", W_OK | X_OK, AT_EMPTY_PATH | AT_EACCESS) < 0 && errno == EACCES)
+        return sb_fail(err, SB_E_PERMISSION_DENIED, "delete %s: its folder is not writable "
+                       "by the sandbox's user; nothing was deleted", path), -1;
+    return 0;
+}
+
 int sb_files_delete(sb_req *r)
 {
     fctx c;
@@ -805,6 +837,8 @@ int sb_files_delete(sb_req *r)
         if (sub < 0)
             rc = err_errno(&err, errno, "delete", c.path);
         else if (sb_files_check_fs(sub, c.path, &err) < 0)
+            rc = -1;
+        else if (delete_dir_possible(dirfd, name, c.path, &err) < 0)
             rc = -1;
         else if (recursive && rm_contents(sub, st.st_dev, 0) < 0)
             rc = err_errno(&err, errno, "delete", c.path);

@@ -240,7 +240,10 @@ int64_t sb_duration_ms(const char *s)
         mul = 86400e3;
     else
         return -1;
-    return (int64_t)(v * mul);
+    double ms = v * mul;  /* NaN fails this test too */
+    if (!(ms >= 0 && ms < 9e18))
+        return -1;
+    return (int64_t)ms;
 }
 
 const char *sb_mime_guess(const char *name)

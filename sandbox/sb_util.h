@@ -61,7 +61,12 @@ bool sb_has_ctl(const char *s);
 char *sb_b64_encode(const void *data, size_t len);
 char *sb_b64_decode(const char *text, size_t *len_out);
 
-/* "500ms", "30s", "10m", "2h", "1d" or a bare number of seconds -> ms; -1 on error. */
+/* The largest timeout a request may give, in ms (a year): larger values
+ * would overflow deadlines counted in nanoseconds. */
+#define SB_TIMEOUT_MAX_MS 31536000000LL
+
+/* "500ms", "30s", "10m", "2h", "1d" or a bare number of seconds -> ms; -1 on
+ * error, also for "nan", "inf" and values past ~292 years (no int64 overflow). */
 int64_t sb_duration_ms(const char *s);
 
 /* A MIME type from a file name's extension (never NULL, borrowed). */
