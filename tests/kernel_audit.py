@@ -1,0 +1,87 @@
+"""Findings of an adversarial audit of the kernel face, each checked against
+ipykernel (kernelspec `python3`) on the same cells where ipykernel is the
+reference. Output: TAP.
+
+- Repeated frames in tracebacks: IPython 8 (stack_data) shows a frame whose
+  code and line come more than 3 times in a run only at its first two and
+  last places, with one "[... skipping similar frames: f at line 1 (N
+  times)]" line for the others. cellbox printed every frame: a plain
+  RecursionError made a ~1 MB error message, and after
+  sys.setrecursionlimit(100000) a ~40 MB one built in 16 s.
+"""
+import re
+
+import display_util as du
+import kutil
+
+tap = kutil.TAP()
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TIMES = re.compile(r"\(\d+ times\)")
+
+
+def strip(s):
+    return ANSI.sub("", s)
+
+
+def error_of(kc, code):
+    reply, out = du.collect(kc, code)
+    errs = [c for t, c, b in out if t == "error"]
+    return reply, (errs[0] if errs else None)
+
+
+RECURSION_CELLS = [
+    # exactly the same blocks as ipykernel (colours aside: IPython leaves
+    # some failing expressions, a raise statement's, unhighlighted)
+    ("five levels of recursion then an error", "def c(n):\n    if n < 5: return c(n+1)\n    raise ValueError(n)\nc(0)", True),
+    ("a method recursing through a helper",
+     "class R:\n    def m(self, n):\n        return helper(self, n)\ndef helper(o, n):\n    if n > 6: raise KeyError(n)\n"
+     "    return o.m(n + 1)\nR().m(0)", True),
+    # deep recursions: the same blocks once the counts of skipped frames
+    # (which depend on each kernel's own stack depth) are set aside
+    ("RecursionError", "def f(n): return f(n+1)\nf(0)", False),
+    ("mutual RecursionError", "def a(n): return b(n)\ndef b(n): return a(n+1)\na(0)", False),
+]
+
+
+def recursion_errors(kernel):
+    km, kc = du.start(kernel)
+    try:
+        return [error_of(kc, code) for _, code, _ in RECURSION_CELLS]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def repeated_frames():
+    mine = recursion_errors("cellbox")
+    ref = recursion_errors("python3")
+    for (name, code, exact), (r1, e1), (r2, e2) in zip(RECURSION_CELLS, mine, ref):
+        if not tap.ok(e1 is not None and e2 is not None, "%s: an error message from both kernels" % name):
+            continue
+        t1, t2 = [strip(x) for x in e1["traceback"]], [strip(x) for x in e2["traceback"]]
+        if not exact:
+            t1 = [TIMES.sub("(N times)", x) for x in t1]
+            t2 = [TIMES.sub("(N times)", x) for x in t2]
+        tap.eq(t1, t2, "%s: the traceback's blocks are ipykernel's%s" % (name, "" if exact else " (counts aside)"))
+        tap.ok(any("skipping similar frames" in strip(x) for x in e1["traceback"]),
+               "%s: similar frames are skipped" % name)
+
+
+@tap.case
+def deep_recursion():
+    km, kc = du.start("cellbox")
+    try:
+        reply, err = error_of(kc, "import sys\nsys.setrecursionlimit(30000)\ndef g(n): return g(n+1)\ng(0)")
+        tap.eq(reply["status"], "error", "RecursionError after setrecursionlimit(30000): an error reply")
+        tb = strip("\n".join(err["traceback"])) if err else ""
+        tap.ok(len(tb) < 5000, "...its traceback is a few frames, not 30,000", "%d characters" % len(tb))
+        m = re.search(r"\[\.\.\. skipping similar frames: g at line 3 \((\d+) times\)\]", tb)
+        tap.ok(m is not None and int(m.group(1)) > 20000, "...and says how many frames it skipped",
+               tb[-1500:])
+        reply, out = du.collect(kc, "sys.setrecursionlimit(3000)\n'still here'")
+        tap.eq([c["data"]["text/plain"] for t, c, b in out if t == "execute_result"], ["'still here'"],
+               "the kernel goes on")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
