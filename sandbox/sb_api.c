@@ -14,6 +14,7 @@
 #include "sandbox/sb_api.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "sandbox/sb_backup.h"
+#include "sandbox/sb_mount.h"
 #include "sandbox/sb_ctx.h"
 #include "sandbox/sb_git.h"
 #include "sandbox/sb_port.h"
@@ -213,8 +215,10 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
     if (!command || !*command)
         return sb_fail(err, SB_E_INVALID_COMMAND, "command must be a non-empty string"), -1;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeoutMs");
-    if (!t)
+    if (!t || cJSON_IsNull(t))
         t = cJSON_GetObjectItemCaseSensitive(body, "timeout");
+    if (cJSON_IsNull(t))
+        t = NULL;
     /* bounded: the agent turns it into a deadline in nanoseconds, and a
      * value near the int64 range wrapped around into the past (a command
      * given timeoutMs 1e300 was killed at once as "timedOut") */
@@ -223,9 +227,13 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
                        "timeoutMs must be a number of milliseconds, 0..%lld (a year)",
                        (long long)SB_TIMEOUT_MAX_MS), -1;
     const cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
+    if (cJSON_IsNull(env))
+        env = NULL;
     if (env && sb_env_check(env, err) < 0)
         return -1;
     const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(body, "cwd");
+    if (cJSON_IsNull(cwd))
+        cwd = NULL;
     if (cwd && !cJSON_IsString(cwd))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "cwd must be a string"), -1;
     const char *sid = cb_json_str(body, "sessionId", "default");
@@ -233,6 +241,8 @@ int sb_exec_prepare(sb_box *b, const cJSON *body, bool detach, cJSON **req_out, 
     if (!state)
         return sb_fail(err, SB_E_SESSION_NOT_FOUND, "session '%s' not found", sid), -1;
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(body, "stdin");
+    if (cJSON_IsNull(in))
+        in = NULL;
     if (in && !cJSON_IsString(in)) {
         free(state);
         return sb_fail(err, SB_E_VALIDATION_FAILED, "stdin must be a string"), -1;
@@ -1076,6 +1086,88 @@ static int h_port_unexpose(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, j);
 }
 
+/* ---- body field types ------------------------------------------------------ */
+
+enum { T_STR = 1, T_NUM = 2, T_BOOL = 4 };
+
+/* Fields with one type wherever they appear in a request body. Fields that
+ * take several forms (signal, sleepAfter, stdin, context, env, allowOut...)
+ * are checked by their handlers. */
+static const struct { const char *name; int types; } body_fields[] = {
+    {"command", T_STR},       {"sessionId", T_STR},     {"processId", T_STR},
+    {"stdinEncoding", T_STR}, {"encoding", T_STR},      {"content", T_STR},
+    {"mode", T_STR},          {"cwd", T_STR},           {"instanceType", T_STR},
+    {"network", T_STR},       {"language", T_STR},      {"code", T_STR},
+    {"regex", T_STR},         {"log", T_STR},           {"data", T_STR},
+    {"id", T_STR},            {"name", T_STR},          {"value", T_STR},
+    {"contextId", T_STR},     {"repoUrl", T_STR},       {"branch", T_STR},
+    {"token", T_STR},         {"sandboxId", T_STR},
+    {"timeoutMs", T_NUM},     {"timeout", T_NUM},       {"graceMs", T_NUM},
+    {"statusMin", T_NUM},     {"statusMax", T_NUM},
+    {"memoryMB", T_NUM},      {"cpus", T_NUM},          {"pids", T_NUM},
+    {"tmpMB", T_NUM},         {"diskMB", T_NUM},        {"depth", T_NUM},
+    {"keepAlive", T_BOOL},    {"recursive", T_BOOL},    {"includeHidden", T_BOOL},
+    {"eof", T_BOOL},          {"exit", T_BOOL},
+};
+
+static const char *json_kind(const cJSON *v)
+{
+    return cJSON_IsString(v) ? "a string" : cJSON_IsNumber(v) ? "a number"
+         : cJSON_IsBool(v) ? "true/false" : cJSON_IsArray(v) ? "an array"
+         : cJSON_IsObject(v) ? "an object" : "something else";
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int sb_api_check_body(const cJSON *body, sb_error *err)
+{
+    size_t n = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, body)
+        n++;
+    const char **names = cb_malloc((n ? n : 1) * sizeof *names);
+    size_t k = 0;
+    int rc = 0;
+    cJSON_ArrayForEach(v, body) {
+        names[k++] = v->string;
+        if (cJSON_IsNull(v))
+            continue;
+        for (size_t i = 0; i < CB_ARRAY_LEN(body_fields); i++) {
+            if (strcmp(v->string, body_fields[i].name) != 0)
+                continue;
+            int t = body_fields[i].types;
+            bool ok = ((t & T_STR) && cJSON_IsString(v)) || ((t & T_BOOL) && cJSON_IsBool(v)) ||
+                      ((t & T_NUM) && cJSON_IsNumber(v) && isfinite(v->valuedouble));
+            if (!ok) {
+                cb_autofree char *name = sb_utf8_lossy(v->string, NULL);
+                sb_fail(err, SB_E_VALIDATION_FAILED, "%s must be %s, not %s", name,
+                        t == T_STR ? "a string" : t == T_NUM ? "a number" : "true or false",
+                        json_kind(v));
+                rc = -1;
+            }
+            break;
+        }
+        if (rc < 0)
+            break;
+    }
+    /* {"command": "ls", "command": "rm -rf ~"}: which one counts would
+     * depend on the parser; proxies and audit logs may read the other */
+    if (rc == 0 && n > 1) {
+        qsort(names, n, sizeof *names, cmp_names);
+        for (size_t i = 1; i < n && rc == 0; i++)
+            if (strcmp(names[i - 1], names[i]) == 0) {
+                cb_autofree char *name = sb_utf8_lossy(names[i], NULL);
+                sb_fail(err, SB_E_VALIDATION_FAILED, "the body holds the field '%s' twice", name);
+                rc = -1;
+            }
+    }
+    free(names);
+    return rc;
+}
+
 const sb_route sb_api_routes[] = {
     {"GET", "/v1/health", h_health, SB_ROUTE_NOAUTH, NULL},
     {"GET", "/v1/sandboxes", h_box_list, 0, NULL},
@@ -1131,5 +1223,8 @@ const sb_route sb_api_routes[] = {
     {"DELETE", SBX "/backups/:bid", on_box, 0, NULL, BOX(sb_backup_delete)},
     {"POST", SBX "/backups/:bid/restore", on_box, 0, NULL, BOX(sb_backup_restore)},
     {"POST", SBX "/fork", on_box, 0, NULL, BOX(sb_backup_fork)},
+    {"POST", SBX "/mounts", on_box, 0, NULL, BOX(sb_mount_create)},
+    {"GET", SBX "/mounts", on_box, 0, NULL, BOX(sb_mount_list)},
+    {"DELETE", SBX "/mounts", on_box, 0, NULL, BOX(sb_mount_delete)},
 };
 const size_t sb_api_nroutes = CB_ARRAY_LEN(sb_api_routes);

@@ -12,6 +12,14 @@
 extern const sb_route sb_api_routes[];
 extern const size_t sb_api_nroutes;
 
+/* Every JSON body, before its handler (sb_http_conf.check_body): the fields
+ * whose name means one thing across the API must have that type (null is
+ * the same as absent), and no top-level key may appear twice. A wrong type
+ * used to fall back silently to the default ("keepAlive": "true" kept
+ * false, "sessionId": 5 ran in the default session). 0, or -1 with
+ * VALIDATION_FAILED naming the field. */
+int sb_api_check_body(const cJSON *body, sb_error *err);
+
 /* The sandbox named by the first route parameter, referenced; replies
  * SANDBOX_NOT_FOUND and returns NULL when there is none. */
 sb_box *sb_api_box(sb_req *r);

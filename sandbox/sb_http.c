@@ -138,6 +138,10 @@ static int queue(sb_req *r, int status, struct MHD_Response *resp)
     }
     if (!r->by_host)
         MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (status == 405 && r->allow[0])
+        MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->close)
+        MHD_add_response_header(resp, "Connection", "close");
     r->replied = true;
     r->status = status;
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -355,21 +359,65 @@ void sb_sse_comment(cb_buf *out, const char *text)
 
 /* ---- dispatcher ------------------------------------------------------------ */
 
+/* The route of method and path. When the path is known but not with this
+ * method, r->allow lists the methods it has (for the 405's Allow header).
+ * HEAD is answered as GET (libmicrohttpd sends the headers only). */
 static const sb_route *find_route(sb_req *r, const char *path, bool *path_known)
 {
     *path_known = false;
+    r->allow[0] = '\0';
+    const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
     for (size_t i = 0; i < hconf.nroutes; i++) {
         const sb_route *rt = &hconf.routes[i];
         if (!match(rt->pattern, path, r))
             continue;
         *path_known = true;
-        if (strcmp(rt->method, r->method) == 0)
+        if (strcmp(rt->method, method) == 0)
             return rt;
         for (int k = 0; k < r->nparams; k++)
             free(r->params[k]);
         r->nparams = 0;
+        size_t n = strlen(r->allow);
+        if (!strstr(r->allow, rt->method))
+            snprintf(r->allow + n, sizeof r->allow - n, "%s%s%s", n ? ", " : "", rt->method,
+                     strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
     }
     return NULL;
+}
+
+typedef struct framing {
+    int content_length;
+    const char *first_length;
+    bool length_differs;
+    bool chunked;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (f->content_length++ && strcmp(value, f->first_length) != 0)
+            f->length_differs = true;
+        else
+            f->first_length = value;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->chunked = true;
+    }
+    return MHD_YES;
+}
+
+/* Requests whose body length two readers could see differently (RFC 9112
+ * 6.3): Content-Length twice with different values (libmicrohttpd takes
+ * the first, a proxy may take the last), or with Transfer-Encoding. Such a
+ * request is refused and its connection closed: what follows it on the
+ * connection cannot be trusted to be the next request. */
+static bool framing_ambiguous(struct MHD_Connection *conn)
+{
+    framing f = {0, NULL, false, false};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    return f.length_differs || (f.content_length && f.chunked);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -402,6 +450,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if ((r->route->flags & SB_ROUTE_RAW) && r->route->upload && r->route->upload->begin &&
                 r->route->upload->begin(r) != 0 && r->upload_err.code != SB_OK)
                 sb_reply_error(r, &r->upload_err);
+            return MHD_YES;
+        }
+        if (framing_ambiguous(conn)) {
+            r->close = true;
+            sb_reply_err(r, SB_E_VALIDATION_FAILED, "the request gives its body's length twice "
+                         "(Content-Length with different values, or with Transfer-Encoding)");
             return MHD_YES;
         }
         r->route = find_route(r, url, &known);
@@ -466,7 +520,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         r->json = cb_json_parse(r->body.data, r->body.len);
         if (!cJSON_IsObject(r->json)) {
-            sb_reply_err(r, SB_E_VALIDATION_FAILED, "the body must be a JSON object");
+            sb_reply_err(r, SB_E_VALIDATION_FAILED, r->json ? "the body must be a JSON object"
+                         : "the body is not valid JSON (or nests deeper than 1000 levels)");
+            return MHD_YES;
+        }
+        sb_error e = {0};
+        if (hconf.check_body && hconf.check_body(r->json, &e) < 0) {
+            sb_reply_error(r, &e);
             return MHD_YES;
         }
     }

@@ -69,6 +69,8 @@ struct sb_req {
     bool by_host;               /* routed by route_host: replies carry only their own headers */
     void *upgrade;              /* sb_reply_upgrade's closure, freed when the request ends */
     bool started;
+    char allow[64];             /* a 405's Allow header: the path's methods */
+    bool close;                 /* answer with Connection: close (bad framing) */
 };
 
 typedef struct sb_http_conf {
@@ -81,6 +83,9 @@ typedef struct sb_http_conf {
      * someone else by their Host header (preview URLs), or NULL. Such a
      * route's flags decide auth and body handling as for any route. */
     const sb_route *(*route_host)(sb_req *r, const char *host);
+    /* Seen after a JSON body is parsed, before the handler: 0, or -1 with
+     * err (replied as is), e.g. a field of the wrong type. NULL: none. */
+    int (*check_body)(const cJSON *body, sb_error *err);
 } sb_http_conf;
 
 struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_out, sb_error *err);

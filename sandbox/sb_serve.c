@@ -257,7 +257,8 @@ int sb_cmd_serve(int argc, char **argv)
         fprintf(stderr, "cellbox serve: %s\n", err.msg);
         return 2;
     }
-    sb_http_conf hc = {host, port, token, sb_api_routes, sb_api_nroutes, sb_port_route_host};
+    sb_http_conf hc = {host, port, token, sb_api_routes, sb_api_nroutes, sb_port_route_host,
+                        sb_api_check_body};
     unsigned short bound = 0;
     struct MHD_Daemon *d = sb_http_start(&hc, &bound, &err);
     if (!d) {

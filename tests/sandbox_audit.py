@@ -11,8 +11,17 @@ client (an audit's findings, each checked against a real server).
   and reported as timed out;
 - sleepAfter "nan", "inf" and huge numbers are refused (no undefined
   float-to-int conversion);
+- a body field of the wrong type is a 400 naming it, not its default
+  ("keepAlive": "true" used to make a sandbox that sleeps, "sessionId": 5
+  ran in the default session), and a key given twice is a 400;
+- HTTP framing: Content-Length twice with different values, or with
+  Transfer-Encoding, is refused (400, connection closed) instead of read
+  one way by the server and maybe another by a proxy; 405 carries Allow;
+  HEAD is answered like GET.
 """
+import json
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -68,6 +77,74 @@ try:
         t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "sleepAfter %r: 400" % (v,), r)
     r = srv.get("/v1/sandboxes/audit-sleep")
     t.eq(r.status, 404, "... and no sandbox was made")
+
+    # ---- body fields of the wrong type ----
+    S = "/v1/sandboxes/audit"
+    wrong = [
+        ("PUT", "/v1/sandboxes/audit-types", {"keepAlive": "true"}, "keepAlive"),
+        ("PUT", "/v1/sandboxes/audit-types", {"instanceType": 5}, "instanceType"),
+        ("PUT", "/v1/sandboxes/audit-types", {"network": ["egress"]}, "network"),
+        ("POST", S + "/exec", {"command": "echo hi", "sessionId": 5}, "sessionId"),
+        ("POST", S + "/exec", {"command": "echo hi", "stdin": "x", "stdinEncoding": 64}, "stdinEncoding"),
+        ("POST", S + "/exec", {"command": "echo hi", "timeoutMs": "5000"}, "timeoutMs"),
+        ("POST", S + "/processes", {"command": "sleep 1", "processId": 7}, "processId"),
+        ("POST", S + "/files/write", {"path": "m.sh", "content": "x", "mode": 493}, "mode"),
+        ("POST", S + "/files/list", {"recursive": "yes"}, "recursive"),
+        ("POST", S + "/files/read", {"path": "x", "encoding": True}, "encoding"),
+    ]
+    for method, path, body, field in wrong:
+        r = srv.request(method, path, body)
+        t.ok(r.status == 400 and r.code == "VALIDATION_FAILED" and field in r.json()["error"]["message"],
+             "%s %s with %s: 400 naming %s" % (method, path, json.dumps(body), field), r)
+    r = srv.get("/v1/sandboxes/audit-types")
+    t.eq(r.status, 404, "no sandbox was made from a body with a wrong type")
+    r = srv.get(S + "/processes")
+    t.ok(r.status == 200 and r.json()["processes"] == [], "no process was started either", r)
+    r = srv.post(S + "/exec", {"command": "echo hi", "sessionId": None, "timeoutMs": None, "cwd": None, "env": None, "stdin": None})
+    t.ok(r.status == 200 and r.json()["stdout"] == "hi\n", "null is the same as absent", r)
+    dup = b'{"command": "echo first", "command": "echo second"}'
+    r = srv.request("POST", S + "/exec", raw=dup)
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED" and "twice" in r.json()["error"]["message"],
+         "a key given twice: 400", r)
+    r = srv.request("POST", S + "/exec", raw=b"[" * 5000 + b"]" * 5000)
+    t.ok(r.status == 400 and "not valid JSON" in r.json()["error"]["message"],
+         "5000-deep nesting: 400 saying the JSON is not valid", r)
+
+    # ---- HTTP framing, 405, HEAD ----
+    def raw(data):
+        s = socket.create_connection((srv.host, srv.port))
+        s.settimeout(30)
+        s.sendall(data)
+        out = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            out += c
+        s.close()
+        return out
+    auth = ("Authorization: Bearer %s\r\n" % srv.token).encode()
+    body = b'{"command":"echo hi"}'
+    smuggle = b"GET /v1/sandboxes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + b"\r\n"
+    for name, headers in (("two different Content-Length", b"Content-Length: 21\r\nContent-Length: 2\r\n"),
+                          ("Content-Length and chunked", b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")):
+        payload = body if b"chunked" not in headers else b"15\r\n" + body + b"\r\n0\r\n\r\n"
+        out = raw(b"POST /v1/sandboxes/audit/exec HTTP/1.1\r\nHost: x\r\n" + auth + headers + b"\r\n"
+                  + payload + smuggle)
+        t.ok(out.startswith(b"HTTP/1.1 400") and b"VALIDATION_FAILED" in out and out.count(b"HTTP/1.1 ") == 1
+             and b"Connection: close" in out,
+             "%s: one 400, the connection closed (nothing after it runs)" % name, out[:600])
+    out = raw(b"PATCH /v1/sandboxes/audit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + b"\r\n")
+    t.ok(out.startswith(b"HTTP/1.1 405") and b"\r\nAllow: PUT, GET, HEAD, DELETE\r\n" in out,
+         "405 carries Allow with the path's methods", out[:600])
+    r = srv.request("HEAD", "/v1/health", token=False)
+    t.ok(r.status == 200 and r.body == b"", "HEAD /v1/health: 200, no body", r)
+    srv.post(F + "/write", {"path": "five.txt", "content": "12345"})
+    r = srv.request("HEAD", S + "/files/content?path=five.txt")
+    t.ok(r.status == 200 and r.headers.get("Content-Length") == "5" and r.body == b"",
+         "HEAD of a file's content: its size, no body", r)
+    r = srv.request("HEAD", S + "/files/content?path=five.txt", token=False)
+    t.eq(r.status, 401, "HEAD needs the token like GET")
 finally:
-    srv.finish(t, ids + ["audit-sleep"])
+    srv.finish(t, ids + ["audit-sleep", "audit-types"])
 t.done()
