@@ -52,6 +52,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "sandbox/sb_backup.h"
+#include "sandbox/sb_mount.h"
 #include "sandbox/sb_net.h"
 #include "sandbox/sb_plan.h"
 #include "sandbox/sb_ctx.h"
@@ -1109,6 +1110,7 @@ static int box_start(sb_box *b, sb_error *err)
     b->generation++;
     b->backup_check = true;  /* a restore may have been cut off: see sb_box_acquire */
     b->started_us = cb_real_us();
+    sb_mounts_on_start(b);   /* its buckets, mounted again */
     char kv[128];
     snprintf(kv, sizeof kv, "sandbox=%s pid=%d ms=%.2f", b->id, (int)b->agent,
              (double)(cb_mono_ns() - t0) / 1e6);
@@ -1336,6 +1338,14 @@ int sb_box_open_channel(sb_box *b, sb_error *err)
     return fd;
 }
 
+bool sb_box_deleted(sb_box *b)
+{
+    pthread_mutex_lock(&b->mu);
+    bool d = b->deleted;
+    pthread_mutex_unlock(&b->mu);
+    return d;
+}
+
 int sb_box_root(sb_box *b, sb_error *err)
 {
     pthread_mutex_lock(&b->mu);
@@ -1493,6 +1503,7 @@ int sb_box_delete(sb_box *b, sb_error *err)
     b->deleted = true;
     box_stop(b, "deleted");
     pthread_mutex_unlock(&b->mu);
+    sb_mounts_on_delete(b);
     if (sb_rm_rf(b->dir) < 0)
         cb_warn("sandbox", "cannot remove %s: %s", b->dir, strerror(errno));
     sb_box_unref(b);  /* the registry's reference */

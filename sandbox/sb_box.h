@@ -148,6 +148,9 @@ int sb_box_recover(sb_box *b, sb_error *err);
 int sb_box_open_channel(sb_box *b, sb_error *err);
 /* A dup of the sandbox's root folder fd (after acquire), for file access. */
 int sb_box_root(sb_box *b, sb_error *err);
+/* Has the sandbox been deleted (DELETE) since b was looked up? For long
+ * requests that hold it (uploads) and must stop rather than write on. */
+bool sb_box_deleted(sb_box *b);
 /* A socket created inside the sandbox's network namespace (after acquire). */
 int sb_box_socket_in_netns(sb_box *b, int domain, int type, sb_error *err);
 

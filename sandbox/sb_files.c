@@ -306,6 +306,8 @@ static cJSON *ok_json(const char *path)
 static int open_regular(fctx *c, struct stat *st, sb_error *err)
 {
     int fd = sb_open_in_root(c->root, c->path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+    if (fd < 0 && errno == ENXIO)  /* a socket (or a device without its driver) */
+        return sb_fail(err, SB_E_PERMISSION_DENIED, "%s is not a regular file", c->path), -1;
     if (fd < 0)
         return err_errno(err, errno, "open", c->path);
     if (sb_files_check_fs(fd, c->path, err) < 0 || fstat(fd, st) < 0) {
@@ -561,6 +563,15 @@ static int upload_chunk(sb_req *r, const char *data, size_t len)
     writer *w = r->upload_ctx;
     if (!w || r->upload_err.code)
         return -1;
+    /* a deleted sandbox's folder is gone: the rest would only fill an
+     * unlinked file on the host's disk until the client is done */
+    if (sb_box_deleted(w->c.b)) {
+        close(w->fd);  /* frees the unlinked file's space now */
+        w->fd = -1;
+        sb_fail(&r->upload_err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' was deleted during "
+                "the upload; nothing was written", w->c.b->id);
+        return -1;
+    }
     return writer_write(w, data, len, &r->upload_err);
 }
 
@@ -574,6 +585,9 @@ int sb_files_write_raw(sb_req *r)
         return sb_reply_error(r, &r->upload_err);
     if (!w)
         return sb_reply_err(r, SB_E_INTERNAL_ERROR, "upload was not started");
+    if (sb_box_deleted(w->c.b))
+        return sb_reply_err(r, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' was deleted during the "
+                            "upload; nothing was written", w->c.b->id);
     if (writer_commit(w, &err) < 0)
         return sb_reply_error(r, &err);
     cJSON *j = ok_json(w->c.path);

@@ -17,7 +17,12 @@ client (an audit's findings, each checked against a real server).
 - HTTP framing: Content-Length twice with different values, or with
   Transfer-Encoding, is refused (400, connection closed) instead of read
   one way by the server and maybe another by a proxy; 405 carries Allow;
-  HEAD is answered like GET.
+  HEAD is answered like GET;
+- reading a socket through the files API is 403 "not a regular file" (was
+  500 INTERNAL_ERROR from ENXIO);
+- a raw upload into a sandbox deleted meanwhile stops writing at once (the
+  unlinked temporary file used to grow on the host's disk until the client
+  was done) and ends with 503 CONTAINER_UNAVAILABLE, as documented.
 """
 import json
 import os
@@ -25,7 +30,7 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sandbox_lib import TAP, Server, can_sandbox  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -145,6 +150,57 @@ try:
          "HEAD of a file's content: its size, no body", r)
     r = srv.request("HEAD", S + "/files/content?path=five.txt", token=False)
     t.eq(r.status, 401, "HEAD needs the token like GET")
+
+    # ---- sockets through the files API ----
+    srv.sh("audit", "python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"/workspace/sock\")'")
+    for ep in ("/files/read",):
+        r = srv.post(S + ep, {"path": "sock"})
+        t.ok(r.status == 403 and r.code == "PERMISSION_DENIED", "read of a socket: 403 not a regular file", r)
+    r = srv.get(S + "/files/content?path=sock")
+    t.ok(r.status == 403 and r.code == "PERMISSION_DENIED", "raw read of a socket: 403", r)
+
+    # ---- an upload into a sandbox deleted meanwhile ----
+    srv.create("audit-up")
+    ids.append("audit-up")
+    total = 64 << 20
+    up = socket.create_connection((srv.host, srv.port))
+    up.settimeout(60)
+    up.sendall(b"PUT /v1/sandboxes/audit-up/files/content?path=big.bin HTTP/1.1\r\nHost: x\r\n" + auth +
+               b"Content-Length: %d\r\n\r\n" % total)
+    chunk = b"\0" * (1 << 20)
+    up.sendall(chunk)
+    sent = len(chunk)
+
+    def upload_fds():
+        fd_dir = "/proc/%d/fd" % srv.server_pid
+        n = 0
+        for fd in os.listdir(fd_dir):
+            try:
+                if ".cellbox-upload-" in os.readlink(os.path.join(fd_dir, fd)):
+                    n += 1
+            except OSError:
+                pass
+        return n
+    t.ok(wait_until(lambda: upload_fds() == 1), "the upload's temporary file is open")
+    r = srv.delete("/v1/sandboxes/audit-up")
+    t.eq(r.status, 200, "delete the sandbox during the upload")
+    up.sendall(chunk)
+    sent += len(chunk)
+    t.ok(wait_until(lambda: upload_fds() == 0, timeout=30),
+         "the next piece of the body closes the temporary file (its space is freed at once)")
+    while sent < total:
+        up.sendall(chunk)
+        sent += len(chunk)
+    out = b""
+    while b"\r\n\r\n" not in out or not out.rstrip().endswith(b"}"):
+        c = up.recv(65536)
+        if not c:
+            break
+        out += c
+    up.close()
+    t.ok(out.startswith(b"HTTP/1.1 503") and b"CONTAINER_UNAVAILABLE" in out,
+         "the upload ends with 503 CONTAINER_UNAVAILABLE", out[:600])
+    ids.remove("audit-up")
 finally:
-    srv.finish(t, ids + ["audit-sleep", "audit-types"])
+    srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up"])
 t.done()
