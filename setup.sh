@@ -18,10 +18,11 @@ BUILD_DEPS="build-essential autoconf automake pkg-config libzmq3-dev libsodium-d
 # What running the kernels with the usual scientific stack and frontends needs
 # (nodejs and node-typescript: the JavaScript and TypeScript kernels;
 # python3-debugpy: JupyterLab's visual debugger; git: the sandboxes'
-# git/checkout, which runs the host's git inside the sandbox).
+# git/checkout, which runs the host's git inside the sandbox; s3fs: buckets
+# mounted into sandboxes, POST …/mounts).
 RUN_DEPS="python3 python3-jupyter-client jupyter-console python3-nbclient python3-nbformat
   python3-ipython python3-jedi python3-numpy python3-matplotlib python3-pandas python3-comm
-  python3-ipywidgets python3-debugpy nodejs node-typescript git"
+  python3-ipywidgets python3-debugpy nodejs node-typescript git s3fs"
 # What the test suite needs on top (real peers and real clients).
 TEST_DEPS="python3-jupyter-kernel-test python3-ipykernel python3-zmq python3-pil python3-line-profiler python3-memory-profiler cython3 python3-sympy python3-plotly python3-altair python3-seaborn python3-rich r-cran-irkernel xpython curl
   iproute2 iptables bubblewrap valgrind nftables util-linux e2fsprogs procps chromium jupyter-notebook python3-websocket"

@@ -21,6 +21,7 @@ libcellbox_a_SOURCES += \
 	sandbox/sb_watch.c sandbox/sb_watch.h \
 	sandbox/sb_git.c sandbox/sb_git.h \
 	sandbox/sb_backup.c sandbox/sb_backup.h \
+	sandbox/sb_mount.c sandbox/sb_mount.h \
 	sandbox/sb_serve.c
 
 # The agent (pid 1 of every sandbox) as a small program of its own: it is

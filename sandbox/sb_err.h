@@ -53,7 +53,13 @@
     X(GIT_CLONE_FAILED, 500)                           \
     X(GIT_NOT_AVAILABLE, 500)         /* cellbox */    \
     X(BACKUP_NOT_FOUND, 404)          /* cellbox */    \
-    X(BACKUP_FAILED, 500)             /* cellbox */
+    X(BACKUP_FAILED, 500)             /* cellbox */    \
+    X(INVALID_MOUNT_CONFIG, 400)                       \
+    X(MISSING_CREDENTIALS, 400)                        \
+    X(BUCKET_ALREADY_MOUNTED, 409)    /* cellbox */    \
+    X(MOUNT_NOT_FOUND, 404)           /* cellbox */    \
+    X(S3FS_MOUNT_ERROR, 502)                           \
+    X(MOUNT_NOT_AVAILABLE, 501)       /* cellbox */
 
 typedef enum {
     SB_OK = 0,

@@ -1,0 +1,795 @@
+/* sandbox/sb_mount.c: buckets mounted into sandboxes; see sb_mount.h.
+ *
+ * A mount's configuration is in the sandbox's mounts.json (an array of
+ * {mountPath, bucket, endpoint, prefix, region, readOnly, pathStyle,
+ * createdAt, credentials}); what runs now is in the table below (s3fs's pid,
+ * the start generation it was mounted in, the last error). One lock
+ * (ops_mu) serialises mount and unmount operations and guards both; it is
+ * taken after b->mu when both are held, never before.
+ */
+#include "config.h"
+#include "sandbox/sb_mount.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "sandbox/sb_util.h"
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#define FUSE_MAGIC 0x65735546
+
+#define MOUNT_WAIT_MS 20000     /* s3fs's first answer from the store */
+#define MOUNTS_MAX 16           /* per sandbox */
+#define SANDBOX_USER (SB_UID_BASE + 1000)
+
+/* ---- what runs -------------------------------------------------------------------- */
+
+typedef struct live {
+    struct live *next;
+    char box[64];
+    char *path;
+    pid_t pid;                  /* s3fs; 0 once it exited */
+    unsigned generation;        /* the sandbox's start it belongs to */
+    char *error;                /* the last failure to mount (at a start), or NULL */
+} live;
+
+static pthread_mutex_t ops_mu = PTHREAD_MUTEX_INITIALIZER;
+static live *lives;
+
+static live *live_find(const char *box, const char *path)
+{
+    for (live *l = lives; l; l = l->next)
+        if (strcmp(l->box, box) == 0 && strcmp(l->path, path) == 0)
+            return l;
+    return NULL;
+}
+
+static live *live_get(const char *box, const char *path)
+{
+    live *l = live_find(box, path);
+    if (!l) {
+        l = cb_calloc(1, sizeof *l);
+        snprintf(l->box, sizeof l->box, "%s", box);
+        l->path = cb_strdup(path);
+        l->next = lives;
+        lives = l;
+    }
+    return l;
+}
+
+static void live_drop(const char *box, const char *path)
+{
+    live **p = &lives;
+    while (*p) {
+        live *l = *p;
+        if (strcmp(l->box, box) == 0 && (!path || strcmp(l->path, path) == 0)) {
+            *p = l->next;
+            free(l->path);
+            free(l->error);
+            free(l);
+        } else {
+            p = &l->next;
+        }
+    }
+}
+
+/* ---- the saved configuration ---------------------------------------------------------- */
+
+static char *conf_file(const sb_box *b)
+{
+    return cb_printf_new("%s/mounts.json", b->dir);
+}
+
+/* The sandbox's mounts (owned array; empty when there are none). */
+static cJSON *conf_load(const sb_box *b)
+{
+    cb_autofree char *file = conf_file(b);
+    cb_autofree char *text = cb_read_file(file, NULL);
+    cJSON *a = text ? cJSON_Parse(text) : NULL;
+    if (!cJSON_IsArray(a)) {
+        if (text)
+            cb_warn("mount", "sandbox %s: ignoring the unreadable %s", b->id, file);
+        cJSON_Delete(a);
+        a = cJSON_CreateArray();
+    }
+    return a;
+}
+
+static int conf_save(const sb_box *b, const cJSON *a, sb_error *err)
+{
+    cb_autofree char *file = conf_file(b);
+    cb_autofree char *text = cb_json_print(a);
+    if (cb_write_file_atomic(file, text, strlen(text), 0600) < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot save %s: %s", file, strerror(errno)), -1;
+    return 0;
+}
+
+static cJSON *conf_find(cJSON *a, const char *path)
+{
+    cJSON *m;
+    cJSON_ArrayForEach(m, a) {
+        if (strcmp(cb_json_str(m, "mountPath", ""), path) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* ---- validation ------------------------------------------------------------------- */
+
+static bool bucket_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 255)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+static bool has_dotdot(const char *p)
+{
+    for (const char *s = p; (s = strstr(s, "..")); s += 2)
+        if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
+            return true;
+    return false;
+}
+
+/* The mount point of a request: absolute, or relative to /workspace;
+ * normalised (no //, no trailing /). Owned, or NULL + err. */
+static char *mount_path(const char *raw, sb_error *err)
+{
+    if (!*raw || strlen(raw) > 1024 || sb_has_ctl(raw) || has_dotdot(raw))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG,
+                       "mountPath must be a path without control characters or '..' (1-1024 bytes)"), NULL;
+    cb_autofree char *full = raw[0] == '/' ? cb_strdup(raw) : cb_printf_new("/workspace/%s", raw);
+    char *out = cb_malloc(strlen(full) + 1), *o = out;
+    for (const char *s = full; *s; s++) {
+        if (*s == '/' && (o > out && o[-1] == '/'))
+            continue;
+        if (*s == '.' && o > out && o[-1] == '/' && (s[1] == '/' || s[1] == '\0'))
+            continue;  /* a "." component */
+        *o++ = *s;
+    }
+    while (o > out + 1 && o[-1] == '/')
+        o--;
+    *o = '\0';
+    static const char *const banned[] = {"/proc", "/sys", "/dev", "/run/cellbox", "/workspace"};
+    bool bad = strcmp(out, "/") == 0;
+    for (size_t i = 0; !bad && i < CB_ARRAY_LEN(banned); i++) {
+        size_t n = strlen(banned[i]);
+        bad = strncmp(out, banned[i], n) == 0 && (out[n] == '\0' || (out[n] == '/' && strcmp(banned[i], "/workspace") != 0));
+    }
+    if (bad) {
+        sb_fail(err, SB_E_INVALID_MOUNT_CONFIG,
+                "cannot mount a bucket on %s: choose a folder of its own, such as /workspace/data or /mnt/data", out);
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The credentials: the request's "credentials" {accessKeyId,
+ * secretAccessKey[, sessionToken]}, else the sandbox's env AWS_ACCESS_KEY_ID
+ * / AWS_SECRET_ACCESS_KEY[ / AWS_SESSION_TOKEN] (as the Cloudflare SDK
+ * does). An owned object, or NULL + err. */
+static cJSON *credentials(const cJSON *body, const sb_box *b, sb_error *err)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(body, "credentials");
+    const char *id, *secret, *token;
+    if (c && !cJSON_IsNull(c)) {
+        if (!cJSON_IsObject(c))
+            return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "credentials must be an object "
+                           "{accessKeyId, secretAccessKey, sessionToken}"), NULL;
+        id = cb_json_str(c, "accessKeyId", NULL);
+        secret = cb_json_str(c, "secretAccessKey", NULL);
+        token = cb_json_str(c, "sessionToken", NULL);
+    } else {
+        id = cb_json_str(b->opts.env, "AWS_ACCESS_KEY_ID", NULL);
+        secret = cb_json_str(b->opts.env, "AWS_SECRET_ACCESS_KEY", NULL);
+        token = cb_json_str(b->opts.env, "AWS_SESSION_TOKEN", NULL);
+    }
+    if (!id || !*id || !secret || !*secret)
+        return sb_fail(err, SB_E_MISSING_CREDENTIALS,
+                       "a bucket needs credentials: give credentials {accessKeyId, secretAccessKey} or set "
+                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the sandbox's env"), NULL;
+    if (strlen(id) > 256 || strlen(secret) > 256 || (token && strlen(token) > 4096) || sb_has_ctl(id) ||
+        sb_has_ctl(secret) || (token && sb_has_ctl(token)))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "credentials hold control characters or are too long"), NULL;
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "accessKeyId", id);
+    cJSON_AddStringToObject(out, "secretAccessKey", secret);
+    if (token && *token)
+        cJSON_AddStringToObject(out, "sessionToken", token);
+    return out;
+}
+
+/* A mount's saved configuration from a request (owned), or NULL + err. */
+static cJSON *conf_from_request(const cJSON *body, const sb_box *b, sb_error *err)
+{
+    const char *bucket = cb_json_str(body, "bucket", NULL);
+    const char *path = cb_json_str(body, "mountPath", NULL);
+    const char *endpoint = cb_json_str(body, "endpoint", NULL);
+    if (!bucket || !bucket_ok(bucket))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG,
+                       "bucket must be a bucket name (letters, digits, '.', '-', '_'; 1-255)"), NULL;
+    if (!path)
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "mountPath (where the bucket shows in the sandbox) is "
+                       "required"), NULL;
+    if (!endpoint || (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0) ||
+        strlen(endpoint) > 2048 || sb_has_ctl(endpoint) || strchr(endpoint, ',') || strchr(endpoint, ' '))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG,
+                       "endpoint must be the store's http:// or https:// URL (e.g. "
+                       "https://<account>.r2.cloudflarestorage.com, https://s3.us-east-1.amazonaws.com)"), NULL;
+    const char *prefix = cb_json_str(body, "prefix", "");
+    if (strlen(prefix) > 1024 || sb_has_ctl(prefix) || has_dotdot(prefix) || strchr(prefix, ','))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "prefix must be a key prefix without control "
+                       "characters, ',' or '..'"), NULL;
+    const char *region = cb_json_str(body, "region", "us-east-1");
+    if (!*region || strlen(region) > 64 || strspn(region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(region))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "region must be a region name such as us-east-1 or auto"), NULL;
+    const cJSON *ro = cJSON_GetObjectItemCaseSensitive(body, "readOnly");
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(body, "pathStyle");
+    if ((ro && !cJSON_IsBool(ro) && !cJSON_IsNull(ro)) || (ps && !cJSON_IsBool(ps) && !cJSON_IsNull(ps)))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "readOnly and pathStyle must be true or false"), NULL;
+    cb_autofree char *mp = mount_path(path, err);
+    if (!mp)
+        return NULL;
+    cJSON *cred = credentials(body, b, err);
+    if (!cred)
+        return NULL;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "mountPath", mp);
+    cJSON_AddStringToObject(m, "bucket", bucket);
+    cJSON_AddStringToObject(m, "endpoint", endpoint);
+    /* "a/b/" and "/a/b" name the same folder of keys */
+    cb_autofree char *pre = cb_strdup(prefix + strspn(prefix, "/"));
+    size_t n = strlen(pre);
+    while (n && pre[n - 1] == '/')
+        pre[--n] = '\0';
+    cJSON_AddStringToObject(m, "prefix", pre);
+    cJSON_AddStringToObject(m, "region", region);
+    cJSON_AddBoolToObject(m, "readOnly", cJSON_IsTrue(ro));
+    cJSON_AddBoolToObject(m, "pathStyle", ps && cJSON_IsBool(ps) ? cJSON_IsTrue(ps) : !strstr(endpoint, "amazonaws.com"));
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, cb_real_us());
+    cJSON_AddStringToObject(m, "createdAt", date);
+    cJSON_AddItemToObject(m, "credentials", cred);
+    return m;
+}
+
+/* ---- mounting ---------------------------------------------------------------------- */
+
+static const char *s3fs_path(void)
+{
+    static const char *const where[] = {"/usr/bin/s3fs", "/usr/local/bin/s3fs"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(where); i++)
+        if (access(where[i], X_OK) == 0)
+            return where[i];
+    return NULL;
+}
+
+/* What s3fs said that matters ([CRT], [ERR] lines), for an error message. */
+static void s3fs_reason(const char *log, cb_buf *out)
+{
+    for (const char *s = log; *s;) {
+        const char *eol = strchr(s, '\n');
+        size_t len = eol ? (size_t)(eol - s) : strlen(s);
+        if ((memmem(s, len, "[CRT]", 5) || memmem(s, len, "[ERR]", 5)) && out->len < 600) {
+            const char *msg = memmem(s, len, "): ", 3);  /* after "file.cpp:func(123)" */
+            const char *from = msg ? msg + 3 : s;
+            if (out->len)
+                cb_buf_puts(out, "; ");
+            cb_buf_append(out, from, len - (size_t)(from - s));
+        }
+        s += len + (eol ? 1 : 0);
+    }
+}
+
+typedef struct drain_arg {
+    int fd;
+    pid_t pid;
+    char box[64];
+    char *path;
+} drain_arg;
+
+/* Copies what a running s3fs says that matters to the log, then reaps it. */
+static void *drain_main(void *p)
+{
+    drain_arg *a = p;
+    cb_buf line = CB_BUF_INIT;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(a->fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (line.len < 2000)
+                    cb_buf_append(&line, buf + i, 1);
+                continue;
+            }
+            cb_buf_append(&line, "", 1);
+            if (strstr(line.data, "[CRT]") || strstr(line.data, "[ERR]"))
+                cb_warn("mount", "sandbox %s: s3fs for %s: %s", a->box, a->path, line.data);
+            line.len = 0;
+        }
+    }
+    cb_buf_clear(&line);
+    close(a->fd);
+    int st;
+    while (waitpid(a->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&ops_mu);
+    live *l = live_find(a->box, a->path);
+    if (l && l->pid == a->pid)
+        l->pid = 0;
+    pthread_mutex_unlock(&ops_mu);
+    cb_debug("mount", "sandbox %s: s3fs for %s exited", a->box, a->path);
+    free(a->path);
+    free(a);
+    return NULL;
+}
+
+/* Starts s3fs on the host folder dir for configuration m; *log_fd is its
+ * output (stderr and stdout). The pid, or -1 + err. */
+static pid_t s3fs_start(const cJSON *m, const char *dir, const char *tmpdir, int *log_fd, sb_error *err)
+{
+    const char *exe = s3fs_path();
+    if (!exe)
+        return sb_fail(err, SB_E_MOUNT_NOT_AVAILABLE, "bucket mounts need s3fs on the server's host "
+                       "(apt-get install s3fs)"), -1;
+    const cJSON *cred = cJSON_GetObjectItemCaseSensitive(m, "credentials");
+    const char *prefix = cb_json_str(m, "prefix", "");
+    cb_autofree char *what = *prefix ? cb_printf_new("%s:/%s", cb_json_str(m, "bucket", ""), prefix)
+                                     : cb_strdup(cb_json_str(m, "bucket", ""));
+    cb_autofree char *opts = cb_printf_new(
+        "url=%s,endpoint=%s,%sallow_other,uid=%u,gid=%u,umask=022,mp_umask=022,tmpdir=%s,"
+        "connect_timeout=10,readwrite_timeout=60,retries=3%s",
+        cb_json_str(m, "endpoint", ""), cb_json_str(m, "region", "us-east-1"),
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "pathStyle")) ? "use_path_request_style," : "",
+        SANDBOX_USER, SANDBOX_USER, tmpdir, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "readOnly")) ? ",ro" : "");
+    cb_autofree char *e_id = cb_printf_new("AWSACCESSKEYID=%s", cb_json_str(cred, "accessKeyId", ""));
+    cb_autofree char *e_secret = cb_printf_new("AWSSECRETACCESSKEY=%s", cb_json_str(cred, "secretAccessKey", ""));
+    const char *token = cb_json_str(cred, "sessionToken", NULL);
+    cb_autofree char *e_token = token ? cb_printf_new("AWSSESSIONTOKEN=%s", token) : NULL;
+    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/nonexistent", "LANG=C.UTF-8", e_id, e_secret,
+                    e_token, NULL};
+    char *argv[] = {(char *)exe, what, (char *)dir, "-f", "-o", opts, NULL};
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(errno)), -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
+            _exit(127);
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(exe, argv, envp);
+        _exit(127);
+    }
+    int e = errno;
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "fork: %s", strerror(e)), -1;
+    }
+    *log_fd = p[0];
+    return pid;
+}
+
+/* In a child that entered the sandbox's mount namespace: create path (as
+ * the sandbox's user), check it is an empty directory, attach the mount
+ * tree tfd there (file access as that user). Returns the errno-like outcome: 0, or ENOTDIR/ENOTEMPTY/
+ * EROFS/... (only async-signal-safe calls: we forked a threaded process). */
+static int attach_child(int pidfd, int tfd, const char *path)
+{
+    if (setns(pidfd, CLONE_NEWNS) < 0)
+        return errno;
+    if (chdir("/") < 0)
+        return errno;
+    /* file access as the sandbox's user: the mount point is made where it
+     * may make folders, owned by it (and a file system of the sandbox's own
+     * user namespace, its /tmp, could not hold a file of uid 0 anyway) */
+    setfsgid(SANDBOX_USER);
+    setfsuid(SANDBOX_USER);
+    if ((uid_t)setfsuid((uid_t)-1) != SANDBOX_USER)
+        return EPERM;
+    char buf[1100];
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
+        return ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *s = buf + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return errno;
+        *s = c;
+        if (!c)
+            break;
+    }
+    int d = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0)
+        return errno;
+    char ents[1024];
+    long got;
+    bool empty = true;
+    while (empty && (got = syscall(SYS_getdents64, d, ents, sizeof ents)) > 0) {
+        for (long off = 0; off < got;) {
+            unsigned short reclen;
+            memcpy(&reclen, ents + off + 16, sizeof reclen);
+            const char *name = ents + off + 19;
+            if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+                empty = false;
+            off += reclen;
+        }
+    }
+    close(d);
+    if (!empty)
+        return ENOTEMPTY;
+    if (syscall(SYS_move_mount, tfd, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return errno;
+    return 0;
+}
+
+/* Run fn in a child in the sandbox's mount namespace (pidfd: its agent);
+ * its outcome (an errno value) or -1 + errno when the child could not run. */
+static int in_sandbox_ns(int pidfd, int tfd, const char *path, bool unmount)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int rc;
+        if (!unmount)
+            rc = attach_child(pidfd, tfd, path);
+        else if (setns(pidfd, CLONE_NEWNS) < 0)
+            rc = errno;
+        else
+            rc = umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 ? errno : 0;
+        _exit(rc > 255 ? 255 : rc);
+    }
+    if (pid < 0)
+        return -1;
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+}
+
+/* Mount configuration m into the running sandbox b (pidfd: its agent).
+ * ops_mu held. 0, or -1 + err. */
+static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, sb_error *err)
+{
+    const char *path = cb_json_str(m, "mountPath", "");
+    /* the host-side mount point is outside the sandbox's folder, so that
+     * nothing that walks that folder (its removal) ever enters a bucket */
+    cb_autofree char *hex = cb_random_hex(6);
+    cb_autofree char *state = cb_strdup(b->dir);
+    for (int i = 0; i < 2; i++)
+        *strrchr(state, '/') = '\0';   /* STATE/sandboxes/<id> -> STATE */
+    cb_autofree char *stage = cb_printf_new("%s/mount-points", state);
+    cb_autofree char *dir = cb_printf_new("%s/%s-%s", stage, b->id, hex);
+    cb_autofree char *tmp = cb_printf_new("%s/mnt-tmp", b->dir);
+    if ((mkdir(stage, 0700) < 0 && errno != EEXIST) || mkdir(dir, 0700) < 0 ||
+        (mkdir(tmp, 0700) < 0 && errno != EEXIST))
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot make %s: %s", dir, strerror(errno)), -1;
+    int log_fd = -1;
+    pid_t pid = s3fs_start(m, dir, tmp, &log_fd, err);
+    if (pid < 0) {
+        rmdir(dir);
+        return -1;
+    }
+    /* wait for the mount (s3fs first checks the bucket with the store) */
+    cb_buf log = CB_BUF_INIT;
+    bool mounted = false, exited = false;
+    int st = 0;
+    for (int64_t t0 = sb_now_ms(); !mounted && !exited && sb_now_ms() - t0 < MOUNT_WAIT_MS;) {
+        struct pollfd pf = {log_fd, POLLIN, 0};
+        if (poll(&pf, 1, 10) > 0) {
+            char buf[2048];
+            ssize_t n = read(log_fd, buf, sizeof buf);
+            if (n > 0 && log.len < 65536)
+                cb_buf_append(&log, buf, (size_t)n);
+        }
+        struct statfs sf;
+        mounted = statfs(dir, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC;
+        exited = !mounted && waitpid(pid, &st, WNOHANG) == pid;
+    }
+    cb_buf_append(&log, "", 1);
+    log.len--;
+    int rc = -1;
+    if (!mounted) {
+        cb_buf why = CB_BUF_INIT;
+        s3fs_reason(log.data, &why);
+        cb_buf_append(&why, "", 1);
+        if (exited)
+            sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot mount bucket '%s' from %s: %s", cb_json_str(m, "bucket", ""),
+                    cb_json_str(m, "endpoint", ""), why.len > 1 ? why.data : "s3fs exited");
+        else
+            sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot mount bucket '%s': %s did not answer within %d s",
+                    cb_json_str(m, "bucket", ""), cb_json_str(m, "endpoint", ""), MOUNT_WAIT_MS / 1000);
+        cb_buf_clear(&why);
+        if (!exited) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+        }
+        close(log_fd);
+        umount2(dir, MNT_DETACH);
+        rmdir(dir);
+        cb_buf_clear(&log);
+        return -1;
+    }
+    cb_buf_clear(&log);
+    int tfd = (int)syscall(SYS_open_tree, AT_FDCWD, dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    int out = tfd < 0 ? -1 : in_sandbox_ns(pidfd, tfd, path, false);
+    int e = errno;
+    if (tfd >= 0)
+        close(tfd);
+    umount2(dir, MNT_DETACH);  /* the sandbox's is now the bucket's only mount */
+    rmdir(dir);
+    if (tfd < 0 || out != 0) {
+        int why = tfd < 0 || out < 0 ? e : out;
+        if (why == ENOTEMPTY)
+            sb_fail(err, SB_E_DIRECTORY_NOT_EMPTY, "cannot mount on %s: it is not an empty folder (nothing "
+                    "there is hidden or lost: empty it or choose another path)", path);
+        else if (why == ENOTDIR || why == EEXIST)
+            sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "cannot mount on %s: it is not a folder", path);
+        else if (why == EROFS || why == EACCES || why == EPERM)
+            sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "cannot make the mount point %s (%s): the sandbox's root is "
+                    "read-only; mount under /workspace, /tmp or /mnt", path, strerror(why));
+        else
+            sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot attach the bucket at %s: %s", path, strerror(why));
+        /* the mount is gone with its last reference: s3fs ends */
+        kill(pid, SIGTERM);
+        close(log_fd);
+        waitpid(pid, &st, 0);
+        return -1;
+    }
+    live *l = live_get(b->id, path);
+    l->pid = pid;
+    l->generation = generation;
+    free(l->error);
+    l->error = NULL;
+    drain_arg *a = cb_calloc(1, sizeof *a);
+    a->fd = log_fd;
+    a->pid = pid;
+    snprintf(a->box, sizeof a->box, "%s", b->id);
+    a->path = cb_strdup(path);
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &at, drain_main, a) != 0) {
+        close(log_fd);  /* s3fs gets EPIPE on its next log line; still reaped below by nobody: log it */
+        cb_warn("mount", "sandbox %s: cannot start the s3fs log thread for %s", b->id, path);
+        free(a->path);
+        free(a);
+    }
+    pthread_attr_destroy(&at);
+    rc = 0;
+    char kv[128];
+    snprintf(kv, sizeof kv, "sandbox=%s pid=%d", b->id, (int)pid);
+    cb_logkv(CB_LOG_INFO, "mount", kv, "bucket %s mounted at %s", cb_json_str(m, "bucket", ""), path);
+    return rc;
+}
+
+/* ---- replies -------------------------------------------------------------------------- */
+
+/* A mount as replies show it: never the credentials. ops_mu held. */
+static cJSON *mount_json(const sb_box *b, const cJSON *m, unsigned generation, bool running)
+{
+    cJSON *j = cJSON_CreateObject();
+    static const char *const keys[] = {"mountPath", "bucket", "endpoint", "prefix", "region"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(keys); i++)
+        cJSON_AddStringToObject(j, keys[i], cb_json_str(m, keys[i], ""));
+    cJSON_AddBoolToObject(j, "readOnly", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "readOnly")));
+    cJSON_AddBoolToObject(j, "pathStyle", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "pathStyle")));
+    cJSON_AddStringToObject(j, "createdAt", cb_json_str(m, "createdAt", ""));
+    const cJSON *cred = cJSON_GetObjectItemCaseSensitive(m, "credentials");
+    cJSON_AddStringToObject(j, "accessKeyId", cb_json_str(cred, "accessKeyId", ""));
+    live *l = live_find(b->id, cb_json_str(m, "mountPath", ""));
+    const char *state = !running ? "stopped"
+                        : l && l->pid > 0 && l->generation == generation ? "mounted"
+                        : l && l->error ? "failed" : "unmounted";
+    cJSON_AddStringToObject(j, "state", state);
+    if (l && l->error && strcmp(state, "failed") == 0)
+        cJSON_AddStringToObject(j, "error", l->error);
+    return j;
+}
+
+/* b's agent pidfd (dup, owned) and start generation while it runs; -1 + err. */
+static int box_agent(sb_box *b, unsigned *generation, sb_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    int fd = b->state == SB_BOX_RUNNING && b->pidfd >= 0 ? fcntl(b->pidfd, F_DUPFD_CLOEXEC, 3) : -1;
+    *generation = b->generation;
+    pthread_mutex_unlock(&b->mu);
+    if (fd < 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' is not running", b->id), -1;
+    return fd;
+}
+
+int sb_mount_create(sb_req *r, sb_box *b, sb_error *err)
+{
+    if (!sb_boxes_isolated())
+        return sb_fail(err, SB_E_MOUNT_NOT_AVAILABLE, "bucket mounts need isolation (the server runs with "
+                       "--isolation none)"), -1;
+    if (!cJSON_IsObject(r->json))
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "the body must be a JSON object {bucket, mountPath, "
+                       "endpoint, credentials, ...}"), -1;
+    cJSON *m = conf_from_request(r->json, b, err);
+    if (!m)
+        return -1;
+    if (sb_box_acquire(b, err) < 0) {
+        cJSON_Delete(m);
+        return -1;
+    }
+    unsigned gen;
+    int pidfd = box_agent(b, &gen, err);
+    int rc = -1;
+    if (pidfd >= 0) {
+        pthread_mutex_lock(&ops_mu);
+        cJSON *all = conf_load(b);
+        const char *path = cb_json_str(m, "mountPath", "");
+        live *l = live_find(b->id, path);
+        if (conf_find(all, path) && l && l->pid > 0 && l->generation == gen)
+            sb_fail(err, SB_E_BUCKET_ALREADY_MOUNTED, "a bucket is already mounted at %s", path);
+        else if (!conf_find(all, path) && cJSON_GetArraySize(all) >= MOUNTS_MAX)
+            sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "a sandbox can have at most %d bucket mounts", MOUNTS_MAX);
+        else if (mount_one(b, pidfd, gen, m, err) == 0) {
+            for (int i = cJSON_GetArraySize(all) - 1; i >= 0; i--)
+                if (strcmp(cb_json_str(cJSON_GetArrayItem(all, i), "mountPath", ""), path) == 0)
+                    cJSON_DeleteItemFromArray(all, i);
+            cJSON_AddItemReferenceToArray(all, m);
+            rc = conf_save(b, all, err);
+        }
+        cJSON *reply = rc == 0 ? mount_json(b, m, gen, true) : NULL;
+        pthread_mutex_unlock(&ops_mu);
+        cJSON_Delete(all);
+        close(pidfd);
+        if (reply) {
+            cJSON_AddBoolToObject(reply, "success", true);
+            rc = sb_reply_json(r, 201, reply);
+        }
+    }
+    sb_box_release(b);
+    cJSON_Delete(m);
+    return rc;
+}
+
+int sb_mount_list(sb_req *r, sb_box *b, sb_error *err)
+{
+    (void)err;
+    pthread_mutex_lock(&b->mu);
+    bool running = b->state == SB_BOX_RUNNING;
+    unsigned gen = b->generation;
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_lock(&ops_mu);
+    cJSON *all = conf_load(b);
+    cJSON *arr = cJSON_CreateArray(), *m;
+    cJSON_ArrayForEach(m, all) cJSON_AddItemToArray(arr, mount_json(b, m, gen, running));
+    pthread_mutex_unlock(&ops_mu);
+    cJSON_Delete(all);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "mounts", arr);
+    return sb_reply_json(r, 200, j);
+}
+
+int sb_mount_delete(sb_req *r, sb_box *b, sb_error *err)
+{
+    const char *raw = sb_req_query(r, "mountPath");
+    if (!raw && cJSON_IsObject(r->json))
+        raw = cb_json_str(r->json, "mountPath", NULL);
+    if (!raw)
+        return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "mountPath (the mount to remove) is required"), -1;
+    cb_autofree char *path = mount_path(raw, err);
+    if (!path)
+        return -1;
+    pthread_mutex_lock(&ops_mu);
+    cJSON *all = conf_load(b);
+    bool known = conf_find(all, path) != NULL;
+    pthread_mutex_unlock(&ops_mu);
+    cJSON_Delete(all);
+    if (!known)
+        return sb_fail(err, SB_E_MOUNT_NOT_FOUND, "no bucket is mounted at %s", path), -1;
+    /* unmount in the running sandbox; a stopped one has nothing mounted */
+    pthread_mutex_lock(&b->mu);
+    int pidfd = b->state == SB_BOX_RUNNING && b->pidfd >= 0 ? fcntl(b->pidfd, F_DUPFD_CLOEXEC, 3) : -1;
+    unsigned gen = b->generation;
+    if (pidfd >= 0)
+        b->active++;  /* keep the sleeper away meanwhile, as sb_box_acquire does */
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_lock(&ops_mu);
+    live *l = live_find(b->id, path);
+    int rc = 0;
+    if (pidfd >= 0 && l && l->pid > 0 && l->generation == gen) {
+        int out = in_sandbox_ns(pidfd, -1, path, true);
+        if (out != 0 && out != EINVAL && out != ENOENT)
+            rc = sb_fail(err, SB_E_INTERNAL_ERROR, "cannot unmount %s: %s", path, strerror(out < 0 ? errno : out));
+    }
+    if (rc == 0) {
+        all = conf_load(b);
+        for (int i = cJSON_GetArraySize(all) - 1; i >= 0; i--)
+            if (strcmp(cb_json_str(cJSON_GetArrayItem(all, i), "mountPath", ""), path) == 0)
+                cJSON_DeleteItemFromArray(all, i);
+        rc = conf_save(b, all, err);
+        cJSON_Delete(all);
+        live_drop(b->id, path);
+    }
+    pthread_mutex_unlock(&ops_mu);
+    if (pidfd >= 0) {
+        close(pidfd);
+        sb_box_release(b);
+    }
+    if (rc < 0)
+        return -1;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "success", true);
+    cJSON_AddStringToObject(j, "mountPath", path);
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, cb_real_us());
+    cJSON_AddStringToObject(j, "timestamp", date);
+    return sb_reply_json(r, 200, j);
+}
+
+void sb_mounts_on_start(sb_box *b)
+{
+    if (!sb_boxes_isolated())
+        return;
+    cb_autofree char *file = conf_file(b);
+    if (access(file, F_OK) != 0)
+        return;  /* the common case: no mounts, nothing to read */
+    pthread_mutex_lock(&ops_mu);
+    cJSON *all = conf_load(b), *m;
+    cJSON_ArrayForEach(m, all) {
+        sb_error err = {0};
+        const char *path = cb_json_str(m, "mountPath", "");
+        if (mount_one(b, b->pidfd, b->generation, m, &err) < 0) {
+            live *l = live_get(b->id, path);
+            free(l->error);
+            l->error = cb_strdup(err.msg);
+            l->pid = 0;
+            cb_warn("mount", "sandbox %s: cannot mount bucket %s at %s again: %s", b->id,
+                    cb_json_str(m, "bucket", ""), path, err.msg);
+        }
+    }
+    pthread_mutex_unlock(&ops_mu);
+    cJSON_Delete(all);
+}
+
+void sb_mounts_on_delete(sb_box *b)
+{
+    pthread_mutex_lock(&ops_mu);
+    live_drop(b->id, NULL);
+    pthread_mutex_unlock(&ops_mu);
+}

@@ -1,0 +1,266 @@
+"""tests/sandbox_mount.py: buckets mounted into sandboxes (mountBucket /
+unmountBucket): POST/GET/DELETE /v1/sandboxes/{id}/mounts.
+
+The real server, real namespaces, Debian's s3fs (FUSE) and an S3-compatible
+store (tests/s3_server.py: real HTTP, every request's AWS SigV4 signature
+checked). Code in the sandbox reads and writes the bucket with ordinary
+tools; the test checks the objects in the store, and the other way round.
+Also: validation, credentials (from the request or the sandbox's env; never
+in a reply, never visible in the sandbox), wrong credentials, unknown
+bucket, unreachable store, non-empty and already-used mount points,
+readOnly, prefix, a 12 MB file (multipart upload), planted symlinks, the
+sandbox cannot unmount it, files API through the mount, a server restart
+(mounted again), unmount, delete, and no s3fs process or mount left.
+Prints TAP.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from s3_server import S3Server  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+
+t = TAP()
+if not can_sandbox():
+    t.skip_all("needs root for namespaces and cgroups")
+if not shutil.which("s3fs"):
+    t.skip_all("needs s3fs (apt-get install s3fs)")
+if not os.path.exists("/dev/fuse"):
+    t.skip_all("needs /dev/fuse")
+
+KEY, SECRET = "AKIDCELLBOXTEST", "s3cr3t-do-not-show"
+s3 = S3Server({KEY: SECRET}, buckets=["data", "other"]).start()
+s3.put("data", "hello.txt", b"hello world\n")
+s3.put("data", "sub/a.txt", b"A\n")
+s3.put("data", "sub/deeper/b.txt", b"B\n")
+CRED = {"accessKeyId": KEY, "secretAccessKey": SECRET}
+srv = Server()
+IDS = ["mnt", "mnt-env", "mnt-del"]
+
+
+def mounts(sid):
+    return srv.get("/v1/sandboxes/%s/mounts" % sid)
+
+
+def mount(sid, **body):
+    body.setdefault("bucket", "data")
+    body.setdefault("endpoint", s3.url)
+    if "credentials" not in body:
+        body["credentials"] = CRED
+    elif body["credentials"] is None:
+        del body["credentials"]
+    return srv.post("/v1/sandboxes/%s/mounts" % sid, body)
+
+
+def unmount(sid, path):
+    return srv.delete("/v1/sandboxes/%s/mounts?mountPath=%s" % (sid, path))
+
+
+def sh(sid, cmd):
+    j = srv.sh(sid, cmd)
+    return j.get("stdout", "") + j.get("stderr", ""), j.get("exitCode")
+
+
+def s3fs_children():
+    """s3fs processes this test's server started (their mount point is in
+    its state folder), whoever their parent is now."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"s3fs") and any(srv.state.encode() in a for a in argv):
+            out.append(int(pid))
+    return out
+
+
+def host_fuse_mounts():
+    return [line for line in open("/proc/self/mountinfo") if "fuse.s3fs" in line]
+
+
+try:
+    srv.create("mnt")
+    # ---- validation ---------------------------------------------------------------
+    cases = [({"bucket": None}, "INVALID_MOUNT_CONFIG", "bucket"),
+             ({"bucket": "no/slash"}, "INVALID_MOUNT_CONFIG", "bucket"),
+             ({"mountPath": None}, "INVALID_MOUNT_CONFIG", "mountPath"),
+             ({"mountPath": "/"}, "INVALID_MOUNT_CONFIG", "/"),
+             ({"mountPath": "/proc/x"}, "INVALID_MOUNT_CONFIG", "/proc/x"),
+             ({"mountPath": "/workspace"}, "INVALID_MOUNT_CONFIG", "/workspace"),
+             ({"mountPath": "/workspace/../etc"}, "INVALID_MOUNT_CONFIG", ".."),
+             ({"mountPath": "/run/cellbox/x"}, "INVALID_MOUNT_CONFIG", "/run/cellbox"),
+             ({"endpoint": "ftp://x"}, "INVALID_MOUNT_CONFIG", "endpoint"),
+             ({"endpoint": s3.url + ",allow_root"}, "INVALID_MOUNT_CONFIG", "endpoint"),
+             ({"prefix": "a,b"}, "INVALID_MOUNT_CONFIG", "prefix"),
+             ({"readOnly": "yes"}, "INVALID_MOUNT_CONFIG", "readOnly"),
+             ({"credentials": None}, "MISSING_CREDENTIALS", "AWS_ACCESS_KEY_ID"),
+             ({"credentials": {"accessKeyId": KEY}}, "MISSING_CREDENTIALS", "secretAccessKey"),
+             ({"credentials": "k:s"}, "INVALID_MOUNT_CONFIG", "credentials")]
+    wrong = []
+    for extra, code, word in cases:
+        body = {"bucket": "data", "endpoint": s3.url, "credentials": CRED, "mountPath": "/workspace/v"}
+        body.update(extra)
+        body = {k: v for k, v in body.items() if v is not None}
+        r = srv.post("/v1/sandboxes/mnt/mounts", body)
+        if r.status != (400 if code != "x" else 0) or r.code != code or word not in r.json()["error"]["message"]:
+            wrong.append((extra, r))
+    t.ok(not wrong, "bad requests: 400 INVALID_MOUNT_CONFIG / MISSING_CREDENTIALS naming the field (%d cases)"
+         % len(cases), wrong)
+    t.eq(sh("mnt", "ls /workspace")[0], "", "... and no mount point was made by any of them")
+
+    # ---- mount, read, write both ways -------------------------------------------
+    r = mount("mnt", mountPath="/workspace/data")
+    j = r.json() if r.status == 201 else {}
+    t.ok(r.status == 201 and j.get("state") == "mounted" and j.get("bucket") == "data"
+         and j.get("mountPath") == "/workspace/data" and j.get("accessKeyId") == KEY,
+         "mount: 201 {mountPath, bucket, state: mounted, accessKeyId}", r)
+    t.ok(SECRET not in r.body.decode() and SECRET not in mounts("mnt").body.decode(),
+         "the secret key is in no reply (create, list)")
+    out, rc = sh("mnt", "cat /workspace/data/hello.txt /workspace/data/sub/a.txt /workspace/data/sub/deeper/b.txt")
+    t.ok(rc == 0 and out == "hello world\nA\nB\n", "code in the sandbox reads the bucket's objects", out)
+    out, rc = sh("mnt", "stat -c '%U %a' /workspace/data/hello.txt /workspace/data/sub; id -un")
+    t.ok(rc == 0 and out.split("\n")[:2] == ["user 755", "user 755"],
+         "files and folders show as the sandbox's user's", out)
+    out, rc = sh("mnt", "cd /workspace/data && echo new > new.txt && mkdir -p made/inner && "
+                 "echo x > made/inner/x.txt && mv new.txt moved.txt && rm sub/a.txt && echo done")
+    t.ok(rc == 0 and "done" in out, "write, mkdir -p, mv, rm in the bucket from the sandbox", out)
+    keys = s3.keys_of("data")
+    t.ok(s3.get("data", "moved.txt") == b"new\n" and "new.txt" not in keys and "sub/a.txt" not in keys
+         and s3.get("data", "made/inner/x.txt") == b"x\n",
+         "... the store has exactly those changes", keys)
+    s3.put("data", "from-store.txt", b"put by the store\n")
+    out, rc = sh("mnt", "cat /workspace/data/from-store.txt")
+    t.ok(rc == 0 and out == "put by the store\n", "an object put in the store shows in the sandbox", out)
+    blob = os.urandom(12 * 1024 * 1024)
+    r = srv.post("/v1/sandboxes/mnt/files/write", {"path": "/tmp/blob", "content": __import__("base64")
+                                                   .b64encode(blob).decode(), "encoding": "base64"})
+    out, rc = sh("mnt", "cp /tmp/blob /workspace/data/blob.bin && sha256sum /workspace/data/blob.bin")
+    stored = s3.get("data", "blob.bin") or b""
+    t.ok(rc == 0 and hashlib.sha256(stored).hexdigest() == hashlib.sha256(blob).hexdigest()
+         and hashlib.sha256(blob).hexdigest() in out,
+         "a 12 MB file copied into the bucket arrives whole (s3fs's multipart upload)", (rc, out, len(stored)))
+    r = srv.post("/v1/sandboxes/mnt/files/write", {"path": "/workspace/data/api.txt", "content": "via the API\n"})
+    r2 = srv.post("/v1/sandboxes/mnt/files/read", {"path": "/workspace/data/hello.txt"})
+    t.ok(r.status == 200 and s3.get("data", "api.txt") == b"via the API\n" and r2.status == 200
+         and r2.json().get("content") == "hello world\n",
+         "the files API reads and writes through the mount too", (r, r2))
+
+    # ---- isolation -------------------------------------------------------------------
+    out, rc = sh("mnt", "umount /workspace/data 2>&1; echo rc=$?; cat /workspace/data/hello.txt")
+    t.ok("rc=0" not in out and "hello world" in out, "the sandbox cannot unmount it", out)
+    out, rc = sh("mnt", "ps -eo comm; grep -rl %s /proc/*/environ /proc/*/cmdline 2>/dev/null; "
+                 "grep -r %s /workspace /tmp 2>/dev/null | head -1; echo end" % (SECRET, SECRET))
+    t.ok("s3fs" not in out and SECRET not in out.replace("grep -r", ""),
+         "s3fs and the credentials are not visible in the sandbox", out)
+    state_file = os.path.join(srv.state, "sandboxes", "mnt", "mounts.json")
+    t.ok(os.path.exists(state_file) and os.stat(state_file).st_mode & 0o777 == 0o600,
+         "the mount's configuration (with the credentials) is saved 0600 in the server's state", state_file)
+    t.eq(host_fuse_mounts(), [], "no bucket is mounted in the host's namespace")
+
+    # ---- refusals ------------------------------------------------------------------
+    n0 = len(s3fs_children())
+    r = mount("mnt", mountPath="/workspace/data")
+    t.ok(r.status == 409 and r.code == "BUCKET_ALREADY_MOUNTED", "the same mount point again: 409", r)
+    sh("mnt", "mkdir -p /workspace/full && echo keep > /workspace/full/keep.txt")
+    r = mount("mnt", mountPath="/workspace/full")
+    out, _ = sh("mnt", "cat /workspace/full/keep.txt")
+    t.ok(r.status == 409 and r.code == "DIRECTORY_NOT_EMPTY" and out == "keep\n",
+         "a folder that is not empty: 409, its files untouched (nothing hidden)", (r, out))
+    r = mount("mnt", mountPath="/workspace/w1", credentials={"accessKeyId": KEY, "secretAccessKey": "wrong"})
+    t.ok(r.status == 502 and r.code == "S3FS_MOUNT_ERROR" and "credentials" in r.json()["error"]["message"],
+         "a wrong secret key: 502 S3FS_MOUNT_ERROR saying the credentials were refused", r)
+    r = mount("mnt", mountPath="/workspace/w2", bucket="nosuch")
+    t.ok(r.status == 502 and r.code == "S3FS_MOUNT_ERROR" and "nosuch" in r.json()["error"]["message"],
+         "an unknown bucket: 502 naming it", r)
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = "http://127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    r = mount("mnt", mountPath="/workspace/w3", endpoint=dead)
+    t.ok(r.status == 502 and r.code == "S3FS_MOUNT_ERROR", "a store that does not answer: 502", r)
+    out, _ = sh("mnt", "ls /workspace")
+    t.ok(all(w not in out.split() for w in ("w1", "w2", "w3")), "failed mounts leave no mount point behind", out)
+    t.ok(wait_until(lambda: len(s3fs_children()) == n0, timeout=20),
+         "failed mounts leave no s3fs process behind", (n0, s3fs_children()))
+    r = mount("mnt", mountPath="/etc/x")
+    t.ok(r.status == 400 and r.code == "INVALID_MOUNT_CONFIG" and "read-only" in r.json()["error"]["message"],
+         "a mount point on the sandbox's read-only root: 400 saying where to mount", r)
+    sh("mnt", "ln -s /etc /workspace/etclink && ln -s /tmp /workspace/tmplink")
+    r = mount("mnt", mountPath="/workspace/etclink/evil")
+    t.ok(r.status == 400 and not os.path.exists("/etc/evil"),
+         "a planted symlink to /etc resolves inside the sandbox (its read-only /etc): refused, host untouched", r)
+    r = mount("mnt", mountPath="/workspace/tmplink/viasym", bucket="other")
+    out, _ = sh("mnt", "mount | grep -c viasym; ls -d /tmp/viasym")
+    t.ok(r.status == 201 and "/tmp/viasym" in out and not os.path.exists("/tmp/viasym")
+         and host_fuse_mounts() == [],
+         "a planted symlink to /tmp lands in the sandbox's own /tmp, never the host's", (r, out))
+    unmount("mnt", "/workspace/tmplink/viasym")
+
+    # ---- readOnly and prefix -----------------------------------------------------------
+    r = mount("mnt", mountPath="/workspace/ro", readOnly=True)
+    out, rc = sh("mnt", "cat /workspace/ro/hello.txt; echo x > /workspace/ro/nope.txt")
+    t.ok(r.status == 201 and r.json().get("readOnly") is True and "hello world" in out
+         and "Read-only file system" in out and s3.get("data", "nope.txt") is None,
+         "readOnly: reads work, writes fail with EROFS, the store is unchanged", (r, out))
+    r = mount("mnt", mountPath="/workspace/pre", prefix="sub/")
+    out, rc = sh("mnt", "ls -R /workspace/pre")
+    t.ok(r.status == 201 and r.json().get("prefix") == "sub" and "b.txt" in out and "hello.txt" not in out,
+         "prefix: only the keys under it show, as the mount's root", (r, out))
+
+    # ---- credentials from the sandbox's env --------------------------------------------
+    srv.create("mnt-env", env={"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET})
+    r = mount("mnt-env", mountPath="/tmp/data", credentials=None)
+    out, _ = sh("mnt-env", "cat /tmp/data/hello.txt")
+    t.ok(r.status == 201 and out == "hello world\n",
+         "no credentials in the request: the sandbox's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are used", (r, out))
+
+    # ---- list, restart, unmount ----------------------------------------------------------
+    lst = mounts("mnt").json().get("mounts", [])
+    t.eq(sorted((m["mountPath"], m["state"]) for m in lst),
+         [("/workspace/data", "mounted"), ("/workspace/pre", "mounted"), ("/workspace/ro", "mounted")],
+         "the list shows every mount of the sandbox, mounted")
+    t.eq(srv.stop(), 0, "graceful stop with buckets mounted")
+    t.ok(wait_until(lambda: not s3fs_children(), timeout=20) and host_fuse_mounts() == [],
+         "... every s3fs ends with its sandbox", s3fs_children())
+    srv.start()
+    lst = mounts("mnt").json().get("mounts", [])
+    t.ok(sorted(m["state"] for m in lst) == ["stopped"] * 3, "after a restart, before the sandbox starts: stopped", lst)
+    out, rc = sh("mnt", "cat /workspace/data/hello.txt /workspace/ro/hello.txt; ls /workspace/pre")
+    t.ok(rc == 0 and out == "hello world\nhello world\ndeeper\n",
+         "the sandbox starts again with its buckets mounted again", out)
+    lst = mounts("mnt").json().get("mounts", [])
+    t.ok(sorted(m["state"] for m in lst) == ["mounted"] * 3, "... and listed as mounted", lst)
+    n = len(s3fs_children())
+    r = unmount("mnt", "/workspace/ro")
+    out, _ = sh("mnt", "ls -A /workspace/ro; mount | grep -c /workspace/ro")
+    t.ok(r.status == 200 and out.strip() == "0", "unmount: 200, the folder is an empty folder again", (r, out))
+    t.ok(wait_until(lambda: len(s3fs_children()) == n - 1, timeout=20), "... and its s3fs process ends",
+         s3fs_children())
+    r = unmount("mnt", "/workspace/ro")
+    t.ok(r.status == 404 and r.code == "MOUNT_NOT_FOUND", "unmounting it again: 404 MOUNT_NOT_FOUND", r)
+    t.eq([m["mountPath"] for m in mounts("mnt").json()["mounts"]], ["/workspace/data", "/workspace/pre"],
+         "the list no longer has it")
+
+    # ---- delete a sandbox with a bucket mounted --------------------------------------------
+    srv.create("mnt-del")
+    r = mount("mnt-del", mountPath="/workspace/b")
+    n = len(s3fs_children())
+    d = srv.delete("/v1/sandboxes/mnt-del")
+    t.ok(r.status == 201 and d.status == 200 and wait_until(lambda: len(s3fs_children()) == n - 1, timeout=20),
+         "deleting a sandbox with a bucket mounted ends its s3fs", (r, d, s3fs_children()))
+    t.ok(s3.get("data", "hello.txt") == b"hello world\n" and "moved.txt" in s3.keys_of("data"),
+         "... and leaves the bucket's objects alone", s3.keys_of("data"))
+finally:
+    srv.finish(t, IDS, "server stops cleanly")
+    t.ok(wait_until(lambda: not s3fs_children() and not host_fuse_mounts(), timeout=20),
+         "no s3fs process and no FUSE mount left after shutdown", (s3fs_children(), host_fuse_mounts()))
+    s3.stop()
+t.done()
