@@ -233,6 +233,12 @@ static cJSON *credentials(const cJSON *body, const sb_box *b, sb_error *err)
 /* A mount's saved configuration from a request (owned), or NULL + err. */
 static cJSON *conf_from_request(const cJSON *body, const sb_box *b, sb_error *err)
 {
+    static const char *const strings[] = {"bucket", "mountPath", "endpoint", "prefix", "region"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(strings); i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, strings[i]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsString(v))
+            return sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "%s must be a string", strings[i]), NULL;
+    }
     const char *bucket = cb_json_str(body, "bucket", NULL);
     const char *path = cb_json_str(body, "mountPath", NULL);
     const char *endpoint = cb_json_str(body, "endpoint", NULL);
