@@ -8,6 +8,10 @@ reference. Output: TAP.
   times)]" line for the others. cellbox printed every frame: a plain
   RecursionError made a ~1 MB error message, and after
   sys.setrecursionlimit(100000) a ~40 MB one built in 16 s.
+- Warnings are shown once per location, as under ipykernel: IPython clears
+  __main__'s __warningregistry__ before each cell. cellbox kept it, so a
+  warning at line 2 of one cell hid any later warning with the same text at
+  line 2 of another cell, and running a cell again showed no warning.
 """
 import re
 
@@ -85,3 +89,34 @@ def deep_recursion():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+WARNING_CELLS = [
+    "import warnings\ndef w(): warnings.warn('careful', UserWarning)\nw()",
+    "w()",                                   # the same function, a later cell
+    "warnings.warn('same text, same line')",
+    "warnings.warn('same text, same line')",  # another cell, same line number
+    "for i in range(3): warnings.warn('in a loop')",   # once within a cell
+    "for i in range(3): w()",
+]
+
+
+def warning_counts(kernel):
+    km, kc = du.start(kernel)
+    try:
+        counts = []
+        for code in WARNING_CELLS:
+            reply, out = du.collect(kc, code)
+            text = "".join(c["text"] for t, c, b in out if t == "stream" and c["name"] == "stderr")
+            counts.append(text.count("Warning: "))
+        return counts
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def warnings_per_cell():
+    mine = warning_counts("cellbox")
+    tap.eq(mine, warning_counts("python3"), "warnings shown per cell as under ipykernel")
+    tap.eq(mine, [1, 1, 1, 1, 1, 1], "...once per location in each cell")

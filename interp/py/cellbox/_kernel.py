@@ -160,6 +160,11 @@ class Shell:
         err = None
         _aio.request_start()
         try:
+            # as IPython before each cell: "once per location" is per cell,
+            # not per line number of __main__ (a warning at line 2 of one cell
+            # hid any later one with the same text at line 2, and a cell run
+            # again showed its warnings no more)
+            self.user_ns.pop("__warningregistry__", None)
             for fn in self.pre_execute:
                 fn()
             source = self._transform(code)
