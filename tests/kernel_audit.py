@@ -12,6 +12,10 @@ reference. Output: TAP.
   __main__'s __warningregistry__ before each cell. cellbox kept it, so a
   warning at line 2 of one cell hid any later warning with the same text at
   line 2 of another cell, and running a cell again showed no warning.
+- _i, _ii, _iii are the inputs of the three cells before the current one,
+  as in IPython; cellbox had them one cell late (_i was the running cell's
+  own input), so exec(_i) ran the current cell again until RecursionError
+  instead of rerunning the previous one.
 """
 import re
 
@@ -120,3 +124,35 @@ def warnings_per_cell():
     mine = warning_counts("cellbox")
     tap.eq(mine, warning_counts("python3"), "warnings shown per cell as under ipykernel")
     tap.eq(mine, [1, 1, 1, 1, 1, 1], "...once per location in each cell")
+
+
+INPUT_CELLS = [
+    ("counter = 0", {}),
+    ("counter += 1", {}),
+    ("exec(_i); counter", {}),               # reruns `counter += 1`
+    ("'c4'", {}),
+    ("(_i, _ii, _iii, In[-1] == _i5, len(In))", {}),
+    ("'not stored'", {"store_history": False}),   # leaves _i alone
+    ("(_i, _ii, _iii)", {}),
+]
+
+
+def input_results(kernel):
+    km, kc = du.start(kernel)
+    try:
+        res = []
+        for code, kw in INPUT_CELLS:
+            reply, out = du.collect(kc, code, **kw)
+            res.append((reply["status"], [c["data"]["text/plain"] for t, c, b in out if t == "execute_result"]))
+        return res
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def previous_inputs():
+    mine, ref = input_results("cellbox"), input_results("python3")
+    for (code, kw), got, want in zip(INPUT_CELLS, mine, ref):
+        tap.eq(got, want, "%r%s: as under ipykernel" % (code, " (store_history false)" if kw else ""))
+    tap.eq(mine[2], ("ok", ["2"]), "exec(_i) reruns the previous cell")

@@ -78,6 +78,7 @@ class Shell:
         self.pre_execute = []      # callables run before every cell (autoreload)
         self.post_execute = []     # callables run after every cell (matplotlib)
         self._in = [""]
+        self._input_now, self._recent_inputs = "", ("", "", "")   # for _i, _ii, _iii
         self._out = {}
         ns.update({
             "__name__": "__main__",
@@ -260,7 +261,12 @@ class Shell:
         while len(self._in) < count:
             self._in.append("")
         self._in[count:] = [code]
-        ns["_iii"], ns["_ii"], ns["_i"] = ns["_ii"], ns["_i"], code
+        # IPython's _i, _ii, _iii are the three inputs *before* this cell
+        # (this one is In[count] and _i<count>): exec(_i) reruns the previous
+        # cell (with _i = this cell it ran itself until RecursionError)
+        self._recent_inputs = (self._input_now,) + self._recent_inputs[:2]
+        self._input_now = code
+        ns["_i"], ns["_ii"], ns["_iii"] = self._recent_inputs
         ns["_i%d" % count] = code
 
     def run_cell_body(self, code, silent=False):
