@@ -20,6 +20,7 @@
 #include "sandbox/sb_util.h"
 
 #define HEAD_MAX (64 * 1024)
+#define CHUNK_LINE_MAX (16 * 1024)     /* a chunk-size or trailer line of a response */
 #define RESPONSE_WAIT_MS (300 * 1000)   /* for the response's head */
 #define IDLE_MS (600 * 1000)            /* silence inside a body or a WebSocket */
 
@@ -520,8 +521,11 @@ static int decode(proxy *x, cb_buf *out)
             continue;
         }
         const char *eol = avail ? memchr(p, '\n', avail) : NULL;
+        /* need the whole line; but a service that never ends one (a chunk
+         * size or trailer line without a newline) must not make the server
+         * buffer its bytes without end: it is code of the sandbox's */
         if (!eol)
-            return 0;  /* need the whole line */
+            return avail > CHUNK_LINE_MAX ? -1 : 0;
         size_t line = (size_t)(eol - p) + 1;
         if (x->cs == CH_SIZE) {
             char *end;

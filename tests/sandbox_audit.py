@@ -22,7 +22,12 @@ client (an audit's findings, each checked against a real server).
   500 INTERNAL_ERROR from ENXIO);
 - a raw upload into a sandbox deleted meanwhile stops writing at once (the
   unlinked temporary file used to grow on the host's disk until the client
-  was done) and ends with 503 CONTAINER_UNAVAILABLE, as documented.
+  was done) and ends with 503 CONTAINER_UNAVAILABLE, as documented;
+- a service in the sandbox behind a preview URL that sends a chunked
+  response whose chunk-size line never ends made the server buffer its bytes
+  without limit (the sandbox's code could grow the server's memory until
+  the OOM killer came, even after the client left): the proxy now gives up
+  after 16 KiB of such a line and closes the response.
 """
 import json
 import os
@@ -201,6 +206,45 @@ try:
     t.ok(out.startswith(b"HTTP/1.1 503") and b"CONTAINER_UNAVAILABLE" in out,
          "the upload ends with 503 CONTAINER_UNAVAILABLE", out[:600])
     ids.remove("audit-up")
+
+    # ---- a preview-URL service whose chunk-size line never ends ----
+    evil = (
+        "import socket, time\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', 8080)); s.listen(5)\n"
+        "while True:\n"
+        "    c, _ = s.accept(); c.recv(65536)\n"
+        "    c.sendall(b'HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n')\n"
+        "    try:\n"
+        "        c.sendall(b'a' * (4 << 20)); time.sleep(600)\n"
+        "    except OSError: pass\n")
+    srv.post(F + "/write", {"path": "evil.py", "content": evil})
+    r = srv.post(S + "/processes", {"command": "python3 /workspace/evil.py", "processId": "evil"})
+    t.eq(r.status, 201, "start a service that never ends a chunk-size line")
+    r = srv.post(S + "/processes/evil/wait", {"port": 8080, "timeoutMs": 30000})
+    t.eq(r.status, 200, "... it listens")
+    r = srv.post(S + "/ports", {"port": 8080})
+    t.eq(r.status, 201, "... its port is exposed")
+    host = "8080-audit-%s.localhost:%d" % (r.json()["token"], srv.port)
+    c = socket.create_connection((srv.host, srv.port))
+    c.settimeout(120)  # a hang detector, not a measure: the old code waited out the service
+    c.sendall(("GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
+    got, closed = b"", False
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                closed = True
+                break
+            got += d
+    except socket.timeout:
+        pass
+    c.close()
+    t.ok(closed and got.startswith(b"HTTP/1.1 200") and b"aaaa" not in got,
+         "the proxy gives up on a chunk-size line that never ends and closes the response", got[:300])
+    r = srv.get("/v1/health", token=False)
+    t.eq(r.status, 200, "the server still answers")
+    srv.delete(S + "/processes/evil?signal=KILL")
 finally:
     srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up"])
 t.done()
