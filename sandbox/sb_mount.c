@@ -44,6 +44,7 @@
 #define FUSE_MAGIC 0x65735546
 
 #define MOUNT_WAIT_MS 20000     /* s3fs's first answer from the store */
+#define START_WAIT_MS 15000     /* all of a starting sandbox's buckets (b->mu is held) */
 #define MOUNTS_MAX 16           /* per sandbox */
 #define SANDBOX_USER (SB_UID_BASE + 1000)
 
@@ -494,7 +495,7 @@ static int in_sandbox_ns(int pidfd, int tfd, const char *path, bool unmount)
 
 /* Mount configuration m into the running sandbox b (pidfd: its agent).
  * ops_mu held. 0, or -1 + err. */
-static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, sb_error *err)
+static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, int64_t wait_ms, sb_error *err)
 {
     const char *path = cb_json_str(m, "mountPath", "");
     /* the host-side mount point is outside the sandbox's folder, so that
@@ -519,7 +520,7 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
     cb_buf log = CB_BUF_INIT;
     bool mounted = false, exited = false;
     int st = 0;
-    for (int64_t t0 = sb_now_ms(); !mounted && !exited && sb_now_ms() - t0 < MOUNT_WAIT_MS;) {
+    for (int64_t t0 = sb_now_ms(); !mounted && !exited && sb_now_ms() - t0 < wait_ms;) {
         struct pollfd pf = {log_fd, POLLIN, 0};
         if (poll(&pf, 1, 10) > 0) {
             char buf[2048];
@@ -542,8 +543,8 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
             sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot mount bucket '%s' from %s: %s", cb_json_str(m, "bucket", ""),
                     cb_json_str(m, "endpoint", ""), why.len > 1 ? why.data : "s3fs exited");
         else
-            sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot mount bucket '%s': %s did not answer within %d s",
-                    cb_json_str(m, "bucket", ""), cb_json_str(m, "endpoint", ""), MOUNT_WAIT_MS / 1000);
+            sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot mount bucket '%s': %s did not answer within %.1f s",
+                    cb_json_str(m, "bucket", ""), cb_json_str(m, "endpoint", ""), (double)wait_ms / 1000);
         cb_buf_clear(&why);
         if (!exited) {
             kill(pid, SIGKILL);
@@ -672,7 +673,7 @@ int sb_mount_create(sb_req *r, sb_box *b, sb_error *err)
             sb_fail(err, SB_E_BUCKET_ALREADY_MOUNTED, "a bucket is already mounted at %s", path);
         else if (!conf_find(all, path) && cJSON_GetArraySize(all) >= MOUNTS_MAX)
             sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "a sandbox can have at most %d bucket mounts", MOUNTS_MAX);
-        else if (mount_one(b, pidfd, gen, m, err) == 0) {
+        else if (mount_one(b, pidfd, gen, m, MOUNT_WAIT_MS, err) == 0) {
             for (int i = cJSON_GetArraySize(all) - 1; i >= 0; i--)
                 if (strcmp(cb_json_str(cJSON_GetArrayItem(all, i), "mountPath", ""), path) == 0)
                     cJSON_DeleteItemFromArray(all, i);
@@ -777,10 +778,19 @@ void sb_mounts_on_start(sb_box *b)
         return;  /* the common case: no mounts, nothing to read */
     pthread_mutex_lock(&ops_mu);
     cJSON *all = conf_load(b), *m;
+    int64_t t0 = sb_now_ms();
     cJSON_ArrayForEach(m, all) {
         sb_error err = {0};
         const char *path = cb_json_str(m, "mountPath", "");
-        if (mount_one(b, b->pidfd, b->generation, m, &err) < 0) {
+        /* the start holds b->mu: every bucket together gets START_WAIT_MS */
+        int64_t left = START_WAIT_MS - (sb_now_ms() - t0);
+        int rc = -1;
+        if (left > 0)
+            rc = mount_one(b, b->pidfd, b->generation, m, left < MOUNT_WAIT_MS ? left : MOUNT_WAIT_MS, &err);
+        else
+            sb_fail(&err, SB_E_S3FS_MOUNT_ERROR, "not mounted: the sandbox's start waited %d s for its "
+                    "other buckets", START_WAIT_MS / 1000);
+        if (rc < 0) {
             live *l = live_get(b->id, path);
             free(l->error);
             l->error = cb_strdup(err.msg);

@@ -10,7 +10,9 @@ in a reply, never visible in the sandbox), wrong credentials, unknown
 bucket, unreachable store, non-empty and already-used mount points,
 readOnly, prefix, a 12 MB file (multipart upload), planted symlinks, the
 sandbox cannot unmount it, files API through the mount, a server restart
-(mounted again), unmount, delete, and no s3fs process or mount left.
+(mounted again; with the store down: the sandbox starts, the mount is listed
+as failed, and can be mounted again later), unmount, delete, and no s3fs
+process or mount left.
 Prints TAP.
 """
 import hashlib
@@ -262,6 +264,23 @@ try:
          "deleting a sandbox with a bucket mounted ends its s3fs", (r, d, s3fs_children()))
     t.ok(s3.get("data", "hello.txt") == b"hello world\n" and "moved.txt" in s3.keys_of("data"),
          "... and leaves the bucket's objects alone", s3.keys_of("data"))
+
+    # ---- the store is gone when the sandbox starts again -------------------------------
+    port = s3.port
+    t.eq(srv.stop(), 0, "graceful stop")
+    s3.stop()
+    srv.start()
+    out, rc = sh("mnt", "ls -A /workspace/data; echo listed")
+    lst = {m["mountPath"]: m for m in mounts("mnt").json().get("mounts", [])}
+    d = lst.get("/workspace/data", {})
+    t.ok(rc == 0 and out == "listed\n" and d.get("state") == "failed" and "data" in d.get("error", ""),
+         "store down at the next start: the sandbox still starts, the mount point is an empty folder, "
+         "the mount is listed as failed with the reason", (out, d))
+    s3 = S3Server({KEY: SECRET}, buckets=["data", "other"], port=port).start()
+    s3.put("data", "back.txt", b"back\n")
+    r = mount("mnt", mountPath="/workspace/data")
+    out, _ = sh("mnt", "cat /workspace/data/back.txt")
+    t.ok(r.status == 201 and out == "back\n", "mounting it again once the store is back: 201, its files show", (r, out))
 finally:
     srv.finish(t, IDS, "server stops cleanly")
     t.ok(wait_until(lambda: not s3fs_children() and not host_fuse_mounts(), timeout=20),
