@@ -469,8 +469,9 @@ static int attach_child(int pidfd, int tfd, const char *path)
     return 0;
 }
 
-/* Run fn in a child in the sandbox's mount namespace (pidfd: its agent);
- * its outcome (an errno value) or -1 + errno when the child could not run. */
+/* In a child in the sandbox's mount namespace (pidfd: its agent): attach
+ * the mount tree tfd at path (attach_child), or unmount path. The outcome
+ * (an errno value, 0 = done), or -1 + errno when the child could not run. */
 static int in_sandbox_ns(int pidfd, int tfd, const char *path, bool unmount)
 {
     pid_t pid = fork();
@@ -597,7 +598,9 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&th, &at, drain_main, a) != 0) {
-        close(log_fd);  /* s3fs gets EPIPE on its next log line; still reaped below by nobody: log it */
+        /* out of threads: s3fs keeps serving (a log line it writes now gets
+         * EPIPE) and stays a zombie after it ends, until the server exits */
+        close(log_fd);
         cb_warn("mount", "sandbox %s: cannot start the s3fs log thread for %s", b->id, path);
         free(a->path);
         free(a);
