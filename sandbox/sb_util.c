@@ -322,9 +322,23 @@ int sb_env_check(const cJSON *env, sb_error *err)
     if (!cJSON_IsObject(env))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "env must be an object of strings"), -1;
     const cJSON *kv;
-    cJSON_ArrayForEach(kv, env)
+    size_t total = 0;
+    cJSON_ArrayForEach(kv, env) {
         if (!cJSON_IsString(kv) || !sb_env_name_valid(kv->string))
             return sb_fail(err, SB_E_VALIDATION_FAILED, "env: invalid variable '%s'", kv->string), -1;
+        /* the kernel's limits for execve (MAX_ARG_STRLEN, and about a
+         * quarter of the 8 MiB stack for all of argv and envp): past them
+         * every program the command starts fails with E2BIG, and 200000
+         * variables made the agent's shell give up without a word */
+        size_t n = strlen(kv->string) + 1 + strlen(kv->valuestring) + 1;
+        if (n > SB_ENV_VAR_MAX)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: '%.64s' is longer than %u bytes "
+                           "(the kernel's limit for one variable)", kv->string, SB_ENV_VAR_MAX), -1;
+        total += n;
+        if (total > SB_ENV_TOTAL_MAX)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "env: more than %u bytes in all (programs "
+                           "could not start with it: Argument list too long)", SB_ENV_TOTAL_MAX), -1;
+    }
     return 0;
 }
 

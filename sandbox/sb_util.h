@@ -87,8 +87,11 @@ static inline int64_t sb_now_ms(void) { return cb_mono_ns() / 1000000; }
 void sb_sh_quote(cb_buf *b, const char *v);
 /* Valid environment variable name ([A-Za-z_][A-Za-z0-9_]*). */
 bool sb_env_name_valid(const char *k);
-/* An "env" of a request: an object of strings under valid names. 0, or -1
- * with VALIDATION_FAILED in err. */
+/* An "env" of a request: an object of strings under valid names, each
+ * NAME=value at most SB_ENV_VAR_MAX bytes and all at most SB_ENV_TOTAL_MAX
+ * (execve's limits). 0, or -1 with VALIDATION_FAILED in err. */
+#define SB_ENV_VAR_MAX (128u << 10)
+#define SB_ENV_TOTAL_MAX (1u << 20)
 int sb_env_check(const cJSON *env, sb_error *err);
 /* rm -rf without following symlinks or crossing file systems; 0 or -1. */
 int sb_rm_rf(const char *path);

@@ -27,7 +27,10 @@ client (an audit's findings, each checked against a real server).
   response whose chunk-size line never ends made the server buffer its bytes
   without limit (the sandbox's code could grow the server's memory until
   the OOM killer came, even after the client left): the proxy now gives up
-  after 16 KiB of such a line and closes the response.
+  after 16 KiB of such a line and closes the response;
+- an env past execve's limits (one variable over 128 KiB, or over 1 MiB in
+  all) is a 400 saying so: 200000 variables used to end in 503 "the
+  sandbox's agent does not answer" after seconds.
 """
 import json
 import os
@@ -156,6 +159,19 @@ try:
     r = srv.request("HEAD", S + "/files/content?path=five.txt", token=False)
     t.eq(r.status, 401, "HEAD needs the token like GET")
 
+    # ---- env past execve's limits ----
+    r = srv.post(X, {"command": "/bin/true", "env": {"BIG": "x" * 200000}})
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED" and "BIG" in r.json()["error"]["message"],
+         "a 200 kB variable: 400 naming it", r)
+    many = dict(("V%d" % i, "x" * 100) for i in range(200000))
+    r = srv.post(X, {"command": "/bin/true", "env": many}, timeout=300)
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED" and "in all" in r.json()["error"]["message"],
+         "200000 variables (20 MB): 400 saying the env is too large", r)
+    r = srv.put("/v1/sandboxes/audit-env", {"env": many}, timeout=300)
+    t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "... also as a sandbox's env", r)
+    r = srv.post(X, {"command": "/bin/true && echo ran", "env": dict(("V%d" % i, "x" * 900) for i in range(1000))})
+    t.ok(r.status == 200 and r.json()["stdout"] == "ran\n", "900 kB of env in 1000 variables still runs", r)
+
     # ---- sockets through the files API ----
     srv.sh("audit", "python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"/workspace/sock\")'")
     for ep in ("/files/read",):
@@ -246,5 +262,5 @@ try:
     t.eq(r.status, 200, "the server still answers")
     srv.delete(S + "/processes/evil?signal=KILL")
 finally:
-    srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up"])
+    srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up", "audit-env"])
 t.done()
