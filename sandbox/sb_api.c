@@ -120,10 +120,110 @@ static int h_box_put(sb_req *r)
     return sb_reply_json(r, created ? 201 : 200, j);
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* One form-encoded piece ("a+b%3D" -> "a b="), in place. */
+static void form_decode(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        int hi, lo;
+        if (*s == '+') {
+            *o++ = ' ';
+        } else if (*s == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
+            *o++ = (char)(hi << 4 | lo);
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+}
+
+/* The list's filters (E2B's): ?metadata=<k=v&k2=v2, URL-encoded> keeps
+ * sandboxes whose metadata has every pair; ?state=running,paused,stopped
+ * keeps those in one of the states. An owned object {metadata: {..},
+ * states: [..]}, or NULL + err. */
+static cJSON *list_filter(sb_req *r, sb_error *err)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON *md = cJSON_AddObjectToObject(f, "metadata");
+    const char *q = sb_req_query(r, "metadata");
+    if (q) {
+        cb_autofree char *copy = cb_strdup(q);
+        char *save = NULL;
+        for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+            char *eq = strchr(kv, '=');
+            if (!eq) {
+                cJSON_Delete(f);
+                return sb_fail(err, SB_E_VALIDATION_FAILED, "metadata filter: '%s' is not key=value "
+                               "(the filter is an URL-encoded query string such as userId%%3D123)", kv), NULL;
+            }
+            *eq = '\0';
+            form_decode(kv);
+            form_decode(eq + 1);
+            cJSON_DeleteItemFromObjectCaseSensitive(md, kv);
+            cJSON_AddStringToObject(md, kv, eq + 1);
+        }
+    }
+    const char *st = sb_req_query(r, "state");
+    if (st) {
+        cJSON *states = cJSON_AddArrayToObject(f, "states");
+        cb_autofree char *copy = cb_strdup(st);
+        char *save = NULL;
+        for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+            if (strcmp(s, "running") != 0 && strcmp(s, "paused") != 0 && strcmp(s, "stopped") != 0) {
+                cJSON_Delete(f);
+                return sb_fail(err, SB_E_VALIDATION_FAILED, "state filter: '%s' is not running, paused or "
+                               "stopped", s), NULL;
+            }
+            cJSON_AddItemToArray(states, cJSON_CreateString(s));
+        }
+    }
+    return f;
+}
+
+static bool list_match(const cJSON *box, const cJSON *f)
+{
+    const cJSON *states = cJSON_GetObjectItemCaseSensitive(f, "states"), *kv;
+    if (states) {
+        bool any = false;
+        cJSON_ArrayForEach(kv, states)
+            any = any || strcmp(kv->valuestring, cb_json_str(box, "status", "")) == 0;
+        if (!any)
+            return false;
+    }
+    const cJSON *md = cb_json_obj(cb_json_obj(box, "options"), "metadata");
+    cJSON_ArrayForEach(kv, cJSON_GetObjectItemCaseSensitive(f, "metadata")) {
+        const char *have = cb_json_str(md, kv->string, NULL);
+        if (!have || strcmp(have, kv->valuestring) != 0)
+            return false;
+    }
+    return true;
+}
+
 static int h_box_list(sb_req *r)
 {
+    sb_error err = {0};
+    cJSON *f = list_filter(r, &err);
+    if (!f)
+        return sb_reply_error(r, &err);
+    cJSON *all = sb_boxes_list_json(), *keep = cJSON_CreateArray();
+    while (cJSON_GetArraySize(all) > 0) {
+        cJSON *box = cJSON_DetachItemFromArray(all, 0);
+        if (list_match(box, f))
+            cJSON_AddItemToArray(keep, box);
+        else
+            cJSON_Delete(box);
+    }
+    cJSON_Delete(all);
+    cJSON_Delete(f);
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddItemToObject(j, "sandboxes", sb_boxes_list_json());
+    cJSON_AddItemToObject(j, "sandboxes", keep);
     return sb_reply_json(r, 200, j);
 }
 

@@ -90,6 +90,28 @@ static const struct { const char *name; sb_limits lim; } presets[] = {
 
 /* ---- options ------------------------------------------------------------- */
 
+/* metadata (E2B's): labels a client gives a sandbox to find it again
+ * (GET /v1/sandboxes?metadata=...), an object of up to 64 strings. */
+static int metadata_check(const cJSON *md, sb_error *err)
+{
+    if (!cJSON_IsObject(md))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "metadata must be an object of strings"), -1;
+    int n = 0;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, md) {
+        cb_autofree char *key = sb_utf8_lossy(kv->string, NULL);
+        if (++n > 64)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "metadata holds more than 64 keys"), -1;
+        if (!*kv->string || strlen(kv->string) > 128 || sb_has_ctl(kv->string))
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "metadata: the key '%.64s' must be 1-128 bytes "
+                           "without control characters", key), -1;
+        if (!cJSON_IsString(kv) || strlen(kv->valuestring) > 1024)
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "metadata: '%.64s' must be a string of at most "
+                           "1024 bytes", key), -1;
+    }
+    return 0;
+}
+
 static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
 {
     memset(o, 0, sizeof *o);
@@ -164,7 +186,19 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
     if (env && sb_env_check(env, err) < 0)
         return -1;
     o->env = env ? cJSON_Duplicate(env, 1) : cJSON_CreateObject();
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(j, "metadata");
+    if (md && !cJSON_IsNull(md) && metadata_check(md, err) < 0)
+        return -1;
+    o->metadata = md && !cJSON_IsNull(md) ? cJSON_Duplicate(md, 1) : cJSON_CreateObject();
     return 0;
+}
+
+/* What a sandbox's options own (env, metadata); o stays usable as empty. */
+static void opts_clear(sb_box_opts *o)
+{
+    cJSON_Delete(o->env);
+    cJSON_Delete(o->metadata);
+    o->env = o->metadata = NULL;
 }
 
 static cJSON *opts_json(const sb_box_opts *o)
@@ -185,6 +219,7 @@ static cJSON *opts_json(const sb_box_opts *o)
     cJSON_AddStringToObject(j, "sleepAfter", sa);
     cJSON_AddBoolToObject(j, "keepAlive", o->keep_alive);
     cJSON_AddItemToObject(j, "env", cJSON_Duplicate(o->env, 1));
+    cJSON_AddItemToObject(j, "metadata", cJSON_Duplicate(o->metadata, 1));
     return j;
 }
 
@@ -211,7 +246,7 @@ static void box_free(sb_box *b)
     sb_ctxs_free(b);
     sb_procs_free(b);
     cJSON_Delete(b->ports);
-    cJSON_Delete(b->opts.env);
+    opts_clear(&b->opts);
     cJSON_Delete(b->sessions);
     pthread_mutex_destroy(&b->mu);
     pthread_mutex_destroy(&b->backup_mu);
@@ -1430,7 +1465,7 @@ sb_box *sb_box_create(const char *id, const cJSON *body, bool *created, sb_error
     }
     sb_box_opts opts;
     if (parse_opts(body, &opts, err) < 0) {
-        cJSON_Delete(opts.env);
+        opts_clear(&opts);
         return NULL;
     }
     return box_add(id, &opts, created, err);
@@ -1445,13 +1480,14 @@ sb_box *sb_box_create_from(const char *id, sb_box *src, bool *created, sb_error 
         return NULL;
     }
     pthread_mutex_lock(&src->mu);
-    sb_box_opts opts = src->opts;   /* plain values, but env: a copy of its own */
+    sb_box_opts opts = src->opts;   /* plain values, but env and metadata: copies of its own */
     opts.env = cJSON_Duplicate(src->opts.env, 1);
+    opts.metadata = cJSON_Duplicate(src->opts.metadata, 1);
     pthread_mutex_unlock(&src->mu);
     return box_add(id, &opts, created, err);
 }
 
-/* The sandbox id, or a new one with *opts (taken: its env is freed or kept). */
+/* The sandbox id, or a new one with *opts (taken: its env and metadata are freed or kept). */
 static sb_box *box_add(const char *id, sb_box_opts *opts_in, bool *created, sb_error *err)
 {
     sb_box_opts opts = *opts_in;
@@ -1463,7 +1499,7 @@ static sb_box *box_add(const char *id, sb_box_opts *opts_in, bool *created, sb_e
     if (b) {
         sb_box_ref(b);
         pthread_mutex_unlock(&reg.mu);
-        cJSON_Delete(opts.env);
+        opts_clear(&opts);
         return b;
     }
     b = box_new(id);

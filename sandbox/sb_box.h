@@ -54,6 +54,7 @@ typedef struct sb_box_opts {
     bool keep_alive;
     unsigned disk_mb;           /* /workspace size limit (its own file system); 0 = none */
     cJSON *env;                 /* object of strings, owned */
+    cJSON *metadata;            /* object of strings (client labels), owned */
 } sb_box_opts;
 
 typedef enum { SB_BOX_STOPPED, SB_BOX_RUNNING } sb_box_state;
