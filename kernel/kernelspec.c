@@ -88,6 +88,10 @@ static kn_kernelspec *load_spec(const char *name, const char *dir, char **err)
         return NULL;
     }
     cJSON *j = cJSON_Parse(text);
+    if (!j) {
+        *err = cb_printf_new("invalid kernelspec %s: not valid JSON", path);
+        return NULL;
+    }
     cJSON *argv = cb_json_arr(j, "argv");
     if (!cJSON_IsObject(j) || !argv || cJSON_GetArraySize(argv) < 1) {
         cJSON_Delete(j);

@@ -547,6 +547,46 @@ char *nb_notebook_dumps(const nb_notebook *nb, size_t *len)
     return cb_buf_steal(&out);
 }
 
+/* The process's umask, read without changing it (umask() would, for a
+ * moment, for every thread): Linux shows it in /proc/self/status. */
+static mode_t current_umask(void)
+{
+    mode_t mask = 022;
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return mask;
+    char line[256];
+    unsigned int m;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Umask: %o", &m) == 1) {
+            mask = (mode_t)(m & 0777);
+            break;
+        }
+    fclose(f);
+    return mask;
+}
+
+/* The temporary file that replaces path takes what nbformat.write()'s
+ * open(path, "w") would have kept: the mode, owner and group of the file
+ * there before (--inplace on a 0640 or group-shared notebook stays so), or
+ * for a new file 0666 less the umask. An owner that cannot be kept (not
+ * root) is not an error: the file is then ours, as any replaced file. */
+static int keep_file_identity(int fd, const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return fchmod(fd, 0666 & ~current_umask());
+    if (fchmod(fd, st.st_mode & 07777) < 0)
+        return -1;
+    struct stat mine;
+    if (fstat(fd, &mine) == 0 && (mine.st_uid != st.st_uid || mine.st_gid != st.st_gid) &&
+        fchown(fd, st.st_uid, st.st_gid) < 0 && fchown(fd, (uid_t)-1, st.st_gid) < 0)
+        cb_debug("notebooks", "%s: owner %d:%d not kept: %s", path, (int)st.st_uid, (int)st.st_gid,
+                 strerror(errno));
+    /* chown clears the set-id bits: set the mode again */
+    return fchmod(fd, st.st_mode & 07777);
+}
+
 int nb_notebook_write(const nb_notebook *nb, const char *path, char **err)
 {
     cb_buf buf = CB_BUF_INIT;
@@ -577,7 +617,7 @@ int nb_notebook_write(const nb_notebook *nb, const char *path, char **err)
     cb_autofree char *tmp = cb_printf_new("%s.tmp.%d.XXXXXX", path, (int)getpid());
     int fd = mkostemp(tmp, O_CLOEXEC);
     int rc = fd < 0 ? -1 : 0;
-    if (rc == 0 && (fchmod(fd, 0644) < 0 || write_notebook(nb, &buf, fd) < 0 || fsync(fd) < 0))
+    if (rc == 0 && (keep_file_identity(fd, path) < 0 || write_notebook(nb, &buf, fd) < 0 || fsync(fd) < 0))
         rc = -1;
     int e = errno;
     if (fd >= 0 && close(fd) < 0 && rc == 0) {

@@ -45,8 +45,11 @@ void nb_notebook_free(nb_notebook *nb);
 
 /* nbformat.writes(): owned text ending in a newline. */
 char *nb_notebook_dumps(const nb_notebook *nb, size_t *len);
-/* Writes atomically (temporary file + rename) with mode 0644, or to
- * stdout when path is "-". Returns 0, or -1 with *err set. */
+/* Writes atomically (temporary file + rename), or to stdout when path is
+ * "-". A file replaced keeps its mode, owner and group (as far as we may
+ * set them); a new one gets 0666 less the umask, as nbformat.write(). A
+ * symbolic link at path is replaced, not followed (callers resolve one they
+ * mean to write through). Returns 0, or -1 with *err set. */
 int nb_notebook_write(const nb_notebook *nb, const char *path, char **err);
 
 /* nbformat.v4.upgrade() within v4: a notebook older than 4.5 gets cell ids

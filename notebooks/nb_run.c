@@ -15,8 +15,8 @@
  *      goes to --stdout-file/--stderr-file as it arrives
  *   4. the main thread draws the progress bar on a TTY; results and
  *      failures are printed in input order at the end
- * SIGINT/SIGTERM make every worker stop its cell, write what it has and
- * shut its kernel down (exit status 130).
+ * SIGINT/SIGTERM/SIGHUP make every worker stop its cell, write what it has
+ * and shut its kernel down (exit status 130).
  *
  * Exit status: 0 all notebooks ran cleanly, 1 at least one failed (its
  * reason is printed on one line naming the notebook and the cell), 2 bad
@@ -992,7 +992,12 @@ static int plan_outputs(const run_opts *o, job *jobs)
             j->output = cb_strdup(out_filled ? out_filled : o->output);
             j->output_given = j->output;
         } else if (o->inplace) {
-            j->output = cb_strdup(j->input);
+            /* through a symbolic link to the file it names, as nbformat's
+             * open(path, "w") writes: the link stays a link */
+            char real[PATH_MAX];
+            struct stat lst;
+            bool link = strcmp(j->input, "-") != 0 && lstat(j->input, &lst) == 0 && S_ISLNK(lst.st_mode);
+            j->output = cb_strdup(link && realpath(j->input, real) ? real : j->input);
         } else if (output_dir) {
             if (dir_filled && cb_mkdir_p(output_dir, 0755) < 0) {
                 fprintf(stderr, "cellbox run: cannot create %s: %s\n", output_dir, strerror(errno));
@@ -1025,6 +1030,14 @@ static int plan_outputs(const run_opts *o, job *jobs)
             if (strcmp(jobs[k].output, "-") != 0 && same_file(jobs[k].output, j->output))
                 return bad_usage("%s and %s would both be written to %s", jobs[k].input, j->input, j->output);
     }
+    /* one notebook's output must not be another one's input (a.ipynb and
+     * a.out.ipynb, as `cellbox run *.ipynb` finds them the second time):
+     * the first would overwrite the second before or while it is read */
+    for (int i = 0; i < o->n_inputs; i++)
+        for (int k = 0; k < o->n_inputs; k++)
+            if (k != i && strcmp(jobs[i].output, "-") != 0 && strcmp(jobs[k].input, "-") != 0 &&
+                same_file(jobs[i].output, jobs[k].input))
+                return bad_usage("%s would be written to %s, which is also an input", jobs[i].input, jobs[i].output);
     return 0;
 }
 
@@ -1217,10 +1230,13 @@ int nb_cmd_run(int argc, char **argv)
     if (pipe2(c.cancel_pipe, O_CLOEXEC) < 0)
         cb_die_errno("pipe");
     g_ctx = &c;
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    /* SIGHUP too: a closed terminal or SSH session must not leave the
+     * kernels running and the notebook unwritten */
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_hup;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGHUP, &sa, &old_hup);
     signal(SIGPIPE, SIG_IGN);
 
     int n_workers = o.jobs < o.n_inputs ? o.jobs : o.n_inputs;
@@ -1247,6 +1263,7 @@ int nb_cmd_run(int argc, char **argv)
     free(threads);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
     bool cancelled = cancel_requested(&c);
     g_ctx = NULL;
     close(c.cancel_pipe[0]);

@@ -1,0 +1,224 @@
+#!/usr/bin/python3
+"""`cellbox run` audited as a demanding nbclient/papermill user would: what
+happens to the files it replaces (a symbolic link given to --inplace, the
+mode and group of a replaced notebook, the umask for a new one), inputs that
+are each other's outputs, SIGHUP (a closed terminal or SSH session), and a
+kernelspec that is not JSON.
+
+Nothing here depends on timing: waits are for events (files a cell writes),
+with generous timeouts that only matter when something is broken. Every
+kernel a test provokes is checked to be gone afterwards. Run as root, the
+group of a replaced file is checked too (chown to another group)."""
+import grp
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nb_common as C  # noqa: E402
+
+KS = {"name": "cellbox", "display_name": "Python 3 (cellbox)", "language": "python"}
+
+
+def write_nb(path, cells, kernelspec=KS):
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": kernelspec},
+          "cells": [{"cell_type": "code", "id": "c%d" % (i + 1), "metadata": {}, "source": src, "outputs": [],
+                     "execution_count": None} for i, src in enumerate(cells)]}
+    with open(path, "w") as fh:
+        json.dump(nb, fh)
+    return path
+
+
+def text(nb, i):
+    return "".join("".join(o.get("text", "")) for o in nb["cells"][i]["outputs"] if o["output_type"] == "stream")
+
+
+def enames(nb, i):
+    return [o["ename"] for o in nb["cells"][i]["outputs"] if o["output_type"] == "error"]
+
+
+def wait_for_file(path, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def children(pid):
+    """The pids of pid's children (from /proc/PID/task/*/children)."""
+    kids = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
+                kids += [int(x) for x in fh.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return kids
+
+
+def kill_if_alive(pid):
+    if pid and C.pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def gone(pid, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not C.pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def main():
+    t = C.Tap()
+    tmp = C.tempdir("cellbox-nb-audit-")
+    leftover = []
+    try:
+        env = C.kernelspec_env(tmp)
+        d = os.path.join(tmp, "w")
+        os.makedirs(d)
+
+        def run(*args, **kw):
+            return C.run(args, env=env, **kw)
+
+        # ------------------------------------------ what a replaced file keeps
+        real = os.path.join(d, "real")
+        os.makedirs(real)
+        target = write_nb(os.path.join(real, "target.ipynb"), ["print('through')"])
+        link = os.path.join(d, "link.ipynb")
+        os.symlink(os.path.join("real", "target.ipynb"), link)
+        r = run("run", "--inplace", link)
+        res = C.load(target)
+        t.ok(r.returncode == 0 and os.path.islink(link) and os.readlink(link) == os.path.join("real", "target.ipynb")
+             and text(res, 0) == "through\n" and os.listdir(real) == ["target.ipynb"],
+             "--inplace on a symbolic link writes the file it names; the link stays (was replaced by a file)",
+             r.stderr)
+
+        shared = write_nb(os.path.join(d, "shared.ipynb"), ["print('shared')"])
+        os.chmod(shared, 0o640)
+        group = None
+        if os.geteuid() == 0:
+            others = [g for g in grp.getgrall() if g.gr_gid != os.getegid()]
+            if others:
+                group = others[0].gr_gid
+                os.chown(shared, -1, group)
+        r = run("run", "--inplace", shared)
+        st = os.stat(shared)
+        t.ok(r.returncode == 0 and stat.S_IMODE(st.st_mode) == 0o640 and (group is None or st.st_gid == group)
+             and text(C.load(shared), 0) == "shared\n",
+             "--inplace keeps the notebook's mode 0640%s (was 0644, own group)" % (" and group" if group else ""),
+             "mode %o gid %d (want %s) %s" % (stat.S_IMODE(st.st_mode), st.st_gid, group, r.stderr))
+
+        # -o onto an existing file keeps its mode too, as nbformat.write()
+        old_out = os.path.join(d, "old_out.ipynb")
+        with open(old_out, "w") as fh:
+            fh.write("{}")
+        os.chmod(old_out, 0o600)
+        r = run("run", shared, "-o", old_out)
+        t.ok(r.returncode == 0 and stat.S_IMODE(os.stat(old_out).st_mode) == 0o600
+             and text(C.load(old_out), 0) == "shared\n",
+             "-o onto an existing 0600 file keeps 0600 (was 0644)", "%o %s" % (os.stat(old_out).st_mode, r.stderr))
+
+        # a new file follows the umask, as open() in nbformat.write()
+        private = write_nb(os.path.join(d, "private.ipynb"), ["print('private')"])
+        r = subprocess.run([C.CELLBOX, "run", private], env=env, capture_output=True, text=True, timeout=300,
+                           preexec_fn=lambda: os.umask(0o077))
+        out = private.replace(".ipynb", ".out.ipynb")
+        mode = stat.S_IMODE(os.stat(out).st_mode) if os.path.exists(out) else None
+        t.ok(r.returncode == 0 and mode == 0o600, "a new output under umask 077 is 0600 (was 0644: readable by all)",
+             "mode %s %s" % (oct(mode) if mode is not None else None, r.stderr))
+
+        # ----------------------------------- an output that is another input
+        first = write_nb(os.path.join(d, "first.ipynb"), ["print('first')"])
+        second = write_nb(os.path.join(d, "first.out.ipynb"), ["print('precious')"])
+        before = C.read_text(second)
+        r = run("run", first, second)
+        t.ok(r.returncode == 2 and "first.out.ipynb, which is also an input" in r.stderr
+             and C.read_text(second) == before and not os.path.exists(os.path.join(d, "first.out.out.ipynb")),
+             "a.ipynb and a.out.ipynb as inputs: exit 2 before running (a.out.ipynb was overwritten by a's result)",
+             r.stderr)
+        r = run("run", "-j", "2", second, first)
+        t.ok(r.returncode == 2 and C.read_text(second) == before, "the same in the other order, with -j 2", r.stderr)
+
+        # ------------------------------------------------------------- SIGHUP
+        # mid-cell: like SIGINT/SIGTERM, the cell is stopped, the partial
+        # notebook written and the kernel shut down
+        hup = write_nb(os.path.join(d, "hup.ipynb"), [
+            "import os\nprint('before')\nopen('hup.pid', 'w').write(str(os.getpid()))",
+            "import time\nopen('hup.ready', 'w').close()\ntime.sleep(120)", "print('never')"])
+        proc = subprocess.Popen([C.CELLBOX, "run", hup], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        ready = wait_for_file(os.path.join(d, "hup.ready"))
+        kpid = int(C.read_text(os.path.join(d, "hup.pid"))) if ready else 0
+        leftover.append(kpid)
+        if ready:
+            proc.send_signal(signal.SIGHUP)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        out = hup.replace(".ipynb", ".out.ipynb")
+        res = C.load(out) if os.path.exists(out) else None
+        t.ok(ready and proc.returncode == 130 and "interrupted" in stderr and res and text(res, 0) == "before\n"
+             and enames(res, 1) == ["KeyboardInterrupt"] and gone(kpid),
+             "SIGHUP mid-cell: exit 130, partial notebook written, kernel gone (was: killed at once, nothing written)",
+             "rc %s %s" % (proc.returncode, stderr))
+
+        # during startup, with a kernel that does not watch its parent: it
+        # must not be left running
+        kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "deaf")
+        os.makedirs(kd)
+        with open(os.path.join(kd, "kernel.json"), "w") as fh:
+            json.dump({"argv": ["/bin/sh", "-c", "echo $$ > deaf.pid; exec sleep 600", "{connection_file}"],
+                       "display_name": "deaf", "language": "python"}, fh)
+        simple = write_nb(os.path.join(d, "simple.ipynb"), ["print(1)"])
+        proc = subprocess.Popen([C.CELLBOX, "run", "-k", "deaf", "--startup-timeout", "300", simple], env=env,
+                                cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready = wait_for_file(os.path.join(d, "deaf.pid"))
+        spid = 0
+        end = time.monotonic() + 30
+        while ready and not spid and time.monotonic() < end:
+            txt = C.read_text(os.path.join(d, "deaf.pid")).strip()
+            spid = int(txt) if txt else 0
+            time.sleep(0.05)
+        leftover.append(spid)
+        if spid:
+            proc.send_signal(signal.SIGHUP)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        t.ok(spid and proc.returncode == 130 and "cancelled while the kernel was starting" in stderr and gone(spid),
+             "SIGHUP while a kernel starts: exit 130, the kernel process killed (was: left running, orphaned)",
+             "rc %s %s" % (proc.returncode, stderr))
+
+        # ------------------------------------------------ a broken kernelspec
+        kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "broken")
+        os.makedirs(kd)
+        with open(os.path.join(kd, "kernel.json"), "w") as fh:
+            fh.write('{"argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],\n')
+        r = run("run", "-k", "broken", simple)
+        t.ok(r.returncode == 1 and "kernel.json: not valid JSON" in r.stderr,
+             "a kernel.json that is not JSON says so (said: it needs an 'argv' list)", r.stderr)
+    finally:
+        for pid in leftover:
+            kill_if_alive(pid)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return t.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
