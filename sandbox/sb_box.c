@@ -130,6 +130,7 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
         return sb_fail(err, SB_E_VALIDATION_FAILED,
                        "instanceType must be lite, standard or heavy, not '%s'", inst), -1;
     snprintf(o->instance, sizeof o->instance, "%s", inst);
+    const sb_limits preset = o->lim;
     bool custom = false;
     if (cb_json_has(j, "memoryMB")) {
         long long v = cb_json_int(j, "memoryMB", -1);
@@ -155,7 +156,9 @@ static int parse_opts(const cJSON *j, sb_box_opts *o, sb_error *err)
             return sb_fail(err, SB_E_VALIDATION_FAILED, "tmpMB must be 1..1048576"), -1;
         o->lim.tmp_mb = (unsigned)v, custom = true;
     }
-    if (custom)
+    /* explicit limits equal to the preset's are the preset (the persisted
+     * options hold every limit: a "standard" sandbox must read back as one) */
+    if (custom && memcmp(&o->lim, &preset, sizeof preset) != 0)
         snprintf(o->instance, sizeof o->instance, "custom");
     if (cb_json_has(j, "diskMB")) {
         long long v = cb_json_int(j, "diskMB", -1);

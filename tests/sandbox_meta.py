@@ -54,7 +54,7 @@ try:
     r = srv.put("/v1/sandboxes/md-a", {"metadata": {"userId": "u1", "env": "dev", "odd": odd}})
     t.ok(r.status == 201 and r.json()["options"]["metadata"] == {"userId": "u1", "env": "dev", "odd": odd},
          "metadata given at creation is shown in options.metadata, exactly", r)
-    srv.create("md-b", metadata={"userId": "u2", "env": "dev"})
+    srv.create("md-b", metadata={"userId": "u2", "env": "dev"}, instanceType="standard")
     srv.create("md-c")
     t.eq(srv.get("/v1/sandboxes/md-c").json()["options"].get("metadata"), {},
          "a sandbox without metadata shows an empty object")
@@ -93,6 +93,8 @@ try:
     srv.start()
     t.eq(listed(metadata={"userId": "u1"}), ["md-a", "md-fork"], "metadata survives a restart; filters work after it")
     t.eq(listed(state="stopped"), ["md-a", "md-b", "md-c", "md-fork"], "after a restart every sandbox is stopped")
+    t.eq([srv.get("/v1/sandboxes/" + i).json()["options"]["instanceType"] for i in ("md-a", "md-b")],
+         ["lite", "standard"], "instanceType reads back as given after a restart (was 'custom' for every sandbox)")
 finally:
     srv.finish(t, IDS, "server stops cleanly")
 t.done()
