@@ -232,6 +232,13 @@ static int h_box_get(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, sb_box_json(b));
 }
 
+static int h_box_patch(sb_req *r, sb_box *b, sb_error *err)
+{
+    if (sb_box_update(b, body_or_empty(r), err) < 0)
+        return -1;
+    return sb_reply_json(r, 200, sb_box_json(b));
+}
+
 static int h_box_delete(sb_req *r, sb_box *b, sb_error *err)
 {
     if (sb_box_delete(b, err) < 0)
@@ -1274,6 +1281,7 @@ const sb_route sb_api_routes[] = {
     {"PUT", SBX, h_box_put, 0, NULL},
     {"GET", SBX, on_box, 0, NULL, BOX(h_box_get)},
     {"DELETE", SBX, on_box, 0, NULL, BOX(h_box_delete)},
+    {"PATCH", SBX, on_box, 0, NULL, BOX(h_box_patch)},
     {"POST", SBX "/pause", on_box, 0, NULL, BOX(h_box_pause)},
     {"POST", SBX "/resume", on_box, 0, NULL, BOX(h_box_resume)},
     {"POST", SBX "/exec", on_box, 0, NULL, BOX(h_exec)},

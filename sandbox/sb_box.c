@@ -1549,6 +1549,68 @@ int sb_box_delete(sb_box *b, sb_error *err)
     return 0;
 }
 
+int sb_box_update(sb_box *b, const cJSON *body, sb_error *err)
+{
+    static const char *const can[] = {"sleepAfter", "keepAlive", "metadata", "memoryMB", "cpus", "pids"};
+    if (!cJSON_IsObject(body))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "the body must be an object of the options to change"), -1;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, body) {
+        bool ok = false;
+        for (size_t i = 0; i < CB_ARRAY_LEN(can); i++)
+            ok = ok || strcmp(kv->string, can[i]) == 0;
+        if (!ok) {
+            cb_autofree char *name = sb_utf8_lossy(kv->string, NULL);
+            return sb_fail(err, SB_E_VALIDATION_FAILED, "'%s' cannot be changed after creation (these can: "
+                           "sleepAfter, keepAlive, metadata, memoryMB, cpus, pids)", name), -1;
+        }
+    }
+    /* the current options with the changes, read by parse_opts: every
+     * option is checked by the same code as at creation */
+    pthread_mutex_lock(&b->mu);
+    cJSON *merged = opts_json(&b->opts);
+    pthread_mutex_unlock(&b->mu);
+    cJSON_ArrayForEach(kv, body) {
+        if (cJSON_IsNull(kv))
+            continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(merged, kv->string);
+        cJSON_AddItemToObject(merged, kv->string, cJSON_Duplicate(kv, 1));
+    }
+    sb_box_opts n;
+    int rc = parse_opts(merged, &n, err);
+    cJSON_Delete(merged);
+    if (rc < 0) {
+        opts_clear(&n);
+        return -1;
+    }
+    pthread_mutex_lock(&b->mu);
+    if (b->deleted)
+        rc = sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' was deleted", b->id);
+    bool limits = memcmp(&n.lim, &b->opts.lim, sizeof n.lim) != 0;
+    if (rc == 0 && limits && b->state == SB_BOX_RUNNING && reg.isolation != SB_ISOLATION_NONE) {
+        /* lowering memory below what the sandbox uses would make the
+         * kernel kill its processes (v2) or refuse (v1): say so instead */
+        long long used = sb_cg_memory(&b->cg, &reg.cg);
+        if (used > 0 && (unsigned long long)used > ((unsigned long long)n.lim.memory_mb << 20))
+            rc = sb_fail(err, SB_E_SANDBOX_CONFLICT, "memoryMB %u is below what the sandbox uses now "
+                         "(%lld MB): free memory in it first", n.lim.memory_mb, used >> 20);
+        else if (sb_cg_set_limits(&reg.cg, &b->cg, &n.lim, err) < 0) {
+            sb_error ignored = {0};
+            sb_cg_set_limits(&reg.cg, &b->cg, &b->opts.lim, &ignored);  /* back to the old ones */
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        opts_clear(&b->opts);
+        b->opts = n;
+        save_meta(b);
+    } else {
+        opts_clear(&n);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc ? -1 : 0;
+}
+
 cJSON *sb_box_json(sb_box *b)
 {
     pthread_mutex_lock(&b->mu);

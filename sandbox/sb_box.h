@@ -121,6 +121,11 @@ sb_box *sb_box_create_from(const char *id, sb_box *src, bool *created, sb_error 
 sb_box *sb_box_ref(sb_box *b);                       /* returns b */
 void sb_box_unref(sb_box *b);
 int sb_box_delete(sb_box *b, sb_error *err);
+/* Change options of a sandbox (PATCH): sleepAfter, keepAlive, metadata
+ * (replaced), memoryMB, cpus, pids (applied at once to a running sandbox;
+ * memory never below what it uses now, SANDBOX_CONFLICT). Others are
+ * fixed at creation (VALIDATION_FAILED). Saved like the rest. */
+int sb_box_update(sb_box *b, const cJSON *body, sb_error *err);
 /* A list of every sandbox (owned array). */
 cJSON *sb_boxes_list_json(void);
 cJSON *sb_box_json(sb_box *b);

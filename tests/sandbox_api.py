@@ -16,7 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, in_threads, parse_sse, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, cgroup_limits, in_threads, parse_sse, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -81,18 +81,7 @@ try:
     t.ok(r.status == 201 and o["memoryMB"] == 300 and o["pids"] == 100 and o["instanceType"] == "custom",
          "explicit limits override the preset", r)
     # the limits really are on the sandbox's cgroups (v1 or v2, seen from the host)
-    apid = r.json()["agentPid"]
-    lim = {}
-    with open("/proc/%d/cgroup" % apid) as f:
-        for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            for name, files in (("memory", ("memory.limit_in_bytes", "memory.max")),
-                                ("pids", ("pids.max",)), ("", ("memory.max", "pids.max"))):
-                if (name and name in ctrls.split(",")) or (not name and ctrls == ""):
-                    base = "/sys/fs/cgroup/%s%s" % (name + "/" if name else "", path.lstrip("/"))
-                    for fn in files:
-                        if os.path.exists(os.path.join(base, fn)):
-                            lim[fn.split(".")[0]] = open(os.path.join(base, fn)).read().strip()
+    lim = cgroup_limits(r.json()["agentPid"])
     t.ok(lim.get("memory") == str(300 << 20) and lim.get("pids") == "100",
          "memory and pids limits are set on the sandbox's cgroups", lim)
     r = srv.get("/v1/sandboxes")

@@ -288,6 +288,24 @@ class Server:
             return ""
 
 
+def cgroup_limits(pid):
+    """The memory and pids limits of the cgroups of a process (a sandbox's
+    agent), read on the host (cgroup v1 or v2): {"memory": "314572800",
+    "pids": "100"}, strings as the kernel shows them."""
+    lim = {}
+    with open("/proc/%d/cgroup" % pid) as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for name, files in (("memory", ("memory.limit_in_bytes", "memory.max")),
+                                ("pids", ("pids.max",)), ("", ("memory.max", "pids.max"))):
+                if (name and name in ctrls.split(",")) or (not name and ctrls == ""):
+                    base = "/sys/fs/cgroup/%s%s" % (name + "/" if name else "", path.lstrip("/"))
+                    for fn in files:
+                        if os.path.exists(os.path.join(base, fn)):
+                            lim[fn.split(".")[0]] = open(os.path.join(base, fn)).read().strip()
+    return lim
+
+
 def parse_sse(text):
     events = []
     for block in text.split("\n\n"):

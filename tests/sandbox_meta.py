@@ -1,18 +1,23 @@
-"""tests/sandbox_meta.py: sandbox metadata and list filters (E2B's
-`metadata` on create, `list({query: {metadata, state}})`), with the real
-server and real sandboxes.
+"""tests/sandbox_meta.py: sandbox metadata, list filters and options
+changed after creation (E2B's `metadata`, `list({query: {metadata,
+state}})`, `setTimeout`; Cloudflare's keepAlive), with the real server and
+real sandboxes.
 
 metadata: an object of up to 64 strings given at creation, shown in
 `options.metadata`, kept over a restart, copied by a fork.
 GET /v1/sandboxes?metadata=<URL-encoded k=v&k2=v2>&state=running,paused,stopped.
+PATCH /v1/sandboxes/{id}: sleepAfter, keepAlive, metadata, and the limits
+memoryMB, cpus, pids applied at once to the running sandbox's cgroups (never
+below the memory it uses); the rest is fixed at creation.
 Prints TAP.
 """
 import os
 import sys
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, cgroup_limits, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -85,6 +90,59 @@ try:
     t.ok(r.status == 400 and "sleeping" in r.json()["error"]["message"], "an unknown state: 400 naming it", r)
     srv.post("/v1/sandboxes/md-b/resume")
 
+    # ---- PATCH: options after creation ------------------------------------------------
+    r = srv.request("PATCH", "/v1/sandboxes/md-c", {"keepAlive": True, "sleepAfter": "1h",
+                                                     "metadata": {"userId": "u9"}})
+    o = r.json().get("options", {}) if r.status == 200 else {}
+    t.ok(r.status == 200 and o.get("keepAlive") is True and o.get("sleepAfter") == "3600000ms"
+         and o.get("metadata") == {"userId": "u9"} and o.get("instanceType") == "lite",
+         "PATCH keepAlive, sleepAfter, metadata: 200 with the new options (metadata replaced)", r)
+    t.eq(listed(metadata={"userId": "u9"}), ["md-c"], "... the list's filter sees the new metadata")
+    wrong = []
+    for body, word in [({"network": "egress"}, "network"), ({"tmpMB": 10}, "tmpMB"), ({"env": {}}, "env"),
+                       ({"sleepAfter": "bogus"}, "sleepAfter"), ({"memoryMB": 1}, "memoryMB"),
+                       ({"keepAlive": "yes"}, "keepAlive"), ({"metadata": [1]}, "metadata")]:
+        r = srv.request("PATCH", "/v1/sandboxes/md-c", body)
+        if r.status != 400 or word not in r.json()["error"]["message"]:
+            wrong.append((body, r))
+    o2 = srv.get("/v1/sandboxes/md-c").json()["options"]
+    t.ok(not wrong and o2 == o, "PATCH of a fixed option or a bad value: 400 naming it, nothing changed",
+         (wrong, o, o2))
+    t.eq(srv.request("PATCH", "/v1/sandboxes/md-nope", {"keepAlive": True}).status, 404,
+         "PATCH of an unknown sandbox: 404")
+
+    def limit():
+        """md-c's memory limit in MB, read from its cgroup on the host."""
+        pid = srv.get("/v1/sandboxes/md-c").json().get("agentPid")
+        v = cgroup_limits(pid).get("memory", "") if pid else ""
+        return int(v) >> 20 if v.isdigit() else v
+
+    before = limit()
+    r = srv.request("PATCH", "/v1/sandboxes/md-c", {"memoryMB": 300, "pids": 100, "cpus": 0.25})
+    o = r.json().get("options", {}) if r.status == 200 else {}
+    t.ok(r.status == 200 and o.get("memoryMB") == 300 and o.get("pids") == 100 and o.get("cpus") == 0.25
+         and o.get("instanceType") == "custom" and limit() == 300 and before == 256,
+         "PATCH memoryMB/pids/cpus: applied at once to the running sandbox's cgroup (256 -> 300 MB), "
+         "instanceType custom", (r, before, limit()))
+    srv.post("/v1/sandboxes/md-c/processes", {"command": "python3 -c 'x = bytearray(120 << 20); "
+                                               "import time; time.sleep(120)'", "processId": "hog"})
+    grew = wait_until(lambda: (srv.get("/v1/sandboxes/md-c").json().get("memoryBytes") or 0) > 110 << 20,
+                      timeout=30)
+    r = srv.request("PATCH", "/v1/sandboxes/md-c", {"memoryMB": 64})
+    alive = srv.get("/v1/sandboxes/md-c/processes/hog").json().get("status")
+    t.ok(grew and r.status == 409 and r.code == "SANDBOX_CONFLICT" and "uses now" in r.json()["error"]["message"]
+         and alive == "running" and limit() == 300,
+         "PATCH memoryMB below what the sandbox uses: 409, its processes untouched, the limit unchanged",
+         (grew, r, alive, limit()))
+    srv.delete("/v1/sandboxes/md-c/processes/hog")
+    r = srv.request("PATCH", "/v1/sandboxes/md-c", {"keepAlive": False, "sleepAfter": "1s"})
+    t.ok(r.status == 200 and wait_until(lambda: srv.get("/v1/sandboxes/md-c").json()["status"] == "stopped",
+                                        timeout=30),
+         "PATCH sleepAfter 1s (keepAlive off): the idle sandbox goes to sleep", r)
+    r = srv.request("PATCH", "/v1/sandboxes/md-c", {"sleepAfter": "10m"})
+    t.ok(r.status == 200 and srv.get("/v1/sandboxes/md-c").json()["status"] == "stopped",
+         "PATCH of a stopped sandbox: 200, it is not woken", r)
+
     # ---- fork, restart ---------------------------------------------------------------------
     r = srv.post("/v1/sandboxes/md-a/fork", {"id": "md-fork"})
     t.ok(r.status in (200, 201) and r.json()["options"]["metadata"]["userId"] == "u1",
@@ -95,6 +153,11 @@ try:
     t.eq(listed(state="stopped"), ["md-a", "md-b", "md-c", "md-fork"], "after a restart every sandbox is stopped")
     t.eq([srv.get("/v1/sandboxes/" + i).json()["options"]["instanceType"] for i in ("md-a", "md-b")],
          ["lite", "standard"], "instanceType reads back as given after a restart (was 'custom' for every sandbox)")
+    o = srv.get("/v1/sandboxes/md-c").json()["options"]
+    t.ok(o.get("memoryMB") == 300 and o.get("sleepAfter") == "600000ms" and o.get("metadata") == {"userId": "u9"},
+         "options changed by PATCH survive a restart", o)
+    srv.sh("md-c", "true")
+    t.eq(limit(), 300, "... and a restarted sandbox gets the new memory limit")
 finally:
     srv.finish(t, IDS, "server stops cleanly")
 t.done()
