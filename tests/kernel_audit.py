@@ -16,6 +16,12 @@ reference. Output: TAP.
   as in IPython; cellbox had them one cell late (_i was the running cell's
   own input), so exec(_i) ran the current cell again until RecursionError
   instead of rerunning the previous one.
+- An input_reply of "\x04" is the end of input: jupyter_client and jupyter
+  console send it when their own input ends (Ctrl-D), and ipykernel raises
+  EOFError. cellbox returned the character: input() gave "\x04",
+  sys.stdin.read() "\x04\n", and pdb (breakpoint(), %debug) read it as a
+  command, failed and asked again forever, the kernel busy until
+  interrupted.
 """
 import re
 
@@ -156,3 +162,48 @@ def previous_inputs():
     for (code, kw), got, want in zip(INPUT_CELLS, mine, ref):
         tap.eq(got, want, "%r%s: as under ipykernel" % (code, " (store_history false)" if kw else ""))
     tap.eq(mine[2], ("ok", ["2"]), "exec(_i) reruns the previous cell")
+
+
+EOF_CELLS = [
+    ("input() at the end of input", "try:\n    input('name? ')\nexcept EOFError as e:\n    print('EOFError', repr(e))"),
+    ("a loop over input() ends", "n = 0\ntry:\n    while n < 100:\n        input(); n += 1\nexcept EOFError:\n    pass\nprint('lines', n)"),
+    ("pdb ends at the end of input", "import pdb; pdb.set_trace(); print('after')"),
+]
+
+
+def eof_runs(kernel, cells, answer="\x04"):
+    km, kc = du.start(kernel)
+    try:
+        res = []
+        for name, code in cells:
+            asked = []
+
+            def reply(msg, asked=asked):
+                asked.append(msg["content"]["prompt"])
+                # an endless debugger gets 'c' (continue) after 50 questions
+                kc.input(answer if len(asked) <= 50 else "c")
+
+            out = []
+            r = kc.execute_interactive(code, allow_stdin=True, stdin_hook=reply, stop_on_error=False, timeout=60,
+                                       output_hook=lambda m: out.append((m["msg_type"], m["content"])))
+            text = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")
+            res.append((r["content"]["status"], r["content"].get("ename"), len(asked), text))
+        return res
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def end_of_input():
+    mine, ref = eof_runs("cellbox", EOF_CELLS), eof_runs("python3", EOF_CELLS)
+    for (name, code), got, want in zip(EOF_CELLS, mine, ref):
+        tap.ok(got[2] <= 2, "%s: asked %d time(s)" % (name, got[2]), got)
+        tap.eq(got[:3], want[:3], "%s: status, error and questions as under ipykernel" % name)
+    tap.ok("EOFError EOFError()" in mine[0][3], "input() raises EOFError", mine[0])
+    tap.ok("lines 0" in mine[1][3], "...which ends a loop over input()", mine[1])
+    stdin_cells = [("sys.stdin", "import sys\nprint(repr(sys.stdin.readline()), repr(sys.stdin.read()), [l for l in sys.stdin])")]
+    got = eof_runs("cellbox", stdin_cells)[0]
+    tap.ok(got[0] == "ok" and "'' '' []" in got[3], "sys.stdin at the end of input reads '' as a file does", got)
+    got = eof_runs("cellbox", [("a line", "print(repr(input()))")], answer="\x04 not alone")[0]
+    tap.ok("'\\x04 not alone'" in got[3], "a line holding more than U+0004 is a line", got)

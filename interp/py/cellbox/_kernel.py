@@ -544,6 +544,11 @@ def _read_line(prompt, password):
         raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
     status, value = _cellbox_c.input(str(prompt), bool(password))
     if status == _cellbox_c.INPUT_OK:
+        if value == "\x04":
+            # EOF: what jupyter_client and jupyter console answer at the end
+            # of their input (Ctrl-D), as ipykernel reads it (pdb quits, a
+            # loop over input() ends) instead of a line holding U+0004
+            raise EOFError
         return value
     if status == _cellbox_c.INPUT_NOT_ALLOWED:
         raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
@@ -562,7 +567,10 @@ class _Stdin(io.TextIOBase):
         return "<stdin>"
 
     def readline(self, size=-1):
-        return _read_line("", False) + "\n"
+        try:
+            return _read_line("", False) + "\n"
+        except EOFError:
+            return ""   # a file's end: for line in sys.stdin ends
 
     def read(self, size=-1):
         return self.readline()
