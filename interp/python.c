@@ -372,6 +372,32 @@ static PyObject *c_flush(PyObject *mod, PyObject *noargs)
     Py_RETURN_NONE;
 }
 
+/* os._exit(status) in the kernel: what the cell printed is published first,
+ * from Python and from fds 1 and 2 (the capture publishes in batches, and
+ * _exit ends the process at once: `print('bye', flush=True); os._exit(1)`
+ * showed nothing). A forked child (multiprocessing) writes its buffered
+ * lines to its pipes instead; it never touches the parent's sockets. */
+static PyObject *c_exit(PyObject *mod, PyObject *arg)
+{
+    int status;
+    if (!PyArg_Parse(arg, "i:_exit", &status))
+        return NULL;
+    if (in_forked_child()) {
+        child_flush(IP_STDOUT, true);
+        child_flush(IP_STDERR, true);
+    } else if (g_py && g_py->cap) {
+        Py_BEGIN_ALLOW_THREADS
+        ip_capture_flush(g_py->cap);
+        /* the messages are queued to ZeroMQ's I/O thread, which _exit kills:
+         * libzmq cannot say when they have left (only zmq_ctx_term waits, and
+         * it needs every socket closed), so give it a moment (2 of 15 exits
+         * lost the last message without) */
+        usleep(50 * 1000);
+        Py_END_ALLOW_THREADS
+    }
+    _exit(status);
+}
+
 static const ip_pymodule *find_module(const char *name)
 {
     for (const ip_pymodule *m = ip_pymodules; m->name; m++)
@@ -603,6 +629,7 @@ static PyMethodDef c_methods[] = {
     {"publish", c_publish, METH_VARARGS, "publish(msg_type, content_json[, buffers[, parent_header_json]]) on IOPub"},
     {"input", c_input, METH_VARARGS, "input(prompt, password) -> (status, value)"},
     {"flush", c_flush, METH_NOARGS, "Publish all captured output now."},
+    {"_exit", c_exit, METH_O, "os._exit(status) after publishing what was printed"},
     {"embedded_module", c_embedded_module, METH_O, "(is_package, code, filename) or None"},
     {"embedded_source", c_embedded_source, METH_O, "source text or None"},
     {"history_session", c_history_session, METH_NOARGS, "the history session number"},

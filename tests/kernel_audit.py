@@ -22,8 +22,15 @@ reference. Output: TAP.
   sys.stdin.read() "\x04\n", and pdb (breakpoint(), %debug) read it as a
   command, failed and asked again forever, the kernel busy until
   interrupted.
+- os._exit() in a cell publishes what the cell printed first (Python-level
+  writes, flushed or not, and fds 1 and 2), then ends the kernel with that
+  status: `print('bye', flush=True); os._exit(1)` showed nothing (ipykernel
+  shows it), the capture publishing in batches that _exit cut short. A
+  forked child's os._exit writes its last partial line.
 """
 import re
+import time
+from queue import Empty
 
 import display_util as du
 import kutil
@@ -207,3 +214,45 @@ def end_of_input():
     tap.ok(got[0] == "ok" and "'' '' []" in got[3], "sys.stdin at the end of input reads '' as a file does", got)
     got = eof_runs("cellbox", [("a line", "print(repr(input()))")], answer="\x04 not alone")[0]
     tap.ok("'\\x04 not alone'" in got[3], "a line holding more than U+0004 is a line", got)
+
+
+def output_until_death(km, kc, code):
+    """Run code that ends the kernel -> ({stream name: text}, exit status)."""
+    kc.execute(code)
+    texts = {}
+    proc = km.provisioner.process
+    while True:
+        try:
+            m = kc.get_iopub_msg(timeout=1)
+        except Empty:
+            if proc.poll() is not None:
+                break   # dead, and nothing more came in a second
+            continue
+        if m["msg_type"] == "stream":
+            name = m["content"]["name"]
+            texts[name] = texts.get(name, "") + m["content"]["text"]
+    return texts, proc.poll()
+
+
+@tap.case
+def exit_publishes_output():
+    km, kc = du.start("cellbox")
+    try:
+        for i in range(3):
+            texts, status = output_until_death(km, kc, "import os, sys\nprint('before', flush=True)\n"
+                                               "sys.stderr.write('err not flushed\\n')\nos.system('echo from fd 1')\n"
+                                               "print('last, no newline', end='')\nos._exit(3)")
+            out = texts.get("stdout", "")
+            tap.ok("before\n" in out and "from fd 1\n" in out and "last, no newline" in out,
+                   "os._exit: what the cell printed is published first (run %d)" % (i + 1), texts)
+            tap.eq(texts.get("stderr"), "err not flushed\n", "...stderr too (run %d)" % (i + 1))
+            tap.eq(status, 3, "...and the kernel exits with the status given (run %d)" % (i + 1))
+            km.restart_kernel(now=True)
+            kc.wait_for_ready(timeout=60)
+        reply, out = du.collect(kc, "import os\npid = os.fork()\nif pid == 0:\n    print('in the child', end='')\n    os._exit(7)\n"
+                                    "_, st = os.waitpid(pid, 0)\nprint('', os.waitstatus_to_exitcode(st))")
+        text = "".join(c["text"] for t, c, b in out if t == "stream")
+        tap.eq(text, "in the child 7\n", "a forked child's os._exit writes its partial line and exits with its status")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -605,6 +605,7 @@ def start():
     sys.stdin = _Stdin()
     sys.displayhook = lambda value: _shell.displayhook(value) if _shell else None
     builtins.input = _input
+    os._exit = _cellbox_c._exit   # publishes what was printed, then exits
     builtins.display = _display_builtin
     when_imported("getpass", lambda m: setattr(m, "getpass", _getpass))
     _aio.install()   # the asyncio loop, once asyncio is imported
