@@ -1066,6 +1066,103 @@ static int disk_mount(sb_box *b, const char *ws, sb_error *err)
 }
 
 /* Give a warm agent to this sandbox. b->mu held. */
+/* ---- admission: --max-running ----------------------------------------------
+ *
+ * At most max_running sandboxes run (paused ones included) or start at
+ * once. A start beyond that first puts the least recently used idle one to
+ * sleep (running, not paused, not keepAlive, no request using it), as
+ * sleepAfter would; when none is idle it fails with 429.
+ *
+ * Locks: make_room runs with no sandbox's mu held (box_acquire drops its
+ * own first) and holds admit_mu while it picks and stops; the order is
+ * admit_mu -> reg.mu -> b->mu, as everywhere (reg.mu is taken before a
+ * sandbox's mu). `running` and `starting` are atomic, so a start that ends
+ * (under its own mu) never needs admit_mu. */
+static void box_stop(sb_box *b, const char *reason);
+
+static pthread_mutex_t admit_mu = PTHREAD_MUTEX_INITIALIZER;
+static int max_running;     /* 0 = no limit */
+static int starting;        /* reserved by make_room, not yet running or failed (atomic) */
+static int running;         /* sandboxes in SB_BOX_RUNNING (atomic) */
+
+void sb_boxes_set_max_running(int n)
+{
+    max_running = n;
+}
+
+static bool box_idle(const sb_box *o)
+{
+    return o->state == SB_BOX_RUNNING && !o->paused && !o->opts.keep_alive && o->active == 0 && !o->deleted;
+}
+
+/* The least recently used idle running sandbox but self, referenced, or
+ * NULL. admit_mu held, no sandbox's mu. */
+static sb_box *lru_idle(sb_box *self)
+{
+    size_t n;
+    pthread_mutex_lock(&reg.mu);
+    sb_box **copy = reg_snapshot_locked(&n);
+    pthread_mutex_unlock(&reg.mu);
+    sb_box *best = NULL;
+    int64_t best_used = 0;
+    for (size_t i = 0; i < n; i++) {
+        sb_box *o = copy[i];
+        pthread_mutex_lock(&o->mu);
+        bool better = o != self && box_idle(o) && (!best || o->last_used_ms < best_used);
+        if (better)
+            best_used = o->last_used_ms;
+        pthread_mutex_unlock(&o->mu);
+        if (better) {
+            sb_box_unref(best);
+            best = o;
+        } else {
+            sb_box_unref(o);
+        }
+    }
+    free(copy);
+    return best;
+}
+
+/* Reserve a start for self (no sandbox's mu held): 0, and the caller calls
+ * admit_done once that start ended or was not needed; -1 + err. */
+static int make_room(sb_box *self, sb_error *err)
+{
+    pthread_mutex_lock(&admit_mu);
+    for (;;) {
+        if (__atomic_load_n(&running, __ATOMIC_SEQ_CST) + __atomic_load_n(&starting, __ATOMIC_SEQ_CST) <
+            max_running) {
+            __atomic_add_fetch(&starting, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&admit_mu);
+            return 0;
+        }
+        sb_box *o = lru_idle(self);
+        if (!o)
+            break;
+        pthread_mutex_lock(&o->mu);
+        if (box_idle(o)) {
+            char kv[160];
+            snprintf(kv, sizeof kv, "sandbox=%s for=%s max=%d", o->id, self->id, max_running);
+            cb_logkv(CB_LOG_INFO, "sandbox", kv, "the least recently used idle sandbox goes to sleep to "
+                     "make room (--max-running)");
+            box_stop(o, "max-running");
+        }
+        pthread_mutex_unlock(&o->mu);
+        sb_box_unref(o);
+    }
+    pthread_mutex_unlock(&admit_mu);
+    char kv[128];
+    snprintf(kv, sizeof kv, "sandbox=%s max=%d", self->id, max_running);
+    cb_logkv(CB_LOG_WARN, "sandbox", kv, "sandbox start refused: no idle sandbox to put to sleep");
+    return sb_fail(err, SB_E_TOO_MANY_SANDBOXES, "the server runs at most %d sandboxes at once "
+                   "(--max-running) and none of them is idle (each is in use, paused or keepAlive): "
+                   "retry later, or delete, stop or pause one", max_running), -1;
+}
+
+static void admit_done(void)
+{
+    __atomic_sub_fetch(&starting, 1, __ATOMIC_SEQ_CST);
+}
+
 static int box_start(sb_box *b, sb_error *err)
 {
     bool none = reg.isolation == SB_ISOLATION_NONE;
@@ -1145,6 +1242,7 @@ static int box_start(sb_box *b, sb_error *err)
         goto fail;
     }
     b->state = SB_BOX_RUNNING;
+    __atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
     b->generation++;
     b->backup_check = true;  /* a restore may have been cut off: see sb_box_acquire */
     b->started_us = cb_real_us();
@@ -1204,6 +1302,8 @@ static void box_teardown(sb_box *b)
     if (b->disk_mounted) {
         b->disk_mounted = false;
     }
+    if (b->state == SB_BOX_RUNNING)
+        __atomic_sub_fetch(&running, 1, __ATOMIC_SEQ_CST);
     b->state = SB_BOX_STOPPED;
     cb_debug("sandbox", "teardown %s: kill+wait %.2f ms, cgroups %.2f ms", b->id,
              (double)(t1 - t0) / 1e6, (double)(cb_mono_ns() - t1) / 1e6);
@@ -1300,16 +1400,29 @@ static bool agent_alive(sb_box *b)
 
 static int box_acquire(sb_box *b, bool resume, sb_error *err)
 {
+    bool reserved = false;  /* a start admitted by make_room (--max-running) */
     pthread_mutex_lock(&b->mu);
     int rc = 0;
     bool check = false;
-    if (b->deleted || reg.shutting_down) {
-        rc = sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
-                     b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id);
-        rc = -1;
-    } else {
+    for (;;) {
+        if (b->deleted || reg.shutting_down) {
+            rc = sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
+                         b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id);
+            rc = -1;
+            break;
+        }
         if (b->state == SB_BOX_RUNNING && !agent_alive(b))
             box_stop(b, "agent died");
+        if (b->state != SB_BOX_RUNNING && max_running > 0 && !reserved) {
+            /* room first, without our own lock (see make_room), then look again */
+            pthread_mutex_unlock(&b->mu);
+            rc = make_room(b, err);
+            pthread_mutex_lock(&b->mu);
+            if (rc < 0)
+                break;
+            reserved = true;
+            continue;
+        }
         if (b->state != SB_BOX_RUNNING)
             rc = box_start(b, err);
         else if (b->paused && resume)
@@ -1318,7 +1431,10 @@ static int box_acquire(sb_box *b, bool resume, sb_error *err)
             b->active++;
             check = take_backup_check(b);
         }
+        break;
     }
+    if (reserved)
+        admit_done();
     b->last_used_ms = sb_now_ms();
     pthread_mutex_unlock(&b->mu);
     if (check)  /* before the request that started the sandbox uses it */

@@ -103,6 +103,9 @@ typedef struct sb_server_conf {
 int sb_boxes_init(const sb_server_conf *conf, sb_error *err);
 /* How many warm agents to keep ready (default 2; 0 = none). Before init. */
 void sb_boxes_set_pool(int n);
+/* At most n sandboxes running at once (0 = no limit; --max-running): see
+ * admit() in sb_box.c. Before init. */
+void sb_boxes_set_max_running(int n);
 /* Stop every sandbox (SIGTERM shutdown). */
 void sb_boxes_shutdown(void);
 /* Start the thread that puts idle sandboxes to sleep. */

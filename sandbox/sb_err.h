@@ -39,6 +39,7 @@
     X(INVALID_COMMAND, 400)                            \
     X(DIRECTORY_NOT_EMPTY, 409)       /* cellbox */    \
     X(WATCH_LIMIT, 429)               /* cellbox */    \
+    X(TOO_MANY_SANDBOXES, 429)        /* cellbox */    \
     X(WATCH_OVERFLOW, 503)            /* cellbox */    \
     X(NO_SPACE, 500)                                   \
     X(INTERNAL_ERROR, 500)                             \

@@ -31,7 +31,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: cellbox serve [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
-            "                     [--pool N] [--preview-base URL] [--print-plan]\n"
+            "                     [--pool N] [--max-running N] [--preview-base URL] [--print-plan]\n"
             "                     [--isolation full|none] [--egress-private deny|allow]\n"
             "\n"
             "Run the sandbox manager: an HTTP/JSON API (see docs/api.md) that creates\n"
@@ -44,6 +44,9 @@ static void usage(FILE *out)
             "  --token-file FILE    the API token; made on first start, mode 0600\n"
             "                       (default STATE-DIR/token)\n"
             "  --pool N             warm agents kept ready for new sandboxes (default 2, 0 = none)\n"
+            "  --max-running N      at most N sandboxes running at once (default 0: no limit); a\n"
+            "                       start beyond it puts the least recently used idle one to\n"
+            "                       sleep, or is refused (429) when none is idle\n"
             "  --preview-base URL   where preview URLs of exposed ports point: SCHEME://DOMAIN[:PORT]\n"
             "                       (default http://localhost:<port>; *.localhost is loopback);\n"
             "                       a port's URL is SCHEME://{port}-{id}-{token}.DOMAIN[:PORT]/,\n"
@@ -183,6 +186,15 @@ int sb_cmd_serve(int argc, char **argv)
                 return 2;
             }
             sb_boxes_set_pool((int)n);
+            i++;
+        } else if (strcmp(a, "--max-running") == 0 && v) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 0 || n > 100000) {
+                fprintf(stderr, "cellbox serve: --max-running is 0 (no limit) .. 100000\n");
+                return 2;
+            }
+            sb_boxes_set_max_running((int)n);
             i++;
         } else if (strcmp(a, "--preview-base") == 0 && v) {
             preview_base = v, i++;

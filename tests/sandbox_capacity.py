@@ -1,0 +1,124 @@
+"""tests/sandbox_capacity.py: `cellbox serve --max-running N`, with the real
+server and real sandboxes.
+
+At most N sandboxes run at once (paused ones count). A start beyond that
+puts the least recently used idle sandbox to sleep (as sleepAfter would: its
+files, sessions and options stay; it starts again on its next request);
+sandboxes in use, paused or keepAlive are never put to sleep, and when none
+is idle the start is refused with 429 TOO_MANY_SANDBOXES. Also: parallel
+creates never exceed N, and a bad value of the flag is refused.
+Prints TAP.
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox_lib import CELLBOX, TAP, Server, can_sandbox, in_threads  # noqa: E402
+
+t = TAP()
+if not can_sandbox():
+    t.skip_all("needs root for namespaces and cgroups")
+
+r = subprocess.run([CELLBOX, "serve", "--max-running", "-1"], capture_output=True, text=True, timeout=30)
+t.ok(r.returncode == 2 and "--max-running" in r.stderr, "--max-running -1: exit 2 naming the flag", r)
+
+srv = Server(extra_args=["--max-running", "2"])
+IDS = ["cap-a", "cap-b", "cap-c"] + ["cap-p%d" % i for i in range(6)]
+
+
+def status(sid):
+    return srv.get("/v1/sandboxes/" + sid).json().get("status")
+
+
+def statuses(*ids):
+    return [status(i) for i in ids]
+
+
+def patch(sid, **body):
+    return srv.request("PATCH", "/v1/sandboxes/" + sid, body)
+
+
+try:
+    srv.create("cap-a")
+    srv.sh("cap-a", "echo kept > /workspace/f")
+    srv.create("cap-b")
+    srv.sh("cap-b", "true")
+    t.eq(statuses("cap-a", "cap-b"), ["running", "running"], "two sandboxes run (the limit)")
+    r = srv.put("/v1/sandboxes/cap-c", {})
+    t.ok(r.status == 201 and statuses("cap-a", "cap-b", "cap-c") == ["stopped", "running", "running"],
+         "a third: created, and the least recently used idle one (cap-a) was put to sleep", (r, statuses(
+             "cap-a", "cap-b", "cap-c")))
+    t.ok("max-running" in srv.server_log(), "the server's log says why cap-a went to sleep")
+    j = srv.sh("cap-a", "cat /workspace/f")
+    t.ok(j["exitCode"] == 0 and j["stdout"] == "kept\n" and statuses("cap-a", "cap-b", "cap-c")
+         == ["running", "stopped", "running"],
+         "a request to the sleeping one starts it again (files kept), the next least recently used sleeps",
+         (j, statuses("cap-a", "cap-b", "cap-c")))
+
+    patch("cap-a", keepAlive=True)
+    patch("cap-c", keepAlive=True)
+    r = srv.exec("cap-b", "true")
+    t.ok(r.status == 429 and r.code == "TOO_MANY_SANDBOXES" and "--max-running" in r.json()["error"]["message"]
+         and statuses("cap-a", "cap-b", "cap-c") == ["running", "stopped", "running"],
+         "every running sandbox keepAlive: a start is refused with 429, nothing else changes", r)
+    patch("cap-c", keepAlive=False)
+    pr = srv.post("/v1/sandboxes/cap-c/pause")
+    if pr.status == 200:
+        r = srv.exec("cap-b", "true")
+        t.ok(r.status == 429 and status("cap-c") == "paused", "a paused sandbox is not put to sleep (429)", r)
+        srv.post("/v1/sandboxes/cap-c/resume")
+    else:
+        t.ok(True, "# SKIP pause is not supported here")
+    r = srv.exec("cap-b", "echo back")
+    t.ok(r.status == 200 and r.json()["stdout"] == "back\n"
+         and statuses("cap-a", "cap-b", "cap-c") == ["running", "running", "stopped"],
+         "once one is idle again (cap-c), the start puts it to sleep and runs", (r, statuses(
+             "cap-a", "cap-b", "cap-c")))
+
+    # a sandbox in use is not put to sleep, even when it is the least recently used
+    patch("cap-a", keepAlive=False)
+    srv.sh("cap-b", "true")
+    long = {}
+    th = threading.Thread(target=lambda: long.update(r=srv.exec("cap-a", "sleep 3; echo done")))
+    th.start()
+    time.sleep(1)
+    r = srv.exec("cap-c", "echo c")
+    th.join()
+    lr = long.get("r")
+    t.ok(r.status == 200 and lr is not None and lr.status == 200 and lr.json().get("stdout") == "done\n"
+         and status("cap-b") == "stopped",
+         "a sandbox running a command is not put to sleep: the idle one goes instead, the command finishes",
+         (r, lr, statuses("cap-a", "cap-b", "cap-c")))
+
+    # parallel creates: never more than 2 run
+    peak = {"n": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            try:
+                n = sum(1 for b in srv.get("/v1/sandboxes").json()["sandboxes"] if b["status"] != "stopped")
+                peak["n"] = max(peak["n"], n)
+            except Exception:  # noqa: BLE001
+                pass
+
+    w = threading.Thread(target=watch)
+    w.start()
+    res = [None] * 6
+
+    def create(i):
+        res[i] = srv.put("/v1/sandboxes/cap-p%d" % i, {})
+
+    in_threads(create, 6)
+    stop.set()
+    w.join()
+    codes = sorted(x.status for x in res)
+    t.ok(codes == [201] * 6 and peak["n"] <= 2,
+         "6 creates at once with --max-running 2: all created, never more than 2 running (peak %d)" % peak["n"],
+         (codes, peak))
+finally:
+    srv.finish(t, IDS, "server stops cleanly")
+t.done()
