@@ -27,6 +27,11 @@ reference. Output: TAP.
   status: `print('bye', flush=True); os._exit(1)` showed nothing (ipykernel
   shows it), the capture publishing in batches that _exit cut short. A
   forked child's os._exit writes its last partial line.
+- %%capture NAME around a cell that raises: as under ipykernel, the error is
+  shown with the cell's frames, the cell goes on, and NAME holds what was
+  captured until the error. cellbox raised out of the magic: NAME was never
+  set (the captured output was lost) and the traceback showed seven frames
+  of the kernel's own code.
 """
 import re
 import time
@@ -256,3 +261,34 @@ def exit_publishes_output():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+CAPTURE_CELLS = [
+    "%%capture cap\nprint('captured')\nimport sys; print('err', file=sys.stderr)\n1/0",
+    "cap.stdout, cap.stderr",
+    "%%capture\nprint('x')\nraise KeyError('k')",
+    "'next'",
+]
+
+
+def capture_runs(kernel):
+    km, kc = du.start(kernel)
+    try:
+        res = []
+        for code in CAPTURE_CELLS:
+            reply, out = du.collect(kc, code)
+            res.append((reply["status"], [(t, strip("\n".join(c["traceback"])) if t == "error" else c.get("data"))
+                                          for t, c, b in out]))
+        return res
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def capture_with_error():
+    mine, ref = capture_runs("cellbox"), capture_runs("python3")
+    for code, got, want in zip(CAPTURE_CELLS, mine, ref):
+        tap.eq(got, want, "%r: status and outputs as under ipykernel" % code.split("\n")[0])
+    tap.eq(mine[1][1], [("execute_result", {"text/plain": "('captured\\n', 'err\\n')"})],
+           "what %%capture kept before the error is in its variable")

@@ -1498,13 +1498,21 @@ class Magics:
             sys.stderr = err
         if "--no-display" not in args:
             d._publish = capture
+        error = None
         try:
             self.shell.run_cell_body(cell)
+        except Exception as e:
+            # as IPython, whose %%capture runs the cell with run_cell: the
+            # error is shown (the cell's frames only) and what was captured
+            # until then is kept (it was lost with the name unset)
+            error = e
         finally:
             sys.stdout, sys.stderr, d._publish = saved
-        result = CapturedIO(out.getvalue(), err.getvalue(), outputs)
-        if names:
-            self.shell.user_ns[names[0]] = result
+            if names:
+                self.shell.user_ns[names[0]] = CapturedIO(out.getvalue(), err.getvalue(), outputs)
+        if error is not None:
+            from cellbox import _ipython
+            _ipython.show_exception(error)
 
     # -- matplotlib and configuration -----------------------------------------------
     # IPython's pylabtools.backends, in its order (`%matplotlib --list` prints the keys)
