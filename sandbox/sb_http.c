@@ -206,11 +206,45 @@ int sb_reply_err(sb_req *r, sb_err code, const char *fmt, ...)
     return sb_reply_error(r, &e);
 }
 
+/* A file sent by our own reader, not MHD_create_response_from_fd64: when
+ * the file shrank under it (code in the sandbox truncating a file being
+ * downloaded), libmicrohttpd 0.9.75's sendfile path spun the connection's
+ * thread at 100% CPU for ever, even after the client left. Here a short
+ * read ends the response with an error: the connection is closed and the
+ * client sees fewer bytes than Content-Length said. */
+typedef struct fd_stream {
+    int fd;
+    uint64_t size;
+} fd_stream;
+
+static ssize_t fd_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    fd_stream *f = cls;
+    if (pos >= f->size)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (max > f->size - pos)
+        max = (size_t)(f->size - pos);
+    ssize_t n;
+    while ((n = pread(f->fd, buf, max, (off_t)pos)) < 0 && errno == EINTR)
+        ;
+    return n > 0 ? n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void fd_stream_free(void *cls)
+{
+    fd_stream *f = cls;
+    close(f->fd);
+    free(f);
+}
+
 int sb_reply_fd(sb_req *r, int fd, uint64_t size, const char *content_type)
 {
-    struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+    fd_stream *f = cb_malloc(sizeof *f);
+    *f = (fd_stream){fd, size};
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(size, 256 * 1024, fd_stream_read, f, fd_stream_free);
     if (!resp) {
-        close(fd);
+        fd_stream_free(f);
         return sb_reply_err(r, SB_E_INTERNAL_ERROR, "cannot stream the file");
     }
     MHD_add_response_header(resp, "Content-Type", content_type);

@@ -30,7 +30,12 @@ client (an audit's findings, each checked against a real server).
   after 16 KiB of such a line and closes the response;
 - an env past execve's limits (one variable over 128 KiB, or over 1 MiB in
   all) is a 400 saying so: 200000 variables used to end in 503 "the
-  sandbox's agent does not answer" after seconds.
+  sandbox's agent does not answer" after seconds;
+- a raw download of a file that shrinks under it (code in the sandbox
+  truncating it) made libmicrohttpd's sendfile path spin the connection's
+  thread at 100% CPU for ever, the file held open, even after the client
+  left: the response now ends (connection closed, fewer bytes than
+  Content-Length) and the file is closed.
 """
 import json
 import os
@@ -147,9 +152,13 @@ try:
         t.ok(out.startswith(b"HTTP/1.1 400") and b"VALIDATION_FAILED" in out and out.count(b"HTTP/1.1 ") == 1
              and b"Connection: close" in out,
              "%s: one 400, the connection closed (nothing after it runs)" % name, out[:600])
-    out = raw(b"PATCH /v1/sandboxes/audit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + b"\r\n")
-    t.ok(out.startswith(b"HTTP/1.1 405") and b"\r\nAllow: PUT, GET, HEAD, DELETE\r\n" in out,
+    out = raw(b"DELETE /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + b"\r\n")
+    t.ok(out.startswith(b"HTTP/1.1 405") and b"\r\nAllow: GET, HEAD\r\n" in out,
          "405 carries Allow with the path's methods", out[:600])
+    out = raw(b"TRACE /v1/sandboxes/audit/files/content HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth
+              + b"\r\n")
+    t.ok(out.startswith(b"HTTP/1.1 405") and b"\r\nAllow: GET, HEAD, PUT\r\n" in out,
+         "... every method of the path, HEAD with GET", out[:600])
     r = srv.request("HEAD", "/v1/health", token=False)
     t.ok(r.status == 200 and r.body == b"", "HEAD /v1/health: 200, no body", r)
     srv.post(F + "/write", {"path": "five.txt", "content": "12345"})
@@ -222,6 +231,43 @@ try:
     t.ok(out.startswith(b"HTTP/1.1 503") and b"CONTAINER_UNAVAILABLE" in out,
          "the upload ends with 503 CONTAINER_UNAVAILABLE", out[:600])
     ids.remove("audit-up")
+
+    # ---- a download of a file that shrinks under it ----
+    srv.sh("audit", "head -c 50000000 /dev/urandom > /workspace/shrink.bin")
+    dl = socket.create_connection((srv.host, srv.port))
+    dl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    dl.settimeout(120)  # a hang detector: the old code never ended the response
+    dl.sendall(b"GET /v1/sandboxes/audit/files/content?path=shrink.bin HTTP/1.1\r\nHost: x\r\n" + auth +
+               b"Connection: close\r\n\r\n")
+    head = dl.recv(65536)
+    t.ok(head.startswith(b"HTTP/1.1 200") and b"Content-Length: 50000000" in head, "a 50 MB download starts",
+         head[:300])
+
+    def shrink_fds():
+        fd_dir = "/proc/%d/fd" % srv.server_pid
+        n = 0
+        for fd in os.listdir(fd_dir):
+            try:
+                n += os.readlink(os.path.join(fd_dir, fd)).endswith("/shrink.bin")
+            except OSError:
+                pass
+        return n
+    t.eq(shrink_fds(), 1, "the server holds the file open while it sends it")
+    srv.sh("audit", "truncate -s 1000 /workspace/shrink.bin")
+    got, closed = len(head), False
+    try:
+        while True:
+            d = dl.recv(1 << 20)
+            if not d:
+                closed = True
+                break
+            got += len(d)
+    except (socket.timeout, ConnectionResetError):
+        closed = True if not isinstance(sys.exc_info()[1], socket.timeout) else False
+    dl.close()
+    t.ok(closed and got < 50000000, "truncated under the download: the response ends short, the connection "
+         "is closed (got %d bytes)" % got)
+    t.ok(wait_until(lambda: shrink_fds() == 0, timeout=30), "... and the server closed the file")
 
     # ---- a preview-URL service whose chunk-size line never ends ----
     evil = (
