@@ -32,6 +32,11 @@ reference. Output: TAP.
   captured until the error. cellbox raised out of the magic: NAME was never
   set (the captured output was lost) and the traceback showed seven frames
   of the kernel's own code.
+- SystemExit in a cell (sys.exit(), raise SystemExit(3)) is reported as
+  IPython does: "An exception has occurred, use %tb to see the full
+  traceback." and the exception's line, then the warning "To exit: use
+  'exit', 'quit', or Ctrl-D."; %tb shows the traceback. cellbox showed the
+  whole traceback, as for a bug in the code.
 """
 import re
 import time
@@ -292,3 +297,32 @@ def capture_with_error():
         tap.eq(got, want, "%r: status and outputs as under ipykernel" % code.split("\n")[0])
     tap.eq(mine[1][1], [("execute_result", {"text/plain": "('captured\\n', 'err\\n')"})],
            "what %%capture kept before the error is in its variable")
+
+
+EXIT_CELLS = ["import sys; sys.exit()", "raise SystemExit(3)", "%tb", "def f():\n    sys.exit('bye')\nf()"]
+
+
+def exit_runs(kernel):
+    km, kc = du.start(kernel)
+    try:
+        res = []
+        for code in EXIT_CELLS:
+            reply, out = du.collect(kc, code)
+            errs = [c for t, c, b in out if t == "error"]
+            stderr = "".join(c["text"] for t, c, b in out if t == "stream" and c["name"] == "stderr")
+            tb = errs[0]["traceback"] if errs else None
+            if tb and code == "%tb":
+                tb = [strip(x) for x in tb]   # IPython leaves a raise unhighlighted
+            res.append((reply["status"], reply.get("ename"), reply.get("evalue"),
+                        tb, "UserWarning: To exit: use 'exit', 'quit', or Ctrl-D." in stderr))
+        return res
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def system_exit():
+    mine, ref = exit_runs("cellbox"), exit_runs("python3")
+    for code, got, want in zip(EXIT_CELLS, mine, ref):
+        tap.eq(got, want, "%r: reply, error message and warning as under ipykernel" % code)

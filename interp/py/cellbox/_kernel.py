@@ -409,9 +409,16 @@ class Shell:
         tb = format_exception(exc, skip_frames_of=__file__)
         content = {"ename": etype.__name__, "evalue": str(exc), "traceback": tb}
         if system_exit:
-            # like IPython: report, keep the kernel alive
+            # like IPython: report in one line (the whole traceback is %tb's),
+            # keep the kernel alive, and say how to exit
+            from cellbox._traceback import _exception_only
             content["evalue"] = str(exc) if exc.code is not None else ""
+            content["traceback"] = ["An exception has occurred, use %tb to see the full traceback.\n",
+                                    _exception_only(exc)]
         _cellbox_c.publish("error", _dumps(content))
+        if system_exit:
+            import warnings
+            warnings.warn("To exit: use 'exit', 'quit', or Ctrl-D.", stacklevel=1)
         if self.call_pdb and not system_exit and not isinstance(exc, SyntaxError):
             self._auto_pdb(exc)
         return content
