@@ -531,6 +531,9 @@ static int probe_port(sb_box *b, int port, bool http, const char *path, int lo, 
     return ok;
 }
 
+#define WAIT_LINE_MAX (1u << 20)   /* bytes of one unfinished line a log wait holds */
+#define WAIT_LINE_KEEP 4096         /* of which this much is kept when it is cut */
+
 static bool line_matches(const char *line, const char *substr, regex_t *re)
 {
     if (re)
@@ -605,6 +608,16 @@ int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, cJSON **out, sb_e
                     cb_buf_consume(&line[s], used);
                     if (finished && line[s].len && line_matches(line[s].data, substr, have_re ? &re : NULL))
                         matched = cb_strdup(line[s].data);
+                }
+                /* A line that never ends (a process printing without a
+                 * newline) must not grow the server's memory with it: past
+                 * WAIT_LINE_MAX its head is matched as it is, then only its
+                 * last bytes are kept, for a text that straddles the cut. */
+                if (!matched && line[s].len > WAIT_LINE_MAX) {
+                    if (line_matches(line[s].data, substr, have_re ? &re : NULL))
+                        matched = cb_strdup(line[s].data);
+                    else
+                        cb_buf_consume(&line[s], line[s].len - WAIT_LINE_KEEP);
                 }
             }
             if (matched) {

@@ -35,7 +35,11 @@ client (an audit's findings, each checked against a real server).
   truncating it) made libmicrohttpd's sendfile path spin the connection's
   thread at 100% CPU for ever, the file held open, even after the client
   left: the response now ends (connection closed, fewer bytes than
-  Content-Length) and the file is closed.
+  Content-Length) and the file is closed;
+- a log wait ({"log": ...} or {"regex": ...}) on a process that prints
+  without a newline held the whole unfinished line in the server's memory
+  (256 MB of output: 256 MB more for the server); it now keeps at most
+  1 MiB of it.
 """
 import json
 import os
@@ -307,6 +311,23 @@ try:
     r = srv.get("/v1/health", token=False)
     t.eq(r.status, 200, "the server still answers")
     srv.delete(S + "/processes/evil?signal=KILL")
+
+    # ---- a log wait on output without a newline ----
+    def hwm_kb():
+        with open("/proc/%d/status" % srv.server_pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    before = hwm_kb()
+    r = srv.post(S + "/processes", {"command": "head -c 268435456 /dev/zero | tr '\\0' a; echo zzz-ready; sleep 600",
+                                    "processId": "nonl"})
+    t.eq(r.status, 201, "start a process that prints 256 MB without a newline, then a line")
+    r = srv.post(S + "/processes/nonl/wait", {"log": "zzz-ready", "timeoutMs": 600000}, timeout=700)
+    t.ok(r.status == 200 and r.json().get("ready") and r.json()["line"].endswith("zzz-ready"),
+         "the log wait finds the text after it", r)
+    grown = hwm_kb() - before
+    t.ok(grown < 64 * 1024, "the server's peak memory grew by %d KiB (< 64 MiB) for the 256 MB line" % grown)
+    srv.delete(S + "/processes/nonl?signal=KILL")
 finally:
     srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up", "audit-env"])
 t.done()
