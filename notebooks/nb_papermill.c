@@ -447,6 +447,41 @@ static int translate(cb_buf *b, const cJSON *v, lang l, char **err)
     return 0;
 }
 
+/* Whether name can be assigned to as it is written into the injected cell.
+ * papermill writes names unchecked, so a name such as 'a-b', '1x', 'class'
+ * or 'x; import os' (from -p or a parameters file) failed only in the
+ * kernel, after the cells above the parameters cell had run, or ran as
+ * code. Non-ASCII bytes are let through: the kernel judges Unicode names. */
+static bool name_ok(const char *name, lang l)
+{
+    static const char *const py_keywords[] = {
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+        "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in",
+        "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield"};
+    static const char *const r_reserved[] = {
+        "if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE", "NULL",
+        "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "NA_complex_", "in"};
+    const unsigned char *p = (const unsigned char *)name;
+    if (!*p || (*p >= '0' && *p <= '9') || (l == LANG_R && p[0] == '.' && p[1] >= '0' && p[1] <= '9'))
+        return false;
+    for (; *p; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                  *p == '_' || (*p >= 0x80 && l != LANG_BASH) || (*p == '.' && l == LANG_R) ||
+                  (*p == '$' && l == LANG_JS);
+        if (!ok)
+            return false;
+    }
+    if (l == LANG_PYTHON)
+        for (size_t i = 0; i < CB_ARRAY_LEN(py_keywords); i++)
+            if (strcmp(name, py_keywords[i]) == 0)
+                return false;
+    if (l == LANG_R)
+        for (size_t i = 0; i < CB_ARRAY_LEN(r_reserved); i++)
+            if (strcmp(name, r_reserved[i]) == 0)
+                return false;
+    return true;
+}
+
 char *nb_params_code(const cJSON *params, const char *kernel_name, const char *language, char **err)
 {
     lang l;
@@ -463,6 +498,17 @@ char *nb_params_code(const cJSON *params, const char *kernel_name, const char *l
         if (l == LANG_R)
             while (*name == '_')  /* leading '_' is not legal in R names */
                 name++;
+        if (!name_ok(name, l)) {
+            static const char *const lang_names[] = {[LANG_PYTHON] = "Python", [LANG_R] = "R",
+                                                     [LANG_BASH] = "bash", [LANG_JS] = "JavaScript"};
+            cJSON *key = cJSON_CreateString(p->string);
+            cb_autofree char *quoted = cJSON_PrintUnformatted(key);
+            cJSON_Delete(key);
+            *err = cb_printf_new("parameter %s is not a valid variable name in %s: nothing was run", quoted,
+                                 lang_names[l]);
+            cb_buf_clear(&b);
+            return NULL;
+        }
         cb_buf_puts(&b, name);
         cb_buf_puts(&b, l == LANG_BASH ? "=" : " = ");
         if (translate(&b, p, l, err) < 0) {

@@ -71,15 +71,6 @@ def kill_if_alive(pid):
             pass
 
 
-def gone(pid, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if not C.pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def main():
     t = C.Tap()
     tmp = C.tempdir("cellbox-nb-audit-")
@@ -157,22 +148,26 @@ def main():
         hup = write_nb(os.path.join(d, "hup.ipynb"), [
             "import os\nprint('before')\nopen('hup.pid', 'w').write(str(os.getpid()))",
             "import time\nopen('hup.ready', 'w').close()\ntime.sleep(120)", "print('never')"])
-        proc = subprocess.Popen([C.CELLBOX, "run", hup], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        # stderr to a file: a kernel left running would hold a pipe open
+        errf = open(os.path.join(tmp, "hup.err"), "w+")
+        proc = subprocess.Popen([C.CELLBOX, "run", hup], env=env, stdout=subprocess.DEVNULL, stderr=errf)
         ready = wait_for_file(os.path.join(d, "hup.ready"))
         kpid = int(C.read_text(os.path.join(d, "hup.pid"))) if ready else 0
         leftover.append(kpid)
         if ready:
             proc.send_signal(signal.SIGHUP)
         try:
-            _, stderr = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, stderr = proc.communicate()
+            proc.wait()
+        errf.seek(0)
+        stderr = errf.read()
+        errf.close()
         out = hup.replace(".ipynb", ".out.ipynb")
         res = C.load(out) if os.path.exists(out) else None
         t.ok(ready and proc.returncode == 130 and "interrupted" in stderr and res and text(res, 0) == "before\n"
-             and enames(res, 1) == ["KeyboardInterrupt"] and gone(kpid),
+             and enames(res, 1) == ["KeyboardInterrupt"] and not C.pid_alive(kpid),
              "SIGHUP mid-cell: exit 130, partial notebook written, kernel gone (was: killed at once, nothing written)",
              "rc %s %s" % (proc.returncode, stderr))
 
@@ -184,8 +179,10 @@ def main():
             json.dump({"argv": ["/bin/sh", "-c", "echo $$ > deaf.pid; exec sleep 600", "{connection_file}"],
                        "display_name": "deaf", "language": "python"}, fh)
         simple = write_nb(os.path.join(d, "simple.ipynb"), ["print(1)"])
+        # stderr to a file: a kernel left running would hold a pipe open
+        errf = open(os.path.join(tmp, "deaf.err"), "w+")
         proc = subprocess.Popen([C.CELLBOX, "run", "-k", "deaf", "--startup-timeout", "300", simple], env=env,
-                                cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                cwd=d, stdout=subprocess.DEVNULL, stderr=errf)
         ready = wait_for_file(os.path.join(d, "deaf.pid"))
         spid = 0
         end = time.monotonic() + 30
@@ -197,13 +194,51 @@ def main():
         if spid:
             proc.send_signal(signal.SIGHUP)
         try:
-            _, stderr = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, stderr = proc.communicate()
-        t.ok(spid and proc.returncode == 130 and "cancelled while the kernel was starting" in stderr and gone(spid),
+            proc.wait()
+        errf.seek(0)
+        stderr = errf.read()
+        errf.close()
+        t.ok(spid and proc.returncode == 130 and "cancelled while the kernel was starting" in stderr and not C.pid_alive(spid),
              "SIGHUP while a kernel starts: exit 130, the kernel process killed (was: left running, orphaned)",
              "rc %s %s" % (proc.returncode, stderr))
+
+        # ------------------------------------------- parameter names (papermill)
+        # a name the kernel's language cannot assign to fails before any
+        # cell runs (papermill: the cells above the parameters cell ran, then
+        # the injected cell failed, or a name such as 'x; code' ran as code)
+        marker = os.path.join(d, "ran.marker")
+        pnb = os.path.join(d, "pnames.ipynb")
+        nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KS}, "cells": [
+            {"cell_type": "code", "id": "first", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "open(%r, 'w').close()" % marker},
+            {"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]}, "outputs": [],
+             "execution_count": None, "source": "a = 1"},
+            {"cell_type": "code", "id": "use", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "print(repr(a))"}]}
+        with open(pnb, "w") as fh:
+            json.dump(nb, fh)
+        for name in ("a-b", "1a", "", "class", "x; open('pwned', 'w')", "a\nb"):
+            r = run("run", pnb, "-p", name.replace("\\n", "\n"), "5")
+            t.ok(r.returncode == 1 and "parameter %s is not a valid variable name in Python: nothing was run"
+                 % json.dumps(name.replace("\\n", "\n")) in r.stderr and not os.path.exists(marker)
+                 and not os.path.exists(os.path.join(d, "pwned")),
+                 "-p %r: refused before any cell runs (ran the cells above, then failed or ran it)" % name, r.stderr)
+        with open(os.path.join(d, "p.yaml"), "w") as fh:
+            fh.write("'a = 2 #': 3\n")
+        r = run("run", pnb, "-f", os.path.join(d, "p.yaml"))
+        t.ok(r.returncode == 1 and "is not a valid variable name in Python" in r.stderr and not os.path.exists(marker),
+             "a parameters file key that is code: refused before any cell runs", r.stderr)
+        r = run("run", pnb, "-p", "\u00e9t\u00e9", "5", "-p", "_x", "6", "-p", "match", "7")
+        t.ok(r.returncode == 0 and os.path.exists(marker), "non-ASCII, '_x' and soft keywords are names", r.stderr)
+        r = run("run", pnb, "--prepare-only", "-l", "R", "-o", os.path.join(d, "r.ipynb"), "-p", "a.b", "1",
+                "-p", "_x", "2")
+        t.ok(r.returncode == 0 and "a.b = 1\nx = 2\n" in "".join(C.load(os.path.join(d, "r.ipynb"))["cells"][2]["source"]),
+             "R names: 'a.b' kept, papermill's leading '_' dropped", r.stderr)
+        r = run("run", pnb, "--prepare-only", "-l", "R", "-o", os.path.join(d, "r2.ipynb"), "-p", "a-b", "1")
+        t.ok(r.returncode == 1 and "not a valid variable name in R" in r.stderr, "R: 'a-b' refused", r.stderr)
 
         # ------------------------------------------------ a broken kernelspec
         kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "broken")
