@@ -236,7 +236,8 @@ static int parse_seconds(const char *opt, const char *v, double *out)
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (errno || end == v || *end || d < 0)
+    /* NaN compares false with everything: as a timeout it never expired */
+    if (errno || end == v || *end || !(d >= 0))
         return bad_usage("%s needs a number of seconds >= 0, not '%s'", opt, v);
     *out = d;
     return 0;

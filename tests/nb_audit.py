@@ -240,6 +240,14 @@ def main():
         r = run("run", pnb, "--prepare-only", "-l", "R", "-o", os.path.join(d, "r2.ipynb"), "-p", "a-b", "1")
         t.ok(r.returncode == 1 and "not a valid variable name in R" in r.stderr, "R: 'a-b' refused", r.stderr)
 
+        # ------------------------------------------------------ NaN seconds
+        for opt in ("--timeout", "--startup-timeout", "--interrupt-timeout", "--heartbeat-timeout",
+                    "--autosave-cell-every"):
+            r = run("run", opt, "nan", simple, "-o", os.path.join(d, "nan.ipynb"))
+            t.ok(r.returncode == 2 and "needs a number of seconds >= 0, not 'nan'" in r.stderr
+                 and not os.path.exists(os.path.join(d, "nan.ipynb")),
+                 "%s nan: bad usage (was taken: a timeout that never expires)" % opt, r.stderr)
+
         # ------------------------------------------------ a broken kernelspec
         kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "broken")
         os.makedirs(kd)
