@@ -999,6 +999,7 @@ static int plan_outputs(const run_opts *o, job *jobs)
             struct stat lst;
             bool link = strcmp(j->input, "-") != 0 && lstat(j->input, &lst) == 0 && S_ISLNK(lst.st_mode);
             j->output = cb_strdup(link && realpath(j->input, real) ? real : j->input);
+            j->output_given = j->input;  /* papermill records the path given */
         } else if (output_dir) {
             if (dir_filled && cb_mkdir_p(output_dir, 0755) < 0) {
                 fprintf(stderr, "cellbox run: cannot create %s: %s\n", output_dir, strerror(errno));
@@ -1279,7 +1280,8 @@ int nb_cmd_run(int argc, char **argv)
         if (!j->ok) {
             failed++;
             fprintf(stderr, "cellbox run: %s%s%s\n", j->error ? j->error : j->name,
-                    j->written ? "; partial notebook written to " : "", j->written ? j->output : "");
+                    j->written ? "; partial notebook written to " : "",
+                    !j->written ? "" : strcmp(j->output, "-") == 0 ? "stdout" : j->output);
         } else if (c.tty_progress) {
             fprintf(stderr, "ok %s -> %s (%d cells, %.2f s)\n", j->name, j->output, j->cells_total,
                     j->finished - j->started);

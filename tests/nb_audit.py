@@ -96,6 +96,12 @@ def main():
              "--inplace on a symbolic link writes the file it names; the link stays (was replaced by a file)",
              r.stderr)
 
+        r = run("run", "--inplace", link, "-p", "x", "1")
+        res = C.load(target)
+        t.ok(r.returncode == 0 and os.path.islink(link) and res["metadata"]["papermill"]["output_path"] == link
+             and res["metadata"]["papermill"]["input_path"] == link,
+             "papermill's output_path is the path given (the link), as its input_path", r.stderr)
+
         shared = write_nb(os.path.join(d, "shared.ipynb"), ["print('shared')"])
         os.chmod(shared, 0o640)
         group = None
@@ -239,6 +245,13 @@ def main():
              "R names: 'a.b' kept, papermill's leading '_' dropped", r.stderr)
         r = run("run", pnb, "--prepare-only", "-l", "R", "-o", os.path.join(d, "r2.ipynb"), "-p", "a-b", "1")
         t.ok(r.returncode == 1 and "not a valid variable name in R" in r.stderr, "R: 'a-b' refused", r.stderr)
+
+        # ------------------------------------------------- messages that say
+        fails = write_nb(os.path.join(d, "fails.ipynb"), ["1/0"])
+        r = run("run", fails, "-o", "-")
+        t.ok(r.returncode == 1 and r.stderr.endswith("ZeroDivisionError: division by zero; partial notebook written "
+                                                     "to stdout\n") and json.loads(r.stdout)["cells"],
+             "a failed notebook written to stdout says 'written to stdout' (said 'written to -')", r.stderr)
 
         # ------------------------------------------------------ NaN seconds
         for opt in ("--timeout", "--startup-timeout", "--interrupt-timeout", "--heartbeat-timeout",
