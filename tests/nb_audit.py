@@ -104,18 +104,21 @@ def main():
 
         shared = write_nb(os.path.join(d, "shared.ipynb"), ["print('shared')"])
         os.chmod(shared, 0o640)
-        group = None
+        group = owner = None
         if os.geteuid() == 0:
+            # root runs a user's notebook: it must stay the user's
             others = [g for g in grp.getgrall() if g.gr_gid != os.getegid()]
             if others:
                 group = others[0].gr_gid
-                os.chown(shared, -1, group)
+            owner = 65534
+            os.chown(shared, owner, -1 if group is None else group)
         r = run("run", "--inplace", shared)
         st = os.stat(shared)
         t.ok(r.returncode == 0 and stat.S_IMODE(st.st_mode) == 0o640 and (group is None or st.st_gid == group)
-             and text(C.load(shared), 0) == "shared\n",
-             "--inplace keeps the notebook's mode 0640%s (was 0644, own group)" % (" and group" if group else ""),
-             "mode %o gid %d (want %s) %s" % (stat.S_IMODE(st.st_mode), st.st_gid, group, r.stderr))
+             and (owner is None or st.st_uid == owner) and text(C.load(shared), 0) == "shared\n",
+             "--inplace keeps the notebook's mode 0640%s (was 0644, ours)" % (" owner and group" if owner else ""),
+             "mode %o uid %d gid %d (want %s %s) %s" % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, owner, group,
+                                                       r.stderr))
 
         # -o onto an existing file keeps its mode too, as nbformat.write()
         old_out = os.path.join(d, "old_out.ipynb")
