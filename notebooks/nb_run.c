@@ -988,6 +988,8 @@ static int plan_outputs(const run_opts *o, job *jobs)
         if ((o->output && (rc = fill_path(o->output, o, &bi, &out_filled)) != 0) ||
             (o->output_dir && (rc = fill_path(o->output_dir, o, &bi, &dir_filled)) != 0))
             return rc;
+        if ((dir_filled && !*dir_filled) || (out_filled && !*out_filled))
+            return bad_usage("%s is an empty path with these parameters", dir_filled ? o->output_dir : o->output);
         const char *output_dir = dir_filled ? dir_filled : o->output_dir;
         if (o->output) {
             j->output = cb_strdup(out_filled ? out_filled : o->output);
@@ -1012,6 +1014,10 @@ static int plan_outputs(const run_opts *o, job *jobs)
         } else {
             j->output = default_output(j->input);
         }
+        if (!*j->output)
+            return bad_usage("an empty output path (for %s)", j->name);
+        if (strcmp(j->output, "-") != 0 && cb_str_has_suffix(j->output, "/"))
+            return bad_usage("cannot write %s: a path ending in '/' names a folder", j->output);
         if (strcmp(j->output, "-") != 0) {
             /* papermill writes the output before the first cell: a path that
              * cannot be written fails now, not after the run */
@@ -1197,6 +1203,10 @@ int nb_cmd_run(int argc, char **argv)
     }
     if (o.output && o.n_inputs > 1) {
         rc = bad_usage("-o/--output names one file but %d notebooks were given: use --output-dir", o.n_inputs);
+        goto done;
+    }
+    if ((o.output && !*o.output) || (o.output_dir && !*o.output_dir)) {
+        rc = bad_usage("%s needs a path, not ''", o.output ? "-o/--output" : "--output-dir");
         goto done;
     }
     if (o.output_dir && !strpbrk(o.output_dir, "{}") && cb_mkdir_p(o.output_dir, 0755) < 0) {

@@ -256,6 +256,19 @@ def main():
                                                      "to stdout\n") and json.loads(r.stdout)["cells"],
              "a failed notebook written to stdout says 'written to stdout' (said 'written to -')", r.stderr)
 
+        # ---------------------------- output paths refused before any cell runs
+        mk = write_nb(os.path.join(d, "mk.ipynb"), ["open('out.marker', 'w').close()"])
+        omarker = os.path.join(d, "out.marker")
+        for args, why in ((["-o", ""], "-o/--output needs a path, not ''"),
+                          (["--output-dir", ""], "--output-dir needs a path, not ''"),
+                          (["-o", os.path.join(d, "nodir") + "/"], "a path ending in '/' names a folder"),
+                          (["-o", "{x}", "-p", "x", ""], "{x} is an empty path with these parameters"),
+                          (["--output-dir", "{x}", "-p", "x", ""], "{x} is an empty path with these parameters")):
+            r = run("run", mk, *args)
+            t.ok(r.returncode == 2 and why in r.stderr and not os.path.exists(omarker),
+                 "%s: exit 2 before running (exit 1, most after running the notebook)" % " ".join(map(repr, args)),
+                 r.stderr)
+
         # ------------------------------------------------------ NaN seconds
         for opt in ("--timeout", "--startup-timeout", "--interrupt-timeout", "--heartbeat-timeout",
                     "--autosave-cell-every"):
