@@ -281,6 +281,18 @@ try:
     r = mount("mnt", mountPath="/workspace/data")
     out, _ = sh("mnt", "cat /workspace/data/back.txt")
     t.ok(r.status == 201 and out == "back\n", "mounting it again once the store is back: 201, its files show", (r, out))
+
+    # ---- --isolation none: no mount namespace of its own, no buckets ---------------------
+    dev = Server(extra_args=["--isolation", "none"])
+    try:
+        dev.create("mnt-dev")
+        r = dev.post("/v1/sandboxes/mnt-dev/mounts", {"bucket": "data", "mountPath": "d", "endpoint": s3.url,
+                                                      "credentials": CRED})
+        t.ok(r.status == 501 and r.code == "MOUNT_NOT_AVAILABLE" and "--isolation none" in r.json()["error"]["message"],
+             "--isolation none: 501 MOUNT_NOT_AVAILABLE naming the reason", r)
+    finally:
+        t.eq(dev.stop(), 0, "--isolation none server stops cleanly")
+        dev.cleanup()
 finally:
     srv.finish(t, IDS, "server stops cleanly")
     t.ok(wait_until(lambda: not s3fs_children() and not host_fuse_mounts(), timeout=20),
