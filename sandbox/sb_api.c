@@ -232,6 +232,12 @@ static int h_box_get(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, sb_box_json(b));
 }
 
+static int h_box_metrics(sb_req *r, sb_box *b, sb_error *err)
+{
+    (void)err;
+    return sb_reply_json(r, 200, sb_box_metrics(b));
+}
+
 static int h_box_patch(sb_req *r, sb_box *b, sb_error *err)
 {
     if (sb_box_update(b, body_or_empty(r), err) < 0)
@@ -1282,6 +1288,7 @@ const sb_route sb_api_routes[] = {
     {"GET", SBX, on_box, 0, NULL, BOX(h_box_get)},
     {"DELETE", SBX, on_box, 0, NULL, BOX(h_box_delete)},
     {"PATCH", SBX, on_box, 0, NULL, BOX(h_box_patch)},
+    {"GET", SBX "/metrics", on_box, 0, NULL, BOX(h_box_metrics)},
     {"POST", SBX "/pause", on_box, 0, NULL, BOX(h_box_pause)},
     {"POST", SBX "/resume", on_box, 0, NULL, BOX(h_box_resume)},
     {"POST", SBX "/exec", on_box, 0, NULL, BOX(h_exec)},

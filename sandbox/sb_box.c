@@ -43,6 +43,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1725,6 +1726,103 @@ int sb_box_update(sb_box *b, const cJSON *body, sb_error *err)
     }
     pthread_mutex_unlock(&b->mu);
     return rc ? -1 : 0;
+}
+
+/* ---- metrics ---------------------------------------------------------------- */
+
+/* CPU time in µs of a process plus the children it reaped (utime, stime,
+ * cutime, cstime of /proc/PID/stat); 0 when it is gone. The agent, pid 1,
+ * reaps every orphan, so over a sandbox's live processes this is all the
+ * CPU time it used. */
+static uint64_t proc_cpu_us(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    cb_autofree char *text = cb_read_file(path, NULL);
+    char *p = text ? strrchr(text, ')') : NULL;
+    if (!p)
+        return 0;
+    unsigned long long sum = 0;
+    int field = 2;  /* ")" ends field 2 (comm); utime..cstime are 14..17 */
+    char *save = NULL;
+    for (char *tok = strtok_r(p + 1, " ", &save); tok && field < 17; tok = strtok_r(NULL, " ", &save))
+        if (++field >= 14)
+            sum += strtoull(tok, NULL, 10);
+    long hz = sysconf(_SC_CLK_TCK);
+    return sum * 1000000ULL / (unsigned long long)(hz > 0 ? hz : 100);
+}
+
+static uint64_t group_cpu_us(const sb_cgroup *cg, size_t *nprocs)
+{
+    size_t n;
+    pid_t *pids = sb_cg_procs(cg, &reg.cg, &n);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += proc_cpu_us(pids[i]);
+    free(pids);
+    *nprocs = n;
+    return sum;
+}
+
+static void add_fs(cJSON *j, int root_fd, const char *dir, const char *used_key, const char *total_key)
+{
+    cb_autoclose int fd = openat(root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct statvfs sv;
+    if (fd >= 0 && fstatvfs(fd, &sv) == 0) {
+        cJSON_AddNumberToObject(j, used_key, (double)(sv.f_blocks - sv.f_bfree) * (double)sv.f_frsize);
+        cJSON_AddNumberToObject(j, total_key, (double)sv.f_blocks * (double)sv.f_frsize);
+    }
+}
+
+cJSON *sb_box_metrics(sb_box *b)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "id", b->id);
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, cb_real_us());
+    pthread_mutex_lock(&b->mu);
+    bool run = b->state == SB_BOX_RUNNING && reg.isolation != SB_ISOLATION_NONE;
+    cJSON_AddStringToObject(j, "status", b->state != SB_BOX_RUNNING ? "stopped" : b->paused ? "paused" : "running");
+    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_cgroup cg = {{0}};
+    sb_limits lim = b->opts.lim;
+    bool disk = b->opts.disk_mb > 0;
+    int root = -1;
+    if (run) {
+        for (int i = 0; i < SB_CG_N; i++)
+            cg.dir[i] = cb_strdup(b->cg.dir[i]);
+        root = fcntl(b->root_fd, F_DUPFD_CLOEXEC, 3);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (!run)
+        return j;
+    /* CPU use over a short window, as a share of the sandbox's CPU limit */
+    size_t nprocs;
+    int64_t t0 = cb_mono_ns();
+    uint64_t c0 = group_cpu_us(&cg, &nprocs);
+    struct timespec w = {0, 100 * 1000 * 1000};
+    nanosleep(&w, NULL);
+    uint64_t c1 = group_cpu_us(&cg, &nprocs);
+    double wall_us = (double)(cb_mono_ns() - t0) / 1e3, cpus = lim.cpu_milli / 1000.0;
+    double pct = c1 > c0 && wall_us > 0 ? (double)(c1 - c0) / wall_us / cpus * 100.0 : 0;
+    cJSON_AddNumberToObject(j, "cpuCount", cpus);
+    cJSON_AddNumberToObject(j, "cpuSeconds", (double)c1 / 1e6);
+    cJSON_AddNumberToObject(j, "cpuUsedPct", pct > 100 ? 100 : (double)(long)(pct * 10) / 10);
+    long long mem = sb_cg_memory(&cg, &reg.cg);
+    if (mem >= 0)
+        cJSON_AddNumberToObject(j, "memoryBytes", (double)mem);
+    cJSON_AddNumberToObject(j, "memoryLimitBytes", (double)((unsigned long long)lim.memory_mb << 20));
+    cJSON_AddNumberToObject(j, "processes", (double)nprocs);
+    cJSON_AddNumberToObject(j, "pidsLimit", lim.pids);
+    if (root >= 0) {
+        add_fs(j, root, "tmp", "tmpUsedBytes", "tmpTotalBytes");
+        if (disk)
+            add_fs(j, root, "workspace", "diskUsedBytes", "diskTotalBytes");
+        close(root);
+    }
+    for (int i = 0; i < SB_CG_N; i++)
+        free(cg.dir[i]);
+    return j;
 }
 
 cJSON *sb_box_json(sb_box *b)

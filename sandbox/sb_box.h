@@ -132,6 +132,11 @@ int sb_box_update(sb_box *b, const cJSON *body, sb_error *err);
 /* A list of every sandbox (owned array). */
 cJSON *sb_boxes_list_json(void);
 cJSON *sb_box_json(sb_box *b);
+/* What a running sandbox uses now (E2B's getMetrics): CPU (seconds in all,
+ * and the share of its limit over a 100 ms window, so this takes 100 ms),
+ * memory, processes, /tmp and a diskMB workspace, with the limits. A
+ * stopped one (not woken) has only id, status and timestamp. Owned. */
+cJSON *sb_box_metrics(sb_box *b);
 
 /* Make sure the agent runs (start a stopped sandbox, resume a paused one)
  * and count this request as active. */

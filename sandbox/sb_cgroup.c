@@ -460,6 +460,29 @@ int sb_cg_sweep(const sb_cg_layout *l, const char *root)
     return removed;
 }
 
+pid_t *sb_cg_procs(const sb_cgroup *cg, const sb_cg_layout *l, size_t *n)
+{
+    *n = 0;
+    const char *dir = l->version == 2 ? cg->dir[0] : cg->dir[SB_CG_PIDS];
+    if (!dir)
+        return NULL;
+    cb_autofree char *path = cb_printf_new("%s/cgroup.procs", dir);
+    cb_autofree char *text = cb_read_file(path, NULL);
+    if (!text)
+        return NULL;
+    size_t cap = 16;
+    pid_t *out = cb_malloc(cap * sizeof *out);
+    for (char *s = text, *end; *s; s = end) {
+        long v = strtol(s, &end, 10);
+        if (end == s)
+            break;
+        if (*n == cap)
+            out = cb_realloc(out, (cap *= 2) * sizeof *out);
+        out[(*n)++] = (pid_t)v;
+    }
+    return out;
+}
+
 long long sb_cg_memory(const sb_cgroup *cg, const sb_cg_layout *l)
 {
     if (!cg->dir[0])

@@ -82,5 +82,8 @@ void sb_cg_destroy(sb_cgroup *cg);
 int sb_cg_sweep(const sb_cg_layout *l, const char *root);
 /* Memory use in bytes (current), or -1. */
 long long sb_cg_memory(const sb_cgroup *cg, const sb_cg_layout *l);
+/* The processes in the group (its cgroup.procs): an owned array, *n of
+ * them; NULL (and *n = 0) when it cannot be read. */
+pid_t *sb_cg_procs(const sb_cgroup *cg, const sb_cg_layout *l, size_t *n);
 
 #endif

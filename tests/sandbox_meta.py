@@ -143,6 +143,35 @@ try:
     t.ok(r.status == 200 and srv.get("/v1/sandboxes/md-c").json()["status"] == "stopped",
          "PATCH of a stopped sandbox: 200, it is not woken", r)
 
+    # ---- metrics -----------------------------------------------------------------------------
+    m = srv.get("/v1/sandboxes/md-a/metrics").json()
+    t.ok(m.get("status") == "running" and m.get("cpuCount") == 0.5 and m.get("memoryLimitBytes") == 256 << 20
+         and m.get("pidsLimit") == 256 and m.get("processes", 0) >= 1 and m.get("tmpTotalBytes") == 64 << 20
+         and m.get("memoryBytes", 0) > 0 and "cpuSeconds" in m and "cpuUsedPct" in m,
+         "metrics of a running lite sandbox: its limits, memory, processes, /tmp, CPU", m)
+    srv.post("/v1/sandboxes/md-a/processes", {"command": "python3 -c 'x = bytearray(100 << 20); "
+                                              "open(\"/tmp/ten\", \"wb\").write(bytes(10 << 20)); "
+                                              "import time\nwhile True: pass'", "processId": "busy"})
+    wait_until(lambda: (srv.get("/v1/sandboxes/md-a/metrics").json().get("tmpUsedBytes") or 0) >= 10 << 20,
+               timeout=30)
+    m1 = srv.get("/v1/sandboxes/md-a/metrics").json()
+    time.sleep(0.5)
+    m2 = srv.get("/v1/sandboxes/md-a/metrics").json()
+    t.ok(m1.get("memoryBytes", 0) > 100 << 20 and m1.get("tmpUsedBytes", 0) >= 10 << 20
+         and m1.get("processes", 0) > m.get("processes", 0),
+         "a process holding 100 MB and writing 10 MB to /tmp: memoryBytes, tmpUsedBytes and processes grow",
+         (m, m1))
+    t.ok(m2.get("cpuSeconds", 0) > m1.get("cpuSeconds", 0) and m2.get("cpuUsedPct", 0) > 0,
+         "a busy loop: cpuSeconds grows and cpuUsedPct is above 0", (m1, m2))
+    srv.delete("/v1/sandboxes/md-a/processes/busy")
+    srv.request("PATCH", "/v1/sandboxes/md-c", {"sleepAfter": "1s"})
+    wait_until(lambda: srv.get("/v1/sandboxes/md-c").json()["status"] == "stopped", timeout=30)
+    m = srv.get("/v1/sandboxes/md-c/metrics").json()
+    t.ok(m.get("status") == "stopped" and "cpuSeconds" not in m
+         and srv.get("/v1/sandboxes/md-c").json()["status"] == "stopped",
+         "metrics of a sleeping sandbox: status stopped, no figures, not woken", m)
+    srv.request("PATCH", "/v1/sandboxes/md-c", {"sleepAfter": "10m"})
+
     # ---- fork, restart ---------------------------------------------------------------------
     r = srv.post("/v1/sandboxes/md-a/fork", {"id": "md-fork"})
     t.ok(r.status in (200, 201) and r.json()["options"]["metadata"]["userId"] == "u1",
