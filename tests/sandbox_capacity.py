@@ -13,10 +13,9 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import CELLBOX, TAP, Server, can_sandbox, in_threads  # noqa: E402
+from sandbox_lib import CELLBOX, TAP, Server, can_sandbox, in_threads, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -82,9 +81,11 @@ try:
     patch("cap-a", keepAlive=False)
     srv.sh("cap-b", "true")
     long = {}
-    th = threading.Thread(target=lambda: long.update(r=srv.exec("cap-a", "sleep 3; echo done")))
+    n0 = srv.get("/v1/sandboxes/cap-a/metrics").json().get("processes", 0)
+    th = threading.Thread(target=lambda: long.update(r=srv.exec("cap-a", "sleep 4; echo done")))
     th.start()
-    time.sleep(1)
+    # the command runs (its processes are there) before the next start needs room
+    wait_until(lambda: srv.get("/v1/sandboxes/cap-a/metrics").json().get("processes", 0) > n0, timeout=30)
     r = srv.exec("cap-c", "echo c")
     th.join()
     lr = long.get("r")
