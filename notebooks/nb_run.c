@@ -64,6 +64,7 @@ typedef struct run_opts {
     int progress;               /* -1 auto, 0 off, 1 on */
     int jobs;
     cJSON *params;              /* name -> value, insertion order */
+    cJSON *param_rank;          /* name -> the papermill rank of the option that set it */
     bool have_params;
     bool inject_input, inject_output;  /* PAPERMILL_INPUT_PATH / PAPERMILL_OUTPUT_PATH */
     const char *language;       /* --language: for the parameters' translator */
@@ -243,6 +244,23 @@ static int parse_seconds(const char *opt, const char *v, double *out)
     return 0;
 }
 
+/* papermill builds its parameters kind by kind, whatever the order on the
+ * command line: -b, then -f, then -y, then -p, then -r (each a dict update,
+ * so `-p n 1 -f defaults.yaml` gives n = 1). A name keeps the place where it
+ * first appeared; its value comes from the highest-ranked option that set
+ * it (the last of them within one kind). */
+static void params_merge(run_opts *o, const cJSON *got, int kind)
+{
+    int rank = kind == O_PARAM_B64 ? 1 : kind == O_PARAM_FILE ? 2 : kind == O_PARAM_YAML ? 3 : kind == O_PARAM ? 4 : 5;
+    for (const cJSON *k = got->child; k; k = k->next) {
+        const cJSON *had = cJSON_GetObjectItemCaseSensitive(o->param_rank, k->string);
+        if (had && had->valueint > rank)
+            continue;
+        cb_json_set(o->params, k->string, nb_json_dup(k));  /* in place when the name is there */
+        cb_json_set(o->param_rank, k->string, cJSON_CreateNumber(rank));
+    }
+}
+
 static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, char **vals)
 {
     char *err = NULL;
@@ -280,25 +298,31 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
         o->jobs = (int)n;
         break;
     }
-    case O_PARAM: nb_params_set_typed(o->params, vals[0], vals[1]); o->have_params = true; break;
-    case O_PARAM_RAW: nb_params_set_raw(o->params, vals[0], vals[1]); o->have_params = true; break;
+    case O_PARAM:
+    case O_PARAM_RAW:
     case O_PARAM_FILE:
-        if (nb_params_load_file(o->params, vals[0], &err) < 0) {
-            int rc = bad_usage("%s", err);
-            free(err);
-            return rc;
-        }
-        o->have_params = true;
-        break;
     case O_PARAM_YAML:
     case O_PARAM_B64: {
-        int r = d->id == O_PARAM_YAML ? nb_params_load_text(o->params, vals[0], strlen(vals[0]), &err)
-                                      : nb_params_load_base64(o->params, vals[0], &err);
+        cJSON *got = cJSON_CreateObject();
+        int r = 0;
+        if (d->id == O_PARAM)
+            nb_params_set_typed(got, vals[0], vals[1]);
+        else if (d->id == O_PARAM_RAW)
+            nb_params_set_raw(got, vals[0], vals[1]);
+        else if (d->id == O_PARAM_FILE)
+            r = nb_params_load_file(got, vals[0], &err);
+        else if (d->id == O_PARAM_YAML)
+            r = nb_params_load_text(got, vals[0], strlen(vals[0]), &err);
+        else
+            r = nb_params_load_base64(got, vals[0], &err);
         if (r < 0) {
-            int rc = bad_usage("%s: %s", spelled, err);
+            cJSON_Delete(got);
+            int rc = d->id == O_PARAM_FILE ? bad_usage("%s", err) : bad_usage("%s: %s", spelled, err);
             free(err);
             return rc;
         }
+        params_merge(o, got, d->id);
+        cJSON_Delete(got);
         o->have_params = true;
         break;
     }
@@ -1142,6 +1166,7 @@ int nb_cmd_run(int argc, char **argv)
     run_opts o = {.progress = -1, .jobs = 1, .hb_timeout = 10, .startup_timeout = 60, .save_progress = true,
                   .autosave_every = 30, .log_level = -1};
     o.params = cJSON_CreateObject();
+    o.param_rank = cJSON_CreateObject();
     int rc = parse_args(&o, argc, argv);
     if (rc || o.help) {
         if (o.help)
@@ -1313,6 +1338,7 @@ free_jobs:
     free(c.jobs);
 done:
     cJSON_Delete(o.params);
+    cJSON_Delete(o.param_rank);
     kn_strv_free(o.allow_error_names);
     free(o.inputs);
     return rc;
