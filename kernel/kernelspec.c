@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,8 +137,25 @@ kn_kernelspec *kn_kernelspec_find(const char *name, char **err)
     for (char **d = dirs; *d && !ks && !*err; d++) {
         cb_autofree char *dir = cb_printf_new("%s/%s", *d, name);
         cb_autofree char *kj = cb_printf_new("%s/kernel.json", dir);
-        if (access(kj, R_OK) == 0)
+        if (access(kj, R_OK) == 0) {
             ks = load_spec(name, dir, err);
+            continue;
+        }
+        /* jupyter_client's kernel names are case-insensitive (it lowercases
+         * the folder names and the name asked for): -k Python3, or a
+         * notebook's kernelspec 'Python3', finds python3, and 'mykernel'
+         * finds a folder MyKernel */
+        DIR *dh = opendir(*d);
+        for (struct dirent *e; dh && !ks && !*err && (e = readdir(dh));) {
+            if (strcasecmp(e->d_name, name) != 0 || strcmp(e->d_name, name) == 0)
+                continue;
+            cb_autofree char *cdir = cb_printf_new("%s/%s", *d, e->d_name);
+            cb_autofree char *ckj = cb_printf_new("%s/kernel.json", cdir);
+            if (access(ckj, R_OK) == 0)
+                ks = load_spec(name, cdir, err);
+        }
+        if (dh)
+            closedir(dh);
     }
     if (!ks && !*err) {
         cb_buf b = CB_BUF_INIT;

@@ -294,6 +294,25 @@ def main():
                  and not os.path.exists(os.path.join(d, "nan.ipynb")),
                  "%s nan: bad usage (was taken: a timeout that never expires)" % opt, r.stderr)
 
+        # --------------------------------- kernel names are case-insensitive
+        # (jupyter_client lowercases folder names and the name asked for)
+        kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "AuditKern")
+        os.makedirs(kd)
+        with open(os.path.join(kd, "kernel.json"), "w") as fh:
+            json.dump({"argv": [os.path.abspath(C.CELLBOX), "kernel", "-f", "{connection_file}"],
+                       "display_name": "audit", "language": "python", "env": {"AUDIT_KERN": "yes"}}, fh)
+        which = write_nb(os.path.join(d, "which.ipynb"), ["import os\nprint(os.environ.get('AUDIT_KERN'))"])
+        r = run("run", "-k", "auditkern", which, "-o", os.path.join(d, "which1.ipynb"))
+        res = C.load(os.path.join(d, "which1.ipynb")) if r.returncode == 0 else None
+        t.ok(res and text(res, 0) == "yes\n", "-k auditkern finds the kernelspec folder AuditKern (was: no kernelspec)",
+             r.stderr)
+        which2 = write_nb(os.path.join(d, "which2.ipynb"), ["import os\nprint(os.environ.get('AUDIT_KERN'))"],
+                          kernelspec={"name": "AUDITKERN", "display_name": "audit", "language": "python"})
+        r = run("run", which2)
+        res = C.load(os.path.join(d, "which2.out.ipynb")) if r.returncode == 0 else None
+        t.ok(res and text(res, 0) == "yes\n",
+             "a notebook's kernelspec 'AUDITKERN' runs on AuditKern (ran silently on cellbox's own kernel)", r.stderr)
+
         # ------------------------------------------------ a broken kernelspec
         kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "broken")
         os.makedirs(kd)
