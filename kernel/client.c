@@ -722,7 +722,9 @@ kn_client *kn_client_start(const kn_kernelspec *spec, const kn_client_opts *opts
     cb_autofree char *key = cb_random_hex(16);
     c->dir = make_private_dir();
     if (!c->dir) {
-        *err = cb_printf_new("cannot create a folder for the connection file: %s", strerror(errno));
+        const char *tmp = getenv("TMPDIR");
+        *err = cb_printf_new("cannot create a folder for the connection file in %s%s: %s",
+                             tmp && *tmp ? tmp : "/tmp", tmp && *tmp ? " ($TMPDIR)" : "", strerror(errno));
         goto fail;
     }
     char uuid[37];

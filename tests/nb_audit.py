@@ -313,6 +313,11 @@ def main():
         t.ok(res and text(res, 0) == "yes\n",
              "a notebook's kernelspec 'AUDITKERN' runs on AuditKern (ran silently on cellbox's own kernel)", r.stderr)
 
+        # a TMPDIR that does not exist: the message names it
+        r = C.run(["run", simple, "-o", os.path.join(d, "tmpdir.ipynb")], env=dict(env, TMPDIR=os.path.join(d, "gone")))
+        t.ok(r.returncode == 1 and "connection file in %s ($TMPDIR): No such file" % os.path.join(d, "gone") in r.stderr,
+             "a missing $TMPDIR is named in the reason", r.stderr)
+
         # ------------------------------------------------ a broken kernelspec
         kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "broken")
         os.makedirs(kd)
