@@ -825,7 +825,9 @@ static void run_job(run_ctx *c, job *j)
     bool inject = o->have_params || o->inject_input || o->inject_output;
     bool papermill = inject || o->prepare_only || cb_json_obj(nb->metadata, "papermill");
     const char *output_path = j->output_given ? j->output_given : j->output;  /* as papermill records it */
-    if (!spec && !(o->prepare_only && !o->kernel)) {
+    /* --prepare-only starts no kernel: as papermill, the parameters are
+     * written for the kernel's name and language, installed here or not */
+    if (!spec && !o->prepare_only) {
         job_fail(j, NB_START_FAILED, "%s: %s", j->name, err);
         goto out;
     }
@@ -839,7 +841,9 @@ static void run_job(run_ctx *c, job *j)
             if (o->inject_output)
                 cJSON_AddStringToObject(params, "PAPERMILL_OUTPUT_PATH", output_path);
             nb_params_update(params, o->params);
-            const char *kname = spec ? spec->name : cb_json_str(cb_json_obj(nb->metadata, "kernelspec"), "name", "");
+            const char *kname = spec       ? spec->name
+                                : o->kernel ? o->kernel
+                                            : cb_json_str(cb_json_obj(nb->metadata, "kernelspec"), "name", "");
             const char *lang = o->language;
             if (!lang && spec && spec->language && *spec->language)
                 lang = spec->language;

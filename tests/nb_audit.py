@@ -263,6 +263,12 @@ def main():
                 "-p", "_x", "2")
         t.ok(r.returncode == 0 and "a.b = 1\nx = 2\n" in "".join(C.load(os.path.join(d, "r.ipynb"))["cells"][2]["source"]),
              "R names: 'a.b' kept, papermill's leading '_' dropped", r.stderr)
+        os.remove(marker) if os.path.exists(marker) else None
+        r = run("run", pnb, "--prepare-only", "-k", "no-such-r-kernel", "-l", "R", "-o", os.path.join(d, "r3.ipynb"),
+                "-p", "x", "1")
+        t.ok(r.returncode == 0 and "x = 1\n" in "".join(C.load(os.path.join(d, "r3.ipynb"))["cells"][2]["source"])
+             and not os.path.exists(marker),
+             "--prepare-only -k NAME needs no kernel NAME installed, as papermill (was: no kernelspec named)", r.stderr)
         r = run("run", pnb, "--prepare-only", "-l", "R", "-o", os.path.join(d, "r2.ipynb"), "-p", "a-b", "1")
         t.ok(r.returncode == 1 and "not a valid variable name in R" in r.stderr, "R: 'a-b' refused", r.stderr)
 
