@@ -502,6 +502,8 @@ int sb_proc_stdin(sb_box *b, const char *id, const void *data, size_t len, bool 
 /* ---- waiting ------------------------------------------------------------------ */
 
 /* Try once to reach a port in the sandbox: 1 ready, 0 not yet. */
+#define WAIT_PATH_MAX 2048          /* bytes of an HTTP wait's path */
+
 static int probe_port(sb_box *b, int port, bool http, const char *path, int lo, int hi)
 {
     sb_error err;
@@ -515,10 +517,12 @@ static int probe_port(sb_box *b, int port, bool http, const char *path, int lo, 
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     if (ok && http) {
-        char req[512], resp[64];
-        int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+        /* built to its full length: a fixed buffer with snprintf's return
+         * value as the length sent the server's stack after a long path */
+        char resp[64];
+        cb_autofree char *req = cb_printf_new("GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
         ok = 0;
-        if (cb_write_all(fd, req, (size_t)n) == 0) {
+        if (cb_write_all(fd, req, strlen(req)) == 0) {
             ssize_t got = recv(fd, resp, sizeof resp - 1, MSG_WAITALL);
             if (got >= 12) {
                 resp[got] = '\0';
@@ -559,6 +563,10 @@ int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, cJSON **out, sb_e
         return sb_fail(err, SB_E_VALIDATION_FAILED, "mode must be tcp or http"), -1;
     if (timeout_ms < 0 || timeout_ms > 3600000)
         return sb_fail(err, SB_E_VALIDATION_FAILED, "timeoutMs must be 0..3600000"), -1;
+    /* it becomes the probe's request line: one token, as a URL path */
+    if (path[0] != '/' || strlen(path) > WAIT_PATH_MAX || strpbrk(path, " \t") || sb_has_ctl(path))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "path must start with '/' and hold at most %d "
+                       "bytes, no spaces or control characters", WAIT_PATH_MAX), -1;
     regex_t re;
     bool have_re = false;
     if (pattern) {

@@ -39,7 +39,12 @@ client (an audit's findings, each checked against a real server).
 - a log wait ({"log": ...} or {"regex": ...}) on a process that prints
   without a newline held the whole unfinished line in the server's memory
   (256 MB of output: 256 MB more for the server); it now keeps at most
-  1 MiB of it.
+  1 MiB of it;
+- an HTTP readiness wait ({"port", "mode": "http", "path"}) with a path
+  over ~470 bytes sent the service in the sandbox the server's stack
+  memory after the request (a fixed buffer sent to snprintf's would-be
+  length): the request is now built to its length, and a path must start
+  with '/', hold at most 2048 bytes and no spaces or control characters.
 """
 import json
 import os
@@ -328,6 +333,39 @@ try:
     grown = hwm_kb() - before
     t.ok(grown < 64 * 1024, "the server's peak memory grew by %d KiB (< 64 MiB) for the 256 MB line" % grown)
     srv.delete(S + "/processes/nonl?signal=KILL")
+
+    # ---- the HTTP readiness probe's request ----
+    cap = (
+        "import socket\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', 8081)); s.listen(5)\n"
+        "print('listening', flush=True)\n"
+        "c, _ = s.accept(); data = b''\n"
+        "while True:\n"
+        "    d = c.recv(65536)\n"
+        "    if not d: break\n"
+        "    data += d\n"
+        "open('/workspace/probe.bin.tmp', 'wb').write(data)\n"
+        "import os; os.rename('/workspace/probe.bin.tmp', '/workspace/probe.bin')\n"
+        "import time; time.sleep(600)\n")
+    srv.post(F + "/write", {"path": "cap.py", "content": cap})
+    r = srv.post(S + "/processes", {"command": "python3 /workspace/cap.py", "processId": "cap"})
+    t.eq(r.status, 201, "start a service that records the probe's request")
+    r = srv.post(S + "/processes/cap/wait", {"log": "listening", "timeoutMs": 30000})
+    t.eq(r.status, 200, "... it listens")
+    long_path = "/" + "p" * 1500
+    r = srv.post(S + "/processes/cap/wait", {"port": 8081, "mode": "http", "path": long_path, "timeoutMs": 1500})
+    t.eq(r.status, 408, "an HTTP wait with a 1500-byte path on a service that never answers: 408")
+    t.ok(wait_until(lambda: srv.post(F + "/exists", {"path": "probe.bin"}).json().get("exists")),
+         "the service recorded the probe's request")
+    got = srv.get(S + "/files/content?path=probe.bin").body
+    want = ("GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n" % long_path).encode()
+    t.ok(got == want, "it is exactly the request line and Host: nothing of the server's memory after it",
+         "got %d bytes, want %d; tail %r" % (len(got), len(want), got[-80:]))
+    for bad in ("/" + "p" * 3000, "nopath", "/a b", "/a\r\nX-Injected: 1"):
+        r = srv.post(S + "/processes/cap/wait", {"port": 8081, "mode": "http", "path": bad, "timeoutMs": 100})
+        t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "HTTP wait path %r: 400" % bad[:20], r)
+    srv.delete(S + "/processes/cap?signal=KILL")
 finally:
     srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up", "audit-env"])
 t.done()
