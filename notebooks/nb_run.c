@@ -498,6 +498,15 @@ static void on_signal(int sig)
     }
 }
 
+/* Installs sa for sig unless sig is ignored; *old gets the disposition to
+ * restore either way. */
+static void catch_signal(int sig, const struct sigaction *sa, struct sigaction *old)
+{
+    sigaction(sig, NULL, old);
+    if (old->sa_handler != SIG_IGN)
+        sigaction(sig, sa, NULL);
+}
+
 /* The pipe is written by the signal handler and never drained: once
  * readable it stays readable, for every worker and kernel client. */
 static bool cancel_requested(run_ctx *c)
@@ -1272,12 +1281,14 @@ int nb_cmd_run(int argc, char **argv)
         cb_die_errno("pipe");
     g_ctx = &c;
     /* SIGHUP too: a closed terminal or SSH session must not leave the
-     * kernels running and the notebook unwritten */
+     * kernels running and the notebook unwritten. A signal ignored when we
+     * start stays ignored: `nohup cellbox run` must survive the hang-up,
+     * and a shell's background job (`cellbox run ... &`) ignores SIGINT. */
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_hup;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGHUP, &sa, &old_hup);
+    catch_signal(SIGINT, &sa, &old_int);
+    catch_signal(SIGTERM, &sa, &old_term);
+    catch_signal(SIGHUP, &sa, &old_hup);
     signal(SIGPIPE, SIG_IGN);
 
     int n_workers = o.jobs < o.n_inputs ? o.jobs : o.n_inputs;

@@ -64,6 +64,29 @@ def children(pid):
     return kids
 
 
+def signal_settled(pid, sig, timeout=30):
+    """Waits until sig is pending neither for the process nor a thread."""
+    bit = 1 << (sig - 1)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        pending = 0
+        try:
+            with open("/proc/%d/status" % pid) as fh:
+                for line in fh:
+                    if line.startswith(("SigPnd:", "ShdPnd:")):
+                        pending |= int(line.split()[1], 16)
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as fh:
+                    for line in fh:
+                        if line.startswith("SigPnd:"):
+                            pending |= int(line.split()[1], 16)
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if not pending & bit:
+            return
+        time.sleep(0.01)
+
+
 def kill_if_alive(pid):
     if pid and C.pid_alive(pid):
         try:
@@ -214,6 +237,40 @@ def main():
         t.ok(spid and proc.returncode == 130 and "cancelled while the kernel was starting" in stderr and not C.pid_alive(spid),
              "SIGHUP while a kernel starts: exit 130, the kernel process killed (was: left running, orphaned)",
              "rc %s %s" % (proc.returncode, stderr))
+
+        # a signal ignored when cellbox run starts stays ignored: `nohup
+        # cellbox run` survives the hang-up, and a background job of a
+        # non-interactive shell (SIGINT ignored) is not stopped by Ctrl-C
+        for sig in (signal.SIGHUP, signal.SIGINT):
+            name = signal.Signals(sig).name
+            go = os.path.join(d, "go-" + name)
+            started = os.path.join(d, "started-" + name)
+            nh = write_nb(os.path.join(d, "nohup-%s.ipynb" % name), [
+                "import os, time\nopen(%r, 'w').close()\nwhile not os.path.exists(%r):\n    time.sleep(0.05)\n"
+                "print('finished')" % (started, go)])
+            errf = open(os.path.join(tmp, "nohup.err"), "w+")
+            proc = subprocess.Popen([C.CELLBOX, "run", nh], env=env, stdout=subprocess.DEVNULL, stderr=errf,
+                                    preexec_fn=lambda s=sig: signal.signal(s, signal.SIG_IGN))
+            ready = wait_for_file(started)
+            if ready:
+                proc.send_signal(sig)
+                # once it is no longer pending it was ignored or handled (and a
+                # run that handled it ends with 130 whatever the cell does)
+                signal_settled(proc.pid, sig)
+                open(go, "w").close()
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            errf.seek(0)
+            err = errf.read()
+            errf.close()
+            out = nh.replace(".ipynb", ".out.ipynb")
+            res = C.load(out) if os.path.exists(out) else None
+            t.ok(ready and proc.returncode == 0 and res and text(res, 0) == "finished\n",
+                 "%s ignored at start (nohup, a background job): the run goes on to the end" % name,
+                 "rc %s %s" % (proc.returncode, err))
 
         # ------------------------------------------- parameter names (papermill)
         # a name the kernel's language cannot assign to fails before any
