@@ -65,7 +65,7 @@ NB_BAD = \
 	tests/notebooks/bad/unknown_cell_type.ipynb
 NB_TESTS = tests/nb_format.py tests/nb_params.py tests/nb_run_cli.py tests/nb_examples.py \
 	tests/nb_corpus.py tests/nb_corpus_cellbox.py tests/nb_nbclient_files.py tests/nb_other_kernels.py \
-	tests/nb_hostile.py
+	tests/nb_hostile.py tests/nb_audit.py
 TESTS += $(NB_TESTS)
 EXTRA_DIST += $(NB_TESTS) tests/nb_common.py tests/notebooks/make_corpus.py $(NB_CORPUS) $(NB_BAD)
 
