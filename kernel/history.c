@@ -287,18 +287,33 @@ cJSON *kn_history_query(kn_history *h, const cJSON *req)
             cJSON_AddItemToArray(hist, entry_json(&all.v[i], output));
     } else if (strcmp(type, "range") == 0) {
         long long session = cb_json_int(req, "session", 0);
-        long long start = cb_json_int(req, "start", 0), stop = cb_json_int(req, "stop", -1);
+        long long start = cb_json_int(req, "start", 0);
+        /* IPython's get_range: a stop of 0 or null is the end; in this
+         * session, a negative start or stop counts from the end, as
+         * Python's slices (start -2: the last two cells); in an earlier
+         * one, both are line numbers as they are */
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(req, "stop");
+        bool to_end = !cJSON_IsNumber(st) || (long long)st->valuedouble == 0;
+        long long stop = to_end ? 0 : (long long)st->valuedouble;
         if (session <= 0)
             session += h->session;  /* 0 = this one, -1 = the previous... */
         if (session == h->session) {
-            for (size_t i = 0; i < h->mine.n; i++)
+            long long lines = 1;  /* IPython's len(In): the last line + 1 */
+            for (size_t i = 0; i < h->mine.n; i++) {
                 entries_push(&all, h->mine.v[i].session, h->mine.v[i].line, h->mine.v[i].input, h->mine.v[i].output);
+                if (h->mine.v[i].line + 1 > lines)
+                    lines = h->mine.v[i].line + 1;
+            }
+            if (start < 0)
+                start += lines;
+            if (!to_end && stop < 0)
+                stop += lines;
         } else {
             all_entries(h, &all);
         }
         for (size_t i = 0; i < all.n; i++) {
             const entry *e = &all.v[i];
-            if (e->session == session && e->line >= start && (stop < 0 || e->line < stop))
+            if (e->session == session && e->line >= start && (to_end || e->line < stop))
                 cJSON_AddItemToArray(hist, entry_json(e, output));
         }
     } else if (strcmp(type, "search") == 0) {

@@ -37,6 +37,22 @@ reference. Output: TAP.
   traceback." and the exception's line, then the warning "To exit: use
   'exit', 'quit', or Ctrl-D."; %tb shows the traceback. cellbox showed the
   whole traceback, as for a bug in the code.
+- complete_request and inspect_request on a line holding a long name: the
+  completer's and the inspector's regular expressions were searched from
+  every position of the name, quadratic: 20,000 characters took 2.5 s (5 s
+  for `aaa…a+(` in inspect), 300,000 would take minutes, the shell channel
+  blocked meanwhile. Now a name chain only starts where a name can, and
+  `x[0].re` is completed with x[0]'s attributes (as ipykernel) rather than
+  with the global names starting with "re".
+- inspect_request (Shift+Tab) on an object whose __doc__ property, or
+  signature, raises: the page shows what can be found. The whole request
+  failed with "InternalError: inspect_request" (ipykernel sends no reply at
+  all).
+- history_request "range" in the current session reads start and stop as
+  IPython does: negative values count from the end (start -2: the last two
+  cells; stop -1: all but the last), a stop of 0 or null is the end.
+  cellbox ignored a negative start (returning every cell) and read any
+  negative stop as "to the end".
 """
 import re
 import time
@@ -326,3 +342,98 @@ def system_exit():
     mine, ref = exit_runs("cellbox"), exit_runs("python3")
     for code, got, want in zip(EXIT_CELLS, mine, ref):
         tap.eq(got, want, "%r: reply, error message and warning as under ipykernel" % code)
+
+
+def shell_reply(kc, msg_id, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            m = kc.get_shell_msg(timeout=1)
+        except Empty:
+            continue
+        if m["parent_header"].get("msg_id") == msg_id:
+            return m["content"]
+    return None
+
+
+@tap.case
+def long_names():
+    km, kc = du.start("cellbox")
+    try:
+        name = "a" * 300000
+        for code in (name, name + " ", "d['" + name, name + "+(", name + ".x"):
+            r = shell_reply(kc, kc.complete(code, len(code)))
+            tap.ok(r is not None and r["status"] == "ok", "complete_request on %r (%d characters) is answered"
+                   % (code[-4:], len(code)), r and {k: r[k] for k in r if k != "matches"})
+            r = shell_reply(kc, kc.inspect(code, len(code)))
+            tap.ok(r is not None and r["status"] == "ok", "inspect_request on %r (%d characters) is answered"
+                   % (code[-4:], len(code)), r)
+        reply, out = du.collect(kc, "'still here'")
+        tap.eq(reply["status"], "ok", "the kernel goes on")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def completions(kernel, cells):
+    km, kc = du.start(kernel)
+    try:
+        du.collect(kc, "x = [1j]\nrevenue = 1")
+        return [shell_reply(kc, kc.complete(code, len(code)))["matches"] for code in cells]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def attribute_of_subscript():
+    cells = ["x[0].re", "x[0].imag.re", "reve"]
+    for code, got, want in zip(cells, completions("cellbox", cells), completions("python3", cells)):
+        tap.eq(got, want, "completion of %r as under ipykernel" % code)
+
+
+@tap.case
+def inspect_hostile_objects():
+    km, kc = du.start("cellbox")
+    try:
+        du.collect(kc, "class X:\n    @property\n    def __doc__(self): raise RuntimeError('doc')\n"
+                       "    def __getattr__(self, n): raise RuntimeError('getattr ' + n)\nx = X()\n"
+                       "class C:\n    def __call__(self): pass\n    @property\n    def __signature__(self): raise RuntimeError('sig')\n"
+                       "    @property\n    def __doc__(self): raise RuntimeError('doc')\nc = C()")
+        for name, kind in (("x", "X"), ("c", "C")):
+            for detail in (0, 1):
+                r = shell_reply(kc, kc.inspect(name, len(name), detail))
+                text = strip(r.get("data", {}).get("text/plain", "")) if r else ""
+                tap.ok(r is not None and r["status"] == "ok" and r["found"] and ("Type: " + kind) in text.replace("  ", " "),
+                       "inspect_request on an object whose __doc__ raises (%s, detail %d): its page" % (name, detail), r)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+RANGES = [(-2, None), (1, -1), (-3, -1), (2, 4), (3, 0), (5, 100), (-1, -1), (1, None)]
+
+
+def history_ranges(kernel):
+    km, kc = du.start(kernel)
+    try:
+        for code in ["a = 1", "a = 1", "b = 2", "a = 1", "a + b", "a = 1"]:
+            du.collect(kc, code)
+        du.collect(kc, "'not stored'", store_history=False)
+        res = []
+        for start, stop in RANGES:
+            kw = {"hist_access_type": "range", "session": 0, "start": start, "raw": True, "output": False}
+            if stop is not None:
+                kw["stop"] = stop
+            r = shell_reply(kc, kc.history(**kw))
+            res.append([(line, text) for session, line, text in r["history"]])
+        return res
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def history_range():
+    for (start, stop), got, want in zip(RANGES, history_ranges("cellbox"), history_ranges("python3")):
+        tap.eq(got, want, "history range start=%s stop=%s as under ipykernel" % (start, stop))
