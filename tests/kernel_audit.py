@@ -53,6 +53,10 @@ reference. Output: TAP.
   cells; stop -1: all but the last), a stop of 0 or null is the end.
   cellbox ignored a negative start (returning every cell) and read any
   negative stop as "to the end".
+- PEP 678 notes (exc.add_note(), used by pytest, hypothesis, pydantic...)
+  are printed under the exception's line, as Python's traceback module
+  prints them, in every %xmode. They were left out (as IPython 8.5 does),
+  so the explanation they carry was shown nowhere.
 """
 import re
 import time
@@ -437,3 +441,35 @@ def history_ranges(kernel):
 def history_range():
     for (start, stop), got, want in zip(RANGES, history_ranges("cellbox"), history_ranges("python3")):
         tap.eq(got, want, "history range start=%s stop=%s as under ipykernel" % (start, stop))
+
+
+NOTE_CELLS = [
+    "e = ValueError('noted'); e.add_note('note one'); e.add_note('two\\nlines'); raise e",
+    "class N:\n    def __str__(self): raise RuntimeError\ne = TypeError('t'); e.__notes__ = [N(), 5]; raise e",
+    "e = KeyError('k'); e.__notes__ = 42; raise e",
+    "raise ValueError('no notes')",
+]
+
+
+@tap.case
+def exception_notes():
+    import traceback
+    km, kc = du.start("cellbox")
+    try:
+        for mode in ("Context", "Verbose", "Plain", "Minimal"):
+            du.collect(kc, "%xmode " + mode)
+            for code in NOTE_CELLS:
+                reply, err = error_of(kc, code)
+                # what Python's own traceback module prints after the exception's line
+                ns = {}
+                try:
+                    exec(code, ns)
+                except Exception as e:
+                    want = "".join(traceback.format_exception_only(type(e), e)).rstrip("\n")
+                got = strip("".join(err["traceback"][-1:])).rstrip("\n") if err else None
+                if mode == "Plain":
+                    got = got.lstrip() if got else got
+                tap.eq(got, want, "%s: the exception's line and its notes as Python prints them (%s)" % (code.split("\n")[0].split(";")[0][:30], mode))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -457,13 +457,36 @@ def _frames(tb, skip_file):
     return triples[i:]
 
 
+def _notes(exc):
+    """The lines of the exception's PEP 678 notes (add_note()), as Python
+    prints them under the exception's line; IPython 8.5 leaves them out, so
+    pytest's, hypothesis' or pydantic's explanations were lost."""
+    try:
+        notes = getattr(exc, "__notes__", None)
+    except Exception:
+        return []
+    if notes is None:
+        return []
+
+    def text(value, what, func):
+        try:
+            return func(value)
+        except Exception:
+            return "<%s %s() failed>" % (what, func.__name__)
+
+    import collections.abc
+    if isinstance(notes, collections.abc.Sequence):   # as Python 3.11's traceback module
+        return [line for note in notes for line in text(note, "note", str).split("\n")]
+    return [text(notes, "__notes__", repr)]
+
+
 def _exc_line(exc):
     name = type(exc).__name__
     try:
         msg = str(exc)
     except Exception:
         msg = "<unprintable %s object>" % name
-    return "%s%s%s: %s" % (EXCNAME, name, NORMAL, msg)
+    return "%s%s%s: %s" % (EXCNAME, name, NORMAL, msg) + "".join("\n" + n for n in _notes(exc))
 
 
 def _header(exc):
@@ -574,9 +597,10 @@ def _exception_only(exc):
             msg = str(exc)
         except Exception:
             msg = "<unprintable %s object>" % type(exc).__name__
+    notes = "".join(n + "\n" for n in _notes(exc))
     if msg:
-        return "%s%s:%s %s\n" % (stype, EXCNAME, NORMAL, msg)
-    return stype + "\n"
+        return "%s%s:%s %s\n" % (stype, EXCNAME, NORMAL, msg) + notes
+    return stype + "\n" + notes
 
 
 def _plain_block(exc, skip_file):
