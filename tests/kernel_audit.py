@@ -57,6 +57,14 @@ reference. Output: TAP.
   are printed under the exception's line, as Python's traceback module
   prints them, in every %xmode. They were left out (as IPython 8.5 does),
   so the explanation they carry was shown nowhere.
+- Exception groups (asyncio.TaskGroup's): the sub-exceptions are drawn under
+  the group's line as Python's traceback module draws them, with their
+  tracebacks. Only "ExceptionGroup: unhandled errors in a TaskGroup (1
+  sub-exception)" was shown (as IPython 8.5 does): the error itself was
+  hidden.
+- An error in a top-level await: the traceback starts at the cell, as under
+  ipykernel; it started with asyncio's run_until_complete frame (the
+  kernel's runner).
 """
 import re
 import time
@@ -473,3 +481,46 @@ def exception_notes():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+GROUP_CELLS = [
+    "raise ExceptionGroup('grp', [ValueError('v1'), ExceptionGroup('nested', [KeyError('k')])])",
+    "import asyncio\nasync def bad(): raise RuntimeError('task failed')\nasync def main():\n"
+    "    async with asyncio.TaskGroup() as tg:\n        tg.create_task(bad())\nawait main()",
+]
+
+
+@tap.case
+def exception_groups():
+    km, kc = du.start("cellbox")
+    try:
+        for mode in ("Context", "Plain"):
+            du.collect(kc, "%xmode " + mode)
+            for code in GROUP_CELLS:
+                reply, err = error_of(kc, code)
+                last = strip(err["traceback"][-1]) if err else ""
+                tap.ok("+-+---------------- 1 ----------------" in last and "+------------------------------------" in last,
+                       "%s: the sub-exceptions are drawn under the group (%s)"
+                       % ("a nested ExceptionGroup" if "grp" in code else "a TaskGroup's error", mode), last)
+                tap.ok(("KeyError: 'k'" in last and "ValueError: v1" in last) if "grp" in code else
+                       ("RuntimeError: task failed" in last and "in bad" in last),
+                       "...with their messages and tracebacks (%s)" % mode, last)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def await_error_frames(kernel):
+    km, kc = du.start(kernel)
+    try:
+        reply, err = error_of(kc, "import asyncio\nasync def boom(): raise ValueError('x')\nawait boom()")
+        return [strip(b).split("\n")[0] for b in err["traceback"][2:-1]] if err else None
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def top_level_await_error():
+    tap.eq(await_error_frames("cellbox"), await_error_frames("python3"),
+           "an error in a top-level await: the same frames as under ipykernel (from the cell)")

@@ -451,8 +451,13 @@ def _frames(tb, skip_file):
         if not (triples and triples[-1][2].tb_frame is tb.tb_frame and triples[-1][2].tb_lineno == tb.tb_lineno):
             triples.append((tb.tb_frame, summary, tb))
         tb = tb.tb_next
+    # the kernel's frames, and those of asyncio's loop when the kernel ran a
+    # top-level await (run_until_complete), come before the cell's
+    aio = sys.modules.get("asyncio")
+    aio_dir = os.path.dirname(getattr(aio, "__file__", "") or "") + os.sep if aio else None
     i = 0
-    while i < len(triples) and _is_kernel_frame(triples[i][1].filename, skip_file):
+    while i < len(triples) and (_is_kernel_frame(triples[i][1].filename, skip_file)
+                                or (aio_dir and triples[i][1].filename.startswith(aio_dir))):
         i += 1
     return triples[i:]
 
@@ -480,13 +485,32 @@ def _notes(exc):
     return [text(notes, "__notes__", repr)]
 
 
+def _group_tree(exc):
+    """The sub-exceptions of an exception group (asyncio.TaskGroup's), as
+    Python's traceback module draws them ('+-+---- 1 ----' and a '| ' block
+    for each, with its traceback): IPython 8.5 shows only 'ExceptionGroup:
+    ... (2 sub-exceptions)', hiding the errors themselves. '' otherwise."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return ""
+    try:
+        lines = "".join(traceback.TracebackException(type(exc), exc, None, compact=True)
+                        .format(chain=False)).split("\n")
+        for i, line in enumerate(lines):
+            if line.lstrip().startswith("+-+"):
+                return "\n" + "\n".join(lines[i:]).rstrip("\n")
+    except Exception:   # never lose the error because of its display
+        pass
+    return ""
+
+
 def _exc_line(exc):
     name = type(exc).__name__
     try:
         msg = str(exc)
     except Exception:
         msg = "<unprintable %s object>" % name
-    return "%s%s%s: %s" % (EXCNAME, name, NORMAL, msg) + "".join("\n" + n for n in _notes(exc))
+    return ("%s%s%s: %s" % (EXCNAME, name, NORMAL, msg) + "".join("\n" + n for n in _notes(exc))
+            + _group_tree(exc))
 
 
 def _header(exc):
@@ -621,7 +645,8 @@ def _plain_block(exc, skip_file):
         if summary.line:
             item += "%s    %s%s\n" % (line_c, summary.line.strip(), normal)
         parts.append(item)
-    parts.append(_exception_only(exc))
+    tree = _group_tree(exc)
+    parts.append(_exception_only(exc) + (tree[1:] + "\n" if tree else ""))
     return parts
 
 
