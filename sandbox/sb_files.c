@@ -47,6 +47,7 @@
 
 #define READ_JSON_LIMIT (32u << 20)
 #define LIST_LIMIT 100000
+#define LIST_DEPTH_MAX 256            /* recursive listing, like recursive delete */
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -605,8 +606,14 @@ typedef struct lister {
     dev_t dev;
 } lister;
 
-static int list_dir(lister *L, int dirfd, const char *abs, const char *rel, sb_error *err)
+static int list_dir(lister *L, int dirfd, const char *abs, const char *rel, int depth, sb_error *err)
 {
+    /* each level holds two fds and a stack frame: a tree nested 10000 deep
+     * (code in the sandbox can make one) used up the server's fds for every
+     * other request while it was listed */
+    if (depth > LIST_DEPTH_MAX)
+        return sb_fail(err, SB_E_FILE_TOO_LARGE, "folders nested deeper than %d levels below the "
+                       "listed one: list a deeper folder", LIST_DEPTH_MAX), -1;
     int dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
     DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
     if (!d) {
@@ -635,7 +642,7 @@ static int list_dir(lister *L, int dirfd, const char *abs, const char *rel, sb_e
             if (sub >= 0) {
                 sb_error ignore;
                 int rc = sb_files_check_fs(sub, cabs, &ignore) == 0
-                             ? list_dir(L, sub, cabs, crel, err) : 0;
+                             ? list_dir(L, sub, cabs, crel, depth + 1, err) : 0;
                 close(sub);
                 if (rc < 0) {
                     closedir(d);
@@ -663,7 +670,7 @@ int sb_files_list(sb_req *r)
     fstat(fd, &st);
     lister L = {cJSON_CreateArray(), r->json && cb_json_bool(r->json, "includeHidden", false),
                 r->json && cb_json_bool(r->json, "recursive", false), 0, st.st_dev};
-    int rc = sb_files_check_fs(fd, c.path, &err) == 0 ? list_dir(&L, fd, c.path, "", &err) : -1;
+    int rc = sb_files_check_fs(fd, c.path, &err) == 0 ? list_dir(&L, fd, c.path, "", 0, &err) : -1;
     close(fd);
     if (rc < 0) {
         cJSON_Delete(L.arr);
@@ -855,7 +862,10 @@ int sb_files_delete(sb_req *r)
         else if (delete_dir_possible(dirfd, name, c.path, &err) < 0)
             rc = -1;
         else if (recursive && rm_contents(sub, st.st_dev, 0) < 0)
-            rc = err_errno(&err, errno, "delete", c.path);
+            rc = errno == ELOOP  /* rm_contents' depth limit, not a symlink */
+                     ? (sb_fail(&err, SB_E_PERMISSION_DENIED, "delete %s: folders nested deeper "
+                                "than 256 levels: delete a deeper folder first", c.path), -1)
+                     : err_errno(&err, errno, "delete", c.path);
         if (sub >= 0)
             close(sub);
         if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)

@@ -10,7 +10,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -342,18 +341,135 @@ int sb_env_check(const cJSON *env, sb_error *err)
     return 0;
 }
 
-static int rm_walk(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* sb_rm_rf walks the tree without recursion: a recursive walk (nftw, as
+ * before) used a stack frame per level, and a workspace whose code had made
+ * folders nested 60000 deep crashed the server (SIGSEGV) when the sandbox
+ * was deleted. Here the C stack stays flat and at most two fds are open:
+ * the walk goes down by name and back up through "..", checked against the
+ * parent's device and inode it remembered (a folder moved meanwhile stops
+ * it rather than lead it elsewhere). Folders it could not empty (a mount
+ * point, a file it may not remove) are remembered so as not to be entered
+ * again. */
+typedef struct rm_level {
+    char *name;                 /* of the folder below, in this one */
+    dev_t dev;                  /* this folder's identity */
+    ino_t ino;
+} rm_level;
+
+static bool rm_failed(const ino_t *failed, size_t n, ino_t ino)
 {
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
-    return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+    for (size_t i = 0; i < n; i++)
+        if (failed[i] == ino)
+            return true;
+    return false;
 }
 
 int sb_rm_rf(const char *path)
 {
-    return nftw(path, rm_walk, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    const dev_t dev = st.st_dev;
+    rm_level *up = NULL;
+    ino_t *failed = NULL;
+    size_t depth = 0, cap = 0, nfailed = 0;
+    int rc = 0;
+    for (;;) {
+        char *down = NULL;
+        int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+        if (!d) {
+            if (dup >= 0)
+                close(dup);
+            rc = -1;
+        }
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            struct stat cs;
+            if (fstatat(fd, e->d_name, &cs, AT_SYMLINK_NOFOLLOW) < 0)
+                continue;
+            if (!S_ISDIR(cs.st_mode)) {
+                if (unlinkat(fd, e->d_name, 0) < 0 && errno != ENOENT)
+                    rc = -1;
+                continue;
+            }
+            if (cs.st_dev != dev || rm_failed(failed, nfailed, cs.st_ino)) {
+                rc = -1;  /* another file system (FTW_MOUNT), or one it could not empty */
+                continue;
+            }
+            if (unlinkat(fd, e->d_name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+                continue;
+            if (errno != ENOTEMPTY && errno != EEXIST) {
+                rc = -1;
+                continue;
+            }
+            down = cb_strdup(e->d_name);
+            break;
+        }
+        if (d)
+            closedir(d);
+        struct stat here;
+        if (down) {
+            int sub = openat(fd, down, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0 || fstat(fd, &here) < 0) {
+                if (sub >= 0)
+                    close(sub);
+                struct stat cs;
+                if (fstatat(fd, down, &cs, AT_SYMLINK_NOFOLLOW) == 0) {
+                    failed = cb_realloc(failed, (nfailed + 1) * sizeof *failed);
+                    failed[nfailed++] = cs.st_ino;
+                }
+                free(down);
+                rc = -1;
+                continue;  /* rescan this folder, that one now skipped */
+            }
+            if (depth == cap) {
+                cap = cap ? 2 * cap : 64;
+                up = cb_realloc(up, cap * sizeof *up);
+            }
+            up[depth++] = (rm_level){down, here.st_dev, here.st_ino};
+            close(fd);
+            fd = sub;
+            continue;
+        }
+        if (depth == 0)
+            break;
+        /* this folder is as empty as it gets: back up and remove it */
+        rm_level l = up[--depth];
+        struct stat me;
+        int parent = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (parent < 0 || fstat(parent, &here) < 0 || here.st_dev != l.dev || here.st_ino != l.ino ||
+            fstat(fd, &me) < 0) {
+            if (parent >= 0)
+                close(parent);
+            free(l.name);
+            rc = -1;
+            break;  /* moved under us: stop rather than remove elsewhere */
+        }
+        close(fd);
+        fd = parent;
+        if (unlinkat(fd, l.name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+            failed = cb_realloc(failed, (nfailed + 1) * sizeof *failed);
+            failed[nfailed++] = me.st_ino;
+            rc = -1;
+        }
+        free(l.name);
+    }
+    close(fd);
+    for (size_t i = 0; i < depth; i++)
+        free(up[i].name);
+    free(up);
+    free(failed);
+    if (rmdir(path) < 0 && errno != ENOENT)
+        rc = -1;
+    return rc;
 }
 
 int sb_signal_descendants(pid_t root, int sig)

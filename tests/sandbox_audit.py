@@ -44,7 +44,13 @@ client (an audit's findings, each checked against a real server).
   over ~470 bytes sent the service in the sandbox the server's stack
   memory after the request (a fixed buffer sent to snprintf's would-be
   length): the request is now built to its length, and a path must start
-  with '/', hold at most 2048 bytes and no spaces or control characters.
+  with '/', hold at most 2048 bytes and no spaces or control characters;
+- folders nested very deep (code in the sandbox can make 60000 levels in
+  seconds): deleting the sandbox crashed the server (nftw's recursion
+  overflowed the connection thread's stack: SIGSEGV); a recursive listing
+  took two fds per level, up to the server's limit, failing every other
+  request meanwhile, and answered 500. The sandbox's folder is now removed
+  without recursion, and a listing stops at 256 levels with 413.
 """
 import json
 import os
@@ -366,6 +372,31 @@ try:
         r = srv.post(S + "/processes/cap/wait", {"port": 8081, "mode": "http", "path": bad, "timeoutMs": 100})
         t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "HTTP wait path %r: 400" % bad[:20], r)
     srv.delete(S + "/processes/cap?signal=KILL")
+
+    # ---- folders nested 60000 deep ----
+    srv.create("audit-deep")
+    ids.append("audit-deep")
+    deep = ("import os\nos.chdir('/workspace')\n"
+            "for i in range(60000):\n    os.mkdir('d'); os.chdir('d')\nopen('f', 'w').close()\nprint('ok')\n")
+    r = srv.post("/v1/sandboxes/audit-deep/files/write", {"path": "deep.py", "content": deep})
+    res = srv.sh("audit-deep", "python3 /workspace/deep.py", timeoutMs=600000)
+    t.eq(res["stdout"], "ok\n", "the sandbox's code makes folders nested 60000 deep")
+    r = srv.post("/v1/sandboxes/audit-deep/files/list", {"path": "/workspace", "recursive": True})
+    t.ok(r.status == 413 and r.code == "FILE_TOO_LARGE" and "256 levels" in r.json()["error"]["message"],
+         "a recursive listing stops at 256 levels: 413 saying so", r)
+    r = srv.post("/v1/sandboxes/audit-deep/files/delete", {"path": "/workspace/d", "recursive": True})
+    t.ok(r.status == 403 and "256 levels" in r.json()["error"]["message"],
+         "a files API recursive delete says it is too deep (not 'Too many levels of symbolic links')", r)
+    folder = os.path.join(srv.state, "sandboxes", "audit-deep")
+    t.ok(os.path.isdir(folder), "the sandbox's state folder is there")
+    try:
+        r = srv.delete("/v1/sandboxes/audit-deep", timeout=600)
+        t.eq(r.status, 200, "deleting the sandbox: 200")
+    except Exception as e:  # noqa: BLE001  (the old server died here)
+        t.ok(False, "deleting the sandbox: 200", repr(e))
+    t.ok(srv.proc.poll() is None, "the server is still running")
+    t.ok(not os.path.exists(folder), "the sandbox's folder is gone, all 60000 levels")
+    ids.remove("audit-deep")
 finally:
     srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up", "audit-env"])
 t.done()
