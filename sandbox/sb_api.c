@@ -908,8 +908,12 @@ static int kill_params(sb_req *r, int *sig, int *grace)
     *sig = parse_signal(s);
     *grace = 5000;
     const char *g = sb_req_query(r, "graceMs");
-    if (g)
-        *grace = atoi(g);
+    if (g) {
+        /* digits only: atoi made "abc" a grace of 0 (KILL at once) */
+        char *end;
+        long v = strtol(g, &end, 10);
+        *grace = *g >= '0' && *g <= '9' && !*end && v <= 600000 ? (int)v : -1;
+    }
     else if (r->json && cb_json_has(r->json, "graceMs"))
         *grace = (int)cb_json_int(r->json, "graceMs", 5000);
     if (*sig < 0)

@@ -10,7 +10,8 @@ client (an audit's findings, each checked against a real server).
   agent's deadline wrapped into the past and the command was killed at once
   and reported as timed out;
 - sleepAfter "nan", "inf" and huge numbers are refused (no undefined
-  float-to-int conversion);
+  float-to-int conversion); a kill's graceMs query that is not digits
+  ("abc") is 400 (was a grace of 0: KILL at once);
 - a body field of the wrong type is a 400 naming it, not its default
   ("keepAlive": "true" used to make a sandbox that sleeps, "sessionId": 5
   ran in the default session), and a key given twice is a 400;
@@ -104,6 +105,16 @@ try:
     r = srv.post("/v1/sandboxes/audit/processes", {"command": "sleep 100", "timeoutMs": 1e300})
     t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "process timeoutMs 1e300: 400 (was killed at once)", r)
 
+    r = srv.post("/v1/sandboxes/audit/processes", {"command": "sleep 100", "processId": "grace"})
+    t.eq(r.status, 201, "start a process to kill")
+    for g in ("abc", "-1", "5s", "1e3", "700000"):
+        r = srv.delete("/v1/sandboxes/audit/processes/grace?signal=TERM&graceMs=" + g)
+        t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "kill with graceMs=%s: 400" % g, r)
+    r = srv.get("/v1/sandboxes/audit/processes/grace")
+    t.ok(r.status == 200 and r.json()["status"] == "running", "... and the process was not touched", r)
+    r = srv.delete("/v1/sandboxes/audit/processes/grace?signal=KILL&graceMs=1000")
+    t.eq(r.status, 200, "kill with graceMs=1000: 200")
+
     # ---- sleepAfter out of range ----
     for v in ("nan", "inf", "1e300d", 1e300, -1):
         r = srv.put("/v1/sandboxes/audit-sleep", {"sleepAfter": v})
@@ -132,7 +143,8 @@ try:
     r = srv.get("/v1/sandboxes/audit-types")
     t.eq(r.status, 404, "no sandbox was made from a body with a wrong type")
     r = srv.get(S + "/processes")
-    t.ok(r.status == 200 and r.json()["processes"] == [], "no process was started either", r)
+    t.ok(r.status == 200 and [p["id"] for p in r.json()["processes"]] == ["grace"],
+         "no process was started either", r)
     r = srv.post(S + "/exec", {"command": "echo hi", "sessionId": None, "timeoutMs": None, "cwd": None, "env": None, "stdin": None})
     t.ok(r.status == 200 and r.json()["stdout"] == "hi\n", "null is the same as absent", r)
     dup = b'{"command": "echo first", "command": "echo second"}'
