@@ -779,9 +779,9 @@ static cJSON *py_execute(void *self, const kn_exec_req *req)
     ip_python *py = self;
     PyObject *ue = user_expressions_str(req->user_expressions);  /* new */
     PyObject *code = text_to_py(req->code);                      /* new */
-    PyObject *res = code ? PyObject_CallMethod(py->shell, "run_cell", "(OiiiiO)", code, req->execution_count,
+    PyObject *res = code ? PyObject_CallMethod(py->shell, "run_cell", "(OiiiiOi)", code, req->execution_count,
                                                (int)req->silent, (int)req->store_history,
-                                               (int)req->allow_stdin, ue)
+                                               (int)req->allow_stdin, ue, (int)req->interrupted)
                          : NULL;  /* new */
     Py_XDECREF(code);
     Py_XDECREF(ue);

@@ -77,6 +77,8 @@ typedef struct kn_kernel {
     bool cur_allow_stdin;
     int execution_count;        /* the number the next stored cell gets */
     bool abort_queue;           /* an execute failed with stop_on_error */
+    bool keep_interrupt;        /* an interrupt came while the interpreter started: it is
+                                 * for the first cell that was waiting, not cleared */
     qitem *aborting;            /* requests that were waiting when it failed */
 
     char *kernel_info_json;     /* cached kernel_info_reply content */
@@ -328,6 +330,8 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
         host_publish(k, "execute_input", s, 0, NULL, 0);
     }
     k->cur_allow_stdin = req.allow_stdin;
+    req.interrupted = k->keep_interrupt;
+    k->keep_interrupt = false;
     if (k->interp->clear_interrupt)
         k->interp->clear_interrupt(k->interp->self);
     atomic_store(&k->executing, true);
@@ -880,7 +884,11 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     pthread_create(&hb, NULL, hb_thread, k);
     pthread_create(&ctl, NULL, control_thread, k);
     pthread_create(&st, NULL, startup_thread, k);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* SIGINT stays blocked here too until the interpreter has started: the
+     * startup thread answers kernel_info meanwhile, so a client may already
+     * interrupt, and a KeyboardInterrupt inside Python's own start ("Failed
+     * to import the site module") would kill the kernel. It stays pending
+     * and arrives once the interpreter can take it. */
 
     publish_status(k, NULL, "starting");
 
@@ -898,6 +906,9 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
                         .connection_file = opts->connection_file};
     int status = 0;
     bool started = interp->start(interp->self, &k->host) == 0;
+    sigset_t pending;
+    bool early_interrupt = sigpending(&pending) == 0 && sigismember(&pending, SIGINT);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!started) {
         fprintf(stderr, "cellbox kernel: the interpreter failed to start\n");
         status = 1;
@@ -913,6 +924,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     qitem *q = k->qhead;
     k->qhead = k->qtail = NULL;
     pthread_mutex_unlock(&k->qlock);
+    k->keep_interrupt = early_interrupt && started;
     while (q) {
         qitem *next = q->next;
         if (atomic_load(&k->stopping)) {
@@ -923,6 +935,11 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
         }
         free(q);
         q = next;
+    }
+    if (k->keep_interrupt) {  /* no cell was waiting: an interrupt while idle, as ipykernel drops it */
+        k->keep_interrupt = false;
+        if (interp->clear_interrupt)
+            interp->clear_interrupt(interp->self);
     }
     if (k->abort_queue)
         abort_queued(k);

@@ -72,6 +72,9 @@ typedef struct kn_exec_req {
     bool stop_on_error;
     const cJSON *user_expressions;   /* object or NULL */
     int execution_count;             /* the number this cell gets (In[n]) */
+    bool interrupted;                /* an interrupt came for this cell before it started
+                                      * (while the interpreter started): it raises
+                                      * KeyboardInterrupt as the cell's code begins */
 } kn_exec_req;
 
 typedef struct kn_interp {

@@ -390,6 +390,22 @@ def main():
         r = run("run", "-k", "broken", simple)
         t.ok(r.returncode == 1 and "kernel.json: not valid JSON" in r.stderr,
              "a kernel.json that is not JSON says so (said: it needs an 'argv' list)", r.stderr)
+
+        # ----------------------- an interrupt while cellbox's kernel still starts
+        # --timeout 0.001: the interrupt comes while the kernel starts its
+        # Python (it answers kernel_info before): it killed the kernel ("Failed
+        # to import the site module", or SIGINT's default action)
+        slow = write_nb(os.path.join(d, "slow.ipynb"), ["import time\ntime.sleep(30)", "print('not run')"])
+        bad = []
+        for i in range(5):
+            out = os.path.join(d, "slow%d.ipynb" % i)
+            r = run("run", "-k", "cellbox", slow, "-o", out, "--timeout", "0.001")
+            res = C.load(out) if os.path.exists(out) else None
+            if not (r.returncode == 1 and "timed out" in r.stderr and "died" not in r.stderr and res
+                    and enames(res, 0) == ["KeyboardInterrupt", "CellTimeoutError"]):
+                bad.append((r.returncode, r.stderr[-300:], res and res["cells"][0]["outputs"]))
+        t.ok(not bad, "an interrupt while cellbox's kernel starts Python: the cell gets KeyboardInterrupt and "
+             "CellTimeoutError as under ipykernel (5 runs; the kernel died)", bad)
     finally:
         for pid in leftover:
             kill_if_alive(pid)

@@ -140,7 +140,7 @@ class Shell:
         self.user_ns.update(variables)
 
     # -- execute -------------------------------------------------------------
-    def run_cell(self, code, count, silent, store_history, allow_stdin, user_expressions):
+    def run_cell(self, code, count, silent, store_history, allow_stdin, user_expressions, interrupted=False):
         self.allow_stdin = bool(allow_stdin)
         self.execution_count = count
         self.last_result_text = None
@@ -166,6 +166,8 @@ class Shell:
             # hid any later one with the same text at line 2, and a cell run
             # again showed its warnings no more)
             self.user_ns.pop("__warningregistry__", None)
+            if interrupted:   # the interrupt came while the kernel started, before this cell
+                raise KeyboardInterrupt
             for fn in self.pre_execute:
                 fn()
             source = self._transform(code)
