@@ -83,13 +83,6 @@ static int reply_list(sb_req *r, const char *key, cJSON *arr)
     return sb_reply_json(r, 200, j);
 }
 
-static void add_timestamp(cJSON *j)
-{
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
-}
-
 /* ---- health and sandboxes -------------------------------------------------- */
 
 static int h_health(sb_req *r)
@@ -252,7 +245,7 @@ static int h_box_delete(sb_req *r, sb_box *b, sb_error *err)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "id", r->params[0]);
-    add_timestamp(j);
+    sb_json_add_now(j, "timestamp");
     return sb_reply_json(r, 200, j);
 }
 
@@ -631,7 +624,7 @@ static cJSON *exit_result(exec_ctx *x, const cJSON *ev)
     cJSON_AddNumberToObject(j, "pid", x->pid);
     cJSON_AddStringToObject(j, "command", x->command);
     cJSON_AddStringToObject(j, "sessionId", x->session);
-    add_timestamp(j);
+    sb_json_add_now(j, "timestamp");
     const char *state = cb_json_str(ev, "state", NULL);
     if (state)
         sb_session_save_state(x->b, x->session, state);
@@ -705,7 +698,7 @@ static int exec_produce(void *ctx, cb_buf *out)
         cJSON_AddNumberToObject(e, "pid", x->pid);
         cJSON_AddStringToObject(e, "command", x->command);
         cJSON_AddStringToObject(e, "sessionId", x->session);
-        add_timestamp(e);
+        sb_json_add_now(e, "timestamp");
         sb_sse_event(out, "start", e);
         return 0;
     }
@@ -845,7 +838,7 @@ static int h_session_delete(sb_req *r, sb_box *b, sb_error *err)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "sessionId", r->params[1]);
-    add_timestamp(j);
+    sb_json_add_now(j, "timestamp");
     return sb_reply_json(r, 200, j);
 }
 
@@ -953,7 +946,7 @@ static int h_proc_kill_all(sb_req *r)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddNumberToObject(j, "killed", n);
-    add_timestamp(j);
+    sb_json_add_now(j, "timestamp");
     return sb_reply_json(r, 200, j);
 }
 

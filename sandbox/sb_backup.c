@@ -522,9 +522,7 @@ static char *journal_add(sb_box *b, const char *bid, const char *path)
     cJSON *j = cJSON_CreateObject();
     sb_json_add_path(j, "path", path);
     cJSON_AddStringToObject(j, "backup", bid);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "startedAt", date);
+    sb_json_add_now(j, "startedAt");
     cb_autofree char *text = cb_json_print(j);
     cJSON_Delete(j);
     if (sb_write_file_quick(file, text, strlen(text), 0600) < 0) {
@@ -778,9 +776,7 @@ int sb_backup_delete(sb_req *r, sb_box *b, sb_error *err)
     j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "id", r->params[1]);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     return sb_reply_json(r, 200, j);
 }
 
@@ -940,9 +936,7 @@ int sb_backup_restore(sb_req *r, sb_box *b, sb_error *err)
     sb_json_add_path(j, "path", path);
     cJSON_AddNumberToObject(j, "files", cb_json_num(meta, "files", 0));
     cJSON_AddNumberToObject(j, "size", cb_json_num(meta, "size", 0));
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     cJSON_Delete(meta);
     cb_logkv(CB_LOG_INFO, "backup", NULL, "sandbox %s: backup %s restored to %s%s%s", b->id, bid, path,
              dst != b ? " of sandbox " : "", dst != b ? dst->id : "");

@@ -1778,12 +1778,10 @@ cJSON *sb_box_metrics(sb_box *b)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", b->id);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
     pthread_mutex_lock(&b->mu);
     bool run = b->state == SB_BOX_RUNNING && reg.isolation != SB_ISOLATION_NONE;
     cJSON_AddStringToObject(j, "status", b->state != SB_BOX_RUNNING ? "stopped" : b->paused ? "paused" : "running");
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     sb_cgroup cg = {{0}};
     sb_limits lim = b->opts.lim;
     bool disk = b->opts.disk_mb > 0;
@@ -1980,9 +1978,7 @@ int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error
     cJSON_AddItemToObject(s, "env", env ? cJSON_Duplicate(env, 1) : cJSON_CreateObject());
     cb_autofree char *state = initial_state(eff_cwd, env);
     cJSON_AddStringToObject(s, "state", state);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(s, "createdAt", date);
+    sb_json_add_now(s, "createdAt");
     cJSON_AddItemToObject(b->sessions, sid, s);
     if (out) {
         *out = cJSON_Duplicate(s, 1);

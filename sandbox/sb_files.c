@@ -297,9 +297,7 @@ static cJSON *ok_json(const char *path)
     cJSON_AddBoolToObject(j, "success", true);
     if (path)
         sb_json_add_path(j, "path", path);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     return j;
 }
 

@@ -367,9 +367,7 @@ int sb_git_checkout(sb_req *r, sb_box *b, sb_error *err)
     sb_json_add_path(j, "branch", *head ? head : (branch ? branch : ""));
     sb_json_add_path(j, "targetDir", dir);
     cJSON_AddStringToObject(j, "commit", commit);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     cb_logkv(CB_LOG_INFO, "git", NULL, "sandbox %s: cloned %s into %s", b->id, shown, dir);
     return sb_reply_json(r, 200, j);
 }

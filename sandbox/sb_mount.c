@@ -284,9 +284,7 @@ static cJSON *conf_from_request(const cJSON *body, const sb_box *b, sb_error *er
     cJSON_AddStringToObject(m, "region", region);
     cJSON_AddBoolToObject(m, "readOnly", cJSON_IsTrue(ro));
     cJSON_AddBoolToObject(m, "pathStyle", ps && cJSON_IsBool(ps) ? cJSON_IsTrue(ps) : !strstr(endpoint, "amazonaws.com"));
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(m, "createdAt", date);
+    sb_json_add_now(m, "createdAt");
     cJSON_AddItemToObject(m, "credentials", cred);
     return m;
 }
@@ -766,9 +764,7 @@ int sb_mount_delete(sb_req *r, sb_box *b, sb_error *err)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);
     cJSON_AddStringToObject(j, "mountPath", path);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     return sb_reply_json(r, 200, j);
 }
 

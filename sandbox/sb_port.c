@@ -203,9 +203,7 @@ int sb_port_expose(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         if (name)
             cJSON_AddStringToObject(rec, "name", name->valuestring);
         cJSON_AddStringToObject(rec, "token", token);
-        char date[CB_ISO_DATE_LEN];
-        cb_iso_date(date, cb_real_us());
-        cJSON_AddStringToObject(rec, "exposedAt", date);
+        sb_json_add_now(rec, "exposedAt");
         *out = port_public(b, rec);
         rc = ports_save(b, err);
         if (rc < 0) {

@@ -274,6 +274,13 @@ char *sb_iso_new(int64_t real_us)
     return cb_strdup(buf);
 }
 
+void sb_json_add_now(cJSON *obj, const char *key)
+{
+    char date[CB_ISO_DATE_LEN];
+    cb_iso_date(date, cb_real_us());
+    cJSON_AddStringToObject(obj, key, date);
+}
+
 int sb_write_file_quick(const char *path, const void *data, size_t len, mode_t mode)
 {
     cb_autofree char *tmp = cb_printf_new("%s.tmp.%d.XXXXXX", path, (int)getpid());

@@ -74,6 +74,8 @@ const char *sb_mime_guess(const char *name);
 
 /* ISO date string of a µs timestamp, owned. */
 char *sb_iso_new(int64_t real_us);
+/* obj[key] = the ISO date of now ("timestamp", "createdAt"...). */
+void sb_json_add_now(cJSON *obj, const char *key);
 
 /* Write a file atomically without fsync (state that is cheap to lose). */
 int sb_write_file_quick(const char *path, const void *data, size_t len, mode_t mode);

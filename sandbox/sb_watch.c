@@ -422,9 +422,7 @@ static void emit(watch *w, cb_buf *out, const char *type, const char *rel, bool 
         sb_json_add_path(j, "oldPath", o);
     }
     cJSON_AddBoolToObject(j, "isDirectory", isdir);
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     sb_sse_event(out, type, j);
 }
 
@@ -440,9 +438,7 @@ static void emit_end(watch *w, cb_buf *out, const char *event, const char *reaso
         cb_autofree char *text = sb_utf8_lossy(message, NULL);  /* it may quote a path */
         cJSON_AddStringToObject(j, "message", text);
     }
-    char date[CB_ISO_DATE_LEN];
-    cb_iso_date(date, cb_real_us());
-    cJSON_AddStringToObject(j, "timestamp", date);
+    sb_json_add_now(j, "timestamp");
     sb_sse_event(out, event, j);
 }
 
