@@ -274,6 +274,7 @@ typedef struct exec_ctx {
     bool out_trunc, err_trunc;
     cb_buf carry[2];        /* incomplete UTF-8 tails, SSE mode */
     int64_t t0_ns;
+    long long oom0;         /* the sandbox's OOM kill count as the command started */
     bool sent_start;
 } exec_ctx;
 
@@ -619,6 +620,8 @@ static cJSON *exit_result(exec_ctx *x, const cJSON *ev)
     cJSON_AddNumberToObject(j, "exitCode", code);
     if (cb_json_str(ev, "signal", NULL))
         cJSON_AddStringToObject(j, "signal", cb_json_str(ev, "signal", ""));
+    if (sb_oom_killed(x->oom0, sb_box_oom_kills(x->b), code, cb_json_str(ev, "signal", NULL)))
+        cJSON_AddBoolToObject(j, "oomKilled", true);
     cJSON_AddBoolToObject(j, "timedOut", cb_json_bool(ev, "timedOut", false));
     cJSON_AddNumberToObject(j, "durationMs", cb_json_num(ev, "durationMs", 0));
     cJSON_AddNumberToObject(j, "pid", x->pid);
@@ -785,6 +788,7 @@ static int h_exec(sb_req *r, sb_box *b, sb_error *err)
     }
     int pid = 0;
     int64_t t_acq = cb_mono_ns();
+    long long oom0 = sb_box_oom_kills(b);  /* before it starts: it may be killed at once */
     int fd = sb_exec_start(b, req, in, in_len, in != NULL, &pid, err);
     if (cb_log_enabled(CB_LOG_DEBUG))
         cb_debug("exec", "prepare+acquire %.2f ms, start %.2f ms", (double)(t_acq - r->t0_ns) / 1e6,
@@ -799,6 +803,7 @@ static int h_exec(sb_req *r, sb_box *b, sb_error *err)
     x->command = cb_strdup(cb_json_str(body, "command", ""));
     x->client_fd = sb_req_client_fd(r);
     x->t0_ns = cb_mono_ns();
+    x->oom0 = oom0;
     if (fd < 0) {
         exec_free(x);
         return -1;

@@ -1730,6 +1730,26 @@ int sb_box_update(sb_box *b, const cJSON *body, sb_error *err)
 
 /* ---- metrics ---------------------------------------------------------------- */
 
+long long sb_box_oom_kills_locked(sb_box *b)
+{
+    return b->state == SB_BOX_RUNNING && reg.isolation != SB_ISOLATION_NONE ? sb_cg_oom_kills(&b->cg, &reg.cg) : -1;
+}
+
+long long sb_box_oom_kills(sb_box *b)
+{
+    pthread_mutex_lock(&b->mu);
+    long long n = sb_box_oom_kills_locked(b);
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+bool sb_oom_killed(long long before, long long after, int exit_code, const char *signal)
+{
+    /* SIGKILL shows as the signal, or as 137 from the shell whose child it killed */
+    bool killed = exit_code == 128 + 9 || (signal && strcmp(signal, "KILL") == 0);
+    return killed && before >= 0 && after > before;
+}
+
 /* CPU time in µs of a process plus the children it reaped (utime, stime,
  * cutime, cstime of /proc/PID/stat); 0 when it is gone. The agent, pid 1,
  * reaps every orphan, so over a sandbox's live processes this is all the

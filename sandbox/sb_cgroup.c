@@ -460,6 +460,22 @@ int sb_cg_sweep(const sb_cg_layout *l, const char *root)
     return removed;
 }
 
+long long sb_cg_oom_kills(const sb_cgroup *cg, const sb_cg_layout *l)
+{
+    if (!cg->dir[SB_CG_MEMORY] || l->version == 0)
+        return -1;
+    cb_autofree char *path = cb_printf_new("%s/%s", cg->dir[SB_CG_MEMORY],
+                                           l->version == 2 ? "memory.events" : "memory.oom_control");
+    cb_autofree char *text = cb_read_file(path, NULL);
+    for (char *s = text; s && *s;) {
+        if (strncmp(s, "oom_kill ", 9) == 0)
+            return atoll(s + 9);
+        char *nl = strchr(s, '\n');
+        s = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
 pid_t *sb_cg_procs(const sb_cgroup *cg, const sb_cg_layout *l, size_t *n)
 {
     *n = 0;

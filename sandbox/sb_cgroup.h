@@ -82,6 +82,9 @@ void sb_cg_destroy(sb_cgroup *cg);
 int sb_cg_sweep(const sb_cg_layout *l, const char *root);
 /* Memory use in bytes (current), or -1. */
 long long sb_cg_memory(const sb_cgroup *cg, const sb_cg_layout *l);
+/* How many processes of the group the kernel's OOM killer has killed so
+ * far (v2 memory.events, v1 memory.oom_control: "oom_kill N"), or -1. */
+long long sb_cg_oom_kills(const sb_cgroup *cg, const sb_cg_layout *l);
 /* The processes in the group (its cgroup.procs): an owned array, *n of
  * them; NULL (and *n = 0) when it cannot be read. */
 pid_t *sb_cg_procs(const sb_cgroup *cg, const sb_cg_layout *l, size_t *n);

@@ -62,6 +62,8 @@ static cJSON *proc_json_locked(sb_proc *p)
         cJSON_AddNumberToObject(j, "exitCode", p->exit_code);
     else
         cJSON_AddNullToObject(j, "exitCode");
+    if (p->oom_killed)
+        cJSON_AddBoolToObject(j, "oomKilled", true);
     return j;
 }
 
@@ -126,6 +128,7 @@ void sb_procs_load(sb_box *b)
         snprintf(p->status, sizeof p->status, "%s", cb_json_str(j, "status", "killed"));
         p->has_exit = cJSON_IsNumber(cJSON_GetObjectItem(j, "exitCode"));
         p->exit_code = (int)cb_json_int(j, "exitCode", 0);
+        p->oom_killed = cb_json_bool(j, "oomKilled", false);
         p->start_us = (int64_t)cb_json_num(j, "startUs", 0);
         p->end_us = (int64_t)cb_json_num(j, "endUs", 0);
         p->fd = -1;
@@ -204,6 +207,9 @@ static void *watcher(void *arg)
             if (strcmp(cb_json_str(ev, "ev", ""), "exit") == 0) {
                 p->has_exit = true;
                 p->exit_code = (int)cb_json_int(ev, "exitCode", -1);
+                p->oom_killed = !p->kill_requested &&
+                                sb_oom_killed(p->oom0, sb_box_oom_kills_locked(b), p->exit_code,
+                                              cb_json_str(ev, "signal", NULL));
                 const char *st = p->kill_requested || cb_json_str(ev, "signal", NULL) ||
                                          cb_json_bool(ev, "timedOut", false)
                                      ? "killed"
@@ -272,6 +278,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         return -1;
     }
     int pid = -1;
+    long long oom0 = sb_box_oom_kills(b);  /* before it starts: it may be killed at once */
     int fd = sb_exec_start(b, req, in, in_len, false, &pid, err);
     cJSON_Delete(req);
     free(in);
@@ -292,6 +299,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
     p->pid = pid;
     p->fd = fd;
     p->start_us = cb_real_us();
+    p->oom0 = oom0;
     snprintf(p->status, sizeof p->status, "running");
     sb_rm_rf(p->dir);
     cb_mkdir_p(p->dir, 0700);

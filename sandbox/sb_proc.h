@@ -33,6 +33,8 @@ struct sb_proc {
     int exit_code;
     bool has_exit;
     bool kill_requested;
+    bool oom_killed;            /* ended by the kernel's OOM killer (sb_oom_killed) */
+    long long oom0;             /* the sandbox's OOM kill count as it started */
     int64_t start_us, end_us;
     int fd;                     /* operation channel, -1 once finished */
     int log_fd[2];              /* stdout, stderr (appending), -1 when closed */

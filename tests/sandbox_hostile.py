@@ -168,8 +168,13 @@ try:
     srv.create("hos-mem", memoryMB=64)
     x = sh("hos-mem", "python3 -c \"b = b'x' * (300 << 20); print(len(b))\"")
     t.ok(x["exitCode"] != 0 and "314572800" not in x["stdout"], "allocating past the memory limit fails", x)
+    t.ok(x["exitCode"] != 137 or x.get("oomKilled") is True,
+         "... and when the OOM killer ended it (exit 137), the result says oomKilled: true", x)
     x = sh("hos-mem", "echo alive")
     t.eq(x["stdout"], "alive\n", "that sandbox keeps working after its process was killed")
+    t.ok("oomKilled" not in x, "a command that ends normally has no oomKilled", x)
+    x = sh("hos-mem", "sh -c 'kill -9 $$'")
+    t.ok(x["exitCode"] == 137 and "oomKilled" not in x, "a SIGKILL that is not the OOM killer's: no oomKilled", x)
     # memory hog running while others are served
     hog = srv.post("/v1/sandboxes/hos-mem/processes",
                    {"command": "python3 -c \"a=[]\nwhile True: a.append(b'y'*(1<<20))\"", "processId": "hog"})
@@ -177,6 +182,7 @@ try:
     t.ok(served == ["%d\n" % i for i in range(5)], "other sandboxes are served while one eats memory")
     j = srv.post("/v1/sandboxes/hos-mem/processes/hog/wait", {"exit": True, "timeoutMs": 60000}).json()
     t.ok(j["status"] in ("killed", "failed") and j["exitCode"] != 0, "the memory hog was killed", j)
+    t.ok(j.get("oomKilled") is True, "... and its record says oomKilled: true", j)
     x = sh("hos-a", "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; ls -la /tmp/fill | cut -d' ' -f5")
     t.ok("No space left" in x["stdout"] and int(x["stdout"].split()[-1]) <= 64 << 20, "/tmp is size-limited", x)
     x = sh("hos-a", "rm /tmp/fill; echo ok")
