@@ -531,6 +531,17 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
         mounted = statfs(dir, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC;
         exited = !mounted && waitpid(pid, &st, WNOHANG) == pid;
     }
+    /* what s3fs said last, its reason, may still be in the pipe */
+    for (int i = 0; exited && i < 50 && log.len < 65536; i++) {
+        struct pollfd pf = {log_fd, POLLIN, 0};
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        char buf[2048];
+        ssize_t n = read(log_fd, buf, sizeof buf);
+        if (n <= 0)
+            break;  /* EOF: all of it */
+        cb_buf_append(&log, buf, (size_t)n);
+    }
     cb_buf_append(&log, "", 1);
     log.len--;
     int rc = -1;

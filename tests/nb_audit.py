@@ -183,7 +183,10 @@ def main():
             "import time\nopen('hup.ready', 'w').close()\ntime.sleep(120)", "print('never')"])
         # stderr to a file: a kernel left running would hold a pipe open
         errf = open(os.path.join(tmp, "hup.err"), "w+")
-        proc = subprocess.Popen([C.CELLBOX, "run", hup], env=env, stdout=subprocess.DEVNULL, stderr=errf)
+        # (SIGHUP's default action, as in a terminal session: the test may
+        # itself run under nohup, whose ignored SIGHUP cellbox run keeps)
+        proc = subprocess.Popen([C.CELLBOX, "run", hup], env=env, stdout=subprocess.DEVNULL, stderr=errf,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
         ready = wait_for_file(os.path.join(d, "hup.ready"))
         kpid = int(C.read_text(os.path.join(d, "hup.pid"))) if ready else 0
         leftover.append(kpid)
@@ -215,7 +218,8 @@ def main():
         # stderr to a file: a kernel left running would hold a pipe open
         errf = open(os.path.join(tmp, "deaf.err"), "w+")
         proc = subprocess.Popen([C.CELLBOX, "run", "-k", "deaf", "--startup-timeout", "300", simple], env=env,
-                                cwd=d, stdout=subprocess.DEVNULL, stderr=errf)
+                                cwd=d, stdout=subprocess.DEVNULL, stderr=errf,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
         ready = wait_for_file(os.path.join(d, "deaf.pid"))
         spid = 0
         end = time.monotonic() + 30
