@@ -43,15 +43,6 @@ def enames(nb, i):
     return [o["ename"] for o in nb["cells"][i]["outputs"] if o["output_type"] == "error"]
 
 
-def wait_for_file(path, timeout=60):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if os.path.exists(path):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def children(pid):
     """The pids of pid's children (from /proc/PID/task/*/children)."""
     kids = []
@@ -85,14 +76,6 @@ def signal_settled(pid, sig, timeout=30):
         if not pending & bit:
             return
         time.sleep(0.01)
-
-
-def kill_if_alive(pid):
-    if pid and C.pid_alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def main():
@@ -187,7 +170,7 @@ def main():
         # itself run under nohup, whose ignored SIGHUP cellbox run keeps)
         proc = subprocess.Popen([C.CELLBOX, "run", hup], env=env, stdout=subprocess.DEVNULL, stderr=errf,
                                 preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-        ready = wait_for_file(os.path.join(d, "hup.ready"))
+        ready = C.wait_for_file(os.path.join(d, "hup.ready"))
         kpid = int(C.read_text(os.path.join(d, "hup.pid"))) if ready else 0
         leftover.append(kpid)
         if ready:
@@ -220,7 +203,7 @@ def main():
         proc = subprocess.Popen([C.CELLBOX, "run", "-k", "deaf", "--startup-timeout", "300", simple], env=env,
                                 cwd=d, stdout=subprocess.DEVNULL, stderr=errf,
                                 preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-        ready = wait_for_file(os.path.join(d, "deaf.pid"))
+        ready = C.wait_for_file(os.path.join(d, "deaf.pid"))
         spid = 0
         end = time.monotonic() + 30
         while ready and not spid and time.monotonic() < end:
@@ -255,7 +238,7 @@ def main():
             errf = open(os.path.join(tmp, "nohup.err"), "w+")
             proc = subprocess.Popen([C.CELLBOX, "run", nh], env=env, stdout=subprocess.DEVNULL, stderr=errf,
                                     preexec_fn=lambda s=sig: signal.signal(s, signal.SIG_IGN))
-            ready = wait_for_file(started)
+            ready = C.wait_for_file(started)
             if ready:
                 proc.send_signal(sig)
                 # once it is no longer pending it was ignored or handled (and a
@@ -412,7 +395,7 @@ def main():
              "CellTimeoutError as under ipykernel (5 runs; the kernel died)", bad)
     finally:
         for pid in leftover:
-            kill_if_alive(pid)
+            C.kill_if_alive(pid)
         shutil.rmtree(tmp, ignore_errors=True)
     return t.done()
 

@@ -14,9 +14,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import ports  # noqa: F401  (kernel ports outside the ephemeral range, as kutil)
 
@@ -89,6 +91,25 @@ def run(args, env=None, timeout=300, cwd=None, input=None):
     """Runs cellbox with args; returns CompletedProcess (text)."""
     return subprocess.run([CELLBOX] + list(args), capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=cwd, input=input)
+
+
+def wait_for_file(path, timeout=60):
+    """Whether path exists within timeout seconds (polled every 50 ms)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def kill_if_alive(pid):
+    """SIGKILL pid if it still runs (a leftover a failed test would leave)."""
+    if pid and pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def pid_alive(pid):

@@ -56,23 +56,6 @@ def text(nb, i):
                    for o in outputs(nb, i) if o["output_type"] == "stream")
 
 
-def wait_for_file(path, timeout=60):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if os.path.exists(path):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def kill_if_alive(pid):
-    if pid and C.pid_alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def main():
     C.quiet_logs()
     t = C.Tap()
@@ -322,7 +305,7 @@ def main():
             p = write_nb(os.path.join(d, name + ".ipynb"), [c.format(name=name) for c in waiter])
             proc = subprocess.Popen([C.CELLBOX, "run", p], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True)
-            ready = wait_for_file(os.path.join(d, name + ".ready"))
+            ready = C.wait_for_file(os.path.join(d, name + ".ready"))
             kpid = int(C.read_text(os.path.join(d, name + ".pid"))) if ready else 0
             leftover_pids.append(kpid)
             if name == "killed" and kpid:
@@ -365,12 +348,12 @@ def main():
         p = write_nb(os.path.join(d, "autosave.ipynb"), saver)
         proc = subprocess.Popen([C.CELLBOX, "run", p, "--autosave-cell-every", "1"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ready = wait_for_file(os.path.join(d, "autosave.ready"))
+        ready = C.wait_for_file(os.path.join(d, "autosave.ready"))
         kpid = int(C.read_text(os.path.join(d, "autosave.pid"))) if os.path.exists(os.path.join(d, "autosave.pid")) else 0
         leftover_pids.append(kpid)
         proc.kill()
         proc.wait(timeout=60)
-        kill_if_alive(kpid)  # a kernel outlives a SIGKILLed cellbox
+        C.kill_if_alive(kpid)  # a kernel outlives a SIGKILLed cellbox
         partial = os.path.join(d, "autosave.out.ipynb")
         try:
             res = C.load(partial)
@@ -567,7 +550,7 @@ def main():
              repr(screen[-400:]))
     finally:
         for pid in leftover_pids:
-            kill_if_alive(pid)
+            C.kill_if_alive(pid)
         C.rmtree(tmp)
     return t.done()
 
