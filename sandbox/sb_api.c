@@ -620,7 +620,7 @@ static cJSON *exit_result(exec_ctx *x, const cJSON *ev)
     cJSON_AddNumberToObject(j, "exitCode", code);
     if (cb_json_str(ev, "signal", NULL))
         cJSON_AddStringToObject(j, "signal", cb_json_str(ev, "signal", ""));
-    if (sb_oom_killed(x->oom0, sb_box_oom_kills(x->b), code, cb_json_str(ev, "signal", NULL)))
+    if (sb_oom_killed(x->b, false, x->oom0, code, cb_json_str(ev, "signal", NULL)))
         cJSON_AddBoolToObject(j, "oomKilled", true);
     cJSON_AddBoolToObject(j, "timedOut", cb_json_bool(ev, "timedOut", false));
     cJSON_AddNumberToObject(j, "durationMs", cb_json_num(ev, "durationMs", 0));

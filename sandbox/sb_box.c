@@ -1743,11 +1743,12 @@ long long sb_box_oom_kills(sb_box *b)
     return n;
 }
 
-bool sb_oom_killed(long long before, long long after, int exit_code, const char *signal)
+bool sb_oom_killed(sb_box *b, bool locked, long long before, int exit_code, const char *signal)
 {
-    /* SIGKILL shows as the signal, or as 137 from the shell whose child it killed */
+    /* SIGKILL shows as the signal, or as 137 from the shell whose child it
+     * killed; only then is the count read again (not on every command) */
     bool killed = exit_code == 128 + 9 || (signal && strcmp(signal, "KILL") == 0);
-    return killed && before >= 0 && after > before;
+    return killed && before >= 0 && (locked ? sb_box_oom_kills_locked(b) : sb_box_oom_kills(b)) > before;
 }
 
 /* CPU time in µs of a process plus the children it reaped (utime, stime,

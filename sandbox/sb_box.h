@@ -135,11 +135,12 @@ cJSON *sb_box_json(sb_box *b);
 /* How many of the sandbox's processes the kernel's OOM killer has killed
  * since it started (its memory cgroup's count), or -1 (not running, no
  * cgroups). _locked: b->mu held. sb_oom_killed: whether a command that
- * ended with exit_code / signal between the counts before and after was
- * (most likely) one of them: killed by SIGKILL while the count grew. */
+ * started at count `before` and ended with exit_code / signal was (most
+ * likely) one of them: killed by SIGKILL while the count grew (locked:
+ * whether the caller holds b->mu). */
 long long sb_box_oom_kills(sb_box *b);
 long long sb_box_oom_kills_locked(sb_box *b);
-bool sb_oom_killed(long long before, long long after, int exit_code, const char *signal);
+bool sb_oom_killed(sb_box *b, bool locked, long long before, int exit_code, const char *signal);
 /* What a running sandbox uses now (E2B's getMetrics): CPU (seconds in all,
  * and the share of its limit over a 100 ms window, so this takes 100 ms),
  * memory, processes, /tmp and a diskMB workspace, with the limits. A

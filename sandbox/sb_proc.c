@@ -208,8 +208,7 @@ static void *watcher(void *arg)
                 p->has_exit = true;
                 p->exit_code = (int)cb_json_int(ev, "exitCode", -1);
                 p->oom_killed = !p->kill_requested &&
-                                sb_oom_killed(p->oom0, sb_box_oom_kills_locked(b), p->exit_code,
-                                              cb_json_str(ev, "signal", NULL));
+                                sb_oom_killed(b, true, p->oom0, p->exit_code, cb_json_str(ev, "signal", NULL));
                 const char *st = p->kill_requested || cb_json_str(ev, "signal", NULL) ||
                                          cb_json_bool(ev, "timedOut", false)
                                      ? "killed"
