@@ -3,8 +3,10 @@
  * A mount's configuration is in the sandbox's mounts.json (an array of
  * {mountPath, bucket, endpoint, prefix, region, readOnly, pathStyle,
  * createdAt, credentials}); what runs now is in the table below (s3fs's pid,
- * the start generation it was mounted in, the last error). One lock
- * (ops_mu) serialises mount and unmount operations and guards both; it is
+ * the start generation it was mounted in, the last error, whether a POST is
+ * mounting it). One lock (ops_mu) guards both, held for short moments: not
+ * while s3fs waits for its store (up to 20 s), so one slow store delays no
+ * other mount; a path being mounted is marked busy meanwhile. ops_mu is
  * taken after b->mu when both are held, never before.
  */
 #include "config.h"
@@ -56,6 +58,7 @@ typedef struct live {
     char *path;
     pid_t pid;                  /* s3fs; 0 once it exited */
     unsigned generation;        /* the sandbox's start it belongs to */
+    bool busy;                  /* a POST is mounting it now (without ops_mu) */
     char *error;                /* the last failure to mount (at a start), or NULL */
 } live;
 
@@ -300,6 +303,32 @@ static const char *s3fs_path(void)
     return NULL;
 }
 
+/* Whether dir is a mount point, from /proc/self/mountinfo: no access to
+ * the mount itself (a FUSE file system may not answer yet). */
+static bool in_mountinfo(const char *dir)
+{
+    cb_autofree char *text = cb_read_file("/proc/self/mountinfo", NULL);
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        /* "id parent major:minor root mountpoint ...": the 5th field, with
+         * spaces and such as \040 (our folders have none) */
+        char *f = line;
+        for (int i = 0; i < 4 && f; i++) {
+            f = strchr(f, ' ');
+            if (f)
+                f++;
+        }
+        if (!f)
+            continue;
+        size_t n = strcspn(f, " ");
+        if (n == strlen(dir) && strncmp(f, dir, n) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* What s3fs said that matters ([CRT], [ERR] lines), for an error message. */
 static void s3fs_reason(const char *log, cb_buf *out)
 {
@@ -492,8 +521,9 @@ static int in_sandbox_ns(int pidfd, int tfd, const char *path, bool unmount)
     return WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
 }
 
-/* Mount configuration m into the running sandbox b (pidfd: its agent).
- * ops_mu held. 0, or -1 + err. */
+/* Mount configuration m into the running sandbox b (pidfd: its agent) and
+ * record it in the table. Called without ops_mu (it waits for the store:
+ * other sandboxes' mounts go on meanwhile). 0, or -1 + err. */
 static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, int64_t wait_ms, sb_error *err)
 {
     const char *path = cb_json_str(m, "mountPath", "");
@@ -517,7 +547,13 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
     }
     /* wait for the mount (s3fs first checks the bucket with the store) */
     cb_buf log = CB_BUF_INIT;
+    /* s3fs mounts first and checks the bucket with the store after (in its
+     * FUSE init): until that check ends, any access to the mount waits for
+     * it, for minutes with a store that never answers. So no thread of ours
+     * touches the mount before a probe child (statfs, which waits for the
+     * init) came back; the mount itself is seen in /proc/self/mountinfo. */
     bool mounted = false, exited = false;
+    pid_t probe = -1;
     int st = 0;
     for (int64_t t0 = sb_now_ms(); !mounted && !exited && sb_now_ms() - t0 < wait_ms;) {
         struct pollfd pf = {log_fd, POLLIN, 0};
@@ -527,10 +563,28 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
             if (n > 0 && log.len < 65536)
                 cb_buf_append(&log, buf, (size_t)n);
         }
-        struct statfs sf;
-        mounted = statfs(dir, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC;
+        if (probe < 0 && in_mountinfo(dir)) {
+            probe = fork();
+            if (probe == 0) {
+                struct statfs sf;
+                _exit(statfs(dir, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC ? 0 : 1);
+            }
+        }
+        int pst;
+        if (probe > 0 && waitpid(probe, &pst, WNOHANG) == probe) {
+            mounted = WIFEXITED(pst) && WEXITSTATUS(pst) == 0;
+            probe = mounted ? -1 : 0;  /* 0: ended without the mount (s3fs gave up): no new probe */
+        }
         exited = !mounted && waitpid(pid, &st, WNOHANG) == pid;
     }
+    bool late = !mounted && !exited;
+    if (late) {
+        kill(pid, SIGKILL);  /* the FUSE connection ends: a probe still waiting returns */
+        waitpid(pid, &st, 0);
+        exited = true;
+    }
+    if (probe > 0)
+        waitpid(probe, NULL, 0);
     /* what s3fs said last, its reason, may still be in the pipe */
     for (int i = 0; exited && i < 50 && log.len < 65536; i++) {
         struct pollfd pf = {log_fd, POLLIN, 0};
@@ -549,17 +603,13 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
         cb_buf why = CB_BUF_INIT;
         s3fs_reason(log.data, &why);
         cb_buf_append(&why, "", 1);
-        if (exited)
+        if (!late)
             sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot mount bucket '%s' from %s: %s", cb_json_str(m, "bucket", ""),
                     cb_json_str(m, "endpoint", ""), why.len > 1 ? why.data : "s3fs exited");
         else
             sb_fail(err, SB_E_S3FS_MOUNT_ERROR, "cannot mount bucket '%s': %s did not answer within %.1f s",
                     cb_json_str(m, "bucket", ""), cb_json_str(m, "endpoint", ""), (double)wait_ms / 1000);
         cb_buf_clear(&why);
-        if (!exited) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-        }
         close(log_fd);
         umount2(dir, MNT_DETACH);
         rmdir(dir);
@@ -592,11 +642,14 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
         waitpid(pid, &st, 0);
         return -1;
     }
+    /* recorded before the log thread starts: it clears pid when s3fs ends */
+    pthread_mutex_lock(&ops_mu);
     live *l = live_get(b->id, path);
     l->pid = pid;
     l->generation = generation;
     free(l->error);
     l->error = NULL;
+    pthread_mutex_unlock(&ops_mu);
     drain_arg *a = cb_calloc(1, sizeof *a);
     a->fd = log_fd;
     a->pid = pid;
@@ -677,24 +730,38 @@ int sb_mount_create(sb_req *r, sb_box *b, sb_error *err)
     int pidfd = box_agent(b, &gen, err);
     int rc = -1;
     if (pidfd >= 0) {
+        const char *path = cb_json_str(m, "mountPath", "");
         pthread_mutex_lock(&ops_mu);
         cJSON *all = conf_load(b);
-        const char *path = cb_json_str(m, "mountPath", "");
         live *l = live_find(b->id, path);
-        if (conf_find(all, path) && l && l->pid > 0 && l->generation == gen)
+        bool go = false;
+        if (l && l->busy)
+            sb_fail(err, SB_E_BUCKET_ALREADY_MOUNTED, "a bucket is being mounted at %s now", path);
+        else if (conf_find(all, path) && l && l->pid > 0 && l->generation == gen)
             sb_fail(err, SB_E_BUCKET_ALREADY_MOUNTED, "a bucket is already mounted at %s", path);
         else if (!conf_find(all, path) && cJSON_GetArraySize(all) >= MOUNTS_MAX)
             sb_fail(err, SB_E_INVALID_MOUNT_CONFIG, "a sandbox can have at most %d bucket mounts", MOUNTS_MAX);
-        else if (mount_one(b, pidfd, gen, m, MOUNT_WAIT_MS, err) == 0) {
+        else
+            go = live_get(b->id, path)->busy = true;
+        cJSON_Delete(all);
+        pthread_mutex_unlock(&ops_mu);
+        /* the wait for the store runs without ops_mu */
+        bool mounted = go && mount_one(b, pidfd, gen, m, MOUNT_WAIT_MS, err) == 0;
+        cJSON *reply = NULL;
+        pthread_mutex_lock(&ops_mu);
+        if (go && (l = live_find(b->id, path)))
+            l->busy = false;
+        if (mounted) {
+            all = conf_load(b);
             for (int i = cJSON_GetArraySize(all) - 1; i >= 0; i--)
                 if (strcmp(cb_json_str(cJSON_GetArrayItem(all, i), "mountPath", ""), path) == 0)
                     cJSON_DeleteItemFromArray(all, i);
             cJSON_AddItemReferenceToArray(all, m);
             rc = conf_save(b, all, err);
+            cJSON_Delete(all);
+            reply = rc == 0 ? mount_json(b, m, gen, true) : NULL;
         }
-        cJSON *reply = rc == 0 ? mount_json(b, m, gen, true) : NULL;
         pthread_mutex_unlock(&ops_mu);
-        cJSON_Delete(all);
         close(pidfd);
         if (reply) {
             cJSON_AddBoolToObject(reply, "success", true);
@@ -751,7 +818,10 @@ int sb_mount_delete(sb_req *r, sb_box *b, sb_error *err)
     pthread_mutex_lock(&ops_mu);
     live *l = live_find(b->id, path);
     int rc = 0;
-    if (pidfd >= 0 && l && l->pid > 0 && l->generation == gen) {
+    if (l && l->busy)
+        rc = sb_fail(err, SB_E_BUCKET_ALREADY_MOUNTED, "a bucket is being mounted at %s now: try again when "
+                     "that ends", path);
+    else if (pidfd >= 0 && l && l->pid > 0 && l->generation == gen) {
         int out = in_sandbox_ns(pidfd, -1, path, true);
         if (out != 0 && out != EINVAL && out != ENOENT)
             rc = sb_fail(err, SB_E_INTERNAL_ERROR, "cannot unmount %s: %s", path, strerror(out < 0 ? errno : out));
@@ -788,6 +858,9 @@ void sb_mounts_on_start(sb_box *b)
         return;  /* the common case: no mounts, nothing to read */
     pthread_mutex_lock(&ops_mu);
     cJSON *all = conf_load(b), *m;
+    pthread_mutex_unlock(&ops_mu);
+    /* b->mu is held (no request of this sandbox runs); ops_mu is not, so
+     * other sandboxes' mounts go on while this one waits for its store */
     int64_t t0 = sb_now_ms();
     cJSON_ArrayForEach(m, all) {
         sb_error err = {0};
@@ -801,15 +874,16 @@ void sb_mounts_on_start(sb_box *b)
             sb_fail(&err, SB_E_S3FS_MOUNT_ERROR, "not mounted: the sandbox's start waited %d s for its "
                     "other buckets", START_WAIT_MS / 1000);
         if (rc < 0) {
+            pthread_mutex_lock(&ops_mu);
             live *l = live_get(b->id, path);
             free(l->error);
             l->error = cb_strdup(err.msg);
             l->pid = 0;
+            pthread_mutex_unlock(&ops_mu);
             cb_warn("mount", "sandbox %s: cannot mount bucket %s at %s again: %s", b->id,
                     cb_json_str(m, "bucket", ""), path, err.msg);
         }
     }
-    pthread_mutex_unlock(&ops_mu);
     cJSON_Delete(all);
 }
 

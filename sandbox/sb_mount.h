@@ -27,7 +27,8 @@
  *
  * Ownership: the handlers borrow r and b, reply once or return -1 with *err
  * (the box-handler contract of sb_api.c). Locks: a module lock guards the
- * table of mounts; b->mu is held by the caller of sb_mounts_on_start only.
+ * table of mounts, never held while s3fs waits for its store; b->mu is held
+ * by the caller of sb_mounts_on_start only.
  */
 #ifndef SB_MOUNT_H
 #define SB_MOUNT_H

@@ -19,7 +19,9 @@ import hashlib
 import os
 import shutil
 import subprocess
+import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +43,7 @@ s3.put("data", "sub/a.txt", b"A\n")
 s3.put("data", "sub/deeper/b.txt", b"B\n")
 CRED = {"accessKeyId": KEY, "secretAccessKey": SECRET}
 srv = Server()
-IDS = ["mnt", "mnt-env", "mnt-del"]
+IDS = ["mnt", "mnt-env", "mnt-del", "mnt-slow"]
 
 
 def mounts(sid):
@@ -209,6 +211,26 @@ try:
          and host_fuse_mounts() == [],
          "a planted symlink to /tmp lands in the sandbox's own /tmp, never the host's", (r, out))
     unmount("mnt", "/workspace/tmplink/viasym")
+
+    # ---- a store that never answers delays no other sandbox's mount -----------------------
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)   # accepts (the kernel does), never answers
+    srv.create("mnt-slow")
+    slow = {}
+    th = threading.Thread(target=lambda: slow.update(r=mount("mnt-slow", mountPath="/workspace/s",
+                                                           endpoint="http://127.0.0.1:%d" % mute.getsockname()[1])))
+    n0 = len(s3fs_children())
+    th.start()
+    started = wait_until(lambda: len(s3fs_children()) > n0, timeout=30)
+    r = mount("mnt", mountPath="/workspace/quick")
+    pending = th.is_alive()
+    th.join()
+    t.ok(started and r.status == 201 and pending and slow["r"].status == 502,
+         "while one sandbox's mount waits for a store that never answers, another's completes (201), "
+         "and the waiting one then fails with 502", (started, r, pending, slow.get("r")))
+    mute.close()
+    unmount("mnt", "/workspace/quick")
 
     # ---- readOnly and prefix -----------------------------------------------------------
     r = mount("mnt", mountPath="/workspace/ro", readOnly=True)
