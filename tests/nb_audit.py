@@ -78,6 +78,20 @@ def signal_settled(pid, sig, timeout=30):
         time.sleep(0.01)
 
 
+def finish(proc, errf, timeout=60):
+    """Waits for proc (killed after timeout seconds) and returns what it
+    wrote to the file errf, which is closed."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    errf.seek(0)
+    text = errf.read()
+    errf.close()
+    return text
+
+
 def main():
     t = C.Tap()
     tmp = C.tempdir("cellbox-nb-audit-")
@@ -175,14 +189,7 @@ def main():
         leftover.append(kpid)
         if ready:
             proc.send_signal(signal.SIGHUP)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        errf.seek(0)
-        stderr = errf.read()
-        errf.close()
+        stderr = finish(proc, errf)
         out = hup.replace(".ipynb", ".out.ipynb")
         res = C.load(out) if os.path.exists(out) else None
         t.ok(ready and proc.returncode == 130 and "interrupted" in stderr and res and text(res, 0) == "before\n"
@@ -213,14 +220,7 @@ def main():
         leftover.append(spid)
         if spid:
             proc.send_signal(signal.SIGHUP)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        errf.seek(0)
-        stderr = errf.read()
-        errf.close()
+        stderr = finish(proc, errf)
         t.ok(spid and proc.returncode == 130 and "cancelled while the kernel was starting" in stderr and not C.pid_alive(spid),
              "SIGHUP while a kernel starts: exit 130, the kernel process killed (was: left running, orphaned)",
              "rc %s %s" % (proc.returncode, stderr))
@@ -245,14 +245,7 @@ def main():
                 # run that handled it ends with 130 whatever the cell does)
                 signal_settled(proc.pid, sig)
                 open(go, "w").close()
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            errf.seek(0)
-            err = errf.read()
-            errf.close()
+            err = finish(proc, errf, timeout=120)
             out = nh.replace(".ipynb", ".out.ipynb")
             res = C.load(out) if os.path.exists(out) else None
             t.ok(ready and proc.returncode == 0 and res and text(res, 0) == "finished\n",
