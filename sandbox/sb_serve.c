@@ -27,6 +27,14 @@
 #include "sandbox/sb_plan.h"
 #include "sandbox/sb_port.h"
 
+/* A whole number 0..max given to an option, or -1. */
+static int count_arg(const char *v, long max)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v && !*end && n >= 0 && n <= max ? (int)n : -1;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -179,22 +187,20 @@ int sb_cmd_serve(int argc, char **argv)
         } else if (strcmp(a, "--token-file") == 0 && v) {
             token_file = v, i++;
         } else if (strcmp(a, "--pool") == 0 && v) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 0 || n > 64) {
+            int n = count_arg(v, 64);
+            if (n < 0) {
                 fprintf(stderr, "cellbox serve: --pool is 0..64\n");
                 return 2;
             }
-            sb_boxes_set_pool((int)n);
+            sb_boxes_set_pool(n);
             i++;
         } else if (strcmp(a, "--max-running") == 0 && v) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 0 || n > 100000) {
+            int n = count_arg(v, 100000);
+            if (n < 0) {
                 fprintf(stderr, "cellbox serve: --max-running is 0 (no limit) .. 100000\n");
                 return 2;
             }
-            sb_boxes_set_max_running((int)n);
+            sb_boxes_set_max_running(n);
             i++;
         } else if (strcmp(a, "--preview-base") == 0 && v) {
             preview_base = v, i++;
