@@ -1461,18 +1461,45 @@ void sb_box_release(sb_box *b)
     pthread_mutex_unlock(&b->mu);
 }
 
+/* The caller holds b (sb_box_acquire) and found its agent silent. A restart
+ * is a start like any other: it goes through make_room (--max-running),
+ * since while b was stopped (its agent died; a pause or another request
+ * noticed and stopped it) another sandbox may have taken its place. */
 int sb_box_recover(sb_box *b, sb_error *err)
 {
+    bool reserved = false;  /* a start admitted by make_room */
+    bool waited = false;
     pthread_mutex_lock(&b->mu);
     int rc = 0;
-    if (b->state == SB_BOX_RUNNING) {
-        struct pollfd p = {b->pidfd, POLLIN, 0};
-        if (poll(&p, 1, 200) == 1)
-            box_stop(b, "agent died");
-    }
-    if (b->state != SB_BOX_RUNNING)
+    for (;;) {
+        if (b->state == SB_BOX_RUNNING && !waited) {
+            struct pollfd p = {b->pidfd, POLLIN, 0};
+            waited = true;
+            if (poll(&p, 1, 200) == 1)
+                box_stop(b, "agent died");
+        }
+        if (b->state == SB_BOX_RUNNING)
+            break;  /* alive, so it was a one-off (a shell that died); try again */
+        if (b->deleted || reg.shutting_down) {
+            rc = sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
+                         b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id);
+            break;
+        }
+        if (max_running > 0 && !reserved) {
+            /* room first, without our own lock (see make_room), then look again */
+            pthread_mutex_unlock(&b->mu);
+            rc = make_room(b, err);
+            pthread_mutex_lock(&b->mu);
+            if (rc < 0)
+                break;
+            reserved = true;
+            continue;
+        }
         rc = box_start(b, err);
-    /* else: alive, so it was a one-off (a shell that died); try again */
+        break;
+    }
+    if (reserved)
+        admit_done();
     bool check = rc == 0 && take_backup_check(b);
     pthread_mutex_unlock(&b->mu);
     if (check)

@@ -165,7 +165,10 @@ int sb_box_pause(sb_box *b, sb_error *err);
 int sb_box_resume(sb_box *b, sb_error *err);
 void sb_box_release(sb_box *b);
 /* The agent did not answer on a channel: if it died, restart the sandbox
- * (waits a moment for a dying agent). -1 + err when it cannot. */
+ * (waits a moment for a dying agent). The restart is admitted like any
+ * start (--max-running: it may put the least recently used idle sandbox to
+ * sleep, or fail with TOO_MANY_SANDBOXES). b acquired, b->mu not held.
+ * -1 + err when it cannot. */
 int sb_box_recover(sb_box *b, sb_error *err);
 /* A new operation channel to the agent (after acquire). */
 int sb_box_open_channel(sb_box *b, sb_error *err);
