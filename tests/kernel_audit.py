@@ -65,6 +65,10 @@ reference. Output: TAP.
 - An error in a top-level await: the traceback starts at the cell, as under
   ipykernel; it started with asyncio's run_until_complete frame (the
   kernel's runner).
+- user_expressions are evaluated only after a cell that succeeded, as
+  ipykernel does ({} after an error, an interrupt, and in an aborted
+  reply). cellbox evaluated them after a failed cell too (running their
+  side effects).
 """
 import re
 import time
@@ -524,3 +528,37 @@ def await_error_frames(kernel):
 def top_level_await_error():
     tap.eq(await_error_frames("cellbox"), await_error_frames("python3"),
            "an error in a top-level await: the same frames as under ipykernel (from the cell)")
+
+
+UE = {"two": "1 + 1", "side": "calls.append('evaluated')"}
+
+
+def user_expression_runs(kernel):
+    km, kc = du.start(kernel)
+    try:
+        res = []
+        du.collect(kc, "calls = []")
+        for code in ("1/0", "raise KeyboardInterrupt", "x = 1"):
+            reply, out = du.collect(kc, code, user_expressions=UE)
+            ue = reply.get("user_expressions")
+            res.append((code, reply["status"], ue and {k: (v["status"], v.get("data")) for k, v in ue.items()}))
+        # an execute queued behind a failing one (stop_on_error) is aborted
+        first = kc.execute("import time; time.sleep(0.5); 1/0", stop_on_error=True)
+        second = kc.execute("'not run'", user_expressions=UE)
+        for mid in (first, second):
+            r = shell_reply(kc, mid)
+            res.append(("queued", r["status"], r.get("user_expressions", {})))
+        reply, out = du.collect(kc, "calls")
+        res.append([c["data"]["text/plain"] for t, c, b in out if t == "execute_result"])
+        return res
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@tap.case
+def user_expressions_after_failure():
+    mine, ref = user_expression_runs("cellbox"), user_expression_runs("python3")
+    for got, want in zip(mine, ref):
+        tap.eq(got, want, "user_expressions: %r as under ipykernel" % (got[0] if isinstance(got, tuple) else "calls"))
+    tap.eq(mine[-1], ["['evaluated']"], "the expressions ran after the cell that succeeded only")

@@ -188,6 +188,10 @@ class Shell:
                 self._post_execute()
             except BaseException:
                 pass
+        # as ipykernel: the expressions are evaluated only after a cell that
+        # succeeded (after an error or an interrupt they are not run: {})
+        if status != "ok":
+            user_expressions = None
         if status == "ok" and not self.payload and not user_expressions and self.last_result_text is None:
             return _OK
         reply = {"status": status}
