@@ -289,6 +289,19 @@ static void drain(shim *s, int *fd, char type)
     *fd = -1;
 }
 
+/* A background process's stdin bytes that left the shim's queue (into the
+ * pipe, or dropped once the command closed its stdin): the server counts
+ * what it sent minus these to bound what waits here (SB_PROC_STDIN_MAX). */
+static void stdin_done(shim *s, size_t n)
+{
+    if (!s->detach || n == 0)
+        return;
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "ev", "stdin");
+    cJSON_AddNumberToObject(ev, "bytes", (double)n);
+    shim_event(s, ev);
+}
+
 static void handle_frame(shim *s)
 {
     char type;
@@ -306,6 +319,8 @@ static void handle_frame(shim *s)
     }
     if (type == SB_FRAME_STDIN && s->in >= 0) {
         cb_buf_append(&s->in_pending, payload.data, payload.len);
+    } else if (type == SB_FRAME_STDIN) {
+        stdin_done(s, payload.len);  /* stdin is closed: dropped */
     } else if (type == SB_FRAME_STDIN_CLOSE) {
         s->in_close_after = true;
     } else if (type == SB_FRAME_KILL) {
@@ -329,10 +344,12 @@ static void flush_stdin(shim *s)
                 return;
             close(s->in);  /* EPIPE: the command stopped reading */
             s->in = -1;
+            stdin_done(s, s->in_pending.len);
             cb_buf_reset(&s->in_pending);
             return;
         }
         cb_buf_consume(&s->in_pending, (size_t)w);
+        stdin_done(s, (size_t)w);
     }
     if (s->in >= 0 && s->in_close_after && s->in_pending.len == 0) {
         close(s->in);

@@ -204,7 +204,10 @@ static void *watcher(void *arg)
             log_append_locked(p, type == SB_FRAME_STDOUT ? 0 : 1, payload.data, payload.len);
         } else if (type == SB_FRAME_JSON) {
             cJSON *ev = cb_json_parse(payload.data, payload.len);
-            if (strcmp(cb_json_str(ev, "ev", ""), "exit") == 0) {
+            if (strcmp(cb_json_str(ev, "ev", ""), "stdin") == 0) {
+                uint64_t n = (uint64_t)cb_json_int(ev, "bytes", 0);
+                p->stdin_queued -= n < p->stdin_queued ? n : p->stdin_queued;
+            } else if (strcmp(cb_json_str(ev, "ev", ""), "exit") == 0) {
                 p->has_exit = true;
                 p->exit_code = (int)cb_json_int(ev, "exitCode", -1);
                 p->oom_killed = !p->kill_requested &&
@@ -299,6 +302,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
     p->fd = fd;
     p->start_us = cb_real_us();
     p->oom0 = oom0;
+    p->stdin_queued = in_len;  /* the start's own stdin, acknowledged like any */
     snprintf(p->status, sizeof p->status, "running");
     sb_rm_rf(p->dir);
     cb_mkdir_p(p->dir, 0700);
@@ -492,8 +496,16 @@ int sb_proc_stdin(sb_box *b, const char *id, const void *data, size_t len, bool 
         rc = sb_fail(err, SB_E_PROCESS_NOT_FOUND, "process '%s' not found", id);
     else if (p->fd < 0 || strcmp(p->status, "running") != 0)
         rc = sb_fail(err, SB_E_VALIDATION_FAILED, "process '%s' is not running", id);
+    else if (len > SB_PROC_STDIN_MAX - (p->stdin_queued < SB_PROC_STDIN_MAX ? p->stdin_queued
+                                                                              : SB_PROC_STDIN_MAX))
+        /* nothing of it is sent: a client can retry the same write later */
+        rc = sb_fail(err, SB_E_SANDBOX_CONFLICT,
+                     "process '%s' has not read %llu bytes of its stdin yet; %zu more would pass "
+                     "the %u bytes kept for it: nothing was written, retry once it reads", id,
+                     (unsigned long long)p->stdin_queued, len, SB_PROC_STDIN_MAX);
     else {
         const char *d = data;
+        p->stdin_queued += len;
         for (size_t off = 0; off < len && rc == 0; off += SB_CHUNK) {
             size_t n = len - off < SB_CHUNK ? len - off : SB_CHUNK;
             if (sb_frame_write(p->fd, SB_FRAME_STDIN, d + off, n) < 0)

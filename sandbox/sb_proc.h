@@ -21,6 +21,12 @@
 #include "sandbox/sb_box.h"
 
 #define SB_LOG_CAP (8u << 20)
+/* stdin a process has not read yet, kept for it in its sandbox's agent
+ * (beyond the pipe's own buffer): a write that would pass this is refused
+ * whole (409 SANDBOX_CONFLICT) until the process reads. The agent reports
+ * the bytes that left its queue ({"ev":"stdin","bytes":N} on the channel);
+ * stdin_queued is what was sent minus those. */
+#define SB_PROC_STDIN_MAX (8u << 20)
 
 struct sb_proc {
     sb_proc *next;
@@ -41,6 +47,7 @@ struct sb_proc {
     uint64_t log_size[2];       /* bytes in the current generation file */
     unsigned log_gen[2];        /* bumped at each rotation */
     uint64_t written[2];        /* all bytes ever */
+    uint64_t stdin_queued;      /* stdin sent, not yet in the pipe (see SB_PROC_STDIN_MAX) */
 };
 
 void sb_procs_load(sb_box *b);

@@ -46,6 +46,10 @@ client (an audit's findings, each checked against a real server).
   memory after the request (a fixed buffer sent to snprintf's would-be
   length): the request is now built to its length, and a path must start
   with '/', hold at most 2048 bytes and no spaces or control characters;
+- stdin written to a background process that does not read it was kept
+  in the sandbox's agent without bound: at most 8 MiB wait for it now, a
+  write past that is refused whole (409, nothing of it written), and once
+  the process reads, writes are accepted again;
 - folders nested very deep (code in the sandbox can make 60000 levels in
   seconds): deleting the sandbox crashed the server (nftw's recursion
   overflowed the connection thread's stack: SIGSEGV); a recursive listing
@@ -384,6 +388,29 @@ try:
         r = srv.post(S + "/processes/cap/wait", {"port": 8081, "mode": "http", "path": bad, "timeoutMs": 100})
         t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "HTTP wait path %r: 400" % bad[:20], r)
     srv.delete(S + "/processes/cap?signal=KILL")
+
+    # ---- stdin a background process does not read ----
+    FOUR = 4 << 20
+    r = srv.post(S + "/processes", {"command": "while [ ! -e /tmp/go ]; do sleep 0.05; done; wc -c",
+                                    "processId": "noread"})
+    t.eq(r.status, 201, "start a process that reads its stdin only later")
+    P = S + "/processes/noread"
+    codes = [srv.post(P + "/stdin", {"data": "a" * FOUR}).status for _ in range(2)]
+    t.eq(codes, [200, 200], "two 4 MiB stdin writes it does not read yet: 200 (8 MiB are kept for it)")
+    r = srv.post(P + "/stdin", {"data": "b" * FOUR, "eof": True})
+    msg = r.json().get("error", {}).get("message", "") if r.status != 200 else ""
+    t.ok(r.status == 409 and r.code == "SANDBOX_CONFLICT" and "nothing was written" in msg and "8388608" in msg,
+         "a third one would pass the 8 MiB: 409, nothing of it written (stdin is not kept without bound)", r)
+    t.eq(srv.get(P).json().get("status"), "running", "the process is still running")
+    srv.post(F + "/write", {"path": "/tmp/go", "content": ""})
+    t.ok(wait_until(lambda: srv.post(P + "/stdin", {"data": "c" * FOUR}).status == 200, timeout=60, step=0.2),
+         "once it reads, a 4 MiB write is accepted again")
+    r = srv.post(P + "/stdin", {"data": "", "eof": True})
+    t.eq(r.status, 200, "eof: 200")
+    r = srv.post(P + "/wait", {"exit": True, "timeoutMs": 60000})
+    logs = srv.get(P + "/logs").json()
+    t.ok(logs.get("stdout") == "%d\n" % (3 * FOUR),
+         "it read exactly the accepted writes (12 MiB), nothing of the refused one", logs.get("stdout"))
 
     # ---- folders nested 60000 deep ----
     srv.create("audit-deep")
