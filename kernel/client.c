@@ -15,6 +15,16 @@
  *      request is repeated until both arrived, because IOPub (PUB/SUB)
  *      drops whatever was published before the subscription landed
  *
+ * A kernel must not outlive this process, even one that does not watch
+ * its parent and this process killed with SIGKILL (no code of ours runs
+ * then). Each kernel has a guard: a /bin/sh in its own process group that
+ * waits for the end of a pipe whose only write end this process holds
+ * (close-on-exec, never closed) and then SIGKILLs the kernel's process
+ * group. Its end is the end of this process, whatever thread started the
+ * kernel (prctl's PDEATHSIG would fire when that thread exits, and would
+ * reach the kernel's own children no better). The guard is stopped and
+ * reaped before the kernel is reaped, so it never signals a reused pid.
+ *
  * The process is watched through a pidfd in the same zmq_poll() as the
  * sockets; its exit is noticed at once and reported after the messages it
  * sent before dying have been drained. It is reaped only in
@@ -62,6 +72,7 @@ struct kn_client {
     bool interrupt_by_message;
     pid_t pid;
     int pidfd;
+    pid_t guard_pid;     /* see the top of the file; 0 = none */
     bool exited;         /* the process has exited (maybe not reaped yet) */
     bool reaped;
     double exit_seen_at; /* when the exit was first noticed */
@@ -247,6 +258,71 @@ static char *format_arg(const char *arg, const kn_client *c, const kn_kernelspec
     return cb_buf_steal(&b);
 }
 
+/* The read end of the guards' pipe (>= 10, close-on-exec), or -1. The
+ * write end is held until this process ends. */
+static int guard_rfd = -1;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_pipe_init(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return;
+    guard_rfd = fcntl(p[0], F_DUPFD_CLOEXEC, 10);  /* clear of fd 3, the guard's dup2 target */
+    close(p[0]);
+    if (guard_rfd < 0)
+        close(p[1]);
+}
+
+/* Starts the guard of the kernel whose process group is pgid (see the top
+ * of the file). A kernel without a guard still runs (logged). */
+static pid_t spawn_guard(pid_t pgid)
+{
+    pthread_once(&guard_once, guard_pipe_init);
+    if (guard_rfd < 0)
+        return 0;
+    char arg[24];
+    snprintf(arg, sizeof arg, "%d", (int)pgid);
+    char *argv[] = {"/bin/sh", "-c",
+                    "trap '' HUP INT QUIT TERM; read _ <&3; "
+                    "kill -s KILL -- -\"$1\" 2>/dev/null; kill -s KILL \"$1\" 2>/dev/null",
+                    "cellbox-kernel-guard", arg, NULL};
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, guard_rfd, 3);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setpgroup(&at, 0);  /* a Ctrl-C or a kill of our group does not reach it */
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc != 0) {
+        cb_warn("client", "no guard for kernel pid %d (it may outlive a killed cellbox): /bin/sh: %s", (int)pgid,
+                strerror(rc));
+        return 0;
+    }
+    return pid;
+}
+
+static void stop_guard(kn_client *c)
+{
+    if (c->guard_pid <= 0)
+        return;
+    kill(c->guard_pid, SIGKILL);
+    while (waitpid(c->guard_pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    c->guard_pid = 0;
+}
+
 static int spawn_kernel(kn_client *c, const kn_kernelspec *spec, const kn_client_opts *o, char **err)
 {
     char **argv = cb_calloc((size_t)spec->argc + 1, sizeof *argv);
@@ -291,6 +367,7 @@ static int spawn_kernel(kn_client *c, const kn_kernelspec *spec, const kn_client
     kn_strv_free(envp);
     if (rc != 0)
         return -1;
+    c->guard_pid = spawn_guard(c->pid);
 #if HAVE_PIDFD_OPEN
     c->pidfd = pidfd_open(c->pid, 0);
 #else
@@ -833,6 +910,7 @@ void kn_client_kill(kn_client *c)
         return;
     killpg(c->pid, SIGKILL);
     kill(c->pid, SIGKILL);  /* in case it left its group */
+    stop_guard(c);  /* before the pid can be reused */
     reap(c);
 }
 

@@ -225,6 +225,58 @@ def main():
              "SIGHUP while a kernel starts: exit 130, the kernel process killed (was: left running, orphaned)",
              "rc %s %s" % (proc.returncode, stderr))
 
+        # ------------------------------------------ SIGKILL of cellbox run
+        # nothing of cellbox runs then: a kernel that does not watch its
+        # parent must still not be left running. The kernel here is a wrapper
+        # that ignores SIGTERM and SIGHUP and runs ipykernel as its child,
+        # without JPY_PARENT_PID (so ipykernel does not watch its parent
+        # either), with -j 2 (kernels started from worker threads)
+        kd = os.path.join(tmp, "prefix", "share", "jupyter", "kernels", "wrapped")
+        os.makedirs(kd)
+        wrapper = os.path.join(kd, "wrapper.py")
+        with open(wrapper, "w") as fh:
+            fh.write("import os, signal, subprocess, sys\n"
+                     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                     "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+                     "env = {k: v for k, v in os.environ.items() if k != 'JPY_PARENT_PID'}\n"
+                     "kid = subprocess.Popen([sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]], env=env)\n"
+                     "while True:\n"
+                     "    try:\n"
+                     "        sys.exit(kid.wait())\n"
+                     "    except InterruptedError:\n"
+                     "        pass\n")
+        with open(os.path.join(kd, "kernel.json"), "w") as fh:
+            json.dump({"argv": ["/usr/bin/python3", wrapper, "{connection_file}"], "display_name": "wrapped",
+                       "language": "python"}, fh)
+        killed = []
+        for i in range(2):
+            killed.append(write_nb(os.path.join(d, "killed%d.ipynb" % i), [
+                "import os, time\nopen('killed%d.pids', 'w').write('%%d %%d' %% (os.getppid(), os.getpid()))\n"
+                "time.sleep(300)" % i]))
+        errf = open(os.path.join(tmp, "killed.err"), "w+")
+        proc = subprocess.Popen([C.CELLBOX, "run", "-j", "2", "-k", "wrapped"] + killed, env=env, cwd=d,
+                                stdout=subprocess.DEVNULL, stderr=errf)
+        pids = []
+        for i in range(2):
+            f = os.path.join(d, "killed%d.pids" % i)
+            if C.wait_for_file(f, timeout=120):
+                end = time.monotonic() + 30
+                while not C.read_text(f).strip() and time.monotonic() < end:
+                    time.sleep(0.05)
+                pids += [int(x) for x in C.read_text(f).split()]
+        leftover += pids
+        if len(pids) == 4:
+            proc.kill()
+        finish(proc, errf)
+        end = time.monotonic() + 15  # an event awaited: they go at once when cellbox's death is noticed
+        while any(C.pid_alive(p) for p in pids) and time.monotonic() < end:
+            time.sleep(0.05)
+        alive = [p for p in pids if C.pid_alive(p)]
+        t.ok(len(pids) == 4 and proc.returncode == -signal.SIGKILL and not alive,
+             "SIGKILL of cellbox run -j 2 mid-cell: the kernels (a wrapper deaf to SIGTERM/SIGHUP and its "
+             "ipykernel) are gone (were left running forever)",
+             "pids %s alive %s rc %s" % (pids, alive, proc.returncode))
+
         # a signal ignored when cellbox run starts stays ignored: `nohup
         # cellbox run` survives the hang-up, and a background job of a
         # non-interactive shell (SIGINT ignored) is not stopped by Ctrl-C
