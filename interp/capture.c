@@ -14,8 +14,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -41,6 +43,11 @@ struct ip_capture {
     int pipe_rd[3];          /* [1], [2]: read ends of the fd pipes */
     int saved_fd[3];         /* original fds 1 and 2 */
     int wake;                /* eventfd for the pump */
+    /* forked children count their writes to fds 1/2 here (a MAP_SHARED
+     * page, NULL without fds); child_seen: the count when the kernel last
+     * read the pipes */
+    _Atomic unsigned long *child_writes;
+    _Atomic unsigned long child_seen;
     bool stop;
     pthread_t pump;
     cb_buf enc;              /* JSON encoding scratch (under pub_lock) */
@@ -229,10 +236,29 @@ static void append(ip_capture *c, int stream, const char *data, size_t len)
         wake_pump(c);
 }
 
+static bool drain_pipe(ip_capture *c, int stream);
+
+void ip_capture_child_wrote(ip_capture *c)
+{
+    if (c->child_writes)
+        atomic_fetch_add(c->child_writes, 1);
+}
+
 void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len)
 {
-    if (len)
-        append(c, stream, data, len);
+    if (!len)
+        return;
+    if (c->child_writes) {
+        /* a child wrote to the pipes: take that in before this (the pump
+         * may not have read it yet); a load when none did */
+        unsigned long n = atomic_load(c->child_writes);
+        if (n != atomic_load(&c->child_seen)) {
+            drain_pipe(c, IP_STDOUT);
+            drain_pipe(c, IP_STDERR);
+            atomic_store(&c->child_seen, n);
+        }
+    }
+    append(c, stream, data, len);
 }
 
 void ip_capture_kick(ip_capture *c)
@@ -377,6 +403,10 @@ ip_capture *ip_capture_start(const kn_host *host, bool capture_fds)
             cb_warn("capture", "cannot capture fds 1 and 2: %s", strerror(errno));
         else
             c->fds = true;
+        void *page = c->fds ? mmap(NULL, sizeof *c->child_writes, PROT_READ | PROT_WRITE,
+                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+        if (page != MAP_FAILED)
+            c->child_writes = page;
         if (c->saved_fd[2] >= 0)
             cb_log_set_fd(c->saved_fd[2]);  /* the kernel's own log keeps the real stderr */
     }
@@ -405,6 +435,8 @@ void ip_capture_stop(ip_capture *c)
             close(c->pipe_rd[fd]);
     }
     close(c->wake);
+    if (c->child_writes)
+        munmap((void *)c->child_writes, sizeof *c->child_writes);
     cb_buf_clear(&c->pending);
     cb_buf_clear(&c->enc);
     pthread_mutex_destroy(&c->buf_lock);

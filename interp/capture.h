@@ -28,6 +28,12 @@ enum { IP_STDOUT = 1, IP_STDERR = 2 };
 ip_capture *ip_capture_start(const kn_host *host, bool capture_fds);
 /* Thread-safe. stream: IP_STDOUT or IP_STDERR. data need not be NUL-terminated. */
 void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len);
+/* In a process forked from the kernel (its copy of the capture): the child
+ * has just written to fd 1 or 2. The count lives in memory shared with the
+ * kernel, whose next ip_capture_write() reads the pipes first, so that what
+ * a child printed before the kernel heard from it (a multiprocessing
+ * worker's result) comes before what the kernel prints next. */
+void ip_capture_child_wrote(ip_capture *c);
 /* Ask for a publication soon (flush() from user code); never blocks on I/O. */
 void ip_capture_kick(ip_capture *c);
 /* Publish everything written so far, including what is in the fd pipes. */

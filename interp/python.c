@@ -60,7 +60,16 @@ typedef struct {
 } OutStream;
 
 /* In a child made by os.fork() / multiprocessing there is no pump thread:
- * write to the inherited fd (a pipe the kernel's pump reads). */
+ * each write goes at once to the inherited fd (a pipe the kernel's pump
+ * reads), as ipykernel sends each write of a child at once. Nothing is held
+ * back: a multiprocessing.Pool worker is ended by SIGTERM (Pool.terminate,
+ * the end of a `with` block) or os._exit, so a partial line kept for later
+ * was lost, or came after what the parent printed once the worker's result
+ * was in. (print() writes its pieces separately: a child's print is made
+ * one write by cellbox._kernel, so that lines of several children do not
+ * interleave mid-line.) The child then marks the capture's shared counter,
+ * so the parent reads the pipe before its own next write: what a worker
+ * printed comes before what the parent prints after its result. */
 static volatile bool forked_child;  /* set in the child by a pthread_atfork handler */
 
 static void mark_forked_child(void)
@@ -74,43 +83,12 @@ static bool in_forked_child(void)
     return forked_child;
 }
 
-/* A forked child line-buffers its writes so that lines of several children
- * do not interleave mid-line (print() writes its pieces separately). */
-static struct {
-    pid_t owner;
-    cb_buf buf;
-} child_out[3];
-
-static void child_flush(int stream, bool all)
-{
-    cb_buf *b = &child_out[stream].buf;
-    if (child_out[stream].owner != getpid())
-        return;
-    size_t n = b->len;
-    if (!all) {
-        while (n > 0 && b->data[n - 1] != '\n')
-            n--;
-        if (n == 0 && b->len < 8192)
-            return;
-        if (n == 0)
-            n = b->len;
-    }
-    if (n) {
-        cb_write_all(stream, b->data, n);
-        cb_buf_consume(b, n);
-    }
-}
-
 static void out_emit(OutStream *self, const char *s, size_t len)
 {
     if (in_forked_child()) {
-        int st = self->stream;
-        if (child_out[st].owner != getpid()) {  /* first write in this process */
-            child_out[st].owner = getpid();
-            cb_buf_init(&child_out[st].buf);  /* drop what the parent's copy held */
-        }
-        cb_buf_append(&child_out[st].buf, s, len);
-        child_flush(st, false);
+        cb_write_all(self->stream, s, len);
+        if (g_py && g_py->cap)
+            ip_capture_child_wrote(g_py->cap);
     } else if (g_py && g_py->cap) {
         ip_capture_write(g_py->cap, self->stream, s, len);
     }
@@ -144,11 +122,7 @@ static PyObject *out_write(OutStream *self, PyObject *arg)
 
 static PyObject *out_flush(OutStream *self, PyObject *noargs)
 {
-    if (in_forked_child()) {
-        child_flush(self->stream, true);
-        Py_RETURN_NONE;
-    }
-    if (g_py && g_py->cap)
+    if (!in_forked_child() && g_py && g_py->cap)  /* a child has nothing buffered */
         ip_capture_kick(g_py->cap);
     Py_RETURN_NONE;
 }
@@ -375,17 +349,14 @@ static PyObject *c_flush(PyObject *mod, PyObject *noargs)
 /* os._exit(status) in the kernel: what the cell printed is published first,
  * from Python and from fds 1 and 2 (the capture publishes in batches, and
  * _exit ends the process at once: `print('bye', flush=True); os._exit(1)`
- * showed nothing). A forked child (multiprocessing) writes its buffered
- * lines to its pipes instead; it never touches the parent's sockets. */
+ * showed nothing). A forked child (multiprocessing) has written everything
+ * to its pipes already; it never touches the parent's sockets. */
 static PyObject *c_exit(PyObject *mod, PyObject *arg)
 {
     int status;
     if (!PyArg_Parse(arg, "i:_exit", &status))
         return NULL;
-    if (in_forked_child()) {
-        child_flush(IP_STDOUT, true);
-        child_flush(IP_STDERR, true);
-    } else if (g_py && g_py->cap) {
+    if (!in_forked_child() && g_py && g_py->cap) {
         Py_BEGIN_ALLOW_THREADS
         ip_capture_flush(g_py->cap);
         /* the messages are queued to ZeroMQ's I/O thread, which _exit kills:

@@ -607,6 +607,31 @@ def _display_builtin(*objs, **kwargs):
 
 _display_builtin.__name__ = "display"
 
+_builtin_print = builtins.print
+
+
+def _child_print(*args, sep=" ", end="\n", file=None, flush=False):
+    if file is None:
+        file = sys.stdout
+    if type(file) is not _cellbox_c.OutStream or not isinstance(sep, (str, type(None))) \
+            or not isinstance(end, (str, type(None))):
+        return _builtin_print(*args, sep=sep, end=end, file=file, flush=flush)
+    file.write((" " if sep is None else sep).join([str(a) for a in args]) + ("\n" if end is None else end))
+
+
+_child_print.__name__ = _child_print.__qualname__ = "print"
+_child_print.__doc__ = _builtin_print.__doc__
+
+
+def _forked_child():
+    """In a process forked from the kernel (multiprocessing's workers), each
+    write to sys.stdout / sys.stderr goes to the kernel at once (interp/python.c),
+    and print() writes its pieces separately: there it writes its whole text
+    at once, so that the lines of several children do not interleave mid-line."""
+    if builtins.print is _builtin_print:
+        builtins.print = _child_print
+
+
 _shell = None
 
 
@@ -619,6 +644,7 @@ def start():
     sys.displayhook = lambda value: _shell.displayhook(value) if _shell else None
     builtins.input = _input
     os._exit = _cellbox_c._exit   # publishes what was printed, then exits
+    os.register_at_fork(after_in_child=_forked_child)
     builtins.display = _display_builtin
     when_imported("getpass", lambda m: setattr(m, "getpass", _getpass))
     _aio.install()   # the asyncio loop, once asyncio is imported
