@@ -12,6 +12,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +27,191 @@
 #include "sandbox/sb_util.h"
 
 static sb_http_conf hconf;
+
+/* ---- connections: a deadline for request headers, a per-address limit ----
+ *
+ * libmicrohttpd's only clock is the idle timeout (600 s), which any byte
+ * resets: a client sending one header byte every few minutes would hold a
+ * connection (and its thread) for ever, and 2048 of them the whole server.
+ * So every connection is tracked from its start (NOTIFY_CONNECTION): until
+ * on_request sees its headers complete, and again between two requests on a
+ * kept-alive connection, it has SB_HTTP_HEADER_TIMEOUT_S; past that the
+ * reaper shuts its socket down, and libmicrohttpd closes it. A request being
+ * served (its body, a long exec, a stream, a WebSocket terminal) is never
+ * cut here. And one address (loopback excepted: tests, a local agent or a
+ * reverse proxy) may hold at most SB_HTTP_PER_ADDR_MAX connections.
+ *
+ * fd reuse: libmicrohttpd calls NOTIFY_CLOSED before it closes the socket
+ * (MHD_cleanup_connections), and conn_notify takes conn_mu for it, which the
+ * reaper holds while it calls shutdown(): a tracked fd is still that
+ * connection's socket. */
+static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conn_cv = PTHREAD_COND_INITIALIZER;
+
+typedef struct conn_slot {
+    struct conn_slot *prev, *next;
+    int fd;
+    struct sockaddr_storage addr;
+    bool in_request;            /* headers complete, until the request ends */
+    bool cut;                   /* shut down by the reaper */
+    int64_t since_ns;           /* start of the connection or end of its last request */
+} conn_slot;
+
+static conn_slot *conns;
+static bool reaper_stop;
+static bool reaper_started;
+static pthread_t reaper_thread;
+
+static int64_t header_timeout_ns(void)
+{
+    static int64_t ns;
+    if (!ns) {
+        /* for tests only: a deadline of seconds */
+        const char *e = getenv("CELLBOX_HTTP_HEADER_TIMEOUT_MS");
+        long v = e ? atol(e) : 0;
+        ns = (v >= 100 && v <= 3600000 ? v : SB_HTTP_HEADER_TIMEOUT_S * 1000L) * 1000000LL;
+    }
+    return ns;
+}
+
+static bool same_addr(const conn_slot *c, const struct sockaddr *a, socklen_t len)
+{
+    if (c->addr.ss_family != a->sa_family)
+        return false;
+    if (a->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))
+        return ((const struct sockaddr_in *)&c->addr)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)a)->sin_addr.s_addr;
+    if (a->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6))
+        return memcmp(&((const struct sockaddr_in6 *)&c->addr)->sin6_addr,
+                      &((const struct sockaddr_in6 *)a)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+static bool addr_loopback(const struct sockaddr *a, socklen_t len)
+{
+    if (a->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(x) || (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* Accept policy (the listening thread, before NOTIFY_CONNECTION). */
+static enum MHD_Result conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)cls;
+    if (!addr || addr_loopback(addr, addrlen))
+        return MHD_YES;
+    unsigned n = 0;
+    pthread_mutex_lock(&conn_mu);
+    for (conn_slot *c = conns; c; c = c->next)
+        if (same_addr(c, addr, addrlen))
+            n++;
+    pthread_mutex_unlock(&conn_mu);
+    if (n < SB_HTTP_PER_ADDR_MAX)
+        return MHD_YES;
+    static int64_t last_log_ns;  /* once per 10 s: a flood must not flood the log */
+    int64_t now = cb_mono_ns();
+    if (last_log_ns && now - last_log_ns < 10000000000LL)
+        return MHD_NO;
+    last_log_ns = now;
+    char host[INET6_ADDRSTRLEN] = "?";
+    const void *raw = addr->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)addr)->sin_addr
+                                                 : (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
+    inet_ntop(addr->sa_family, raw, host, sizeof host);
+    char kv[128];
+    snprintf(kv, sizeof kv, "client=%s max=%u", host, SB_HTTP_PER_ADDR_MAX);
+    cb_logkv(CB_LOG_WARN, "http", kv, "connection refused: too many from one address");
+    return MHD_NO;
+}
+
+static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_slot *c = cb_calloc(1, sizeof *c);
+        const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        c->fd = fi ? fi->connect_fd : -1;
+        if (ai && ai->client_addr) {
+            socklen_t len = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                   : sizeof(struct sockaddr_in);
+            memcpy(&c->addr, ai->client_addr, len);
+        }
+        c->since_ns = cb_mono_ns();
+        pthread_mutex_lock(&conn_mu);
+        c->next = conns;
+        if (conns)
+            conns->prev = c;
+        conns = c;
+        pthread_mutex_unlock(&conn_mu);
+        *socket_context = c;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_slot *c = *socket_context;
+        if (!c)
+            return;
+        pthread_mutex_lock(&conn_mu);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        pthread_mutex_unlock(&conn_mu);
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+static conn_slot *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Headers complete (true), or the request ended and the connection waits
+ * for the next one's headers (false). */
+static void conn_set_in_request(struct MHD_Connection *conn, bool in)
+{
+    conn_slot *c = conn_of(conn);
+    if (!c)
+        return;
+    pthread_mutex_lock(&conn_mu);
+    c->in_request = in;
+    c->since_ns = cb_mono_ns();
+    pthread_mutex_unlock(&conn_mu);
+}
+
+static void *reaper(void *arg)
+{
+    (void)arg;
+    int64_t limit = header_timeout_ns();
+    int64_t step = limit / 4 < 1000000000LL ? limit / 4 : 1000000000LL;
+    pthread_mutex_lock(&conn_mu);
+    while (!reaper_stop) {
+        struct timespec ts;  /* a wake-up; the deadlines are on cb_mono_ns */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t at = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + step;
+        ts.tv_sec = at / 1000000000LL;
+        ts.tv_nsec = at % 1000000000LL;
+        pthread_cond_timedwait(&conn_cv, &conn_mu, &ts);
+        int64_t now = cb_mono_ns();
+        for (conn_slot *c = conns; c; c = c->next) {
+            if (c->in_request || c->cut || c->fd < 0 || now - c->since_ns < limit)
+                continue;
+            /* conn_mu held: the socket is not closed yet (see the top) */
+            shutdown(c->fd, SHUT_RDWR);
+            c->cut = true;
+            cb_debug("http", "connection closed: no complete request headers in %lld ms",
+                     (long long)(limit / 1000000));
+        }
+    }
+    pthread_mutex_unlock(&conn_mu);
+    return NULL;
+}
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -468,6 +655,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!r->started) {
         r->started = true;
+        conn_set_in_request(conn, true);
         r->conn = conn;
         r->method = method;
         r->url = cb_strdup(url);
@@ -574,10 +762,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     sb_req *r = *con_cls;
     if (!r)
         return;
+    /* a kept-alive connection waits for the next request's headers, on the
+     * same deadline (not after an upgrade: the socket was handed over) */
+    if (r->started && !r->upgrade)
+        conn_set_in_request(conn, false);
     if (!r->started) {
         req_free(r);
         *con_cls = NULL;
@@ -642,11 +833,13 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
     }
     (void)sl;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, conf->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+        flags, conf->port, conn_accept, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, conn_notify, NULL,
         MHD_OPTION_CONNECTION_LIMIT,
         /* idle connections go after 10 minutes; a request being served
-         * (a long exec, a stream) is not idle */
+         * (a long exec, a stream) is not idle. Headers have a deadline of
+         * their own (the reaper, above). */
         (unsigned)2048, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
@@ -657,11 +850,25 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     *port_out = di ? di->port : conf->port;
+    pthread_mutex_lock(&conn_mu);
+    reaper_stop = false;
+    reaper_started = pthread_create(&reaper_thread, NULL, reaper, NULL) == 0;
+    pthread_mutex_unlock(&conn_mu);
+    if (!reaper_started)
+        cb_warn("http", "cannot start the request-header deadline thread: %s", strerror(errno));
     return d;
 }
 
 void sb_http_stop(struct MHD_Daemon *d)
 {
+    if (reaper_started) {
+        pthread_mutex_lock(&conn_mu);
+        reaper_stop = true;
+        pthread_cond_signal(&conn_cv);
+        pthread_mutex_unlock(&conn_mu);
+        pthread_join(reaper_thread, NULL);
+        reaper_started = false;
+    }
     if (d)
         MHD_stop_daemon(d);
 }

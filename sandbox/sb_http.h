@@ -25,6 +25,12 @@
 #include "sandbox/sb_err.h"
 
 #define SB_HTTP_JSON_LIMIT (32u << 20)   /* largest JSON body */
+/* A connection gets this long to send complete request headers, from its
+ * start and again after each request it kept alive; then it is closed (a
+ * request being served, e.g. a stream or a terminal, is never cut). */
+#define SB_HTTP_HEADER_TIMEOUT_S 30
+/* Connections at once from one client address (loopback: no limit). */
+#define SB_HTTP_PER_ADDR_MAX 256u
 #define SB_MAX_PARAMS 4
 
 typedef struct sb_req sb_req;

@@ -50,6 +50,12 @@ client (an audit's findings, each checked against a real server).
   in the sandbox's agent without bound: at most 8 MiB wait for it now, a
   write past that is refused whole (409, nothing of it written), and once
   the process reads, writes are accepted again;
+- slowloris: a client dribbling header bytes (one every few minutes
+  resets libmicrohttpd's 600 s idle timeout) held a connection and its
+  thread for ever, 2048 of them the whole server: request headers now have
+  a deadline (30 s; from a connection's start and again between kept-alive
+  requests), while a slow body, an SSE stream and a terminal are never cut;
+  and one non-loopback address may hold at most 256 connections;
 - folders nested very deep (code in the sandbox can make 60000 levels in
   seconds): deleting the sandbox crashed the server (nftw's recursion
   overflowed the connection thread's stack: SIGSEGV); a recursive listing
@@ -438,4 +444,183 @@ try:
     ids.remove("audit-deep")
 finally:
     srv.finish(t, ids + ["audit-sleep", "audit-types", "audit-up", "audit-env"])
+# ---- slowloris: a deadline for request headers, a limit per address ----
+# libmicrohttpd only has an idle timeout (600 s) that any byte resets: a
+# client dribbling header bytes held a connection for ever, and 2048 such
+# connections the whole server. Headers now have SB_HTTP_HEADER_TIMEOUT_S
+# (30 s; CELLBOX_HTTP_HEADER_TIMEOUT_MS shortens it here) from a
+# connection's start or from the end of its previous request; requests
+# being served are never cut. One address may hold 256 connections
+# (loopback: no limit).
+import base64  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+
+
+def closed_by_server(sk):
+    """Has the server closed this socket (EOF or reset)? Non-blocking look."""
+    sk.settimeout(0)
+    try:
+        return sk.recv(4096) == b""
+    except (BlockingIOError, socket.timeout):
+        return False
+    except OSError:
+        return True
+
+
+def connect(host, port, src=None):
+    sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if src:
+        sk.bind((src, 0))
+    sk.settimeout(10)
+    sk.connect((host, port))
+    return sk
+
+
+class Dribbler:
+    """Sockets that send a request line, then one header byte every 200 ms
+    (well inside any idle timeout), never ending their headers."""
+
+    def __init__(self, socks):
+        self.socks = socks
+        self.stop = threading.Event()
+        for sk in socks:
+            sk.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.th.start()
+
+    def run(self):
+        while not self.stop.wait(0.2):
+            for sk in self.socks:
+                try:
+                    sk.send(b"a")
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.th.join()
+        for sk in self.socks:
+            sk.close()
+
+
+slow = Server(env={"CELLBOX_HTTP_HEADER_TIMEOUT_MS": "1500", "CELLBOX_SSE_KEEPALIVE_MS": "200"})
+try:
+    slow.create("audit-slow")
+    SS = "/v1/sandboxes/audit-slow"
+    # a long stream and a slow but complete upload run meanwhile
+    stream = {}
+    sth = threading.Thread(target=lambda: stream.update(r=slow.sse(SS + "/exec", {"command": "sleep 5; echo done"})))
+    sth.start()
+    body = json.dumps({"command": "cat /workspace/up.txt", "env": {"PAD": "x" * 20}}).encode()
+    up = connect(slow.host, slow.port)
+    up.sendall(("POST %s/exec HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n" % (SS, slow.token, len(body))).encode())
+    slow.post(SS + "/files/write", {"path": "/workspace/up.txt", "content": "uploaded slowly\n"})
+    dr = Dribbler([connect(slow.host, slow.port) for _ in range(100)])
+    t.ok(not any(closed_by_server(sk) for sk in dr.socks), "100 connections dribble header bytes")
+    r = slow.get("/v1/health", timeout=10)
+    t.eq(r.status, 200, "the server answers while they dribble")
+    # the upload's body: a byte every 100 ms for well past the deadline
+    for i in range(len(body)):
+        up.sendall(body[i:i + 1])
+        threading.Event().wait(0.1 if i < 40 else 0)
+    up.settimeout(30)
+    got = b""
+    while b"uploaded slowly" not in got:
+        chunk = up.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    t.ok(got.startswith(b"HTTP/1.1 200") and b"uploaded slowly" in got,
+         "a request whose body comes slowly (past the header deadline) is served", got[:300])
+    up.close()
+    gone = wait_until(lambda: all(closed_by_server(sk) for sk in dr.socks), timeout=30, step=0.2)
+    t.ok(gone, "connections that never complete their headers are closed (deadline 1.5 s here)",
+         "%d of 100 still open" % sum(1 for sk in dr.socks if not closed_by_server(sk)))
+    dr.close()
+    sth.join()
+    st, evs = stream.get("r", (None, []))
+    t.ok(st == 200 and any(e == "complete" and d.get("exitCode") == 0 for e, d in evs)
+         and any(e == "stdout" and "done" in (d.get("data") or "") for e, d in evs),
+         "an SSE stream of a 5 s command (past the deadline) runs to its end", (st, evs[-3:]))
+    # a terminal (WebSocket) used past the deadline is not cut
+    key = base64.b64encode(os.urandom(16)).decode()
+    ws = connect(slow.host, slow.port)
+    ws.sendall(("GET %s/pty HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer %s\r\n\r\n"
+                % (SS, key, slow.token)).encode())
+    ws_out = {"raw": b"", "text": b""}
+
+    def ws_read_until(needle, timeout=30):
+        """Server frames are not masked: collect the payloads of binary frames."""
+        ws.settimeout(timeout)
+        while needle not in ws_out["text"]:
+            buf = ws_out["raw"]
+            if b"\r\n\r\n" in buf and buf.startswith(b"HTTP/"):
+                ws_out["raw"] = buf = buf.split(b"\r\n\r\n", 1)[1]
+            if len(buf) >= 2 and not buf.startswith(b"HTTP/"):
+                n, off = buf[1] & 0x7f, 2
+                if n == 126:
+                    n, off = int.from_bytes(buf[2:4], "big"), 4
+                elif n == 127:
+                    n, off = int.from_bytes(buf[2:10], "big"), 10
+                if len(buf) >= off + n:
+                    if buf[0] & 0x0f == 2:
+                        ws_out["text"] += buf[off:off + n]
+                    ws_out["raw"] = buf[off + n:]
+                    continue
+            try:
+                d = ws.recv(65536)
+            except OSError:
+                return False
+            if not d:
+                return False
+            ws_out["raw"] += d
+        return True
+
+    def ws_type(text):
+        data, k = text.encode(), os.urandom(4)
+        ws.sendall(bytes([0x82, 0x80 | len(data)]) + k + bytes(c ^ k[i % 4] for i, c in enumerate(data)))
+
+    ws_type("sleep 3; echo WS$((6*7))\r")
+    first = ws_read_until(b"WS42")
+    ws_type("echo AGAIN$((2+3))\r")
+    t.ok(first and ws_read_until(b"AGAIN5"),
+         "a terminal busy for 3 s (past the deadline) is not cut, and still answers", ws_out["text"][-200:])
+    ws.close()
+    # keep-alive: idle between requests counts too
+    ka = slow.conn(10)
+    r = slow.get("/v1/health", conn=ka)
+    t.eq(r.status, 200, "a kept-alive connection: first request")
+    t.ok(wait_until(lambda: closed_by_server(ka.sock), timeout=30, step=0.2),
+         "idle after its request past the deadline, it is closed")
+    ka.close()
+    r = slow.get("/v1/health", timeout=10)
+    t.eq(r.status, 200, "the server still answers")
+finally:
+    slow.finish(t, ["audit-slow"], "the server with a short header deadline stops cleanly")
+
+# one address, many connections (the default 30 s deadline)
+other = [a for a in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+         if ":" not in a and not a.startswith("127.")]
+if not other:
+    t.ok(True, "# SKIP no non-loopback IPv4 address to connect from")
+else:
+    lim = Server(extra_args=["--listen", "0.0.0.0:0"])
+    try:
+        held = [connect(other[0], lim.port, src=other[0]) for _ in range(256)]
+        extra = connect(other[0], lim.port, src=other[0])
+        t.ok(wait_until(lambda: closed_by_server(extra), timeout=30, step=0.1),
+             "the 257th connection from one (non-loopback) address is closed at once")
+        t.ok(not any(closed_by_server(sk) for sk in held), "the 256 before it stay open")
+        loop = [connect("127.0.0.1", lim.port) for _ in range(300)]
+        loop[-1].sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        loop[-1].settimeout(10)
+        t.ok(loop[-1].recv(100).startswith(b"HTTP/1.1 200"), "loopback has no such limit: the 300th answers")
+        for sk in held + [extra] + loop:
+            sk.close()
+        t.ok("too many from one address" in lim.server_log(), "the server's log says why")
+    finally:
+        lim.finish(t, [], "the server on 0.0.0.0 stops cleanly")
 t.done()
