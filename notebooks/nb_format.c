@@ -1,4 +1,5 @@
-/* notebooks/nb_format.c: nbformat 4 read / validate / write (see nb_format.h).
+/* notebooks/nb_format.c: nbformat 4 read / validate / write, nbformat 3
+ * read and upgraded to 4 (see nb_format.h).
  *
  * The order of operations copies nbformat.reads(): parse JSON, rejoin
  * multi-line strings, strip transient fields, validate, then repair cell
@@ -330,10 +331,10 @@ static int validate(vctx *v, nb_notebook *nb)
     if (!major)
         return verr(v, NULL, 0, "not a Jupyter notebook: 'nbformat' is missing");
     if (!nb_json_is_int(major))
-        return verr(v, NULL, 0, "'nbformat' is %s (expected the integer 4)", type_name(major));
+        return verr(v, NULL, 0, "'nbformat' is %s (expected the integer 4 or 3)", type_name(major));
     if (major->valuedouble < 4)
         return verr(v, NULL, 0,
-                    "nbformat %.0f notebooks are not supported (cellbox reads nbformat 4); convert it with "
+                    "nbformat %.0f notebooks are not supported (cellbox reads nbformats 3 and 4); convert it with "
                     "'jupyter nbconvert --to notebook --nbformat 4'",
                     major->valuedouble);
     if (major->valuedouble > 4)
@@ -421,6 +422,314 @@ static void repair_ids(nb_notebook *nb, const char *name)
         cb_warn("notebooks", "%s: %d cell(s) without an id (required by nbformat 4.5) got new ids", name, missing);
 }
 
+/* ------------------------------------------------------- nbformat 3 upgrade */
+
+/* An nbformat 3 notebook (IPython 1 and 2) is read as nbclient and
+ * papermill read it, nbformat.read(f, as_version=4): v3's rejoin_lines
+ * (its strip_transient is not part of that read), then
+ * nbformat.v4.convert.upgrade(). The
+ * worksheets' cells become the cells (worksheet metadata is dropped), code
+ * cells' input/prompt_number/language/collapsed become source,
+ * execution_count and metadata.collapsed, heading cells become markdown
+ * "## title", outputs pyout/pyerr become execute_result/error, a display's
+ * v3 keys (text, png...) move into data under their mimetypes, a stream's
+ * 'stream' becomes 'name'. Every cell gets a fresh id and the notebook is
+ * 4.5, as nbformat's upgrade makes it.
+ *
+ * What the conversion relies on is checked here, in v3's own terms
+ * (worksheet 1: 'cells'..., 'input', 'prompt_number'); the result is then
+ * validated as any v4 notebook. Where nbformat would accept a broken v3
+ * notebook (it only logs invalid ones) and then crash or write an invalid
+ * v4 one, the notebook is refused. */
+
+/* v3's _join_lines: lines saved by splitlines(True) are concatenated, those
+ * of an old splitlines() are joined with "\n". */
+static int v3_join(vctx *v, cJSON *parent, const char *key, const cJSON *cell, int ci, const char *where)
+{
+    cJSON *item = cJSON_GetObjectItemCaseSensitive(parent, key);
+    if (!cJSON_IsArray(item))
+        return 0;
+    if (!all_strings(item))
+        return verr(v, cell, ci, "%s'%s' is a list holding more than strings (expected a string or a list of strings)",
+                    where, key);
+    const cJSON *first = item->child;
+    bool keepends = first && (cb_str_has_suffix(first->valuestring, "\n") || cb_str_has_suffix(first->valuestring, "\r"));
+    cb_buf b = CB_BUF_INIT;
+    cb_buf_puts(&b, "");
+    for (const cJSON *c = item->child; c; c = c->next) {
+        if (c != first && !keepends)
+            cb_buf_putc(&b, '\n');
+        cb_buf_puts(&b, c->valuestring);
+    }
+    cJSON *s = cJSON_CreateString("");
+    free(s->valuestring);
+    s->valuestring = cb_buf_steal(&b);
+    replace_keep_key(parent, item, s);
+    return 0;
+}
+
+/* Moves parent[from] to parent[to] (replacing it), if there. */
+static void move_key(cJSON *parent, const char *from, const char *to)
+{
+    cJSON *item = cJSON_DetachItemFromObjectCaseSensitive(parent, from);
+    if (item)
+        cb_json_set(parent, to, item);
+}
+
+/* nbformat.v4.convert.to_mime_key(), in _mime_map's order. */
+static void v3_to_mime_keys(cJSON *d)
+{
+    static const char *const map[][2] = {
+        {"text", "text/plain"},      {"html", "text/html"},         {"svg", "image/svg+xml"},
+        {"png", "image/png"},        {"jpeg", "image/jpeg"},        {"latex", "text/latex"},
+        {"json", "application/json"}, {"javascript", "application/javascript"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(map); i++)
+        move_key(d, map[i][0], map[i][1]);
+}
+
+static int v3_output(vctx *v, const cJSON *cell, int ci, cJSON *o, int oi)
+{
+    char where[48];
+    snprintf(where, sizeof where, "output %d", oi + 1);
+    if (!cJSON_IsObject(o))
+        return verr(v, cell, ci, "%s must be an object, not %s", where, type_name(o));
+    const cJSON *ot = cJSON_GetObjectItemCaseSensitive(o, "output_type");
+    if (!cJSON_IsString(ot))
+        return verr(v, cell, ci, "%s: 'output_type' is %s (expected a string)", where, type_name(ot));
+    const char *t = ot->valuestring;
+    bool pyout = strcmp(t, "pyout") == 0;
+    snprintf(where, sizeof where, "output %d (%s): ", oi + 1, t);
+    static const char *const multiline[] = {"text", "html", "svg", "latex", "javascript", "json"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(multiline); i++)
+        if (v3_join(v, o, multiline[i], cell, ci, where) < 0)
+            return -1;
+    if (pyout || strcmp(t, "display_data") == 0) {
+        cJSON *md = cJSON_GetObjectItemCaseSensitive(o, "metadata");
+        if (md && !cJSON_IsObject(md))
+            return verr(v, cell, ci, "%s'metadata' is %s (expected an object)", where, type_name(md));
+        if (!md)
+            md = cJSON_AddObjectToObject(o, "metadata");
+        if (pyout) {
+            cJSON *pn = cJSON_DetachItemFromObjectCaseSensitive(o, "prompt_number");
+            if (pn && !is_count(pn)) {
+                const char *tn = type_name(pn);
+                cJSON_Delete(pn);
+                return verr(v, cell, ci, "%s'prompt_number' is %s (expected an integer >= 0 or null)", where, tn);
+            }
+            cb_json_set(o, "output_type", cJSON_CreateString("execute_result"));
+            cb_json_set(o, "execution_count", pn ? pn : cJSON_CreateNull());
+        }
+        /* everything else is data */
+        cJSON *data = cJSON_CreateObject();
+        for (cJSON *k = o->child, *next; k; k = next) {
+            next = k->next;
+            if (strcmp(k->string, "output_type") != 0 && strcmp(k->string, "execution_count") != 0 &&
+                strcmp(k->string, "metadata") != 0)
+                cJSON_AddItemToObject(data, k->string, cJSON_DetachItemViaPointer(o, k));
+        }
+        cb_json_set(o, "data", data);
+        bool alias = cJSON_HasObjectItem(data, "json");
+        v3_to_mime_keys(data);
+        v3_to_mime_keys(md);
+        cJSON *j = cJSON_GetObjectItemCaseSensitive(data, "application/json");
+        if (j) {
+            char *why = NULL;
+            cJSON *parsed = cJSON_IsString(j) ? nb_json_parse(j->valuestring, strlen(j->valuestring), 0, &why) : NULL;
+            if (!parsed) {
+                int rc = verr(v, cell, ci, "%s'%s' is not JSON text%s%s", where, alias ? "json" : "application/json",
+                              why ? ": " : "", why ? why : "");
+                free(why);
+                return rc;
+            }
+            cb_json_set(data, "application/json", parsed);
+        }
+    } else if (strcmp(t, "pyerr") == 0) {
+        cb_json_set(o, "output_type", cJSON_CreateString("error"));
+    } else if (strcmp(t, "stream") == 0) {
+        cJSON *s = cJSON_DetachItemFromObjectCaseSensitive(o, "stream");
+        if (s && !cJSON_IsString(s)) {
+            const char *tn = type_name(s);
+            cJSON_Delete(s);
+            return verr(v, cell, ci, "%s'stream' is %s (expected a string: stdout or stderr)", where, tn);
+        }
+        cb_json_set(o, "name", s ? s : cJSON_CreateString("stdout"));
+    } else if (strcmp(t, "error") != 0 && strcmp(t, "execute_result") != 0) {
+        /* nbformat passes v4 names through; anything else is no output */
+        return verr(v, cell, ci, "output %d: unknown output_type '%s' (expected pyout, display_data, stream or pyerr)",
+                    oi + 1, t);
+    }
+    return 0;
+}
+
+typedef struct heading_ctx {
+    cb_buf *b;
+    bool first;
+} heading_ctx;
+
+/* One line of str.splitlines(keepends=True), added without its break. */
+static void heading_line(void *ctx, const char *line, size_t n)
+{
+    heading_ctx *h = ctx;
+    static const char *const breaks[] = {"\r\n", "\xC2\x85", "\xE2\x80\xA8", "\xE2\x80\xA9"};
+    size_t cut = 0;
+    for (size_t i = 0; i < CB_ARRAY_LEN(breaks) && !cut; i++) {
+        size_t k = strlen(breaks[i]);
+        if (n >= k && memcmp(line + n - k, breaks[i], k) == 0)
+            cut = k;
+    }
+    if (!cut && n && strchr("\n\r\v\f\x1c\x1d\x1e", line[n - 1]))
+        cut = 1;
+    if (!h->first)
+        cb_buf_putc(h->b, ' ');
+    h->first = false;
+    cb_buf_append(h->b, line, n - cut);
+}
+
+#define V3_MAX_LEVEL 100  /* a heading level past this is not one (a "#" * 10**9 source is refused) */
+
+static int v3_cell(vctx *v, cJSON *cell, int ci)
+{
+    if (!cJSON_IsObject(cell))
+        return verr(v, NULL, ci, "cell %d must be an object, not %s", ci + 1, type_name(cell));
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cell, "cell_type");
+    if (!cJSON_IsString(ct))
+        return verr(v, cell, ci, "'cell_type' is %s (expected \"code\", \"markdown\", \"raw\" or \"heading\")",
+                    type_name(ct));
+    const char *t = ct->valuestring;
+    bool code = strcmp(t, "code") == 0, heading = strcmp(t, "heading") == 0, html = strcmp(t, "html") == 0;
+    if (!code && !heading && !html && strcmp(t, "markdown") != 0 && strcmp(t, "raw") != 0)
+        return verr(v, cell, ci, "unknown cell_type '%s' (expected code, markdown, raw or heading)", t);
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(cell, "metadata");
+    if (md && !cJSON_IsObject(md))
+        return verr(v, cell, ci, "'metadata' is %s (expected an object)", type_name(md));
+    if (!md)
+        md = cJSON_AddObjectToObject(cell, "metadata");
+    if (code) {
+        if (v3_join(v, cell, "input", cell, ci, "") < 0)
+            return -1;
+        cJSON *input = cJSON_DetachItemFromObjectCaseSensitive(cell, "input");
+        if (input && !cJSON_IsString(input)) {
+            const char *tn = type_name(input);
+            cJSON_Delete(input);
+            return verr(v, cell, ci, "'input' is %s (expected a string or a list of strings)", tn);
+        }
+        cJSON *pn = cJSON_DetachItemFromObjectCaseSensitive(cell, "prompt_number");
+        if (pn && !is_count(pn)) {
+            const char *tn = type_name(pn);
+            cJSON_Delete(pn);
+            cJSON_Delete(input);
+            return verr(v, cell, ci, "'prompt_number' is %s (expected an integer >= 0 or null)", tn);
+        }
+        cb_json_set(cell, "source", input ? input : cJSON_CreateString(""));
+        cb_json_set(cell, "execution_count", pn ? pn : cJSON_CreateNull());
+        cJSON_DeleteItemFromObjectCaseSensitive(cell, "language");
+        cJSON *collapsed = cJSON_DetachItemFromObjectCaseSensitive(cell, "collapsed");
+        if (collapsed)
+            cb_json_set(md, "collapsed", collapsed);
+        cJSON *outs = cJSON_GetObjectItemCaseSensitive(cell, "outputs");
+        if (!cJSON_IsArray(outs))
+            return verr(v, cell, ci, "'outputs' is %s (expected a list)", type_name(outs));
+        int oi = 0;
+        for (cJSON *o = outs->child; o; o = o->next, oi++)
+            if (v3_output(v, cell, ci, o, oi) < 0)
+                return -1;
+        return 0;
+    }
+    if (v3_join(v, cell, "source", cell, ci, "") < 0 || v3_join(v, cell, "rendered", cell, ci, "") < 0)
+        return -1;
+    if (html)
+        cb_json_set(cell, "cell_type", cJSON_CreateString("markdown"));
+    if (!heading)
+        return 0;
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(cell, "source");
+    if (src && !cJSON_IsString(src))
+        return verr(v, cell, ci, "'source' is %s (expected a string or a list of strings)", type_name(src));
+    const cJSON *level = cJSON_GetObjectItemCaseSensitive(cell, "level");
+    if (level && !nb_json_is_int(level))
+        return verr(v, cell, ci, "heading 'level' is %s (expected an integer)", type_name(level));
+    if (level && level->valuedouble > V3_MAX_LEVEL)
+        return verr(v, cell, ci, "heading 'level' %.0f is not a heading level (1 to 6)", level->valuedouble);
+    int n = level ? (level->valuedouble > 0 ? (int)level->valuedouble : 0) : 1;
+    cb_buf b = CB_BUF_INIT;
+    cb_buf_puts(&b, "");
+    for (int i = 0; i < n; i++)
+        cb_buf_putc(&b, '#');
+    cb_buf_putc(&b, ' ');
+    heading_ctx h = {&b, true};
+    const char *s = src ? src->valuestring : "";
+    nb_json_splitlines(s, strlen(s), heading_line, &h);
+    cJSON *out = cJSON_CreateString("");
+    free(out->valuestring);
+    out->valuestring = cb_buf_steal(&b);
+    cb_json_set(cell, "source", out);
+    cb_json_set(cell, "cell_type", cJSON_CreateString("markdown"));
+    cJSON_DeleteItemFromObjectCaseSensitive(cell, "level");
+    return 0;
+}
+
+static bool is_v3(const cJSON *root)
+{
+    const cJSON *major = cJSON_GetObjectItemCaseSensitive(root, "nbformat");
+    return cJSON_IsObject(root) && nb_json_is_int(major) && major->valuedouble == 3;
+}
+
+/* Converts root (an nbformat 3 document) in place; the cells get their ids
+ * after validation (an error names a cell by its number, not by an id the
+ * file does not hold). */
+static int upgrade_v3(vctx *v, cJSON *root)
+{
+    const cJSON *minor = cJSON_GetObjectItemCaseSensitive(root, "nbformat_minor");
+    if (!nb_json_is_int(minor) || minor->valuedouble < 0)
+        return verr(v, NULL, 0, "'nbformat_minor' is %s (expected an integer)", type_name(minor));
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "metadata");
+    if (!cJSON_IsObject(md))
+        return verr(v, NULL, 0, "'metadata' is %s (expected an object)", type_name(md));
+    const cJSON *wss = cJSON_GetObjectItemCaseSensitive(root, "worksheets");
+    if (!cJSON_IsArray(wss))
+        return verr(v, NULL, 0, "'worksheets' is %s (expected a list of worksheets, nbformat 3)", type_name(wss));
+    int wi = 0;
+    for (const cJSON *ws = wss->child; ws; ws = ws->next, wi++) {
+        const cJSON *wc = cJSON_IsObject(ws) ? cJSON_GetObjectItemCaseSensitive(ws, "cells") : NULL;
+        if (!cJSON_IsObject(ws))
+            return verr(v, NULL, 0, "worksheet %d must be an object, not %s", wi + 1, type_name(ws));
+        if (!cJSON_IsArray(wc))
+            return verr(v, NULL, 0, "worksheet %d: 'cells' is %s (expected a list)", wi + 1, type_name(wc));
+    }
+    /* the cells of all worksheets, numbered as they will be */
+    cJSON *cells = cJSON_CreateArray();
+    cJSON *detached = cJSON_DetachItemFromObjectCaseSensitive(root, "worksheets");
+    cb_json_set(root, "cells", cells);
+    for (cJSON *ws = detached->child; ws; ws = ws->next) {
+        cJSON *wc = cJSON_GetObjectItemCaseSensitive(ws, "cells");
+        while (wc->child)
+            cJSON_AddItemToArray(cells, cJSON_DetachItemViaPointer(wc, wc->child));
+    }
+    cJSON_Delete(detached);
+    int ci = 0;
+    for (cJSON *cell = cells->child; cell; cell = cell->next, ci++)
+        if (v3_cell(v, cell, ci) < 0)
+            return -1;
+    /* (v3's strip_transient is not part of nbformat.read: a cell's own
+     * 'trusted' stays, as there) */
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "orig_nbformat");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "orig_nbformat_minor");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "name");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "signature");
+    cb_json_set(root, "nbformat", cJSON_CreateNumber(4));
+    cb_json_set(root, "nbformat_minor", cJSON_CreateNumber(5));
+    return 0;
+}
+
+static void give_ids(nb_notebook *nb)
+{
+    for (cJSON *cell = nb->cells->child; cell; cell = cell->next) {
+        char id[9];
+        nb_new_cell_id(id);
+        cb_json_set(cell, "id", cJSON_CreateString(id));
+    }
+}
+
 nb_notebook *nb_notebook_parse(const char *data, size_t len, const char *name, char **err)
 {
     char *why = NULL;
@@ -433,13 +742,19 @@ nb_notebook *nb_notebook_parse(const char *data, size_t len, const char *name, c
     nb_notebook *nb = cb_calloc(1, sizeof *nb);
     nb->root = root;
     vctx v = {.name = name};
-    /* validate before joining: joining assumes lists of strings */
-    if (validate(&v, nb) < 0) {
+    /* validate before joining: joining assumes lists of strings. An
+     * nbformat 3 notebook was joined by v3's rules while upgraded, and
+     * nbformat joins nothing more after its upgrade. */
+    bool v3 = is_v3(root);
+    if ((v3 && upgrade_v3(&v, root) < 0) || validate(&v, nb) < 0) {
         *err = v.err;
         nb_notebook_free(nb);
         return NULL;
     }
-    nb_rejoin_lines(root);
+    if (v3)
+        give_ids(nb);
+    else
+        nb_rejoin_lines(root);
     strip_transient(root);
     repair_ids(nb, name);
     return nb;

@@ -9,6 +9,11 @@
  * same content. Everything cellbox does not know (metadata, attachments,
  * raw and markdown cells, extra fields) is carried through untouched.
  *
+ * An nbformat 3 notebook is upgraded to 4.5 when read, as
+ * nbformat.read(f, as_version=4) does for nbclient and papermill (cells
+ * out of the worksheets, v3 fields and output types renamed, fresh cell
+ * ids), so it is written as nbformat 4. Older ones are refused.
+ *
  * Validation follows the v4 JSON schema for the fields that matter to an
  * executor; errors name the cell (numbered from 1, with its id) and the
  * field, and a notebook that fails validation is never written.
