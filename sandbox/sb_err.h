@@ -40,6 +40,7 @@
     X(DIRECTORY_NOT_EMPTY, 409)       /* cellbox */    \
     X(WATCH_LIMIT, 429)               /* cellbox */    \
     X(TOO_MANY_SANDBOXES, 429)        /* cellbox */    \
+    X(STDIN_FULL, 429)                /* cellbox */    \
     X(WATCH_OVERFLOW, 503)            /* cellbox */    \
     X(NO_SPACE, 500)                                   \
     X(INTERNAL_ERROR, 500)                             \

@@ -499,7 +499,7 @@ int sb_proc_stdin(sb_box *b, const char *id, const void *data, size_t len, bool 
     else if (len > SB_PROC_STDIN_MAX - (p->stdin_queued < SB_PROC_STDIN_MAX ? p->stdin_queued
                                                                               : SB_PROC_STDIN_MAX))
         /* nothing of it is sent: a client can retry the same write later */
-        rc = sb_fail(err, SB_E_SANDBOX_CONFLICT,
+        rc = sb_fail(err, SB_E_STDIN_FULL,
                      "process '%s' has not read %llu bytes of its stdin yet; %zu more would pass "
                      "the %u bytes kept for it: nothing was written, retry once it reads", id,
                      (unsigned long long)p->stdin_queued, len, SB_PROC_STDIN_MAX);

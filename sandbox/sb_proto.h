@@ -18,6 +18,8 @@
  *        {"ev":"start","pid":N}
  *        {"ev":"exit","exitCode":N,"signal":S,"timedOut":B,"durationMs":D,"state":"..."}
  *        {"ev":"error","code":"...","message":"..."}
+ *        {"ev":"stdin","bytes":N}  (background processes) stdin bytes that
+ *                  left the shim's queue: written to the pipe, or dropped
  *   O  stdout bytes (agent->server)      E  stderr bytes (agent->server)
  *   I  stdin bytes (server->agent)       C  close stdin (server->agent)
  *   K  signal the command's tree: payload "SIG GRACE_MS" (server->agent);

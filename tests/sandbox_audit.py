@@ -405,8 +405,8 @@ try:
     t.eq(codes, [200, 200], "two 4 MiB stdin writes it does not read yet: 200 (8 MiB are kept for it)")
     r = srv.post(P + "/stdin", {"data": "b" * FOUR, "eof": True})
     msg = r.json().get("error", {}).get("message", "") if r.status != 200 else ""
-    t.ok(r.status == 409 and r.code == "SANDBOX_CONFLICT" and "nothing was written" in msg and "8388608" in msg,
-         "a third one would pass the 8 MiB: 409, nothing of it written (stdin is not kept without bound)", r)
+    t.ok(r.status == 429 and r.code == "STDIN_FULL" and "nothing was written" in msg and "8388608" in msg,
+         "a third one would pass the 8 MiB: 429 STDIN_FULL, nothing of it written (stdin is not kept without bound)", r)
     t.eq(srv.get(P).json().get("status"), "running", "the process is still running")
     srv.post(F + "/write", {"path": "/tmp/go", "content": ""})
     t.ok(wait_until(lambda: srv.post(P + "/stdin", {"data": "c" * FOUR}).status == 200, timeout=60, step=0.2),
