@@ -196,7 +196,7 @@ static char *host_history_query(void *ctx, const char *request)
 {
     kn_kernel *k = ctx;
     cJSON *req = cJSON_Parse(request);
-    cJSON *reply = kn_history_query(k->hist, req);
+    cJSON *reply = kn_history_query(k->hist, req, true);  /* the IPython API: outputs kept */
     cJSON_Delete(req);
     char *text = cb_json_print(reply);
     cJSON_Delete(reply);
@@ -339,8 +339,10 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
     atomic_store(&k->executing, false);
     if (!reply)
         reply = error_content("InternalError", "the interpreter returned no reply");
-    /* the interpreter may hand us the result's text for the history */
+    /* the interpreter may hand us the result's text and the source the cell
+     * became (IPython's parsed input) for the history */
     cJSON *hout = cJSON_DetachItemFromObjectCaseSensitive(reply, "_history_output");
+    cJSON *hsrc = cJSON_DetachItemFromObjectCaseSensitive(reply, "_history_source");
     /* an empty cell is not stored and does not advance the counter (IPython) */
     /* exit / quit in the cell (IPython's ask_exit): stop after this reply */
     cJSON *exit_after = cJSON_DetachItemFromObjectCaseSensitive(reply, "_exit_after");
@@ -355,11 +357,12 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
         req.store_history = false;
     cJSON_Delete(skip);
     if (req.store_history) {
-        kn_history_add(k->hist, req.execution_count, req.code,
+        kn_history_add(k->hist, req.execution_count, req.code, cJSON_IsString(hsrc) ? hsrc->valuestring : NULL,
                        cJSON_IsString(hout) ? hout->valuestring : NULL);
         k->execution_count++;
     }
     cJSON_Delete(hout);
+    cJSON_Delete(hsrc);
     cb_json_set(reply, "execution_count",
                 cJSON_CreateNumber(req.store_history ? req.execution_count : req.execution_count - 1));
     if (!cb_json_has(reply, "user_expressions"))
@@ -388,7 +391,7 @@ static cJSON *h_is_complete(kn_kernel *k, kn_msg *m, channel ch)
 
 static cJSON *h_history(kn_kernel *k, kn_msg *m, channel ch)
 {
-    return kn_history_query(k->hist, m->content);
+    return kn_history_query(k->hist, m->content, false);
 }
 
 static cJSON *h_comm_info(kn_kernel *k, kn_msg *m, channel ch)

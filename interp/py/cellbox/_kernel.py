@@ -159,6 +159,7 @@ class Shell:
             filename = _cell_filename(count if store_history else "silent", code)
         status = "ok"
         err = None
+        source = code   # IPython stores the raw cell when its transform fails
         _aio.request_start()
         try:
             # as IPython before each cell: "once per location" is per cell,
@@ -192,7 +193,10 @@ class Shell:
         # succeeded (after an error or an interrupt they are not run: {})
         if status != "ok":
             user_expressions = None
-        if status == "ok" and not self.payload and not user_expressions and self.last_result_text is None:
+        # the source the cell became, for history_request with raw false
+        parsed = source.rstrip("\n") if store_history and source.rstrip("\n") != code.rstrip("\n") else None
+        if status == "ok" and not self.payload and not user_expressions and self.last_result_text is None \
+                and parsed is None:
             return _OK
         reply = {"status": status}
         if err is not None:
@@ -203,6 +207,8 @@ class Shell:
             reply["user_expressions"] = self._user_expressions(json.loads(user_expressions))
         if self.last_result_text is not None:
             reply["_history_output"] = self.last_result_text
+        if parsed is not None:
+            reply["_history_source"] = parsed
         if self._exit_now:
             self._exit_now = False
             reply["_exit_after"] = True   # the kernel stops after this reply (ipykernel's exit)
