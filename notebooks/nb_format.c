@@ -743,8 +743,12 @@ nb_notebook *nb_notebook_parse(const char *data, size_t len, const char *name, c
     nb->root = root;
     vctx v = {.name = name};
     /* validate before joining: joining assumes lists of strings. An
-     * nbformat 3 notebook was joined by v3's rules while upgraded, and
-     * nbformat joins nothing more after its upgrade. */
+     * nbformat 3 notebook was joined by v3's rules while upgraded; what
+     * those leave as lists (a png, a full mimetype's value) nbformat would
+     * write as lists, and join when reading that file back. They are
+     * joined here as well, so that a file cellbox writes reads back to
+     * the same bytes: the same notebook to any reader, the same file
+     * unless a v3 output held such a list. */
     bool v3 = is_v3(root);
     if ((v3 && upgrade_v3(&v, root) < 0) || validate(&v, nb) < 0) {
         *err = v.err;
@@ -753,8 +757,7 @@ nb_notebook *nb_notebook_parse(const char *data, size_t len, const char *name, c
     }
     if (v3)
         give_ids(nb);
-    else
-        nb_rejoin_lines(root);
+    nb_rejoin_lines(root);
     strip_transient(root);
     repair_ids(nb, name);
     return nb;
