@@ -24,6 +24,10 @@
  * and the runner rejects a pending top-level await. Code that does not stop
  * within IP_NODE_INTERRUPT_GRACE_S (a busy loop after an await) gets the
  * child killed; the reply says so and the next request starts a fresh node.
+ * An interrupt that came while node started (the kernel core holds SIGINT
+ * until start() returns) is for the first cell that was waiting
+ * (kn_exec_req.interrupted): the runner ends it with the interrupt error
+ * before running its code.
  *
  * Never runs for the Python kernel: only --language javascript|typescript
  * creates one. Nothing here is thread-safe beyond what kn_interp requires
@@ -652,6 +656,10 @@ static cJSON *node_execute(void *self, const kn_exec_req *req)
     cJSON_AddNumberToObject(r, "execution_count", req->execution_count);
     cJSON_AddBoolToObject(r, "silent", req->silent);
     cJSON_AddBoolToObject(r, "store_history", req->store_history);
+    /* an interrupt came while node started: the cell ends with the interrupt
+     * error before its code runs (the Python kernel's KeyboardInterrupt) */
+    if (req->interrupted)
+        cJSON_AddBoolToObject(r, "interrupted", true);
     if (req->user_expressions)
         cJSON_AddItemToObject(r, "user_expressions", cJSON_Duplicate(req->user_expressions, 1));
     cJSON *reply = request(n, "execute", r, true, req->silent);

@@ -2,7 +2,8 @@
 """The JavaScript and TypeScript kernels (`cellbox kernel --language
 javascript|typescript`, interp/node.c + interp/js/runner.js) driven by
 Debian's jupyter_client: state across cells, results, console order,
-errors, top-level await, display.*, interrupts, input() / prompt() over the
+errors, top-level await, display.*, interrupts (one while node starts
+included), input() / prompt() over the
 stdin channel, is_complete / complete / inspect, kernel_info, TypeScript
 cells (and input() in one), `cellbox run -k cellbox-javascript`
 on a notebook, and the message when node is missing. TAP output."""
@@ -494,3 +495,36 @@ def node_missing():
          "no node: one clear line naming Debian's nodejs package, exit 1", (r.returncode, r.stderr))
     r = subprocess.run([CELLBOX, "kernel", "-f", conn, "--language", "cobol"], capture_output=True, text=True)
     t.ok(r.returncode == 2 and "unknown language" in r.stderr, "an unknown language is refused", r.stderr)
+
+
+@t.case
+def interrupt_while_starting():
+    # node made slow to start (a wrapper that waits 3 s before it runs the
+    # runner; the version probe is left alone): kernel_info is answered
+    # meanwhile, so a client may already send a cell and interrupt
+    real = os.environ.get("CELLBOX_NODE") or shutil.which("node") or "/usr/bin/node"
+    slow = os.path.join(kutil.TMP, "slow-node")
+    with open(slow, "w") as f:
+        f.write('#!/bin/sh\ncase "$1" in --expose-internals) sleep 3;; esac\nexec "%s" "$@"\n' % real)
+    os.chmod(slow, 0o755)
+    km, kc = kutil.start("cellbox-javascript", env=dict(os.environ, CELLBOX_NODE=slow))
+    try:
+        out = []
+        msg_id = kc.execute("'ran'")
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)["content"]
+        while True:
+            m = kc.get_iopub_msg(timeout=30)
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+            out.append(m["msg_type"])
+        t.ok(reply["status"] == "error" and "interrupted" in reply.get("evalue", "") and "execute_result" not in out
+             and "error" in out, "an interrupt while node starts: the first cell ends with the interrupt error, "
+             "its code not run (as the Python kernel's KeyboardInterrupt)", (reply, out))
+        r, out = run(kc, "1 + 1")
+        t.eq((r["status"], results(out)), ("ok", ["2"]), "...and the next cell runs")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -438,6 +438,8 @@ async function execute(req) {
     let code = String(req.code);
     if (!code.trim())
         return {status: 'ok', _not_stored: true};
+    if (req.interrupted)  /* the interrupt came while the kernel started, before this cell */
+        return errorReply(errorContent(interruptError()), req.silent);
     if (ts) {
         const r = tsTranspile(code, filename);
         if (r.errors.length) {
