@@ -672,7 +672,9 @@ def history_answers(kernel):
             return res
         finally:
             kc.stop_channels()
-            km.shutdown_kernel(now=True)
+            # a first session ends as a frontend ends it: IPython writes its
+            # history database from a thread, and at exit
+            km.shutdown_kernel(now=cells is HISTORY_SESSIONS[-1])
 
 
 @tap.case
