@@ -592,6 +592,7 @@ static int v3_cell(vctx *v, cJSON *cell, int ci)
 {
     if (!cJSON_IsObject(cell))
         return verr(v, NULL, ci, "cell %d must be an object, not %s", ci + 1, type_name(cell));
+    cJSON_DeleteItemFromObjectCaseSensitive(cell, "id");  /* replaced by a fresh one, whatever it was */
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cell, "cell_type");
     if (!cJSON_IsString(ct))
         return verr(v, cell, ci, "'cell_type' is %s (expected \"code\", \"markdown\", \"raw\" or \"heading\")",

@@ -68,7 +68,7 @@ def awkward_v3():
             {"cell_type": "heading", "level": 6, "metadata": {"x": 1}},
             {"cell_type": "heading", "level": 2, "source": "\n\n"},
             {"cell_type": "markdown", "source": [], "rendered": "r", "id": "old-id"},
-            {"cell_type": "raw", "source": ["a\r", "b"]},
+            {"cell_type": "raw", "source": ["a\r", "b"], "id": "not a v4 id!"},
             {"cell_type": "code", "input": ["a\r", "b"], "collapsed": "yes", "language": "julia",
              "metadata": {"collapsed": False, "trusted": False}, "trusted": False, "execution_count": 9,
              "outputs": [
