@@ -248,7 +248,12 @@ static char *strip_newlines(const char *s)
     return cb_strndup(s, n);
 }
 
-void kn_history_add(kn_history *h, int line, const char *input, const char *parsed, const char *output)
+void kn_history_add(kn_history *h, int line, const char *input, const char *output)
+{
+    kn_history_add_parsed(h, line, input, NULL, output);
+}
+
+void kn_history_add_parsed(kn_history *h, int line, const char *input, const char *parsed, const char *output)
 {
     cb_autofree char *in = strip_newlines(input);
     cb_autofree char *p = parsed ? strip_newlines(parsed) : NULL;
@@ -407,9 +412,10 @@ static bool glob_match(const char *pat, const char *s)
     return !*pat;
 }
 
-/* The reply to a history_request, as ipykernel's (IPython's history
- * manager) gives it; stored_outputs: see history.h. */
-cJSON *kn_history_query(kn_history *h, const cJSON *req, bool stored_outputs)
+/* The reply to a history_request, as IPython's history manager gives it;
+ * stored_outputs: tell the outputs kept for tails, searches and earlier
+ * sessions (see history.h). */
+static cJSON *query(kn_history *h, const cJSON *req, bool stored_outputs)
 {
     const char *type = cb_json_str(req, "hist_access_type", "tail");
     shape sh = {.raw = cb_json_bool(req, "raw", true), .output = cb_json_bool(req, "output", false),
@@ -513,4 +519,14 @@ cJSON *kn_history_query(kn_history *h, const cJSON *req, bool stored_outputs)
     cJSON_AddStringToObject(reply, "status", "ok");
     cJSON_AddItemToObject(reply, "history", hist);
     return reply;
+}
+
+cJSON *kn_history_query(kn_history *h, const cJSON *req)
+{
+    return query(h, req, true);
+}
+
+cJSON *kn_history_reply(kn_history *h, const cJSON *req)
+{
+    return query(h, req, false);
 }

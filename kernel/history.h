@@ -11,8 +11,6 @@
 #ifndef KN_HISTORY_H
 #define KN_HISTORY_H
 
-#include <stdbool.h>
-
 #include <cjson/cJSON.h>
 
 typedef struct kn_history kn_history;
@@ -21,17 +19,22 @@ typedef struct kn_history kn_history;
 kn_history *kn_history_open(const char *path);
 void kn_history_free(kn_history *h);
 int kn_history_session(const kn_history *h);
-/* input: the cell as sent; parsed: the Python source it became (IPython's
- * transformed cell: magics, !cmd...), NULL when the same; output: the
- * text/plain of its result, may be NULL. Trailing newlines are not kept. */
-void kn_history_add(kn_history *h, int line, const char *input, const char *parsed, const char *output);
-/* Answers a history_request content as ipykernel does (IPython's history
- * manager: raw or parsed sources, the current session's range numbered
- * session 0); returns an owned history_reply content. stored_outputs: also
- * tell the outputs kept for tails, searches and earlier sessions (IPython
- * with db_log_output); false for history_request, where ipykernel's default
- * tells them for the current session's range only. */
-cJSON *kn_history_query(kn_history *h, const cJSON *request, bool stored_outputs);
+/* output may be NULL. */
+void kn_history_add(kn_history *h, int line, const char *input, const char *output);
+/* The same, with the Python source the cell became (IPython's parsed input:
+ * magics, !cmd... transformed), NULL when it is the input. Trailing
+ * newlines are not kept (IPython's store_inputs). */
+void kn_history_add_parsed(kn_history *h, int line, const char *input, const char *parsed, const char *output);
+/* Answers a history_request content as IPython's history manager does (raw
+ * or parsed sources, a current session's range numbered as asked: 0 for
+ * session 0), telling the outputs kept for tails, searches and earlier
+ * sessions too (IPython with db_log_output: the get_ipython() API). Returns
+ * an owned history_reply content. */
+cJSON *kn_history_query(kn_history *h, const cJSON *request);
+/* The same as ipykernel answers history_request: only the current
+ * session's range tells outputs (the others are null: IPython's default
+ * keeps none in its database). Owned. */
+cJSON *kn_history_reply(kn_history *h, const cJSON *request);
 /* The file's path (borrowed), NULL when the history is kept in memory. */
 const char *kn_history_path(const kn_history *h);
 /* Default path: $XDG_DATA_HOME/cellbox/history.jsonl (owned). */

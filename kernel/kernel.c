@@ -196,7 +196,7 @@ static char *host_history_query(void *ctx, const char *request)
 {
     kn_kernel *k = ctx;
     cJSON *req = cJSON_Parse(request);
-    cJSON *reply = kn_history_query(k->hist, req, true);  /* the IPython API: outputs kept */
+    cJSON *reply = kn_history_query(k->hist, req);  /* the IPython API: outputs kept */
     cJSON_Delete(req);
     char *text = cb_json_print(reply);
     cJSON_Delete(reply);
@@ -357,8 +357,8 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
         req.store_history = false;
     cJSON_Delete(skip);
     if (req.store_history) {
-        kn_history_add(k->hist, req.execution_count, req.code, cJSON_IsString(hsrc) ? hsrc->valuestring : NULL,
-                       cJSON_IsString(hout) ? hout->valuestring : NULL);
+        kn_history_add_parsed(k->hist, req.execution_count, req.code, cJSON_IsString(hsrc) ? hsrc->valuestring : NULL,
+                              cJSON_IsString(hout) ? hout->valuestring : NULL);
         k->execution_count++;
     }
     cJSON_Delete(hout);
@@ -391,7 +391,7 @@ static cJSON *h_is_complete(kn_kernel *k, kn_msg *m, channel ch)
 
 static cJSON *h_history(kn_kernel *k, kn_msg *m, channel ch)
 {
-    return kn_history_query(k->hist, m->content, false);
+    return kn_history_reply(k->hist, m->content);
 }
 
 static cJSON *h_comm_info(kn_kernel *k, kn_msg *m, channel ch)
