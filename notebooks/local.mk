@@ -54,7 +54,6 @@ NB_BAD = \
 	tests/notebooks/bad/bad_utf8.ipynb \
 	tests/notebooks/bad/expected.json \
 	tests/notebooks/bad/missing_outputs.ipynb \
-	tests/notebooks/bad/nbformat3.ipynb \
 	tests/notebooks/bad/no_cells.ipynb \
 	tests/notebooks/bad/not_an_object.ipynb \
 	tests/notebooks/bad/not_json.ipynb \
@@ -65,9 +64,11 @@ NB_BAD = \
 	tests/notebooks/bad/unknown_cell_type.ipynb
 NB_TESTS = tests/nb_format.py tests/nb_params.py tests/nb_run_cli.py tests/nb_examples.py \
 	tests/nb_corpus.py tests/nb_corpus_cellbox.py tests/nb_nbclient_files.py tests/nb_other_kernels.py \
-	tests/nb_hostile.py tests/nb_audit.py
+	tests/nb_hostile.py tests/nb_audit.py tests/nb_v3.py
+NB_V3 = tests/notebooks/v3/cells.ipynb tests/notebooks/v3/outputs.ipynb tests/notebooks/v3/bad_nbformat2.ipynb \
+	tests/notebooks/v3/bad_no_cell_type.ipynb tests/notebooks/v3/bad_worksheets_not_list.ipynb
 TESTS += $(NB_TESTS)
-EXTRA_DIST += $(NB_TESTS) tests/nb_common.py tests/notebooks/make_corpus.py $(NB_CORPUS) $(NB_BAD)
+EXTRA_DIST += $(NB_TESTS) tests/nb_common.py tests/notebooks/make_corpus.py $(NB_CORPUS) $(NB_BAD) $(NB_V3)
 
 # C unit tests (TAP).
 check_PROGRAMS += tests/t_nb_json tests/t_nb_outputs tests/t_nb_params
