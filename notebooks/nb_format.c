@@ -12,10 +12,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -885,11 +887,37 @@ static mode_t current_umask(void)
     return mask;
 }
 
+/* The extended attributes of the file being replaced (user.* tags, POSIX
+ * ACLs, which are system.posix_acl_* attributes, file capabilities) go to
+ * the temporary file, as open(path, "w") would have kept them. One that
+ * cannot be set (trusted.* or security.* without the privilege, a file
+ * system without xattrs) is skipped with a debug line: the notebook is
+ * still written. Called after the last fchmod, which an ACL's mask
+ * follows. */
+static void keep_xattrs(int fd, const char *path)
+{
+    ssize_t n = llistxattr(path, NULL, 0);
+    if (n <= 0)
+        return;
+    cb_autofree char *names = malloc((size_t)n);
+    if (!names || (n = llistxattr(path, names, (size_t)n)) <= 0)
+        return;
+    for (char *name = names; name < names + n; name += strlen(name) + 1) {
+        ssize_t len = lgetxattr(path, name, NULL, 0);
+        cb_autofree char *value = len >= 0 ? malloc(len ? (size_t)len : 1) : NULL;
+        if (!value || (len = lgetxattr(path, name, value, (size_t)len)) < 0 ||
+            fsetxattr(fd, name, value, (size_t)len, 0) < 0)
+            cb_debug("notebooks", "%s: extended attribute %s not kept: %s", path, name, strerror(errno));
+    }
+}
+
 /* The temporary file that replaces path takes what nbformat.write()'s
  * open(path, "w") would have kept: the mode, owner and group of the file
- * there before (--inplace on a 0640 or group-shared notebook stays so), or
- * for a new file 0666 less the umask. An owner that cannot be kept (not
- * root) is not an error: the file is then ours, as any replaced file. */
+ * there before (--inplace on a 0640 or group-shared notebook stays so), its
+ * extended attributes and ACLs, or for a new file 0666 less the umask. An
+ * owner that cannot be kept (not root) is not an error: the file is then
+ * ours, as any replaced file. A file with other hard links cannot keep them
+ * (the rename is what makes the write atomic): that is said on stderr. */
 static int keep_file_identity(int fd, const char *path)
 {
     struct stat st;
@@ -903,7 +931,13 @@ static int keep_file_identity(int fd, const char *path)
         cb_debug("notebooks", "%s: owner %d:%d not kept: %s", path, (int)st.st_uid, (int)st.st_gid,
                  strerror(errno));
     /* chown clears the set-id bits: set the mode again */
-    return fchmod(fd, st.st_mode & 07777);
+    if (fchmod(fd, st.st_mode & 07777) < 0)
+        return -1;
+    keep_xattrs(fd, path);
+    if (st.st_nlink > 1)
+        cb_warn("notebooks", "%s has %ju hard links: it is replaced by a new file (written whole, then "
+                "renamed), so the other links keep the old contents", path, (uintmax_t)st.st_nlink);
+    return 0;
 }
 
 int nb_notebook_write(const nb_notebook *nb, const char *path, char **err)

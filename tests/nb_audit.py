@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -159,6 +160,38 @@ def main():
         mode = stat.S_IMODE(os.stat(out).st_mode) if os.path.exists(out) else None
         t.ok(r.returncode == 0 and mode == 0o600, "a new output under umask 077 is 0600 (was 0644: readable by all)",
              "mode %s %s" % (oct(mode) if mode is not None else None, r.stderr))
+
+        # ------------------------- extended attributes, ACLs and hard links
+        tagged = write_nb(os.path.join(d, "tagged.ipynb"), ["print('tagged')"])
+        # a POSIX ACL (user 65534 may read and write) in the kernel's xattr form, and a user tag
+        acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, uid) for tag, perm, uid in
+                                              ((1, 6, 0xffffffff), (2, 6, 65534), (4, 4, 0xffffffff),
+                                               (0x10, 6, 0xffffffff), (0x20, 4, 0xffffffff)))
+        try:
+            os.setxattr(tagged, "user.project", b"q3-report")
+            os.setxattr(tagged, "system.posix_acl_access", acl)
+            have_xattr = True
+        except OSError as e:
+            have_xattr = str(e)
+        if have_xattr is True:
+            r = run("run", "--inplace", tagged)
+            got = {n: os.getxattr(tagged, n) for n in os.listxattr(tagged)}
+            t.ok(r.returncode == 0 and text(C.load(tagged), 0) == "tagged\n"
+                 and got.get("user.project") == b"q3-report" and got.get("system.posix_acl_access") == acl,
+                 "--inplace keeps the notebook's extended attributes and its ACL (both were lost)",
+                 "%r %s" % (got, r.stderr))
+        else:
+            t.skip("extended attributes: this file system refuses them (%s)" % have_xattr)
+
+        linked = write_nb(os.path.join(d, "linked.ipynb"), ["print('linked')"])
+        other = os.path.join(d, "other-name.ipynb")
+        os.link(linked, other)
+        before = C.read_text(other)
+        r = run("run", "--inplace", linked)
+        t.ok(r.returncode == 0 and text(C.load(linked), 0) == "linked\n" and C.read_text(other) == before
+             and "linked.ipynb has 2 hard links" in r.stderr and "other links keep the old contents" in r.stderr,
+             "--inplace on a hard-linked notebook says that the other link keeps the old contents (was silent)",
+             r.stderr)
 
         # ----------------------------------- an output that is another input
         first = write_nb(os.path.join(d, "first.ipynb"), ["print('first')"])
