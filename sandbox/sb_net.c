@@ -4,28 +4,44 @@
  * nftables), run without a shell through posix_spawn: this happens only for
  * sandboxes that ask for egress, at start, and the tools say clearly what
  * went wrong. Inside the sandbox's network namespace the commands run via
- * nsenter --net=/proc/PID/ns/net. The host rules live in one nftables
- * table, "ip cellbox", created on first use and deleted at shutdown:
- *   postrouting: masquerade 10.231.0.0/16 leaving by a non-cellbox interface
+ * nsenter --net=/proc/PID/ns/net. The host rules live in two nftables
+ * tables of the same shape, "ip cellbox" and (when the host has IPv6)
+ * "ip6 cellbox", created on first use and deleted at shutdown:
+ *   postrouting: masquerade 10.231.0.0/16 (fdce:11b0::/48) leaving by a
+ *                non-cellbox interface
  *   forward:     drop sandbox -> sandbox; then each sandbox's traffic goes
  *                (map "egress", keyed by its host-side veth cbhN) to its own
  *                chain egN, which holds its policy; a cbh interface with no
  *                entry is refused (fail closed)
- *   refuse:      TCP gets a reset, anything else ICMP admin-prohibited, so
- *                a client fails at once instead of waiting for a timeout
+ *   refuse:      TCP gets a reset, anything else ICMP (ICMPv6)
+ *                admin-prohibited, so a client fails at once instead of
+ *                waiting for a timeout
  *   input:       drop what sandboxes send to the host itself (only replies
- *                to connections the host opened pass); allowOut cannot
- *                open the host or other sandboxes
- * A sandbox's chain is made when its network is set up (every start, so a
- * server restart re-applies it) and removed with it. Its rules are data
+ *                to connections the host opened pass, and for IPv6 the
+ *                neighbour solicitations and advertisements the link needs:
+ *                no router advertisement from a sandbox reaches the host);
+ *                allowOut cannot open the host or other sandboxes
+ * A sandbox's chains are made when its network is set up (every start, so a
+ * server restart re-applies them) and removed with it. Their rules are data
  * (chain_rules): sets of addresses built from the policy, the host's
- * nameservers and the default-denied ranges, merged into disjoint intervals
- * so nft never sees overlapping elements.
+ * nameservers and the default-denied ranges, one set per address family,
+ * merged into disjoint intervals so nft never sees overlapping elements.
+ * The IPv6 chain also drops packets whose source is not the sandbox's own
+ * address (every IPv6 packet that leaves is masqueraded).
+ *
+ * IPv6 forwarding: net.ipv6.conf.all.forwarding is turned on at the first
+ * egress start (as net.ipv4.ip_forward) and left on. With forwarding on the
+ * kernel ignores router advertisements on interfaces whose accept_ra is 1,
+ * so a host that learns its IPv6 default route by SLAAC would lose it when
+ * the route expires. accept_ra 2 accepts them even when forwarding, and
+ * without forwarding means the same as 1: each interface (and "default")
+ * with accept_ra 1 is set to 2 first. Our cbh interfaces get accept_ra 0.
  */
 #include "config.h"
 #include "sandbox/sb_net.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -41,11 +57,12 @@
 #include "sandbox/sb_util.h"
 
 #define NET_MAX 16384
-
+#define NET6_PREFIX "fdce:11b0:0"   /* the ULA /48 of sandboxes: slot n is fdce:11b0:0:n::/64 */
 
 static pthread_mutex_t net_mu = PTHREAD_MUTEX_INITIALIZER;
 static unsigned char used[NET_MAX];
 static bool rules_ready;
+static bool ipv6_on;          /* decided with rules_ready: the host has IPv6 */
 static bool private_allowed;  /* --egress-private allow */
 
 static const char NFT_RULES[] =
@@ -74,10 +91,87 @@ static const char NFT_RULES[] =
     "  }\n"
     "}\n";
 
+static const char NFT_RULES6[] =
+    "table ip6 cellbox {\n"
+    "  chain postrouting {\n"
+    "    type nat hook postrouting priority srcnat; policy accept;\n"
+    "    ip6 saddr " NET6_PREFIX "::/48 oifname != \"cbh*\" masquerade\n"
+    "  }\n"
+    "  map egress {\n"
+    "    type ifname : verdict;\n"
+    "  }\n"
+    "  chain refuse {\n"
+    "    meta l4proto tcp reject with tcp reset\n"
+    "    reject with icmpv6 type admin-prohibited\n"
+    "  }\n"
+    "  chain forward {\n"
+    "    type filter hook forward priority filter; policy accept;\n"
+    "    iifname \"cbh*\" oifname \"cbh*\" drop\n"
+    "    iifname vmap @egress\n"
+    "    iifname \"cbh*\" goto refuse\n"
+    "  }\n"
+    "  chain input {\n"
+    "    type filter hook input priority filter; policy accept;\n"
+    "    iifname \"cbh*\" ct state established,related accept\n"
+    "    iifname \"cbh*\" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"
+    "    iifname \"cbh*\" drop\n"
+    "  }\n"
+    "}\n";
+
 /* Runs a tool for network set-up (sb_run_tool). */
 static int run(char *const argv[], const char *stdin_text, sb_error *err)
 {
     return sb_run_tool(argv, stdin_text, "network setup", "iproute2 nftables util-linux", err);
+}
+
+static int write_sysctl(const char *path, const char *value)
+{
+    cb_autoclose int fd = open(path, O_WRONLY | O_CLOEXEC);
+    return fd < 0 || cb_write_all(fd, value, strlen(value)) < 0 ? -1 : 0;
+}
+
+/* Is the sysctl at path "1"? */
+static bool sysctl_is_1(const char *path)
+{
+    cb_autofree char *v = cb_read_file(path, NULL);
+    return v && v[0] == '1' && (v[1] == '\n' || v[1] == '\0');
+}
+
+/* Does the host have IPv6: the kernel has it, and it is not disabled for
+ * all interfaces or for new ones (our cbh interfaces)? */
+static bool host_has_ipv6(void)
+{
+    return access("/proc/sys/net/ipv6", F_OK) == 0 &&
+           !sysctl_is_1("/proc/sys/net/ipv6/conf/all/disable_ipv6") &&
+           !sysctl_is_1("/proc/sys/net/ipv6/conf/default/disable_ipv6");
+}
+
+/* Turns IPv6 forwarding on, first moving accept_ra 1 to 2 (see the top of
+ * this file). Nothing is changed if forwarding is on already. */
+static int ipv6_forwarding_on(sb_error *err)
+{
+    if (sysctl_is_1("/proc/sys/net/ipv6/conf/all/forwarding"))
+        return 0;
+    DIR *d = opendir("/proc/sys/net/ipv6/conf");
+    cb_buf moved = CB_BUF_INIT;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[300];
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "all") == 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/accept_ra", e->d_name);
+        if (sysctl_is_1(path) && write_sysctl(path, "2") == 0)
+            cb_buf_printf(&moved, "%s%s", moved.len ? "," : "", e->d_name);
+    }
+    if (d)
+        closedir(d);
+    cb_autofree char *names = cb_buf_steal(&moved);
+    if (*names)
+        cb_logkv(CB_LOG_INFO, "net", "accept_ra=2", "IPv6 forwarding: interfaces %s keep "
+                 "accepting router advertisements (accept_ra 1 -> 2)", names);
+    if (write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1") < 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cannot enable IPv6 forwarding: %s",
+                       strerror(errno)), -1;
+    return 0;
 }
 
 static int ensure_rules(sb_error *err)
@@ -89,11 +183,20 @@ static int ensure_rules(sb_error *err)
         return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "cannot enable ip_forward: %s",
                        strerror(errno)), -1;
     char *del[] = {"nft", "delete", "table", "ip", "cellbox", NULL};
+    char *del6[] = {"nft", "delete", "table", "ip6", "cellbox", NULL};
     sb_error ignore;
     run(del, NULL, &ignore);  /* a table left by a crash */
+    run(del6, NULL, &ignore);
     char *load[] = {"nft", "-f", "-", NULL};
     if (run(load, NFT_RULES, err) < 0)
         return -1;
+    ipv6_on = host_has_ipv6();
+    if (!ipv6_on)
+        cb_log(CB_LOG_INFO, "net", "IPv6 is disabled on this host: egress sandboxes are IPv4 only");
+    else if (ipv6_forwarding_on(err) < 0 || run(load, NFT_RULES6, err) < 0) {
+        run(del, NULL, &ignore);
+        return -1;
+    }
     rules_ready = true;
     return 0;
 }
@@ -105,47 +208,54 @@ void sb_net_set_private_allowed(bool allowed)
     private_allowed = allowed;
 }
 
-/* Parses one allowOut/denyOut entry: "a.b.c.d" (a /32) or "a.b.c.d/len".
- * Strict: dotted quad as inet_pton reads it (no leading zeros, no short
- * forms), len 0..32 in plain decimal, no host bits. NULL, or why not
+/* Parses one allowOut/denyOut entry: an address (a /32 or /128) or
+ * "address/len". Strict: the address as inet_pton reads it (IPv4: dotted
+ * quad, no leading zeros, no short forms; IPv6: no zone), len in plain
+ * decimal up to 32 (IPv4) or 128 (IPv6), no host bits. NULL, or why not
  * (with host bits set, *out still holds the network). */
 static const char *cidr_parse(const char *s, sb_net_cidr *out)
 {
-    char a[INET_ADDRSTRLEN];
+    char a[INET6_ADDRSTRLEN];
     const char *slash = strchr(s, '/');
     size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-    if (strchr(s, ':'))
-        return "not an IPv4 address (egress is IPv4 only)";
     if (alen == 0 || alen >= sizeof a)
-        return "not an IPv4 address or CIDR";
+        return "not an IPv4 or IPv6 address or CIDR";
     memcpy(a, s, alen);
     a[alen] = '\0';
-    struct in_addr in;
-    if (inet_pton(AF_INET, a, &in) != 1)
-        return "not an IPv4 address or CIDR";
-    unsigned len = 32;
+    memset(out, 0, sizeof *out);
+    out->v6 = strchr(a, ':') != NULL;
+    if (inet_pton(out->v6 ? AF_INET6 : AF_INET, a, out->addr) != 1)
+        return out->v6 ? "not an IPv6 address or CIDR" : "not an IPv4 address or CIDR";
+    unsigned max = out->v6 ? 128 : 32, len = max;
+    const char *range = out->v6 ? "the prefix length must be 0..128" : "the prefix length must be 0..32";
     if (slash) {
         const char *l = slash + 1;
         size_t n = strlen(l);
-        if (n == 0 || n > 2 || strspn(l, "0123456789") != n || (n == 2 && l[0] == '0'))
-            return "the prefix length must be 0..32";
+        if (n == 0 || n > 3 || strspn(l, "0123456789") != n || (n > 1 && l[0] == '0'))
+            return range;
         len = (unsigned)atoi(l);
-        if (len > 32)
-            return "the prefix length must be 0..32";
+        if (len > max)
+            return range;
     }
-    uint32_t addr = ntohl(in.s_addr);
-    uint32_t mask = len ? 0xffffffffu << (32 - len) : 0;
-    out->addr = addr & mask;
     out->len = (uint8_t)len;
-    return addr & ~mask ? "has host bits set" : NULL;
+    bool host_bits = false;
+    for (unsigned i = 0; i < max / 8; i++) {
+        unsigned keep = len >= 8 * (i + 1) ? 8 : len > 8 * i ? len - 8 * i : 0;
+        uint8_t mask = (uint8_t)(0xff00u >> keep);
+        host_bits |= (out->addr[i] & ~mask) != 0;
+        out->addr[i] &= mask;
+    }
+    return host_bits ? "has host bits set" : NULL;
 }
 
 static void cidr_str(const sb_net_cidr *c, char *out, size_t cap)
 {
-    uint32_t a = c->addr;
-    int n = snprintf(out, cap, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
-    if (c->len != 32 && n > 0 && (size_t)n < cap)
-        snprintf(out + n, cap - (size_t)n, "/%u", c->len);
+    char a[INET6_ADDRSTRLEN];
+    inet_ntop(c->v6 ? AF_INET6 : AF_INET, c->addr, a, sizeof a);
+    if (c->len == (c->v6 ? 128 : 32))
+        snprintf(out, cap, "%s", a);
+    else
+        snprintf(out, cap, "%s/%u", a, c->len);
 }
 
 static int list_parse(const cJSON *j, const char *key, sb_net_cidr *out, unsigned *n,
@@ -156,8 +266,8 @@ static int list_parse(const cJSON *j, const char *key, sb_net_cidr *out, unsigne
         return 0;
     if (!cJSON_IsArray(arr))
         return sb_fail(err, SB_E_VALIDATION_FAILED,
-                       "%s must be an array of IPv4 addresses or CIDRs, like [\"10.1.2.0/24\", "
-                       "\"8.8.8.8\"]", key), -1;
+                       "%s must be an array of IPv4 or IPv6 addresses or CIDRs, like "
+                       "[\"10.1.2.0/24\", \"8.8.8.8\", \"2001:db8::/32\"]", key), -1;
     if (cJSON_GetArraySize(arr) > SB_NET_POLICY_MAX)
         return sb_fail(err, SB_E_VALIDATION_FAILED, "%s has more than %d entries", key,
                        SB_NET_POLICY_MAX), -1;
@@ -166,9 +276,9 @@ static int list_parse(const cJSON *j, const char *key, sb_net_cidr *out, unsigne
     cJSON_ArrayForEach(e, arr) {
         if (!cJSON_IsString(e))
             return sb_fail(err, SB_E_VALIDATION_FAILED,
-                           "%s[%d] must be a string (an IPv4 address or CIDR)", key, i), -1;
+                           "%s[%d] must be a string (an IPv4 or IPv6 address or CIDR)", key, i), -1;
         const char *why = cidr_parse(e->valuestring, &out[*n]);
-        char net[24] = "";
+        char net[SB_NET_CIDR_STRLEN] = "";
         if (why && strcmp(why, "has host bits set") == 0)
             cidr_str(&out[*n], net, sizeof net);
         if (why)
@@ -197,7 +307,7 @@ static cJSON *list_json(const sb_net_cidr *c, unsigned n)
 {
     cJSON *arr = cJSON_CreateArray();
     for (unsigned i = 0; i < n; i++) {
-        char s[24];
+        char s[SB_NET_CIDR_STRLEN];
         cidr_str(&c[i], s, sizeof s);
         cJSON_AddItemToArray(arr, cJSON_CreateString(s));
     }
@@ -226,11 +336,22 @@ static const struct {
     {"172.16.0.0/12", true},
     {"192.168.0.0/16", true},
     {"100.64.0.0/10", true},    /* shared address space (carrier-grade NAT) */
+    {"::/128", false},          /* unspecified */
+    {"::1/128", false},         /* loopback */
+    {"::ffff:0:0/96", false},   /* IPv4-mapped */
+    {"64:ff9b::/96", false},    /* NAT64 (IPv4 embedded: 64:ff9b::a9fe:a9fe is 169.254.169.254) */
+    {"64:ff9b:1::/48", false},  /* NAT64, local use */
+    {"2001::/32", false},       /* Teredo (IPv4 embedded) */
+    {"2002::/16", false},       /* 6to4 (IPv4 embedded) */
+    {"fe80::/10", false},       /* link-local */
+    {"fec0::/10", false},       /* site-local (deprecated) */
+    {"ff00::/8", false},        /* multicast */
+    {"fc00::/7", true},         /* unique local (ULA): the private ranges of IPv6 */
 };
 
 #define NAMESERVERS_MAX 8
 
-/* Sets of addresses a sandbox's chain matches. */
+/* Sets of addresses a sandbox's chain matches (one address family). */
 typedef struct addr_set {
     sb_net_cidr c[SB_NET_POLICY_MAX];
     unsigned n;
@@ -251,107 +372,82 @@ static const struct {
     {SET_DEFAULTS, "", "goto refuse"},
 };
 
-/* The host's IPv4 nameservers: what the sandbox's /etc/resolv.conf (the
- * host's, bound read-only) points to. */
-static void nameservers(addr_set *s)
+/* The host's nameservers: what the sandbox's /etc/resolv.conf (the host's,
+ * bound read-only) points to, sorted into sets by family. A link-local one
+ * with a zone (fe80::1%eth0) cannot be reached from a sandbox: left out. */
+static void nameservers(addr_set *v4, addr_set *v6)
 {
     cb_autofree char *text = cb_read_file("/etc/resolv.conf", NULL);
     if (!text)
         return;
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && s->n < NAMESERVERS_MAX;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
          line = strtok_r(NULL, "\n", &save)) {
         char word[16], addr[64];
-        struct in_addr in;
-        if (sscanf(line, " %15s %63s", word, addr) == 2 && strcmp(word, "nameserver") == 0 &&
-            inet_pton(AF_INET, addr, &in) == 1)
-            s->c[s->n++] = (sb_net_cidr){ntohl(in.s_addr), 32};
+        sb_net_cidr c;
+        if (sscanf(line, " %15s %63s", word, addr) != 2 || strcmp(word, "nameserver") != 0 ||
+            cidr_parse(addr, &c) != NULL || strchr(addr, '/'))
+            continue;
+        addr_set *s = c.v6 ? v6 : v4;
+        if (s->n < NAMESERVERS_MAX)
+            s->c[s->n++] = c;
     }
+}
+
+typedef unsigned __int128 u128;
+
+static u128 cidr_lo(const sb_net_cidr *c)
+{
+    u128 v = 0;
+    for (int i = 0; i < (c->v6 ? 16 : 4); i++)
+        v = v << 8 | c->addr[i];
+    return v;
+}
+
+static u128 cidr_hi(const sb_net_cidr *c)
+{
+    unsigned host = (c->v6 ? 128u : 32u) - c->len;
+    return host == 128 ? ~(u128)0 : cidr_lo(c) | (((u128)1 << host) - 1);
+}
+
+static void u128_str(u128 v, bool v6, char *out, size_t cap)
+{
+    sb_net_cidr c = {.v6 = v6, .len = v6 ? 128 : 32};
+    for (int i = (v6 ? 16 : 4) - 1; i >= 0; i--, v >>= 8)
+        c.addr[i] = (uint8_t)v;
+    cidr_str(&c, out, cap);
 }
 
 static int range_cmp(const void *a, const void *b)
 {
-    const uint64_t *x = a, *y = b;
+    const u128 *x = a, *y = b;
     return x[0] < y[0] ? -1 : x[0] > y[0];
 }
 
-/* Appends s to buf as an nft anonymous set of disjoint intervals
- * ("{ 10.0.0.0-10.255.255.255, 8.8.8.8 }"): overlapping or adjacent
- * entries are merged, which nft requires of an interval set. */
-static void set_text(cb_buf *buf, const addr_set *s)
+/* Appends s (all of one family) to buf as an nft anonymous set of disjoint
+ * intervals ("{ 10.0.0.0-10.255.255.255, 8.8.8.8 }"): overlapping or
+ * adjacent entries are merged, which nft requires of an interval set. */
+static void set_text(cb_buf *buf, const addr_set *s, bool v6)
 {
-    uint64_t r[SB_NET_POLICY_MAX][2];  /* [lo, hi] */
+    static u128 r[SB_NET_POLICY_MAX][2];  /* [lo, hi]; net_mu held */
     for (unsigned i = 0; i < s->n; i++) {
-        uint64_t size = 1ull << (32 - s->c[i].len);
-        r[i][0] = s->c[i].addr;
-        r[i][1] = s->c[i].addr + size - 1;
+        r[i][0] = cidr_lo(&s->c[i]);
+        r[i][1] = cidr_hi(&s->c[i]);
     }
     qsort(r, s->n, sizeof r[0], range_cmp);
     cb_buf_puts(buf, "{ ");
     bool first = true;
     for (unsigned i = 0; i < s->n;) {
-        uint64_t lo = r[i][0], hi = r[i][1];
-        for (i++; i < s->n && r[i][0] <= hi + 1; i++)
+        u128 lo = r[i][0], hi = r[i][1];
+        for (i++; i < s->n && (hi == ~(u128)0 || r[i][0] <= hi + 1); i++)
             if (r[i][1] > hi)
                 hi = r[i][1];
-        char a[24], b[24];
-        cidr_str(&(sb_net_cidr){(uint32_t)lo, 32}, a, sizeof a);
-        cidr_str(&(sb_net_cidr){(uint32_t)hi, 32}, b, sizeof b);
+        char a[SB_NET_CIDR_STRLEN], b[SB_NET_CIDR_STRLEN];
+        u128_str(lo, v6, a, sizeof a);
+        u128_str(hi, v6, b, sizeof b);
         cb_buf_printf(buf, "%s%s%s%s", first ? "" : ", ", a, lo == hi ? "" : "-", lo == hi ? "" : b);
         first = false;
     }
     cb_buf_puts(buf, " }");
-}
-
-/* The nft script that gives slot n (interface cbhN) its chain egN. */
-static char *policy_script(int n, const sb_net_policy *p)
-{
-    static addr_set sets[SET_N];  /* big: not on the stack; net_mu held */
-    memset(sets, 0, sizeof sets);
-    memcpy(sets[SET_ALLOW].c, p->allow, p->n_allow * sizeof p->allow[0]);
-    sets[SET_ALLOW].n = p->n_allow;
-    memcpy(sets[SET_DENY].c, p->deny, p->n_deny * sizeof p->deny[0]);
-    sets[SET_DENY].n = p->n_deny;
-    nameservers(&sets[SET_NAMESERVERS]);
-    for (size_t i = 0; i < CB_ARRAY_LEN(default_denied); i++)
-        if (!(default_denied[i].is_private && private_allowed))
-            cidr_parse(default_denied[i].cidr, &sets[SET_DEFAULTS].c[sets[SET_DEFAULTS].n++]);
-
-    cb_buf buf = CB_BUF_INIT;
-    cb_buf_printf(&buf, "add chain ip cellbox eg%d\nflush chain ip cellbox eg%d\n", n, n);
-    for (size_t i = 0; i < CB_ARRAY_LEN(chain_rules); i++) {
-        const addr_set *s = &sets[chain_rules[i].set];
-        if (s->n == 0)
-            continue;
-        cb_buf_printf(&buf, "add rule ip cellbox eg%d ip daddr ", n);
-        set_text(&buf, s);
-        cb_buf_printf(&buf, "%s %s\n", chain_rules[i].also, chain_rules[i].verdict);
-    }
-    cb_buf_printf(&buf, "add rule ip cellbox eg%d accept\n", n);
-    cb_buf_printf(&buf, "add element ip cellbox egress { \"cbh%d\" : goto eg%d }\n", n, n);
-    return cb_buf_steal(&buf);
-}
-
-/* Removes slot n's policy (what is there of it). */
-static void policy_remove(int n)
-{
-    char elem[64], chain[64];
-    snprintf(elem, sizeof elem, "delete element ip cellbox egress { \"cbh%d\" }\n", n);
-    snprintf(chain, sizeof chain, "flush chain ip cellbox eg%d\ndelete chain ip cellbox eg%d\n", n, n);
-    char *load[] = {"nft", "-f", "-", NULL};
-    sb_error ignore;
-    run(load, elem, &ignore);   /* apart: either may be missing */
-    run(load, chain, &ignore);
-}
-
-static int policy_apply(int n, const sb_net_policy *p, sb_error *err)
-{
-    pthread_mutex_lock(&net_mu);
-    policy_remove(n);  /* left by a failed teardown */
-    cb_autofree char *script = policy_script(n, p);
-    char *load[] = {"nft", "-f", "-", NULL};
-    int rc = run(load, script, err);
-    pthread_mutex_unlock(&net_mu);
-    return rc;
 }
 
 static void addr_of(int n, int host_side, char *out, size_t cap)
@@ -359,6 +455,110 @@ static void addr_of(int n, int host_side, char *out, size_t cap)
     unsigned base = (unsigned)n * 4;
     snprintf(out, cap, "10.231.%u.%u", base >> 8, (base & 255) + (host_side ? 1 : 2));
 }
+
+static void addr6_of(int n, int host_side, char *out, size_t cap)
+{
+    snprintf(out, cap, NET6_PREFIX ":%x::%d", (unsigned)n, host_side ? 1 : 2);
+}
+
+/* Appends to buf the commands that give slot n (interface cbhN) its chain
+ * egN in the table of one family. */
+static void policy_family_script(cb_buf *buf, int n, const sb_net_policy *p, bool v6)
+{
+    static addr_set sets[SET_N];  /* big: not on the stack; net_mu held */
+    memset(sets, 0, sizeof sets);
+    for (unsigned i = 0; i < p->n_allow; i++)
+        if (p->allow[i].v6 == v6)
+            sets[SET_ALLOW].c[sets[SET_ALLOW].n++] = p->allow[i];
+    for (unsigned i = 0; i < p->n_deny; i++)
+        if (p->deny[i].v6 == v6)
+            sets[SET_DENY].c[sets[SET_DENY].n++] = p->deny[i];
+    addr_set other;
+    other.n = 0;
+    nameservers(v6 ? &other : &sets[SET_NAMESERVERS], v6 ? &sets[SET_NAMESERVERS] : &other);
+    for (size_t i = 0; i < CB_ARRAY_LEN(default_denied); i++) {
+        sb_net_cidr c;
+        cidr_parse(default_denied[i].cidr, &c);
+        if (c.v6 == v6 && !(default_denied[i].is_private && private_allowed))
+            sets[SET_DEFAULTS].c[sets[SET_DEFAULTS].n++] = c;
+    }
+
+    const char *fam = v6 ? "ip6" : "ip";
+    cb_buf_printf(buf, "add chain %s cellbox eg%d\nflush chain %s cellbox eg%d\n", fam, n, fam, n);
+    if (v6) {
+        char self[64];
+        addr6_of(n, 0, self, sizeof self);
+        cb_buf_printf(buf, "add rule ip6 cellbox eg%d ip6 saddr != %s drop\n", n, self);
+    }
+    for (size_t i = 0; i < CB_ARRAY_LEN(chain_rules); i++) {
+        const addr_set *s = &sets[chain_rules[i].set];
+        if (s->n == 0)
+            continue;
+        cb_buf_printf(buf, "add rule %s cellbox eg%d %s daddr ", fam, n, fam);
+        set_text(buf, s, v6);
+        cb_buf_printf(buf, "%s %s\n", chain_rules[i].also, chain_rules[i].verdict);
+    }
+    cb_buf_printf(buf, "add rule %s cellbox eg%d accept\n", fam, n);
+    cb_buf_printf(buf, "add element %s cellbox egress { \"cbh%d\" : goto eg%d }\n", fam, n, n);
+}
+
+/* The nft script that gives slot n its chains (IPv6 too if v6). */
+static char *policy_script(int n, const sb_net_policy *p, bool v6)
+{
+    cb_buf buf = CB_BUF_INIT;
+    policy_family_script(&buf, n, p, false);
+    if (v6)
+        policy_family_script(&buf, n, p, true);
+    return cb_buf_steal(&buf);
+}
+
+/* Removes slot n's policy (what is there of it) from the table of one
+ * family. */
+static void policy_remove_family(int n, const char *fam)
+{
+    char elem[64], chain[96];
+    snprintf(elem, sizeof elem, "delete element %s cellbox egress { \"cbh%d\" }\n", fam, n);
+    snprintf(chain, sizeof chain, "flush chain %s cellbox eg%d\ndelete chain %s cellbox eg%d\n",
+             fam, n, fam, n);
+    char *load[] = {"nft", "-f", "-", NULL};
+    sb_error ignore;
+    run(load, elem, &ignore);   /* apart: either may be missing */
+    run(load, chain, &ignore);
+}
+
+/* Removes slot n's policy; net_mu held. */
+static void policy_remove_locked(int n)
+{
+    policy_remove_family(n, "ip");
+    if (ipv6_on)
+        policy_remove_family(n, "ip6");
+}
+
+static void policy_remove(int n)
+{
+    pthread_mutex_lock(&net_mu);
+    policy_remove_locked(n);
+    pthread_mutex_unlock(&net_mu);
+}
+
+static int policy_apply(int n, const sb_net_policy *p, sb_error *err)
+{
+    pthread_mutex_lock(&net_mu);
+    policy_remove_locked(n);  /* left by a failed teardown */
+    cb_autofree char *script = policy_script(n, p, ipv6_on);
+    char *load[] = {"nft", "-f", "-", NULL};
+    int rc = run(load, script, err);
+    pthread_mutex_unlock(&net_mu);
+    return rc;
+}
+
+/* One step of bringing up a sandbox's network: a command, or a sysctl to
+ * write. Steps marked v6 are skipped on an IPv4-only host. */
+typedef struct net_step {
+    bool v6;
+    const char *sysctl, *value;   /* a path under /proc/sys/net, or NULL */
+    char *argv[16];
+} net_step;
 
 int sb_net_setup(struct sb_box *b, pid_t agent, sb_error *err)
 {
@@ -371,6 +571,7 @@ int sb_net_setup(struct sb_box *b, pid_t agent, sb_error *err)
         used[n] = 1;
     int rc = n < 0 ? sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "no free network slots"), -1
                    : ensure_rules(err);
+    bool v6 = ipv6_on;
     pthread_mutex_unlock(&net_mu);
     if (rc < 0) {
         if (n >= 0)
@@ -378,23 +579,35 @@ int sb_net_setup(struct sb_box *b, pid_t agent, sb_error *err)
         return -1;
     }
     char host[32], sand[32], hname[16], sname[16], pidstr[16], host_cidr[40], sand_cidr[40], nsarg[64];
+    char host6[64], sand6[64], host6_cidr[72], sand6_cidr[72], accept_ra[96];
     addr_of(n, 1, host, sizeof host);
     addr_of(n, 0, sand, sizeof sand);
+    addr6_of(n, 1, host6, sizeof host6);
+    addr6_of(n, 0, sand6, sizeof sand6);
     snprintf(host_cidr, sizeof host_cidr, "%s/30", host);
     snprintf(sand_cidr, sizeof sand_cidr, "%s/30", sand);
+    snprintf(host6_cidr, sizeof host6_cidr, "%s/64", host6);
+    snprintf(sand6_cidr, sizeof sand6_cidr, "%s/64", sand6);
     snprintf(hname, sizeof hname, "cbh%d", n);
     snprintf(sname, sizeof sname, "cbs%d", n);
     snprintf(pidstr, sizeof pidstr, "%d", (int)agent);
     snprintf(nsarg, sizeof nsarg, "--net=/proc/%d/ns/net", (int)agent);
-    char *steps[][16] = {
-        {"ip", "link", "del", hname, NULL},  /* leftover from a crash; may fail */
-        {"ip", "link", "add", hname, "type", "veth", "peer", "name", sname, "netns", pidstr, NULL},
-        {"ip", "addr", "add", host_cidr, "dev", hname, NULL},
-        {"ip", "link", "set", hname, "up", NULL},
-        {"nsenter", nsarg, "ip", "link", "set", sname, "name", "eth0", NULL},
-        {"nsenter", nsarg, "ip", "addr", "add", sand_cidr, "dev", "eth0", NULL},
-        {"nsenter", nsarg, "ip", "link", "set", "eth0", "up", NULL},
-        {"nsenter", nsarg, "ip", "route", "add", "default", "via", host, NULL},
+    snprintf(accept_ra, sizeof accept_ra, "/proc/sys/net/ipv6/conf/%s/accept_ra", hname);
+    /* IPv6 addresses skip duplicate address detection (nodad): the link has
+     * two ends, both ours, and a tentative address could not be used yet. */
+    net_step steps[] = {
+        {false, NULL, NULL, {"ip", "link", "del", hname, NULL}},  /* leftover from a crash; may fail */
+        {false, NULL, NULL, {"ip", "link", "add", hname, "type", "veth", "peer", "name", sname, "netns", pidstr, NULL}},
+        {true, accept_ra, "0", {NULL}},  /* no router advertisements from the sandbox */
+        {false, NULL, NULL, {"ip", "addr", "add", host_cidr, "dev", hname, NULL}},
+        {true, NULL, NULL, {"ip", "-6", "addr", "add", host6_cidr, "dev", hname, "nodad", NULL}},
+        {false, NULL, NULL, {"ip", "link", "set", hname, "up", NULL}},
+        {false, NULL, NULL, {"nsenter", nsarg, "ip", "link", "set", sname, "name", "eth0", NULL}},
+        {false, NULL, NULL, {"nsenter", nsarg, "ip", "addr", "add", sand_cidr, "dev", "eth0", NULL}},
+        {true, NULL, NULL, {"nsenter", nsarg, "ip", "-6", "addr", "add", sand6_cidr, "dev", "eth0", "nodad", NULL}},
+        {false, NULL, NULL, {"nsenter", nsarg, "ip", "link", "set", "eth0", "up", NULL}},
+        {false, NULL, NULL, {"nsenter", nsarg, "ip", "route", "add", "default", "via", host, NULL}},
+        {true, NULL, NULL, {"nsenter", nsarg, "ip", "-6", "route", "add", "default", "via", host6, "dev", "eth0", NULL}},
     };
     /* the policy first: no packet leaves before it is in place (and a cbh
      * interface without one is refused anyway) */
@@ -404,19 +617,25 @@ int sb_net_setup(struct sb_box *b, pid_t agent, sb_error *err)
     }
     for (size_t i = 0; i < CB_ARRAY_LEN(steps); i++) {
         sb_error e = {0};
-        if (run(steps[i], NULL, &e) < 0 && i > 0) {
-            *err = e;
-            char *del[] = {"ip", "link", "del", hname, NULL};
-            run(del, NULL, &e);
-            policy_remove(n);
-            sb_net_release_slot(n);
-            return -1;
-        }
+        if (steps[i].v6 && !v6)
+            continue;
+        if (steps[i].sysctl && write_sysctl(steps[i].sysctl, steps[i].value) < 0)
+            sb_fail(&e, SB_E_CONTAINER_UNAVAILABLE, "network setup: cannot write %s: %s",
+                    steps[i].sysctl, strerror(errno));
+        else if (steps[i].sysctl || run(steps[i].argv, NULL, &e) == 0 || i == 0)
+            continue;
+        *err = e;
+        char *del[] = {"ip", "link", "del", hname, NULL};
+        run(del, NULL, &e);
+        policy_remove(n);
+        sb_net_release_slot(n);
+        return -1;
     }
     b->net_index = n;
-    char kv[256];
-    snprintf(kv, sizeof kv, "sandbox=%s address=%s gateway=%s allowOut=%u denyOut=%u", b->id,
-             sand, host, b->opts.net_policy.n_allow, b->opts.net_policy.n_deny);
+    char kv[320];
+    snprintf(kv, sizeof kv, "sandbox=%s address=%s gateway=%s address6=%s allowOut=%u denyOut=%u",
+             b->id, sand, host, v6 ? sand6 : "none", b->opts.net_policy.n_allow,
+             b->opts.net_policy.n_deny);
     cb_logkv(CB_LOG_INFO, "net", kv, "egress up");
     return 0;
 }
@@ -450,8 +669,11 @@ void sb_net_shutdown(void)
     pthread_mutex_lock(&net_mu);
     if (rules_ready) {
         char *del[] = {"nft", "delete", "table", "ip", "cellbox", NULL};
+        char *del6[] = {"nft", "delete", "table", "ip6", "cellbox", NULL};
         sb_error ignore;
         run(del, NULL, &ignore);
+        if (ipv6_on)
+            run(del6, NULL, &ignore);
         rules_ready = false;
     }
     pthread_mutex_unlock(&net_mu);

@@ -1,12 +1,18 @@
 """tests/sandbox_egress.py: network "egress" vs "none" for `cellbox serve`.
 
 The "internet" is a network namespace this test makes itself, with a web
-server on 198.18.0.2 (the benchmarking range, reserved for tests) behind a
-veth pair to the host: no traffic leaves this machine. Checks that an egress
-sandbox reaches it through the host's NAT, that a network-none sandbox does
-not, and that egress sandboxes reach neither the host itself nor each other.
+server on 198.18.0.2 (the benchmarking range, reserved for tests) and one on
+2001:db8:cb::2 (the documentation range, not default-denied) behind a veth
+pair to the host: no traffic leaves this machine. Checks that an egress
+sandbox reaches them through the host's NAT (NAT66 for IPv6: the server sees
+the host's address), that a network-none sandbox does not, and that egress
+sandboxes reach neither the host itself (IPv6 link-local included) nor each
+other, even with allowOut ["::/0"]. When the host has IPv6 disabled
+(checked in a network namespace of our own), sandboxes are IPv4 only.
 Prints TAP.
 """
+import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -18,22 +24,107 @@ t = TAP()
 need_egress(t)
 
 NS = "cbtest-inet-%d" % os.getpid()
+NS_NO6 = "cbtest-no6-%d" % os.getpid()
 VH, VN = "cbti%d" % (os.getpid() % 100000), "cbtn%d" % (os.getpid() % 100000)
+WEB6, HOST6 = "2001:db8:cb::2", "2001:db8:cb::1"
+
+# The IPv6 web server: answers GET with the address it sees the client at.
+WEB6_SERVER = r'''
+import http.server, socket, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = self.client_address[0].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+class S(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+S((sys.argv[1], 8080), H).serve_forever()
+'''
+
+# Connects to each [host, port] (TCP, 3 s) and prints {"host port": "ok" or the errno}.
+PROBE6 = r'''
+import errno, json, socket, sys
+out = {}
+for a in sys.argv[1:]:
+    host, port = a.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        r = "ok"
+    except socket.timeout:
+        r = "timeout"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    out[a] = r
+print(json.dumps(out))
+'''
+
+
+# Run by `nsenter --net` in a namespace with IPv6 disabled: a server there,
+# one egress sandbox; prints what it saw as JSON.
+NO6_CHECK = r'''
+import json, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from sandbox_lib import Server
+srv = Server()
+out = {}
+try:
+    r = srv.put("/v1/sandboxes/net-no6", {"network": "egress"})
+    out["status"] = r.status
+    x = srv.sh("net-no6", "ip -6 -o addr show dev eth0 scope global")
+    out["addr6"] = x["stdout"]
+    out["route6"] = srv.sh("net-no6", "ip -6 route show default")["stdout"]
+    out["addr4"] = srv.sh("net-no6", "ip -4 -o addr show dev eth0")["stdout"].split()[3]
+    out["tables"] = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()
+finally:
+    out["rc"] = srv.stop()
+    out["log"] = "\n".join(line for line in srv.server_log().splitlines() if "mod=net" in line)
+    srv.cleanup()
+print(json.dumps(out))
+'''
+
+
+def probe6(srv, sid, *targets):
+    x = srv.sh(sid, "python3 - %s <<'EOF'\n%sEOF" % (" ".join(targets), PROBE6))
+    try:
+        return json.loads(x["stdout"])
+    except ValueError:
+        return {"error": x}
+
+
+def addr6(srv, sid):
+    """The sandbox's global IPv6 address and its IPv6 default gateway."""
+    x = srv.sh(sid, "ip -6 -o addr show dev eth0 scope global; ip -6 route show default")
+    a = [w.split("/")[0] for line in x["stdout"].splitlines() for w in line.split()[3:4] if "inet6" in line]
+    gw = [line.split()[2] for line in x["stdout"].splitlines() if line.startswith("default via")]
+    return (a[0] if len(a) == 1 else None), (gw[0] if len(gw) == 1 else None)
+
+
+def host_addrs6():
+    """The host's own IPv6 addresses (global and ULA), not on our veths."""
+    out = sh("ip -6 -o addr show scope global").stdout.splitlines()
+    return [line.split()[3].split("/")[0] for line in out if " cb" not in line]
+
 
 
 def sh(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True)
 
 
-IDS = ["net-e1", "net-e2", "net-n"]
+IDS = ["net-e1", "net-e2", "net-n", "net-no6"]
 srv = None
-web = None
+web = web6 = None
 try:
     for cmd in ("ip netns add %s" % NS,
                 "ip link add %s type veth peer name %s netns %s" % (VH, VN, NS),
                 "ip addr add 198.18.0.1/30 dev %s" % VH, "ip link set %s up" % VH,
                 "ip -n %s addr add 198.18.0.2/30 dev %s" % (NS, VN),
-                "ip -n %s link set %s up" % (NS, VN), "ip -n %s link set lo up" % NS):
+                "ip -n %s link set %s up" % (NS, VN), "ip -n %s link set lo up" % NS,
+                "ip -6 addr add %s/64 dev %s nodad" % (HOST6, VH),
+                "ip -n %s -6 addr add %s/64 dev %s nodad" % (NS, WEB6, VN)):
         r = sh(cmd)
         if r.returncode != 0:
             t.skip_all("cannot build the test network (%s): %s" % (cmd, r.stderr.strip()))
@@ -43,9 +134,16 @@ try:
                        timeout=30, step=0.1)
     if not ready:
         t.skip_all("the test web server did not start")
+    web6 = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c", WEB6_SERVER, WEB6],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_until(lambda: sh("ip netns exec %s bash -c 'echo > /dev/tcp/%s/8080'" % (NS, WEB6)).returncode == 0,
+                      timeout=30, step=0.1):
+        t.skip_all("the test IPv6 web server did not start")
 
     srv = Server()
-    r = srv.put("/v1/sandboxes/net-e1", {"network": "egress"})
+    # net-e1 may connect to any IPv6 address: the host and other sandboxes
+    # must stay closed all the same
+    r = srv.put("/v1/sandboxes/net-e1", {"network": "egress", "allowOut": ["::/0"]})
     t.ok(r.status == 201 and r.json().get("ipAddress", "").startswith("10.231."), "egress sandbox has an address", r)
     srv.create("net-e2", network="egress")
     srv.create("net-n")
@@ -68,20 +166,78 @@ try:
     finally:
         host_srv.kill()
         host_srv.wait()
+
+    # ---- IPv6 ----------------------------------------------------------------
+    a1, gw1 = addr6(srv, "net-e1")
+    net1 = ipaddress.ip_network(a1 + "/64", strict=False) if a1 else None
+    t.ok(net1 and net1.subnet_of(ipaddress.ip_network("fdce:11b0::/48")) and gw1
+         and ipaddress.ip_address(a1) == net1[2] and ipaddress.ip_address(gw1) == net1[1],
+         "egress: a ULA IPv6 address (fdce:11b0:0:N::2/64) and a default route through the host (::1)",
+         srv.sh("net-e1", "ip -6 addr; ip -6 route"))
+    x = srv.sh("net-e1", "curl -6 -sS -m 10 http://[%s]:8080/" % WEB6)
+    t.ok(x["stdout"] == HOST6, "egress: reaches an IPv6 server outside through NAT66 (it sees the host's "
+         "address %s)" % HOST6, x)
+    x = srv.sh("net-n", "curl -6 -sS -m 10 http://[%s]:8080/ 2>&1; echo rc=$?; ip -6 route" % WEB6)
+    t.ok("rc=0" not in x["stdout"] and "default" not in x["stdout"], "network none: no IPv6 way out either", x)
     e2 = srv.get("/v1/sandboxes/net-e2").json()["ipAddress"]
-    srv.post("/v1/sandboxes/net-e2/processes", {"command": "exec python3 -m http.server 9000", "processId": "w"})
+    e2_6, _ = addr6(srv, "net-e2")
+    srv.post("/v1/sandboxes/net-e2/processes", {"command": "exec python3 -m http.server 9000 --bind ::",
+                                                 "processId": "w"})
     srv.post("/v1/sandboxes/net-e2/processes/w/wait", {"port": 9000, "timeoutMs": 30000})
     x = srv.sh("net-e1", "timeout 3 bash -c 'echo > /dev/tcp/%s/9000' 2>&1; echo rc=$?" % e2)
     t.ok("rc=0" not in x["stdout"], "egress sandboxes cannot reach each other", x)
+    res = probe6(srv, "net-e1", "%s:9000" % e2_6)
+    t.ok(e2_6 and res.get("%s:9000" % e2_6) not in (None, "ok"),
+         "egress sandboxes cannot reach each other over IPv6 (despite allowOut ::/0)", (e2_6, res))
+    # the host's own IPv6 addresses: the gateway, the host's link-local on the
+    # sandbox's link, its address towards the test network, its own others
+    host_srv = subprocess.Popen([sys.executable, "-m", "http.server", "18766", "--bind", "::"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: sh("bash -c 'echo > /dev/tcp/::1/18766'").returncode == 0, timeout=30, step=0.1)
+        # the host side of net-e1's veth has the gateway address; its link-local one
+        words = sh("ip -6 -o addr show to %s/128" % gw1).stdout.split()
+        dev = words[1] if len(words) > 1 else "none"
+        words = sh("ip -6 -o addr show dev %s scope link" % dev).stdout.split()
+        ll = words[3].split("/")[0] if len(words) > 3 else None
+        targets = ["%s:18766" % a for a in [gw1, HOST6] + host_addrs6()] + ["%s%%eth0:18766" % ll]
+        res = probe6(srv, "net-e1", *targets)
+        t.ok(ll and dev.startswith("cbh") and all(res.get(a) not in (None, "ok") for a in targets),
+             "egress: the host's own services are closed over IPv6 (gateway, link-local, every address), "
+             "despite allowOut ::/0", (dev, targets, res))
+        x = srv.sh("net-n", "python3 -c \"import socket; socket.create_connection(('::1', 18766), timeout=2)\" "
+                   "2>&1; echo rc=$?")
+        t.ok("rc=0" not in x["stdout"], "network none: the host's IPv6 services are closed", x)
+    finally:
+        host_srv.kill()
+        host_srv.wait()
     r = srv.delete("/v1/sandboxes/net-e2")
     t.ok(r.status == 200 and sh("ip link show | grep -c cbh").stdout.strip() == "1",
          "deleting a sandbox removes its veth pair", sh("ip -o link show").stdout)
+
+    # ---- a host with IPv6 disabled: a server in a network namespace of our own
+    r = sh("ip netns add %s && ip -n %s link set lo up && ip netns exec %s sysctl -qw "
+           "net.ipv6.conf.all.disable_ipv6=1" % (NS_NO6, NS_NO6, NS_NO6))
+    # nsenter --net only (ip netns exec would remount /sys, and with it the cgroups)
+    res = subprocess.run(["nsenter", "--net=/run/netns/" + NS_NO6, sys.executable, "-c", NO6_CHECK,
+                          os.path.dirname(os.path.abspath(__file__))], capture_output=True, text=True)
+    try:
+        no6 = json.loads(res.stdout)
+    except ValueError:
+        no6 = {"error": (r, res)}
+    t.ok(no6.get("status") == 201 and no6.get("addr4", "").startswith("10.231.")
+         and no6.get("addr6") == "" and no6.get("route6") == "" and no6.get("rc") == 0,
+         "a host with IPv6 disabled: egress sandboxes are IPv4 only (no IPv6 address, no IPv6 route)", no6)
+    t.ok(no6.get("tables") == ["table ip cellbox"] and "IPv6 is disabled on this host" in no6.get("log", ""),
+         "a host with IPv6 disabled: no ip6 table; the log says egress is IPv4 only", no6)
 finally:
     if srv:
         srv.finish(t, IDS, "graceful stop", egress=True)
-    if web:
-        web.kill()
-        web.wait()
+    for p in (web, web6):
+        if p:
+            p.kill()
+            p.wait()
     sh("ip link del %s" % VH)
     sh("ip netns del %s" % NS)
+    sh("ip netns del %s" % NS_NO6)
 t.done()

@@ -4,18 +4,23 @@ As in sandbox_egress.py, "the outside" is a network namespace this test makes
 itself, behind a veth pair from the host (198.18.0.1 <-> 198.18.0.2); it
 also holds, on its lo, one address in each range the policy cares about
 (cloud metadata 169.254.169.254, private 10/8, 172.16/12, 192.168/16, shared
-100.64/10, public TEST-NETs 198.51.100.0/24 and 203.0.113.0/24), each routed
-from the host to it with a /32 route, and a TCP listener on every address.
-No traffic leaves this machine, except DNS to the host's own nameserver.
+100.64/10, public TEST-NETs 198.51.100.0/24 and 203.0.113.0/24) and the same
+for IPv6 (2001:db8:cb::1 <-> 2001:db8:cb::2; "public" 2001:db8:1::7 and
+2001:db8:2::7 in the documentation range, which is not default-denied; unique
+local fdaa:bb::1; NAT64 64:ff9b::a9fe:a9fe, i.e. the metadata address), each
+routed from the host to it with a /32 or /128 route, and a TCP listener on
+every address. No traffic leaves this machine, except DNS to the host's own
+nameserver.
 
 Sandboxes connect with a real socket (python3 in the sandbox) and report
 "ok", or the errno and how long the refusal took: a refusal must be quick
-(TCP reset: ECONNREFUSED; UDP: ICMP admin-prohibited: EHOSTUNREACH), not a
-timeout. Also: strict validation, options shown and kept over a restart,
+(TCP reset: ECONNREFUSED; UDP: ICMP admin-prohibited: EHOSTUNREACH, ICMPv6
+admin-prohibited: EACCES), not a timeout. Also: strict validation, options shown and kept over a restart,
 --egress-private allow, a fork of an egress sandbox (same policy, own
 rules), and nothing left in nftables after a delete and at
 shutdown. Prints TAP.
 """
+import ipaddress
 import json
 import os
 import subprocess
@@ -33,6 +38,9 @@ PORT = 8080
 META, TEN, C192, C172, CGNAT = "169.254.169.254", "10.99.0.1", "192.168.250.1", "172.16.99.1", "100.64.99.1"
 PUB, PUB2, BENCH = "198.51.100.7", "203.0.113.7", "198.18.0.2"
 ROUTED = [META, TEN, C192, C172, CGNAT, PUB, PUB2]
+HOST6, WEB6 = "2001:db8:cb::1", "2001:db8:cb::2"
+PUB6, PUB6B, ULA6, NAT64 = "2001:db8:1::7", "2001:db8:2::7", "fdaa:bb::1", "64:ff9b::a9fe:a9fe"
+ROUTED6 = [PUB6, PUB6B, ULA6, NAT64]
 
 
 def sh(cmd):
@@ -57,8 +65,10 @@ PROBE = r'''
 import errno, json, socket, sys, time
 out = {}
 for a in sys.argv[1:]:
-    proto, host, port = a.split(":")
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    proto, rest = a.split(":", 1)
+    host, port = rest.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                      socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     s.settimeout(5)
     t = time.time()
     try:
@@ -79,8 +89,8 @@ print(json.dumps(out))
 
 def probe(srv, sid, *targets):
     """{target: [result, seconds]}; a target is an address (TCP to PORT) or
-    "udp:ADDR:PORT" / "tcp:ADDR:PORT"."""
-    full = [x if x.count(":") == 2 else "tcp:%s:%d" % (x, PORT) for x in targets]
+    "udp:ADDR:PORT" / "tcp:ADDR:PORT" (ADDR IPv4 or IPv6)."""
+    full = [x if x.startswith(("tcp:", "udp:")) else "tcp:%s:%d" % (x, PORT) for x in targets]
     x = srv.sh(sid, "python3 - %s <<'EOF'\n%sEOF" % (" ".join(full), PROBE))
     try:
         res = json.loads(x["stdout"])
@@ -106,9 +116,30 @@ def slot(srv, sid):
 
 
 def nft_has_slot(n):
-    chain = sh("nft list chain ip cellbox eg%d" % n).returncode == 0
-    elem = '"cbh%d"' % n in sh("nft list map ip cellbox egress").stdout
-    return chain, elem
+    """(chain, map entry) of slot n, each in both tables "ip cellbox" and
+    "ip6 cellbox" (True only if in both, False only if in neither)."""
+    have = []
+    for fam in ("ip", "ip6"):
+        chain = sh("nft list chain %s cellbox eg%d" % (fam, n)).returncode == 0
+        elem = '"cbh%d"' % n in sh("nft list map %s cellbox egress" % fam).stdout
+        have.append((chain, elem))
+    return tuple(have[0][i] if have[0][i] == have[1][i] else "ip only" if have[0][i] else "ip6 only"
+                 for i in range(2))
+
+
+def refused_by_chain(chain, cidr):
+    """Does a "daddr { ... } goto refuse" rule of the nft chain listing
+    cover all of cidr?"""
+    net = ipaddress.ip_network(cidr)
+    for line in chain.splitlines():
+        if "daddr {" not in line or "goto refuse" not in line:
+            continue
+        for e in line.split("{", 1)[1].split("}", 1)[0].split(","):
+            e = e.strip()
+            lo, hi = e.split("-") if "-" in e else (ipaddress.ip_network(e)[0], ipaddress.ip_network(e)[-1])
+            if ipaddress.ip_address(lo) <= net[0] and net[-1] <= ipaddress.ip_address(hi):
+                return True
+    return False
 
 
 IDS = ["np-def", "np-allow", "np-deny", "np-list", "np-norm", "np-fork"]
@@ -119,24 +150,32 @@ try:
                  "ip link add %s type veth peer name %s netns %s" % (VH, VN, NS),
                  "ip addr add 198.18.0.1/30 dev %s" % VH, "ip link set %s up" % VH,
                  "ip -n %s addr add %s/30 dev %s" % (NS, BENCH, VN),
-                 "ip -n %s link set %s up" % (NS, VN), "ip -n %s link set lo up" % NS]
+                 "ip -n %s link set %s up" % (NS, VN), "ip -n %s link set lo up" % NS,
+                 "ip -6 addr add %s/64 dev %s nodad" % (HOST6, VH),
+                 "ip -n %s -6 addr add %s/64 dev %s nodad" % (NS, WEB6, VN)]
                 + ["ip -n %s addr add %s/32 dev lo" % (NS, a) for a in ROUTED]
-                + ["ip route add %s/32 via %s dev %s" % (a, BENCH, VH) for a in ROUTED]):
+                + ["ip route add %s/32 via %s dev %s" % (a, BENCH, VH) for a in ROUTED]
+                + ["ip -n %s -6 addr add %s/128 dev lo nodad" % (NS, a) for a in ROUTED6]
+                + ["ip -6 route add %s/128 via %s dev %s" % (a, WEB6, VH) for a in ROUTED6]):
         r = sh(cmd)
         if r.returncode != 0:
             t.skip_all("cannot build the test network (%s): %s" % (cmd, r.stderr.strip()))
+    # --bind :: listens on IPv4 too
     listener = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-m", "http.server", str(PORT),
-                                 "--bind", "0.0.0.0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_until(lambda: sh("ip netns exec %s bash -c 'echo > /dev/tcp/%s/%d'" % (NS, META, PORT)).returncode == 0,
-                      timeout=30, step=0.1):
+                                 "--bind", "::"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_until(lambda: all(sh("ip netns exec %s bash -c 'echo > /dev/tcp/%s/%d'" % (NS, a, PORT)).returncode == 0
+                                  for a in (META, NAT64)), timeout=30, step=0.1):
         t.skip_all("the test listener did not start")
     dns = host_nameserver()
 
     srv = Server()
     # ---- validation ------------------------------------------------------
-    bad = ["10.0.0.256", "10.0.0.0/33", "10.1.2.3/24", "fc00::/7", "::1", "example.com", "", "1.2.3",
+    bad = ["10.0.0.256", "10.0.0.0/33", "10.1.2.3/24", "example.com", "", "1.2.3",
            "01.2.3.4", "1.2.3.4/", "1.2.3.4/024", " 1.2.3.4", "1.2.3.4 ", "1.2.3.4/-1", "1.2.3.4/8x",
-           "1.2.3.4/+8", "1.2.3.4//8", "0x01.2.3.4", "1.2.3.4.5"]
+           "1.2.3.4/+8", "1.2.3.4//8", "0x01.2.3.4", "1.2.3.4.5",
+           "2001:db8::/129", "2001:db8::/1280", "2001:db8::1/64", "fe80::1%eth0", "2001:db8:::1", "2001:db8::/033",
+           "::ffff:1.2.3.256", "2001:db8::/", "[2001:db8::1]", "2001:db8::g", "1:2:3:4:5:6:7:8:9", ":::",
+           "2001:db8::/64/64", " ::1", "fc00::/7 ", "1.2.3.4/32/", "2001:db8::/+64"]
     wrong = []
     for key in ("allowOut", "denyOut"):
         for entry in bad:
@@ -160,14 +199,20 @@ try:
             wrong.append((body if len(json.dumps(body)) < 200 else "257 entries", r))
     t.ok(not wrong, "not arrays, not strings, 257 entries, network none + a list: 400 with the reason", wrong)
     r = srv.put("/v1/sandboxes/np-bad", {"network": "egress", "denyOut": ["10.1.2.3/24"]})
-    t.ok(r.code == "VALIDATION_FAILED" and "10.1.2.0/24" in r.json()["error"]["message"],
-         "an entry with host bits set: the message names the network meant", r)
+    r6 = srv.put("/v1/sandboxes/np-bad", {"network": "egress", "allowOut": ["2001:db8:0:1::5/48"]})
+    t.ok(r.code == "VALIDATION_FAILED" and "10.1.2.0/24" in r.json()["error"]["message"]
+         and r6.code == "VALIDATION_FAILED" and "(the network is 2001:db8::/48)" in r6.json()["error"]["message"],
+         "an entry with host bits set (IPv4, IPv6): the message names the network meant", (r, r6))
     t.eq(srv.get("/v1/sandboxes/np-bad").status, 404, "no sandbox made by a refused request")
-    r = srv.put("/v1/sandboxes/np-norm", {"network": "egress", "allowOut": ["8.8.8.8/32", "0.0.0.0/0"],
-                                          "denyOut": ["10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8"]})
-    t.ok(r.status == 201 and r.json()["options"].get("allowOut") == ["8.8.8.8", "0.0.0.0/0"]
-         and r.json()["options"].get("denyOut") == ["10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8"],
-         "256 or fewer valid entries accepted; shown normalised in options (a /32 as an address)", r)
+    r = srv.put("/v1/sandboxes/np-norm", {"network": "egress",
+                                          "allowOut": ["8.8.8.8/32", "0.0.0.0/0", "2001:DB8:0:0::1/128", "::/0",
+                                                       "FC00::/7", "::ffff:10.0.0.0/104", "2001:db8::/32"],
+                                          "denyOut": ["10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8", "::1"]})
+    t.ok(r.status == 201 and r.json()["options"].get("allowOut") == ["8.8.8.8", "0.0.0.0/0", "2001:db8::1", "::/0",
+                                                                     "fc00::/7", "::ffff:10.0.0.0/104", "2001:db8::/32"]
+         and r.json()["options"].get("denyOut") == ["10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8", "::1"],
+         "256 or fewer valid IPv4 and IPv6 entries accepted; shown normalised in options (a /32 or /128 as an "
+         "address, IPv6 in its canonical form)", r)
     srv.delete("/v1/sandboxes/np-norm")
     r = srv.put("/v1/sandboxes/np-def", {"network": "egress", "allowOut": [], "denyOut": []})
     t.ok(r.status == 201 and r.json()["options"].get("allowOut") == [] and r.json()["options"].get("denyOut") == [],
@@ -179,6 +224,10 @@ try:
          "defaults: cloud metadata %s refused at once (TCP reset); public addresses reachable" % META, res)
     t.ok(refused(res, TEN, C192, C172, CGNAT),
          "defaults: private and shared ranges (10/8, 192.168/16, 172.16/12, 100.64/10) refused at once", res)
+    res = probe(srv, "np-def", PUB6, PUB6B, WEB6, ULA6, NAT64, "udp:%s:9" % ULA6)
+    t.ok(reachable(res, PUB6, PUB6B, WEB6) and refused(res, ULA6, NAT64) and refused(res, "udp:%s:9" % ULA6, err="EACCES"),
+         "defaults, IPv6: public addresses reachable; unique local %s (fc00::/7) and NAT64 %s refused at once "
+         "(TCP reset; UDP: ICMPv6 admin-prohibited, EACCES)" % (ULA6, NAT64), res)
     if dns:
         x = srv.sh("np-def", "getent ahostsv4 deb.debian.org >/dev/null && echo resolved")
         res = probe(srv, "np-def", "udp:%s:54" % dns, "tcp:%s:80" % dns)
@@ -190,19 +239,25 @@ try:
         t.ok(True, "# SKIP the host has no working IPv4 nameserver")
 
     # ---- allowOut, denyOut, allow-list -------------------------------------
-    srv.create("np-allow", network="egress", allowOut=[TEN, "169.254.0.0/16"])
+    srv.create("np-allow", network="egress", allowOut=[TEN, "169.254.0.0/16", "64:ff9b::/96"])
     res = probe(srv, "np-allow", TEN, META, C192, PUB)
     t.ok(reachable(res, TEN, META, PUB) and refused(res, C192),
          "allowOut opens a private address and the metadata range; other private ones stay refused", res)
-    srv.create("np-deny", network="egress", denyOut=["198.51.100.0/24"])
-    res = probe(srv, "np-deny", PUB, PUB2, BENCH, "udp:%s:9" % PUB)
+    res = probe(srv, "np-allow", NAT64, ULA6, PUB6)
+    t.ok(reachable(res, NAT64, PUB6) and refused(res, ULA6),
+         "allowOut opens a default-denied IPv6 range (64:ff9b::/96); fc00::/7 stays refused", res)
+    srv.create("np-deny", network="egress", denyOut=["198.51.100.0/24", "2001:db8:1::/48"])
+    res = probe(srv, "np-deny", PUB, PUB2, BENCH, "udp:%s:9" % PUB, PUB6, PUB6B, WEB6, "udp:%s:9" % PUB6)
     t.ok(refused(res, PUB) and reachable(res, PUB2, BENCH), "denyOut refuses a public range, the rest is reachable", res)
     t.ok(refused(res, "udp:%s:9" % PUB, err="EHOSTUNREACH"),
          "a refused UDP destination gets ICMP admin-prohibited (EHOSTUNREACH at once)", res)
-    srv.create("np-list", network="egress", denyOut=["0.0.0.0/0"], allowOut=[PUB, "192.168.250.0/24"])
-    res = probe(srv, "np-list", PUB, C192, PUB2, BENCH, TEN, META)
-    t.ok(reachable(res, PUB, C192) and refused(res, PUB2, BENCH, TEN, META),
-         "allow-list (denyOut 0.0.0.0/0): only allowOut is reachable", res)
+    t.ok(refused(res, PUB6) and reachable(res, PUB6B, WEB6) and refused(res, "udp:%s:9" % PUB6, err="EACCES"),
+         "denyOut refuses a public IPv6 range at once (TCP reset; UDP: ICMPv6 admin-prohibited, EACCES), "
+         "the rest is reachable", res)
+    srv.create("np-list", network="egress", denyOut=["0.0.0.0/0", "::/0"], allowOut=[PUB, "192.168.250.0/24", "2001:db8:2::/48"])
+    res = probe(srv, "np-list", PUB, C192, PUB2, BENCH, TEN, META, PUB6B, PUB6, WEB6, NAT64, ULA6)
+    t.ok(reachable(res, PUB, C192, PUB6B) and refused(res, PUB2, BENCH, TEN, META, PUB6, WEB6, NAT64, ULA6),
+         "allow-list (denyOut 0.0.0.0/0 and ::/0): only allowOut is reachable, IPv4 and IPv6", res)
     if dns:
         res = probe(srv, "np-list", "udp:%s:53" % dns)
         t.ok(refused(res, "udp:%s:53" % dns, err="EHOSTUNREACH"),
@@ -222,6 +277,15 @@ try:
     others = [nft_has_slot(slots[s]) for s in ("np-def", "np-allow", "np-list")]
     t.ok(nft_has_slot(slots["np-deny"]) == (False, False) and all(o == (True, True) for o in others),
          "delete removes the sandbox's chain and map entry, and only those", sh("nft list table ip cellbox").stdout)
+    # link-local and multicast cannot be forwarded at all; the IPv6 chain
+    # refuses them (and every default-denied range) all the same, and drops
+    # what a sandbox sends from an address not its own
+    chain = sh("nft list chain ip6 cellbox eg%d" % slots["np-def"]).stdout
+    want = ["fe80::/10", "ff00::/8", "fc00::/7", "64:ff9b::/96", "::ffff:0:0/96", "::1/128", "::/128", "2002::/16"]
+    t.ok(all(refused_by_chain(chain, w) for w in want) and not refused_by_chain(chain, "2001:db8::/32")
+         and "ip6 saddr != " in chain,
+         "the IPv6 chain refuses link-local, multicast, ULA, NAT64, IPv4-mapped, loopback, 6to4 (not 2001:db8::/32); "
+         "and checks the source address", chain)
 
     # ---- restart -------------------------------------------------------------
     before = srv.get("/v1/sandboxes/np-list").json()["options"]
@@ -230,19 +294,20 @@ try:
     srv.start()
     after = srv.get("/v1/sandboxes/np-list").json()["options"]
     keys = ("network", "allowOut", "denyOut")
-    t.ok([after.get(k) for k in keys] == [before.get(k) for k in keys] == ["egress", [PUB, "192.168.250.0/24"], ["0.0.0.0/0"]],
+    LIST_ALLOW, LIST_DENY = [PUB, "192.168.250.0/24", "2001:db8:2::/48"], ["0.0.0.0/0", "::/0"]
+    t.ok([after.get(k) for k in keys] == [before.get(k) for k in keys] == ["egress", LIST_ALLOW, LIST_DENY],
          "allowOut/denyOut survive a restart", (before, after))
-    res = probe(srv, "np-list", PUB, C192, PUB2, TEN)
-    t.ok(reachable(res, PUB, C192) and refused(res, PUB2, TEN), "the policy applies again after a restart", res)
+    res = probe(srv, "np-list", PUB, C192, PUB2, TEN, PUB6B, PUB6)
+    t.ok(reachable(res, PUB, C192, PUB6B) and refused(res, PUB2, TEN, PUB6), "the policy applies again after a restart", res)
 
     # ---- fork: the copy has the same policy, on its own address -------------
     r = srv.post("/v1/sandboxes/np-list/fork", {"id": "np-fork", "path": "/workspace"})
     opts = r.json().get("options", {}) if r.status in (200, 201) else {}
     t.ok(r.status in (200, 201) and opts.get("network") == "egress"
-         and opts.get("allowOut") == [PUB, "192.168.250.0/24"] and opts.get("denyOut") == ["0.0.0.0/0"],
+         and opts.get("allowOut") == LIST_ALLOW and opts.get("denyOut") == LIST_DENY,
          "a fork of an egress sandbox has its network, allowOut and denyOut", r)
-    res = probe(srv, "np-fork", PUB, C192, PUB2, BENCH, TEN, META)
-    t.ok(reachable(res, PUB, C192) and refused(res, PUB2, BENCH, TEN, META),
+    res = probe(srv, "np-fork", PUB, C192, PUB2, BENCH, TEN, META, PUB6B, PUB6)
+    t.ok(reachable(res, PUB, C192, PUB6B) and refused(res, PUB2, BENCH, TEN, META, PUB6),
          "the fork's policy is enforced on its own address (allow-list: only allowOut reachable)", res)
     fslot = slot(srv, "np-fork")
     t.ok(fslot is not None and fslot != slot(srv, "np-list") and nft_has_slot(fslot) == (True, True),
@@ -258,11 +323,11 @@ try:
     t.ok(r.returncode == 2 and "deny or allow" in r.stderr, "--egress-private takes deny or allow", r)
     srv.extra_args = ["--egress-private", "allow"]
     srv.start()
-    res = probe(srv, "np-def", TEN, C192, C172, CGNAT, META, PUB)
-    t.ok(reachable(res, TEN, C192, C172, CGNAT, PUB) and refused(res, META),
-         "--egress-private allow: private ranges reachable, metadata still refused", res)
-    res = probe(srv, "np-list", TEN, C192)
-    t.ok(reachable(res, C192) and refused(res, TEN), "--egress-private allow: a sandbox's denyOut still applies", res)
+    res = probe(srv, "np-def", TEN, C192, C172, CGNAT, META, PUB, ULA6, NAT64)
+    t.ok(reachable(res, TEN, C192, C172, CGNAT, PUB, ULA6) and refused(res, META, NAT64),
+         "--egress-private allow: private ranges (fc00::/7 too) reachable, metadata (and NAT64) still refused", res)
+    res = probe(srv, "np-list", TEN, C192, ULA6)
+    t.ok(reachable(res, C192) and refused(res, TEN, ULA6), "--egress-private allow: a sandbox's denyOut still applies", res)
 finally:
     if srv:
         srv.finish(t, IDS, "graceful stop", egress=True)
