@@ -24,7 +24,7 @@ t = TAP()
 need_egress(t)
 
 NS = "cbtest-inet-%d" % os.getpid()
-NS_NO6 = "cbtest-no6-%d" % os.getpid()
+NS_NO6, NS_RA = "cbtest-no6-%d" % os.getpid(), "cbtest-ra-%d" % os.getpid()
 VH, VN = "cbti%d" % (os.getpid() % 100000), "cbtn%d" % (os.getpid() % 100000)
 WEB6, HOST6 = "2001:db8:cb::2", "2001:db8:cb::1"
 
@@ -63,28 +63,51 @@ print(json.dumps(out))
 '''
 
 
-# Run by `nsenter --net` in a namespace with IPv6 disabled: a server there,
-# one egress sandbox; prints what it saw as JSON.
-NO6_CHECK = r'''
+# Run by `nsenter --net` in a network namespace of the test's own (a host
+# whose IPv6 settings we may change): a server there, one egress sandbox
+# (id argv[2]); prints as JSON what it saw, with the sysctls under
+# /proc/sys/net/ipv6/conf named by argv[3:] read while the sandbox runs.
+NETNS_CHECK = r'''
 import json, subprocess, sys
 sys.path.insert(0, sys.argv[1])
 from sandbox_lib import Server
 srv = Server()
+sid = sys.argv[2]
 out = {}
 try:
-    r = srv.put("/v1/sandboxes/net-no6", {"network": "egress"})
+    r = srv.put("/v1/sandboxes/" + sid, {"network": "egress"})
     out["status"] = r.status
-    x = srv.sh("net-no6", "ip -6 -o addr show dev eth0 scope global")
-    out["addr6"] = x["stdout"]
-    out["route6"] = srv.sh("net-no6", "ip -6 route show default")["stdout"]
-    out["addr4"] = srv.sh("net-no6", "ip -4 -o addr show dev eth0")["stdout"].split()[3]
+    out["addr6"] = srv.sh(sid, "ip -6 -o addr show dev eth0 scope global")["stdout"]
+    out["route6"] = srv.sh(sid, "ip -6 route show default")["stdout"]
+    out["addr4"] = srv.sh(sid, "ip -4 -o addr show dev eth0")["stdout"].split()[3]
     out["tables"] = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()
+    out["sysctl"] = {}
+    for name in sys.argv[3:]:
+        with open("/proc/sys/net/ipv6/conf/" + name) as f:
+            out["sysctl"][name] = f.read().strip()
 finally:
     out["rc"] = srv.stop()
     out["log"] = "\n".join(line for line in srv.server_log().splitlines() if "mod=net" in line)
+    out["tables_after"] = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     srv.cleanup()
 print(json.dumps(out))
 '''
+
+
+def netns_server(ns, setup, sid, *sysctls):
+    """Makes network namespace ns, runs the shell commands setup in it, then
+    NETNS_CHECK there. nsenter --net only: ip netns exec would remount
+    /sys, and with it the cgroups."""
+    r = sh("ip netns add %s && ip -n %s link set lo up" % (ns, ns))
+    for cmd in setup:
+        r = r if r.returncode else sh("ip netns exec %s %s" % (ns, cmd))
+    res = subprocess.run(["nsenter", "--net=/run/netns/" + ns, sys.executable, "-c", NETNS_CHECK,
+                          os.path.dirname(os.path.abspath(__file__)), sid] + list(sysctls),
+                         capture_output=True, text=True)
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        return {"error": (r, res)}
 
 
 def probe6(srv, sid, *targets):
@@ -114,7 +137,7 @@ def sh(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True)
 
 
-IDS = ["net-e1", "net-e2", "net-n", "net-no6"]
+IDS = ["net-e1", "net-e2", "net-n", "net-no6", "net-ra"]
 srv = None
 web = web6 = None
 try:
@@ -201,6 +224,8 @@ try:
         words = sh("ip -6 -o addr show dev %s scope link" % dev).stdout.split()
         ll = words[3].split("/")[0] if len(words) > 3 else None
         targets = ["%s:18766" % a for a in [gw1, HOST6] + host_addrs6()] + ["%s%%eth0:18766" % ll]
+        # the sandbox's own link-local address must be usable (past DAD)
+        wait_until(lambda: "tentative" not in srv.sh("net-e1", "ip -6 addr show dev eth0")["stdout"], timeout=10, step=0.2)
         res = probe6(srv, "net-e1", *targets)
         t.ok(ll and dev.startswith("cbh") and all(res.get(a) not in (None, "ok") for a in targets),
              "egress: the host's own services are closed over IPv6 (gateway, link-local, every address), "
@@ -211,25 +236,44 @@ try:
     finally:
         host_srv.kill()
         host_srv.wait()
+    # a sandbox that could set its own address (commands have no
+    # CAP_NET_ADMIN: done from the host here) gets nothing out from another one
+    pid = srv.get("/v1/sandboxes/net-e1").json()["agentPid"]
+    spoof = str(net1[3]) if net1 else "none"
+    ns = "nsenter --net=/proc/%d/ns/net " % pid
+    r1 = sh(ns + "ip -6 addr add %s/64 dev eth0 nodad" % spoof)
+    r2 = sh(ns + "curl -6 -sS -m 3 --interface %s http://[%s]:8080/" % (spoof, WEB6))
+    r3 = sh(ns + "curl -6 -sS -m 3 --interface %s http://[%s]:8080/" % (a1, WEB6))
+    t.ok(r1.returncode == 0 and r2.returncode != 0 and r3.stdout == HOST6,
+         "egress: IPv6 from an address other than the sandbox's own is dropped", (r1, r2, r3))
     r = srv.delete("/v1/sandboxes/net-e2")
     t.ok(r.status == 200 and sh("ip link show | grep -c cbh").stdout.strip() == "1",
          "deleting a sandbox removes its veth pair", sh("ip -o link show").stdout)
 
     # ---- a host with IPv6 disabled: a server in a network namespace of our own
-    r = sh("ip netns add %s && ip -n %s link set lo up && ip netns exec %s sysctl -qw "
-           "net.ipv6.conf.all.disable_ipv6=1" % (NS_NO6, NS_NO6, NS_NO6))
-    # nsenter --net only (ip netns exec would remount /sys, and with it the cgroups)
-    res = subprocess.run(["nsenter", "--net=/run/netns/" + NS_NO6, sys.executable, "-c", NO6_CHECK,
-                          os.path.dirname(os.path.abspath(__file__))], capture_output=True, text=True)
-    try:
-        no6 = json.loads(res.stdout)
-    except ValueError:
-        no6 = {"error": (r, res)}
+    no6 = netns_server(NS_NO6, ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1"], "net-no6")
     t.ok(no6.get("status") == 201 and no6.get("addr4", "").startswith("10.231.")
          and no6.get("addr6") == "" and no6.get("route6") == "" and no6.get("rc") == 0,
          "a host with IPv6 disabled: egress sandboxes are IPv4 only (no IPv6 address, no IPv6 route)", no6)
     t.ok(no6.get("tables") == ["table ip cellbox"] and "IPv6 is disabled on this host" in no6.get("log", ""),
          "a host with IPv6 disabled: no ip6 table; the log says egress is IPv4 only", no6)
+
+    # ---- IPv6 forwarding and router advertisements, in a namespace of our own:
+    # forwarding off, one interface accepting router advertisements (1), one not (0)
+    ra = netns_server(NS_RA, ["ip link add cbtra1 type veth peer name cbtra0",
+                              "sysctl -qw net.ipv6.conf.all.forwarding=0 net.ipv6.conf.default.accept_ra=1",
+                              "sysctl -qw net.ipv6.conf.cbtra1.accept_ra=1 net.ipv6.conf.cbtra0.accept_ra=0"],
+                      "net-ra", "all/forwarding", "cbtra1/accept_ra", "cbtra0/accept_ra", "default/accept_ra",
+                      "cbh0/accept_ra", "cbh0/forwarding")
+    t.ok(ra.get("status") == 201 and ra.get("addr6", "").count("fdce:11b0::2/64") == 1 and "table ip6 cellbox" in ra.get("tables", []),
+         "a host with IPv6: the sandbox gets its address and the host its ip6 table", ra)
+    t.eq(ra.get("sysctl"), {"all/forwarding": "1", "cbtra1/accept_ra": "2", "cbtra0/accept_ra": "0",
+                            "default/accept_ra": "2", "cbh0/accept_ra": "0", "cbh0/forwarding": "1"},
+         "IPv6 forwarding on; interfaces that accepted router advertisements (accept_ra 1) now 2, so they still do; "
+         "0 left; the sandbox's veth accepts none")
+    t.ok(ra.get("rc") == 0 and "cbtra1" in ra.get("log", "") and "cellbox" not in ra.get("tables_after", "x cellbox"),
+         "the accept_ra change is logged; both tables go at shutdown", ra)
+
 finally:
     if srv:
         srv.finish(t, IDS, "graceful stop", egress=True)
@@ -240,4 +284,5 @@ finally:
     sh("ip link del %s" % VH)
     sh("ip netns del %s" % NS)
     sh("ip netns del %s" % NS_NO6)
+    sh("ip netns del %s" % NS_RA)
 t.done()

@@ -40,7 +40,8 @@ PUB, PUB2, BENCH = "198.51.100.7", "203.0.113.7", "198.18.0.2"
 ROUTED = [META, TEN, C192, C172, CGNAT, PUB, PUB2]
 HOST6, WEB6 = "2001:db8:cb::1", "2001:db8:cb::2"
 PUB6, PUB6B, ULA6, NAT64 = "2001:db8:1::7", "2001:db8:2::7", "fdaa:bb::1", "64:ff9b::a9fe:a9fe"
-ROUTED6 = [PUB6, PUB6B, ULA6, NAT64]
+NS6 = "fdaa:bb::53"  # an IPv6 nameserver in the unique local range (default-denied), TCP port 53
+ROUTED6 = [PUB6, PUB6B, ULA6, NAT64, NS6]
 
 
 def sh(cmd):
@@ -144,7 +145,7 @@ def refused_by_chain(chain, cidr):
 
 IDS = ["np-def", "np-allow", "np-deny", "np-list", "np-norm", "np-fork"]
 srv = None
-listener = None
+listener = listener53 = None
 try:
     for cmd in (["ip netns add %s" % NS,
                  "ip link add %s type veth peer name %s netns %s" % (VH, VN, NS),
@@ -166,6 +167,8 @@ try:
     if not wait_until(lambda: all(sh("ip netns exec %s bash -c 'echo > /dev/tcp/%s/%d'" % (NS, a, PORT)).returncode == 0
                                   for a in (META, NAT64)), timeout=30, step=0.1):
         t.skip_all("the test listener did not start")
+    listener53 = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-m", "http.server", "53",
+                                   "--bind", NS6], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dns = host_nameserver()
 
     srv = Server()
@@ -224,8 +227,9 @@ try:
          "defaults: cloud metadata %s refused at once (TCP reset); public addresses reachable" % META, res)
     t.ok(refused(res, TEN, C192, C172, CGNAT),
          "defaults: private and shared ranges (10/8, 192.168/16, 172.16/12, 100.64/10) refused at once", res)
-    res = probe(srv, "np-def", PUB6, PUB6B, WEB6, ULA6, NAT64, "udp:%s:9" % ULA6)
-    t.ok(reachable(res, PUB6, PUB6B, WEB6) and refused(res, ULA6, NAT64) and refused(res, "udp:%s:9" % ULA6, err="EACCES"),
+    res = probe(srv, "np-def", PUB6, PUB6B, WEB6, ULA6, NAT64, "udp:%s:9" % ULA6, "tcp:%s:53" % NS6)
+    t.ok(reachable(res, PUB6, PUB6B, WEB6) and refused(res, ULA6, NAT64, "tcp:%s:53" % NS6)
+         and refused(res, "udp:%s:9" % ULA6, err="EACCES"),
          "defaults, IPv6: public addresses reachable; unique local %s (fc00::/7) and NAT64 %s refused at once "
          "(TCP reset; UDP: ICMPv6 admin-prohibited, EACCES)" % (ULA6, NAT64), res)
     if dns:
@@ -328,12 +332,31 @@ try:
          "--egress-private allow: private ranges (fc00::/7 too) reachable, metadata (and NAT64) still refused", res)
     res = probe(srv, "np-list", TEN, C192, ULA6)
     t.ok(reachable(res, C192) and refused(res, TEN, ULA6), "--egress-private allow: a sandbox's denyOut still applies", res)
+
+    # ---- the host's IPv6 nameservers: a server whose /etc/resolv.conf (in a
+    # mount namespace of its own, bound over the host's) names NS6 -------------
+    t.eq(srv.stop(), 0, "graceful stop")
+    conf = os.path.join(srv.tmp, "resolv.conf")
+    with open(conf, "w") as f:
+        f.write("nameserver %s\nnameserver fe80::1%%eth0\n" % NS6)
+    srv.extra_args = []
+    srv.wrap = ["unshare", "--fork", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$0" /etc/resolv.conf && exec "$@"', conf]
+    srv.start()
+    x = srv.sh("np-def", "cat /etc/resolv.conf")
+    ns53, ns80, ns54 = "tcp:%s:53" % NS6, "tcp:%s:%d" % (NS6, PORT), "udp:%s:54" % NS6
+    res = probe(srv, "np-def", ns53, ns80, ns54, ULA6)
+    t.ok(NS6 in x["stdout"] and reachable(res, ns53) and refused(res, ns80, ULA6) and refused(res, ns54, err="EACCES"),
+         "an IPv6 nameserver of the host (%s, in fc00::/7) is reachable on port 53 only" % NS6, (x, res))
+    res = probe(srv, "np-list", ns53)
+    t.ok(refused(res, ns53), "allow-list: denyOut ::/0 refuses the IPv6 nameserver too", res)
 finally:
     if srv:
         srv.finish(t, IDS, "graceful stop", egress=True)
-    if listener:
-        listener.kill()
-        listener.wait()
+    for p in (listener, listener53):
+        if p:
+            p.kill()
+            p.wait()
     sh("ip link del %s" % VH)  # its routes go with it
     sh("ip netns del %s" % NS)
 t.done()
