@@ -363,7 +363,7 @@ typedef enum { SET_ALLOW, SET_DENY, SET_NAMESERVERS, SET_DEFAULTS, SET_N } set_k
  * what none matches is accepted. A rule whose set is empty is left out. */
 static const struct {
     set_kind set;
-    const char *also;     /* more to match after "ip daddr SET" */
+    const char *also;     /* more to match after "ip daddr SET" (ip6) */
     const char *verdict;
 } chain_rules[] = {
     {SET_ALLOW, "", "accept"},
@@ -462,8 +462,9 @@ static void addr6_of(int n, int host_side, char *out, size_t cap)
 }
 
 /* Appends to buf the commands that give slot n (interface cbhN) its chain
- * egN in the table of one family. */
-static void policy_family_script(cb_buf *buf, int n, const sb_net_policy *p, bool v6)
+ * egN in the table of one family; ns: the host's nameservers of that family. */
+static void policy_family_script(cb_buf *buf, int n, const sb_net_policy *p, bool v6,
+                                 const addr_set *ns)
 {
     static addr_set sets[SET_N];  /* big: not on the stack; net_mu held */
     memset(sets, 0, sizeof sets);
@@ -473,9 +474,7 @@ static void policy_family_script(cb_buf *buf, int n, const sb_net_policy *p, boo
     for (unsigned i = 0; i < p->n_deny; i++)
         if (p->deny[i].v6 == v6)
             sets[SET_DENY].c[sets[SET_DENY].n++] = p->deny[i];
-    addr_set other;
-    other.n = 0;
-    nameservers(v6 ? &other : &sets[SET_NAMESERVERS], v6 ? &sets[SET_NAMESERVERS] : &other);
+    sets[SET_NAMESERVERS] = *ns;
     for (size_t i = 0; i < CB_ARRAY_LEN(default_denied); i++) {
         sb_net_cidr c;
         cidr_parse(default_denied[i].cidr, &c);
@@ -505,10 +504,13 @@ static void policy_family_script(cb_buf *buf, int n, const sb_net_policy *p, boo
 /* The nft script that gives slot n its chains (IPv6 too if v6). */
 static char *policy_script(int n, const sb_net_policy *p, bool v6)
 {
+    static addr_set ns4, ns6;  /* net_mu held */
+    ns4.n = ns6.n = 0;
+    nameservers(&ns4, &ns6);
     cb_buf buf = CB_BUF_INIT;
-    policy_family_script(&buf, n, p, false);
+    policy_family_script(&buf, n, p, false, &ns4);
     if (v6)
-        policy_family_script(&buf, n, p, true);
+        policy_family_script(&buf, n, p, true, &ns6);
     return cb_buf_steal(&buf);
 }
 
