@@ -27,6 +27,7 @@
 #define BATCH (128 * 1024)       /* wake the pump at this size */
 #define BACKLOG (4 * 1024 * 1024) /* writers publish themselves beyond this */
 #define URGENT_MS 2               /* delay of a publication asked for by flush() */
+#define SLICE (256 * 1024)        /* bytes escaped at a time when cutting messages */
 
 struct ip_capture {
     const kn_host *host;
@@ -172,12 +173,32 @@ static void publish_pending(ip_capture *c, bool final)
     c->urgent = false;
     pthread_mutex_unlock(&c->buf_lock);
 
-    cb_buf_reset(&c->enc);
-    cb_buf_printf(&c->enc, "{\"name\":\"%s\",\"text\":\"", stream_name(stream));
-    size_t used = ip_json_escape_utf8(&c->enc, batch.data, batch.len, final);
-    cb_buf_append(&c->enc, "\"}", 2);
-    if (used > 0)
-        c->host->publish(c->host->ctx, "stream", c->enc.data, c->enc.len, NULL, 0);
+    /* one message per IP_STREAM_CHUNK of JSON at most: the batch is
+     * escaped in slices (an incomplete UTF-8 sequence at a slice's end
+     * waits for the next slice, so no character is cut) */
+    size_t used = 0;
+    while (used < batch.len) {
+        cb_buf_reset(&c->enc);
+        cb_buf_printf(&c->enc, "{\"name\":\"%s\",\"text\":\"", stream_name(stream));
+        size_t start = used;
+        while (used < batch.len && c->enc.len < IP_STREAM_CHUNK) {
+            size_t n = batch.len - used, room = (IP_STREAM_CHUNK - c->enc.len) / 6;
+            if (n > SLICE)
+                n = SLICE;
+            if (n > room && room >= 4)
+                n = room;  /* even all escaped (\u00XX: 6 bytes each), it fits */
+            bool last = used + n == batch.len;
+            size_t k = ip_json_escape_utf8(&c->enc, batch.data + used, n, final && last);
+            used += k;
+            if (k == 0)
+                break;  /* an incomplete sequence at the end of the batch */
+        }
+        cb_buf_append(&c->enc, "\"}", 2);
+        if (used > start)
+            c->host->publish(c->host->ctx, "stream", c->enc.data, c->enc.len, NULL, 0);
+        if (used == start)
+            break;
+    }
     if (used < batch.len) {
         /* an incomplete UTF-8 sequence: put it back in front of what came since */
         pthread_mutex_lock(&c->buf_lock);

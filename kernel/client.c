@@ -91,6 +91,9 @@ struct kn_client {
     cJSON *(*parse)(const char *data, size_t len);
     int cancel_fd;
     bool shut_down;
+    size_t max_frame;    /* opts.max_frame */
+    void *mon[5];        /* max_frame: disconnect events of sock[0..3] and hb */
+    bool lost;           /* max_frame: a connection was dropped */
 };
 
 static const char *const channel_names[] = {"shell", "iopub", "stdin", "control"};
@@ -473,11 +476,32 @@ static int pick_ports(int ports[5])
     return rc;
 }
 
-static void *open_socket(kn_client *c, int type, int port, const char *identity)
+/* max_frame: the bounds of kn_client_opts.max_frame on socket s, and a
+ * monitor (c->mon[i]) that tells when one of its connections is dropped. */
+static int bound_socket(kn_client *c, void *s, int i)
+{
+    int64_t max = (int64_t)c->max_frame;
+    if (i == 4 && max > 4096)
+        max = 4096;  /* the heartbeat echoes "ping" */
+    int hwm = KN_CLIENT_BOUNDED_HWM;
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://kn-client-monitor-%p-%d", (void *)c, i);
+    if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0 ||
+        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 ||
+        zmq_socket_monitor(s, ep, ZMQ_EVENT_DISCONNECTED) < 0 || !(c->mon[i] = zmq_socket(c->ctx, ZMQ_PAIR)))
+        return -1;
+    return zmq_connect(c->mon[i], ep);
+}
+
+static void *open_socket(kn_client *c, int type, int port, const char *identity, int i)
 {
     void *s = zmq_socket(c->ctx, type);
     if (!s)
         return NULL;
+    if (c->max_frame && bound_socket(c, s, i) < 0) {
+        zmq_close(s);
+        return NULL;
+    }
     int zero = 0, ivl = 10, ivl_max = 0;  /* 0: no back-off, retry every 10 ms */
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     /* the kernel binds a moment after we connect: retry fast (libzmq's
@@ -505,11 +529,11 @@ static int connect_channels(kn_client *c, char **err)
         return -1;
     }
     const char *id = c->session.id;
-    c->sock[KN_CH_SHELL] = open_socket(c, ZMQ_DEALER, c->conn.shell_port, id);
-    c->sock[KN_CH_IOPUB] = open_socket(c, ZMQ_SUB, c->conn.iopub_port, NULL);
-    c->sock[KN_CH_STDIN] = open_socket(c, ZMQ_DEALER, c->conn.stdin_port, id);
-    c->sock[KN_CH_CONTROL] = open_socket(c, ZMQ_DEALER, c->conn.control_port, id);
-    c->hb = open_socket(c, ZMQ_DEALER, c->conn.hb_port, NULL);
+    c->sock[KN_CH_SHELL] = open_socket(c, ZMQ_DEALER, c->conn.shell_port, id, KN_CH_SHELL);
+    c->sock[KN_CH_IOPUB] = open_socket(c, ZMQ_SUB, c->conn.iopub_port, NULL, KN_CH_IOPUB);
+    c->sock[KN_CH_STDIN] = open_socket(c, ZMQ_DEALER, c->conn.stdin_port, id, KN_CH_STDIN);
+    c->sock[KN_CH_CONTROL] = open_socket(c, ZMQ_DEALER, c->conn.control_port, id, KN_CH_CONTROL);
+    c->hb = open_socket(c, ZMQ_DEALER, c->conn.hb_port, NULL, 4);
     for (int i = 0; i < 4; i++)
         if (!c->sock[i]) {
             *err = cb_printf_new("cannot connect the %s channel: %s", channel_names[i], zmq_strerror(errno));
@@ -654,12 +678,31 @@ static void heartbeat_ping(kn_client *c, double now)
     c->next_ping = now + c->hb_interval;
 }
 
+/* max_frame: has a connection been dropped? (libzmq does not reconnect
+ * after an oversized part, and what was in flight is gone either way) */
+static bool check_lost(kn_client *c)
+{
+    for (int i = 0; i < 5 && !c->lost; i++) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (c->mon[i] && zmq_msg_recv(&ev, c->mon[i], ZMQ_DONTWAIT) >= 0) {
+            c->lost = true;
+            cb_warn("client", "kernel %s: the %s connection was dropped (a message part over %zu bytes, or "
+                    "closed by the kernel)", c->name, i < 4 ? channel_names[i] : "heartbeat", c->max_frame);
+        }
+        zmq_msg_close(&ev);
+    }
+    return c->lost;
+}
+
 kn_poll_status kn_client_poll(kn_client *c, double timeout, kn_client_msg **out)
 {
     static const kn_channel order[] = {KN_CH_IOPUB, KN_CH_SHELL, KN_CH_CONTROL, KN_CH_STDIN};
     double deadline = cb_mono_s() + (timeout > 0 ? timeout : 0);
     *out = NULL;
     for (;;) {
+        if (c->max_frame && check_lost(c))
+            return KN_POLL_LOST;
         for (size_t i = 0; i < CB_ARRAY_LEN(order); i++) {
             int r;
             while ((r = recv_one(c, order[i], out)) < 0)
@@ -689,10 +732,13 @@ kn_poll_status kn_client_poll(kn_client *c, double timeout, kn_client_msg **out)
             if (c->ping_outstanding_since > 0 && c->ping_outstanding_since + c->hb_timeout < wake)
                 wake = c->ping_outstanding_since + c->hb_timeout + 0.001;
         }
-        zmq_pollitem_t items[8];
+        zmq_pollitem_t items[13];
         int n = 0;
         for (int i = 0; i < 4; i++)
             items[n++] = (zmq_pollitem_t){c->sock[i], 0, ZMQ_POLLIN, 0};
+        for (int i = 0; i < 5; i++)
+            if (c->mon[i])
+                items[n++] = (zmq_pollitem_t){c->mon[i], 0, ZMQ_POLLIN, 0};
         if (hb_on)
             items[n++] = (zmq_pollitem_t){c->hb, 0, ZMQ_POLLIN, 0};
         if (c->pidfd >= 0 && !c->exited)
@@ -765,6 +811,9 @@ static int wait_ready(kn_client *c, double timeout, cJSON **info, char **err)
         } else if (st == KN_POLL_CANCELLED) {
             *err = cb_strdup("cancelled while the kernel was starting");
             break;
+        } else if (st == KN_POLL_LOST) {
+            *err = cb_printf_new("kernel '%s' dropped a connection during startup", c->name);
+            break;
         }
     }
     cJSON_Delete(reply);
@@ -795,6 +844,7 @@ kn_client *kn_client_start(const kn_kernelspec *spec, const kn_client_opts *opts
     c->hb_timeout = o->hb_timeout;
     c->parse = o->parse;
     c->cancel_fd = o->cancel_fd;
+    c->max_frame = o->max_frame;
 
     cb_autofree char *key = cb_random_hex(16);
     c->dir = make_private_dir();
@@ -861,6 +911,7 @@ kn_client *kn_client_attach(const kn_conn *conn, void *zctx, const kn_client_opt
     c->hb_timeout = o->hb_timeout;
     c->parse = o->parse;
     c->cancel_fd = o->cancel_fd;
+    c->max_frame = o->max_frame;
     c->ctx = zctx;
     c->ctx_borrowed = zctx != NULL;
     c->conn = (kn_conn){
@@ -949,6 +1000,9 @@ void kn_client_free(kn_client *c)
         return;
     if (c->pid > 0 && !c->reaped)
         kn_client_shutdown(c, 5.0);
+    for (int i = 0; i < 5; i++)
+        if (c->mon[i])
+            zmq_close(c->mon[i]);
     for (int i = 0; i < 4; i++)
         if (c->sock[i])
             zmq_close(c->sock[i]);

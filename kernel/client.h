@@ -47,7 +47,16 @@ typedef struct kn_client_opts {
     cJSON *(*parse)(const char *data, size_t len);
     int cancel_fd;               /* readable = stop waiting (KN_POLL_CANCELLED); -1 = none */
     int stdout_fd, stderr_fd;    /* the kernel's stdout/stderr; -1 = inherit */
+    /* > 0: bound what an untrusted kernel can make us buffer. A message
+     * part (ZeroMQ frame) larger than this drops its connection before it
+     * is read (libzmq's ZMQ_MAXMSGSIZE), at most KN_CLIENT_BOUNDED_HWM
+     * messages wait per channel, and a dropped connection makes
+     * kn_client_poll() say KN_POLL_LOST from then on. libzmq cannot bound
+     * the number of parts of one message. 0 = no bound. */
+    size_t max_frame;
 } kn_client_opts;
+
+#define KN_CLIENT_BOUNDED_HWM 4
 
 #define KN_CLIENT_OPTS_INIT {.cancel_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .hb_timeout = 10}
 
@@ -70,6 +79,9 @@ typedef enum {
     KN_POLL_DIED,        /* the kernel process exited (see kn_client_exit_status) */
     KN_POLL_HB_LOST,     /* no heartbeat echo within hb_timeout */
     KN_POLL_CANCELLED,   /* cancel_fd became readable */
+    KN_POLL_LOST,        /* opts.max_frame set: a channel's connection was dropped
+                          * (a part over the bound, or the kernel closed it);
+                          * messages may be lost, the client is unusable */
 } kn_poll_status;
 
 typedef struct kn_client kn_client;

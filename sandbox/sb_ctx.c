@@ -32,6 +32,16 @@
  * the reply says logsTruncated / resultsTruncated. */
 #define CTX_LOG_CAP (16u << 20)
 #define CTX_RESULTS_CAP (64u << 20)
+/* What code in a context can make the server hold: the kernel's sockets are
+ * reachable from that code, so no message part (ZeroMQ frame) may be
+ * larger than this; at most KN_CLIENT_BOUNDED_HWM messages wait per
+ * channel. The kernel cuts its stream output in parts of IP_STREAM_CHUNK
+ * (8 MiB), well below; one result must fit (a result larger than
+ * CTX_RESULTS_CAP is not kept in a reply anyway). A bigger part cuts the
+ * connection: the run ends with 502 SERVICE_NOT_RESPONDING and the context
+ * is restarted. */
+#define CTX_MAX_FRAME (128u << 20)
+#define CTX_LOST_GRACE_S 2.0            /* a kernel that exited: its end is reported within this */
 
 typedef enum { CTX_STARTING, CTX_READY, CTX_FAILED, CTX_DEAD } ctx_state;
 
@@ -204,6 +214,28 @@ static bool proc_running(sb_box *b, const char *proc_id)
     bool running = p && strcmp(p->status, "running") == 0;
     pthread_mutex_unlock(&b->mu);
     return running;
+}
+
+/* Does the context's process end within `seconds`? */
+static bool proc_ends_within(sb_box *b, const char *proc_id, double seconds)
+{
+    double until = cb_mono_s() + seconds;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        sb_proc *p = sb_proc_find(b, proc_id);
+        if (!p || strcmp(p->status, "running") != 0 || cb_mono_s() >= until)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    }
+    sb_proc *p = sb_proc_find(b, proc_id);
+    bool ended = !p || strcmp(p->status, "running") != 0;
+    pthread_mutex_unlock(&b->mu);
+    return ended;
 }
 
 /* Startup watcher: makes `fd` readable when the kernel's process ends
@@ -389,6 +421,7 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     o.hb_interval = 2;
     o.hb_timeout = 60;
     o.cancel_fd = pfd[0];
+    o.max_frame = CTX_MAX_FRAME;
     char *why = NULL;
     kn_client *kc = kn_client_attach(&conn, z, &o, NULL, &why);
     /* kernel_info is answered while the interpreter still starts: it is
@@ -770,6 +803,7 @@ typedef struct run {
     double deadline;          /* 0 = none */
     double grace_until;       /* after an interrupt */
     bool timed_out, client_gone, got_idle, got_reply, finished, sent_complete;
+    bool lost;                /* the kernel's connection was cut: restart the context */
     bool clear_pending;
     int exec_count;
     cJSON *results;           /* array */
@@ -1067,6 +1101,17 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
                 kn_client_interrupt(x->c->client);
             }
             until = x->grace_until + 0.01;
+        } else if (st == KN_POLL_LOST) {
+            /* a connection was cut: a part over CTX_MAX_FRAME, or the
+             * kernel exited (then the check above reports it) */
+            if (proc_ends_within(x->b, x->c->proc_id, CTX_LOST_GRACE_S))
+                continue;
+            x->lost = true;
+            sb_fail(&x->fail, SB_E_SERVICE_NOT_RESPONDING,
+                    "the interpreter sent a message part over %u MiB (the most a context may send the server "
+                    "at once) or cut its connection",
+                    CTX_MAX_FRAME >> 20);
+            x->finished = true;
         } else if (st == KN_POLL_HB_LOST) {
             sb_fail(&x->fail, SB_E_INTERPRETER_NOT_READY, "the interpreter stopped answering its heartbeat");
             drop_ctx(x->b, x->c);
@@ -1112,6 +1157,24 @@ static cJSON *run_result(run *x)
     return j;
 }
 
+/* The run's connection to the kernel was cut (x->lost): messages may be
+ * lost, so the kernel cannot be trusted to be in step; a new one takes the
+ * context's id. x->fail's message says which happened. */
+static void restart_lost(run *x)
+{
+    if (!x->lost)
+        return;
+    x->lost = false;
+    cJSON *j = NULL;
+    sb_error e = {0};
+    cb_autofree char *msg = cb_strdup(x->fail.msg);
+    if (sb_ctx_restart(x->b, x->c->id, &j, &e) == 0)
+        snprintf(x->fail.msg, sizeof x->fail.msg, "%.400s: the context was restarted (its state is lost)", msg);
+    else
+        snprintf(x->fail.msg, sizeof x->fail.msg, "%.300s; the context could not be restarted: %.150s", msg, e.msg);
+    cJSON_Delete(j);
+}
+
 static int run_produce(void *ctx, cb_buf *out)
 {
     run *x = ctx;
@@ -1126,6 +1189,7 @@ static int run_produce(void *ctx, cb_buf *out)
             sb_sse_comment(out, "keepalive");
         return 0;
     }
+    restart_lost(x);
     if (x->fail.code) {
         cJSON *err = cJSON_CreateObject();
         cJSON_AddStringToObject(err, "code", sb_err_name(x->fail.code));
@@ -1257,6 +1321,7 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
     if (x->sse)
         return sb_reply_stream(r, 200, "text/event-stream", run_produce, x, run_free);
     run_step(x, 1e9, NULL);
+    restart_lost(x);
     if (x->fail.code && !x->timed_out) {
         *err = x->fail;
         run_free(x);

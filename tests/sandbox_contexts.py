@@ -9,7 +9,8 @@ runs), rich results (HTML, pandas, matplotlib, every MIME key, display ids,
 clear_output), timeouts, isolation of the kernel (user, files, hostname,
 cwd, env, cgroup), two contexts, the default context (also its concurrent
 first use, and its deletion), SSE (events, errors, a client that goes away),
-the kernel as a process, a kernel that exits, sleep, deletion (of a
+the kernel as a process, bounds on what a kernel (hostile code in it) can
+make the server hold, a kernel that exits, sleep, deletion (of a
 context, of a sandbox), and JavaScript / TypeScript contexts (node inside
 the sandbox: results, display.*, errors, timeouts, input() from "stdin"
 lines and POST .../input, a default context per language).
@@ -808,10 +809,120 @@ def s_javascript():
             t.ok(r.status in (200, 204), "delete the %s context" % c, r)
 
 
+# Code in a context owns its kernel's process: it can write to the kernel's
+# own connections to the server (their fds are its fds; the ports are in the
+# connection file named on its command line) whatever it likes. This writes
+# ZMTP frames (flags, 64-bit size, body) on the established connection of
+# the kernel's port for `chan`, body bytes sent as 16 MiB slices of zeros.
+HOSTILE = r"""
+import json, os, socket, struct
+argv = open('/proc/self/cmdline', 'rb').read().split(b'\0')
+port = json.load(open(argv[argv.index(b'-f') + 1]))['%(chan)s_port']
+conns = set()
+for line in open('/proc/self/net/tcp').read().splitlines()[1:]:
+    f = line.split()
+    if int(f[1].split(':')[1], 16) == port and f[3] == '01':
+        conns.add('socket:[%%s]' %% f[9])
+fd = None
+for n in os.listdir('/proc/self/fd'):
+    try:
+        if os.readlink('/proc/self/fd/' + n) in conns:
+            fd = int(n)
+    except OSError:
+        pass
+s = socket.socket(fileno=os.dup(fd))
+s.settimeout(120)
+zeros = memoryview(bytes(16 << 20))
+sent, err = 0, None
+try:
+    for i in range(%(frames)d):
+        s.sendall(bytes([2 | (i + 1 < %(frames)d)]) + struct.pack('>Q', %(size)d))
+        left = %(size)d
+        while left:
+            n = min(len(zeros), left)
+            s.sendall(zeros[:n])
+            left -= n
+            sent += n
+except OSError as e:
+    err = repr(e)
+s.close()
+"""
+
+
+def server_peak_mib(reset=False):
+    """The server's peak RSS (VmHWM) in MiB; reset: start a new peak from
+    the current RSS (clear_refs 5)."""
+    if reset:
+        with open("/proc/%d/clear_refs" % srv.server_pid, "w") as f:
+            f.write("5")
+    with open("/proc/%d/status" % srv.server_pid) as f:
+        return int([ln for ln in f if ln.startswith("VmHWM:")][0].split()[1]) >> 10
+
+
+def s_bounds():
+    # ---- what a context's kernel can make the server hold ---------------------------
+    # The kernel sends a big print as stream messages of at most about 8 MiB
+    # each, cut between characters (multi-byte ones and \u00XX escapes too)
+    a = state["a"]
+    text = "é" * 3_000_000 + "\x01" * 1_000_000 + "x" * 9_000_000
+    st, ctype, raw, ev = sse("import sys\nsys.stdout.write('é' * 3_000_000 + '\\x01' * 1_000_000 + 'x' * 9_000_000)"
+                             "\nsys.stdout.flush()", a)
+    parts = [d["text"] for e, d in ev if e == "stdout"]
+    sizes = [len(json.dumps(p, ensure_ascii=False).encode()) for p in parts]
+    t.ok(st == 200 and "".join(parts) == text and len(parts) >= 3 and max(sizes) <= 10 << 20,
+         "one 22 MB write comes as several stream parts of at most ~8 MiB of JSON each, joined back exactly",
+         (st, len(parts), sizes))
+
+    # a legitimate 300 MB print: truncated logs and the flag, as before; the
+    # server holds a small part of it at a time
+    c = new_context()["id"]
+    before = server_peak_mib(reset=True)
+    r = code("print('x' * 300_000_000)\n'done'", c)
+    peak = server_peak_mib()
+    j = r.json() if r.status == 200 else {"logs": {"stdout": []}, "results": [], "error": r.body[:300]}
+    kept = len(out(j))
+    t.ok(j.get("logsTruncated") is True and 8 << 20 <= kept <= 16 << 20 and main_text(j) == "'done'"
+         and j["error"] is None,
+         "print('x' * 300_000_000): 200, 16 MiB of it kept, logsTruncated, the run completes",
+         (r.status, kept, {k: v for k, v in j.items() if k != "logs"}))
+    t.ok(peak - before < 256, "and the server's peak RSS grew by less than 256 MiB", (before, peak))
+    srv.delete(SB + "/contexts/" + c)
+
+    # hostile code: one 768 MiB frame on the kernel's own IOPub connection
+    c = new_context()["id"]
+    ok_run("state = 'before'", c)
+    before = server_peak_mib(reset=True)
+    r = code(HOSTILE % dict(chan="iopub", frames=1, size=768 << 20), c, timeoutMs=120000)
+    peak = server_peak_mib()
+    msg = (r.json().get("error") or {}).get("message", "") if r.status != 200 else ""
+    t.ok(r.status == 502 and r.code == "SERVICE_NOT_RESPONDING" and "128 MiB" in msg and "restarted" in msg,
+         "a 768 MiB frame on IOPub: 502 SERVICE_NOT_RESPONDING naming the 128 MiB bound and the restart", r)
+    t.ok(peak - before < 256, "the server's peak RSS grew by less than 256 MiB (not by the frame)", (before, peak))
+    h = srv.get("/v1/health", token=False)
+    j = run("1 + 1", c)
+    j2 = run("state", c)
+    t.ok(h.status == 200 and main_text(j) == "2" and j["error"] is None
+         and (j2.get("error") or {}).get("name") == "NameError",
+         "the server answers; the context (restarted: its state is gone) runs 1 + 1", (h, j, j2))
+
+    # the same on the shell connection, streamed: an error event, then the end
+    before = server_peak_mib(reset=True)
+    st, ctype, raw, ev = sse(HOSTILE % dict(chan="shell", frames=1, size=512 << 20), c, timeoutMs=120000)
+    peak = server_peak_mib()
+    errs = [d for e, d in ev if e == "error"]
+    t.ok(st == 200 and errs and errs[0].get("code") == "SERVICE_NOT_RESPONDING" and "128 MiB" in errs[0].get("error", "")
+         and ev[-1][0] == "execution_complete" and peak - before < 256,
+         "a 512 MiB frame on shell, streamed: an error event naming the bound, execution_complete; "
+         "the server's peak grew by less than 256 MiB", (st, ev[-3:], before, peak))
+    t.eq(main_text(run("2 + 2", c)), "4", "and the context runs code again")
+    r = srv.delete(SB + "/contexts/" + c)
+    t.ok(r.status in (200, 204), "delete that context", r)
+
+
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
-               s_input, s_flood, s_restart_interrupt, s_javascript, s_exit, s_sleep, s_delete):
+               s_input, s_flood, s_bounds, s_restart_interrupt, s_javascript, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     srv.finish(t, IDS, "SIGTERM: graceful exit 0 with contexts running")
