@@ -484,11 +484,11 @@ static void policy_family_script(cb_buf *buf, int n, const sb_net_policy *p, boo
 
     const char *fam = v6 ? "ip6" : "ip";
     cb_buf_printf(buf, "add chain %s cellbox eg%d\nflush chain %s cellbox eg%d\n", fam, n, fam, n);
-    if (v6) {
-        char self[64];
-        addr6_of(n, 0, self, sizeof self);
-        cb_buf_printf(buf, "add rule ip6 cellbox eg%d ip6 saddr != %s drop\n", n, self);
-    }
+    /* only the sandbox's own source address leaves (a process with
+     * CAP_NET_ADMIN in the sandbox's namespace could add another one) */
+    char self[64];
+    (v6 ? addr6_of : addr_of)(n, 0, self, sizeof self);
+    cb_buf_printf(buf, "add rule %s cellbox eg%d %s saddr != %s drop\n", fam, n, fam, self);
     for (size_t i = 0; i < CB_ARRAY_LEN(chain_rules); i++) {
         const addr_set *s = &sets[chain_rules[i].set];
         if (s->n == 0)

@@ -246,6 +246,17 @@ try:
     r3 = sh(ns + "curl -6 -sS -m 3 --interface %s http://[%s]:8080/" % (a1, WEB6))
     t.ok(r1.returncode == 0 and r2.returncode != 0 and r3.stdout == HOST6,
          "egress: IPv6 from an address other than the sandbox's own is dropped", (r1, r2, r3))
+    # the same over IPv4: a second address on the sandbox's side, with a host
+    # route back to it so that only the new rule can stop the connection
+    spoof4 = "10.231.250.250"
+    v4 = srv.get("/v1/sandboxes/net-e1").json().get("ipAddress", "")
+    r1 = sh(ns + "ip addr add %s/32 dev eth0" % spoof4)
+    r4 = sh("ip route add %s/32 dev %s" % (spoof4, dev))
+    r2 = sh(ns + "curl -4 -sS -m 3 -o /dev/null -w %%{http_code} --interface %s http://198.18.0.2:8080/" % spoof4)
+    r3 = sh(ns + "curl -4 -sS -m 3 -o /dev/null -w %%{http_code} --interface %s http://198.18.0.2:8080/" % v4)
+    sh("ip route del %s/32 dev %s" % (spoof4, dev))
+    t.ok(r1.returncode == 0 and r4.returncode == 0 and r2.returncode != 0 and r3.stdout == "200",
+         "egress: IPv4 from an address other than the sandbox's own is dropped (was masqueraded)", (r1, r4, r2, r3))
     r = srv.delete("/v1/sandboxes/net-e2")
     t.ok(r.status == 200 and sh("ip link show | grep -c cbh").stdout.strip() == "1",
          "deleting a sandbox removes its veth pair", sh("ip -o link show").stdout)
