@@ -1889,9 +1889,11 @@ cJSON *sb_box_json(sb_box *b)
             cJSON_AddStringToObject(j, "pausedAt", date);
         }
         cJSON_AddNumberToObject(j, "agentPid", b->agent);  /* host pid of its pid 1 */
-        char addr[32];
+        char addr[64];
         if (sb_net_address(b, addr, sizeof addr))
             cJSON_AddStringToObject(j, "ipAddress", addr);
+        if (sb_net_address6(b, addr, sizeof addr))
+            cJSON_AddStringToObject(j, "ipv6Address", addr);
         long long mem = sb_cg_memory(&b->cg, &reg.cg);
         if (mem >= 0)
             cJSON_AddNumberToObject(j, "memoryBytes", (double)mem);

@@ -688,3 +688,17 @@ bool sb_net_address(const struct sb_box *b, char *out, size_t cap)
     addr_of(b->net_index, 0, out, cap);
     return true;
 }
+
+bool sb_net_address6(const struct sb_box *b, char *out, size_t cap)
+{
+    pthread_mutex_lock(&net_mu);
+    bool on = ipv6_on;
+    pthread_mutex_unlock(&net_mu);
+    if (b->net_index < 0 || !on)
+        return false;
+    char raw[64];
+    struct in6_addr a;
+    addr6_of(b->net_index, 0, raw, sizeof raw);
+    /* shown in canonical form (RFC 5952), as `ip` shows it */
+    return inet_pton(AF_INET6, raw, &a) == 1 && inet_ntop(AF_INET6, &a, out, (socklen_t)cap) != NULL;
+}

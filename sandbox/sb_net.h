@@ -83,5 +83,7 @@ void sb_net_release_slot(int n);
 void sb_net_shutdown(void);
 /* The sandbox's own IPv4 address (egress only). */
 bool sb_net_address(const struct sb_box *b, char *out, size_t cap);
+/* Its IPv6 address (egress on a host with IPv6 only). */
+bool sb_net_address6(const struct sb_box *b, char *out, size_t cap);
 
 #endif

@@ -77,6 +77,7 @@ out = {}
 try:
     r = srv.put("/v1/sandboxes/" + sid, {"network": "egress"})
     out["status"] = r.status
+    out["ipv6Address"] = r.json().get("ipv6Address")
     out["addr6"] = srv.sh(sid, "ip -6 -o addr show dev eth0 scope global")["stdout"]
     out["route6"] = srv.sh(sid, "ip -6 route show default")["stdout"]
     out["addr4"] = srv.sh(sid, "ip -4 -o addr show dev eth0")["stdout"].split()[3]
@@ -197,6 +198,9 @@ try:
          and ipaddress.ip_address(a1) == net1[2] and ipaddress.ip_address(gw1) == net1[1],
          "egress: a ULA IPv6 address (fdce:11b0:0:N::2/64) and a default route through the host (::1)",
          srv.sh("net-e1", "ip -6 addr; ip -6 route"))
+    got = srv.get("/v1/sandboxes/net-e1").json()
+    t.ok(a1 and got.get("ipv6Address") == a1 and "ipv6Address" not in srv.get("/v1/sandboxes/net-n").json(),
+         "the sandbox's record shows its IPv6 address as ipv6Address (network none: none)", got)
     x = srv.sh("net-e1", "curl -6 -sS -m 10 http://[%s]:8080/" % WEB6)
     t.ok(x["stdout"] == HOST6, "egress: reaches an IPv6 server outside through NAT66 (it sees the host's "
          "address %s)" % HOST6, x)
@@ -264,7 +268,8 @@ try:
     # ---- a host with IPv6 disabled: a server in a network namespace of our own
     no6 = netns_server(NS_NO6, ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1"], "net-no6")
     t.ok(no6.get("status") == 201 and no6.get("addr4", "").startswith("10.231.")
-         and no6.get("addr6") == "" and no6.get("route6") == "" and no6.get("rc") == 0,
+         and no6.get("addr6") == "" and no6.get("route6") == "" and no6.get("ipv6Address") is None
+         and no6.get("rc") == 0,
          "a host with IPv6 disabled: egress sandboxes are IPv4 only (no IPv6 address, no IPv6 route)", no6)
     t.ok(no6.get("tables") == ["table ip cellbox"] and "IPv6 is disabled on this host" in no6.get("log", ""),
          "a host with IPv6 disabled: no ip6 table; the log says egress is IPv4 only", no6)
