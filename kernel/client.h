@@ -52,11 +52,13 @@ typedef struct kn_client_opts {
      * is read (libzmq's ZMQ_MAXMSGSIZE), at most KN_CLIENT_BOUNDED_HWM
      * messages wait per channel, and a dropped connection makes
      * kn_client_poll() say KN_POLL_LOST from then on. libzmq cannot bound
-     * the number of parts of one message. 0 = no bound. */
+     * the number of parts of one message nor their sum (it queues a message
+     * only once complete): a caller that must, puts a relay that reads the
+     * framing in front (sandbox/sb_ctx.c's guard). 0 = no bound. */
     size_t max_frame;
 } kn_client_opts;
 
-#define KN_CLIENT_BOUNDED_HWM 4
+#define KN_CLIENT_BOUNDED_HWM 1
 
 #define KN_CLIENT_OPTS_INIT {.cancel_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .hb_timeout = 10}
 

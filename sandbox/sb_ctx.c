@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <limits.h>
 #include <pthread.h>
@@ -26,21 +28,30 @@
 
 #define CTX_START_TIMEOUT_S 60.0
 #define CTX_INTERRUPT_GRACE_S 5.0
-#define CTX_MAX 64                      /* per sandbox: each costs the server two threads */
+#define CTX_MAX 64                      /* per sandbox: each costs the server three threads */
 /* What a JSON reply keeps (a streamed run keeps nothing: it sends as it
  * goes): logs per stream, and results in all. Past that the run goes on,
  * the reply says logsTruncated / resultsTruncated. */
 #define CTX_LOG_CAP (16u << 20)
 #define CTX_RESULTS_CAP (64u << 20)
-/* What code in a context can make the server hold: the kernel's sockets are
- * reachable from that code, so no message part (ZeroMQ frame) may be
- * larger than this; at most KN_CLIENT_BOUNDED_HWM messages wait per
- * channel. The kernel cuts its stream output in parts of IP_STREAM_CHUNK
- * (8 MiB), well below; one result must fit (a result larger than
- * CTX_RESULTS_CAP is not kept in a reply anyway). A bigger part cuts the
- * connection: the run ends with 502 SERVICE_NOT_RESPONDING and the context
- * is restarted. */
-#define CTX_MAX_FRAME (128u << 20)
+/* What code in a context can make the server hold. That code owns the
+ * kernel's process, hence its connections to the server, so what comes on
+ * them is bounded: a message (all its parts) of at most CTX_MAX_MSG bytes
+ * on IOPub, CTX_MAX_REPLY on shell, stdin and control, 64 KiB on the
+ * heartbeat, and at most CTX_MAX_PARTS parts (see the guard below), with
+ * at most KN_CLIENT_BOUNDED_HWM messages waiting per channel. The kernel
+ * cuts its stream output in parts of IP_STREAM_CHUNK (8 MiB), well below;
+ * one result must fit (a result larger than CTX_RESULTS_CAP is not kept in
+ * a reply anyway). Past a bound the connection is cut: the run ends with
+ * 502 SERVICE_NOT_RESPONDING and the context is restarted. So what a
+ * context makes the server hold is at most about 2 x 128 MiB (IOPub: one
+ * queued message, one being read) + 3 x 2 x 16 MiB + 640 KiB (the guard's
+ * buffers) = 353 MiB, plus the run's copies of the one message it handles
+ * and what a reply keeps (CTX_LOG_CAP, CTX_RESULTS_CAP). */
+#define CTX_MAX_MSG (128u << 20)
+#define CTX_MAX_REPLY (16u << 20)
+#define CTX_MAX_PARTS 4096
+#define CTX_MAX_FRAME CTX_MAX_MSG
 #define CTX_LOST_GRACE_S 2.0            /* a kernel that exited: its end is reported within this */
 
 typedef enum { CTX_STARTING, CTX_READY, CTX_FAILED, CTX_DEAD } ctx_state;
@@ -65,9 +76,11 @@ struct sb_ctx {
     bool input_waiting;      /* a run's code waits in input() (streamed runs) */
     char *input_value;       /* given by POST .../input, taken by the run */
     kn_client *client;
-    void *zctx;
+    struct ctx_guard *guard;
 };
 typedef struct sb_ctx sb_ctx;
+
+static void guard_stop(struct ctx_guard *g);
 
 static sb_ctx *ctx_ref(sb_ctx *c)
 {
@@ -85,8 +98,7 @@ static void ctx_unref(sb_ctx *c)
     if (!last)
         return;
     kn_client_free(c->client);
-    if (c->zctx)
-        zmq_ctx_term(c->zctx);
+    guard_stop(c->guard);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c->input_value);
@@ -159,28 +171,335 @@ static cJSON *ctx_to_json(sb_ctx *c)
     return j;
 }
 
-/* ---- starting the kernel ---------------------------------------------------- */
 
-/* A ZeroMQ context whose I/O threads run in the sandbox's network namespace:
- * they are created by the first socket, on the thread that entered it. */
-static void *zctx_in_netns(void *arg)
+/* ---- the guard between the server's sockets and the kernel ------------------
+ *
+ * libzmq hands a message to its reader only once all its parts arrived, and
+ * counts its queue in whole messages: ZMQ_MAXMSGSIZE bounds one part, but
+ * nothing bounds how many parts one message has, so a kernel sending one
+ * message of endless parts would make libzmq buffer all of them. So the
+ * client's sockets do not connect to the kernel: each connects to a unix
+ * socket of this guard (a private folder), and the guard's thread, in the
+ * sandbox's network namespace, relays the bytes to and from the kernel's
+ * port, reading the ZMTP 3 framing of what the kernel sends. A message with
+ * more than CTX_MAX_PARTS parts or more bytes than its channel's bound, a
+ * command over 64 KiB or a peer that does not speak ZMTP 3 cuts that
+ * connection for good (the client sees it dropped: KN_POLL_LOST) and the
+ * reason is kept for the run's error. The guard holds GUARD_BUF bytes per
+ * direction and channel; a connection to the kernel that is refused (it
+ * has not bound yet) is retried every 10 ms while the client's connection
+ * waits. */
+#define GUARD_BUF (64 * 1024)
+#define GUARD_MAX_COMMAND (64 * 1024)
+
+typedef struct guard_chan {
+    int lfd, zfd, kfd;        /* listening, the client's, to the kernel; -1 = none */
+    int port;                 /* the kernel's */
+    uint64_t max_msg;
+    bool cut;                 /* past a bound: no more connections */
+    bool kernel_closed;       /* flush what is left to the client, then close it */
+    unsigned char down[GUARD_BUF], up[GUARD_BUF];   /* kernel -> client, client -> kernel */
+    size_t down_len, down_off, up_len, up_off;
+    /* reading the kernel's side */
+    size_t greeting;          /* bytes of its 64-byte greeting seen */
+    unsigned char hdr[9];     /* the frame header being read */
+    size_t hdr_len;
+    uint64_t body_left, msg_bytes;
+    unsigned msg_parts;
+} guard_chan;
+
+typedef struct ctx_guard {
+    guard_chan ch[5];         /* shell, iopub, stdin, control, heartbeat */
+    char dir[64];
+    int wake[2];
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t mu;
+    char why[200];            /* under mu: the bound a connection was cut for ("" = none) */
+} ctx_guard;
+
+static const char *const guard_chan_names[] = {"shell", "iopub", "stdin", "control", "heartbeat"};
+
+/* Reads the kernel's bytes p[0..n) on channel i. false + why: past a bound. */
+static bool guard_scan(guard_chan *g, int i, const unsigned char *p, size_t n, char *why, size_t whylen)
 {
-    void **out = arg;
-    void *z = zmq_ctx_new();
-    if (z) {
-        int one = 1;
-        zmq_ctx_set(z, ZMQ_IO_THREADS, one);
-        void *s = zmq_socket(z, ZMQ_DEALER);
-        if (s) {
-            zmq_close(s);
-        } else {
-            zmq_ctx_term(z);
-            z = NULL;
+    size_t at = 0;
+    while (at < n) {
+        if (g->greeting < 64) {
+            unsigned char c = p[at++];
+            size_t k = g->greeting++;
+            if ((k == 0 && c != 0xff) || (k == 9 && c != 0x7f) || (k == 10 && c < 3)) {
+                snprintf(why, whylen, "the kernel's %s connection does not speak ZMTP 3", guard_chan_names[i]);
+                return false;
+            }
+            continue;
+        }
+        if (g->body_left) {
+            uint64_t k = n - at < g->body_left ? n - at : g->body_left;
+            at += k;
+            g->body_left -= k;
+            continue;
+        }
+        /* a frame header: flags (1 more, 2 long, 4 command), a size of 1 or 8 bytes */
+        g->hdr[g->hdr_len++] = p[at++];
+        unsigned flags = g->hdr[0];
+        if (flags & ~7u) {
+            snprintf(why, whylen, "the kernel sent a malformed frame on %s", guard_chan_names[i]);
+            return false;
+        }
+        size_t need = flags & 2 ? 9 : 2;
+        if (g->hdr_len < need)
+            continue;
+        uint64_t size = 0;
+        for (size_t k = 1; k < need; k++)
+            size = size << 8 | g->hdr[k];
+        g->hdr_len = 0;
+        g->body_left = size;
+        if (flags & 4) {  /* a command (READY, PING...): small, never part of a message */
+            if ((flags & 1) || size > GUARD_MAX_COMMAND) {
+                snprintf(why, whylen, "the kernel sent a ZMTP command of %llu bytes on %s",
+                         (unsigned long long)size, guard_chan_names[i]);
+                return false;
+            }
+            continue;
+        }
+        if (++g->msg_parts > CTX_MAX_PARTS) {
+            snprintf(why, whylen, "the interpreter sent a message of more than %d parts on %s", CTX_MAX_PARTS,
+                     guard_chan_names[i]);
+            return false;
+        }
+        if (size > g->max_msg - g->msg_bytes) {
+            snprintf(why, whylen, "the interpreter sent a message over %llu MiB on %s (the most the server takes)",
+                     (unsigned long long)(g->max_msg >> 20), guard_chan_names[i]);
+            return false;
+        }
+        g->msg_bytes += size;
+        if (!(flags & 1))
+            g->msg_parts = 0, g->msg_bytes = 0;
+    }
+    return true;
+}
+
+static void guard_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* The client's connection ends (and the kernel's with it). */
+static void guard_reset(guard_chan *g)
+{
+    guard_close(&g->zfd);
+    guard_close(&g->kfd);
+    g->kernel_closed = false;
+    g->down_len = g->down_off = g->up_len = g->up_off = 0;
+    g->greeting = g->hdr_len = 0;
+    g->body_left = g->msg_bytes = 0;
+    g->msg_parts = 0;
+}
+
+static void guard_connect_kernel(guard_chan *g)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        g->kfd = fd;
+    } else if (fd >= 0) {
+        close(fd);  /* not listening yet: again in 10 ms */
+    }
+}
+
+/* Moves bytes between the client and the kernel on one channel, as poll said. */
+static void guard_pump(ctx_guard *G, int i, short zrev, short krev)
+{
+    guard_chan *g = &G->ch[i];
+    if (g->zfd >= 0 && (zrev & (POLLIN | POLLHUP | POLLERR)) && g->up_len == 0) {
+        ssize_t n = read(g->zfd, g->up, sizeof g->up);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            guard_reset(g);  /* the client closed its socket */
+            return;
+        }
+        if (n > 0)
+            g->up_len = (size_t)n, g->up_off = 0;
+    }
+    if (g->kfd >= 0 && g->up_off < g->up_len) {
+        ssize_t n = write(g->kfd, g->up + g->up_off, g->up_len - g->up_off);
+        if (n > 0 && (g->up_off += (size_t)n) == g->up_len)
+            g->up_len = g->up_off = 0;
+        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+            g->kernel_closed = true;
+    }
+    if (g->kfd >= 0 && !g->kernel_closed && (krev & (POLLIN | POLLHUP | POLLERR)) && g->down_len == 0) {
+        ssize_t n = read(g->kfd, g->down, sizeof g->down);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            g->kernel_closed = true;
+        } else if (n > 0) {
+            char why[200];
+            if (!guard_scan(g, i, g->down, (size_t)n, why, sizeof why)) {
+                pthread_mutex_lock(&G->mu);
+                if (!G->why[0])
+                    snprintf(G->why, sizeof G->why, "%s", why);
+                pthread_mutex_unlock(&G->mu);
+                cb_warn("context", "%s: its connection was cut", why);
+                guard_reset(g);
+                guard_close(&g->lfd);
+                g->cut = true;
+                return;
+            }
+            g->down_len = (size_t)n, g->down_off = 0;
         }
     }
-    *out = z;
+    if (g->zfd >= 0 && g->down_off < g->down_len) {
+        ssize_t n = write(g->zfd, g->down + g->down_off, g->down_len - g->down_off);
+        if (n > 0 && (g->down_off += (size_t)n) == g->down_len)
+            g->down_len = g->down_off = 0;
+        else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            guard_reset(g);
+            return;
+        }
+    }
+    if (g->kernel_closed && g->down_len == 0)
+        guard_reset(g);  /* the client sees the kernel's end, and connects again */
+}
+
+static void *guard_main(void *arg)
+{
+    ctx_guard *G = arg;
+    for (;;) {
+        struct pollfd p[16];
+        int idx[5][3];  /* where each channel's lfd, zfd, kfd are in p (-1: not polled) */
+        int n = 0, timeout = -1;
+        p[n++] = (struct pollfd){G->wake[0], POLLIN, 0};
+        for (int i = 0; i < 5; i++) {
+            guard_chan *g = &G->ch[i];
+            if (g->zfd >= 0 && g->kfd < 0 && !g->kernel_closed) {
+                guard_connect_kernel(g);
+                if (g->kfd < 0)
+                    timeout = 10;
+            }
+            idx[i][0] = idx[i][1] = idx[i][2] = -1;
+            if (g->lfd >= 0 && g->zfd < 0) {
+                idx[i][0] = n;
+                p[n++] = (struct pollfd){g->lfd, POLLIN, 0};
+            }
+            if (g->zfd >= 0) {
+                short ev = (g->up_len == 0 ? POLLIN : 0) | (g->down_off < g->down_len ? POLLOUT : 0);
+                idx[i][1] = n;
+                p[n++] = (struct pollfd){g->zfd, ev, 0};
+            }
+            if (g->kfd >= 0 && !g->kernel_closed) {
+                short ev = (g->down_len == 0 ? POLLIN : 0) | (g->up_off < g->up_len ? POLLOUT : 0);
+                idx[i][2] = n;
+                p[n++] = (struct pollfd){g->kfd, ev, 0};
+            }
+        }
+        if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            break;  /* guard_stop */
+        for (int i = 0; i < 5; i++) {
+            guard_chan *g = &G->ch[i];
+            if (idx[i][0] >= 0 && p[idx[i][0]].revents) {
+                int fd = accept4(g->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd >= 0)
+                    g->zfd = fd;
+                continue;
+            }
+            short zrev = idx[i][1] >= 0 ? p[idx[i][1]].revents : 0;
+            short krev = idx[i][2] >= 0 ? p[idx[i][2]].revents : 0;
+            if (zrev || krev || g->kernel_closed)
+                guard_pump(G, i, zrev, krev);
+        }
+    }
     return NULL;
 }
+
+static void *guard_start_in_netns(void *arg)
+{
+    ctx_guard *G = arg;
+    G->running = pthread_create(&G->thread, NULL, guard_main, G) == 0;
+    return NULL;
+}
+
+static void guard_stop(ctx_guard *G)
+{
+    if (!G)
+        return;
+    if (G->running) {
+        ssize_t CB_UNUSED w = write(G->wake[1], "x", 1);
+        pthread_join(G->thread, NULL);
+    }
+    for (int i = 0; i < 5; i++) {
+        guard_reset(&G->ch[i]);
+        guard_close(&G->ch[i].lfd);
+        cb_autofree char *path = cb_printf_new("%s/k-%d", G->dir, i + 1);
+        unlink(path);
+    }
+    if (G->dir[0])
+        rmdir(G->dir);
+    guard_close(&G->wake[0]);
+    guard_close(&G->wake[1]);
+    pthread_mutex_destroy(&G->mu);
+    free(G);
+}
+
+/* Starts the guard for the kernel's ports (shell, iopub, stdin, control,
+ * hb in conn) and rewrites conn to the guard's endpoints (ipc). */
+static ctx_guard *guard_start(sb_box *b, kn_conn *conn, sb_error *err)
+{
+    ctx_guard *G = cb_calloc(1, sizeof *G);
+    pthread_mutex_init(&G->mu, NULL);
+    G->wake[0] = G->wake[1] = -1;
+    int ports[5] = {conn->shell_port, conn->iopub_port, conn->stdin_port, conn->control_port, conn->hb_port};
+    for (int i = 0; i < 5; i++) {
+        G->ch[i].lfd = G->ch[i].zfd = G->ch[i].kfd = -1;
+        G->ch[i].port = ports[i];
+        G->ch[i].max_msg = i == KN_CH_IOPUB ? CTX_MAX_MSG : i == 4 ? GUARD_MAX_COMMAND : CTX_MAX_REPLY;
+    }
+    snprintf(G->dir, sizeof G->dir, "/tmp/cellbox-ctx-XXXXXX");
+    if (!mkdtemp(G->dir)) {
+        G->dir[0] = '\0';
+        goto fail;
+    }
+    if (pipe2(G->wake, O_CLOEXEC) < 0)
+        goto fail;
+    for (int i = 0; i < 5; i++) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s/k-%d", G->dir, i + 1);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            goto fail;
+        G->ch[i].lfd = fd;
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4) < 0)
+            goto fail;
+    }
+    if (sb_box_in_netns(b, guard_start_in_netns, G, err) < 0 || !G->running)
+        goto fail;
+    free(conn->transport);
+    free(conn->ip);
+    conn->transport = cb_strdup("ipc");
+    conn->ip = cb_printf_new("%s/k", G->dir);
+    conn->shell_port = 1, conn->iopub_port = 2, conn->stdin_port = 3, conn->control_port = 4, conn->hb_port = 5;
+    return G;
+fail:
+    if (!err->code)
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot set up the context's connection guard: %s", strerror(errno));
+    guard_stop(G);
+    return NULL;
+}
+
+/* Why the guard cut a connection ("" = it did not). */
+static void guard_why(ctx_guard *G, char *out, size_t len)
+{
+    pthread_mutex_lock(&G->mu);
+    snprintf(out, len, "%s", G->why);
+    pthread_mutex_unlock(&G->mu);
+}
+
+/* ---- starting the kernel ---------------------------------------------------- */
 
 /* Five free ports on the sandbox's loopback (all bound at once). */
 static int pick_ports_in_box(sb_box *b, int ports[5], sb_error *err)
@@ -402,13 +721,9 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     proc_started = true;
     int64_t t_proc = cb_mono_ns();
 
-    void *z = NULL;
-    if (sb_box_in_netns(b, zctx_in_netns, &z, err) < 0 || !z) {
-        if (!err->code)
-            sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+    /* from here on conn is the guard's side (the kernel was given its own) */
+    if (!(c->guard = guard_start(b, &conn, err)))
         goto out;
-    }
-    c->zctx = z;
     if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0) {
         sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(errno));
         goto out;
@@ -423,7 +738,7 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     o.cancel_fd = pfd[0];
     o.max_frame = CTX_MAX_FRAME;
     char *why = NULL;
-    kn_client *kc = kn_client_attach(&conn, z, &o, NULL, &why);
+    kn_client *kc = kn_client_attach(&conn, NULL, &o, NULL, &why);
     /* kernel_info is answered while the interpreter still starts: it is
      * ready when an (empty, silent) execute comes back */
     if (kc && await_interpreter(kc, CTX_START_TIMEOUT_S, &why) < 0) {
@@ -809,6 +1124,7 @@ typedef struct run {
     cJSON *results;           /* array */
     cJSON *out, *errs;        /* arrays of chunks */
     cJSON *error;             /* object or NULL */
+    cJSON *reply_error;       /* a failed execute_reply's: the error if IOPub tells none by idle */
     sb_error fail;            /* the run could not complete */
     cJSON *answers;           /* the request's "stdin": lines for input(), in order */
     int next_answer;
@@ -845,6 +1161,7 @@ static void run_free(void *p)
     cJSON_Delete(x->out);
     cJSON_Delete(x->errs);
     cJSON_Delete(x->error);
+    cJSON_Delete(x->reply_error);
     cJSON_Delete(x->answers);
     kn_client_msg_free(x->input_req);
     free(x);
@@ -949,10 +1266,10 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
         if (strcmp(t, "execute_reply") == 0) {
             x->got_reply = true;
             x->exec_count = (int)cb_json_int(m->content, "execution_count", x->exec_count);
-            if (strcmp(cb_json_str(m->content, "status", ""), "ok") != 0 && !x->error) {
-                x->error = error_from(m->content);
-                emit(x, sse, "error", cJSON_Duplicate(x->error, true));
-            }
+            /* channels are not ordered between them: IOPub's error message
+             * may still come (and is the one to tell) */
+            if (strcmp(cb_json_str(m->content, "status", ""), "ok") != 0 && !x->reply_error)
+                x->reply_error = error_from(m->content);
         }
         return;
     }
@@ -998,6 +1315,16 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
     } else if (strcmp(t, "error") == 0) {
         cJSON_Delete(x->error);
         x->error = error_from(m->content);
+        emit(x, sse, "error", cJSON_Duplicate(x->error, true));
+    }
+}
+
+/* The run ends: a failed execute_reply's error is the run's when IOPub
+ * told none. */
+static void adopt_reply_error(run *x, cb_buf *sse)
+{
+    if (!x->error && x->reply_error) {
+        x->error = cb_steal(&x->reply_error);
         emit(x, sse, "error", cJSON_Duplicate(x->error, true));
     }
 }
@@ -1088,8 +1415,10 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
             if (strcmp(m->parent_id, x->msg_id) == 0)
                 on_message(x, m, sse);
             kn_client_msg_free(m);
-            if (x->got_idle && x->got_reply)
+            if (x->got_idle && x->got_reply) {
+                adopt_reply_error(x, sse);
                 x->finished = true;
+            }
             else if (sse && sse->len > before && !x->client_gone)
                 return 0;  /* send what came now */
         } else if (st == KN_POLL_CANCELLED) {
@@ -1107,10 +1436,10 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
             if (proc_ends_within(x->b, x->c->proc_id, CTX_LOST_GRACE_S))
                 continue;
             x->lost = true;
-            sb_fail(&x->fail, SB_E_SERVICE_NOT_RESPONDING,
-                    "the interpreter sent a message part over %u MiB (the most a context may send the server "
-                    "at once) or cut its connection",
-                    CTX_MAX_FRAME >> 20);
+            char why[200];
+            guard_why(x->c->guard, why, sizeof why);
+            sb_fail(&x->fail, SB_E_SERVICE_NOT_RESPONDING, "%s",
+                    why[0] ? why : "the interpreter cut its connection to the server");
             x->finished = true;
         } else if (st == KN_POLL_HB_LOST) {
             sb_fail(&x->fail, SB_E_INTERPRETER_NOT_READY, "the interpreter stopped answering its heartbeat");
@@ -1190,6 +1519,7 @@ static int run_produce(void *ctx, cb_buf *out)
         return 0;
     }
     restart_lost(x);
+    adopt_reply_error(x, out);
     if (x->fail.code) {
         cJSON *err = cJSON_CreateObject();
         cJSON_AddStringToObject(err, "code", sb_err_name(x->fail.code));
@@ -1322,6 +1652,7 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
         return sb_reply_stream(r, 200, "text/event-stream", run_produce, x, run_free);
     run_step(x, 1e9, NULL);
     restart_lost(x);
+    adopt_reply_error(x, NULL);
     if (x->fail.code && !x->timed_out) {
         *err = x->fail;
         run_free(x);

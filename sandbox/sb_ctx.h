@@ -4,11 +4,19 @@
  * process ("context-<id>", so it has the sandbox's whole isolation and shows
  * in the process list), driven by the server over the Jupyter protocol with
  * the kernel client of kernel/client.h. The kernel listens on 127.0.0.1 of
- * the sandbox's network namespace; the server reaches it through a ZeroMQ
- * context whose I/O threads were started inside that namespace (so no port
- * is ever opened on the host, and "network: none" sandboxes work). The
- * binary is the server's own, bind-mounted read-only at /run/cellbox/cellbox
- * by the generic plan.
+ * the sandbox's network namespace; the server's sockets reach it through a
+ * guard: unix sockets in a private folder, relayed to the kernel's ports by
+ * a thread inside that namespace (so no port is ever opened on the host,
+ * and "network: none" sandboxes work). The binary is the server's own,
+ * bind-mounted read-only at /run/cellbox/cellbox by the generic plan.
+ *
+ * Code in a context owns its kernel's process and so its connections to
+ * the server: what may come on them is bounded (a message of at most
+ * 128 MiB on IOPub, 16 MiB on shell, stdin and control, 4096 parts; at most
+ * one message queued per channel besides the one being read). Past a bound
+ * the connection is cut, the run ends with 502 SERVICE_NOT_RESPONDING (an
+ * SSE error event) saying which, and the context is restarted: same id, a
+ * new kernel.
  *
  * A run sends one execute_request and turns the kernel's replies into the
  * Cloudflare/E2B "Execution" shape: results (text, html, png, ... and

@@ -811,10 +811,12 @@ def s_javascript():
 
 # Code in a context owns its kernel's process: it can write to the kernel's
 # own connections to the server (their fds are its fds; the ports are in the
-# connection file named on its command line) whatever it likes. This writes
-# ZMTP frames (flags, 64-bit size, body) on the established connection of
-# the kernel's port for `chan`, body bytes sent as 16 MiB slices of zeros.
-HOSTILE = r"""
+# connection file named on its command line) whatever it likes. This finds
+# the established connection of the kernel's port for `chan` (s: a socket
+# on a dup of its fd); HOSTILE then writes ZMTP frames (flags, 64-bit size,
+# body) on it, body bytes sent as 16 MiB slices of zeros; PARTS writes one
+# message of `parts` empty parts (2 bytes each on the wire).
+OWN_CONNECTION = r"""
 import json, os, socket, struct
 argv = open('/proc/self/cmdline', 'rb').read().split(b'\0')
 port = json.load(open(argv[argv.index(b'-f') + 1]))['%(chan)s_port']
@@ -832,6 +834,8 @@ for n in os.listdir('/proc/self/fd'):
         pass
 s = socket.socket(fileno=os.dup(fd))
 s.settimeout(120)
+"""
+HOSTILE = OWN_CONNECTION + r"""
 zeros = memoryview(bytes(16 << 20))
 sent, err = 0, None
 try:
@@ -843,6 +847,13 @@ try:
             s.sendall(zeros[:n])
             left -= n
             sent += n
+except OSError as e:
+    err = repr(e)
+s.close()
+"""
+PARTS = OWN_CONNECTION + r"""
+try:
+    s.sendall(b'\x01\x00' * %(parts)d + b'\x00\x00')
 except OSError as e:
     err = repr(e)
 s.close()
@@ -895,7 +906,8 @@ def s_bounds():
     r = code(HOSTILE % dict(chan="iopub", frames=1, size=768 << 20), c, timeoutMs=120000)
     peak = server_peak_mib()
     msg = (r.json().get("error") or {}).get("message", "") if r.status != 200 else ""
-    t.ok(r.status == 502 and r.code == "SERVICE_NOT_RESPONDING" and "128 MiB" in msg and "restarted" in msg,
+    t.ok(r.status == 502 and r.code == "SERVICE_NOT_RESPONDING" and "over 128 MiB on iopub" in msg
+         and "restarted" in msg,
          "a 768 MiB frame on IOPub: 502 SERVICE_NOT_RESPONDING naming the 128 MiB bound and the restart", r)
     t.ok(peak - before < 256, "the server's peak RSS grew by less than 256 MiB (not by the frame)", (before, peak))
     h = srv.get("/v1/health", token=False)
@@ -910,11 +922,31 @@ def s_bounds():
     st, ctype, raw, ev = sse(HOSTILE % dict(chan="shell", frames=1, size=512 << 20), c, timeoutMs=120000)
     peak = server_peak_mib()
     errs = [d for e, d in ev if e == "error"]
-    t.ok(st == 200 and errs and errs[0].get("code") == "SERVICE_NOT_RESPONDING" and "128 MiB" in errs[0].get("error", "")
-         and ev[-1][0] == "execution_complete" and peak - before < 256,
-         "a 512 MiB frame on shell, streamed: an error event naming the bound, execution_complete; "
+    t.ok(st == 200 and errs and errs[0].get("code") == "SERVICE_NOT_RESPONDING"
+         and "over 16 MiB on shell" in errs[0].get("error", "") and ev[-1][0] == "execution_complete"
+         and peak - before < 256,
+         "a 512 MiB frame on shell, streamed: an error event naming the bound (16 MiB there), execution_complete; "
          "the server's peak grew by less than 256 MiB", (st, ev[-3:], before, peak))
     t.eq(main_text(run("2 + 2", c)), "4", "and the context runs code again")
+
+    # many parts: 600 parts of 1 MiB in one message, then 8 million empty
+    # parts (libzmq would keep 64 bytes for each)
+    before = server_peak_mib(reset=True)
+    r = code(HOSTILE % dict(chan="iopub", frames=600, size=1 << 20), c, timeoutMs=120000)
+    peak = server_peak_mib()
+    msg = (r.json().get("error") or {}).get("message", "") if r.status != 200 else ""
+    t.ok(r.status == 502 and "over 128 MiB on iopub" in msg and peak - before < 256,
+         "600 parts of 1 MiB in one IOPub message: 502 naming the bound; the server's peak grew by less "
+         "than 256 MiB", (r, before, peak))
+    before = server_peak_mib(reset=True)
+    r = code(PARTS % dict(chan="iopub", parts=8_000_000), c, timeoutMs=120000)
+    peak = server_peak_mib()
+    msg = (r.json().get("error") or {}).get("message", "") if r.status != 200 else ""
+    t.ok(r.status == 502 and "more than 4096 parts on iopub" in msg and peak - before < 256,
+         "8 million empty parts in one IOPub message: 502 naming the 4096-part bound; the server's peak grew by "
+         "less than 256 MiB", (r, before, peak))
+    h = srv.get("/v1/health", token=False)
+    t.ok(h.status == 200 and main_text(run("3 + 3", c)) == "6", "the server answers and the context runs code", h)
     r = srv.delete(SB + "/contexts/" + c)
     t.ok(r.status in (200, 204), "delete that context", r)
 
