@@ -181,12 +181,13 @@ static void publish_pending(ip_capture *c, bool final)
         cb_buf_reset(&c->enc);
         cb_buf_printf(&c->enc, "{\"name\":\"%s\",\"text\":\"", stream_name(stream));
         size_t start = used;
-        while (used < batch.len && c->enc.len < IP_STREAM_CHUNK) {
-            size_t n = batch.len - used, room = (IP_STREAM_CHUNK - c->enc.len) / 6;
+        size_t room;  /* input bytes that fit even all escaped (\u00XX: 6 bytes each) */
+        while (used < batch.len && (room = (IP_STREAM_CHUNK - c->enc.len) / 6) >= 4) {
+            size_t n = batch.len - used;
             if (n > SLICE)
                 n = SLICE;
-            if (n > room && room >= 4)
-                n = room;  /* even all escaped (\u00XX: 6 bytes each), it fits */
+            if (n > room)
+                n = room;
             bool last = used + n == batch.len;
             size_t k = ip_json_escape_utf8(&c->enc, batch.data + used, n, final && last);
             used += k;

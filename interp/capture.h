@@ -9,10 +9,10 @@
  * a request) publishes everything synchronously. A change of stream name
  * ends the current batch, which keeps stdout/stderr interleaving exact.
  * However big one write is, no stream message carries more than
- * IP_STREAM_CHUNK bytes of JSON-encoded text (plus at most one slice): a
- * larger batch leaves as several consecutive messages of the same stream,
- * cut between UTF-8 characters (frontends join them; a client may then
- * bound the size of a message part without losing big prints).
+ * IP_STREAM_CHUNK bytes of JSON-encoded text: a larger batch leaves as
+ * several consecutive messages of the same stream, cut between UTF-8
+ * characters (frontends join them; a client may then bound the size of a
+ * message without losing big prints).
  *
  * No Python here. The capture borrows the kn_host it is given (which must
  * outlive it) and owns its pipes and thread.
@@ -29,7 +29,7 @@ typedef struct ip_capture ip_capture;
 
 enum { IP_STDOUT = 1, IP_STDERR = 2 };
 
-#define IP_STREAM_CHUNK (8u << 20)   /* bytes of "text" JSON per stream message, about */
+#define IP_STREAM_CHUNK (8u << 20)   /* the most bytes of "text" JSON in one stream message */
 
 /* capture_fds: redirect fds 1 and 2 (the kernel); false for tests/embedders. */
 ip_capture *ip_capture_start(const kn_host *host, bool capture_fds);
