@@ -1431,13 +1431,14 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
             }
             until = x->grace_until + 0.01;
         } else if (st == KN_POLL_LOST) {
-            /* a connection was cut: a part over CTX_MAX_FRAME, or the
-             * kernel exited (then the check above reports it) */
-            if (proc_ends_within(x->b, x->c->proc_id, CTX_LOST_GRACE_S))
-                continue;
-            x->lost = true;
+            /* a connection was cut: by the guard (it says why), or the
+             * kernel exited (then the check above reports it), or it
+             * closed one itself */
             char why[200];
             guard_why(x->c->guard, why, sizeof why);
+            if (!why[0] && proc_ends_within(x->b, x->c->proc_id, CTX_LOST_GRACE_S))
+                continue;
+            x->lost = true;
             sb_fail(&x->fail, SB_E_SERVICE_NOT_RESPONDING, "%s",
                     why[0] ? why : "the interpreter cut its connection to the server");
             x->finished = true;

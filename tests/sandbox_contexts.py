@@ -851,6 +851,26 @@ except OSError as e:
     err = repr(e)
 s.close()
 """
+# A thread that goes on after its run: once /tmp/flood-go exists (its run
+# has ended: the kernel writes nothing then), `msgs` messages of one 96 MiB
+# part each (complete, within the bounds), counted in /tmp/flood-sent.
+BACKGROUND = OWN_CONNECTION + r"""
+import threading, time
+def flood():
+    zeros = memoryview(bytes(16 << 20))
+    while not os.path.exists('/tmp/flood-go'):
+        time.sleep(0.01)
+    try:
+        for i in range(%(msgs)d):
+            s.sendall(b'\x02' + struct.pack('>Q', 96 << 20))
+            for k in range(6):
+                s.sendall(zeros)
+            with open('/tmp/flood-sent', 'w') as f:
+                f.write(str(i + 1))
+    except OSError:
+        pass
+threading.Thread(target=flood, daemon=True).start()
+"""
 PARTS = OWN_CONNECTION + r"""
 try:
     s.sendall(b'\x01\x00' * %(parts)d + b'\x00\x00')
@@ -947,6 +967,25 @@ def s_bounds():
          "less than 256 MiB", (r, before, peak))
     h = srv.get("/v1/health", token=False)
     t.ok(h.status == 200 and main_text(run("3 + 3", c)) == "6", "the server answers and the context runs code", h)
+
+    # between runs no one reads the context's messages: at most one waits
+    # per channel, and the code's sender is held back
+    before = server_peak_mib(reset=True)
+    ok_run(BACKGROUND % dict(chan="iopub", msgs=10), c)
+    srv.sh(MAIN, "touch /tmp/flood-go")
+
+    def sent():
+        x = srv.sh(MAIN, "cat /tmp/flood-sent 2>/dev/null || echo 0")
+        return int(x["stdout"].strip() or 0)
+    wait_until(lambda: sent() == 10, timeout=10)  # all sent: the bound failed (held back: it never is)
+    n, peak = sent(), server_peak_mib()
+    t.ok(n < 10 and peak - before < 400,
+         "a thread sending ten 96 MiB messages on IOPub after its run: held back, the server's "
+         "peak grew by less than 400 MiB", (n, before, peak))
+    r = srv.delete(SB + "/contexts/" + c)
+    h = srv.get("/v1/health", token=False)
+    t.ok(r.status in (200, 204) and h.status == 200, "that context is deleted, the server answers", (r, h))
+    c = new_context()["id"]
     r = srv.delete(SB + "/contexts/" + c)
     t.ok(r.status in (200, 204), "delete that context", r)
 
