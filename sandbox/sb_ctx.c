@@ -196,7 +196,6 @@ typedef struct guard_chan {
     int lfd, zfd, kfd;        /* listening, the client's, to the kernel; -1 = none */
     int port;                 /* the kernel's */
     uint64_t max_msg;
-    bool cut;                 /* past a bound: no more connections */
     bool kernel_closed;       /* flush what is left to the client, then close it */
     unsigned char down[GUARD_BUF], up[GUARD_BUF];   /* kernel -> client, client -> kernel */
     size_t down_len, down_off, up_len, up_off;
@@ -345,8 +344,7 @@ static void guard_pump(ctx_guard *G, int i, short zrev, short krev)
                 pthread_mutex_unlock(&G->mu);
                 cb_warn("context", "%s: its connection was cut", why);
                 guard_reset(g);
-                guard_close(&g->lfd);
-                g->cut = true;
+                guard_close(&g->lfd);  /* past a bound: no more connections */
                 return;
             }
             g->down_len = (size_t)n, g->down_off = 0;
@@ -436,7 +434,8 @@ static void guard_stop(ctx_guard *G)
         guard_reset(&G->ch[i]);
         guard_close(&G->ch[i].lfd);
         cb_autofree char *path = cb_printf_new("%s/k-%d", G->dir, i + 1);
-        unlink(path);
+        if (G->dir[0])
+            unlink(path);
     }
     if (G->dir[0])
         rmdir(G->dir);
