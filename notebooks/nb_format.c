@@ -208,16 +208,26 @@ static bool is_count(const cJSON *j)
     return cJSON_IsNull(j) || (nb_json_is_int(j) && j->valuedouble >= 0);
 }
 
+/* Output oi of a cell is an object with a string output_type: that string,
+ * or NULL after verr. where: "output N", for the caller's next messages. */
+static const char *output_type_of(vctx *v, const cJSON *cell, int ci, const cJSON *o, int oi, char *where,
+                                  size_t cap)
+{
+    snprintf(where, cap, "output %d", oi + 1);
+    if (!cJSON_IsObject(o))
+        return verr(v, cell, ci, "%s must be an object, not %s", where, type_name(o)), NULL;
+    const cJSON *ot = cJSON_GetObjectItemCaseSensitive(o, "output_type");
+    if (!cJSON_IsString(ot))
+        return verr(v, cell, ci, "%s: 'output_type' is %s (expected a string)", where, type_name(ot)), NULL;
+    return ot->valuestring;
+}
+
 static int check_output(vctx *v, const cJSON *cell, int ci, const cJSON *o, int oi)
 {
     char where[48];
-    snprintf(where, sizeof where, "output %d", oi + 1);
-    if (!cJSON_IsObject(o))
-        return verr(v, cell, ci, "%s must be an object, not %s", where, type_name(o));
-    const cJSON *ot = cJSON_GetObjectItemCaseSensitive(o, "output_type");
-    if (!cJSON_IsString(ot))
-        return verr(v, cell, ci, "%s: 'output_type' is %s (expected a string)", where, type_name(ot));
-    const char *t = ot->valuestring;
+    const char *t = output_type_of(v, cell, ci, o, oi, where, sizeof where);
+    if (!t)
+        return -1;
     if (strcmp(t, "stream") == 0) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
         if (!cJSON_IsString(name))
@@ -493,13 +503,9 @@ static void v3_to_mime_keys(cJSON *d)
 static int v3_output(vctx *v, const cJSON *cell, int ci, cJSON *o, int oi)
 {
     char where[48];
-    snprintf(where, sizeof where, "output %d", oi + 1);
-    if (!cJSON_IsObject(o))
-        return verr(v, cell, ci, "%s must be an object, not %s", where, type_name(o));
-    const cJSON *ot = cJSON_GetObjectItemCaseSensitive(o, "output_type");
-    if (!cJSON_IsString(ot))
-        return verr(v, cell, ci, "%s: 'output_type' is %s (expected a string)", where, type_name(ot));
-    const char *t = ot->valuestring;
+    const char *t = output_type_of(v, cell, ci, o, oi, where, sizeof where);
+    if (!t)
+        return -1;
     bool pyout = strcmp(t, "pyout") == 0;
     snprintf(where, sizeof where, "output %d (%s): ", oi + 1, t);
     static const char *const multiline[] = {"text", "html", "svg", "latex", "javascript", "json"};

@@ -1028,12 +1028,7 @@ static int follow_produce(void *ctx, cb_buf *out)
         }
         /* wait for the watcher to append or finish */
         pthread_mutex_lock(&f->b->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&f->b->cv, &f->b->mu, &ts);
+        sb_cond_wait_ms(&f->b->cv, &f->b->mu, 200);
         pthread_mutex_unlock(&f->b->mu);
         waited += 200;
     }

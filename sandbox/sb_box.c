@@ -1399,6 +1399,32 @@ static bool agent_alive(sb_box *b)
     return poll(&p, 1, 0) == 0;
 }
 
+/* The two checks every (re)start makes, b->mu held. gone: the sandbox was
+ * deleted or the server is stopping: -1 + err. reserve: with --max-running,
+ * reserve the start first (make_room, without b's mu, which is dropped and
+ * taken again): 1 when it did (the caller looks at b again), 0 when there is
+ * nothing to reserve, -1 + err. */
+static int box_gone(sb_box *b, sb_error *err)
+{
+    if (!b->deleted && !reg.shutting_down)
+        return 0;
+    return sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
+                   b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id), -1;
+}
+
+static int box_reserve(sb_box *b, bool *reserved, sb_error *err)
+{
+    if (max_running <= 0 || *reserved)
+        return 0;
+    pthread_mutex_unlock(&b->mu);
+    int rc = make_room(b, err);
+    pthread_mutex_lock(&b->mu);
+    if (rc < 0)
+        return -1;
+    *reserved = true;
+    return 1;
+}
+
 static int box_acquire(sb_box *b, bool resume, sb_error *err)
 {
     bool reserved = false;  /* a start admitted by make_room (--max-running) */
@@ -1406,23 +1432,15 @@ static int box_acquire(sb_box *b, bool resume, sb_error *err)
     int rc = 0;
     bool check = false;
     for (;;) {
-        if (b->deleted || reg.shutting_down) {
-            rc = sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
-                         b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id);
-            rc = -1;
+        if ((rc = box_gone(b, err)) < 0)
             break;
-        }
         if (b->state == SB_BOX_RUNNING && !agent_alive(b))
             box_stop(b, "agent died");
-        if (b->state != SB_BOX_RUNNING && max_running > 0 && !reserved) {
-            /* room first, without our own lock (see make_room), then look again */
-            pthread_mutex_unlock(&b->mu);
-            rc = make_room(b, err);
-            pthread_mutex_lock(&b->mu);
+        if (b->state != SB_BOX_RUNNING && (rc = box_reserve(b, &reserved, err)) != 0) {
             if (rc < 0)
                 break;
-            reserved = true;
-            continue;
+            rc = 0;
+            continue;  /* b may have changed while its mu was dropped */
         }
         if (b->state != SB_BOX_RUNNING)
             rc = box_start(b, err);
@@ -1480,20 +1498,13 @@ int sb_box_recover(sb_box *b, sb_error *err)
         }
         if (b->state == SB_BOX_RUNNING)
             break;  /* alive, so it was a one-off (a shell that died); try again */
-        if (b->deleted || reg.shutting_down) {
-            rc = sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
-                         b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id);
+        if ((rc = box_gone(b, err)) < 0)
             break;
-        }
-        if (max_running > 0 && !reserved) {
-            /* room first, without our own lock (see make_room), then look again */
-            pthread_mutex_unlock(&b->mu);
-            rc = make_room(b, err);
-            pthread_mutex_lock(&b->mu);
+        if ((rc = box_reserve(b, &reserved, err)) != 0) {
             if (rc < 0)
                 break;
-            reserved = true;
-            continue;
+            rc = 0;
+            continue;  /* b may have changed while its mu was dropped */
         }
         rc = box_start(b, err);
         break;

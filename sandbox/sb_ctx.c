@@ -546,12 +546,7 @@ static bool proc_ends_within(sb_box *b, const char *proc_id, double seconds)
         sb_proc *p = sb_proc_find(b, proc_id);
         if (!p || strcmp(p->status, "running") != 0 || cb_mono_s() >= until)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        sb_cond_wait_ms(&b->cv, &b->mu, 50);
     }
     sb_proc *p = sb_proc_find(b, proc_id);
     bool ended = !p || strcmp(p->status, "running") != 0;
@@ -964,12 +959,7 @@ int sb_ctx_delete(sb_box *b, const char *id, sb_error *err)
         sb_proc *p = sb_proc_find(b, c->proc_id);
         if (!p || (strcmp(p->status, "running") != 0 && p->fd < 0) || sb_now_ms() >= until)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        sb_cond_wait_ms(&b->cv, &b->mu, 50);
     }
     pthread_mutex_unlock(&b->mu);
     cb_info("context", "sandbox %s: context %s deleted", b->id, c->id);

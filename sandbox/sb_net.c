@@ -65,18 +65,20 @@ static bool rules_ready;
 static bool ipv6_on;          /* decided with rules_ready: the host has IPv6 */
 static bool private_allowed;  /* --egress-private allow */
 
-static const char NFT_RULES[] =
-    "table ip cellbox {\n"
+/* The host's table of one family (printf: family, sandboxes' range,
+ * ICMP's name, what input lets in beyond replies). */
+static const char NFT_RULES_FMT[] =
+    "table %1$s cellbox {\n"
     "  chain postrouting {\n"
     "    type nat hook postrouting priority srcnat; policy accept;\n"
-    "    ip saddr 10.231.0.0/16 oifname != \"cbh*\" masquerade\n"
+    "    %1$s saddr %2$s oifname != \"cbh*\" masquerade\n"
     "  }\n"
     "  map egress {\n"
     "    type ifname : verdict;\n"
     "  }\n"
     "  chain refuse {\n"
     "    meta l4proto tcp reject with tcp reset\n"
-    "    reject with icmp type admin-prohibited\n"
+    "    reject with %3$s type admin-prohibited\n"
     "  }\n"
     "  chain forward {\n"
     "    type filter hook forward priority filter; policy accept;\n"
@@ -87,36 +89,17 @@ static const char NFT_RULES[] =
     "  chain input {\n"
     "    type filter hook input priority filter; policy accept;\n"
     "    iifname \"cbh*\" ct state established,related accept\n"
+    "%4$s"
     "    iifname \"cbh*\" drop\n"
     "  }\n"
     "}\n";
 
-static const char NFT_RULES6[] =
-    "table ip6 cellbox {\n"
-    "  chain postrouting {\n"
-    "    type nat hook postrouting priority srcnat; policy accept;\n"
-    "    ip6 saddr " NET6_PREFIX "::/48 oifname != \"cbh*\" masquerade\n"
-    "  }\n"
-    "  map egress {\n"
-    "    type ifname : verdict;\n"
-    "  }\n"
-    "  chain refuse {\n"
-    "    meta l4proto tcp reject with tcp reset\n"
-    "    reject with icmpv6 type admin-prohibited\n"
-    "  }\n"
-    "  chain forward {\n"
-    "    type filter hook forward priority filter; policy accept;\n"
-    "    iifname \"cbh*\" oifname \"cbh*\" drop\n"
-    "    iifname vmap @egress\n"
-    "    iifname \"cbh*\" goto refuse\n"
-    "  }\n"
-    "  chain input {\n"
-    "    type filter hook input priority filter; policy accept;\n"
-    "    iifname \"cbh*\" ct state established,related accept\n"
-    "    iifname \"cbh*\" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"
-    "    iifname \"cbh*\" drop\n"
-    "  }\n"
-    "}\n";
+static char *nft_rules(bool v6)
+{
+    return v6 ? cb_printf_new(NFT_RULES_FMT, "ip6", NET6_PREFIX "::/48", "icmpv6",
+                              "    iifname \"cbh*\" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n")
+              : cb_printf_new(NFT_RULES_FMT, "ip", "10.231.0.0/16", "icmp", "");
+}
 
 /* Runs a tool for network set-up (sb_run_tool). */
 static int run(char *const argv[], const char *stdin_text, sb_error *err)
@@ -188,12 +171,13 @@ static int ensure_rules(sb_error *err)
     run(del, NULL, &ignore);  /* a table left by a crash */
     run(del6, NULL, &ignore);
     char *load[] = {"nft", "-f", "-", NULL};
-    if (run(load, NFT_RULES, err) < 0)
+    cb_autofree char *rules4 = nft_rules(false), *rules6 = nft_rules(true);
+    if (run(load, rules4, err) < 0)
         return -1;
     ipv6_on = host_has_ipv6();
     if (!ipv6_on)
         cb_log(CB_LOG_INFO, "net", "IPv6 is disabled on this host: egress sandboxes are IPv4 only");
-    else if (ipv6_forwarding_on(err) < 0 || run(load, NFT_RULES6, err) < 0) {
+    else if (ipv6_forwarding_on(err) < 0 || run(load, rules6, err) < 0) {
         run(del, NULL, &ignore);
         return -1;
     }

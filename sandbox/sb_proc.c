@@ -671,12 +671,7 @@ int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, cJSON **out, sb_e
             break;
         }
         pthread_mutex_lock(&b->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        sb_cond_wait_ms(&b->cv, &b->mu, 100);
         pthread_mutex_unlock(&b->mu);
     }
     if (port)

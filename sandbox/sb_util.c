@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <linux/openat2.h>
 #include <sys/wait.h>
 #include <spawn.h>
@@ -597,4 +598,15 @@ int sb_open_in_root(int root, const char *path, int flags, mode_t mode)
         fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
     while (fd < 0 && errno == EAGAIN);
     return fd;
+}
+
+void sb_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L)
+        ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(cv, mu, &ts);
 }

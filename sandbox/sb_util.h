@@ -8,6 +8,7 @@
 #define SB_UTIL_H
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "base/buf.h"
@@ -82,6 +83,11 @@ int sb_write_file_quick(const char *path, const void *data, size_t len, mode_t m
 
 /* Milliseconds on the monotonic clock. */
 static inline int64_t sb_now_ms(void) { return cb_mono_ns() / 1000000; }
+
+/* pthread_cond_timedwait for at most ms milliseconds (mu held, as there):
+ * the polls that wait for a sandbox's state to change, waking early when
+ * its cv is signalled. */
+void sb_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 
 
 
