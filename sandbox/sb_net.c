@@ -175,11 +175,16 @@ static int ensure_rules(sb_error *err)
     if (run(load, rules4, err) < 0)
         return -1;
     ipv6_on = host_has_ipv6();
+    sb_error e6 = {0};
     if (!ipv6_on)
         cb_log(CB_LOG_INFO, "net", "IPv6 is disabled on this host: egress sandboxes are IPv4 only");
-    else if (ipv6_forwarding_on(err) < 0 || run(load, rules6, err) < 0) {
-        run(del, NULL, &ignore);
-        return -1;
+    else if (ipv6_forwarding_on(&e6) < 0 || run(load, rules6, &e6) < 0) {
+        /* IPv6 is extra: a host whose kernel lacks IPv6 NAT (or whose
+         * /proc/sys is read-only) still gets IPv4 egress */
+        run(del6, NULL, &ignore);
+        ipv6_on = false;
+        cb_warn("net", "IPv6 egress is not available on this host (%s): egress sandboxes are IPv4 only",
+                e6.msg);
     }
     rules_ready = true;
     return 0;

@@ -14,8 +14,10 @@ Prints TAP.
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox_lib import TAP, Server, need_egress, wait_until  # noqa: E402
@@ -25,6 +27,7 @@ need_egress(t)
 
 NS = "cbtest-inet-%d" % os.getpid()
 NS_NO6, NS_RA = "cbtest-no6-%d" % os.getpid(), "cbtest-ra-%d" % os.getpid()
+NS_NO6NAT = "cbtest-no6nat-%d" % os.getpid()
 VH, VN = "cbti%d" % (os.getpid() % 100000), "cbtn%d" % (os.getpid() % 100000)
 WEB6, HOST6 = "2001:db8:cb::2", "2001:db8:cb::1"
 
@@ -95,16 +98,17 @@ print(json.dumps(out))
 '''
 
 
-def netns_server(ns, setup, sid, *sysctls):
+def netns_server(ns, setup, sid, *sysctls, env=None):
     """Makes network namespace ns, runs the shell commands setup in it, then
-    NETNS_CHECK there. nsenter --net only: ip netns exec would remount
-    /sys, and with it the cgroups."""
+    NETNS_CHECK there (with env, the server's environment, if given).
+    nsenter --net only: ip netns exec would remount /sys, and with it the
+    cgroups."""
     r = sh("ip netns add %s && ip -n %s link set lo up" % (ns, ns))
     for cmd in setup:
         r = r if r.returncode else sh("ip netns exec %s %s" % (ns, cmd))
     res = subprocess.run(["nsenter", "--net=/run/netns/" + ns, sys.executable, "-c", NETNS_CHECK,
                           os.path.dirname(os.path.abspath(__file__)), sid] + list(sysctls),
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)
     try:
         return json.loads(res.stdout)
     except ValueError:
@@ -274,6 +278,34 @@ try:
     t.ok(no6.get("tables") == ["table ip cellbox"] and "IPv6 is disabled on this host" in no6.get("log", ""),
          "a host with IPv6 disabled: no ip6 table; the log says egress is IPv4 only", no6)
 
+    # ---- a host with IPv6 whose nftables cannot make the ip6 table (a kernel
+    # without IPv6 NAT): the real nft behind a wrapper that refuses that table
+    fake = tempfile.mkdtemp(prefix="cellbox-nft-")
+    real_nft = shutil.which("nft")
+    with open(os.path.join(fake, "nft"), "w") as f:
+        f.write("#!/bin/sh\n"
+                "if [ \"$1\" = -f ]; then\n"
+                "  script=$(cat)\n"
+                "  case \"$script\" in *'table ip6 cellbox {'*)\n"
+                "    echo 'Error: Could not process rule: No such file or directory (no IPv6 NAT)' >&2; exit 1;;\n"
+                "  esac\n"
+                "  printf '%%s\\n' \"$script\" | exec %s \"$@\"\n"
+                "fi\n"
+                "exec %s \"$@\"\n" % (real_nft, real_nft))
+    os.chmod(os.path.join(fake, "nft"), 0o755)
+    try:
+        no6nat = netns_server(NS_NO6NAT, [], "net-no6nat",
+                              env=dict(os.environ, PATH=fake + ":" + os.environ.get("PATH", "")))
+    finally:
+        shutil.rmtree(fake, ignore_errors=True)
+    t.ok(no6nat.get("status") == 201 and no6nat.get("addr4", "").startswith("10.231.")
+         and no6nat.get("addr6") == "" and no6nat.get("ipv6Address") is None and no6nat.get("rc") == 0
+         and no6nat.get("tables") == ["table ip cellbox"]
+         and "IPv6 egress is not available on this host" in no6nat.get("log", "")
+         and "no IPv6 NAT" in no6nat.get("log", ""),
+         "a host whose nftables cannot make the ip6 table: egress sandboxes still start, IPv4 only, "
+         "and the log says why (the start failed)", no6nat)
+
     # ---- IPv6 forwarding and router advertisements, in a namespace of our own:
     # forwarding off, one interface accepting router advertisements (1), one not (0)
     ra = netns_server(NS_RA, ["ip link add cbtra1 type veth peer name cbtra0",
@@ -300,5 +332,6 @@ finally:
     sh("ip link del %s" % VH)
     sh("ip netns del %s" % NS)
     sh("ip netns del %s" % NS_NO6)
+    sh("ip netns del %s" % NS_NO6NAT)
     sh("ip netns del %s" % NS_RA)
 t.done()
