@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/un.h>
 #include <sys/stat.h>
 #include <limits.h>
@@ -16,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -210,7 +213,7 @@ typedef struct guard_chan {
 
 typedef struct ctx_guard {
     guard_chan ch[5];         /* shell, iopub, stdin, control, heartbeat */
-    char dir[64];
+    char dir[96];
     int wake[2];
     pthread_t thread;
     bool running;
@@ -448,6 +451,59 @@ static void guard_stop(ctx_guard *G)
     free(G);
 }
 
+/* The guards' sockets live in one folder per server, /tmp/cellbox-ctx-XXXXXX
+ * (short: a unix socket's path has 108 bytes), one folder per context in
+ * it. The server holds an exclusive lock on its folder's "lock" file for
+ * its life, so the first guard of a server removes the folders of servers
+ * that are gone (a SIGKILLed one leaves its folder): whoever can take a
+ * folder's lock owns it no more. The lock works across pid namespaces,
+ * where a pid in the name would not. */
+static char guard_root[64];
+static int guard_root_lock = -1;
+
+static void guard_sweep(void)
+{
+    DIR *d = opendir("/tmp");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, "cellbox-ctx-", 12) != 0)
+            continue;
+        cb_autofree char *dir = cb_printf_new("/tmp/%s", e->d_name);
+        cb_autofree char *lock = cb_printf_new("%s/lock", dir);
+        struct stat st;
+        int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        bool gone = fd >= 0 ? flock(fd, LOCK_EX | LOCK_NB) == 0
+                            /* no lock file: a server died before making it */
+                            : lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+                                  time(NULL) - st.st_mtime > 60;
+        if (fd >= 0)
+            close(fd);
+        if (gone && sb_rm_rf(dir) == 0)
+            cb_info("context", "removed %s, left by a server that is gone", dir);
+    }
+    if (d)
+        closedir(d);
+}
+
+static void guard_root_remove(void)
+{
+    sb_rm_rf(guard_root);  /* at the server's exit: its contexts are gone */
+}
+
+static void guard_root_make(void)
+{
+    guard_sweep();
+    snprintf(guard_root, sizeof guard_root, "/tmp/cellbox-ctx-XXXXXX");
+    cb_autofree char *lock = NULL;
+    if (!mkdtemp(guard_root) || !(lock = cb_printf_new("%s/lock", guard_root)) ||
+        (guard_root_lock = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
+        flock(guard_root_lock, LOCK_EX | LOCK_NB) < 0) {
+        cb_warn("context", "cannot make the folder of the contexts' sockets: %s", strerror(errno));
+        guard_root[0] = '\0';
+        return;
+    }
+    atexit(guard_root_remove);
+}
+
 /* Starts the guard for the kernel's ports (shell, iopub, stdin, control,
  * hb in conn) and rewrites conn to the guard's endpoints (ipc). */
 static ctx_guard *guard_start(sb_box *b, kn_conn *conn, sb_error *err)
@@ -461,8 +517,10 @@ static ctx_guard *guard_start(sb_box *b, kn_conn *conn, sb_error *err)
         G->ch[i].port = ports[i];
         G->ch[i].max_msg = i == KN_CH_IOPUB ? CTX_MAX_MSG : i == 4 ? GUARD_MAX_COMMAND : CTX_MAX_REPLY;
     }
-    snprintf(G->dir, sizeof G->dir, "/tmp/cellbox-ctx-XXXXXX");
-    if (!mkdtemp(G->dir)) {
+    static pthread_once_t root_once = PTHREAD_ONCE_INIT;
+    pthread_once(&root_once, guard_root_make);
+    snprintf(G->dir, sizeof G->dir, "%s/c-XXXXXX", guard_root);
+    if (!guard_root[0] || !mkdtemp(G->dir)) {
         G->dir[0] = '\0';
         goto fail;
     }

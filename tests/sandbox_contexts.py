@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -997,4 +998,43 @@ try:
         section(fn)
 finally:
     srv.finish(t, IDS, "SIGTERM: graceful exit 0 with contexts running")
+
+
+def guard_root(server):
+    """The folder of a server's context sockets: the one whose lock it holds."""
+    fd_dir = "/proc/%d/fd" % server.server_pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if re.fullmatch(r"/tmp/cellbox-ctx-\w+/lock", target):
+            return os.path.dirname(target)
+    return None
+
+
+# the sockets' folder of a SIGKILLed server is removed by the next server
+killed = Server()
+try:
+    killed.create("ctx-gone")
+    r = killed.post("/v1/sandboxes/ctx-gone/contexts", {"language": "python"}, timeout=HTTP_TIMEOUT)
+    root_a = guard_root(killed)
+    t.ok(r.status in (200, 201) and root_a and os.path.isdir(root_a) and len(os.listdir(root_a)) == 2,
+         "a server keeps its contexts' sockets in one folder of its own (a lock and the context's folder)",
+         (r, root_a, root_a and os.listdir(root_a)))
+    killed.stop(signal.SIGKILL)
+    t.ok(root_a and os.path.isdir(root_a), "a SIGKILLed server leaves that folder", root_a)
+    nxt = Server()
+    try:
+        nxt.create("ctx-next")
+        r = nxt.post("/v1/sandboxes/ctx-next/contexts", {"language": "python"}, timeout=HTTP_TIMEOUT)
+        root_b = guard_root(nxt)
+        t.ok(r.status in (200, 201) and root_b and root_b != root_a and not os.path.exists(root_a or "/x"),
+             "the next server's first context removes it (its lock is free) and makes its own",
+             (r, root_a, root_b))
+    finally:
+        nxt.finish(t, ["ctx-next"], "the next server stops")
+    t.ok(root_b and not os.path.exists(root_b), "a server that stops removes its folder", root_b)
+finally:
+    killed.cleanup()
 t.done()
