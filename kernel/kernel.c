@@ -875,6 +875,12 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     sigemptyset(&sigint);
     sigaddset(&sigint, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigint, &old);
+    /* Interrupts are this kernel's protocol: a SIGINT ignored by whoever
+     * started it (a background job, nohup: `jupyter notebook &` in a
+     * script) must not make it deaf, and Python installs its handler only
+     * over the default action (ipykernel sets its own handler for each
+     * cell). Blocked just above, so nothing can arrive in between. */
+    signal(SIGINT, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
 
     k->zctx = zmq_ctx_new();

@@ -4,6 +4,8 @@ including code blocked in time.sleep, input() and a subprocess, gets
 KeyboardInterrupt; the kernel replies with an error and stays alive.
 Also: control answers while a cell runs, and shutdown of a busy kernel.
 Output: TAP."""
+import json
+import os
 import time
 
 import kutil
@@ -11,6 +13,26 @@ from kutil import run, results
 
 tap = kutil.TAP()
 kutil.install_kernelspec("cellbox-msg", interrupt_mode="message")
+
+
+def install_deaf_kernelspec(name, base, mode):
+    """A kernelspec that starts the kernel with SIGINT ignored, as anything
+    started from a background job or under nohup inherits it (a notebook
+    server run as `jupyter notebook &` from a script): interrupts are the
+    kernel's protocol and must still work."""
+    kdir = os.path.join(kutil.JUPYTER_PREFIX, "share", "jupyter", "kernels")
+    with open(os.path.join(kdir, base, "kernel.json")) as f:
+        spec = json.load(f)
+    spec["argv"] = ["/bin/sh", "-c", "trap '' INT; exec \"$0\" \"$@\""] + spec["argv"]
+    spec["interrupt_mode"] = mode
+    os.makedirs(os.path.join(kdir, name), exist_ok=True)
+    with open(os.path.join(kdir, name, "kernel.json"), "w") as f:
+        json.dump(spec, f)
+    return name
+
+
+install_deaf_kernelspec("cellbox-deaf", "cellbox", "signal")
+install_deaf_kernelspec("cellbox-deaf-msg", "cellbox", "message")
 
 
 def interrupt_case(km, kc, code, desc, delay=0.5, **kw):
@@ -93,7 +115,9 @@ def main(name, mode):
     kc.stop_channels()
 
 
-for name, mode in (("cellbox", "signal"), ("cellbox-msg", "message")):
+for name, mode in (("cellbox", "signal"), ("cellbox-msg", "message"),
+                   ("cellbox-deaf", "signal (started with SIGINT ignored)"),
+                   ("cellbox-deaf-msg", "message (started with SIGINT ignored)")):
     try:
         main(name, mode)
     except Exception:

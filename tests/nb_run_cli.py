@@ -303,8 +303,10 @@ def main():
                   "import time\nopen('{name}.ready', 'w').close()\ntime.sleep(120)", "print('never')"]
         for name in ("killed", "sigint"):
             p = write_nb(os.path.join(d, name + ".ipynb"), [c.format(name=name) for c in waiter])
+            # SIGINT at its default in cellbox run, whatever this test inherited (a
+            # background job ignores it, and cellbox run rightly keeps that)
             proc = subprocess.Popen([C.CELLBOX, "run", p], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
+                                    text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             ready = C.wait_for_file(os.path.join(d, name + ".ready"))
             kpid = int(C.read_text(os.path.join(d, name + ".pid"))) if ready else 0
             leftover_pids.append(kpid)
