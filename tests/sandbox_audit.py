@@ -306,6 +306,14 @@ try:
          "is closed (got %d bytes)" % got)
     t.ok(wait_until(lambda: shrink_fds() == 0, timeout=30), "... and the server closed the file")
 
+    def start_service(name, code, ready, what):
+        """/workspace/NAME.py as background process NAME, waited for by ready."""
+        srv.post(F + "/write", {"path": name + ".py", "content": code})
+        r = srv.post(S + "/processes", {"command": "python3 /workspace/%s.py" % name, "processId": name})
+        t.eq(r.status, 201, "start " + what)
+        r = srv.post(S + "/processes/%s/wait" % name, dict(ready, timeoutMs=30000))
+        t.eq(r.status, 200, "... it listens")
+
     # ---- a preview-URL service whose chunk-size line never ends ----
     evil = (
         "import socket, time\n"
@@ -317,11 +325,7 @@ try:
         "    try:\n"
         "        c.sendall(b'a' * (4 << 20)); time.sleep(600)\n"
         "    except OSError: pass\n")
-    srv.post(F + "/write", {"path": "evil.py", "content": evil})
-    r = srv.post(S + "/processes", {"command": "python3 /workspace/evil.py", "processId": "evil"})
-    t.eq(r.status, 201, "start a service that never ends a chunk-size line")
-    r = srv.post(S + "/processes/evil/wait", {"port": 8080, "timeoutMs": 30000})
-    t.eq(r.status, 200, "... it listens")
+    start_service("evil", evil, {"port": 8080}, "a service that never ends a chunk-size line")
     r = srv.post(S + "/ports", {"port": 8080})
     t.eq(r.status, 201, "... its port is exposed")
     host = "8080-audit-%s.localhost:%d" % (r.json()["token"], srv.port)
@@ -376,11 +380,7 @@ try:
         "open('/workspace/probe.bin.tmp', 'wb').write(data)\n"
         "import os; os.rename('/workspace/probe.bin.tmp', '/workspace/probe.bin')\n"
         "import time; time.sleep(600)\n")
-    srv.post(F + "/write", {"path": "cap.py", "content": cap})
-    r = srv.post(S + "/processes", {"command": "python3 /workspace/cap.py", "processId": "cap"})
-    t.eq(r.status, 201, "start a service that records the probe's request")
-    r = srv.post(S + "/processes/cap/wait", {"log": "listening", "timeoutMs": 30000})
-    t.eq(r.status, 200, "... it listens")
+    start_service("cap", cap, {"log": "listening"}, "a service that records the probe's request")
     long_path = "/" + "p" * 1500
     r = srv.post(S + "/processes/cap/wait", {"port": 8081, "mode": "http", "path": long_path, "timeoutMs": 1500})
     t.eq(r.status, 408, "an HTTP wait with a 1500-byte path on a service that never answers: 408")
