@@ -9,6 +9,7 @@ and PNG images (decoded: compared by size and pixels, not by bytes, since
 cellbox encodes them with its own libpng settings).
 """
 import base64
+import contextlib
 import io
 import re
 
@@ -117,3 +118,15 @@ def merge_streams(out):
 
 def start(name):
     return kutil.start(name)
+
+
+@contextlib.contextmanager
+def running(name):
+    """A started kernel and its client, (km, kc), shut down however the
+    block ends."""
+    km, kc = start(name)
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -125,12 +125,8 @@ RECURSION_CELLS = [
 
 
 def recursion_errors(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         return [error_of(kc, code) for _, code, _ in RECURSION_CELLS]
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -151,8 +147,7 @@ def repeated_frames():
 
 @tap.case
 def deep_recursion():
-    km, kc = du.start("cellbox")
-    try:
+    with du.running("cellbox") as (km, kc):
         reply, err = error_of(kc, "import sys\nsys.setrecursionlimit(30000)\ndef g(n): return g(n+1)\ng(0)")
         tap.eq(reply["status"], "error", "RecursionError after setrecursionlimit(30000): an error reply")
         tb = strip("\n".join(err["traceback"])) if err else ""
@@ -163,9 +158,6 @@ def deep_recursion():
         reply, out = du.collect(kc, "sys.setrecursionlimit(3000)\n'still here'")
         tap.eq([c["data"]["text/plain"] for t, c, b in out if t == "execute_result"], ["'still here'"],
                "the kernel goes on")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 WARNING_CELLS = [
@@ -179,17 +171,13 @@ WARNING_CELLS = [
 
 
 def warning_counts(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         counts = []
         for code in WARNING_CELLS:
             reply, out = du.collect(kc, code)
             text = "".join(c["text"] for t, c, b in out if t == "stream" and c["name"] == "stderr")
             counts.append(text.count("Warning: "))
         return counts
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -211,16 +199,12 @@ INPUT_CELLS = [
 
 
 def input_results(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         res = []
         for code, kw in INPUT_CELLS:
             reply, out = du.collect(kc, code, **kw)
             res.append((reply["status"], [c["data"]["text/plain"] for t, c, b in out if t == "execute_result"]))
         return res
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -239,8 +223,7 @@ EOF_CELLS = [
 
 
 def eof_runs(kernel, cells, answer="\x04"):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         res = []
         for name, code in cells:
             asked = []
@@ -256,9 +239,6 @@ def eof_runs(kernel, cells, answer="\x04"):
             text = "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")
             res.append((r["content"]["status"], r["content"].get("ename"), len(asked), text))
         return res
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -296,8 +276,7 @@ def output_until_death(km, kc, code):
 
 @tap.case
 def exit_publishes_output():
-    km, kc = du.start("cellbox")
-    try:
+    with du.running("cellbox") as (km, kc):
         for i in range(3):
             texts, status = output_until_death(km, kc, "import os, sys\nprint('before', flush=True)\n"
                                                "sys.stderr.write('err not flushed\\n')\nos.system('echo from fd 1')\n"
@@ -313,9 +292,6 @@ def exit_publishes_output():
                                     "_, st = os.waitpid(pid, 0)\nprint('', os.waitstatus_to_exitcode(st))")
         text = "".join(c["text"] for t, c, b in out if t == "stream")
         tap.eq(text, "in the child 7\n", "a forked child's os._exit writes its partial line and exits with its status")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 CAPTURE_CELLS = [
@@ -327,17 +303,13 @@ CAPTURE_CELLS = [
 
 
 def capture_runs(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         res = []
         for code in CAPTURE_CELLS:
             reply, out = du.collect(kc, code)
             res.append((reply["status"], [(t, strip("\n".join(c["traceback"])) if t == "error" else c.get("data"))
                                           for t, c, b in out]))
         return res
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -353,8 +325,7 @@ EXIT_CELLS = ["import sys; sys.exit()", "raise SystemExit(3)", "%tb", "def f():\
 
 
 def exit_runs(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         res = []
         for code in EXIT_CELLS:
             reply, out = du.collect(kc, code)
@@ -366,9 +337,6 @@ def exit_runs(kernel):
             res.append((reply["status"], reply.get("ename"), reply.get("evalue"),
                         tb, "UserWarning: To exit: use 'exit', 'quit', or Ctrl-D." in stderr))
         return res
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -392,8 +360,7 @@ def shell_reply(kc, msg_id, timeout=30):
 
 @tap.case
 def long_names():
-    km, kc = du.start("cellbox")
-    try:
+    with du.running("cellbox") as (km, kc):
         name = "a" * 300000
         for code in (name, name + " ", "d['" + name, name + "+(", name + ".x"):
             r = shell_reply(kc, kc.complete(code, len(code)))
@@ -404,19 +371,12 @@ def long_names():
                    % (code[-4:], len(code)), r)
         reply, out = du.collect(kc, "'still here'")
         tap.eq(reply["status"], "ok", "the kernel goes on")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def completions(kernel, cells):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         du.collect(kc, "x = [1j]\nrevenue = 1")
         return [shell_reply(kc, kc.complete(code, len(code)))["matches"] for code in cells]
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -428,8 +388,7 @@ def attribute_of_subscript():
 
 @tap.case
 def inspect_hostile_objects():
-    km, kc = du.start("cellbox")
-    try:
+    with du.running("cellbox") as (km, kc):
         du.collect(kc, "class X:\n    @property\n    def __doc__(self): raise RuntimeError('doc')\n"
                        "    def __getattr__(self, n): raise RuntimeError('getattr ' + n)\nx = X()\n"
                        "class C:\n    def __call__(self): pass\n    @property\n    def __signature__(self): raise RuntimeError('sig')\n"
@@ -440,17 +399,13 @@ def inspect_hostile_objects():
                 text = strip(r.get("data", {}).get("text/plain", "")) if r else ""
                 tap.ok(r is not None and r["status"] == "ok" and r["found"] and ("Type: " + kind) in text.replace("  ", " "),
                        "inspect_request on an object whose __doc__ raises (%s, detail %d): its page" % (name, detail), r)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 RANGES = [(-2, None), (1, -1), (-3, -1), (2, 4), (3, 0), (5, 100), (-1, -1), (1, None)]
 
 
 def history_ranges(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         for code in ["a = 1", "a = 1", "b = 2", "a = 1", "a + b", "a = 1"]:
             du.collect(kc, code)
         du.collect(kc, "'not stored'", store_history=False)
@@ -462,9 +417,6 @@ def history_ranges(kernel):
             r = shell_reply(kc, kc.history(**kw))
             res.append([(line, text) for session, line, text in r["history"]])
         return res
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -484,8 +436,7 @@ NOTE_CELLS = [
 @tap.case
 def exception_notes():
     import traceback
-    km, kc = du.start("cellbox")
-    try:
+    with du.running("cellbox") as (km, kc):
         for mode in ("Context", "Verbose", "Plain", "Minimal"):
             du.collect(kc, "%xmode " + mode)
             for code in NOTE_CELLS:
@@ -500,9 +451,6 @@ def exception_notes():
                 if mode == "Plain":
                     got = got.lstrip() if got else got
                 tap.eq(got, want, "%s: the exception's line and its notes as Python prints them (%s)" % (code.split("\n")[0].split(";")[0][:30], mode))
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 GROUP_CELLS = [
@@ -514,8 +462,7 @@ GROUP_CELLS = [
 
 @tap.case
 def exception_groups():
-    km, kc = du.start("cellbox")
-    try:
+    with du.running("cellbox") as (km, kc):
         for mode in ("Context", "Plain"):
             du.collect(kc, "%xmode " + mode)
             for code in GROUP_CELLS:
@@ -527,19 +474,12 @@ def exception_groups():
                 tap.ok(("KeyError: 'k'" in last and "ValueError: v1" in last) if "grp" in code else
                        ("RuntimeError: task failed" in last and "in bad" in last),
                        "...with their messages and tracebacks (%s)" % mode, last)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def await_error_frames(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         reply, err = error_of(kc, "import asyncio\nasync def boom(): raise ValueError('x')\nawait boom()")
         return [strip(b).split("\n")[0] for b in err["traceback"][2:-1]] if err else None
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -552,8 +492,7 @@ UE = {"two": "1 + 1", "side": "calls.append('evaluated')"}
 
 
 def user_expression_runs(kernel):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         res = []
         du.collect(kc, "calls = []")
         for code in ("1/0", "raise KeyboardInterrupt", "x = 1"):
@@ -574,9 +513,6 @@ def user_expression_runs(kernel):
                 break
         res.append([c["data"]["text/plain"] for t, c, b in out if t == "execute_result"])
         return res
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
@@ -597,8 +533,7 @@ CHILD_CELLS = [
 
 
 def child_outputs(kernel, rounds=3):
-    km, kc = du.start(kernel)
-    try:
+    with du.running(kernel) as (km, kc):
         res = []
         for name, code in CHILD_CELLS:
             for i in range(rounds):
@@ -606,9 +541,6 @@ def child_outputs(kernel, rounds=3):
                 res.append((reply["status"], "".join(c["text"] for t, c, b in out
                                                      if t == "stream" and c["name"] == "stdout")))
         return res
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @tap.case
