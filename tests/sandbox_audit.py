@@ -69,7 +69,7 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, recv_until, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -526,12 +526,7 @@ try:
         up.sendall(body[i:i + 1])
         threading.Event().wait(0.1 if i < 40 else 0)
     up.settimeout(30)
-    got = b""
-    while b"uploaded slowly" not in got:
-        chunk = up.recv(65536)
-        if not chunk:
-            break
-        got += chunk
+    got = recv_until(up, b"uploaded slowly")
     t.ok(got.startswith(b"HTTP/1.1 200") and b"uploaded slowly" in got,
          "a request whose body comes slowly (past the header deadline) is served", got[:300])
     up.close()

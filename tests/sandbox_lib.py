@@ -320,6 +320,17 @@ def parse_sse(text):
     return events
 
 
+def recv_until(sock, marker):
+    """What sock sends until marker has come (or the peer closed)."""
+    got = b""
+    while marker not in got:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def wait_until(fn, timeout=60, step=0.05):
     """Poll fn() until it is true (a deadline, not a timing assumption)."""
     deadline = time.time() + timeout

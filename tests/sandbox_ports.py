@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, recv_until, wait_until  # noqa: E402
 
 APP = r'''
 import base64, hashlib, json, socket, struct, sys, time
@@ -141,12 +141,7 @@ def ws_echo(host, messages):
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(("GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (host, key)).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
+    head = recv_until(s, b"\r\n\r\n")
     head, _, rest = head.partition(b"\r\n\r\n")
     want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
     ok = head.startswith(b"HTTP/1.1 101") and want in head
