@@ -13,6 +13,13 @@ with references measured in the same run (see README.md here).
      directly (so the difference is the proxy's cost).
 Needs root. Run from the project root after `make`:
     sudo /usr/bin/python3 bench/sandbox/code_bench.py --n 50
+
+A/B of server binaries (e.g. a copy of ./cellbox from before a change):
+    sudo /usr/bin/python3 bench/sandbox/code_bench.py --ab /tmp/old/cellbox ./cellbox --rounds 3
+runs, for each binary in turn and alternating them --rounds times: `1+1`
+in an existing context (--n * 4 runs, p50/p90 of all rounds) and one run of
+--display display() calls (its duration, median of the rounds), and prints
+each binary's numbers with its ratio to the first one's.
 """
 import argparse
 import http.client
@@ -26,6 +33,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
+import sandbox_lib  # noqa: E402
 from sandbox_lib import Server  # noqa: E402
 
 
@@ -82,6 +90,56 @@ def bench_context_run(srv, n):
         if json.loads(d)["results"][0]["text"] != "2":
             raise RuntimeError("run failed: %s" % d[:200])
     return times
+
+
+DISPLAY = "for i in range(%d):\n    display(i)\n"  # display() is a builtin of the cellbox kernel
+
+
+def bench_display(srv, count):
+    """One run of `count` display() calls in an existing context: its duration."""
+    cl = Client(srv)
+    s, d = cl.call("POST", "/v1/sandboxes/bench-ctx/contexts", {})
+    ctx = json.loads(d)["id"]
+    cl.call("POST", "/v1/sandboxes/bench-ctx/code", {"code": DISPLAY % 10, "context": ctx})  # warm: the import
+    t = time.perf_counter()
+    s, d = cl.call("POST", "/v1/sandboxes/bench-ctx/code", {"code": DISPLAY % count, "context": ctx})
+    took = time.perf_counter() - t
+    j = json.loads(d)
+    if s != 200 or j.get("error") or len(j["results"]) != count:
+        raise RuntimeError("display run failed: %d %s" % (s, d[:300]))
+    cl.call("DELETE", "/v1/sandboxes/bench-ctx/contexts/" + ctx)
+    return took
+
+
+def ab(a):
+    """--ab: the same measurements on each binary, alternated."""
+    runs = {b: [] for b in a.ab}
+    displays = {b: [] for b in a.ab}
+    for r in range(a.rounds):
+        for b in a.ab:
+            sandbox_lib.CELLBOX = os.path.abspath(b)
+            srv = Server()
+            try:
+                srv.create("bench-ctx", instanceType=a.instance)
+                runs[b] += bench_context_run(srv, a.n * 4)
+                if a.display:
+                    displays[b].append(bench_display(srv, a.display))
+            finally:
+                srv.stop()
+                srv.cleanup()
+    first = a.ab[0]
+    print("sandboxes: instanceType %s; %d rounds, binaries alternated" % (a.instance, a.rounds))
+    print("| binary | `1+1` p50 | p90 | ratio p50 | %d display() run (median) | ratio |" % a.display)
+    print("|---|---:|---:|---:|---:|---:|")
+    for b in a.ab:
+        p50, p90 = pct(runs[b], 0.5), pct(runs[b], 0.9)
+        d = statistics.median(displays[b]) * 1000.0 if displays[b] else 0
+        d0 = statistics.median(displays[first]) * 1000.0 if displays[first] else 0
+        print("| %s | %.3f ms | %.3f ms | %.2f | %.0f ms | %s |" % (
+            b, p50, p90, p50 / pct(runs[first], 0.5), d, "%.2f" % (d / d0) if d0 else "-"))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"runs": runs, "displays": displays}, f)
 
 
 def bench_ipykernel(n):
@@ -169,7 +227,13 @@ def main():
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--json")
     ap.add_argument("--instance", default="lite", help="instanceType of the sandboxes (lite: half a CPU)")
+    ap.add_argument("--ab", nargs="+", metavar="CELLBOX", help="compare these server binaries (see above)")
+    ap.add_argument("--rounds", type=int, default=3, help="--ab: how many times each binary is measured")
+    ap.add_argument("--display", type=int, default=20000,
+                    help="--ab: display() calls in the one timed run (0: none)")
     a = ap.parse_args()
+    if a.ab:
+        return ab(a)
     srv = Server()
     try:
         srv.create("bench-ctx", instanceType=a.instance)
