@@ -15,9 +15,10 @@
  * server is multi-threaded). Stopping kills pid 1, which makes the kernel
  * kill the whole pid namespace, then removes the cgroups.
  *
- * Pause freezes the sandbox's cgroup (sb_cg_freeze) and resume thaws it;
- * both under b->mu. A frozen pid 1 cannot die (cgroup v1), so a stop of a
- * paused sandbox sends SIGKILL, thaws, and only then waits for it.
+ * Pause freezes the sandbox's cgroup (sb_cg_freeze) with b->mu released
+ * (b->pausing set: see sb_box.h); resume thaws it under b->mu. A frozen
+ * pid 1 cannot die (cgroup v1), so a stop of a paused sandbox sends
+ * SIGKILL, thaws, and only then waits for it.
  *
  * Persistence: sandbox.json (options), sessions.json (sessions and their
  * shell state) under STATE/sandboxes/<id>/, plus workspace/ which is
@@ -61,7 +62,7 @@
 #include "sandbox/sb_proto.h"
 #include "sandbox/sb_util.h"
 
-/* How long a pause waits for every task to freeze (holding the box's lock).
+/* How long a pause waits for every task to freeze (b->mu released).
  * A task in uninterruptible sleep (waiting for a busy disk, say) freezes
  * only when it wakes: CI saw more than 5 s under parallel load. */
 #define PAUSE_WAIT_MS 10000
@@ -1093,7 +1094,8 @@ void sb_boxes_set_max_running(int n)
 
 static bool box_idle(const sb_box *o)
 {
-    return o->state == SB_BOX_RUNNING && !o->paused && !o->opts.keep_alive && o->active == 0 && !o->deleted;
+    return o->state == SB_BOX_RUNNING && !o->paused && !o->pausing && !o->opts.keep_alive &&
+           o->active == 0 && !o->deleted;
 }
 
 /* The least recently used idle running sandbox but self, referenced, or
@@ -1310,8 +1312,20 @@ static void box_teardown(sb_box *b)
              (double)(t1 - t0) / 1e6, (double)(cb_mono_ns() - t1) / 1e6);
 }
 
+/* Wait until no pause is freezing b (sb_box_pause freezes with b->mu
+ * released). b->mu held; dropped while waiting, so what the caller saw of
+ * b before may have changed. */
+static void wait_pause(sb_box *b)
+{
+    while (b->pausing)
+        pthread_cond_wait(&b->cv, &b->mu);
+}
+
+/* b->mu held. A pause in progress ends first (its cgroup must not go while
+ * the kernel freezes it). */
 static void box_stop(sb_box *b, const char *reason)
 {
+    wait_pause(b);
     if (b->state != SB_BOX_RUNNING)
         return;
     box_teardown(b);
@@ -1359,6 +1373,7 @@ int sb_box_pause(sb_box *b, sb_error *err)
                            : "this host's cgroup v1 layout has no freezer hierarchy mounted for "
                              "the server (mount -t cgroup -o freezer cgroup /sys/fs/cgroup/freezer)"), -1;
     pthread_mutex_lock(&b->mu);
+    wait_pause(b);  /* another pause of it first: idempotent, its outcome decides */
     int rc = 0;
     if (b->deleted)
         rc = sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' was deleted", b->id);
@@ -1369,8 +1384,17 @@ int sb_box_pause(sb_box *b, sb_error *err)
                      "sandbox '%s' is not running (asleep or stopped): only a running sandbox can "
                      "be paused", b->id);
     if (rc == 0 && !b->paused) {
+        /* The freeze may take seconds (PAUSE_WAIT_MS): without b->mu, so
+         * that the sandbox's record, lists and logs are served meanwhile.
+         * While pausing is set nobody changes state, paused or cg (they
+         * wait_pause), so b->cg is read here without the lock. */
+        b->pausing = true;
+        pthread_mutex_unlock(&b->mu);
         int64_t t0 = cb_mono_ns();
-        if (sb_cg_freeze(&reg.cg, &b->cg, true, PAUSE_WAIT_MS, err) < 0) {
+        int frc = sb_cg_freeze(&reg.cg, &b->cg, true, PAUSE_WAIT_MS, err);
+        pthread_mutex_lock(&b->mu);
+        b->pausing = false;
+        if (frc < 0) {
             rc = -1;
         } else {
             b->paused = true;
@@ -1379,6 +1403,7 @@ int sb_box_pause(sb_box *b, sb_error *err)
             snprintf(kv, sizeof kv, "sandbox=%s ms=%.2f", b->id, (double)(cb_mono_ns() - t0) / 1e6);
             cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox paused");
         }
+        pthread_cond_broadcast(&b->cv);
     }
     pthread_mutex_unlock(&b->mu);
     return rc ? -1 : 0;
@@ -1432,6 +1457,8 @@ static int box_acquire(sb_box *b, bool resume, sb_error *err)
     int rc = 0;
     bool check = false;
     for (;;) {
+        if (resume)
+            wait_pause(b);  /* then resume what it froze */
         if ((rc = box_gone(b, err)) < 0)
             break;
         if (b->state == SB_BOX_RUNNING && !agent_alive(b))
@@ -1490,6 +1517,7 @@ int sb_box_recover(sb_box *b, sb_error *err)
     pthread_mutex_lock(&b->mu);
     int rc = 0;
     for (;;) {
+        wait_pause(b);
         if (b->state == SB_BOX_RUNNING && !waited) {
             struct pollfd p = {b->pidfd, POLLIN, 0};
             waited = true;
@@ -1899,6 +1927,8 @@ cJSON *sb_box_json(sb_box *b)
             cb_iso_date(date, b->paused_us);
             cJSON_AddStringToObject(j, "pausedAt", date);
         }
+        if (b->pausing)  /* a pause is freezing it now: still "running" */
+            cJSON_AddBoolToObject(j, "pausing", true);
         cJSON_AddNumberToObject(j, "agentPid", b->agent);  /* host pid of its pid 1 */
         char addr[64];
         if (sb_net_address(b, addr, sizeof addr))
@@ -1970,10 +2000,11 @@ static void *sleeper(void *arg)
         for (size_t i = 0; i < n; i++) {
             sb_box *b = copy[i];
             pthread_mutex_lock(&b->mu);
-            if (b->state == SB_BOX_RUNNING && !b->opts.keep_alive && !b->paused &&
+            /* never waits for a pause: one in progress is skipped */
+            if (b->state == SB_BOX_RUNNING && !b->opts.keep_alive && !b->paused && !b->pausing &&
                 b->active == 0 && now - b->last_used_ms >= b->opts.sleep_after_ms)
                 box_stop(b, "sleepAfter");
-            else if (b->state == SB_BOX_RUNNING && b->active == 0 && !agent_alive(b))
+            else if (b->state == SB_BOX_RUNNING && !b->pausing && b->active == 0 && !agent_alive(b))
                 box_stop(b, "agent died");
             pthread_mutex_unlock(&b->mu);
             sb_box_unref(b);

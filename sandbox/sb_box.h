@@ -21,8 +21,13 @@
  * Threads: every field below `mu` is protected by it. Requests hold a
  * reference (sb_box_get/sb_box_unref) and, while they use the agent, an
  * "active" count (sb_box_acquire/sb_box_release) that keeps the sleeper away.
- * Start, stop, pause and resume run with `mu` held for their whole length
- * (a freeze waits for the kernel: milliseconds), so they never interleave.
+ * Start, stop and resume run with `mu` held for their whole length, so they
+ * never interleave. A pause freezes without it (the kernel may take
+ * seconds: a task in uninterruptible sleep freezes only when it wakes): it
+ * sets `pausing` and leaves b->cg alone; meanwhile reads are served (the
+ * record shows "pausing": true), and whatever would change the sandbox's
+ * state (stop, delete, start, resume, a request that resumes, another
+ * pause) first waits on `cv` for the pause to end, then looks again.
  *
  * Ownership: sb_box_get/sb_box_create/sb_box_ref return a reference the
  * caller drops with sb_box_unref. JSON returned by *_json functions is
@@ -66,7 +71,7 @@ typedef struct sb_box {
     sb_box_opts opts;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* signalled when processes change */
+    pthread_cond_t cv;          /* signalled when processes change, and when a pause ends */
     pthread_mutex_t backup_mu;  /* one backup or restore at a time (sb_backup.c) */
     int refs;
     bool deleted;
@@ -81,6 +86,8 @@ typedef struct sb_box {
                                  * until it is handed to the agent; -1 otherwise */
     int64_t started_us;
     bool paused;                /* running, its processes frozen (sb_box_pause) */
+    bool pausing;               /* a pause is freezing it now, without mu: while set,
+                                 * state, paused and cg do not change (wait on cv) */
     int64_t paused_us;          /* when it was paused (real time) */
     unsigned generation;        /* bumped at each start */
     int active;                 /* requests using the agent now */
@@ -154,8 +161,10 @@ int sb_box_acquire(sb_box *b, sb_error *err);
  * use only its files, through sb_box_root (files, watch), never its
  * processes. */
 int sb_box_acquire_files(sb_box *b, sb_error *err);
-/* Freeze every process of a running sandbox (cgroup freezer). A no-op on a
- * paused one. -1 + err: SANDBOX_CONFLICT when it is not running (asleep,
+/* Freeze every process of a running sandbox (cgroup freezer), without
+ * holding b->mu while the kernel freezes (b->pausing meanwhile). A no-op on
+ * a paused one; while another pause of it runs, waits for that one's end
+ * first. -1 + err: SANDBOX_CONFLICT when it is not running (asleep,
  * stopped, deleted), PAUSE_NOT_SUPPORTED without a freezer (--isolation
  * none; cgroup v1 without the freezer hierarchy), CONTAINER_UNAVAILABLE
  * when the kernel does not finish in time (then it is thawed again). */

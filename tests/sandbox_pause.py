@@ -12,10 +12,15 @@ delete, server shutdown and a SIGKILLed server leave nothing behind (v1's
 frozen tasks cannot die until thawed). Latencies are printed, never judged.
 Prints TAP.
 """
+import ctypes
 import http.client
 import os
 import signal
+import struct
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +30,7 @@ t = TAP()
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
-IDS = ["pz-a", "pz-s", "pz-d", "pz-x", "pz-w", "pz-crash"]
+IDS = ["pz-a", "pz-s", "pz-d", "pz-x", "pz-w", "pz-crash", "pz-f"]
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i >> /workspace/count; sleep 0.05; done"
 srv = Server()
 
@@ -146,6 +151,82 @@ def post_pause(sid, s=None):
             return r
         print("# note: pause of %s: 503 (%s), tried again" % (sid, r.json()["error"]["message"][:120]))
     return r
+
+
+class StallFS:
+    """A FUSE file system on the host, spoken over /dev/fuse by hand, that
+    answers only INIT: a process that looks a name up in it waits in the
+    kernel (request_wait_answer) in a sleep the freezer cannot end, until
+    release() answers ENOENT. Moved into a sandbox's freezer group, it
+    keeps a pause of that sandbox freezing for as long as the test wants (as
+    a task blocked on a hung file system would). None when FUSE is missing."""
+
+    def __init__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.mnt = tempfile.mkdtemp(prefix="cellbox-stallfs-")
+        self.fd = os.open("/dev/fuse", os.O_RDWR)
+        opts = "fd=%d,rootmode=40000,user_id=0,group_id=0" % self.fd
+        if self.libc.mount(b"cellbox-stall", self.mnt.encode(), b"fuse", 0, opts.encode()) != 0:
+            e = ctypes.get_errno()
+            os.close(self.fd)
+            os.rmdir(self.mnt)
+            raise OSError(e, "mount fuse: " + os.strerror(e))
+        self.pending = []   # unique ids of requests held unanswered
+        self.cv = threading.Condition()
+        self.th = threading.Thread(target=self._serve, daemon=True)
+        self.th.start()
+
+    def _reply(self, unique, error=0, body=b""):
+        os.write(self.fd, struct.pack("<IiQ", 16 + len(body), error, unique) + body)
+
+    def _serve(self):
+        while True:
+            try:
+                req = os.read(self.fd, 1 << 20)
+            except OSError:
+                return   # unmounted
+            _, opcode, unique = struct.unpack_from("<IIQ", req)
+            if opcode == 26:    # INIT: protocol 7.31, nothing else offered
+                self._reply(unique, 0, struct.pack("<IIIIHHIIHHII", 7, 31, 0, 0, 0, 0, 4096, 0, 0, 0, 0, 0)
+                            + b"\0" * 24)
+            elif opcode not in (2, 36, 42):  # FORGET, INTERRUPT, BATCH_FORGET: no reply
+                with self.cv:
+                    self.pending.append(unique)
+                    self.cv.notify_all()
+
+    def wait_held(self, timeout=30):
+        with self.cv:
+            return self.cv.wait_for(lambda: self.pending, timeout)
+
+    def release(self):
+        with self.cv:
+            held, self.pending = self.pending, []
+        for unique in held:
+            self._reply(unique, -2)  # ENOENT
+
+    def close(self):
+        self.release()
+        self.libc.umount2(self.mnt.encode(), 2)  # MNT_DETACH
+        os.close(self.fd)
+        self.th.join(10)
+        os.rmdir(self.mnt)
+
+
+def freezer_group(pid):
+    """The folder of the freezer group of host pid `pid` (v1: the freezer
+    hierarchy's; v2: its one group)."""
+    dirs = group_dirs(pid)
+    v1 = [d for d in dirs if "freezer" in d]
+    return v1[0] if v1 else (dirs[0] if len(dirs) == 1 else None)
+
+
+def freezing(group):
+    """Has a freeze of the group begun without ending (v1 FREEZING; v2
+    cgroup.freeze 1 but cgroup.events not yet frozen 1)?"""
+    if os.path.exists(group + "/freezer.state"):
+        return read_or_empty(group + "/freezer.state").strip() == "FREEZING"
+    return (read_or_empty(group + "/cgroup.freeze").strip() == "1"
+            and "frozen 0" in read_or_empty(group + "/cgroup.events"))
 
 
 def pause(sid, s=None):
@@ -281,6 +362,71 @@ try:
         t.ok(r.status == 404 and r.code == "SANDBOX_NOT_FOUND", "%s of an unknown id: 404 SANDBOX_NOT_FOUND" % verb, r)
     r = srv.get("/v1/sandboxes/pz-a/pause")
     t.ok(r.status == 405, "GET …/pause: 405", r)
+
+    # ---- a freeze that takes long: the sandbox is served meanwhile -----------
+    # A host process blocked on a FUSE file system that does not answer is
+    # moved into the sandbox's freezer group: the kernel cannot freeze it
+    # until the test answers. The pause must not hold the sandbox's lock
+    # over that wait: its record, the list and process records are served
+    # while the pause is still waiting (an order, not a timing: the freeze
+    # cannot end before the test releases the file system).
+    srv.create("pz-f")
+    srv.post("/v1/sandboxes/pz-f/processes", {"command": "sleep 1000", "processId": "bg"})
+    f_agent = box("pz-f")["agentPid"]
+    group = freezer_group(f_agent)
+    try:
+        fs = StallFS() if group else None
+    except OSError as e:
+        fs = None
+        print("# no FUSE here (%s)" % e, flush=True)
+    if not fs:
+        for name in ("slow freeze: the record is served while the pause waits", "slow freeze: pause ends 200",
+                     "slow freeze: a resume sent meanwhile leaves it running"):
+            t.n += 1
+            print("ok %d - # SKIP %s: needs FUSE (/dev/fuse) and a freezer group (%s)" % (t.n, name, group), flush=True)
+    else:
+        stuck = subprocess.Popen(["stat", fs.mnt + "/held"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            held = fs.wait_held()
+            with open(group + "/cgroup.procs", "w") as f:
+                f.write(str(stuck.pid))
+            res = {}
+
+            def do(key, verb):
+                res[key] = srv.post("/v1/sandboxes/pz-f/" + verb, timeout=90)
+
+            pauser = threading.Thread(target=do, args=("pause", "pause"))
+            pauser.start()
+            began = wait_until(lambda: freezing(group), timeout=30)
+            g = srv.get("/v1/sandboxes/pz-f", timeout=90)
+            lst = srv.get("/v1/sandboxes", timeout=90)
+            pr = srv.get("/v1/sandboxes/pz-f/processes/bg", timeout=90)
+            during = pauser.is_alive() and freezing(group)
+            t.ok(held and began and during and g.status == 200 and g.json().get("pausing") is True
+                 and g.json().get("status") == "running" and lst.status == 200 and pr.status == 200,
+                 "slow freeze: the record (status running, pausing true), the list and a process record "
+                 "are served while the pause waits for the kernel",
+                 (held, began, during, g, lst.status, pr))
+            resumer = threading.Thread(target=do, args=("resume", "resume"))
+            resumer.start()
+            fs.release()   # the stat ends, the freeze completes
+            pauser.join(90)
+            p = res.get("pause")
+            t.ok(p is not None and p.status == 200 and p.json().get("status") == "paused"
+                 and "pausing" not in p.json(), "slow freeze: pause ends 200 paused once the task can freeze", p)
+            resumer.join(90)
+            r = res.get("resume")
+            t.ok(r is not None and r.status == 200 and r.json().get("status") == "running"
+                 and status("pz-f") == "running" and not frozen(freezer_state(f_agent)),
+                 "slow freeze: a resume sent meanwhile waits for the pause, then leaves it running", (r, status("pz-f")))
+        finally:
+            srv.post("/v1/sandboxes/pz-f/resume")
+            fs.close()
+            try:
+                stuck.wait(30)
+            except subprocess.TimeoutExpired:
+                stuck.kill()
+                stuck.wait(30)
 
     # ---- sleepAfter does not apply while paused ------------------------------
     srv.create("pz-s", sleepAfter="1s")
