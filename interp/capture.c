@@ -51,7 +51,15 @@ struct ip_capture {
     _Atomic unsigned long child_seen;
     bool stop;
     pthread_t pump;
-    cb_buf enc;              /* JSON encoding scratch (under pub_lock) */
+    /* under pub_lock: the open message (enc_head: the length of its
+     * header; its text is what follows) and a carried character */
+    cb_buf enc;
+    size_t enc_head;
+    int enc_stream;
+    char carry[8];
+    size_t carry_len;
+    int carry_stream;
+    int big_stream;          /* between ip_capture_write_begin() and _end() */
 };
 
 /* ------------------------------------------------------------------ UTF-8 / JSON */
@@ -147,74 +155,112 @@ size_t ip_json_escape_utf8(cb_buf *out, const char *data, size_t len, bool final
     return (size_t)(p - (const unsigned char *)data);
 }
 
-/* ------------------------------------------------------------------ publishing */
+/* ------------------------------------------------------------------ publishing
+ *
+ * All text leaves through emit() (under pub_lock), which escapes bytes into
+ * the open message (c->enc) straight from the buffer it is given and sends a
+ * message whenever the next bytes might not fit in IP_STREAM_CHUNK. A UTF-8
+ * character cut by the end of what emit() was given waits in c->carry for
+ * the next bytes of its stream; msg_send() ends the open message. */
 
 static const char *stream_name(int s)
 {
     return s == IP_STDERR ? "stderr" : "stdout";
 }
 
-/* Cuts the pending batch (under buf_lock) and publishes it (under pub_lock).
- * final: also emit a trailing incomplete UTF-8 sequence. */
-static void publish_pending(ip_capture *c, bool final)
+/* Ends the open message: publishes it if it holds text. Under pub_lock. */
+static void msg_send(ip_capture *c)
 {
-    pthread_mutex_lock(&c->pub_lock);
-    pthread_mutex_lock(&c->buf_lock);
-    if (c->pending.len == 0) {
-        c->kicked = false;
-        pthread_mutex_unlock(&c->buf_lock);
-        pthread_mutex_unlock(&c->pub_lock);
-        return;
+    if (c->enc.len > c->enc_head) {
+        cb_buf_append(&c->enc, "\"}", 2);
+        c->host->publish(c->host->ctx, "stream", c->enc.data, c->enc.len, NULL, 0);
     }
+    cb_buf_reset(&c->enc);
+    c->enc_head = 0;
+}
+
+/* Escapes data into messages of stream. final: also emit an incomplete
+ * UTF-8 sequence at the end (as U+FFFD) instead of carrying it. Under
+ * pub_lock. */
+static void emit(ip_capture *c, int stream, const char *data, size_t len, bool final)
+{
+    if (c->carry_len && c->carry_stream != stream)
+        emit(c, c->carry_stream, "", 0, true);  /* the rest of that character will not come */
+    if (c->enc.len && c->enc_stream != stream)
+        msg_send(c);
+    size_t used = 0;
+    for (;;) {
+        if (!c->enc.len) {
+            cb_buf_printf(&c->enc, "{\"name\":\"%s\",\"text\":\"", stream_name(stream));
+            c->enc_head = c->enc.len;
+            c->enc_stream = stream;
+        }
+        /* input bytes that fit even all escaped (\u00XX: 6 bytes each), "} kept */
+        size_t room = (IP_STREAM_CHUNK - 2 - c->enc.len) / 6;
+        if (room < 8) {
+            msg_send(c);
+            continue;
+        }
+        if (c->carry_len) {
+            /* complete the carried character with the first bytes of data */
+            char tmp[sizeof c->carry + 4];
+            size_t cl = c->carry_len, m = len - used < 4 ? len - used : 4;
+            memcpy(tmp, c->carry, cl);
+            memcpy(tmp + cl, data + used, m);
+            size_t k = ip_json_escape_utf8(&c->enc, tmp, cl + m, final && used + m == len);
+            if (k < cl) {  /* still incomplete: it took all of data */
+                c->carry_len = cl + m - k;
+                memmove(c->carry, tmp + k, c->carry_len);
+                used += m;
+                break;
+            }
+            c->carry_len = 0;
+            used += k - cl;
+            continue;
+        }
+        if (used == len)
+            break;
+        size_t n = len - used;
+        if (n > SLICE)
+            n = SLICE;
+        if (n > room)
+            n = room;
+        size_t k = ip_json_escape_utf8(&c->enc, data + used, n, final && used + n == len);
+        used += k;
+        if (k == 0)
+            break;  /* an incomplete character ends data (fewer than 4 bytes) */
+    }
+    if (used < len) {
+        c->carry_len = len - used;
+        memcpy(c->carry, data + used, c->carry_len);
+        c->carry_stream = stream;
+    }
+}
+
+/* Takes the pending batch (under buf_lock). Under pub_lock. */
+static cb_buf take_pending(ip_capture *c, int *stream)
+{
+    pthread_mutex_lock(&c->buf_lock);
     cb_buf batch = c->pending;
-    int stream = c->pending_stream;
+    *stream = c->pending_stream;
     cb_buf_init(&c->pending);
     c->kicked = false;
     c->urgent = false;
     pthread_mutex_unlock(&c->buf_lock);
+    return batch;
+}
 
-    /* one message per IP_STREAM_CHUNK of JSON at most: the batch is
-     * escaped in slices (an incomplete UTF-8 sequence at a slice's end
-     * waits for the next slice, so no character is cut) */
-    size_t used = 0;
-    while (used < batch.len) {
-        cb_buf_reset(&c->enc);
-        cb_buf_printf(&c->enc, "{\"name\":\"%s\",\"text\":\"", stream_name(stream));
-        size_t start = used;
-        size_t room;  /* input bytes that fit even all escaped (\u00XX: 6 bytes each) */
-        while (used < batch.len && (room = (IP_STREAM_CHUNK - c->enc.len) / 6) >= 4) {
-            size_t n = batch.len - used;
-            if (n > SLICE)
-                n = SLICE;
-            if (n > room)
-                n = room;
-            bool last = used + n == batch.len;
-            size_t k = ip_json_escape_utf8(&c->enc, batch.data + used, n, final && last);
-            used += k;
-            if (k == 0)
-                break;  /* an incomplete sequence at the end of the batch */
-        }
-        cb_buf_append(&c->enc, "\"}", 2);
-        if (used > start)
-            c->host->publish(c->host->ctx, "stream", c->enc.data, c->enc.len, NULL, 0);
-        if (used == start)
-            break;
-    }
-    if (used < batch.len) {
-        /* an incomplete UTF-8 sequence: put it back in front of what came since */
-        pthread_mutex_lock(&c->buf_lock);
-        if (c->pending.len == 0 || c->pending_stream == stream) {
-            cb_buf rest = CB_BUF_INIT;
-            cb_buf_append(&rest, batch.data + used, batch.len - used);
-            cb_buf_append(&rest, c->pending.data, c->pending.len);
-            cb_buf_clear(&c->pending);
-            c->pending = rest;
-            c->pending_stream = stream;
-            if (!c->pending_since)
-                c->pending_since = cb_mono_ns();
-        }
-        pthread_mutex_unlock(&c->buf_lock);
-    }
+/* Publishes the pending batch. final: also what the carry holds. */
+static void publish_pending(ip_capture *c, bool final)
+{
+    pthread_mutex_lock(&c->pub_lock);
+    int stream;
+    cb_buf batch = take_pending(c, &stream);
+    if (batch.len)
+        emit(c, stream, batch.data, batch.len, final);
+    else if (final && c->carry_len)
+        emit(c, c->carry_stream, "", 0, true);
+    msg_send(c);
     cb_buf_clear(&batch);
     pthread_mutex_unlock(&c->pub_lock);
 }
@@ -266,21 +312,55 @@ void ip_capture_child_wrote(ip_capture *c)
         atomic_fetch_add(c->child_writes, 1);
 }
 
+/* A child wrote to the pipes: take that in before what the kernel writes
+ * now (the pump may not have read it yet); a load when none did. */
+static void take_child_output(ip_capture *c)
+{
+    if (!c->child_writes)
+        return;
+    unsigned long n = atomic_load(c->child_writes);
+    if (n != atomic_load(&c->child_seen)) {
+        drain_pipe(c, IP_STDOUT);
+        drain_pipe(c, IP_STDERR);
+        atomic_store(&c->child_seen, n);
+    }
+}
+
 void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len)
 {
     if (!len)
         return;
-    if (c->child_writes) {
-        /* a child wrote to the pipes: take that in before this (the pump
-         * may not have read it yet); a load when none did */
-        unsigned long n = atomic_load(c->child_writes);
-        if (n != atomic_load(&c->child_seen)) {
-            drain_pipe(c, IP_STDOUT);
-            drain_pipe(c, IP_STDERR);
-            atomic_store(&c->child_seen, n);
-        }
+    if (len >= IP_CAPTURE_BIG) {
+        ip_capture_write_begin(c, stream);
+        ip_capture_write_part(c, data, len);
+        ip_capture_write_end(c);
+        return;
     }
+    take_child_output(c);
     append(c, stream, data, len);
+}
+
+void ip_capture_write_begin(ip_capture *c, int stream)
+{
+    take_child_output(c);
+    pthread_mutex_lock(&c->pub_lock);
+    int pstream;
+    cb_buf batch = take_pending(c, &pstream);
+    if (batch.len)
+        emit(c, pstream, batch.data, batch.len, false);  /* same stream: the message stays open */
+    cb_buf_clear(&batch);
+    c->big_stream = stream;
+}
+
+void ip_capture_write_part(ip_capture *c, const char *data, size_t len)
+{
+    emit(c, c->big_stream, data, len, false);
+}
+
+void ip_capture_write_end(ip_capture *c)
+{
+    msg_send(c);
+    pthread_mutex_unlock(&c->pub_lock);
 }
 
 void ip_capture_kick(ip_capture *c)

@@ -12,7 +12,10 @@
  * IP_STREAM_CHUNK bytes of JSON-encoded text: a larger batch leaves as
  * several consecutive messages of the same stream, cut between UTF-8
  * characters (frontends join them; a client may then bound the size of a
- * message without losing big prints).
+ * message without losing big prints). A write of IP_CAPTURE_BIG bytes or
+ * more is never copied: after what is pending, it is escaped into messages
+ * straight from the caller's buffer, so printing a string costs the kernel
+ * about one message of memory, not the string again.
  *
  * No Python here. The capture borrows the kn_host it is given (which must
  * outlive it) and owns its pipes and thread.
@@ -31,10 +34,20 @@ enum { IP_STDOUT = 1, IP_STDERR = 2 };
 
 #define IP_STREAM_CHUNK (8u << 20)   /* the most bytes of "text" JSON in one stream message */
 
+#define IP_CAPTURE_BIG (4u << 20)  /* a write this big leaves at once, uncopied */
+
 /* capture_fds: redirect fds 1 and 2 (the kernel); false for tests/embedders. */
 ip_capture *ip_capture_start(const kn_host *host, bool capture_fds);
 /* Thread-safe. stream: IP_STDOUT or IP_STDERR. data need not be NUL-terminated. */
 void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len);
+/* One big write in several parts (a huge str encoded a slice at a time):
+ * begin publishes what is pending (the parts continue its message when the
+ * stream is the same), each part leaves at once, end sends the last
+ * message. Other writes wait in the buffer until end; the caller must not
+ * write, flush or publish in between. */
+void ip_capture_write_begin(ip_capture *c, int stream);
+void ip_capture_write_part(ip_capture *c, const char *data, size_t len);
+void ip_capture_write_end(ip_capture *c);
 /* In a process forked from the kernel (its copy of the capture): the child
  * has just written to fd 1 or 2. The count lives in memory shared with the
  * kernel, whose next ip_capture_write() reads the pipes first, so that what

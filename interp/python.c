@@ -94,6 +94,37 @@ static void out_emit(OutStream *self, const char *s, size_t len)
     }
 }
 
+/* A huge non-ASCII str is encoded a slice at a time (slices of code points
+ * never cut a character): PyUnicode_AsUTF8AndSize would attach a UTF-8 copy
+ * of the whole string to the str, alive as long as it is. Returns -1 with
+ * an exception set. */
+static int out_write_slices(OutStream *self, PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s), step = IP_CAPTURE_BIG / 4;
+    bool whole = !in_forked_child() && g_py && g_py->cap;  /* else each slice is a write */
+    if (whole)
+        ip_capture_write_begin(g_py->cap, self->stream);
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n; i += step) {
+        PyObject *sub = PyUnicode_Substring(s, i, n - i > step ? i + step : n);  /* new */
+        /* backslashreplace: lone surrogates written replaced, as below */
+        PyObject *b = sub ? PyUnicode_AsEncodedString(sub, "utf-8", "backslashreplace") : NULL;  /* new */
+        Py_XDECREF(sub);
+        if (!b) {
+            rc = -1;
+            break;
+        }
+        if (whole)
+            ip_capture_write_part(g_py->cap, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        else
+            out_emit(self, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        Py_DECREF(b);
+    }
+    if (whole)
+        ip_capture_write_end(g_py->cap);
+    return rc;
+}
+
 static PyObject *out_write(OutStream *self, PyObject *arg)
 {
     if (!PyUnicode_Check(arg)) {
@@ -103,6 +134,13 @@ static PyObject *out_write(OutStream *self, PyObject *arg)
         }
         PyErr_Format(PyExc_TypeError, "write() argument must be str, not %s", Py_TYPE(arg)->tp_name);
         return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(arg) && PyUnicode_GET_LENGTH(arg) >= (Py_ssize_t)IP_CAPTURE_BIG / 4) {
+        if (out_write_slices(self, arg) < 0)
+            return NULL;
+        return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
     }
     Py_ssize_t len;
     const char *s = PyUnicode_AsUTF8AndSize(arg, &len);

@@ -206,6 +206,63 @@ def streams():
 
 
 @tap.case
+def big_writes():
+    """A huge write is not held whole by the kernel: it leaves in messages
+    straight from the string (VmHWM, the peak resident size, is reset by
+    /proc/PID/clear_refs before the cell). The bound: the string itself plus
+    64 MiB for the messages in flight (one being escaped, ZeroMQ's copies);
+    the kernel used to copy the string (300 MB more), and a non-ASCII str
+    twice more (its UTF-8 cached on the str, then copied)."""
+    import hashlib
+    pid = km.provisioner.process.pid
+
+    def peak_during(code, want):
+        """-> (stream runs as [(name, bytes, sha256)], stream messages, VmHWM growth in MiB)"""
+        runs = []
+
+        def hook(m):
+            if m["msg_type"] != "stream":
+                return
+            c = m["content"]
+            if not runs or runs[-1][0] != c["name"]:
+                runs.append([c["name"], 0, hashlib.sha256(), 0])
+            b = c["text"].encode()
+            runs[-1][1] += len(b)
+            runs[-1][2].update(b)
+            runs[-1][3] += 1
+        kutil.run(kc, "import gc; gc.collect()")
+        with open("/proc/%d/status" % pid) as f:
+            rss0 = [int(l.split()[1]) for l in f if l.startswith("VmRSS")][0]
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        kc.execute_interactive(code, output_hook=hook, timeout=300)
+        with open("/proc/%d/status" % pid) as f:
+            hwm = [int(l.split()[1]) for l in f if l.startswith("VmHWM")][0]
+        got = [(n, size, h.hexdigest()) for n, size, h, _ in runs]
+        exp = [(n, len(t), hashlib.sha256(t).hexdigest()) for n, t in want]
+        return got == exp, [k for _, _, _, k in runs], (hwm - rss0) / 1024
+
+    n = 300_000_000
+    same, parts, grew = peak_during(
+        "import sys\nsys.stdout.write('a\\u00e9'); sys.stderr.write('E1')\nprint('x' * %d)\n"
+        "sys.stderr.write('E2'); print('end')" % n,
+        [("stdout", "aé".encode()), ("stderr", b"E1"), ("stdout", b"x" * n + b"\n"), ("stderr", b"E2"),
+         ("stdout", b"end\n")])
+    tap.ok(same and parts[2] >= 30, "print of a 300 MB str: every byte, in order, in several messages",
+           (same, parts))
+    tap.ok(grew < n / 2**20 + 64, "...the kernel's peak grew by %d MiB: the string and at most 64 MiB more" % grew)
+
+    k = 10_000_000  # 30M characters of 4 bytes (120 MB), 90 MB of UTF-8
+    same, parts, grew = peak_during(
+        "s = '\\u00e9\\u2603\\U0001F600' * %d\nprint('<', end='')\nsys.stdout.write(s)\nprint('>')\ndel s" % k,
+        [("stdout", "<".encode() + "\u00e9\u2603\U0001F600".encode() * k + b">\n")])
+    tap.ok(same and parts[0] >= 10, "write of a 90 MB non-ASCII str: every character, in order, in several messages",
+           (same, parts))
+    tap.ok(grew < 4 * 3 * k / 2**20 + 64,
+           "...the kernel's peak grew by %d MiB: the string and at most 64 MiB more" % grew)
+
+
+@tap.case
 def stdin():
     r, out = run(kc, "input('x')", allow_stdin=False)
     tap.ok(r["status"] == "error" and "StdinNotImplementedError" in r["ename"],

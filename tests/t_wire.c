@@ -1,8 +1,10 @@
 /* Unit tests of the wire layer (signing, framing, bad input), connection
- * files, the history store and the stream text encoder. Real ZeroMQ
+ * files, the history store, the stream text encoder and the stream capture
+ * (publishing through a kn_host that records the messages). Real ZeroMQ
  * sockets (inproc) for the send/receive round trip. */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -293,6 +295,126 @@ static void test_escape(void)
     cb_buf_clear(&b);
 }
 
+/* ------------------------------------------------------------------ capture */
+
+/* A kn_host that records the stream messages it is given. */
+typedef struct {
+    pthread_mutex_t lock;
+    int n;              /* messages */
+    size_t biggest;     /* JSON bytes of the biggest */
+    bool bad_start;     /* a message's text began inside a UTF-8 character */
+    cb_buf text[3];     /* [1] stdout, [2] stderr: the texts joined */
+    cb_buf order;       /* one letter a message: o stdout, e stderr */
+} rec_host;
+
+static void rec_publish(void *ctx, const char *msg_type, const char *content, size_t len,
+                        const kn_bytes *bufs, size_t nbufs)
+{
+    rec_host *r = ctx;
+    (void)bufs, (void)nbufs;
+    if (strcmp(msg_type, "stream") != 0)
+        return;
+    cJSON *j = cb_json_parse(content, len);
+    const char *text = cb_json_str(j, "text", "");
+    int s = strcmp(cb_json_str(j, "name", ""), "stderr") == 0 ? 2 : 1;
+    pthread_mutex_lock(&r->lock);
+    r->n++;
+    if (len > r->biggest)
+        r->biggest = len;
+    if (((unsigned char)text[0] & 0xc0) == 0x80)
+        r->bad_start = true;
+    cb_buf_puts(&r->text[s], text);
+    if (!r->order.len || r->order.data[r->order.len - 1] != "xoe"[s])
+        cb_buf_putc(&r->order, "xoe"[s]);
+    pthread_mutex_unlock(&r->lock);
+    cJSON_Delete(j);
+}
+
+static void rec_reset(rec_host *r)
+{
+    r->n = 0;
+    r->biggest = 0;
+    r->bad_start = false;
+    for (int i = 0; i < 3; i++)
+        cb_buf_reset(&r->text[i]);
+    cb_buf_reset(&r->order);
+    cb_buf_puts(&r->order, "");
+}
+
+static void test_capture(void)
+{
+    rec_host r = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    kn_host host = {.ctx = &r, .publish = rec_publish};
+    ip_capture *c = ip_capture_start(&host, false);
+    ip_capture_set_interval(c, 60000);  /* no publication by the clock: batches as written */
+    size_t big = IP_CAPTURE_BIG + 1000;
+    char *x = cb_malloc(big);
+
+    /* a character cut by the end of the pending batch is completed by
+     * the start of a big write */
+    rec_reset(&r);
+    memset(x, 'x', big);
+    memcpy(x, "\x98\x83", 2);
+    ip_capture_write(c, IP_STDOUT, "A\xe2", 2);
+    ip_capture_write(c, IP_STDOUT, x, big);
+    ip_capture_flush(c);
+    ok(r.text[1].len == big + 2 && memcmp(r.text[1].data, "A\xe2\x98\x83xxx", 7) == 0 &&
+           r.text[1].data[r.text[1].len - 1] == 'x',
+       "big write: joins the pending batch, the cut character completed");
+    is_int(r.n, 1, "...in one message (under IP_STREAM_CHUNK)");
+
+    /* the other stream: the cut character is replaced, the order kept */
+    rec_reset(&r);
+    memset(x, 'y', big);
+    ip_capture_write(c, IP_STDOUT, "A\xe2", 2);
+    ip_capture_write(c, IP_STDERR, x, big);
+    ip_capture_write(c, IP_STDOUT, "B", 1);
+    ip_capture_flush(c);
+    is_str(r.text[1].data, "A\xef\xbf\xbd" "B", "big write to the other stream: a cut character is replaced");
+    is_str(r.order.data, "oeo", "...and stdout, stderr, stdout keep their order");
+    is_int(r.text[2].len, big, "...all of the big write");
+
+    /* a big write that escapes to several messages: each at most
+     * IP_STREAM_CHUNK, none starting inside a character */
+    rec_reset(&r);
+    size_t n3 = 3 * IP_CAPTURE_BIG;
+    char *y = cb_malloc(n3);
+    for (size_t i = 0; i < n3; i += 3)
+        memcpy(y + i, i % 7 ? "\xe2\x98\x83" : "\x01\x01\x01", 3);  /* snowmen, escapes */
+    ip_capture_write(c, IP_STDOUT, y, n3);
+    ip_capture_flush(c);
+    ok(r.n >= 2 && r.biggest <= IP_STREAM_CHUNK && !r.bad_start,
+       "12 MiB escaping to ~20 MiB: %d messages, biggest %zu bytes, cut between characters", r.n, r.biggest);
+    ok(r.text[1].len == n3 && memcmp(r.text[1].data, y, n3) == 0, "...joined, the text is the write");
+    free(y);
+
+    /* one write in parts (a huge str encoded in slices): parts may cut a
+     * character anywhere */
+    rec_reset(&r);
+    ip_capture_write(c, IP_STDOUT, "<", 1);
+    ip_capture_write_begin(c, IP_STDOUT);
+    ip_capture_write_part(c, "\xf0", 1);
+    ip_capture_write_part(c, "\x9f\x98", 2);
+    ip_capture_write_part(c, "\x80", 1);
+    ip_capture_write_part(c, "caf\xc3", 4);
+    ip_capture_write_end(c);
+    ip_capture_write(c, IP_STDOUT, "\xa9>", 2);
+    ip_capture_flush(c);
+    is_str(r.text[1].data, "<\xf0\x9f\x98\x80" "caf\xc3\xa9>", "a write in parts: characters cut by parts joined");
+    ip_capture_write_begin(c, IP_STDOUT);
+    ip_capture_write_part(c, "\xe2\x98", 2);
+    ip_capture_write_end(c);
+    ip_capture_flush(c);
+    ok(strcmp(r.text[1].data + r.text[1].len - 3, "\xef\xbf\xbd") == 0,
+       "...an incomplete character at the end of the cell is replaced, not lost");
+
+    ip_capture_stop(c);
+    free(x);
+    for (int i = 0; i < 3; i++)
+        cb_buf_clear(&r.text[i]);
+    cb_buf_clear(&r.order);
+}
+
 int main(void)
 {
     test_signing();
@@ -301,5 +423,6 @@ int main(void)
     test_conn();
     test_history();
     test_escape();
+    test_capture();
     return tap_done();
 }
