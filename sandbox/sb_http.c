@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -831,9 +832,30 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
                 conf->listen_host);
         return NULL;
     }
-    (void)sl;
+    /* The listening socket is ours: SO_REUSEADDR only (a restart binds at
+     * once), never SO_REUSEPORT, which libmicrohttpd's address reuse
+     * option sets and which let a second server bind the same port and
+     * take half of its connections. Bound before any thread serves, so
+     * that on_bound (the preview URLs' port, for port 0) is set first. */
+    int one = 1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+        bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 511) < 0) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot listen on %s:%u: %s", conf->listen_host, conf->port,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    sl = sizeof ss;
+    unsigned short bound = conf->port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        bound = ntohs(ss.ss_family == AF_INET6 ? a6->sin6_port : a4->sin_port);
+    if (conf->on_bound)
+        conf->on_bound(bound);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, conf->port, conn_accept, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+        flags, 0, conn_accept, NULL, on_request, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, conn_notify, NULL,
         MHD_OPTION_CONNECTION_LIMIT,
@@ -842,14 +864,13 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
          * their own (the reaper, above). */
         (unsigned)2048, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        on_mhd_log, NULL, MHD_OPTION_END);
     if (!d) {
-        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot listen on %s:%u (address in use?)",
-                conf->listen_host, conf->port);
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot serve on %s:%u", conf->listen_host, bound);
+        close(fd);
         return NULL;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    *port_out = di ? di->port : conf->port;
+    *port_out = bound;
     pthread_mutex_lock(&conn_mu);
     reaper_stop = false;
     reaper_started = pthread_create(&reaper_thread, NULL, reaper, NULL) == 0;

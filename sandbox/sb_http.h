@@ -92,6 +92,9 @@ typedef struct sb_http_conf {
     /* Seen after a JSON body is parsed, before the handler: 0, or -1 with
      * err (replied as is), e.g. a field of the wrong type. NULL: none. */
     int (*check_body)(const cJSON *body, sb_error *err);
+    /* Called with the port bound (port 0: the one the kernel chose) before
+     * any request is served, or NULL. */
+    void (*on_bound)(unsigned short port);
 } sb_http_conf;
 
 struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_out, sb_error *err);

@@ -73,6 +73,16 @@ static void usage(FILE *out)
             "Log level: CELLBOX_LOG=error|warn|info|debug (default info).\n");
 }
 
+static const char *preview_base;  /* --preview-base, or NULL */
+
+/* sb_http_conf.on_bound: the preview URLs' port, set before any request
+ * is served (with port 0 it is known only once bound). */
+static void on_bound(unsigned short port)
+{
+    sb_error err;
+    sb_ports_configure(preview_base, port, &err);  /* checked once already: cannot fail */
+}
+
 static char *default_state_dir(void)
 {
     const char *x = getenv("XDG_STATE_HOME");
@@ -173,7 +183,6 @@ int sb_cmd_serve(int argc, char **argv)
     const char *listen = "127.0.0.1:7070";
     cb_autofree char *state_dir = NULL;
     const char *token_file = NULL;
-    const char *preview_base = NULL;
     sb_isolation isolation = SB_ISOLATION_FULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -277,14 +286,13 @@ int sb_cmd_serve(int argc, char **argv)
         return 2;
     }
     sb_http_conf hc = {host, port, token, sb_api_routes, sb_api_nroutes, sb_port_route_host,
-                        sb_api_check_body};
+                        sb_api_check_body, on_bound};
     unsigned short bound = 0;
     struct MHD_Daemon *d = sb_http_start(&hc, &bound, &err);
     if (!d) {
         fprintf(stderr, "cellbox serve: %s\n", err.msg);
         return 1;
     }
-    sb_ports_configure(preview_base, bound, &err);
     sb_boxes_start_sleeper();
     bool v6 = strchr(host, ':') != NULL;
     printf("cellbox serve: listening on http://%s%s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "", bound);

@@ -154,6 +154,21 @@ try:
     finally:
         t.eq(dev.stop(), 0, "--isolation none server stops cleanly")
         dev.cleanup()
+
+    # ---- a second server on a port in use --------------------------------------
+    # It must refuse to start: with SO_REUSEPORT both listened and the kernel
+    # spread the connections over the two (half the requests 401 with the
+    # other's token, or landed on the other's sandboxes).
+    try:
+        twin = Server(extra_args=["--listen", "%s:%d" % (srv.host, srv.port), "--pool", "0"])
+    except RuntimeError as e:
+        twin = None
+        t.ok("Address already in use" in str(e), "a second server on the same port: refused, says the address is in use", e)
+    if twin:
+        t.ok(False, "a second server on the same port: refused", "it started: " + twin.url)
+        twin.stop()
+        twin.cleanup()
+    t.eq(srv.get("/v1/health").status, 200, "the first server still answers")
 finally:
     srv.finish(t, IDS, "final graceful stop")
 t.done()
