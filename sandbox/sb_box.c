@@ -75,7 +75,7 @@ static struct {
     char *boxes_dir;
     sb_isolation isolation;
     sb_cg_layout cg;
-    bool shutting_down;
+    bool shutting_down;     /* set under mu, read without it too: atomic accesses */
     int agent_log;  /* write end of the pipe every agent's stderr is (-1: the server's own) */
     char *agent_exe; /* the cellbox-agent program; NULL: `cellbox agent` (this binary) */
 } reg = {.mu = PTHREAD_MUTEX_INITIALIZER, .agent_log = -1};
@@ -1431,7 +1431,7 @@ static bool agent_alive(sb_box *b)
  * nothing to reserve, -1 + err. */
 static int box_gone(sb_box *b, sb_error *err)
 {
-    if (!b->deleted && !reg.shutting_down)
+    if (!b->deleted && !__atomic_load_n(&reg.shutting_down, __ATOMIC_ACQUIRE))
         return 0;
     return sb_fail(err, b->deleted ? SB_E_SANDBOX_NOT_FOUND : SB_E_SHUTTING_DOWN,
                    b->deleted ? "sandbox '%s' was deleted" : "server is shutting down (%s)", b->id), -1;
@@ -1963,7 +1963,7 @@ void sb_boxes_shutdown(void)
 {
     pool_stop();
     pthread_mutex_lock(&reg.mu);
-    reg.shutting_down = true;
+    __atomic_store_n(&reg.shutting_down, true, __ATOMIC_RELEASE);
     for (size_t i = 0; i < reg.n; i++) {
         sb_box *b = reg.boxes[i];
         pthread_mutex_lock(&b->mu);
@@ -1989,7 +1989,7 @@ static void *sleeper(void *arg)
          * waits for the kernel to end a pid namespace, and nobody should
          * wait for that to look up another sandbox */
         pthread_mutex_lock(&reg.mu);
-        if (reg.shutting_down) {
+        if (__atomic_load_n(&reg.shutting_down, __ATOMIC_ACQUIRE)) {
             pthread_mutex_unlock(&reg.mu);
             return NULL;
         }
