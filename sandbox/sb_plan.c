@@ -29,12 +29,13 @@
 #include <unistd.h>
 
 #include "base/json.h"
+#include "sandbox/sb_secure.h"
 
 #define NEWROOT "/tmp"
 
 static const char *step_names[SB_STEP__COUNT] = {
     "root", "tmpfs", "mkdir", "bind", "symlink", "write", "proc", "devpts",
-    "pivot", "remount-ro", "hostname", "loopback", "attach", "resize",
+    "pivot", "remount-ro", "hostname", "loopback", "attach", "resize", "sysctl",
 };
 
 const char *sb_step_name(sb_step_kind kind)
@@ -150,6 +151,28 @@ void sb_plan_build(sb_plan *p, const sb_plan_opts *o)
 
     sb_plan_add(p, SB_STEP_PIVOT, NULL, "/", 0, 0, 0);
     sb_plan_add(p, SB_STEP_LOOPBACK, NULL, NULL, 0, 0, 0);
+
+    /* The sandbox's user namespace's own limits (root of it may set them,
+     * its users may not). inotify is counted for the host's root as well
+     * (sb_secure.h): the sandbox gets a share of the host's limit. */
+    static const struct { const char *host, *ns; } inotify[] = {
+        {"/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances"},
+        {"/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_LEN(inotify); i++) {
+        cb_autofree char *host = cb_printf_new("%s%s", o->host_prefix ? o->host_prefix : "",
+                                               inotify[i].host);
+        cb_autofree char *text = cb_read_file(host, NULL);
+        long limit = text ? strtol(text, NULL, 10) : 0;
+        if (limit <= 0)
+            continue;
+        char share[24];
+        snprintf(share, sizeof share, "%ld", limit / SB_HOST_SHARE > 0 ? limit / SB_HOST_SHARE : 1);
+        sb_plan_add(p, SB_STEP_SYSCTL, share, inotify[i].ns, 0, 0, 0);
+    }
+    /* new namespaces are refused by seccomp already; this holds even for a
+     * call the filter would miss */
+    sb_plan_add(p, SB_STEP_SYSCTL, "0", "/proc/sys/user/max_user_namespaces", 0, 0, 0);
 }
 
 void sb_plan_build_specialize(sb_plan *p, const sb_plan_opts *o)
@@ -240,6 +263,8 @@ void sb_plan_describe(const sb_plan *p, cb_buf *out)
             cb_buf_printf(out, " %s (%zu bytes, mode %04o)", s->dest, strlen(s->src), s->mode);
         else if (s->kind == SB_STEP_HOSTNAME)
             cb_buf_printf(out, " %s", s->src);
+        else if (s->kind == SB_STEP_SYSCTL)
+            cb_buf_printf(out, " %s = %s", s->dest, s->src);
         else if (s->dest)
             cb_buf_printf(out, " %s", s->dest);
         if (s->kind == SB_STEP_ATTACH)
@@ -434,6 +459,13 @@ static int run_step(const sb_step *s, bool pivoted, int src_fd, int src_errno, c
         close(atoi(s->src));
         *what = "remount nosuid,nodev";
         return remount(dest, MS_NOSUID | MS_NODEV);
+    case SB_STEP_SYSCTL: {
+        *what = "write";
+        cb_autoclose int fd = open(dest, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        return cb_write_all(fd, s->src, strlen(s->src));
+    }
     case SB_STEP_RESIZE: {
         *what = "resize tmpfs";
         cb_autofree char *opts = cb_printf_new("mode=%04o,size=%um", s->mode, s->size_mb);
@@ -463,9 +495,10 @@ int sb_plan_run(const sb_plan *p, bool dry_run, sb_error *err)
         bool needs_dest = s->kind != SB_STEP_HOSTNAME && s->kind != SB_STEP_LOOPBACK;
         bool needs_src = s->kind == SB_STEP_BIND || s->kind == SB_STEP_SYMLINK ||
                          s->kind == SB_STEP_WRITE || s->kind == SB_STEP_HOSTNAME ||
-                         s->kind == SB_STEP_ATTACH;
+                         s->kind == SB_STEP_ATTACH || s->kind == SB_STEP_SYSCTL;
         if ((needs_dest && (!s->dest || s->dest[0] != '/' || strstr(s->dest, ".."))) ||
-            (needs_src && !s->src)) {
+            (needs_src && !s->src) ||
+            (s->kind == SB_STEP_SYSCTL && strncmp(s->dest, "/proc/sys/", 10) != 0)) {
             sb_fail(err, SB_E_INTERNAL_ERROR, "plan step %zu (%s): malformed", i, sb_step_name(s->kind));
             rc = -1;
             break;

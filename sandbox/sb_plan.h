@@ -35,6 +35,7 @@ typedef enum {
     SB_STEP_LOOPBACK,   /* bring lo up */
     SB_STEP_ATTACH,     /* move the detached mount in fd src (a number) to dest */
     SB_STEP_RESIZE,     /* remount the tmpfs at dest with size_mb */
+    SB_STEP_SYSCTL,     /* write src to dest, a file under /proc/sys/ */
     SB_STEP__COUNT
 } sb_step_kind;
 
@@ -81,7 +82,10 @@ void sb_plan_add(sb_plan *p, sb_step_kind kind, const char *src, const char *des
 /* A sandbox is set up in two plans. The generic one (run ahead of time by
  * pooled agents) builds everything that is the same for all sandboxes:
  * read-only system folders, a chosen part of /etc, private /tmp, /proc, a
- * minimal /dev, pivot_root, lo. The specialising one (run when a sandbox
+ * minimal /dev, pivot_root, lo, and the limits of the sandbox's user
+ * namespace (/proc/sys/user: its share of the host root's inotify budget,
+ * see SB_HOST_SHARE in sb_secure.h, and no user namespaces below it). The
+ * specialising one (run when a sandbox
  * takes the agent) attaches /workspace, writes /etc/hosts and /etc/hostname,
  * sizes /tmp, sets the hostname and makes "/" read-only. */
 void sb_plan_build(sb_plan *p, const sb_plan_opts *o);

@@ -13,12 +13,26 @@
 #define SB_USER_UID 1000
 #define SB_USER_GID 1000
 
+/* Some kernel budgets are counted per user up the chain of user namespaces:
+ * inotify instances and watches, POSIX message queue bytes, queued signals.
+ * What a sandbox's user holds also counts for the user that created the
+ * sandbox's namespace, the host's root, against the host's per-user limit,
+ * which every sandbox and every root process of the host (the server's own
+ * file watches) share. A sandbox may take 1/SB_HOST_SHARE of each: the
+ * rlimits below for message queues and signals, a plan step (sb_plan.c) for
+ * its namespace's inotify limits. */
+#define SB_HOST_SHARE 8
+
+/* No core dumps, 8192 fds, no nice raise; RLIMIT_SIGPENDING and
+ * RLIMIT_MSGQUEUE 1/SB_HOST_SHARE of what the process had (the server's). */
 int sb_secure_rlimits(void);
 int sb_secure_drop_privs(uid_t uid, gid_t gid);
 /* Install the filter (needs no_new_privs). Denied: mount and friends,
  * pivot_root, ptrace, process_vm_*, kexec, bpf, keyctl, perf_event_open,
  * new namespaces (unshare, setns, clone with CLONE_NEW*; clone3 -> ENOSYS so
- * libc falls back to clone), modules, reboot, swap, clock setting, TIOCSTI. */
+ * libc falls back to clone), modules, reboot, swap, clock setting, TIOCSTI,
+ * personality values other than the Linux personas; syscalls newer than the
+ * filter -> ENOSYS; another architecture's ABI kills the process. */
 int sb_secure_seccomp(void);
 
 #endif

@@ -7,10 +7,11 @@ Every attempt must fail and the server must stay healthy. Prints TAP.
 """
 import os
 import socket
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, in_threads, wait_until  # noqa: E402
+from sandbox_lib import TAP, Server, SSEStream, can_sandbox, in_threads, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -127,6 +128,57 @@ try:
          "bpf, keyctl, perf_event_open, kexec, modules, setns: EPERM", x)
     x = sh("hos-a", "python3 -c \"import fcntl,termios,sys\ntry:\n fcntl.ioctl(0, termios.TIOCSTI, b'x')\nexcept OSError as e: print(e.errno)\"", stdin="")
     t.eq(x["stdout"], "1\n", "TIOCSTI is denied by seccomp (EPERM, not ENOTTY)")
+    # the rest of the filter, one call each (x86_64 numbers; arguments that
+    # would do nothing even if a call got through): errno by name
+    SYSCALLS = [
+        ("clone3", 435, (0, 0), "ENOSYS"),
+        ("clone(CLONE_NEWUSER)", 56, (0x10000000 | 17,), "EPERM"),
+        ("clone(CLONE_NEWNS|CLONE_NEWNET)", 56, (0x00020000 | 0x40000000 | 17,), "EPERM"),
+        ("io_uring_setup", 425, (1, 0), "EPERM"), ("io_uring_enter", 426, (-1, 0, 0, 0, 0, 0), "EPERM"),
+        ("io_uring_register", 427, (-1, 0, 0, 0), "EPERM"), ("userfaultfd", 323, (0,), "EPERM"),
+        ("open_by_handle_at", 304, (-1, 0, 0), "EPERM"), ("name_to_handle_at", 303, (-100, 0, 0, 0, 0), "EPERM"),
+        ("fsopen", 430, (0, 0), "EPERM"), ("fsconfig", 431, (-1, 0, 0, 0, 0), "EPERM"),
+        ("fsmount", 432, (-1, 0, 0), "EPERM"), ("fspick", 433, (-100, 0, 0), "EPERM"),
+        ("move_mount", 429, (-1, 0, -1, 0, 0), "EPERM"), ("open_tree", 428, (-100, 0, 0), "EPERM"),
+        ("mount_setattr", 442, (-1, 0, 0, 0, 0), "EPERM"), ("open_tree_attr", 467, (-100, 0, 0, 0, 0), "EPERM"),
+        ("pidfd_getfd", 438, (-1, 0, 0), "EPERM"), ("process_vm_readv", 310, (1, 0, 0, 0, 0, 0), "EPERM"),
+        ("process_vm_writev", 311, (1, 0, 0, 0, 0, 0), "EPERM"), ("kcmp", 312, (1, 1, 0, 0, 0), "EPERM"),
+        ("add_key", 248, (0, 0, 0, 0, 0), "EPERM"), ("request_key", 249, (0, 0, 0, 0), "EPERM"),
+        ("iopl", 172, (3,), "EPERM"), ("ioperm", 173, (0x80, 1, 1), "EPERM"), ("acct", 163, (0,), "EPERM"),
+        ("swapon", 167, (0, 0), "EPERM"), ("swapoff", 168, (0,), "EPERM"), ("reboot", 169, (0, 0, 0, 0), "EPERM"),
+        ("settimeofday", 164, (0, 0), "EPERM"), ("clock_settime", 227, (0, 0), "EPERM"),
+        ("adjtimex", 159, (0,), "EPERM"), ("quotactl", 179, (0, 0, 0, 0), "EPERM"),
+        ("quotactl_fd", 443, (-1, 0, 0, 0), "EPERM"), ("chroot", 161, (0,), "EPERM"),
+        ("pivot_root", 155, (0, 0), "EPERM"), ("umount2", 166, (0, 0), "EPERM"),
+        ("fanotify_init", 300, (0, 0), "EPERM"), ("syslog", 103, (3, 0, 0), "EPERM"),
+        ("personality(ADDR_NO_RANDOMIZE)", 135, (0x0040000,), "EPERM"),
+        ("personality(READ_IMPLIES_EXEC)", 135, (0x0400000,), "EPERM"),
+        ("personality(query)", 135, (0xffffffff,), "ok"),
+        ("x32 getpid", 0x40000000 | 39, (), "EPERM"), ("x32 unshare", 0x40000000 | 272, (0x10000000,), "EPERM"),
+    ]
+    prog = ("import ctypes, errno, os\n"
+            "l = ctypes.CDLL(None, use_errno=True)\n"
+            "l.syscall.restype = ctypes.c_long\n"
+            "for name, nr, args in %r:\n"
+            "    ctypes.set_errno(0)\n"
+            "    r = l.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])\n"
+            "    if r == 0 and nr == 56: os._exit(0)  # a clone that got through: the child leaves\n"
+            "    print(name + '=' + ('ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]))\n"
+            % [(n, nr, a) for n, nr, a, _ in SYSCALLS])
+    srv.post("/v1/sandboxes/hos-a/files/write", {"path": "/tmp/sc.py", "content": prog})
+    x = sh("hos-a", "python3 /tmp/sc.py")
+    got = dict(line.split("=", 1) for line in x["stdout"].splitlines() if "=" in line)
+    for name, _, _, want in SYSCALLS:
+        t.eq(got.get(name), want, "seccomp: %s -> %s" % (name, want))
+    # int 0x80 from a 64-bit process is the i386 ABI: the filter's
+    # architecture check kills the process (SIGSYS), whatever the number
+    x = sh("hos-a", "python3 -c \"import ctypes, mmap\n"
+                    "m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+                    "m.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3]))  # mov eax,20 (getpid); int 0x80; ret\n"
+                    "f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))\n"
+                    "print('returned', f())\"; echo rc=$?")
+    t.ok("returned" not in x["stdout"] and "rc=159" in x["stdout"],
+         "seccomp: an i386 syscall (int 0x80) kills the process with SIGSYS", x)
     x = sh("hos-a", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t' ' '")
     t.eq(x["stdout"], "CapEff: 0000000000000000\nCapBnd: 0000000000000000\nNoNewPrivs: 1\nSeccomp: 2\n",
          "no capabilities, no_new_privs, seccomp on")
@@ -187,6 +239,64 @@ try:
     t.ok("No space left" in x["stdout"] and int(x["stdout"].split()[-1]) <= 64 << 20, "/tmp is size-limited", x)
     x = sh("hos-a", "rm /tmp/fill; echo ok")
     t.eq(x["stdout"], "ok\n", "and the sandbox is fine afterwards")
+
+    # ---- kernel budgets counted per user ---------------------------------------------
+    # inotify instances, POSIX message queue bytes and queued signals are
+    # counted per user up the chain of user namespaces: what a sandbox's user
+    # holds also counts for the user that made its namespace (the host's
+    # root). One sandbox holding all it can get must leave the host's root
+    # (the server's own file watches) and the other sandboxes working.
+    HOLD = ("import ctypes, os, signal, time\n"
+            "l = ctypes.CDLL(None, use_errno=True)\n"
+            "rt = ctypes.CDLL('librt.so.1', use_errno=True)\n"
+            "ino = 0\n"
+            "while ino < 100000 and l.inotify_init1(0) >= 0: ino += 1\n"
+            "mq = 0\n"
+            "while mq < 1000 and rt.mq_open(b'/hold%d' % mq, os.O_CREAT | os.O_RDWR, 0o600, None) >= 0: mq += 1\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])\n"
+            "class V(ctypes.Union): _fields_ = [('i', ctypes.c_int), ('p', ctypes.c_void_p)]\n"
+            "sig = 0\n"
+            "while sig < 1000000 and l.sigqueue(os.getpid(), signal.SIGRTMIN, V(0)) == 0: sig += 1\n"
+            "print('holding', ino, mq, sig, flush=True)\n"
+            "time.sleep(300)\n")
+    HOST_PROBE = ("import ctypes, os, signal\n"
+                  "l = ctypes.CDLL(None, use_errno=True)\n"
+                  "rt = ctypes.CDLL('librt.so.1', use_errno=True)\n"
+                  "fd = l.inotify_init1(0)\n"
+                  "print('inotify', 'ok' if fd >= 0 else os.strerror(ctypes.get_errno()))\n"
+                  "q = rt.mq_open(b'/cellbox-hostile-probe-%d' % os.getpid(), os.O_CREAT | os.O_RDWR, 0o600, None)\n"
+                  "print('mqueue', 'ok' if q >= 0 else os.strerror(ctypes.get_errno()))\n"
+                  "rt.mq_unlink(b'/cellbox-hostile-probe-%d' % os.getpid())\n"
+                  "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])\n"
+                  "class V(ctypes.Union): _fields_ = [('i', ctypes.c_int), ('p', ctypes.c_void_p)]\n"
+                  "r = l.sigqueue(os.getpid(), signal.SIGRTMIN, V(0))\n"
+                  "print('sigqueue', 'ok' if r == 0 else os.strerror(ctypes.get_errno()))\n")
+    srv.post("/v1/sandboxes/hos-a/files/write", {"path": "/tmp/hold.py", "content": HOLD})
+    r = srv.post("/v1/sandboxes/hos-a/processes", {"command": "python3 /tmp/hold.py", "processId": "hold"})
+    held = []
+
+    def holding():
+        j = srv.get("/v1/sandboxes/hos-a/processes/hold/logs").json()
+        held[:] = j.get("stdout", "").split()
+        return held[:1] == ["holding"] or j.get("stderr")
+    wait_until(holding, timeout=60)
+    try:
+        probe = subprocess.run(["/usr/bin/python3", "-c", HOST_PROBE], capture_output=True, text=True, timeout=60)
+        watch = SSEStream(srv, "/v1/sandboxes/hos-b/files/watch", {"path": "/workspace"}, timeout=30)
+        watching = watch.wait(lambda evs: any(e == "watching" for e, _ in evs), timeout=20)
+        watch.close()
+        y = sh("hos-b", "python3 -c \"import ctypes; print(ctypes.CDLL(None).inotify_init1(0) >= 0)\"")
+    finally:
+        srv.delete("/v1/sandboxes/hos-a/processes/hold")
+    t.ok(held[:1] == ["holding"], "a sandbox process took what it could", held)
+    t.eq(probe.stdout, "inotify ok\nmqueue ok\nsigqueue ok\n",
+         "... the host's root can still make inotify instances, message queues and queue signals")
+    t.ok(watching, "... the server still watches files of another sandbox (its inotify)",
+         getattr(watch, "error", None) or watch.events)
+    t.eq(y["stdout"], "True\n", "... another sandbox still gets an inotify instance")
+    x = sh("hos-a", "cat /proc/sys/user/max_inotify_instances /proc/sys/user/max_user_namespaces; "
+                    "echo 99999 > /proc/sys/user/max_inotify_instances; echo rc=$?")
+    t.ok("rc=0" not in x["stdout"], "the sandbox's user cannot raise its own inotify limit", x)
 
     # ---- many bad requests at once --------------------------------------------------
     bad = []
