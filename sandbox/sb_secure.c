@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -123,6 +124,14 @@ int sb_secure_seccomp(void)
         /* clone3 hides its flags in memory: make libc fall back to clone. */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
         RET(SECCOMP_RET_ERRNO | ENOSYS),
+        /* socket: no AF_VSOCK. vsock is not network-namespaced: it reaches
+         * the hypervisor and the VM's other guests past any `network` of the
+         * sandbox and its egress policy. As if the kernel had no vsock. */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 4),
+        LD_ARG(0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_VSOCK, 0, 1),
+        RET(SECCOMP_RET_ERRNO | EAFNOSUPPORT),
+        RET(SECCOMP_RET_ALLOW),
         /* ioctl: no typing into someone else's terminal. */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 5),
         LD_ARG(1),

@@ -31,7 +31,8 @@ int sb_secure_drop_privs(uid_t uid, gid_t gid);
  * pivot_root, ptrace, process_vm_*, kexec, bpf, keyctl, perf_event_open,
  * new namespaces (unshare, setns, clone with CLONE_NEW*; clone3 -> ENOSYS so
  * libc falls back to clone), modules, reboot, swap, clock setting, TIOCSTI,
- * personality values other than the Linux personas; syscalls newer than the
+ * personality values other than the Linux personas; AF_VSOCK sockets
+ * (EAFNOSUPPORT: vsock ignores network namespaces); syscalls newer than the
  * filter -> ENOSYS; another architecture's ABI kills the process. */
 int sb_secure_seccomp(void);
 

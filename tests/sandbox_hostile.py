@@ -95,6 +95,38 @@ try:
     sh("hos-a", "chmod 000 /workspace/secret2 2>/dev/null; echo s > /tmp/mine; chmod 600 /tmp/mine")
     r = srv.post(F + "/read", {"path": "/root/.bashrc"})
     t.ok(r.status in (403, 404), "API: files of the sandbox's root are not readable", r)
+    # a folder swapped again and again (renameat2 RENAME_EXCHANGE) with a
+    # symlink to /tmp and one to a host folder, while the API writes, lists,
+    # moves and deletes in it: whatever the API hits stays inside the sandbox,
+    # and a recursive delete never follows the symlink
+    host_before = sorted(os.listdir(srv.tmp))
+    sh("hos-a", "echo keep > /tmp/sentinel")
+    RACE = ("import ctypes, os, time\n"
+            "l = ctypes.CDLL(None, use_errno=True)\n"
+            "os.makedirs('/workspace/race/d/sub', exist_ok=True)\n"
+            "os.symlink('/tmp', '/workspace/race/t'); os.symlink(%r, '/workspace/race/h')\n"
+            "end = time.time() + 6\n"
+            "while time.time() < end:\n"
+            "    l.renameat2(-100, b'/workspace/race/d', -100, b'/workspace/race/t', 2)\n"
+            "    l.renameat2(-100, b'/workspace/race/d', -100, b'/workspace/race/h', 2)\n" % srv.tmp)
+    srv.post(F + "/write", {"path": "/tmp/race.py", "content": RACE})
+    srv.post("/v1/sandboxes/hos-a/processes", {"command": "python3 /tmp/race.py", "processId": "race"})
+    wait_until(lambda: sh("hos-a", "test -L /workspace/race/h && echo y")["stdout"] == "y\n", timeout=20)
+    statuses = set()
+    for i in range(40):
+        for path, op, body in (("race/d/w%d.txt" % i, "/write", {"content": "api"}),
+                               ("race/d", "/list", {"recursive": True}),
+                               ("race/d/sub", "/mkdir", {"recursive": True}),
+                               ("race/d/w%d.txt" % i, "/rename", {"oldPath": "race/d/w%d.txt" % i,
+                                                                "newPath": "race/d/sub/m%d.txt" % i}),
+                               ("race/d", "/delete", {"recursive": True})):
+            statuses.add(srv.post(F + op, dict(body, path=path)).status)
+    srv.post("/v1/sandboxes/hos-a/processes/race/wait", {"exit": True, "timeoutMs": 30000})
+    x = sh("hos-a", "cat /tmp/sentinel")
+    t.ok(statuses <= {200, 400, 403, 404, 409} and x["stdout"] == "keep\n",
+         "API under a folder/symlink swap race: no 500, the symlink's target is never emptied", (statuses, x))
+    t.eq(sorted(os.listdir(srv.tmp)), host_before, "... and nothing appeared in the host folder a symlink named")
+    sh("hos-a", "rm -rf /workspace/race /tmp/w*.txt /tmp/sub /tmp/sentinel")
 
     # ---- processes and signals ---------------------------------------------------
     # a command holds only its own stdio, and the session-state pipe its shell
@@ -197,6 +229,13 @@ try:
          "only lo, no routes", x)
     x = sh("hos-a", "timeout 5 bash -c 'echo > /dev/tcp/10.0.0.1/80' 2>&1; echo rc=$?")
     t.ok("unreachable" in x["stdout"] and "rc=0" not in x["stdout"], "no route anywhere", x)
+    # vsock ignores network namespaces: on a VM it leads to the hypervisor
+    # (and local vsock listeners) whatever `network` says. Not even a socket.
+    x = sh("hos-a", "python3 -c \"import socket\n"
+                    "for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):\n"
+                    "    try: socket.socket(40, typ); print('open')\n"
+                    "    except OSError as e: print(e.errno)\"")
+    t.eq(x["stdout"], "97\n97\n97\n", "no AF_VSOCK socket (EAFNOSUPPORT): no way past the network namespace")
     ls.close()
 
     # ---- resources -------------------------------------------------------------------
