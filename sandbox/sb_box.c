@@ -69,7 +69,8 @@
 
 static struct {
     pthread_mutex_t mu;
-    sb_box **boxes;
+    pthread_cond_t gone;    /* a deleted sandbox left boxes (its id is free again) */
+    sb_box **boxes;         /* those being deleted (removing) too, until their folder is gone */
     size_t n, cap;
     char *state_dir;
     char *boxes_dir;
@@ -78,7 +79,7 @@ static struct {
     bool shutting_down;     /* set under mu, read without it too: atomic accesses */
     int agent_log;  /* write end of the pipe every agent's stderr is (-1: the server's own) */
     char *agent_exe; /* the cellbox-agent program; NULL: `cellbox agent` (this binary) */
-} reg = {.mu = PTHREAD_MUTEX_INITIALIZER, .agent_log = -1};
+} reg = {.mu = PTHREAD_MUTEX_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER, .agent_log = -1};
 
 int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
 static void pool_start(void);
@@ -284,7 +285,7 @@ sb_box *sb_box_get(const char *id)
     sb_box *found = NULL;
     pthread_mutex_lock(&reg.mu);
     for (size_t i = 0; i < reg.n; i++)
-        if (strcmp(reg.boxes[i]->id, id) == 0) {
+        if (!reg.boxes[i]->removing && strcmp(reg.boxes[i]->id, id) == 0) {
             found = sb_box_ref(reg.boxes[i]);
             break;
         }
@@ -301,19 +302,26 @@ static void reg_add(sb_box *b)
     reg.boxes[reg.n++] = b;
 }
 
-/* Every registered sandbox, each with a reference for the caller to drop
- * (then it frees the array); *n tells how many. reg.mu held. */
+/* Every registered sandbox but those being deleted, each with a reference
+ * for the caller to drop (then it frees the array); *n tells how many.
+ * reg.mu held. */
 static sb_box **reg_snapshot_locked(size_t *n)
 {
-    *n = reg.n;
+    *n = 0;
     sb_box **copy = cb_calloc(reg.n ? reg.n : 1, sizeof *copy);
     for (size_t i = 0; i < reg.n; i++)
-        copy[i] = sb_box_ref(reg.boxes[i]);
+        if (!reg.boxes[i]->removing)
+            copy[(*n)++] = sb_box_ref(reg.boxes[i]);
     return copy;
 }
 
+/* save_meta, save_sessions: b->mu held (or b not shared yet). Never for a
+ * deleted sandbox: its folder is being removed, and a sandbox of the same id
+ * created after it would get these files. */
 static void save_meta(sb_box *b)
 {
+    if (b->deleted)
+        return;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", b->id);
     cJSON_AddNumberToObject(j, "createdAt", (double)b->created_us);
@@ -327,6 +335,8 @@ static void save_meta(sb_box *b)
 
 static void save_sessions(sb_box *b)
 {
+    if (b->deleted)
+        return;
     cb_autofree char *text = cb_json_print(b->sessions);
     cb_autofree char *path = cb_printf_new("%s/sessions.json", b->dir);
     if (sb_write_file_quick(path, text, strlen(text), 0600) < 0)
@@ -487,7 +497,9 @@ const char *sb_boxes_cgroup_desc(void)
 int sb_boxes_count(void)
 {
     pthread_mutex_lock(&reg.mu);
-    int n = (int)reg.n;
+    int n = 0;
+    for (size_t i = 0; i < reg.n; i++)
+        n += !reg.boxes[i]->removing;
     pthread_mutex_unlock(&reg.mu);
     return n;
 }
@@ -1678,10 +1690,18 @@ static sb_box *box_add(const char *id, sb_box_opts *opts_in, bool *created, sb_e
 {
     sb_box_opts opts = *opts_in;
     pthread_mutex_lock(&reg.mu);
-    sb_box *b = NULL;
-    for (size_t i = 0; i < reg.n; i++)
-        if (strcmp(reg.boxes[i]->id, id) == 0)
-            b = reg.boxes[i];
+    sb_box *b;
+    for (;;) {
+        b = NULL;
+        for (size_t i = 0; i < reg.n; i++)
+            if (strcmp(reg.boxes[i]->id, id) == 0)
+                b = reg.boxes[i];
+        if (!b || !b->removing)
+            break;
+        /* being deleted: the new one starts once the old one's folder is
+         * gone (sb_box_delete), not with what is left of it */
+        pthread_cond_wait(&reg.gone, &reg.mu);
+    }
     if (b) {
         sb_box_ref(b);
         pthread_mutex_unlock(&reg.mu);
@@ -1708,13 +1728,17 @@ static sb_box *box_add(const char *id, sb_box_opts *opts_in, bool *created, sb_e
     return b;
 }
 
+/* The sandbox leaves lookups and lists at once (removing), but stays in
+ * reg.boxes until its folder is removed: a create of the same id meanwhile
+ * waits for that (box_add), instead of getting the old folder's files and
+ * then losing its own to the removal. */
 int sb_box_delete(sb_box *b, sb_error *err)
 {
     pthread_mutex_lock(&reg.mu);
     bool found = false;
     for (size_t i = 0; i < reg.n; i++)
-        if (reg.boxes[i] == b) {
-            reg.boxes[i] = reg.boxes[--reg.n];
+        if (reg.boxes[i] == b && !b->removing) {
+            b->removing = true;
             found = true;
             break;
         }
@@ -1728,6 +1752,14 @@ int sb_box_delete(sb_box *b, sb_error *err)
     sb_mounts_on_delete(b);
     if (sb_rm_rf(b->dir) < 0)
         cb_warn("sandbox", "cannot remove %s: %s", b->dir, strerror(errno));
+    pthread_mutex_lock(&reg.mu);
+    for (size_t i = 0; i < reg.n; i++)
+        if (reg.boxes[i] == b) {
+            reg.boxes[i] = reg.boxes[--reg.n];
+            break;
+        }
+    pthread_cond_broadcast(&reg.gone);
+    pthread_mutex_unlock(&reg.mu);
     sb_box_unref(b);  /* the registry's reference */
     return 0;
 }

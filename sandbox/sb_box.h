@@ -69,6 +69,8 @@ typedef struct sb_box {
     char *dir;                  /* STATE/sandboxes/<id> */
     int64_t created_us;
     sb_box_opts opts;
+    bool removing;              /* reg.mu (sb_box.c): DELETE is removing it; no longer
+                                 * found or listed, its id not free yet */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* signalled when processes change, and when a pause ends */

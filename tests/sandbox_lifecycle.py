@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox_lib import TAP, Server, can_sandbox, parse_sse, wait_until  # noqa: E402
@@ -18,7 +20,7 @@ t = TAP()
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
-IDS = ["life-a", "life-s", "life-k", "life-s2"]
+IDS = ["life-a", "life-s", "life-k", "life-s2", "life-dp"]
 srv = Server()
 
 
@@ -154,6 +156,34 @@ try:
     finally:
         t.eq(dev.stop(), 0, "--isolation none server stops cleanly")
         dev.cleanup()
+
+    # ---- DELETE and PUT of one id at once -------------------------------------
+    # The delete removes the sandbox's folder (20000 files: it takes a
+    # while); a PUT of the same id meanwhile must create a sandbox that the
+    # removal does not touch: its sandbox.json on disk, a workspace that is
+    # empty (not the old one's) and writable. Whatever the interleaving, a
+    # 201 must be a working sandbox (a 200: the PUT came first, then the
+    # delete took it).
+    broken = []
+    for rnd in range(3):
+        srv.create("life-dp")
+        srv.sh("life-dp", "mkdir old && cd old && seq 1 20000 | xargs touch")
+        res = {}
+        th = threading.Thread(target=lambda: res.update(d=srv.delete("/v1/sandboxes/life-dp")))
+        th.start()
+        time.sleep(0.05)  # the PUT lands inside the removal (most of the time; any order must be right)
+        put = srv.put("/v1/sandboxes/life-dp", {})
+        th.join()
+        if put.status == 201:
+            meta = os.path.exists(os.path.join(srv.state, "sandboxes", "life-dp", "sandbox.json"))
+            x = srv.post("/v1/sandboxes/life-dp/exec", {"command": "ls /workspace | wc -l; echo new > n.txt && cat n.txt"})
+            if not (meta and x.status == 200 and x.json()["stdout"] == "0\nnew\n" and res["d"].status == 200):
+                broken.append((rnd, "sandbox.json there: %s" % meta, x, res["d"]))
+        elif put.status != 200 or res["d"].status != 200:
+            broken.append((rnd, put, res["d"]))
+        srv.delete("/v1/sandboxes/life-dp")
+    t.ok(not broken, "DELETE and PUT of one id at once: a new sandbox is whole (its files, its workspace), "
+         "never emptied by the old one's removal (3 rounds)", broken)
 
     # ---- a second server on a port in use --------------------------------------
     # It must refuse to start: with SO_REUSEPORT both listened and the kernel
