@@ -79,12 +79,19 @@ struct sb_ctx {
     bool interrupt_asked;    /* POST .../interrupt: the running code gets a KeyboardInterrupt */
     bool input_waiting;      /* a run's code waits in input() (streamed runs) */
     char *input_value;       /* given by POST .../input, taken by the run */
+    bool renewing;           /* ctx_renew: a new kernel starts in place of one that was cut off */
+    int restarts;            /* kernels ctx_renew gave it */
+    int64_t restarted_us;    /* the last one's time, and why */
+    char restart_reason[200];
+    bool restart_untold;     /* no run has told of the last renewal yet */
+    /* the run slot's holder (busy) owns these two */
     kn_client *client;
     struct ctx_guard *guard;
 };
 typedef struct sb_ctx sb_ctx;
 
 static void guard_stop(struct ctx_guard *g);
+static void ctx_renew_later(const char *box_id, const char *ctx_id);
 
 static sb_ctx *ctx_ref(sb_ctx *c)
 {
@@ -152,6 +159,21 @@ static void drop_ctx(sb_box *b, sb_ctx *c)
         ctx_unref(c);
 }
 
+/* Waits until the context's process is gone (its id can be used again),
+ * at most ms. */
+static void proc_wait_gone(sb_box *b, const char *proc_id, int64_t ms)
+{
+    int64_t until = sb_now_ms() + ms;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        sb_proc *p = sb_proc_find(b, proc_id);
+        if (!p || (strcmp(p->status, "running") != 0 && p->fd < 0) || sb_now_ms() >= until)
+            break;
+        sb_cond_wait_ms(&b->cv, &b->mu, 50);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
 static const char *state_name(ctx_state s)
 {
     static const char *names[] = {"starting", "ready", "failed", "ended"};
@@ -169,7 +191,14 @@ static cJSON *ctx_to_json(sb_ctx *c)
     cJSON_AddStringToObject(j, "createdAt", date);
     pthread_mutex_lock(&c->mu);
     cJSON_AddNumberToObject(j, "executionCount", c->exec_count);
-    cJSON_AddStringToObject(j, "status", c->busy ? "busy" : state_name(c->state));
+    cJSON_AddStringToObject(j, "status", c->renewing ? "restarting" : c->busy ? "busy" : state_name(c->state));
+    /* what the server restarted it for (its kernel's connection was cut) */
+    cJSON_AddNumberToObject(j, "restarts", c->restarts);
+    if (c->restarts) {
+        cb_iso_date(date, c->restarted_us);
+        cJSON_AddStringToObject(j, "restartedAt", date);
+        cJSON_AddStringToObject(j, "restartReason", c->restart_reason);
+    }
     pthread_mutex_unlock(&c->mu);
     cJSON_AddStringToObject(j, "processId", c->proc_id);
     return j;
@@ -219,6 +248,7 @@ typedef struct ctx_guard {
     bool running;
     pthread_mutex_t mu;
     char why[200];            /* under mu: the bound a connection was cut for ("" = none) */
+    char box_id[64], ctx_id[64];   /* whose kernel: a cut gets it renewed (ctx_renew_later) */
 } ctx_guard;
 
 static const char *const guard_chan_names[] = {"shell", "iopub", "stdin", "control", "heartbeat"};
@@ -348,9 +378,12 @@ static void guard_pump(ctx_guard *G, int i, short zrev, short krev)
                 if (!G->why[0])
                     snprintf(G->why, sizeof G->why, "%s", why);
                 pthread_mutex_unlock(&G->mu);
-                cb_warn("context", "%s: its connection was cut", why);
+                cb_warn("context", "sandbox %s: context %s: %s: its connection was cut", G->box_id, G->ctx_id, why);
                 guard_reset(g);
                 guard_close(&g->lfd);  /* past a bound: no more connections */
+                /* a run in progress sees the cut and renews the context
+                 * itself; between runs no one would until the next one */
+                ctx_renew_later(G->box_id, G->ctx_id);
                 return;
             }
             g->down_len = (size_t)n, g->down_off = 0;
@@ -506,10 +539,12 @@ static void guard_root_make(void)
 
 /* Starts the guard for the kernel's ports (shell, iopub, stdin, control,
  * hb in conn) and rewrites conn to the guard's endpoints (ipc). */
-static ctx_guard *guard_start(sb_box *b, kn_conn *conn, sb_error *err)
+static ctx_guard *guard_start(sb_box *b, const char *ctx_id, kn_conn *conn, sb_error *err)
 {
     ctx_guard *G = cb_calloc(1, sizeof *G);
     pthread_mutex_init(&G->mu, NULL);
+    snprintf(G->box_id, sizeof G->box_id, "%s", b->id);
+    snprintf(G->ctx_id, sizeof G->ctx_id, "%s", ctx_id);
     G->wake[0] = G->wake[1] = -1;
     int ports[5] = {conn->shell_port, conn->iopub_port, conn->stdin_port, conn->control_port, conn->hb_port};
     for (int i = 0; i < 5; i++) {
@@ -554,6 +589,10 @@ fail:
 /* Why the guard cut a connection ("" = it did not). */
 static void guard_why(ctx_guard *G, char *out, size_t len)
 {
+    if (!G) {
+        snprintf(out, len, "%s", "");
+        return;
+    }
     pthread_mutex_lock(&G->mu);
     snprintf(out, len, "%s", G->why);
     pthread_mutex_unlock(&G->mu);
@@ -777,7 +816,7 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     int64_t t_proc = cb_mono_ns();
 
     /* from here on conn is the guard's side (the kernel was given its own) */
-    if (!(c->guard = guard_start(b, &conn, err)))
+    if (!(c->guard = guard_start(b, c->id, &conn, err)))
         goto out;
     if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0) {
         sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(errno));
@@ -1011,15 +1050,7 @@ int sb_ctx_delete(sb_box *b, const char *id, sb_error *err)
     sb_error e = {0};
     sb_proc_kill(b, c->proc_id, SIGTERM, 1000, &e);
     /* answer once it is gone, so the id (e.g. "default") can start again */
-    int64_t until = sb_now_ms() + 5000;
-    pthread_mutex_lock(&b->mu);
-    for (;;) {
-        sb_proc *p = sb_proc_find(b, c->proc_id);
-        if (!p || (strcmp(p->status, "running") != 0 && p->fd < 0) || sb_now_ms() >= until)
-            break;
-        sb_cond_wait_ms(&b->cv, &b->mu, 50);
-    }
-    pthread_mutex_unlock(&b->mu);
+    proc_wait_gone(b, c->proc_id, 5000);
     cb_info("context", "sandbox %s: context %s deleted", b->id, c->id);
     ctx_unref(c);
     return 0;
@@ -1070,6 +1101,123 @@ int sb_ctx_restart(sb_box *b, const char *id, cJSON **out, sb_error *err)
     ctx_unref(n);
     cb_info("context", "sandbox %s: context %s restarted", b->id, id);
     return 0;
+}
+
+/* ---- renewing a context whose kernel was cut off -------------------------------
+ *
+ * When the guard cuts a connection, messages may have been lost: the kernel
+ * can no longer be trusted to be in step with the server. A run in progress
+ * sees the cut (its run ends with 502) and renews the context; between runs
+ * the guard's thread starts a thread of its own that does (it waits for the
+ * run slot, so a run sent meanwhile runs on the new kernel), and a run that
+ * finds a cut no one handled yet renews before it starts. The context keeps
+ * its struct, so runs waiting for it go on with the new kernel. */
+
+/* Takes the context's run slot (one run, or renewal, at a time), waiting
+ * for it. false: the context ended meanwhile. */
+static bool ctx_slot_take(sb_ctx *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->busy && c->state == CTX_READY)
+        pthread_cond_wait(&c->cv, &c->mu);
+    bool ok = c->state == CTX_READY;
+    if (ok)
+        c->busy = true;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static void ctx_slot_give(sb_ctx *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->busy = false;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* A new kernel in place of c's, whose connection was cut (why): same id,
+ * language, cwd and env, none of the old state; the record counts it and
+ * says why. The caller holds the run slot. 0, or -1 + err: no kernel
+ * could start, and the context has ended. */
+static int ctx_renew(sb_box *b, sb_ctx *c, const char *why, sb_error *err)
+{
+    pthread_mutex_lock(&c->mu);
+    c->renewing = true;
+    kn_client *old = cb_steal(&c->client);
+    struct ctx_guard *old_guard = cb_steal(&c->guard);
+    pthread_mutex_unlock(&c->mu);
+    sb_error e = {0};
+    sb_proc_kill(b, c->proc_id, SIGTERM, 1000, &e);
+    proc_wait_gone(b, c->proc_id, 5000);  /* its process id is the new one's */
+    kn_client_free(old);
+    guard_stop(old_guard);
+    int rc = ctx_start(b, c, c->env, err);
+    pthread_mutex_lock(&c->mu);
+    c->renewing = false;
+    bool ended = c->state != CTX_READY;  /* deleted, or its sandbox stopped, meanwhile */
+    if (rc == 0 && !ended) {
+        c->exec_count = 0;
+        c->restarts++;
+        c->restarted_us = cb_real_us();
+        snprintf(c->restart_reason, sizeof c->restart_reason, "%s", why);
+        c->restart_untold = true;
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (rc == 0 && ended) {
+        sb_proc_kill(b, c->proc_id, SIGKILL, 0, &e);
+        sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' ended while its kernel restarted", c->id);
+        return -1;
+    }
+    if (rc < 0) {
+        cb_warn("context", "sandbox %s: context %s: no new kernel after a cut (%s): %s", b->id, c->id, why, err->msg);
+        drop_ctx(b, c);
+        return -1;
+    }
+    cb_info("context", "sandbox %s: context %s restarted: %s", b->id, c->id, why);
+    return 0;
+}
+
+typedef struct renew_job {
+    char box_id[64], ctx_id[64];
+} renew_job;
+
+static void *renew_main(void *arg)
+{
+    renew_job *j = arg;
+    sb_box *b = sb_box_get(j->box_id);
+    sb_error e = {0};
+    sb_ctx *c = b ? ctx_find(b, j->ctx_id, &e) : NULL;
+    if (c && ctx_slot_take(c)) {
+        /* the slot's holder owns c->guard; a run that saw the cut has
+         * renewed the context already (then the new guard cut nothing) */
+        char why[200];
+        guard_why(c->guard, why, sizeof why);
+        if (why[0])
+            ctx_renew(b, c, why, &e);
+        ctx_slot_give(c);
+    }
+    if (c)
+        ctx_unref(c);
+    sb_box_unref(b);
+    free(j);
+    return NULL;
+}
+
+/* From the guard's thread, which cannot renew (that stops its guard): a
+ * detached thread does, found again by ids (it holds no reference here). */
+static void ctx_renew_later(const char *box_id, const char *ctx_id)
+{
+    renew_job *j = cb_calloc(1, sizeof *j);
+    snprintf(j->box_id, sizeof j->box_id, "%s", box_id);
+    snprintf(j->ctx_id, sizeof j->ctx_id, "%s", ctx_id);
+    pthread_attr_t a;
+    pthread_t t;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, renew_main, j) != 0)
+        free(j);  /* the next run renews it */
+    pthread_attr_destroy(&a);
 }
 
 int sb_ctx_interrupt(sb_box *b, const char *id, bool *interrupted, sb_error *err)
@@ -1169,6 +1317,8 @@ typedef struct run {
     double grace_until;       /* after an interrupt */
     bool timed_out, client_gone, got_idle, got_reply, finished, sent_complete;
     bool lost;                /* the kernel's connection was cut: restart the context */
+    bool renewed;             /* it was: the kernel's count is no longer the context's */
+    cJSON *restarted;         /* {"at", "reason"}: the context was restarted before this run */
     bool clear_pending;
     int exec_count;
     cJSON *results;           /* array */
@@ -1193,7 +1343,7 @@ static void run_free(void *p)
         if (x->c->client)
             kn_client_set_cancel_fd(x->c->client, -1);
         pthread_mutex_lock(&x->c->mu);
-        if (x->exec_count > x->c->exec_count)
+        if (x->exec_count > x->c->exec_count && !x->renewed)
             x->c->exec_count = x->exec_count;
         x->c->busy = false;
         x->c->input_waiting = false;
@@ -1212,6 +1362,7 @@ static void run_free(void *p)
     cJSON_Delete(x->errs);
     cJSON_Delete(x->error);
     cJSON_Delete(x->reply_error);
+    cJSON_Delete(x->restarted);
     cJSON_Delete(x->answers);
     kn_client_msg_free(x->input_req);
     free(x);
@@ -1534,6 +1685,8 @@ static cJSON *run_result(run *x)
         cJSON_AddBoolToObject(j, "logsTruncated", true);
     if (x->results_truncated)
         cJSON_AddBoolToObject(j, "resultsTruncated", true);
+    if (x->restarted)
+        cJSON_AddItemToObject(j, "restarted", cb_steal(&x->restarted));
     return j;
 }
 
@@ -1545,14 +1698,51 @@ static void restart_lost(run *x)
     if (!x->lost)
         return;
     x->lost = false;
-    cJSON *j = NULL;
     sb_error e = {0};
     cb_autofree char *msg = cb_strdup(x->fail.msg);
-    if (sb_ctx_restart(x->b, x->c->id, &j, &e) == 0)
+    x->renewed = true;
+    if (ctx_renew(x->b, x->c, msg, &e) == 0) {
         snprintf(x->fail.msg, sizeof x->fail.msg, "%.400s: the context was restarted (its state is lost)", msg);
-    else
+        pthread_mutex_lock(&x->c->mu);
+        x->c->restart_untold = false;  /* this run's error tells */
+        pthread_mutex_unlock(&x->c->mu);
+    } else {
         snprintf(x->fail.msg, sizeof x->fail.msg, "%.300s; the context could not be restarted: %.150s", msg, e.msg);
-    cJSON_Delete(j);
+    }
+}
+
+/* The first stderr line of a run after a renewal no run told of. */
+static char *restart_notice(const cJSON *restarted)
+{
+    return cb_printf_new("[cellbox] this context was restarted at %s, so its variables and imports are gone: %s\n",
+                         cb_json_str(restarted, "at", ""), cb_json_str(restarted, "reason", ""));
+}
+
+/* The run has the slot: a cut no one renewed the context for yet (the
+ * guard's thread was slower) is handled now, and a renewal no run told of
+ * is told by this one (x->restarted, and a first stderr line). -1 + err:
+ * the context could not be renewed. */
+static int run_check_renewed(run *x, sb_error *err)
+{
+    char why[200];
+    guard_why(x->c->guard, why, sizeof why);
+    if (why[0] && ctx_renew(x->b, x->c, why, err) < 0)
+        return -1;
+    pthread_mutex_lock(&x->c->mu);
+    if (x->c->restart_untold) {
+        x->c->restart_untold = false;
+        char date[CB_ISO_DATE_LEN];
+        cb_iso_date(date, x->c->restarted_us);
+        x->restarted = cJSON_CreateObject();
+        cJSON_AddStringToObject(x->restarted, "at", date);
+        cJSON_AddStringToObject(x->restarted, "reason", x->c->restart_reason);
+    }
+    pthread_mutex_unlock(&x->c->mu);
+    if (x->restarted && !x->sse) {
+        cb_autofree char *line = restart_notice(x->restarted);
+        keep(x, 1, x->errs, cJSON_CreateString(line), strlen(line));
+    }
+    return 0;
 }
 
 static int run_produce(void *ctx, cb_buf *out)
@@ -1560,6 +1750,15 @@ static int run_produce(void *ctx, cb_buf *out)
     run *x = ctx;
     if (x->sent_complete)
         return 1;
+    if (x->restarted) {
+        /* the notice of run_check_renewed, as the first event */
+        cJSON *e = cJSON_CreateObject();
+        cb_autofree char *line = restart_notice(x->restarted);
+        cJSON_AddStringToObject(e, "text", line);
+        sb_sse_event(out, "stderr", e);
+        cJSON_Delete(cb_steal(&x->restarted));
+        return 0;
+    }
     size_t before = out->len;
     int done = run_step(x, sb_sse_keepalive_ms() / 1000.0, out);
     if (x->client_gone)
@@ -1677,18 +1876,15 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
     x->answers = answers ? answers : cJSON_CreateArray();
     bool allow_stdin = answers != NULL || x->sse;
     /* one run at a time: wait for the context */
-    pthread_mutex_lock(&c->mu);
-    while (c->busy && c->state == CTX_READY)
-        pthread_cond_wait(&c->cv, &c->mu);
-    bool ok = c->state == CTX_READY;
-    if (ok)
-        c->busy = true;
-    pthread_mutex_unlock(&c->mu);
-    if (!ok) {
+    if (!ctx_slot_take(c)) {
         x->c = NULL;
         ctx_unref(c);
         run_free(x);
         return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "the context has ended"), -1;
+    }
+    if (run_check_renewed(x, err) < 0) {
+        run_free(x);
+        return -1;
     }
     x->t0_ns = cb_mono_ns();
     if (t && t->valuedouble > 0)

@@ -872,6 +872,19 @@ def flood():
         pass
 threading.Thread(target=flood, daemon=True).start()
 """
+# A thread that cuts its kernel's connection after its run: once the file
+# `flag` exists, a frame announcing 768 MiB on the kernel's `chan` connection.
+LATER = OWN_CONNECTION + r"""
+import threading, time
+def cut():
+    while not os.path.exists('%(flag)s'):
+        time.sleep(0.01)
+    try:
+        s.sendall(b'\x02' + struct.pack('>Q', 768 << 20) + bytes(1 << 20))
+    except OSError:
+        pass
+threading.Thread(target=cut, daemon=True).start()
+"""
 PARTS = OWN_CONNECTION + r"""
 try:
     s.sendall(b'\x01\x00' * %(parts)d + b'\x00\x00')
@@ -991,10 +1004,58 @@ def s_bounds():
     t.ok(r.status in (200, 204), "delete that context", r)
 
 
+def s_cut_between_runs():
+    # ---- a cut while no run is going on ------------------------------------------
+    # the context is restarted at once (not when the next run comes): its
+    # record says when and why; the next run runs on the new kernel and says so
+    c = new_context()["id"]
+
+    def record():
+        r = srv.get(SB + "/contexts/" + c)
+        return r.json() if r.status == 200 else {}
+    ok_run("state = 'before'", c)
+    ok_run(LATER % dict(chan="iopub", flag="/tmp/cut-1"), c)
+    srv.sh(MAIN, "touch /tmp/cut-1")
+    rec = wait_until(lambda: (lambda j: j.get("restarts") == 1 and j.get("status") == "ready" and j)(record()),
+                     timeout=60) or record()
+    t.ok(rec.get("restarts") == 1 and rec.get("status") == "ready" and rec.get("executionCount") == 0
+         and "over 128 MiB on iopub" in rec.get("restartReason", "") and ISO.match(rec.get("restartedAt", "")),
+         "a cut between runs (a thread of the code sends a 768 MiB frame on its kernel's IOPub connection after "
+         "its run): the context is restarted without waiting for a run; its record: restarts 1, restartedAt, "
+         "restartReason naming the bound, executionCount 0", rec)
+    listed = [x for x in srv.get(SB + "/contexts").json()["contexts"] if x["id"] == c]
+    t.ok(listed and listed[0].get("restarts") == 1 and listed[0].get("restartReason") == rec.get("restartReason"),
+         "the listing shows the same", listed)
+    r = code("state", c)
+    j = r.json() if r.status == 200 else {}
+    errs = j.get("logs", {}).get("stderr", [])
+    t.ok(r.status == 200 and (j.get("error") or {}).get("name") == "NameError" and j.get("executionCount") == 1
+         and errs and "was restarted" in errs[0] and rec.get("restartReason", "?") in errs[0]
+         and (j.get("restarted") or {}).get("reason") == rec.get("restartReason")
+         and j["restarted"].get("at") == rec.get("restartedAt"),
+         "the next run runs on the new kernel: 200, NameError (the state is gone), executionCount 1; its first "
+         "stderr line and its 'restarted' {at, reason} say so", r)
+    j = ok_run("1 + 1", c)
+    t.ok(main_text(j) == "2" and "restarted" not in j and j["logs"]["stderr"] == [],
+         "the run after that one has no notice", j)
+    ok_run(LATER % dict(chan="shell", flag="/tmp/cut-2"), c)
+    srv.sh(MAIN, "touch /tmp/cut-2")
+    rec = wait_until(lambda: (lambda j: j.get("restarts") == 2 and j.get("status") == "ready" and j)(record()),
+                     timeout=60) or record()
+    st, ctype, raw, ev = sse("6 * 7", c)
+    t.ok(rec.get("restarts") == 2 and "over 16 MiB on shell" in rec.get("restartReason", "") and st == 200
+         and ev and ev[0][0] == "stderr" and "was restarted" in ev[0][1].get("text", "")
+         and [d.get("text") for e, d in ev if e == "result"] == ["42"] and ev[-1][0] == "execution_complete",
+         "a cut on shell between runs: restarts 2; a streamed run's first event is the notice (stderr), then "
+         "its result", (rec, ev))
+    r = srv.delete(SB + "/contexts/" + c)
+    t.ok(r.status in (200, 204), "delete that context", r)
+
+
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
-               s_input, s_flood, s_bounds, s_restart_interrupt, s_javascript, s_exit, s_sleep, s_delete):
+               s_input, s_flood, s_bounds, s_cut_between_runs, s_restart_interrupt, s_javascript, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     srv.finish(t, IDS, "SIGTERM: graceful exit 0 with contexts running")
