@@ -260,11 +260,18 @@ static const cg_write v2_limits[] = {
 };
 
 /* memsw (memory+swap, absent without swap accounting) must never be below
- * memory: written before (succeeds when growing) and after (when shrinking). */
+ * memory: written before (succeeds when growing) and after (when shrinking).
+ * v1 charges TCP buffers to a group only once its kmem.tcp limit is set
+ * (v2 counts them in memory.current): without one, a 64 MB sandbox held
+ * 2 GB of the host's memory in loopback connections, up to the host-wide
+ * net.ipv4.tcp_mem, where every TCP socket of the host is squeezed. They get
+ * the memory limit again, on top of it (a shrink below what is in use
+ * fails with EBUSY: optional). */
 static const cg_write v1_limits[] = {
     {0, "memory.memsw.limit_in_bytes", VAL_MEMORY, true},
     {0, "memory.limit_in_bytes", VAL_MEMORY, false},
     {0, "memory.memsw.limit_in_bytes", VAL_MEMORY, true},
+    {0, "memory.kmem.tcp.limit_in_bytes", VAL_MEMORY, true},
     {1, "pids.max", VAL_PIDS, false},
     {2, "cpu.cfs_period_us", VAL_CPU_PERIOD, true},
     {2, "cpu.cfs_quota_us", VAL_CPU_QUOTA, false},

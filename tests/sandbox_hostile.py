@@ -261,6 +261,22 @@ try:
     t.ok(x["exitCode"] != 0 and "314572800" not in x["stdout"], "allocating past the memory limit fails", x)
     t.ok(x["exitCode"] != 137 or x.get("oomKilled") is True,
          "... and when the OOM killer ended it (exit 137), the result says oomKilled: true", x)
+    # TCP buffers count too: cgroup v1 charges them only to a group with a
+    # kmem.tcp limit; without one, loopback connections held GBs of the host's
+    # memory (up to net.ipv4.tcp_mem, which squeezes every socket of the host)
+    x = sh("hos-mem", "python3 -c \"import socket\n"
+                      "ls = socket.socket(); ls.bind(('127.0.0.1', 0)); ls.listen(512)\n"
+                      "keep, total = [], 0\n"
+                      "for i in range(200):\n"
+                      "    a = socket.create_connection(ls.getsockname()); b, _ = ls.accept()\n"
+                      "    a.setblocking(False); keep += [a, b]\n"
+                      "    try:\n"
+                      "        while True: total += a.send(bytes(65536))\n"
+                      "    except BlockingIOError: pass\n"
+                      "print(total >> 20)\"", timeoutMs=120000)
+    held_mb = int(x["stdout"]) if x["stdout"].strip().isdigit() else 0
+    t.ok(x["exitCode"] != 0 or held_mb <= 2 * 64,
+         "200 loopback TCP connections of a 64 MB sandbox hold at most its memory limit again (%d MB)" % held_mb, x)
     x = sh("hos-mem", "echo alive")
     t.eq(x["stdout"], "alive\n", "that sandbox keeps working after its process was killed")
     t.ok("oomKilled" not in x, "a command that ends normally has no oomKilled", x)
