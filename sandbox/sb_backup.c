@@ -702,8 +702,8 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
     cJSON_AddStringToObject(j, "createdAt", date);
     cb_autofree char *text = cb_json_print(j);
     pthread_mutex_lock(&meta_mu);
-    bool ok = !box_deleted(b) && rename(part, tar) == 0 &&
-              sb_write_file_quick(meta, text, strlen(text), 0600) == 0;
+    bool gone = box_deleted(b);
+    bool ok = !gone && rename(part, tar) == 0 && sb_write_file_quick(meta, text, strlen(text), 0600) == 0;
     int e = errno;
     if (!ok) {
         unlink(part);
@@ -712,6 +712,8 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
     pthread_mutex_unlock(&meta_mu);
     if (!ok) {
         cJSON_Delete(j);
+        if (gone)  /* deleted while it was archived (errno says nothing then) */
+            return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", b->id), -1;
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot store the backup: %s", strerror(e)), -1;
     }
     cb_logkv(CB_LOG_INFO, "backup", NULL, "sandbox %s: backup %s of %s, %llu bytes, %ld entries", b->id,

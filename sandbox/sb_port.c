@@ -136,6 +136,8 @@ static cJSON *ports_of(sb_box *b)
  * what counts). box->mu held. */
 static int ports_save(sb_box *b, sb_error *err)
 {
+    if (b->deleted)  /* its folder is being removed: not an error of ours */
+        return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' was deleted", b->id), -1;
     cb_autofree char *path = ports_path(b);
     cb_autofree char *text = cb_json_print(b->ports);
     if (cb_write_file_atomic(path, text, strlen(text), 0600) < 0) {
