@@ -128,6 +128,39 @@ try:
     t.eq(sorted(os.listdir(srv.tmp)), host_before, "... and nothing appeared in the host folder a symlink named")
     sh("hos-a", "rm -rf /workspace/race /tmp/w*.txt /tmp/sub /tmp/sentinel")
 
+    # ---- nothing shared between sandboxes -----------------------------------------
+    # SysV shared memory, POSIX shm (/dev/shm), an abstract unix socket and a
+    # message queue made in one sandbox; the other sees none of them, and its
+    # mount table names no other sandbox
+    SHARE = ("import ctypes, os, socket, time\n"
+             "l = ctypes.CDLL(None, use_errno=True)\n"
+             "rt = ctypes.CDLL('librt.so.1', use_errno=True)\n"
+             "print('shmid', l.shmget(0x5eed, 4096, 0o1666))\n"
+             "open('/dev/shm/cb-shared', 'w').write('a')\n"
+             "print('mq', rt.mq_open(b'/cb-shared', os.O_CREAT | os.O_RDWR, 0o666, None))\n"
+             "s = socket.socket(socket.AF_UNIX); s.bind(b'\\0cb-shared'); s.listen(5)\n"
+             "print('ready', flush=True)\n"
+             "time.sleep(60)\n")
+    srv.post(F + "/write", {"path": "/tmp/share.py", "content": SHARE})
+    srv.post("/v1/sandboxes/hos-a/processes", {"command": "python3 /tmp/share.py", "processId": "share"})
+    wait_until(lambda: "ready" in srv.get("/v1/sandboxes/hos-a/processes/share/logs").json().get("stdout", ""),
+               timeout=30)
+    PEEK = ("python3 -c \"import ctypes, os, socket\n"
+            "l = ctypes.CDLL(None, use_errno=True)\n"
+            "rt = ctypes.CDLL('librt.so.1', use_errno=True)\n"
+            "print('shm', l.shmget(0x5eed, 0, 0) >= 0)\n"
+            "print('devshm', os.path.exists('/dev/shm/cb-shared'))\n"
+            "print('mq', rt.mq_open(b'/cb-shared', os.O_RDWR, 0, None) >= 0)\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            "print('abstract', s.connect_ex(b'\\0cb-shared') == 0)\"")
+    mine, other = sh("hos-a", PEEK)["stdout"], sh("hos-b", PEEK)["stdout"]
+    srv.delete("/v1/sandboxes/hos-a/processes/share")
+    t.eq(mine, "shm True\ndevshm True\nmq True\nabstract True\n", "SysV shm, /dev/shm, mqueue, abstract socket: made in one sandbox")
+    t.eq(other, "shm False\ndevshm False\nmq False\nabstract False\n", "... none of them is seen from another sandbox")
+    x = sh("hos-a", "cat /proc/self/mountinfo")
+    t.ok("hos-b" not in x["stdout"] and "/workspace" in x["stdout"],
+         "a sandbox's mount table names no other sandbox", x["stdout"])
+
     # ---- processes and signals ---------------------------------------------------
     # a command holds only its own stdio, and the session-state pipe its shell
     # writes at exit: never the pipe its script came through (fd 7)
