@@ -23,6 +23,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 
@@ -1048,6 +1049,22 @@ def s_cut_between_runs():
          and [d.get("text") for e, d in ev if e == "result"] == ["42"] and ev[-1][0] == "execution_complete",
          "a cut on shell between runs: restarts 2; a streamed run's first event is the notice (stderr), then "
          "its result", (rec, ev))
+    # a run waiting for its turn behind a run whose connection is cut goes on
+    # with the new kernel
+    got = {}
+
+    def first():
+        got["a"] = code("import time\ntime.sleep(1)\n" + HOSTILE % dict(chan="iopub", frames=1, size=768 << 20), c,
+                        timeoutMs=120000)
+    th = threading.Thread(target=first)
+    th.start()
+    wait_until(lambda: record().get("status") == "busy", timeout=30)
+    b = code("1 + 1", c)
+    th.join()
+    a = got.get("a")
+    t.ok(a is not None and a.status == 502 and b.status == 200 and main_text(b.json()) == "2"
+         and record().get("restarts") == 3,
+         "a run sent while another is cut: the cut one 502, the waiting one runs on the new kernel (200, 2)", (a, b))
     r = srv.delete(SB + "/contexts/" + c)
     t.ok(r.status in (200, 204), "delete that context", r)
 
