@@ -16,7 +16,10 @@
  * one message queued per channel besides the one being read). Past a bound
  * the connection is cut, the run ends with 502 SERVICE_NOT_RESPONDING (an
  * SSE error event) saying which, and the context is restarted: same id, a
- * new kernel.
+ * new kernel. A cut between runs restarts it at once (a thread of its own
+ * does); the record counts the restarts and says when and why (restarts,
+ * restartedAt, restartReason), and the next run, on the new kernel, says so
+ * (a first stderr chunk, and "restarted": {at, reason} in a JSON reply).
  *
  * A run sends one execute_request and turns the kernel's replies into the
  * Cloudflare/E2B "Execution" shape: results (text, html, png, ... and
