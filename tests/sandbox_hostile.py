@@ -17,7 +17,8 @@ t = TAP()
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
-srv = Server()
+# a secret in the server's environment must reach no sandbox
+srv = Server(env={"CELLBOX_HOSTILE_SECRET": "host-env-secret"})
 IDS = ["hos-a", "hos-b", "hos-bomb", "hos-mem"]
 
 
@@ -56,6 +57,15 @@ try:
     x = sh("hos-a", "echo 1 > /proc/sys/kernel/sysrq; echo 1 > /proc/sysrq-trigger; cat /sys/kernel/notes")
     t.ok(x["exitCode"] != 0 and x["stderr"].count("denied") + x["stderr"].count("No such") +
          x["stderr"].count("Read-only") >= 3, "no writes to /proc/sys, no /sys", x)
+    x = sh("hos-a", "env; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'; hostname; cat /etc/hostname")
+    t.ok("host-env-secret" not in x["stdout"] and x["stdout"].endswith("hos-a\nhos-a\n"),
+         "the server's environment is nowhere in a sandbox; its hostname is its id", x["stdout"][-300:])
+    x = sh("hos-a", "awk '$1 != \"0000000000000000\"' /proc/kallsyms | head -3; dmesg 2>&1 | head -1; "
+                    "echo '|/tmp/x' > /proc/sys/kernel/core_pattern 2>&1; ulimit -c unlimited 2>&1; ulimit -Hc")
+    lines = x["stdout"].splitlines()
+    t.ok(lines[:1] == ["dmesg: read kernel buffer failed: Operation not permitted"] and
+         "core_pattern: Permission denied" in x["stderr"] and lines[-1:] == ["0"],
+         "no kernel addresses in /proc/kallsyms, no dmesg, no core_pattern, no core dumps", x)
 
     # ---- escaping through the files API ---------------------------------------
     F = "/v1/sandboxes/hos-a/files"
