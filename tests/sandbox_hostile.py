@@ -97,6 +97,12 @@ try:
     sh("hos-a", "mkfifo /workspace/fifo")
     r = srv.post(F + "/read", {"path": "fifo"})
     t.ok(r.status == 403, "API: a FIFO is refused, not waited on", r)
+    sh("hos-a", "python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('/workspace/sock')\"")
+    r = srv.post(F + "/read", {"path": "sock"})
+    r2 = srv.post(F + "/list", {"path": "/dev/pts"})
+    r3 = srv.post(F + "/write", {"path": "/dev/pts/evil", "content": "x"})
+    t.ok(r.status == 403 and r2.status == 403 and r3.status in (403, 404),
+         "API: a unix socket file is refused; devpts can be neither listed nor written", (r, r2, r3))
     r = srv.post(F + "/delete", {"path": "/", "recursive": True})
     t.ok(r.status == 400, "API: deleting / is refused", r)
     r = srv.post(F + "/delete", {"path": "/usr/bin", "recursive": True})
