@@ -261,22 +261,18 @@ static void box_free(sb_box *b)
     free(b);
 }
 
+/* refs is atomic, not under b->mu: sb_box_get takes a reference while it
+ * holds reg.mu, and b->mu may be held for seconds (a start waits for its
+ * agent, a stop for the kernel): every lookup of every sandbox would wait. */
 sb_box *sb_box_ref(sb_box *b)
 {
-    pthread_mutex_lock(&b->mu);
-    b->refs++;
-    pthread_mutex_unlock(&b->mu);
+    __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
     return b;
 }
 
 void sb_box_unref(sb_box *b)
 {
-    if (!b)
-        return;
-    pthread_mutex_lock(&b->mu);
-    bool last = --b->refs == 0;
-    pthread_mutex_unlock(&b->mu);
-    if (last)
+    if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
         box_free(b);
 }
 
@@ -1721,7 +1717,7 @@ static sb_box *box_add(const char *id, sb_box_opts *opts_in, bool *created, sb_e
     save_meta(b);
     save_sessions(b);
     reg_add(b);
-    b->refs++;
+    sb_box_ref(b);  /* the caller's */
     *created = true;
     pthread_mutex_unlock(&reg.mu);
     cb_logkv(CB_LOG_INFO, "sandbox", NULL, "sandbox %s created", id);

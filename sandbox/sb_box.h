@@ -75,7 +75,7 @@ typedef struct sb_box {
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* signalled when processes change, and when a pause ends */
     pthread_mutex_t backup_mu;  /* one backup or restore at a time (sb_backup.c) */
-    int refs;
+    int refs;                   /* atomic, not under mu (sb_box_ref/sb_box_unref) */
     bool deleted;
     sb_box_state state;
     pid_t agent;

@@ -321,7 +321,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
     p->next = b->procs;
     b->procs = p;
     save_meta_locked(b, p);
-    b->refs++;
+    sb_box_ref(b);  /* the watcher's */
     *out = proc_json_locked(p);
     pthread_mutex_unlock(&b->mu);
     watch_arg *w = cb_malloc(sizeof *w);

@@ -185,6 +185,82 @@ try:
     t.ok(not broken, "DELETE and PUT of one id at once: a new sandbox is whole (its files, its workspace), "
          "never emptied by the old one's removal (3 rounds)", broken)
 
+    # ---- one sandbox's slow start does not hold up requests to others ----------
+    # The pool's warm agents are frozen (cgroup freezer) by the test, so the
+    # next sandbox's start waits for its agent, holding that sandbox's lock.
+    # A lookup used to take each sandbox's lock under the registry's lock:
+    # a GET of that sandbox then held up every request to every other one.
+    slow = Server()
+    frozen_groups = []
+    try:
+        slow.create("life-o")
+        o_agent = slow.get("/v1/sandboxes/life-o").json()["agentPid"]
+        roots = ["/sys/fs/cgroup/freezer/cellbox", "/sys/fs/cgroup/cellbox"]
+
+        def warm_groups():
+            """The freezer groups of the warm agents of this server."""
+            out = []
+            for root in roots:
+                try:
+                    names = os.listdir(root)
+                except OSError:
+                    continue
+                for n in names:
+                    g = os.path.join(root, n)
+                    if not n.startswith("pool-%d-" % slow.server_pid):
+                        continue
+                    try:
+                        procs = open(g + "/cgroup.procs").read().split()
+                    except OSError:
+                        continue
+                    if procs and str(o_agent) not in procs:
+                        out.append(g)
+            return out
+
+        def freeze(g, on):
+            f = "/freezer.state" if os.path.exists(g + "/freezer.state") else "/cgroup.freeze"
+            with open(g + f, "w") as fh:
+                fh.write(("FROZEN" if on else "THAWED") if f == "/freezer.state" else ("1" if on else "0"))
+
+        ready = wait_until(lambda: len(warm_groups()) >= 2, timeout=30)
+        for g in warm_groups():
+            freeze(g, True)
+            frozen_groups.append(g)
+        res = {}
+
+        def call(key, method, path):
+            res[key] = slow.request(method, path, timeout=120)
+
+        put = threading.Thread(target=call, args=("put", "PUT", "/v1/sandboxes/life-slow"))
+        put.start()
+        # the start took a frozen agent once the pool refills (a new warm group)
+        took = wait_until(lambda: any(g not in frozen_groups for g in warm_groups()), timeout=30)
+        get_slow = threading.Thread(target=call, args=("get-slow", "GET", "/v1/sandboxes/life-slow"))
+        get_slow.start()
+        time.sleep(0.3)  # lets that GET wait for the starting sandbox (a missed wait only weakens the check)
+        get_o = threading.Thread(target=call, args=("get-o", "GET", "/v1/sandboxes/life-o"))
+        get_o.start()
+        get_o.join(20)
+        served = not get_o.is_alive() and put.is_alive()
+        t.ok(ready and took and served and res.get("get-o") is not None and res["get-o"].status == 200,
+             "a sandbox whose start waits for its agent does not hold up a GET of another sandbox",
+             (ready, took, served, res.get("get-o")))
+        for g in frozen_groups:
+            freeze(g, False)
+        frozen_groups = []
+        put.join(120)
+        get_slow.join(120)
+        get_o.join(120)
+        t.ok(res.get("put") is not None and res["put"].status == 201 and res["put"].json().get("status") == "running",
+             "once its agent thaws, the slow start ends: 201 running", res.get("put"))
+    finally:
+        for g in frozen_groups:
+            freeze(g, False)
+        t.eq(slow.stop(), 0, "slow-start server stops cleanly")
+        left = slow.leftovers(["life-o", "life-slow"])
+        t.ok(not left, "and leaves nothing behind", left)
+        slow.cleanup()
+
     # ---- a second server on a port in use --------------------------------------
     # It must refuse to start: with SO_REUSEPORT both listened and the kernel
     # spread the connections over the two (half the requests 401 with the
