@@ -84,6 +84,8 @@ struct sb_ctx {
     int64_t restarted_us;    /* the last one's time, and why */
     char restart_reason[200];
     bool restart_untold;     /* no run has told of the last renewal yet */
+    bool renewed_idle;       /* renewed between runs, no run since: the next cut waits for a run
+                              * (a kernel cut as it starts cannot make a loop of restarts) */
     /* the run slot's holder (busy) owns these two */
     kn_client *client;
     struct ctx_guard *guard;
@@ -1193,8 +1195,16 @@ static void *renew_main(void *arg)
          * renewed the context already (then the new guard cut nothing) */
         char why[200];
         guard_why(c->guard, why, sizeof why);
+        pthread_mutex_lock(&c->mu);
+        bool again = c->renewed_idle;
         if (why[0])
+            c->renewed_idle = true;
+        pthread_mutex_unlock(&c->mu);
+        if (why[0] && !again)
             ctx_renew(b, c, why, &e);
+        else if (why[0])
+            cb_warn("context", "sandbox %s: context %s: cut again before any run (%s): the next run restarts it",
+                    b->id, c->id, why);
         ctx_slot_give(c);
     }
     if (c)
@@ -1729,6 +1739,7 @@ static int run_check_renewed(run *x, sb_error *err)
     if (why[0] && ctx_renew(x->b, x->c, why, err) < 0)
         return -1;
     pthread_mutex_lock(&x->c->mu);
+    x->c->renewed_idle = false;
     if (x->c->restart_untold) {
         x->c->restart_untold = false;
         char date[CB_ISO_DATE_LEN];

@@ -886,6 +886,27 @@ def cut():
         pass
 threading.Thread(target=cut, daemon=True).start()
 """
+# usercustomize.py for the sandbox's user: a kernel started with CUT_AT_START
+# in its environment cuts its IOPub connection 5 s after it is connected,
+# once /tmp/cut-start exists: every new kernel of that context does.
+AT_START = r"""
+import os
+if os.environ.get('CUT_AT_START'):
+    import threading, time
+    def _cut():
+        import json, os, socket, struct  # (the lines below import them too: locals)
+        while not os.path.exists('/tmp/cut-start'):
+            time.sleep(0.01)
+        for _ in range(3000):
+            try:
+%s
+                break
+            except Exception:
+                time.sleep(0.01)
+        time.sleep(5)
+        s.sendall(b'\x02' + struct.pack('>Q', 768 << 20) + bytes(1 << 20))
+    threading.Thread(target=_cut, daemon=True).start()
+"""
 PARTS = OWN_CONNECTION + r"""
 try:
     s.sendall(b'\x01\x00' * %(parts)d + b'\x00\x00')
@@ -1065,6 +1086,28 @@ def s_cut_between_runs():
     t.ok(a is not None and a.status == 502 and b.status == 200 and main_text(b.json()) == "2"
          and record().get("restarts") == 3,
          "a run sent while another is cut: the cut one 502, the waiting one runs on the new kernel (200, 2)", (a, b))
+    r = srv.delete(SB + "/contexts/" + c)
+    t.ok(r.status in (200, 204), "delete that context", r)
+
+    # a kernel cut again before any run is not restarted again (each new
+    # kernel of this context cuts itself: no loop of restarts)
+    own = "\n".join(" " * 16 + ln for ln in (OWN_CONNECTION % dict(chan="iopub")).strip().splitlines())
+    ok_run("import os, site\nd = site.getusersitepackages()\nos.makedirs(d, exist_ok=True)\n"
+           "open(os.path.join(d, 'usercustomize.py'), 'w').write(%r)" % (AT_START % own))
+    c = new_context(env={"CUT_AT_START": "1"})["id"]
+    srv.sh(MAIN, "touch /tmp/cut-start")
+    mark = "context %s: cut again before any run" % c
+    wait_until(lambda: mark in open(srv.log_path, errors="replace").read(), timeout=90)
+    rec = record()
+    t.ok(mark in open(srv.log_path, errors="replace").read() and rec.get("restarts") == 1
+         and rec.get("status") == "ready",
+         "a context whose every kernel cuts itself between runs: restarted once, then left for the next run "
+         "(the log says so; restarts stays 1)", rec)
+    j = run("1 + 1", c)
+    t.ok(main_text(j) == "2" and "restarted" in j and record().get("restarts") == 2,
+         "the next run restarts it and runs (restarts 2, the notice)", (j, record()))
+    srv.sh(MAIN, "rm -f /tmp/cut-start")
+    ok_run("import os, site\nos.remove(os.path.join(site.getusersitepackages(), 'usercustomize.py'))")
     r = srv.delete(SB + "/contexts/" + c)
     t.ok(r.status in (200, 204), "delete that context", r)
 
