@@ -491,9 +491,13 @@ static void script_enter(cb_buf *s)
         "builtin cd -- \"$__cb_d\" || __cb_fail \"cannot enter $__cb_d\" %d\n"
         /* the lost+found of a file system (a diskMB /workspace) belongs to
          * the host's root: not ours to archive nor to move */
-        "__cb_tx=() __cb_fx=()\n"
+        /* nor the temporary file of an upload in flight (sb_files.c): it
+         * is renamed into place by the server, here or in what a restore
+         * brings (moved aside, the upload would fail, or the restore's mv
+         * when the rename came first) */
+        "__cb_tx=('--exclude=.cellbox-upload-*') __cb_fx=(! -name '.cellbox-upload-*')\n"
         "if [ -d lost+found ] && [ ! -L lost+found ] && [ ! -w lost+found ]; then\n"
-        "  __cb_tx=(--anchored --exclude=./lost+found) __cb_fx=(! -name lost+found)\n"
+        "  __cb_tx+=(--anchored --exclude=./lost+found) __cb_fx+=(! -name lost+found)\n"
         "fi\n"
         "__cb_lock\n"
         "__cb_recover || __cb_fail \"an interrupted restore of $__cb_d could not be finished\" %d\n",
@@ -875,7 +879,10 @@ static int archive_restore(sb_box *src, const char *bid, const char *tar, sb_box
     int rc;
     if (!record) {
         rc = -1;
-        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot record the restore in %s: %s", bkdir, strerror(errno));
+        if (box_deleted(dst))  /* its folder went with it meanwhile */
+            sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", dst->id);
+        else
+            sb_fail(err, SB_E_INTERNAL_ERROR, "cannot record the restore in %s: %s", bkdir, strerror(errno));
     } else {
         rc = bk_exec(dst, sid, script, &k, err);
         if (rc == 0 && k.res.exit_code == 0)

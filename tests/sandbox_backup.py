@@ -280,6 +280,31 @@ chmod 700 /workspace
          "a backup of that folder meanwhile holds one whole tree (the old or the restored one)", res[3])
     sh("bk-b", "rm -rf /workspace/w")
 
+    # ---- uploads into the folder during restores ------------------------------------------
+    # A files-API write goes to a temporary .cellbox-upload-* file that the
+    # server renames into place: a restore must neither move it aside (the
+    # upload then fails: 'rename into place: No such file') nor fail itself
+    # when the rename comes between its listing and its mv (BACKUP_FAILED).
+    sh("bk-b", "mkdir -p /workspace/u && echo kept > /workspace/u/kept")
+    r = backup(B, {"path": "/workspace/u"})
+    uid = r.json()["id"] if r.status == 201 else None
+    stop = threading.Event()
+    wres = []
+    big = "x" * (4 << 20)
+
+    def uploader():
+        while not stop.is_set():
+            wres.append(srv.post(B + "/files/write", {"path": "/workspace/u/up.bin", "content": big}))
+    th = threading.Thread(target=uploader)
+    th.start()
+    rres = [restore(B, uid) for _ in range(20)]
+    stop.set()
+    th.join(120)
+    bad = [x for x in rres + wres if x.status != 200]
+    t.ok(uid and len(wres) > 1 and not bad, "20 restores of a folder while uploads go into it: every restore and "
+         "every upload (%d) succeeds" % len(wres), bad[:3])
+    sh("bk-b", "rm -rf /workspace/u")
+
     # ---- the server answers during a long backup ----------------------------------------
     srv.create("bk-big")
     sh("bk-big", "head -c 1500000000 /dev/zero > /workspace/huge; echo done")
