@@ -1,7 +1,8 @@
 """Completion in the cellbox kernel, against ipykernel: for each text the
 set of matches and the replaced range must be what ipykernel answers —
 names, attributes, modules, keyword arguments, paths in strings,
-in `!` lines and magic arguments, magics (line and cell), LaTeX names
+in `!` lines and magic arguments (only paths for %cd, %ls and the
+other magics taking a file), magics (line and cell), LaTeX names
 (`\\alpha` -> α) and Unicode names; and inspection (Shift-Tab: the
 inspect_request a frontend sends), which must give IPython's inspector page
 as ipykernel does. Output: TAP.
@@ -27,6 +28,8 @@ CASES = [
     "open('data_", "open('sub", "func(para", "k.at", "lst.ap", "np.arange(3).res",
     "\\alpha", "x = \\bet", "\\GREEK SMALL LETTER AL", "\\GREEK SMALL LETTER ALPHA",
     "!ls /us", "!cat data_", "%cd /us", "%cd sub", "%time np.ara", "%timeit lst.ap",
+    # a path magic's argument is a path, not code (sum and super start with su)
+    "%cd su", "%ls su", "%cat su",
 ]
 
 # (code, cursor offset from the end, detail level)

@@ -24,6 +24,13 @@ _DICT_KEY = re.compile(r"(?<![\w.])((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\[\s*(['\"]?
 _MAGIC = re.compile(r"^\s*(%%?)(\w*)$")
 _SHELL_ARG = re.compile(r"^\s*(!!?\s*\S+|%%?\w+)\s+(?:.*\s)?([^\s'\"]*)$")
 
+# Magics whose argument is a path, never code (the aliases are too): Tab
+# after `%cd su` offers sub/, not sum and super
+_DIR_MAGICS = {"cd": (), "pushd": ()}
+_RUNNABLE = (".py", ".ipy", ".ipynb")
+_PATH_MAGICS = {"cd", "pushd", "run", "load", "loadpy", "pycat", "less", "more", "writefile", "edit",
+                "notebook", "save", "logstart", "bookmark"}
+
 _module_cache = None
 
 
@@ -139,7 +146,17 @@ class Completer:
         m = _SHELL_ARG.match(line)
         if m:   # `!cmd ARG` and `%magic ARG`: a path, as IPython's file matcher
             word = m.group(2)
-            if m.group(1).startswith("%") and not word.startswith(("/", "~", ".")) and "/" not in word:
+            magic = m.group(1).lstrip("%") if m.group(1).startswith("%") else None
+            if magic in _DIR_MAGICS or magic == "run":
+                # IPython's custom completers (cd_completer,
+                # magic_run_completer): directories, and for %run the files
+                # it runs; the plain file matcher when none fits
+                found, start = self._paths(word, cursor_pos, _DIR_MAGICS.get(magic, _RUNNABLE))
+                if found:
+                    return found, start
+            if magic is not None and (magic in _PATH_MAGICS or magic in self.shell.magics.aliases):
+                return self._paths(word, cursor_pos)   # a file name, never code (%ls su: not sum)
+            if magic is not None and not word.startswith(("/", "~", ".")) and "/" not in word:
                 # a magic's argument may be code (%time np.ar): Python first
                 rest = line[len(m.group(1)) + len(line) - len(line.lstrip()):]
                 found, start = self._builtin(rest, cursor_pos)
@@ -244,7 +261,9 @@ class Completer:
                 out.append(str(k))
         return out, cursor_pos - len(prefix)
 
-    def _paths(self, text, cursor_pos):
+    def _paths(self, text, cursor_pos, suffixes=None):
+        """Paths starting with text; suffixes: only directories and the
+        files ending so (() for directories only)."""
         path = os.path.expanduser(text)
         d, base = os.path.split(path)
         try:
@@ -257,7 +276,10 @@ class Completer:
             if not n.startswith(base) or (n.startswith(".") and not base.startswith(".")):
                 continue
             full = os.path.join(d or ".", n)
-            out.append(head + n + ("/" if os.path.isdir(full) else ""))
+            isdir = os.path.isdir(full)
+            if suffixes is not None and not isdir and not n.endswith(suffixes):
+                continue
+            out.append(head + n + ("/" if isdir else ""))
         return out, cursor_pos - len(text)
 
     # -- jedi fallback ---------------------------------------------------------------
