@@ -20,7 +20,10 @@
  *                to connections the host opened pass, and for IPv6 the
  *                neighbour solicitations and advertisements the link needs:
  *                no router advertisement from a sandbox reaches the host);
- *                allowOut cannot open the host or other sandboxes
+ *                allowOut cannot open the host or other sandboxes. Without
+ *                the ip6 table (IPv6 egress unavailable) the host's end of
+ *                each veth has IPv6 disabled instead: no link-local address
+ *                of the host is reachable
  * A sandbox's chains are made when its network is set up (every start, so a
  * server restart re-applies them) and removed with it. Their rules are data
  * (chain_rules): sets of addresses built from the policy, the host's
@@ -545,8 +548,14 @@ static int policy_apply(int n, const sb_net_policy *p, sb_error *err)
 
 /* One step of bringing up a sandbox's network: a command, or a sysctl to
  * write. Steps marked v6 are skipped on an IPv4-only host. */
+typedef enum {
+    NET_ALWAYS,
+    NET_V6,       /* only when sandboxes get IPv6 */
+    NET_NO_V6,    /* only when they do not, on a kernel that has IPv6 */
+} net_when;
+
 typedef struct net_step {
-    bool v6;
+    net_when when;
     const char *sysctl, *value;   /* a path under /proc/sys/net, or NULL */
     char *argv[16];
 } net_step;
@@ -570,7 +579,7 @@ int sb_net_setup(struct sb_box *b, pid_t agent, sb_error *err)
         return -1;
     }
     char host[32], sand[32], hname[16], sname[16], pidstr[16], host_cidr[40], sand_cidr[40], nsarg[64];
-    char host6[64], sand6[64], host6_cidr[72], sand6_cidr[72], accept_ra[96];
+    char host6[64], sand6[64], host6_cidr[72], sand6_cidr[72], accept_ra[96], no_ipv6[96];
     addr_of(n, 1, host, sizeof host);
     addr_of(n, 0, sand, sizeof sand);
     addr6_of(n, 1, host6, sizeof host6);
@@ -584,22 +593,30 @@ int sb_net_setup(struct sb_box *b, pid_t agent, sb_error *err)
     snprintf(pidstr, sizeof pidstr, "%d", (int)agent);
     snprintf(nsarg, sizeof nsarg, "--net=/proc/%d/ns/net", (int)agent);
     snprintf(accept_ra, sizeof accept_ra, "/proc/sys/net/ipv6/conf/%s/accept_ra", hname);
+    snprintf(no_ipv6, sizeof no_ipv6, "/proc/sys/net/ipv6/conf/%s/disable_ipv6", hname);
     /* IPv6 addresses skip duplicate address detection (nodad): the link has
      * two ends, both ours, and a tentative address could not be used yet. */
     net_step steps[] = {
-        {false, NULL, NULL, {"ip", "link", "del", hname, NULL}},  /* leftover from a crash; may fail */
-        {false, NULL, NULL, {"ip", "link", "add", hname, "type", "veth", "peer", "name", sname, "netns", pidstr, NULL}},
-        {true, accept_ra, "0", {NULL}},  /* no router advertisements from the sandbox */
-        {false, NULL, NULL, {"ip", "addr", "add", host_cidr, "dev", hname, NULL}},
-        {true, NULL, NULL, {"ip", "-6", "addr", "add", host6_cidr, "dev", hname, "nodad", NULL}},
-        {false, NULL, NULL, {"ip", "link", "set", hname, "up", NULL}},
-        {false, NULL, NULL, {"nsenter", nsarg, "ip", "link", "set", sname, "name", "eth0", NULL}},
-        {false, NULL, NULL, {"nsenter", nsarg, "ip", "addr", "add", sand_cidr, "dev", "eth0", NULL}},
-        {true, NULL, NULL, {"nsenter", nsarg, "ip", "-6", "addr", "add", sand6_cidr, "dev", "eth0", "nodad", NULL}},
-        {false, NULL, NULL, {"nsenter", nsarg, "ip", "link", "set", "eth0", "up", NULL}},
-        {false, NULL, NULL, {"nsenter", nsarg, "ip", "route", "add", "default", "via", host, NULL}},
-        {true, NULL, NULL, {"nsenter", nsarg, "ip", "-6", "route", "add", "default", "via", host6, "dev", "eth0", NULL}},
+        {NET_ALWAYS, NULL, NULL, {"ip", "link", "del", hname, NULL}},  /* leftover from a crash; may fail */
+        {NET_ALWAYS, NULL, NULL, {"ip", "link", "add", hname, "type", "veth", "peer", "name", sname, "netns", pidstr, NULL}},
+        {NET_V6, accept_ra, "0", {NULL}},  /* no router advertisements from the sandbox */
+        /* Without IPv6 egress there is no ip6 table either, and so no
+         * input rule keeping the sandbox off the host over IPv6: the host's
+         * end would get a link-local address (fe80::...%eth0 from inside)
+         * and every host service listening on [::] would be reachable. That
+         * end gets no IPv6 at all, before it is up (fails closed). */
+        {NET_NO_V6, no_ipv6, "1", {NULL}},
+        {NET_ALWAYS, NULL, NULL, {"ip", "addr", "add", host_cidr, "dev", hname, NULL}},
+        {NET_V6, NULL, NULL, {"ip", "-6", "addr", "add", host6_cidr, "dev", hname, "nodad", NULL}},
+        {NET_ALWAYS, NULL, NULL, {"ip", "link", "set", hname, "up", NULL}},
+        {NET_ALWAYS, NULL, NULL, {"nsenter", nsarg, "ip", "link", "set", sname, "name", "eth0", NULL}},
+        {NET_ALWAYS, NULL, NULL, {"nsenter", nsarg, "ip", "addr", "add", sand_cidr, "dev", "eth0", NULL}},
+        {NET_V6, NULL, NULL, {"nsenter", nsarg, "ip", "-6", "addr", "add", sand6_cidr, "dev", "eth0", "nodad", NULL}},
+        {NET_ALWAYS, NULL, NULL, {"nsenter", nsarg, "ip", "link", "set", "eth0", "up", NULL}},
+        {NET_ALWAYS, NULL, NULL, {"nsenter", nsarg, "ip", "route", "add", "default", "via", host, NULL}},
+        {NET_V6, NULL, NULL, {"nsenter", nsarg, "ip", "-6", "route", "add", "default", "via", host6, "dev", "eth0", NULL}},
     };
+    bool kernel_v6 = access("/proc/sys/net/ipv6", F_OK) == 0;
     /* the policy first: no packet leaves before it is in place (and a cbh
      * interface without one is refused anyway) */
     if (policy_apply(n, &b->opts.net_policy, err) < 0) {
@@ -608,7 +625,7 @@ int sb_net_setup(struct sb_box *b, pid_t agent, sb_error *err)
     }
     for (size_t i = 0; i < CB_ARRAY_LEN(steps); i++) {
         sb_error e = {0};
-        if (steps[i].v6 && !v6)
+        if ((steps[i].when == NET_V6 && !v6) || (steps[i].when == NET_NO_V6 && (v6 || !kernel_v6)))
             continue;
         if (steps[i].sysctl && write_sysctl(steps[i].sysctl, steps[i].value) < 0)
             sb_fail(&e, SB_E_CONTAINER_UNAVAILABLE, "network setup: cannot write %s: %s",

@@ -85,6 +85,28 @@ try:
     out["route6"] = srv.sh(sid, "ip -6 route show default")["stdout"]
     out["addr4"] = srv.sh(sid, "ip -4 -o addr show dev eth0")["stdout"].split()[3]
     out["tables"] = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()
+    # the host's end of the veth over IPv6 link-local: a listener on [::]
+    # here (the "host"), a connection from the sandbox to each link-local
+    # address of cbh0, once both ends' addresses are usable (not tentative)
+    def cbh0_ll():
+        text = subprocess.run(["ip", "-6", "-o", "addr", "show", "dev", "cbh0", "scope", "link"],
+                              capture_output=True, text=True).stdout
+        return text, [w.split("/")[0] for line in text.splitlines() for w in line.split()[3:4]]
+    out["host6"] = {}
+    if cbh0_ll()[1]:
+        import socket, time
+        ls = socket.socket(socket.AF_INET6)
+        ls.bind(("::", 0))
+        ls.listen(5)
+        deadline = time.time() + 10
+        while time.time() < deadline and ("tentative" in cbh0_ll()[0] or
+                                          "tentative" in srv.sh(sid, "ip -6 addr show dev eth0")["stdout"]):
+            time.sleep(0.2)
+        for a in cbh0_ll()[1]:
+            x = srv.sh(sid, "python3 -c \"import socket\ntry:\n socket.create_connection(('%s%%eth0', %d), timeout=3).close(); print('ok')\n"
+                            "except OSError as e: print(e.errno)\"" % (a, ls.getsockname()[1]))
+            out["host6"][a] = x["stdout"].strip()
+        ls.close()
     out["sysctl"] = {}
     for name in sys.argv[3:]:
         with open("/proc/sys/net/ipv6/conf/" + name) as f:
@@ -294,7 +316,7 @@ try:
                 "exec %s \"$@\"\n" % (real_nft, real_nft))
     os.chmod(os.path.join(fake, "nft"), 0o755)
     try:
-        no6nat = netns_server(NS_NO6NAT, [], "net-no6nat",
+        no6nat = netns_server(NS_NO6NAT, [], "net-no6nat", "cbh0/disable_ipv6",
                               env=dict(os.environ, PATH=fake + ":" + os.environ.get("PATH", "")))
     finally:
         shutil.rmtree(fake, ignore_errors=True)
@@ -305,6 +327,10 @@ try:
          and "no IPv6 NAT" in no6nat.get("log", ""),
          "a host whose nftables cannot make the ip6 table: egress sandboxes still start, IPv4 only, "
          "and the log says why (the start failed)", no6nat)
+    t.ok(no6nat.get("status") == 201 and "ok" not in no6nat.get("host6", {"?": "ok"}).values()
+         and no6nat.get("sysctl", {}).get("cbh0/disable_ipv6") == "1",
+         "... and without the ip6 table the host is not reachable over IPv6 either: its end of the veth "
+         "has IPv6 disabled (no link-local address to connect to)", no6nat)
 
     # ---- IPv6 forwarding and router advertisements, in a namespace of our own:
     # forwarding off, one interface accepting router advertisements (1), one not (0)
