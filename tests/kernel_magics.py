@@ -9,7 +9,8 @@ here) and profiler timings. Covered: the debugger (%debug post-mortem and
 on a statement, %%debug, %pdb, with a real stdin round trip answering the
 ipdb> prompts), %prun, %xmode in its four modes and %tb, %%file, %sx /
 %system, the %%script family, %who / %whos with types, %rerun, %recall,
-%save, %alias. breakpoint() and pdb.set_trace() are checked in cellbox
+%save, %alias, !cmd and !!cmd (in $SHELL), input() and getpass() without
+stdin. breakpoint() and pdb.set_trace() are checked in cellbox
 alone (ipykernel's debugpy turns breakpoint() into a no-op). Output: TAP.
 """
 import os
@@ -21,6 +22,8 @@ import display_util as du
 import kutil
 
 tap = kutil.TAP()
+# the shell of !cmd (IPython's: $SHELL) is the same for both kernels
+os.environ["SHELL"] = "/bin/bash"
 
 CELL_FILE = re.compile(r"/tmp/ipykernel_\d+/\d+\.py|<ipython-input-\d+-[0-9a-f]+>|(?<![\w/.])\d{6,}\.py")
 WORK_DIR = re.compile(r"magics-(cellbox|python3)")
@@ -120,6 +123,8 @@ PARITY = [
     ("forget the module (its path differs between the kernels)", "del helper_cbx", (), True),
     ("an error again", "f(4)", (), True),
     ("%debug without stdin: StdinNotImplementedError", "%debug", (), False),
+    ("input() without stdin", "input('name? ')", (), False),
+    ("getpass() without stdin: its own message", "import getpass\ngetpass.getpass()", (), False),
     ("%pdb toggles on", "%pdb", (), True),
     ("%pdb on", "%pdb on", (), True),
     ("%pdb on: an error opens the debugger", "f(7)", ("p x", "q"), True),
@@ -166,6 +171,11 @@ PARITY = [
     ("x = %sx", "r = %sx echo a b\nr", (), True),
     ("%sx without a command", "%sx", (), True),
     ("%%sx", "%%sx\necho one\necho two", (), True),
+    # ! and !! run in $SHELL (bash here: set at the top), as IPython
+    ("!cmd in $SHELL: bash's brace expansion", "!echo {1..3}", (), True),
+    ("!cmd: bash's printf \\x, bytes that are not UTF-8 replaced", "!printf 'bad \\xff\\xfe bytes\\n'", (), True),
+    ("!!cmd in $SHELL", "!!echo {1..3}", (), True),
+    ("x = !cmd in $SHELL", "x = !echo {4..5}\nx", (), True),
     ("%%python3", "%%python3\nimport sys\nprint('py3', sys.version_info[0])\n", (), True),
     ("%%python", "%%python\nprint('py', 1 + 1)\n", (), True),
     ("%%perl", "%%perl\nprint \"perl\\n\";\n", (), True),

@@ -557,10 +557,16 @@ def _getpass(prompt="Password: ", stream=None):
     return _read_line(prompt, True)
 
 
+def _no_stdin(password):
+    # ipykernel's messages: getpass() says so (the user called getpass)
+    return StdinNotImplementedError("%s was called, but this frontend does not support input requests."
+                                    % ("getpass" if password else "raw_input"))
+
+
 def _read_line(prompt, password):
     shell = _shell
     if shell is not None and not shell.allow_stdin:
-        raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+        raise _no_stdin(password)
     status, value = _cellbox_c.input(str(prompt), bool(password))
     if status == _cellbox_c.INPUT_OK:
         if value == "\x04":
@@ -570,7 +576,7 @@ def _read_line(prompt, password):
             raise EOFError
         return value
     if status == _cellbox_c.INPUT_NOT_ALLOWED:
-        raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+        raise _no_stdin(password)
     raise EOFError("no input: the kernel is shutting down")
 
 

@@ -131,6 +131,15 @@ def _cpu_clock():
     return resource.getrusage(resource.RUSAGE_SELF)[0]
 
 
+def _user_shell():
+    """The shell !cmd and !!cmd run in: $SHELL, as IPython (bash features
+    such as {1..3} or printf '\\xff' work where the user's shell is bash),
+    None (sh) when it is not set or not found."""
+    import shutil
+    name = os.environ.get("SHELL")
+    return shutil.which(name) if name else None
+
+
 def _fmt_time(t, precision=3):
     """IPython's _format_time: `precision` significant digits in the best
     unit; a minute or more as "1h 2min 3s" (up to the first part under a
@@ -250,9 +259,10 @@ class Magics:
 
     # -- shell -------------------------------------------------------------------
     def system(self, cmd):
-        """!cmd: run by /bin/sh on a pseudo-terminal, like IPython (pexpect):
-        programs see a terminal, stderr is merged, lines end in \\r\\n, and
-        the output streams as it comes."""
+        """!cmd: run by the user's $SHELL (sh without one) on a
+        pseudo-terminal, like IPython (pexpect): programs see a terminal,
+        stderr is merged, lines end in \\r\\n, and the output streams as it
+        comes."""
         import codecs
         import pty
         import signal
@@ -260,7 +270,7 @@ class Magics:
         _cellbox_c.flush()
         master, slave = pty.openpty()
         try:
-            p = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=slave, stdout=slave, stderr=slave,
+            p = subprocess.Popen([_user_shell() or "/bin/sh", "-c", cmd], stdin=slave, stdout=slave, stderr=slave,
                                  start_new_session=True, close_fds=True)
         finally:
             os.close(slave)
@@ -299,7 +309,7 @@ class Magics:
     def getoutput(self, cmd):
         cmd = self._expand(cmd)
         r = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           executable="/bin/bash" if os.path.exists("/bin/bash") else None)
+                           executable=_user_shell())
         self.shell.user_ns["_exit_code"] = r.returncode
         return SList(r.stdout.decode("utf-8", "replace").splitlines())
 
