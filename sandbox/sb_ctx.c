@@ -15,9 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -214,9 +211,11 @@ static cJSON *ctx_to_json(sb_ctx *c)
  * nothing bounds how many parts one message has, so a kernel sending one
  * message of endless parts would make libzmq buffer all of them. So the
  * client's sockets do not connect to the kernel: each connects to a unix
- * socket of this guard (a private folder), and the guard's thread, in the
- * sandbox's network namespace, relays the bytes to and from the kernel's
- * port, reading the ZMTP 3 framing of what the kernel sends. A message with
+ * socket of this guard (a private folder), and the guard's thread relays
+ * the bytes to and from the kernel's unix socket in the sandbox (found
+ * through its root), reading the ZMTP 3 framing of what the kernel sends.
+ * (Unix sockets at both ends: a relay hop over loopback TCP cost about as
+ * much as the unguarded path's whole TCP connection.) A message with
  * more than CTX_MAX_PARTS parts or more bytes than its channel's bound, a
  * command over 64 KiB or a peer that does not speak ZMTP 3 cuts that
  * connection for good (the client sees it dropped: KN_POLL_LOST) and the
@@ -229,7 +228,7 @@ static cJSON *ctx_to_json(sb_ctx *c)
 
 typedef struct guard_chan {
     int lfd, zfd, kfd;        /* listening, the client's, to the kernel; -1 = none */
-    int port;                 /* the kernel's */
+    char path[108];           /* the kernel's socket, as the sandbox sees it */
     uint64_t max_msg;
     bool kernel_closed;       /* flush what is left to the client, then close it */
     unsigned char down[GUARD_BUF], up[GUARD_BUF];   /* kernel -> client, client -> kernel */
@@ -251,6 +250,7 @@ typedef struct ctx_guard {
     pthread_mutex_t mu;
     char why[200];            /* under mu: the bound a connection was cut for ("" = none) */
     char box_id[64], ctx_id[64];   /* whose kernel: a cut gets it renewed (ctx_renew_later) */
+    int root;                 /* the sandbox's root (-1: --isolation none) */
 } ctx_guard;
 
 static const char *const guard_chan_names[] = {"shell", "iopub", "stdin", "control", "heartbeat"};
@@ -334,19 +334,29 @@ static void guard_reset(guard_chan *g)
     g->msg_parts = 0;
 }
 
-static void guard_connect_kernel(guard_chan *g)
+/* The kernel's socket is found inside the sandbox's root (openat2: its
+ * links cannot lead out of it) and connected to through that inode, so
+ * code in the sandbox cannot point the server at a socket of the host. */
+static void guard_connect_kernel(ctx_guard *G, guard_chan *g)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g->port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int at = -1;
+    if (G->root >= 0) {
+        if ((at = sb_open_in_root(G->root, g->path, O_PATH, 0)) < 0)
+            return;  /* not bound yet: again in 10 ms */
+        snprintf(a.sun_path, sizeof a.sun_path, "/proc/self/fd/%d", at);
+    } else {
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", g->path);  /* --isolation none: a host path */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        int one = 1;  /* a relay: pass each write on at once, as libzmq's own sockets do */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         fcntl(fd, F_SETFL, O_NONBLOCK);
         g->kfd = fd;
     } else if (fd >= 0) {
         close(fd);  /* not listening yet: again in 10 ms */
     }
+    if (at >= 0)
+        close(at);
 }
 
 /* Moves bytes between the client and the kernel on one channel, as poll said. */
@@ -415,7 +425,7 @@ static void *guard_main(void *arg)
         for (int i = 0; i < 5; i++) {
             guard_chan *g = &G->ch[i];
             if (g->zfd >= 0 && g->kfd < 0 && !g->kernel_closed) {
-                guard_connect_kernel(g);
+                guard_connect_kernel(G, g);
                 if (g->kfd < 0)
                     timeout = 10;
             }
@@ -456,13 +466,6 @@ static void *guard_main(void *arg)
     return NULL;
 }
 
-static void *guard_start_in_netns(void *arg)
-{
-    ctx_guard *G = arg;
-    G->running = pthread_create(&G->thread, NULL, guard_main, G) == 0;
-    return NULL;
-}
-
 static void guard_stop(ctx_guard *G)
 {
     if (!G)
@@ -482,6 +485,7 @@ static void guard_stop(ctx_guard *G)
         rmdir(G->dir);
     guard_close(&G->wake[0]);
     guard_close(&G->wake[1]);
+    guard_close(&G->root);
     pthread_mutex_destroy(&G->mu);
     free(G);
 }
@@ -539,8 +543,9 @@ static void guard_root_make(void)
     atexit(guard_root_remove);
 }
 
-/* Starts the guard for the kernel's ports (shell, iopub, stdin, control,
- * hb in conn) and rewrites conn to the guard's endpoints (ipc). */
+/* Starts the guard for the kernel's sockets (conn: ipc, the sandbox's
+ * paths of shell, iopub, stdin, control, hb) and rewrites conn to the
+ * guard's endpoints. b acquired. */
 static ctx_guard *guard_start(sb_box *b, const char *ctx_id, kn_conn *conn, sb_error *err)
 {
     ctx_guard *G = cb_calloc(1, sizeof *G);
@@ -548,10 +553,11 @@ static ctx_guard *guard_start(sb_box *b, const char *ctx_id, kn_conn *conn, sb_e
     snprintf(G->box_id, sizeof G->box_id, "%s", b->id);
     snprintf(G->ctx_id, sizeof G->ctx_id, "%s", ctx_id);
     G->wake[0] = G->wake[1] = -1;
+    G->root = -1;
     int ports[5] = {conn->shell_port, conn->iopub_port, conn->stdin_port, conn->control_port, conn->hb_port};
     for (int i = 0; i < 5; i++) {
         G->ch[i].lfd = G->ch[i].zfd = G->ch[i].kfd = -1;
-        G->ch[i].port = ports[i];
+        snprintf(G->ch[i].path, sizeof G->ch[i].path, "%s-%d", conn->ip, ports[i]);
         G->ch[i].max_msg = i == KN_CH_IOPUB ? CTX_MAX_MSG : i == 4 ? GUARD_MAX_COMMAND : CTX_MAX_REPLY;
     }
     static pthread_once_t root_once = PTHREAD_ONCE_INIT;
@@ -561,7 +567,7 @@ static ctx_guard *guard_start(sb_box *b, const char *ctx_id, kn_conn *conn, sb_e
         G->dir[0] = '\0';
         goto fail;
     }
-    if (pipe2(G->wake, O_CLOEXEC) < 0)
+    if (pipe2(G->wake, O_CLOEXEC) < 0 || (sb_boxes_isolated() && (G->root = sb_box_root(b, err)) < 0))
         goto fail;
     for (int i = 0; i < 5; i++) {
         struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -573,7 +579,7 @@ static ctx_guard *guard_start(sb_box *b, const char *ctx_id, kn_conn *conn, sb_e
         if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4) < 0)
             goto fail;
     }
-    if (sb_box_in_netns(b, guard_start_in_netns, G, err) < 0 || !G->running)
+    if (!(G->running = pthread_create(&G->thread, NULL, guard_main, G) == 0))
         goto fail;
     free(conn->transport);
     free(conn->ip);
@@ -601,30 +607,6 @@ static void guard_why(ctx_guard *G, char *out, size_t len)
 }
 
 /* ---- starting the kernel ---------------------------------------------------- */
-
-/* Five free ports on the sandbox's loopback (all bound at once). */
-static int pick_ports_in_box(sb_box *b, int ports[5], sb_error *err)
-{
-    int fds[5] = {-1, -1, -1, -1, -1}, rc = 0;
-    for (int i = 0; i < 5 && rc == 0; i++) {
-        fds[i] = sb_box_socket_in_netns(b, AF_INET, SOCK_STREAM, err);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) < 0 ||
-            getsockname(fds[i], (struct sockaddr *)&a, &len) < 0) {
-            if (fds[i] >= 0)
-                sb_fail(err, SB_E_INTERNAL_ERROR, "cannot pick a port in the sandbox: %s", strerror(errno));
-            rc = -1;
-        } else {
-            ports[i] = ntohs(a.sin_port);
-        }
-    }
-    for (int i = 0; i < 5; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    return rc;
-}
 
 /* Is the context's process still running? */
 static bool proc_running(sb_box *b, const char *proc_id)
@@ -749,7 +731,6 @@ static int await_interpreter(kn_client *kc, double timeout, char **why)
  * by anyone else yet (state STARTING). */
 static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
 {
-    int ports[5];
     if (sb_box_acquire(b, err) < 0)
         return -1;
     int rc = -1;
@@ -760,22 +741,23 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     bool isolated = sb_boxes_isolated();
     cb_autofree char *bin = isolated ? cb_strdup(SB_SELF_IN_SANDBOX) : self_exe();
     cb_autofree char *key = NULL, *conn_json = NULL, *dir = NULL, *command = NULL;
-    if (!bin || pick_ports_in_box(b, ports, err) < 0) {
-        if (!err->code)
-            sb_fail(err, SB_E_INTERNAL_ERROR, "cannot find the cellbox binary");
+    if (!bin) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot find the cellbox binary");
         goto out;
     }
     key = cb_random_hex(16);
+    dir = isolated ? cb_strdup("/tmp/.cellbox") : cb_printf_new("/tmp/.cellbox-%s", c->id);
+    /* the kernel listens on unix sockets <dir>/<id>-1..5 of the sandbox
+     * (the guard reaches them through its root: no port, no TCP) */
     conn = (kn_conn){
-        .transport = cb_strdup("tcp"), .ip = cb_strdup("127.0.0.1"), .key = cb_strdup(key),
+        .transport = cb_strdup("ipc"), .ip = cb_printf_new("%s/%s", dir, c->id), .key = cb_strdup(key),
         .signature_scheme = cb_strdup("hmac-sha256"), .kernel_name = cb_strdup("cellbox"),
-        .shell_port = ports[0], .iopub_port = ports[1], .stdin_port = ports[2],
-        .control_port = ports[3], .hb_port = ports[4],
+        .shell_port = 1, .iopub_port = 2, .stdin_port = 3, .control_port = 4, .hb_port = 5,
     };
     conn_json = kn_conn_to_json(&conn);
     /* the connection file is written by the command itself, inside the
-     * sandbox (the JSON holds no single quote: hex key, numbers) */
-    dir = isolated ? cb_strdup("/tmp/.cellbox") : cb_printf_new("/tmp/.cellbox-%s", c->id);
+     * sandbox (the JSON holds no single quote: hex key, numbers, the
+     * sockets' path prefix) */
     /* javascript / typescript: the kernel runs the sandbox's node (the root
      * binds the host's /usr read-only: /usr/bin/node, /usr/share/nodejs);
      * without it the kernel exits with a line naming the package, which the

@@ -3,11 +3,11 @@
  * A context is a `cellbox kernel` started inside the sandbox as a background
  * process ("context-<id>", so it has the sandbox's whole isolation and shows
  * in the process list), driven by the server over the Jupyter protocol with
- * the kernel client of kernel/client.h. The kernel listens on 127.0.0.1 of
- * the sandbox's network namespace; the server's sockets reach it through a
- * guard: unix sockets in a private folder, relayed to the kernel's ports by
- * a thread inside that namespace (so no port is ever opened on the host,
- * and "network: none" sandboxes work). The binary is the server's own,
+ * the kernel client of kernel/client.h. The kernel listens on unix sockets
+ * in the sandbox's /tmp/.cellbox; the server's sockets reach it through a
+ * guard: unix sockets in a private folder, relayed by a thread to the
+ * kernel's, which it finds through the sandbox's root (so no port is ever
+ * opened, and "network: none" sandboxes work). The binary is the server's own,
  * bind-mounted read-only at /run/cellbox/cellbox by the generic plan.
  *
  * Code in a context owns its kernel's process and so its connections to

@@ -812,21 +812,22 @@ def s_javascript():
 
 
 # Code in a context owns its kernel's process: it can write to the kernel's
-# own connections to the server (their fds are its fds; the ports are in the
-# connection file named on its command line) whatever it likes. This finds
-# the established connection of the kernel's port for `chan` (s: a socket
-# on a dup of its fd); HOSTILE then writes ZMTP frames (flags, 64-bit size,
+# own connections to the server (their fds are its fds; the sockets' paths
+# are in the connection file named on its command line) whatever it likes.
+# This finds the accepted connection of the kernel's unix socket for `chan`
+# (s: a socket on a dup of its fd); HOSTILE then writes ZMTP frames (flags, 64-bit size,
 # body) on it, body bytes sent as 16 MiB slices of zeros; PARTS writes one
 # message of `parts` empty parts (2 bytes each on the wire).
 OWN_CONNECTION = r"""
 import json, os, socket, struct
 argv = open('/proc/self/cmdline', 'rb').read().split(b'\0')
-port = json.load(open(argv[argv.index(b'-f') + 1]))['%(chan)s_port']
+conn = json.load(open(argv[argv.index(b'-f') + 1]))
+path = '%%s-%%d' %% (conn['ip'], conn['%(chan)s_port'])
 conns = set()
-for line in open('/proc/self/net/tcp').read().splitlines()[1:]:
+for line in open('/proc/self/net/unix').read().splitlines()[1:]:
     f = line.split()
-    if int(f[1].split(':')[1], 16) == port and f[3] == '01':
-        conns.add('socket:[%%s]' %% f[9])
+    if len(f) == 8 and f[7] == path and f[5] == '03':  # connected (the listening one is 01)
+        conns.add('socket:[%%s]' %% f[6])
 fd = None
 for n in os.listdir('/proc/self/fd'):
     try:
