@@ -1063,7 +1063,13 @@ static int h_proc_stdin(sb_req *r, sb_box *b, sb_error *err)
     } else {
         bytes = cb_strdup(data);
     }
-    if (sb_proc_stdin(b, r->params[1], bytes, len, cb_json_bool(body, "eof", false), err) < 0)
+    /* it uses the sandbox's processes: a paused one is resumed first (a
+     * frozen agent would never read it) */
+    if (sb_box_acquire(b, err) < 0)
+        return -1;
+    int rc = sb_proc_stdin(b, r->params[1], bytes, len, cb_json_bool(body, "eof", false), err);
+    sb_box_release(b);
+    if (rc < 0)
         return -1;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "success", true);

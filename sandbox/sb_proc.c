@@ -81,8 +81,18 @@ static void save_meta_locked(sb_box *b, sb_proc *p)
         cb_warn("process", "cannot save %s: %s", path, strerror(errno));
 }
 
+static sb_proc *proc_new(void)
+{
+    sb_proc *p = cb_calloc(1, sizeof *p);
+    pthread_mutex_init(&p->out_mu, NULL);
+    p->fd = -1;
+    p->log_fd[0] = p->log_fd[1] = -1;
+    return p;
+}
+
 static void proc_free(sb_proc *p)
 {
+    pthread_mutex_destroy(&p->out_mu);
     for (int s = 0; s < 2; s++)
         if (p->log_fd[s] >= 0)
             close(p->log_fd[s]);
@@ -119,7 +129,7 @@ void sb_procs_load(sb_box *b)
         cJSON *j = text ? cJSON_Parse(text) : NULL;
         if (!j)
             continue;
-        sb_proc *p = cb_calloc(1, sizeof *p);
+        sb_proc *p = proc_new();
         snprintf(p->id, sizeof p->id, "%.64s", e->d_name);
         p->command = cb_strdup(cb_json_str(j, "command", ""));
         p->session = cb_strdup(cb_json_str(j, "sessionId", "default"));
@@ -293,7 +303,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         free(session);
         return -1;
     }
-    sb_proc *p = cb_calloc(1, sizeof *p);
+    sb_proc *p = proc_new();
     snprintf(p->id, sizeof p->id, "%s", id);
     p->command = cb_strdup(cb_json_str(body, "command", ""));
     p->session = session;
@@ -360,39 +370,69 @@ cJSON *sb_proc_json(sb_box *b, const char *id)
     return j;
 }
 
-static void kill_locked(sb_proc *p, int sig, int grace_ms)
+/* Frames to a process's channel (stdin, signals) are written without
+ * b->mu: the agent may be frozen (pause), a full socket then blocks the
+ * writer until the sandbox is resumed, and a resume needs b->mu. Under
+ * b->mu the caller takes a copy of the channel (proc_channel_locked); the
+ * frames go out holding p->out_mu only, so writers never interleave, and
+ * the watcher may close p->fd meanwhile (the copy then fails with EPIPE).
+ * p itself lives as long as its sandbox. */
+static int proc_channel_locked(sb_proc *p)
 {
-    if (p->fd < 0 || strcmp(p->status, "running") != 0)
-        return;
+    return p->fd >= 0 && strcmp(p->status, "running") == 0 ? fcntl(p->fd, F_DUPFD_CLOEXEC, 3) : -1;
+}
+
+/* The kill frame on a copy of the channel (consumed). */
+static void send_kill(sb_proc *p, int fd, int sig, int grace_ms)
+{
     char msg[32];
     snprintf(msg, sizeof msg, "%d %d", sig, sig == SIGTERM || sig == SIGINT || sig == SIGHUP ? grace_ms : 0);
-    if (sig == SIGTERM || sig == SIGKILL || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT)
+    pthread_mutex_lock(&p->out_mu);
+    sb_frame_write_str(fd, SB_FRAME_KILL, msg);
+    pthread_mutex_unlock(&p->out_mu);
+    close(fd);
+}
+
+/* b->mu held: the channel copy to send p's kill on, or -1 (not running). */
+static int kill_begin_locked(sb_proc *p, int sig)
+{
+    int fd = proc_channel_locked(p);
+    if (fd >= 0 && (sig == SIGTERM || sig == SIGKILL || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
         p->kill_requested = true;
-    sb_frame_write_str(p->fd, SB_FRAME_KILL, msg);
+    return fd;
 }
 
 int sb_proc_kill(sb_box *b, const char *id, int sig, int grace_ms, sb_error *err)
 {
     pthread_mutex_lock(&b->mu);
     sb_proc *p = sb_proc_find(b, id);
-    if (p)
-        kill_locked(p, sig, grace_ms);
+    int fd = p ? kill_begin_locked(p, sig) : -1;
     pthread_mutex_unlock(&b->mu);
     if (!p)
         return sb_fail(err, SB_E_PROCESS_NOT_FOUND, "process '%s' not found", id), -1;
+    if (fd >= 0)
+        send_kill(p, fd, sig, grace_ms);
     return 0;
 }
 
 int sb_procs_kill_all(sb_box *b, int sig, int grace_ms)
 {
-    int n = 0;
+    int n = 0, cap = 0;
+    struct { sb_proc *p; int fd; } *to = NULL;
     pthread_mutex_lock(&b->mu);
-    for (sb_proc *p = b->procs; p; p = p->next)
-        if (p->fd >= 0 && strcmp(p->status, "running") == 0) {
-            kill_locked(p, sig, grace_ms);
-            n++;
-        }
+    for (sb_proc *p = b->procs; p; p = p->next) {
+        int fd = kill_begin_locked(p, sig);
+        if (fd < 0)
+            continue;
+        if (n == cap)
+            to = cb_realloc(to, (size_t)(cap = cap ? 2 * cap : 8) * sizeof *to);
+        to[n].p = p;
+        to[n++].fd = fd;
+    }
     pthread_mutex_unlock(&b->mu);
+    for (int i = 0; i < n; i++)
+        send_kill(to[i].p, to[i].fd, sig, grace_ms);
+    free(to);
     return n;
 }
 
@@ -503,18 +543,26 @@ int sb_proc_stdin(sb_box *b, const char *id, const void *data, size_t len, bool 
                      "process '%s' has not read %llu bytes of its stdin yet; %zu more would pass "
                      "the %u bytes kept for it: nothing was written, retry once it reads", id,
                      (unsigned long long)p->stdin_queued, len, SB_PROC_STDIN_MAX);
-    else {
-        const char *d = data;
+    int fd = -1;
+    if (rc == 0 && (fd = proc_channel_locked(p)) < 0)
+        rc = sb_fail(err, SB_E_VALIDATION_FAILED, "process '%s' is not running", id);
+    if (rc == 0)
         p->stdin_queued += len;
-        for (size_t off = 0; off < len && rc == 0; off += SB_CHUNK) {
-            size_t n = len - off < SB_CHUNK ? len - off : SB_CHUNK;
-            if (sb_frame_write(p->fd, SB_FRAME_STDIN, d + off, n) < 0)
-                rc = sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "process channel closed");
-        }
-        if (rc == 0 && eof && sb_frame_write(p->fd, SB_FRAME_STDIN_CLOSE, NULL, 0) < 0)
+    pthread_mutex_unlock(&b->mu);
+    if (rc)
+        return -1;
+    /* without b->mu: see proc_channel_locked */
+    const char *d = data;
+    pthread_mutex_lock(&p->out_mu);
+    for (size_t off = 0; off < len && rc == 0; off += SB_CHUNK) {
+        size_t n = len - off < SB_CHUNK ? len - off : SB_CHUNK;
+        if (sb_frame_write(fd, SB_FRAME_STDIN, d + off, n) < 0)
             rc = sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "process channel closed");
     }
-    pthread_mutex_unlock(&b->mu);
+    if (rc == 0 && eof && sb_frame_write(fd, SB_FRAME_STDIN_CLOSE, NULL, 0) < 0)
+        rc = sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "process channel closed");
+    pthread_mutex_unlock(&p->out_mu);
+    close(fd);
     return rc ? -1 : 0;
 }
 

@@ -43,6 +43,8 @@ struct sb_proc {
     long long oom0;             /* the sandbox's OOM kill count as it started */
     int64_t start_us, end_us;
     int fd;                     /* operation channel, -1 once finished */
+    pthread_mutex_t out_mu;     /* one writer of frames to the channel at a time; taken
+                                 * without the sandbox's mu (see proc_send in sb_proc.c) */
     int log_fd[2];              /* stdout, stderr (appending), -1 when closed */
     uint64_t log_size[2];       /* bytes in the current generation file */
     unsigned log_gen[2];        /* bumped at each rotation */

@@ -30,7 +30,7 @@ t = TAP()
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
-IDS = ["pz-a", "pz-s", "pz-d", "pz-x", "pz-w", "pz-crash", "pz-f"]
+IDS = ["pz-a", "pz-s", "pz-d", "pz-x", "pz-w", "pz-crash", "pz-f", "pz-i"]
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i >> /workspace/count; sleep 0.05; done"
 srv = Server()
 
@@ -427,6 +427,54 @@ try:
             except subprocess.TimeoutExpired:
                 stuck.kill()
                 stuck.wait(30)
+
+    # ---- stdin of a process: it resumes the sandbox; a blocked write holds nothing
+    srv.create("pz-i")
+    srv.post("/v1/sandboxes/pz-i/processes", {"command": "wc -c", "processId": "cat"})
+    i_paused = pause("pz-i")
+    res = {}
+
+    def stdin(key, n, eof=False):
+        try:
+            res[key] = srv.post("/v1/sandboxes/pz-i/processes/cat/stdin", {"data": "x" * n, "eof": eof}, timeout=60)
+        except Exception as e:  # noqa: BLE001  (a hang: the socket's timeout)
+            res[key] = e
+    # 2 MB: more than a socket holds, so a frozen agent would block the write
+    th = threading.Thread(target=stdin, args=("paused", 2 << 20))
+    th.start()
+    th.join(60)
+    r = res.get("paused")
+    t.ok(i_paused and getattr(r, "status", None) == 200 and status("pz-i") == "running",
+         "stdin to a paused sandbox's process resumes it and is taken (2 MB)", r)
+    # the agent frozen behind the server's back (the kernel's freezer file):
+    # a write blocks on the full socket, but must not hold the sandbox's lock
+    i_group = freezer_group(box("pz-i")["agentPid"])
+    blocked = False
+    if i_group:
+        with open(i_group + ("/freezer.state" if "freezer" in i_group else "/cgroup.freeze"), "w") as f:
+            f.write("FROZEN" if "freezer" in i_group else "1")
+        th = threading.Thread(target=stdin, args=("frozen", 2 << 20, True))
+        th.start()
+        th.join(1.0)   # it cannot finish while the agent is frozen: only lets it start
+        blocked = th.is_alive()
+        g = srv.get("/v1/sandboxes/pz-i", timeout=60)
+        pl = srv.get("/v1/sandboxes/pz-i/processes/cat", timeout=60)
+        t.ok(blocked and th.is_alive() and g.status == 200 and pl.status == 200,
+             "a stdin write blocked on a frozen agent does not hold the sandbox: its record and the "
+             "process record are served meanwhile", (blocked, g, pl))
+        with open(i_group + ("/freezer.state" if "freezer" in i_group else "/cgroup.freeze"), "w") as f:
+            f.write("THAWED" if "freezer" in i_group else "0")
+        th.join(60)
+        r = res.get("frozen")
+        done = wait_until(lambda: srv.get("/v1/sandboxes/pz-i/processes/cat").json().get("status") == "completed",
+                          timeout=30)
+        logs = srv.get("/v1/sandboxes/pz-i/processes/cat/logs").json()
+        t.ok(getattr(r, "status", None) == 200 and done and logs.get("stdout", "").strip() == str(4 << 20),
+             "once thawed the write ends, and the process got all 4 MB and EOF", (r, logs))
+    else:
+        for name in ("blocked stdin write holds nothing", "blocked stdin write ends"):
+            t.n += 1
+            print("ok %d - # SKIP %s: no freezer group" % (t.n, name), flush=True)
 
     # ---- sleepAfter does not apply while paused ------------------------------
     srv.create("pz-s", sleepAfter="1s")
