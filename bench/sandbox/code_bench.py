@@ -14,12 +14,14 @@ with references measured in the same run (see README.md here).
 Needs root. Run from the project root after `make`:
     sudo /usr/bin/python3 bench/sandbox/code_bench.py --n 50
 
-A/B of server binaries (e.g. a copy of ./cellbox from before a change):
+A/B of server binaries (e.g. a copy of ./cellbox from before a change,
+with its cellbox-agent next to it):
     sudo /usr/bin/python3 bench/sandbox/code_bench.py --ab /tmp/old/cellbox ./cellbox --rounds 3
-runs, for each binary in turn and alternating them --rounds times: `1+1`
-in an existing context (--n * 4 runs, p50/p90 of all rounds) and one run of
---display display() calls (its duration, median of the rounds), and prints
-each binary's numbers with its ratio to the first one's.
+starts one server per binary, all at once, and sends their runs in turn:
+`1+1` in an existing context (--n * 4 * --rounds runs each: p50/p90, the
+median of the paired differences with the first binary, the server's CPU
+per run), then --rounds runs of --display display() calls (median), each
+with its ratio to the first binary's.
 """
 import argparse
 import http.client
@@ -111,35 +113,74 @@ def bench_display(srv, count):
     return took
 
 
+def server_cpu_ms(srv):
+    """The server process's CPU time (user + system) so far, in ms."""
+    with open("/proc/%d/stat" % srv.server_pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def ab(a):
-    """--ab: the same measurements on each binary, alternated."""
-    runs = {b: [] for b in a.ab}
-    displays = {b: [] for b in a.ab}
-    for r in range(a.rounds):
+    """--ab: one server per binary, all running at once, one context each;
+    the runs go to them in turn (the order reversed every other round), so
+    what the machine does meanwhile falls on all of them alike."""
+    srvs, clients, ctxs = [], [], []
+    try:
         for b in a.ab:
             sandbox_lib.CELLBOX = os.path.abspath(b)
             srv = Server()
-            try:
-                srv.create("bench-ctx", instanceType=a.instance)
-                runs[b] += bench_context_run(srv, a.n * 4)
-                if a.display:
-                    displays[b].append(bench_display(srv, a.display))
-            finally:
-                srv.stop()
-                srv.cleanup()
-    first = a.ab[0]
-    print("sandboxes: instanceType %s; %d rounds, binaries alternated" % (a.instance, a.rounds))
-    print("| binary | `1+1` p50 | p90 | ratio p50 | %d display() run (median) | ratio |" % a.display)
-    print("|---|---:|---:|---:|---:|---:|")
-    for b in a.ab:
-        p50, p90 = pct(runs[b], 0.5), pct(runs[b], 0.9)
-        d = statistics.median(displays[b]) * 1000.0 if displays[b] else 0
-        d0 = statistics.median(displays[first]) * 1000.0 if displays[first] else 0
-        print("| %s | %.3f ms | %.3f ms | %.2f | %.0f ms | %s |" % (
-            b, p50, p90, p50 / pct(runs[first], 0.5), d, "%.2f" % (d / d0) if d0 else "-"))
+            srvs.append(srv)
+            srv.create("bench-ctx", instanceType=a.instance)
+            cl = Client(srv)
+            s, d = cl.call("POST", "/v1/sandboxes/bench-ctx/contexts", {})
+            clients.append(cl)
+            ctxs.append(json.loads(d)["id"])
+
+        def one(i, src):
+            t = time.perf_counter()
+            s, d = clients[i].call("POST", "/v1/sandboxes/bench-ctx/code", {"code": src, "context": ctxs[i]})
+            took = time.perf_counter() - t
+            if s != 200:
+                raise RuntimeError("%s: %d %s" % (a.ab[i], s, d[:200]))
+            return took, json.loads(d)
+
+        order = list(range(len(a.ab)))
+        for k in range(20):
+            for i in order:
+                one(i, "1+1")
+        n = a.n * 4 * a.rounds
+        runs = [[] for _ in a.ab]
+        cpu0 = [server_cpu_ms(x) for x in srvs]
+        for k in range(n):
+            for i in (order if k % 2 == 0 else order[::-1]):
+                runs[i].append(one(i, "1+1")[0])
+        cpu = [(server_cpu_ms(x) - c) / n for x, c in zip(srvs, cpu0)]
+        displays = [[] for _ in a.ab]
+        for k in range(a.rounds if a.display else 0):
+            for i in (order if k % 2 == 0 else order[::-1]):
+                took, j = one(i, DISPLAY % a.display)
+                if j.get("error") or len(j["results"]) != a.display:
+                    raise RuntimeError("display run failed: %s" % json.dumps(j)[:300])
+                displays[i].append(took)
+    finally:
+        for srv in srvs:
+            srv.stop()
+            srv.cleanup()
+    print("sandboxes: instanceType %s; the servers alternated run by run (%d runs of `1+1` each, %d display runs)"
+          % (a.instance, n, len(displays[0])))
+    print("| binary | `1+1` p50 | p90 | ratio p50 | paired difference (median) | server CPU per run "
+          "| %d display() run (median) | ratio |" % a.display)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for i, b in enumerate(a.ab):
+        p50, p90 = pct(runs[i], 0.5), pct(runs[i], 0.9)
+        diff = statistics.median(x - y for x, y in zip(runs[i], runs[0])) * 1000.0
+        d = statistics.median(displays[i]) * 1000.0 if displays[i] else 0
+        d0 = statistics.median(displays[0]) * 1000.0 if displays[0] else 0
+        print("| %s | %.3f ms | %.3f ms | %.2f | %+.3f ms | %.3f ms | %.0f ms | %s |" % (
+            b, p50, p90, p50 / pct(runs[0], 0.5), diff, cpu[i], d, "%.2f" % (d / d0) if d0 else "-"))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"runs": runs, "displays": displays}, f)
+            json.dump({"binaries": a.ab, "runs": runs, "displays": displays, "cpu_ms_per_run": cpu}, f)
 
 
 def bench_ipykernel(n):
