@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -966,6 +967,7 @@ static int h_proc_logs(sb_req *r, sb_box *b, sb_error *err)
 typedef struct follow_ctx {
     sb_box *b;
     sb_proc *p;      /* stays valid: records are freed only with the box */
+    char id[72];     /* p->id as it was: a newer process of that id hides p (id "") */
     sb_log_reader rd;
     cb_buf carry[2];
     int client_fd;
@@ -1013,8 +1015,11 @@ static int follow_produce(void *ctx, cb_buf *out)
         if (any)
             return 0;
         if (finished) {
-            cJSON *e = sb_proc_json(f->b, f->p->id);
-            sb_sse_event(out, "exit", e ? e : cJSON_CreateObject());
+            /* p's own record, not a lookup by id: a process started since
+             * with the same id would answer for it */
+            cJSON *e = sb_proc_record_json(f->b, f->p);
+            cb_json_set(e, "id", cJSON_CreateString(f->id));
+            sb_sse_event(out, "exit", e);
             return 1;
         }
         if (f->client_fd >= 0) {
@@ -1042,6 +1047,7 @@ static int h_proc_follow(sb_req *r, sb_box *b, sb_error *err)
     if (!p)
         return sb_reply_err(r, SB_E_PROCESS_NOT_FOUND, "process '%s' not found", r->params[1]);
     follow_ctx *f = cb_calloc(1, sizeof *f);
+    snprintf(f->id, sizeof f->id, "%s", r->params[1]);
     f->b = sb_box_ref(b);
     f->p = p;
     f->client_fd = sb_req_client_fd(r);

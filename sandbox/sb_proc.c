@@ -361,6 +361,14 @@ cJSON *sb_procs_list_json(sb_box *b)
     return arr;
 }
 
+cJSON *sb_proc_record_json(sb_box *b, sb_proc *p)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON *j = proc_json_locked(p);
+    pthread_mutex_unlock(&b->mu);
+    return j;
+}
+
 cJSON *sb_proc_json(sb_box *b, const char *id)
 {
     pthread_mutex_lock(&b->mu);

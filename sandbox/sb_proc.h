@@ -59,6 +59,9 @@ void sb_procs_free(sb_box *b);
 int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
 cJSON *sb_procs_list_json(sb_box *b);
 cJSON *sb_proc_json(sb_box *b, const char *id);          /* NULL if unknown */
+/* The record of p itself (owned), also once a newer process of its id hid it
+ * (its id then reads ""): for a follower that holds p. */
+cJSON *sb_proc_record_json(sb_box *b, sb_proc *p);
 int sb_proc_kill(sb_box *b, const char *id, int sig, int grace_ms, sb_error *err);
 int sb_procs_kill_all(sb_box *b, int sig, int grace_ms);  /* how many were signalled */
 int sb_proc_logs(sb_box *b, const char *id, cJSON **out, sb_error *err);

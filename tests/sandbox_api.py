@@ -419,6 +419,43 @@ try:
     out = "".join(d["data"] for e, d in ev if e == "stdout")
     t.ok(out == "one\ntwo\n" and ev[-1][0] == "exit" and ev[-1][1]["status"] == "completed",
          "follow logs: replay, live, exit event", ev)
+    # a follower of a finished process whose id is reused meanwhile: its exit
+    # event is still that process's record (it was looked up by id: the new
+    # process's, or {} once the old record was hidden). The client reads
+    # nothing while the new one starts, so the stream is held mid-way.
+    r = srv.post(P, {"command": "head -c 12000000 /dev/zero | tr '\\0' a; exit 3", "processId": "fo"})
+    old_pid = r.json().get("pid")
+    ended = wait_until(lambda: srv.get(P + "/fo").json().get("status") == "failed", timeout=60)
+    sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sk.settimeout(60)
+    sk.connect((srv.host, srv.port))
+    sk.sendall(("GET %s/fo/logs/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Connection: close\r\n\r\n" % (P, srv.token)).encode())
+    time.sleep(0.5)  # lets the server fill the socket (a stream that ended already only weakens the check)
+    r2 = srv.post(P, {"command": "sleep 30", "processId": "fo"})
+    raw = b""
+    while True:
+        chunk = sk.recv(1 << 20)
+        if not chunk:
+            break
+        raw += chunk
+    sk.close()
+    body = raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else b""
+    # chunked transfer: the event lines survive the chunk framing except at chunk
+    # boundaries; the exit event is the last one, in the last chunk
+    tail = body[-4000:].decode(errors="replace")
+    exit_ev = tail[tail.rfind("event: exit"):] if "event: exit" in tail else ""
+    data = exit_ev.split("data: ", 1)[1].split("\n", 1)[0] if "data: " in exit_ev else "{}"
+    try:
+        ex = json.loads(data)
+    except ValueError:
+        ex = {"unparsed": data}
+    t.ok(ended and r2.status == 201 and ex.get("id") == "fo" and ex.get("pid") == old_pid
+         and ex.get("status") == "failed" and ex.get("exitCode") == 3,
+         "a follower's exit event is its own process's record, even when a new process took the id meanwhile",
+         (ended, r2, ex))
+    srv.delete(P + "/fo")
     r = srv.delete(P + "/p2?signal=TERM")
     j = srv.post(P + "/p2/wait", {"exit": True, "timeoutMs": 20000}).json()
     t.ok(r.status == 200 and j["status"] == "killed", "kill a process", j)
