@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -61,17 +62,47 @@ static bool files_isolated(void)
 }
 
 /* File work is done with this thread's file-system identity set to the
- * sandbox's user (setfsuid/setfsgid are per thread): the kernel then checks
- * permissions exactly as for the sandbox's own code, new files belong to that
- * user, and file systems mounted inside the sandbox's user namespace (its
- * /tmp) accept the new inodes. Only the fd on the root was opened as root. */
+ * sandbox's user (setfsuid/setfsgid are per thread) and without
+ * supplementary groups: the kernel then checks permissions exactly as for
+ * the sandbox's own code, new files belong to that user, and file systems
+ * mounted inside the sandbox's user namespace (its /tmp) accept the new
+ * inodes. Only the fd on the root was opened as root. The groups matter: a
+ * server started with some (root's under sudo, a service's
+ * SupplementaryGroups=) read a workspace file readable by one of them only,
+ * which the sandbox's user may not. setgroups by raw syscall changes this
+ * thread only (glibc's wrapper changes every thread's); the server's list
+ * comes back when the thread is root again. */
+static gid_t *server_groups;           /* the server's, read once */
+static int n_server_groups;
+static pthread_once_t server_groups_once = PTHREAD_ONCE_INIT;
+static __thread bool groups_dropped;  /* this thread has none now */
+
+static void server_groups_read(void)
+{
+    int n = getgroups(0, NULL);
+    if (n > 0) {
+        server_groups = cb_malloc((size_t)n * sizeof *server_groups);
+        n = getgroups(n, server_groups);
+    }
+    n_server_groups = n > 0 ? n : 0;
+}
+
 void sb_files_as_user(bool on)
 {
     if (!files_isolated())
         return;
+    if (on && !groups_dropped) {
+        pthread_once(&server_groups_once, server_groups_read);
+        syscall(SYS_setgroups, (size_t)0, NULL);
+        groups_dropped = true;
+    }
     unsigned id = on ? SB_UID_BASE + 1000 : 0;
     setfsgid(id);
     setfsuid(id);
+    if (!on && groups_dropped) {
+        syscall(SYS_setgroups, (size_t)n_server_groups, server_groups);
+        groups_dropped = false;
+    }
 }
 
 static void give_to_user(int dirfd, const char *name)

@@ -421,4 +421,26 @@ try:
     t.ok(srv.proc.poll() is None and healthy(), "server stays healthy through it all")
 finally:
     srv.finish(t, IDS, "graceful stop")
+
+# ---- the files API acts with the sandbox user's groups, not the server's --------
+# A server with a supplementary group (root's groups under sudo, a service's
+# SupplementaryGroups=): a file in the workspace readable by that group only
+# stays unreadable through the API, as it is for the sandbox's own code.
+srv2 = Server(wrap=["sh", "-c", 'setpriv --groups 4242 -- "$@"; exit $?', "sh"])
+try:
+    srv2.create("hos-grp")
+    with open("/proc/%d/status" % srv2.server_pid) as f:
+        groups = [line.split()[1:] for line in f if line.startswith("Groups:")][0]
+    secret = os.path.join(srv2.state, "sandboxes", "hos-grp", "workspace", "grp-secret")
+    with open(secret, "w") as f:
+        f.write("group-secret")
+    os.chown(secret, 0, 4242)
+    os.chmod(secret, 0o640)
+    x = srv2.sh("hos-grp", "cat /workspace/grp-secret")
+    r = srv2.post("/v1/sandboxes/hos-grp/files/read", {"path": "grp-secret"})
+    t.ok(groups == ["4242"] and "group-secret" not in x["stdout"] and r.status == 403
+         and b"group-secret" not in r.body,
+         "API: a file only the server's supplementary group may read is refused, as inside", (groups, x, r))
+finally:
+    srv2.finish(t, ["hos-grp"], "graceful stop (server with a supplementary group)")
 t.done()
