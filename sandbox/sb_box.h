@@ -96,6 +96,7 @@ typedef struct sb_box {
     int64_t last_used_ms;
     cJSON *sessions;            /* {"id": {"id","cwd","env","state","createdAt"}} */
     sb_proc *procs;             /* see sb_proc.h */
+    cJSON *proc_starting;       /* {"id": true}: processes being started (sb_proc_start), or NULL */
     sb_ctx *contexts;           /* see sb_ctx.h */
     cJSON *ports;               /* exposed ports, see sb_port.h (NULL until first used) */
     bool backup_check;          /* started since sb_backup_recover last looked */

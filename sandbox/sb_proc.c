@@ -106,6 +106,8 @@ static void proc_free(sb_proc *p)
 
 void sb_procs_free(sb_box *b)
 {
+    cJSON_Delete(b->proc_starting);
+    b->proc_starting = NULL;
     while (b->procs) {
         sb_proc *p = b->procs;
         b->procs = p->next;
@@ -260,6 +262,14 @@ static void *watcher(void *arg)
 
 /* ---- API ------------------------------------------------------------------- */
 
+/* The reservation of a process id that did not start (sb_proc_start). */
+static void unreserve(sb_box *b, const char *id)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON_DeleteItemFromObjectCaseSensitive(b->proc_starting, id);
+    pthread_mutex_unlock(&b->mu);
+}
+
 int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
 {
     const char *id = cb_json_str(body, "processId", NULL);
@@ -271,9 +281,17 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
     }
     if (!sb_name_valid(id))
         return sb_fail(err, SB_E_VALIDATION_FAILED, "processId must match [A-Za-z0-9._-]{1,64}"), -1;
+    /* the id is reserved while the process starts: two starts of one id at
+     * once would both run, and one record would hide the other's process */
     pthread_mutex_lock(&b->mu);
     sb_proc *old = sb_proc_find(b, id);
-    bool busy = old && (strcmp(old->status, "running") == 0 || old->fd >= 0);
+    bool busy = (old && (strcmp(old->status, "running") == 0 || old->fd >= 0)) ||
+                cJSON_GetObjectItemCaseSensitive(b->proc_starting, id);
+    if (!busy) {
+        if (!b->proc_starting)
+            b->proc_starting = cJSON_CreateObject();
+        cJSON_AddTrueToObject(b->proc_starting, id);
+    }
     pthread_mutex_unlock(&b->mu);
     if (busy)
         return sb_fail(err, SB_E_PROCESS_ALREADY_EXISTS, "process '%s' is still running", id), -1;
@@ -281,12 +299,15 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
     cJSON *req = NULL;
     char *session = NULL, *in = NULL;
     size_t in_len = 0;
-    if (sb_exec_prepare(b, body, true, &req, &session, &in, &in_len, err) < 0)
+    if (sb_exec_prepare(b, body, true, &req, &session, &in, &in_len, err) < 0) {
+        unreserve(b, id);
         return -1;
+    }
     if (sb_box_acquire(b, err) < 0) {
         cJSON_Delete(req);
         free(session);
         free(in);
+        unreserve(b, id);
         return -1;
     }
     int pid = -1;
@@ -301,6 +322,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         if (fd >= 0)
             close(fd);
         free(session);
+        unreserve(b, id);
         return -1;
     }
     sb_proc *p = proc_new();
@@ -330,6 +352,7 @@ int sb_proc_start(sb_box *b, const cJSON *body, cJSON **out, sb_error *err)
         }
     p->next = b->procs;
     b->procs = p;
+    cJSON_DeleteItemFromObjectCaseSensitive(b->proc_starting, id);
     save_meta_locked(b, p);
     sb_box_ref(b);  /* the watcher's */
     *out = proc_json_locked(p);

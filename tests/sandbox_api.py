@@ -23,7 +23,7 @@ if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
 srv = Server(env={"CELLBOX_SSE_KEEPALIVE_MS": "100"})
-IDS = ["api-a", "api-b", "api-c"] + ["api-c%d" % i for i in range(8)]
+IDS = ["api-a", "api-b", "api-c", "api-twin"] + ["api-c%d" % i for i in range(8)]
 SB = "/v1/sandboxes/api-a"
 
 try:
@@ -372,6 +372,17 @@ try:
     t.ok(r.status == 201 and j["id"] == "p1" and j["pid"] > 1 and j["status"] == "running", "start process", r)
     r = srv.post(P, {"command": "true", "processId": "p1"})
     t.ok(r.status == 409 and r.code == "PROCESS_ALREADY_EXISTS", "same running id: 409", r)
+    # the same id started 6 times at once: one runs, five are refused (all
+    # six used to start, five of them then hidden behind one record)
+    res = {}
+    srv.create("api-twin")
+    TP = "/v1/sandboxes/api-twin/processes"
+    in_threads(lambda i: res.update({i: srv.post(TP, {"command": "sleep 60", "processId": "twin"})}), 6)
+    codes = sorted(x.status for x in res.values())
+    t.ok(codes == [201, 409, 409, 409, 409, 409] and all(x.code == "PROCESS_ALREADY_EXISTS" for x in res.values()
+                                                       if x.status == 409),
+         "one id started 6 times at once: one 201, five 409 PROCESS_ALREADY_EXISTS", codes)
+    srv.delete("/v1/sandboxes/api-twin")
     r = srv.post(P + "/p1/wait", {"log": "ready", "timeoutMs": 20000})
     t.ok(r.status == 200 and r.json()["line"] == "ready", "wait for a log line", r)
     r = srv.post(P + "/p1/stdin", {"data": "abc\n"})
