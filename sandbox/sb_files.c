@@ -272,6 +272,13 @@ static int req_path(sb_req *r, char **out, sb_error *err)
         return -1;
     if (*out)
         return 0;
+    /* libmicrohttpd unescapes %00 into a NUL that ends the value's C
+     * string: "?path=keep%00x" named "keep", and a PUT replaced it. No path
+     * holds a NUL (a JSON body's \u0000 is refused the same way). */
+    const char *query = r->raw_uri ? strchr(r->raw_uri, '?') : NULL;
+    if (query && strstr(query, "%00"))
+        return sb_fail(err, SB_E_VALIDATION_FAILED, "the query holds %%00 (a NUL byte), which no "
+                       "path can hold"), -1;
     return sb_bytes_arg("path", sb_req_query(r, "path"), sb_req_query(r, "pathBase64"), out, err);
 }
 

@@ -103,6 +103,13 @@ try:
     r3 = srv.post(F + "/write", {"path": "/dev/pts/evil", "content": "x"})
     t.ok(r.status == 403 and r2.status == 403 and r3.status in (403, 404),
          "API: a unix socket file is refused; devpts can be neither listed nor written", (r, r2, r3))
+    # a NUL byte in a query's path (%00) must not cut the name short
+    srv.post(F + "/write", {"path": "keep.txt", "content": "kept"})
+    r1 = srv.request("PUT", F + "/content?path=keep.txt%00.new", raw=b"replaced")
+    r2 = srv.get(F + "/content?path=keep.txt%00.new")
+    r3 = srv.post(F + "/read", {"path": "keep.txt"})
+    t.ok(r1.status == 400 and r2.status == 400 and r3.json().get("content") == "kept",
+         "API: a path with %00 in the query is refused (400), not cut at the NUL", (r1, r2, r3))
     r = srv.post(F + "/delete", {"path": "/", "recursive": True})
     t.ok(r.status == 400, "API: deleting / is refused", r)
     r = srv.post(F + "/delete", {"path": "/usr/bin", "recursive": True})
