@@ -87,6 +87,16 @@ reference. Output: TAP.
   Asked by its number, the current session's range keeps that number
   (jupyter_kernel_test's test_history wants it; ipykernel says 0 and fails
   it there).
+- A cell's result is shown before it is stored, as IPython's displayhook:
+  `_oh` (or `Out`) showed itself among its values ({6: 45, 30: {...}}).
+  `_`, `__`, `___` are left alone once the user assigned one of them (the
+  `_ = plt.plot(...)` idiom: cellbox overwrote it with the next result),
+  and %reset removes them as IPython does.
+- `?` alone pages IPython's introduction (cellbox: SyntaxError); %set_env
+  takes VAR=VALUE as well as VAR VALUE (cellbox set a variable named
+  "ABC=1", an error); %psearch searches the builtins too (f* gave f but not
+  filter, float...), with IPython's options (-a, -i, -e/-s NAMESPACE, -l),
+  type filter and dotted patterns (re.e*).
 """
 import re
 import time
@@ -625,3 +635,29 @@ def history_access():
             [[0, 7, "é = 1"], [0, 8, "a = 1"], [0, 9, "x"]]),
            "history_request range of the current session by its number: the entries say that number "
            "(ipykernel's say 0)")
+
+
+SHELL_CELLS = [
+    "10", "20", "_oh", "_, __, ___", "_ = 5", "30", "_, __", "Out", "%reset -f", "_", "50", "_",
+    "?", "%set_env ABC=1", "%set_env DEF two words", "%set_env", "%env ABC", "import os; os.environ['DEF']",
+    "def f(): pass\nabc = 1", "%psearch f*", "%psearch a*", "%psearch -e builtin a*", "%psearch a* function",
+    "import re", "%psearch re.e*", "%psearch -i F*", "%psearch -l",
+]
+
+
+def shell_runs(kernel):
+    with du.running(kernel) as (km, kc):
+        res = []
+        for code in SHELL_CELLS:
+            reply, out = du.collect(kc, code)
+            msgs = [(t, c.get("name"), c.get("text"), c.get("ename"), c.get("evalue"),
+                     (c.get("data") or {}).get("text/plain")) for t, c, b in du.merge_streams(out)]
+            res.append(((reply["status"], reply.get("ename"), reply.get("evalue"), reply.get("payload")), msgs))
+        return res
+
+
+@tap.case
+def results_and_help():
+    mine, ref = shell_runs("cellbox"), shell_runs("python3")
+    for code, got, want in zip(SHELL_CELLS, mine, ref):
+        tap.eq(got, want, "%r: reply, payload and output as under ipykernel" % code)

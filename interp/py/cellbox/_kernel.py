@@ -80,6 +80,7 @@ class Shell:
         self._in = [""]
         self._input_now, self._recent_inputs = "", ("", "", "")   # for _i, _ii, _iii
         self._out = {}
+        self._unders = ["", "", ""]   # what the displayhook last set _, __, ___ to
         ns.update({
             "__name__": "__main__",
             "__builtins__": builtins,
@@ -129,6 +130,9 @@ class Shell:
 
     def getoutput(self, cmd):
         return self.magics.getoutput(cmd)
+
+    def show_usage(self):
+        return self.magics.show_usage()
 
     def ev(self, expr):
         return eval(expr, self.user_ns)
@@ -388,18 +392,29 @@ class Shell:
         return _aio.background(run)
 
     def displayhook(self, value):
+        """A cell's result, as IPython's DisplayHook: shown first, then kept
+        in Out, _N and _, __, ___. Showing Out itself keeps nothing (it would
+        hold itself); _, __ and ___ stay as they are once the user assigned
+        one of them (`_ = plt.plot(...)`), or while builtins has a `_`
+        (gettext)."""
         if value is None:
             return
         count = self.execution_count
         ns = self.user_ns
         self._cell_result = value
-        self._out[count] = value
-        ns["___"], ns["__"], ns["_"] = ns["__"], ns["_"], value
-        ns["_%d" % count] = value
         from cellbox import display as _display
         text = _display.publish_execute_result(value, count)
         if text is not None:
             self.last_result_text = text
+        if value is self._out:
+            return
+        names = ("_", "__", "___")
+        mine = all(n not in ns or ns[n] is last for n, last in zip(names, self._unders))
+        self._unders[:] = [value] + self._unders[:2]
+        if mine and "_" not in builtins.__dict__:
+            ns.update(zip(names, self._unders))
+        ns["_%d" % count] = value
+        self._out[count] = value
 
     def _post_execute(self):
         for fn in list(self.post_execute):

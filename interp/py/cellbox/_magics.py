@@ -606,9 +606,17 @@ class Magics:
             raise UsageError("Environment does not have key: %s" % line)
 
     def line_set_env(self, line):
-        k, _, v = line.partition(" ")
-        os.environ[k] = v
-        print("env: %s=%s" % (k, v))
+        """%set_env VAR VALUE or %set_env VAR=VALUE, as IPython."""
+        split = "=" if "=" in line else " "
+        bits = line.split(split, 1)
+        if not line.strip() or len(bits) < 2:
+            raise UsageError("usage is 'set_env var=val'")
+        var, val = bits[0].strip(), bits[1].strip()
+        if re.match(r".*\s.*", var):
+            # (IPython's message shows the value)
+            raise UsageError("refusing to set env var with whitespace: '%s'" % val)
+        os.environ[var] = val
+        print("env: %s=%s" % (var, val))
 
     def cell_writefile(self, line, cell):
         """%%writefile [-a] FILE (also %%file): the cell's text into FILE."""
@@ -1900,9 +1908,12 @@ class Magics:
                 out = self.shell._out
                 for k in [k for k, v in out.items() if v is obj]:
                     del out[k]
-                for k in ("_", "__", "___"):
+                unders = self.shell._unders
+                for i, k in enumerate(("_", "__", "___")):
                     if ns.get(k) is obj:
                         ns[k] = ""
+                    if unders[i] is obj:
+                        unders[i] = ""
         except (NameError, ValueError) as e:
             print(type(e).__name__ + ": " + str(e))
 
@@ -1957,10 +1968,59 @@ class Magics:
         return store.store(line)
 
     def line_psearch(self, line):
-        import fnmatch
-        pat = line.strip()
-        names = sorted(n for n in self.shell.user_ns if fnmatch.fnmatch(n, pat) and not n.startswith("_"))
-        self.shell.payload.append({"source": "page", "data": {"text/plain": "\n".join(names)}, "start": 0})
+        """%psearch [-a] [-i|-c] [-s NS] [-e NS] [-l] PATTERN [TYPE]: the names
+        matching PATTERN (* and ? wildcards; a.b* looks into a) in the user's
+        namespace and the builtins, as IPython's (oinspect.psearch)."""
+        import builtins
+        import types
+        opts, args = _parse_options(line, "cias:e:l", list_all=True)
+        typestr2type = {t[:-4].lower(): getattr(types, t) for t in dir(types) if t.endswith("Type")}
+        if "l" in opts:
+            return self._page("\n".join(sorted(typestr2type)))
+        ignore_case = "i" in opts   # IPython's wildcards_case_sensitive is True
+        ns_table = {"user_local": self.shell.user_ns, "user_global": self.shell.user_ns,
+                    "builtin": builtins.__dict__}
+        search = ["user_local", "user_global", "builtin"] + opts.get("s", [])
+        search = [n for n in search if n not in opts.get("e", [])]
+        cmds = args.split()
+        if len(cmds) not in (1, 2):
+            raise ValueError("invalid argument string for psearch: <%s>" % args)
+        pattern, type_pattern = cmds[0], (cmds[1] if len(cmds) == 2 else "all")
+        for n in search:
+            if n not in ns_table:
+                raise ValueError("invalid namespace <%s>. Valid names: %s" % (n, ns_table.keys()))
+
+        def matching(ns, parts, type_pattern):
+            reg = re.compile(parts[0].replace("*", ".*").replace("?", ".") + "$", re.I if ignore_case else 0)
+            found = {}
+            for key, obj in ns.items():
+                if not reg.match(key) or not ("a" in opts or key.startswith("__") or not key.startswith("_")):
+                    continue
+                if len(parts) == 1:
+                    t = typestr2type.get(type_pattern, False) if type_pattern != "all" else None
+                    if t is None or (t and isinstance(obj, t)):
+                        found[key] = obj
+                    continue
+                try:
+                    words = set(dir(obj)) | set(dir(type(obj)))
+                except Exception:
+                    words = set(dir(type(obj)))
+                inner = {}
+                for w in words:
+                    try:
+                        inner[w] = getattr(obj, w)
+                    except AttributeError:
+                        pass
+                for k, v in matching(inner, parts[1:], type_pattern).items():
+                    found["%s.%s" % (key, k)] = v
+            return found
+
+        result, seen = set(), set()
+        for n in search:
+            if id(ns_table[n]) not in seen:
+                seen.add(id(ns_table[n]))
+                result.update(matching(ns_table[n], pattern.split("."), type_pattern))
+        self._page("\n".join(sorted(result)))
 
     def line_who_ls(self, line):
         """%who_ls [TYPE...]: the names of the user's variables (of those types)."""
@@ -2029,6 +2089,11 @@ class Magics:
         for n in [n for n in ns if n not in self.shell._hidden and not n.startswith("__")]:
             del ns[n]
         self.shell._out.clear()
+        # as IPython's: the last results are forgotten too, and _, __, ___
+        # are gone until the next result
+        self.shell._unders[:] = ["", "", ""]
+        for k in ("_", "__", "___"):
+            ns.pop(k, None)
 
     # -- %lsmagic and help on magics (IPython's _ofind + Inspector.pinfo) -----------
     def _hidden(self, kind, name):
@@ -2222,6 +2287,14 @@ class Magics:
                     doc = "No documentation"
                 out.append(fmt % (esc, name, indent(dedent(doc))))
         return "".join(out)
+
+    def show_usage(self):
+        """A cell that is only `?`: IPython's introduction, in the pager."""
+        try:
+            from IPython.core.usage import interactive_usage
+        except ImportError:
+            raise UsageError("? shows IPython's introduction: it needs IPython (apt-get install python3-ipython)") from None
+        self._page(interactive_usage)
 
     def line_quickref(self, line):
         """%quickref: IPython's quick reference card, in the pager."""

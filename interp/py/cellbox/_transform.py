@@ -87,6 +87,8 @@ def transform_line(line):
         return indent + _magic_call("%", body[1:]) + nl
     if body.startswith("!"):
         return indent + _magic_call("!", body[1:]) + nl
+    if body in ("?", "??"):
+        return indent + "get_ipython().show_usage()" + nl   # IPython's introduction
     if "?" in body:
         h = _help_call(body)
         if h:
