@@ -843,7 +843,10 @@ static void lock_pair(sb_box *a, sb_box *b)
         pthread_mutex_lock(&(a ? a : b)->backup_mu);
         return;
     }
-    if (strcmp(a->id, b->id) > 0) {
+    /* by id, then by address: a deleted sandbox still held by a request
+     * and a new one of its id are two boxes with one id */
+    int c = strcmp(a->id, b->id);
+    if (c > 0 || (c == 0 && (uintptr_t)a > (uintptr_t)b)) {
         sb_box *t = a;
         a = b, b = t;
     }
