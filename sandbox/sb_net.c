@@ -13,6 +13,10 @@
  *                (map "egress", keyed by its host-side veth cbhN) to its own
  *                chain egN, which holds its policy; a cbh interface with no
  *                entry is refused (fail closed)
+ *                A sandbox's chain also refuses its new connections while
+ *                it has nf_conntrack_max / SB_HOST_SHARE tracked (per
+ *                family): the host's connection table is one for all, and
+ *                a full one drops every new connection of the host
  *   refuse:      TCP gets a reset, anything else ICMP (ICMPv6)
  *                admin-prohibited, so a client fails at once instead of
  *                waiting for a timeout
@@ -57,6 +61,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "sandbox/sb_box.h"
+#include "sandbox/sb_secure.h"
 #include "sandbox/sb_util.h"
 
 #define NET_MAX 16384
@@ -67,6 +72,7 @@ static unsigned char used[NET_MAX];
 static bool rules_ready;
 static bool ipv6_on;          /* decided with rules_ready: the host has IPv6 */
 static bool private_allowed;  /* --egress-private allow */
+static unsigned conn_max;     /* new connections a sandbox may have tracked at once */
 
 /* The host's table of one family (printf: family, sandboxes' range,
  * ICMP's name, what input lets in beyond replies). */
@@ -177,6 +183,13 @@ static int ensure_rules(sb_error *err)
     cb_autofree char *rules4 = nft_rules(false), *rules6 = nft_rules(true);
     if (run(load, rules4, err) < 0)
         return -1;
+    /* The host's connection tracking table (nf_conntrack_max entries) is
+     * one for everything: every connection or UDP flow a sandbox opens
+     * takes an entry (UDP ones for 30 s even unanswered), and a full table
+     * drops every new connection of the host. A sandbox may hold a share. */
+    cb_autofree char *ct = cb_read_file("/proc/sys/net/netfilter/nf_conntrack_max", NULL);
+    long ct_max = ct ? strtol(ct, NULL, 10) : 0;
+    conn_max = (unsigned)((ct_max > 0 ? ct_max : 65536) / SB_HOST_SHARE);
     ipv6_on = host_has_ipv6();
     sb_error e6 = {0};
     if (!ipv6_on)
@@ -481,6 +494,9 @@ static void policy_family_script(cb_buf *buf, int n, const sb_net_policy *p, boo
     char self[64];
     (v6 ? addr6_of : addr_of)(n, 0, self, sizeof self);
     cb_buf_printf(buf, "add rule %s cellbox eg%d %s saddr != %s drop\n", fam, n, fam, self);
+    /* its share of the host's connection tracking table (ensure_rules) */
+    cb_buf_printf(buf, "add rule %s cellbox eg%d ct state new ct count over %u goto refuse\n", fam, n,
+                  conn_max);
     for (size_t i = 0; i < CB_ARRAY_LEN(chain_rules); i++) {
         const addr_set *s = &sets[chain_rules[i].set];
         if (s->n == 0)

@@ -20,7 +20,8 @@
  * which every sandbox and every root process of the host (the server's own
  * file watches) share. A sandbox may take 1/SB_HOST_SHARE of each: the
  * rlimits below for message queues and signals, a plan step (sb_plan.c) for
- * its namespace's inotify limits. */
+ * its namespace's inotify limits. An egress sandbox also gets that share of
+ * the host's connection tracking table (sb_net.c). */
 #define SB_HOST_SHARE 8
 
 /* No core dumps, 8192 fds, no nice raise; RLIMIT_SIGPENDING and

@@ -217,6 +217,23 @@ try:
         host_srv.kill()
         host_srv.wait()
 
+    # a flood of new UDP flows (unanswered ones stay tracked 30 s): the host's
+    # connection tracking table is one for all, and a full one drops every new
+    # connection of the host. A sandbox gets an eighth of it.
+    with open("/proc/sys/net/netfilter/nf_conntrack_max") as f:
+        share = int(f.read()) // 8
+    e2 = srv.get("/v1/sandboxes/net-e2").json().get("ipAddress")
+    x = srv.sh("net-e2", "python3 -c \"import socket\n"
+                         "socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(%d)]\n"
+                         "for i in range(%d):\n"
+                         "    socks[i // 60000].sendto(b'x', ('198.18.0.2', 1 + i %% 60000))\n"
+                         "print('sent')\"" % ((share + 3000) // 60000 + 1, share + 3000), timeoutMs=120000)
+    with open("/proc/net/nf_conntrack") as f:
+        tracked = sum(1 for line in f if " src=%s dst=198.18.0.2 " % e2 in line)
+    t.ok(x["stdout"] == "sent\n" and tracked <= share + 64,
+         "egress: %d new UDP flows leave at most the sandbox's share of the host's connection table "
+         "(%d tracked, share %d)" % (share + 3000, tracked, share), x)
+
     # ---- IPv6 ----------------------------------------------------------------
     a1, gw1 = addr6(srv, "net-e1")
     net1 = ipaddress.ip_network(a1 + "/64", strict=False) if a1 else None
