@@ -96,7 +96,10 @@ reference. Output: TAP.
   takes VAR=VALUE as well as VAR VALUE (cellbox set a variable named
   "ABC=1", an error); %psearch searches the builtins too (f* gave f but not
   filter, float...), with IPython's options (-a, -i, -e/-s NAMESPACE, -l),
-  type filter and dotted patterns (re.e*).
+  type filter and dotted patterns (re.e*). A name of the kernel's own
+  (get_ipython, exit, In...) is the user's once rebound: `from IPython
+  import get_ipython` then %who listed nothing; get_ipython is shown as
+  IPython's function (was get_shell); __main__.__doc__ is IPython's.
 """
 import re
 import time
@@ -638,10 +641,11 @@ def history_access():
 
 
 SHELL_CELLS = [
-    "10", "20", "_oh", "_, __, ___", "_ = 5", "30", "_, __", "Out", "%reset -f", "_", "50", "_",
+    "print(__doc__)", "10", "20", "_oh", "_, __, ___", "_ = 5", "30", "_, __", "Out", "%reset -f", "_", "50", "_",
     "?", "%set_env ABC=1", "%set_env DEF two words", "%set_env", "%env ABC", "import os; os.environ['DEF']",
     "def f(): pass\nabc = 1", "%psearch f*", "%psearch a*", "%psearch -e builtin a*", "%psearch a* function",
     "import re", "%psearch re.e*", "%psearch -i F*", "%psearch -l",
+    "from IPython import get_ipython\n%who_ls", "%whos",
 ]
 
 
@@ -650,7 +654,7 @@ def shell_runs(kernel):
         res = []
         for code in SHELL_CELLS:
             reply, out = du.collect(kc, code)
-            msgs = [(t, c.get("name"), c.get("text"), c.get("ename"), c.get("evalue"),
+            msgs = [(t, c.get("name"), du.Normalizer().text(c.get("text") or ""), c.get("ename"), c.get("evalue"),
                      (c.get("data") or {}).get("text/plain")) for t, c, b in du.merge_streams(out)]
             res.append(((reply["status"], reply.get("ename"), reply.get("evalue"), reply.get("payload")), msgs))
         return res

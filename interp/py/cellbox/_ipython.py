@@ -697,8 +697,18 @@ def patch_display_functions(mod):
     mod.DisplayHandle = d.DisplayHandle
 
 
+def get_ipython():
+    """Get the global InteractiveShell instance.
+
+    Returns None if no InteractiveShell instance is registered."""
+    return get_shell()
+
+
+get_ipython.__module__ = "IPython.core.getipython"   # as shown by %whos, repr() and help()
+
+
 def patch_getipython(mod):
-    mod.get_ipython = get_shell
+    mod.get_ipython = get_ipython
 
 
 def _set_matplotlib_formats(*formats, **kwargs):

@@ -83,6 +83,7 @@ class Shell:
         self._unders = ["", "", ""]   # what the displayhook last set _, __, ___ to
         ns.update({
             "__name__": "__main__",
+            "__doc__": "Automatically created module for IPython interactive environment",
             "__builtins__": builtins,
             "In": self._in, "_ih": self._in,
             "Out": self._out, "_oh": self._out,
@@ -92,7 +93,7 @@ class Shell:
             "get_ipython": self.get_ipython,
             "exit": _Exiter(self), "quit": _Exiter(self),
         })
-        self._hidden = set(ns)
+        self._hidden = dict(ns)   # IPython's user_ns_hidden: %who lists such a name once rebound
         self.payload = []
         self.comms = None      # cellbox._comm.CommManager, created on first use
         self._cell_error = self._cell_result = None

@@ -2081,8 +2081,10 @@ class Magics:
                 print(head, text if len(text) < 50 else text[:25] + "<...>" + text[-25:])
 
     def _user_names(self):
-        hidden = self.shell._hidden
-        return sorted(n for n in self.shell.user_ns if not n.startswith("_") and n not in hidden)
+        hidden, ns = self.shell._hidden, self.shell.user_ns
+        # as IPython: a name of the kernel's own (get_ipython, exit, In...) is
+        # the user's once bound to something else (from IPython import get_ipython)
+        return sorted(n for n in ns if not n.startswith("_") and (n not in hidden or ns[n] is not hidden[n]))
 
     def line_reset(self, line):
         ns = self.shell.user_ns
