@@ -642,6 +642,17 @@ static bool framing_ambiguous(struct MHD_Connection *conn)
     return f.length_differs || (f.content_length && f.chunked);
 }
 
+/* libmicrohttpd unescapes the path before routing: %00 would cut it short
+ * (DELETE /v1/sandboxes/victim%00x would name "victim") and %2F would make
+ * a slash no id can hold, so an API path may escape neither. */
+static bool path_escape_refused(const char *raw_uri)
+{
+    for (const char *p = raw_uri; *p && *p != '?' && *p != '#'; p++)
+        if (p[0] == '%' && (strncmp(p + 1, "00", 2) == 0 || strncasecmp(p + 1, "2f", 2) == 0))
+            return true;
+    return false;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls)
@@ -679,6 +690,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->close = true;
             sb_reply_err(r, SB_E_VALIDATION_FAILED, "the request gives its body's length twice "
                          "(Content-Length with different values, or with Transfer-Encoding)");
+            return MHD_YES;
+        }
+        if (path_escape_refused(r->raw_uri)) {
+            sb_reply_err(r, SB_E_VALIDATION_FAILED, "the request path may not contain %%00 (a NUL byte) "
+                         "or %%2F (an escaped slash)");
             return MHD_YES;
         }
         r->route = find_route(r, url, &known);

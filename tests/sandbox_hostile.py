@@ -110,6 +110,13 @@ try:
     r3 = srv.post(F + "/read", {"path": "keep.txt"})
     t.ok(r1.status == 400 and r2.status == 400 and r3.json().get("content") == "kept",
          "API: a path with %00 in the query is refused (400), not cut at the NUL", (r1, r2, r3))
+    # ... nor in the request path, which libmicrohttpd unescapes before routing:
+    # DELETE /v1/sandboxes/hos-b%00x deleted hos-b
+    r1 = srv.delete("/v1/sandboxes/hos-b%00x")
+    r2 = srv.get("/v1/sandboxes/hos-b%2Fexec")
+    r3 = srv.get("/v1/sandboxes/hos-b")
+    t.ok(r1.status == 400 and r1.code == "VALIDATION_FAILED" and r2.status == 400 and r3.status == 200,
+         "API: %00 and %2F in the request path are refused (400); hos-b is still there", (r1, r2, r3))
     r = srv.post(F + "/delete", {"path": "/", "recursive": True})
     t.ok(r.status == 400, "API: deleting / is refused", r)
     r = srv.post(F + "/delete", {"path": "/usr/bin", "recursive": True})
