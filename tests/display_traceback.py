@@ -1,7 +1,8 @@
 """Tracebacks in IPython's form with ipykernel's colours, compared with
 ipykernel on the same failing cells: the same blocks (header, one per
 frame, the error line, chained exceptions), the same text once the colours
-are removed (frame links, code context line numbers, the failing line),
+are removed (frame links, code context line numbers with the comment
+lines around, the failing line),
 and the colours of the scheme where IPython puts them. Output: TAP."""
 import re
 
@@ -21,6 +22,10 @@ CELLS = [
     ("chained while handling", "try:\n    [][1]\nexcept IndexError:\n    int('x')"),
     ("syntax error", "def f(:\n    pass"),
     ("method of a class", "class K:\n    def m(self, a, *rest, **kw):\n        return a.missing\nK().m(3)"),
+    # comments are context too (a run of them is one of stack_data's pieces)
+    ("comments around the failing line", "x = 1\n# comment before the error\n1/0\n# after\ny = 2"),
+    ("comments in a function", "def f():\n    x = 1\n    # a comment\n    # another\n    y = 2\n\n    return 1/0\nf()"),
+    ("a comment after the failing line", "def g():\n    a = 1\n    b = a / 0  # trailing\n    # after\n    return b\ng()"),
 ]
 
 

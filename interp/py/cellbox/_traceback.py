@@ -275,10 +275,35 @@ def _logical_lines(filename):
     return ranges, lines
 
 
+def _with_comments(ranges, lines):
+    """The statements' ranges and the comment lines between them as pieces
+    of their own (blank lines at their ends left out): stack_data's pieces,
+    which IPython shows as a frame's context (a comment above the failing
+    line is part of it)."""
+    def blank(i):
+        return not lines[i - 1].strip()
+
+    out, prev = [], 0
+    for a, b in list(ranges) + [(len(lines) + 1, None)]:
+        s, e = prev + 1, a - 1
+        while s <= e and blank(s):
+            s += 1
+        while e >= s and blank(e):
+            e -= 1
+        if s <= e:
+            out.append((s, e))
+        if b is not None:
+            out.append((a, b))
+            prev = b
+    return out
+
+
 def _context(filename, code, lineno, pieces_around):
     """(first_lineno, lines) around lineno: the statement holding it and up
-    to pieces_around statements before and after, within the function."""
+    to pieces_around pieces (statements, runs of comments) before and after,
+    within the function."""
     ranges, lines = _logical_lines(filename)
+    ranges = _with_comments(ranges, lines)
     if not lines or lineno < 1 or lineno > len(lines):
         return None, []
     lo_scope = code.co_firstlineno if code.co_name != "<module>" else 1
