@@ -1089,6 +1089,7 @@ static int disk_mount(sb_box *b, const char *ws, sb_error *err)
  * sandbox's mu). `running` and `starting` are atomic, so a start that ends
  * (under its own mu) never needs admit_mu. */
 static void box_stop(sb_box *b, const char *reason);
+static void wait_settled(sb_box *b, bool pause);
 
 static pthread_mutex_t admit_mu = PTHREAD_MUTEX_INITIALIZER;
 static int max_running;     /* 0 = no limit */
@@ -1102,7 +1103,7 @@ void sb_boxes_set_max_running(int n)
 
 static bool box_idle(const sb_box *o)
 {
-    return o->state == SB_BOX_RUNNING && !o->paused && !o->pausing && !o->opts.keep_alive &&
+    return o->state == SB_BOX_RUNNING && !o->paused && !o->pausing && !o->starting && !o->opts.keep_alive &&
            o->active == 0 && !o->deleted;
 }
 
@@ -1119,6 +1120,10 @@ static sb_box *lru_idle(sb_box *self)
     for (size_t i = 0; i < n; i++) {
         sb_box *o = copy[i];
         pthread_mutex_lock(&o->mu);
+        /* a start in progress (without its mu): wait to see what it becomes
+         * (the sandbox of a create is idle once its PUT answered) */
+        if (o != self)
+            wait_settled(o, false);
         bool better = o != self && box_idle(o) && (!best || o->last_used_ms < best_used);
         if (better)
             best_used = o->last_used_ms;
@@ -1174,7 +1179,13 @@ static void admit_done(void)
     __atomic_sub_fetch(&starting, 1, __ATOMIC_SEQ_CST);
 }
 
-static int box_start(sb_box *b, sb_error *err)
+/* The work of a start, b->mu released (box_start). It sets the agent's
+ * fields of b (agent, ctl, cg, disk, network): nobody reads them while the
+ * state is STOPPED, and nobody else changes b while starting is set. The
+ * fds other requests read under b->mu whatever the state go to fds[] (pidfd,
+ * root, netns), for box_start to publish. 0; -1 + err with nothing to undo;
+ * -2 + err: box_teardown undoes it. */
+static int box_start_work(sb_box *b, int fds[3], sb_error *err)
 {
     bool none = reg.isolation == SB_ISOLATION_NONE;
     int64_t t0 = cb_mono_ns();
@@ -1184,7 +1195,7 @@ static int box_start(sb_box *b, sb_error *err)
     /* the agent first: if namespaces cannot be made, that is the cause to report */
     sb_warm w;
     if (warm_take(&w, err) < 0)
-        goto fail_log;
+        return -1;
     if (b->opts.disk_mb && disk_mount(b, ws, err) < 0) {
         b->agent = w.pid;
         b->ctl = w.ctl;
@@ -1238,39 +1249,63 @@ static int box_start(sb_box *b, sb_error *err)
     cb_debug("sandbox", "start %s: take %.2f ms, cgroups+send %.2f ms, agent %.2f ms", b->id,
              (double)(t_take - t0) / 1e6, (double)(t_sent - t_take) / 1e6,
              (double)(cb_mono_ns() - t_sent) / 1e6);
-    b->pidfd = (int)syscall(SYS_pidfd_open, b->agent, 0);
+    fds[0] = (int)syscall(SYS_pidfd_open, b->agent, 0);
     if (none) {
-        b->root_fd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        fds[1] = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     } else {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/root", (int)b->agent);
-        b->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        fds[1] = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
         snprintf(path, sizeof path, "/proc/%d/ns/net", (int)b->agent);
-        b->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        fds[2] = open(path, O_RDONLY | O_CLOEXEC);
     }
-    if (b->root_fd < 0 || b->pidfd < 0) {
+    if (fds[1] < 0 || fds[0] < 0) {
         sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox root: %s", strerror(errno));
         goto fail;
     }
-    b->state = SB_BOX_RUNNING;
-    __atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
-    b->generation++;
-    b->backup_check = true;  /* a restore may have been cut off: see sb_box_acquire */
-    b->started_us = cb_real_us();
-    sb_mounts_on_start(b);   /* its buckets, mounted again */
+    return 0;
+
+fail:
+    return -2;
+}
+
+/* Start a stopped sandbox. b->mu held on entry and on return, but not while
+ * the agent starts (up to 20 s for one that does not answer; a diskMB image
+ * is made and mounted): meanwhile b->starting is set, its record and the
+ * lists are served ("starting": true), and whatever would change it waits
+ * (wait_settled). */
+static int box_start(sb_box *b, sb_error *err)
+{
+    int64_t t0 = cb_mono_ns();
+    int fds[3] = {-1, -1, -1};
+    b->starting = true;
+    pthread_mutex_unlock(&b->mu);
+    int rc = box_start_work(b, fds, err);
+    pthread_mutex_lock(&b->mu);
+    b->pidfd = fds[0], b->root_fd = fds[1], b->netns_fd = fds[2];
+    if (rc == -2)
+        box_teardown(b);  /* closes the fds too */
+    if (rc == 0) {
+        b->state = SB_BOX_RUNNING;
+        __atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
+        b->generation++;
+        b->backup_check = true;  /* a restore may have been cut off: see sb_box_acquire */
+        b->started_us = cb_real_us();
+        sb_mounts_on_start(b);   /* its buckets, mounted again */
+    }
+    b->starting = false;
+    pthread_cond_broadcast(&b->cv);
+    if (rc < 0) {
+        char fkv[128];
+        snprintf(fkv, sizeof fkv, "sandbox=%s code=%s", b->id, sb_err_name(err->code));
+        cb_logkv(CB_LOG_WARN, "sandbox", fkv, "sandbox start failed: %s", err->msg);
+        return -1;
+    }
     char kv[128];
     snprintf(kv, sizeof kv, "sandbox=%s pid=%d ms=%.2f", b->id, (int)b->agent,
              (double)(cb_mono_ns() - t0) / 1e6);
     cb_logkv(CB_LOG_INFO, "sandbox", kv, "sandbox started");
     return 0;
-
-fail:
-    box_teardown(b);
-fail_log:;
-    char fkv[128];
-    snprintf(fkv, sizeof fkv, "sandbox=%s code=%s", b->id, sb_err_name(err->code));
-    cb_logkv(CB_LOG_WARN, "sandbox", fkv, "sandbox start failed: %s", err->msg);
-    return -1;
 }
 
 /* Kill the agent (and with it the pid namespace), free everything. b->mu held. */
@@ -1320,20 +1355,20 @@ static void box_teardown(sb_box *b)
              (double)(t1 - t0) / 1e6, (double)(cb_mono_ns() - t1) / 1e6);
 }
 
-/* Wait until no pause is freezing b (sb_box_pause freezes with b->mu
- * released). b->mu held; dropped while waiting, so what the caller saw of
- * b before may have changed. */
-static void wait_pause(sb_box *b)
+/* Wait until no start (box_start) and, with pause, no pause (sb_box_pause)
+ * of b is in progress: both work with b->mu released. b->mu held; dropped
+ * while waiting, so what the caller saw of b before may have changed. */
+static void wait_settled(sb_box *b, bool pause)
 {
-    while (b->pausing)
+    while (b->starting || (pause && b->pausing))
         pthread_cond_wait(&b->cv, &b->mu);
 }
 
-/* b->mu held. A pause in progress ends first (its cgroup must not go while
- * the kernel freezes it). */
+/* b->mu held. A start or a pause in progress ends first (a cgroup must not
+ * go while the kernel freezes it). */
 static void box_stop(sb_box *b, const char *reason)
 {
-    wait_pause(b);
+    wait_settled(b, true);
     if (b->state != SB_BOX_RUNNING)
         return;
     box_teardown(b);
@@ -1381,7 +1416,7 @@ int sb_box_pause(sb_box *b, sb_error *err)
                            : "this host's cgroup v1 layout has no freezer hierarchy mounted for "
                              "the server (mount -t cgroup -o freezer cgroup /sys/fs/cgroup/freezer)"), -1;
     pthread_mutex_lock(&b->mu);
-    wait_pause(b);  /* another pause of it first: idempotent, its outcome decides */
+    wait_settled(b, true);  /* another pause of it first: idempotent, its outcome decides */
     int rc = 0;
     if (b->deleted)
         rc = sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' was deleted", b->id);
@@ -1395,7 +1430,7 @@ int sb_box_pause(sb_box *b, sb_error *err)
         /* The freeze may take seconds (PAUSE_WAIT_MS): without b->mu, so
          * that the sandbox's record, lists and logs are served meanwhile.
          * While pausing is set nobody changes state, paused or cg (they
-         * wait_pause), so b->cg is read here without the lock. */
+         * wait_settled), so b->cg is read here without the lock. */
         b->pausing = true;
         pthread_mutex_unlock(&b->mu);
         int64_t t0 = cb_mono_ns();
@@ -1465,8 +1500,7 @@ static int box_acquire(sb_box *b, bool resume, sb_error *err)
     int rc = 0;
     bool check = false;
     for (;;) {
-        if (resume)
-            wait_pause(b);  /* then resume what it froze */
+        wait_settled(b, resume);  /* a start in progress; a pause too, then resume what it froze */
         if ((rc = box_gone(b, err)) < 0)
             break;
         if (b->state == SB_BOX_RUNNING && !agent_alive(b))
@@ -1525,7 +1559,7 @@ int sb_box_recover(sb_box *b, sb_error *err)
     pthread_mutex_lock(&b->mu);
     int rc = 0;
     for (;;) {
-        wait_pause(b);
+        wait_settled(b, true);
         if (b->state == SB_BOX_RUNNING && !waited) {
             struct pollfd p = {b->pidfd, POLLIN, 0};
             waited = true;
@@ -1795,6 +1829,7 @@ int sb_box_update(sb_box *b, const cJSON *body, sb_error *err)
         return -1;
     }
     pthread_mutex_lock(&b->mu);
+    wait_settled(b, false);  /* a start reads the options without the lock */
     if (b->deleted)
         rc = sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' was deleted", b->id);
     bool limits = memcmp(&n.lim, &b->opts.lim, sizeof n.lim) != 0;
@@ -1966,6 +2001,8 @@ cJSON *sb_box_json(sb_box *b)
         long long mem = sb_cg_memory(&b->cg, &reg.cg);
         if (mem >= 0)
             cJSON_AddNumberToObject(j, "memoryBytes", (double)mem);
+    } else if (b->starting) {  /* its agent is starting: still "stopped" */
+        cJSON_AddBoolToObject(j, "starting", true);
     }
     cJSON_AddItemToObject(j, "options", opts_json(&b->opts));
     pthread_mutex_unlock(&b->mu);

@@ -21,13 +21,14 @@
  * Threads: every field below `mu` is protected by it. Requests hold a
  * reference (sb_box_get/sb_box_unref) and, while they use the agent, an
  * "active" count (sb_box_acquire/sb_box_release) that keeps the sleeper away.
- * Start, stop and resume run with `mu` held for their whole length, so they
- * never interleave. A pause freezes without it (the kernel may take
- * seconds: a task in uninterruptible sleep freezes only when it wakes): it
- * sets `pausing` and leaves b->cg alone; meanwhile reads are served (the
- * record shows "pausing": true), and whatever would change the sandbox's
- * state (stop, delete, start, resume, a request that resumes, another
- * pause) first waits on `cv` for the pause to end, then looks again.
+ * Stop and resume run with `mu` held for their whole length, so they never
+ * interleave. A start and a pause work without it (an agent may take
+ * seconds to answer; a task in uninterruptible sleep freezes only when it
+ * wakes): they set `starting` or `pausing`; meanwhile reads are served (the
+ * record shows "starting" or "pausing": true), and whatever would change
+ * the sandbox (stop, delete, another start, resume, a request that uses its
+ * processes, another pause, a change of its options) first waits on `cv`
+ * for the end of it, then looks again.
  *
  * Ownership: sb_box_get/sb_box_create/sb_box_ref return a reference the
  * caller drops with sb_box_unref. JSON returned by *_json functions is
@@ -90,6 +91,8 @@ typedef struct sb_box {
     bool paused;                /* running, its processes frozen (sb_box_pause) */
     bool pausing;               /* a pause is freezing it now, without mu: while set,
                                  * state, paused and cg do not change (wait on cv) */
+    bool starting;              /* its agent is being started, without mu (box_start):
+                                 * while set, nothing else changes it (wait on cv) */
     int64_t paused_us;          /* when it was paused (real time) */
     unsigned generation;        /* bumped at each start */
     int active;                 /* requests using the agent now */

@@ -237,7 +237,7 @@ try:
         took = wait_until(lambda: any(g not in frozen_groups for g in warm_groups()), timeout=30)
         get_slow = threading.Thread(target=call, args=("get-slow", "GET", "/v1/sandboxes/life-slow"))
         get_slow.start()
-        time.sleep(0.3)  # lets that GET wait for the starting sandbox (a missed wait only weakens the check)
+        time.sleep(0.3)  # lets that GET reach the starting sandbox (a missed wait only weakens the check)
         get_o = threading.Thread(target=call, args=("get-o", "GET", "/v1/sandboxes/life-o"))
         get_o.start()
         get_o.join(20)
@@ -245,6 +245,17 @@ try:
         t.ok(ready and took and served and res.get("get-o") is not None and res["get-o"].status == 200,
              "a sandbox whose start waits for its agent does not hold up a GET of another sandbox",
              (ready, took, served, res.get("get-o")))
+        # nor its own record, nor the list: the start waits without its lock
+        get_slow.join(20)
+        lst = threading.Thread(target=call, args=("list", "GET", "/v1/sandboxes"))
+        lst.start()
+        lst.join(20)
+        g = res.get("get-slow")
+        mine = [x for x in res["list"].json()["sandboxes"] if x["id"] == "life-slow"] if res.get("list") else []
+        t.ok(put.is_alive() and g is not None and g.status == 200 and g.json().get("starting") is True
+             and g.json().get("status") == "stopped" and mine and mine[0].get("starting") is True,
+             "its own record and the list are served meanwhile: status stopped, starting true",
+             (put.is_alive(), g, mine))
         for g in frozen_groups:
             freeze(g, False)
         frozen_groups = []
