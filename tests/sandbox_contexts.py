@@ -815,7 +815,8 @@ def s_javascript():
 # own connections to the server (their fds are its fds; the sockets' paths
 # are in the connection file named on its command line) whatever it likes.
 # This finds the accepted connection of the kernel's unix socket for `chan`
-# (s: a socket on a dup of its fd); HOSTILE then writes ZMTP frames (flags, 64-bit size,
+# (s: a socket on a dup of its fd: the connected one whose own address is
+# that path; the listening one has SO_ACCEPTCONN); HOSTILE then writes ZMTP frames (flags, 64-bit size,
 # body) on it, body bytes sent as 16 MiB slices of zeros; PARTS writes one
 # message of `parts` empty parts (2 bytes each on the wire).
 OWN_CONNECTION = r"""
@@ -823,16 +824,18 @@ import json, os, socket, struct
 argv = open('/proc/self/cmdline', 'rb').read().split(b'\0')
 conn = json.load(open(argv[argv.index(b'-f') + 1]))
 path = '%%s-%%d' %% (conn['ip'], conn['%(chan)s_port'])
-conns = set()
-for line in open('/proc/self/net/unix').read().splitlines()[1:]:
-    f = line.split()
-    if len(f) == 8 and f[7] == path and f[5] == '03':  # connected (the listening one is 01)
-        conns.add('socket:[%%s]' %% f[6])
 fd = None
 for n in os.listdir('/proc/self/fd'):
     try:
-        if os.readlink('/proc/self/fd/' + n) in conns:
-            fd = int(n)
+        if not os.readlink('/proc/self/fd/' + n).startswith('socket:'):
+            continue
+        t = socket.socket(fileno=os.dup(int(n)))
+        try:
+            if (t.family == socket.AF_UNIX and t.getsockname() == path
+                    and not t.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+                fd = int(n)
+        finally:
+            t.close()
     except OSError:
         pass
 s = socket.socket(fileno=os.dup(fd))
