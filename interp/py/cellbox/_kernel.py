@@ -583,7 +583,10 @@ def _read_line(prompt, password):
     shell = _shell
     if shell is not None and not shell.allow_stdin:
         raise _no_stdin(password)
-    status, value = _cellbox_c.input(str(prompt), bool(password))
+    try:
+        status, value = _cellbox_c.input(str(prompt), bool(password))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("Interrupted by user") from None   # ipykernel's words
     if status == _cellbox_c.INPUT_OK:
         if value == "\x04":
             # EOF: what jupyter_client and jupyter console answer at the end

@@ -289,12 +289,15 @@ class Magics:
                 out.write(decoder.decode(b"", final=True))
                 rc = p.wait()
             except KeyboardInterrupt:
-                # like ^C on the terminal (and IPython): the command gets
-                # SIGINT, the cell goes on
+                # like ^C on the terminal (and IPython, which types it): the
+                # terminal echoes ^C, the command gets SIGINT and what it
+                # prints on its way out is shown; the cell goes on
+                out.write("^C\r\n")
                 try:
                     os.killpg(p.pid, signal.SIGINT)
-                    p.wait(1)
-                except (OSError, subprocess.TimeoutExpired):
+                    self._drain_pty(master, decoder, out, time.monotonic() + 1)
+                    p.wait(0.2)
+                except (OSError, subprocess.TimeoutExpired, KeyboardInterrupt):
                     try:
                         os.killpg(p.pid, signal.SIGKILL)
                     except OSError:
@@ -305,6 +308,24 @@ class Magics:
             os.close(master)
         self.shell.user_ns["_exit_code"] = rc if rc >= 0 else rc
         return None
+
+    @staticmethod
+    def _drain_pty(master, decoder, out, deadline):
+        """What a command writes to its terminal until it closes it (EOF)
+        or the deadline passes."""
+        import select
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([master], [], [], left)[0]:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:   # EIO: every writer of the terminal is gone
+                break
+            if not data:
+                break
+            out.write(decoder.decode(data))
+        out.write(decoder.decode(b"", final=True))
 
     def getoutput(self, cmd):
         cmd = self._expand(cmd)
