@@ -43,8 +43,13 @@ def run_all(name):
     try:
         complete = []
         for code in IS_COMPLETE:
-            kc.is_complete(code)
-            r = kc.get_shell_msg(timeout=30)["content"]
+            msg_id = kc.is_complete(code)
+            # its reply (a second kernel_info_reply of the start may still
+            # be queued: jupyter_client asks again when the first is slow)
+            m = kc.get_shell_msg(timeout=30)
+            while m["parent_header"].get("msg_id") != msg_id:
+                m = kc.get_shell_msg(timeout=30)
+            r = m["content"]
             complete.append((r["status"], r.get("indent")))
         cells = []
         for _, code in CELLS:
