@@ -214,8 +214,9 @@ static cJSON *ctx_to_json(sb_ctx *c)
  * socket of this guard (a private folder), and the guard's thread relays
  * the bytes to and from the kernel's unix socket in the sandbox (found
  * through its root), reading the ZMTP 3 framing of what the kernel sends.
- * (Unix sockets at both ends: a relay hop over loopback TCP cost about as
- * much as the unguarded path's whole TCP connection.) A message with
+ * (Unix sockets at both ends, the thread outside the sandbox's network
+ * namespace: the guard's cost on a `1+1` run went from ~0.08 to ~0.045 ms,
+ * median of paired runs with bench/sandbox/code_bench.py --ab.) A message with
  * more than CTX_MAX_PARTS parts or more bytes than its channel's bound, a
  * command over 64 KiB or a peer that does not speak ZMTP 3 cuts that
  * connection for good (the client sees it dropped: KN_POLL_LOST) and the
@@ -581,7 +582,7 @@ static ctx_guard *guard_start(sb_box *b, const char *ctx_id, kn_conn *conn, sb_e
     }
     /* in the server's network namespace: its unix connections (and the
      * kernel's accepted ends) belong to it; relaying from inside the
-     * sandbox's cost a 1+1 run about 0.12 ms more (bench/sandbox/code_bench.py --ab) */
+     * sandbox's cost a `1+1` run ~0.035 ms more (code_bench --ab) */
     if (!(G->running = pthread_create(&G->thread, NULL, guard_main, G) == 0))
         goto fail;
     free(conn->transport);
