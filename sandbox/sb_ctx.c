@@ -1142,6 +1142,7 @@ static int ctx_renew(sb_box *b, sb_ctx *c, const char *why, sb_error *err)
     int rc = ctx_start(b, c, c->env, err);
     pthread_mutex_lock(&c->mu);
     c->renewing = false;
+    c->interrupt_asked = false;  /* for the code of the kernel that is gone */
     bool ended = c->state != CTX_READY;  /* deleted, or its sandbox stopped, meanwhile */
     if (rc == 0 && !ended) {
         c->exec_count = 0;
@@ -1222,8 +1223,9 @@ int sb_ctx_interrupt(sb_box *b, const char *id, bool *interrupted, sb_error *err
     if (!c)
         return -1;
     pthread_mutex_lock(&c->mu);
-    /* the run's thread owns the client: it sends the interrupt (run_step) */
-    *interrupted = c->busy && c->state == CTX_READY;
+    /* the run's thread owns the client: it sends the interrupt (run_step);
+     * a context whose kernel is being renewed runs nothing */
+    *interrupted = c->busy && !c->renewing && c->state == CTX_READY;
     if (*interrupted)
         c->interrupt_asked = true;
     pthread_mutex_unlock(&c->mu);

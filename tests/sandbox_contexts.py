@@ -1090,6 +1090,21 @@ def s_cut_between_runs():
     t.ok(a is not None and a.status == 502 and b.status == 200 and main_text(b.json()) == "2"
          and record().get("restarts") == 3,
          "a run sent while another is cut: the cut one 502, the waiting one runs on the new kernel (200, 2)", (a, b))
+    # an interrupt asked while the kernel is being replaced (the old one
+    # ignores SIGTERM: that takes a second) interrupts nothing, and not the
+    # next run either
+    ok_run("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+           + LATER % dict(chan="iopub", flag="/tmp/cut-3"), c)
+    srv.sh(MAIN, "touch /tmp/cut-3")
+    seen = wait_until(lambda: record().get("status") == "restarting", timeout=30, step=0.02)
+    r = srv.post(SB + "/contexts/%s/interrupt" % c, {})
+    rec = wait_until(lambda: (lambda j: j.get("restarts") == 4 and j.get("status") == "ready" and j)(record()),
+                     timeout=60) or record()
+    j = run("import time\ntime.sleep(0.5)\n2", c)
+    t.ok(seen and r.status == 200 and r.json().get("interrupted") is False and rec.get("restarts") == 4
+         and main_text(j) == "2" and j["error"] is None,
+         "an interrupt while the context restarts: interrupted false, and the next run is not interrupted",
+         (seen, r, rec, j))
     r = srv.delete(SB + "/contexts/" + c)
     t.ok(r.status in (200, 204), "delete that context", r)
 
