@@ -135,8 +135,10 @@ static PyObject *out_write(OutStream *self, PyObject *arg)
         PyErr_Format(PyExc_TypeError, "write() argument must be str, not %s", Py_TYPE(arg)->tp_name);
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030c0000  /* every str is ready from 3.12 on (and the call deprecated) */
     if (PyUnicode_READY(arg) < 0)
         return NULL;
+#endif
     if (!PyUnicode_IS_ASCII(arg) && PyUnicode_GET_LENGTH(arg) >= (Py_ssize_t)IP_CAPTURE_BIG / 4) {
         if (out_write_slices(self, arg) < 0)
             return NULL;
