@@ -5,7 +5,10 @@
  * order they were cut even when the pump thread and the interp thread both
  * flush. Writers never wait for a publication unless they are far ahead of
  * it (back-pressure at BACKLOG bytes), so printing and publishing overlap on
- * two cores. */
+ * two cores. A big write (IP_CAPTURE_BIG) skips the buffer: its writer holds
+ * pub_lock while its bytes are escaped into messages, so what other threads
+ * write meanwhile waits in the buffer and comes after it. Memory: the
+ * pending batch (at most about BACKLOG) plus one message being escaped. */
 #include "config.h"
 #include "interp/capture.h"
 
