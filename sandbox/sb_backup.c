@@ -153,6 +153,16 @@ static bool box_deleted(sb_box *b)
     return d;
 }
 
+/* A file or folder of b's state could not be made (errno): b was deleted
+ * meanwhile (its folder went with it: 404), or a real error (500). */
+static int create_fail(sb_box *b, const char *path, sb_error *err)
+{
+    int e = errno;
+    if (box_deleted(b))
+        return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", b->id), -1;
+    return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", path, strerror(e)), -1;
+}
+
 /* The sandbox's backups folder (owned). */
 static char *bk_dir(const sb_box *b)
 {
@@ -630,7 +640,7 @@ static int archive_make(sb_box *b, const char *path, const char *sid, const char
     bk_run k = {.out_fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), .in_fd = -1,
                 .limit = backup_limit()};
     if (k.out_fd < 0)
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", part, strerror(errno)), -1;
+        return create_fail(b, part, err);
     cb_autofree char *script = create_script(path);
     pthread_mutex_lock(&b->backup_mu);
     journal_replay(b);
@@ -686,7 +696,7 @@ int sb_backup_create(sb_req *r, sb_box *b, sb_error *err)
     if (box_deleted(b))
         return sb_fail(err, SB_E_SANDBOX_NOT_FOUND, "sandbox '%s' not found", b->id), -1;
     if (cb_mkdir_p(dir, 0700) < 0)
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", dir, strerror(errno)), -1;
+        return create_fail(b, dir, err);
     int64_t t0 = cb_real_us();
     uint64_t size;
     long files;
@@ -993,7 +1003,7 @@ int sb_backup_fork(sb_req *r, sb_box *b, sb_error *err)
     long files = 0;
     int rc = cb_mkdir_p(dir, 0700);
     if (rc < 0)
-        sb_fail(err, SB_E_INTERNAL_ERROR, "cannot create %s: %s", dir, strerror(errno));
+        create_fail(b, dir, err);
     if (rc == 0)
         rc = archive_make(b, path, "default", part, &size, &files, err);
     if (rc == 0) {
