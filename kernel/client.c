@@ -483,7 +483,7 @@ static int bound_socket(kn_client *c, void *s, int i)
     int64_t max = (int64_t)c->max_frame;
     if (i == 4 && max > 4096)
         max = 4096;  /* the heartbeat echoes "ping" */
-    int hwm = KN_CLIENT_BOUNDED_HWM;
+    int hwm = i == KN_CH_IOPUB ? KN_CLIENT_BOUNDED_HWM_IOPUB : KN_CLIENT_BOUNDED_HWM;
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://kn-client-monitor-%p-%d", (void *)c, i);
     if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0 ||

@@ -50,7 +50,9 @@ typedef struct kn_client_opts {
     /* > 0: bound what an untrusted kernel can make us buffer. A message
      * part (ZeroMQ frame) larger than this drops its connection before it
      * is read (libzmq's ZMQ_MAXMSGSIZE), at most KN_CLIENT_BOUNDED_HWM
-     * messages wait per channel, and a dropped connection makes
+     * messages wait per channel (KN_CLIENT_BOUNDED_HWM_IOPUB on IOPub: a
+     * run of many small outputs would otherwise make the kernel wait for
+     * us message by message), and a dropped connection makes
      * kn_client_poll() say KN_POLL_LOST from then on. libzmq cannot bound
      * the number of parts of one message nor their sum (it queues a message
      * only once complete): a caller that must, puts a relay that reads the
@@ -59,6 +61,7 @@ typedef struct kn_client_opts {
 } kn_client_opts;
 
 #define KN_CLIENT_BOUNDED_HWM 1
+#define KN_CLIENT_BOUNDED_HWM_IOPUB 3
 
 #define KN_CLIENT_OPTS_INIT {.cancel_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .hb_timeout = 10}
 

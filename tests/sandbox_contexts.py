@@ -858,7 +858,7 @@ except OSError as e:
 s.close()
 """
 # A thread that goes on after its run: once /tmp/flood-go exists (its run
-# has ended: the kernel writes nothing then), `msgs` messages of one 96 MiB
+# has ended: the kernel writes nothing then), `msgs` messages of one 48 MiB
 # part each (complete, within the bounds), counted in /tmp/flood-sent.
 BACKGROUND = OWN_CONNECTION + r"""
 import threading, time
@@ -868,8 +868,8 @@ def flood():
         time.sleep(0.01)
     try:
         for i in range(%(msgs)d):
-            s.sendall(b'\x02' + struct.pack('>Q', 96 << 20))
-            for k in range(6):
+            s.sendall(b'\x02' + struct.pack('>Q', 48 << 20))
+            for k in range(3):
                 s.sendall(zeros)
             with open('/tmp/flood-sent', 'w') as f:
                 f.write(str(i + 1))
@@ -966,9 +966,9 @@ def s_bounds():
     r = code(HOSTILE % dict(chan="iopub", frames=1, size=768 << 20), c, timeoutMs=120000)
     peak = server_peak_mib()
     msg = (r.json().get("error") or {}).get("message", "") if r.status != 200 else ""
-    t.ok(r.status == 502 and r.code == "SERVICE_NOT_RESPONDING" and "over 128 MiB on iopub" in msg
+    t.ok(r.status == 502 and r.code == "SERVICE_NOT_RESPONDING" and "over 64 MiB on iopub" in msg
          and "restarted" in msg,
-         "a 768 MiB frame on IOPub: 502 SERVICE_NOT_RESPONDING naming the 128 MiB bound and the restart", r)
+         "a 768 MiB frame on IOPub: 502 SERVICE_NOT_RESPONDING naming the 64 MiB bound and the restart", r)
     t.ok(peak - before < 256, "the server's peak RSS grew by less than 256 MiB (not by the frame)", (before, peak))
     h = srv.get("/v1/health", token=False)
     j = run("1 + 1", c)
@@ -995,7 +995,7 @@ def s_bounds():
     r = code(HOSTILE % dict(chan="iopub", frames=600, size=1 << 20), c, timeoutMs=120000)
     peak = server_peak_mib()
     msg = (r.json().get("error") or {}).get("message", "") if r.status != 200 else ""
-    t.ok(r.status == 502 and "over 128 MiB on iopub" in msg and peak - before < 256,
+    t.ok(r.status == 502 and "over 64 MiB on iopub" in msg and peak - before < 256,
          "600 parts of 1 MiB in one IOPub message: 502 naming the bound; the server's peak grew by less "
          "than 256 MiB", (r, before, peak))
     before = server_peak_mib(reset=True)
@@ -1008,8 +1008,8 @@ def s_bounds():
     h = srv.get("/v1/health", token=False)
     t.ok(h.status == 200 and main_text(run("3 + 3", c)) == "6", "the server answers and the context runs code", h)
 
-    # between runs no one reads the context's messages: at most one waits
-    # per channel, and the code's sender is held back
+    # between runs no one reads the context's messages: at most three wait
+    # on IOPub, and the code's sender is held back
     before = server_peak_mib(reset=True)
     ok_run(BACKGROUND % dict(chan="iopub", msgs=10), c)
     srv.sh(MAIN, "touch /tmp/flood-go")
@@ -1020,7 +1020,7 @@ def s_bounds():
     wait_until(lambda: sent() == 10, timeout=10)  # all sent: the bound failed (held back: it never is)
     n, peak = sent(), server_peak_mib()
     t.ok(n < 10 and peak - before < 400,
-         "a thread sending ten 96 MiB messages on IOPub after its run: held back, the server's "
+         "a thread sending ten 48 MiB messages on IOPub after its run: held back, the server's "
          "peak grew by less than 400 MiB", (n, before, peak))
     r = srv.delete(SB + "/contexts/" + c)
     h = srv.get("/v1/health", token=False)
@@ -1045,7 +1045,7 @@ def s_cut_between_runs():
     rec = wait_until(lambda: (lambda j: j.get("restarts") == 1 and j.get("status") == "ready" and j)(record()),
                      timeout=60) or record()
     t.ok(rec.get("restarts") == 1 and rec.get("status") == "ready" and rec.get("executionCount") == 0
-         and "over 128 MiB on iopub" in rec.get("restartReason", "") and ISO.match(rec.get("restartedAt", "")),
+         and "over 64 MiB on iopub" in rec.get("restartReason", "") and ISO.match(rec.get("restartedAt", "")),
          "a cut between runs (a thread of the code sends a 768 MiB frame on its kernel's IOPub connection after "
          "its run): the context is restarted without waiting for a run; its record: restarts 1, restartedAt, "
          "restartReason naming the bound, executionCount 0", rec)
