@@ -106,6 +106,30 @@ def main(name, mode):
     tap.eq((r["status"], results(out)), ("ok", ["'after idle interrupt'"]),
            "%s mode: an interrupt while idle is harmless" % mode)
 
+    # an interrupt that lands in the kernel's own code around a cell (here:
+    # while it stores the cell's input, before the cell's code; while it
+    # formats a cell's error) is that cell's KeyboardInterrupt, with its
+    # error output, not an InternalError; the input is stored once
+    setup = ("import sys, os, signal\n"
+             "def _tr(frame, event, arg):\n"
+             "    if event == 'call' and frame.f_code.co_name == %r:\n"
+             "        sys.setprofile(None)\n"
+             "        os.kill(os.getpid(), signal.SIGINT)\n"
+             "sys.setprofile(_tr)\n")
+    run(kc, setup % "_store_input")
+    r, out = run(kc, "'never shown'")
+    r2, out2 = run(kc, "In[-2], len(In) - 1 == _ih.index(In[-2]) + 1")
+    tap.ok(r["status"] == "error" and r.get("ename") == "KeyboardInterrupt"
+           and [t for t, c in out] == ["execute_input", "error"],
+           "%s mode: an interrupt as the kernel stores a cell's input: that cell's KeyboardInterrupt" % mode, (r, out))
+    tap.eq(results(out2), ["(\"'never shown'\", True)"],
+           "%s mode: that cell's input is stored once" % mode)
+    r, out = run(kc, setup % "_error" + "1/0")
+    r2, out2 = run(kc, "41 + 1")
+    tap.ok(r["status"] == "error" and r.get("ename") == "KeyboardInterrupt" and results(out2) == ["42"],
+           "%s mode: an interrupt while a cell's error is formatted: KeyboardInterrupt; the next cell runs" % mode,
+           (r, out, out2))
+
     # shutdown while busy
     kc.execute("while True:\n    pass")
     time.sleep(0.3)
