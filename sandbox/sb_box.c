@@ -669,6 +669,36 @@ static int wait_agent(int ctl, const char *want, sb_error *err)
     return 0;
 }
 
+/* clone(2) like fork (returns 0 in the child), making the new user
+ * namespace (when flags ask for one) with the effective uid `owner`.
+ *
+ * The kernel counts some resources per user up the chain of user
+ * namespaces (inotify instances and watches, POSIX message queue bytes,
+ * pending signals): what a sandbox holds is also charged to the uid that
+ * created its namespace. Made by root, every sandbox shared the host root's
+ * limits, and could use them up for the host and all other sandboxes (the
+ * server's own file watches included). So the namespace is made with an
+ * effective uid of its own per sandbox, outside every sandbox's map. A raw
+ * setresuid changes this thread's credentials only (glibc's would change
+ * every thread's) and root comes back right after: the saved uid stays 0.
+ * Where only root may make user namespaces (unprivileged ones disabled),
+ * the namespace is made by root as before. */
+static pid_t clone_owned(unsigned long flags, uid_t owner)
+{
+    if ((flags & CLONE_NEWUSER) && syscall(SYS_setresuid, -1, owner, -1) == 0) {
+        pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+        if (pid == 0)
+            return 0;
+        int e = errno;
+        if (syscall(SYS_setresuid, -1, 0, -1) < 0)
+            abort();  /* cannot happen (saved uid 0): never serve on unprivileged */
+        if (pid > 0)
+            return pid;
+        errno = e;
+    }
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+}
+
 /* Start a generic agent: namespaces, cgroups, generic plan. */
 static int warm_spawn(sb_warm *w, sb_error *err)
 {
@@ -678,7 +708,8 @@ static int warm_spawn(sb_warm *w, sb_error *err)
     w->ctl = -1;
     char name[32];
     pthread_mutex_lock(&pool.mu);
-    snprintf(name, sizeof name, "pool-%d-%u", (int)getpid(), pool.seq++);
+    unsigned seq = pool.seq++;
+    snprintf(name, sizeof name, "pool-%d-%u", (int)getpid(), seq);
     pthread_mutex_unlock(&pool.mu);
     /* The group keeps this name for the sandbox's whole life: cgroup v2
      * cannot rename groups (EPERM), and on v1 a rename would take the
@@ -707,7 +738,7 @@ static int warm_spawn(sb_warm *w, sb_error *err)
     unsigned long flags = none ? 0
                                : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
                                      CLONE_NEWIPC | CLONE_NEWNET;
-    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+    pid_t pid = clone_owned(flags, SB_NS_OWNER_BASE + seq % 65536);
     if (pid == 0) {
         /* child: async-signal-safe calls only until execve */
         char go;

@@ -47,6 +47,9 @@
 #include "sandbox/sb_net.h"
 
 #define SB_UID_BASE 1000000u    /* uid 0 inside = this uid outside; 65536 ids mapped */
+/* Owners of the sandboxes' user namespaces (host uids, one per pooled agent
+ * modulo 65536, right above the mapped range; see clone_owned in sb_box.c). */
+#define SB_NS_OWNER_BASE (SB_UID_BASE + 65536u)
 
 typedef struct sb_proc sb_proc;
 typedef struct sb_ctx sb_ctx;

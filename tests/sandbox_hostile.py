@@ -19,7 +19,7 @@ if not can_sandbox():
 
 # a secret in the server's environment must reach no sandbox
 srv = Server(env={"CELLBOX_HOSTILE_SECRET": "host-env-secret"})
-IDS = ["hos-a", "hos-b", "hos-bomb", "hos-mem"]
+IDS = ["hos-a", "hos-b", "hos-bomb", "hos-mem"] + ["hos-i%d" % i for i in range(9)]
 
 
 def sh(sid, cmd, **kw):
@@ -412,6 +412,36 @@ try:
     t.ok(watching, "... the server still watches files of another sandbox (its inotify)",
          getattr(watch, "error", None) or watch.events)
     t.eq(y["stdout"], "True\n", "... another sandbox still gets an inotify instance")
+    # ... nor may nine sandboxes together (each holds its eighth): each
+    # sandbox's user namespace is made by a host uid of its own, so what its
+    # users hold is not counted for the host's root
+    HOLD_INO = ("import ctypes, time\n"
+                "l = ctypes.CDLL(None, use_errno=True)\n"
+                "ino = 0\n"
+                "while ino < 100000 and l.inotify_init1(0) >= 0: ino += 1\n"
+                "print('holding', ino, flush=True)\n"
+                "time.sleep(300)\n")
+    many = ["hos-i%d" % i for i in range(9)]
+    counts = {}
+    try:
+        for sid in many:
+            srv.create(sid)
+            srv.post("/v1/sandboxes/%s/files/write" % sid, {"path": "/tmp/hold.py", "content": HOLD_INO})
+            srv.post("/v1/sandboxes/%s/processes" % sid, {"command": "python3 /tmp/hold.py", "processId": "hold"})
+
+            def took(sid=sid):
+                out = srv.get("/v1/sandboxes/%s/processes/hold/logs" % sid).json().get("stdout", "").split()
+                if out[:1] == ["holding"]:
+                    counts[sid] = int(out[1])
+                return sid in counts
+            wait_until(took, timeout=60)
+        probe = subprocess.run(["/usr/bin/python3", "-c", HOST_PROBE], capture_output=True, text=True, timeout=60)
+    finally:
+        for sid in many:
+            srv.delete("/v1/sandboxes/" + sid)
+    t.ok(len(counts) == 9 and min(counts.values()) > 0 and len(set(counts.values())) == 1,
+         "nine sandboxes each hold the same share of inotify instances", counts)
+    t.ok(probe.stdout.startswith("inotify ok\n"), "... and the host's root can still make one", probe.stdout)
     x = sh("hos-a", "cat /proc/sys/user/max_inotify_instances /proc/sys/user/max_user_namespaces; "
                     "echo 99999 > /proc/sys/user/max_inotify_instances; echo rc=$?")
     t.ok("rc=0" not in x["stdout"], "the sandbox's user cannot raise its own inotify limit", x)
