@@ -790,10 +790,22 @@ static cJSON *py_execute(void *self, const kn_exec_req *req)
     ip_python *py = self;
     PyObject *ue = user_expressions_str(req->user_expressions);  /* new */
     PyObject *code = text_to_py(req->code);                      /* new */
-    PyObject *res = code ? PyObject_CallMethod(py->shell, "run_cell", "(OiiiiOi)", code, req->execution_count,
-                                               (int)req->silent, (int)req->store_history,
-                                               (int)req->allow_stdin, ue, (int)req->interrupted)
-                         : NULL;  /* new */
+    /* An interrupt may land in the kernel's own code around the cell (before
+     * the cell's try, while its error is formatted, in post-execute): the
+     * cell is then run again as interrupted from the start, so that it gets
+     * a KeyboardInterrupt error like an interrupt of its code (its input is
+     * stored once). Called from here, not from a Python wrapper: one more
+     * frame would change where a deep recursion stops. */
+    PyObject *res = NULL;
+    int interrupted = req->interrupted;
+    for (int attempt = 0; code && attempt < 4; attempt++) {
+        res = PyObject_CallMethod(py->shell, "run_cell", "(OiiiiOi)", code, req->execution_count, (int)req->silent,
+                                  (int)req->store_history, (int)req->allow_stdin, ue, interrupted);  /* new */
+        if (res || !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) || attempt == 3)
+            break;
+        PyErr_Clear();
+        interrupted = 1;
+    }
     Py_XDECREF(code);
     Py_XDECREF(ue);
     cJSON *reply = json_result(res, "run_cell");

@@ -146,20 +146,8 @@ class Shell:
 
     # -- execute -------------------------------------------------------------
     def run_cell(self, code, count, silent, store_history, allow_stdin, user_expressions, interrupted=False):
-        # An interrupt may land in the kernel's own code around the user's
-        # (before the cell's try, while its error is formatted, in
-        # post-execute): the cell is then run again as interrupted from the
-        # start, so it gets a KeyboardInterrupt error like an interrupt of
-        # its code, not an InternalError (and its input is stored once).
-        for _ in range(3):
-            try:
-                return self._run_cell(code, count, silent, store_history, allow_stdin, user_expressions,
-                                      interrupted)
-            except KeyboardInterrupt:
-                interrupted = True
-        return self._run_cell(code, count, silent, store_history, allow_stdin, user_expressions, True)
-
-    def _run_cell(self, code, count, silent, store_history, allow_stdin, user_expressions, interrupted):
+        # (a KeyboardInterrupt that escapes this, from the kernel's own code
+        # around the cell, makes py_execute call it again as interrupted)
         self.allow_stdin = bool(allow_stdin)
         self.execution_count = count
         self.last_result_text = None
@@ -289,7 +277,7 @@ class Shell:
 
     def _store_input(self, count, code):
         if self._input_now is code and len(self._in) == count + 1:
-            return   # run_cell's second go after an interrupt: stored already
+            return   # run_cell called again after an interrupt: stored already
         ns = self.user_ns
         while len(self._in) < count:
             self._in.append("")
