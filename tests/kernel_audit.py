@@ -357,11 +357,16 @@ def exit_runs(kernel):
         return res
 
 
+def same_as_ipykernel(runs, cells, what):
+    """runs(kernel) for cellbox and ipykernel: one comparison per cell."""
+    mine, ref = runs("cellbox"), runs("python3")
+    for code, got, want in zip(cells, mine, ref):
+        tap.eq(got, want, "%r: %s as under ipykernel" % (code, what))
+
+
 @tap.case
 def system_exit():
-    mine, ref = exit_runs("cellbox"), exit_runs("python3")
-    for code, got, want in zip(EXIT_CELLS, mine, ref):
-        tap.eq(got, want, "%r: reply, error message and warning as under ipykernel" % code)
+    same_as_ipykernel(exit_runs, EXIT_CELLS, "reply, error message and warning")
 
 
 def shell_reply(kc, msg_id, timeout=30):
@@ -669,9 +674,7 @@ def shell_runs(kernel):
 
 @tap.case
 def results_and_help():
-    mine, ref = shell_runs("cellbox"), shell_runs("python3")
-    for code, got, want in zip(SHELL_CELLS, mine, ref):
-        tap.eq(got, want, "%r: reply, payload and output as under ipykernel" % code)
+    same_as_ipykernel(shell_runs, SHELL_CELLS, "reply, payload and output")
 
 
 # a command that says bye when interrupted

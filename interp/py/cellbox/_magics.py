@@ -278,15 +278,7 @@ class Magics:
         out = sys.stdout
         try:
             try:
-                while True:
-                    try:
-                        data = os.read(master, 65536)
-                    except OSError:  # EIO: every writer of the terminal is gone
-                        break
-                    if not data:
-                        break
-                    out.write(decoder.decode(data))
-                out.write(decoder.decode(b"", final=True))
+                self._drain_pty(master, decoder, out)
                 rc = p.wait()
             except KeyboardInterrupt:
                 # like ^C on the terminal (and IPython, which types it): the
@@ -310,14 +302,15 @@ class Magics:
         return None
 
     @staticmethod
-    def _drain_pty(master, decoder, out, deadline):
+    def _drain_pty(master, decoder, out, deadline=None):
         """What a command writes to its terminal until it closes it (EOF)
-        or the deadline passes."""
+        or the deadline (a time.monotonic(); None: none) passes."""
         import select
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([master], [], [], left)[0]:
-                break
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([master], [], [], left)[0]:
+                    break
             try:
                 data = os.read(master, 65536)
             except OSError:   # EIO: every writer of the terminal is gone
