@@ -646,6 +646,8 @@ static int write_proc_file(pid_t pid, const char *name, const char *text)
     return cb_write_all(fd, text, strlen(text));
 }
 
+#define SB_AGENT_START_TIMEOUT_MS 20000
+
 /* Wait for one control record from a starting agent: "warm", "ready" or
  * "error ...". */
 static int wait_agent(int ctl, const char *want, sb_error *err)
@@ -654,7 +656,14 @@ static int wait_agent(int ctl, const char *want, sb_error *err)
     char msg[1024];
     int fd = -1;
     ssize_t n = -1;
-    if (poll(&p, 1, 20000) == 1)
+    int ready;
+    while ((ready = poll(&p, 1, SB_AGENT_START_TIMEOUT_MS)) < 0 && errno == EINTR)
+        ;
+    if (ready == 0)
+        return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
+                       "sandbox agent did not answer within %d s of its start (a frozen or overloaded host?)",
+                       SB_AGENT_START_TIMEOUT_MS / 1000), -1;
+    if (ready == 1)
         n = sb_ctl_recv(ctl, msg, sizeof msg - 1, &fd);
     if (fd >= 0)
         close(fd);

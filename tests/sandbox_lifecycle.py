@@ -222,7 +222,10 @@ try:
             with open(g + f, "w") as fh:
                 fh.write(("FROZEN" if on else "THAWED") if f == "/freezer.state" else ("1" if on else "0"))
 
+        # (a group exists from the agent's start; the agent is warm a few ms
+        # later: one frozen before it said so would hold up the pool's refill)
         ready = wait_until(lambda: len(warm_groups()) >= 2, timeout=30)
+        time.sleep(1)
         for g in warm_groups():
             freeze(g, True)
             frozen_groups.append(g)
@@ -264,11 +267,37 @@ try:
         get_o.join(120)
         t.ok(res.get("put") is not None and res["put"].status == 201 and res["put"].json().get("status") == "running",
              "once its agent thaws, the slow start ends: 201 running", res.get("put"))
+
+        # an agent that never answers: the start gives up after 20 s and says so
+        # (it said "sandbox agent exited during setup")
+        busy = {str(o_agent), str(slow.get("/v1/sandboxes/life-slow").json().get("agentPid"))}
+        ready = wait_until(lambda: len([g for g in warm_groups()
+                                        if not busy & set(open(g + "/cgroup.procs").read().split())]) >= 2,
+                           timeout=30)
+        time.sleep(1)
+        for g in warm_groups():
+            if not busy & set(open(g + "/cgroup.procs").read().split()):
+                freeze(g, True)
+                frozen_groups.append(g)
+        put = threading.Thread(target=call, args=("put-stuck", "PUT", "/v1/sandboxes/life-stuck"))
+        put.start()
+        put.join(40)
+        for g in frozen_groups:
+            freeze(g, False)
+        frozen_groups = []
+        put.join(60)
+        r = res.get("put-stuck")
+        msg = (r.json().get("error") or {}).get("message", "") if r is not None else ""
+        t.ok(ready and r is not None and r.status == 503 and r.code == "CONTAINER_UNAVAILABLE"
+             and "did not answer within 20 s" in msg,
+             "an agent that never answers: 503 CONTAINER_UNAVAILABLE saying it did not answer within 20 s",
+             (ready, r))
+        slow.delete("/v1/sandboxes/life-stuck")
     finally:
         for g in frozen_groups:
             freeze(g, False)
         t.eq(slow.stop(), 0, "slow-start server stops cleanly")
-        left = slow.leftovers(["life-o", "life-slow"])
+        left = slow.leftovers(["life-o", "life-slow", "life-stuck"])
         t.ok(not left, "and leaves nothing behind", left)
         slow.cleanup()
 
