@@ -197,8 +197,9 @@ try:
         o_agent = slow.get("/v1/sandboxes/life-o").json()["agentPid"]
         roots = ["/sys/fs/cgroup/freezer/cellbox", "/sys/fs/cgroup/cellbox"]
 
-        def warm_groups():
-            """The freezer groups of the warm agents of this server."""
+        def warm_groups(busy=(str(o_agent),)):
+            """The freezer groups of this server's agents not in busy (pids):
+            its warm agents."""
             out = []
             for root in roots:
                 try:
@@ -213,7 +214,7 @@ try:
                         procs = open(g + "/cgroup.procs").read().split()
                     except OSError:
                         continue
-                    if procs and str(o_agent) not in procs:
+                    if procs and not set(busy) & set(procs):
                         out.append(g)
             return out
 
@@ -271,14 +272,11 @@ try:
         # an agent that never answers: the start gives up after 20 s and says so
         # (it said "sandbox agent exited during setup")
         busy = {str(o_agent), str(slow.get("/v1/sandboxes/life-slow").json().get("agentPid"))}
-        ready = wait_until(lambda: len([g for g in warm_groups()
-                                        if not busy & set(open(g + "/cgroup.procs").read().split())]) >= 2,
-                           timeout=30)
+        ready = wait_until(lambda: len(warm_groups(busy)) >= 2, timeout=30)
         time.sleep(1)
-        for g in warm_groups():
-            if not busy & set(open(g + "/cgroup.procs").read().split()):
-                freeze(g, True)
-                frozen_groups.append(g)
+        for g in warm_groups(busy):
+            freeze(g, True)
+            frozen_groups.append(g)
         put = threading.Thread(target=call, args=("put-stuck", "PUT", "/v1/sandboxes/life-stuck"))
         put.start()
         put.join(40)
