@@ -250,15 +250,18 @@ static int h_box_delete(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, j);
 }
 
-/* Pause and resume (E2B's): sb_box_pause/sb_box_resume, then the record. */
+/* Pause and resume (E2B's): the record as the call left it (a resume that
+ * waited behind a pause may already have thawed it again). */
 static int h_box_pause(sb_req *r, sb_box *b, sb_error *err)
 {
-    return sb_box_pause(b, err) < 0 ? -1 : sb_reply_json(r, 200, sb_box_json(b));
+    cJSON *rec;
+    return sb_box_pause(b, &rec, err) < 0 ? -1 : sb_reply_json(r, 200, rec);
 }
 
 static int h_box_resume(sb_req *r, sb_box *b, sb_error *err)
 {
-    return sb_box_resume(b, err) < 0 ? -1 : sb_reply_json(r, 200, sb_box_json(b));
+    cJSON *rec;
+    return sb_box_resume(b, &rec, err) < 0 ? -1 : sb_reply_json(r, 200, rec);
 }
 
 /* ---- exec ---------------------------------------------------------------- */

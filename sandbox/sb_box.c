@@ -1431,6 +1431,8 @@ static bool take_backup_check(sb_box *b)
 }
 
 static bool agent_alive(sb_box *b);
+static cJSON *box_json_locked(sb_box *b);
+static int box_acquire(sb_box *b, bool resume, cJSON **rec, sb_error *err);
 
 /* Thaw a paused sandbox. b->mu held. */
 static int box_resume(sb_box *b, const char *reason, sb_error *err)
@@ -1447,8 +1449,9 @@ static int box_resume(sb_box *b, const char *reason, sb_error *err)
     return 0;
 }
 
-int sb_box_pause(sb_box *b, sb_error *err)
+int sb_box_pause(sb_box *b, cJSON **rec, sb_error *err)
 {
+    *rec = NULL;
     if (!sb_cg_can_freeze(&reg.cg))
         return sb_fail(err, SB_E_PAUSE_NOT_SUPPORTED, "sandbox '%s' cannot be paused: %s", b->id,
                        reg.isolation == SB_ISOLATION_NONE
@@ -1488,13 +1491,16 @@ int sb_box_pause(sb_box *b, sb_error *err)
         }
         pthread_cond_broadcast(&b->cv);
     }
+    if (rc == 0)  /* as this pause left it: a resume waiting for it may come next */
+        *rec = box_json_locked(b);
     pthread_mutex_unlock(&b->mu);
     return rc ? -1 : 0;
 }
 
-int sb_box_resume(sb_box *b, sb_error *err)
+int sb_box_resume(sb_box *b, cJSON **rec, sb_error *err)
 {
-    if (sb_box_acquire(b, err) < 0)
+    *rec = NULL;
+    if (box_acquire(b, true, rec, err) < 0)
         return -1;
     sb_box_release(b);
     return 0;
@@ -1533,7 +1539,7 @@ static int box_reserve(sb_box *b, bool *reserved, sb_error *err)
     return 1;
 }
 
-static int box_acquire(sb_box *b, bool resume, sb_error *err)
+static int box_acquire(sb_box *b, bool resume, cJSON **rec, sb_error *err)
 {
     bool reserved = false;  /* a start admitted by make_room (--max-running) */
     pthread_mutex_lock(&b->mu);
@@ -1558,6 +1564,8 @@ static int box_acquire(sb_box *b, bool resume, sb_error *err)
         if (rc == 0) {
             b->active++;
             check = take_backup_check(b);
+            if (rec)
+                *rec = box_json_locked(b);
         }
         break;
     }
@@ -1572,12 +1580,12 @@ static int box_acquire(sb_box *b, bool resume, sb_error *err)
 
 int sb_box_acquire(sb_box *b, sb_error *err)
 {
-    return box_acquire(b, true, err);
+    return box_acquire(b, true, NULL, err);
 }
 
 int sb_box_acquire_files(sb_box *b, sb_error *err)
 {
-    return box_acquire(b, false, err);
+    return box_acquire(b, false, NULL, err);
 }
 
 void sb_box_release(sb_box *b)
@@ -2013,9 +2021,9 @@ cJSON *sb_box_metrics(sb_box *b)
     return j;
 }
 
-cJSON *sb_box_json(sb_box *b)
+/* The record, b->mu held. */
+static cJSON *box_json_locked(sb_box *b)
 {
-    pthread_mutex_lock(&b->mu);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", b->id);
     cJSON_AddStringToObject(j, "status", b->state != SB_BOX_RUNNING ? "stopped"
@@ -2045,6 +2053,13 @@ cJSON *sb_box_json(sb_box *b)
         cJSON_AddBoolToObject(j, "starting", true);
     }
     cJSON_AddItemToObject(j, "options", opts_json(&b->opts));
+    return j;
+}
+
+cJSON *sb_box_json(sb_box *b)
+{
+    pthread_mutex_lock(&b->mu);
+    cJSON *j = box_json_locked(b);
     pthread_mutex_unlock(&b->mu);
     return j;
 }

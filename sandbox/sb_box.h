@@ -176,11 +176,15 @@ int sb_box_acquire_files(sb_box *b, sb_error *err);
  * first. -1 + err: SANDBOX_CONFLICT when it is not running (asleep,
  * stopped, deleted), PAUSE_NOT_SUPPORTED without a freezer (--isolation
  * none; cgroup v1 without the freezer hierarchy), CONTAINER_UNAVAILABLE
- * when the kernel does not finish in time (then it is thawed again). */
-int sb_box_pause(sb_box *b, sb_error *err);
+ * when the kernel does not finish in time (then it is thawed again).
+ * *rec: the record as this pause left it (taken before b->mu is released,
+ * so a resume queued behind the pause does not show in it); the caller owns
+ * it; NULL on -1. */
+int sb_box_pause(sb_box *b, cJSON **rec, sb_error *err);
 /* Thaw a paused sandbox. A no-op on a running one; a stopped one is
- * started, as by any request. -1 + err as sb_box_acquire. */
-int sb_box_resume(sb_box *b, sb_error *err);
+ * started, as by any request. -1 + err as sb_box_acquire. *rec as for
+ * sb_box_pause: the record as this resume left it. */
+int sb_box_resume(sb_box *b, cJSON **rec, sb_error *err);
 void sb_box_release(sb_box *b);
 /* The agent did not answer on a channel: if it died, restart the sandbox
  * (waits a moment for a dying agent). The restart is admitted like any
