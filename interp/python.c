@@ -894,8 +894,17 @@ static int py_background(void *self, bool run, int *fd)
     *fd = -1;
     if (py->bg_failed)
         return -1;
+    /* An interrupt that came after the last cell's code (its reply sent, say)
+     * interrupts nothing, as in ipykernel; it must not land in the loop's
+     * own code either. One that lands there all the same costs this turn,
+     * not the loop: its turn comes again at once. */
+    py_clear_interrupt(self);
     PyObject *res = PyObject_CallMethod(py->shell, "background", "(i)", (int)run);  /* new */
     int timeout = -1;
+    if (!res && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        PyErr_Clear();
+        return 0;
+    }
     if (!res || !PyArg_ParseTuple(res, "ii", &timeout, fd)) {
         /* a bug of cellbox's own code (user errors are handled inside):
          * say it once in the kernel's log, then stop calling */
@@ -939,11 +948,22 @@ static cJSON *py_debug(void *self, const kn_msg *m)
 static void py_stop(void *self, bool restart)
 {
     ip_python *py = self;
+    /* The shutdown's own steps (the debugger's cell files, atexit) must
+     * not be cut short by an interrupt: jupyter_client sends one just
+     * before every shutdown_request, and it may land here rather than
+     * while idle. Running code is no longer a thing to interrupt; the
+     * core's watchdog ends a shutdown that hangs. */
+    sigset_t sigint, old;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigint, &old);
+    py_clear_interrupt(self);
     PyObject *res = PyObject_CallMethod(py->shell, "shutdown", "(i)", (int)restart);  /* new */
     if (!res)
         PyErr_Clear();
     Py_XDECREF(res);
     ip_capture_flush(py->cap);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* ------------------------------------------------------------------ start */

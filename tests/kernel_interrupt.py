@@ -6,6 +6,7 @@ Also: control answers while a cell runs, and shutdown of a busy kernel.
 Output: TAP."""
 import json
 import os
+import tempfile
 import time
 
 import kutil
@@ -130,6 +131,21 @@ def main(name, mode):
            "%s mode: an interrupt while a cell's error is formatted: KeyboardInterrupt; the next cell runs" % mode,
            (r, out, out2))
 
+    # an interrupt that lands in the asyncio loop's turn between cells (a
+    # SIGINT just after a cell's reply): it interrupts nothing, and tasks
+    # still run between cells afterwards (it used to stop the loop's turns
+    # for good: "the shell's background step failed")
+    run(kc, setup % "background")
+    r, out = run(kc, "import asyncio\n"
+                     "async def _later():\n"
+                     "    await asyncio.sleep(0.1)\n"
+                     "    return 'ran'\n"
+                     "_task = asyncio.get_event_loop().create_task(_later())")
+    time.sleep(1.0)
+    r, out = run(kc, "_task.done() and _task.result()")
+    tap.eq(results(out), ["'ran'"],
+           "%s mode: an interrupt in the loop's turn between cells: tasks still run between cells" % mode)
+
     # shutdown while busy
     kc.execute("while True:\n    pass")
     time.sleep(0.3)
@@ -139,11 +155,34 @@ def main(name, mode):
     kc.stop_channels()
 
 
+def shutdown_case(name, mode):
+    """An interrupt that lands as the kernel shuts down (jupyter_client
+    sends one before every shutdown_request) does not cut the shutdown's
+    own steps short: atexit functions run (and the debugger's cell files
+    go, tests/kernel_debugger.py)."""
+    km, kc = kutil.start(name)
+    flag = os.path.join(tempfile.gettempdir(), "cellbox-atexit-%d-%d" % (os.getpid(), time.monotonic_ns()))
+    run(kc, "import atexit\natexit.register(lambda: open(%r, 'w').write('ran'))" % flag)
+    run(kc, "import sys, os, signal\n"
+            "def _tr(frame, event, arg):\n"
+            "    if event == 'call' and frame.f_code.co_name == 'shutdown':\n"
+            "        sys.setprofile(None)\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.setprofile(_tr)\n")
+    kc.stop_channels()
+    km.shutdown_kernel(now=False)
+    ran = os.path.exists(flag)
+    tap.ok(ran, "%s mode: an interrupt as the kernel shuts down: its atexit functions still run" % mode)
+    if ran:
+        os.unlink(flag)
+
+
 for name, mode in (("cellbox", "signal"), ("cellbox-msg", "message"),
                    ("cellbox-deaf", "signal (started with SIGINT ignored)"),
                    ("cellbox-deaf-msg", "message (started with SIGINT ignored)")):
     try:
         main(name, mode)
+        shutdown_case(name, mode)
     except Exception:
         import traceback
         tap.ok(False, "%s mode raised" % mode, traceback.format_exc())
