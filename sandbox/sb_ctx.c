@@ -1320,6 +1320,7 @@ typedef struct run {
     bool lost;                /* the kernel's connection was cut: restart the context */
     bool renewed;             /* it was: the kernel's count is no longer the context's */
     cJSON *restarted;         /* {"at", "reason"}: the context was restarted before this run */
+    int gen;                  /* c->restarts when the run came: a restart while it waited is told */
     bool clear_pending;
     int exec_count;
     cJSON *results;           /* array */
@@ -1720,9 +1721,11 @@ static char *restart_notice(const cJSON *restarted)
 }
 
 /* The run has the slot: a cut no one renewed the context for yet (the
- * guard's thread was slower) is handled now, and a renewal no run told of
- * is told by this one (x->restarted, and a first stderr line). -1 + err:
- * the context could not be renewed. */
+ * guard's thread was slower) is handled now, and a renewal no run told of,
+ * or one that came while this run waited (the run before it was cut: that
+ * run's error told its own caller, not this one's), is told by this one
+ * (x->restarted, and a first stderr line). -1 + err: the context could not
+ * be renewed. */
 static int run_check_renewed(run *x, sb_error *err)
 {
     char why[200];
@@ -1731,7 +1734,7 @@ static int run_check_renewed(run *x, sb_error *err)
         return -1;
     pthread_mutex_lock(&x->c->mu);
     x->c->renewed_idle = false;
-    if (x->c->restart_untold) {
+    if (x->c->restart_untold || x->c->restarts != x->gen) {
         x->c->restart_untold = false;
         char date[CB_ISO_DATE_LEN];
         cb_iso_date(date, x->c->restarted_us);
@@ -1878,6 +1881,9 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
     x->answers = answers ? answers : cJSON_CreateArray();
     bool allow_stdin = answers != NULL || x->sse;
     /* one run at a time: wait for the context */
+    pthread_mutex_lock(&c->mu);
+    x->gen = c->restarts;
+    pthread_mutex_unlock(&c->mu);
     if (!ctx_slot_take(c)) {
         x->c = NULL;
         ctx_unref(c);

@@ -1090,6 +1090,14 @@ def s_cut_between_runs():
     t.ok(a is not None and a.status == 502 and b.status == 200 and main_text(b.json()) == "2"
          and record().get("restarts") == 3,
          "a run sent while another is cut: the cut one 502, the waiting one runs on the new kernel (200, 2)", (a, b))
+    bj = b.json() if b.status == 200 else {}
+    errs = (bj.get("logs") or {}).get("stderr") or [""]
+    t.ok(isinstance(bj.get("restarted"), dict) and "over 64 MiB on iopub" in bj["restarted"].get("reason", "")
+         and errs[0].startswith("[cellbox] this context was restarted at"),
+         "the waiting run is told its context was restarted under it (restarted, and the notice first on stderr): "
+         "it was sent to the old kernel's state", bj)
+    r = code("3", c)
+    t.ok(r.status == 200 and "restarted" not in r.json(), "the run after it is not told again", r)
     # an interrupt asked while the kernel is being replaced (the old one
     # ignores SIGTERM: that takes a second) interrupts nothing, and not the
     # next run either
