@@ -103,11 +103,10 @@ static int h_box_put(sb_req *r)
     if (!b)
         return sb_reply_error(r, &err);
     /* Start it now, so a create answers only once the sandbox works. */
-    if (sb_box_acquire(b, &err) < 0) {
+    if (sb_box_start_now(b, &err) < 0) {
         sb_box_unref(b);
         return sb_reply_error(r, &err);
     }
-    sb_box_release(b);
     cJSON *j = sb_box_json(b);
     cJSON_AddBoolToObject(j, "created", created);
     sb_box_unref(b);

@@ -1432,7 +1432,7 @@ static bool take_backup_check(sb_box *b)
 
 static bool agent_alive(sb_box *b);
 static cJSON *box_json_locked(sb_box *b);
-static int box_acquire(sb_box *b, bool resume, cJSON **rec, sb_error *err);
+static int box_acquire(sb_box *b, bool resume, bool hold, cJSON **rec, sb_error *err);
 
 /* Thaw a paused sandbox. b->mu held. */
 static int box_resume(sb_box *b, const char *reason, sb_error *err)
@@ -1500,10 +1500,7 @@ int sb_box_pause(sb_box *b, cJSON **rec, sb_error *err)
 int sb_box_resume(sb_box *b, cJSON **rec, sb_error *err)
 {
     *rec = NULL;
-    if (box_acquire(b, true, rec, err) < 0)
-        return -1;
-    sb_box_release(b);
-    return 0;
+    return box_acquire(b, true, false, rec, err) < 0 ? -1 : 0;
 }
 
 /* Has the agent died on its own (e.g. the OOM killer)? b->mu held. */
@@ -1539,7 +1536,11 @@ static int box_reserve(sb_box *b, bool *reserved, sb_error *err)
     return 1;
 }
 
-static int box_acquire(sb_box *b, bool resume, cJSON **rec, sb_error *err)
+/* hold: count the caller as using b (b->active) until sb_box_release; a
+ * create or a resume only starts or thaws it, and does not hold it, so it
+ * is idle (make_room may put it to sleep) from the moment b->mu is given
+ * back, not a moment later. */
+static int box_acquire(sb_box *b, bool resume, bool hold, cJSON **rec, sb_error *err)
 {
     bool reserved = false;  /* a start admitted by make_room (--max-running) */
     pthread_mutex_lock(&b->mu);
@@ -1562,7 +1563,7 @@ static int box_acquire(sb_box *b, bool resume, cJSON **rec, sb_error *err)
         else if (b->paused && resume)
             rc = box_resume(b, "request", err);
         if (rc == 0) {
-            b->active++;
+            b->active += hold;
             check = take_backup_check(b);
             if (rec)
                 *rec = box_json_locked(b);
@@ -1580,12 +1581,17 @@ static int box_acquire(sb_box *b, bool resume, cJSON **rec, sb_error *err)
 
 int sb_box_acquire(sb_box *b, sb_error *err)
 {
-    return box_acquire(b, true, NULL, err);
+    return box_acquire(b, true, true, NULL, err);
+}
+
+int sb_box_start_now(sb_box *b, sb_error *err)
+{
+    return box_acquire(b, true, false, NULL, err);
 }
 
 int sb_box_acquire_files(sb_box *b, sb_error *err)
 {
-    return box_acquire(b, false, NULL, err);
+    return box_acquire(b, false, true, NULL, err);
 }
 
 void sb_box_release(sb_box *b)

@@ -170,6 +170,9 @@ int sb_box_acquire(sb_box *b, sb_error *err);
  * use only its files, through sb_box_root (files, watch), never its
  * processes. */
 int sb_box_acquire_files(sb_box *b, sb_error *err);
+/* Start b (or thaw it) as sb_box_acquire does, without holding it: no
+ * sb_box_release. What a create does before it answers. */
+int sb_box_start_now(sb_box *b, sb_error *err);
 /* Freeze every process of a running sandbox (cgroup freezer), without
  * holding b->mu while the kernel freezes (b->pausing meanwhile). A no-op on
  * a paused one; while another pause of it runs, waits for that one's end
