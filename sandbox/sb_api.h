@@ -95,9 +95,12 @@ int sb_files_rename(sb_req *r);
  * Pure: the kernel resolves the result later (sb_open_in_root). */
 char *sb_files_norm_path(const char *in, sb_error *err);
 /* Switch this thread's file-system identity (setfsuid/setfsgid) to the
- * sandbox's user (on) or back to root (off); a no-op with --isolation none.
- * Every file operation on a sandbox's tree runs between the two. */
-void sb_files_as_user(bool on);
+ * user of sandbox b (acquired: its host uid in b's own id range, see
+ * sb_box_user_id), or back to root (sb_files_as_server); no-ops with
+ * --isolation none. Every file operation on a sandbox's tree runs between
+ * the two. */
+void sb_files_as_user(const sb_box *b);
+void sb_files_as_server(void);
 /* 0 when fd is on an ordinary file system; -1 + err when it is on a kernel
  * one the server must never act on (procfs, sysfs, devpts, cgroup v1/v2,
  * debugfs, securityfs, bpffs: PERMISSION_DENIED naming path), or when

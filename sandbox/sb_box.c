@@ -20,9 +20,17 @@
  * pid 1 cannot die (cgroup v1), so a stop of a paused sandbox sends
  * SIGKILL, thaws, and only then waits for it.
  *
- * Persistence: sandbox.json (options), sessions.json (sessions and their
- * shell state) under STATE/sandboxes/<id>/, plus workspace/ which is
- * attached at /workspace. Nothing else is needed to bring a sandbox back.
+ * Persistence: sandbox.json (options, and its host id range once it has
+ * one: "idRange", see SB_ID_RANGE in sb_box.h), sessions.json (sessions
+ * and their shell state) under STATE/sandboxes/<id>/, plus workspace/
+ * which is attached at /workspace. Nothing else is needed to bring a
+ * sandbox back.
+ *
+ * Id ranges: a warm agent's namespace maps one range, written once before
+ * it runs, so the pool holds agents made with free ranges; a sandbox's
+ * first start takes one and its range with it. A later start (after a
+ * sleep, a server restart, a crash of its agent) makes an agent for the
+ * sandbox's own range instead: a cold start, as when the pool is empty.
  */
 #include "config.h"
 #include "sandbox/sb_box.h"
@@ -32,6 +40,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -242,6 +251,7 @@ static sb_box *box_new(const char *id)
     b->refs = 1;  /* the registry's */
     b->pidfd = b->ctl = b->root_fd = b->netns_fd = b->disk_fd = -1;
     b->net_index = -1;
+    b->id_index = b->id_shift_from = -1;
     b->last_used_ms = sb_now_ms();
     b->sessions = cJSON_CreateObject();
     return b;
@@ -311,6 +321,83 @@ static sb_box **reg_snapshot_locked(size_t *n)
     return copy;
 }
 
+/* ---- host id ranges (see SB_ID_RANGE in sb_box.h) -------------------------------
+ *
+ * Which indexes are taken: by a registered sandbox (until its folder is
+ * removed), or by a warm agent that no sandbox took yet (its namespace maps
+ * that range already). ids.max is SB_ID_INDEX_MAX, lowered by
+ * CELLBOX_MAX_ID_RANGES (tests: to see the server run out). */
+static struct {
+    pthread_mutex_t mu;
+    uint8_t used[SB_ID_INDEX_MAX / 8 + 1];
+    int max;
+} ids = {.mu = PTHREAD_MUTEX_INITIALIZER, .max = SB_ID_INDEX_MAX};
+
+static bool ids_valid(int i)
+{
+    return i == 0 || (i >= 2 && i <= ids.max);
+}
+
+/* How many sandboxes may exist: one per valid index. */
+static int ids_count(void)
+{
+    return ids.max >= 2 ? ids.max : 1;
+}
+
+/* Every range is taken: the reply of a create, or of a first start. */
+static int ids_full(sb_error *err)
+{
+    return sb_fail(err, SB_E_TOO_MANY_SANDBOXES, "no free host uid/gid range for another sandbox: the "
+                   "server gives each sandbox 65536 ids of its own and holds at most %d sandboxes (stopped "
+                   "ones included); delete one", ids_count()), -1;
+}
+
+/* Take index i (false: invalid or taken already). */
+static bool ids_take(int i)
+{
+    if (!ids_valid(i))
+        return false;
+    pthread_mutex_lock(&ids.mu);
+    bool free_ = !(ids.used[i / 8] & (1u << (i % 8)));
+    if (free_)
+        ids.used[i / 8] |= (uint8_t)(1u << (i % 8));
+    pthread_mutex_unlock(&ids.mu);
+    return free_;
+}
+
+/* Take the lowest free index: freed ones are given again. -1 + err when
+ * every range is taken. */
+static int ids_alloc(sb_error *err)
+{
+    pthread_mutex_lock(&ids.mu);
+    int found = -1;
+    for (int i = 0; i <= ids.max && found < 0; i = i ? i + 1 : 2)
+        if (!(ids.used[i / 8] & (1u << (i % 8)))) {
+            ids.used[i / 8] |= (uint8_t)(1u << (i % 8));
+            found = i;
+        }
+    pthread_mutex_unlock(&ids.mu);
+    return found >= 0 ? found : ids_full(err);
+}
+
+static void ids_free(int i)
+{
+    if (!ids_valid(i))
+        return;
+    pthread_mutex_lock(&ids.mu);
+    ids.used[i / 8] &= (uint8_t)~(1u << (i % 8));
+    pthread_mutex_unlock(&ids.mu);
+}
+
+unsigned sb_box_user_id(const sb_box *b)
+{
+    if (reg.isolation == SB_ISOLATION_NONE)
+        return (unsigned)getuid();
+    if (b->id_index < 0)
+        return 65534;  /* never started: nobody's (never the server's root) */
+    return sb_ids_base(b->id_index) + SB_USER_IN_SANDBOX;
+}
+
 /* save_meta, save_sessions: b->mu held (or b not shared yet). Never for a
  * deleted sandbox: its folder is being removed, and a sandbox of the same id
  * created after it would get these files. */
@@ -322,6 +409,11 @@ static void save_meta(sb_box *b)
     cJSON_AddStringToObject(j, "id", b->id);
     cJSON_AddNumberToObject(j, "createdAt", (double)b->created_us);
     cJSON_AddItemToObject(j, "options", opts_json(&b->opts));
+    /* no idRange at all: a sandbox.json of before id ranges (see load_box) */
+    if (!b->ids_legacy)
+        cJSON_AddNumberToObject(j, "idRange", b->id_index);
+    if (b->id_shift_from >= 0)
+        cJSON_AddNumberToObject(j, "idShiftFrom", b->id_shift_from);
     cb_autofree char *text = cb_json_print(j);
     cb_autofree char *path = cb_printf_new("%s/sandbox.json", b->dir);
     if (sb_write_file_quick(path, text, strlen(text), 0600) < 0)
@@ -377,7 +469,23 @@ static int load_box(const char *id)
         return -1;
     }
     b->created_us = (int64_t)cb_json_num(j, "createdAt", (double)cb_real_us());
+    /* its id range: claimed now, before any is given to a new sandbox or a
+     * pooled agent; a sandbox.json without one is resolved by ids_resolve */
+    const cJSON *range = cJSON_GetObjectItemCaseSensitive(j, "idRange");
+    b->ids_legacy = !range;
+    b->id_index = cJSON_IsNumber(range) ? range->valueint : -1;
+    b->id_shift_from = (int)cb_json_num(j, "idShiftFrom", -1);
     cJSON_Delete(j);
+    if (b->id_index >= 0 && reg.isolation == SB_ISOLATION_FULL && !ids_take(b->id_index)) {
+        /* two folders claim one range (a copied state folder), or it is
+         * above CELLBOX_MAX_ID_RANGES: it gets another at its start, and
+         * its files follow (ids_shift) */
+        cb_warn("sandbox", "%s: its id range %d is taken or out of bounds: it gets another at its next start",
+                id, b->id_index);
+        if (b->id_shift_from < 0 && b->id_index <= SB_ID_INDEX_MAX)
+            b->id_shift_from = b->id_index;
+        b->id_index = -1;
+    }
     cb_autofree char *spath = cb_printf_new("%s/sessions.json", b->dir);
     cb_autofree char *stext = cb_read_file(spath, NULL);
     cJSON *s = stext ? cJSON_Parse(stext) : NULL;
@@ -391,6 +499,33 @@ static int load_box(const char *id)
     sb_procs_load(b);
     reg_add(b);
     return 0;
+}
+
+/* The sandboxes of a server from before id ranges (their sandbox.json has
+ * no idRange): all of them had range 0, 1000000..1065535, and their files
+ * are owned by it (the workspace by 1001000). The first one found keeps
+ * that range, so it runs as before; every other one gets a range of its
+ * own at its next start, and its files are moved there then (ids_shift).
+ * Saved at once: the next server start sees the decision, not the old
+ * file. Isolated servers only (b->mu not needed: not shared yet). */
+static void ids_resolve(void)
+{
+    for (size_t i = 0; i < reg.n; i++) {
+        sb_box *b = reg.boxes[i];
+        if (!b->ids_legacy)
+            continue;
+        b->ids_legacy = false;
+        if (ids_take(0)) {
+            b->id_index = 0;
+            cb_info("sandbox", "%s (from before id ranges) keeps the host ids %u..%u", b->id,
+                    sb_ids_base(0), sb_ids_base(0) + SB_ID_RANGE - 1);
+        } else {
+            b->id_shift_from = 0;
+            cb_info("sandbox", "%s (from before id ranges) gets a host id range of its own at its next "
+                    "start; its files follow", b->id);
+        }
+        save_meta(b);
+    }
 }
 
 /* Agents write their diagnostics to one pipe, copied to the server's stderr
@@ -469,7 +604,9 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
     } else {
         snprintf(reg.cg.desc, sizeof reg.cg.desc, "none (isolation none)");
     }
-    pool_start();
+    const char *max = getenv("CELLBOX_MAX_ID_RANGES");
+    if (max && atoi(max) >= 0 && atoi(max) < SB_ID_INDEX_MAX)
+        ids.max = atoi(max);
     DIR *d = opendir(reg.boxes_dir);
     struct dirent *e;
     while (d && (e = readdir(d)))
@@ -477,6 +614,9 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
             load_box(e->d_name);
     if (d)
         closedir(d);
+    if (reg.isolation == SB_ISOLATION_FULL)
+        ids_resolve();
+    pool_start();  /* after every sandbox claimed its range: pooled agents take free ones */
     return 0;
 }
 
@@ -516,6 +656,8 @@ typedef struct sb_warm {
     pid_t pid;
     int ctl;
     sb_cgroup cg;
+    int id_index;   /* the id range its namespace maps (-1: --isolation none);
+                     * a pooled agent holds it taken (ids_take) */
 } sb_warm;
 
 static struct {
@@ -612,9 +754,9 @@ static int ns_clone_fail(int e, sb_error *err)
                    strerror(e)), -1;
 }
 
-/* The sandbox's ids SB_UID_BASE.. cannot be used (uid_map write or chown
- * failed with e): the server itself runs in a user namespace without them. */
-static int ns_ids_fail(const char *what, int e, sb_error *err)
+/* The sandbox's id range `index` cannot be used (uid_map write or chown
+ * failed with e): the server itself runs in a user namespace without it. */
+static int ns_ids_fail(const char *what, int e, int index, sb_error *err)
 {
     /* "         0          0          1\n" -> "0 0 1", lines joined by "; " */
     cb_autofree char *text = cb_read_file("/proc/self/uid_map", NULL);
@@ -632,7 +774,7 @@ static int ns_ids_fail(const char *what, int e, sb_error *err)
                    "%s: %s: the sandbox's uids and gids %u..%u are not mapped in the server's user "
                    "namespace (/proc/self/uid_map: \"%s\"); run the server in the host's user "
                    "namespace, or in one that maps that range%s",
-                   what, strerror(e), SB_UID_BASE, SB_UID_BASE + 65535,
+                   what, strerror(e), sb_ids_base(index), sb_ids_base(index) + SB_ID_RANGE - 1,
                    map, ns_dev_only), -1;
 }
 
@@ -687,7 +829,8 @@ static int wait_agent(int ctl, const char *want, sb_error *err)
  * created its namespace. Made by root, every sandbox shared the host root's
  * limits, and could use them up for the host and all other sandboxes (the
  * server's own file watches included). So the namespace is made with an
- * effective uid of its own per sandbox, outside every sandbox's map. A raw
+ * effective uid of its own per sandbox (SB_NS_OWNER_BASE + its range's
+ * index), outside every sandbox's map. A raw
  * setresuid changes this thread's credentials only (glibc's would change
  * every thread's) and root comes back right after: the saved uid stays 0.
  * Where only root may make user namespaces (unprivileged ones disabled),
@@ -708,13 +851,15 @@ static pid_t clone_owned(unsigned long flags, uid_t owner)
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 }
 
-/* Start a generic agent: namespaces, cgroups, generic plan. */
-static int warm_spawn(sb_warm *w, sb_error *err)
+/* Start a generic agent: namespaces mapping the id range `index` (-1 with
+ * --isolation none; the caller took it), cgroups, generic plan. */
+static int warm_spawn(sb_warm *w, int index, sb_error *err)
 {
     bool none = reg.isolation == SB_ISOLATION_NONE;
     int64_t t0 = cb_mono_ns();
     memset(w, 0, sizeof *w);
     w->ctl = -1;
+    w->id_index = index;
     char name[32];
     pthread_mutex_lock(&pool.mu);
     unsigned seq = pool.seq++;
@@ -747,7 +892,7 @@ static int warm_spawn(sb_warm *w, sb_error *err)
     unsigned long flags = none ? 0
                                : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
                                      CLONE_NEWIPC | CLONE_NEWNET;
-    pid_t pid = clone_owned(flags, SB_NS_OWNER_BASE + seq % 65536);
+    pid_t pid = clone_owned(flags, SB_NS_OWNER_BASE + (unsigned)(index < 0 ? 0 : index));
     if (pid == 0) {
         /* child: async-signal-safe calls only until execve */
         char go;
@@ -785,9 +930,9 @@ static int warm_spawn(sb_warm *w, sb_error *err)
     ctl[0] = -1;
     if (!none) {
         char map[64];
-        snprintf(map, sizeof map, "0 %u 65536\n", SB_UID_BASE);
+        snprintf(map, sizeof map, "0 %u %u\n", sb_ids_base(index), SB_ID_RANGE);
         if (write_proc_file(pid, "uid_map", map) < 0 || write_proc_file(pid, "gid_map", map) < 0) {
-            ns_ids_fail("cannot map the sandbox's user namespace", errno, err);
+            ns_ids_fail("cannot map the sandbox's user namespace", errno, index, err);
             goto fail;
         }
         if (sb_cg_attach(&w->cg, pid, err) < 0)
@@ -842,15 +987,25 @@ static void *pool_refill(void *arg)
         }
         sb_warm w;
         sb_error err = {0};
-        if (warm_spawn(&w, &err) < 0) {
+        int index = reg.isolation == SB_ISOLATION_NONE ? -1 : ids_alloc(&err);
+        /* every id range is taken: no fault of the host (a start of a new
+         * sandbox says so); retried as slowly as a failure, not logged */
+        bool full = index < 0 && err.code == SB_E_TOO_MANY_SANDBOXES;
+        bool spawned = !full && warm_spawn(&w, index, &err) == 0;
+        if (!spawned && !full)
+            ids_free(index);
+        if (!spawned) {
             /* Said once (again if the cause changes), then retried ever more
              * slowly: a host that cannot make namespaces would otherwise log
              * every second. A request still tries on its own (warm_take). */
-            if (strcmp(err.msg, last_err) != 0)
+            if (full)
+                cb_debug("sandbox", "no pooled agent for now: %s", err.msg);
+            else if (strcmp(err.msg, last_err) != 0)
                 cb_error("sandbox", "cannot prepare a pooled agent: %s", err.msg);
             else
                 cb_debug("sandbox", "cannot prepare a pooled agent: %s", err.msg);
-            snprintf(last_err, sizeof last_err, "%s", err.msg);
+            if (!full)
+                snprintf(last_err, sizeof last_err, "%s", err.msg);
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 30000 ? 30000 : backoff_ms * 2) : 1000;
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
@@ -869,6 +1024,7 @@ static void *pool_refill(void *arg)
         if (pool.stop) {
             pthread_mutex_unlock(&pool.mu);
             warm_kill(&w);
+            ids_free(w.id_index);
             return NULL;
         }
         pool.items[pool.n++] = w;
@@ -888,9 +1044,15 @@ static void pool_start(void)
         pool.running = true;
 }
 
-/* A warm agent from the pool, or a fresh one. */
-static int warm_take(sb_warm *w, sb_error *err)
+/* An agent for a sandbox of id range `index`. A sandbox that has none yet
+ * (-1: never started) takes a pooled agent, and with it its range, or a
+ * fresh one in the lowest free range; w->id_index tells which, and the
+ * caller owns it from now on. A sandbox that has a range needs an agent
+ * made for it: pooled ones map other ranges, and a map is written once. */
+static int warm_take(sb_warm *w, int index, sb_error *err)
 {
+    if (index >= 0 || reg.isolation == SB_ISOLATION_NONE)
+        return warm_spawn(w, index, err);
     pthread_mutex_lock(&pool.mu);
     bool got = pool.n > 0;
     if (got)
@@ -902,10 +1064,16 @@ static int warm_take(sb_warm *w, sb_error *err)
         int status;
         if (waitpid(w->pid, &status, WNOHANG) == 0)
             return 0;
-        w->pid = 0;  /* died while pooled: reaped, make a new one */
+        index = w->id_index;  /* died while pooled: reaped, make a new one in its range */
+        w->pid = 0;
         warm_kill(w);
+    } else if ((index = ids_alloc(err)) < 0) {
+        return -1;
     }
-    return warm_spawn(w, err);
+    if (warm_spawn(w, index, err) == 0)
+        return 0;
+    ids_free(index);
+    return -1;
 }
 
 static void pool_stop(void)
@@ -916,8 +1084,10 @@ static void pool_stop(void)
     pthread_mutex_unlock(&pool.mu);
     if (pool.running)
         pthread_join(pool.thread, NULL);
-    for (int i = 0; i < pool.n; i++)
+    for (int i = 0; i < pool.n; i++) {
         warm_kill(&pool.items[i]);
+        ids_free(pool.items[i].id_index);
+    }
     pool.n = 0;
 }
 
@@ -1068,8 +1238,7 @@ static int disk_mount(sb_box *b, const char *ws, sb_error *err)
             return sb_fail(err, SB_E_INTERNAL_ERROR, "workspace image %s: %s", img, strerror(errno)), -1;
         char ext[160];
         snprintf(ext, sizeof ext, "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=%u:%u",
-                 reg.isolation == SB_ISOLATION_NONE ? (unsigned)getuid() : SB_UID_BASE + 1000,
-                 reg.isolation == SB_ISOLATION_NONE ? (unsigned)getgid() : SB_UID_BASE + 1000);
+                 sb_box_user_id(b), reg.isolation == SB_ISOLATION_NONE ? (unsigned)getgid() : sb_box_user_id(b));
         char *argv[] = {"mkfs.ext4", "-q", "-F", "-m", "0", "-E", ext, img, NULL};
         if (sb_run_tool(argv, NULL, "the workspace's file system (diskMB)", "e2fsprogs", err) < 0) {
             unlink(img);
@@ -1112,6 +1281,45 @@ static int disk_mount(sb_box *b, const char *ws, sb_error *err)
         return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "mount the workspace image %s: %s", img,
                        strerror(e)), -1;
     b->disk_mounted = true;
+    return 0;
+}
+
+/* ---- files of another id range --------------------------------------------------
+ *
+ * Every file, folder and link below top whose owner or group is in the range
+ * `from` gets the same id in the range `to` (nftw, physical, one file
+ * system: a restore's or a user's mounts are never entered). chown drops
+ * the setuid/setgid bits of a file: its mode is set again. Owners outside
+ * `from` are left alone. Run again after a crash, it goes on where it
+ * stopped (shifted files are no longer in `from`). ACL entries that name
+ * ids of `from` are not rewritten. */
+static __thread unsigned shift_from, shift_to;
+
+static int shift_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)flag, (void)ftw;
+    bool u = st->st_uid - shift_from < SB_ID_RANGE, g = st->st_gid - shift_from < SB_ID_RANGE;
+    if (!u && !g)
+        return 0;
+    uid_t uid = u ? st->st_uid - shift_from + shift_to : (uid_t)-1;
+    gid_t gid = g ? st->st_gid - shift_from + shift_to : (gid_t)-1;
+    if (lchown(path, uid, gid) < 0)
+        return errno ? errno : EIO;
+    if (!S_ISLNK(st->st_mode) && !S_ISDIR(st->st_mode) && (st->st_mode & (S_ISUID | S_ISGID)) &&
+        chmod(path, st->st_mode & 07777) < 0)
+        return errno ? errno : EIO;
+    return 0;
+}
+
+static int ids_shift(const char *top, int from, int to, sb_error *err)
+{
+    shift_from = sb_ids_base(from);
+    shift_to = sb_ids_base(to);
+    int rc = nftw(top, shift_one, 32, FTW_PHYS | FTW_MOUNT);
+    if (rc != 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot give the workspace's files to the sandbox's host ids "
+                       "%u..%u: %s", shift_to, shift_to + SB_ID_RANGE - 1,
+                       strerror(rc > 0 ? rc : errno)), -1;
     return 0;
 }
 
@@ -1234,8 +1442,14 @@ static int box_start_work(sb_box *b, int fds[3], sb_error *err)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "workspace %s: %s", ws, strerror(errno)), -1;
     /* the agent first: if namespaces cannot be made, that is the cause to report */
     sb_warm w;
-    if (warm_take(&w, err) < 0)
+    if (warm_take(&w, b->id_index, err) < 0)
         return -1;
+    if (b->id_index < 0 && w.id_index >= 0) {
+        /* its first start: the range is its own from now on, saved before
+         * any file is given to it (starting: nobody else changes b) */
+        b->id_index = w.id_index;
+        save_meta(b);
+    }
     if (b->opts.disk_mb && disk_mount(b, ws, err) < 0) {
         b->agent = w.pid;
         b->ctl = w.ctl;
@@ -1246,12 +1460,27 @@ static int box_start_work(sb_box *b, int fds[3], sb_error *err)
     b->agent = w.pid;
     b->ctl = w.ctl;
     b->cg = w.cg;
-    if (!none && chown(ws, SB_UID_BASE + 1000, SB_UID_BASE + 1000) < 0) {
+    if (!none && chown(ws, sb_box_user_id(b), sb_box_user_id(b)) < 0) {
         if (errno == EINVAL)  /* uid not mapped in our user namespace */
-            ns_ids_fail("cannot give the workspace to the sandbox's user", errno, err);
+            ns_ids_fail("cannot give the workspace to the sandbox's user", errno, b->id_index, err);
         else
             sb_fail(err, SB_E_INTERNAL_ERROR, "chown workspace %s: %s", ws, strerror(errno));
         goto fail;
+    }
+    if (!none && b->id_shift_from >= 0 && b->id_shift_from != b->id_index) {
+        /* files of another range (an old workspace): the image's own root
+         * when diskMB (reached through its detached mount; "/." makes
+         * nftw's lstat follow the fd's link), else the folder */
+        cb_autofree char *top = b->disk_fd >= 0 ? cb_printf_new("/proc/self/fd/%d/.", b->disk_fd) : cb_strdup(ws);
+        if (ids_shift(top, b->id_shift_from, b->id_index, err) < 0)
+            goto fail;
+        cb_info("sandbox", "%s: files moved from the host ids %u.. to %u..", b->id,
+                sb_ids_base(b->id_shift_from), sb_ids_base(b->id_index));
+        b->id_shift_from = -1;
+        save_meta(b);
+    } else if (b->id_shift_from >= 0) {
+        b->id_shift_from = -1;
+        save_meta(b);
     }
     if (!none) {
         if (memcmp(&b->opts.lim, &presets[0].lim, sizeof b->opts.lim) != 0 &&
@@ -1792,6 +2021,17 @@ static sb_box *box_add(const char *id, sb_box_opts *opts_in, bool *created, sb_e
         opts_clear(&opts);
         return b;
     }
+    /* each sandbox will have a host id range of its own (given at its first
+     * start), kept while it exists, stopped or not */
+    size_t have = 0;
+    for (size_t i = 0; i < reg.n; i++)
+        have += !reg.boxes[i]->removing;
+    if (reg.isolation == SB_ISOLATION_FULL && have >= (size_t)ids_count()) {
+        pthread_mutex_unlock(&reg.mu);
+        opts_clear(&opts);
+        ids_full(err);
+        return NULL;
+    }
     b = box_new(id);
     b->opts = opts;
     b->created_us = cb_real_us();
@@ -1844,6 +2084,14 @@ int sb_box_delete(sb_box *b, sb_error *err)
         }
     pthread_cond_broadcast(&reg.gone);
     pthread_mutex_unlock(&reg.mu);
+    /* its files are gone: its range may be given again (a start that took
+     * one is over: box_stop waited for it). b->id_index stays, for requests
+     * that still hold b. */
+    pthread_mutex_lock(&b->mu);
+    int index = b->id_index;
+    pthread_mutex_unlock(&b->mu);
+    if (reg.isolation == SB_ISOLATION_FULL)
+        ids_free(index);
     sb_box_unref(b);  /* the registry's reference */
     return 0;
 }

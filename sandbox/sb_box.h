@@ -46,10 +46,34 @@
 #include "sandbox/sb_err.h"
 #include "sandbox/sb_net.h"
 
-#define SB_UID_BASE 1000000u    /* uid 0 inside = this uid outside; 65536 ids mapped */
-/* Owners of the sandboxes' user namespaces (host uids, one per pooled agent
- * modulo 65536, right above the mapped range; see clone_owned in sb_box.c). */
-#define SB_NS_OWNER_BASE (SB_UID_BASE + 65536u)
+/* Host ids. Each sandbox's user namespace maps its ids 0..65535 to a range
+ * of host ids of its own: index i is SB_UID_BASE + i * SB_ID_RANGE ..
+ * + 65535. Kernel counters kept per host uid (fds in flight over unix
+ * sockets, epoll watches, pipe buffer pages, locked memory) are then not
+ * shared between sandboxes. Index 0 is the range every sandbox shared
+ * before (1000000..1065535, so old workspaces fit it). Index 1 is never
+ * given: its block holds the owners of the sandboxes' user namespaces,
+ * SB_NS_OWNER_BASE + index (see clone_owned in sb_box.c), outside every
+ * sandbox's map. The last index keeps its range below 2^32 - 1 (uid_t -1
+ * is no id): SB_UID_BASE + 65520 * 65536 - 1 = 4294918719. So a server
+ * holds at most SB_ID_COUNT sandboxes (created ones: a stopped sandbox
+ * keeps its range, its files are owned by it).
+ *
+ * A sandbox gets its index at its first start (a pooled agent was made
+ * with the index of its own, see sb_box.c), keeps it in its sandbox.json
+ * and gives it back when it is deleted. */
+#define SB_UID_BASE 1000000u
+#define SB_ID_RANGE 65536u
+#define SB_NS_OWNER_BASE (SB_UID_BASE + SB_ID_RANGE)
+#define SB_ID_INDEX_MAX 65519
+#define SB_ID_COUNT SB_ID_INDEX_MAX     /* indexes 0 and 2..SB_ID_INDEX_MAX */
+#define SB_USER_IN_SANDBOX 1000u        /* the sandbox's user ("user"), uid and gid inside */
+
+/* The first host id of range index (0 or 2..SB_ID_INDEX_MAX). */
+static inline unsigned sb_ids_base(int index)
+{
+    return SB_UID_BASE + (unsigned)index * SB_ID_RANGE;
+}
 
 typedef struct sb_proc sb_proc;
 typedef struct sb_ctx sb_ctx;
@@ -106,6 +130,14 @@ typedef struct sb_box {
     sb_ctx *contexts;           /* see sb_ctx.h */
     cJSON *ports;               /* exposed ports, see sb_port.h (NULL until first used) */
     bool backup_check;          /* started since sb_backup_recover last looked */
+    /* Its host id range (SB_ID_RANGE above): -1 until its first start
+     * (and with --isolation none). Set once, while `starting`; read
+     * without mu by requests that acquired it. */
+    int id_index;
+    int id_shift_from;          /* -1, or the range its files still have (an
+                                 * old workspace, see ids_shift in sb_box.c) */
+    bool ids_legacy;            /* loaded from a sandbox.json of before id ranges,
+                                 * not given one yet (--isolation none) */
 } sb_box;
 
 typedef enum { SB_ISOLATION_FULL, SB_ISOLATION_NONE } sb_isolation;
@@ -197,6 +229,10 @@ void sb_box_release(sb_box *b);
 int sb_box_recover(sb_box *b, sb_error *err);
 /* A new operation channel to the agent (after acquire). */
 int sb_box_open_channel(sb_box *b, sb_error *err);
+/* The host uid (and gid) of the sandbox's user (SB_USER_IN_SANDBOX inside)
+ * in its own range; the server's own uid with --isolation none. After
+ * acquire. */
+unsigned sb_box_user_id(const sb_box *b);
 /* A dup of the sandbox's root folder fd (after acquire), for file access. */
 int sb_box_root(sb_box *b, sb_error *err);
 /* Has the sandbox been deleted (DELETE) since b was looked up? For long

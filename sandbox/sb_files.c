@@ -87,22 +87,31 @@ static void server_groups_read(void)
     n_server_groups = n > 0 ? n : 0;
 }
 
-void sb_files_as_user(bool on)
+static void files_identity(unsigned id, bool user)
 {
     if (!files_isolated())
         return;
-    if (on && !groups_dropped) {
+    if (user && !groups_dropped) {
         pthread_once(&server_groups_once, server_groups_read);
         syscall(SYS_setgroups, (size_t)0, NULL);
         groups_dropped = true;
     }
-    unsigned id = on ? SB_UID_BASE + 1000 : 0;
     setfsgid(id);
     setfsuid(id);
-    if (!on && groups_dropped) {
+    if (!user && groups_dropped) {
         syscall(SYS_setgroups, (size_t)n_server_groups, server_groups);
         groups_dropped = false;
     }
+}
+
+void sb_files_as_user(const sb_box *b)
+{
+    files_identity(sb_box_user_id(b), true);
+}
+
+void sb_files_as_server(void)
+{
+    files_identity(0, false);
 }
 
 static void give_to_user(int dirfd, const char *name)
@@ -230,7 +239,7 @@ typedef struct fctx {
 
 static void fctx_clear(fctx *c)
 {
-    sb_files_as_user(false);
+    sb_files_as_server();
     if (c->root >= 0)
         close(c->root);
     if (c->b) {
@@ -259,7 +268,7 @@ static int fctx_open_path(sb_req *r, const char *path, fctx *c, sb_error *err)
     c->path = sb_files_norm_path(path, err);
     if (!c->path)
         return -1;
-    sb_files_as_user(true);
+    sb_files_as_user(c->b);
     return 0;
 }
 
@@ -304,7 +313,7 @@ static const char *type_of(mode_t m)
     return S_ISREG(m) ? "file" : S_ISDIR(m) ? "directory" : S_ISLNK(m) ? "symlink" : "other";
 }
 
-static cJSON *entry_json(const char *name, const char *abs, const char *rel, const struct stat *st)
+static cJSON *entry_json(const sb_box *b, const char *name, const char *abs, const char *rel, const struct stat *st)
 {
     cJSON *e = cJSON_CreateObject();
     sb_json_add_path(e, "name", name);
@@ -320,7 +329,7 @@ static cJSON *entry_json(const char *name, const char *abs, const char *rel, con
     cb_iso_date(date, (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000);
     cJSON_AddStringToObject(e, "modifiedAt", date);
     /* as the sandbox's user sees it */
-    bool owner = !files_isolated() || st->st_uid == SB_UID_BASE + 1000;
+    bool owner = !files_isolated() || st->st_uid == sb_box_user_id(b);
     unsigned bits = owner ? (st->st_mode >> 6) & 7 : st->st_mode & 7;
     cJSON *perm = cJSON_AddObjectToObject(e, "permissions");
     cJSON_AddBoolToObject(perm, "readable", bits & 4);
@@ -459,7 +468,7 @@ static void writer_free(void *p)
     if (w->fd >= 0)
         close(w->fd);
     if (!w->committed && w->tmp[0] && w->dirfd >= 0) {
-        sb_files_as_user(true);
+        sb_files_as_user(w->c.b);
         unlinkat(w->dirfd, w->tmp, 0);
     }
     if (w->dirfd >= 0)
@@ -504,7 +513,7 @@ static writer *writer_begin(sb_req *r, mode_t mode, sb_error *err)
         goto fail;
     }
     fchmod(w->fd, mode);
-    sb_files_as_user(false);  /* between upload chunks the thread is root again */
+    sb_files_as_server();  /* between upload chunks the thread is root again */
     return w;
 fail:
     writer_free(w);
@@ -526,10 +535,10 @@ static int writer_commit(writer *w, sb_error *err)
         return err_errno(err, errno, "write", w->c.path);
     }
     w->fd = -1;
-    sb_files_as_user(true);
+    sb_files_as_user(w->c.b);
     int rc = renameat(w->dirfd, w->tmp, w->dirfd, w->name);
     int e = errno;
-    sb_files_as_user(false);
+    sb_files_as_server();
     if (rc < 0)
         return err_errno(err, e, "rename into place", w->c.path);
     w->committed = true;
@@ -640,6 +649,7 @@ typedef struct lister {
     bool recursive;
     size_t count;
     dev_t dev;
+    const sb_box *b;            /* whose user the permissions are for */
 } lister;
 
 static int list_dir(lister *L, int dirfd, const char *abs, const char *rel, int depth, sb_error *err)
@@ -672,7 +682,7 @@ static int list_dir(lister *L, int dirfd, const char *abs, const char *rel, int 
             continue;
         cb_autofree char *cabs = cb_printf_new("%s%s%s", abs, strcmp(abs, "/") ? "/" : "", e->d_name);
         cb_autofree char *crel = rel[0] ? cb_printf_new("%s/%s", rel, e->d_name) : cb_strdup(e->d_name);
-        cJSON_AddItemToArray(L->arr, entry_json(e->d_name, cabs, crel, &st));
+        cJSON_AddItemToArray(L->arr, entry_json(L->b, e->d_name, cabs, crel, &st));
         if (L->recursive && S_ISDIR(st.st_mode) && st.st_dev == L->dev) {
             int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) {
@@ -705,7 +715,7 @@ int sb_files_list(sb_req *r)
     struct stat st;
     fstat(fd, &st);
     lister L = {cJSON_CreateArray(), r->json && cb_json_bool(r->json, "includeHidden", false),
-                r->json && cb_json_bool(r->json, "recursive", false), 0, st.st_dev};
+                r->json && cb_json_bool(r->json, "recursive", false), 0, st.st_dev, c.b};
     int rc = sb_files_check_fs(fd, c.path, &err) == 0 ? list_dir(&L, fd, c.path, "", 0, &err) : -1;
     close(fd);
     if (rc < 0) {
@@ -740,7 +750,7 @@ int sb_files_stat(sb_req *r)
     if (stat_path(&c, &st, &err) < 0)
         return reply_fail(r, &c, &err);
     const char *slash = strrchr(c.path, '/');
-    cJSON *j = entry_json(slash && slash[1] ? slash + 1 : "/", c.path, NULL, &st);
+    cJSON *j = entry_json(c.b, slash && slash[1] ? slash + 1 : "/", c.path, NULL, &st);
     cJSON_AddBoolToObject(j, "exists", true);
     fctx_clear(&c);
     return sb_reply_json(r, 200, j);

@@ -48,7 +48,6 @@
 #define MOUNT_WAIT_MS 20000     /* s3fs's first answer from the store */
 #define START_WAIT_MS 15000     /* all of a starting sandbox's buckets (b->mu is held) */
 #define MOUNTS_MAX 16           /* per sandbox */
-#define SANDBOX_USER (SB_UID_BASE + 1000)
 
 /* ---- what runs -------------------------------------------------------------------- */
 
@@ -391,7 +390,8 @@ static void *drain_main(void *p)
 
 /* Starts s3fs on the host folder dir for configuration m; *log_fd is its
  * output (stderr and stdout). The pid, or -1 + err. */
-static pid_t s3fs_start(const cJSON *m, const char *dir, const char *tmpdir, int *log_fd, sb_error *err)
+static pid_t s3fs_start(const cJSON *m, unsigned user, const char *dir, const char *tmpdir, int *log_fd,
+                        sb_error *err)
 {
     const char *exe = s3fs_path();
     if (!exe)
@@ -406,7 +406,7 @@ static pid_t s3fs_start(const cJSON *m, const char *dir, const char *tmpdir, int
         "connect_timeout=10,readwrite_timeout=60,retries=3%s",
         cb_json_str(m, "endpoint", ""), cb_json_str(m, "region", "us-east-1"),
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "pathStyle")) ? "use_path_request_style," : "",
-        SANDBOX_USER, SANDBOX_USER, tmpdir, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "readOnly")) ? ",ro" : "");
+        user, user, tmpdir, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "readOnly")) ? ",ro" : "");
     cb_autofree char *e_id = cb_printf_new("AWSACCESSKEYID=%s", cb_json_str(cred, "accessKeyId", ""));
     cb_autofree char *e_secret = cb_printf_new("AWSSECRETACCESSKEY=%s", cb_json_str(cred, "secretAccessKey", ""));
     const char *token = cb_json_str(cred, "sessionToken", NULL);
@@ -443,7 +443,7 @@ static pid_t s3fs_start(const cJSON *m, const char *dir, const char *tmpdir, int
  * the sandbox's user), check it is an empty directory, attach the mount
  * tree tfd there (file access as that user). Returns the errno-like outcome: 0, or ENOTDIR/ENOTEMPTY/
  * EROFS/... (only async-signal-safe calls: we forked a threaded process). */
-static int attach_child(int pidfd, int tfd, const char *path)
+static int attach_child(int pidfd, int tfd, const char *path, unsigned user)
 {
     if (setns(pidfd, CLONE_NEWNS) < 0)
         return errno;
@@ -452,9 +452,9 @@ static int attach_child(int pidfd, int tfd, const char *path)
     /* file access as the sandbox's user: the mount point is made where it
      * may make folders, owned by it (and a file system of the sandbox's own
      * user namespace, its /tmp, could not hold a file of uid 0 anyway) */
-    setfsgid(SANDBOX_USER);
-    setfsuid(SANDBOX_USER);
-    if ((uid_t)setfsuid((uid_t)-1) != SANDBOX_USER)
+    setfsgid(user);
+    setfsuid(user);
+    if ((uid_t)setfsuid((uid_t)-1) != user)
         return EPERM;
     char buf[1100];
     size_t n = strlen(path);
@@ -497,15 +497,16 @@ static int attach_child(int pidfd, int tfd, const char *path)
 }
 
 /* In a child in the sandbox's mount namespace (pidfd: its agent): attach
- * the mount tree tfd at path (attach_child), or unmount path. The outcome
+ * the mount tree tfd at path (attach_child, as the host uid `user`, the
+ * sandbox's user), or unmount path. The outcome
  * (an errno value, 0 = done), or -1 + errno when the child could not run. */
-static int in_sandbox_ns(int pidfd, int tfd, const char *path, bool unmount)
+static int in_sandbox_ns(int pidfd, int tfd, const char *path, bool unmount, unsigned user)
 {
     pid_t pid = fork();
     if (pid == 0) {
         int rc;
         if (!unmount)
-            rc = attach_child(pidfd, tfd, path);
+            rc = attach_child(pidfd, tfd, path, user);
         else if (setns(pidfd, CLONE_NEWNS) < 0)
             rc = errno;
         else
@@ -540,7 +541,7 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
         (mkdir(tmp, 0700) < 0 && errno != EEXIST))
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot make %s: %s", dir, strerror(errno)), -1;
     int log_fd = -1;
-    pid_t pid = s3fs_start(m, dir, tmp, &log_fd, err);
+    pid_t pid = s3fs_start(m, sb_box_user_id(b), dir, tmp, &log_fd, err);
     if (pid < 0) {
         rmdir(dir);
         return -1;
@@ -618,7 +619,7 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
     }
     cb_buf_clear(&log);
     int tfd = (int)syscall(SYS_open_tree, AT_FDCWD, dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-    int out = tfd < 0 ? -1 : in_sandbox_ns(pidfd, tfd, path, false);
+    int out = tfd < 0 ? -1 : in_sandbox_ns(pidfd, tfd, path, false, sb_box_user_id(b));
     int e = errno;
     if (tfd >= 0)
         close(tfd);
@@ -822,7 +823,7 @@ int sb_mount_delete(sb_req *r, sb_box *b, sb_error *err)
         rc = sb_fail(err, SB_E_BUCKET_ALREADY_MOUNTED, "a bucket is being mounted at %s now: try again when "
                      "that ends", path);
     else if (pidfd >= 0 && l && l->pid > 0 && l->generation == gen) {
-        int out = in_sandbox_ns(pidfd, -1, path, true);
+        int out = in_sandbox_ns(pidfd, -1, path, true, 0);
         if (out != 0 && out != EINVAL && out != ENOENT)
             rc = sb_fail(err, SB_E_INTERNAL_ERROR, "cannot unmount %s: %s", path, strerror(out < 0 ? errno : out));
     }

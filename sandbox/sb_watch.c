@@ -572,7 +572,7 @@ static int add_tree(watch *w, const char *rel, cb_buf *out, sb_error *err)
     strlist todo = {0};
     list_push_take(&todo, cb_strdup(rel));
     int rc = 0;
-    sb_files_as_user(true);  /* inotify needs read access: checked as for the sandbox's user */
+    sb_files_as_user(w->b);  /* inotify needs read access: checked as for the sandbox's user */
     int base = open_base(w);
     if (base < 0 && !rel[0])
         rc = sb_fail(err, sb_err_from_errno(errno), "watch %s: %s", w->path, strerror(errno));
@@ -583,7 +583,7 @@ static int add_tree(watch *w, const char *rel, cb_buf *out, sb_error *err)
     }
     if (base >= 0)
         close(base);
-    sb_files_as_user(false);
+    sb_files_as_server();
     list_clear(&todo);
     return rc;
 }
@@ -894,10 +894,10 @@ int sb_watch_files(sb_req *r, sb_box *b, sb_error *err)
     w->generation = b->generation;
     w->pidfd = b->pidfd >= 0 ? fcntl(b->pidfd, F_DUPFD_CLOEXEC, 3) : -1;
     pthread_mutex_unlock(&b->mu);
-    sb_files_as_user(true);
+    sb_files_as_user(b);
     int base = sb_open_in_root(w->root, w->path, O_PATH | O_DIRECTORY, 0);
     int e = errno;
-    sb_files_as_user(false);
+    sb_files_as_server();
     if (base < 0) {
         sb_fail(err, sb_err_from_errno(e), "watch %s: %s", w->path,
                 e == ENOTDIR ? "not a directory" : strerror(e));

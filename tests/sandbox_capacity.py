@@ -8,7 +8,9 @@ sandboxes in use, paused or keepAlive are never put to sleep, and when none
 is idle the start is refused with 429 TOO_MANY_SANDBOXES. Also: parallel
 creates never exceed N, a bad value of the flag is refused, and a sandbox
 restarted because its agent died under a request (sb_box_recover) is
-admitted like any start (it used to run beyond N).
+admitted like any start (it used to run beyond N). And the other bound:
+each sandbox holds a host id range of its own, a server has so many of
+them (CELLBOX_MAX_ID_RANGES lowers it here), and a freed one is given again.
 Prints TAP.
 """
 import os
@@ -222,4 +224,33 @@ try:
              "the restart put the idle r2 to sleep and the held exec ran", (hr, st))
 finally:
     srv.finish(t, RIDS, "server stops cleanly (--max-running 1)")
+
+# ---- host id ranges run out ------------------------------------------------------
+# Each sandbox keeps a host id range of its own while it exists (stopped too);
+# the server has 65519 of them. CELLBOX_MAX_ID_RANGES lowers that for tests:
+# 3 ranges (the indexes 0, 2 and 3) = 3 sandboxes, whatever runs.
+srv = Server(env={"CELLBOX_MAX_ID_RANGES": "3"})
+UIDS = ["cap-u%d" % i for i in range(4)]
+
+
+def base_of(sid):
+    with open("/proc/%d/uid_map" % srv.get("/v1/sandboxes/" + sid).json()["agentPid"]) as f:
+        return int(f.read().split()[1])
+
+
+try:
+    made = [srv.put("/v1/sandboxes/" + sid, {}).status for sid in UIDS[:3]]
+    bases = {sid: base_of(sid) for sid in UIDS[:3]}
+    r = srv.put("/v1/sandboxes/cap-u3", {})
+    msg = (r.json().get("error") or {}).get("message", "") if r.status >= 400 else ""
+    t.ok(made == [201] * 3 and sorted(bases.values()) == [1000000, 1131072, 1196608]
+         and r.status == 429 and r.code == "TOO_MANY_SANDBOXES" and "uid/gid range" in msg and "3" in msg,
+         "3 id ranges: 3 sandboxes get one each; a 4th is refused with 429 TOO_MANY_SANDBOXES naming the "
+         "ranges and the limit", (made, bases, r))
+    srv.delete("/v1/sandboxes/cap-u1")
+    r = srv.put("/v1/sandboxes/cap-u3", {})
+    t.ok(r.status == 201 and base_of("cap-u3") == bases["cap-u1"] and srv.sh("cap-u3", "echo ok")["stdout"] == "ok\n",
+         "after a delete the freed range is given to the next sandbox", (r, bases))
+finally:
+    srv.finish(t, UIDS, "server stops cleanly (3 id ranges)")
 t.done()

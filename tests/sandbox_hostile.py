@@ -3,7 +3,10 @@
 From inside a sandbox and through the API, try to read host files, escape
 with .. and symlinks, see or signal host processes, mount, ptrace, make
 namespaces, fork-bomb, eat memory, fill /tmp and reach the host's loopback.
-Every attempt must fail and the server must stay healthy. Prints TAP.
+Every attempt must fail and the server must stay healthy. Also: sandboxes
+have host ids of their own, so one that uses up a limit the kernel counts
+per host uid (fds in flight, pipe buffers) leaves the others theirs.
+Prints TAP.
 """
 import os
 import socket
@@ -487,4 +490,111 @@ try:
          "API: a file only the server's supplementary group may read is refused, as inside", (groups, x, r))
 finally:
     srv2.finish(t, ["hos-grp"], "graceful stop (server with a supplementary group)")
+
+# ---- each sandbox has host ids of its own ----------------------------------------
+# A sandbox's user namespace maps its ids to a range of host ids no other
+# sandbox has, so what the kernel counts per host uid (fds in flight over
+# unix sockets, pipe buffer pages, epoll watches) is not shared: one sandbox
+# that uses up such a limit leaves the others theirs. They all had
+# 1000000..1065535 before.
+srv3 = Server()
+IDS3 = ["hos-u1", "hos-u2"]
+
+
+def host_range(srv, sid):
+    """The host id that uid 0 of sandbox sid is (its agent's uid_map)."""
+    pid = srv.get("/v1/sandboxes/" + sid).json()["agentPid"]
+    with open("/proc/%d/uid_map" % pid) as f:
+        inside, outside, count = f.read().split()
+    with open("/proc/%d/gid_map" % pid) as f:
+        same = f.read().split() == [inside, outside, count]
+    return int(outside) if inside == "0" and count == "65536" and same else None
+
+
+def hold(srv, sid, pid, code):
+    """Run code (python) in sid as process pid; what it printed first."""
+    srv.post("/v1/sandboxes/%s/files/write" % sid, {"path": "/tmp/%s.py" % pid, "content": code})
+    srv.post("/v1/sandboxes/%s/processes" % sid, {"command": "python3 /tmp/%s.py" % pid, "processId": pid})
+    out = []
+
+    def said():
+        j = srv.get("/v1/sandboxes/%s/processes/%s/logs" % (sid, pid)).json()
+        out[:] = j.get("stdout", "").split() or (["error", j.get("stderr")] if j.get("stderr") else [])
+        return out
+    wait_until(said, timeout=60)
+    return out
+
+
+# fds in flight: 600 copies of fd 0 sent over a unix socket, never received
+HOLD_FDS = ("import array, socket, time\n"
+            "a, b = socket.socketpair()\n"
+            "n = 0\n"
+            "for i in range(3):\n"
+            "    a.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [0] * 200))])\n"
+            "    n += 200\n"
+            "print('holding', n, flush=True)\n"
+            "time.sleep(300)\n")
+# one fd sent with RLIMIT_NOFILE 300: refused (ETOOMANYREFS) when the
+# sender's host uid has more than 300 in flight
+SEND_ONE = ("ulimit -n 300; python3 -c \"import array, socket; a, b = socket.socketpair(); "
+            "a.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [0]))]); print('sent')\" 2>&1")
+# pipe buffers: pipes of 1 MiB (256 pages each) use up the per-user soft
+# limit (fs.pipe-user-pages-soft, 16384 pages by default); a new pipe of that
+# user then gets 2 pages instead of 16
+with open("/proc/sys/fs/pipe-user-pages-soft") as f:
+    PIPES_SOFT = int(f.read())
+HOLD_PIPES = ("import fcntl, os, time\n"
+              "ps = []\n"
+              "try:\n"
+              "    for i in range(%d):\n"
+              "        r, w = os.pipe()\n"
+              "        fcntl.fcntl(w, 1031, 1 << 20)\n"
+              "        ps.append((r, w))\n"
+              "except OSError as e:\n"
+              "    pass\n"
+              "print('holding', len(ps), flush=True)\n"
+              "time.sleep(300)\n") % (PIPES_SOFT // 256 + 16)
+PIPE_SIZE = "python3 -c \"import fcntl, os; r, w = os.pipe(); print(fcntl.fcntl(w, 1032))\""
+try:
+    for sid in IDS3:
+        srv3.create(sid)
+    r1, r2 = host_range(srv3, "hos-u1"), host_range(srv3, "hos-u2")
+    t.ok(r1 is not None and r2 is not None and abs(r1 - r2) >= 65536 and min(r1, r2) >= 1000000
+         and max(r1, r2) + 65535 < 2 ** 32 - 1,
+         "two sandboxes map their ids to host id ranges of their own (uid_map and gid_map)", (r1, r2))
+    owners, perms = {}, {}
+    for sid, base in (("hos-u1", r1), ("hos-u2", r2)):
+        srv3.post("/v1/sandboxes/%s/files/write" % sid, {"path": "api.txt", "content": "a"})
+        srv3.sh(sid, "echo p > /workspace/proc.txt; mkdir /workspace/d")
+        ws = os.path.join(srv3.state, "sandboxes", sid, "workspace")
+        owners[sid] = sorted({(os.lstat(os.path.join(ws, n)).st_uid, os.lstat(os.path.join(ws, n)).st_gid)
+                              for n in (".", "api.txt", "proc.txt", "d")})
+        listed = srv3.post("/v1/sandboxes/%s/files/list" % sid, {"path": "/workspace"}).json().get("files", [])
+        perms[sid] = {e["name"]: e["permissions"]["writable"] for e in listed}
+    t.ok(r1 != r2 and owners == {"hos-u1": [(r1 + 1000, r1 + 1000)], "hos-u2": [(r2 + 1000, r2 + 1000)]}
+         and all(p.get("api.txt") is True for p in perms.values()),
+         "each sandbox's workspace and the files written through the API and by its processes belong to "
+         "uid 1000 of its own range, not the other's; the API sees them as the owner's", (r1, r2, owners, perms))
+
+    held = hold(srv3, "hos-u1", "hold-fds", HOLD_FDS)
+    own = srv3.sh("hos-u1", SEND_ONE)["stdout"]
+    other = srv3.sh("hos-u2", SEND_ONE)["stdout"]
+    srv3.delete("/v1/sandboxes/hos-u1/processes/hold-fds")
+    t.ok(held == ["holding", "600"] and "Too many references" in own and other == "sent\n",
+         "a sandbox holding 600 fds in flight over unix sockets gets ETOOMANYREFS itself (RLIMIT_NOFILE "
+         "300), another sandbox still passes fds (unix_inflight is counted per host uid)", (held, own, other))
+
+    if 0 < PIPES_SOFT <= 65536:
+        held = hold(srv3, "hos-u1", "hold-pipes", HOLD_PIPES)
+        own = srv3.sh("hos-u1", PIPE_SIZE)["stdout"]
+        other = srv3.sh("hos-u2", PIPE_SIZE)["stdout"]
+        srv3.delete("/v1/sandboxes/hos-u1/processes/hold-pipes")
+        t.ok(held[:1] == ["holding"] and int(held[1]) * 256 >= PIPES_SOFT and own == "8192\n"
+             and other == "65536\n",
+             "a sandbox that uses up pipe-user-pages-soft with 1 MiB pipes gets small pipes itself, another "
+             "sandbox still gets 64 KiB ones (pipe pages are counted per host uid)", (held, own, other))
+    else:
+        print("# skipped the pipe buffer cases: fs.pipe-user-pages-soft is %d" % PIPES_SOFT)
+finally:
+    srv3.finish(t, IDS3, "graceful stop (sandboxes with ids of their own)")
 t.done()

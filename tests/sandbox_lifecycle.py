@@ -2,8 +2,9 @@
 
 Restart with state intact (workspace, sessions, process records and logs),
 sleepAfter (an idle sandbox stops and wakes transparently), keepAlive, a
-sandbox whose pid 1 dies, and SIGTERM shutdown. Waits use deadlines, never
-fixed sleeps. Prints TAP.
+sandbox whose pid 1 dies, and SIGTERM shutdown; each sandbox's host id
+range across restarts, and a state folder of before id ranges. Waits use
+deadlines, never fixed sleeps. Prints TAP.
 """
 import json
 import os
@@ -315,4 +316,105 @@ try:
     t.eq(srv.get("/v1/health").status, 200, "the first server still answers")
 finally:
     srv.finish(t, IDS, "final graceful stop")
+
+# ---- host id ranges across restarts and upgrades ------------------------------
+# Each sandbox maps its ids to a host id range of its own (see
+# sandbox_hostile.py), kept in its sandbox.json: a restart must give it the
+# same one, its files are owned by it. A state folder of a server from
+# before id ranges (every sandbox at 1000000..1065535, no idRange in
+# sandbox.json) must keep working: one sandbox keeps that range, the others
+# get their own and their files follow (setuid bits, links, a diskMB image).
+def host_base(s, sid):
+    pid = s.get("/v1/sandboxes/" + sid).json().get("agentPid")
+    with open("/proc/%d/uid_map" % pid) as f:
+        inside, outside, count = f.read().split()
+    return int(outside) if inside == "0" and count == "65536" else None
+
+
+def owners(top):
+    """{relative path: (uid, gid, mode)} of everything below top (host view)."""
+    out = {}
+    for root, dirs, files in os.walk(top):
+        for n in ["."] + dirs + files:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            out[os.path.normpath(os.path.relpath(p, top))] = (st.st_uid, st.st_gid, st.st_mode)
+    return out
+
+
+ids_srv = Server()
+ID_IDS = ["life-r1", "life-r2", "life-old1", "life-old2", "life-old3"]
+try:
+    for sid in ("life-r1", "life-r2"):
+        ids_srv.create(sid)
+        ids_srv.post("/v1/sandboxes/%s/files/write" % sid, {"path": "api.txt", "content": sid})
+        ids_srv.sh(sid, "echo proc > /workspace/proc.txt")
+    before = {sid: host_base(ids_srv, sid) for sid in ("life-r1", "life-r2")}
+    rc = ids_srv.stop()
+    ids_srv.start()
+    res = {sid: ids_srv.sh(sid, "cat api.txt proc.txt; echo more >> proc.txt && echo ok") for sid in before}
+    after = {sid: host_base(ids_srv, sid) for sid in before}
+    ws = {sid: os.path.join(ids_srv.state, "sandboxes", sid, "workspace") for sid in before}
+    own = {sid: {(u, g) for u, g, _ in owners(ws[sid]).values()} for sid in before}
+    t.ok(rc == 0 and after == before and None not in after.values() and len(set(after.values())) == 2
+         and all(res[s]["stdout"] == "%sproc\nok\n" % s for s in before)
+         and all(own[s] == {(after[s] + 1000, after[s] + 1000)} for s in before),
+         "after a restart each sandbox has the host id range it had, of its own; its files are its user's "
+         "and it reads and writes them", (rc, before, after, res, own))
+
+    # a state folder of before id ranges (the two above are deleted: their
+    # ranges are given again, one of them is the old one)
+    for sid in before:
+        ids_srv.delete("/v1/sandboxes/" + sid)
+    ids_srv.create("life-old3", diskMB=64)
+    for sid in ("life-old1", "life-old2", "life-old3"):
+        ids_srv.create(sid)
+        ids_srv.sh(sid, "cd /workspace && echo %s > f && mkdir -p d/e && echo x > d/e/x && ln -s f link && "
+                        "cp /bin/true su && chmod 4755 su" % sid)
+    bases = {sid: host_base(ids_srv, sid) for sid in ("life-old1", "life-old2", "life-old3")}
+    rc = ids_srv.stop()
+
+    def to_old_range(top, base):
+        for p, (u, g, mode) in owners(top).items():
+            full = os.path.join(top, p)
+            if base <= u < base + 65536:
+                os.lchown(full, u - base + 1000000, g - base + 1000000)
+                if not os.path.islink(full):
+                    os.chmod(full, mode & 0o7777)  # chown dropped setuid
+
+    old_ok = True
+    for sid, base in bases.items():
+        box = os.path.join(ids_srv.state, "sandboxes", sid)
+        meta = json.load(open(os.path.join(box, "sandbox.json")))
+        meta.pop("idRange", None)
+        with open(os.path.join(box, "sandbox.json"), "w") as f:
+            json.dump(meta, f)
+        if base is None:
+            old_ok = False
+        elif sid == "life-old3":
+            mnt = os.path.join(ids_srv.tmp, "old-image")
+            os.makedirs(mnt, exist_ok=True)
+            subprocess.run(["mount", "-o", "loop", os.path.join(box, "workspace.img"), mnt], check=True)
+            try:
+                to_old_range(mnt, base)
+            finally:
+                subprocess.run(["umount", mnt], check=True)
+        else:
+            to_old_range(os.path.join(box, "workspace"), base)
+    ids_srv.start()
+    res = {sid: ids_srv.sh(sid, "cd /workspace && cat f d/e/x link && echo y >> d/e/x && touch d/new && "
+                                "stat -c '%u %g %A' su d/e/x && echo ok") for sid in bases}
+    upg = {sid: host_base(ids_srv, sid) for sid in bases}
+    t.ok(rc == 0 and old_ok and list(upg.values()).count(1000000) == 1 and len(set(upg.values())) == 3
+         and all(res[s]["stdout"] == "%s\nx\n%s\n1000 1000 -rwsr-xr-x\n1000 1000 -rw-r--r--\nok\n" % (s, s)
+                 for s in bases),
+         "sandboxes of a state folder from before id ranges (one with diskMB): one keeps the host ids "
+         "1000000.., the others get ranges of their own; all read and write their files, uid 1000 owns "
+         "them inside, setuid bits kept", (rc, upg, res))
+    moved = [s for s in ("life-old1", "life-old2") if upg[s] != 1000000]
+    t.ok(moved and all({(u, g) for u, g, _ in owners(os.path.join(ids_srv.state, "sandboxes", s, "workspace")).values()}
+                       == {(upg[s] + 1000, upg[s] + 1000)} for s in moved),
+         "... whose files on the host now belong to their own range", moved)
+finally:
+    ids_srv.finish(t, ID_IDS, "graceful stop (id ranges)")
 t.done()
