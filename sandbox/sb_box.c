@@ -475,6 +475,8 @@ static int load_box(const char *id)
     b->ids_legacy = !range;
     b->id_index = cJSON_IsNumber(range) ? range->valueint : -1;
     b->id_shift_from = (int)cb_json_num(j, "idShiftFrom", -1);
+    if (b->id_shift_from > SB_ID_INDEX_MAX || b->id_shift_from == 1)
+        b->id_shift_from = -1;  /* no range: nothing of it to move */
     cJSON_Delete(j);
     if (b->id_index >= 0 && reg.isolation == SB_ISOLATION_FULL && !ids_take(b->id_index)) {
         /* two folders claim one range (a copied state folder), or it is
@@ -482,7 +484,7 @@ static int load_box(const char *id)
          * its files follow (ids_shift) */
         cb_warn("sandbox", "%s: its id range %d is taken or out of bounds: it gets another at its next start",
                 id, b->id_index);
-        if (b->id_shift_from < 0 && b->id_index <= SB_ID_INDEX_MAX)
+        if (b->id_shift_from < 0 && b->id_index <= SB_ID_INDEX_MAX && b->id_index != 1)
             b->id_shift_from = b->id_index;
         b->id_index = -1;
     }
