@@ -670,6 +670,8 @@ static struct {
     unsigned seq;
     int64_t last_take_ms;
     bool stop;
+    bool making;    /* the refiller holds an id range for an agent it is making:
+                     * a start that finds every range taken waits for that agent */
     pthread_t thread;
     bool running;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .target = 2};
@@ -989,6 +991,9 @@ static void *pool_refill(void *arg)
         }
         sb_warm w;
         sb_error err = {0};
+        pthread_mutex_lock(&pool.mu);
+        pool.making = true;
+        pthread_mutex_unlock(&pool.mu);
         int index = reg.isolation == SB_ISOLATION_NONE ? -1 : ids_alloc(&err);
         /* every id range is taken: no fault of the host (a start of a new
          * sandbox says so); retried as slowly as a failure, not logged */
@@ -997,6 +1002,10 @@ static void *pool_refill(void *arg)
         if (!spawned && !full)
             ids_free(index);
         if (!spawned) {
+            pthread_mutex_lock(&pool.mu);
+            pool.making = false;
+            pthread_cond_broadcast(&pool.cv);
+            pthread_mutex_unlock(&pool.mu);
             /* Said once (again if the cause changes), then retried ever more
              * slowly: a host that cannot make namespaces would otherwise log
              * every second. A request still tries on its own (warm_take). */
@@ -1023,6 +1032,8 @@ static void *pool_refill(void *arg)
         last_err[0] = '\0';
         backoff_ms = 0;
         pthread_mutex_lock(&pool.mu);
+        pool.making = false;
+        pthread_cond_broadcast(&pool.cv);
         if (pool.stop) {
             pthread_mutex_unlock(&pool.mu);
             warm_kill(&w);
@@ -1055,21 +1066,36 @@ static int warm_take(sb_warm *w, int index, sb_error *err)
 {
     if (index >= 0 || reg.isolation == SB_ISOLATION_NONE)
         return warm_spawn(w, index, err);
+    /* A pooled agent, else a range of our own for a new one. Every range
+     * taken while the refiller makes an agent (it took the range a delete
+     * just freed): that agent is ours once made. */
+    bool got = false;
+    int64_t until = sb_now_ms() + SB_AGENT_START_TIMEOUT_MS;
     pthread_mutex_lock(&pool.mu);
-    bool got = pool.n > 0;
-    if (got)
-        *w = pool.items[--pool.n];
+    for (;;) {
+        if ((got = pool.n > 0)) {
+            *w = pool.items[--pool.n];
+            break;
+        }
+        if ((index = ids_alloc(err)) >= 0 || !pool.making || pool.stop || sb_now_ms() >= until)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&pool.cv, &pool.mu, &ts);
+    }
     pool.last_take_ms = sb_now_ms();
-    pthread_cond_signal(&pool.cv);
+    pthread_cond_broadcast(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
     if (got) {
+        *err = (sb_error){0};  /* what a failed ids_alloc said while it waited */
         int status;
         if (waitpid(w->pid, &status, WNOHANG) == 0)
             return 0;
         index = w->id_index;  /* died while pooled: reaped, make a new one in its range */
         w->pid = 0;
         warm_kill(w);
-    } else if ((index = ids_alloc(err)) < 0) {
+    } else if (index < 0) {
         return -1;
     }
     if (warm_spawn(w, index, err) == 0)
