@@ -8,7 +8,15 @@
  * two cores. A big write (IP_CAPTURE_BIG) skips the buffer: its writer holds
  * pub_lock while its bytes are escaped into messages, so what other threads
  * write meanwhile waits in the buffer and comes after it. Memory: the
- * pending batch (at most about BACKLOG) plus one message being escaped. */
+ * pending batch (at most about BACKLOG) plus one message being escaped.
+ *
+ * IOPub flow control (kernel/kernel.h): when the frontend reads slowly,
+ * publishing may wait. The pump never waits (host->output_defer_thread):
+ * while the host has no room (host->output_room) it leaves the batch
+ * pending and the fd pipes unread (a subprocess writing to them then
+ * blocks), so the wait falls on the writers once they reach BACKLOG, on
+ * their own thread: on the interp thread a print waits where an interrupt
+ * can end it, not behind a pump holding pub_lock. */
 #include "config.h"
 #include "interp/capture.h"
 
@@ -31,6 +39,7 @@
 #define BACKLOG (4 * 1024 * 1024) /* writers publish themselves beyond this */
 #define URGENT_MS 2               /* delay of a publication asked for by flush() */
 #define SLICE (256 * 1024)        /* bytes escaped at a time when cutting messages */
+#define ROOM_RETRY_MS 5           /* the pump's look at the host's room while it has none */
 
 struct ip_capture {
     const kn_host *host;
@@ -412,9 +421,17 @@ static bool drain_pipe(ip_capture *c, int stream)
     return open;
 }
 
+/* Output published now would not wait for the frontend. */
+static bool host_room(ip_capture *c)
+{
+    return !c->host->output_room || c->host->output_room(c->host->ctx);
+}
+
 static void *pump_thread(void *arg)
 {
     ip_capture *c = arg;
+    if (c->host->output_defer_thread)
+        c->host->output_defer_thread(c->host->ctx);
     for (;;) {
         int timeout = -1;
         pthread_mutex_lock(&c->buf_lock);
@@ -425,11 +442,13 @@ static void *pump_thread(void *arg)
         pthread_mutex_unlock(&c->buf_lock);
         if (stop)
             break;
-        if (pending >= BATCH) {
+        bool room = host_room(c);
+        if (!room) {
+            timeout = ROOM_RETRY_MS;  /* nothing published or read until there is room */
+        } else if (pending >= BATCH) {
             publish_pending(c, false);
             continue;
-        }
-        if (pending > 0) {
+        } else if (pending > 0) {
             int64_t due = since + (int64_t)delay_ms * 1000000;
             int64_t left = due - cb_mono_ns();
             if (left <= 0) {
@@ -438,8 +457,9 @@ static void *pump_thread(void *arg)
             }
             timeout = (int)(left / 1000000) + 1;
         }
-        struct pollfd p[3] = {{c->wake, POLLIN, 0}, {c->fds ? c->pipe_rd[1] : -1, POLLIN, 0},
-                              {c->fds ? c->pipe_rd[2] : -1, POLLIN, 0}};  /* -1: ignored */
+        bool pipes = c->fds && room;
+        struct pollfd p[3] = {{c->wake, POLLIN, 0}, {pipes ? c->pipe_rd[1] : -1, POLLIN, 0},
+                              {pipes ? c->pipe_rd[2] : -1, POLLIN, 0}};  /* -1: ignored */
         int n = poll(p, 3, timeout);
         if (n < 0 && errno != EINTR)
             break;

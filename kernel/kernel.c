@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -31,6 +32,8 @@
 #include "kernel/session.h"
 
 #define DEFAULT_MAX_BYTES ((size_t)256 << 20)
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 typedef enum { CH_SHELL, CH_CONTROL } channel;
 
@@ -58,6 +61,15 @@ typedef struct kn_kernel {
     bool subscribed;            /* an IOPub subscription has arrived (XPUB) */
     bool sub_wait_done;         /* gave up waiting for one once */
     unsigned pub_count;
+
+    /* IOPub flow control (kernel.h): the bytes ZeroMQ holds for IOPub, and
+     * the stall. stalled is written under iopub_lock, read anywhere. */
+    kn_meter meter;
+    atomic_bool stalled;        /* dropping output until the queue drains to half */
+    const char *stall_why;      /* under iopub_lock: why the current drops began */
+    unsigned long dropped;      /* under iopub_lock: output dropped since the last notice */
+    size_t dropped_bytes;
+    atomic_uint interrupts;     /* bumped by each interrupt_request (ends waits) */
 
     /* startup: messages the startup thread received before the interp was ready */
     pthread_mutex_t qlock;
@@ -141,9 +153,158 @@ static void publish_locked(kn_kernel *k, const kn_bytes *parent, const char *msg
     snprintf(k->topic + tl, sizeof k->topic - tl, "%s", msg_type);
     kn_out out = {.msg_type = msg_type, .parent = parent, .content = content, .content_len = len,
                   .buffers = bufs, .n_buffers = nbufs};
-    if (kn_session_send(&k->sess, k->iopub, k->topic, NULL, 0, &out, NULL) < 0)
+    if (kn_session_send_metered(&k->sess, k->iopub, k->topic, &out, &k->meter) < 0)
         cb_warn("kernel", "iopub send failed: %s", zmq_strerror(errno));
     k->topic[tl] = '\0';
+}
+
+/* ------------------------------------------------------------------ IOPub flow control
+ *
+ * The rules are in kernel.h. Waiting happens outside iopub_lock, so the
+ * control thread's busy/idle and everything else that never waits go out
+ * while a cell's print waits. The decision to send or drop is taken under
+ * the lock, next to the send, so that output and the notice keep their
+ * order. */
+
+/* Set on threads that never wait for the reader: the control thread, and
+ * threads that defer their output themselves (kn_host.output_defer_thread). */
+static __thread bool t_never_wait;
+
+static size_t iopub_queued(kn_kernel *k)
+{
+    return atomic_load_explicit(&k->meter.queued, memory_order_relaxed);
+}
+
+/* Output that may wait and, when the reader is stalled, be dropped. */
+static bool is_output(const char *msg_type)
+{
+    return strcmp(msg_type, "stream") == 0 || strcmp(msg_type, "display_data") == 0 ||
+           strcmp(msg_type, "update_display_data") == 0 || strcmp(msg_type, "clear_output") == 0 ||
+           strcmp(msg_type, "comm_msg") == 0;
+}
+
+/* kn_host.output_room */
+static bool host_output_room(void *ctx)
+{
+    kn_kernel *k = ctx;
+    return iopub_queued(k) < KN_IOPUB_QUEUE_BYTES || atomic_load(&k->stalled) || atomic_load(&k->stopping);
+}
+
+/* kn_host.output_defer_thread */
+static void host_output_defer_thread(void *ctx)
+{
+    t_never_wait = true;
+}
+
+/* Waits, holding no lock, until output may be published: true when the
+ * queue has room (or a stall was declared: the caller then drops), false
+ * when the caller must declare one (*why says why). On the main thread a
+ * SIGINT ends the wait: it is taken here with sigtimedwait (a signal that
+ * came between two checks stays pending until then, so none is missed)
+ * and raised again once the wait is over, for the interpreter's handler
+ * (Python's KeyboardInterrupt as the print returns). */
+static bool flow_wait(kn_kernel *k, const char **why)
+{
+    if (iopub_queued(k) < KN_IOPUB_QUEUE_BYTES || atomic_load(&k->stalled) || t_never_wait)
+        return true;
+    bool on_main = pthread_equal(pthread_self(), k->main_thread);
+    unsigned irq = atomic_load(&k->interrupts);
+    int64_t start = cb_mono_ns(), stall_ns = (int64_t)KN_IOPUB_STALL_S * 1000000000;
+    sigset_t sigint, old;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    if (on_main)
+        pthread_sigmask(SIG_BLOCK, &sigint, &old);
+    bool room = false, signalled = false;
+    for (;;) {
+        if (iopub_queued(k) < KN_IOPUB_QUEUE_BYTES || atomic_load(&k->stalled)) {
+            room = true;
+            break;
+        }
+        if (atomic_load(&k->stopping)) {
+            *why = "the kernel was shutting down";
+            break;
+        }
+        if (atomic_load(&k->interrupts) != irq) {
+            *why = "the cell was interrupted while it waited for the frontend to read its output";
+            break;
+        }
+        int64_t now = cb_mono_ns(), last = atomic_load(&k->meter.released_ns);
+        if (now - (last > start ? last : start) >= stall_ns) {
+            *why = "the frontend read none of the kernel's output for " STRINGIFY(KN_IOPUB_STALL_S) " s";
+            break;
+        }
+        struct timespec ts = {0, 5 * 1000000};
+        if (on_main) {
+            if (sigtimedwait(&sigint, NULL, &ts) == SIGINT) {
+                signalled = true;
+                *why = "the cell was interrupted while it waited for the frontend to read its output";
+                break;
+            }
+        } else {
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (on_main) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (signalled)
+            pthread_kill(k->main_thread, SIGINT);  /* delivered now, to the handler it was meant for */
+    }
+    return room;
+}
+
+/* The notice of what a stall dropped, parented to parent. Under iopub_lock. */
+static void flow_notice_locked(kn_kernel *k, const kn_bytes *parent)
+{
+    if (!k->dropped)
+        return;
+    char text[512];
+    snprintf(text, sizeof text,
+             "[cellbox] %lu output message%s (%.1f MiB) %s dropped: %s\n", k->dropped,
+             k->dropped == 1 ? "" : "s", k->dropped_bytes / 1048576.0, k->dropped == 1 ? "was" : "were",
+             k->stall_why ? k->stall_why : "the frontend did not read them");
+    cb_warn("kernel", "IOPub: %.*s", (int)strlen(text + 10) - 1, text + 10);
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "name", "stderr");
+    cJSON_AddStringToObject(c, "text", text);
+    cb_autofree char *json = cb_json_print(c);
+    cJSON_Delete(c);
+    publish_locked(k, parent, "stream", json, 0, NULL, 0);
+    k->dropped = 0;
+    k->dropped_bytes = 0;
+}
+
+/* Publishes output under the flow-control rules. cur: parent it to the
+ * current shell request (parent is ignored). */
+static void publish_output(kn_kernel *k, bool cur, const kn_bytes *parent, const char *msg_type,
+                           const char *content, size_t len, const kn_bytes *bufs, size_t nbufs)
+{
+    const char *why = NULL;
+    bool room = flow_wait(k, &why);
+    pthread_mutex_lock(&k->iopub_lock);
+    if (cur)
+        parent = k->cur_parent.data ? &k->cur_parent : NULL;
+    if (!room && !atomic_load(&k->stalled)) {
+        cb_warn("kernel", "IOPub: %s (%.1f MiB waiting): dropping output until the frontend catches up",
+                why, iopub_queued(k) / 1048576.0);
+        k->stall_why = why;
+        atomic_store(&k->stalled, true);
+    }
+    if (atomic_load(&k->stalled)) {
+        if (iopub_queued(k) >= KN_IOPUB_QUEUE_BYTES / 2) {
+            k->dropped++;
+            k->dropped_bytes += len ? len : strlen(content);
+            for (size_t i = 0; i < nbufs; i++)
+                k->dropped_bytes += bufs[i].len;
+            pthread_mutex_unlock(&k->iopub_lock);
+            return;
+        }
+        atomic_store(&k->stalled, false);
+        cb_info("kernel", "IOPub: the frontend reads again");
+    }
+    flow_notice_locked(k, parent);
+    publish_locked(k, parent, msg_type, content, len, bufs, nbufs);
+    pthread_mutex_unlock(&k->iopub_lock);
 }
 
 static void publish(kn_kernel *k, const kn_bytes *parent, const char *msg_type, const char *content)
@@ -165,6 +326,10 @@ static void host_publish(void *ctx, const char *msg_type, const char *content, s
                          const kn_bytes *bufs, size_t nbufs)
 {
     kn_kernel *k = ctx;
+    if (is_output(msg_type)) {
+        publish_output(k, true, NULL, msg_type, content, len, bufs, nbufs);
+        return;
+    }
     pthread_mutex_lock(&k->iopub_lock);
     publish_locked(k, k->cur_parent.data ? &k->cur_parent : NULL, msg_type, content, len, bufs, nbufs);
     pthread_mutex_unlock(&k->iopub_lock);
@@ -177,6 +342,10 @@ static void host_publish_parent(void *ctx, const char *parent, size_t parent_len
     kn_kernel *k = ctx;
     kn_bytes p = {(char *)parent, parent_len};
     bool none = !parent || parent_len == 0 || (parent_len == 2 && memcmp(parent, "{}", 2) == 0);
+    if (is_output(msg_type)) {
+        publish_output(k, false, none ? NULL : &p, msg_type, content, len, bufs, nbufs);
+        return;
+    }
     pthread_mutex_lock(&k->iopub_lock);
     publish_locked(k, none ? NULL : &p, msg_type, content, len, bufs, nbufs);
     pthread_mutex_unlock(&k->iopub_lock);
@@ -275,6 +444,7 @@ static cJSON *h_shutdown(kn_kernel *k, kn_msg *m, channel ch)
 
 static void interrupt_main(kn_kernel *k)
 {
+    atomic_fetch_add(&k->interrupts, 1);  /* ends a wait for the IOPub reader on any thread */
     /* A real signal to the main thread: Python's handler raises
      * KeyboardInterrupt and blocking calls (time.sleep, select) return EINTR. */
     pthread_kill(k->main_thread, SIGINT);
@@ -559,6 +729,11 @@ static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool conte
         }
         cJSON_Delete(c);
     }
+    if (ch == CH_SHELL) {  /* what a stall dropped is told before the idle that ends the request */
+        pthread_mutex_lock(&k->iopub_lock);
+        flow_notice_locked(k, &m->header_raw);
+        pthread_mutex_unlock(&k->iopub_lock);
+    }
     publish_status(k, &m->header_raw, "idle");
     if (ch == CH_SHELL)
         k->cur = NULL;
@@ -703,6 +878,7 @@ static void stop_watchdog(kn_kernel *k)
 static void *control_thread(void *arg)
 {
     kn_kernel *k = arg;
+    t_never_wait = true;  /* interrupt and shutdown must never wait for an IOPub reader */
     const char *ppid_env = getenv("JPY_PARENT_PID");
     long parent = ppid_env ? atol(ppid_env) : 0;
     while (!atomic_load(&k->stopping)) {
@@ -793,7 +969,10 @@ static void *bind_socket(kn_kernel *k, int type, int port, const char *name)
     int64_t maxsize = (int64_t)k->max_bytes;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
     if (type == ZMQ_XPUB) {
-        zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);  /* never drop output */
+        /* ZeroMQ never drops (no high-water mark): the kernel bounds the
+         * queue itself, in bytes, before it sends (flow control, kernel.h),
+         * so a status or reply it sends always arrives */
+        zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
     }
     if (type == ZMQ_ROUTER) {
         int one = 1;
@@ -851,6 +1030,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     k->execution_count = 1;
     pthread_mutex_init(&k->iopub_lock, NULL);
     pthread_mutex_init(&k->qlock, NULL);
+    kn_meter_init(&k->meter);
 
     char *err = NULL;
     if (!opts->connection_file) {
@@ -912,7 +1092,8 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
                         .parent_header = host_parent_header,
                         .history_session = kn_history_session(k->hist),
                         .history_file = kn_history_path(k->hist), .history_query = host_history_query,
-                        .connection_file = opts->connection_file};
+                        .connection_file = opts->connection_file, .output_room = host_output_room,
+                        .output_defer_thread = host_output_defer_thread};
     int status = 0;
     bool started = interp->start(interp->self, &k->host) == 0;
     sigset_t pending;

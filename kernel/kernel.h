@@ -11,6 +11,36 @@
  * IOPub is one PUB socket shared under a mutex; stdin belongs to the interp
  * thread (input() runs there).
  *
+ * IOPub flow control. A frontend can stay connected and stop reading (a
+ * jupyter console suspended with Ctrl-Z, a stalled server): what waits for
+ * it is measured in bytes (kn_meter, session.h), ZeroMQ itself never drops
+ * (no high-water mark: one message can be 8 MiB, a count bounds nothing).
+ *   - Output (stream, display_data, update_display_data, clear_output,
+ *     comm_msg) is sent while less than KN_IOPUB_QUEUE_BYTES wait. Beyond,
+ *     the publishing thread waits for the reader (back-pressure: a print or
+ *     display slows down to the reader's pace; nothing is lost). The queue
+ *     holds about the bound plus the message each publishing thread had in
+ *     hand (the capture's pump, which defers instead of waiting, one batch),
+ *     plus what is never dropped (below).
+ *   - A reader that reads nothing for KN_IOPUB_STALL_S seconds while output
+ *     waits is stalled: output is dropped (counted) until the queue has
+ *     drained below half the bound, so one stuck subscriber cannot hang a
+ *     cell. An interrupt (interrupt_request or SIGINT) or a shutdown that
+ *     comes while a thread waits declares the stall at once: a blocked
+ *     print is interruptible. (A SIGINT that the system hands to another
+ *     thread of the user's, not the waiting interp thread, only counts at
+ *     the stall limit; interrupt_request always counts.)
+ *   - What was dropped is told once, as a stderr stream message
+ *     ("[cellbox] N output messages (X MiB) were dropped: ...") parented to
+ *     the request, before the next output once the reader has caught up or
+ *     else before the request's idle status, and logged.
+ *   - Everything else (status, execute_input, execute_result, error,
+ *     comm_open/close, debug_event, the notice) is never dropped and never
+ *     waits, so busy/idle keep their order around a cell's output (idle
+ *     follows the last output, which jupyter_client relies on), and the
+ *     control thread (interrupt, shutdown) and heartbeat never block on a
+ *     reader. With several subscribers, the slowest sets the pace.
+ *
  * The core enforces the rules so an interpreter cannot forget them (xeus):
  * busy/idle around every request with the parent header set, execute_input,
  * the execution counter, execute_reply fields, aborting queued executes after
@@ -29,8 +59,13 @@
 #include "kernel/conn.h"
 #include "kernel/wire.h"
 
+#define KN_IOPUB_QUEUE_BYTES ((size_t)32 << 20)  /* output waits beyond this (see above) */
+#define KN_IOPUB_STALL_S 10                       /* nothing read for this long: drop output */
+
 /* What the kernel offers the interpreter. Callable from the interp thread;
- * publish() is also safe from other threads (it takes the IOPub lock). */
+ * publish() is also safe from other threads (it takes the IOPub lock).
+ * publish() of output may wait for a slow frontend (flow control above):
+ * call it without holding locks the control thread needs. */
 typedef struct kn_host {
     void *ctx;
     /* Publish msg_type on IOPub with the parent header of the request being
@@ -60,6 +95,13 @@ typedef struct kn_host {
     /* The connection file the kernel was started with (borrowed; for
      * %connect_info). */
     const char *connection_file;
+    /* IOPub flow control (above): true when output published now would not
+     * wait for a slow frontend. Thread-safe; NULL means always. */
+    bool (*output_room)(void *ctx);
+    /* Marks the calling thread as one that defers its own output while
+     * output_room() is false (the capture's pump): publish() never makes
+     * it wait. May be NULL. */
+    void (*output_defer_thread)(void *ctx);
 } kn_host;
 
 enum { KN_INPUT_OK = 0, KN_INPUT_NOT_ALLOWED, KN_INPUT_INTERRUPTED, KN_INPUT_FAILED };

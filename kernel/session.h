@@ -5,6 +5,14 @@
  * kn_session is embedded by value (kn_session_init/kn_session_clear).
  * kn_session_send() is safe to call from several threads on *different*
  * sockets; a socket itself must only be used by one thread at a time.
+ *
+ * A kn_meter counts the bytes ZeroMQ holds for a socket: what
+ * kn_session_send_metered() handed it and ZeroMQ has not yet written out to
+ * every peer (or dropped with a closed peer). It is the kernel's measure of
+ * an IOPub queue that a frontend does not read (ZeroMQ's own high-water mark
+ * counts messages, and one message can be megabytes). A meter is a value
+ * owned by its embedder (kn_meter_init); it must outlive the socket's
+ * ZeroMQ context, which releases the last bytes as it ends.
  */
 #ifndef KN_SESSION_H
 #define KN_SESSION_H
@@ -46,6 +54,27 @@ typedef struct kn_out {
 /* Signs and sends; returns 0 or -1. msg_id_out may be NULL. */
 int kn_session_send(kn_session *s, void *sock, const char *topic, const kn_bytes *ids, size_t n_ids,
                     const kn_out *m, char *msg_id_out);
+
+typedef struct kn_meter {
+    atomic_size_t queued;        /* bytes given to ZeroMQ, not yet released */
+    atomic_llong released_ns;    /* cb_mono_ns() of the last release (0: none yet) */
+} kn_meter;
+
+/* Bytes a queued frame costs beyond its data (ZeroMQ's message and pipe
+ * entry, the allocation): counted so that a flood of tiny messages is
+ * measured too. */
+#define KN_METER_FRAME_OVERHEAD 128
+
+void kn_meter_init(kn_meter *m);
+
+/* kn_session_send() for a socket whose queue is measured: the message's
+ * bytes (its frames plus KN_METER_FRAME_OVERHEAD each) are added to
+ * meter->queued when it is sent and taken off, from whatever thread ZeroMQ
+ * releases it on (usually its I/O thread), once its last frame has gone:
+ * ZeroMQ writes a message's frames in order, so by then the others have
+ * gone too. Same framing and signing as kn_wire_send(). Returns 0 or -1. */
+int kn_session_send_metered(kn_session *s, void *sock, const char *topic, const kn_out *m,
+                            kn_meter *meter);
 
 /* Convenience: content as cJSON (borrowed, printed here). */
 int kn_session_send_json(kn_session *s, void *sock, const char *topic, const kn_bytes *ids,
