@@ -611,7 +611,9 @@ typedef struct framing {
     int content_length;
     const char *first_length;
     bool length_differs;
-    bool chunked;
+    int transfer_encoding;
+    bool te_not_chunked;
+    int host;
 } framing;
 
 static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -625,21 +627,40 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
         else
             f->first_length = value;
     } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
-        f->chunked = true;
+        f->transfer_encoding++;
+        /* libmicrohttpd decodes "chunked" alone; any other value (gzip,
+         * "gzip, chunked", identity) it takes as a body that lasts until
+         * the connection closes */
+        if (strcasecmp(value, "chunked") != 0)
+            f->te_not_chunked = true;
+    } else if (strcasecmp(key, "Host") == 0) {
+        f->host++;
     }
     return MHD_YES;
 }
 
-/* Requests whose body length two readers could see differently (RFC 9112
+/* Requests whose end two readers could see differently (RFC 9112 6.1,
  * 6.3): Content-Length twice with different values (libmicrohttpd takes
- * the first, a proxy may take the last), or with Transfer-Encoding. Such a
- * request is refused and its connection closed: what follows it on the
- * connection cannot be trusted to be the next request. */
-static bool framing_ambiguous(struct MHD_Connection *conn)
+ * the first, a proxy may take the last), or with Transfer-Encoding; a
+ * Transfer-Encoding other than "chunked" alone (libmicrohttpd would take
+ * the rest of the connection, other requests included, as this one's
+ * body: for a preview URL, handed to the sandbox's app), or given twice.
+ * And two Host headers (RFC 9112 3.2): the server routes by the first, an
+ * app may read the last. Such a request is refused and its connection
+ * closed: what follows it on the connection cannot be trusted to be the
+ * next request. NULL if it is fine, else why not. */
+static const char *framing_refused(struct MHD_Connection *conn)
 {
-    framing f = {0, NULL, false, false};
+    framing f = {0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
-    return f.length_differs || (f.content_length && f.chunked);
+    if (f.length_differs || (f.content_length && f.transfer_encoding))
+        return "the request gives its body's length twice (Content-Length with different values, "
+               "or with Transfer-Encoding)";
+    if (f.te_not_chunked || f.transfer_encoding > 1)
+        return "Transfer-Encoding must be \"chunked\" (once) or absent";
+    if (f.host > 1)
+        return "the request has more than one Host header";
+    return NULL;
 }
 
 /* libmicrohttpd unescapes the path before routing: %00 would cut it short
@@ -675,6 +696,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r->raw_uri)
             r->raw_uri = cb_strdup(url);
         bool known = false;
+        const char *why = framing_refused(conn);
+        if (why) {
+            /* before routing: preview requests too */
+            r->close = true;
+            sb_reply_err(r, SB_E_VALIDATION_FAILED, "%s", why);
+            return MHD_YES;
+        }
         const char *host = sb_req_header(r, "Host");
         if (hconf.route_host && host)
             r->route = hconf.route_host(r, host);
@@ -684,12 +712,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if ((r->route->flags & SB_ROUTE_RAW) && r->route->upload && r->route->upload->begin &&
                 r->route->upload->begin(r) != 0 && r->upload_err.code != SB_OK)
                 sb_reply_error(r, &r->upload_err);
-            return MHD_YES;
-        }
-        if (framing_ambiguous(conn)) {
-            r->close = true;
-            sb_reply_err(r, SB_E_VALIDATION_FAILED, "the request gives its body's length twice "
-                         "(Content-Length with different values, or with Transfer-Encoding)");
             return MHD_YES;
         }
         if (path_escape_refused(r->raw_uri)) {

@@ -21,7 +21,8 @@
 
 #define HEAD_MAX (64 * 1024)
 #define CHUNK_LINE_MAX (16 * 1024)     /* a chunk-size or trailer line of a response */
-#define RESPONSE_WAIT_MS (300 * 1000)   /* for the response's head */
+#define RESPONSE_WAIT_MS (300 * 1000)   /* for the response's head, all of it */
+#define INTERIM_MAX 16                  /* 1xx answers before the final one */
 #define IDLE_MS (600 * 1000)            /* silence inside a body or a WebSocket */
 
 static struct {
@@ -317,7 +318,10 @@ static bool request_header_dropped(const char *name)
 {
     static const char *drop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
                                  "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Forwarded",
-                                 "X-Real-IP", "Content-Length"};
+                                 "X-Real-IP", "Content-Length",
+                                 /* answered by libmicrohttpd: the service's
+                                  * own 100 would only be skipped */
+                                 "Expect"};
     for (size_t i = 0; i < CB_ARRAY_LEN(drop); i++)
         if (header_is(name, drop[i]))
             return true;
@@ -334,11 +338,33 @@ static bool response_header_dropped(const char *name)
     return false;
 }
 
+/* Does a header value carry the API's bearer token (as a word of it, or as
+ * the terminal's "cellbox.bearer.<token>" subprotocol)? Such a header never
+ * reaches the sandbox: a client that sends its API header to every host of
+ * the server (an SDK given one base URL and one header) would otherwise hand
+ * the app in the sandbox the key to every sandbox. Compared in constant time
+ * per word, as the API does. */
+static bool carries_api_token(const char *value)
+{
+    static const char proto[] = "cellbox.bearer.";
+    for (const char *p = value; *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,");
+        if (n && sb_http_token_equal(p, n))
+            return true;
+        if (n > sizeof proto - 1 && strncmp(p, proto, sizeof proto - 1) == 0 &&
+            sb_http_token_equal(p + sizeof proto - 1, n - (sizeof proto - 1)))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
 static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
     cb_buf *h = cls;
-    if (key && value && !request_header_dropped(key) && !strpbrk(value, "\r\n"))
+    if (key && value && !request_header_dropped(key) && !strpbrk(value, "\r\n") && !carries_api_token(value))
         cb_buf_printf(h, "%s: %s\r\n", key, value);
     return MHD_YES;
 }
@@ -591,6 +617,21 @@ static void relay(void *ctx, int cfd, const char *extra, size_t extra_len, void 
     sb_upgrade_close(handle);
 }
 
+/* The status of a response head (its status line alone), -1 if it is not HTTP. */
+static int head_status(const char *head, size_t len)
+{
+    char line[128];
+    size_t n = strcspn(head, "\r\n");
+    if (n > len || n >= sizeof line)
+        return -1;
+    memcpy(line, head, n);
+    line[n] = '\0';
+    int status = 0;
+    if (sscanf(line, "HTTP/%*d.%*d %d", &status) != 1 || status < 100 || status > 999)
+        return -1;
+    return status;
+}
+
 static int proxy_handler(sb_req *r)
 {
     proxy *x = r->upload_ctx;
@@ -598,25 +639,45 @@ static int proxy_handler(sb_req *r)
         return sb_reply_error(r, &r->upload_err);
     if (x->chunked_up && cb_write_all(x->fd, "0\r\n\r\n", 5) < 0)
         return sb_reply_err(r, SB_E_SERVICE_NOT_RESPONDING, "the service closed the connection");
-    /* the response's head */
+    /* the response's head: the final one. An interim 1xx (100 Continue,
+     * 103 Early Hints) is skipped: relayed as the answer, it would end the
+     * request for libmicrohttpd while the client (or a proxy in front,
+     * sharing the connection between users) still waits for the final
+     * answer, and then takes the next request's answer for it. A 101 the
+     * client did not ask for is refused for the same reason. */
     char *end = NULL;
+    int status = 0, interim = 0;
+    char *save = NULL;
+    /* one deadline for the whole head: a service dribbling a byte now and
+     * then must not hold the client (and a server thread) for ever */
+    int64_t deadline = cb_mono_ns() + (int64_t)RESPONSE_WAIT_MS * 1000000;
     for (;;) {
-        if (x->in.len && (end = memmem(x->in.data, x->in.len, "\r\n\r\n", 4)))
-            break;
+        if (x->in.len && (end = memmem(x->in.data, x->in.len, "\r\n\r\n", 4))) {
+            size_t head_len = (size_t)(end - x->in.data) + 4;
+            if ((status = head_status(x->in.data, head_len)) < 0)
+                return sb_reply_err(r, SB_E_SERVICE_NOT_RESPONDING, "the service did not answer HTTP");
+            if (status == 101 && !x->ws)
+                return sb_reply_err(r, SB_E_SERVICE_NOT_RESPONDING, "the service switched protocols "
+                                    "without being asked to");
+            if (status >= 200 || status == 101)
+                break;
+            if (++interim > INTERIM_MAX)
+                return sb_reply_err(r, SB_E_SERVICE_NOT_RESPONDING, "the service sent more than %d "
+                                    "interim (1xx) answers", INTERIM_MAX);
+            cb_buf_consume(&x->in, head_len);
+            continue;
+        }
         if (x->in.len > HEAD_MAX)
             return sb_reply_err(r, SB_E_SERVICE_NOT_RESPONDING, "the service's response head is too large");
-        int rc = fill(x, RESPONSE_WAIT_MS);
+        int64_t left_ms = (deadline - cb_mono_ns()) / 1000000;
+        int rc = left_ms > 0 ? fill(x, (int)left_ms) : -1;
         if (rc <= 0)
             return sb_reply_err(r, SB_E_SERVICE_NOT_RESPONDING, rc == 0 ? "the service closed the connection "
                                 "without a response" : "no response from the service");
     }
     x->in_off = (size_t)(end - x->in.data) + 4;
     *end = '\0';
-    char *save = NULL;
-    char *status_line = strtok_r(x->in.data, "\r\n", &save);
-    int status = 0;
-    if (!status_line || sscanf(status_line, "HTTP/%*d.%*d %d", &status) != 1 || status < 100 || status > 999)
-        return sb_reply_err(r, SB_E_SERVICE_NOT_RESPONDING, "the service did not answer HTTP");
+    strtok_r(x->in.data, "\r\n", &save);  /* the status line, read above */
     const char *headers[2 * 128 + 3];
     int nh = 0;
     const char *te = NULL, *cl = NULL, *up = NULL;
@@ -648,7 +709,7 @@ static int proxy_handler(sb_req *r)
         return sb_reply_upgrade(r, headers, relay, x, proxy_free);
     }
     uint64_t size = MHD_SIZE_UNKNOWN;
-    if (x->head_req || status == 204 || status == 304 || status < 200) {
+    if (x->head_req || status == 204 || status == 304) {
         x->kind = BODY_NONE;
         size = x->head_req && cl ? strtoull(cl, NULL, 10) : 0;
     } else if (te && has_token(te, "chunked")) {

@@ -6,7 +6,8 @@ The app (APP below, Python's http.server plus a hand-made WebSocket echo)
 answers: /hello, /headers (what it received, as JSON), /target (the raw
 request target), POST /echo (the body back, Content-Length or chunked),
 /chunked (a chunked response), /stream (two chunks a second apart), /big
-(20 MB), /ws (WebSocket echo).
+(20 MB), /ws (WebSocket echo), /interim (100 and 103 before the answer),
+/switch (an unasked-for 101 and a forged answer after it).
 """
 import base64
 import hashlib
@@ -56,6 +57,18 @@ class H(BaseHTTPRequestHandler):
             return self.send_body(json.dumps({k.lower(): v for k, v in self.headers.items()}).encode(), "application/json")
         if self.path.startswith("/target"):
             return self.send_body(self.path.encode())
+        if self.path == "/interim":
+            # interim answers first (RFC 9110 15.2), then the final one
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
+            self.wfile.flush()
+            time.sleep(0.2)
+            return self.send_body(b"final answer")
+        if self.path == "/switch":
+            # a hostile app: 101 to a request that asked for no upgrade, then a forged answer
+            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\nConnection: Upgrade\r\n\r\n"
+                             b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+            self.close_connection = True
+            return
         if self.path == "/big":
             return self.send_body(bytes(range(256)) * (20 * 4096))
         if self.path in ("/chunked", "/stream"):
@@ -133,6 +146,24 @@ def start_app(sid, port):
              {"command": "exec python3 /workspace/app.py %d" % port, "processId": "app%d" % port})
     r = srv.post("/v1/sandboxes/%s/processes/app%d/wait" % (sid, port), {"port": port, "timeoutMs": 30000})
     return r.status == 200
+
+
+def raw_exchange(data, timeout=30):
+    """Bytes sent as they are on one connection; all that comes back until
+    the server closes it (the last request says Connection: close)."""
+    s = socket.create_connection((srv.host, srv.port), timeout=timeout)
+    s.sendall(data)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        got += b"<timeout>"
+    s.close()
+    return got
 
 
 def ws_echo(host, messages):
@@ -263,6 +294,45 @@ try:
     ok, head, got = ws_echo(url.split("//")[1].split("/")[0], ["one", "two", "x" * 100])
     t.ok(ok, "WebSocket: 101 with the app's Sec-WebSocket-Accept", head)
     t.eq(got, ["echo:one", "echo:two", "echo:" + "x" * 100], "WebSocket: messages go both ways")
+
+    # ---- framing: one connection, answers in order ------------------------------------------
+    ph = url.split("//")[1].split("/")[0]
+    nxt = "GET /hello HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % ph
+    got = raw_exchange(("GET /interim HTTP/1.1\r\nHost: %s\r\n\r\n" % ph + nxt).encode())
+    t.ok(got.startswith(b"HTTP/1.1 200 ") and got.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 1" not in got
+         and got.index(b"final answer") < got.index(b"hello from the sandbox"),
+         "the app's interim 100 and 103 are not relayed as its answer: the next request on the "
+         "connection gets its own answer", got)
+    got = raw_exchange(("GET /switch HTTP/1.1\r\nHost: %s\r\n\r\n" % ph + nxt).encode())
+    t.ok(got.startswith(b"HTTP/1.1 502 ") and b"SERVICE_NOT_RESPONDING" in got and b"forged" not in got
+         and b" 101 " not in got and got.count(b"HTTP/1.1 ") == 2 and got.endswith(b"hello from the sandbox"),
+         "an app's 101 to a request without Upgrade: 502, nothing of it relayed, the next request answered",
+         got)
+    for what, hdrs in [("Content-Length and Transfer-Encoding", "Content-Length: 5\r\nTransfer-Encoding: chunked"),
+                       ("Transfer-Encoding other than chunked", "Transfer-Encoding: gzip, chunked"),
+                       ("Transfer-Encoding: identity", "Transfer-Encoding: identity"),
+                       ("Transfer-Encoding twice", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked"),
+                       ("two Host headers", "Host: other")]:
+        req = "POST /echo HTTP/1.1\r\nHost: %s\r\n%s\r\n\r\n0\r\n\r\n" % (ph, hdrs) + nxt
+        got = raw_exchange(req.encode(), timeout=10)
+        t.ok(got.startswith(b"HTTP/1.1 400 ") and b"VALIDATION_FAILED" in got and got.count(b"HTTP/1.1 ") == 1,
+             "preview request with %s: 400 and the connection closed (nothing after it is read as a "
+             "request, nothing reaches the app)" % what, got)
+    got = raw_exchange(("POST /v1/sandboxes/port-a/exec HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
+                        "Transfer-Encoding: identity\r\n\r\n{\"command\":\"true\"}" % (srv.host, srv.port, srv.token)
+                        ).encode(), timeout=10)
+    t.ok(got.startswith(b"HTTP/1.1 400 ") and b"Transfer-Encoding" in got,
+         "API request with a Transfer-Encoding other than chunked: 400, not a body read until the "
+         "connection closes", got)
+
+    # ---- the API token never reaches the app ---------------------------------------------
+    st, h, body = preview(url, "/headers", headers={"Authorization": "Bearer " + srv.token,
+                                                    "Sec-WebSocket-Protocol": "chat, cellbox.bearer." + srv.token,
+                                                    "X-Other": "kept"})
+    seen = json.loads(body) if st == 200 else {}
+    t.ok(st == 200 and seen.get("x-other") == "kept" and "authorization" not in seen
+         and "sec-websocket-protocol" not in seen and srv.token not in body.decode(),
+         "a preview request carrying the API's bearer token: the header is not forwarded to the app", seen)
 
     # ---- wrong addresses -----------------------------------------------------------------
     wrong = url.replace("-%s." % tok, "-%s." % ("a" * 16))
