@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sodium.h>
@@ -595,6 +596,16 @@ static int proxy_produce(void *ctx, cb_buf *out)
 static void relay(void *ctx, int cfd, const char *extra, size_t extra_len, void *handle)
 {
     proxy *x = ctx;
+    /* libmicrohttpd hands the client's socket over non-blocking: a write
+     * to a client that reads slower than the app sends would fail with
+     * EAGAIN and cut the connection. Blocking writes with a time limit: a
+     * slow reader slows the relay down, one that stopped reading for
+     * IDLE_MS is dropped. */
+    int fl = fcntl(cfd, F_GETFL);
+    if (fl >= 0)
+        fcntl(cfd, F_SETFL, fl & ~O_NONBLOCK);
+    struct timeval tv = {IDLE_MS / 1000, 0};
+    setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if ((extra_len && cb_write_all(x->fd, extra, extra_len) < 0) ||
         (x->in.len > x->in_off && cb_write_all(cfd, x->in.data + x->in_off, x->in.len - x->in_off) < 0)) {
         sb_upgrade_close(handle);

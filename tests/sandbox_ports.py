@@ -7,7 +7,8 @@ answers: /hello, /headers (what it received, as JSON), /target (the raw
 request target), POST /echo (the body back, Content-Length or chunked),
 /chunked (a chunked response), /stream (two chunks a second apart), /big
 (20 MB), /ws (WebSocket echo), /interim (100 and 103 before the answer),
-/switch (an unasked-for 101 and a forged answer after it).
+/switch (an unasked-for 101 and a forged answer after it), /wsbig (an upgrade,
+then 8 MB at once).
 """
 import base64
 import hashlib
@@ -67,6 +68,16 @@ class H(BaseHTTPRequestHandler):
             # a hostile app: 101 to a request that asked for no upgrade, then a forged answer
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\nConnection: Upgrade\r\n\r\n"
                              b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+            self.close_connection = True
+            return
+        if self.path == "/wsbig":
+            # an upgraded connection on which the app sends 8 MB at once
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            self.connection.sendall(b"w" * (8 << 20))
             self.close_connection = True
             return
         if self.path == "/big":
@@ -333,6 +344,29 @@ try:
     t.ok(st == 200 and seen.get("x-other") == "kept" and "authorization" not in seen
          and "sec-websocket-protocol" not in seen and srv.token not in body.decode(),
          "a preview request carrying the API's bearer token: the header is not forwarded to the app", seen)
+
+    # a slow reader of an upgraded connection gets all of it (the relay waits for it)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    s.settimeout(60)
+    s.connect((srv.host, srv.port))
+    s.sendall(("GET /wsbig HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+               % ph).encode())
+    time.sleep(2)  # not reading: the app's 8 MB fill every buffer on the way
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    head, _, rest = got.partition(b"\r\n\r\n")
+    t.ok(head.startswith(b"HTTP/1.1 101") and rest == b"w" * (8 << 20),
+         "upgraded connection, a client reading slowly: all 8 MB arrive, not cut at a full socket",
+         (head[:60], len(rest)))
 
     # ---- wrong addresses -----------------------------------------------------------------
     wrong = url.replace("-%s." % tok, "-%s." % ("a" * 16))
