@@ -258,10 +258,14 @@ static void flow_notice_locked(kn_kernel *k, const kn_bytes *parent)
 {
     if (!k->dropped)
         return;
-    char text[512];
+    char text[512], size[32];
+    if (k->dropped_bytes < 1048576)
+        snprintf(size, sizeof size, "%.1f KiB", k->dropped_bytes / 1024.0);
+    else
+        snprintf(size, sizeof size, "%.1f MiB", k->dropped_bytes / 1048576.0);
     snprintf(text, sizeof text,
-             "[cellbox] %lu output message%s (%.1f MiB) %s dropped: %s\n", k->dropped,
-             k->dropped == 1 ? "" : "s", k->dropped_bytes / 1048576.0, k->dropped == 1 ? "was" : "were",
+             "[cellbox] %lu output message%s (%s) %s dropped: %s\n", k->dropped,
+             k->dropped == 1 ? "" : "s", size, k->dropped == 1 ? "was" : "were",
              k->stall_why ? k->stall_why : "the frontend did not read them");
     cb_warn("kernel", "IOPub: %.*s", (int)strlen(text + 10) - 1, text + 10);
     cJSON *c = cJSON_CreateObject();

@@ -417,6 +417,35 @@ def flow_blocked_interrupt(name, mode):
         km.shutdown_kernel(now=True)
 
 
+def flow_display_interrupt():
+    """display() calls waiting on a stopped reader (published with the GIL
+    released, not through the stream capture): memory bounded, the
+    interrupt ends the wait, one notice once the reader reads again."""
+    km, kc, pid = flow_start()
+    r = subscribed_reader(km, kc)
+    try:
+        base = proc_status(pid, "VmRSS")
+        r.stop()
+        mid = kc.execute("from IPython.display import display\ni = 0\nwhile True:\n"
+                         "    display({'text/plain': str(i) + %r * 10}, raw=True)\n    i += 1" % PAD)
+        blocked, peak = wait_blocked(pid, base)
+        km.interrupt_kernel()
+        reply = shell_reply(kc, mid, 30)
+        hwm = proc_status(pid, "VmHWM") - base
+        r.cont()
+        idle = r.idle_of(mid, 60)
+        notices = [e for e in r.events if e["t"] == "notice"]
+        tap.ok(blocked and reply is not None and reply.get("ename") == "KeyboardInterrupt" and hwm < FLOW_LIMIT_MB
+               and idle is not None and len(notices) == 1 and "interrupted" in notices[0]["text"],
+               "display() calls waiting on a stopped reader: memory bounded, interrupted, one notice",
+               "blocked=%s, reply=%r, peak %d MB above the start, notices %r"
+               % (blocked, reply and reply.get("ename"), hwm, notices))
+    finally:
+        r.close()
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def flow_stall_drops():
     """A reader stopped for longer than the stall limit: the cell goes on
     after it (its output dropped), memory stays bounded, one notice."""
@@ -527,7 +556,7 @@ def flow_shutdown_blocked():
 
 for _case in (lambda: flow_blocked_interrupt("cellbox", "signal"),
               lambda: flow_blocked_interrupt("cellbox-msg", "message"),
-              flow_stall_drops, flow_slow_reader, flow_shutdown_blocked):
+              flow_display_interrupt, flow_stall_drops, flow_slow_reader, flow_shutdown_blocked):
     try:
         _case()
     except Exception:
