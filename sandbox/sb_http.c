@@ -607,6 +607,13 @@ static const sb_route *find_route(sb_req *r, const char *path, bool *path_known)
     return NULL;
 }
 
+bool sb_http_header_name_ok(const char *name)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    return name && *name && strspn(name, tchar) == strlen(name);
+}
+
 typedef struct framing {
     int content_length;
     const char *first_length;
@@ -614,6 +621,7 @@ typedef struct framing {
     int transfer_encoding;
     bool te_not_chunked;
     int host;
+    bool bad_name;
 } framing;
 
 static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -621,6 +629,8 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
 {
     (void)kind;
     framing *f = cls;
+    if (!sb_http_header_name_ok(key))
+        f->bad_name = true;
     if (strcasecmp(key, "Content-Length") == 0) {
         if (f->content_length++ && strcmp(value, f->first_length) != 0)
             f->length_differs = true;
@@ -646,7 +656,10 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
  * the rest of the connection, other requests included, as this one's
  * body: for a preview URL, handed to the sandbox's app), or given twice.
  * And two Host headers (RFC 9112 3.2): the server routes by the first, an
- * app may read the last. Such a request is refused and its connection
+ * app may read the last; and a header name that is not a token: for
+ * "Content-Length : 40" (a space before the colon, RFC 9112 5.1)
+ * libmicrohttpd sees no length and reads the body as the next request,
+ * where a proxy in front may have taken it as the length. Such a request is refused and its connection
  * closed: what follows it on the connection cannot be trusted to be the
  * next request. NULL if it is fine, else why not. */
 static const char *framing_refused(struct MHD_Connection *conn)
@@ -660,6 +673,8 @@ static const char *framing_refused(struct MHD_Connection *conn)
         return "Transfer-Encoding must be \"chunked\" (once) or absent";
     if (f.host > 1)
         return "the request has more than one Host header";
+    if (f.bad_name)
+        return "a header name holds a space or another character not allowed in it";
     return NULL;
 }
 

@@ -104,6 +104,10 @@ void sb_http_stop(struct MHD_Daemon *d);
  * SB_ROUTE_NOAUTH routes that accept the token in another form. */
 bool sb_http_token_equal(const char *t, size_t lt);
 
+/* Is name a valid header field name (a token of RFC 9110 5.6.2: no space,
+ * no separator, not empty)? */
+bool sb_http_header_name_ok(const char *name);
+
 /* Request helpers. */
 const char *sb_req_header(sb_req *r, const char *name);
 const char *sb_req_query(sb_req *r, const char *name);

@@ -8,7 +8,7 @@ request target), POST /echo (the body back, Content-Length or chunked),
 /chunked (a chunked response), /stream (two chunks a second apart), /big
 (20 MB), /ws (WebSocket echo), /interim (100 and 103 before the answer),
 /switch (an unasked-for 101 and a forged answer after it), /wsbig (an upgrade,
-then 8 MB at once).
+then 8 MB at once), /badnames (header names with spaces).
 """
 import base64
 import hashlib
@@ -68,6 +68,12 @@ class H(BaseHTTPRequestHandler):
             # a hostile app: 101 to a request that asked for no upgrade, then a forged answer
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\nConnection: Upgrade\r\n\r\n"
                              b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+            self.close_connection = True
+            return
+        if self.path == "/badnames":
+            # header names that are not tokens, one of them a second framing
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\nTransfer-Encoding : chunked\r\n"
+                             b"X Bad: 1\r\n Folded: 1\r\nX-Good: 1\r\nContent-Length: 6\r\n\r\nabcdef")
             self.close_connection = True
             return
         if self.path == "/wsbig":
@@ -323,7 +329,8 @@ try:
                        ("Transfer-Encoding other than chunked", "Transfer-Encoding: gzip, chunked"),
                        ("Transfer-Encoding: identity", "Transfer-Encoding: identity"),
                        ("Transfer-Encoding twice", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked"),
-                       ("two Host headers", "Host: other")]:
+                       ("two Host headers", "Host: other"),
+                       ("a space before a header's colon", "Content-Length : 5")]:
         req = "POST /echo HTTP/1.1\r\nHost: %s\r\n%s\r\n\r\n0\r\n\r\n" % (ph, hdrs) + nxt
         got = raw_exchange(req.encode(), timeout=10)
         t.ok(got.startswith(b"HTTP/1.1 400 ") and b"VALIDATION_FAILED" in got and got.count(b"HTTP/1.1 ") == 1,
@@ -335,6 +342,20 @@ try:
     t.ok(got.startswith(b"HTTP/1.1 400 ") and b"Transfer-Encoding" in got,
          "API request with a Transfer-Encoding other than chunked: 400, not a body read until the "
          "connection closes", got)
+
+    got = raw_exchange(("GET /v1/health HTTP/1.1\r\nHost: %s:%d\r\nContent-Length : 47\r\n\r\n"
+                        "GET /v1/health HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (srv.host, srv.port, srv.host, srv.port)
+                        ).encode(), timeout=10)
+    t.ok(got.startswith(b"HTTP/1.1 400 ") and got.count(b"HTTP/1.1 ") == 1,
+         "API request with \"Content-Length : N\" (a length a proxy in front may honour): 400 and closed, "
+         "its body is not served as a second request", got)
+    got = raw_exchange(("GET /badnames HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % ph).encode())
+    head, _, body = got.partition(b"\r\n\r\n")
+    names = [ln.split(b":")[0] for ln in head.split(b"\r\n")[1:]]
+    t.ok(head.startswith(b"HTTP/1.1 200 ") and body == b"abcdef" and b"X-Good" in names
+         and all(n and b" " not in n and b"\t" not in n for n in names),
+         "the app's header names with spaces (\"Content-Length : 0\") are not relayed (libmicrohttpd "
+         "refuses them)", got)
 
     # ---- the API token never reaches the app ---------------------------------------------
     st, h, body = preview(url, "/headers", headers={"Authorization": "Bearer " + srv.token,
