@@ -399,6 +399,19 @@ static bool has_token(const char *list, const char *word)
     return false;
 }
 
+/* Is the request target one the app can read as we read it? It is sent on
+ * as is, so no space and no control character: libmicrohttpd takes
+ * "GET /a\rX-Forwarded-For: 6.6.6.6\r HTTP/1.1" whole, and an app's parser
+ * that ends lines at a bare CR would see a header of the client's where the
+ * proxy's own come after (RFC 9112 3.2: no whitespace in a target). */
+static bool target_ok(const char *t)
+{
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return false;
+    return *t != '\0';
+}
+
 static int proxy_begin(sb_req *r)
 {
     const char *host = sb_req_header(r, "Host");
@@ -406,6 +419,11 @@ static int proxy_begin(sb_req *r)
     char id[64], token[64];
     if (!host || !sb_port_parse_host(host, pv.domain, &port, id, token))
         return sb_fail(&r->upload_err, SB_E_PORT_NOT_EXPOSED, "not a preview URL"), -1;
+    if (!target_ok(r->raw_uri) || !sb_http_header_name_ok(r->method)) {
+        r->close = true;  /* how the request line ends is not certain */
+        return sb_fail(&r->upload_err, SB_E_VALIDATION_FAILED, "the request line holds a space or a "
+                       "control character in the method or the target"), -1;
+    }
     sb_box *b = sb_box_get(id);
     if (!b || !token_matches(b, port, token)) {
         if (b)

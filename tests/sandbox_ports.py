@@ -343,6 +343,18 @@ try:
          "API request with a Transfer-Encoding other than chunked: 400, not a body read until the "
          "connection closes", got)
 
+    for what, target in [("a bare CR", "/target\rX-Forwarded-For: 6.6.6.6\r"), ("a space", "/target a"),
+                         ("a tab", "/target\ta"), ("a control character", "/target\x0ba")]:
+        got = raw_exchange(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, ph) + nxt).encode(), timeout=10)
+        t.ok(got.startswith(b"HTTP/1.1 400 ") and b"VALIDATION_FAILED" in got and got.count(b"HTTP/1.1 ") == 1
+             and b"6.6.6.6" not in got,
+             "a preview request target with %s is 400 (closed), not forwarded for the app to read as a "
+             "line of its own" % what, got)
+    got = raw_exchange(("GET /target/caf\xc3\xa9?q=%%20 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                        % ph).encode("latin-1"))
+    # (the app reads the line as Latin-1 and answers its path in UTF-8)
+    t.ok(got.startswith(b"HTTP/1.1 200 ") and got.endswith("/target/caf\u00c3\u00a9?q=%20".encode()),
+         "a target with raw UTF-8 bytes and escapes still goes through as sent", got)
     got = raw_exchange(("GET /v1/health HTTP/1.1\r\nHost: %s:%d\r\nContent-Length : 47\r\n\r\n"
                         "GET /v1/health HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (srv.host, srv.port, srv.host, srv.port)
                         ).encode(), timeout=10)
