@@ -751,6 +751,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
         }
         const char *cl = sb_req_header(r, "Content-Length");
+        if ((r->route->flags & (SB_ROUTE_NOAUTH | SB_ROUTE_RAW)) == SB_ROUTE_NOAUTH &&
+            (sb_req_header(r, "Transfer-Encoding") || (cl && strcmp(cl, "0") != 0))) {
+            /* no body before the token is known: the body of a JSON route is
+             * kept whole until the handler runs, so an open route (health, a
+             * terminal that checks its token itself) would otherwise buffer
+             * 32 MiB for anyone, per connection */
+            r->close = true;
+            sb_reply_err(r, SB_E_VALIDATION_FAILED, "%s %s takes no request body", method, url);
+            return MHD_YES;
+        }
         if (!(r->route->flags & SB_ROUTE_RAW) && cl && strtoull(cl, NULL, 10) > SB_HTTP_JSON_LIMIT) {
             sb_reply_err(r, SB_E_REQUEST_TOO_LARGE, "JSON bodies are limited to %u bytes; "
                          "upload files with PUT .../files/content", SB_HTTP_JSON_LIMIT);

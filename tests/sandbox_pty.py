@@ -247,6 +247,48 @@ try:
     t.ok(ws.status == 404 and b"SESSION_NOT_FOUND" in ws.body, "unknown session: 404", ws.head)
     ws.drop()
 
+    # no body before the token is known: the answer comes before the body is sent
+    def answer_before_body(path, framing):
+        s = socket.create_connection((srv.host, srv.port), timeout=10)
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s\r\n\r\n"
+                   % (path, base, base64.b64encode(os.urandom(16)).decode(), framing)).encode())
+        s.sendall(b"x" * 65536)  # the first of 20 MiB; the rest never comes
+        try:
+            got = s.recv(65536)
+        except socket.timeout:
+            got = b"<no answer>"
+        s.close()
+        return got
+    for path in ("/v1/sandboxes/pty-a/pty", "/v1/health"):
+        for framing in ("Content-Length: %d" % (20 << 20), "Transfer-Encoding: chunked"):
+            got = answer_before_body(path, framing)
+            t.ok(got.startswith(b"HTTP/1.1 400 ") and b"VALIDATION_FAILED" in got and b"Connection: close" in got,
+                 "%s without a token, %s: 400 before the body (the server buffers nothing)"
+                 % (path, framing.split(":")[0]), got[:300])
+    pid = srv.server_pid
+
+    def rss_kib():
+        with open("/proc/%d/status" % pid) as f:
+            return int([ln for ln in f if ln.startswith("VmRSS")][0].split()[1])
+    before = rss_kib()
+    socks = []
+    for i in range(8):
+        s = socket.create_connection((srv.host, srv.port), timeout=10)
+        s.sendall(("GET /v1/sandboxes/pty-a/pty HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
+                   % (base, 16 << 20)).encode())
+        try:
+            s.sendall(b"x" * ((16 << 20) - 1))
+        except OSError:
+            pass  # refused and closed early: as it should
+        socks.append(s)
+    time.sleep(0.5)
+    grew = rss_kib() - before
+    for s in socks:
+        s.close()
+    t.ok(grew < 32 * 1024, "8 unauthenticated 16 MiB bodies to the terminal route: the server's memory "
+         "stays flat (grew %d KiB)" % grew)
+
     ws = WS(srv, "pty-a", token=False, proto="cellbox.bearer." + srv.token)
     t.ok(ws.status == 101 and ws.accept_ok, "subprotocol auth: 101 with the right Sec-WebSocket-Accept", ws.head)
     t.eq(ws.headers.get("sec-websocket-protocol"), "cellbox.bearer." + srv.token,
