@@ -39,6 +39,7 @@
 #define BACKLOG (4 * 1024 * 1024) /* writers publish themselves beyond this */
 #define URGENT_MS 2               /* delay of a publication asked for by flush() */
 #define SLICE (256 * 1024)        /* bytes escaped at a time when cutting messages */
+#define FD_CHECK_NS 100000       /* writes closer than this skip the look at the fd pipes */
 #define ROOM_RETRY_MS 5           /* the pump's look at the host's room while it has none */
 
 struct ip_capture {
@@ -53,6 +54,7 @@ struct ip_capture {
     int interval_ms;
 
     bool fds;
+    _Atomic int64_t last_write_ns; /* the last ip_capture_write's (take_fd_output) */
     int pipe_rd[3];          /* [1], [2]: read ends of the fd pipes */
     int saved_fd[3];         /* original fds 1 and 2 */
     int wake;                /* eventfd for the pump */
@@ -324,18 +326,37 @@ void ip_capture_child_wrote(ip_capture *c)
         atomic_fetch_add(c->child_writes, 1);
 }
 
-/* A child wrote to the pipes: take that in before what the kernel writes
- * now (the pump may not have read it yet); a load when none did. */
-static void take_child_output(ip_capture *c)
+/* What went to fds 1 and 2 before this write comes before it: the pump
+ * may not have read it yet.
+ * - A forked child (multiprocessing) counts its writes in shared memory:
+ *   when the count moved, the pipes are read in now (a load when not).
+ * - Anything else (os.write, a subprocess that has ended, a C library): a
+ *   pipe that holds something is read in now; one that looks empty may
+ *   have been read by the pump, whose append is not done until it gives
+ *   pipe_lock back, so that is waited for. That costs a poll(2), which
+ *   would make a tight print loop 3 times slower, so a write within
+ *   FD_CHECK_NS of the one before skips it: a loop's writes do, a print
+ *   after a subprocess or an os.write between ordinary code does not. */
+static void take_fd_output(ip_capture *c)
 {
-    if (!c->child_writes)
+    if (!c->fds)
         return;
-    unsigned long n = atomic_load(c->child_writes);
+    unsigned long n = c->child_writes ? atomic_load(c->child_writes) : 0;
+    int64_t now = cb_mono_ns(), before = atomic_exchange(&c->last_write_ns, now);
     if (n != atomic_load(&c->child_seen)) {
-        drain_pipe(c, IP_STDOUT);
-        drain_pipe(c, IP_STDERR);
         atomic_store(&c->child_seen, n);
+    } else if (now - before < FD_CHECK_NS) {
+        return;
+    } else {
+        struct pollfd p[2] = {{c->pipe_rd[IP_STDOUT], POLLIN, 0}, {c->pipe_rd[IP_STDERR], POLLIN, 0}};
+        if (poll(p, 2, 0) <= 0 || !(p[0].revents | p[1].revents)) {
+            pthread_mutex_lock(&c->pipe_lock);
+            pthread_mutex_unlock(&c->pipe_lock);
+            return;
+        }
     }
+    drain_pipe(c, IP_STDOUT);
+    drain_pipe(c, IP_STDERR);
 }
 
 void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len)
@@ -348,13 +369,13 @@ void ip_capture_write(ip_capture *c, int stream, const char *data, size_t len)
         ip_capture_write_end(c);
         return;
     }
-    take_child_output(c);
+    take_fd_output(c);
     append(c, stream, data, len);
 }
 
 void ip_capture_write_begin(ip_capture *c, int stream)
 {
-    take_child_output(c);
+    take_fd_output(c);
     pthread_mutex_lock(&c->pub_lock);
     int pstream;
     cb_buf batch = take_pending(c, &pstream);

@@ -159,6 +159,18 @@ def streams():
     r, out = run(kc, "import os\nos.system('echo from-subprocess; echo to-stderr 1>&2')")
     tap.eq(stream_text(out), "from-subprocess\n", "subprocess fd 1 captured")
     tap.eq(stream_text(out, "stderr"), "to-stderr\n", "subprocess fd 2 captured")
+    # what a subprocess wrote before the print that follows it comes first
+    # (the kernel reads the fd pipes before a print, not only when its pump
+    # gets to it); an os.write before a print likewise
+    r, out = run(kc, "import subprocess\nfor i in range(300):\n    subprocess.run(['echo', 'c%d' % i])\n"
+                     "    print('p%d' % i)", timeout=120)
+    want = "".join("c%d\np%d\n" % (i, i) for i in range(300))
+    got = stream_text(out)
+    tap.ok(got == want, "300 times a subprocess's line then a print: in that order",
+           next(("line %d: %r" % (i, got.split("\n")[i - 2:i + 3]) for i, (a, b) in
+                 enumerate(zip(got.split("\n"), want.split("\n"))) if a != b), got[-200:]))
+    r, out = run(kc, "import os\nos.write(1, b'raw\\n')\nprint('a\\x00b')")
+    tap.eq(stream_text(out), "raw\na\x00b\n", "an os.write then a print: in that order")
     r, out = run(kc, "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.printf(b'from C\\n'); None")
     tap.eq(stream_text(out), "from C\n", "C-level printf captured")
     r, out = run(kc, "for i in range(100000): print(i)", timeout=120)
