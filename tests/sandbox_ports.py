@@ -8,7 +8,8 @@ request target), POST /echo (the body back, Content-Length or chunked),
 /chunked (a chunked response), /stream (two chunks a second apart), /big
 (20 MB), /ws (WebSocket echo), /interim (100 and 103 before the answer),
 /switch (an unasked-for 101 and a forged answer after it), /wsbig (an upgrade,
-then 8 MB at once), /badnames (header names with spaces).
+then 8 MB at once), /badnames (header names with spaces), /dribble (a head that
+never ends). The server's deadline for an app's response head is 3 s here.
 """
 import base64
 import hashlib
@@ -68,6 +69,15 @@ class H(BaseHTTPRequestHandler):
             # a hostile app: 101 to a request that asked for no upgrade, then a forged answer
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\nConnection: Upgrade\r\n\r\n"
                              b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+            self.close_connection = True
+            return
+        if self.path == "/dribble":
+            # a head that never ends: a header line every half second
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for i in range(600):
+                time.sleep(0.5)
+                self.wfile.write(b"X-Slow-%d: 1\r\n" % i)
+                self.wfile.flush()
             self.close_connection = True
             return
         if self.path == "/badnames":
@@ -140,7 +150,7 @@ if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
 IDS = ["port-a", "port-b"]
-srv = Server()
+srv = Server(env={"CELLBOX_PREVIEW_RESPONSE_WAIT_MS": "3000"})
 
 
 def preview(url_or_host, path="/", method="GET", body=None, headers=None, timeout=60):
@@ -368,6 +378,16 @@ try:
          and all(n and b" " not in n and b"\t" not in n for n in names),
          "the app's header names with spaces (\"Content-Length : 0\") are not relayed (libmicrohttpd "
          "refuses them)", got)
+
+    t0 = time.time()
+    try:
+        st, h, body = preview(url, "/dribble", timeout=20)
+    except OSError as e:
+        st, body = 0, repr(e).encode()
+    took = time.time() - t0
+    t.ok(st == 502 and b"SERVICE_NOT_RESPONDING" in body and took < 10,
+         "an app that dribbles its response head (a line every 0.5 s): 502 at the head's deadline "
+         "(3 s here), not held for ever (%.1f s)" % took, (st, body[:200]))
 
     # ---- the API token never reaches the app ---------------------------------------------
     st, h, body = preview(url, "/headers", headers={"Authorization": "Bearer " + srv.token,
