@@ -53,18 +53,23 @@ void kn_session_header(kn_session *s, const char *msg_type, cb_buf *out, char *m
                   msg_id, msg_type, s->username_json, s->id, date);
 }
 
+/* The four signed parts of m, with a new header (in *header, msg_id). */
+static void message_parts(kn_session *s, const kn_out *m, cb_buf *header, char *msg_id, kn_bytes parts[4])
+{
+    kn_session_header(s, m->msg_type, header, msg_id);
+    parts[0] = (kn_bytes){header->data, header->len};
+    parts[1] = m->parent && m->parent->data ? *m->parent : (kn_bytes){"{}", 2};
+    parts[2] = (kn_bytes){(char *)(m->metadata ? m->metadata : "{}"), strlen(m->metadata ? m->metadata : "{}")};
+    parts[3] = (kn_bytes){(char *)m->content, m->content_len ? m->content_len : strlen(m->content)};
+}
+
 int kn_session_send(kn_session *s, void *sock, const char *topic, const kn_bytes *ids, size_t n_ids,
                     const kn_out *m, char *msg_id_out)
 {
     char msg_id[KN_MSG_ID_LEN];
     cb_buf header = CB_BUF_INIT;
-    kn_session_header(s, m->msg_type, &header, msg_id);
-    kn_bytes parts[4] = {
-        {header.data, header.len},
-        m->parent && m->parent->data ? *m->parent : (kn_bytes){"{}", 2},
-        {(char *)(m->metadata ? m->metadata : "{}"), strlen(m->metadata ? m->metadata : "{}")},
-        {(char *)m->content, m->content_len ? m->content_len : strlen(m->content)},
-    };
+    kn_bytes parts[4];
+    message_parts(s, m, &header, msg_id, parts);
     int rc = kn_wire_send(sock, &s->signer, topic, ids, n_ids, parts, m->buffers, m->n_buffers);
     cb_buf_clear(&header);
     if (msg_id_out)
@@ -107,13 +112,8 @@ int kn_session_send_metered(kn_session *s, void *sock, const char *topic, const 
 {
     char msg_id[KN_MSG_ID_LEN], sig[129];
     cb_buf header = CB_BUF_INIT;
-    kn_session_header(s, m->msg_type, &header, msg_id);
-    kn_bytes parts[4] = {
-        {header.data, header.len},
-        m->parent && m->parent->data ? *m->parent : (kn_bytes){"{}", 2},
-        {(char *)(m->metadata ? m->metadata : "{}"), strlen(m->metadata ? m->metadata : "{}")},
-        {(char *)m->content, m->content_len ? m->content_len : strlen(m->content)},
-    };
+    kn_bytes parts[4];
+    message_parts(s, m, &header, msg_id, parts);
     size_t siglen = kn_signer_sign(&s->signer, parts, sig);
     /* the frames in wire order (kn_wire_send's): [topic] <IDS|MSG> signature
      * header parent metadata content [buffers] */

@@ -446,6 +446,20 @@ def flow_display_interrupt():
         km.shutdown_kernel(now=True)
 
 
+def reply_within_bound(km, kc, pid, mid, base):
+    """Waits up to 300 s for mid's reply while the kernel stays within
+    FLOW_LIMIT_MB of base; past it (or the time) the cell is interrupted.
+    -> (reply or None, when the wait began)."""
+    reply, peak, t0 = None, 0, time.time()
+    while reply is None and time.time() - t0 < 300 and peak < FLOW_LIMIT_MB:
+        reply = shell_reply(kc, mid, 1)
+        peak = max(peak, proc_status(pid, "VmRSS") - base)
+    if reply is None:
+        km.interrupt_kernel()
+        shell_reply(kc, mid, 30)
+    return reply, t0
+
+
 def flow_stall_drops():
     """A reader stopped for longer than the stall limit: the cell goes on
     after it (its output dropped), memory stays bounded, one notice."""
@@ -456,13 +470,7 @@ def flow_stall_drops():
         r.stop()
         # ~2 GB of small lines
         mid = kc.execute("for i in range(20000000):\n    print(i, %r)" % PAD)
-        reply, peak, t0 = None, 0, time.time()
-        while reply is None and time.time() - t0 < 300 and peak < FLOW_LIMIT_MB:
-            reply = shell_reply(kc, mid, 1)
-            peak = max(peak, proc_status(pid, "VmRSS") - base)
-        if reply is None:
-            km.interrupt_kernel()
-            shell_reply(kc, mid, 30)
+        reply, t0 = reply_within_bound(km, kc, pid, mid, base)
         hwm = proc_status(pid, "VmHWM") - base
         print("# stopped reader, ~2 GB printed: kernel peak %d MB above its %d MB at the start" % (hwm, base), flush=True)
         tap.ok(reply is not None and reply["status"] == "ok" and hwm < FLOW_LIMIT_MB,
@@ -508,13 +516,7 @@ def flow_slow_reader():
         base = proc_status(pid, "VmRSS")
         n = 4000000   # ~430 MB
         mid = kc.execute("for i in range(%d):\n    print(i, %r)" % (n, PAD))
-        reply, peak, t0 = None, 0, time.time()
-        while reply is None and time.time() - t0 < 300 and peak < FLOW_LIMIT_MB:
-            reply = shell_reply(kc, mid, 1)
-            peak = max(peak, proc_status(pid, "VmRSS") - base)
-        if reply is None:
-            km.interrupt_kernel()
-            shell_reply(kc, mid, 30)
+        reply, t0 = reply_within_bound(km, kc, pid, mid, base)
         idle = r.idle_of(mid, 300)
         hwm = proc_status(pid, "VmHWM") - base
         print("# slow reader: kernel peak %d MB above its %d MB at the start, %.1f s" % (hwm, base, time.time() - t0),
