@@ -1901,11 +1901,21 @@ int sb_box_recover(sb_box *b, sb_error *err)
 
 int sb_box_open_channel(sb_box *b, sb_error *err)
 {
+    /* The send blocks while the agent's socket is full (an agent frozen
+     * behind the server's back, hundreds of opens waiting): on a copy of
+     * the control socket, without b->mu, so the sandbox's record and its
+     * other requests are served meanwhile. A stop closes the agent's end:
+     * the send then fails. (SOCK_SEQPACKET: each open is one record, so
+     * concurrent sends do not interleave.) */
     pthread_mutex_lock(&b->mu);
-    int ctl = b->state == SB_BOX_RUNNING ? b->ctl : -1;
-    int fd = ctl >= 0 ? sb_ctl_open_channel(ctl) : -1;
+    int ctl = b->state == SB_BOX_RUNNING && b->ctl >= 0 ? fcntl(b->ctl, F_DUPFD_CLOEXEC, 3) : -1;
     int e = errno;
     pthread_mutex_unlock(&b->mu);
+    int fd = ctl >= 0 ? sb_ctl_open_channel(ctl) : -1;
+    if (ctl >= 0) {
+        e = errno;
+        close(ctl);
+    }
     if (fd < 0)
         sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox '%s' is not running: %s", b->id,
                 ctl < 0 ? "stopped" : strerror(e));
