@@ -448,6 +448,11 @@ static bool host_room(ip_capture *c)
     return !c->host->output_room || c->host->output_room(c->host->ctx);
 }
 
+bool ip_capture_may_wait(ip_capture *c, size_t len)
+{
+    return len >= IP_CAPTURE_BIG || !host_room(c);
+}
+
 static void *pump_thread(void *arg)
 {
     ip_capture *c = arg;

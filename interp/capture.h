@@ -54,6 +54,11 @@ void ip_capture_write_end(ip_capture *c);
  * a child printed before the kernel heard from it (a multiprocessing
  * worker's result) comes before what the kernel prints next. */
 void ip_capture_child_wrote(ip_capture *c);
+/* Might ip_capture_write(c, ., ., len) wait for a slow frontend (IOPub
+ * flow control: the host has no room now, or a big write)? A hint, for a
+ * caller that can let other threads run meanwhile (python.c gives up the
+ * GIL): a write it says no to may still wait if room runs out meanwhile. */
+bool ip_capture_may_wait(ip_capture *c, size_t len);
 /* Ask for a publication soon (flush() from user code); never blocks on I/O. */
 void ip_capture_kick(ip_capture *c);
 /* Publish everything written so far, including what is in the fd pipes. */

@@ -90,7 +90,16 @@ static void out_emit(OutStream *self, const char *s, size_t len)
         if (g_py && g_py->cap)
             ip_capture_child_wrote(g_py->cap);
     } else if (g_py && g_py->cap) {
-        ip_capture_write(g_py->cap, self->stream, s, len);
+        if (ip_capture_may_wait(g_py->cap, len)) {
+            /* a wait for a slow frontend holds no lock of Python's: the
+             * other threads run meanwhile (the capture never calls Python,
+             * and gives its locks back before returning) */
+            Py_BEGIN_ALLOW_THREADS
+            ip_capture_write(g_py->cap, self->stream, s, len);
+            Py_END_ALLOW_THREADS
+        } else {
+            ip_capture_write(g_py->cap, self->stream, s, len);
+        }
     }
 }
 
@@ -276,9 +285,17 @@ static PyObject *c_publish(PyObject *mod, PyObject *args)
         return NULL;
     if (!g_py || !g_py->host)
         Py_RETURN_NONE;
-    /* outputs keep their order with the text printed before them */
-    if (g_py->cap && strcmp(msg_type, "stream") != 0)
-        ip_capture_flush(g_py->cap);
+    /* outputs keep their order with the text printed before them (a flush
+     * that may wait for a slow frontend lets the other threads run) */
+    if (g_py->cap && strcmp(msg_type, "stream") != 0) {
+        if (ip_capture_may_wait(g_py->cap, 0)) {
+            Py_BEGIN_ALLOW_THREADS
+            ip_capture_flush(g_py->cap);
+            Py_END_ALLOW_THREADS
+        } else {
+            ip_capture_flush(g_py->cap);
+        }
+    }
     kn_bytes bufs[64];
     Py_buffer views[64];
     size_t nb = 0;

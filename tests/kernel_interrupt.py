@@ -382,11 +382,34 @@ def flow_blocked_interrupt(name, mode):
     try:
         base = proc_status(pid, "VmRSS")
         r.stop()
-        mid = kc.execute("i = 0\nwhile True:\n    print(i, %r)\n    i += 1" % PAD)
+        # a thread of the cell writes a count to a file every 50 ms
+        tick = os.path.join(tempfile.gettempdir(), "cellbox-tick-%d-%s" % (os.getpid(), mode.split()[0]))
+        mid = kc.execute("import threading, time\n"
+                         "def _ticker(n=0):\n"
+                         "    while True:\n"
+                         "        n += 1\n"
+                         "        with open(%r, 'w') as f:\n"
+                         "            f.write(str(n))\n"
+                         "        time.sleep(0.05)\n"
+                         "threading.Thread(target=_ticker, daemon=True).start()\n"
+                         "i = 0\nwhile True:\n    print(i, %r)\n    i += 1" % (tick, PAD))
         blocked, peak = wait_blocked(pid, base)
         tap.ok(blocked and peak < FLOW_LIMIT_MB,
                "%s mode, reader stopped: the printing cell waits, memory bounded" % mode,
                "blocked=%s, %d MB above the start" % (blocked, peak))
+
+        def ticks():
+            try:
+                with open(tick) as f:
+                    return int(f.read() or 0)
+            except (OSError, ValueError):
+                return 0
+        t1 = ticks()
+        time.sleep(1.0)
+        t2 = ticks()
+        tap.ok(blocked and t2 - t1 >= 5,
+               "%s mode: while the print waits, the cell's other threads run (the GIL is given up)" % mode,
+               "ticks %d -> %d in 1 s" % (t1, t2))
         kc.control_channel.send(kc.session.msg("kernel_info_request", {}))
         ctl = kc.get_control_msg(timeout=10)
         tap.ok(blocked and ctl["msg_type"] == "kernel_info_reply" and heartbeat(km),
