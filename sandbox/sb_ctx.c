@@ -79,8 +79,12 @@ struct sb_ctx {
     bool interrupt_asked;    /* POST .../interrupt: the running code gets a KeyboardInterrupt */
     bool input_waiting;      /* a run's code waits in input() (streamed runs) */
     char *input_value;       /* given by POST .../input, taken by the run */
-    bool renewing;           /* ctx_renew: a new kernel starts in place of one that was cut off */
-    int restarts;            /* kernels ctx_renew gave it */
+    bool renewing;           /* ctx_renew: a new kernel starts in place of the old one */
+    /* POST .../restart calls so far, and how many of them a new kernel has
+     * answered: while some wait, runs wait too (the restart takes the run
+     * slot next) and a run in progress ends (run_step) */
+    unsigned restarts_asked, restarts_done;
+    int restarts;            /* kernels ctx_renew gave it (after a cut, or asked) */
     int64_t restarted_us;    /* the last one's time, and why */
     char restart_reason[200];
     bool restart_untold;     /* no run has told of the last renewal yet */
@@ -193,8 +197,10 @@ static cJSON *ctx_to_json(sb_ctx *c)
     cJSON_AddStringToObject(j, "createdAt", date);
     pthread_mutex_lock(&c->mu);
     cJSON_AddNumberToObject(j, "executionCount", c->exec_count);
-    cJSON_AddStringToObject(j, "status", c->renewing ? "restarting" : c->busy ? "busy" : state_name(c->state));
-    /* what the server restarted it for (its kernel's connection was cut) */
+    bool restarting = c->renewing || c->restarts_asked != c->restarts_done;
+    cJSON_AddStringToObject(j, "status", restarting ? "restarting" : c->busy ? "busy" : state_name(c->state));
+    /* when and why it got a new kernel (its kernel's connection was cut, or
+     * POST .../restart) */
     cJSON_AddNumberToObject(j, "restarts", c->restarts);
     if (c->restarts) {
         cb_iso_date(date, c->restarted_us);
@@ -1066,50 +1072,41 @@ int sb_ctx_input(sb_box *b, const char *id, const cJSON *body, sb_error *err)
     return 0;
 }
 
-int sb_ctx_restart(sb_box *b, const char *id, cJSON **out, sb_error *err)
+/* ---- giving a context a new kernel --------------------------------------------
+ *
+ * Two things give a context a new kernel in place of its own (ctx_renew):
+ * a cut and POST .../restart. The context keeps its struct (id, language,
+ * cwd, env, its place in the list), so runs waiting for it go on with the
+ * new kernel; the record counts each new kernel and says when and why
+ * (restarts, restartedAt, restartReason), and a run that was sent for the
+ * old kernel's state is told (run_check_renewed).
+ *
+ * A cut: when the guard cuts a connection, messages may have been lost, so
+ * the kernel can no longer be trusted to be in step with the server. A run
+ * in progress sees the cut (its run ends with 502) and renews the context;
+ * between runs the guard's thread starts a thread of its own that does (it
+ * waits for the run slot, so a run sent meanwhile runs on the new kernel),
+ * and a run that finds a cut no one handled yet renews before it starts.
+ *
+ * A restart asked through the API (ctx_restart): it takes the run slot
+ * before any run waiting for it, and a run in progress ends at once with
+ * the error ContextRestarted (run_step) to give it up. Restarts asked
+ * while one waits or renews share its new kernel: no code ran on it before
+ * they are answered. Its caller is not told of it by its next run. */
+
+/* Is a restart asked through the API waiting for its new kernel? c->mu held. */
+static bool restart_pending_locked(const sb_ctx *c)
 {
-    pthread_mutex_lock(&b->mu);
-    sb_ctx *c = find_locked(b, id);
-    cJSON *body = NULL;
-    if (c) {   /* what it was made with (fixed after creation: no lock needed) */
-        body = cJSON_CreateObject();
-        cJSON_AddStringToObject(body, "language", c->language);
-        cJSON_AddStringToObject(body, "cwd", c->cwd);
-        if (c->env)
-            cJSON_AddItemToObject(body, "env", cJSON_Duplicate(c->env, true));
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (!c)
-        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' not found", id), -1;
-    sb_ctx *n = NULL;
-    int rc = sb_ctx_delete(b, id, err);
-    if (rc == 0 && sb_ctx_create_id(b, id, body, &n, err) < 0)
-        rc = -1;   /* the old kernel is gone and the new one did not start: err says why */
-    cJSON_Delete(body);
-    if (rc < 0)
-        return -1;
-    *out = ctx_to_json(n);
-    ctx_unref(n);
-    cb_info("context", "sandbox %s: context %s restarted", b->id, id);
-    return 0;
+    return c->restarts_asked != c->restarts_done;
 }
 
-/* ---- renewing a context whose kernel was cut off -------------------------------
- *
- * When the guard cuts a connection, messages may have been lost: the kernel
- * can no longer be trusted to be in step with the server. A run in progress
- * sees the cut (its run ends with 502) and renews the context; between runs
- * the guard's thread starts a thread of its own that does (it waits for the
- * run slot, so a run sent meanwhile runs on the new kernel), and a run that
- * finds a cut no one handled yet renews before it starts. The context keeps
- * its struct, so runs waiting for it go on with the new kernel. */
-
 /* Takes the context's run slot (one run, or renewal, at a time), waiting
- * for it. false: the context ended meanwhile. */
+ * for it, and for the restarts asked before (they go first). false: the
+ * context ended meanwhile. */
 static bool ctx_slot_take(sb_ctx *c)
 {
     pthread_mutex_lock(&c->mu);
-    while (c->busy && c->state == CTX_READY)
+    while ((c->busy || restart_pending_locked(c)) && c->state == CTX_READY)
         pthread_cond_wait(&c->cv, &c->mu);
     bool ok = c->state == CTX_READY;
     if (ok)
@@ -1126,11 +1123,16 @@ static void ctx_slot_give(sb_ctx *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* A new kernel in place of c's, whose connection was cut (why): same id,
- * language, cwd and env, none of the old state; the record counts it and
- * says why. The caller holds the run slot. 0, or -1 + err: no kernel
- * could start, and the context has ended. */
-static int ctx_renew(sb_box *b, sb_ctx *c, const char *why, sb_error *err)
+#define CTX_ASKED_REASON "restarted by the API (POST .../restart)"
+
+/* A new kernel in place of c's: same id, language, cwd and env, none of the
+ * old state; the record counts it and says why. asked: POST .../restart
+ * (it answers every restart asked so far, and its caller is not told by
+ * the next run); else the kernel's connection was cut (why). The caller
+ * holds the run slot. 0, or -1 + err: the context was deleted or its
+ * sandbox stopped meanwhile (CONTEXT_NOT_FOUND), or no kernel could start
+ * and the context has ended. */
+static int ctx_renew(sb_box *b, sb_ctx *c, const char *why, bool asked, sb_error *err)
 {
     pthread_mutex_lock(&c->mu);
     c->renewing = true;
@@ -1142,27 +1144,36 @@ static int ctx_renew(sb_box *b, sb_ctx *c, const char *why, sb_error *err)
     proc_wait_gone(b, c->proc_id, 5000);  /* its process id is the new one's */
     kn_client_free(old);
     guard_stop(old_guard);
-    int rc = ctx_start(b, c, c->env, err);
+    pthread_mutex_lock(&c->mu);
+    bool ended = c->state != CTX_READY;   /* deleted, or its sandbox stopped, meanwhile */
+    pthread_mutex_unlock(&c->mu);
+    int rc = ended ? 0 : ctx_start(b, c, c->env, err);
     pthread_mutex_lock(&c->mu);
     c->renewing = false;
     c->interrupt_asked = false;  /* for the code of the kernel that is gone */
-    bool ended = c->state != CTX_READY;  /* deleted, or its sandbox stopped, meanwhile */
+    ended = c->state != CTX_READY;
     if (rc == 0 && !ended) {
         c->exec_count = 0;
         c->restarts++;
         c->restarted_us = cb_real_us();
         snprintf(c->restart_reason, sizeof c->restart_reason, "%s", why);
-        c->restart_untold = true;
+        /* a run sent after the restart's reply was sent for this kernel */
+        c->restart_untold = !asked;
+        if (asked) {
+            c->renewed_idle = false;
+            c->restarts_done = c->restarts_asked;
+        }
     }
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    if (rc == 0 && ended) {
-        sb_proc_kill(b, c->proc_id, SIGKILL, 0, &e);
+    if (ended) {
+        if (rc == 0)
+            sb_proc_kill(b, c->proc_id, SIGKILL, 0, &e);
         sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' ended while its kernel restarted", c->id);
         return -1;
     }
     if (rc < 0) {
-        cb_warn("context", "sandbox %s: context %s: no new kernel after a cut (%s): %s", b->id, c->id, why, err->msg);
+        cb_warn("context", "sandbox %s: context %s: no new kernel (%s): %s", b->id, c->id, why, err->msg);
         drop_ctx(b, c);
         return -1;
     }
@@ -1191,7 +1202,7 @@ static void *renew_main(void *arg)
             c->renewed_idle = true;
         pthread_mutex_unlock(&c->mu);
         if (why[0] && !again)
-            ctx_renew(b, c, why, &e);
+            ctx_renew(b, c, why, false, &e);
         else if (why[0])
             cb_warn("context", "sandbox %s: context %s: cut again before any run (%s): the next run restarts it",
                     b->id, c->id, why);
@@ -1220,6 +1231,50 @@ static void ctx_renew_later(const char *box_id, const char *ctx_id)
     pthread_attr_destroy(&a);
 }
 
+/* POST .../restart: waits for the run slot before any run waiting for it
+ * (a run in progress gives it up at once, run_step) and renews the
+ * context; or, when a restart asked before this one renews it, answers
+ * with that one's kernel. 0, or -1 + err: the context ended meanwhile
+ * (CONTEXT_NOT_FOUND), or no kernel could start and it has ended. */
+static int ctx_restart(sb_box *b, sb_ctx *c, cJSON **out, sb_error *err)
+{
+    pthread_mutex_lock(&c->mu);
+    unsigned ticket = ++c->restarts_asked;
+    while (c->busy && c->state == CTX_READY && (int)(c->restarts_done - ticket) < 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    bool ended = c->state != CTX_READY;
+    bool answered = (int)(c->restarts_done - ticket) >= 0;  /* by a restart asked before */
+    if (!ended && !answered)
+        c->busy = true;
+    pthread_mutex_unlock(&c->mu);
+    if (ended && !answered)
+        return sb_fail(err, SB_E_CONTEXT_NOT_FOUND, "context '%s' ended before its restart", c->id), -1;
+    if (answered) {
+        *out = ctx_to_json(c);
+        return 0;
+    }
+    if (ctx_renew(b, c, CTX_ASKED_REASON, true, err) < 0) {
+        ctx_slot_give(c);
+        return -1;
+    }
+    /* the record as the restart leaves it: no run has had the new kernel
+     * yet (the slot is still ours, which would read "busy") */
+    *out = ctx_to_json(c);
+    cJSON_ReplaceItemInObjectCaseSensitive(*out, "status", cJSON_CreateString(state_name(CTX_READY)));
+    ctx_slot_give(c);
+    return 0;
+}
+
+int sb_ctx_restart(sb_box *b, const char *id, cJSON **out, sb_error *err)
+{
+    sb_ctx *c = ctx_get(b, id, err);
+    if (!c)
+        return -1;
+    int rc = ctx_restart(b, c, out, err);
+    ctx_unref(c);
+    return rc;
+}
+
 int sb_ctx_interrupt(sb_box *b, const char *id, bool *interrupted, sb_error *err)
 {
     sb_ctx *c = ctx_find(b, id, err);
@@ -1227,8 +1282,9 @@ int sb_ctx_interrupt(sb_box *b, const char *id, bool *interrupted, sb_error *err
         return -1;
     pthread_mutex_lock(&c->mu);
     /* the run's thread owns the client: it sends the interrupt (run_step);
-     * a context whose kernel is being renewed runs nothing */
-    *interrupted = c->busy && !c->renewing && c->state == CTX_READY;
+     * a context whose kernel is being renewed runs nothing, and a run
+     * that a restart ends gets no KeyboardInterrupt */
+    *interrupted = c->busy && !c->renewing && !restart_pending_locked(c) && c->state == CTX_READY;
     if (*interrupted)
         c->interrupt_asked = true;
     pthread_mutex_unlock(&c->mu);
@@ -1319,6 +1375,7 @@ typedef struct run {
     bool timed_out, client_gone, got_idle, got_reply, finished, sent_complete;
     bool lost;                /* the kernel's connection was cut: restart the context */
     bool renewed;             /* it was: the kernel's count is no longer the context's */
+    bool restart_cut;         /* POST .../restart came while it ran: it ended (ContextRestarted) */
     cJSON *restarted;         /* {"at", "reason"}: the context was restarted before this run */
     int gen;                  /* c->restarts when the run came: a restart while it waited is told */
     bool clear_pending;
@@ -1541,9 +1598,18 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         double now = cb_mono_s();
         pthread_mutex_lock(&x->c->mu);
         bool dead = x->c->state != CTX_READY;
+        bool restart = restart_pending_locked(x->c);
         bool interrupt = x->c->interrupt_asked;
         x->c->interrupt_asked = false;
         pthread_mutex_unlock(&x->c->mu);
+        if (restart && !dead) {
+            /* POST .../restart waits for the run slot: end now (the code
+             * runs on until its kernel is replaced; a kernel that died is
+             * replaced too) */
+            x->restart_cut = true;
+            x->finished = true;
+            break;
+        }
         if (interrupt && !dead) {
             /* POST .../interrupt: as a frontend's interrupt (the run ends
              * with the KeyboardInterrupt error; the context stays) */
@@ -1703,7 +1769,7 @@ static void restart_lost(run *x)
     sb_error e = {0};
     cb_autofree char *msg = cb_strdup(x->fail.msg);
     x->renewed = true;
-    if (ctx_renew(x->b, x->c, msg, &e) == 0) {
+    if (ctx_renew(x->b, x->c, msg, false, &e) == 0) {
         snprintf(x->fail.msg, sizeof x->fail.msg, "%.400s: the context was restarted (its state is lost)", msg);
         pthread_mutex_lock(&x->c->mu);
         x->c->restart_untold = false;  /* this run's error tells */
@@ -1711,6 +1777,17 @@ static void restart_lost(run *x)
     } else {
         snprintf(x->fail.msg, sizeof x->fail.msg, "%.300s; the context could not be restarted: %.150s", msg, e.msg);
     }
+}
+
+/* The error of a run that a restart asked through the API ended. */
+static cJSON *restart_error(void)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", "ContextRestarted");
+    cJSON_AddStringToObject(e, "value", "the context was restarted (POST .../restart) while the code ran: "
+                                        "its kernel and its state are gone");
+    cJSON_AddItemToObject(e, "traceback", cJSON_CreateArray());
+    return e;
 }
 
 /* The first stderr line of a run after a renewal no run told of. */
@@ -1730,7 +1807,7 @@ static int run_check_renewed(run *x, sb_error *err)
 {
     char why[200];
     guard_why(x->c->guard, why, sizeof why);
-    if (why[0] && ctx_renew(x->b, x->c, why, err) < 0)
+    if (why[0] && ctx_renew(x->b, x->c, why, false, err) < 0)
         return -1;
     pthread_mutex_lock(&x->c->mu);
     x->c->renewed_idle = false;
@@ -1781,7 +1858,9 @@ static int run_produce(void *ctx, cb_buf *out)
         cJSON_AddStringToObject(err, "error", x->fail.msg);
         sb_sse_event(out, "error", err);
     }
-    if (x->timed_out && !x->error) {
+    if (x->restart_cut) {
+        sb_sse_event(out, "error", restart_error());
+    } else if (x->timed_out && !x->error) {
         cJSON *te = cJSON_CreateObject();
         cJSON_AddStringToObject(te, "name", "TimeoutError");
         cJSON_AddStringToObject(te, "value", "the run exceeded timeoutMs and was interrupted");
@@ -1913,7 +1992,10 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
         run_free(x);
         return -1;
     }
-    if (x->stdin_ran_out) {
+    if (x->restart_cut) {
+        cJSON_Delete(x->error);
+        x->error = restart_error();
+    } else if (x->stdin_ran_out) {
         cJSON_Delete(x->error);
         x->error = cJSON_CreateObject();
         cJSON_AddStringToObject(x->error, "name", "EOFError");

@@ -20,6 +20,8 @@
  * does); the record counts the restarts and says when and why (restarts,
  * restartedAt, restartReason), and the next run, on the new kernel, says so
  * (a first stderr chunk, and "restarted": {at, reason} in a JSON reply).
+ * POST .../restart goes the same way (sb_ctx_restart), with no notice to
+ * the runs sent after its reply.
  *
  * A run sends one execute_request and turns the kernel's replies into the
  * Cloudflare/E2B "Execution" shape: results (text, html, png, ... and
@@ -53,10 +55,12 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err);
  * run waits in (its SSE stream said input_request). */
 int sb_ctx_input(sb_box *b, const char *id, const cJSON *body, sb_error *err);
 
-/* POST .../contexts/{ctx}/restart: a new kernel for the context, same id,
- * language, cwd and env, nothing of the old state (E2B's
- * restartCodeContext). A run in progress ends with an error. *out: the
- * context's record. */
+/* POST .../contexts/{ctx}/restart: a new kernel for the context, in place
+ * of its own (same context, id, language, cwd and env), nothing of the old
+ * state (E2B's restartCodeContext). A run in progress ends at once with the
+ * error ContextRestarted; runs waiting for their turn run on the new kernel
+ * (told so, as after a cut). Counts in the record's restarts. Restarts
+ * asked together share one new kernel. *out: the context's record. */
 int sb_ctx_restart(sb_box *b, const char *id, cJSON **out, sb_error *err);
 
 /* POST .../contexts/{ctx}/interrupt: the code running in the context gets a

@@ -10,7 +10,9 @@ clear_output), timeouts, isolation of the kernel (user, files, hostname,
 cwd, env, cgroup), two contexts, the default context (also its concurrent
 first use, and its deletion), SSE (events, errors, a client that goes away),
 the kernel as a process, bounds on what a kernel (hostile code in it) can
-make the server hold, a kernel that exits, sleep, deletion (of a
+make the server hold, restart (a new kernel in place: a run in progress
+ends, runs waiting go on with the new kernel; restarts and interrupts
+during one, races with deletes), a kernel that exits, sleep, deletion (of a
 context, of a sandbox), and JavaScript / TypeScript contexts (node inside
 the sandbox: results, display.*, errors, timeouts, input() from "stdin"
 lines and POST .../input, a default context per language).
@@ -34,8 +36,8 @@ t = TAP()
 if not can_sandbox():
     t.skip_all("needs root for namespaces and cgroups")
 
-MAIN, GONE, NAP = "cx-main", "cx-gone", "cx-nap"
-IDS = [MAIN, GONE, NAP]
+MAIN, GONE, NAP, RACE = "cx-main", "cx-gone", "cx-nap", "cx-race"
+IDS = [MAIN, GONE, NAP, RACE]
 SB = "/v1/sandboxes/" + MAIN
 CTX_ID = re.compile(r"^ctx-[0-9a-f]{12}$")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
@@ -721,6 +723,183 @@ def s_restart_interrupt():
     srv.delete(SB + "/contexts/" + ctx)
 
 
+# an old kernel that ignores SIGTERM: its replacement waits a second for
+# the KILL, so a restart lasts long enough to be seen (status "restarting")
+SLOW_TO_END = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)"
+LOOP = "import time\nwhile True:\n    time.sleep(0.01)"
+ASKED = "restarted by the API (POST .../restart)"
+
+
+def ctx_record(c, sid=MAIN):
+    r = srv.get("/v1/sandboxes/%s/contexts/%s" % (sid, c))
+    return r.json() if r.status == 200 else {}
+
+
+def restart(c, sid=MAIN):
+    return srv.post("/v1/sandboxes/%s/contexts/%s/restart" % (sid, c), {}, timeout=HTTP_TIMEOUT)
+
+
+def later(got, name, fn, *args, **kw):
+    """fn(*args, **kw) in a thread: got[name] is its value, got[name + "-t"]
+    when it came."""
+    def go():
+        got[name] = fn(*args, **kw)
+        got[name + "-t"] = time.time()
+    th = threading.Thread(target=go)
+    th.start()
+    return th
+
+
+def reply(r):
+    """A 200 reply's JSON, else {} (so that a check fails, not the section)."""
+    return r.json() if r is not None and r.status == 200 else {}
+
+
+def text_of(j):
+    return main_text(j) if "results" in j else None
+
+
+# POST .../restart gives the context a new kernel in place (as a cut does):
+# the same context, so runs waiting for it go on with the new kernel; the
+# record counts it; a run in progress ends at once with ContextRestarted.
+
+def s_restart_idle():
+    # an idle context: the reply is its record, counted and said why; the
+    # next run of the caller who asked is not told
+    c = new_context()["id"]
+    ok_run("x = 41", c)
+    r = restart(c)
+    j = reply(r)
+    t.ok(j.get("id") == c and j.get("executionCount") == 0 and j.get("status") == "ready"
+         and j.get("restarts") == 1 and j.get("restartReason") == ASKED and ISO.match(j.get("restartedAt", "")),
+         "restart an idle context: 200, its record: executionCount 0, ready, restarts 1, restartReason says the "
+         "API asked, restartedAt", r)
+    j = reply(code("globals().get('x', 'gone')", c))
+    t.ok(text_of(j) == "'gone'" and j.get("executionCount") == 1 and "restarted" not in j
+         and j["logs"]["stderr"] == [],
+         "the next run: the state is gone, executionCount 1, and no notice (its caller asked)", j)
+    srv.delete(SB + "/contexts/" + c)
+
+
+def s_restart_waiting_run():
+    # a run waiting behind a long run: the long run ends at once with
+    # ContextRestarted, the waiting one runs on the new kernel and is told
+    c = new_context()["id"]
+    ok_run("x = 41\n" + SLOW_TO_END, c)
+    got = {}
+    ta = later(got, "long", code, LOOP, c, timeoutMs=60000)
+    wait_until(lambda: ctx_record(c).get("status") == "busy", timeout=30)
+    tb = later(got, "wait", code, "globals().get('x', 'gone')", c)
+    t0 = time.time()
+    r = restart(c)
+    ta.join(60)
+    tb.join(60)
+    a, b = got.get("long"), got.get("wait")
+    aj = reply(a)
+    t.ok((aj.get("error") or {}).get("name") == "ContextRestarted" and "POST" in aj["error"].get("value", "")
+         and aj.get("timedOut") is False and got["long-t"] - t0 < 5,
+         "the run in progress when the restart is asked: 200 at once, error ContextRestarted (not a timeout)", a)
+    j = reply(r)
+    t.ok(j.get("id") == c and j.get("restarts") == 1 and j.get("executionCount") == 0
+         and j.get("restartReason") == ASKED,
+         "the restart: 200, the same context, restarts 1, executionCount 0", r)
+    bj = reply(b)
+    errs = (bj.get("logs") or {}).get("stderr") or [""]
+    t.ok(text_of(bj) == "'gone'" and bj.get("executionCount") == 1
+         and (bj.get("restarted") or {}).get("reason") == ASKED
+         and errs[0].startswith("[cellbox] this context was restarted at") and ASKED in errs[0],
+         "the run waiting behind it runs on the new kernel: state gone, executionCount 1, told so (restarted, "
+         "the notice first on stderr)", b)
+    j = reply(code("1 + 1", c))
+    t.ok(text_of(j) == "2" and "restarted" not in j and j.get("executionCount") == 2,
+         "the run after it: no notice", j)
+    srv.delete(SB + "/contexts/" + c)
+
+
+def s_restart_interrupt_during():
+    # a streamed long run cut by a restart: an error event ContextRestarted,
+    # then the end; an interrupt during the restart interrupts nothing (the
+    # run ends with the restart's error), and not the next run either
+    c = new_context()["id"]
+    ok_run(SLOW_TO_END, c)
+    got = {}
+    ta = later(got, "sse", sse, LOOP, c)
+    wait_until(lambda: ctx_record(c).get("status") == "busy", timeout=30)
+    tr = later(got, "restart", restart, c)
+    seen = wait_until(lambda: ctx_record(c).get("status") == "restarting", timeout=30, step=0.02)
+    i = srv.post(SB + "/contexts/%s/interrupt" % c, {})
+    tr.join(60)
+    ta.join(60)
+    st, ctype, raw, ev = got.get("sse") or (0, "", "", [])
+    errs = [d for e, d in ev if e == "error"]
+    t.ok(st == 200 and [d.get("name") for d in errs] == ["ContextRestarted"] and ev[-1][0] == "execution_complete",
+         "a streamed run cut by a restart: one error event ContextRestarted, then execution_complete", ev[-3:])
+    r = got.get("restart")
+    t.ok(seen and i.status == 200 and i.json().get("interrupted") is False and r is not None and r.status == 200,
+         "an interrupt during a restart (status restarting): 200, interrupted false; the restart succeeds",
+         (seen, i, r))
+    j = reply(code("import time\ntime.sleep(0.5)\n2", c))
+    t.ok(text_of(j) == "2" and j.get("error", 0) is None, "the next run is not interrupted", j)
+    srv.delete(SB + "/contexts/" + c)
+
+
+def s_restart_twice():
+    # a restart during a restart: both answered by one new kernel
+    c = new_context()["id"]
+    ok_run("x = 41\n" + SLOW_TO_END, c)
+    got = {}
+    tr = later(got, "first", restart, c)
+    seen = wait_until(lambda: ctx_record(c).get("status") == "restarting", timeout=30, step=0.02)
+    r2 = restart(c)
+    tr.join(60)
+    r1 = got.get("first")
+    t.ok(seen and reply(r1).get("id") == c and reply(r2).get("id") == c and ctx_record(c).get("restarts") == 1,
+         "a restart during a restart: both 200, the same context, one new kernel (restarts 1)", (seen, r1, r2))
+    j = reply(code("globals().get('x', 'gone')", c))
+    t.ok(text_of(j) == "'gone'" and j.get("executionCount") == 1 and "restarted" not in j,
+         "then the state is gone, executionCount 1, no notice", j)
+
+    # a context whose kernel died: a restart gives it a new one
+    srv.delete(SB + "/processes/context-" + c)
+    dead = wait_until(lambda: (process(MAIN, "context-" + c) or {}).get("status") != "running", timeout=30)
+    r = restart(c)
+    j = reply(code("6 * 7", c))
+    t.ok(dead and r.status == 200 and text_of(j) == "42" and "restarted" not in j,
+         "restart a context whose kernel was killed: 200, it runs code again", (dead, r, j))
+    srv.delete(SB + "/contexts/" + c)
+
+
+def s_restart_races():
+    # a restart racing the delete of the context, and of its sandbox
+    c = new_context()["id"]
+    ok_run(SLOW_TO_END, c)
+    got = {}
+    tr = later(got, "restart", restart, c)
+    seen = wait_until(lambda: ctx_record(c).get("status") == "restarting", timeout=30, step=0.02)
+    d = srv.delete(SB + "/contexts/" + c)
+    tr.join(60)
+    r = got.get("restart")
+    gone = wait_until(lambda: (process(MAIN, "context-" + c) or {}).get("status") != "running", timeout=30)
+    t.ok(seen and d.status == 200 and r is not None and r.status == 404 and r.code == "CONTEXT_NOT_FOUND"
+         and srv.get(SB + "/contexts/" + c).status == 404 and gone,
+         "a restart racing the context's delete: the delete 200, the restart 404 CONTEXT_NOT_FOUND, no kernel "
+         "left", (seen, d, r))
+    srv.create(RACE)
+    c = new_context(RACE)["id"]
+    run(SLOW_TO_END, c, sid=RACE)
+    got.clear()
+    tr = later(got, "restart", restart, c, RACE)
+    seen = wait_until(lambda: ctx_record(c, RACE).get("status") == "restarting", timeout=30, step=0.02)
+    d = srv.delete("/v1/sandboxes/" + RACE)
+    tr.join(60)
+    r = got.get("restart")
+    h = srv.get("/v1/health", token=False)
+    t.ok(seen and d.status == 200 and r is not None and r.status == 404 and r.code == "CONTEXT_NOT_FOUND"
+         and h.status == 200,
+         "a restart racing its sandbox's delete: the delete 200, the restart 404 CONTEXT_NOT_FOUND, the server "
+         "answers", (seen, d, r))
+
+
 def s_javascript():
     # ---- JavaScript and TypeScript contexts (a node child of the kernel) -------
     r = srv.post(SB + "/contexts", {"language": "javascript"}, timeout=HTTP_TIMEOUT)
@@ -1142,7 +1321,9 @@ def s_cut_between_runs():
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
-               s_input, s_flood, s_bounds, s_cut_between_runs, s_restart_interrupt, s_javascript, s_exit, s_sleep, s_delete):
+               s_input, s_flood, s_bounds, s_cut_between_runs, s_restart_interrupt, s_restart_idle,
+               s_restart_waiting_run, s_restart_interrupt_during, s_restart_twice, s_restart_races, s_javascript,
+               s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     srv.finish(t, IDS, "SIGTERM: graceful exit 0 with contexts running")
