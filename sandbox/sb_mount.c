@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -32,6 +34,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "sandbox/sb_secure.h"
 #include "sandbox/sb_util.h"
 
 #ifndef OPEN_TREE_CLONE
@@ -350,6 +353,7 @@ typedef struct drain_arg {
     pid_t pid;
     char box[64];
     char *path;
+    char *work;                 /* s3fs's /tmp, removed once it ended */
 } drain_arg;
 
 /* Copies what a running s3fs says that matters to the log, then reaps it. */
@@ -383,14 +387,228 @@ static void *drain_main(void *p)
         l->pid = 0;
     pthread_mutex_unlock(&ops_mu);
     cb_debug("mount", "sandbox %s: s3fs for %s exited", a->box, a->path);
+    if (sb_rm_rf(a->work) < 0)
+        cb_warn("mount", "sandbox %s: cannot remove %s: %s", a->box, a->work, strerror(errno));
     free(a->path);
+    free(a->work);
     free(a);
     return NULL;
 }
 
-/* Starts s3fs on the host folder dir for configuration m; *log_fd is its
- * output (stderr and stdout). The pid, or -1 + err. */
-static pid_t s3fs_start(const cJSON *m, unsigned user, const char *dir, const char *tmpdir, int *log_fd,
+/* ---- s3fs without host root ------------------------------------------------------------
+ *
+ * s3fs parses what the store answers (libcurl, libxml2) and every file
+ * operation the sandbox's code makes on the mount. Run as root it would make
+ * a bug in any of them the host's root. So the server does the one thing
+ * that needs root, the FUSE mount (it opens /dev/fuse and mounts it with
+ * fd=N on the host folder), and s3fs runs with the power of the sandbox it
+ * serves: as the sandbox's user's host uid (sb_box_user_id; no process of
+ * the host has it but the sandbox's, which cannot see s3fs's pid), no
+ * capabilities (bounding set empty), no_new_privs, the sandboxes' seccomp
+ * filter (no mount, ptrace, bpf, new namespaces...), and namespaces of its
+ * own: a pid namespace (it is pid 1 there and sees and signals no other
+ * process), an ipc namespace, and a mount namespace where
+ *   - every FUSE mount of the server's namespace is detached (its own and
+ *     other buckets' being mounted: a copy would keep them alive after the
+ *     sandbox unmounts them);
+ *   - /tmp is its own folder (STATE/sandboxes/<id>/mnt-tmp/<hex>, owned by
+ *     that uid; the host's /tmp is hidden), for its temporary files and the
+ *     folder it believes it mounts on (/tmp/mnt);
+ *   - /proc is its pid namespace's;
+ *   - fusermount is the cellbox binary (see fusermount_standin).
+ * The network is the server's (it must reach the store), as before.
+ *
+ * libfuse 2 mounts as non-root through fusermount: it runs /bin/fusermount
+ * (else "fusermount" in PATH) with _FUSE_COMMFD=<a unix socket> and receives
+ * the /dev/fuse fd over that socket (SCM_RIGHTS, one data byte); at exit it
+ * runs `fusermount -u` for the mount point. It first tries mount(2) itself
+ * after opening /dev/fuse (which may be 0600, as on Debian hosts where
+ * fusermount is setuid: then it gives up); the auto_unmount option makes it
+ * go to fusermount straight away (its stat of the mount point, /tmp/mnt,
+ * only). s3fs gets the fd the server mounted as fd 3 (S3FS_FD_ENV), and the
+ * stand-in hands it back. With auto_unmount libfuse never reaps that
+ * fusermount: one zombie in s3fs's pid namespace, gone with it. */
+
+#define S3FS_FD_ENV "CELLBOX_S3FS_FUSE_FD"
+
+/* The fusermount of s3fs's mount namespace is the cellbox binary, run as
+ * `fusermount` with S3FS_FD_ENV set: before main, pass that fd on the
+ * _FUSE_COMMFD socket (a mount), or do nothing (an unmount: the server's and
+ * the sandbox's mounts are the kernel's to end). glibc gives constructors
+ * argc, argv and envp. */
+__attribute__((constructor)) static void fusermount_standin(int argc, char **argv, char **envp)
+{
+    (void)envp;
+    const char *fd_s = getenv(S3FS_FD_ENV);
+    if (!fd_s || argc < 1 || !argv[0])
+        return;
+    const char *name = strrchr(argv[0], '/');
+    if (strcmp(name ? name + 1 : argv[0], "fusermount") != 0)
+        return;
+    const char *comm_s = getenv("_FUSE_COMMFD");
+    if (!comm_s)
+        _exit(0);
+    int fd = atoi(fd_s), comm = atoi(comm_s);
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
+                         .msg_controllen = sizeof ctl.space};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ssize_t n;
+    while ((n = sendmsg(comm, &msg, 0)) < 0 && errno == EINTR)
+        ;
+    _exit(n == 1 ? 0 : 1);
+}
+
+/* In s3fs's child: a line s3fs_reason() shows, then the end (async-signal-safe). */
+static void child_die(const char *what, int e)
+{
+    char num[16], *p = num + sizeof num;
+    *--p = '\0';
+    do
+        *--p = (char)('0' + e % 10);
+    while ((e /= 10) && p > num);
+    const char *parts[] = {"[CRT] cellbox, starting s3fs: cannot ", what, " (errno ", p, ")\n"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(parts); i++)
+        if (write(2, parts[i], strlen(parts[i])) < 0)
+            break;
+    _exit(127);
+}
+
+/* In s3fs's child, in its new mount namespace: detach every FUSE mount
+ * (type fuse, fuse.*, fuseblk, fusectl) copied from the server's namespace.
+ * Async-signal-safe: a static buffer (the child's own copy). */
+static void detach_fuse_mounts(void)
+{
+    static char text[1 << 20];
+    int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        child_die("read /proc/self/mountinfo", errno);
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof text - 1 && (n = read(fd, text + len, sizeof text - 1 - len)) != 0) {
+        if (n < 0 && errno != EINTR)
+            child_die("read /proc/self/mountinfo", errno);
+        if (n > 0)
+            len += (size_t)n;
+    }
+    close(fd);
+    if (len == sizeof text - 1)  /* a FUSE mount left could outlive its sandbox's */
+        child_die("read all of /proc/self/mountinfo (over 1 MiB)", EFBIG);
+    text[len] = '\0';
+    for (char *line = text, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        else
+            next = line + strlen(line);
+        /* "id parent major:minor root mountpoint options... - fstype source ..." */
+        char *f = line;
+        for (int i = 0; i < 4 && f; i++)
+            if ((f = strchr(f, ' ')))
+                f++;
+        char *sep = f ? strstr(f, " - ") : NULL;
+        if (!sep || strncmp(sep + 3, "fuse", 4) != 0)
+            continue;
+        char *end = strchr(f, ' ');
+        *end = '\0';
+        /* the kernel escapes ' ', '\t', '\n' and '\\' as \ooo */
+        char *o = f;
+        for (char *s = f; *s; s++) {
+            if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' &&
+                s[3] <= '7') {
+                *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+                s += 3;
+            } else {
+                *o++ = *s;
+            }
+        }
+        *o = '\0';
+        umount2(f, MNT_DETACH);  /* under one detached already: gone with it */
+    }
+}
+
+/* sb_secure_drop_privs with raw syscalls: s3fs's child comes from a raw
+ * clone (for its pid namespace) of the threaded server, where glibc's
+ * setresuid/setgroups would signal the server's other threads (to change
+ * theirs too) under a lock another thread may have held at the clone: a
+ * hang. A raw one changes this thread's, the child's only. */
+static int drop_root(unsigned user)
+{
+    if (syscall(SYS_setgroups, 0, NULL) < 0)
+        return -1;
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            return -1;
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    /* uid 0 -> non-zero without keep-caps clears every capability set */
+    if (syscall(SYS_setresgid, user, user, user) < 0 || syscall(SYS_setresuid, user, user, user) < 0)
+        return -1;
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/* In s3fs's child (pid 1 of its new pid, mount and ipc namespaces, still
+ * the server's root): the setup of the design note above, then s3fs as
+ * `user`. Never returns. */
+static void s3fs_child(const char *exe, char **argv, char **envp, const char *work, const char *stand_in,
+                       int fuse_fd, int exe_tree, const char *exe_path, int log_fd, unsigned user)
+{
+    /* the server's 0-2 are open: fuse_fd, exe_tree and log_fd are above */
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+        _exit(127);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_die("make its mounts private", errno);
+    detach_fuse_mounts();
+    /* exe_tree: the server's binary, cloned in the server's namespace (a
+     * bind of /proc/self/exe here is refused: its mount is of another
+     * namespace); once that file is removed (a new build or package put
+     * in its place), whatever is at its path now. Before /tmp is hidden:
+     * the binary may be there. */
+    if (syscall(SYS_move_mount, exe_tree, "", AT_FDCWD, stand_in, MOVE_MOUNT_F_EMPTY_PATH) < 0 &&
+        mount(exe_path, stand_in, NULL, MS_BIND, NULL) < 0)
+        child_die("mount its fusermount", errno);
+    if (access("/bin/fusermount", F_OK) == 0 && mount(stand_in, "/bin/fusermount", NULL, MS_BIND, NULL) < 0)
+        child_die("mount its /bin/fusermount", errno);
+    if (mount(work, "/tmp", NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_die("mount its /tmp", errno);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        child_die("mount its /proc", errno);
+    if (fuse_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(fuse_fd, 3) < 0)
+        child_die("pass the FUSE fd", errno);
+    if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0)
+        child_die("close the server's fds", errno);
+    if (chdir("/tmp") < 0)
+        child_die("enter /tmp", errno);
+    setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (sb_secure_rlimits() < 0)
+        child_die("set its rlimits", errno);
+    if (drop_root(user) < 0)
+        child_die("drop root", errno);
+    if (sb_secure_seccomp() < 0)
+        child_die("install the seccomp filter", errno);
+    execve(exe, argv, envp);
+    child_die("run s3fs", errno);
+}
+
+/* Mounts the bucket's FUSE file system on the host folder dir (the server's
+ * part: it needs root) and starts s3fs unprivileged to serve it, in work
+ * (its /tmp: a new empty folder owned by user, with an empty folder mnt and
+ * an empty file .bin/fusermount) for configuration m; *log_fd is its output
+ * (stderr and stdout). The pid, or -1 + err (nothing mounted). */
+static pid_t s3fs_start(const cJSON *m, unsigned user, const char *dir, const char *work, int *log_fd,
                         sb_error *err)
 {
     const char *exe = s3fs_path();
@@ -399,41 +617,71 @@ static pid_t s3fs_start(const cJSON *m, unsigned user, const char *dir, const ch
                        "(apt-get install s3fs)"), -1;
     const cJSON *cred = cJSON_GetObjectItemCaseSensitive(m, "credentials");
     const char *prefix = cb_json_str(m, "prefix", "");
+    bool ro = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "readOnly"));
     cb_autofree char *what = *prefix ? cb_printf_new("%s:/%s", cb_json_str(m, "bucket", ""), prefix)
                                      : cb_strdup(cb_json_str(m, "bucket", ""));
+    /* fsname: which mount an s3fs serves, for ps (the mount itself is the
+     * server's, named "s3fs") */
     cb_autofree char *opts = cb_printf_new(
-        "url=%s,endpoint=%s,%sallow_other,uid=%u,gid=%u,umask=022,mp_umask=022,tmpdir=%s,"
-        "connect_timeout=10,readwrite_timeout=60,retries=3%s",
+        "url=%s,endpoint=%s,%sallow_other,uid=%u,gid=%u,umask=022,mp_umask=022,tmpdir=/tmp,fsname=%s,"
+        "connect_timeout=10,readwrite_timeout=60,retries=3,auto_unmount%s",
         cb_json_str(m, "endpoint", ""), cb_json_str(m, "region", "us-east-1"),
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "pathStyle")) ? "use_path_request_style," : "",
-        user, user, tmpdir, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "readOnly")) ? ",ro" : "");
+        user, user, dir, ro ? ",ro" : "");
+    /* the credentials in the environment (as before): never in argv; only
+     * root and s3fs's uid could read it, and no process of that uid sees s3fs */
     cb_autofree char *e_id = cb_printf_new("AWSACCESSKEYID=%s", cb_json_str(cred, "accessKeyId", ""));
     cb_autofree char *e_secret = cb_printf_new("AWSSECRETACCESSKEY=%s", cb_json_str(cred, "secretAccessKey", ""));
     const char *token = cb_json_str(cred, "sessionToken", NULL);
     cb_autofree char *e_token = token ? cb_printf_new("AWSSESSIONTOKEN=%s", token) : NULL;
-    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/nonexistent", "LANG=C.UTF-8", e_id, e_secret,
-                    e_token, NULL};
-    char *argv[] = {(char *)exe, what, (char *)dir, "-f", "-o", opts, NULL};
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(errno)), -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
-            _exit(127);
-        setsid();
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execve(exe, argv, envp);
-        _exit(127);
+    char *envp[] = {"PATH=/tmp/.bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/nonexistent", "LANG=C.UTF-8",
+                    S3FS_FD_ENV "=3", e_id, e_secret, e_token, NULL};
+    char *argv[] = {(char *)exe, what, "/tmp/mnt", "-f", "-o", opts, NULL};
+    cb_autofree char *stand_in = cb_printf_new("%s/.bin/fusermount", work);  /* /tmp/.bin/fusermount to s3fs */
+    /* the server's part: the FUSE mount, shown to everyone (allow_other;
+     * made by root of the host's user namespace), owned by user */
+    char exe_path[4096];
+    ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
+    exe_path[n > 0 ? n : 0] = '\0';
+    static const char deleted[] = " (deleted)";
+    if (n > (ssize_t)strlen(deleted) && strcmp(exe_path + n - strlen(deleted), deleted) == 0)
+        exe_path[n - (ssize_t)strlen(deleted)] = '\0';
+    int exe_tree = (int)syscall(SYS_open_tree, AT_FDCWD, "/proc/self/exe", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (exe_tree < 0)
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot clone the server's binary's mount: %s", strerror(errno)), -1;
+    int fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fuse_fd < 0) {
+        int e = errno;
+        close(exe_tree);
+        return sb_fail(err, SB_E_MOUNT_NOT_AVAILABLE, "cannot open /dev/fuse: %s", strerror(e)), -1;
     }
+    char kopts[160];
+    snprintf(kopts, sizeof kopts, "fd=%d,rootmode=40000,user_id=%u,group_id=%u,allow_other", fuse_fd, user, user);
+    if (mount("s3fs", dir, "fuse.s3fs", MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0), kopts) < 0) {
+        int e = errno;
+        close(fuse_fd);
+        close(exe_tree);
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot mount FUSE on %s: %s", dir, strerror(e)), -1;
+    }
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(fuse_fd);
+        close(exe_tree);
+        umount2(dir, MNT_DETACH);
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(e)), -1;
+    }
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0)
+        s3fs_child(exe, argv, envp, work, stand_in, fuse_fd, exe_tree, exe_path, p[1], user);
     int e = errno;
     close(p[1]);
+    close(exe_tree);
+    close(fuse_fd);  /* s3fs's is the only one: when it ends, the connection ends */
     if (pid < 0) {
         close(p[0]);
-        return sb_fail(err, SB_E_INTERNAL_ERROR, "fork: %s", strerror(e)), -1;
+        umount2(dir, MNT_DETACH);
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "clone: %s", strerror(e)), -1;
     }
     *log_fd = p[0];
     return pid;
@@ -540,9 +788,29 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
     if ((mkdir(stage, 0700) < 0 && errno != EEXIST) || mkdir(dir, 0700) < 0 ||
         (mkdir(tmp, 0700) < 0 && errno != EEXIST))
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot make %s: %s", dir, strerror(errno)), -1;
+    /* s3fs's /tmp: its own (its temporary files, the folder it believes it
+     * mounts on), the empty file its fusermount is mounted on (root's) */
+    unsigned user = sb_box_user_id(b);
+    cb_autofree char *work = cb_printf_new("%s/%s", tmp, hex);
+    cb_autofree char *work_mnt = cb_printf_new("%s/mnt", work);
+    cb_autofree char *work_bin = cb_printf_new("%s/.bin", work);
+    cb_autofree char *work_fm = cb_printf_new("%s/.bin/fusermount", work);
+    int fm = -1;
+    if (mkdir(work, 0700) < 0 || mkdir(work_mnt, 0700) < 0 || mkdir(work_bin, 0755) < 0 ||
+        (fm = open(work_fm, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755)) < 0 || chown(work_mnt, user, user) < 0 ||
+        chown(work, user, user) < 0) {
+        int e = errno;
+        if (fm >= 0)
+            close(fm);
+        sb_rm_rf(work);
+        rmdir(dir);
+        return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot make %s: %s", work, strerror(e)), -1;
+    }
+    close(fm);
     int log_fd = -1;
-    pid_t pid = s3fs_start(m, sb_box_user_id(b), dir, tmp, &log_fd, err);
+    pid_t pid = s3fs_start(m, user, dir, work, &log_fd, err);
     if (pid < 0) {
+        sb_rm_rf(work);
         rmdir(dir);
         return -1;
     }
@@ -614,6 +882,7 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
         close(log_fd);
         umount2(dir, MNT_DETACH);
         rmdir(dir);
+        sb_rm_rf(work);
         cb_buf_clear(&log);
         return -1;
     }
@@ -641,6 +910,7 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
         kill(pid, SIGTERM);
         close(log_fd);
         waitpid(pid, &st, 0);
+        sb_rm_rf(work);
         return -1;
     }
     /* recorded before the log thread starts: it clears pid when s3fs ends */
@@ -656,6 +926,7 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
     a->pid = pid;
     snprintf(a->box, sizeof a->box, "%s", b->id);
     a->path = cb_strdup(path);
+    a->work = cb_strdup(work);
     pthread_t th;
     pthread_attr_t at;
     pthread_attr_init(&at);
@@ -666,6 +937,7 @@ static int mount_one(sb_box *b, int pidfd, unsigned generation, const cJSON *m, 
         close(log_fd);
         cb_warn("mount", "sandbox %s: cannot start the s3fs log thread for %s", b->id, path);
         free(a->path);
+        free(a->work);
         free(a);
     }
     pthread_attr_destroy(&at);

@@ -6,10 +6,14 @@
  * never enter the sandbox, the sandbox needs no network of its own (a
  * `network: none` sandbox can have a bucket), and the sandbox's seccomp
  * filter keeps forbidding mount and FUSE. The steps:
- *   1. s3fs mounts the bucket on a private folder of the server's state
- *      (STATE/mount-points/<id>-<hex>, never inside a sandbox's folder, so
- *      that removing one never walks into a bucket), foreground, with the files shown
- *      as the sandbox's user's (uid 1000 inside) and allow_other;
+ *   1. the server mounts a FUSE file system on a private folder of its
+ *      state (STATE/mount-points/<id>-<hex>, never inside a sandbox's
+ *      folder, so that removing one never walks into a bucket), allow_other,
+ *      and starts s3fs to serve it (the /dev/fuse fd), foreground, with the
+ *      files shown as the sandbox's user's (uid 1000 inside). s3fs runs
+ *      without host root: as the sandbox's user's host uid, no capabilities,
+ *      no_new_privs, the sandboxes' seccomp filter, pid, ipc and mount
+ *      namespaces of its own (see sb_mount.c);
  *   2. the server clones that mount (open_tree) and a short-lived child
  *      enters the sandbox's mount namespace (setns), creates the mount
  *      point (as the sandbox's user; paths resolve inside the sandbox's

@@ -9,7 +9,9 @@ Also: validation, credentials (from the request or the sandbox's env; never
 in a reply, never visible in the sandbox), wrong credentials, unknown
 bucket, unreachable store, non-empty and already-used mount points,
 readOnly, prefix, a 12 MB file (multipart upload), planted symlinks, the
-sandbox cannot unmount it, files API through the mount, a server restart
+sandbox cannot unmount it, files API through the mount, s3fs runs without
+host root (unprivileged uid, no capabilities, no_new_privs, seccomp, a pid
+namespace of its own; its credentials cannot read /etc/shadow), a server restart
 (mounted again; with the store down: the sandbox starts, the mount is listed
 as failed, and can be mounted again later), unmount, delete, and no s3fs
 process or mount left.
@@ -172,6 +174,56 @@ try:
          "the mount's configuration (with the credentials) is saved 0600 in the server's state", state_file)
     t.eq(host_fuse_mounts(), [], "no bucket is mounted in the host's namespace")
 
+    # ---- s3fs has no more power than the sandbox it serves ---------------------------------
+    # It parses what the store answers and every file operation of the
+    # sandbox's code: as root, a bug in it (or libcurl, libxml2) is the host's root.
+    pids = s3fs_children()
+    st = {}
+    if len(pids) == 1:
+        for line in open("/proc/%d/status" % pids[0]):
+            k, _, v = line.partition(":")
+            st[k] = v.split()
+    ids = [int(x) for x in st.get("Uid", []) + st.get("Gid", [])]
+    t.ok(len(ids) == 8 and 0 not in ids and len(set(ids)) == 1 and st.get("Groups") == [],
+         "s3fs runs as an unprivileged uid (real, effective, saved, fs uid and gid not 0; no groups)", (pids, st))
+    caps = {k: st.get(k) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+    t.ok(caps and all(v == ["0000000000000000"] for v in caps.values())
+         and st.get("NoNewPrivs") == ["1"] and st.get("Seccomp") == ["2"],
+         "s3fs has no capabilities (effective, permitted, bounding...), no_new_privs and a seccomp filter",
+         (caps, st.get("NoNewPrivs"), st.get("Seccomp")))
+
+    def as_s3fs():
+        """A child with s3fs's credentials (uid, gid, no groups, no caps) opens /etc/shadow."""
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgroups([])
+                os.setresgid(ids[4], ids[4], ids[4])
+                os.setresuid(ids[0], ids[0], ids[0])
+                open("/etc/shadow", "rb").close()
+                os._exit(0)
+            except PermissionError:
+                os._exit(13)
+            except BaseException:
+                os._exit(1)
+        return os.waitpid(pid, 0)[1] >> 8
+
+    t.ok(len(ids) == 8 and 0 not in ids and as_s3fs() == 13,
+         "s3fs's credentials cannot open the host's /etc/shadow (EACCES)", ids)
+    t.ok(st.get("NSpid", [None])[-1] == "1" and len(st.get("NSpid", [])) == 2,
+         "s3fs is pid 1 of a pid namespace of its own (it sees and signals no other process)", st.get("NSpid"))
+    try:
+        its_tmp = sorted(os.listdir("/proc/%d/root/tmp" % pids[0])) if len(pids) == 1 else None
+    except OSError as e:
+        its_tmp = e
+    t.eq(its_tmp, [".bin", "mnt"], "s3fs's /tmp is a folder of its own (the host's /tmp is hidden from it)")
+    out, rc = sh("mnt", "cat /workspace/data/hello.txt && echo more > /workspace/data/priv.txt && "
+                 "cat /workspace/data/priv.txt")
+    stored = s3.get("data", "priv.txt")
+    sh("mnt", "rm /workspace/data/priv.txt")
+    t.ok(rc == 0 and out == "hello world\nmore\n" and stored == b"more\n" and "priv.txt" not in s3.keys_of("data"),
+         "... and the sandbox's user still reads, writes and removes objects through it", (out, stored))
+
     # ---- refusals ------------------------------------------------------------------
     n0 = len(s3fs_children())
     r = mount("mnt", mountPath="/workspace/data")
@@ -272,6 +324,10 @@ try:
     t.ok(r.status == 200 and out.strip() == "0", "unmount: 200, the folder is an empty folder again", (r, out))
     t.ok(wait_until(lambda: len(s3fs_children()) == n - 1, timeout=20), "... and its s3fs process ends",
          s3fs_children())
+    work = os.path.join(srv.state, "sandboxes", "mnt", "mnt-tmp")
+    t.ok(wait_until(lambda: len(os.listdir(work)) == len(s3fs_children()) == 2, timeout=20),
+         "... and its work folder is removed (one is left per running s3fs; none of the failed mounts)",
+         (os.listdir(work), s3fs_children()))
     r = unmount("mnt", "/workspace/ro")
     t.ok(r.status == 404 and r.code == "MOUNT_NOT_FOUND", "unmounting it again: 404 MOUNT_NOT_FOUND", r)
     t.eq([m["mountPath"] for m in mounts("mnt").json()["mounts"]], ["/workspace/data", "/workspace/pre"],
