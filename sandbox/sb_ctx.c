@@ -1376,6 +1376,8 @@ typedef struct run {
     bool lost;                /* the kernel's connection was cut: restart the context */
     bool renewed;             /* it was: the kernel's count is no longer the context's */
     bool restart_cut;         /* POST .../restart came while it ran: it ended (ContextRestarted) */
+    bool started;             /* the kernel took the request (busy or execute_input for it) */
+    bool interrupt_held;      /* asked before that: sent once it has (kernel_interrupt_now) */
     cJSON *restarted;         /* {"at", "reason"}: the context was restarted before this run */
     int gen;                  /* c->restarts when the run came: a restart while it waited is told */
     bool clear_pending;
@@ -1536,9 +1538,13 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
     if (m->channel != KN_CH_IOPUB)
         return;
     if (strcmp(t, "status") == 0) {
-        if (strcmp(cb_json_str(m->content, "execution_state", ""), "idle") == 0)
+        const char *state = cb_json_str(m->content, "execution_state", "");
+        if (strcmp(state, "idle") == 0)
             x->got_idle = true;
+        else if (strcmp(state, "busy") == 0)
+            x->started = true;
     } else if (strcmp(t, "execute_input") == 0) {
+        x->started = true;
         x->exec_count = (int)cb_json_int(m->content, "execution_count", x->exec_count);
     } else if (strcmp(t, "stream") == 0) {
         const char *name = cb_json_str(m->content, "name", "stdout");
@@ -1589,6 +1595,20 @@ static void adopt_reply_error(run *x, cb_buf *sse)
     }
 }
 
+/* Interrupts the run's code. Before the kernel has taken the request (no
+ * busy for it yet), an interrupt would find the kernel idle, which drops
+ * it as a Jupyter kernel does, and the code would then run on: it is held
+ * until the kernel says busy (run_step). */
+static void run_interrupt(run *x)
+{
+    kn_client_msg_free(x->input_req);
+    x->input_req = NULL;
+    if (x->started)
+        kn_client_interrupt(x->c->client);
+    else
+        x->interrupt_held = true;
+}
+
 /* Drives the run until it finishes or `wait_s` passes. Returns 1 finished,
  * 0 not yet. */
 static int run_step(run *x, double wait_s, cb_buf *sse)
@@ -1613,8 +1633,10 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         if (interrupt && !dead) {
             /* POST .../interrupt: as a frontend's interrupt (the run ends
              * with the KeyboardInterrupt error; the context stays) */
-            kn_client_msg_free(x->input_req);
-            x->input_req = NULL;
+            run_interrupt(x);
+        }
+        if (x->interrupt_held && x->started && !dead) {
+            x->interrupt_held = false;
             kn_client_interrupt(x->c->client);
         }
         if (dead || !proc_running(x->b, x->c->proc_id)) {
@@ -1627,10 +1649,8 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         }
         if (x->deadline > 0 && now >= x->deadline && !x->timed_out) {
             x->timed_out = true;
-            kn_client_msg_free(x->input_req);
-            x->input_req = NULL;
             x->grace_until = now + CTX_INTERRUPT_GRACE_S;
-            kn_client_interrupt(x->c->client);
+            run_interrupt(x);
         }
         if (x->grace_until > 0 && now >= x->grace_until && !x->finished) {
             /* the interrupt did not bring it back: end this context */
@@ -1696,7 +1716,7 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
             x->client_gone = true;
             if (x->grace_until == 0) {
                 x->grace_until = cb_mono_s() + CTX_INTERRUPT_GRACE_S;
-                kn_client_interrupt(x->c->client);
+                run_interrupt(x);
             }
             until = x->grace_until + 0.01;
         } else if (st == KN_POLL_LOST) {

@@ -697,6 +697,29 @@ def s_restart_interrupt():
          and done["t"] - t0 < 10,
          "interrupt a running loop: the run ends with KeyboardInterrupt, not a timeout", (asked, r))
     t.eq(main_text(ok_run("kept", ctx)), "'still here'", "after an interrupt the context keeps its state")
+    # an interrupt that reaches the kernel before it has taken the run's
+    # request: here the kernel is busy between runs (an asyncio callback of
+    # the run before sleeps 1.5 s in the loop's turn), so it would land there
+    # and be dropped as an interrupt of an idle kernel is, and the loop would
+    # run on. The server holds it until the kernel says busy for the run.
+    ok_run("import asyncio, time\nasyncio.get_event_loop().call_later(0.3, time.sleep, 1.5)", ctx)
+    time.sleep(0.6)   # the callback sleeps now
+    done2 = {}
+
+    def long_run2():
+        done2["r"] = code("import time\nwhile True:\n    time.sleep(0.01)", ctx, timeoutMs=60000)
+    th = threading.Thread(target=long_run2)
+    th.start()
+    asked = wait_until(lambda: srv.post(SB + "/contexts/%s/interrupt" % ctx, {}).json().get("interrupted"), 30)
+    th.join(30)
+    r = done2.get("r")
+    j = r.json() if r is not None and r.status == 200 else {}
+    t.ok(asked and (j.get("error") or {}).get("name") == "KeyboardInterrupt" and j.get("timedOut") is False,
+         "an interrupt asked while the kernel is still busy between runs (it has not taken the run's request): "
+         "the run ends with KeyboardInterrupt", (asked, r))
+    if r is None:   # the loop runs on (the binary before): end it for the cases below
+        srv.post(SB + "/contexts/%s/interrupt" % ctx, {})
+        th.join(30)
     r = srv.post(SB + "/contexts/ctx-000000000000/interrupt", {})
     t.ok(r.status == 404, "interrupt an unknown context: 404", r)
 
