@@ -573,8 +573,12 @@ def forked_children_partial_lines():
     for i, ((s1, t1), (s2, t2)) in enumerate(zip(mine, ref)):
         name, code = CHILD_CELLS[i // rounds]
         tail = "[0, 1, 2, 3]\n" if "Pool" in name else "parent\n"
-        # (ipykernel's order is the same, but not checked: not the kernel under test)
-        tap.ok(s1 == s2 == "ok" and t1.endswith(tail) and sorted(t1) == sorted(t2),
+        # (ipykernel's order is the same, but not checked: not the kernel under test.
+        # For os.fork, ipykernel 6.17 now and then loses the child's partial line
+        # or puts it after the parent's (a race of its own; CI saw 'parent\n'):
+        # the reference is then the text it gives otherwise)
+        want = t2 if "Pool" in name or sorted(t2) == sorted("childparent\n") else "childparent\n"
+        tap.ok(s1 == s2 == "ok" and t1.endswith(tail) and sorted(t1) == sorted(want),
                "%s, run %d: the children's partial lines come before the parent's line, as under ipykernel "
                "(the same text, the children's in any order)" % (name, i % rounds + 1), "got:  %r\nwant: %r" % (t1, t2))
         if "Pool" in name:
