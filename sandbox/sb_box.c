@@ -321,6 +321,10 @@ static sb_box **reg_snapshot_locked(size_t *n)
     return copy;
 }
 
+/* Tests only (CELLBOX_TEST_AGENT_GO_DELAY_MS): the pause between an agent's
+ * clone and its "go", to kill the server while a clone waits for it. */
+static int agent_go_delay_ms;
+
 /* ---- host id ranges (see SB_ID_RANGE in sb_box.h) -------------------------------
  *
  * Which indexes are taken: by a registered sandbox (until its folder is
@@ -606,6 +610,9 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
     } else {
         snprintf(reg.cg.desc, sizeof reg.cg.desc, "none (isolation none)");
     }
+    const char *gd = getenv("CELLBOX_TEST_AGENT_GO_DELAY_MS");
+    if (gd && atoi(gd) > 0 && atoi(gd) <= 60000)
+        agent_go_delay_ms = atoi(gd);
     const char *max = getenv("CELLBOX_MAX_ID_RANGES");
     if (max && atoi(max) >= 0 && atoi(max) < SB_ID_INDEX_MAX)
         ids.max = atoi(max);
@@ -898,7 +905,26 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
                                      CLONE_NEWIPC | CLONE_NEWNET;
     pid_t pid = clone_owned(flags, SB_NS_OWNER_BASE + (unsigned)(index < 0 ? 0 : index));
     if (pid == 0) {
-        /* child: async-signal-safe calls only until execve */
+        /* child: async-signal-safe calls only until execve. First drop every
+         * fd of the server's but its own four: a copy of the write end of
+         * its sync pipe (or of another spawn's, cloned meanwhile) would keep
+         * it waiting for ever for a "go" from a server that was killed. */
+        int keep[4] = {c_sync, c_ctl, c_setup, c_log}, lo = 3;
+        for (int i = 0; i < 4; i++)  /* sorted: c_log may be -1, the others are >= 64 */
+            for (int j = i + 1; j < 4; j++)
+                if (keep[j] < keep[i]) {
+                    int t = keep[i];
+                    keep[i] = keep[j];
+                    keep[j] = t;
+                }
+        for (int i = 0; i < 4; i++) {
+            if (keep[i] < lo)
+                continue;
+            if (keep[i] > lo)
+                syscall(SYS_close_range, (unsigned)lo, (unsigned)keep[i] - 1, 0);
+            lo = keep[i] + 1;
+        }
+        syscall(SYS_close_range, (unsigned)lo, ~0U, 0);
         char go;
         if (read(c_sync, &go, 1) != 1)
             _exit(127);
@@ -950,6 +976,8 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
     struct rlimit nice = {20, 20};
     prlimit(pid, RLIMIT_NICE, &nice, NULL);
     sched_setscheduler(pid, SCHED_IDLE, &(struct sched_param){0});
+    if (agent_go_delay_ms)
+        usleep((useconds_t)agent_go_delay_ms * 1000);
     if (write(sync[1], "g", 1) != 1 || cb_write_all(spipe[1], setup_text, strlen(setup_text)) < 0) {
         sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox agent did not start");
         goto fail;

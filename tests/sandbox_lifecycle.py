@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox, parse_sse, wait_until  # noqa: E402
+from sandbox_lib import CELLBOX, TAP, Server, can_sandbox, parse_sse, wait_until  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -417,4 +418,47 @@ try:
          "... whose files on the host now belong to their own range", moved)
 finally:
     ids_srv.finish(t, ID_IDS, "graceful stop (id ranges)")
+
+# ---- a server killed while an agent it cloned waits for its "go" ------------
+# The clone holds every fd of the server's until it execs; it must not hold
+# the write end of its own sync pipe (or another's), or it waits for ever
+# once the server is gone. CELLBOX_TEST_AGENT_GO_DELAY_MS widens that moment.
+
+
+def clone_children(binary):
+    """Processes still running the server's code (the command line of a
+    `cellbox serve`) whose parent is gone."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open("/proc/%s/status" % pid) as f:
+                ppid = [ln.split()[1] for ln in f if ln.startswith("PPid:")][0]
+        except (OSError, IndexError):
+            continue
+        if cmd[0] == binary.encode() and b"serve" in cmd and b"--state-dir" in cmd and ppid == "1":
+            found.append(int(pid))
+    return found
+
+
+kill_dir = tempfile.mkdtemp(prefix="cellbox-clone-kill-")
+before = set(clone_children(CELLBOX))
+srv_p = subprocess.Popen([CELLBOX, "serve", "--listen", "127.0.0.1:0", "--state-dir", kill_dir + "/state"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=dict(os.environ, CELLBOX_TEST_AGENT_GO_DELAY_MS="3000"))
+line, t0 = b"", time.time()
+while b"ready" not in line and time.time() - t0 < 30:
+    line = srv_p.stderr.readline()
+time.sleep(1.0)   # the pool's first clone waits for its "go" now
+srv_p.kill()
+srv_p.wait()
+stray = wait_until(lambda: not (set(clone_children(CELLBOX)) - before), timeout=10) or \
+    sorted(set(clone_children(CELLBOX)) - before)
+t.ok(stray is True, "a server killed while an agent's clone waits for its go leaves no process behind", stray)
+for pid in (stray if stray is not True else []):
+    os.kill(pid, signal.SIGKILL)
+subprocess.run(["rm", "-rf", kill_dir])
 t.done()
