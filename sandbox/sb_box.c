@@ -905,39 +905,25 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
                                      CLONE_NEWIPC | CLONE_NEWNET;
     pid_t pid = clone_owned(flags, SB_NS_OWNER_BASE + (unsigned)(index < 0 ? 0 : index));
     if (pid == 0) {
-        /* child: async-signal-safe calls only until execve. First drop every
-         * fd of the server's but its own four: a copy of the write end of
-         * its sync pipe (or of another spawn's, cloned meanwhile) would keep
-         * it waiting for ever for a "go" from a server that was killed. */
-        int keep[4] = {c_sync, c_ctl, c_setup, c_log}, lo = 3;
-        for (int i = 0; i < 4; i++)  /* sorted: c_log may be -1, the others are >= 64 */
-            for (int j = i + 1; j < 4; j++)
-                if (keep[j] < keep[i]) {
-                    int t = keep[i];
-                    keep[i] = keep[j];
-                    keep[j] = t;
-                }
-        for (int i = 0; i < 4; i++) {
-            if (keep[i] < lo)
-                continue;
-            if (keep[i] > lo)
-                syscall(SYS_close_range, (unsigned)lo, (unsigned)keep[i] - 1, 0);
-            lo = keep[i] + 1;
-        }
-        syscall(SYS_close_range, (unsigned)lo, ~0U, 0);
-        char go;
-        if (read(c_sync, &go, 1) != 1)
+        /* child: async-signal-safe calls only until execve. Its fds first:
+         * 0 and 1 /dev/null, 2 the agents' log, 3 control, 4 setup, 5 sync,
+         * and none of the server's others: a copy of the write end of its
+         * sync pipe (or of another spawn's, cloned meanwhile) would keep it
+         * waiting for ever for a "go" from a server that was killed. */
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(c_ctl, 3) < 0 ||
+            dup2(c_setup, 4) < 0 || dup2(c_sync, 5) < 0 || (c_log >= 0 && dup2(c_log, 2) < 0))
             _exit(127);
+        syscall(SYS_close_range, 6, ~0U, 0);
+        char go;
+        if (read(5, &go, 1) != 1)
+            _exit(127);
+        close(5);
         /* Become root of the new user namespace before exec, or exec drops
          * every capability. Raw syscalls: glibc's wrappers would try to
          * signal the parent's threads. */
         if (!none && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
             _exit(126);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(c_ctl, 3) < 0 ||
-            dup2(c_setup, 4) < 0 || (c_log >= 0 && dup2(c_log, 2) < 0))
-            _exit(127);
-        syscall(SYS_close_range, 5, ~0U, 0);
         char *envp[] = {NULL};
         if (agent_exe)
             execve(agent_exe, (char *[]){"cellbox-agent", NULL}, envp);
