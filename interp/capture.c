@@ -11,7 +11,7 @@
  * pending batch (at most about BACKLOG) plus one message being escaped.
  *
  * IOPub flow control (kernel/kernel.h): when the frontend reads slowly,
- * publishing may wait. The pump never waits (host->output_defer_thread):
+ * publishing may wait. The pump never waits (host->output_may_wait):
  * while the host has no room (host->output_room) it leaves the batch
  * pending and the fd pipes unread (a subprocess writing to them then
  * blocks), so the wait falls on the writers once they reach BACKLOG, on
@@ -453,11 +453,33 @@ bool ip_capture_may_wait(ip_capture *c, size_t len)
     return len >= IP_CAPTURE_BIG || !host_room(c);
 }
 
+void ip_capture_write_held(ip_capture *c, int stream, const char *data, size_t len)
+{
+    if (!c->host->output_may_wait) {
+        ip_capture_write(c, stream, data, len);
+        return;
+    }
+    bool had = c->host->output_may_wait(c->host->ctx, false);
+    ip_capture_write(c, stream, data, len);
+    c->host->output_may_wait(c->host->ctx, had);
+}
+
+void ip_capture_flush_held(ip_capture *c)
+{
+    if (!c->host->output_may_wait) {
+        ip_capture_flush(c);
+        return;
+    }
+    bool had = c->host->output_may_wait(c->host->ctx, false);
+    ip_capture_flush(c);
+    c->host->output_may_wait(c->host->ctx, had);
+}
+
 static void *pump_thread(void *arg)
 {
     ip_capture *c = arg;
-    if (c->host->output_defer_thread)
-        c->host->output_defer_thread(c->host->ctx);
+    if (c->host->output_may_wait)
+        c->host->output_may_wait(c->host->ctx, false);
     for (;;) {
         int timeout = -1;
         pthread_mutex_lock(&c->buf_lock);

@@ -55,10 +55,17 @@ void ip_capture_write_end(ip_capture *c);
  * worker's result) comes before what the kernel prints next. */
 void ip_capture_child_wrote(ip_capture *c);
 /* Might ip_capture_write(c, ., ., len) wait for a slow frontend (IOPub
- * flow control: the host has no room now, or a big write)? A hint, for a
- * caller that can let other threads run meanwhile (python.c gives up the
- * GIL): a write it says no to may still wait if room runs out meanwhile. */
+ * flow control: the host has no room now, or a big write)? For a caller
+ * holding a lock that other threads need (python.c's GIL): when it says
+ * yes, give the lock up and write; when no, write with the _held forms. */
 bool ip_capture_may_wait(ip_capture *c, size_t len);
+/* ip_capture_write and ip_capture_flush that never wait for a slow
+ * frontend, even if room runs out between ip_capture_may_wait and the
+ * publication (the output then goes over the host's bound by what they
+ * publish; the caller's next write, asked first, waits). len below
+ * IP_CAPTURE_BIG. */
+void ip_capture_write_held(ip_capture *c, int stream, const char *data, size_t len);
+void ip_capture_flush_held(ip_capture *c);
 /* Ask for a publication soon (flush() from user code); never blocks on I/O. */
 void ip_capture_kick(ip_capture *c);
 /* Publish everything written so far, including what is in the fd pipes. */

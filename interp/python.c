@@ -83,6 +83,16 @@ static bool in_forked_child(void)
     return forked_child;
 }
 
+/* Publishes what was printed, on a thread holding the GIL: it gives the
+ * GIL up meanwhile, so the other threads run if it waits for a slow
+ * frontend. */
+static void flush_output(ip_capture *cap)
+{
+    Py_BEGIN_ALLOW_THREADS
+    ip_capture_flush(cap);
+    Py_END_ALLOW_THREADS
+}
+
 static void out_emit(OutStream *self, const char *s, size_t len)
 {
     if (in_forked_child()) {
@@ -98,7 +108,7 @@ static void out_emit(OutStream *self, const char *s, size_t len)
             ip_capture_write(g_py->cap, self->stream, s, len);
             Py_END_ALLOW_THREADS
         } else {
-            ip_capture_write(g_py->cap, self->stream, s, len);
+            ip_capture_write_held(g_py->cap, self->stream, s, len);
         }
     }
 }
@@ -293,7 +303,7 @@ static PyObject *c_publish(PyObject *mod, PyObject *args)
             ip_capture_flush(g_py->cap);
             Py_END_ALLOW_THREADS
         } else {
-            ip_capture_flush(g_py->cap);
+            ip_capture_flush_held(g_py->cap);
         }
     }
     kn_bytes bufs[64];
@@ -379,7 +389,7 @@ static PyObject *c_input(PyObject *mod, PyObject *args)
     if (!g_py || !g_py->host)
         return Py_BuildValue("(is)", KN_INPUT_NOT_ALLOWED, "");
     if (g_py->cap)
-        ip_capture_flush(g_py->cap);  /* show what was printed before the prompt */
+        flush_output(g_py->cap);  /* show what was printed before the prompt */
     char *value = NULL;
     input_wait w = {0};
     w.ts = PyEval_SaveThread();
@@ -826,7 +836,7 @@ static cJSON *py_execute(void *self, const kn_exec_req *req)
     Py_XDECREF(code);
     Py_XDECREF(ue);
     cJSON *reply = json_result(res, "run_cell");
-    ip_capture_flush(py->cap);
+    flush_output(py->cap);
     return reply;
 }
 
@@ -835,7 +845,7 @@ static cJSON *call_content(ip_python *py, const char *method, const cJSON *conte
     cb_autofree char *s = cb_json_print(content);
     PyObject *res = PyObject_CallMethod(py->shell, method, "(s)", s);  /* new */
     cJSON *r = json_result(res, method);
-    ip_capture_flush(py->cap);
+    flush_output(py->cap);
     return r;
 }
 
@@ -881,7 +891,7 @@ static void py_comm(void *self, const char *msg_type, const kn_msg *m)
         PyErr_Print();
     }
     Py_XDECREF(res);
-    ip_capture_flush(py->cap);
+    flush_output(py->cap);
 }
 
 static void py_clear_interrupt(void *self)
@@ -932,7 +942,7 @@ static int py_background(void *self, bool run, int *fd)
     }
     Py_XDECREF(res);
     if (run)
-        ip_capture_flush(py->cap);  /* what the tasks printed */
+        flush_output(py->cap);  /* what the tasks printed */
     return timeout;
 }
 
@@ -979,7 +989,7 @@ static void py_stop(void *self, bool restart)
     if (!res)
         PyErr_Clear();
     Py_XDECREF(res);
-    ip_capture_flush(py->cap);
+    flush_output(py->cap);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 

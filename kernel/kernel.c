@@ -167,7 +167,7 @@ static void publish_locked(kn_kernel *k, const kn_bytes *parent, const char *msg
  * order. */
 
 /* Set on threads that never wait for the reader: the control thread, and
- * threads that defer their output themselves (kn_host.output_defer_thread). */
+ * threads that said so (kn_host.output_may_wait). */
 static __thread bool t_never_wait;
 
 static size_t iopub_queued(kn_kernel *k)
@@ -190,10 +190,13 @@ static bool host_output_room(void *ctx)
     return iopub_queued(k) < KN_IOPUB_QUEUE_BYTES || atomic_load(&k->stalled) || atomic_load(&k->stopping);
 }
 
-/* kn_host.output_defer_thread */
-static void host_output_defer_thread(void *ctx)
+/* kn_host.output_may_wait */
+static bool host_output_may_wait(void *ctx, bool may)
 {
-    t_never_wait = true;
+    (void)ctx;
+    bool had = !t_never_wait;
+    t_never_wait = !may;
+    return had;
 }
 
 /* Waits, holding no lock, until output may be published: true when the
@@ -1097,7 +1100,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
                         .history_session = kn_history_session(k->hist),
                         .history_file = kn_history_path(k->hist), .history_query = host_history_query,
                         .connection_file = opts->connection_file, .output_room = host_output_room,
-                        .output_defer_thread = host_output_defer_thread};
+                        .output_may_wait = host_output_may_wait};
     int status = 0;
     bool started = interp->start(interp->self, &k->host) == 0;
     sigset_t pending;

@@ -98,10 +98,13 @@ typedef struct kn_host {
     /* IOPub flow control (above): true when output published now would not
      * wait for a slow frontend. Thread-safe; NULL means always. */
     bool (*output_room)(void *ctx);
-    /* Marks the calling thread as one that defers its own output while
-     * output_room() is false (the capture's pump): publish() never makes
-     * it wait. May be NULL. */
-    void (*output_defer_thread)(void *ctx);
+    /* Sets whether publish() from the calling thread may wait for a slow
+     * frontend; returns the setting it had (true for a new thread). false
+     * for a thread that defers its own output while output_room() is false
+     * (the capture's pump), or a caller holding a lock that other threads
+     * need (Python's GIL): its output goes over the bound instead of
+     * waiting. May be NULL. */
+    bool (*output_may_wait)(void *ctx, bool may);
 } kn_host;
 
 enum { KN_INPUT_OK = 0, KN_INPUT_NOT_ALLOWED, KN_INPUT_INTERRUPTED, KN_INPUT_FAILED };

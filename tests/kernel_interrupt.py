@@ -379,20 +379,21 @@ def flow_blocked_interrupt(name, mode):
     notice reaches the reader once it reads again, and output continues."""
     km, kc, pid = flow_start(name)
     r = subscribed_reader(km, kc)
+    # a thread of the cell writes a count to a file every 50 ms
+    tick = os.path.join(tempfile.gettempdir(), "cellbox-tick-%d-%s" % (os.getpid(), mode.split()[0]))
     try:
         base = proc_status(pid, "VmRSS")
         r.stop()
-        # a thread of the cell writes a count to a file every 50 ms
-        tick = os.path.join(tempfile.gettempdir(), "cellbox-tick-%d-%s" % (os.getpid(), mode.split()[0]))
-        mid = kc.execute("import threading, time\n"
+        mid = kc.execute("import os, threading, time\n"
                          "def _ticker(n=0):\n"
                          "    while True:\n"
                          "        n += 1\n"
-                         "        with open(%r, 'w') as f:\n"
+                         "        with open(%r + '.new', 'w') as f:\n"
                          "            f.write(str(n))\n"
+                         "        os.replace(%r + '.new', %r)\n"
                          "        time.sleep(0.05)\n"
                          "threading.Thread(target=_ticker, daemon=True).start()\n"
-                         "i = 0\nwhile True:\n    print(i, %r)\n    i += 1" % (tick, PAD))
+                         "i = 0\nwhile True:\n    print(i, %r)\n    i += 1" % (tick, tick, tick, PAD))
         blocked, peak = wait_blocked(pid, base)
         tap.ok(blocked and peak < FLOW_LIMIT_MB,
                "%s mode, reader stopped: the printing cell waits, memory bounded" % mode,
@@ -438,6 +439,9 @@ def flow_blocked_interrupt(name, mode):
         r.close()
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+        for p in (tick, tick + ".new"):
+            if os.path.exists(p):
+                os.unlink(p)
 
 
 def flow_display_interrupt():
