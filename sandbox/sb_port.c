@@ -340,15 +340,41 @@ static bool response_header_dropped(const char *name)
     return false;
 }
 
-/* Does a header value carry the API's bearer token (as a word of it, or as
- * the terminal's "cellbox.bearer.<token>" subprotocol)? Such a header never
- * reaches the sandbox: a client that sends its API header to every host of
- * the server (an SDK given one base URL and one header) would otherwise hand
- * the app in the sandbox the key to every sandbox. Compared in constant time
- * per word, as the API does. */
+/* Do HTTP Basic credentials (base64 of "user:password") hold the API's
+ * token, as the user, the password or both? */
+static bool basic_carries_api_token(const char *b64, size_t len)
+{
+    unsigned char plain[512];
+    size_t n = 0;
+    if (sodium_base642bin(plain, sizeof plain - 1, b64, len, " \t", &n, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 &&
+        sodium_base642bin(plain, sizeof plain - 1, b64, len, " \t", &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0)
+        return false;
+    const char *s = (const char *)plain, *colon = memchr(s, ':', n);
+    bool hit = sb_http_token_equal(s, n);
+    if (colon) {
+        hit |= sb_http_token_equal(s, (size_t)(colon - s));
+        hit |= sb_http_token_equal(colon + 1, n - (size_t)(colon + 1 - s));
+    }
+    sodium_memzero(plain, sizeof plain);
+    return hit;
+}
+
+/* Does a header value carry the API's bearer token (as a word of it, as
+ * the terminal's "cellbox.bearer.<token>" subprotocol, or inside Basic
+ * credentials)? Such a header never reaches the sandbox: a client that
+ * sends its API header to every host of the server (an SDK given one base
+ * URL and one header) would otherwise hand the app in the sandbox the key
+ * to every sandbox. Compared in constant time per word, as the API does. */
 static bool carries_api_token(const char *value)
 {
     static const char proto[] = "cellbox.bearer.";
+    const char *v = value + strspn(value, " \t");
+    if (strncasecmp(v, "Basic", 5) == 0 && (v[5] == ' ' || v[5] == '\t')) {
+        v += 5 + strspn(v + 5, " \t");
+        if (basic_carries_api_token(v, strcspn(v, ",")))
+            return true;
+    }
     for (const char *p = value; *p;) {
         p += strspn(p, " \t,");
         size_t n = strcspn(p, " \t,");

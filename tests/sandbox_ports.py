@@ -397,6 +397,20 @@ try:
     t.ok(st == 200 and seen.get("x-other") == "kept" and "authorization" not in seen
          and "sec-websocket-protocol" not in seen and srv.token not in body.decode(),
          "a preview request carrying the API's bearer token: the header is not forwarded to the app", seen)
+    for cred in ("x:" + srv.token, srv.token + ":", srv.token):
+        for pad in (True, False):
+            b64 = base64.b64encode(cred.encode()).decode()
+            st, h, body = preview(url, "/headers", headers={"Authorization": "basic  " + (b64 if pad else b64.rstrip("=")),
+                                                            "X-Other": "kept"})
+            seen = json.loads(body) if st == 200 else {}
+            t.ok(st == 200 and seen.get("x-other") == "kept" and "authorization" not in seen,
+                 "the API token inside Basic credentials (%s, %s): the header is not forwarded to the app"
+                 % ("user:token" if cred.startswith("x:") else "token:" if cred.endswith(":") else "token alone",
+                    "padded" if pad else "unpadded"), seen)
+    st, h, body = preview(url, "/headers", headers={"Authorization": "Basic " + base64.b64encode(b"app:pw").decode()})
+    seen = json.loads(body) if st == 200 else {}
+    t.ok(st == 200 and seen.get("authorization") == "Basic " + base64.b64encode(b"app:pw").decode(),
+         "the app's own Basic credentials are forwarded", seen)
 
     # a slow reader of an upgraded connection gets all of it (the relay waits for it)
     s = socket.socket()
