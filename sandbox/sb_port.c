@@ -637,7 +637,12 @@ static int proxy_produce(void *ctx, cb_buf *out)
     }
 }
 
-/* WebSocket (or any upgrade): bytes both ways until one side closes. */
+/* WebSocket (or any upgrade): bytes both ways until both sides have
+ * closed. A side that closes its sending half (shutdown, as `nc -N` does
+ * after its input) has that passed on to the other, and the other way
+ * keeps flowing; a read error on either side, or IDLE_MS of silence both
+ * ways, ends the relay. Both ways are served at each turn, so one side
+ * that sends without a pause does not hold back the other. */
 static void relay(void *ctx, int cfd, const char *extra, size_t extra_len, void *handle)
 {
     proxy *x = ctx;
@@ -657,17 +662,30 @@ static void relay(void *ctx, int cfd, const char *extra, size_t extra_len, void 
         return;
     }
     char buf[64 * 1024];
-    for (;;) {
-        struct pollfd p[2] = {{cfd, POLLIN, 0}, {x->fd, POLLIN, 0}};
+    int src[2] = {cfd, x->fd}, dst[2] = {x->fd, cfd};
+    bool open[2] = {true, true};  /* [0] client -> app, [1] app -> client */
+    while (open[0] || open[1]) {
+        struct pollfd p[2] = {{open[0] ? src[0] : -1, POLLIN, 0}, {open[1] ? src[1] : -1, POLLIN, 0}};
         int rc = poll(p, 2, IDLE_MS);
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0)
             break;
-        int from = p[0].revents ? 0 : 1;
-        int src = from == 0 ? cfd : x->fd, dst = from == 0 ? x->fd : cfd;
-        ssize_t n = read(src, buf, sizeof buf);
-        if (n <= 0 || cb_write_all(dst, buf, (size_t)n) < 0)
+        bool failed = false;
+        for (int i = 0; i < 2 && !failed; i++) {
+            if (!p[i].revents)
+                continue;
+            ssize_t n = read(src[i], buf, sizeof buf);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (n < 0 || (n > 0 && cb_write_all(dst[i], buf, (size_t)n) < 0)) {
+                failed = true;
+            } else if (n == 0) {
+                open[i] = false;
+                shutdown(dst[i], SHUT_WR);  /* the other side sees the end of what this one sends */
+            }
+        }
+        if (failed)
             break;
     }
     sb_upgrade_close(handle);

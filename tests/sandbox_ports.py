@@ -8,7 +8,9 @@ request target), POST /echo (the body back, Content-Length or chunked),
 /chunked (a chunked response), /stream (two chunks a second apart), /big
 (20 MB), /ws (WebSocket echo), /interim (100 and 103 before the answer),
 /switch (an unasked-for 101 and a forged answer after it), /wsbig (an upgrade,
-then 8 MB at once), /badnames (header names with spaces), /dribble (a head that
+then 8 MB at once), /halfclose (an upgrade; what the client sends until it
+closes its half is counted, the count is the answer), /chatty (an upgrade; a
+line every 10 ms for 3 s), /badnames (header names with spaces), /dribble (a head that
 never ends). The server's deadline for an app's response head is 3 s here.
 """
 import base64
@@ -94,6 +96,41 @@ class H(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.flush()
             self.connection.sendall(b"w" * (8 << 20))
+            self.close_connection = True
+            return
+        if self.path == "/halfclose":
+            # an upgrade, then all the client sends until it closes its half, then the count
+            self.send_response(101)
+            self.send_header("Upgrade", "raw")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            got = self.rfile.read()
+            self.connection.sendall(b"got %d bytes" % len(got))
+            self.close_connection = True
+            return
+        if self.path == "/chatty":
+            # an upgrade on which the app sends a line every 10 ms for 3 s (and echoes what comes)
+            self.send_response(101)
+            self.send_header("Upgrade", "raw")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            s = self.connection
+            s.setblocking(False)
+            end = time.time() + 3
+            while time.time() < end:
+                try:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                except BlockingIOError:
+                    pass
+                s.setblocking(True)
+                s.sendall(b"tick\n")
+                s.setblocking(False)
+                time.sleep(0.01)
+            s.setblocking(True)
             self.close_connection = True
             return
         if self.path == "/big":
@@ -434,6 +471,46 @@ try:
     t.ok(head.startswith(b"HTTP/1.1 101") and rest == b"w" * (8 << 20),
          "upgraded connection, a client reading slowly: all 8 MB arrive, not cut at a full socket",
          (head[:60], len(rest)))
+
+    # a client that closes its sending half (as `nc -N` does) still gets the app's answer
+    s = socket.create_connection((srv.host, srv.port), timeout=30)
+    s.sendall(("GET /halfclose HTTP/1.1\r\nHost: %s\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n"
+               % ph).encode())
+    s.sendall(b"x" * 100000)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    t.ok(got.startswith(b"HTTP/1.1 101") and got.endswith(b"\r\n\r\ngot 100000 bytes"),
+         "upgraded connection, the client closes its sending half: the app sees the end of the input and its "
+         "answer still reaches the client", got[-80:])
+
+    # a client sending without a pause does not hold back what the app sends
+    s = socket.create_connection((srv.host, srv.port), timeout=30)
+    s.sendall(("GET /chatty HTTP/1.1\r\nHost: %s\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n"
+               % ph).encode())
+    s.setblocking(False)
+    got, end = b"", time.time() + 2.5
+    while time.time() < end:
+        try:
+            s.send(b"y" * 1024)
+        except BlockingIOError:
+            pass
+        try:
+            got += s.recv(65536)
+        except BlockingIOError:
+            pass
+    s.close()
+    ticks = got.count(b"tick\n")
+    t.ok(ticks >= 20, "upgraded connection, a client that sends without a pause: the app's lines still arrive "
+         "(%d in 2.5 s)" % ticks, got[:200])
 
     # ---- wrong addresses -----------------------------------------------------------------
     wrong = url.replace("-%s." % tok, "-%s." % ("a" * 16))
