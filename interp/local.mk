@@ -62,6 +62,7 @@ IP_TESTS = \
 	tests/display_pretty.py \
 	tests/display_parity.py \
 	tests/display_libraries.py \
+	tests/display_detect.py \
 	tests/display_api.py \
 	tests/display_traceback.py \
 	tests/display_png.py \

@@ -3,14 +3,16 @@
 Serves the embedded ``cellbox`` package to the import system, and offers
 ``when_imported(name, fn)``: run fn(module) right after a module is first
 imported, so the kernel can adapt IPython, getpass, matplotlib... only in
-processes that actually import them (nothing heavy is imported up front).
+processes that actually import them (nothing heavy is imported up front);
+and ``before_import(name, fn)``: run fn() just before a module's own code
+runs, to set up what the module looks for at import time.
 """
 import sys
 
 import _cellbox_c
 from importlib.machinery import ModuleSpec
 
-__all__ = ["when_imported"]
+__all__ = ["when_imported", "before_import"]
 
 
 class _EmbeddedLoader:
@@ -59,7 +61,8 @@ class EmbeddedFinder:
         pass
 
 
-_hooks = {}
+_hooks = {}     # name -> [fn(module)], run after the module's code
+_before = {}    # name -> [fn()], run before it
 
 
 class _HookedLoader:
@@ -86,10 +89,14 @@ class _HookedLoader:
             module.__spec__.loader = self._loader
         self._loader.exec_module(module)
         for fn in _hooks.pop(self._name, ()):
-            try:
-                fn(module)
-            except Exception as e:  # a hook must never break the user's import
-                sys.__stderr__.write("cellbox: import hook for %s failed: %r\n" % (self._name, e))
+            _run_hook(self._name, fn, module)
+
+
+def _run_hook(name, fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:  # a hook must never break the user's import
+        sys.__stderr__.write("cellbox: import hook for %s failed: %r\n" % (name, e))
 
 
 class PostImportFinder:
@@ -97,7 +104,7 @@ class PostImportFinder:
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name not in _hooks or name in cls._busy:
+        if (name not in _hooks and name not in _before) or name in cls._busy:
             return None
         cls._busy.add(name)
         try:
@@ -112,7 +119,12 @@ class PostImportFinder:
                 return None
         finally:
             cls._busy.discard(name)
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+        # before-hooks run now, the module's code next (its loader is left
+        # alone when nothing runs after: no extra frame, so a warning it
+        # gives with stacklevel=2 names the importing line, as usual)
+        for fn in _before.pop(name, ()):
+            _run_hook(name, fn)
+        if name in _hooks and spec.loader is not None and hasattr(spec.loader, "exec_module"):
             spec.loader = _HookedLoader(spec.loader, name)
         return spec
 
@@ -251,6 +263,13 @@ def when_imported(name, fn):
         fn(mod)
     else:
         _hooks.setdefault(name, []).append(fn)
+
+
+def before_import(name, fn):
+    """Call fn() just before the module `name` runs its code, the first time
+    it is imported (never if it already is)."""
+    if name not in sys.modules:
+        _before.setdefault(name, []).append(fn)
 
 
 sys.meta_path.insert(0, EmbeddedFinder)

@@ -1,9 +1,9 @@
-"""Post-import hooks of cellbox's rich-output side, installed at kernel start.
+"""Import hooks of cellbox's rich-output side, installed at kernel start.
 
 Each hook imports its cellbox module only when the user imports the
 library it adapts, so the kernel starts without any of them.
 """
-from _cellbox_boot import when_imported
+from _cellbox_boot import before_import, when_imported
 
 # (module the user imports, cellbox module, function called with that module)
 _HOOKS = (
@@ -32,6 +32,23 @@ def patch_pandas_printing(printing):
     printing.enable_data_resource_formatter = enable_data_resource_formatter
 
 
+# Modules that decide when they are imported whether they run in a notebook
+# kernel by looking IPython up in sys.modules (tqdm.autonotebook, behind
+# tqdm.auto: `sys.modules['IPython'].get_ipython().config`). ipykernel has
+# imported IPython before any cell runs; cellbox imports it only for code
+# that uses it, so it is imported just before these run: IPython's lazy
+# package (_cellbox_boot.LazyPackageFinder), whose __init__ runs when the
+# module then asks it for get_ipython, as it would have run in ipykernel.
+_LOOK_FOR_IPYTHON = ("tqdm.autonotebook",)
+
+
+def _import_ipython():
+    try:
+        __import__("IPython")
+    except ImportError:   # no IPython: the module finds none, as anywhere
+        pass
+
+
 def _lazy(modname, fname):
     def hook(module):
         import importlib
@@ -42,3 +59,5 @@ def _lazy(modname, fname):
 def install():
     for name, modname, fname in _HOOKS:
         when_imported(name, _lazy(modname, fname))
+    for name in _LOOK_FOR_IPYTHON:
+        before_import(name, _import_ipython)

@@ -2,10 +2,16 @@
 
 Libraries ask ``get_ipython()`` for the display formatter, the display
 publisher, events, the kernel's comm manager and the config, and detect a
-notebook by the class name (``ZMQInteractiveShell``; pandas looks for "zmq"
-in it to size its text output like under ipykernel). ZMQInteractiveShell
-here is a thin facade over cellbox's Shell (anything it does not define is
-the Shell's), created on first use.
+notebook kernel the ways they detect ipykernel's shell, which the facade
+answers alike: its class (``ZMQInteractiveShell``, from module
+``ipykernel.zmqshell``: rich tests the name, pandas looks for "zmq" in
+``str(type(ip))``), ``'IPKernelApp' in ip.config`` (tqdm.auto; with the
+``connection_file`` ipykernel has there), ``ip.kernel`` (pandas,
+ipywidgets) and ``ip.has_trait('kernel')``. The kernel also sets the
+builtin ``__IPYTHON__`` and ``sys.ps1`` (cellbox._kernel) and has IPython in
+sys.modules before tqdm.autonotebook looks there (cellbox._hooks).
+ZMQInteractiveShell here is a thin facade over cellbox's Shell (anything it
+does not define is the Shell's), created on first use.
 
 When the user imports IPython, the hooks of cellbox._hooks (installed at
 kernel start, costing nothing until then) point IPython at this kernel:
@@ -547,6 +553,10 @@ class ZMQInteractiveShell:
         self.events = EventManager(shell)
         self.kernel = Kernel(self)
         self.config = _Config(IPKernelApp=_Config())
+        import _cellbox_c
+        connection_file = _cellbox_c.connection_file()
+        if connection_file:   # as ipykernel's, from its command line
+            self.config.IPKernelApp["connection_file"] = connection_file
         self.parent = None
         self.configurables = []
         self.colors = "Neutral"   # IPython 8's scheme name (sympy's init_printing reads it)
@@ -559,8 +569,26 @@ class ZMQInteractiveShell:
     def __getattr__(self, name):
         return getattr(object.__getattribute__(self, "_shell"), name)
 
-    def __repr__(self):
-        return "<cellbox._ipython.ZMQInteractiveShell object at %#x>" % id(self)
+    # traitlets' HasTraits API for the traits of ipykernel's shell that the
+    # facade has (`ip.has_trait('kernel')` tells a kernel from a terminal)
+    _TRAITS = frozenset((
+        "_post_execute", "alias_manager", "ast_node_interactivity", "ast_transformers", "autoawait", "autocall",
+        "autoindent", "automagic", "banner1", "banner2", "builtin_trap", "cache_size", "color_info", "colors",
+        "compiler_class", "config", "data_pub_class", "debug", "disable_failing_post_execute", "display_formatter",
+        "display_page", "display_pub_class", "display_trap", "displayhook_class", "enable_html_pager",
+        "execution_count", "exit_now", "exiter", "extension_manager", "filename", "history_length",
+        "history_load_length", "history_manager", "input_transformer_manager", "input_transformers_post",
+        "ipython_dir", "kernel", "last_execution_result", "last_execution_succeeded", "log", "logappend", "logfile",
+        "logstart", "loop_runner", "magics_manager", "object_info_string_level", "parent", "parent_header",
+        "payload_manager", "pdb", "prefilter_manager", "profile_dir", "quiet", "readline_use", "separate_in",
+        "separate_out", "separate_out2", "show_rewritten_input", "sphinxify_docstring", "warn_venv",
+        "wildcards_case_sensitive", "xmode"))
+
+    def has_trait(self, name):
+        return name in self._TRAITS and hasattr(self, name)
+
+    def trait_names(self):
+        return [n for n in sorted(self._TRAITS) if hasattr(self, n)]
 
     @property
     def comm_manager(self):
@@ -652,6 +680,9 @@ class ZMQInteractiveShell:
     def register_post_execute(self, func):
         self.events.register("post_execute", func)
 
+
+# its repr and type are ipykernel's: `<ipykernel.zmqshell.ZMQInteractiveShell at 0x...>`
+ZMQInteractiveShell.__module__ = "ipykernel.zmqshell"
 
 _facade = None
 

@@ -703,6 +703,11 @@ def start():
         sys.path.insert(0, "")
     _shell = Shell()
     builtins.get_ipython = _shell.get_ipython   # as in IPython (pandas looks there)
+    # what every IPython shell sets, ipykernel's included, and libraries test
+    # to know they run in IPython (pandas, altair) or interactively (the
+    # prompts: "so that scripts can decide if they are running interactively")
+    builtins.__IPYTHON__ = True
+    sys.ps1, sys.ps2, sys.ps3 = "In : ", "...: ", "Out: "
     return _shell
 
 
