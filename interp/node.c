@@ -705,10 +705,12 @@ static void node_comm(void *self, const char *msg_type, const kn_msg *m)
     cb_debug("interp", "node: %s ignored (no comms in the JavaScript kernel)", msg_type);
 }
 
-static void node_clear_interrupt(void *self)
+static bool node_clear_interrupt(void *self)
 {
     (void)self;
+    bool had = g_interrupted != 0;
     g_interrupted = 0;  /* one that arrived while idle went to an idle runner */
+    return had;
 }
 
 /* What timers and promises print between cells. */

@@ -272,9 +272,12 @@ static int out_init(OutStream *self, PyObject *args, PyObject *kw)
     return 0;
 }
 
+/* Named as ipykernel's stream class: libraries tell a notebook kernel's
+ * output by its module (click keeps its colours when
+ * type(sys.stdout).__module__ starts with "ipykernel."). */
 static PyTypeObject OutStreamType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "_cellbox_c.OutStream",
+    .tp_name = "ipykernel.iostream.OutStream",
     .tp_basicsize = sizeof(OutStream),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "A text stream whose writes become Jupyter stream messages.",
@@ -894,11 +897,15 @@ static void py_comm(void *self, const char *msg_type, const kn_msg *m)
     flush_output(py->cap);
 }
 
-static void py_clear_interrupt(void *self)
+static bool py_clear_interrupt(void *self)
 {
     /* A SIGINT that arrived while idle must not hit the next cell. */
-    if (PyErr_CheckSignals() < 0)
+    if (PyErr_CheckSignals() < 0) {
+        bool kbi = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
         PyErr_Clear();
+        return kbi;
+    }
+    return false;
 }
 
 static void py_idle(void *self, bool entering)

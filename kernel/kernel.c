@@ -82,6 +82,8 @@ typedef struct kn_kernel {
     atomic_bool executing;
     atomic_bool interp_done;
     int ctl_wake_fd;            /* eventfd: wakes the control thread */
+    qitem *ctl_later, *ctl_later_tail;  /* control thread: debug_requests that came while the
+                                         * interpreter started, answered once it has */
     atomic_bool shutdown_pending; /* set by h_shutdown, acted on after the reply */
 
     /* interp-thread state */
@@ -91,6 +93,9 @@ typedef struct kn_kernel {
     bool abort_queue;           /* an execute failed with stop_on_error */
     bool keep_interrupt;        /* an interrupt came while the interpreter started: it is
                                  * for the first cell that was waiting, not cleared */
+    bool startup_queue;         /* handling the requests that came during startup: an
+                                 * interrupt pending as one of their cells starts is
+                                 * for it (the frontend sent it after the request) */
     qitem *aborting;            /* requests that were waiting when it failed */
 
     char *kernel_info_json;     /* cached kernel_info_reply content */
@@ -507,10 +512,9 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
         host_publish(k, "execute_input", s, 0, NULL, 0);
     }
     k->cur_allow_stdin = req.allow_stdin;
-    req.interrupted = k->keep_interrupt;
+    bool pending = k->interp->clear_interrupt && k->interp->clear_interrupt(k->interp->self);
+    req.interrupted = k->keep_interrupt || (k->startup_queue && pending);
     k->keep_interrupt = false;
-    if (k->interp->clear_interrupt)
-        k->interp->clear_interrupt(k->interp->self);
     atomic_store(&k->executing, true);
     cJSON *reply = k->interp->execute(k->interp->self, &req);
     atomic_store(&k->executing, false);
@@ -882,6 +886,26 @@ static void stop_watchdog(kn_kernel *k)
     }
 }
 
+/* The debug_requests kept while the interpreter started, in order: handled
+ * now that it has, or (fail) answered with a failure. Control thread. */
+static void control_later(kn_kernel *k, bool fail)
+{
+    while (k->ctl_later) {
+        qitem *q = k->ctl_later;
+        k->ctl_later = q->next;
+        if (fail) {
+            cJSON *c = kn_debug_failure(q->msg->content, "the kernel is shutting down");
+            send_reply(k, k->control, q->msg, c, NULL);
+            cJSON_Delete(c);
+        } else {
+            dispatch(k, k->control, CH_CONTROL, q->msg, true);
+        }
+        kn_msg_free(q->msg);
+        free(q);
+    }
+    k->ctl_later_tail = NULL;
+}
+
 static void *control_thread(void *arg)
 {
     kn_kernel *k = arg;
@@ -896,6 +920,12 @@ static void *control_thread(void *arg)
                 continue;
             break;
         }
+        if (n > 0 && (it[1].revents & ZMQ_POLLIN)) {
+            uint64_t v;
+            ssize_t CB_UNUSED r = read(k->ctl_wake_fd, &v, sizeof v);
+        }
+        if (k->ctl_later && atomic_load(&k->interp_ready) && !atomic_load(&k->stopping))
+            control_later(k, false);
         if (n == 0) {
             /* the frontend that started us is gone: do not linger as an orphan */
             if (parent > 1 && kill((pid_t)parent, 0) < 0 && errno == ESRCH) {
@@ -915,9 +945,24 @@ static void *control_thread(void *arg)
                 log_drop("control", st);
             continue;
         }
+        if (st == KN_RECV_OK && !atomic_load(&k->interp_ready) && strcmp(m->msg_type, "debug_request") == 0) {
+            /* a frontend's debugger starts as it connects (JupyterLab sends
+             * initialize at once): it waits for the interpreter, in order */
+            qitem *q = cb_calloc(1, sizeof *q);
+            q->msg = m;
+            if (k->ctl_later_tail)
+                k->ctl_later_tail->next = q;
+            else
+                k->ctl_later = q;
+            k->ctl_later_tail = q;
+            continue;
+        }
+        if (k->ctl_later && atomic_load(&k->interp_ready))
+            control_later(k, false);  /* what came first goes first */
         dispatch(k, k->control, CH_CONTROL, m, st == KN_RECV_OK);
         kn_msg_free(m);
     }
+    control_later(k, true);
     if (atomic_load(&k->stopping))
         stop_watchdog(k);
     return NULL;
@@ -1113,7 +1158,15 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     }
 
     atomic_store(&k->interp_ready, true);
+    uint64_t one = 1;
+    ssize_t CB_UNUSED w = write(k->ctl_wake_fd, &one, sizeof one);  /* debug_requests kept meanwhile */
     pthread_join(st, NULL);  /* the shell socket is ours from here on */
+    /* Tests only (CELLBOX_TEST_STARTUP_QUEUE_DELAY_MS): a pause between the
+     * interpreter's start and the requests that came meanwhile, for an
+     * interrupt to land there */
+    const char *qd = getenv("CELLBOX_TEST_STARTUP_QUEUE_DELAY_MS");
+    if (qd && atoi(qd) > 0 && atoi(qd) <= 10000)
+        nanosleep(&(struct timespec){atoi(qd) / 1000, (long)(atoi(qd) % 1000) * 1000000}, NULL);
 
     /* requests that arrived during startup, in order (executes after an
      * error are aborted by handle_shell like any queued request) */
@@ -1122,6 +1175,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
     k->qhead = k->qtail = NULL;
     pthread_mutex_unlock(&k->qlock);
     k->keep_interrupt = early_interrupt && started;
+    k->startup_queue = true;
     while (q) {
         qitem *next = q->next;
         if (atomic_load(&k->stopping)) {
@@ -1133,6 +1187,7 @@ int kn_kernel_run(const kn_kernel_opts *opts, kn_interp *interp)
         free(q);
         q = next;
     }
+    k->startup_queue = false;
     if (k->keep_interrupt) {  /* no cell was waiting: an interrupt while idle, as ipykernel drops it */
         k->keep_interrupt = false;
         if (interp->clear_interrupt)

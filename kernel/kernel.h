@@ -141,8 +141,8 @@ typedef struct kn_interp {
     /* Process is about to exit (after shutdown_request); may be NULL. */
     void (*stop)(void *self, bool restart);
     /* Pre-execution interrupt flush: discard a KeyboardInterrupt that
-     * arrived while idle. May be NULL. */
-    void (*clear_interrupt)(void *self);
+     * arrived while idle; true when there was one. May be NULL. */
+    bool (*clear_interrupt)(void *self);
     /* The core is about to block waiting for requests (entering=true) or
      * has woken up (false): an interpreter with a global lock releases it
      * here so its background threads run. May be NULL. */

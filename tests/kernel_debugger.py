@@ -759,8 +759,59 @@ def run_group(name, scenarios):
         print("# %s group took %.1fs" % (name, time.time() - t0), flush=True)
 
 
+def early_initialize():
+    """A frontend's debugger starts as it connects (JupyterLab sends
+    initialize at once). While cellbox's Python still starts (a sitecustomize
+    that sleeps 2 s makes that last), initialize waits for it and succeeds
+    (it was answered "the kernel is still starting", and the frontend's
+    debugger stayed off; seen under load), and the control channel still
+    answers other requests meanwhile."""
+    import shutil
+    import tempfile
+    from jupyter_client.manager import KernelManager
+    slow = tempfile.mkdtemp(prefix="cellbox-slowsite-")
+    with open(os.path.join(slow, "sitecustomize.py"), "w") as f:
+        f.write("import time\ntime.sleep(2)\n")
+    km = KernelManager(kernel_name="cellbox")
+    km.start_kernel(env=dict(os.environ, PYTHONPATH=slow))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        dbg = kc.session.msg("debug_request", {"type": "request", "seq": 1, "command": "initialize",
+                                               "arguments": {"clientID": "test", "adapterID": "cellbox",
+                                                             "pathFormat": "path", "linesStartAt1": True,
+                                                             "columnsStartAt1": True}})
+        kc.control_channel.send(dbg)
+        ki = kc.session.msg("kernel_info_request", {})
+        kc.control_channel.send(ki)
+        order, replies, end = [], {}, time.time() + 60
+        while time.time() < end and len(replies) < 2:
+            try:
+                m = kc.get_control_msg(timeout=1)
+            except queue.Empty:
+                continue
+            pid = m["parent_header"].get("msg_id")
+            if pid in (dbg["header"]["msg_id"], ki["header"]["msg_id"]):
+                order.append(m["msg_type"])
+                replies[m["msg_type"]] = m["content"]
+        d = replies.get("debug_reply", {})
+        tap.ok(d.get("success") is True and d.get("command") == "initialize",
+               "cellbox: initialize sent while the kernel's Python starts waits for it and succeeds", d)
+        tap.ok(order == ["kernel_info_reply", "debug_reply"],
+               "cellbox: meanwhile the control channel answers kernel_info at once", order)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        shutil.rmtree(slow, ignore_errors=True)
+
+
 def main():
     t0 = time.time()
+    if "cellbox" in KERNELS:
+        try:
+            early_initialize()
+        except Exception:
+            tap.ok(False, "cellbox: the early initialize case raised", traceback.format_exc())
     for gname, scenarios in GROUPS:
         for name in KERNELS:
             print("# %s: %s" % (name, gname), flush=True)

@@ -6,6 +6,7 @@ Also: control answers while a cell runs, and shutdown of a busy kernel.
 Output: TAP."""
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -176,6 +177,69 @@ def shutdown_case(name, mode):
     if ran:
         os.unlink(flag)
 
+
+def sigint_blocked(pid):
+    """Is SIGINT blocked on the kernel's main thread?"""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("SigBlk:"):
+                return bool(int(line.split()[1], 16) & (1 << (2 - 1)))
+    return False
+
+
+def startup_queue_case():
+    """An interrupt that lands after the interpreter has started but before
+    the cell that came during startup begins (the kernel paused there by a
+    tests-only knob): the cell gets it (it was cleared as an idle kernel's
+    interrupt, and the cell slept on; seen by `cellbox run --timeout 0.001`
+    under load)."""
+    from jupyter_client.manager import KernelManager
+    import queue
+    # a sitecustomize that makes the interpreter's start last 2 s: the cell
+    # is sent (and kept by the kernel) while Python starts
+    slow = tempfile.mkdtemp(prefix="cellbox-slowsite-")
+    with open(os.path.join(slow, "sitecustomize.py"), "w") as f:
+        f.write("import time\ntime.sleep(2)\n")
+    km = KernelManager(kernel_name="cellbox")
+    km.start_kernel(env=dict(os.environ, CELLBOX_TEST_STARTUP_QUEUE_DELAY_MS="3000", PYTHONPATH=slow))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        pid = km.provisioner.process.pid
+        queued = sigint_blocked(pid)
+        mid = kc.execute("import time\ntime.sleep(30)\nprint('not interrupted')")
+        end = time.time() + 60
+        while time.time() < end and sigint_blocked(pid):
+            time.sleep(0.005)
+        started = not sigint_blocked(pid)
+        t0 = time.time()
+        km.interrupt_kernel()
+        reply = None
+        while time.time() < t0 + 20:
+            try:
+                m = kc.get_shell_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if m["parent_header"].get("msg_id") == mid:
+                reply = m["content"]
+                break
+        tap.ok(queued and started and reply is not None and reply.get("ename") == "KeyboardInterrupt",
+               "an interrupt between the interpreter's start and the cell that came meanwhile: the cell "
+               "gets KeyboardInterrupt (%.1f s)" % (time.time() - t0),
+               "sent while Python started=%s, started=%s reply=%r"
+               % (queued, started, reply and (reply.get("status"), reply.get("ename"))))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        shutil.rmtree(slow, ignore_errors=True)
+
+
+try:
+    startup_queue_case()
+except Exception:
+    import traceback
+    tap.ok(False, "the startup-queue interrupt case raised", traceback.format_exc())
 
 for name, mode in (("cellbox", "signal"), ("cellbox-msg", "message"),
                    ("cellbox-deaf", "signal (started with SIGINT ignored)"),

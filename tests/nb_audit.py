@@ -459,12 +459,18 @@ def main():
         # ----------------------- an interrupt while cellbox's kernel still starts
         # --timeout 0.001: the interrupt comes while the kernel starts its
         # Python (it answers kernel_info before): it killed the kernel ("Failed
-        # to import the site module", or SIGINT's default action)
+        # to import the site module", or SIGINT's default action). A
+        # sitecustomize that sleeps makes that start last 1 s, so the
+        # interrupt lands in it however loaded the machine is.
         slow = write_nb(os.path.join(d, "slow.ipynb"), ["import time\ntime.sleep(30)", "print('not run')"])
+        site = os.path.join(tmp, "slowsite")
+        os.makedirs(site)
+        with open(os.path.join(site, "sitecustomize.py"), "w") as fh:
+            fh.write("import time\ntime.sleep(1)\n")
         bad = []
         for i in range(5):
             out = os.path.join(d, "slow%d.ipynb" % i)
-            r = run("run", "-k", "cellbox", slow, "-o", out, "--timeout", "0.001")
+            r = C.run(["run", "-k", "cellbox", slow, "-o", out, "--timeout", "0.001"], env=dict(env, PYTHONPATH=site))
             res = C.load(out) if os.path.exists(out) else None
             if not (r.returncode == 1 and "timed out" in r.stderr and "died" not in r.stderr and res
                     and enames(res, 0) == ["KeyboardInterrupt", "CellTimeoutError"]):
