@@ -66,6 +66,13 @@ CASES_BARS = [
     ("tqdm.contrib: tenumerate", "from tqdm.contrib import tenumerate\nlist(tenumerate('ab'))"),
     ("tqdm.notebook imported itself", "from tqdm.notebook import tqdm as tqdm_nb\n"
      "for i in tqdm_nb(range(5), desc='nb'): pass\ntype(tqdm_nb(disable=True)).__name__"),
+    # IPython is in sys.modules now (tqdm.auto): pyplot hooks its redraw into
+    # the shell's post_execute, as it always does under ipykernel
+    ("matplotlib after tqdm.auto: an inline figure", "import matplotlib.pyplot as plt\n"
+     "plt.figure(figsize=(2, 1), dpi=40)\nplt.plot([1, 2]);"),
+    ("matplotlib after tqdm.auto: interactive mode",
+     "plt.ion()\nfig = plt.figure(figsize=(2, 1), dpi=40)\nplt.plot([2, 1])\nprint(plt._REPL_DISPLAYHOOK)"),
+    ("matplotlib after tqdm.auto: the figures shown were closed", "plt.ioff()\nplt.get_fignums()"),
     ("the shell's class, as libraries read it",
      "ip = get_ipython()\ntype(ip).__name__, type(ip).__module__, str(type(ip)), 'zmq' in str(type(ip)).lower()"),
     ("get_ipython() as a result", "get_ipython()"),
