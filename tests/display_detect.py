@@ -104,6 +104,17 @@ if importlib.util.find_spec("click") is not None:   # Debian's python3-click
 else:
     tap.skip("same as ipykernel: click keeps its colours in a notebook", "python3-click is not installed")
 
+# rich.pretty.install() finds IPython's shell and puts its own text/plain
+# formatter (an IPython BaseFormatter) in get_ipython().display_formatter
+CASES_RICH = [
+    ("rich.pretty.install() in a notebook", "from rich import pretty\npretty.install()\n"
+     "type(get_ipython().display_formatter.formatters['text/plain']).__name__"),
+    ("a result after rich.pretty.install()", "{'a': [1, 2, 3], 'b': 'x' * 3}"),
+    ("a rich renderable as a result after it", "from rich.text import Text\nText('hi', style='bold')"),
+    ("rich.progress.track: a Live display in an Output widget",
+     "from rich.progress import track\nfor i in track(range(3), description='work', auto_refresh=False): pass"),
+]
+
 # tqdm.auto imports tqdm.autonotebook, which warns only when imported itself
 CASES_AUTONOTEBOOK = [
     ("tqdm.autonotebook: notebook mode and its TqdmExperimentalWarning",
@@ -111,6 +122,7 @@ CASES_AUTONOTEBOOK = [
     ("tqdm.autonotebook: for i in tqdm(range(100))", _SHIM + "for i in tqdm(range(100)): pass"),
 ]
 
+_MSG_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{24}_\d+_\d+\b")    # jupyter_client's msg_id (an Output widget's)
 _TIMES = re.compile(r"\[[^\]]*(?:it/s|s/it)\]")                  # tqdm's "[00:00<00:00, 1234.5it/s]"
 # a warning's location: <ipython-input-1-HASH>:1 (cellbox) or /tmp/ipykernel_PID/HASH.py:1 (ipykernel)
 _WHERE = re.compile(r"^(?:<ipython-input-\d+-[0-9a-f]+>|/tmp/ipykernel_\d+/\d+\.py):(\d+): ", re.M)
@@ -127,7 +139,7 @@ def normalized(out):
             comms.append((t, c, b))
         else:
             outputs.append((t, c, b))
-    text = lambda x: _TIMES.sub("[times]", repr(n.messages(x)))   # noqa: E731
+    text = lambda x: _MSG_ID.sub("<msg_id>", _TIMES.sub("[times]", repr(n.messages(x))))   # noqa: E731
     return text(outputs), {k: _TIMES.sub("[times]", n.text(v)) for k, v in streams.items()}, text(comms)
 
 
@@ -153,7 +165,7 @@ def diff(a, b):
     return "cellbox:   ...%s\nipykernel: ...%s" % (sa[max(0, i - 300):i + 300], sb[max(0, i - 300):i + 300])
 
 
-for cases in (CASES, CASES_BARS, CASES_AUTONOTEBOOK):
+for cases in (CASES, CASES_BARS, CASES_RICH, CASES_AUTONOTEBOOK):
     ours = run_all("cellbox", cases)
     theirs = run_all("python3", cases)
     for (name, code), a, b in zip(cases, ours, theirs):

@@ -410,6 +410,19 @@ class MimeBundleFormatter(BaseFormatter):
         return r
 
 
+def _registered(f, obj):
+    """The printer registered for obj in formatter f, or None. f may be one
+    of IPython's BaseFormatters that code put in the formatters dict
+    (rich.pretty.install() does for text/plain): IPython's lookup() then."""
+    lookup_or_none = getattr(f, "lookup_or_none", None)
+    if lookup_or_none is not None:
+        return lookup_or_none(obj)
+    try:
+        return f.lookup(obj)
+    except Exception:   # KeyError: none registered
+        return None
+
+
 class DisplayFormatter:
     """obj -> (data, metadata), like IPython's DisplayFormatter.format."""
 
@@ -441,7 +454,7 @@ class DisplayFormatter:
                 data = {k: v for k, v in data.items() if k not in exclude}
                 md = {k: v for k, v in md.items() if k not in exclude}
         for mime, f in self.formatters.items():
-            if mime in data and f.lookup_or_none(obj) is None:
+            if mime in data and _registered(f, obj) is None:
                 continue  # the bundle's value, unless a printer is registered for this type
             if include and mime not in include:
                 continue
