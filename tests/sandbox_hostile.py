@@ -589,7 +589,10 @@ try:
         own = srv3.sh("hos-u1", PIPE_SIZE)["stdout"]
         other = srv3.sh("hos-u2", PIPE_SIZE)["stdout"]
         srv3.delete("/v1/sandboxes/hos-u1/processes/hold-pipes")
-        t.ok(held[:1] == ["holding"] and int(held[1]) * 256 >= PIPES_SOFT and own == "8192\n"
+        # (the holder stops at the first resize past the limit: it gets up to 64 pipes,
+        # fewer when other pipes of its uid still count, such as those of the process
+        # deleted just before, whose end a loaded machine may not have finished)
+        t.ok(held[:1] == ["holding"] and int(held[1]) * 256 >= PIPES_SOFT - 2048 and own == "8192\n"
              and other == "65536\n",
              "a sandbox that uses up pipe-user-pages-soft with 1 MiB pipes gets small pipes itself, another "
              "sandbox still gets 64 KiB ones (pipe pages are counted per host uid)", (held, own, other))
