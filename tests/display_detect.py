@@ -115,6 +115,37 @@ CASES_RICH = [
      "from rich.progress import track\nfor i in track(range(3), description='work', auto_refresh=False): pass"),
 ]
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def rich_traceback(out):
+    """rich's traceback box cut down to its frames ("in f") and the lines
+    outside the box: rich prints a cell's code for ipykernel's cell files
+    (/tmp/ipykernel_PID/N.py) and none for cellbox's <ipython-input-N-HASH>
+    (it reads no file named <...>)."""
+    res = []
+    for t, c, b in out:
+        if t == "display_data":
+            text = _ANSI.sub("", c["data"].get("text/plain", ""))
+            kept = [line.strip("│ ") for line in text.splitlines()
+                    if re.match(r"│ in \S+ +│$", line) or not line.startswith(("│", "╭", "╰"))]
+            c = dict(c, data={k: kept if k == "text/plain" else "<rich's html>" for k in c["data"]})
+        res.append((t, c, b))
+    return res
+
+
+# rich.traceback.install() replaces IPython's showtraceback and _showtraceback
+# on get_ipython(): errors are shown by rich, with no error output
+# (cases with a third element compare what it keeps, not the reply's evalue)
+CASES_RICH_TRACEBACK = [
+    ("rich.traceback.install() in a notebook", "from rich import traceback as rtb\nrtb.install()\n"
+     "get_ipython().showtraceback.__name__, get_ipython()._showtraceback.__name__"),
+    ("an error shown by rich's traceback, not as an error output", "def f():\n    return 1 / 0\nf()",
+     rich_traceback),
+    ("a syntax error shown by rich", "1 +", rich_traceback),
+    ("an error in a cell that catches it is not shown", "try:\n    f()\nexcept ZeroDivisionError:\n    pass\n'caught'"),
+]
+
 # tqdm.auto imports tqdm.autonotebook, which warns only when imported itself
 CASES_AUTONOTEBOOK = [
     ("tqdm.autonotebook: notebook mode and its TqdmExperimentalWarning",
@@ -146,14 +177,16 @@ def normalized(out):
 def run_all(kernel_name, cases):
     with du.running(kernel_name) as (km, kc):
         got = []
-        for name, code in cases:
+        for name, code, *summary in cases:
             if name.startswith("!cellbox-only") and kernel_name != "cellbox":
                 got.append(None)
                 continue
             try:
                 reply, out = du.collect(kc, code, timeout=120)
-                got.append((reply.get("status"), reply.get("ename"), reply.get("evalue")) + normalized(out)
-                           + (len(out),))
+                evalue = reply.get("evalue")
+                if summary:
+                    out, evalue = summary[0](out), None
+                got.append((reply.get("status"), reply.get("ename"), evalue) + normalized(out) + (len(out),))
             except Exception as e:
                 got.append(("timeout", repr(e), "", "", {}, "", 0))
         return got
@@ -165,10 +198,10 @@ def diff(a, b):
     return "cellbox:   ...%s\nipykernel: ...%s" % (sa[max(0, i - 300):i + 300], sb[max(0, i - 300):i + 300])
 
 
-for cases in (CASES, CASES_BARS, CASES_RICH, CASES_AUTONOTEBOOK):
+for cases in (CASES, CASES_BARS, CASES_RICH, CASES_RICH_TRACEBACK, CASES_AUTONOTEBOOK):
     ours = run_all("cellbox", cases)
     theirs = run_all("python3", cases)
-    for (name, code), a, b in zip(cases, ours, theirs):
+    for (name, *_), a, b in zip(cases, ours, theirs):
         if b is None:
             tap.ok(a is not None and a[3] == repr([("execute_result", {
                 "data": {"text/plain": "False"}, "mime_keys": ["text/plain"], "metadata": {}, "has_count": True})]),

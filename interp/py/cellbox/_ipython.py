@@ -662,9 +662,45 @@ class ZMQInteractiveShell:
     def get_ipython(self):
         return self
 
+    # the cell's error while the kernel reports it through a showtraceback
+    # that code replaced: (type, value, traceback from the cell's caller)
+    _reporting = None
+
+    def _get_exc_info(self, exc_tuple=None):
+        """IPython's: the exception to show (given, being reported or
+        handled, else the last one)."""
+        if exc_tuple is None and self._reporting is not None:
+            return self._reporting
+        etype, value, tb = exc_tuple if exc_tuple is not None else sys.exc_info()
+        if etype is None and hasattr(sys, "last_type"):
+            etype, value, tb = sys.last_type, sys.last_value, sys.last_traceback
+        if etype is None:
+            raise ValueError("No exception to find")
+        sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb
+        return etype, value, tb
+
     def showtraceback(self, exc_tuple=None, filename=None, tb_offset=None, exception_only=False,
                       running_compiled_code=False):
-        show_exception(exc_tuple[1] if exc_tuple else None)
+        """The error output, as ipykernel's; when code replaced IPython's
+        _showtraceback hook (rich.traceback.install() does), that hook is
+        called with the formatted traceback instead, as IPython does."""
+        hook = self.__dict__.get("_showtraceback")
+        if hook is None:
+            show_exception(exc_tuple[1] if exc_tuple else (self._reporting[1] if self._reporting else None))
+            return
+        try:
+            etype, value, tb = self._get_exc_info(exc_tuple)
+        except ValueError:
+            sys.stderr.write("No traceback available to show.\n")
+            return
+        from cellbox._traceback import format_exception
+        hook(etype, value, format_exception(value))
+
+    def _showtraceback(self, etype, evalue, stb):
+        """IPython's hook that shows a formatted traceback: the error output."""
+        import _cellbox_c
+        from cellbox.display import dumps
+        _cellbox_c.publish("error", dumps({"ename": etype.__name__, "evalue": str(evalue), "traceback": stb}))
 
     def enable_matplotlib(self, gui=None):
         from cellbox import _inline

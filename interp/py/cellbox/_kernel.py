@@ -447,13 +447,44 @@ class Shell:
             content["evalue"] = str(exc) if exc.code is not None else ""
             content["traceback"] = ["An exception has occurred, use %tb to see the full traceback.\n",
                                     _exception_only(exc)]
-        _cellbox_c.publish("error", _dumps(content))
+        if system_exit or not self._shown_by_replaced_hook(exc):
+            _cellbox_c.publish("error", _dumps(content))
         if system_exit:
             import warnings
             warnings.warn("To exit: use 'exit', 'quit', or Ctrl-D.", stacklevel=1)
         if self.call_pdb and not system_exit and not isinstance(exc, SyntaxError):
             self._auto_pdb(exc)
         return content
+
+    def _shown_by_replaced_hook(self, exc):
+        """Code that replaced IPython's showtraceback, _showtraceback or
+        showsyntaxerror on get_ipython() (rich.traceback.install()) shows
+        the cell's errors itself, as in ipykernel, which then publishes no
+        error output. -> True when such a hook showed this one."""
+        ipy = sys.modules.get("cellbox._ipython")
+        facade = ipy._facade if ipy is not None else None
+        if facade is None:
+            return False
+        hooks = facade.__dict__
+        syntax = isinstance(exc, SyntaxError)
+        if not (("showsyntaxerror" in hooks) if syntax else ("showtraceback" in hooks or "_showtraceback" in hooks)):
+            return False
+        # the traceback from the cell's caller, as IPython's from its run_code
+        # (a hook skips that frame: running_compiled_code=True)
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None and tb.tb_next.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        facade._reporting = (type(exc), exc, tb)
+        try:
+            if syntax:
+                facade.showsyntaxerror()
+            else:
+                facade.showtraceback(running_compiled_code=True)
+        except Exception:
+            return False   # the kernel's own error output, then
+        finally:
+            facade._reporting = None
+        return True
 
     def _auto_pdb(self, exc):
         """%pdb on: IPython's post-mortem debugger on the error just shown,
