@@ -24,7 +24,7 @@ RUN_DEPS="python3 python3-jupyter-client jupyter-console python3-nbclient python
   python3-ipython python3-jedi python3-numpy python3-matplotlib python3-pandas python3-comm
   python3-ipywidgets python3-debugpy nodejs node-typescript git s3fs"
 # What the test suite needs on top (real peers and real clients).
-TEST_DEPS="python3-jupyter-kernel-test python3-ipykernel python3-zmq python3-pil python3-line-profiler python3-memory-profiler cython3 python3-sympy python3-plotly python3-altair python3-seaborn python3-rich r-cran-irkernel xpython curl
+TEST_DEPS="python3-jupyter-kernel-test python3-ipykernel python3-zmq python3-pil python3-line-profiler python3-memory-profiler cython3 python3-sympy python3-plotly python3-altair python3-seaborn python3-rich python3-tqdm python3-click r-cran-irkernel xpython curl
   iproute2 iptables bubblewrap valgrind nftables util-linux e2fsprogs procps chromium jupyter-notebook python3-websocket"
 
 SUDO=""
