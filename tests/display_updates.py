@@ -60,6 +60,13 @@ def outputs(nb):
                 o["data"] = dict(o["data"])
             if "metadata" in o:
                 o["metadata"] = dict(o["metadata"])
+            # consecutive stream outputs of one name show as one text: merged,
+            # as ipykernel's flush timer may cut a print's line between two
+            # messages (nbclient 0.7 keeps them as two outputs)
+            if (o.get("output_type") == "stream" and outs and outs[-1].get("output_type") == "stream"
+                    and outs[-1].get("name") == o.get("name")):
+                outs[-1]["text"] += o["text"]
+                continue
             outs.append(o)
         res.append(outs)
     return res
