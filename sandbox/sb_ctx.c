@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <dirent.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -29,12 +30,30 @@
 
 #define CTX_START_TIMEOUT_S 60.0
 #define CTX_INTERRUPT_GRACE_S 5.0
-#define CTX_MAX 64                      /* per sandbox: each costs the server three threads */
-/* What a JSON reply keeps (a streamed run keeps nothing: it sends as it
- * goes): logs per stream, and results in all. Past that the run goes on,
- * the reply says logsTruncated / resultsTruncated. */
+#define CTX_MAX 64                      /* per sandbox: each costs the server three threads (four while
+                                         * a streamed run goes on, run_drive) */
+/* What a JSON reply keeps (a streamed run keeps none of it: it sends it,
+ * see CTX_STREAM_QUEUE): logs per stream, and results in all. Past that
+ * the run goes on, the reply says logsTruncated / resultsTruncated. */
 #define CTX_LOG_CAP (16u << 20)
 #define CTX_RESULTS_CAP (64u << 20)
+/* What a streamed run holds for a client that does not read (a stalled
+ * agent, a paused process, a full TCP window): the run's own thread keeps
+ * reading the kernel (run_drive) and its events wait in a queue for the
+ * stream (run_produce). Once the queue holds this many bytes, output
+ * events (stdout, stderr, result, clear, error) are dropped and counted;
+ * the next event queued is preceded by one stderr notice saying how many
+ * went, and execution_complete says eventsDropped. Never dropped: the
+ * input_request, the run's ending errors and execution_complete, and the
+ * last dropped main result and error, sent again after the notice at the
+ * end (one of each: the run keeps them anyway). So a client that stops
+ * reading loses only the middle of a flood, never the end, and a streamed
+ * run makes the server hold at most this plus one event (one message).
+ * 32 MiB: twice what a JSON reply keeps of a log (CTX_LOG_CAP), far more
+ * than a client that reads at all falls behind (the 20 MB flood of the
+ * tests passes whole), and small beside what a context may make the server
+ * hold anyway (353 MiB, below). */
+#define CTX_STREAM_QUEUE (32u << 20)
 /* What code in a context can make the server hold. That code owns the
  * kernel's process, hence its connections to the server, so what comes on
  * them is bounded: a message (all its parts) of at most CTX_MAX_MSG bytes
@@ -51,7 +70,8 @@
  * context makes the server hold is at most about 4 x 64 MiB (IOPub: three
  * queued messages, one being read) + 3 x 2 x 16 MiB + 640 KiB (the guard's
  * buffers) = 353 MiB, plus the run's copies of the one message it handles
- * and what a reply keeps (CTX_LOG_CAP, CTX_RESULTS_CAP). */
+ * and what a reply keeps (CTX_LOG_CAP, CTX_RESULTS_CAP) or a stream's
+ * queue (CTX_STREAM_QUEUE). */
 #define CTX_MAX_MSG (64u << 20)
 #define CTX_MAX_REPLY (16u << 20)
 #define CTX_MAX_PARTS 4096
@@ -1372,7 +1392,7 @@ typedef struct run {
     int64_t t0_ns;
     double deadline;          /* 0 = none */
     double grace_until;       /* after an interrupt */
-    bool timed_out, client_gone, got_idle, got_reply, finished, sent_complete;
+    bool timed_out, client_gone, got_idle, got_reply, finished;
     bool lost;                /* the kernel's connection was cut: restart the context */
     bool renewed;             /* it was: the kernel's count is no longer the context's */
     bool restart_cut;         /* POST .../restart came while it ran: it ended (ContextRestarted) */
@@ -1393,13 +1413,37 @@ typedef struct run {
     kn_client_msg *input_req; /* the input_request waiting for POST .../input */
     size_t kept[3];           /* bytes kept: stdout, stderr, results */
     bool logs_truncated, results_truncated;
+    /* A streamed run is driven by a thread of its own (run_drive), so that
+     * it goes on (interrupts, restarts, its timeout, input, the kernel's
+     * death, the runs behind it) whether or not its client reads; the
+     * events wait in a queue that the HTTP stream drains (run_produce).
+     * mu guards what follows and is taken last: nothing is locked under it. */
+    pthread_mutex_t mu;
+    int refs;                 /* the driving thread and the HTTP stream */
+    struct run_ev *head, *tail;
+    size_t queued;            /* bytes in the queue, at most about CTX_STREAM_QUEUE */
+    unsigned dropped;         /* events dropped since the last queued one */
+    size_t dropped_bytes;
+    unsigned dropped_total;
+    bool error_dropped;       /* the last error event was dropped: the end tells it again */
+    cJSON *main_dropped;      /* so was the last main result: this one, told at the end */
+    bool drive_done;          /* execution_complete is queued */
+    bool hung_up;             /* the stream ended (its client is gone): queue nothing */
+    int wake_fd;              /* eventfd: something was queued (run_produce waits for it) */
+    int gone_fd;              /* eventfd: the stream ended (the kernel client's cancel fd) */
 } run;
 
-static void run_free(void *p)
+/* One or more SSE events, as sent. */
+typedef struct run_ev {
+    struct run_ev *next;
+    size_t len;
+    char data[];
+} run_ev;
+
+/* The run gives up its context (the slot, for the runs waiting) and its
+ * sandbox. Its events may still wait for their client. */
+static void run_release(run *x)
 {
-    run *x = p;
-    if (!x)
-        return;
     if (x->c) {
         if (x->c->client)
             kn_client_set_cancel_fd(x->c->client, -1);
@@ -1412,12 +1456,38 @@ static void run_free(void *p)
         x->c->input_value = NULL;
         pthread_cond_broadcast(&x->c->cv);
         pthread_mutex_unlock(&x->c->mu);
-        ctx_unref(x->c);
+        ctx_unref(cb_steal(&x->c));
     }
     if (x->b) {
         sb_box_release(x->b);
-        sb_box_unref(x->b);
+        sb_box_unref(cb_steal(&x->b));
     }
+}
+
+static void queue_clear_locked(run *x)
+{
+    while (x->head) {
+        run_ev *e = x->head;
+        x->head = e->next;
+        free(e);
+    }
+    x->tail = NULL;
+    x->queued = 0;
+}
+
+static void run_free(void *p)
+{
+    run *x = p;
+    if (!x)
+        return;
+    run_release(x);
+    queue_clear_locked(x);
+    if (x->wake_fd >= 0)
+        close(x->wake_fd);
+    if (x->gone_fd >= 0)
+        close(x->gone_fd);
+    pthread_mutex_destroy(&x->mu);
+    cJSON_Delete(x->main_dropped);
     cJSON_Delete(x->results);
     cJSON_Delete(x->out);
     cJSON_Delete(x->errs);
@@ -1434,10 +1504,81 @@ static double run_duration_ms(const run *x)
     return (double)(cb_mono_ns() - x->t0_ns) / 1e6;
 }
 
-static void emit(run *x, cb_buf *sse, const char *event, cJSON *data)
+/* A streamed run's thread and its stream each hold the run. */
+static void run_put(run *x)
 {
-    if (x->sse && sse)
-        sb_sse_event(sse, event, data);
+    pthread_mutex_lock(&x->mu);
+    bool last = --x->refs == 0;
+    pthread_mutex_unlock(&x->mu);
+    if (last)
+        run_free(x);
+}
+
+static void queue_locked(run *x, const char *data, size_t len)
+{
+    run_ev *e = cb_malloc(sizeof *e + len);
+    e->next = NULL;
+    e->len = len;
+    memcpy(e->data, data, len);
+    if (x->tail)
+        x->tail->next = e;
+    else
+        x->head = e;
+    x->tail = e;
+    x->queued += len;
+}
+
+/* Queues an event for the stream (takes data). A droppable one (output)
+ * is dropped when the queue holds CTX_STREAM_QUEUE bytes already: the
+ * next event queued is preceded by one stderr notice saying how much went. */
+static bool run_push(run *x, const char *event, cJSON *data, bool droppable)
+{
+    bool dropped = false;
+    cb_buf text;
+    cb_buf_init(&text);
+    sb_sse_event(&text, event, data);
+    bool error = strcmp(event, "error") == 0;
+    pthread_mutex_lock(&x->mu);
+    if (x->hung_up) {
+        /* no one to send it to */
+    } else if (droppable && x->queued >= CTX_STREAM_QUEUE) {
+        x->dropped++;
+        x->dropped_total++;
+        x->dropped_bytes += text.len;
+        if (error)
+            x->error_dropped = true;
+        dropped = true;
+    } else {
+        if (x->dropped) {
+            cJSON *n = cJSON_CreateObject();
+            cb_autofree char *line = cb_printf_new(
+                "[cellbox] %u events (%zu bytes) of this run were dropped here: its client did not read them "
+                "and the server holds at most %u MiB of a streamed run's events\n",
+                x->dropped, x->dropped_bytes, CTX_STREAM_QUEUE >> 20);
+            cJSON_AddStringToObject(n, "text", line);
+            cb_buf note;
+            cb_buf_init(&note);
+            sb_sse_event(&note, "stderr", n);
+            queue_locked(x, note.data, note.len);
+            cb_buf_clear(&note);
+            x->dropped = 0;
+            x->dropped_bytes = 0;
+        }
+        if (error && droppable)
+            x->error_dropped = false;
+        queue_locked(x, text.data, text.len);
+    }
+    pthread_mutex_unlock(&x->mu);
+    cb_buf_clear(&text);
+    eventfd_write(x->wake_fd, 1);
+    return !dropped;
+}
+
+/* An output event of a streamed run (takes data). */
+static void emit(run *x, const char *event, cJSON *data)
+{
+    if (x->sse)
+        run_push(x, event, data, true);
     else
         cJSON_Delete(data);
 }
@@ -1492,7 +1633,7 @@ static void echo_input(run *x, const char *prompt, const char *value, bool passw
 }
 
 /* Takes ownership of m when it keeps it (x->input_req); returns true then. */
-static bool on_input_request(run *x, kn_client_msg *m, cb_buf *sse)
+static bool on_input_request(run *x, kn_client_msg *m)
 {
     const char *prompt = cb_json_str(m->content, "prompt", "");
     bool password = cb_json_bool(m->content, "password", false);
@@ -1508,7 +1649,7 @@ static bool on_input_request(run *x, kn_client_msg *m, cb_buf *sse)
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "prompt", prompt);
         cJSON_AddBoolToObject(e, "password", password);
-        sb_sse_event(sse, "input_request", e);
+        run_push(x, "input_request", e, false);
         pthread_mutex_lock(&x->c->mu);
         x->c->input_waiting = true;
         pthread_mutex_unlock(&x->c->mu);
@@ -1521,7 +1662,7 @@ static bool on_input_request(run *x, kn_client_msg *m, cb_buf *sse)
     return false;
 }
 
-static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
+static void on_message(run *x, kn_client_msg *m)
 {
     const char *t = m->msg_type;
     if (m->channel == KN_CH_SHELL) {
@@ -1553,13 +1694,21 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
         keep(x, err ? 1 : 0, err ? x->errs : x->out, cJSON_CreateString(text), strlen(text));
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "text", text);
-        emit(x, sse, err ? "stderr" : "stdout", e);
+        emit(x, err ? "stderr" : "stdout", e);
     } else if (strcmp(t, "execute_result") == 0 || strcmp(t, "display_data") == 0) {
         if (x->clear_pending)
             apply_clear(x);
-        cJSON *r = result_from(m->content, strcmp(t, "execute_result") == 0);
+        bool main_result = strcmp(t, "execute_result") == 0;
+        cJSON *r = result_from(m->content, main_result);
         keep(x, 2, x->results, cJSON_Duplicate(r, true), result_size(r));
-        emit(x, sse, "result", r);
+        if (x->sse && main_result) {
+            /* the value of the code: told at the end if it is dropped */
+            cJSON *copy = cJSON_Duplicate(r, true);
+            cJSON_Delete(x->main_dropped);
+            x->main_dropped = run_push(x, "result", r, true) ? (cJSON_Delete(copy), NULL) : copy;
+        } else {
+            emit(x, "result", r);
+        }
     } else if (strcmp(t, "update_display_data") == 0) {
         cJSON *r = result_from(m->content, false);
         const char *did = cb_json_str(r, "displayId", NULL);
@@ -1568,7 +1717,7 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
             if (strcmp(cb_json_str(cJSON_GetArrayItem(x->results, i), "displayId", ""), did) == 0)
                 cJSON_ReplaceItemInArray(x->results, i, cJSON_Duplicate(r, true));
         cJSON_AddBoolToObject(r, "update", true);
-        emit(x, sse, "result", r);
+        emit(x, "result", r);
     } else if (strcmp(t, "clear_output") == 0) {
         bool wait = cb_json_bool(m->content, "wait", false);
         if (wait)
@@ -1577,21 +1726,22 @@ static void on_message(run *x, kn_client_msg *m, cb_buf *sse)
             apply_clear(x);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddBoolToObject(e, "wait", wait);
-        emit(x, sse, "clear", e);
+        emit(x, "clear", e);
     } else if (strcmp(t, "error") == 0) {
         cJSON_Delete(x->error);
         x->error = error_from(m->content);
-        emit(x, sse, "error", cJSON_Duplicate(x->error, true));
+        emit(x, "error", cJSON_Duplicate(x->error, true));
     }
 }
 
 /* The run ends: a failed execute_reply's error is the run's when IOPub
  * told none. */
-static void adopt_reply_error(run *x, cb_buf *sse)
+static void adopt_reply_error(run *x)
 {
     if (!x->error && x->reply_error) {
         x->error = cb_steal(&x->reply_error);
-        emit(x, sse, "error", cJSON_Duplicate(x->error, true));
+        if (x->sse)
+            run_push(x, "error", cJSON_Duplicate(x->error, true), false);
     }
 }
 
@@ -1611,7 +1761,7 @@ static void run_interrupt(run *x)
 
 /* Drives the run until it finishes or `wait_s` passes. Returns 1 finished,
  * 0 not yet. */
-static int run_step(run *x, double wait_s, cb_buf *sse)
+static int run_step(run *x, double wait_s)
 {
     double until = cb_mono_s() + wait_s;
     while (!x->finished) {
@@ -1692,24 +1842,18 @@ static int run_step(run *x, double wait_s, cb_buf *sse)
         kn_client_msg *m = NULL;
         kn_poll_status st = kn_client_poll(x->c->client, step, &m);
         if (st == KN_POLL_MSG && m->channel == KN_CH_STDIN) {
-            size_t before = sse ? sse->len : 0;
             bool kept = strcmp(m->msg_type, "input_request") == 0 && strcmp(m->parent_id, x->msg_id) == 0 &&
-                        on_input_request(x, m, sse);
+                        on_input_request(x, m);
             if (!kept)
                 kn_client_msg_free(m);
-            if (sse && sse->len > before && !x->client_gone)
-                return 0;
         } else if (st == KN_POLL_MSG) {
-            size_t before = sse ? sse->len : 0;
             if (strcmp(m->parent_id, x->msg_id) == 0)
-                on_message(x, m, sse);
+                on_message(x, m);
             kn_client_msg_free(m);
             if (x->got_idle && x->got_reply) {
-                adopt_reply_error(x, sse);
+                adopt_reply_error(x);
                 x->finished = true;
             }
-            else if (sse && sse->len > before && !x->client_gone)
-                return 0;  /* send what came now */
         } else if (st == KN_POLL_CANCELLED) {
             /* the client hung up: stop the code, drain until idle, reply to no one */
             kn_client_set_cancel_fd(x->c->client, -1);
@@ -1847,49 +1991,112 @@ static int run_check_renewed(run *x, sb_error *err)
     return 0;
 }
 
-static int run_produce(void *ctx, cb_buf *out)
+/* A streamed run's thread: drives the run to its end, whether or not its
+ * client reads (run_produce sends what it queues), then gives up the
+ * context, so that interrupts, restarts, the run's timeout and the runs
+ * waiting behind it never wait for the client. Holds a reference. */
+static void *run_drive(void *arg)
 {
-    run *x = ctx;
-    if (x->sent_complete)
-        return 1;
+    run *x = arg;
     if (x->restarted) {
         /* the notice of run_check_renewed, as the first event */
         cJSON *e = cJSON_CreateObject();
         cb_autofree char *line = restart_notice(x->restarted);
         cJSON_AddStringToObject(e, "text", line);
-        sb_sse_event(out, "stderr", e);
+        run_push(x, "stderr", e, false);
         cJSON_Delete(cb_steal(&x->restarted));
-        return 0;
     }
-    size_t before = out->len;
-    int done = run_step(x, sb_sse_keepalive_ms() / 1000.0, out);
-    if (x->client_gone)
-        return -1;
-    if (!done) {
-        if (out->len == before)
-            sb_sse_comment(out, "keepalive");
-        return 0;
-    }
+    run_step(x, 1e9);
     restart_lost(x);
-    adopt_reply_error(x, out);
+    adopt_reply_error(x);
+    pthread_mutex_lock(&x->mu);
+    bool error_dropped = x->error_dropped;
+    pthread_mutex_unlock(&x->mu);
+    /* what matters of the output dropped, after the notice */
+    if (x->main_dropped)
+        run_push(x, "result", cb_steal(&x->main_dropped), false);
+    if (error_dropped && x->error)
+        run_push(x, "error", cJSON_Duplicate(x->error, true), false);
     if (x->fail.code) {
         cJSON *err = cJSON_CreateObject();
         cJSON_AddStringToObject(err, "code", sb_err_name(x->fail.code));
         cJSON_AddStringToObject(err, "error", x->fail.msg);
-        sb_sse_event(out, "error", err);
+        run_push(x, "error", err, false);
     }
     if (x->restart_cut) {
-        sb_sse_event(out, "error", restart_error());
+        run_push(x, "error", restart_error(), false);
     } else if (x->timed_out && !x->error) {
         cJSON *te = cJSON_CreateObject();
         cJSON_AddStringToObject(te, "name", "TimeoutError");
         cJSON_AddStringToObject(te, "value", "the run exceeded timeoutMs and was interrupted");
         cJSON_AddItemToObject(te, "traceback", cJSON_CreateArray());
-        sb_sse_event(out, "error", te);
+        run_push(x, "error", te, false);
     }
-    sb_sse_event(out, "execution_complete", run_summary(x));
-    x->sent_complete = true;
-    return 1;
+    /* the context is free before its client can see the end */
+    run_release(x);
+    cJSON *done = run_summary(x);
+    pthread_mutex_lock(&x->mu);
+    unsigned dropped = x->dropped_total;
+    pthread_mutex_unlock(&x->mu);
+    if (dropped)
+        cJSON_AddNumberToObject(done, "eventsDropped", dropped);
+    run_push(x, "execution_complete", done, false);
+    pthread_mutex_lock(&x->mu);
+    x->drive_done = true;
+    pthread_mutex_unlock(&x->mu);
+    eventfd_write(x->wake_fd, 1);
+    run_put(x);
+    return NULL;
+}
+
+/* The stream's producer: sends what run_drive queued, waiting for it (a
+ * keepalive comment after a silence); -1 when the client hangs up. */
+static int run_produce(void *ctx, cb_buf *out)
+{
+    run *x = ctx;
+    int64_t until = sb_now_ms() + sb_sse_keepalive_ms();
+    for (;;) {
+        pthread_mutex_lock(&x->mu);
+        while (x->head && out->len < (256u << 10)) {
+            run_ev *e = x->head;
+            x->head = e->next;
+            if (!x->head)
+                x->tail = NULL;
+            x->queued -= e->len;
+            cb_buf_append(out, e->data, e->len);
+            free(e);
+        }
+        bool done = x->drive_done && !x->head;
+        pthread_mutex_unlock(&x->mu);
+        if (out->len > 0 || done)
+            return done ? 1 : 0;
+        int64_t left = until - sb_now_ms();
+        if (left <= 0) {
+            sb_sse_comment(out, "keepalive");
+            return 0;
+        }
+        struct pollfd pf[2] = {{.fd = x->wake_fd, .events = POLLIN}, {.fd = x->client_fd, .events = POLLIN}};
+        int n = poll(pf, x->client_fd >= 0 ? 2 : 1, (int)left);
+        if (n > 0 && x->client_fd >= 0 && pf[1].revents)
+            return -1;  /* the client hung up: run_stream_end stops the run */
+        eventfd_t v;
+        if (n > 0 && (pf[0].revents & POLLIN))
+            eventfd_read(x->wake_fd, &v);
+    }
+}
+
+/* The stream ended (sent all, or its client is gone): a run still going
+ * is interrupted (its kernel client's cancel fd fires), as when a JSON
+ * run's client hangs up. */
+static void run_stream_end(void *p)
+{
+    run *x = p;
+    pthread_mutex_lock(&x->mu);
+    x->hung_up = true;
+    queue_clear_locked(x);
+    pthread_mutex_unlock(&x->mu);
+    eventfd_write(x->gone_fd, 1);
+    run_put(x);
 }
 
 int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
@@ -1971,6 +2178,8 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
         return -1;
     }
     run *x = cb_calloc(1, sizeof *x);
+    pthread_mutex_init(&x->mu, NULL);
+    x->wake_fd = x->gone_fd = -1;
     x->b = sb_box_ref(b);
     x->c = c;
     x->sse = sb_req_wants_sse(r);
@@ -1993,20 +2202,42 @@ int sb_ctx_run(sb_req *r, sb_box *b, const cJSON *body, sb_error *err)
         run_free(x);
         return -1;
     }
+    if (x->sse) {
+        x->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        x->gone_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (x->wake_fd < 0 || x->gone_fd < 0) {
+            sb_fail(err, SB_E_INTERNAL_ERROR, "cannot stream the run: %s", strerror(errno));
+            run_free(x);
+            return -1;
+        }
+        x->client_fd = sb_req_client_fd(r);
+    }
     x->t0_ns = cb_mono_ns();
     if (t && t->valuedouble > 0)
         x->deadline = cb_mono_s() + t->valuedouble / 1000.0;
-    kn_client_set_cancel_fd(c->client, sb_req_client_fd(r));
+    /* a client that hangs up interrupts the run: seen on its socket by a
+     * JSON run, by the stream (run_stream_end) for a streamed one */
+    kn_client_set_cancel_fd(c->client, x->sse ? x->gone_fd : sb_req_client_fd(r));
     if (kn_client_execute(c->client, code->valuestring, true, allow_stdin, false, x->msg_id) < 0) {
         kn_client_set_cancel_fd(c->client, -1);
         run_free(x);
         return sb_fail(err, SB_E_INTERPRETER_NOT_READY, "cannot send the code to the interpreter"), -1;
     }
-    if (x->sse)
-        return sb_reply_stream(r, 200, "text/event-stream", run_produce, x, run_free);
-    run_step(x, 1e9, NULL);
+    if (x->sse) {
+        /* its thread and the stream each hold it */
+        x->refs = 2;
+        pthread_attr_t a;
+        pthread_t th;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &a, run_drive, x) != 0)
+            run_drive(x);  /* no thread: run it here; the stream sends it afterwards */
+        pthread_attr_destroy(&a);
+        return sb_reply_stream(r, 200, "text/event-stream", run_produce, x, run_stream_end);
+    }
+    run_step(x, 1e9);
     restart_lost(x);
-    adopt_reply_error(x, NULL);
+    adopt_reply_error(x);
     if (x->fail.code && !x->timed_out) {
         *err = x->fail;
         run_free(x);

@@ -28,13 +28,19 @@
  * isMainResult), logs {stdout[], stderr[]}, error {name, value, traceback},
  * executionCount; or into server-sent events as they arrive. One run at a
  * time per context (others wait their turn). A run past its timeoutMs, or
- * whose client hangs up, is interrupted; the context stays usable.
+ * whose client hangs up, is interrupted; the context stays usable. A
+ * streamed run goes on whether or not its client reads (a thread of its
+ * own drives it; its events wait for the client, at most 32 MiB of them,
+ * output past that dropped with a notice): interrupts, restarts, its
+ * timeout and the runs behind it never wait for a client.
  *
  * Contexts live as long as their sandbox runs: a stop (sleep, delete,
  * restart, agent death) ends them and their ids are then unknown.
  *
  * Threads: the list is box->contexts under box->mu; each context has its own
- * run lock. Ownership: sb_ctx_* JSON results are owned by the caller.
+ * run lock. A streamed run's thread holds the run slot and the kernel
+ * client; the HTTP stream only drains the run's queue (its own lock, taken
+ * last). Ownership: sb_ctx_* JSON results are owned by the caller.
  */
 #ifndef SB_CTX_H
 #define SB_CTX_H

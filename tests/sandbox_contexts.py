@@ -9,7 +9,9 @@ runs), rich results (HTML, pandas, matplotlib, every MIME key, display ids,
 clear_output), timeouts, isolation of the kernel (user, files, hostname,
 cwd, env, cgroup), two contexts, the default context (also its concurrent
 first use, and its deletion), SSE (events, errors, a client that goes away),
-the kernel as a process, bounds on what a kernel (hostile code in it) can
+a streamed run whose client stops reading (interrupt, restart, timeout and
+the runs behind it go on; its events wait, at most 32 MiB of them), the
+kernel as a process, bounds on what a kernel (hostile code in it) can
 make the server hold, restart (a new kernel in place: a run in progress
 ends, runs waiting go on with the new kernel; restarts and interrupts
 during one, races with deletes), a kernel that exits, sleep, deletion (of a
@@ -1341,12 +1343,181 @@ def s_cut_between_runs():
     t.ok(r.status in (200, 204), "delete that context", r)
 
 
+# ---- a streamed run whose client stops reading --------------------------------
+# The run has a thread of its own: it goes on (interrupts, restarts, its
+# timeout, the runs behind it) while its client reads nothing, and its events
+# wait for the client, at most 32 MiB of them (output past that is dropped,
+# with one notice where it was; the end always comes).
+
+def stalled_stream(src, ctx, **extra):
+    """A streamed run whose client then stops reading: a raw socket with a
+    small receive buffer that sends the request and reads nothing until
+    read_stalled()."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((srv.host, srv.port))
+    body = json.dumps(dict(extra, code=src, context=ctx)).encode()
+    head = ("POST /v1/sandboxes/%s/code HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+            "Accept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            "Connection: close\r\n\r\n" % (MAIN, srv.host, srv.token, len(body)))
+    s.sendall(head.encode() + body)
+    return s
+
+
+def read_stalled(s, seconds=120):
+    """The stalled client reads at last, to the end: (status, events)."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # the small window would read at ~200 KB/s
+    s.settimeout(seconds)
+    buf = b""
+    deadline = time.time() + seconds
+    try:
+        while time.time() < deadline:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError:
+        pass
+    s.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else 0
+    if b"transfer-encoding: chunked" in head.lower():
+        plain, i = b"", 0
+        while i < len(body):
+            j = body.find(b"\r\n", i)
+            if j < 0:
+                break
+            n = int(body[i:j].split(b";")[0], 16)
+            if n == 0:
+                break
+            plain += body[j + 2:j + 2 + n]
+            i = j + 2 + n + 2
+        body = plain
+    return status, parse_sse(body.decode(errors="replace"))
+
+
+def vm_rss_kib():
+    with open("/proc/%d/status" % srv.server_pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def exists(path):
+    return srv.post(SB + "/files/exists", {"path": path}).json().get("exists")
+
+
+# 8 MB of output (far more than the sockets' buffers hold), then a mark,
+# then a loop
+FLOOD_THEN = ("import os, time\nfor i in range(80):\n    print('s' * 100000)\n"
+              "open('/workspace/%s', 'w').close()\n")
+
+
+def s_stalled():
+    # each case: what must happen while the client reads nothing, then what
+    # the client reads at last
+    c = new_context()["id"]
+    ok_run("kept = 'yes'", c)
+    srv.post(SB + "/files/delete", {"path": "st-1"})
+    s = stalled_stream(FLOOD_THEN % "st-1" + LOOP, c)
+    flowed = wait_until(lambda: exists("st-1"), timeout=30)
+    t0 = time.time()
+    i = srv.post(SB + "/contexts/%s/interrupt" % c, {})
+    freed = wait_until(lambda: ctx_record(c).get("status") == "ready", timeout=20)
+    took = time.time() - t0
+    st, ev = read_stalled(s)
+    got = sum(len(d.get("text", "")) for e, d in ev if e == "stdout")
+    errs = [d.get("name") for e, d in ev if e == "error"]
+    j = run("kept", c)
+    t.ok(flowed and i.json().get("interrupted") is True and freed and took < 5
+         and st == 200 and got == 80 * 100001 and errs == ["KeyboardInterrupt"] and ev[-1][0] == "execution_complete"
+         and main_text(j) == "'yes'",
+         "a streaming client that stops reading (8 MB of output, then a loop): an interrupt ends the run at once "
+         "(%.1f s, the context is free); the client then reads every event in order, the KeyboardInterrupt "
+         "error, execution_complete; the context keeps its state" % took,
+         (flowed, i, took, st, got, errs, ev[-3:] if ev else ev, j))
+
+    # a restart answers at once, the run gets ContextRestarted
+    srv.post(SB + "/files/delete", {"path": "st-2"})
+    s = stalled_stream(FLOOD_THEN % "st-2" + LOOP, c)
+    flowed = wait_until(lambda: exists("st-2"), timeout=30)
+    t0 = time.time()
+    try:
+        r = srv.post(SB + "/contexts/%s/restart" % c, {}, timeout=30)
+    except OSError as e:
+        r = e
+    took = time.time() - t0
+    st, ev = read_stalled(s)
+    errs = [d.get("name") for e, d in ev if e == "error"]
+    t.ok(flowed and getattr(r, "status", 0) == 200 and took < 15
+         and st == 200 and errs == ["ContextRestarted"] and ev[-1][0] == "execution_complete",
+         "a restart while the streaming client reads nothing answers at once (%.1f s); the client then reads the "
+         "ContextRestarted error and the end" % took, (flowed, r, took, st, errs, ev[-3:] if ev else ev))
+
+    # the run's timeout fires on time, and a run waiting behind it runs
+    srv.post(SB + "/files/delete", {"path": "st-3"})
+    s = stalled_stream(FLOOD_THEN % "st-3" + LOOP, c, timeoutMs=4000)
+    t0 = time.time()
+    flowed = wait_until(lambda: exists("st-3"), timeout=30)
+    try:
+        r = srv.post(SB + "/code", {"code": "6 * 7", "context": c}, timeout=40)
+    except OSError as e:
+        r = e
+    took = time.time() - t0
+    j = reply(r) if not isinstance(r, Exception) else {}
+    st, ev = read_stalled(s)
+    got = sum(len(d.get("text", "")) for e, d in ev if e == "stdout")
+    t.ok(flowed and text_of(j) == "42" and took < 20
+         and st == 200 and got == 80 * 100001 and ev and ev[-1][0] == "execution_complete"
+         and ev[-1][1].get("timedOut") is True,
+         "a streaming client that reads nothing: its run's timeout (4 s) fires and the run queued behind it runs "
+         "(%.1f s); the client then reads all of its output and execution_complete timedOut true" % took,
+         (flowed, r, took, st, got, ev[-2:] if ev else ev))
+
+    # 200 MB of output for a client that reads nothing: the server holds at
+    # most 32 MiB of it (the rest is dropped, said by one notice), the run
+    # ends, and the one behind it runs
+    samples = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append(vm_rss_kib())
+            time.sleep(0.05)
+    base = vm_rss_kib()
+    th = threading.Thread(target=sample)
+    th.start()
+    s = stalled_stream("for i in range(2000):\n    print('f' * 100000)\n'end'", c)
+    wait_until(lambda: ctx_record(c).get("status") == "busy", timeout=30, step=0.02)
+    try:
+        r = srv.post(SB + "/code", {"code": "6 * 7", "context": c}, timeout=HTTP_TIMEOUT)
+    except OSError as e:
+        r = e
+    stop.set()
+    th.join()
+    grew = (max(samples) - base) // 1024 if samples else -1
+    j = reply(r) if not isinstance(r, Exception) else {}
+    st, ev = read_stalled(s)
+    got = sum(len(d.get("text", "")) for e, d in ev if e == "stdout")
+    notes = [d.get("text", "") for e, d in ev if e == "stderr"]
+    results = [d.get("text") for e, d in ev if e == "result"]
+    t.ok(text_of(j) == "42" and 0 <= grew < 128
+         and st == 200 and (31 << 20) <= got <= (56 << 20) and len(notes) == 1 and "dropped" in notes[0]
+         and results == ["'end'"] and ev[-1][0] == "execution_complete" and ev[-1][1].get("eventsDropped", 0) > 0,
+         "200 MB of output to a client that reads nothing: the run ends and the one behind it runs; the server's "
+         "RSS grows by %d MiB (< 128: 32 MiB of events held, copies of the message in hand, the allocator's "
+         "slack); the client then reads the first 32 MiB, one notice of what was dropped, the main result, "
+         "execution_complete with eventsDropped" % grew, (r, base, grew, st, got, notes, results, ev[-1] if ev else ev))
+    srv.delete(SB + "/contexts/" + c)
+
+
 try:
     srv.create(MAIN, instanceType="heavy", env={"SBV": "sandbox"})  # several kernels with pandas and matplotlib
     for fn in (s_records, s_code, s_rich, s_timeout, s_isolation, s_two, s_default, s_process, s_sse,
                s_input, s_flood, s_bounds, s_cut_between_runs, s_restart_interrupt, s_restart_idle,
                s_restart_waiting_run, s_restart_interrupt_during, s_restart_twice, s_restart_races, s_javascript,
-               s_exit, s_sleep, s_delete):
+               s_stalled, s_exit, s_sleep, s_delete):
         section(fn)
 finally:
     srv.finish(t, IDS, "SIGTERM: graceful exit 0 with contexts running")
