@@ -499,29 +499,43 @@ static size_t read_rest(int fd, cb_buf *out, size_t max)
 
 size_t sb_log_reader_read(sb_box *b, sb_proc *p, sb_log_reader *r, int s, cb_buf *out)
 {
+    /* The files are opened under b->mu, as the writer rotates them
+     * (log_append_locked): an open between its rename and its new file
+     * found no file, and the reader, left without one, never read again (a
+     * log wait missed its line for good). Reading needs no lock. */
+    int fd1 = -1;
     pthread_mutex_lock(&b->mu);
     unsigned gen = p->log_gen[s];
     cb_autofree char *cur = cb_printf_new("%s/%s.log", p->dir, stream_names[s]);
     cb_autofree char *old = cb_printf_new("%s/%s.log.1", p->dir, stream_names[s]);
-    pthread_mutex_unlock(&b->mu);
-    size_t got = 0;
     if (!r->started[s]) {
         r->started[s] = true;
-        int fd1 = -1;
-        if (gen > 0 && (fd1 = open(old, O_RDONLY | O_CLOEXEC)) >= 0) {
-            got += read_rest(fd1, out, 2 * SB_LOG_CAP);
-            close(fd1);
-        }
+        if (gen > 0)
+            fd1 = open(old, O_RDONLY | O_CLOEXEC);
+        r->fd[s] = open(cur, O_RDONLY | O_CLOEXEC);
+        r->gen[s] = gen;
+    } else if (r->fd[s] < 0) {
         r->fd[s] = open(cur, O_RDONLY | O_CLOEXEC);
         r->gen[s] = gen;
     }
+    pthread_mutex_unlock(&b->mu);
+    size_t got = 0;
+    if (fd1 >= 0) {
+        got += read_rest(fd1, out, 2 * SB_LOG_CAP);
+        close(fd1);
+    }
     if (r->fd[s] < 0)
         return got;
-    got += read_rest(r->fd[s], out, 4u << 20);
-    if (got == 0 && r->gen[s] != gen) {
+    size_t n = read_rest(r->fd[s], out, 4u << 20);
+    got += n;
+    if (n == 0 && r->gen[s] != gen) {
+        /* the file it read was rotated away and is read to its end: the
+         * current one (what came between two rotations is skipped) */
         close(r->fd[s]);
+        pthread_mutex_lock(&b->mu);
         r->fd[s] = open(cur, O_RDONLY | O_CLOEXEC);
-        r->gen[s] = gen;
+        r->gen[s] = p->log_gen[s];
+        pthread_mutex_unlock(&b->mu);
         if (r->fd[s] >= 0)
             got += read_rest(r->fd[s], out, 4u << 20);
     }

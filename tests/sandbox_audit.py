@@ -359,7 +359,7 @@ try:
     r = srv.post(S + "/processes", {"command": "head -c 268435456 /dev/zero | tr '\\0' a; echo zzz-ready; sleep 600",
                                     "processId": "nonl"})
     t.eq(r.status, 201, "start a process that prints 256 MB without a newline, then a line")
-    r = srv.post(S + "/processes/nonl/wait", {"log": "zzz-ready", "timeoutMs": 600000}, timeout=700)
+    r = srv.post(S + "/processes/nonl/wait", {"log": "zzz-ready", "timeoutMs": 120000}, timeout=200)
     t.ok(r.status == 200 and r.json().get("ready") and r.json()["line"].endswith("zzz-ready"),
          "the log wait finds the text after it", r)
     grown = hwm_kb() - before
