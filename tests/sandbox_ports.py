@@ -54,6 +54,15 @@ class H(BaseHTTPRequestHandler):
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
+    def switch(self, proto, *headers):
+        # a 101 to the protocol, with more headers
+        self.send_response(101)
+        self.send_header("Upgrade", proto)
+        self.send_header("Connection", "Upgrade")
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.flush()
     def do_GET(self):
         if self.path == "/hello":
             return self.send_body(b"hello from the sandbox")
@@ -90,32 +99,20 @@ class H(BaseHTTPRequestHandler):
             return
         if self.path == "/wsbig":
             # an upgraded connection on which the app sends 8 MB at once
-            self.send_response(101)
-            self.send_header("Upgrade", "websocket")
-            self.send_header("Connection", "Upgrade")
-            self.end_headers()
-            self.wfile.flush()
+            self.switch("websocket")
             self.connection.sendall(b"w" * (8 << 20))
             self.close_connection = True
             return
         if self.path == "/halfclose":
             # an upgrade, then all the client sends until it closes its half, then the count
-            self.send_response(101)
-            self.send_header("Upgrade", "raw")
-            self.send_header("Connection", "Upgrade")
-            self.end_headers()
-            self.wfile.flush()
+            self.switch("raw")
             got = self.rfile.read()
             self.connection.sendall(b"got %d bytes" % len(got))
             self.close_connection = True
             return
         if self.path == "/chatty":
             # an upgrade on which the app sends a line every 10 ms for 3 s (and echoes what comes)
-            self.send_response(101)
-            self.send_header("Upgrade", "raw")
-            self.send_header("Connection", "Upgrade")
-            self.end_headers()
-            self.wfile.flush()
+            self.switch("raw")
             s = self.connection
             s.setblocking(False)
             end = time.time() + 3
@@ -149,12 +146,7 @@ class H(BaseHTTPRequestHandler):
         if self.path == "/ws":
             key = self.headers["Sec-WebSocket-Key"]
             acc = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-            self.send_response(101)
-            self.send_header("Upgrade", "websocket")
-            self.send_header("Connection", "Upgrade")
-            self.send_header("Sec-WebSocket-Accept", acc.decode())
-            self.end_headers()
-            self.wfile.flush()
+            self.switch("websocket", ("Sec-WebSocket-Accept", acc.decode()))
             s = self.connection
             while True:
                 hdr = self.rfile.read(2)
@@ -212,11 +204,14 @@ def start_app(sid, port):
     return r.status == 200
 
 
-def raw_exchange(data, timeout=30):
-    """Bytes sent as they are on one connection; all that comes back until
-    the server closes it (the last request says Connection: close)."""
+def raw_exchange(data, timeout=30, half_close=False):
+    """Bytes sent as they are on one connection (half_close: then its sending
+    half closed); all that comes back until the server closes it (the last
+    request says Connection: close)."""
     s = socket.create_connection((srv.host, srv.port), timeout=timeout)
     s.sendall(data)
+    if half_close:
+        s.shutdown(socket.SHUT_WR)
     got = b""
     try:
         while True:
@@ -473,21 +468,8 @@ try:
          (head[:60], len(rest)))
 
     # a client that closes its sending half (as `nc -N` does) still gets the app's answer
-    s = socket.create_connection((srv.host, srv.port), timeout=30)
-    s.sendall(("GET /halfclose HTTP/1.1\r\nHost: %s\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n"
-               % ph).encode())
-    s.sendall(b"x" * 100000)
-    s.shutdown(socket.SHUT_WR)
-    got = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-    except socket.timeout:
-        pass
-    s.close()
+    got = raw_exchange(("GET /halfclose HTTP/1.1\r\nHost: %s\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n"
+                        % ph).encode() + b"x" * 100000, half_close=True)
     t.ok(got.startswith(b"HTTP/1.1 101") and got.endswith(b"\r\n\r\ngot 100000 bytes"),
          "upgraded connection, the client closes its sending half: the app sees the end of the input and its "
          "answer still reaches the client", got[-80:])
