@@ -646,7 +646,13 @@ try:
              % (what, seen, getattr(reply, "status", None), which or "old or the new"),
              ("vs old: " + diff(got, old_l), "vs new: " + diff(got, new_l), reply))
 finally:
+    raised = sys.exc_info()[0] is not None
     t.eq(kc.stop(), 0, "crash server: graceful exit")
     t.ok(not kc.leftovers(["bk-k"]), "nothing left behind (also of the killed servers)", kc.leftovers(["bk-k"]))
+    if raised or t.failed:
+        # (a restore once got no reply in 120 s here, under two CPU hogs: what the server said)
+        print("# crash server's log (tail):")
+        for line in kc.server_log().splitlines()[-60:]:
+            print("#   " + line)
     kc.cleanup()
 t.done()
