@@ -453,26 +453,31 @@ bool ip_capture_may_wait(ip_capture *c, size_t len)
     return len >= IP_CAPTURE_BIG || !host_room(c);
 }
 
+/* The calling thread's publications stop waiting for a slow frontend until
+ * held_end; returns what held_end restores. */
+static bool held_begin(ip_capture *c)
+{
+    return c->host->output_may_wait ? c->host->output_may_wait(c->host->ctx, false) : true;
+}
+
+static void held_end(ip_capture *c, bool had)
+{
+    if (c->host->output_may_wait)
+        c->host->output_may_wait(c->host->ctx, had);
+}
+
 void ip_capture_write_held(ip_capture *c, int stream, const char *data, size_t len)
 {
-    if (!c->host->output_may_wait) {
-        ip_capture_write(c, stream, data, len);
-        return;
-    }
-    bool had = c->host->output_may_wait(c->host->ctx, false);
+    bool had = held_begin(c);
     ip_capture_write(c, stream, data, len);
-    c->host->output_may_wait(c->host->ctx, had);
+    held_end(c, had);
 }
 
 void ip_capture_flush_held(ip_capture *c)
 {
-    if (!c->host->output_may_wait) {
-        ip_capture_flush(c);
-        return;
-    }
-    bool had = c->host->output_may_wait(c->host->ctx, false);
+    bool had = held_begin(c);
     ip_capture_flush(c);
-    c->host->output_may_wait(c->host->ctx, had);
+    held_end(c, had);
 }
 
 static void *pump_thread(void *arg)

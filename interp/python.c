@@ -408,11 +408,8 @@ static PyObject *c_input(PyObject *mod, PyObject *args)
 
 static PyObject *c_flush(PyObject *mod, PyObject *noargs)
 {
-    if (g_py && g_py->cap) {
-        Py_BEGIN_ALLOW_THREADS
-        ip_capture_flush(g_py->cap);
-        Py_END_ALLOW_THREADS
-    }
+    if (g_py && g_py->cap)
+        flush_output(g_py->cap);
     Py_RETURN_NONE;
 }
 
