@@ -330,12 +330,80 @@ static int agent_go_delay_ms;
  * Which indexes are taken: by a registered sandbox (until its folder is
  * removed), or by a warm agent that no sandbox took yet (its namespace maps
  * that range already). ids.max is SB_ID_INDEX_MAX, lowered by
- * CELLBOX_MAX_ID_RANGES (tests: to see the server run out). */
+ * CELLBOX_MAX_ID_RANGES (tests: to see the server run out).
+ *
+ * Every server on the host hands out the same indexes, so they lease them
+ * from each other: an index this server takes is a write lock on byte
+ * `index` of the host-wide lock file (--id-lock, SB_ID_LOCK_DEFAULT), an
+ * open-file-description lock of ids.lock_fd. The kernel drops a server's
+ * leases when it ends, however it ends; agents never hold the fd (it is
+ * close-on-exec). A range another server holds is skipped by ids_alloc; a
+ * sandbox whose saved range another server holds by now (it was stopped
+ * while that server started sandboxes) gets another at its next start, as
+ * for a copied state folder, and its files follow (ids_shift). Without the
+ * lock file (it cannot be opened: a warning) ranges are this server's
+ * alone, as before. */
 static struct {
     pthread_mutex_t mu;
     uint8_t used[SB_ID_INDEX_MAX / 8 + 1];
     int max;
-} ids = {.mu = PTHREAD_MUTEX_INITIALIZER, .max = SB_ID_INDEX_MAX};
+    int lock_fd;        /* the host-wide lease file, or -1 */
+} ids = {.mu = PTHREAD_MUTEX_INITIALIZER, .max = SB_ID_INDEX_MAX, .lock_fd = -1};
+
+/* Lease index i from the other servers of the host (false: one of them
+ * holds it). ids.mu held. */
+static bool ids_lease(int i)
+{
+    if (ids.lock_fd < 0)
+        return true;
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+    if (fcntl(ids.lock_fd, F_OFD_SETLK, &l) == 0)
+        return true;
+    if (errno == EAGAIN || errno == EACCES)
+        return false;
+    cb_warn("sandbox", "cannot lease host id range %d: %s (taken without a lease)", i, strerror(errno));
+    return true;
+}
+
+/* ids.mu held. */
+static void ids_unlease(int i)
+{
+    if (ids.lock_fd < 0)
+        return;
+    struct flock l = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+    if (fcntl(ids.lock_fd, F_OFD_SETLK, &l) < 0)
+        cb_warn("sandbox", "cannot give back the lease of host id range %d: %s", i, strerror(errno));
+}
+
+/* Open the host-wide lease file (isolated servers, at init). */
+static void ids_lock_open(const char *path)
+{
+    if (!path)
+        path = SB_ID_LOCK_DEFAULT;
+    if (strcmp(path, "none") == 0)
+        return;
+    cb_autofree char *dir = cb_strdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (cb_mkdir_p(dir, 0700) < 0)
+            cb_debug("sandbox", "cannot create %s: %s", dir, strerror(errno));
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid())) {
+        close(fd);
+        fd = -1;
+        errno = EPERM;
+    }
+    if (fd < 0) {
+        cb_warn("sandbox", "cannot open the host-wide id lock %s: %s; the host id ranges of this server's "
+                "sandboxes are not coordinated with other servers on this host (--id-lock FILE)",
+                path, strerror(errno));
+        return;
+    }
+    ids.lock_fd = fd;
+}
 
 static bool ids_valid(int i)
 {
@@ -353,7 +421,8 @@ static int ids_full(sb_error *err)
 {
     return sb_fail(err, SB_E_TOO_MANY_SANDBOXES, "no free host uid/gid range for another sandbox: the "
                    "server gives each sandbox 65536 ids of its own and holds at most %d sandboxes (stopped "
-                   "ones included); delete one", ids_count()), -1;
+                   "ones included; ranges other servers on this host hold are skipped); delete one",
+                   ids_count()), -1;
 }
 
 /* Take index i (false: invalid or taken already). */
@@ -362,7 +431,7 @@ static bool ids_take(int i)
     if (!ids_valid(i))
         return false;
     pthread_mutex_lock(&ids.mu);
-    bool free_ = !(ids.used[i / 8] & (1u << (i % 8)));
+    bool free_ = !(ids.used[i / 8] & (1u << (i % 8))) && ids_lease(i);
     if (free_)
         ids.used[i / 8] |= (uint8_t)(1u << (i % 8));
     pthread_mutex_unlock(&ids.mu);
@@ -376,7 +445,7 @@ static int ids_alloc(sb_error *err)
     pthread_mutex_lock(&ids.mu);
     int found = -1;
     for (int i = 0; i <= ids.max && found < 0; i = i ? i + 1 : 2)
-        if (!(ids.used[i / 8] & (1u << (i % 8)))) {
+        if (!(ids.used[i / 8] & (1u << (i % 8))) && ids_lease(i)) {
             ids.used[i / 8] |= (uint8_t)(1u << (i % 8));
             found = i;
         }
@@ -389,6 +458,8 @@ static void ids_free(int i)
     if (!ids_valid(i))
         return;
     pthread_mutex_lock(&ids.mu);
+    if (ids.used[i / 8] & (1u << (i % 8)))
+        ids_unlease(i);
     ids.used[i / 8] &= (uint8_t)~(1u << (i % 8));
     pthread_mutex_unlock(&ids.mu);
 }
@@ -483,10 +554,12 @@ static int load_box(const char *id)
         b->id_shift_from = -1;  /* no range: nothing of it to move */
     cJSON_Delete(j);
     if (b->id_index >= 0 && reg.isolation == SB_ISOLATION_FULL && !ids_take(b->id_index)) {
-        /* two folders claim one range (a copied state folder), or it is
-         * above CELLBOX_MAX_ID_RANGES: it gets another at its start, and
-         * its files follow (ids_shift) */
-        cb_warn("sandbox", "%s: its id range %d is taken or out of bounds: it gets another at its next start",
+        /* two folders claim one range (a copied state folder), another
+         * server of the host holds it now (see ids_lease), or it is above
+         * CELLBOX_MAX_ID_RANGES: it gets another at its start, and its
+         * files follow (ids_shift) */
+        cb_warn("sandbox", "%s: its host id range %d is taken (by another sandbox of this state folder or "
+                "another server on this host) or out of bounds: it gets another at its next start",
                 id, b->id_index);
         if (b->id_shift_from < 0 && b->id_index <= SB_ID_INDEX_MAX && b->id_index != 1)
             b->id_shift_from = b->id_index;
@@ -616,6 +689,8 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
     const char *max = getenv("CELLBOX_MAX_ID_RANGES");
     if (max && atoi(max) >= 0 && atoi(max) < SB_ID_INDEX_MAX)
         ids.max = atoi(max);
+    if (reg.isolation == SB_ISOLATION_FULL)
+        ids_lock_open(conf->id_lock);
     DIR *d = opendir(reg.boxes_dir);
     struct dirent *e;
     while (d && (e = readdir(d)))

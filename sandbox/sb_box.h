@@ -142,9 +142,14 @@ typedef struct sb_box {
 
 typedef enum { SB_ISOLATION_FULL, SB_ISOLATION_NONE } sb_isolation;
 
+/* The host-wide file through which servers lease id ranges from each other
+ * (see ids_lease in sb_box.c). */
+#define SB_ID_LOCK_DEFAULT "/run/cellbox/id-ranges.lock"
+
 typedef struct sb_server_conf {
     const char *state_dir;
     sb_isolation isolation;
+    const char *id_lock;        /* --id-lock: NULL = SB_ID_LOCK_DEFAULT, "none" = no leases */
 } sb_server_conf;
 
 /* Process-wide setup: state dir, cgroup layout, persisted sandboxes. */

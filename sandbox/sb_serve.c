@@ -40,7 +40,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: cellbox serve [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
             "                     [--pool N] [--max-running N] [--preview-base URL] [--print-plan]\n"
-            "                     [--isolation full|none] [--egress-private deny|allow]\n"
+            "                     [--isolation full|none] [--egress-private deny|allow] [--id-lock FILE]\n"
             "\n"
             "Run the sandbox manager: an HTTP/JSON API (see docs/api.md) that creates\n"
             "isolated sandboxes and runs commands, files, processes and sessions in them.\n"
@@ -66,6 +66,10 @@ static void usage(FILE *out)
             "                       (default: deny); link-local 169.254/16 (cloud metadata)\n"
             "                       and fe80::/10 stay denied; a\n"
             "                       sandbox's allowOut opens any range for itself\n"
+            "  --id-lock FILE       the host-wide file through which the servers of this host\n"
+            "                       lease sandboxes' host uid/gid ranges from each other, so\n"
+            "                       no two sandboxes share one (default " SB_ID_LOCK_DEFAULT ";\n"
+            "                       none = this server's ranges are its own)\n"
             "  --isolation none     DEVELOPMENT ONLY: run commands without namespaces,\n"
             "                       cgroups or seccomp, as the server's user\n"
             "\n"
@@ -183,6 +187,7 @@ int sb_cmd_serve(int argc, char **argv)
     const char *listen = "127.0.0.1:7070";
     cb_autofree char *state_dir = NULL;
     const char *token_file = NULL;
+    const char *id_lock = NULL;
     sb_isolation isolation = SB_ISOLATION_FULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -223,6 +228,8 @@ int sb_cmd_serve(int argc, char **argv)
             }
             sb_net_set_private_allowed(strcmp(v, "allow") == 0);
             i++;
+        } else if (strcmp(a, "--id-lock") == 0 && v) {
+            id_lock = v, i++;
         } else if (strcmp(a, "--isolation") == 0 && v) {
             if (strcmp(v, "none") == 0)
                 isolation = SB_ISOLATION_NONE;
@@ -276,7 +283,7 @@ int sb_cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     sb_error err = {0};
-    sb_server_conf conf = {abs_state, isolation};
+    sb_server_conf conf = {abs_state, isolation, id_lock};
     if (sb_boxes_init(&conf, &err) < 0) {
         fprintf(stderr, "cellbox serve: %s\n", err.msg);
         return 1;

@@ -253,4 +253,104 @@ try:
          "after a delete the freed range is given to the next sandbox", (r, bases))
 finally:
     srv.finish(t, UIDS, "server stops cleanly (3 id ranges)")
+
+# ---- host id ranges across the servers of a host --------------------------------
+# Two servers on one host used to give out the same ranges (each counted
+# from its own first index), so their sandboxes shared host uids and every
+# kernel budget kept per uid. They lease ranges from each other through one
+# host-wide file (--id-lock; byte i locked = range i taken): a range another
+# server holds is skipped, a sandbox whose saved range another server took
+# while it was stopped gets a new one (its files follow), and a server's
+# leases end with it, however it ends.
+lock = srv.tmp + "-ids.lock"
+a = Server(env={"CELLBOX_MAX_ID_RANGES": "3"}, extra_args=["--pool", "0"], id_lock=lock)
+b = Server(extra_args=["--pool", "0"], id_lock=lock)
+SRV_IDS = ["ids-a1", "ids-a2", "ids-b1", "ids-b2", "ids-b3"]
+
+
+def base_in(s, sid):
+    with open("/proc/%d/uid_map" % s.get("/v1/sandboxes/" + sid).json()["agentPid"]) as f:
+        return int(f.read().split()[1])
+
+
+def owners(s, sid):
+    top = os.path.join(s.state, "sandboxes", sid, "workspace")
+    out = set()
+    for root, dirs, files in os.walk(top):
+        for n in ["."] + dirs + files:
+            st = os.lstat(os.path.join(root, n))
+            out.add((st.st_uid, st.st_gid))
+    return out
+
+
+try:
+    for sid in ("ids-b1", "ids-b2"):
+        b.create(sid)
+    for sid in ("ids-a1",):
+        a.create(sid)
+    r = a.put("/v1/sandboxes/ids-a2", {})
+    bases = {sid: base_in(s, sid) for s, sid in ((b, "ids-b1"), (b, "ids-b2"), (a, "ids-a1"))}
+    t.ok(len(set(bases.values())) == 3 and r.status == 429 and r.code == "TOO_MANY_SANDBOXES"
+         and "other servers" in r.json()["error"]["message"],
+         "two servers sharing --id-lock give their sandboxes different host id ranges; with 3 ranges and "
+         "2 held by the other server, the second sandbox is refused (429) naming the other servers",
+         (bases, r))
+    b.proc.kill()
+    b.proc.wait()
+    b.stop()
+    # (the refused create above made ids-a2, as any create whose start
+    # fails does, e.g. at --max-running: this PUT starts it)
+    r = a.put("/v1/sandboxes/ids-a2", {})
+    t.ok(r.status in (200, 201) and base_in(a, "ids-a2") in (bases["ids-b1"], bases["ids-b2"]),
+         "a SIGKILLed server's leases end with it: its ranges are given to the other's next sandbox", r)
+
+    # a stopped server's saved range taken by another server meanwhile: the
+    # sandbox gets a free one at its next start, its files follow
+    a.sh("ids-a1", "echo kept > /workspace/f && mkdir -p /workspace/d && echo x > /workspace/d/x")
+    a_base = base_in(a, "ids-a1")
+    a2_base = base_in(a, "ids-a2")
+    t.eq(a.stop(), 0, "server A stops (its sandboxes keep their ranges in sandbox.json)")
+    b.start()
+    b.sh("ids-b1", "true")
+    b.sh("ids-b2", "true")
+    made = [b.put("/v1/sandboxes/" + sid, {}).status for sid in ("ids-b3",)]
+    held_b = {base_in(b, sid) for sid in ("ids-b1", "ids-b2", "ids-b3")}
+    a.env = None  # the 3 ranges of before are all B's now
+    a.start()
+    res = a.sh("ids-a1", "cat /workspace/f /workspace/d/x && echo y >> /workspace/d/x && echo ok")
+    res2 = a.sh("ids-a2", "echo ok")
+    now = {base_in(a, "ids-a1"), base_in(a, "ids-a2")}
+    t.ok(made == [201] and (a_base in held_b or a2_base in held_b) and not (now & held_b) and len(now) == 2
+         and res["stdout"] == "kept\nx\nok\n" and res2["stdout"] == "ok\n"
+         and owners(a, "ids-a1") == {(base_in(a, "ids-a1") + 1000,) * 2},
+         "a server that restarts after another took its sandboxes' ranges gives them free ones; their "
+         "files follow and they read and write them", (a_base, a2_base, held_b, now, res, res2))
+finally:
+    b.finish(t, ["ids-b1", "ids-b2", "ids-b3"], "server B stops cleanly (shared id lock)")
+    a.finish(t, ["ids-a1", "ids-a2"], "server A stops cleanly (shared id lock)")
+    try:
+        os.unlink(lock)
+    except OSError:
+        pass
+
+# the default lease file: /run/cellbox/id-ranges.lock, the sandbox's range
+# locked in it (an OFD lock: pid -1 in /proc/locks) while the server runs
+d = Server(extra_args=["--pool", "0"], id_lock="default")
+try:
+    d.create("ids-d1")
+    index = (base_in(d, "ids-d1") - 1000000) // 65536
+    ino = os.stat("/run/cellbox/id-ranges.lock").st_ino
+    with open("/proc/locks") as f:
+        locks = [ln.split() for ln in f]
+    mine = [ln for ln in locks if ln[1] == "OFDLCK" and ln[5].endswith(":%d" % ino) and ln[6] == str(index)]
+    t.ok(len(mine) == 1 and mine[0][3] == "WRITE" and mine[0][7] == str(index),
+         "by default the range is leased in /run/cellbox/id-ranges.lock (a write lock on its byte)",
+         (index, ino, [ln for ln in locks if ln[1] == "OFDLCK"]))
+    d.delete("/v1/sandboxes/ids-d1")
+    with open("/proc/locks") as f:
+        gone = not [ln for ln in (x.split() for x in f)
+                    if ln[1] == "OFDLCK" and ln[5].endswith(":%d" % ino) and ln[6] == str(index)]
+    t.ok(gone, "deleting the sandbox gives its lease back")
+finally:
+    d.finish(t, ["ids-d1"], "server stops cleanly (default id lock)")
 t.done()

@@ -67,10 +67,15 @@ class Response:
 
 
 class Server:
-    def __init__(self, state=None, extra_args=(), env=None, wrap=()):
+    def __init__(self, state=None, extra_args=(), env=None, wrap=(), id_lock=None):
         """wrap: a command the server runs under (e.g. bwrap ... --); signals
-        then go to the server itself, not to the wrapper."""
+        then go to the server itself, not to the wrapper. id_lock: the
+        host-wide file of id range leases (--id-lock); by default one of
+        this server's own, so that the tests that count ranges are not
+        disturbed by the servers of other test files running at the same
+        time; "default" = the server's default."""
         self.tmp = tempfile.mkdtemp(prefix="cellbox-sb-test-")
+        self.id_lock = id_lock
         self.state = state or os.path.join(self.tmp, "state")
         self.extra_args = list(extra_args)
         self.env = env
@@ -86,6 +91,8 @@ class Server:
             env.update(self.env)
         self.proc = subprocess.Popen(
             self.wrap + [CELLBOX, "serve", "--listen", "127.0.0.1:0", "--state-dir", self.state]
+            + ([] if self.id_lock == "default"
+               else ["--id-lock", self.id_lock or os.path.join(self.tmp, "id-ranges.lock")])
             + self.extra_args, stdout=subprocess.PIPE, stderr=self.log, env=env)
         self.server_pid = self.proc.pid
         self.pids = getattr(self, "pids", []) + [self.proc.pid]
