@@ -119,16 +119,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def rich_traceback(out):
-    """rich's traceback box cut down to its frames ("in f") and the lines
-    outside the box: rich prints a cell's code for ipykernel's cell files
-    (/tmp/ipykernel_PID/N.py) and none for cellbox's <ipython-input-N-HASH>
-    (it reads no file named <...>)."""
+    """rich's traceback box, each line without its frame and padding and
+    with the kernel's pid out of the cell's file name: rich prints a cell's
+    code for ipykernel's cell files (/tmp/ipykernel_PID/N.py, N from the
+    code: the same in both kernels), which cellbox's cells are too."""
     res = []
     for t, c, b in out:
         if t == "display_data":
             text = _ANSI.sub("", c["data"].get("text/plain", ""))
-            kept = [line.strip("│ ") for line in text.splitlines()
-                    if re.match(r"│ in \S+ +│$", line) or not line.startswith(("│", "╭", "╰"))]
+            kept = [re.sub(r"ipykernel_\d+", "ipykernel_PID", line.strip("│╭╮╰╯─ "))
+                    for line in text.splitlines()]
             c = dict(c, data={k: kept if k == "text/plain" else "<rich's html>" for k in c["data"]})
         res.append((t, c, b))
     return res

@@ -108,6 +108,23 @@ class Kernel:
         self.iopub = []   # received, not yet consumed
         self.shell = []
         self.last_debug_request = None
+        self.inits = 0
+
+    def initialize(self):
+        """initialize -> its response. The reference kernel's first one is
+        given up to 3 fresh kernels: under load ipykernel's debugpy.listen
+        can time out (success false, no message: a CI run under two CPU hogs
+        saw it); cellbox's, and any later one, must succeed at once."""
+        for attempt in range(3):
+            r = self.req("initialize", dict(INIT_ARGS))
+            if r.get("success") is True or self.name.startswith("cellbox") or self.inits or attempt == 2:
+                self.inits += 1
+                return r
+            print("# %s: initialize failed (%s): a fresh kernel, trying again" % (self.name, short(r, 300)),
+                  flush=True)
+            self.close()
+            self.km, self.kc = kutil.start(self.name)
+            self.seq, self.iopub, self.shell = 0, [], []
 
     def close(self):
         try:
@@ -256,7 +273,7 @@ class Kernel:
 
     # -- debugger steps shared by scenarios
     def start_debugger(self):
-        r = self.req("initialize", dict(INIT_ARGS))
+        r = self.initialize()
         self.need(r.get("success") is True, "initialize succeeds", short(r, 2000))
         self.req_ok("attach", {})
         info = self.req_ok("debugInfo")
@@ -338,7 +355,7 @@ def s_kernel_info(k, st):
 
 
 def s_initialize(k, st):
-    r = k.req("initialize", dict(INIT_ARGS))
+    r = k.initialize()
     k.need(r.get("success") is True, "initialize succeeds", short(r, 2000))
     k.eq((r.get("type"), r.get("command")), ("response", "initialize"), "initialize: a DAP response to initialize")
     caps = r.get("body") or {}

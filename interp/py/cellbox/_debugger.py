@@ -8,14 +8,13 @@ debugging itself is debugpy's: `initialize` starts debugpy in this process
 code), and this module is a client of the adapter over its TCP socket. It
 answers the Jupyter extensions of the protocol itself:
 
-- dumpCell: write a cell's code to the file the kernel will compile it as,
+- dumpCell: write a cell's code to the file the kernel compiles it as,
   <tmp>/ipykernel_<pid>/<murmur2 hash>.py (debugInfo tells the frontend the
-  hash and the prefix, so it can find the file of any cell). While the
-  debugger is on, cells are compiled under these names (cell_file) and their
-  leading empty lines are kept, so breakpoints set in the frontend match the
-  code that runs. The folder is named like ipykernel's because that is what
-  libraries look for to recognise notebook cells (numba's cache,
-  line_profiler, executing).
+  hash and the prefix, so it can find the file of any cell). Cells are
+  always compiled under these names (cell_file, as ipykernel's), so
+  breakpoints set in the frontend match the code that runs. The folder is
+  named like ipykernel's because that is what libraries look for to
+  recognise notebook cells (numba's cache, line_profiler, executing, rich).
 - debugInfo, source, configurationDone, inspectVariables and
   richInspectVariables (the variable explorer without a breakpoint),
   modules, copyToGlobals; stackTrace without the kernel's own frames;
@@ -44,7 +43,7 @@ import threading
 import _cellbox_c
 
 HASH_SEED = 0xC70F6907
-ACTIVE = False                # between initialize and disconnect: cells get cell_file names
+ACTIVE = False                # between initialize and disconnect: cells are traced
 _debugger = None
 
 

@@ -53,12 +53,17 @@ def _debugger_on():
 
 
 def _cell_filename(count, code):
-    """IPython's name for a cell's code, <ipython-input-N-HASH>: tools that
-    look for notebook cells know it (line_profiler, executing, IPython's own
-    tracebacks), linecache holds the source under it."""
-    import hashlib
-    digest = hashlib.md5(code.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()[:12]
-    return "<ipython-input-%s-%s>" % (count, digest)
+    """ipykernel's name for a cell's code, <tmp>/ipykernel_<pid>/<murmur2 of
+    the code>.py (the debugger's dumpCell writes the same file): warnings and
+    printed tracebacks name it as under ipykernel, and libraries that look
+    for notebook cells by it know it (rich's traceback shows its code,
+    line_profiler, numba's cache, executing). No file is written; linecache
+    holds the source under it, and the traceback shows it as "Cell In [N]"
+    (count; the latest run of the same code)."""
+    from cellbox import _debugger, _traceback
+    filename = _debugger.cell_file(code)
+    _traceback.CELL_FILES[filename] = count
+    return filename
 
 
 class StdinNotImplementedError(RuntimeError):
@@ -158,12 +163,9 @@ class Shell:
         if store_history:
             self._store_input(count, code)
         if _debugger_on():
-            from cellbox import _debugger, _traceback
+            from cellbox import _debugger
             _debugger.trace_this_thread()
-            filename = _debugger.cell_file(code)
-            _traceback.CELL_FILES[filename] = count if store_history else "silent"
-        else:
-            filename = _cell_filename(count if store_history else "silent", code)
+        filename = _cell_filename(count if store_history else "silent", code)
         status = "ok"
         err = None
         source = code   # IPython stores the raw cell when its transform fails
@@ -299,6 +301,9 @@ class Shell:
 
     def _run_source(self, source, filename, silent):
         lines = source.splitlines(True)
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            lines[-1] += "\n"   # as IPython's: every line ends with one (rich shows the cell's end so)
+        # (mtime None: linecache.checkcache keeps it, though no such file exists)
         linecache.cache[filename] = (len(source), None, lines, filename)
         flag = self._await_flag
         tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | flag, dont_inherit=True)

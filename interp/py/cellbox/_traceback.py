@@ -221,12 +221,13 @@ def _highlight(lines, first_lineno, span):
 
 # -- frames --------------------------------------------------------------------------------
 
-# cells compiled while the debugger is on: file -> N (see _debugger.cell_file)
+# cells' code files: file -> N (see _kernel._cell_filename)
 CELL_FILES = {}
 
 
 def _cell_name(filename):
-    """N of a cell's code file <ipython-input-N-HASH> (see _kernel._cell_filename)."""
+    """N of a cell's code file (see _kernel._cell_filename), or of IPython's
+    own name <ipython-input-N-HASH>."""
     if filename in CELL_FILES:
         return str(CELL_FILES[filename])
     if filename.startswith("<ipython-input-") and filename.endswith(">"):
