@@ -49,7 +49,11 @@ _debugger = None
 
 def tmp_dir():
     import tempfile
-    return os.path.join(tempfile.gettempdir(), "ipykernel_%d" % os.getpid())
+    try:
+        tmp = tempfile.gettempdir()
+    except OSError:     # no writable temporary folder: cells are still named (nothing is written)
+        tmp = os.environ.get("TMPDIR") or "/tmp"
+    return os.path.join(tmp, "ipykernel_%d" % os.getpid())
 
 
 def cell_file(code):
