@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -415,7 +416,12 @@ static void *drain_main(void *p)
  *     that uid; the host's /tmp is hidden), for its temporary files and the
  *     folder it believes it mounts on (/tmp/mnt);
  *   - /proc is its pid namespace's;
- *   - fusermount is the cellbox binary (see fusermount_standin).
+ *   - fusermount is the cellbox binary (see fusermount_standin);
+ *   - its root is a read-only tmpfs holding only what it needs of the host
+ *     (s3fs_root_plan: /usr, /etc, the /bin, /lib... links or folders, a
+ *     few devices, the target of /etc/resolv.conf when it lies elsewhere),
+ *     all read-only: a bug in it cannot read the host's world-readable files
+ *     (home folders, /var, /srv, /opt...).
  * The network is the server's (it must reach the store), as before.
  *
  * libfuse 2 mounts as non-root through fusermount: it runs /bin/fusermount
@@ -556,11 +562,128 @@ static int drop_root(unsigned user)
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
+/* s3fs's root, built on a tmpfs at S3FS_ROOT of its mount namespace (the
+ * host's /tmp there, hidden by it) and then made its root: what of the
+ * host it sees. */
+#define S3FS_ROOT "/tmp"
+enum s3fs_root_kind {
+    S3FS_TREE,      /* a folder, bound read-only (must exist) */
+    S3FS_TOP,       /* a symlink is copied (merged /usr), a folder bound read-only, else nothing */
+    S3FS_DEV,       /* a device node, bound */
+};
+static const struct {
+    const char *path;
+    enum s3fs_root_kind kind;
+} s3fs_root_plan[] = {
+    {"/usr", S3FS_TREE},     {"/etc", S3FS_TREE},         {"/bin", S3FS_TOP},
+    {"/sbin", S3FS_TOP},     {"/lib", S3FS_TOP},          {"/lib32", S3FS_TOP},
+    {"/lib64", S3FS_TOP},    {"/libx32", S3FS_TOP},       {"/dev/null", S3FS_DEV},
+    {"/dev/zero", S3FS_DEV}, {"/dev/random", S3FS_DEV},   {"/dev/urandom", S3FS_DEV},
+};
+
+/* S3FS_ROOT + path into buf (async-signal-safe). */
+static const char *in_root(char *buf, size_t cap, const char *path)
+{
+    size_t a = strlen(S3FS_ROOT), b = strlen(path);
+    if (a + b + 1 > cap)
+        child_die("build a path of its root", ENAMETOOLONG);
+    memcpy(buf, S3FS_ROOT, a);
+    memcpy(buf + a, path, b + 1);
+    return buf;
+}
+
+/* Bind host path src at dst (in the new root), read-only unless dev. */
+static void root_bind(const char *src, const char *dst, bool dev)
+{
+    if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_die(src, errno);
+    if (!dev && mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+        child_die("make its root read-only", errno);
+}
+
+/* Folders of path (in the new root) up to its last component, and an empty
+ * file or folder for the last one to be mounted on. */
+static void root_mkpath(char *path, bool dir)
+{
+    for (char *p = path + strlen(S3FS_ROOT) + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        int rc = mkdir(path, 0755);
+        *p = '/';
+        if (rc < 0 && errno != EEXIST)
+            child_die("make a folder of its root", errno);
+    }
+    int fd;
+    if (dir ? mkdir(path, 0755) < 0 && errno != EEXIST
+            : (fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0 || close(fd) < 0)
+        child_die("make a mount point of its root", errno);
+}
+
+/* Build s3fs's root (see s3fs_root_plan) with its /tmp the folder wfd and
+ * make it the root; resolv: the host file /etc/resolv.conf leads to when
+ * outside /etc and /usr (systemd-resolved's /run/...), or NULL. */
+static void s3fs_root(int wfd, const char *resolv)
+{
+    char a[4096], b[4096];
+    if (mount("tmpfs", S3FS_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
+        child_die("mount its root", errno);
+    for (size_t i = 0; i < CB_ARRAY_LEN(s3fs_root_plan); i++) {
+        const char *p = s3fs_root_plan[i].path;
+        struct stat st;
+        if (lstat(p, &st) < 0) {
+            if (s3fs_root_plan[i].kind == S3FS_TOP)
+                continue;
+            child_die(p, errno);
+        }
+        in_root(a, sizeof a, p);
+        if (s3fs_root_plan[i].kind == S3FS_TOP && S_ISLNK(st.st_mode)) {
+            ssize_t n = readlink(p, b, sizeof b - 1);
+            if (n < 0)
+                child_die(p, errno);
+            b[n] = '\0';
+            if (symlink(b, a) < 0)
+                child_die("copy a link into its root", errno);
+            continue;
+        }
+        if (s3fs_root_plan[i].kind == S3FS_TOP && !S_ISDIR(st.st_mode))
+            continue;
+        root_mkpath(a, s3fs_root_plan[i].kind != S3FS_DEV);
+        root_bind(p, a, s3fs_root_plan[i].kind == S3FS_DEV);
+    }
+    if (resolv) {
+        root_mkpath((char *)in_root(a, sizeof a, resolv), false);
+        root_bind(resolv, a, false);
+    }
+    /* its /tmp (with the fusermount stand-in mounted in it), its /proc */
+    char num[16], *n = num + sizeof num;
+    *--n = '\0';
+    do
+        *--n = (char)('0' + wfd % 10);
+    while ((wfd /= 10) && n > num);
+    strcpy(b, "/proc/self/fd/");
+    strcat(b, n);
+    root_mkpath((char *)in_root(a, sizeof a, "/tmp"), true);
+    if (mount(b, a, NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_die("mount its /tmp", errno);
+    root_mkpath((char *)in_root(a, sizeof a, "/proc"), true);
+    if (mount("proc", a, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        child_die("mount its /proc", errno);
+    /* libfuse runs /bin/fusermount when it exists: the stand-in there too */
+    if (access(in_root(a, sizeof a, "/bin/fusermount"), F_OK) == 0 &&
+        mount(in_root(b, sizeof b, "/tmp/.bin/fusermount"), a, NULL, MS_BIND, NULL) < 0)
+        child_die("mount its /bin/fusermount", errno);
+    if (mount(NULL, S3FS_ROOT, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
+        child_die("make its root read-only", errno);
+    if (chdir(S3FS_ROOT) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
+        chdir("/") < 0)
+        child_die("enter its root", errno);
+}
+
 /* In s3fs's child (pid 1 of its new pid, mount and ipc namespaces, still
  * the server's root): the setup of the design note above, then s3fs as
  * `user`. Never returns. */
 static void s3fs_child(const char *exe, char **argv, char **envp, const char *work, const char *stand_in,
-                       int fuse_fd, int exe_tree, const char *exe_path, int log_fd, unsigned user)
+                       int fuse_fd, int exe_tree, const char *exe_path, int log_fd, unsigned user,
+                       const char *resolv)
 {
     /* the server's 0-2 are open: fuse_fd, exe_tree and log_fd are above */
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -577,12 +700,11 @@ static void s3fs_child(const char *exe, char **argv, char **envp, const char *wo
     if (syscall(SYS_move_mount, exe_tree, "", AT_FDCWD, stand_in, MOVE_MOUNT_F_EMPTY_PATH) < 0 &&
         mount(exe_path, stand_in, NULL, MS_BIND, NULL) < 0)
         child_die("mount its fusermount", errno);
-    if (access("/bin/fusermount", F_OK) == 0 && mount(stand_in, "/bin/fusermount", NULL, MS_BIND, NULL) < 0)
-        child_die("mount its /bin/fusermount", errno);
-    if (mount(work, "/tmp", NULL, MS_BIND | MS_REC, NULL) < 0)
-        child_die("mount its /tmp", errno);
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-        child_die("mount its /proc", errno);
+    /* work may be under the host's /tmp, which its root hides */
+    int wfd = open(work, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (wfd < 0)
+        child_die("open its /tmp", errno);
+    s3fs_root(wfd, resolv);
     if (fuse_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(fuse_fd, 3) < 0)
         child_die("pass the FUSE fd", errno);
     if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0)
@@ -671,9 +793,14 @@ static pid_t s3fs_start(const cJSON *m, unsigned user, const char *dir, const ch
         umount2(dir, MNT_DETACH);
         return sb_fail(err, SB_E_INTERNAL_ERROR, "pipe: %s", strerror(e)), -1;
     }
+    /* where /etc/resolv.conf leads, when its root would not have it */
+    char resolv_buf[PATH_MAX];
+    const char *resolv = realpath("/etc/resolv.conf", resolv_buf);
+    if (resolv && (strncmp(resolv, "/etc/", 5) == 0 || strncmp(resolv, "/usr/", 5) == 0))
+        resolv = NULL;
     pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | SIGCHLD, 0, 0, 0, 0);
     if (pid == 0)
-        s3fs_child(exe, argv, envp, work, stand_in, fuse_fd, exe_tree, exe_path, p[1], user);
+        s3fs_child(exe, argv, envp, work, stand_in, fuse_fd, exe_tree, exe_path, p[1], user, resolv);
     int e = errno;
     close(p[1]);
     close(exe_tree);

@@ -18,6 +18,7 @@ process or mount left.
 Prints TAP.
 """
 import hashlib
+import errno
 import os
 import shutil
 import subprocess
@@ -217,6 +218,29 @@ try:
     except OSError as e:
         its_tmp = e
     t.eq(its_tmp, [".bin", "mnt"], "s3fs's /tmp is a folder of its own (the host's /tmp is hidden from it)")
+    # its root: only what it needs of the host, read-only (a bug in it could
+    # otherwise read every world-readable file of the host)
+    root = "/proc/%d/root" % pids[0] if len(pids) == 1 else "/nonexistent"
+    try:
+        its_root = sorted(os.listdir(root))
+        its_dev = sorted(os.listdir(root + "/dev"))
+    except OSError as e:
+        its_root = its_dev = e
+    t.ok(isinstance(its_root, list)
+         and set(its_root) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "tmp", "usr"}
+         and {"usr", "etc", "dev", "proc", "tmp"} <= set(its_root)
+         and its_dev == ["null", "random", "urandom", "zero"],
+         "s3fs's root holds /usr, /etc, the /bin and /lib links, 4 devices, /proc and its /tmp: no home "
+         "folders, /root, /var, /srv or /opt of the host", (its_root, its_dev))
+    refused = []
+    for where in ("", "/usr", "/etc"):
+        probe = root + where + "/.cellbox-test-probe"
+        try:
+            open(probe, "w").close()
+            os.unlink(probe)
+        except OSError as e:
+            refused.append(e.errno)
+    t.eq(refused, [errno.EROFS] * 3, "... all of it read-only (its root, /usr, /etc: EROFS even for the host's root)")
     out, rc = sh("mnt", "cat /workspace/data/hello.txt && echo more > /workspace/data/priv.txt && "
                  "cat /workspace/data/priv.txt")
     stored = s3.get("data", "priv.txt")
@@ -272,9 +296,9 @@ try:
     slow = {}
     th = threading.Thread(target=lambda: slow.update(r=mount("mnt-slow", mountPath="/workspace/s",
                                                            endpoint="http://127.0.0.1:%d" % mute.getsockname()[1])))
-    n0 = len(s3fs_children())
+    before = set(s3fs_children())   # (one of them may still be ending: new pids, not a count)
     th.start()
-    started = wait_until(lambda: len(s3fs_children()) > n0, timeout=30)
+    started = wait_until(lambda: set(s3fs_children()) - before, timeout=30)
     r = mount("mnt", mountPath="/workspace/quick")
     pending = th.is_alive()
     th.join()
