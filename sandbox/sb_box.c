@@ -56,6 +56,8 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
+#include <endian.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1408,13 +1410,52 @@ static int disk_mount(sb_box *b, const char *ws, sb_error *err)
  * system: a restore's or a user's mounts are never entered). chown drops
  * the setuid/setgid bits of a file: its mode is set again. Owners outside
  * `from` are left alone. Run again after a crash, it goes on where it
- * stopped (shifted files are no longer in `from`). ACL entries that name
- * ids of `from` are not rewritten. */
+ * stopped (shifted files are no longer in `from`). POSIX ACL entries that
+ * name ids of `from` (user:ID, group:ID, access and default ACLs) follow
+ * too (shift_acl), before the owner: a crash between the two leaves the
+ * file in `from`, so a new run comes back to it. */
 static __thread unsigned shift_from, shift_to;
+
+/* The ACL xattr `name` of path with its ids of the range shift_from moved
+ * to shift_to. The kernel's format (uapi posix_acl_xattr.h): a le32 version
+ * (2), then entries {le16 tag, le16 perm, le32 id}; only ACL_USER (2) and
+ * ACL_GROUP (8) entries carry an id. 0 or an errno. */
+static int shift_acl(const char *path, const char *name)
+{
+    static __thread uint8_t buf[65536];  /* XATTR_SIZE_MAX */
+    ssize_t n = lgetxattr(path, name, buf, sizeof buf);
+    if (n < 0)
+        return errno == ENODATA || errno == ENOTSUP ? 0 : errno;
+    uint32_t version;
+    memcpy(&version, buf, n >= 4 ? 4 : 0);
+    if (n < 4 || (n - 4) % 8 != 0 || le32toh(version) != 2)
+        return 0;  /* not a format this knows: left as it is */
+    bool changed = false;
+    for (ssize_t off = 4; off + 8 <= n; off += 8) {
+        uint16_t tag;
+        uint32_t id;
+        memcpy(&tag, buf + off, 2);
+        memcpy(&id, buf + off + 4, 4);
+        id = le32toh(id);
+        if ((le16toh(tag) == 2 || le16toh(tag) == 8) && id - shift_from < SB_ID_RANGE) {
+            id = htole32(id - shift_from + shift_to);
+            memcpy(buf + off + 4, &id, 4);
+            changed = true;
+        }
+    }
+    return changed && lsetxattr(path, name, buf, (size_t)n, XATTR_REPLACE) < 0 ? errno : 0;
+}
 
 static int shift_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)flag, (void)ftw;
+    if (!S_ISLNK(st->st_mode)) {
+        int e = shift_acl(path, "system.posix_acl_access");
+        if (!e && S_ISDIR(st->st_mode))
+            e = shift_acl(path, "system.posix_acl_default");
+        if (e)
+            return e;
+    }
     bool u = st->st_uid - shift_from < SB_ID_RANGE, g = st->st_gid - shift_from < SB_ID_RANGE;
     if (!u && !g)
         return 0;

@@ -14,6 +14,7 @@ them (CELLBOX_MAX_ID_RANGES lowers it here), and a freed one is given again.
 Prints TAP.
 """
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -273,6 +274,20 @@ def base_in(s, sid):
         return int(f.read().split()[1])
 
 
+def acl(user, group, other_user):
+    """A POSIX ACL xattr (the kernel's format): rw owner, r for user, group
+    and other_user, mask r, other none."""
+    entries = [(1, 6, 0xFFFFFFFF), (2, 4, user), (2, 4, other_user), (4, 4, 0xFFFFFFFF), (8, 4, group),
+               (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def acl_ids(raw):
+    """[(tag, id)] of the user and group entries of an ACL xattr."""
+    ents = [struct.unpack_from("<HHI", raw, off) for off in range(4, len(raw), 8)]
+    return sorted((tag, i) for tag, _, i in ents if tag in (2, 8))
+
+
 def owners(s, sid):
     top = os.path.join(s.state, "sandboxes", sid, "workspace")
     out = set()
@@ -309,6 +324,12 @@ try:
     a.sh("ids-a1", "echo kept > /workspace/f && mkdir -p /workspace/d && echo x > /workspace/d/x")
     a_base = base_in(a, "ids-a1")
     a2_base = base_in(a, "ids-a2")
+    # POSIX ACLs naming ids of its range (user 1234 and group 1234 inside)
+    # and one outside every range (4242): set from the host, as setfacl
+    # inside would store them
+    ws_a1 = os.path.join(a.state, "sandboxes", "ids-a1", "workspace")
+    os.setxattr(os.path.join(ws_a1, "f"), "system.posix_acl_access", acl(a_base + 1234, a_base + 1234, 4242))
+    os.setxattr(os.path.join(ws_a1, "d"), "system.posix_acl_default", acl(a_base + 1234, a_base + 1234, 4242))
     t.eq(a.stop(), 0, "server A stops (its sandboxes keep their ranges in sandbox.json)")
     b.start()
     b.sh("ids-b1", "true")
@@ -320,6 +341,12 @@ try:
     res = a.sh("ids-a1", "cat /workspace/f /workspace/d/x && echo y >> /workspace/d/x && echo ok")
     res2 = a.sh("ids-a2", "echo ok")
     now = {base_in(a, "ids-a1"), base_in(a, "ids-a2")}
+    nb = base_in(a, "ids-a1")
+    acls = [acl_ids(os.getxattr(os.path.join(ws_a1, "f"), "system.posix_acl_access")),
+            acl_ids(os.getxattr(os.path.join(ws_a1, "d"), "system.posix_acl_default"))]
+    t.ok(nb != a_base and acls == [[(2, 4242), (2, nb + 1234), (8, nb + 1234)]] * 2,
+         "... and its files' ACL entries (access and default) naming ids of its old range name the same "
+         "ids of the new one; an id outside every range is kept", (a_base, nb, acls))
     t.ok(made == [201] and (a_base in held_b or a2_base in held_b) and not (now & held_b) and len(now) == 2
          and res["stdout"] == "kept\nx\nok\n" and res2["stdout"] == "ok\n"
          and owners(a, "ids-a1") == {(base_in(a, "ids-a1") + 1000,) * 2},
