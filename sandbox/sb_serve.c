@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -85,6 +86,42 @@ static void on_bound(unsigned short port)
 {
     sb_error err;
     sb_ports_configure(preview_base, port, &err);  /* checked once already: cannot fail */
+}
+
+/* One server per state folder: two would start agents for the same
+ * sandboxes, move each other's files to other id ranges and finish each
+ * other's restores. An OFD write lock on STATE/server.lock, held for the
+ * server's life (the kernel drops it however the server ends; close-on-exec,
+ * so no agent keeps it); the file holds the pid, for the message. The fd
+ * (kept open), or -1 after saying why. */
+static int lock_state(const char *state)
+{
+    cb_autofree char *path = cb_printf_new("%s/server.lock", state);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "cellbox serve: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_OFD_SETLK, &l) < 0) {
+        if (errno == EAGAIN || errno == EACCES) {
+            char pid[24] = "";
+            ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+            pid[n > 0 ? n : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            fprintf(stderr, "cellbox serve: another server (pid %s) uses the state folder %s: stop it, or "
+                    "give this one a --state-dir of its own\n", *pid ? pid : "unknown", state);
+        } else {
+            fprintf(stderr, "cellbox serve: cannot lock %s: %s\n", path, strerror(errno));
+        }
+        close(fd);
+        return -1;
+    }
+    char buf[24];
+    int len = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) != len)
+        cb_warn("serve", "cannot write the pid into %s: %s", path, strerror(errno));
+    return fd;
 }
 
 static char *default_state_dir(void)
@@ -263,6 +300,13 @@ int sb_cmd_serve(int argc, char **argv)
     }
     chmod(state_dir, 0700);
     cb_autofree char *abs_state = realpath(state_dir, NULL);
+    if (!abs_state) {
+        fprintf(stderr, "cellbox serve: %s: %s\n", state_dir, strerror(errno));
+        return 1;
+    }
+    int state_lock = lock_state(abs_state);
+    if (state_lock < 0)
+        return 1;
     cb_autofree char *tf = token_file ? cb_strdup(token_file) : cb_printf_new("%s/token", abs_state);
     cb_autofree char *token = load_token(tf);
     if (!token)
@@ -318,5 +362,6 @@ int sb_cmd_serve(int argc, char **argv)
     sb_boxes_shutdown();
     sb_http_stop(d);
     cb_logkv(CB_LOG_INFO, "serve", NULL, "stopped");
+    close(state_lock);
     return 0;
 }

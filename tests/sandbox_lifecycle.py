@@ -315,6 +315,25 @@ try:
         twin.stop()
         twin.cleanup()
     t.eq(srv.get("/v1/health").status, 200, "the first server still answers")
+
+    # ---- a second server on the same state folder ------------------------------
+    # It must refuse to start, before it touches anything: two would start
+    # agents for the same sandboxes and move each other's files.
+    listed = sorted(b["id"] for b in srv.get("/v1/sandboxes").json()["sandboxes"])
+    try:
+        twin = Server(state=srv.state, extra_args=["--pool", "0"])
+    except RuntimeError as e:
+        twin = None
+        t.ok("another server (pid %d) uses the state folder" % srv.server_pid in str(e)
+             and os.path.realpath(srv.state) in str(e),
+             "a second server on the same state folder: refused, naming the first one's pid and the folder", e)
+    if twin:
+        t.ok(False, "a second server on the same state folder: refused", "it started: " + twin.url)
+        twin.stop()
+        twin.cleanup()
+    t.ok(srv.get("/v1/health").status == 200
+         and sorted(b["id"] for b in srv.get("/v1/sandboxes").json()["sandboxes"]) == listed,
+         "the first server still answers, with the same sandboxes", listed)
 finally:
     srv.finish(t, IDS, "final graceful stop")
 
