@@ -20,7 +20,8 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import CELLBOX, TAP, Server, can_sandbox, in_threads, wait_until  # noqa: E402
+from sandbox_lib import (CELLBOX, TAP, Server, can_sandbox, host_id_base, in_threads, wait_until,  # noqa: E402
+                         workspace_owners)
 
 t = TAP()
 if not can_sandbox():
@@ -235,8 +236,7 @@ UIDS = ["cap-u%d" % i for i in range(4)]
 
 
 def base_of(sid):
-    with open("/proc/%d/uid_map" % srv.get("/v1/sandboxes/" + sid).json()["agentPid"]) as f:
-        return int(f.read().split()[1])
+    return host_id_base(srv, sid)
 
 
 try:
@@ -269,11 +269,6 @@ b = Server(extra_args=["--pool", "0"], id_lock=lock)
 SRV_IDS = ["ids-a1", "ids-a2", "ids-b1", "ids-b2", "ids-b3"]
 
 
-def base_in(s, sid):
-    with open("/proc/%d/uid_map" % s.get("/v1/sandboxes/" + sid).json()["agentPid"]) as f:
-        return int(f.read().split()[1])
-
-
 def acl(user, group, other_user):
     """A POSIX ACL xattr (the kernel's format): rw owner, r for user, group
     and other_user, mask r, other none."""
@@ -288,23 +283,13 @@ def acl_ids(raw):
     return sorted((tag, i) for tag, _, i in ents if tag in (2, 8))
 
 
-def owners(s, sid):
-    top = os.path.join(s.state, "sandboxes", sid, "workspace")
-    out = set()
-    for root, dirs, files in os.walk(top):
-        for n in ["."] + dirs + files:
-            st = os.lstat(os.path.join(root, n))
-            out.add((st.st_uid, st.st_gid))
-    return out
-
-
 try:
     for sid in ("ids-b1", "ids-b2"):
         b.create(sid)
     for sid in ("ids-a1",):
         a.create(sid)
     r = a.put("/v1/sandboxes/ids-a2", {})
-    bases = {sid: base_in(s, sid) for s, sid in ((b, "ids-b1"), (b, "ids-b2"), (a, "ids-a1"))}
+    bases = {sid: host_id_base(s, sid) for s, sid in ((b, "ids-b1"), (b, "ids-b2"), (a, "ids-a1"))}
     t.ok(len(set(bases.values())) == 3 and r.status == 429 and r.code == "TOO_MANY_SANDBOXES"
          and "other servers" in r.json()["error"]["message"],
          "two servers sharing --id-lock give their sandboxes different host id ranges; with 3 ranges and "
@@ -316,14 +301,14 @@ try:
     # (the refused create above made ids-a2, as any create whose start
     # fails does, e.g. at --max-running: this PUT starts it)
     r = a.put("/v1/sandboxes/ids-a2", {})
-    t.ok(r.status in (200, 201) and base_in(a, "ids-a2") in (bases["ids-b1"], bases["ids-b2"]),
+    t.ok(r.status in (200, 201) and host_id_base(a, "ids-a2") in (bases["ids-b1"], bases["ids-b2"]),
          "a SIGKILLed server's leases end with it: its ranges are given to the other's next sandbox", r)
 
     # a stopped server's saved range taken by another server meanwhile: the
     # sandbox gets a free one at its next start, its files follow
     a.sh("ids-a1", "echo kept > /workspace/f && mkdir -p /workspace/d && echo x > /workspace/d/x")
-    a_base = base_in(a, "ids-a1")
-    a2_base = base_in(a, "ids-a2")
+    a_base = host_id_base(a, "ids-a1")
+    a2_base = host_id_base(a, "ids-a2")
     # POSIX ACLs naming ids of its range (user 1234 and group 1234 inside)
     # and one outside every range (4242): set from the host, as setfacl
     # inside would store them
@@ -335,13 +320,13 @@ try:
     b.sh("ids-b1", "true")
     b.sh("ids-b2", "true")
     made = [b.put("/v1/sandboxes/" + sid, {}).status for sid in ("ids-b3",)]
-    held_b = {base_in(b, sid) for sid in ("ids-b1", "ids-b2", "ids-b3")}
+    held_b = {host_id_base(b, sid) for sid in ("ids-b1", "ids-b2", "ids-b3")}
     a.env = None  # the 3 ranges of before are all B's now
     a.start()
     res = a.sh("ids-a1", "cat /workspace/f /workspace/d/x && echo y >> /workspace/d/x && echo ok")
     res2 = a.sh("ids-a2", "echo ok")
-    now = {base_in(a, "ids-a1"), base_in(a, "ids-a2")}
-    nb = base_in(a, "ids-a1")
+    now = {host_id_base(a, "ids-a1"), host_id_base(a, "ids-a2")}
+    nb = host_id_base(a, "ids-a1")
     acls = [acl_ids(os.getxattr(os.path.join(ws_a1, "f"), "system.posix_acl_access")),
             acl_ids(os.getxattr(os.path.join(ws_a1, "d"), "system.posix_acl_default"))]
     t.ok(nb != a_base and acls == [[(2, 4242), (2, nb + 1234), (8, nb + 1234)]] * 2,
@@ -349,7 +334,7 @@ try:
          "ids of the new one; an id outside every range is kept", (a_base, nb, acls))
     t.ok(made == [201] and (a_base in held_b or a2_base in held_b) and not (now & held_b) and len(now) == 2
          and res["stdout"] == "kept\nx\nok\n" and res2["stdout"] == "ok\n"
-         and owners(a, "ids-a1") == {(base_in(a, "ids-a1") + 1000,) * 2},
+         and workspace_owners(a, "ids-a1") == {(host_id_base(a, "ids-a1") + 1000,) * 2},
          "a server that restarts after another took its sandboxes' ranges gives them free ones; their "
          "files follow and they read and write them", (a_base, a2_base, held_b, now, res, res2))
 finally:
@@ -365,7 +350,7 @@ finally:
 d = Server(extra_args=["--pool", "0"], id_lock="default")
 try:
     d.create("ids-d1")
-    index = (base_in(d, "ids-d1") - 1000000) // 65536
+    index = (host_id_base(d, "ids-d1") - 1000000) // 65536
     ino = os.stat("/run/cellbox/id-ranges.lock").st_ino
     with open("/proc/locks") as f:
         locks = [ln.split() for ln in f]

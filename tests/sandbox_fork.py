@@ -20,7 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_lib import TAP, Server, can_sandbox  # noqa: E402
+from sandbox_lib import TAP, Server, can_sandbox, host_id_base, workspace_owners  # noqa: E402
 
 t = TAP()
 if not can_sandbox():
@@ -101,25 +101,6 @@ def gone(s, box):
     return r.status == 404 and r.code == "SANDBOX_NOT_FOUND" and not os.path.exists(state_dir(s, box))
 
 
-def host_base(s, box):
-    """The host id of the sandbox's uid 0 (its agent's uid_map; it runs)."""
-    pid = s.get("/v1/sandboxes/" + box).json().get("agentPid")
-    with open("/proc/%d/uid_map" % pid) as f:
-        return int(f.read().split()[1])
-
-
-def host_owners(s, box, sub=""):
-    """The (uid, gid) pairs of everything in the sandbox's workspace folder
-    (or its subfolder sub), seen on the host."""
-    top = os.path.join(state_dir(s, box), "workspace", sub)
-    found = set()
-    for root, dirs, files in os.walk(top):
-        for n in [""] + dirs + files:
-            st = os.lstat(os.path.join(root, n))
-            found.add((st.st_uid, st.st_gid))
-    return found
-
-
 try:
     r = srv.put(S, OPTS)
     t.ok(r.status == 201, "source created with custom limits, env, sleepAfter, keepAlive", r)
@@ -153,10 +134,10 @@ try:
     t.eq(x["stdout"].strip(), "0", "no temporary .cellbox-* folder in the fork")
     # each sandbox has host ids of its own (sandbox_hostile.py): the copy
     # belongs to the fork's, not the source's
-    src_base, new_base = host_base(srv, "fk-src"), host_base(srv, "fk-new")
-    owned = host_owners(srv, "fk-new")
+    src_base, new_base = host_id_base(srv, "fk-src"), host_id_base(srv, "fk-new")
+    owned = workspace_owners(srv, "fk-new")
     t.ok(src_base != new_base and owned == {(new_base + 1000, new_base + 1000)}
-         and host_owners(srv, "fk-src") == {(src_base + 1000, src_base + 1000)},
+         and workspace_owners(srv, "fk-src") == {(src_base + 1000, src_base + 1000)},
          "on the host the fork's files belong to its own user (its id range), not the source's",
          (src_base, new_base, owned))
 
@@ -253,9 +234,9 @@ try:
     t.ok(got == src_sub and sh(srv, "fk-tgt", "cat /workspace/mine/t")["stdout"] == "t\n"
          and listing(srv, "fk-src", "/workspace/src") == src_sub,
          "the target's folder is exactly the backup; its other folders and the source unchanged", diff(got, src_sub))
-    tgt_base = host_base(srv, "fk-tgt")
-    owned = host_owners(srv, "fk-tgt", "src")
-    t.ok(tgt_base != host_base(srv, "fk-src") and owned == {(tgt_base + 1000, tgt_base + 1000)},
+    tgt_base = host_id_base(srv, "fk-tgt")
+    owned = workspace_owners(srv, "fk-tgt", "src")
+    t.ok(tgt_base != host_id_base(srv, "fk-src") and owned == {(tgt_base + 1000, tgt_base + 1000)},
          "on the host the restored files belong to the target's user (its id range), not the source's",
          (tgt_base, owned))
     r = srv.post(S + "/backups/%s/restore" % bid, {"sandboxId": "fk-tgt", "path": "/tmp/copy"})

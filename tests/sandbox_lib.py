@@ -295,6 +295,24 @@ class Server:
             return ""
 
 
+def host_id_base(s, sid):
+    """The host id of a running sandbox's uid 0 (its agent's uid_map)."""
+    with open("/proc/%d/uid_map" % s.get("/v1/sandboxes/" + sid).json()["agentPid"]) as f:
+        return int(f.read().split()[1])
+
+
+def workspace_owners(s, sid, sub=""):
+    """The (uid, gid) pairs of everything in a sandbox's workspace folder
+    (or its subfolder sub), seen on the host."""
+    top = os.path.join(s.state, "sandboxes", sid, "workspace", sub)
+    found = set()
+    for root, dirs, files in os.walk(top):
+        for n in [""] + dirs + files:
+            st = os.lstat(os.path.join(root, n))
+            found.add((st.st_uid, st.st_gid))
+    return found
+
+
 def cgroup_limits(pid):
     """The memory and pids limits of the cgroups of a process (a sandbox's
     agent), read on the host (cgroup v1 or v2): {"memory": "314572800",
