@@ -475,15 +475,23 @@ __attribute__((constructor)) static void fusermount_standin(int argc, char **arg
     _exit(n == 1 ? 0 : 1);
 }
 
+/* v in decimal, written at the end of num (async-signal-safe). */
+static const char *child_uint(char num[16], unsigned v)
+{
+    char *p = num + 16;
+    *--p = '\0';
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) && p > num);
+    return p;
+}
+
 /* In s3fs's child: a line s3fs_reason() shows, then the end (async-signal-safe). */
 static void child_die(const char *what, int e)
 {
-    char num[16], *p = num + sizeof num;
-    *--p = '\0';
-    do
-        *--p = (char)('0' + e % 10);
-    while ((e /= 10) && p > num);
-    const char *parts[] = {"[CRT] cellbox, starting s3fs: cannot ", what, " (errno ", p, ")\n"};
+    char num[16];
+    const char *parts[] = {"[CRT] cellbox, starting s3fs: cannot ", what, " (errno ", child_uint(num, (unsigned)e),
+                           ")\n"};
     for (size_t i = 0; i < CB_ARRAY_LEN(parts); i++)
         if (write(2, parts[i], strlen(parts[i])) < 0)
             break;
@@ -654,13 +662,9 @@ static void s3fs_root(int wfd, const char *resolv)
         root_bind(resolv, a, false);
     }
     /* its /tmp (with the fusermount stand-in mounted in it), its /proc */
-    char num[16], *n = num + sizeof num;
-    *--n = '\0';
-    do
-        *--n = (char)('0' + wfd % 10);
-    while ((wfd /= 10) && n > num);
+    char num[16];
     strcpy(b, "/proc/self/fd/");
-    strcat(b, n);
+    strcat(b, child_uint(num, (unsigned)wfd));
     root_mkpath((char *)in_root(a, sizeof a, "/tmp"), true);
     if (mount(b, a, NULL, MS_BIND | MS_REC, NULL) < 0)
         child_die("mount its /tmp", errno);
