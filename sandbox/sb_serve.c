@@ -111,11 +111,13 @@ static int lock_state(const char *state)
             pid[strcspn(pid, "\n")] = '\0';
             fprintf(stderr, "cellbox serve: another server (pid %s) uses the state folder %s: stop it, or "
                     "give this one a --state-dir of its own\n", *pid ? pid : "unknown", state);
-        } else {
-            fprintf(stderr, "cellbox serve: cannot lock %s: %s\n", path, strerror(errno));
+            close(fd);
+            return -1;
         }
-        close(fd);
-        return -1;
+        /* a file system without locks (some network ones): say so, go on */
+        cb_warn("serve", "cannot lock %s (%s): nothing stops a second server on this state folder", path,
+                strerror(errno));
+        return fd;
     }
     char buf[24];
     int len = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
