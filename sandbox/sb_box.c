@@ -578,6 +578,7 @@ static int load_box(const char *id)
     }
     ensure_default_session(b);
     sb_procs_load(b);
+    sb_mounts_on_load(b);
     reg_add(b);
     return 0;
 }

@@ -1291,6 +1291,14 @@ void sb_mounts_on_start(sb_box *b)
     cJSON_Delete(all);
 }
 
+void sb_mounts_on_load(sb_box *b)
+{
+    cb_autofree char *tmp = cb_printf_new("%s/mnt-tmp", b->dir);
+    if (access(tmp, F_OK) == 0 && sb_rm_rf(tmp) < 0)
+        cb_warn("mount", "sandbox %s: cannot remove the work folders of earlier s3fs in %s: %s", b->id, tmp,
+                strerror(errno));
+}
+
 void sb_mounts_on_delete(sb_box *b)
 {
     pthread_mutex_lock(&ops_mu);

@@ -46,6 +46,10 @@ int sb_mount_delete(sb_req *r, sb_box *b, sb_error *err);     /* DELETE .../moun
 /* The sandbox b just started (b->mu held, b->agent running): mount its
  * saved buckets again. Failures are logged and kept for the list. */
 void sb_mounts_on_start(sb_box *b);
+/* The server loads sandbox b (at its start, before any of it runs): remove
+ * the work folders of s3fs processes a server that ended without its
+ * shutdown (SIGKILL) left (their s3fs ended with it). */
+void sb_mounts_on_load(sb_box *b);
 /* The sandbox b is being deleted: forget its mounts. */
 void sb_mounts_on_delete(sb_box *b);
 

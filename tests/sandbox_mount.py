@@ -21,6 +21,7 @@ import hashlib
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import socket
 import sys
@@ -366,6 +367,26 @@ try:
          "deleting a sandbox with a bucket mounted ends its s3fs", (r, d, s3fs_children()))
     t.ok(s3.get("data", "hello.txt") == b"hello world\n" and "moved.txt" in s3.keys_of("data"),
          "... and leaves the bucket's objects alone", s3.keys_of("data"))
+
+    # ---- a server SIGKILLed with buckets mounted ----------------------------------------
+    # its s3fs end with it (their FUSE connections end with the sandbox's
+    # mount namespace); their work folders, which only a running server
+    # removes, go at the next start
+    work = os.path.join(srv.state, "sandboxes", "mnt", "mnt-tmp")
+    before = sorted(os.listdir(work))
+    os.kill(srv.server_pid, signal.SIGKILL)
+    srv.proc.wait()
+    srv.proc.stdout.close()
+    srv.log.close()
+    srv.proc = None
+    ended = wait_until(lambda: not s3fs_children(), timeout=20)
+    srv.start()
+    out, rc = sh("mnt", "cat /workspace/data/hello.txt")
+    now = sorted(os.listdir(work))
+    t.ok(len(before) == 2 and ended and rc == 0 and out == "hello world\n" and len(now) == len(s3fs_children()) == 2
+         and not set(now) & set(before),
+         "server SIGKILLed with 2 buckets mounted: its s3fs end, and after the restart the work folders are "
+         "those of the 2 new s3fs only", (before, ended, now, s3fs_children(), out))
 
     # ---- the store is gone when the sandbox starts again -------------------------------
     port = s3.port
