@@ -33,6 +33,7 @@
 #include "config.h"
 #include "kernel/client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -955,6 +956,40 @@ void kn_client_set_cancel_fd(kn_client *c, int fd)
     c->cancel_fd = fd;
 }
 
+/* Does process group pgid still hold a process that is not a zombie? */
+static bool group_alive(pid_t pgid)
+{
+    if (killpg(pgid, 0) < 0)
+        return false;  /* no process at all (zombies count for kill) */
+    DIR *d = opendir("/proc");
+    if (!d)
+        return false;
+    bool alive = false;
+    struct dirent *e;
+    while (!alive && (e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        /* "pid (comm) state ppid pgrp ...": comm may hold anything, ')' too */
+        char *r = strrchr(buf, ')'), state;
+        int ppid, pgrp;
+        if (r && sscanf(r + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid && state != 'Z' &&
+            state != 'X')
+            alive = true;
+    }
+    closedir(d);
+    return alive;
+}
+
 void kn_client_kill(kn_client *c)
 {
     if (c->pid <= 0 || c->reaped)
@@ -963,6 +998,12 @@ void kn_client_kill(kn_client *c)
     kill(c->pid, SIGKILL);  /* in case it left its group */
     stop_guard(c);  /* before the pid can be reused */
     reap(c);
+    /* SIGKILL takes effect as each process next runs: on a loaded machine
+     * user code's children (a forked worker, a server started by a cell)
+     * were seen alive after this returned. Wait, up to 2 s, until none is
+     * left, so that nothing of the kernel outlives its end. */
+    for (int i = 0; i < 400 && group_alive(c->pid); i++)
+        usleep(5000);
 }
 
 int kn_client_shutdown(kn_client *c, double grace)
