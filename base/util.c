@@ -3,6 +3,7 @@
 #include "config.h"
 #include "base/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -338,4 +339,33 @@ bool cb_str_has_suffix(const char *s, const char *suffix)
 {
     size_t ls = strlen(s), lx = strlen(suffix);
     return ls >= lx && memcmp(s + ls - lx, suffix, lx) == 0;
+}
+
+void cb_proc_each(cb_proc_fn fn, void *arg)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        /* "pid (comm) state ppid pgrp ...": comm may hold anything, ')' too */
+        char *r = strrchr(buf, ')'), state;
+        int ppid, pgrp;
+        if (r && sscanf(r + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 &&
+            !fn((pid_t)atoi(e->d_name), state, (pid_t)ppid, (pid_t)pgrp, arg))
+            break;
+    }
+    closedir(d);
 }

@@ -73,6 +73,11 @@ char *cb_path_join(const char *a, const char *b);       /* returns owned */
 char *cb_self_exe(void);                                /* absolute path of this binary; owned */
 const char *cb_home_dir(void);
 
+/* Calls fn for each process in /proc (its pid, state letter, parent and
+ * process group) until fn returns false. */
+typedef bool (*cb_proc_fn)(pid_t pid, char state, pid_t ppid, pid_t pgrp, void *arg);
+void cb_proc_each(cb_proc_fn fn, void *arg);
+
 bool cb_str_has_prefix(const char *s, const char *prefix);
 bool cb_str_has_suffix(const char *s, const char *suffix);
 

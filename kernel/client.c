@@ -33,7 +33,6 @@
 #include "config.h"
 #include "kernel/client.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -956,38 +955,26 @@ void kn_client_set_cancel_fd(kn_client *c, int fd)
     c->cancel_fd = fd;
 }
 
+/* cb_proc_each: stop at a live (not zombie) process of group *arg. */
+static bool not_in_group(pid_t pid, char state, pid_t ppid, pid_t pgrp, void *arg)
+{
+    (void)pid, (void)ppid;
+    pid_t *pgid = arg;
+    if (pgrp == *pgid && state != 'Z' && state != 'X') {
+        *pgid = 0;  /* found */
+        return false;
+    }
+    return true;
+}
+
 /* Does process group pgid still hold a process that is not a zombie? */
 static bool group_alive(pid_t pgid)
 {
     if (killpg(pgid, 0) < 0)
         return false;  /* no process at all (zombies count for kill) */
-    DIR *d = opendir("/proc");
-    if (!d)
-        return false;
-    bool alive = false;
-    struct dirent *e;
-    while (!alive && (e = readdir(d))) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        /* "pid (comm) state ppid pgrp ...": comm may hold anything, ')' too */
-        char *r = strrchr(buf, ')'), state;
-        int ppid, pgrp;
-        if (r && sscanf(r + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid && state != 'Z' &&
-            state != 'X')
-            alive = true;
-    }
-    closedir(d);
-    return alive;
+    pid_t seek = pgid;
+    cb_proc_each(not_in_group, &seek);
+    return seek == 0;
 }
 
 void kn_client_kill(kn_client *c)

@@ -480,40 +480,31 @@ int sb_rm_rf(const char *path)
     return rc;
 }
 
+/* The processes of /proc, for sb_signal_descendants. */
+typedef struct {
+    pid_t *pids, *ppids;
+    char *zombie;
+    int n, cap;
+} proc_table;
+
+static bool proc_table_add(pid_t pid, char state, pid_t ppid, pid_t pgrp, void *arg)
+{
+    (void)pgrp;
+    proc_table *t = arg;
+    t->pids[t->n] = pid;
+    t->ppids[t->n] = ppid;
+    t->zombie[t->n] = state == 'Z' || state == 'X';
+    return ++t->n < t->cap;
+}
+
 int sb_signal_descendants(pid_t root, int sig)
 {
     enum { MAXP = 32768 };
-    DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
-    pid_t *pids = cb_calloc(MAXP, sizeof *pids), *ppids = cb_calloc(MAXP, sizeof *ppids);
-    char *zombie = cb_calloc(MAXP, 1), *mark = cb_calloc(MAXP, 1);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < MAXP) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t r = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (r <= 0)
-            continue;
-        buf[r] = '\0';
-        char *rp = strrchr(buf, ')');
-        char state;
-        int ppid;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
-            continue;
-        pids[n] = atoi(e->d_name);
-        ppids[n] = ppid;
-        zombie[n] = state == 'Z' || state == 'X';
-        n++;
-    }
-    closedir(d);
+    proc_table t = {cb_calloc(MAXP, sizeof(pid_t)), cb_calloc(MAXP, sizeof(pid_t)), cb_calloc(MAXP, 1), 0, MAXP};
+    cb_proc_each(proc_table_add, &t);
+    pid_t *pids = t.pids, *ppids = t.ppids;
+    char *zombie = t.zombie, *mark = cb_calloc(MAXP, 1);
+    int n = t.n;
     /* mark descendants of root: repeat until no change */
     for (bool changed = true; changed;) {
         changed = false;
