@@ -5,6 +5,7 @@ libcellbox_a_SOURCES += \
 	sandbox/sb_err.c sandbox/sb_err.h \
 	sandbox/sb_proto.c sandbox/sb_proto.h \
 	sandbox/sb_plan.c sandbox/sb_plan.h \
+	sandbox/sb_pin.c sandbox/sb_pin.h \
 	sandbox/sb_secure.c sandbox/sb_secure.h \
 	sandbox/sb_cgroup.c sandbox/sb_cgroup.h \
 	sandbox/sb_net.c sandbox/sb_net.h \

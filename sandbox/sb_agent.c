@@ -1188,6 +1188,9 @@ int sb_cmd_agent(int argc, char **argv)
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
             setup_fail("become root of the user namespace: %s", strerror(errno));
         run_plan(cb_json_arr(setup, "plan"));
+        /* the server's programs were attached by the plan (which closed
+         * their fds); none may go on into the sandbox */
+        close(SB_SELF_FD), close(SB_AGENT_FD);
         if (unshare(CLONE_NEWCGROUP) < 0)
             setup_fail("cgroup namespace: %s", strerror(errno));
         cJSON_Delete(setup);

@@ -34,6 +34,7 @@
  */
 #include "config.h"
 #include "sandbox/sb_box.h"
+#include "sandbox/sb_pin.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -89,7 +90,6 @@ static struct {
     sb_cg_layout cg;
     bool shutting_down;     /* set under mu, read without it too: atomic accesses */
     int agent_log;  /* write end of the pipe every agent's stderr is (-1: the server's own) */
-    char *agent_exe; /* the cellbox-agent program; NULL: `cellbox agent` (this binary) */
 } reg = {.mu = PTHREAD_MUTEX_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER, .agent_log = -1};
 
 int sb_session_create_locked(sb_box *b, const cJSON *body, cJSON **out, sb_error *err);
@@ -682,9 +682,11 @@ int sb_boxes_init(const sb_server_conf *conf, sb_error *err)
         if (stale > 0)
             cb_info("sandbox", "removed %d cgroups left by servers that are gone", stale);
         agent_log_start();
-        reg.agent_exe = find_agent();
+        cb_autofree char *agent = find_agent();
+        sb_pin_init(conf->state_dir, agent);
     } else {
         snprintf(reg.cg.desc, sizeof reg.cg.desc, "none (isolation none)");
+        sb_pin_init(conf->state_dir, NULL);
     }
     const char *gd = getenv("CELLBOX_TEST_AGENT_GO_DELAY_MS");
     if (gd && atoi(gd) > 0 && atoi(gd) <= 60000)
@@ -783,16 +785,8 @@ static cJSON *generic_setup_json(void)
     if (!none) {
         sb_plan plan;
         sb_plan_init(&plan);
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        exe[n > 0 ? n : 0] = '\0';
-        /* rebuilt or reinstalled while we run: the file now at that path */
-        static const char deleted[] = " (deleted)";
-        size_t len = strlen(exe);
-        if (len > sizeof deleted - 1 && strcmp(exe + len - (sizeof deleted - 1), deleted) == 0)
-            exe[len - (sizeof deleted - 1)] = '\0';
-        sb_plan_opts po = {.hostname = "sandbox", .workspace_fd = -1, .tmp_mb = 64,
-                           .self_exe = n > 0 ? exe : NULL, .agent_exe = reg.agent_exe};
+        sb_plan_opts po = {.hostname = "sandbox", .workspace_fd = -1, .tmp_mb = 64, .self_tree = true,
+                           .agent_tree = sb_pin_have(SB_PIN_AGENT)};
         sb_plan_build(&plan, &po);
         cJSON_AddItemToObject(s, "plan", sb_plan_to_json(&plan));
         sb_plan_clear(&plan);
@@ -900,8 +894,8 @@ static int wait_agent(int ctl, const char *want, sb_error *err)
         close(fd);
     if (n <= 0)
         return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE,
-                       "sandbox agent exited during setup (is the cellbox binary executable by all "
-                       "users? exec of /proc/self/exe in the new namespaces failed)"), -1;
+                       "sandbox agent exited during setup (its exec or its setup plan failed: the "
+                       "server's log has its reason)"), -1;
     msg[n] = '\0';
     if (strcmp(msg, want) != 0)
         return sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "%s",
@@ -938,6 +932,19 @@ static pid_t clone_owned(unsigned long flags, uid_t owner)
         errno = e;
     }
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+}
+
+/* fd moved to 64 or above (close-on-exec), out of the way of the fds a
+ * new agent is given; -1 stays -1 (errno kept). */
+static int lift_fd(int fd)
+{
+    if (fd < 0 || fd >= 64)
+        return fd;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 64);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return high;
 }
 
 /* Start a generic agent: namespaces mapping the id range `index` (-1 with
@@ -977,7 +984,28 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
     int c_ctl = fcntl(ctl[1], F_DUPFD_CLOEXEC, 64), c_setup = fcntl(spipe[0], F_DUPFD_CLOEXEC, 64);
     int c_sync = fcntl(sync[0], F_DUPFD_CLOEXEC, 64);
     int c_log = reg.agent_log >= 0 ? fcntl(reg.agent_log, F_DUPFD_CLOEXEC, 64) : -1;
-    const char *agent_exe = reg.agent_exe;
+    /* the programs it runs (sb_pin.h): isolated, detached mounts of the
+     * server's copies, which its plan attaches in its root (fds
+     * SB_SELF_FD, SB_AGENT_FD); else the copy itself, run by fd */
+    bool agent_prog = sb_pin_have(SB_PIN_AGENT);
+    int c_self = -1, c_agent = -1;
+    if (!none) {
+        c_self = lift_fd(sb_pin_tree(SB_PIN_SELF));
+        c_agent = agent_prog ? lift_fd(sb_pin_tree(SB_PIN_AGENT)) : -1;
+    } else {
+        c_self = sb_pin_have(SB_PIN_SELF) ? lift_fd(open(sb_pin_path(SB_PIN_SELF), O_PATH | O_CLOEXEC))
+                                          : -1;
+    }
+    if (c_self < 0 || (agent_prog && !none && c_agent < 0)) {
+        sb_fail(err, SB_E_INTERNAL_ERROR, "sandbox start: cannot mount the server's programs for it: %s",
+                strerror(errno));
+        if (c_self >= 0)
+            close(c_self);
+        if (c_log >= 0)
+            close(c_log);
+        close(c_ctl), close(c_setup), close(c_sync);
+        goto fail;
+    }
     unsigned long flags = none ? 0
                                : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
                                      CLONE_NEWIPC | CLONE_NEWNET;
@@ -990,9 +1018,12 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
          * waiting for ever for a "go" from a server that was killed. */
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(c_ctl, 3) < 0 ||
-            dup2(c_setup, 4) < 0 || dup2(c_sync, 5) < 0 || (c_log >= 0 && dup2(c_log, 2) < 0))
+            dup2(c_setup, 4) < 0 || dup2(c_sync, 5) < 0 || (c_log >= 0 && dup2(c_log, 2) < 0) ||
+            dup2(c_self, SB_SELF_FD) < 0 || (c_agent >= 0 && dup2(c_agent, SB_AGENT_FD) < 0))
             _exit(127);
-        syscall(SYS_close_range, 6, ~0U, 0);
+        syscall(SYS_close_range, SB_AGENT_FD + 1, ~0U, 0);
+        if (c_agent < 0)
+            close(SB_AGENT_FD);
         char go;
         if (read(5, &go, 1) != 1)
             _exit(127);
@@ -1003,14 +1034,20 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
         if (!none && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
             _exit(126);
         char *envp[] = {NULL};
-        if (agent_exe)
-            execve(agent_exe, (char *[]){"cellbox-agent", NULL}, envp);
+        /* isolated, the mounts stay open for the plan (dup2 cleared
+         * close-on-exec); else the fd goes with the exec */
+        if (none)
+            fcntl(SB_SELF_FD, F_SETFD, FD_CLOEXEC);
+        if (agent_prog)
+            syscall(SYS_execveat, SB_AGENT_FD, "", (char *[]){"cellbox-agent", NULL}, envp, AT_EMPTY_PATH);
         else
-            execve("/proc/self/exe", (char *[]){"cellbox", "agent", NULL}, envp);
+            syscall(SYS_execveat, SB_SELF_FD, "", (char *[]){"cellbox", "agent", NULL}, envp, AT_EMPTY_PATH);
         _exit(127);
     }
     int clone_errno = errno;
-    close(c_ctl), close(c_setup), close(c_sync);
+    close(c_ctl), close(c_setup), close(c_sync), close(c_self);
+    if (c_agent >= 0)
+        close(c_agent);
     if (c_log >= 0)
         close(c_log);
     close(ctl[1]), close(spipe[0]), close(sync[0]);

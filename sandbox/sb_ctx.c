@@ -1,8 +1,10 @@
 /* sandbox/sb_ctx.c: code contexts; see sb_ctx.h. */
 #include "config.h"
 #include "sandbox/sb_ctx.h"
+#include "sandbox/sb_pin.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <dirent.h>
@@ -718,16 +720,6 @@ static int stat_in_box(sb_box *b, const char *path, struct stat *st)
     return rc;
 }
 
-static char *self_exe(void)
-{
-    char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0)
-        return NULL;
-    buf[n] = '\0';
-    return cb_strdup(buf);
-}
-
 static int await_interpreter(kn_client *kc, double timeout, char **why)
 {
     char id[KN_MSG_ID_LEN];
@@ -772,14 +764,28 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     cJSON *body = NULL;
     kn_conn conn = {0};
     bool isolated = sb_boxes_isolated();
-    cb_autofree char *bin = isolated ? cb_strdup(SB_SELF_IN_SANDBOX) : self_exe();
+    /* isolation none: the server's copy of itself (sb_pin.h) */
+    const char *self = sb_pin_path(SB_PIN_SELF);
+    cb_autofree char *bin = isolated ? cb_strdup(SB_SELF_IN_SANDBOX) : self ? cb_strdup(self) : NULL;
     cb_autofree char *key = NULL, *conn_json = NULL, *dir = NULL, *command = NULL;
     if (!bin) {
         sb_fail(err, SB_E_INTERNAL_ERROR, "cannot find the cellbox binary");
         goto out;
     }
     key = cb_random_hex(16);
-    dir = isolated ? cb_strdup("/tmp/.cellbox") : cb_printf_new("/tmp/.cellbox-%s", c->id);
+    if (isolated) {
+        dir = cb_strdup("/tmp/.cellbox");
+    } else {
+        /* --isolation none: the host's /tmp, shared by every sandbox (of
+         * every such server): a folder of this sandbox's context, named by
+         * a hash (a socket path holds at most 107 bytes) */
+        unsigned char h[8];
+        cb_autofree char *who = cb_printf_new("%s\n%s", b->dir, c->id);
+        crypto_generichash(h, sizeof h, (const unsigned char *)who, strlen(who), NULL, 0);
+        char hex[2 * sizeof h + 1];
+        sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+        dir = cb_printf_new("/tmp/.cellbox-%s", hex);
+    }
     /* the kernel listens on unix sockets <dir>/<id>-1..5 of the sandbox
      * (the guard reaches them through its root: no port, no TCP) */
     conn = (kn_conn){
@@ -815,8 +821,8 @@ static int ctx_start(sb_box *b, sb_ctx *c, const cJSON *env, sb_error *err)
     struct stat st;
     if (isolated && stat_in_box(b, SB_SELF_IN_SANDBOX, &st) < 0) {
         sb_fail(err, SB_E_INTERPRETER_NOT_READY,
-                "the cellbox binary is not available inside the sandbox (%s): the server's binary "
-                "must be readable by the sandbox's user; restart the server if it was moved",
+                "the cellbox binary is not available inside the sandbox (%s at "
+                SB_SELF_IN_SANDBOX ")",
                 strerror(errno));
         goto out;
     }

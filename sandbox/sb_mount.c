@@ -11,6 +11,7 @@
  */
 #include "config.h"
 #include "sandbox/sb_mount.h"
+#include "sandbox/sb_pin.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -698,9 +699,7 @@ static void s3fs_child(const char *exe, char **argv, char **envp, const char *wo
     detach_fuse_mounts();
     /* exe_tree: the server's binary, cloned in the server's namespace (a
      * bind of /proc/self/exe here is refused: its mount is of another
-     * namespace); once that file is removed (a new build or package put
-     * in its place), whatever is at its path now. Before /tmp is hidden:
-     * the binary may be there. */
+     * namespace). Before /tmp is hidden: the binary may be there. */
     if (syscall(SYS_move_mount, exe_tree, "", AT_FDCWD, stand_in, MOVE_MOUNT_F_EMPTY_PATH) < 0 &&
         mount(exe_path, stand_in, NULL, MS_BIND, NULL) < 0)
         child_die("mount its fusermount", errno);
@@ -766,13 +765,10 @@ static pid_t s3fs_start(const cJSON *m, unsigned user, const char *dir, const ch
     cb_autofree char *stand_in = cb_printf_new("%s/.bin/fusermount", work);  /* /tmp/.bin/fusermount to s3fs */
     /* the server's part: the FUSE mount, shown to everyone (allow_other;
      * made by root of the host's user namespace), owned by user */
-    char exe_path[4096];
-    ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
-    exe_path[n > 0 ? n : 0] = '\0';
-    static const char deleted[] = " (deleted)";
-    if (n > (ssize_t)strlen(deleted) && strcmp(exe_path + n - strlen(deleted), deleted) == 0)
-        exe_path[n - (ssize_t)strlen(deleted)] = '\0';
-    int exe_tree = (int)syscall(SYS_open_tree, AT_FDCWD, "/proc/self/exe", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    /* the server's binary as it started (sb_pin.h), not whatever is at
+     * its path now */
+    const char *exe_path = sb_pin_path(SB_PIN_SELF);
+    int exe_tree = sb_pin_tree(SB_PIN_SELF);
     if (exe_tree < 0)
         return sb_fail(err, SB_E_INTERNAL_ERROR, "cannot clone the server's binary's mount: %s", strerror(errno)), -1;
     int fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);

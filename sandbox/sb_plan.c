@@ -88,6 +88,9 @@ static void add_host_path(sb_plan *p, const sb_plan_opts *o, const char *path, u
     sb_plan_add(p, SB_STEP_BIND, host, path, SB_BIND_RO | SB_BIND_TRY | flags, 0, 0);
 }
 
+#define FD_STR_(n) #n
+#define FD_STR(n) FD_STR_(n)
+
 void sb_plan_build(sb_plan *p, const sb_plan_opts *o)
 {
     /* What of the host a sandbox sees: programs and libraries, read-only. */
@@ -122,12 +125,13 @@ void sb_plan_build(sb_plan *p, const sb_plan_opts *o)
     sb_plan_add(p, SB_STEP_TMPFS, NULL, "/tmp", 0, 01777, tmp_mb);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/root", 0, 0700, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/run", 0, 0755, 0);
-    /* the server's own binary, for code contexts (`cellbox kernel` runs
-     * inside the sandbox); skipped when the sandbox's root cannot reach it */
-    if (o->self_exe)
-        sb_plan_add(p, SB_STEP_BIND, o->self_exe, SB_SELF_IN_SANDBOX, SB_BIND_RO | SB_BIND_TRY, 0, 0);
-    if (o->agent_exe)
-        sb_plan_add(p, SB_STEP_BIND, o->agent_exe, SB_AGENT_IN_SANDBOX, SB_BIND_RO | SB_BIND_TRY, 0, 0);
+    /* the server's programs (sb_pin.h), as the agent was started with
+     * them: the agent runs again from its own after pivot_root, code
+     * contexts start `cellbox kernel` */
+    if (o->self_tree)
+        sb_plan_add(p, SB_STEP_ATTACH, FD_STR(SB_SELF_FD), SB_SELF_IN_SANDBOX, SB_BIND_RO, 0, 0);
+    if (o->agent_tree)
+        sb_plan_add(p, SB_STEP_ATTACH, FD_STR(SB_AGENT_FD), SB_AGENT_IN_SANDBOX, SB_BIND_RO, 0, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/var", 0, 0755, 0);
     sb_plan_add(p, SB_STEP_SYMLINK, "/tmp", "/var/tmp", 0, 0, 0);
     sb_plan_add(p, SB_STEP_MKDIR, NULL, "/workspace", 0, 0755, 0);
@@ -333,6 +337,25 @@ static int loopback_up(void)
     return ioctl(s, SIOCSIFFLAGS, &ifr);
 }
 
+/* An empty folder or file at dest (an existing one is kept), with the
+ * folders above it. */
+static int mount_point(const char *dest, bool dir)
+{
+    if (dir)
+        return mkdir_p_in(dest, 0755);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dest);
+    char *slash = strrchr(parent, '/');
+    if (slash)
+        *slash = '\0';
+    if (mkdir_p_in(parent, 0755) < 0)
+        return -1;
+    int fd = open(dest, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    return close(fd);
+}
+
 /* src_fd: the BIND source opened (O_PATH) before the first step, while the
  * whole host tree is visible (the new root is built over /tmp, which hides
  * whatever the host keeps there); -1 with src_errno when it could not be. */
@@ -379,22 +402,8 @@ static int run_step(const sb_step *s, bool pivoted, int src_fd, int src_errno, c
             return -1;
         snprintf(src, sizeof src, "/proc/self/fd/%d", src_fd);
         *what = "create mount point";
-        if (S_ISDIR(st.st_mode)) {
-            if (mkdir_p_in(dest, 0755) < 0)
-                return -1;
-        } else {
-            char parent[PATH_MAX];
-            snprintf(parent, sizeof parent, "%s", dest);
-            char *slash = strrchr(parent, '/');
-            if (slash)
-                *slash = '\0';
-            if (mkdir_p_in(parent, 0755) < 0)
-                return -1;
-            int fd = open(dest, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-            if (fd < 0)
-                return -1;
-            close(fd);
-        }
+        if (mount_point(dest, S_ISDIR(st.st_mode)) < 0)
+            return -1;
         *what = "bind mount";
         if (mount(src, dest, NULL, MS_BIND | MS_REC, NULL) < 0)
             return -1;
@@ -452,13 +461,21 @@ static int run_step(const sb_step *s, bool pivoted, int src_fd, int src_errno, c
     case SB_STEP_LOOPBACK:
         *what = "bring up lo";
         return loopback_up();
-    case SB_STEP_ATTACH:
-        *what = "move_mount";
-        if (syscall(SYS_move_mount, atoi(s->src), "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    case SB_STEP_ATTACH: {
+        int fd = atoi(s->src);
+        *what = "stat source";
+        if (fstat(fd, &st) < 0)
             return -1;
-        close(atoi(s->src));
-        *what = "remount nosuid,nodev";
-        return remount(dest, MS_NOSUID | MS_NODEV);
+        *what = "create mount point";
+        if (mount_point(dest, S_ISDIR(st.st_mode)) < 0)
+            return -1;
+        *what = "move_mount";
+        if (syscall(SYS_move_mount, fd, "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return -1;
+        close(fd);
+        *what = "remount";
+        return remount(dest, MS_NOSUID | MS_NODEV | (s->flags & SB_BIND_RO ? MS_RDONLY : 0));
+    }
     case SB_STEP_SYSCTL: {
         *what = "write";
         cb_autoclose int fd = open(dest, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);

@@ -50,6 +50,10 @@ enum {
 #define SB_SELF_IN_SANDBOX "/run/cellbox/cellbox"
 /* Where it sees the agent program (cellbox-agent), when the server has one. */
 #define SB_AGENT_IN_SANDBOX "/run/cellbox/agent"
+/* The fds a new agent has them on: detached mounts of the server's pinned
+ * copies (sb_pin.h); the agent was executed from one of them. */
+#define SB_SELF_FD 6
+#define SB_AGENT_FD 7
 
 typedef struct sb_step {
     sb_step_kind kind;
@@ -71,8 +75,8 @@ typedef struct sb_plan_opts {
     int workspace_fd;          /* specialise: fd number of the detached workspace mount */
     unsigned tmp_mb;           /* size of /tmp and /dev/shm */
     const char *host_prefix;   /* "" normally; tests point it at a fake host tree */
-    const char *self_exe;      /* this binary on the host, bound at SB_SELF_IN_SANDBOX; NULL = not */
-    const char *agent_exe;     /* cellbox-agent on the host, bound at SB_AGENT_IN_SANDBOX; NULL = not */
+    bool self_tree;            /* this binary on fd SB_SELF_FD, attached at SB_SELF_IN_SANDBOX */
+    bool agent_tree;           /* cellbox-agent on fd SB_AGENT_FD, attached at SB_AGENT_IN_SANDBOX */
 } sb_plan_opts;
 
 void sb_plan_init(sb_plan *p);

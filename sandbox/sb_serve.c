@@ -199,7 +199,8 @@ static int print_plan(void)
 {
     sb_plan plan;
     sb_plan_init(&plan);
-    sb_plan_opts po = {.hostname = "example", .workspace_fd = 5, .tmp_mb = 64};
+    sb_plan_opts po = {.hostname = "example", .workspace_fd = 5, .tmp_mb = 64, .self_tree = true,
+                       .agent_tree = true};
     sb_plan_build(&plan, &po);
     sb_error err = {0};
     int rc = sb_plan_run(&plan, true, &err);
