@@ -125,6 +125,33 @@ def check(isolation):
         shutil.rmtree(home, ignore_errors=True)
 
 
+def full_state_folder():
+    """A state folder without room for the copies (a 4 MB tmpfs): the
+    server says so and runs the programs in place, nothing half copied is
+    left."""
+    import subprocess
+    top = tempfile.mkdtemp(prefix="cellbox-upgrade-small-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", top], check=True)
+    srv = None
+    try:
+        srv = Server(state=os.path.join(top, "state"), extra_args=["--pool", "0"])
+        srv.create("up-d")
+        x = srv.sh("up-d", "echo small")
+        t.eq(x["stdout"], "small\n", "no room for the copies: sandboxes run the programs in place")
+        t.eq(code(srv, "up-d", "6 * 7"), "42", "no room for the copies: code contexts run")
+        t.ok("cannot copy" in srv.server_log() and "No space left" in srv.server_log(),
+             "no room for the copies: the server's log says so", srv.server_log()[-1500:])
+        left = os.listdir(os.path.join(top, "state", "bin"))
+        t.ok("cellbox" not in left and not [n for n in left if n.startswith(".")],
+             "no room for the copies: nothing half copied left (the small agent may fit)", left)
+    finally:
+        if srv:
+            srv.finish(t, ["up-d"], "no room for the copies: final graceful stop")
+        subprocess.run(["umount", top])
+        os.rmdir(top)
+
+
 check("full")
 check("none")
+full_state_folder()
 t.done()
