@@ -15,7 +15,8 @@
  * records a CellTimeoutError output; a dead kernel is recorded as a
  * DeadKernelError output; cells after a failure lose stale outputs.
  * Saving progress (hooks.save) is papermill's: after a cell (rate-limited,
- * so a fast notebook is written once) and on a timer during a long cell
+ * so a fast notebook is written once, but a cell that runs longer saves
+ * what came before it within the same interval) and on a timer during a long cell
  * (papermill autosaves only when a message arrives; a silent cell counts
  * too here). */
 #include "config.h"
@@ -565,6 +566,8 @@ typedef struct run_state {
     int count;           /* code cells executed */
     double last_save;    /* cb_mono_s() of the last progress save (or the first cell) */
     double autosave_every;
+    double save_interval;
+    bool unsaved;        /* cells started or finished since last_save */
 } run_state;
 
 /* ------------------------------------------------------- saving progress */
@@ -575,14 +578,22 @@ static void save_progress(run_state *rs)
     rs->o->hooks.save(rs->o->hooks.ctx, rs->outs.nb);
     double now = cb_mono_s();
     rs->last_save = now;
+    rs->unsaved = false;
     cb_debug("notebooks", "progress saved in %.3f s", now - t);
 }
 
-/* Seconds until the next autosave is due while a cell runs (<= 0: now),
- * or a large number when autosaving is off. */
+/* Seconds until the next save is due while a cell runs (<= 0: now), or a
+ * large number when none is: progress not saved yet (the run's start,
+ * cells done before this one) save_interval after the last save, so that
+ * a long cell never keeps the cells before it unsaved; else every
+ * autosave_every (0: never) for the running cell's own output. */
 static double autosave_due_in(const run_state *rs, double now)
 {
-    if (!rs->o->hooks.save || rs->autosave_every <= 0)
+    if (!rs->o->hooks.save)
+        return 1e9;
+    if (rs->unsaved)
+        return rs->last_save + rs->save_interval - now;
+    if (rs->autosave_every <= 0)
         return 1e9;
     return rs->last_save + rs->autosave_every - now;
 }
@@ -591,10 +602,11 @@ static void autosave_if_due(run_state *rs)
 {
     if (autosave_due_in(rs, cb_mono_s()) > 0)
         return;
+    bool timer = !rs->unsaved;
     double t = cb_mono_s();
     save_progress(rs);
     double took = cb_mono_s() - t;
-    if (took > rs->autosave_every / 4) {
+    if (timer && took > rs->autosave_every / 4) {
         rs->autosave_every *= 2;
         cb_warn("notebooks", "saving the notebook took %.2f s, over 25%% of the autosave interval: now every %g s",
                 took, rs->autosave_every);
@@ -751,9 +763,19 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
             cb_autofree char *why = st == KN_POLL_DIED
                                         ? cb_strdup(kn_client_exit_status(rs->k))
                                         : cb_printf_new("no heartbeat for %g s", o->hb_timeout);
-            cb_autofree char *ev = cb_printf_new("Kernel died while executing this cell (%s)", why);
-            add_error_output(&rs->outs, idx, "DeadKernelError", ev);
-            set_reason(rs->r, NB_DEAD, idx, cell, "the kernel died (%s)", why);
+            if (timed_out) {
+                /* the timeout's interrupt ended it (a kernel that exits on
+                 * SIGINT): a timeout first, then how the kernel ended */
+                cb_autofree char *ev = cb_printf_new("Cell execution timed out after %g s; the kernel died "
+                                                     "when it was interrupted (%s)", o->timeout, why);
+                add_error_output(&rs->outs, idx, "CellTimeoutError", ev);
+                set_reason(rs->r, NB_TIMEOUT, idx, cell, "timed out after %g s; the kernel died when it was "
+                           "interrupted (%s)", o->timeout, why);
+            } else {
+                cb_autofree char *ev = cb_printf_new("Kernel died while executing this cell (%s)", why);
+                add_error_output(&rs->outs, idx, "DeadKernelError", ev);
+                set_reason(rs->r, NB_DEAD, idx, cell, "the kernel died (%s)", why);
+            }
             kn_client_kill(rs->k);
             ok = false;
             break;
@@ -814,9 +836,23 @@ static void fill_kernel_metadata(nb_notebook *nb, const kn_kernelspec *spec, con
     const cJSON *li = cb_json_obj(info, "language_info");
     if (li)
         cb_json_set(nb->metadata, "language_info", nb_json_dup(li));
-    cJSON *ks = cJSON_CreateObject();
-    cJSON_AddStringToObject(ks, "display_name", spec->display_name ? spec->display_name : spec->name);
+    const char *display = spec->display_name ? spec->display_name : spec->name;
     const char *lang = spec->language && *spec->language ? spec->language : cb_json_str(li, "name", "");
+    /* The notebook's own kernelspec when that is the kernel that ran, as
+     * nbclient and papermill leave it (its display name is the user's);
+     * only the fields it lacks are added. Another kernel (-k, or the
+     * fallback when the notebook's is not installed) is recorded instead:
+     * the outputs are that kernel's. */
+    cJSON *had = cJSON_GetObjectItemCaseSensitive(nb->metadata, "kernelspec");
+    if (cJSON_IsObject(had) && strcmp(cb_json_str(had, "name", ""), spec->name) == 0) {
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(had, "display_name")))
+            cb_json_set(had, "display_name", cJSON_CreateString(display));
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(had, "language")) && *lang)
+            cb_json_set(had, "language", cJSON_CreateString(lang));
+        return;
+    }
+    cJSON *ks = cJSON_CreateObject();
+    cJSON_AddStringToObject(ks, "display_name", display);
     cJSON_AddStringToObject(ks, "language", lang);
     cJSON_AddStringToObject(ks, "name", spec->name);
     cb_json_set(nb->metadata, "kernelspec", ks);
@@ -861,7 +897,8 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
     int n = nb_cell_count(nb), stopped_at = -1;
     rs.last_save = t1;
     rs.autosave_every = o->autosave_every;
-    double save_interval = o->save_interval > 0 ? o->save_interval : 1;
+    rs.save_interval = o->save_interval > 0 ? o->save_interval : 1;
+    rs.unsaved = true;  /* a run still going after save_interval is written then */
     if (o->hooks.save && !o->papermill)
         clear_cells_to_run(nb);  /* papermill's notebook_start cleared every cell already */
     cJSON *cell = nb->cells->child;
@@ -884,8 +921,11 @@ nb_status nb_execute(nb_notebook *nb, const nb_exec_opts *o, nb_exec_result *r)
             stopped_at = i;
             break;  /* the caller writes the notebook now */
         }
-        /* a fast notebook is written once, at the end; a slow one about every save_interval */
-        if (o->hooks.save && i + 1 < n && cb_mono_s() - rs.last_save >= save_interval)
+        /* a fast notebook is written once, at the end; a slow one about
+         * every save_interval, and never later than save_interval after a
+         * cell ended (a long cell after it saves it: autosave_due_in) */
+        rs.unsaved = true;
+        if (o->hooks.save && i + 1 < n && cb_mono_s() - rs.last_save >= rs.save_interval)
             save_progress(&rs);
     }
     r->cells_s = cb_mono_s() - t1;

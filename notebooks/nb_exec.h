@@ -91,8 +91,10 @@ typedef struct nb_exec_hooks {
     /* Saving progress (papermill's request_save_on_cell_execute and
      * autosave_cell_every): write the notebook as it stands, a partial but
      * valid one. When set, nb_execute() calls it after a cell when
-     * save_interval has passed since the last save, and while a cell runs
-     * every autosave_every seconds. Returns 0 or -1 (the run goes on). */
+     * save_interval has passed since the last save, while a cell runs once
+     * save_interval has passed since the last save if the run's start or a
+     * cell before it is not saved yet, and then every autosave_every
+     * seconds. Returns 0 or -1 (the run goes on). */
     int (*save)(void *ctx, const nb_notebook *nb);
 } nb_exec_hooks;
 

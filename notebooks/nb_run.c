@@ -173,7 +173,8 @@ static void usage(FILE *out)
         "                             (default 10, 0 = off)\n"
         "Execution:\n"
         "  -t, --timeout S            per cell; on expiry the kernel is interrupted, the cell\n"
-        "                             gets a CellTimeoutError and the run fails (default: none)\n"
+        "                             gets a CellTimeoutError and the run fails (default and\n"
+        "                             0 or -1: none)\n"
         "      --interrupt-timeout S  a kernel still busy this long after that interrupt is\n"
         "                             stopped (default 10)\n"
         "      --allow-error-name NAME  go on after errors of this class only (e.g.\n"
@@ -270,7 +271,16 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
     case O_INPLACE: o->inplace = true; break;
     case O_KERNEL: o->kernel = vals[0]; break;
     case O_CWD: o->cwd = vals[0]; break;
-    case O_TIMEOUT: return parse_seconds(spelled, vals[0], &o->timeout);
+    case O_TIMEOUT: {
+        /* nbclient's and papermill's "-1: no timeout" (any negative number) */
+        char *end;
+        double secs = strtod(vals[0], &end);
+        if (end != vals[0] && !*end && secs < 0) {
+            o->timeout = 0;
+            return 0;
+        }
+        return parse_seconds(spelled, vals[0], &o->timeout);
+    }
     case O_STARTUP: return parse_seconds(spelled, vals[0], &o->startup_timeout);
     case O_HB: return parse_seconds(spelled, vals[0], &o->hb_timeout);
     case O_INTERRUPT: return parse_seconds(spelled, vals[0], &o->interrupt_timeout);
@@ -1033,7 +1043,9 @@ static int plan_outputs(const run_opts *o, job *jobs)
             j->output_given = j->output;
         } else if (o->inplace) {
             /* through a symbolic link to the file it names, as nbformat's
-             * open(path, "w") writes: the link stays a link */
+             * open(path, "w") writes: the link stays a link (-o onto a
+             * link replaces the link: a link planted where the output
+             * goes never redirects the write) */
             char real[PATH_MAX];
             struct stat lst;
             bool link = strcmp(j->input, "-") != 0 && lstat(j->input, &lst) == 0 && S_ISLNK(lst.st_mode);
@@ -1066,7 +1078,9 @@ static int plan_outputs(const run_opts *o, job *jobs)
             if (stat(j->output, &st) == 0 && S_ISDIR(st.st_mode))
                 return bad_usage("cannot write %s: it is a folder", j->output);
             if (access(dir, W_OK | X_OK) < 0)
-                return bad_usage("cannot write %s: %s", j->output, strerror(errno));
+                return bad_usage("cannot write %s: no new file can be made in %s (%s); the notebook is "
+                                 "written to a new file there and renamed over %s, so that it is never "
+                                 "left half written", j->output, dir, strerror(errno), j->output);
         }
         if (!o->inplace && strcmp(j->output, "-") != 0 && strcmp(j->input, "-") != 0 &&
                  same_file(j->input, j->output))

@@ -323,6 +323,11 @@ def main():
         slow = write(os.path.join(tmp, "slow.ipynb"), [code("import time\ntime.sleep(60)")])
         r = C.run(["run", slow, "--execution-timeout", "1"], env=env, timeout=120)
         t.ok(r.returncode == 1 and "timed out after 1 s" in r.stderr, "--execution-timeout is --timeout", r.stderr)
+        for args in (["--execution-timeout", "-1"], ["-t", "-1"], ["--timeout", "0"]):
+            r = run("run", quick, *args, "-o", qout)
+            res = C.load(qout) if r.returncode == 0 and os.path.exists(qout) else None
+            t.ok(res and stdout(res["cells"][1]) == "1\n", "%s: no timeout, as nbclient and papermill read it"
+                 % " ".join(args), r.stderr)
         r = run("run", quick, "--log-level", "DEBUG", "-o", qout)
         t.ok(r.returncode == 0 and "level=debug" in r.stderr, "--log-level DEBUG shows cellbox's debug log", r.stderr[:300])
         nolang = os.path.join(tmp, "nolang.ipynb")

@@ -281,6 +281,16 @@ def main():
         t.ok(r.returncode == 1 and "ignored the interrupt and was stopped" in r.stderr and enames(res, 0) == ["CellTimeoutError"]
              and not C.pid_alive(kpid), "a kernel that ignores the interrupt is stopped, the timeout recorded", r.stderr)
 
+        # a kernel that dies of the timeout's interrupt (as xeus-python does)
+        p = write_nb(os.path.join(d, "diesint.ipynb"), ["import os, signal, time\n"
+                                                        "signal.signal(signal.SIGINT, lambda *a: os._exit(0))\n"
+                                                        "time.sleep(120)"])
+        r = run("run", "--timeout", "1", p, timeout=120)
+        res = C.load(os.path.join(d, "diesint.out.ipynb"))
+        t.ok(r.returncode == 1 and "cell 1 (id 'c1'): timed out after 1 s; the kernel died when it was interrupted "
+             "(exited with status 0)" in r.stderr and enames(res, 0) == ["CellTimeoutError"],
+             "a kernel that dies of the timeout's interrupt: the timeout is reported, then the death", r.stderr)
+
         # ---------------------------------------------------- dead kernels
         for kernel in ("cellbox", "python3"):
             p = write_nb(os.path.join(d, "exit-%s.ipynb" % kernel), ["print('before')", "import os\nos._exit(3)", "1"])
@@ -374,14 +384,36 @@ def main():
         p = write_nb(os.path.join(d, "aftercell.ipynb"), [
             "import time\ntime.sleep(1.2)\nprint('slept')",
             "import json, os, time\nfor _ in range(400):\n"
-            "    if os.path.exists('aftercell.out.ipynb'):\n"
+            "    try:\n"
             "        print('saved:', json.load(open('aftercell.out.ipynb'))['cells'][0]['outputs'][0]['text'])\n"
             "        break\n"
+            "    except (OSError, ValueError, IndexError):\n"
+            "        pass  # not yet, or saved while the first cell ran (papermill's save at the start)\n"
             "    time.sleep(0.05)\nelse:\n    print('not saved')"])
         r = run("run", p, "--autosave-cell-every", "0")
         res = C.load(p.replace(".ipynb", ".out.ipynb"))
         t.ok(r.returncode == 0 and text(res, 1) == "saved: ['slept\\n']\n",
              "the notebook is saved after a cell (autosave off): the next cell reads it", r.stderr + text(res, 1))
+
+        # fast cells, then a long one (autosave off): what the fast cells
+        # printed is on disk within about a second, while the long cell runs
+        # (papermill saves at every cell's start and end)
+        p = write_nb(os.path.join(d, "fastlong.ipynb"), [
+            "print('fast')",
+            "import json, os, time\nt0 = time.time()\nfor _ in range(300):\n"
+            "    try:\n"
+            "        cells = json.load(open('fastlong.out.ipynb'))['cells']\n"
+            "        if cells[0]['outputs'][0]['text'] == ['fast\\n']:\n"
+            "            print('saved within', '3 s' if time.time() - t0 < 3 else 'more than 3 s')\n"
+            "            break\n"
+            "    except (OSError, ValueError, IndexError, KeyError):\n"
+            "        pass\n"
+            "    time.sleep(0.05)\nelse:\n    print('not saved')"])
+        r = run("run", p, "--autosave-cell-every", "0")
+        res = C.load(p.replace(".ipynb", ".out.ipynb"))
+        t.ok(r.returncode == 0 and text(res, 1) == "saved within 3 s\n",
+             "a fast cell followed by a long one: its output is saved while the long cell runs (autosave off)",
+             r.stderr + text(res, 1))
 
         # --no-request-save-on-cell-execute: written only at the end
         p = write_nb(os.path.join(d, "nosave.ipynb"), [
@@ -447,6 +479,15 @@ def main():
             res = C.load(os.path.join(d, "choice.out.ipynb"))
             t.ok(r.returncode == 0 and res["metadata"]["kernelspec"]["name"] == want and text(res, 0) == "3\n",
                  "default kernel: " + label, r.stderr)
+            if want == "python3":
+                t.ok(res["metadata"]["kernelspec"] == ks,
+                     "the notebook's own kernelspec is kept as it was when its kernel ran (nbclient's)",
+                     res["metadata"]["kernelspec"])
+        p = write_nb(os.path.join(d, "partial-ks.ipynb"), ["1"], kernelspec={"name": "cellbox", "display_name": "My env"})
+        r = run("run", p, "-o", os.path.join(d, "partial-ks.out.ipynb"))
+        res = C.load(os.path.join(d, "partial-ks.out.ipynb"))
+        t.ok(res["metadata"]["kernelspec"] == {"name": "cellbox", "display_name": "My env", "language": "python"},
+             "a kernelspec lacking a field: the field is added, the rest kept", res["metadata"]["kernelspec"])
         p = write_nb(os.path.join(d, "jl.ipynb"), ["1 + 1"],
                      kernelspec={"name": "julia-0.1-nowhere", "display_name": "Julia", "language": "julia"})
         r = run("run", p)
