@@ -38,6 +38,7 @@
 #define BATCH (128 * 1024)       /* wake the pump at this size */
 #define BACKLOG (4 * 1024 * 1024) /* writers publish themselves beyond this */
 #define URGENT_MS 2               /* delay of a publication asked for by flush() */
+#define FLUSH_SYNC_GAP_NS 10000000 /* flush() publishes at once when nothing left for this long */
 #define SLICE (256 * 1024)        /* bytes escaped at a time when cutting messages */
 #define FD_CHECK_NS 100000       /* writes closer than this skip the look at the fd pipes */
 #define ROOM_RETRY_MS 5           /* the pump's look at the host's room while it has none */
@@ -51,6 +52,7 @@ struct ip_capture {
     int64_t pending_since;   /* ns, when pending became non-empty */
     bool kicked;             /* the pump has been woken for the current batch */
     bool urgent;             /* flush() was called: publish within URGENT_MS */
+    _Atomic int64_t last_pub_ns; /* when the last stream message left */
     int interval_ms;
 
     bool fds;
@@ -188,6 +190,7 @@ static void msg_send(ip_capture *c)
     if (c->enc.len > c->enc_head) {
         cb_buf_append(&c->enc, "\"}", 2);
         c->host->publish(c->host->ctx, "stream", c->enc.data, c->enc.len, NULL, 0);
+        atomic_store_explicit(&c->last_pub_ns, cb_mono_ns(), memory_order_relaxed);
     }
     cb_buf_reset(&c->enc);
     c->enc_head = 0;
@@ -473,10 +476,39 @@ void ip_capture_write_held(ip_capture *c, int stream, const char *data, size_t l
     held_end(c, had);
 }
 
+void ip_capture_crash_kick(ip_capture *c)
+{
+    c->urgent = true;  /* unlocked: the process is dying, the pump reads it soon */
+    wake_pump(c);
+}
+
+bool ip_capture_flush_now_due(ip_capture *c)
+{
+    return cb_mono_ns() - atomic_load_explicit(&c->last_pub_ns, memory_order_relaxed) >= FLUSH_SYNC_GAP_NS;
+}
+
+void ip_capture_flush_now(ip_capture *c)
+{
+    if (c->fds) {
+        fflush(stdout);
+        fflush(stderr);
+        drain_pipe(c, IP_STDOUT);
+        drain_pipe(c, IP_STDERR);
+    }
+    publish_pending(c, false);
+}
+
 void ip_capture_flush_held(ip_capture *c)
 {
     bool had = held_begin(c);
     ip_capture_flush(c);
+    held_end(c, had);
+}
+
+void ip_capture_flush_now_held(ip_capture *c)
+{
+    bool had = held_begin(c);
+    ip_capture_flush_now(c);
     held_end(c, had);
 }
 

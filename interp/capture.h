@@ -66,7 +66,21 @@ bool ip_capture_may_wait(ip_capture *c, size_t len);
  * IP_CAPTURE_BIG. */
 void ip_capture_write_held(ip_capture *c, int stream, const char *data, size_t len);
 void ip_capture_flush_held(ip_capture *c);
-/* Ask for a publication soon (flush() from user code); never blocks on I/O. */
+/* flush() from user code. When the last stream message left a while ago
+ * (ip_capture_flush_now_due: 10 ms), ip_capture_flush_now hands what was
+ * written so far (with what is in the fd pipes) to IOPub before it returns,
+ * as ipykernel's flush() waits for its IO thread: output flushed before
+ * the process dies (a segfault in a C extension, SIGKILL) is not lost in a
+ * buffer. Otherwise (flush() in a loop) ip_capture_kick asks for a
+ * publication within 2 ms and never blocks: many flush() calls in a row
+ * still make few messages (ipykernel sends one a flush). _held: never
+ * waits for a slow frontend (see above). */
+bool ip_capture_flush_now_due(ip_capture *c);
+/* From a fatal signal's handler (async-signal-safe): the pump publishes
+ * what is pending at once. */
+void ip_capture_crash_kick(ip_capture *c);
+void ip_capture_flush_now(ip_capture *c);
+void ip_capture_flush_now_held(ip_capture *c);
 void ip_capture_kick(ip_capture *c);
 /* Publish everything written so far, including what is in the fd pipes. */
 void ip_capture_flush(ip_capture *c);

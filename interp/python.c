@@ -22,6 +22,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <errno.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,6 +83,42 @@ static bool in_forked_child(void)
 {
     /* a flag, not getpid(): write() is hot and getpid() is a system call */
     return forked_child;
+}
+
+/* A fatal signal (a segfault in a C extension, abort(), Python's fatal
+ * errors): before the kernel dies, the capture's pump publishes what the
+ * cell printed (Python's buffer and the fd pipes) and ZeroMQ's I/O thread
+ * gets time to send it, so the last output before a crash reaches the
+ * frontend (ipykernel loses it unless it was flushed, and sometimes then).
+ * The other threads run during the grace; then the signal's default
+ * action. Not in forked children. */
+static pid_t fatal_pid;
+#define FATAL_GRACE_MS 200
+
+static void on_fatal_signal(int sig)
+{
+    int saved = errno;
+    if (getpid() == fatal_pid && g_py && g_py->cap) {
+        ip_capture_crash_kick(g_py->cap);
+        struct timespec left = {0, FATAL_GRACE_MS * 1000000L};
+        while (nanosleep(&left, &left) < 0 && errno == EINTR)
+            ;
+    }
+    errno = saved;
+    raise(sig);  /* SA_RESETHAND: the default action now, even for a kill -SEGV */
+}
+
+static void fatal_signals_install(void)
+{
+    fatal_pid = getpid();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
 }
 
 /* Publishes what was printed, on a thread holding the GIL: it gives the
@@ -181,8 +219,17 @@ static PyObject *out_write(OutStream *self, PyObject *arg)
 
 static PyObject *out_flush(OutStream *self, PyObject *noargs)
 {
-    if (!in_forked_child() && g_py && g_py->cap)  /* a child has nothing buffered */
+    if (in_forked_child() || !g_py || !g_py->cap)  /* a child has nothing buffered */
+        Py_RETURN_NONE;
+    if (!ip_capture_flush_now_due(g_py->cap)) {
         ip_capture_kick(g_py->cap);
+    } else if (ip_capture_may_wait(g_py->cap, 0)) {
+        Py_BEGIN_ALLOW_THREADS
+        ip_capture_flush_now(g_py->cap);
+        Py_END_ALLOW_THREADS
+    } else {
+        ip_capture_flush_now_held(g_py->cap);
+    }
     Py_RETURN_NONE;
 }
 
@@ -1033,6 +1080,7 @@ static int py_start(void *self, const kn_host *host)
         return -1;
     }
     py->cap = ip_capture_start(host, py->opts.capture_fds);
+    fatal_signals_install();
 
     /* the bootstrap installs the importer of the embedded package */
     const ip_pymodule *boot = find_module("_cellbox_boot");

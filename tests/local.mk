@@ -17,7 +17,7 @@ TESTS += tests/t_wire
 EXTRA_DIST += tests/kutil.py tests/ports.py tests/kernel_conformance.py tests/kernel_exec.py \
 	tests/kernel_interrupt.py tests/kernel_badinput.py tests/kernel_frontends.py \
 	tests/kernel_extensions.py tests/kernel_magics.py tests/kernel_asyncio.py tests/kernel_env.py tests/kernel_input.py tests/kernel_complete.py tests/kernel_magics2.py \
-	tests/kernel_magics3.py tests/kernel_debugger.py tests/kernel_audit.py
+	tests/kernel_magics3.py tests/kernel_debugger.py tests/kernel_audit.py tests/kernel_crash.py
 TESTS += \
 	tests/kernel_conformance.py \
 	tests/kernel_exec.py \
@@ -32,7 +32,8 @@ TESTS += \
 	tests/kernel_debugger.py \
 	tests/kernel_audit.py \
 	tests/kernel_interrupt.py \
-	tests/kernel_badinput.py
+	tests/kernel_badinput.py \
+	tests/kernel_crash.py
 
 check_PROGRAMS += tests/t_kernel
 tests_t_kernel_SOURCES = tests/t_kernel.c
