@@ -737,6 +737,13 @@ static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool conte
                      "{\"started\":\"%s\",\"dependencies_met\":true,\"engine\":\"%s\",\"status\":\"%s\"}",
                      started, k->sess.id, cb_json_str(c, "status", "ok"));
             send_reply(k, sock, m, c, md);
+            if (r->fn == h_shutdown) {
+                /* broadcast too, as ipykernel does: other clients of this
+                 * kernel (a Notebook next to a console that typed exit)
+                 * learn that it is going away */
+                cb_autofree char *text = cb_json_print(c);
+                publish(k, &m->header_raw, "shutdown_reply", text);
+            }
         }
         cJSON_Delete(c);
     }

@@ -460,9 +460,42 @@ def history_persists():
     tap.eq(r["execution_count"], 1, "a restarted kernel counts from 1")
 
 
+@tap.case
+def background_shell():
+    r, out = run(kc, "!echo never &")
+    errs = [c for t, c in out if t == "error"]
+    tap.ok(r["status"] == "error" and errs and errs[0]["ename"] == "OSError"
+           and errs[0]["evalue"] == "Background processes not supported." and stream_text(out) == "",
+           "!cmd & is refused as IPython does (its output could not be read)", (r, out))
+    r, out = run(kc, "x = !echo never &")
+    tap.ok(r["status"] == "error" and r["evalue"] == "Background processes not supported.",
+           "x = !cmd & too", r)
+
+
+# shutdown_reply is broadcast on IOPub as well (ipykernel): another client of
+# the kernel learns that it is going away
+import queue  # noqa: E402
+observer = km.client()
+observer.start_channels(shell=False, stdin=False, hb=False, control=False)
+time.sleep(0.5)
+while True:
+    try:
+        observer.get_iopub_msg(timeout=0.2)
+    except queue.Empty:
+        break
 kc.stop_channels()
 km.shutdown_kernel(now=False)
 tap.ok(not km.is_alive(), "kernel shut down")
+seen = []
+while True:
+    try:
+        m = observer.get_iopub_msg(timeout=1)
+    except queue.Empty:
+        break
+    seen.append((m["msg_type"], m["content"]))
+tap.ok(("shutdown_reply", {"status": "ok", "restart": False}) in seen,
+       "another client sees shutdown_reply on IOPub", seen)
+observer.stop_channels()
 
 # the ipc transport
 from jupyter_client.manager import KernelManager

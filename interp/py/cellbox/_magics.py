@@ -131,6 +131,13 @@ def _cpu_clock():
     return resource.getrusage(resource.RUSAGE_SELF)[0]
 
 
+def _no_background(cmd):
+    """IPython's refusal of `!cmd &`: its output is read from a terminal or a
+    pipe until the command ends, so a background command would be cut off."""
+    if cmd.rstrip().endswith("&"):
+        raise OSError("Background processes not supported.")
+
+
 def _user_shell():
     """The shell !cmd and !!cmd run in: $SHELL, as IPython (bash features
     such as {1..3} or printf '\\xff' work where the user's shell is bash),
@@ -266,6 +273,7 @@ class Magics:
         import codecs
         import pty
         import signal
+        _no_background(cmd)
         cmd = self._expand(cmd)
         _cellbox_c.flush()
         master, slave = pty.openpty()
@@ -321,6 +329,7 @@ class Magics:
         out.write(decoder.decode(b"", final=True))
 
     def getoutput(self, cmd):
+        _no_background(cmd)
         cmd = self._expand(cmd)
         r = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            executable=_user_shell())
