@@ -274,6 +274,33 @@ def end_of_input():
     tap.ok("'\\x04 not alone'" in got[3], "a line holding more than U+0004 is a line", got)
 
 
+@tap.case
+def stdin_without_frontend():
+    """allow_stdin false (nbclient, papermill, cellbox run): sys.stdin is at
+    its end, as ipykernel's; input() fails as there."""
+    cells = ["import sys\nprint(repr(sys.stdin.readline()), repr(sys.stdin.read()), sum(1 for l in sys.stdin), "
+             "sys.stdin.readlines())",
+             "import fileinput\nprint(sum(1 for l in fileinput.input('-')))",
+             "input('x')"]
+    res = {}
+    for name in ("cellbox", "python3"):
+        km, kc = kutil.start(name)
+        try:
+            res[name] = []
+            for code in cells:
+                out = []
+                r = kc.execute_interactive(code, allow_stdin=False, stop_on_error=False, timeout=30,
+                                           output_hook=lambda m: out.append((m["msg_type"], m["content"])))
+                res[name].append((r["content"]["status"], r["content"].get("ename"),
+                                  "".join(c["text"] for t, c in out if t == "stream" and c["name"] == "stdout")))
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    tap.ok(res["cellbox"][0] == ("ok", None, "'' '' 0 []\n"), "sys.stdin reads '' (was StdinNotImplementedError)",
+           res["cellbox"][0])
+    tap.eq(res["cellbox"], res["python3"], "sys.stdin, fileinput and input() without a frontend: as under ipykernel")
+
+
 def output_until_death(km, kc, code):
     """Run code that ends the kernel -> ({stream name: text}, exit status)."""
     kc.execute(code)

@@ -306,6 +306,26 @@ PARITY = [
     ("%%svg nested in other XML", "%%svg\n<div><p>x</p><svg><g/></svg></div>"),
     ("%%svg without an svg element", "%%svg\n<div>no svg</div>"),
     ("%%svg of what is not XML", "%%svg\nnot xml"),
+    # $x and {x} in !cmd and magics: IPython's var_expand, with the locals of
+    # a function the line is in; magics that need the local scope get it
+    ("!cmd in a function: its locals in $x and {x}",
+     "def _g():\n    loc = 'LOCAL'\n    !echo dollar=$loc brace={loc}\n_g()"),
+    ("x = !cmd in a function: its locals", "def _h():\n    loc = 'LOCAL'\n    r = !echo $loc {loc}\n    return r\n_h()"),
+    ("%env in a function: its locals",
+     "def _e():\n    loc = 'LOCAL'\n    %env AUDITVAR=$loc\n    import os\n    return os.environ['AUDITVAR']\n_e()"),
+    ("$obj.attr, '$v' in single quotes, {{x}}",
+     "import types\nv = 'VAL'\nobj = types.SimpleNamespace(attr='ATTR')\n!echo $obj.attr '$v' \"$v\" {{x}} $$v"),
+    ("an unknown name leaves the whole line as typed", "v = 'VAL'\n!echo $nosuchname_zz {v}"),
+    ("{expr} with a slice and a call", "w = 'abcdef'\n!echo {w[1:3]} {len(w)} {w!r}"),
+    ("%time in a function: its locals", "def _f2():\n    n = 5\n    r = %time sum(range(n))\n    return r\n_f2()",
+     "time"),
+    ("%timeit in a function: its locals",
+     "def _f():\n    n = 5\n    %timeit -n1 -r1 -q range(n)\n    return 'timeit ok'\n_f()"),
+    ("a user magic with needs_local_scope, in a function",
+     "from IPython.core.magic import register_line_magic, needs_local_scope\n"
+     "@register_line_magic\n@needs_local_scope\ndef lm(line, local_ns):\n"
+     "    return sorted(k for k in local_ns if not k.startswith('_'))[:5]\n"
+     "def _ff():\n    zz_local = 1\n    r = %lm\n    return r\n_ff()"),
 ]
 
 

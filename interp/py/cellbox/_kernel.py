@@ -640,7 +640,10 @@ def _read_line(prompt, password):
 
 
 class _Stdin(io.TextIOBase):
-    """sys.stdin: lines come from the frontend's input_reply."""
+    """sys.stdin: lines come from the frontend's input_reply. Without a
+    frontend that answers (allow_stdin false: nbclient, papermill, cellbox
+    run) it is at its end, as ipykernel's is: code that reads it gets ''
+    (input() and getpass() fail with StdinNotImplementedError)."""
 
     @property
     def encoding(self):
@@ -653,7 +656,7 @@ class _Stdin(io.TextIOBase):
     def readline(self, size=-1):
         try:
             return _read_line("", False) + "\n"
-        except EOFError:
+        except (EOFError, StdinNotImplementedError):
             return ""   # a file's end: for line in sys.stdin ends
 
     def read(self, size=-1):

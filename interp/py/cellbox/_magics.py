@@ -13,6 +13,7 @@ import ast
 import os
 import re
 import shlex
+import string
 import subprocess
 import sys
 import time
@@ -31,6 +32,44 @@ def _no_var_expand(fn):
     """IPython's @no_var_expand: the magic gets its line as typed ($x kept)."""
     fn._ipython_magic_no_var_expand = True
     return fn
+
+
+def _internal(frame):
+    """A frame of cellbox's own Python (not the user's code)."""
+    name = frame.f_globals.get("__name__") or ""
+    return name == "cellbox" or name.startswith("cellbox.")
+
+
+class _VarExpander(string.Formatter):
+    """The formatter behind IPython's var_expand: a {field} is a whole
+    Python expression (slices and calls too), and $name or $a.b in the
+    literal text is a field as well, except inside single quotes."""
+
+    _dollar = re.compile(r"(.*?)\$(\$?[\w.]+)(?=([^']*'[^']*')*[^']*$)")
+
+    def parse(self, text):
+        for literal, field, spec, conv in string.Formatter.parse(self, text):
+            done, carried = 0, ""
+            for m in self._dollar.finditer(literal):
+                before, name = m.group(1), m.group(2)
+                if name.startswith("$"):      # $$x: a literal $x
+                    carried += before + name
+                else:
+                    yield carried + before, name, "", None
+                    carried = ""
+                done = m.end()
+            yield carried + literal[done:], field, spec, conv
+
+    def vformat(self, text, args, kwargs):
+        out = []
+        for literal, field, spec, conv in self.parse(text):
+            out.append(literal)
+            if field is None:
+                continue
+            expr = field + ":" + spec if spec else field   # {x[1:3]} is a slice, not a spec
+            value = self.convert_field(eval(expr, dict(kwargs)), conv)
+            out.append(self.format_field(value, ""))
+        return "".join(out)
 
 
 def _arg_split(s, posix=False):
@@ -214,12 +253,30 @@ class Magics:
     # -- dispatch ------------------------------------------------------------
     def _call(self, fn, args):
         # IPython's decorators: no_var_expand keeps $x and {x} as typed,
-        # needs_local_scope passes the namespace the magic runs in
+        # needs_local_scope passes the namespace the magic runs in (the
+        # function's locals for a magic used in a function)
+        ns, local_ns = self._scope()
         if not getattr(fn, "_ipython_magic_no_var_expand", False):
-            args = (self._expand(args[0]),) + args[1:]
+            args = (self._expand(args[0], ns),) + args[1:]
         if getattr(fn, "needs_local_scope", False):
-            return fn(*args, local_ns=self.shell.user_ns)
+            return fn(*args, local_ns=local_ns)
         return fn(*args)
+
+    def _scope(self):
+        """(names for $x and {expr}, the caller's local namespace): the user's
+        code that called into cellbox, a cell (its namespace is user_ns) or
+        a function of it (its locals over user_ns), as IPython's var_expand
+        and get_local_scope see it."""
+        user = self.shell.user_ns
+        f = sys._getframe(1)
+        while f is not None and _internal(f):
+            f = f.f_back
+        if f is None or f.f_locals is user:
+            return user, user
+        local = f.f_locals
+        ns = dict(user)
+        ns.update(local)
+        return ns, local
 
     def run_line(self, name, line):
         fn = self.find("line", name)
@@ -239,26 +296,20 @@ class Magics:
             raise UsageError("Cell magic `%%%%%s` not found." % name)
         return self._call(fn, (line, cell))
 
-    def _expand(self, text):
-        """$name and {expr} substitution from the user namespace, as IPython."""
-        if "$" not in text and "{" not in text:
+    def _expand(self, text, ns=None):
+        """IPython's var_expand: $name and $name.attr (not inside single
+        quotes; $$ is a $), {expr} evaluated ({{ and }} are braces), from
+        the user namespace and the caller's locals. All or nothing: when a
+        name is unknown or an expression fails, the text is left as typed
+        (the shell then sees $HOME)."""
+        if "$" not in text and "{" not in text and "}" not in text:
             return text
-        ns = self.shell.user_ns
-
-        def brace(m):
-            try:
-                return str(eval(m.group(1), ns))
-            except Exception:
-                return m.group(0)
-
-        text = re.sub(r"(?<!\{)\{([^{}]+)\}(?!\})", brace, text)
-
-        def dollar(m):
-            if m.group(1) in ns:
-                return str(ns[m.group(1)])
-            return m.group(0)
-
-        return re.sub(r"(?<!\$)\$([A-Za-z_]\w*)", dollar, text).replace("$$", "$")
+        if ns is None:
+            ns = self._scope()[0]
+        try:
+            return _VarExpander().vformat(text, (), ns)
+        except Exception:
+            return text
 
     def names(self):
         tab = self.table()
@@ -968,13 +1019,13 @@ class Magics:
         print("Note: you may need to restart the kernel to use updated packages.")
 
     # -- timing -------------------------------------------------------------------
-    def line_time(self, line):
-        return self._time(line, None)
+    def line_time(self, line, local_ns=None):
+        return self._time(line, None, local_ns)
 
-    def cell_time(self, line, cell):
-        return self._time(line, cell)
+    def cell_time(self, line, cell, local_ns=None):
+        return self._time(line, cell, local_ns)
 
-    def _time(self, line, cell):
+    def _time(self, line, cell, local_ns=None):
         """IPython's %time: CPU times from getrusage, the wall time, the
         parser's and the compiler's when over 0.1 s; the value of a last
         expression is the result (of %%time too)."""
@@ -993,6 +1044,8 @@ class Magics:
         src = cell if cell else line
         src = transform_cell(src) if any(c in src for c in "%!?") else src
         ns = self.shell.user_ns
+        # in a function: its locals too (IPython's needs_local_scope)
+        loc = local_ns if local_ns is not None and local_ns is not ns else ns
         t0 = clock()
         tree = ast.parse(src, "<unknown>")
         tp = clock() - t0
@@ -1013,12 +1066,12 @@ class Magics:
         st = clock2()
         try:
             if mode == "eval":
-                out = eval(code, ns)
+                out = eval(code, ns, loc)
             else:
-                exec(code, ns)
+                exec(code, ns, loc)
                 out = None
                 if expr_val is not None:
-                    out = eval(compile(expr_val, source, "eval"), ns)
+                    out = eval(compile(expr_val, source, "eval"), ns, loc)
         except Exception as e:   # shown, not raised (IPython's showtraceback)
             tb = e.__traceback__
             while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<cellbox>"):
@@ -1037,13 +1090,13 @@ class Magics:
             print("Parser   : %s" % _fmt_time(tp))
         return out
 
-    def line_timeit(self, line):
-        return self._timeit(line, None)
+    def line_timeit(self, line, local_ns=None):
+        return self._timeit(line, None, local_ns)
 
-    def cell_timeit(self, line, cell):
-        return self._timeit(line, cell)
+    def cell_timeit(self, line, cell, local_ns=None):
+        return self._timeit(line, cell, local_ns)
 
-    def _timeit(self, line, cell):
+    def _timeit(self, line, cell, local_ns=None):
         """IPython's %timeit: -n loops, -r repeats (7), -t/-c wall or CPU
         clock, -p precision, -q quiet, -o the TimeitResult; as a cell magic the
         line is the setup and the cell the statement. The statement runs in a
@@ -1069,7 +1122,10 @@ class Magics:
         compile(setup, "<magic-timeit-setup>", "exec")
         compile(body, "<magic-timeit-stmt>", "exec")
         c0 = _cpu_clock()
-        timer = timeit.Timer(stmt=body, setup=setup, timer=timefunc, globals=self.shell.user_ns)
+        glob = self.shell.user_ns
+        if cell is None and local_ns is not None and local_ns is not glob:
+            glob = dict(glob, **local_ns)   # in a function: its locals too (IPython's needs_local_scope)
+        timer = timeit.Timer(stmt=body, setup=setup, timer=timefunc, globals=glob)
         tc = _cpu_clock() - c0
         if number == 0:   # 0.2 s <= total < 2 s
             for index in range(10):
@@ -3217,3 +3273,9 @@ def autocall(shell, line, pre, ifun, rest):
         print("------> " + newcmd)
     del builtins
     return pre + newcmd + "\n"
+
+
+# IPython's @needs_local_scope on its %time and %timeit
+for _name in ("line_time", "cell_time", "line_timeit", "cell_timeit"):
+    getattr(Magics, _name).needs_local_scope = True
+del _name
