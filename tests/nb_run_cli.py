@@ -27,6 +27,20 @@ import nb_common as C  # noqa: E402
 KS = {"name": "cellbox", "display_name": "Python 3 (cellbox)", "language": "python"}
 
 
+def poll_saved(out_name, cond, found):
+    """A cell's source that reads the notebook cellbox run saves (out_name)
+    until cond holds of its cells, then runs found; 'not saved' after 15 s."""
+    return ("import json, os, time\nt0 = time.time()\nfor _ in range(300):\n"
+            "    try:\n"
+            "        cells = json.load(open(%r))['cells']\n"
+            "        if %s:\n"
+            "            %s\n"
+            "            break\n"
+            "    except (OSError, ValueError, IndexError, KeyError):\n"
+            "        pass  # not yet, or saved before that cell ended (papermill's save at the start)\n"
+            "    time.sleep(0.05)\nelse:\n    print('not saved')") % (out_name, cond, found)
+
+
 def write_nb(path, cells, kernelspec=KS, tags=None, minor=5):
     nb = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": minor}
     if kernelspec is not None:
@@ -380,40 +394,21 @@ def main():
              "ready=%s rc=%s valid=%s %s" % (ready, proc.returncode, valid, json.dumps(res)[:600] if res else ""))
         t.ok(C.read_text(partial) == C.nbformat_rewrite(partial), "the partial notebook is what nbformat.write() gives")
 
-        # after a cell (at most once a second): the next cell sees the file
-        p = write_nb(os.path.join(d, "aftercell.ipynb"), [
-            "import time\ntime.sleep(1.2)\nprint('slept')",
-            "import json, os, time\nfor _ in range(400):\n"
-            "    try:\n"
-            "        print('saved:', json.load(open('aftercell.out.ipynb'))['cells'][0]['outputs'][0]['text'])\n"
-            "        break\n"
-            "    except (OSError, ValueError, IndexError):\n"
-            "        pass  # not yet, or saved while the first cell ran (papermill's save at the start)\n"
-            "    time.sleep(0.05)\nelse:\n    print('not saved')"])
-        r = run("run", p, "--autosave-cell-every", "0")
-        res = C.load(p.replace(".ipynb", ".out.ipynb"))
-        t.ok(r.returncode == 0 and text(res, 1) == "saved: ['slept\\n']\n",
-             "the notebook is saved after a cell (autosave off): the next cell reads it", r.stderr + text(res, 1))
-
-        # fast cells, then a long one (autosave off): what the fast cells
-        # printed is on disk within about a second, while the long cell runs
-        # (papermill saves at every cell's start and end)
-        p = write_nb(os.path.join(d, "fastlong.ipynb"), [
-            "print('fast')",
-            "import json, os, time\nt0 = time.time()\nfor _ in range(300):\n"
-            "    try:\n"
-            "        cells = json.load(open('fastlong.out.ipynb'))['cells']\n"
-            "        if cells[0]['outputs'][0]['text'] == ['fast\\n']:\n"
-            "            print('saved within', '3 s' if time.time() - t0 < 3 else 'more than 3 s')\n"
-            "            break\n"
-            "    except (OSError, ValueError, IndexError, KeyError):\n"
-            "        pass\n"
-            "    time.sleep(0.05)\nelse:\n    print('not saved')"])
-        r = run("run", p, "--autosave-cell-every", "0")
-        res = C.load(p.replace(".ipynb", ".out.ipynb"))
-        t.ok(r.returncode == 0 and text(res, 1) == "saved within 3 s\n",
-             "a fast cell followed by a long one: its output is saved while the long cell runs (autosave off)",
-             r.stderr + text(res, 1))
+        # autosave off, the notebook is saved after a cell (at most once a
+        # second): the next cell sees the file. And fast cells followed by a
+        # long one: what they printed is on disk within about a second while
+        # the long cell runs (papermill saves at every cell's start and end)
+        for name, first, cond, found, want, desc in [
+                ("aftercell", "import time\ntime.sleep(1.2)\nprint('slept')", "cells[0]['outputs']",
+                 "print('saved:', cells[0]['outputs'][0]['text'])", "saved: ['slept\\n']\n",
+                 "the notebook is saved after a cell (autosave off): the next cell reads it"),
+                ("fastlong", "print('fast')", "cells[0]['outputs'][0]['text'] == ['fast\\n']",
+                 "print('saved within', '3 s' if time.time() - t0 < 3 else 'more than 3 s')", "saved within 3 s\n",
+                 "a fast cell followed by a long one: its output is saved while the long cell runs (autosave off)")]:
+            p = write_nb(os.path.join(d, name + ".ipynb"), [first, poll_saved(name + ".out.ipynb", cond, found)])
+            r = run("run", p, "--autosave-cell-every", "0")
+            res = C.load(p.replace(".ipynb", ".out.ipynb"))
+            t.ok(r.returncode == 0 and text(res, 1) == want, desc, r.stderr + text(res, 1))
 
         # --no-request-save-on-cell-execute: written only at the end
         p = write_nb(os.path.join(d, "nosave.ipynb"), [
