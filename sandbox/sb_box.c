@@ -991,21 +991,15 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
     int c_self = -1, c_agent = -1;
     if (!none) {
         c_self = lift_fd(sb_pin_tree(SB_PIN_SELF));
-        c_agent = agent_prog ? lift_fd(sb_pin_tree(SB_PIN_AGENT)) : -1;
+        c_agent = agent_prog && c_self >= 0 ? lift_fd(sb_pin_tree(SB_PIN_AGENT)) : -1;
     } else {
         c_self = sb_pin_have(SB_PIN_SELF) ? lift_fd(open(sb_pin_path(SB_PIN_SELF), O_PATH | O_CLOEXEC))
                                           : -1;
     }
-    if (c_self < 0 || (agent_prog && !none && c_agent < 0)) {
-        sb_fail(err, SB_E_INTERNAL_ERROR, "sandbox start: cannot mount the server's programs for it: %s",
-                strerror(errno));
-        if (c_self >= 0)
-            close(c_self);
-        if (c_log >= 0)
-            close(c_log);
-        close(c_ctl), close(c_setup), close(c_sync);
-        goto fail;
-    }
+    /* without them the child cannot start (its dup2 of -1 fails); reported
+     * after the clone, whose own failure (no user namespaces: the same lack
+     * of privilege) names the cause a host can fix */
+    int progs_errno = c_self < 0 || (agent_prog && !none && c_agent < 0) ? errno : 0;
     unsigned long flags = none ? 0
                                : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
                                      CLONE_NEWIPC | CLONE_NEWNET;
@@ -1045,7 +1039,9 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
         _exit(127);
     }
     int clone_errno = errno;
-    close(c_ctl), close(c_setup), close(c_sync), close(c_self);
+    close(c_ctl), close(c_setup), close(c_sync);
+    if (c_self >= 0)
+        close(c_self);
     if (c_agent >= 0)
         close(c_agent);
     if (c_log >= 0)
@@ -1057,6 +1053,11 @@ static int warm_spawn(sb_warm *w, int index, sb_error *err)
         goto fail;
     }
     w->pid = pid;
+    if (progs_errno) {
+        sb_fail(err, SB_E_CONTAINER_UNAVAILABLE, "sandbox start: cannot mount the server's programs for it: %s",
+                strerror(progs_errno));
+        goto fail;
+    }
     w->ctl = ctl[0];
     ctl[0] = -1;
     if (!none) {
