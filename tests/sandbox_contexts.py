@@ -1045,7 +1045,12 @@ for n in os.listdir('/proc/self/fd'):
 s = socket.socket(fileno=os.dup(fd))
 s.settimeout(120)
 """
-HOSTILE = OWN_CONNECTION + r"""
+# (in a cell) libzmq's I/O thread may still be writing what the kernel queued
+# on the connection before the cell ran (status busy, execute_input): bytes
+# written meanwhile would cut into its frames (a CI run got "malformed frame"
+# instead of the bound under test). The kernel sends nothing else meanwhile.
+SETTLE = "import time\ntime.sleep(0.3)\n"
+HOSTILE = OWN_CONNECTION + SETTLE + r"""
 zeros = memoryview(bytes(16 << 20))
 sent, err = 0, None
 try:
@@ -1115,7 +1120,7 @@ if os.environ.get('CUT_AT_START'):
         s.sendall(b'\x02' + struct.pack('>Q', 768 << 20) + bytes(1 << 20))
     threading.Thread(target=_cut, daemon=True).start()
 """
-PARTS = OWN_CONNECTION + r"""
+PARTS = OWN_CONNECTION + SETTLE + r"""
 try:
     s.sendall(b'\x01\x00' * %(parts)d + b'\x00\x00')
 except OSError as e:
