@@ -487,7 +487,9 @@ bool ip_capture_flush_now_due(ip_capture *c)
     return cb_mono_ns() - atomic_load_explicit(&c->last_pub_ns, memory_order_relaxed) >= FLUSH_SYNC_GAP_NS;
 }
 
-void ip_capture_flush_now(ip_capture *c)
+/* What C's stdio, the fd pipes and the buffer hold, published. final: an
+ * incomplete UTF-8 sequence at the end goes out too (as U+FFFD). */
+static void flush_all(ip_capture *c, bool final)
 {
     if (c->fds) {
         fflush(stdout);
@@ -495,7 +497,12 @@ void ip_capture_flush_now(ip_capture *c)
         drain_pipe(c, IP_STDOUT);
         drain_pipe(c, IP_STDERR);
     }
-    publish_pending(c, false);
+    publish_pending(c, final);
+}
+
+void ip_capture_flush_now(ip_capture *c)
+{
+    flush_all(c, false);
 }
 
 void ip_capture_flush_held(ip_capture *c)
@@ -572,13 +579,7 @@ static void *pump_thread(void *arg)
 
 void ip_capture_flush(ip_capture *c)
 {
-    if (c->fds) {
-        fflush(stdout);
-        fflush(stderr);
-        drain_pipe(c, IP_STDOUT);
-        drain_pipe(c, IP_STDERR);
-    }
-    publish_pending(c, true);
+    flush_all(c, true);
 }
 
 static int redirect_fd(ip_capture *c, int fd)

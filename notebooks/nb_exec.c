@@ -763,19 +763,15 @@ static bool run_cell(run_state *rs, int idx, cJSON *cell)
             cb_autofree char *why = st == KN_POLL_DIED
                                         ? cb_strdup(kn_client_exit_status(rs->k))
                                         : cb_printf_new("no heartbeat for %g s", o->hb_timeout);
-            if (timed_out) {
-                /* the timeout's interrupt ended it (a kernel that exits on
-                 * SIGINT): a timeout first, then how the kernel ended */
-                cb_autofree char *ev = cb_printf_new("Cell execution timed out after %g s; the kernel died "
-                                                     "when it was interrupted (%s)", o->timeout, why);
-                add_error_output(&rs->outs, idx, "CellTimeoutError", ev);
-                set_reason(rs->r, NB_TIMEOUT, idx, cell, "timed out after %g s; the kernel died when it was "
-                           "interrupted (%s)", o->timeout, why);
-            } else {
-                cb_autofree char *ev = cb_printf_new("Kernel died while executing this cell (%s)", why);
-                add_error_output(&rs->outs, idx, "DeadKernelError", ev);
-                set_reason(rs->r, NB_DEAD, idx, cell, "the kernel died (%s)", why);
-            }
+            /* a kernel ended by the timeout's interrupt (one that exits on
+             * SIGINT): a timeout first, then how the kernel ended */
+            cb_autofree char *reason = timed_out ? cb_printf_new("timed out after %g s; the kernel died when it "
+                                                                 "was interrupted (%s)", o->timeout, why)
+                                                 : cb_printf_new("the kernel died (%s)", why);
+            cb_autofree char *ev = timed_out ? cb_printf_new("Cell execution %s", reason)
+                                             : cb_printf_new("Kernel died while executing this cell (%s)", why);
+            add_error_output(&rs->outs, idx, timed_out ? "CellTimeoutError" : "DeadKernelError", ev);
+            set_reason(rs->r, timed_out ? NB_TIMEOUT : NB_DEAD, idx, cell, "%s", reason);
             kn_client_kill(rs->k);
             ok = false;
             break;

@@ -233,11 +233,15 @@ static int bad_usage(const char *fmt, ...)
     return 2;
 }
 
-static int parse_seconds(const char *opt, const char *v, double *out)
+/* negative_none: a negative number means none (0), as nbclient's and
+ * papermill's timeout of -1 */
+static int parse_seconds(const char *opt, const char *v, double *out, bool negative_none)
 {
     char *end;
     errno = 0;
     double d = strtod(v, &end);
+    if (negative_none && !errno && end != v && !*end && d < 0)
+        d = 0;
     /* NaN compares false with everything: as a timeout it never expired */
     if (errno || end == v || *end || !(d >= 0))
         return bad_usage("%s needs a number of seconds >= 0, not '%s'", opt, v);
@@ -271,19 +275,10 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
     case O_INPLACE: o->inplace = true; break;
     case O_KERNEL: o->kernel = vals[0]; break;
     case O_CWD: o->cwd = vals[0]; break;
-    case O_TIMEOUT: {
-        /* nbclient's and papermill's "-1: no timeout" (any negative number) */
-        char *end;
-        double secs = strtod(vals[0], &end);
-        if (end != vals[0] && !*end && secs < 0) {
-            o->timeout = 0;
-            return 0;
-        }
-        return parse_seconds(spelled, vals[0], &o->timeout);
-    }
-    case O_STARTUP: return parse_seconds(spelled, vals[0], &o->startup_timeout);
-    case O_HB: return parse_seconds(spelled, vals[0], &o->hb_timeout);
-    case O_INTERRUPT: return parse_seconds(spelled, vals[0], &o->interrupt_timeout);
+    case O_TIMEOUT: return parse_seconds(spelled, vals[0], &o->timeout, true);
+    case O_STARTUP: return parse_seconds(spelled, vals[0], &o->startup_timeout, false);
+    case O_HB: return parse_seconds(spelled, vals[0], &o->hb_timeout, false);
+    case O_INTERRUPT: return parse_seconds(spelled, vals[0], &o->interrupt_timeout, false);
     case O_ALLOW_ERRORS: o->allow_errors = true; break;
     case O_ALLOW_ERROR_NAME: {
         /* NAME or NAME,NAME...; repeatable */
@@ -357,7 +352,7 @@ static int apply_opt(run_opts *o, const struct opt_def *d, const char *spelled, 
         break;
     case O_SAVE: o->save_progress = true; break;
     case O_NO_SAVE: o->save_progress = false; break;
-    case O_AUTOSAVE: return parse_seconds(spelled, vals[0], &o->autosave_every);
+    case O_AUTOSAVE: return parse_seconds(spelled, vals[0], &o->autosave_every, false);
     case O_LOG_LEVEL: {
         /* papermill's choices (Python's logging levels); CRITICAL has no
          * level of its own here: errors are the least cellbox says */

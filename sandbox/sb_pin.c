@@ -100,9 +100,10 @@ static void pin_one(const char *bin, sb_pin_prog prog, const char *from)
         cb_warn("sandbox", "cannot copy %s into %s (%s): sandboxes run it in place, and a new "
                 "version put there while this server runs reaches them", from, bin ? bin : "?",
                 strerror(errno));
-        /* the running file itself (for this binary, even once replaced) */
+        /* the running file itself (for this binary, even once replaced);
+         * this binary's path is sb_pin_path's fallback */
         pins[prog].fd = open(from, O_PATH | O_CLOEXEC);
-        pins[prog].path = prog == SB_PIN_SELF ? cb_self_exe() : cb_strdup(from);
+        pins[prog].path = prog == SB_PIN_SELF ? NULL : cb_strdup(from);
         return;
     }
     pins[prog].fd = open(copy, O_PATH | O_CLOEXEC);

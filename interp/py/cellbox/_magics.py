@@ -34,6 +34,13 @@ def _no_var_expand(fn):
     return fn
 
 
+def _needs_local_scope(fn):
+    """IPython's @needs_local_scope: the magic gets local_ns, the namespace
+    it was used in (a function's locals)."""
+    fn.needs_local_scope = True
+    return fn
+
+
 def _internal(frame):
     """A frame of cellbox's own Python (not the user's code)."""
     name = frame.f_globals.get("__name__") or ""
@@ -1019,9 +1026,11 @@ class Magics:
         print("Note: you may need to restart the kernel to use updated packages.")
 
     # -- timing -------------------------------------------------------------------
+    @_needs_local_scope
     def line_time(self, line, local_ns=None):
         return self._time(line, None, local_ns)
 
+    @_needs_local_scope
     def cell_time(self, line, cell, local_ns=None):
         return self._time(line, cell, local_ns)
 
@@ -1090,9 +1099,11 @@ class Magics:
             print("Parser   : %s" % _fmt_time(tp))
         return out
 
+    @_needs_local_scope
     def line_timeit(self, line, local_ns=None):
         return self._timeit(line, None, local_ns)
 
+    @_needs_local_scope
     def cell_timeit(self, line, cell, local_ns=None):
         return self._timeit(line, cell, local_ns)
 
@@ -3273,9 +3284,3 @@ def autocall(shell, line, pre, ifun, rest):
         print("------> " + newcmd)
     del builtins
     return pre + newcmd + "\n"
-
-
-# IPython's @needs_local_scope on its %time and %timeit
-for _name in ("line_time", "cell_time", "line_timeit", "cell_timeit"):
-    getattr(Magics, _name).needs_local_scope = True
-del _name
