@@ -8,6 +8,13 @@ shared machine, and prints the median of the per-round medians with the
 ratios. The cellbox kernelspec is installed from --cellbox into a
 temporary prefix, so the freshly built binary is measured.
 
+Each round also times the floor of the display case: its very loop (20
+figures: figure, plot, savefig to PNG through matplotlib's Agg and Pillow,
+IPython.display.Image of the bytes) in a plain /usr/bin/python3 with no
+kernel at all and nothing published, the median of 3 repetitions after one
+warm-up figure. No kernel that runs the cell as written can be faster than
+that, so ipykernel's time over it is the best ratio any kernel can reach.
+
 usage: image_bench.py [--rounds N] [--cellbox PATH] [--bench PATH] [--jsonl FILE]
 """
 import argparse
@@ -18,6 +25,31 @@ import statistics
 import subprocess
 import sys
 import tempfile
+
+# kernel_bench's display case (IMAGE_SETUP / IMAGE_LOOP["display"]) without
+# a kernel: display() left out, the Image object still made; prints the ms
+FLOOR = r"""
+import io, statistics, time
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Image
+_bx = np.linspace(0, 10, 1000)
+def loop(n):
+    for _k in range(n):
+        _f = plt.figure(figsize=(6.4, 4.8), dpi=100)
+        plt.plot(_bx, np.sin(_bx + _k))
+        _b = io.BytesIO(); _f.savefig(_b, format='png'); plt.close(_f)
+        Image(data=_b.getvalue(), format='png')
+loop(1)
+ts = []
+for _ in range(3):
+    t0 = time.perf_counter()
+    loop(20)
+    ts.append((time.perf_counter() - t0) * 1e3)
+print(statistics.median(ts))
+"""
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -38,6 +70,7 @@ def main():
         subprocess.run([os.path.abspath(args.cellbox), "kernelspec", "install", "--prefix", prefix], check=True,
                        stdout=subprocess.DEVNULL)
         env = dict(os.environ, JUPYTER_PATH=os.path.join(prefix, "share", "jupyter"))
+        floor = []
         for r in range(args.rounds):
             for kernel in ("cellbox", "python3"):
                 p = subprocess.run(["/usr/bin/python3", args.bench, "--kernel", kernel, "--cases", "image",
@@ -46,6 +79,10 @@ def main():
                 if p.returncode != 0:
                     sys.exit("kernel_bench failed for %s:\n%s" % (kernel, p.stderr[-2000:]))
                 print("round %d/%d: %s done" % (r + 1, args.rounds, kernel), file=sys.stderr)
+            if "display" in args.modes.split(","):
+                p = subprocess.run(["/usr/bin/python3", "-c", FLOOR], stdout=subprocess.PIPE, text=True,
+                                   check=True, timeout=600)
+                floor.append(float(p.stdout.split()[-1]))
         res = {}
         load = []
         with open(raw) as f:
@@ -68,6 +105,11 @@ def main():
             continue
         ma, mb = statistics.median(a), statistics.median(b)
         print("| %s | %.0f | %.0f | %.2fx |" % (mode, ma, mb, mb / ma))
+    b = res.get(("image_display_20x", "python3"))
+    if floor and b:
+        mf = statistics.median(floor)
+        print("| display floor: the same loop in a plain `python3`, no kernel | %.0f | | %.2fx at most |"
+              % (mf, statistics.median(b) / mf))
     print("\n(send -> IOPub idle; median of %d alternating rounds, each the median of 3 repetitions;"
           " load average %.1f-%.1f)" % (args.rounds, min(load or [0]), max(load or [0])))
 

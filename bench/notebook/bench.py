@@ -7,6 +7,10 @@ Executors (each a fresh process with a fresh kernel, as a user runs them):
   cellbox-run[cellbox]   cellbox run -k cellbox NB -o OUT
   jupyter-execute[python3]  jupyter-execute --kernel_name=python3 NB
   cellbox-run[python3]   cellbox run -k python3 NB -o OUT
+  python3-floor[none]    /usr/bin/python3 -c FLOOR: no kernel, no notebook; only
+                         the imports and the figure every Python kernel must
+                         run for this notebook (see FLOOR): jupyter execute's
+                         time over this is the best ratio any kernel can reach
 
 The executors take turns (round robin) so that drift in machine load hits
 all of them alike; one unmeasured warm-up round comes first. Every notebook
@@ -76,6 +80,16 @@ def reap(pids):
             pass
 
 
+# The floor: what any CPython kernel running this notebook must do at
+# least, timed as a plain /usr/bin/python3 process with nothing else (no
+# kernel, no protocol, no notebook): start, import matplotlib.pyplot and
+# numpy, draw the notebook's one figure and encode it as PNG. jupyter
+# execute's time divided by this is the best ratio any kernel can reach.
+FLOOR = ("import io, matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
+         "xs = np.linspace(0, 10, 500)\nfig, ax = plt.subplots(figsize=(6.4, 4.8))\nax.plot(xs, np.sin(xs))\n"
+         "ax.set_title('sin')\nfig.savefig(io.BytesIO(), format='png')\n")
+
+
 def timed(cmd, env, cwd):
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
@@ -137,6 +151,9 @@ def main():
             ("cellbox-run[cellbox]", [a.cellbox, "run", "-k", "cellbox", nb, "-o", out], True),
             ("jupyter-execute[python3]", [jexec, "--kernel_name=python3", "--timeout=120", nb], False),
             ("cellbox-run[python3]", [a.cellbox, "run", "-k", "python3", nb, "-o", out], True),
+            # no kernel and no executor: a plain interpreter doing only the
+            # library work every Python kernel must do for this notebook
+            ("python3-floor[none]", ["/usr/bin/python3", "-c", FLOOR], False),
         ]
         times = {name: [] for name, _, _ in executors}
         problems = []
@@ -181,6 +198,11 @@ def main():
             continue
         r = rows[name]
         exe, kernel = name.split("[")
+        if exe == "python3-floor":
+            print("| floor: plain `python3`, imports + the figure only | none | %.3f | %.3f | %.3f | %s |"
+                  % (r["median"], r["min"], r["max"], "%.1fx (the best any kernel can reach)" % (je / r["median"])
+                     if je else "-"))
+            continue
         ratio = "%.1fx faster" % (je / r["median"]) if je and name != "jupyter-execute[python3]" else "1.0x"
         print("| `%s` | %s | %.3f | %.3f | %.3f | %s |" % (exe.replace("-", " "), kernel[:-1], r["median"], r["min"],
                                                          r["max"], ratio))
