@@ -334,7 +334,14 @@ static int queue(sb_req *r, int status, struct MHD_Response *resp)
     r->status = status;
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    return ok == MHD_YES ? 0 : -1;
+    if (ok != MHD_YES) {
+        /* no reply will ever go: close the connection (on_request returns
+         * MHD_NO), so it ends now and on_completed frees what it holds */
+        r->queue_failed = true;
+        cb_warn("http", "%s %s: cannot send the %d reply; connection closed", r->method, r->url, status);
+        return -1;
+    }
+    return 0;
 }
 
 int sb_reply_json(sb_req *r, int status, cJSON *take)
@@ -535,6 +542,11 @@ static void upgrade_done(upgrade_ctx *u)
 int sb_reply_upgrade(sb_req *r, const char *const *headers, sb_upgrade_fn fn, void *ctx,
                      void (*free_ctx)(void *))
 {
+    if (!r->http11) {
+        if (free_ctx)
+            free_ctx(ctx);
+        return sb_reply_err(r, SB_E_VALIDATION_FAILED, "a protocol upgrade needs HTTP/1.1");
+    }
     upgrade_ctx *u = cb_calloc(1, sizeof *u);
     *u = (upgrade_ctx){fn, ctx, free_ctx, false};
     struct MHD_Response *resp = MHD_create_response_for_upgrade(on_upgrade, u);
@@ -689,12 +701,11 @@ static bool path_escape_refused(const char *raw_uri)
     return false;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char *url,
+                             const char *method, const char *version,
+                             const char *upload_data, size_t *upload_size, void **con_cls)
 {
     (void)cls;
-    (void)version;
     sb_req *r = *con_cls;
     if (!r) {
         r = cb_calloc(1, sizeof *r);
@@ -706,6 +717,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         conn_set_in_request(conn, true);
         r->conn = conn;
         r->method = method;
+        r->http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
         r->url = cb_strdup(url);
         r->t0_ns = cb_mono_ns();
         if (!r->raw_uri)
@@ -797,6 +809,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!(r->route->flags & SB_ROUTE_RAW) && r->body.len > 0) {
         /* cJSON ends a string at U+0000: "a\u0000b" would silently act on "a" */
+        if (memchr(r->body.data, '\0', r->body.len)) {
+            /* never valid JSON, and cJSON would stop at it: "a<NUL>b" would act on "a" */
+            sb_reply_err(r, SB_E_VALIDATION_FAILED, "the body holds a NUL byte: not valid JSON "
+                         "(send such bytes base64-encoded)");
+            return MHD_YES;
+        }
         if (cb_json_has_nul_escape(r->body.data, r->body.len)) {
             sb_reply_err(r, SB_E_VALIDATION_FAILED,
                          "strings in the body must not hold U+0000 (\\u0000): send such bytes "
@@ -820,6 +838,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r->replied)
         sb_reply_err(r, SB_E_INTERNAL_ERROR, "the handler sent no reply");
     return MHD_YES;
+}
+
+/* A reply libmicrohttpd refused (queue) closes the connection. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    enum MHD_Result res = serve(cls, conn, url, method, version, upload_data, upload_size, con_cls);
+    sb_req *r = *con_cls;
+    return r && r->queue_failed ? MHD_NO : res;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -877,7 +905,11 @@ struct MHD_Daemon *sb_http_start(const sb_http_conf *conf, unsigned short *port_
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_ALLOW_UPGRADE;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_ALLOW_UPGRADE |
+                     /* poll(), not select(): select drops every connection
+                     * whose fd is 1024 or more (a few hundred sandboxes or
+                     * idle clients would take the whole API down) */
+                     MHD_USE_POLL;
     socklen_t sl;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;

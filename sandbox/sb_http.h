@@ -77,6 +77,8 @@ struct sb_req {
     bool started;
     char allow[64];             /* a 405's Allow header: the path's methods */
     bool close;                 /* answer with Connection: close (bad framing) */
+    bool http11;                /* HTTP/1.1 (an upgrade needs it) */
+    bool queue_failed;          /* libmicrohttpd refused the reply: the connection is closed */
 };
 
 typedef struct sb_http_conf {

@@ -434,8 +434,10 @@ static int run_step(const sb_step *s, bool pivoted, int src_fd, int src_errno, c
         if (mkdir_p_in(dest, 0755) < 0)
             return -1;
         *what = "mount devpts";
+        /* max: the host's kernel.pty.max is shared by every sandbox; one
+         * holding them all would leave the others without terminals */
         return mount("devpts", dest, "devpts", MS_NOSUID | MS_NOEXEC,
-                     "newinstance,ptmxmode=0666,mode=620");
+                     "newinstance,ptmxmode=0666,mode=620,max=" SB_PTY_MAX);
     case SB_STEP_PIVOT:
         *what = "chdir new root";
         if (chdir(NEWROOT) < 0)

@@ -20,6 +20,10 @@
 #include "base/buf.h"
 #include "sandbox/sb_err.h"
 
+/* A sandbox's pseudo-terminals at once (its devpts's max=; the host's
+ * kernel.pty.max is shared by every sandbox). */
+#define SB_PTY_MAX "64"
+
 typedef enum {
     SB_STEP_ROOT,       /* make mounts private, mount the new root tmpfs */
     SB_STEP_TMPFS,      /* dest, size_mb, mode */
@@ -28,7 +32,7 @@ typedef enum {
     SB_STEP_SYMLINK,    /* dest -> src (the link's target) */
     SB_STEP_WRITE,      /* dest gets content src, mode */
     SB_STEP_PROC,       /* fresh procfs at dest */
-    SB_STEP_DEVPTS,     /* fresh devpts instance at dest */
+    SB_STEP_DEVPTS,     /* fresh devpts instance at dest, at most SB_PTY_MAX terminals */
     SB_STEP_PIVOT,      /* pivot_root into the new root, drop the old one */
     SB_STEP_REMOUNT_RO, /* make dest read-only (after PIVOT, for "/") */
     SB_STEP_HOSTNAME,   /* sethostname(src) */

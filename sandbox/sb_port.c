@@ -483,7 +483,9 @@ static int proxy_begin(sb_req *r)
 
     const char *upgrade = sb_req_header(r, "Upgrade");
     const char *conn = sb_req_header(r, "Connection");
-    x->ws = upgrade && conn && has_token(conn, "upgrade") && !strpbrk(upgrade, "\r\n");
+    /* an upgrade only on HTTP/1.1 (libmicrohttpd sends no 101 to 1.0):
+     * a 1.0 client's Upgrade is dropped, as RFC 9110 7.8 says */
+    x->ws = r->http11 && upgrade && conn && has_token(conn, "upgrade") && !strpbrk(upgrade, "\r\n");
     x->head_req = strcmp(r->method, "HEAD") == 0;
     const char *te = sb_req_header(r, "Transfer-Encoding");
     const char *cl = sb_req_header(r, "Content-Length");

@@ -133,6 +133,8 @@ int sb_pty_handler(sb_req *r)
     if (!up || !has_token(up, "websocket") || !conn || !has_token(conn, "upgrade"))
         return sb_reply_err(r, SB_E_VALIDATION_FAILED,
                             "a terminal is a WebSocket: send Upgrade: websocket and Connection: Upgrade");
+    if (!r->http11)
+        return sb_reply_err(r, SB_E_VALIDATION_FAILED, "a WebSocket upgrade needs HTTP/1.1");
     if (!ver || strcmp(ver, "13") != 0)
         return sb_reply_err(r, SB_E_VALIDATION_FAILED, "Sec-WebSocket-Version must be 13");
     if (!sb_ws_key_valid(key))

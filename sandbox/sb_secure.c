@@ -96,6 +96,9 @@ int sb_secure_drop_privs(uid_t uid, gid_t gid)
 #define DENY(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
                  BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
 #define RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
+/* as if the kernel had no such call: programs fall back (libaio users) */
+#define ABSENT(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
+                   BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS)
 
 #define NS_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | \
                   CLONE_NEWNET | CLONE_NEWCGROUP)
@@ -164,6 +167,10 @@ int sb_secure_seccomp(void)
         DENY(__NR_syslog), DENY(__NR_vhangup), DENY(__NR_kcmp), DENY(__NR_pidfd_getfd),
         DENY(__NR_io_uring_setup), DENY(__NR_io_uring_enter), DENY(__NR_io_uring_register),
         DENY(__NR_fanotify_init), DENY(__NR_lookup_dcookie),
+        /* native AIO: its limit (fs.aio-max-nr) is one for the whole host,
+         * and one io_setup(65536) took all of it; io_uring is refused too */
+        ABSENT(__NR_io_setup), ABSENT(__NR_io_destroy), ABSENT(__NR_io_submit),
+        ABSENT(__NR_io_cancel), ABSENT(__NR_io_getevents), ABSENT(__NR_io_pgetevents),
 #if defined(__x86_64__)
         DENY(__NR_iopl), DENY(__NR_ioperm), DENY(__NR_uselib), DENY(__NR_modify_ldt),
 #endif

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -328,6 +329,14 @@ int sb_cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Open files: up to the hard limit (a soft limit of 1024 is common),
+     * for the 2048 connections and every running sandbox's few fds. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+            cb_debug("serve", "cannot raise the open file limit: %s", strerror(errno));
+    }
 
     sb_error err = {0};
     sb_server_conf conf = {abs_state, isolation, id_lock};

@@ -83,8 +83,8 @@ TESTS += tests/sandbox_netpolicy.py
 # gitCheckout and directory backups of `cellbox serve` (git clone and tar run
 # inside the sandbox); with the other sandbox tests (needs root; git for the
 # first: the sandbox's /usr is the host's).
-EXTRA_DIST += tests/sandbox_git.py tests/sandbox_backup.py tests/sandbox_fork.py tests/sandbox_mount.py tests/s3_server.py tests/sandbox_meta.py tests/sandbox_capacity.py tests/sandbox_audit.py tests/sandbox_upgrade.py
-TESTS += tests/sandbox_git.py tests/sandbox_backup.py tests/sandbox_fork.py tests/sandbox_mount.py tests/sandbox_meta.py tests/sandbox_capacity.py tests/sandbox_audit.py tests/sandbox_upgrade.py
+EXTRA_DIST += tests/sandbox_git.py tests/sandbox_backup.py tests/sandbox_fork.py tests/sandbox_mount.py tests/s3_server.py tests/sandbox_meta.py tests/sandbox_capacity.py tests/sandbox_audit.py tests/sandbox_upgrade.py tests/sandbox_shared.py
+TESTS += tests/sandbox_git.py tests/sandbox_backup.py tests/sandbox_fork.py tests/sandbox_mount.py tests/sandbox_meta.py tests/sandbox_capacity.py tests/sandbox_audit.py tests/sandbox_upgrade.py tests/sandbox_shared.py
 
 # Terminals of `cellbox serve` over WebSocket (sandbox/sb_pty.c): the frame
 # codec alone (sandbox/sb_ws.c), then the real server (needs root).
