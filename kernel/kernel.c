@@ -32,6 +32,8 @@
 #include "kernel/session.h"
 
 #define DEFAULT_MAX_BYTES ((size_t)256 << 20)
+/* How long the kernel lives after the reply of a cell that called exit(). */
+#define KN_EXIT_LINGER_MS 400
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
@@ -91,6 +93,7 @@ typedef struct kn_kernel {
     bool cur_allow_stdin;
     int execution_count;        /* the number the next stored cell gets */
     bool abort_queue;           /* an execute failed with stop_on_error */
+    bool exit_linger;           /* exit() in a cell: wait KN_EXIT_LINGER_MS before stopping */
     bool keep_interrupt;        /* an interrupt came while the interpreter started: it is
                                  * for the first cell that was waiting, not cleared */
     bool startup_queue;         /* handling the requests that came during startup: an
@@ -530,6 +533,7 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
     if (cJSON_IsTrue(exit_after)) {
         cb_info("kernel", "the cell asked the kernel to exit");
         k->shutdown_pending = true;
+        k->exit_linger = true;
         atomic_store(&k->restart, false);
     }
     cJSON_Delete(exit_after);
@@ -550,7 +554,9 @@ static cJSON *h_execute(kn_kernel *k, kn_msg *m, channel ch)
         cJSON_AddItemToObject(reply, "user_expressions", cJSON_CreateObject());
     if (!cb_json_has(reply, "payload"))
         cJSON_AddItemToObject(reply, "payload", cJSON_CreateArray());
-    if (strcmp(cb_json_str(reply, "status", "ok"), "error") == 0 && req.stop_on_error)
+    /* a silent request (a variable inspector's probe) that fails aborts
+     * nothing queued behind it, as in ipykernel */
+    if (strcmp(cb_json_str(reply, "status", "ok"), "error") == 0 && req.stop_on_error && !req.silent)
         k->abort_queue = true;
     return reply;
 }
@@ -757,6 +763,13 @@ static void dispatch(kn_kernel *k, void *sock, channel ch, kn_msg *m, bool conte
         k->cur = NULL;
     if (k->shutdown_pending) {
         k->shutdown_pending = false;
+        if (k->exit_linger) {
+            /* exit() in a cell: jupyter console reads the reply (and its
+             * ask_exit payload) only while the kernel's process is alive;
+             * ipykernel lives about 0.4 s after it, so do we */
+            k->exit_linger = false;
+            usleep(KN_EXIT_LINGER_MS * 1000);
+        }
         request_stop(k, atomic_load(&k->restart));
     }
 }

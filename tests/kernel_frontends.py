@@ -49,3 +49,36 @@ p = subprocess.run(["/usr/bin/jupyter-console", "--kernel", "cellbox", "--simple
                    capture_output=True, text=True, timeout=120)
 tap.ok(p.returncode == 0 and "hi from console" in p.stdout and "Out[2]: 42" in p.stdout and "Out[3]: 3" in p.stdout,
        "jupyter console runs cells non-interactively", p.stdout + p.stderr)
+
+# exit() in a cell ends jupyter console, as with ipykernel: the console reads
+# the reply (its ask_exit payload) only while the kernel process is alive, and
+# the kernel used to exit 12 ms after sending it, before the console read it
+# (the console then went on with a dead kernel: In [3] below)
+for i in range(3):
+    p = subprocess.run(["/usr/bin/jupyter-console", "--kernel", "cellbox", "--simple-prompt"],
+                       input="print(1)\nexit()\nprint('after exit')\n", capture_output=True, text=True, timeout=120)
+    if not (p.returncode == 0 and "Shutting down kernel" in p.stdout and "In [3]" not in p.stdout):
+        break
+tap.ok(p.returncode == 0 and "Shutting down kernel" in p.stdout and "In [3]" not in p.stdout,
+       "jupyter console: exit() in a cell ends the console (3 of 3 times), nothing runs after it",
+       p.stdout + p.stderr)
+
+# a silent request that fails (a variable inspector's probe) aborts nothing
+# queued behind it (ipykernel: `if not silent and ... stop_on_error`); a
+# failing cell that is not silent still does
+km, kc = kutil.start("cellbox")
+try:
+    got = {}
+    for silent in (True, False):
+        a = kc.execute("import time; time.sleep(0.3); 1/0", silent=silent)
+        b = kc.execute("print('queued cell ran')")
+        seen = {}
+        while len(seen) < 2:
+            r = kc.get_shell_msg(timeout=30)
+            seen[r["parent_header"]["msg_id"]] = r["content"]["status"]
+        got[silent] = (seen[a], seen[b])
+    tap.eq(got, {True: ("error", "ok"), False: ("error", "aborted")},
+           "a failing silent execute does not abort the cell queued behind it; a failing cell does")
+finally:
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
