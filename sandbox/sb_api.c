@@ -1085,10 +1085,15 @@ static int h_proc_stdin(sb_req *r, sb_box *b, sb_error *err)
     return sb_reply_json(r, 200, j);
 }
 
+static bool client_gone(void *r)
+{
+    return sb_req_client_gone(r);
+}
+
 static int h_proc_wait(sb_req *r, sb_box *b, sb_error *err)
 {
     cJSON *out = NULL;
-    if (sb_proc_wait(b, r->params[1], body_or_empty(r), &out, err) < 0)
+    if (sb_proc_wait(b, r->params[1], body_or_empty(r), client_gone, r, &out, err) < 0)
         return -1;
     return sb_reply_json(r, 200, out);
 }

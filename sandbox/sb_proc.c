@@ -657,7 +657,8 @@ static bool line_matches(const char *line, const char *substr, regex_t *re)
     return strstr(line, substr) != NULL;
 }
 
-int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, cJSON **out, sb_error *err)
+int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, bool (*gone)(void *), void *gone_ctx,
+                 cJSON **out, sb_error *err)
 {
     const char *substr = cb_json_str(body, "log", NULL);
     const char *pattern = cb_json_str(body, "regex", NULL);
@@ -761,6 +762,12 @@ int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, cJSON **out, sb_e
         if (sb_now_ms() >= deadline) {
             sb_fail(err, SB_E_PROCESS_READY_TIMEOUT, "process '%s' was not ready within %lld ms", id,
                     timeout_ms);
+            break;
+        }
+        if (gone && gone(gone_ctx)) {
+            /* nobody reads the answer: the thread, its fds and the hold on
+             * the sandbox (a port wait keeps it awake) go now */
+            sb_fail(err, SB_E_PROCESS_READY_TIMEOUT, "the client left before process '%s' was ready", id);
             break;
         }
         pthread_mutex_lock(&b->mu);

@@ -67,8 +67,11 @@ int sb_procs_kill_all(sb_box *b, int sig, int grace_ms);  /* how many were signa
 int sb_proc_logs(sb_box *b, const char *id, cJSON **out, sb_error *err);
 int sb_proc_stdin(sb_box *b, const char *id, const void *data, size_t len, bool eof,
                   sb_error *err);
-/* Wait for a log line / port / exit; body as in docs/api.md. */
-int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, cJSON **out, sb_error *err);
+/* Wait for a log line / port / exit; body as in docs/api.md. gone(gone_ctx)
+ * (may be NULL) is asked every 100 ms: true ends the wait (the client left;
+ * -1 with err). */
+int sb_proc_wait(sb_box *b, const char *id, const cJSON *body, bool (*gone)(void *), void *gone_ctx,
+                 cJSON **out, sb_error *err);
 
 /* A follower reads a process's logs from the start, then live. */
 typedef struct sb_log_reader {

@@ -15,7 +15,10 @@ here is a way one sandbox or one client took such a thing from the others:
     starting a shell (it used to get no answer and hold a thread, two fds
     and a shell for 10 minutes);
   - a raw NUL byte in a JSON body is refused (400), not cut short (a
-    command "echo safe<NUL>; rm ..." ran "echo safe").
+    command "echo safe<NUL>; rm ..." ran "echo safe");
+  - a readiness wait (processes/{id}/wait) ends when its client leaves,
+    not at its timeout (up to an hour of a thread, fds and a sandbox kept
+    awake).
 Prints TAP.
 """
 import os
@@ -119,6 +122,23 @@ try:
     t.ok(wait_until(lambda: shells() <= base_shells, timeout=10), "and no shell was started for it",
          (base_shells, shells()))
     t.ok(wait_until(lambda: threads() < 30, timeout=10), "and no server thread is left holding it", threads())
+
+    # ---- a readiness wait whose client left ----
+    r = srv.post("/v1/sandboxes/sh-b/processes", {"command": "sleep 600", "processId": "slow"})
+    t.ok(r.status == 201, "a process that never gets ready", r)
+    base = threads()
+    body = b'{"port": 9, "timeoutMs": 600000}'
+    for _ in range(10):
+        s = socket.create_connection((srv.host, srv.port), timeout=10)
+        s.sendall(("POST /v1/sandboxes/sh-b/processes/slow/wait HTTP/1.1\r\nHost: x\r\n"
+                   "Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                   % (srv.token, len(body))).encode() + body)
+        time.sleep(0.05)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # reset
+    t.ok(wait_until(lambda: threads() <= base, timeout=5),
+         "10 readiness waits (600 s) whose clients left end within seconds, not at their timeout",
+         (base, threads()))
 
     # ---- a raw NUL byte in a JSON body ----
     srv.sh("sh-a", "echo keep > /workspace/keep.txt")
