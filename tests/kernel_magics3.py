@@ -326,6 +326,11 @@ PARITY = [
      "@register_line_magic\n@needs_local_scope\ndef lm(line, local_ns):\n"
      "    return sorted(k for k in local_ns if not k.startswith('_'))[:5]\n"
      "def _ff():\n    zz_local = 1\n    r = %lm\n    return r\n_ff()"),
+    # IPython's wildcard searches with ?: a pattern need not start with *
+    ("NAME.PAT*? searches a module", "import re\nre.e*?"),
+    ("?NAME.PAT*", "?re.e*"),
+    ("NAME.*PAT*?", "re.*err*?"),
+    ("PAT*? in the namespace", "abcwild = 1\nabcw*?"),
 ]
 
 

@@ -3,7 +3,7 @@ obj??. Only lines that start a logical line are rewritten: text inside
 strings and brackets is left alone."""
 import re
 
-_HELP_RE = re.compile(r"^\s*(\?\??)?(%{0,2}[A-Za-z_][\w.]*(\[[^\]]*\])?|\*[\w.*]*)\s*(\?\??)?\s*$")
+_HELP_RE = re.compile(r"^\s*(\?\??)?(%{0,2}[A-Za-z_][\w.]*(\[[^\]]*\])?|(?=[\w.]*\*)[A-Za-z_*][\w.*]*)\s*(\?\??)?\s*$")
 # IPython's help_end for a cell magic's name: `%%timeit?` is help, not a cell
 _CELL_HELP_RE = re.compile(r"%%\w+\?")
 _ASSIGN_RE = re.compile(r"^(\s*)([\w.,\s\[\]()*]+?)\s*=\s*([%!])(.*)$")
