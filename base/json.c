@@ -79,7 +79,19 @@ char *cb_json_print(const cJSON *j)
 
 cJSON *cb_json_parse(const char *data, size_t len)
 {
-    return cJSON_ParseWithLength(data, len);
+    /* one value and nothing after it but white space (RFC 8259): cJSON
+     * alone stops after the first value, so `{...} junk` or `{...}{...}`
+     * passed as the first object */
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (!j)
+        return NULL;
+    for (const char *p = end, *stop = data + len; p && p < stop; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(j);
+            return NULL;
+        }
+    return j;
 }
 
 bool cb_json_has_nul_escape(const char *data, size_t len)

@@ -27,7 +27,8 @@ cJSON *cb_json_obj(const cJSON *obj, const char *key);   /* borrowed object or N
 cJSON *cb_json_arr(const cJSON *obj, const char *key);   /* borrowed array or NULL */
 bool cb_json_has(const cJSON *obj, const char *key);
 char *cb_json_print(const cJSON *j);                     /* owned; never NULL; CB_JSON_NUL as \u0000 */
-/* Parse a buffer that is not NUL-terminated. NULL on error. */
+/* Parse a buffer that is not NUL-terminated: one JSON value, then only white
+ * space. NULL on error. */
 cJSON *cb_json_parse(const char *data, size_t len);
 /* Does JSON text hold a "\u0000" escape (which cJSON would cut a string at)? */
 bool cb_json_has_nul_escape(const char *data, size_t len);

@@ -15,7 +15,8 @@ here is a way one sandbox or one client took such a thing from the others:
     starting a shell (it used to get no answer and hold a thread, two fds
     and a shell for 10 minutes);
   - a raw NUL byte in a JSON body is refused (400), not cut short (a
-    command "echo safe<NUL>; rm ..." ran "echo safe");
+    command "echo safe<NUL>; rm ..." ran "echo safe"), and so are bytes
+    after the JSON value (`{...} junk` and `{...}{...}` ran the first);
   - a readiness wait (processes/{id}/wait) ends when its client leaves,
     not at its timeout (up to an hour of a thread, fds and a sandbox kept
     awake).
@@ -150,8 +151,15 @@ try:
     r = srv.request("POST", "/v1/sandboxes/sh-a/files/delete", raw=b'{"path":"/workspace/keep.txt\x00.bak"}',
                     headers={"Content-Type": "application/json"})
     t.ok(r.status == 400, "also in a path: 400 (it used to delete keep.txt)", r)
+    for raw in (b'{"command":"rm /workspace/keep.txt"} xyz',
+                b'{"command":"rm /workspace/keep.txt"}{"command":"true"}'):
+        r = srv.request("POST", "/v1/sandboxes/sh-a/exec", raw=raw, headers={"Content-Type": "application/json"})
+        t.ok(r.status == 400 and r.code == "VALIDATION_FAILED", "bytes after the JSON value: 400 (%r)" % raw[-8:], r)
     out = srv.sh("sh-a", "cat /workspace/keep.txt")
-    t.eq(out.get("stdout"), "keep\n", "and nothing of either request was done")
+    t.eq(out.get("stdout"), "keep\n", "and nothing of those requests was done")
+    r = srv.request("POST", "/v1/sandboxes/sh-a/exec", raw=b'{"command":"echo ws"}\r\n',
+                    headers={"Content-Type": "application/json"})
+    t.ok(r.status == 200 and r.json().get("stdout") == "ws\n", "white space after the value is fine", r)
     r = srv.exec("sh-a", "echo fine")
     t.ok(r.status == 200 and r.json().get("stdout") == "fine\n", "a good request afterwards is served", r)
 finally:

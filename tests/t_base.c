@@ -54,8 +54,18 @@ static void test_json(void)
        "json int clamps huge numbers (no undefined conversion)");
     cJSON_Delete(big);
     cJSON *p = cb_json_parse("{\"a\":1}xxxx", 7);
-    ok(p != NULL, "parse with length ignores trailing bytes");
+    ok(p != NULL, "parse with length ignores the bytes past the length");
     cJSON_Delete(p);
+    p = cb_json_parse("{\"a\":1} \r\n\t", 11);
+    ok(p != NULL, "white space after the value is fine");
+    cJSON_Delete(p);
+    static const char *const junk[] = {"{\"a\":1} x", "{\"a\":1}{\"b\":2}", "[1] [2]", "1 2", "{\"a\":1}\0"};
+    for (size_t i = 0; i < CB_ARRAY_LEN(junk); i++) {
+        size_t n = strlen(junk[i]) + (i == 4);
+        p = cb_json_parse(junk[i], n);
+        ok(p == NULL, "anything after the value is an error (RFC 8259): case %zu", i);
+        cJSON_Delete(p);
+    }
 }
 
 static void test_files(void)
