@@ -488,6 +488,16 @@ static void stream_free(void *cls)
 int sb_reply_stream_ex(sb_req *r, int status, uint64_t size, const char *const *headers,
                        sb_produce_fn produce, void *ctx, void (*free_ctx)(void *))
 {
+    if (size == MHD_SIZE_UNKNOWN && strcmp(r->method, "HEAD") == 0) {
+        /* the headers only: libmicrohttpd would still end a chunked body
+         * ("0" CRLF CRLF), which the client reads as the next reply */
+        if (free_ctx)
+            free_ctx(ctx);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        for (const char *const *h = headers; resp && h && h[0] && h[1]; h += 2)
+            MHD_add_response_header(resp, h[0], h[1]);
+        return queue(r, status, resp);
+    }
     stream_ctx *s = cb_calloc(1, sizeof *s);
     s->produce = produce;
     s->ctx = ctx;

@@ -141,6 +141,30 @@ try:
          "10 readiness waits (600 s) whose clients left end within seconds, not at their timeout",
          (base, threads()))
 
+    # ---- HEAD on a streamed endpoint ----
+    r = srv.post("/v1/sandboxes/sh-b/processes", {"command": "while :; do echo tick; sleep 0.2; done",
+                                                  "processId": "loop"})
+    time.sleep(0.3)
+    s = socket.create_connection((srv.host, srv.port), timeout=10)
+    s.sendall(("HEAD /v1/sandboxes/sh-b/processes/loop/logs/stream HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n" % srv.token).encode())
+    data = b""
+    s.settimeout(1)
+    deadline = time.time() + 10
+    while b'"status":"ok"' not in data and time.time() < deadline:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not d:
+            break
+        data += d
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    t.ok(head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head and rest.startswith(b"HTTP/1.1 200"),
+         "HEAD on a log stream: the headers only, and the next request on the connection is answered "
+         "(a chunked end '0' CRLF CRLF was sent, read as the next reply)", data[:400])
+
     # ---- a raw NUL byte in a JSON body ----
     srv.sh("sh-a", "echo keep > /workspace/keep.txt")
     r = srv.request("POST", "/v1/sandboxes/sh-a/exec",
