@@ -818,9 +818,9 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
         return MHD_YES;
     }
     if (!(r->route->flags & SB_ROUTE_RAW) && r->body.len > 0) {
-        /* cJSON ends a string at U+0000: "a\u0000b" would silently act on "a" */
+        /* cJSON ends a string at U+0000, raw or escaped: "a<NUL>b" and
+         * "a\u0000b" would silently act on "a" (a raw NUL is never valid JSON) */
         if (memchr(r->body.data, '\0', r->body.len)) {
-            /* never valid JSON, and cJSON would stop at it: "a<NUL>b" would act on "a" */
             sb_reply_err(r, SB_E_VALIDATION_FAILED, "the body holds a NUL byte: not valid JSON "
                          "(send such bytes base64-encoded)");
             return MHD_YES;
